@@ -1,0 +1,331 @@
+"""The HTTP API served beside the UI: workspaces, documents, streaming ask (SSE), OpenAI-compatible /v1.
+
+`create_router(services, auth)` returns one APIRouter; `ui.server.serve` includes it in the app that
+also mounts Gradio, and `create_app` builds a stand-alone FastAPI app around it (tests, API-only).
+Every route but /api/health and the docs needs the UI's user:password (HTTP Basic, or Bearer
+"user:password" as OpenAI clients send their api_key). Errors are JSON {"error": {"reason", "message"}}.
+"""
+from __future__ import annotations
+
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.security import HTTPBasic, HTTPBasicCredentials, HTTPBearer, HTTPAuthorizationCredentials
+from pydantic import BaseModel, Field
+
+from app.api_auth import AuthSpec, parse_auth
+from app.api_errors import ApiError, JsonErrorRoute, as_api_error, error_body, error_response
+from app.api_openai import add_openai_routes
+from app.api_stream import iterate_in_thread, sse
+
+API_VERSION = "1"
+DOCS_URL, OPENAPI_URL = "/api/docs", "/api/openapi.json"
+_UPLOAD_CHUNK = 1 << 20
+HISTORY_ENGINE = "client"   # engine name on turns a client sent as history (OpenAI messages)
+
+
+class WorkspaceCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200, description="unique workspace name")
+
+
+class AskBody(BaseModel):
+    question: str = Field(min_length=1, description="the question to answer from the workspace")
+    chat_id: int | None = Field(None, description="continue this chat (its history is used)")
+    stream: bool = Field(True, description="server-sent events (progress, token, done) or one JSON")
+    max_new_tokens: int | None = Field(None, ge=1, le=32768,
+                                       description="answer length limit (default: the server's)")
+
+
+def create_router(services: Any, auth: AuthSpec = None) -> APIRouter:
+    """All API routes (under /api and /v1) for one Services object, guarded by the UI's auth."""
+    require_user = make_auth_dependency(auth)
+    public = APIRouter(route_class=JsonErrorRoute)
+    private = APIRouter(route_class=JsonErrorRoute, dependencies=[Depends(require_user)])
+
+    @public.get("/api/health", tags=["meta"], summary="Liveness check (no auth, loads nothing)")
+    def health() -> dict:
+        return {"status": "ok", "engine": _engine_name(services),
+                "engine_loaded": bool(getattr(services, "answerer_loaded", False))}
+
+    @private.get("/api/info", tags=["meta"], summary="The engine answering questions")
+    def info() -> dict:
+        return dict(services.engine_info())
+
+    # -- workspaces -------------------------------------------------------------------------
+    @private.get("/api/workspaces", tags=["workspaces"], summary="List workspaces")
+    def list_workspaces() -> list[dict]:
+        return [w.to_dict() for w in services.workspaces.list()]
+
+    @private.post("/api/workspaces", status_code=201, tags=["workspaces"],
+                  summary="Create a workspace")
+    def create_workspace(body: WorkspaceCreate) -> dict:
+        return services.workspaces.create(body.name).to_dict()
+
+    @private.get("/api/workspaces/{workspace}", tags=["workspaces"],
+                 summary="One workspace, by id or name")
+    def get_workspace(workspace: str) -> dict:
+        return find_workspace(services, workspace).to_dict()
+
+    @private.patch("/api/workspaces/{workspace}", tags=["workspaces"], summary="Rename a workspace")
+    def rename_workspace(workspace: str, body: WorkspaceCreate) -> dict:
+        return services.workspaces.rename(find_workspace(services, workspace).id, body.name).to_dict()
+
+    @private.delete("/api/workspaces/{workspace}", status_code=204, tags=["workspaces"],
+                    summary="Delete a workspace with its documents and chats")
+    def delete_workspace(workspace: str) -> None:
+        services.workspaces.delete(find_workspace(services, workspace).id)
+
+    @private.get("/api/workspaces/{workspace}/budget", tags=["workspaces"],
+                 summary="Tokens the documents use against the engine's context")
+    def budget(workspace: str) -> dict:
+        return services.budget(find_workspace(services, workspace).id).to_dict()
+
+    # -- documents --------------------------------------------------------------------------
+    @private.get("/api/workspaces/{workspace}/documents", tags=["documents"],
+                 summary="List documents in workspace order")
+    def list_documents(workspace: str) -> list[dict]:
+        ws = find_workspace(services, workspace)
+        return [d.to_dict() for d in services.documents.list(ws.id)]
+
+    @private.post("/api/workspaces/{workspace}/documents", status_code=201, tags=["documents"],
+                  summary="Upload documents (multipart field `files`, one or more)",
+                  description="201 with the added documents. When a file cannot be read, the "
+                              "others are still added and the answer is the first failure's "
+                              "status with {error, added, failed: [{file, reason, message}]}.")
+    def upload_documents(workspace: str, files: list[UploadFile] = File(...),
+                         password: str | None = Form(None)) -> list[dict]:
+        ws = find_workspace(services, workspace)
+        limit = _max_upload_bytes(services)
+        added, failed = [], []
+        for upload in files:        # one bad file does not stop the others
+            try:
+                added.append(_add_upload(services, ws.id, upload, password, limit).to_dict())
+            except Exception as exc:  # noqa: BLE001 -- reported per file below
+                failed.append((upload.filename, as_api_error(exc)))
+        if not failed:
+            return added
+        status, first = failed[0][1].status, failed[0][1]
+        return JSONResponse(status_code=status, content={
+            **error_body(first.reason, "; ".join(e.message for _, e in failed)),
+            "added": added,
+            "failed": [{"file": name, "reason": e.reason, "message": e.message} for name, e in failed]})
+
+    @private.delete("/api/workspaces/{workspace}/documents/{doc_id}", status_code=204,
+                    tags=["documents"], summary="Remove a document")
+    def remove_document(workspace: str, doc_id: int) -> None:
+        services.documents.remove(find_workspace(services, workspace).id, doc_id)
+
+    @private.get("/api/documents/{doc_id}/pages/{number}", tags=["documents"],
+                 summary="Text of one page (1-based physical number)")
+    def page(doc_id: int, number: int) -> dict:
+        return services.documents.page(doc_id, number).to_dict()
+
+    # -- chats and questions ----------------------------------------------------------------
+    @private.get("/api/workspaces/{workspace}/chats", tags=["chats"], summary="List chats")
+    def list_chats(workspace: str) -> list[dict]:
+        return [c.to_dict() for c in services.chats.list(find_workspace(services, workspace).id)]
+
+    @private.get("/api/chats/{chat_id}/messages", tags=["chats"], summary="Messages of a chat")
+    def chat_messages(chat_id: int) -> list[dict]:
+        return [m.to_dict() for m in services.chats.messages(chat_id)]
+
+    @private.post(
+        "/api/workspaces/{workspace}/ask", tags=["chats"],
+        summary="Ask a question; streams server-sent events unless stream=false",
+        responses={200: {"content": {"text/event-stream": {}, "application/json": {}},
+                         "description": "SSE events `progress` {stage, done, total, eta_s, chat_id}, "
+                                        "`token` {text}, `done` (the answer JSON, as `ask --json`), "
+                                        "`error` {error: {reason, message}}; or the answer JSON"}})
+    async def ask(workspace: str, body: AskBody):
+        ws = find_workspace(services, workspace)
+        cancel = threading.Event()
+        stream = await run_in_threadpool(start_ask, services, ws.id, body.question,
+                                         chat_id=body.chat_id, cancel=cancel,
+                                         max_new_tokens=body.max_new_tokens)
+        events = iterate_in_thread(lambda: stream, cancel)
+        if body.stream:
+            return StreamingResponse(_ask_sse(events), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        async for event in events:
+            if event.kind == "done":
+                return answer_json(event.answer, event.chat_id)
+        raise ApiError(500, "internal", "the engine ended without an answer")
+
+    add_openai_routes(private, services)
+
+    # -- catch-alls and docs ----------------------------------------------------------------
+    @public.get(OPENAPI_URL, include_in_schema=False)
+    def openapi(request: Request) -> JSONResponse:
+        return JSONResponse(api_schema(router))
+
+    @public.get(DOCS_URL, include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=OPENAPI_URL, title="jambadocs API")
+
+    router = APIRouter()
+    router.include_router(public)
+    router.include_router(private)
+
+    @router.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                      include_in_schema=False)
+    @router.api_route("/v1/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                      include_in_schema=False)
+    def not_found(rest: str, request: Request) -> JSONResponse:
+        return error_response(ApiError(404, "not_found", f"no API route {request.url.path}"))
+
+    return router
+
+
+def create_app(services: Any, auth: AuthSpec = None) -> FastAPI:
+    """A FastAPI app serving only the API (the UI server includes the same router)."""
+    app = FastAPI(title="jambadocs API", docs_url=None, redoc_url=None, openapi_url=None)
+    app.include_router(create_router(services, auth))
+    return app
+
+
+def api_schema(router: APIRouter) -> dict:
+    return get_openapi(title="jambadocs API", version=API_VERSION, routes=router.routes,
+                       description=__doc__)
+
+
+# -- auth ------------------------------------------------------------------------------------
+
+_basic = HTTPBasic(auto_error=False, description="the UI's user and password")
+_bearer = HTTPBearer(auto_error=False, description='"user:password" (as an OpenAI api_key)')
+
+
+def make_auth_dependency(auth: AuthSpec):
+    """A dependency that lets a request through with valid credentials (or when auth is off)."""
+    check = parse_auth(auth)
+
+    def require_user(basic: HTTPBasicCredentials | None = Depends(_basic),
+                     bearer: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> str | None:
+        if check is None:
+            return None
+        if basic is not None:
+            user, password = basic.username, basic.password
+        elif bearer is not None:
+            user, _, password = bearer.credentials.partition(":")
+        else:
+            raise ApiError(401, "unauthorized", "credentials required: HTTP Basic user:password "
+                           'or "Authorization: Bearer user:password"',
+                           headers={"WWW-Authenticate": 'Basic realm="jambadocs"'})
+        if not check(user, password):
+            raise ApiError(401, "unauthorized", "wrong user or password",
+                           headers={"WWW-Authenticate": 'Basic realm="jambadocs"'})
+        return user
+
+    return require_user
+
+
+# -- helpers shared with the OpenAI routes ---------------------------------------------------
+
+def find_workspace(services: Any, ref: str | int):
+    """A workspace by id ("3") or by exact name; 404 when there is none."""
+    workspaces = services.workspaces.list()
+    text = str(ref)
+    for ws in workspaces:
+        if ws.name == text:
+            return ws
+    if text.isdigit():
+        for ws in workspaces:
+            if ws.id == int(text):
+                return ws
+    names = ", ".join(repr(w.name) for w in workspaces) or "none yet"
+    raise ApiError(404, "workspace_not_found", f"no workspace {text!r} (workspaces: {names})")
+
+
+def start_ask(services: Any, ws_id: int, question: str, *, chat_id: int | None = None,
+              history: list[tuple[str, str]] | None = None, cancel: threading.Event | None = None,
+              max_new_tokens: int | None = None):
+    """Validate and start `services.qa.ask` (errors raise here, before any byte is streamed).
+
+    A `history` (the earlier turns of an OpenAI request) is saved as a new chat first, so the
+    engine sees the conversation and the exchange shows up in the UI like any other chat.
+    """
+    if history:
+        chat_id = seed_chat(services, ws_id, history)
+    return services.qa.ask(ws_id, question, chat_id=chat_id, cancel=cancel,
+                           max_new_tokens=max_new_tokens)
+
+
+def seed_chat(services: Any, ws_id: int, history: list[tuple[str, str]]) -> int:
+    """A new chat holding `history` as (user, assistant) exchanges; returns its id."""
+    turns: list[list[str]] = []          # consecutive turns of one role are merged
+    for role, text in history:
+        if turns and turns[-1][0] == role:
+            turns[-1][1] += "\n\n" + text
+        else:
+            turns.append([role, text])
+    if turns and turns[0][0] == "assistant":
+        turns.insert(0, ["user", ""])
+    chat_id = services.chats.create(ws_id).id
+    for i in range(0, len(turns), 2):
+        question = turns[i][1]
+        answer = turns[i + 1][1] if i + 1 < len(turns) else ""
+        services.chats.save_exchange(chat_id, question, answer, HISTORY_ENGINE, {}, [])
+    return chat_id
+
+
+def answer_json(message: Any, chat_id: int | None = None) -> dict:
+    """The answer exactly as the CLI's `ask --json` prints it, plus chat and message ids."""
+    from app.cli import ask_json
+
+    return {**ask_json(message), "chat_id": chat_id if chat_id is not None else message.chat_id,
+            "message_id": message.id}
+
+
+def progress_json(event: Any) -> dict:
+    return {"stage": event.stage, "done": event.done, "total": event.total, "eta_s": event.eta_s,
+            "chat_id": event.chat_id}
+
+
+async def _ask_sse(events: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+    try:
+        async for event in events:
+            if event.kind == "progress":
+                yield sse(progress_json(event), "progress")
+            elif event.kind == "token":
+                yield sse({"text": event.text}, "token")
+            elif event.kind == "done":
+                yield sse(answer_json(event.answer, event.chat_id), "done")
+    except Exception as exc:  # noqa: BLE001 -- the status line is sent already: report in-stream
+        err = error_response(exc)
+        yield sse(err.body.decode(), "error")
+
+
+def _engine_name(services: Any) -> str | None:
+    """The configured engine, without loading it (a health check must stay cheap)."""
+    settings = getattr(services, "settings", None)
+    return settings.resolved_engine() if settings is not None else None
+
+
+def _max_upload_bytes(services: Any) -> int | None:
+    settings = getattr(services, "settings", None)
+    return getattr(settings, "max_upload_bytes", None)
+
+
+def _add_upload(services: Any, ws_id: int, upload: UploadFile, password: str | None,
+                limit: int | None):
+    """Copy one uploaded file to a private temp folder (bounded by `limit`) and add it."""
+    name = Path((upload.filename or "").replace("\\", "/")).name
+    if name in ("", ".", "..") or "\0" in name:
+        name = "upload"
+    with tempfile.TemporaryDirectory(prefix="jambadocs-upload-") as tmp:
+        path = Path(tmp) / name
+        size = 0
+        with open(path, "wb") as out:
+            while chunk := upload.file.read(_UPLOAD_CHUNK):
+                size += len(chunk)
+                if limit is not None and size > limit:
+                    raise ApiError(413, "too_large",
+                                   f"{name}: larger than the upload limit of {limit} bytes")
+                out.write(chunk)
+        return services.documents.add(ws_id, path, filename=name, password=password or None)

@@ -1,0 +1,191 @@
+"""The HTTP API over real HTTP on loopback: auth, workspaces, uploads, streaming ask, errors, docs."""
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+
+import httpx
+import pytest
+
+WS = "stats"
+
+
+@pytest.fixture(scope="module")
+def workspace(server, corpus, credentials, upload_files):
+    """A workspace holding hsaur-inference.pdf and debian-history-fr.pdf, uploaded over HTTP."""
+    with httpx.Client(base_url=server.url, auth=credentials, timeout=120) as c:
+        assert c.post("/api/workspaces", json={"name": WS}).status_code == 201
+        r = upload_files(c, WS, corpus / "hsaur-inference.pdf", corpus / "debian-history-fr.pdf")
+        assert r.status_code == 201, r.text
+        return r.json()
+
+
+def test_health_needs_no_auth_and_everything_else_does(server, credentials):
+    health = httpx.get(f"{server.url}/api/health").json()
+    assert health["status"] == "ok" and health["engine"] == "extractive"
+    r = httpx.get(f"{server.url}/api/workspaces")
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"].startswith("Basic")
+    assert r.json()["error"]["reason"] == "unauthorized"
+    wrong = httpx.get(f"{server.url}/api/workspaces", auth=(credentials[0], "nope"))
+    assert wrong.status_code == 401 and "wrong user or password" in wrong.json()["error"]["message"]
+    bearer = httpx.get(f"{server.url}/api/workspaces",
+                       headers={"Authorization": f"Bearer {credentials[0]}:{credentials[1]}"})
+    assert bearer.status_code == 200
+    garbled = httpx.get(f"{server.url}/api/workspaces", headers={"Authorization": "Basic %%%"})
+    assert garbled.status_code == 401 and "error" in garbled.json()
+
+
+def test_workspaces_create_list_get_conflict(client, workspace):
+    names = [w["name"] for w in client.get("/api/workspaces").json()]
+    assert WS in names
+    one = client.get(f"/api/workspaces/{WS}").json()
+    assert one["documents"] == 2 and one["pages"] == 15 + 26
+    assert client.get(f"/api/workspaces/{one['id']}").json()["name"] == WS   # by id too
+    dup = client.post("/api/workspaces", json={"name": WS})
+    assert dup.status_code == 409 and dup.json()["error"]["reason"] == "conflict"
+    missing = client.get("/api/workspaces/no-such-space")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["reason"] == "workspace_not_found"
+    client.post("/api/workspaces", json={"name": "scratch"})
+    renamed = client.patch("/api/workspaces/scratch", json={"name": "scratch-2"})
+    assert renamed.status_code == 200 and renamed.json()["name"] == "scratch-2"
+    assert client.delete("/api/workspaces/scratch-2").status_code == 204
+    assert client.get("/api/workspaces/scratch-2").status_code == 404
+    bad = client.post("/api/workspaces", json={"title": "x"})
+    assert bad.status_code == 422 and "name" in bad.json()["error"]["message"]
+
+
+def test_upload_lists_documents_in_order_and_rejects_bad_files(client, workspace, corpus,
+                                                               upload_files):
+    assert [d["filename"] for d in workspace] == ["hsaur-inference.pdf", "debian-history-fr.pdf"]
+    listed = client.get(f"/api/workspaces/{WS}/documents").json()
+    assert [(d["index"], d["filename"], d["pages"]) for d in listed] == [
+        (1, "hsaur-inference.pdf", 15), (2, "debian-history-fr.pdf", 26)]
+    client.post("/api/workspaces", json={"name": "bad-inputs"})
+    r = upload_files(client, "bad-inputs", corpus / "fake.pdf", corpus / "empty.pdf",
+                     corpus / "pari-refcard.pdf")
+    assert r.status_code == 422
+    body = r.json()
+    assert body["error"]["reason"] == "not_pdf" and "fake.pdf" in body["error"]["message"]
+    assert [(f["file"], f["reason"]) for f in body["failed"]] == [("fake.pdf", "not_pdf"),
+                                                                 ("empty.pdf", "empty")]
+    assert [d["filename"] for d in body["added"]] == ["pari-refcard.pdf"]   # the good one is kept
+    locked = upload_files(client, "bad-inputs", corpus / "encrypted.pdf")
+    assert locked.status_code == 422 and locked.json()["error"]["reason"] == "encrypted"
+    opened = upload_files(client, "bad-inputs", corpus / "encrypted.pdf", password="secret123")
+    assert opened.status_code == 201 and opened.json()[0]["pages"] == 26
+    client.post("/api/workspaces", json={"name": "odd-names"})
+    sneaky = client.post("/api/workspaces/odd-names/documents", files=[
+        ("files", ("../../etc/refcard.pdf", (corpus / "pari-refcard.pdf").read_bytes())),
+        ("files", ("C:\\Users\\me\\sheet.pdf", (corpus / "latexsheet-de.pdf").read_bytes()))])
+    assert [d["filename"] for d in sneaky.json()] == ["refcard.pdf", "sheet.pdf"]   # names only
+    page = client.get(f"/api/documents/{listed[0]['id']}/pages/3").json()
+    assert page["number"] == 3 and page["text"]
+
+
+def test_ask_streams_progress_tokens_and_the_cli_json(client, workspace, sse, extractive_services):
+    question = "What does the Wilcoxon signed rank test say about the mooring data?"
+    with client.stream("POST", f"/api/workspaces/{WS}/ask", json={"question": question}) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = [(e, json.loads(d)) for e, d in sse(r)]
+    kinds = [e for e, _ in events]
+    assert kinds[-1] == "done" and kinds.count("done") == 1
+    assert "token" in kinds and "progress" in kinds
+    assert kinds.index("progress") < kinds.index("token")
+    done = events[-1][1]
+    streamed = "".join(d["text"] for e, d in events if e == "token")
+    assert streamed.strip() == done["answer"].strip()   # no <citations> block to strip here
+    assert done["engine"] == "extractive" and done["citations"]
+    for c in done["citations"]:
+        assert set(c) == {"doc", "file", "page", "page_label", "quote", "verified"}
+        assert c["file"] == ("hsaur-inference.pdf", "debian-history-fr.pdf")[c["doc"] - 1]
+    assert any(c["verified"] and c["file"] == "hsaur-inference.pdf" for c in done["citations"])
+    # the same object the CLI's `ask --json` prints for the saved answer
+    from app.cli import ask_json
+
+    saved = extractive_services.chats.messages(done["chat_id"])[-1]
+    assert {k: done[k] for k in ("answer", "engine", "citations", "timings")} == ask_json(saved)
+    # follow-up in the same chat, without streaming
+    again = client.post(f"/api/workspaces/{WS}/ask",
+                        json={"question": "Quand le projet Debian a-t-il été fondé ?",
+                              "chat_id": done["chat_id"], "stream": False})
+    assert again.status_code == 200 and again.json()["chat_id"] == done["chat_id"]
+    assert any(c["file"] == "debian-history-fr.pdf" for c in again.json()["citations"])
+    assert len(client.get(f"/api/chats/{done['chat_id']}/messages").json()) == 4
+
+
+def test_ask_errors_are_json_with_reasons(client, workspace):
+    empty = client.post(f"/api/workspaces/{WS}/ask", json={"question": "   "})
+    assert empty.status_code == 400 and empty.json()["error"]["reason"] == "invalid_input"
+    missing = client.post("/api/workspaces/nowhere/ask", json={"question": "hi"})
+    assert missing.status_code == 404
+    client.post("/api/workspaces", json={"name": "empty-space"})
+    nothing = client.post("/api/workspaces/empty-space/ask", json={"question": "hi"})
+    assert nothing.status_code == 400 and "no documents" in nothing.json()["error"]["message"]
+    not_json = client.post(f"/api/workspaces/{WS}/ask", content=b"{", headers={
+        "content-type": "application/json"})
+    assert not_json.status_code == 422 and not_json.json()["error"]["reason"] == "invalid_request"
+    assert client.get("/api/no/such/route").json()["error"]["reason"] == "not_found"
+
+
+def test_openapi_docs(server):
+    spec = httpx.get(f"{server.url}/api/openapi.json").json()
+    assert {"/api/workspaces", "/api/workspaces/{workspace}/documents",
+            "/api/workspaces/{workspace}/ask", "/v1/chat/completions", "/v1/models"} <= set(spec["paths"])
+    schemes = spec["components"]["securitySchemes"]
+    assert {s["scheme"] for s in schemes.values()} == {"basic", "bearer"}
+    page = httpx.get(f"{server.url}/api/docs")
+    assert page.status_code == 200 and "/api/openapi.json" in page.text
+
+
+def test_basic_header_built_by_hand(server, credentials):
+    token = base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
+    r = httpx.get(f"{server.url}/api/info", headers={"Authorization": f"Basic {token}"})
+    assert r.status_code == 200 and r.json()["engine"] == "extractive"
+
+
+def test_a_client_that_hangs_up_cancels_its_question(client, workspace, sse, extractive_services):
+    """The engine is busy (we hold the queue); the asker waits, hangs up, and its ask is dropped."""
+    queue = extractive_services.queue
+    before = {t.ident for t in threading.enumerate()}
+    held = queue.take()
+    assert queue.wait(held, 30)
+    try:
+        with client.stream("POST", f"/api/workspaces/{WS}/ask",
+                           json={"question": "What is a t-test?"}) as r:
+            event, data = next(sse(r))
+            assert event == "progress" and json.loads(data)["stage"] == "queue"
+            chat_id = json.loads(data)["chat_id"]
+        # hung up: the worker thread must end while the engine is still held
+        deadline = time.monotonic() + 30
+        while any(t.name == "jambadocs-api-answer" and t.ident not in before
+                  for t in threading.enumerate()):
+            assert time.monotonic() < deadline, "the abandoned ask is still waiting for the engine"
+            time.sleep(0.05)
+    finally:
+        queue.release(held)
+    assert extractive_services.chats.messages(chat_id) == []      # nothing answered, nothing saved
+    after = client.post(f"/api/workspaces/{WS}/ask", json={"question": "What is a t-test?",
+                                                          "stream": False})
+    assert after.status_code == 200 and after.json()["citations"]   # the queue moved on
+
+
+def test_uploads_over_the_size_limit_are_refused(tmp_path, corpus, live, credentials, upload_files):
+    from app.config import Settings
+    from app.services import Services
+
+    settings = Settings.from_env(data_dir=tmp_path, engine="extractive", max_upload_bytes=300_000)
+    with Services(settings) as svc, live(svc, auth=None) as server, \
+            httpx.Client(base_url=server.url, timeout=60) as c:    # auth off: no credentials needed
+        assert c.post("/api/workspaces", json={"name": "small"}).status_code == 201
+        big = upload_files(c, "small", corpus / "r-intro.pdf")           # 632,012 bytes
+        assert big.status_code == 413 and big.json()["error"]["reason"] == "too_large"
+        assert "r-intro.pdf" in big.json()["error"]["message"]
+        ok = upload_files(c, "small", corpus / "hsaur-inference.pdf")   # 101,173 bytes
+        assert ok.status_code == 201
+        assert [d["filename"] for d in c.get("/api/workspaces/small/documents").json()] == [
+            "hsaur-inference.pdf"]

@@ -1,0 +1,76 @@
+"""The official `openai` client against /v1 on loopback: workspaces as models, chat, streaming."""
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+WS = "r-manual"
+
+
+@pytest.fixture(scope="module")
+def oai(server, corpus, credentials, upload_files) -> openai.OpenAI:
+    with httpx.Client(base_url=server.url, auth=credentials, timeout=120) as c:
+        assert c.post("/api/workspaces", json={"name": WS}).status_code == 201
+        assert upload_files(c, WS, corpus / "r-intro.pdf").status_code == 201
+    # the api_key is the UI's "user:password", sent as a Bearer token
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key=":".join(credentials), max_retries=0)
+
+
+def test_models_are_the_workspaces(oai):
+    ids = [m.id for m in oai.models.list()]
+    assert WS in ids
+    assert oai.models.retrieve(WS).id == WS
+
+
+def test_chat_completion_answers_from_the_workspace_with_citations(oai, extractive_services):
+    r = oai.chat.completions.create(model=WS, messages=[
+        {"role": "system", "content": "ignored: the workspace's documents make the prompt"},
+        {"role": "user", "content": "How do I quit an R session?"}])
+    content = r.choices[0].message.content
+    assert r.choices[0].finish_reason == "stop" and "[doc 1, p." in content
+    citations = r.model_extra["citations"]
+    assert citations and all(c["file"] == "r-intro.pdf" for c in citations)
+    assert any(c["verified"] for c in citations)
+    # printed page labels of r-intro are physical page - 6; a citation shows both
+    for c in citations:
+        if c["page"] is not None and c["page"] > 6 and c["page_label"] and c["page_label"].isdigit():
+            assert int(c["page_label"]) == c["page"] - 6
+    saved = extractive_services.chats.messages(r.model_extra["chat_id"])
+    assert [m.role for m in saved] == ["user", "assistant"] and saved[-1].text == content
+
+
+def test_streaming_matches_the_final_answer(oai):
+    stream = oai.chat.completions.create(
+        model=WS, stream=True, stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": "What does the function q() do?"}])
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finals = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert len(finals) == 1 and finals[0].choices[0].finish_reason == "stop"
+    assert finals[0].model_extra["citations"] and "[doc 1, p." in text
+    assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) > 3  # really streamed
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+
+
+def test_history_becomes_a_chat(oai, extractive_services):
+    r = oai.chat.completions.create(model=WS, messages=[
+        {"role": "user", "content": "What is R?"},
+        {"role": "assistant", "content": "R is an environment for statistical computing."},
+        {"role": "user", "content": [{"type": "text", "text": "How are vectors created?"}]}])
+    msgs = extractive_services.chats.messages(r.model_extra["chat_id"])
+    assert [(m.role, m.text) for m in msgs[:2]] == [
+        ("user", "What is R?"), ("assistant", "R is an environment for statistical computing.")]
+    assert msgs[2].text == "How are vectors created?" and msgs[3].text == r.choices[0].message.content
+
+
+def test_errors_reach_the_client(oai, server):
+    with pytest.raises(openai.NotFoundError) as err:
+        oai.chat.completions.create(model="no-such-workspace",
+                                    messages=[{"role": "user", "content": "hi"}])
+    assert err.value.body["reason"] == "model_not_found"
+    with pytest.raises(openai.BadRequestError):
+        oai.chat.completions.create(model=WS, messages=[{"role": "assistant", "content": "hi"}])
+    bad_key = openai.OpenAI(base_url=f"{server.url}/v1", api_key="alice:wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        bad_key.models.list()

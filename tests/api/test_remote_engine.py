@@ -1,0 +1,110 @@
+"""The `remote` engine answering through a real OpenAI-compatible server on loopback: jambadocs' own
+API, once with the extractive engine (a workspace as the model) and once serving a tiny Jamba
+checkpoint (the bundled model itself, model id `engine`)."""
+from __future__ import annotations
+
+import dataclasses
+
+import httpx
+import pytest
+
+from app.answerers.base import AnswerRequest
+from app.answerers.remote import RemoteAnswerer, build_messages, system_text
+from app.config import Settings
+from app.errors import EngineUnavailable
+from app.services import Services
+
+
+def test_remote_answers_with_verified_citations_through_a_workspace(
+        server, corpus, credentials, upload_files, tmp_path):
+    # the server holds the documents in workspace "shared"; so does the client's own workspace
+    with httpx.Client(base_url=server.url, auth=credentials, timeout=120) as c:
+        c.post("/api/workspaces", json={"name": "shared"})
+        assert upload_files(c, "shared", corpus / "hsaur-inference.pdf").status_code == 201
+    remote = RemoteAnswerer(base_url=server.url, model="shared", api_key=":".join(credentials))
+    settings = Settings.from_env(data_dir=tmp_path / "client", engine="remote",
+                                 remote_url=f"{server.url}/v1", remote_model="shared")
+    with Services(settings, answerer=remote) as svc:
+        ws = svc.workspaces.create("mine")
+        svc.documents.add(ws.id, corpus / "hsaur-inference.pdf")
+        events = list(svc.qa.ask(ws.id, "What is the result of the Wilcoxon signed rank test?"))
+        assert svc.engine_info()["engine"] == "remote"
+    tokens = "".join(e.text for e in events if e.kind == "token")
+    answer = events[-1].answer
+    assert events[-1].kind == "done" and answer.engine == "remote"
+    assert tokens.strip() == answer.text.strip() and sum(e.kind == "token" for e in events) > 3
+    assert answer.citations and all(c.filename == "hsaur-inference.pdf" for c in answer.citations)
+    assert all(c.verified for c in answer.citations)   # verified on the client's own copy
+    assert answer.timings["new_tokens"] > 0 and answer.timings["ttft_s"] is not None
+
+
+def test_remote_reports_unreachable_and_refusing_servers(server, credentials):
+    dead = RemoteAnswerer(base_url="http://127.0.0.1:9/v1", model="x", timeout_s=5)
+    with pytest.raises(EngineUnavailable, match="cannot reach"):
+        list(dead.answer(AnswerRequest(documents=[], question="hi")))
+    wrong = RemoteAnswerer(base_url=server.url, model="no-such-workspace",
+                           api_key=":".join(credentials))
+    with pytest.raises(EngineUnavailable, match="HTTP 404.*no-such-workspace"):
+        list(wrong.answer(AnswerRequest(documents=[], question="hi")))
+
+
+def test_system_message_is_the_documents_block_as_the_prompt_builder_renders_it(
+        tiny_engine, corpus):
+    from ingest import read_document
+    from ingest.prompt import BUILTIN_TEMPLATE, SYSTEM_PROMPT, document_text, document_title
+
+    docs = [read_document(corpus / "pari-refcard.pdf"), read_document(corpus / "latexsheet-de.pdf")]
+    text = system_text(docs)
+    rendered = tiny_engine.tokenizer.apply_chat_template(
+        [{"role": "system", "content": SYSTEM_PROMPT}], chat_template=BUILTIN_TEMPLATE,
+        documents=[{"id": i, "title": document_title(d, i), "text": document_text(d)}
+                   for i, d in enumerate(docs, start=1)], tokenize=False)
+    assert rendered == f"{tiny_engine.tokenizer.bos_token}<|bom|><|system|> {text}<|eom|>"
+    # the first message depends on the documents only: the server's prefix cache can hit
+    one = build_messages(docs, "first question?", [])
+    two = build_messages(docs, "another one", [("user", "first question?"), ("assistant", "yes")])
+    assert one[0] == two[0] and [m["role"] for m in two] == ["system", "user", "assistant", "user"]
+
+
+@pytest.fixture(scope="module")
+def jamba_server(tiny_checkpoint, tmp_path_factory, live):
+    settings = Settings.from_env(data_dir=tmp_path_factory.mktemp("api-jamba"), engine="jamba",
+                                 model=str(tiny_checkpoint), device="cpu", max_new_tokens=24)
+    with Services(settings) as svc, live(svc, auth=None) as server:
+        yield server
+
+
+def test_remote_through_a_jamba_server_generates_what_the_model_does_locally(
+        jamba_server, tiny_engine, corpus):
+    from ingest import read_document
+    from engine.llama_index_llm import JambaLLM
+    from llama_index.core.llms import ChatMessage
+
+    doc = read_document(corpus / "pari-refcard.pdf")
+    # one page, cut short: a prompt the tiny model prefills in a moment on 2 CPU cores
+    doc.pages = [dataclasses.replace(doc.pages[0], text=doc.pages[0].text[:200])]
+    remote = RemoteAnswerer(base_url=f"{jamba_server.url}/v1")   # model: the server's first
+    assert remote.model == "engine" and remote.info()["max_context"] == tiny_engine.max_context
+    req = AnswerRequest(documents=[doc], question="Which command factors an integer?",
+                        max_new_tokens=16)
+    events = list(remote.answer(req))
+    done = events[-1]
+    pieces = [e.text for e in events if e.kind == "token"]
+    assert done.kind == "done" and done.text == "".join(pieces) and len(pieces) > 1
+    # greedy decoding: the server's answer is the local model's answer on the same messages
+    local = JambaLLM(tiny_engine, max_new_tokens=16).chat(
+        [ChatMessage(role=m["role"], content=m["content"]) for m in build_messages([doc], req.question, [])])
+    assert done.text == local.message.content
+    prompt_ids = tiny_engine.tokenizer.apply_chat_template(
+        build_messages([doc], req.question, []), tokenize=False, add_generation_prompt=True)
+    n_prompt = len(tiny_engine.tokenizer(prompt_ids, add_special_tokens=False)["input_ids"])
+    assert done.timings["prompt_tokens"] == n_prompt
+    # the same through the plain OpenAI client, without streaming
+    import openai
+
+    oai = openai.OpenAI(base_url=f"{jamba_server.url}/v1", api_key="unused")
+    plain = oai.chat.completions.create(model="engine", max_tokens=16,
+                                        messages=build_messages([doc], req.question, []))
+    assert plain.choices[0].message.content == done.text
+    assert plain.usage.prompt_tokens == n_prompt
+    assert (plain.choices[0].finish_reason == "length") == (plain.usage.completion_tokens == 16)
