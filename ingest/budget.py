@@ -1,0 +1,199 @@
+"""Token budget: count tokens per document and page, and when a set does not fit the model's
+context, keep the pages most relevant to the question (BM25, llama-index) in reading order and
+report exactly what was left out. Nothing is ever cut silently.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ingest.model import Document
+from ingest.prompt import DocumentInput, citation_labels, document_title
+
+CHARS_PER_TOKEN_ESTIMATE = 4.0     # UTF-8 bytes per token, used without a tokenizer (an estimate)
+RESERVE_QUESTION_TOKENS = 1024     # question + conversation turns
+RESERVE_ANSWER_TOKENS = 1024       # the answer
+RESERVE_FRAME_TOKENS = 256         # preamble (system prompt) and the documents block's frame
+# Counted with the same counter as the pages: a document's frame and a left-out-pages line.
+_FRAME = "\n\n## Document ID: {n}\nTitle: {title}\nText: "
+_GAP = "[... pages 9999-9999 not included ...]\n\n"
+
+Counter = Callable[[list[str]], list[int]]
+
+
+def tokenizer_counter(tokenizer: Any) -> Counter:
+    """Exact counts with a transformers tokenizer (its fast backend in one batch when it has one)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        return lambda texts: [len(e.ids) for e in backend.encode_batch(texts, add_special_tokens=False)]
+    return lambda texts: [len(tokenizer.encode(t, add_special_tokens=False)) for t in texts]
+
+
+def estimate_counter(texts: list[str]) -> list[int]:
+    """Token estimate without a tokenizer: UTF-8 bytes / 4 (BPE vocabularies average 3-5 bytes per
+    token on prose; non-Latin scripts use more bytes per letter and also more tokens)."""
+    return [math.ceil(len(t.encode("utf-8")) / CHARS_PER_TOKEN_ESTIMATE) for t in texts]
+
+
+def context_budget(max_context: int, reserve_question: int = RESERVE_QUESTION_TOKENS,
+                   reserve_answer: int = RESERVE_ANSWER_TOKENS, reserve_frame: int = RESERVE_FRAME_TOKENS) -> int:
+    """Tokens left for the documents: the model's context (config max_position_embeddings) less
+    the reserves for the prompt frame, the question and conversation, and the answer."""
+    budget = max_context - reserve_question - reserve_answer - reserve_frame
+    if budget <= 0:
+        raise ValueError(f"context of {max_context} tokens leaves no room for documents after the reserves")
+    return budget
+
+
+@dataclass
+class Omission:
+    """Pages of one document that were left out."""
+
+    doc: int                 # 1-based position in the document list (as in [doc N])
+    filename: str
+    pages: list[int]         # 1-based physical page numbers
+    tokens: int              # their tokens (estimated when `FitResult.estimated`)
+
+
+@dataclass
+class FitResult:
+    documents: list[DocumentInput]       # every document, with the pages kept in reading order
+    budget: int
+    tokens: int                          # tokens of the kept pages and frames
+    total_tokens: int                    # tokens the whole set would need
+    estimated: bool                      # True when counted without a tokenizer
+    omitted: list[Omission] = field(default_factory=list)
+    page_tokens: list[list[int]] = field(default_factory=list)   # per document, per page
+    strategy: str = "all"                # "all" (everything fits) or "bm25"
+
+    @property
+    def fits(self) -> bool:
+        return not self.omitted
+
+    @property
+    def omitted_tokens(self) -> int:
+        return sum(o.tokens for o in self.omitted)
+
+    def summary(self) -> str:
+        """One line for the user: what was left out, or that everything fits."""
+        approx = "~" if self.estimated else ""
+        if self.fits:
+            return f"all {len(self.documents)} documents fit ({approx}{self.tokens} of {self.budget} tokens)"
+        parts = [f"doc {o.doc} ({o.filename}): {_page_ranges(o.pages)}" for o in self.omitted]
+        return (f"left out {approx}{self.omitted_tokens} tokens to fit {self.budget}: " + "; ".join(parts) +
+                " (the pages kept were chosen by relevance to the question)")
+
+
+def count_pages(documents: Sequence[Document | DocumentInput], counter: Counter | None = None) -> list[list[int]]:
+    """Tokens of each page's body as the prompt shows it ("[p. 5]\\n" + text + separator)."""
+    counter = counter or estimate_counter
+    bodies: list[str] = []
+    sizes: list[int] = []
+    for doc in documents:
+        cites = citation_labels(doc.pages)
+        bodies.extend(f"[p. {c}]\n{p.text}\n\n" for c, p in zip(cites, doc.pages))
+        sizes.append(len(doc.pages))
+    flat = counter(bodies) if bodies else []
+    out, pos = [], 0
+    for n in sizes:
+        out.append(flat[pos: pos + n])
+        pos += n
+    return out
+
+
+def fit_documents(documents: Sequence[Document | DocumentInput], question: str, budget: int,
+                  counter: Counter | None = None, tokenizer: Any = None) -> FitResult:
+    """Fit `documents` into `budget` tokens. Give `tokenizer` (or an exact `counter`) for real
+    counts; without one, tokens are estimated and the result says so."""
+    if counter is None and tokenizer is not None:
+        counter = tokenizer_counter(tokenizer)
+    estimated = counter is None
+    counter = counter or estimate_counter
+    docs = [d if isinstance(d, DocumentInput) else DocumentInput.from_document(d) for d in documents]
+    page_tokens = count_pages(docs, counter)
+    frames = [_FRAME.format(n=i, title=document_title(d, i)) for i, d in enumerate(docs, start=1)]
+    overheads = counter(frames) if docs else []
+    gap_tokens = counter([_GAP])[0]
+    total = sum(map(sum, page_tokens)) + sum(overheads)
+    if total <= budget:
+        return FitResult(docs, budget, total, total, estimated, [], page_tokens, "all")
+
+    keep = _select(docs, page_tokens, overheads, gap_tokens, question, budget)
+    kept_docs, omitted, used = [], [], 0
+    for d_index, (doc, tokens) in enumerate(zip(docs, page_tokens)):
+        chosen = sorted(keep.get(d_index, ()))
+        kept_docs.append(DocumentInput(doc.title, [doc.pages[i] for i in chosen], doc.filename,
+                                       doc.page_count or len(doc.pages)))
+        if chosen:
+            used += overheads[d_index] + sum(tokens[i] for i in chosen) + gap_tokens * _gaps(chosen, len(tokens))
+        dropped = [i for i in range(len(doc.pages)) if i not in keep.get(d_index, set())]
+        if dropped:
+            omitted.append(Omission(d_index + 1, doc.filename or doc.title, [doc.pages[i].number for i in dropped],
+                                    sum(tokens[i] for i in dropped)))
+    return FitResult(kept_docs, budget, used, total, estimated, omitted, page_tokens, "bm25")
+
+
+def _select(docs: list[DocumentInput], page_tokens: list[list[int]], overheads: list[int],
+            gap_tokens: int, question: str, budget: int) -> dict[int, set[int]]:
+    """Greedy by relevance: pages in BM25 order (then reading order for pages without a match),
+    each taken if it still fits with its document's frame and a gap marker."""
+    order = _rank_pages(docs, question)
+    keep: dict[int, set[int]] = {}
+    used = 0
+    for d, i in order:
+        # each kept page may open one more gap line; the first page of a document adds its frame and
+        # the closing gap line
+        cost = page_tokens[d][i] + gap_tokens + (overheads[d] + gap_tokens if d not in keep else 0)
+        if used + cost <= budget:
+            keep.setdefault(d, set()).add(i)
+            used += cost
+    return keep
+
+
+def _rank_pages(docs: list[DocumentInput], question: str) -> list[tuple[int, int]]:
+    """(doc index, page index) of every page, most relevant to `question` first."""
+    reading = [(d, i) for d, doc in enumerate(docs) for i in range(len(doc.pages))]
+    texted = [(d, i) for d, i in reading if docs[d].pages[i].text.strip()]
+    if not question.strip() or not texted:
+        return reading
+    from llama_index.core.schema import TextNode
+    from llama_index.retrievers.bm25 import BM25Retriever
+
+    nodes = [TextNode(text=docs[d].pages[i].text, id_=f"{d}:{i}") for d, i in texted]
+    retriever = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=len(nodes), language="en")
+    ranked = []
+    for hit in retriever.retrieve(question):
+        if hit.score and hit.score > 0:
+            d, i = map(int, hit.node.node_id.split(":"))
+            ranked.append((d, i))
+    seen = set(ranked)
+    return ranked + [key for key in reading if key not in seen]
+
+
+def _gaps(chosen: list[int], n_pages: int) -> int:
+    """Number of "[... not included ...]" markers the kept pages produce."""
+    gaps, expected = 0, 0
+    for i in chosen:
+        if i > expected:
+            gaps += 1
+        expected = i + 1
+    return gaps + (1 if chosen and expected < n_pages else 0)
+
+
+def _page_ranges(numbers: list[int]) -> str:
+    """[1, 2, 3, 7, 9, 10] -> 'pp. 1-3, 7, 9-10'."""
+    runs: list[str] = []
+    start = prev = None
+    for n in numbers:
+        if prev is not None and n == prev + 1:
+            prev = n
+            continue
+        if start is not None:
+            runs.append(f"{start}-{prev}" if prev != start else f"{start}")
+        start = prev = n
+    if start is not None:
+        runs.append(f"{start}-{prev}" if prev != start else f"{start}")
+    return ("p. " if len(numbers) == 1 else "pp. ") + ", ".join(runs)
+

@@ -1,0 +1,260 @@
+"""Formats without pages (.txt, .md, .html, .docx): split into citable sections or fixed-size parts.
+
+A file with headings is cut at its headings (unit "section", label "§3 Installation"); one without
+is cut into parts of about `PART_CHARS` characters at paragraph or line ends (unit "part", label
+"part 3"). A section longer than `MAX_SECTION_CHARS` is cut into pieces the same way, each labelled
+"§4 Heading (cont.)". The number in a label always equals `Page.number`, so a citation `[doc 1, p. 4]`
+resolves to the same unit whether it uses the number or the label's position.
+"""
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from xml.etree import ElementTree
+
+import charset_normalizer
+from bs4 import BeautifulSoup
+from markdown_it import MarkdownIt
+
+from ingest.errors import IngestError
+from ingest.normalize import normalize_text
+
+PART_CHARS = 3000            # about one printed page of prose (the corpus PDFs average ~2,800 chars/page)
+MAX_SECTION_CHARS = 6000
+MAX_DOCX_XML_BYTES = 200 * 1024 * 1024   # zip-bomb guard for word/document.xml
+
+
+@dataclass
+class Section:
+    heading: str | None      # None for text before the first heading or for plain parts
+    level: int
+    text: str                # normalised, heading line included
+
+
+@dataclass
+class TextContent:
+    title: str | None
+    unit: str                          # "section" or "part"
+    units: list[tuple[str, str]]       # (label, text) per citable unit
+    outline: list[tuple[str, int, int]]
+
+
+# ---------------------------------------------------------------- decoding
+
+def decode_text(data: bytes, path: str | Path) -> str:
+    """Bytes of a text file to str: UTF-8 (with or without BOM), else the charset charset-normalizer
+    finds; binary data is refused as `unsupported`."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    best = charset_normalizer.from_bytes(data).best()
+    if best is None:
+        raise IngestError("unsupported", path, "binary data, not text in any known encoding")
+    return str(best)
+
+
+# ---------------------------------------------------------------- splitting
+
+def split_parts(text: str, size: int = PART_CHARS) -> list[str]:
+    """Cut `text` into pieces of at most ~`size` chars, preferring paragraph, then line, then word
+    ends (linear in the length of `text`)."""
+    text = text.strip()
+    parts: list[str] = []
+    start, end = 0, len(text)
+    while end - start > size:
+        cut = -1
+        for sep in ("\n\n", "\n", " "):
+            cut = text.rfind(sep, start + size // 2, start + size + 1)
+            if cut > start:
+                break
+        if cut <= start:
+            cut = start + size
+        parts.append(text[start:cut].strip())
+        start = cut
+    if text[start:].strip():
+        parts.append(text[start:].strip())
+    return [p for p in parts if p]
+
+
+def units_from_sections(sections: list[Section], title: str | None) -> TextContent:
+    """Sections (or, when there is no heading, the whole text) to labelled units and an outline."""
+    sections = [s for s in sections if s.text.strip()]
+    if not any(s.heading for s in sections):
+        whole = "\n\n".join(s.text for s in sections)
+        units = [(f"part {i}", t) for i, t in enumerate(split_parts(whole), start=1)]
+        return TextContent(title, "part", units, [])
+    units: list[tuple[str, str]] = []
+    outline: list[tuple[str, int, int]] = []
+    for s in sections:
+        heading = s.heading or "(untitled)"
+        pieces = split_parts(s.text, MAX_SECTION_CHARS) if len(s.text) > MAX_SECTION_CHARS else [s.text]
+        if s.heading:
+            outline.append((s.heading, s.level, len(units) + 1))
+        for k, piece in enumerate(pieces):
+            number = len(units) + 1
+            label = f"§{number} {heading}" + (" (cont.)" if k else "")
+            units.append((label, piece))
+    return TextContent(title, "section", units, outline)
+
+
+def _first_line_title(text: str) -> str | None:
+    for line in text.splitlines():
+        line = line.strip().lstrip("#").strip()
+        if len(re.findall(r"[^\W\d_]", line)) >= 3:
+            return line[:150]
+    return None
+
+
+# ---------------------------------------------------------------- formats
+
+def read_txt(data: bytes, path: str | Path) -> TextContent:
+    text = normalize_text(decode_text(data, path))
+    return units_from_sections([Section(None, 0, text)], _first_line_title(text))
+
+
+def read_markdown(data: bytes, path: str | Path) -> TextContent:
+    """Sections at ATX/setext headings as markdown-it parses them (so '# ' inside code is no heading)."""
+    source = decode_text(data, path).replace("\r\n", "\n").replace("\r", "\n")
+    lines = source.split("\n")
+    tokens = MarkdownIt("commonmark").parse(source)
+    starts: list[tuple[int, int, str]] = []       # (line, level, heading text)
+    for i, tok in enumerate(tokens):
+        if tok.type == "heading_open" and tok.map and tok.level == 0:
+            starts.append((tok.map[0], int(tok.tag[1]), normalize_text(tokens[i + 1].content)))
+    sections: list[Section] = []
+    bounds = [s[0] for s in starts] + [len(lines)]
+    if not starts or starts[0][0] > 0:
+        sections.append(Section(None, 0, normalize_text("\n".join(lines[: bounds[0]]))))
+    for (line, level, heading), end in zip(starts, bounds[1:]):
+        sections.append(Section(heading, level, normalize_text("\n".join(lines[line:end]))))
+    h1 = next((h for _, lvl, h in starts if lvl == 1), None)
+    return units_from_sections(sections, h1 or _first_line_title(normalize_text(source)))
+
+
+_HTML_BLOCKS = ["p", "div", "li", "tr", "br", "pre", "blockquote", "section", "article", "table",
+                "ul", "ol", "dl", "dt", "dd", "header", "footer", "figure", "figcaption", "hr"]
+_HTML_DROP = ["script", "style", "noscript", "template", "svg", "head"]
+_HEADING_MARK = "\x1e"       # record separator: cannot occur in normalised text
+
+
+def read_html(data: bytes, path: str | Path) -> TextContent:
+    """Visible text of an HTML file, cut into sections at <h1>..<h6>."""
+    soup = BeautifulSoup(decode_text(data, path), "html.parser")
+    title_tag = soup.find("title")
+    title = normalize_text(title_tag.get_text(" ")) if title_tag else ""
+    for tag in soup.find_all(_HTML_DROP):
+        tag.decompose()
+    for heading in soup.find_all(re.compile(r"^h[1-6]$")):
+        text = normalize_text(heading.get_text(" "))
+        heading.replace_with(f"\n{_HEADING_MARK}{heading.name[1]}{text}\n")
+    for tag in soup.find_all(_HTML_BLOCKS):
+        tag.insert_after("\n")
+    for cell in soup.find_all(["td", "th"]):
+        cell.insert_after(" ")
+    sections: list[Section] = []
+    for chunk in re.split(f"(?={_HEADING_MARK})", soup.get_text()):
+        if chunk.startswith(_HEADING_MARK):
+            first, _, rest = chunk[1:].partition("\n")
+            level, heading = int(first[0]), first[1:].strip()
+            sections.append(Section(heading or None, level, normalize_text(f"{heading}\n{rest}")))
+        else:
+            sections.append(Section(None, 0, normalize_text(chunk)))
+    if not title:
+        title = next((s.heading for s in sections if s.heading), None) or ""
+    return units_from_sections(sections, title or None)
+
+
+_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+
+
+def read_docx(data: bytes, path: str | Path) -> TextContent:
+    """Paragraph text of word/document.xml (tables included), sections at heading-styled paragraphs."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise IngestError("corrupt", path, "not a valid .docx (not a ZIP archive)") from None
+    with archive:
+        try:
+            info = archive.getinfo("word/document.xml")
+        except KeyError:
+            raise IngestError("corrupt", path, "not a valid .docx (no word/document.xml)") from None
+        if info.file_size > MAX_DOCX_XML_BYTES:
+            raise IngestError("too_large", path, f"word/document.xml unpacks to {info.file_size} bytes")
+        try:
+            body = ElementTree.fromstring(archive.read(info))
+            styles = _docx_heading_styles(archive)
+            title = _docx_core_title(archive)
+        except (ElementTree.ParseError, zipfile.BadZipFile, OSError, EOFError) as err:
+            raise IngestError("corrupt", path, f"damaged .docx ({err})") from None
+    sections: list[Section] = [Section(None, 0, "")]
+    lines: list[str] = []
+
+    def close_section() -> None:
+        sections[-1].text = normalize_text("\n".join(lines))
+        lines.clear()
+
+    for para in body.iter(f"{_W}p"):
+        text = _docx_paragraph_text(para)
+        style = para.find(f"{_W}pPr/{_W}pStyle")
+        level = styles.get(style.get(f"{_W}val")) if style is not None else None
+        if level is not None and text.strip():
+            close_section()
+            heading = normalize_text(text)
+            if level == 0:          # "Title" style: the document title, level-1 section
+                title = title or heading
+                level = 1
+            sections.append(Section(heading, level, ""))
+        lines.append(text)
+    close_section()
+    if not title:
+        title = next((s.heading for s in sections if s.heading), None)
+    return units_from_sections(sections, title)
+
+
+def _docx_paragraph_text(para: ElementTree.Element) -> str:
+    out = []
+    for el in para.iter():
+        if el.tag == f"{_W}t" and el.text:
+            out.append(el.text)
+        elif el.tag == f"{_W}tab":
+            out.append("\t")
+        elif el.tag in (f"{_W}br", f"{_W}cr"):
+            out.append("\n")
+    return "".join(out)
+
+
+def _docx_heading_styles(archive: zipfile.ZipFile) -> dict[str, int]:
+    """styleId -> heading level (0 for the Title style), from styles.xml names ("heading 2") or
+    outline levels, so localised style ids ("berschrift2") work too."""
+    levels: dict[str, int] = {"Title": 0}
+    levels.update({f"Heading{n}": n for n in range(1, 10)})
+    if "word/styles.xml" not in archive.namelist():
+        return levels
+    root = ElementTree.fromstring(archive.read("word/styles.xml"))
+    for style in root.iter(f"{_W}style"):
+        sid = style.get(f"{_W}styleId")
+        name_el = style.find(f"{_W}name")
+        name = (name_el.get(f"{_W}val") or "").lower() if name_el is not None else ""
+        outline = style.find(f"{_W}pPr/{_W}outlineLvl")
+        if m := re.fullmatch(r"heading\s*(\d)", name):
+            levels[sid] = int(m.group(1))
+        elif name == "title":
+            levels[sid] = 0
+        elif outline is not None and (val := outline.get(f"{_W}val", "")).isdigit() and int(val) < 9:
+            levels[sid] = int(val) + 1
+    return levels
+
+
+def _docx_core_title(archive: zipfile.ZipFile) -> str | None:
+    if "docProps/core.xml" not in archive.namelist():
+        return None
+    root = ElementTree.fromstring(archive.read("docProps/core.xml"))
+    el = root.find("{http://purl.org/dc/elements/1.1/}title")
+    return normalize_text(el.text) if el is not None and el.text and el.text.strip() else None
+
+
+READERS = {"txt": read_txt, "md": read_markdown, "html": read_html, "docx": read_docx}

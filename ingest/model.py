@@ -1,0 +1,42 @@
+"""What ingestion produces: a Document of numbered Pages (or sections / parts for page-less formats)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Page:
+    """One citable unit. For PDFs a physical page; for other formats a section or a fixed-size part."""
+
+    number: int              # 1-based physical page (or section / part index)
+    label: str | None        # printed page label ("iv", "12"), "§2 Installation", "part 3"; None if none
+    text: str                # normalised text; "" for a blank page
+
+
+@dataclass
+class Document:
+    """A read document. `pages` keeps every unit, blank ones included, so numbering stays right."""
+
+    title: str
+    filename: str
+    kind: str                                # "pdf", "txt", "md", "html", "docx"
+    unit: str                                # "page", "section" or "part"
+    pages: list[Page]
+    content_hash: str                        # sha256 hex of the file bytes
+    text_hash: str                           # sha256 hex of the normalised page texts (see hashing.py)
+    outline: list[tuple[str, int, int]] = field(default_factory=list)   # (title, level, page_number)
+    notes: list[str] = field(default_factory=list)   # deliberate choices worth showing, e.g. ignored copy restrictions
+
+    @property
+    def page_count(self) -> int:
+        return len(self.pages)
+
+    @property
+    def char_count(self) -> int:
+        return sum(len(p.text) for p in self.pages)
+
+    def page(self, number: int) -> Page:
+        """The page with 1-based physical `number` (IndexError if out of range)."""
+        if not 1 <= number <= len(self.pages):
+            raise IndexError(f"{self.filename} has no page {number} (1..{len(self.pages)})")
+        return self.pages[number - 1]

@@ -1,0 +1,70 @@
+"""Text normalisation for reading and matching.
+
+Deliberately narrower than NFKC: NFKC would also turn "x²" into "x2" and "½" into "1⁄2", which
+changes meaning in technical text. We fold only the compatibility characters that hurt reading
+and matching (ligatures, Arabic/Hebrew presentation forms, math-alphanumeric letters, full-width
+forms, odd spaces), then compose everything to NFC.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# PDFium marks a line-end hyphen of a hyphenated word with U+FFFE ("proceed\ufffeings") and puts no
+# line break after it, so dropping the marker rejoins the word. A hyphen PDFium leaves visible at a
+# line end ("3-\n540", "1-\nJan-1970" in the corpus) is a real one and is kept: guessing would turn
+# "well-\nknown" into "wellknown".
+_PDFIUM_SOFT_HYPHEN = "\ufffe\x02"     # get_text_range() gives U+FFFE, get_text_bounded() U+0002
+# Bidi embedding / override / isolate / mark controls (pdftotext and some producers add these);
+# logical order is already in the text, the controls only break matching.
+_BIDI_CONTROLS = "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u061c"
+_INVISIBLE = "\u00ad\u200b\u2060\ufeff" + _PDFIUM_SOFT_HYPHEN + _BIDI_CONTROLS
+_DROP = re.compile("\u00ad\n|[" + _INVISIBLE + "]")
+
+# Compatibility characters folded with NFKC, one by one.
+_FOLD = re.compile(
+    "[\ufb00-\ufb06"        # Latin ligatures ﬀ ﬁ ﬂ ﬃ ﬄ ﬅ ﬆ
+    "\ufb13-\ufb17"         # Armenian ligatures
+    "\ufb1d-\ufdff"         # Hebrew and Arabic presentation forms A
+    "\ufe70-\ufefe"         # Arabic presentation forms B
+    "\uff01-\uffee"         # full-width / half-width forms
+    "\U0001d400-\U0001d7ff" # mathematical alphanumeric symbols (𝑥 -> x, 𝜋 -> π)
+    "]+"
+)
+# Odd spaces and control characters (but not \n) become one space.
+_ODD_SPACES = re.compile(r"[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\t\f\v\x00-\x08\x0e-\x1f\x7f-\x9f]+")
+_SPACES = re.compile(r"(?<=\S) {2,}")        # runs inside a line; indentation stays
+_TRAILING = re.compile(r" +(?=\n)")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+def _nfkc(match: re.Match[str]) -> str:
+    return unicodedata.normalize("NFKC", match.group())
+
+
+def normalize_text(text: str) -> str:
+    """Readable, matchable text: folded compatibility forms, NFC, no invisible or control characters,
+    words joined across PDFium-marked line-end hyphens (U+FFFE), single spaces, at most one blank line in a row."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.isascii():                      # the cheap checks first: most pages need few steps
+        text = _DROP.sub("", text)
+        text = _FOLD.sub(_nfkc, text)
+        if not unicodedata.is_normalized("NFC", text):
+            text = unicodedata.normalize("NFC", text)
+    elif "\x02" in text:
+        text = text.replace("\x02", "")
+    text = _ODD_SPACES.sub(" ", text)
+    if "  " in text:
+        text = _SPACES.sub(" ", text)
+    if " \n" in text:
+        text = _TRAILING.sub("", text)
+    if "\n\n\n" in text:
+        text = _BLANK_LINES.sub("\n\n", text)
+    return text.strip("\n ").rstrip()
+
+
+def match_key(text: str) -> str:
+    """A looser form for finding a phrase in a page: normalised, case-folded, whitespace removed.
+    Whitespace is dropped entirely because PDF extraction sometimes splits a word with a stray
+    space (Arabic "الثانو ية") or joins two words at a line break."""
+    return re.sub(r"\s+", "", normalize_text(text).casefold())

@@ -1,0 +1,317 @@
+"""Prompt assembly as token segments whose boundaries never move.
+
+    [preamble] [doc 1] [doc 2] ... [doc n] [tail = end of the documents block + conversation + question]
+
+Each segment is tokenised on its own, so the tokens of the preamble and of doc k depend only on the
+preamble and on docs 1..k: appending a document or asking another question leaves them identical,
+and a saved model state for that prefix can be reused (app/state_store keys on the token ids and on
+`PROMPT_FORMAT_VERSION`).
+
+The format comes from the checkpoint's chat template when it takes `documents` (Jamba 1.5 / 1.7),
+else from the built-in Jamba 1.5 template below. The template is rendered once with sentinel
+titles and texts; the rendered text is cut right before the first title (end of the preamble) and
+right after each document's text (end of that document's segment). Unlike the official template,
+which puts documents before the last user turn, we always keep documents first and the conversation
+after them, so the document prefix is the same for every turn; the history is spliced in between the
+documents block and the question, in the template's own turn format.
+"""
+from __future__ import annotations
+
+import hashlib
+from array import array
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ingest.model import Document, Page
+
+PROMPT_FORMAT_VERSION = "jambadocs-prompt-1"
+
+SYSTEM_PROMPT = (
+    "You answer questions about the documents below. Each document's title starts with its number, "
+    "as in [doc 2], and each page starts with a page marker, as in [p. 5]. Answer only from the "
+    "documents. After each statement, cite the page it comes from as [doc N, p. M], with N the "
+    "document number and M the page from the marker before the passage. If the documents do not "
+    "contain the answer, say so."
+)
+
+# Jamba 1.5 chat format, used when the checkpoint's own template has no `documents` support.
+BUILTIN_TEMPLATE = (
+    "{{- bos_token -}}"
+    "{%- if messages and messages[0]['role'] == 'system' -%}"
+    "{%- set system_message = messages[0]['content'] -%}{%- set turns = messages[1:] -%}"
+    "{%- else -%}{%- set system_message = '' -%}{%- set turns = messages -%}{%- endif -%}"
+    "{{- '<|bom|><|system|> ' + system_message -}}"
+    "{%- if documents -%}"
+    "{{- '\\n\\n<documents>\\n# Documents\\n\\nYou can use the following documents for reference:\\n\\n' -}}"
+    "{%- for doc in documents -%}"
+    "{{- '## Document ID: ' ~ loop.index ~ '\\nTitle: ' ~ doc['title'] ~ '\\nText: ' ~ doc['text'] ~ '\\n\\n' -}}"
+    "{%- endfor -%}"
+    "{{- '</documents>' -}}"
+    "{%- endif -%}"
+    "{{- '<|eom|>' -}}"
+    "{%- for message in turns -%}"
+    "{{- '<|bom|><|' + message['role'] + '|> ' + message['content'] + '<|eom|>' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|bom|><|assistant|>' -}}{%- endif -%}"
+)
+
+_TITLE = "\u27e6title{}\u27e7"      # ⟦title1⟧: sentinels no real template or text produces
+_TEXT = "\u27e6text{}\u27e7"
+_QUESTION = "\u27e6question{}\u27e7"
+
+
+class PromptFormatError(ValueError):
+    """The chat template cannot be cut into stable segments."""
+
+
+@dataclass
+class DocumentInput:
+    """What the prompt needs of a document: its title and the (possibly budget-selected) pages."""
+
+    title: str
+    pages: list[Page]
+    filename: str = ""
+    page_count: int = 0          # pages in the whole document (0: len(pages)); > len(pages) when cut
+
+    @classmethod
+    def from_document(cls, doc: Document, pages: Sequence[Page] | None = None) -> DocumentInput:
+        return cls(doc.title, list(doc.pages if pages is None else pages), doc.filename, len(doc.pages))
+
+
+@dataclass
+class PromptSegments:
+    preamble: list[int]
+    documents: list[list[int]]
+    tail: list[int]
+    format: str = "builtin"                  # "checkpoint" (its documents template) or "builtin"
+    version: str = PROMPT_FORMAT_VERSION
+    texts: list[str] = field(default_factory=list, repr=False)   # the rendered text of every segment
+
+    def ids(self) -> list[int]:
+        out = list(self.preamble)
+        for doc in self.documents:
+            out.extend(doc)
+        out.extend(self.tail)
+        return out
+
+    def boundaries(self) -> list[int]:
+        """Token offset where each document segment starts, then where the tail starts."""
+        pos, out = len(self.preamble), []
+        for doc in self.documents:
+            out.append(pos)
+            pos += len(doc)
+        out.append(pos)
+        return out
+
+    def __len__(self) -> int:
+        return len(self.preamble) + sum(map(len, self.documents)) + len(self.tail)
+
+
+def citation_labels(pages: Sequence[Page]) -> list[str]:
+    """What the page markers show, per page: the printed label when the document's labels are all
+    present and unique (so `p. iv` or `p. 12` names one page), else the physical page number."""
+    labels = [p.label.strip() if p.label else "" for p in pages]
+    if all(labels) and len(set(labels)) == len(labels):
+        return labels
+    return [str(p.number) for p in pages]
+
+
+def document_text(doc: DocumentInput | Document) -> str:
+    """The document body: every page behind its marker; a run of left-out pages is shown as such."""
+    if isinstance(doc, Document):
+        doc = DocumentInput.from_document(doc)
+    cites = dict(zip((p.number for p in doc.pages), citation_labels(doc.pages)))
+    total = doc.page_count or len(doc.pages)
+    parts: list[str] = []
+    expected = 1
+    for page in doc.pages:
+        if page.number > expected:
+            parts.append(_gap(expected, page.number - 1))
+        parts.append(f"[p. {cites[page.number]}]\n{page.text}".rstrip())
+        expected = page.number + 1
+    if expected <= total:
+        parts.append(_gap(expected, total))
+    return "\n\n".join(parts)
+
+
+def _gap(first: int, last: int) -> str:
+    what = f"page {first}" if first == last else f"pages {first}-{last}"
+    return f"[... {what} not included ...]"
+
+
+def document_title(doc: DocumentInput | Document, number: int) -> str:
+    name = f" ({doc.filename})" if doc.filename and doc.filename != doc.title else ""
+    return f"[doc {number}] {doc.title}{name}"
+
+
+class PromptBuilder:
+    """Builds `PromptSegments` for a tokenizer (a transformers PreTrainedTokenizerFast)."""
+
+    def __init__(self, tokenizer: Any, system_prompt: str = SYSTEM_PROMPT, cache_tokens: int = 8_000_000):
+        self.tokenizer = tokenizer
+        self.system_prompt = system_prompt
+        own = _documents_template(tokenizer)
+        self.format = "builtin"
+        self.template = BUILTIN_TEMPLATE
+        if own is not None:
+            try:
+                self._check_stable(own)
+                self.template, self.format = own, "checkpoint"
+            except PromptFormatError:
+                pass
+        self._check_stable(self.template)
+        self._anchor = _continuation_anchor(tokenizer)
+        # document segment ids by text digest, as compact int32 arrays; at most `cache_tokens` in all
+        self._cache: OrderedDict[str, array] = OrderedDict()
+        self._cache_tokens = cache_tokens
+        self._cached = 0
+
+    # ------------------------------------------------------------ public
+
+    def build(self, documents: Sequence[DocumentInput | Document], question: str,
+              history: Sequence[tuple[str, str]] = ()) -> PromptSegments:
+        """Segments for `documents` (in order), prior `history` [(role, text)] and the `question`."""
+        docs = [d if isinstance(d, DocumentInput) else DocumentInput.from_document(d) for d in documents]
+        if docs:
+            preamble, doc_frames, after_docs = self._frames(self.template, len(docs), question)
+            doc_texts = [frame.replace(_TITLE.format(i), document_title(d, i))
+                         .replace(_TEXT.format(i), document_text(d))
+                         for i, (frame, d) in enumerate(zip(doc_frames, docs), start=1)]
+        else:
+            preamble, doc_texts, after_docs = "", [], self._render(self.template, 0, question)
+        tail = self._splice_history(after_docs, question, history)
+        seg = PromptSegments(
+            preamble=self._encode(preamble, continuation=False) if preamble else [],
+            documents=[self._encode_cached(t) for t in doc_texts],
+            tail=self._encode(tail, continuation=bool(preamble)),
+            format=self.format, texts=[preamble, *doc_texts, tail])
+        return seg
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._encode(text, continuation=True))
+
+    # ------------------------------------------------------------ rendering
+
+    def _render(self, template: str, n_docs: int, question: str,
+                history: Sequence[tuple[str, str]] = (), with_docs: bool = True) -> str:
+        messages = [{"role": "system", "content": self.system_prompt}]
+        messages += [{"role": role, "content": text} for role, text in history]
+        messages.append({"role": "user", "content": question})
+        # only title and text: the Jamba 1.7 template prints any other key as an extra line
+        documents = [{"title": _TITLE.format(i), "text": _TEXT.format(i)}
+                     for i in range(1, n_docs + 1)] if with_docs else None
+        return self.tokenizer.apply_chat_template(messages, documents=documents or None, chat_template=template,
+                                                  tokenize=False, add_generation_prompt=True)
+
+    def _frames(self, template: str, n_docs: int, question: str) -> tuple[str, list[str], str]:
+        """(preamble, per-document frame with sentinels, text after the last document)."""
+        text = self._render(template, n_docs, question)
+        cuts = []
+        for i in range(1, n_docs + 1):
+            title_at, text_at = text.find(_TITLE.format(i)), text.find(_TEXT.format(i))
+            if title_at < 0 or text_at < title_at or (cuts and title_at < cuts[-1]):
+                raise PromptFormatError("the chat template does not show documents as title, then text")
+            if not cuts:
+                cuts.append(title_at)
+            cuts.append(text_at + len(_TEXT.format(i)))
+        frames = [text[a:b] for a, b in zip(cuts, cuts[1:])]
+        return text[: cuts[0]], frames, text[cuts[-1]:]
+
+    def _splice_history(self, after_docs: str, question: str, history: Sequence[tuple[str, str]]) -> str:
+        """`after_docs` ends with the question turn; put the history turns, formatted by the same
+        template, right before that turn (B = A with history inserted at the first difference)."""
+        if not history:
+            return after_docs
+        plain = self._render(self.template, 0, question, with_docs=False)
+        with_history = self._render(self.template, 0, question, history, with_docs=False)
+        common = _common_prefix_len(plain, with_history)
+        question_turn = plain[common:]
+        if not with_history.endswith(question_turn) or not after_docs.endswith(question_turn):
+            raise PromptFormatError("the chat template puts the conversation in an unexpected place")
+        history_text = with_history[common: len(with_history) - len(question_turn)]
+        return after_docs[: len(after_docs) - len(question_turn)] + history_text + question_turn
+
+    def _check_stable(self, template: str) -> None:
+        """Refuse a template whose preamble or document frames change with more documents or
+        another question (then its documents could not be cached as a prefix)."""
+        try:
+            p2, f2, _ = self._frames(template, 2, _QUESTION.format(1))
+            p3, f3, _ = self._frames(template, 3, _QUESTION.format(2))
+        except PromptFormatError:
+            raise
+        except Exception as err:       # a template that fails to render: jinja errors of all kinds
+            raise PromptFormatError(f"the chat template cannot be rendered ({err})") from err
+        if p2 != p3 or f2 != f3[:2] or _QUESTION.format(1) in "".join([p2, *f2]):
+            raise PromptFormatError("documents are not a stable prefix in this chat template")
+
+    # ------------------------------------------------------------ tokenising
+
+    def _encode(self, text: str, continuation: bool) -> list[int]:
+        """Token ids of `text` with no special tokens added. A continuation segment is tokenised
+        as it would be after a special token, so tokenizers that add a dummy prefix space at the
+        start of the input ("▁") do not add one at every segment start."""
+        if not text:
+            return []
+        if not continuation or self._anchor is None:
+            return self._raw_encode(text)
+        anchor_text, anchor_ids = self._anchor
+        ids = self._raw_encode(anchor_text + text)
+        if ids[: len(anchor_ids)] != anchor_ids:
+            raise PromptFormatError("tokenizer merged the anchor token into the text")
+        return ids[len(anchor_ids):]
+
+    def _raw_encode(self, text: str) -> list[int]:
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is not None:      # the fast tokenizer itself: no max-length warnings, less overhead
+            return list(backend.encode(text, add_special_tokens=False).ids)
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def _encode_cached(self, text: str) -> list[int]:
+        """Ids of a document segment, cached: every question re-builds the same documents."""
+        key = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            return hit.tolist()
+        ids = self._encode(text, continuation=True)
+        if len(ids) <= self._cache_tokens:
+            self._cache[key] = array("i", ids)
+            self._cached += len(ids)
+            while self._cached > self._cache_tokens:
+                self._cached -= len(self._cache.popitem(last=False)[1])
+        return ids
+
+
+def _documents_template(tokenizer: Any) -> str | None:
+    """The checkpoint's chat template if it takes `documents` (a named 'rag' one first)."""
+    template = getattr(tokenizer, "chat_template", None)
+    if isinstance(template, dict):
+        template = template.get("rag") or template.get("default")
+    if isinstance(template, str) and "documents" in template:
+        return template
+    return None
+
+
+def _continuation_anchor(tokenizer: Any) -> tuple[str, list[int]] | None:
+    """A special token to tokenise continuation segments behind, when the tokenizer adds a dummy
+    prefix at the start of the input ('a' -> '▁a'); None when plain encoding is already exact."""
+    ids = tokenizer.encode("a", add_special_tokens=False)
+    pieces = tokenizer.convert_ids_to_tokens(ids)
+    if pieces == ["a"]:
+        return None
+    for anchor in (tokenizer.eos_token, tokenizer.bos_token, tokenizer.unk_token):
+        if anchor:
+            anchor_ids = list(tokenizer.encode(anchor, add_special_tokens=False))
+            if len(anchor_ids) == 1:
+                return anchor, anchor_ids
+    return None
+
+
+def _common_prefix_len(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i

@@ -1,0 +1,189 @@
+"""`read_document` / `read_documents`: any supported file to a `Document`, or a clear `IngestError`."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+from ingest.errors import IngestError
+from ingest.isolated import read_pdf_isolated
+from ingest.model import Document, Page
+from ingest.ocr import ocr_available, ocr_pdf
+from ingest.pdf import Progress, looks_like_pdf, read_pdf
+
+log = logging.getLogger(__name__)
+
+MAX_BYTES = 256 * 1024 * 1024
+MAX_PAGES = 10_000
+TIMEOUT_S = 120.0            # per document; PDFium fails fast on damage, this bounds the rest
+
+_EXTENSIONS = {
+    ".pdf": "pdf", ".txt": "txt", ".text": "txt", ".md": "md", ".markdown": "md",
+    ".html": "html", ".htm": "html", ".xhtml": "html", ".docx": "docx",
+}
+_JUNK_TITLES = re.compile(r"^(untitled|document\d*|title|microsoft word\s*-.*|\s*)$", re.IGNORECASE)
+
+
+def read_document(path: str | Path, password: str | None = None, progress: Progress | None = None, *,
+                  filename: str | None = None, max_bytes: int = MAX_BYTES, max_pages: int = MAX_PAGES,
+                  timeout_s: float | None = TIMEOUT_S, ocr: bool = True, isolate: bool = False) -> Document:
+    """Read one file. `filename` (default: the path's name) is shown in errors and picks the format
+    by extension; `progress(pages_done, pages_total)` is called as pages are read. `isolate` parses
+    PDFs in a child process that is killed at `timeout_s` (see ingest/isolated.py)."""
+    path = Path(path)
+    name = filename or path.name
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        raise IngestError("unsupported", name, f"cannot be opened ({err.strerror or err})") from None
+    if not path.is_file():
+        raise IngestError("unsupported", name, "is not a regular file")
+    if size == 0:
+        raise IngestError("empty", name, "the file is empty (0 bytes)")
+    if size > max_bytes:
+        raise IngestError("too_large", name, f"{size} bytes, more than the limit of {max_bytes}")
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise IngestError("unsupported", name, f"cannot be read ({err.strerror or err})") from None
+    if len(data) > max_bytes:            # grew since stat()
+        raise IngestError("too_large", name, f"{len(data)} bytes, more than the limit of {max_bytes}")
+    kind = detect_kind(data, name)
+    callback_errors: list[BaseException] = []
+    guarded = _guard(progress, callback_errors)
+    try:
+        if kind == "pdf":
+            return _read_pdf_document(path, data, name, password, guarded, max_pages, timeout_s, ocr, isolate)
+        return _read_text_document(data, name, kind, guarded, max_pages)
+    except IngestError:
+        raise
+    except Exception as err:
+        if callback_errors and err is callback_errors[-1]:
+            raise                       # the caller's own progress callback (e.g. a cancellation)
+        log.warning("unexpected error reading %s", name, exc_info=True)
+        raise IngestError("corrupt", name, f"could not be read ({type(err).__name__}: {err})") from err
+
+
+def _guard(progress: Progress | None, errors: list[BaseException]) -> Progress | None:
+    """The progress callback, remembering what it raised so that is not reported as a bad file."""
+    if progress is None:
+        return None
+
+    def call(done: int, total: int) -> None:
+        try:
+            progress(done, total)
+        except BaseException as err:
+            errors.append(err)
+            raise
+
+    return call
+
+
+def _read_text_document(data: bytes, name: str, kind: str, progress: Progress | None,
+                        max_pages: int) -> Document:
+    from ingest.formats import READERS  # bs4 / markdown-it / charset-normalizer: only when needed
+
+    content = READERS[kind](data, name)
+    if not any(text.strip() for _, text in content.units):
+        raise IngestError("no_text", name, "the file contains no text")
+    if len(content.units) > max_pages:
+        raise IngestError("too_large", name, f"{len(content.units)} {content.unit}s, more than {max_pages}")
+    pages = [Page(i, label, text) for i, (label, text) in enumerate(content.units, start=1)]
+    if progress:
+        progress(len(pages), len(pages))
+    return Document(title=content.title or Path(name).stem, filename=name, kind=kind, unit=content.unit,
+                    pages=pages, content_hash=sha256_hex(data), text_hash=text_hash(pages),
+                    outline=content.outline)
+
+
+def read_documents(paths: Iterable[str | Path], passwords: Mapping[str, str] | str | None = None,
+                   progress: Callable[[int, int, int], None] | None = None,
+                   **limits) -> list[Document | IngestError]:
+    """Read many files; one result per path, in order: a Document or the IngestError it raised, so
+    one bad file never stops the others. `passwords` maps a path (as given) or file name to its
+    password, or is one password for all; `progress(file_index, pages_done, pages_total)`."""
+    results: list[Document | IngestError] = []
+    for index, path in enumerate(paths):
+        if isinstance(passwords, Mapping):
+            password = passwords.get(str(path), passwords.get(Path(path).name))
+        else:
+            password = passwords
+        per_file = (lambda done, total, i=index: progress(i, done, total)) if progress else None
+        try:
+            results.append(read_document(path, password=password, progress=per_file, **limits))
+        except IngestError as err:
+            results.append(err)
+    return results
+
+
+def detect_kind(data: bytes, name: str) -> str:
+    """Format from the extension, checked against the content; a PDF header wins over any extension."""
+    ext = Path(name).suffix.lower()
+    kind = _EXTENSIONS.get(ext)
+    if kind == "pdf" and looks_like_pdf(data[:1024]):
+        return "pdf"
+    if data.lstrip()[:5] == b"%PDF-":          # a PDF under another name (a text about PDFs is not)
+        return "pdf"
+    if kind == "pdf":
+        raise IngestError("not_pdf", name, "named .pdf but it is not a PDF (no %PDF header)")
+    if kind is None:
+        supported = ", ".join(sorted(_EXTENSIONS))
+        raise IngestError("unsupported", name, f"unsupported file type {ext or '(no extension)'}; "
+                          f"supported: {supported}")
+    return kind
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def text_hash(pages: list[Page]) -> str:
+    """sha256 of the normalised page texts, one form feed between pages (normalised text has none),
+    so the same text on different page breaks hashes differently. Stable across runs and machines
+    for the same extractor version."""
+    h = hashlib.sha256()
+    for i, page in enumerate(pages):
+        if i:
+            h.update(b"\f")
+        h.update(page.text.encode("utf-8"))
+    return h.hexdigest()
+
+
+def _read_pdf_document(path: Path, data: bytes, name: str, password: str | None, progress: Progress | None,
+                       max_pages: int, timeout_s: float | None, ocr: bool, isolate: bool) -> Document:
+    if isolate:
+        content = read_pdf_isolated(path, name, password=password, progress=progress, max_pages=max_pages,
+                                    timeout_s=timeout_s)
+    else:
+        content = read_pdf(data, name, password=password, progress=progress, max_pages=max_pages,
+                           timeout_s=timeout_s)
+    texts, notes = content.texts, content.notes
+    if not any(texts):
+        if ocr and ocr_available():
+            texts = ocr_pdf(data, password)
+            notes = notes + ["no text layer: text recognised by OCR (tesseract)"]
+        if not any(texts):
+            hint = "" if ocr_available() else " (no OCR engine is installed)"
+            raise IngestError("no_text", name, f"no extractable text in {len(texts)} pages: it looks like "
+                              f"scanned images without a text layer{hint}")
+    pages = [Page(i + 1, label, text) for i, (label, text) in enumerate(zip(content.labels, texts))]
+    return Document(title=pdf_title(content.metadata_title, texts, name), filename=name, kind="pdf",
+                    unit="page", pages=pages, content_hash=sha256_hex(data), text_hash=text_hash(pages),
+                    outline=content.outline, notes=notes)
+
+
+def pdf_title(metadata_title: str | None, texts: list[str], name: str) -> str:
+    """Metadata title unless it is junk, else the first line with 4+ letters on the first text page,
+    else the file name without extension."""
+    stem = Path(name).stem
+    if metadata_title:
+        title = re.sub(r"^microsoft word\s*-\s*", "", metadata_title.strip(), flags=re.IGNORECASE)
+        if not _JUNK_TITLES.match(title) and title.lower() != stem.lower():
+            return title
+    first = next((t for t in texts if t), "")
+    for line in first.splitlines()[:15]:
+        if len(re.findall(r"[^\W\d_]", line)) >= 4:
+            return line.strip()[:150]
+    return stem

@@ -1,0 +1,139 @@
+"""Each bad input has its own reason, names the file, and never stops a batch."""
+from __future__ import annotations
+
+import pytest
+
+from ingest import Document, IngestError, read_document, read_documents
+
+
+@pytest.mark.parametrize("name,reason", [
+    ("empty.pdf", "empty"),
+    ("fake.pdf", "not_pdf"),
+    ("truncated.pdf", "corrupt"),
+    ("encrypted.pdf", "encrypted"),
+    ("image-only.pdf", "no_text"),
+])
+def test_bad_corpus_file_reason(corpus, name, reason):
+    with pytest.raises(IngestError) as info:
+        read_document(corpus / name)
+    assert info.value.reason == reason
+    assert name in str(info.value)
+    assert info.value.path == name
+
+
+def test_batch_reads_good_files_around_bad_ones(corpus):
+    names = ["empty.pdf", "pari-refcard.pdf", "fake.pdf", "truncated.pdf", "sexam-ar.pdf",
+             "encrypted.pdf", "image-only.pdf", "latexsheet-de.pdf"]
+    progress: list[tuple[int, int, int]] = []
+    results = read_documents([corpus / n for n in names], progress=lambda *a: progress.append(a))
+    outcome = [r.reason if isinstance(r, IngestError) else len(r.pages) for r in results]
+    assert outcome == ["empty", 4, "not_pdf", "corrupt", 8, "encrypted", "no_text", 2]
+    assert (1, 4, 4) in progress and (7, 2, 2) in progress
+
+
+def test_password_opens_and_wrong_password_is_named(corpus):
+    doc = read_document(corpus / "encrypted.pdf", password="secret123")
+    assert len(doc.pages) == 26 and doc.page(7).label == "1"
+    assert "Debian" in doc.title
+    with pytest.raises(IngestError, match="password is wrong") as info:
+        read_document(corpus / "encrypted.pdf", password="nope")
+    assert info.value.reason == "encrypted"
+    results = read_documents([corpus / "encrypted.pdf"], passwords={"encrypted.pdf": "secret123"})
+    assert isinstance(results[0], Document)
+
+
+def test_owner_password_only_is_read_and_says_so(corpus, read):
+    """Decision: copy restrictions of an owner-password-only PDF are not enforced for private Q&A
+    (as pdftotext and most viewers do); the document carries a note saying so."""
+    doc = read("encrypted-owner-only.pdf")
+    plain = read("pari-refcard.pdf")
+    assert [p.text for p in doc.pages] == [p.text for p in plain.pages]
+    assert any("restrictions" in note for note in doc.notes)
+    assert plain.notes == []
+
+
+def test_limits(corpus, tmp_path):
+    with pytest.raises(IngestError) as info:
+        read_document(corpus / "r-intro.pdf", max_pages=100)
+    assert info.value.reason == "too_large" and "113 pages" in str(info.value)
+    with pytest.raises(IngestError) as info:
+        read_document(corpus / "r-intro.pdf", max_bytes=100_000)
+    assert info.value.reason == "too_large"
+
+
+def test_time_bound_stops_long_extraction(corpus):
+    with pytest.raises(IngestError) as info:
+        read_document(corpus / "gnuplot.pdf", timeout_s=0.0)
+    assert info.value.reason == "corrupt" and "stopped after" in str(info.value)
+
+
+def test_damaged_bytes_never_hang(corpus, tmp_path):
+    data = (corpus / "hsaur-inference.pdf").read_bytes()
+    cases = {
+        "cut95.pdf": data[: int(len(data) * 0.95)],
+        "garbage-tail.pdf": data[:-2000] + b"x" * 2000,
+        "header-only.pdf": b"%PDF-1.7\n",
+    }
+    for name, blob in cases.items():
+        (tmp_path / name).write_bytes(blob)
+    results = read_documents([tmp_path / n for n in cases])
+    assert [r.reason for r in results] == ["corrupt"] * len(cases)
+
+
+def test_unsupported_and_misnamed_files(corpus, tmp_path):
+    (tmp_path / "slides.pptx").write_bytes(b"PK\x03\x04 not really")
+    (tmp_path / "notes.docx").write_bytes(b"plain text named docx")
+    (tmp_path / "real.txt").write_bytes((corpus / "pari-refcard.pdf").read_bytes())   # PDF named .txt
+    (tmp_path / "blank.md").write_text("  \n\n \n")
+    (tmp_path / "binary.txt").write_bytes(bytes(range(256)) * 8)
+    (tmp_path / "about.md").write_text("# PDF files\n\nEvery PDF starts with `%PDF-1.7`.\n")
+    results = read_documents([tmp_path / n for n in
+                              ("slides.pptx", "notes.docx", "real.txt", "blank.md", "binary.txt", "about.md")])
+    assert results[0].reason == "unsupported" and ".pptx" in str(results[0])
+    assert results[1].reason == "corrupt" and "notes.docx" in str(results[1])
+    assert isinstance(results[2], Document) and results[2].kind == "pdf" and len(results[2].pages) == 4
+    assert results[3].reason == "no_text"
+    assert results[4].reason == "unsupported"
+    assert results[5].kind == "md" and "%PDF-1.7" in results[5].pages[0].text
+    with pytest.raises(IngestError) as info:
+        read_document(tmp_path / "missing.pdf")
+    assert "missing.pdf" in str(info.value)
+
+
+def test_isolated_reading_matches_and_is_killed_at_the_deadline(corpus, read):
+    calls: list[tuple[int, int]] = []
+    doc = read_document(corpus / "encrypted.pdf", password="secret123", isolate=True,
+                        progress=lambda d, t: calls.append((d, t)))
+    plain = read("debian-history-fr.pdf")
+    assert [p.text for p in doc.pages] == [p.text for p in plain.pages]
+    assert [p.label for p in doc.pages] == [p.label for p in plain.pages]
+    assert doc.outline == plain.outline and doc.title == plain.title
+    assert calls[-1] == (26, 26)
+    results = read_documents([corpus / "truncated.pdf", corpus / "encrypted.pdf", corpus / "gnuplot.pdf"],
+                             isolate=True, timeout_s=0.0)
+    assert [r.reason for r in results] == ["corrupt", "corrupt", "corrupt"]   # killed before any answer
+    results = read_documents([corpus / "truncated.pdf", corpus / "encrypted.pdf"], isolate=True)
+    assert [r.reason for r in results] == ["corrupt", "encrypted"]
+
+
+def test_a_progress_callback_can_cancel_and_is_not_blamed_on_the_file(corpus, tmp_path):
+    class Cancelled(Exception):
+        pass
+
+    def cancel_at_ten(done: int, total: int) -> None:
+        if done == 10:
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        read_document(corpus / "r-intro.pdf", progress=cancel_at_ten)
+    # a damaged .docx whose styles.xml is not XML: a parser error becomes `corrupt`, naming the file
+    import zipfile
+
+    bad = tmp_path / "styles.docx"
+    with zipfile.ZipFile(bad, "w") as z:
+        z.writestr("word/document.xml", '<w:document xmlns:w="http://schemas.openxmlformats.org/'
+                   'wordprocessingml/2006/main"><w:body/></w:document>')
+        z.writestr("word/styles.xml", "<not xml")
+    with pytest.raises(IngestError) as info:
+        read_document(bad)
+    assert info.value.reason == "corrupt" and "styles.docx" in str(info.value)

@@ -1,0 +1,63 @@
+"""Token budget: exact or estimated counts, BM25 page choice in reading order, exact omissions."""
+from __future__ import annotations
+
+import pytest
+
+from ingest.budget import context_budget, count_pages, estimate_counter, fit_documents, tokenizer_counter
+from ingest.prompt import PromptBuilder
+
+
+def test_everything_fits(read):
+    docs = [read("pari-refcard.pdf"), read("sexam-ar.pdf")]
+    result = fit_documents(docs, "anything", budget=1_000_000)
+    assert result.fits and result.strategy == "all" and result.estimated
+    assert [len(d.pages) for d in result.documents] == [4, 8]
+    assert result.tokens == result.total_tokens
+    assert "fit" in result.summary()
+
+
+def test_relevant_pages_kept_in_reading_order_and_omissions_exact(read):
+    docs = [read("r-intro.pdf"), read("gnuplot.pdf")]
+    question = "Which terminal runs on the DomTerm terminal emulator?"
+    result = fit_documents(docs, question, budget=8_000)
+    assert not result.fits and result.strategy == "bm25" and result.estimated
+    assert result.tokens <= 8_000
+    kept = {(d, p.number) for d, doc in enumerate(result.documents) for p in doc.pages}
+    assert (1, 250) in kept                                   # the page that answers it
+    for doc in result.documents:                              # reading order
+        assert [p.number for p in doc.pages] == sorted(p.number for p in doc.pages)
+    omitted = {(o.doc - 1, n) for o in result.omitted for n in o.pages}
+    everything = {(d, p.number) for d, doc in enumerate(docs) for p in doc.pages}
+    assert kept | omitted == everything and not kept & omitted
+    page_tokens = result.page_tokens
+    for o in result.omitted:
+        assert o.tokens == sum(page_tokens[o.doc - 1][n - 1] for n in o.pages)
+    assert "gnuplot.pdf" in result.summary() and "left out" in result.summary()
+
+
+def test_exact_counts_with_a_tokenizer(read, tiny_tokenizer):
+    doc = read("sexam-ar.pdf")
+    counts = count_pages([doc], tokenizer_counter(tiny_tokenizer))[0]
+    page = doc.page(6)
+    body = f"[p. 6]\n{page.text}\n\n"
+    assert counts[5] == len(tiny_tokenizer.encode(body, add_special_tokens=False))
+    est = count_pages([doc])[0]
+    assert est[5] == estimate_counter([body])[0]
+    result = fit_documents([doc], "ترقيم الصفحات", budget=400, tokenizer=tiny_tokenizer)
+    assert not result.estimated and not result.fits
+    assert 6 in [p.number for p in result.documents[0].pages]
+
+
+def test_fitted_documents_build_a_prompt_within_budget(read, tiny_tokenizer):
+    docs = [read("gnuplot.pdf"), read("debian-history-fr.pdf")]
+    budget = context_budget(16_384)
+    result = fit_documents(docs, "voxel grid vgrid", budget, tokenizer=tiny_tokenizer)
+    seg = PromptBuilder(tiny_tokenizer).build(result.documents, "voxel grid vgrid")
+    assert sum(map(len, seg.documents)) <= budget
+    assert "not included" in seg.texts[1]
+
+
+def test_context_budget():
+    assert context_budget(262_144) == 262_144 - 1024 - 1024 - 256
+    with pytest.raises(ValueError):
+        context_budget(1000)

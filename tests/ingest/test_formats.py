@@ -1,0 +1,93 @@
+"""Page-less formats become sections (at headings) or fixed-size parts, and say which."""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+from ingest import read_document
+from ingest.formats import PART_CHARS
+
+W_NS = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+
+
+def write_docx(path: Path, paragraphs: list[tuple[str | None, str]], title: str | None = None) -> Path:
+    """A minimal .docx (what Word needs to open it): [(style id or None, text)]."""
+    body = "".join(
+        "<w:p>" + (f'<w:pPr><w:pStyle w:val="{style}"/></w:pPr>' if style else "")
+        + f"<w:r><w:t xml:space=\"preserve\">{text}</w:t></w:r></w:p>"
+        for style, text in paragraphs)
+    document = (f'<?xml version="1.0" encoding="UTF-8"?><w:document xmlns:w="{W_NS}">'
+                f"<w:body>{body}</w:body></w:document>")
+    styles = (f'<?xml version="1.0" encoding="UTF-8"?><w:styles xmlns:w="{W_NS}">'
+              '<w:style w:type="paragraph" w:styleId="berschrift1"><w:name w:val="heading 1"/></w:style>'
+              '<w:style w:type="paragraph" w:styleId="Heading2"><w:name w:val="heading 2"/></w:style>'
+              "</w:styles>")
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("[Content_Types].xml", '<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>')
+        z.writestr("word/document.xml", document)
+        z.writestr("word/styles.xml", styles)
+        if title:
+            cp = "http://schemas.openxmlformats.org/package/2006/metadata/core-properties"
+            z.writestr("docProps/core.xml", f'<?xml version="1.0"?><cp:coreProperties xmlns:cp="{cp}" '
+                       f'xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:title>{title}</dc:title></cp:coreProperties>')
+    return path
+
+
+def test_markdown_sections(tmp_path):
+    md = tmp_path / "guide.md"
+    md.write_text("Intro line before any heading.\n\n# User Guide\n\nWelcome.\n\n## Installation\n\n"
+                  "Run `pip install x`.\n\n```sh\n# not a heading\nmake\n```\n\n## Usage\n\nCall it.\n")
+    doc = read_document(md)
+    assert doc.kind == "md" and doc.unit == "section"
+    assert doc.title == "User Guide"
+    assert [p.label for p in doc.pages] == ["§1 (untitled)", "§2 User Guide", "§3 Installation", "§4 Usage"]
+    assert "# not a heading" in doc.page(3).text and "make" in doc.page(3).text
+    assert doc.outline == [("User Guide", 1, 2), ("Installation", 2, 3), ("Usage", 2, 4)]
+
+
+def test_html_sections_skip_scripts(tmp_path):
+    html = tmp_path / "page.html"
+    html.write_text("<html><head><title>Handbuch</title><style>p{color:red}</style></head><body>"
+                    "<script>var secret = 1;</script><h1>Überblick</h1><p>Größe <b>wichtig</b>.</p>"
+                    "<h2>Details</h2><ul><li>eins</li><li>zwei</li></ul>"
+                    "<table><tr><th>Größe</th><th>Wert</th></tr><tr><td>A4</td><td>210 mm</td></tr></table>"
+                    "</body></html>", encoding="utf-8")
+    doc = read_document(html)
+    assert doc.kind == "html" and doc.unit == "section" and doc.title == "Handbuch"
+    assert [p.label for p in doc.pages] == ["§1 Überblick", "§2 Details"]
+    assert "Größe wichtig." in doc.page(1).text
+    lines = [line for line in doc.page(2).text.splitlines() if line]
+    assert lines == ["Details", "eins", "zwei", "Größe Wert", "A4 210 mm"]
+    assert "secret" not in "".join(p.text for p in doc.pages)
+
+
+def test_docx_sections_with_localised_heading_style(tmp_path):
+    path = write_docx(tmp_path / "bericht.docx", [
+        ("berschrift1", "Einleitung"), (None, "Erster Absatz."), ("Heading2", "Methoden"),
+        (None, "Zweiter Absatz mit Ümlaut.")], title="Jahresbericht")
+    doc = read_document(path)
+    assert doc.kind == "docx" and doc.unit == "section" and doc.title == "Jahresbericht"
+    assert [p.label for p in doc.pages] == ["§1 Einleitung", "§2 Methoden"]
+    assert doc.page(2).text == "Methoden\nZweiter Absatz mit Ümlaut."
+
+
+def test_plain_text_parts_and_encoding(tmp_path):
+    paragraphs = [f"Paragraph {i}: " + "lorem ipsum dolor sit amet " * 12 for i in range(60)]
+    txt = tmp_path / "notes.txt"
+    txt.write_text("\n\n".join(paragraphs), encoding="utf-16")
+    doc = read_document(txt)
+    assert doc.kind == "txt" and doc.unit == "part"
+    assert len(doc.pages) >= 6 and all(p.label == f"part {p.number}" for p in doc.pages)
+    assert all(len(p.text) <= PART_CHARS for p in doc.pages)
+    # parts end at paragraph ends and lose no text
+    assert all(p.text.startswith("Paragraph ") for p in doc.pages)
+    assert "\n\n".join(p.text for p in doc.pages) == "\n\n".join(s.strip() for s in paragraphs)
+    assert doc.title.startswith("Paragraph 0")
+
+
+def test_long_section_is_cut_into_continued_pieces(tmp_path):
+    md = tmp_path / "long.md"
+    md.write_text("# Big\n\n" + "\n\n".join("word " * 200 for _ in range(12)) + "\n\n# Small\n\nend\n")
+    doc = read_document(md)
+    labels = [p.label for p in doc.pages]
+    assert labels[0] == "§1 Big" and labels[1] == "§2 Big (cont.)" and labels[-1] == f"§{len(labels)} Small"

@@ -1,0 +1,33 @@
+"""Normalisation for reading and matching: what is folded, what is kept."""
+from __future__ import annotations
+
+from ingest.normalize import match_key, normalize_text
+
+
+def test_ligatures_presentation_forms_and_math_letters_are_folded():
+    assert normalize_text("e\ufb03cient \ufb01le") == "efficient file"
+    assert normalize_text("\ufef7\ufe8e") == "\u0644\u0623\u0627"          # Arabic lam-alef ligature, final alef
+    assert normalize_text("\ufb2a\ufb4b") == "\u05e9\u05c1\u05d5\u05b9"        # Hebrew shin/vav with points
+    assert normalize_text("\U0001d70b\U0001d465") == "πx"                       # math italic
+    assert normalize_text("\uff21\uff22\uff23") == "ABC"                        # full width
+
+
+def test_meaningful_compatibility_characters_are_kept():
+    assert normalize_text("x² + ½ ≤ 3µm") == "x² + ½ ≤ 3µm"
+
+
+def test_bidi_controls_soft_hyphens_and_pdfium_hyphen_markers_are_removed():
+    assert normalize_text("\u202bمرحبا\u202c \u200fworld\u200e") == "مرحبا world"
+    assert normalize_text("co\u00adoperate co\u00ad\noperate") == "cooperate cooperate"
+    assert normalize_text("proceed\ufffeings en\x02viron") == "proceedings environ"
+    assert normalize_text("well-\nknown 3-\n540") == "well-\nknown 3-\n540"    # visible hyphens stay
+
+
+def test_whitespace():
+    text = "Title\r\n\r\n\r\n\r\n  indented  code   line \t\n\u00a0next\x0cpage  "
+    assert normalize_text(text) == "Title\n\n  indented code line\n next page"
+
+
+def test_match_key_ignores_case_and_spaces():
+    assert match_key("الثانو ية") == match_key("الثانوية")
+    assert match_key("Shorter  vectors\nare") == match_key("shorter vectors are")

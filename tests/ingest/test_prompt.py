@@ -1,0 +1,176 @@
+"""Prompt segments: stable boundaries, page markers, the checkpoint's or the built-in format."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from ingest.model import Page
+from ingest.prompt import (
+    BUILTIN_TEMPLATE,
+    PROMPT_FORMAT_VERSION,
+    SYSTEM_PROMPT,
+    DocumentInput,
+    PromptBuilder,
+    citation_labels,
+    document_text,
+)
+
+
+@pytest.fixture(scope="module")
+def docs(read):
+    return [read("hsaur-inference.pdf"), read("debian-history-fr.pdf"), read("sexam-ar.pdf")]
+
+
+def test_segments_stay_identical_when_a_document_is_appended_or_the_question_changes(tiny_tokenizer, docs):
+    pb = PromptBuilder(tiny_tokenizer)
+    assert pb.format == "checkpoint"
+    one = pb.build(docs[:1], "What does the t-test compare?")
+    # fresh builders, so equal segments come from tokenising again, not from the builder's cache
+    two = PromptBuilder(tiny_tokenizer).build(docs[:2], "Quand Debian 1.3 est-elle sortie ?")
+    three = PromptBuilder(tiny_tokenizer).build(docs, "ما هو ترقيم الصفحات؟",
+                                                history=[("user", "hi"), ("assistant", "hello")])
+    assert pb.build(docs[:1], "Another question?").documents == one.documents     # cached
+    assert one.preamble == two.preamble == three.preamble
+    assert one.documents[0] == two.documents[0] == three.documents[0]
+    assert two.documents[1] == three.documents[1]
+    assert one.tail != two.tail != three.tail
+    for seg in (one, two, three):
+        assert seg.ids() == seg.preamble + sum(seg.documents, []) + seg.tail
+        assert seg.boundaries()[0] == len(seg.preamble) and len(seg) == len(seg.ids())
+        # segments cut at token boundaries: decoding gives back exactly the rendered text
+        assert tiny_tokenizer.decode(seg.ids()) == "".join(seg.texts)
+    assert PROMPT_FORMAT_VERSION
+
+
+def test_prompt_matches_the_checkpoint_template(tiny_tokenizer, docs):
+    """Without history the whole prompt is exactly what the checkpoint's own template renders."""
+    pb = PromptBuilder(tiny_tokenizer)
+    seg = pb.build(docs[:2], "Who led Debian in 1998?")
+    inputs = [DocumentInput.from_document(d) for d in docs[:2]]
+    official = tiny_tokenizer.apply_chat_template(
+        [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": "Who led Debian in 1998?"}],
+        documents=[{"title": f"[doc {i}] {d.title} ({d.filename})", "text": document_text(d)}
+                   for i, d in enumerate(inputs, start=1)],
+        tokenize=False, add_generation_prompt=True)
+    assert "".join(seg.texts) == official
+    assert "".join(seg.texts).index("<documents>") < "".join(seg.texts).index("Who led Debian")
+
+
+def test_history_goes_after_the_documents_in_template_turns(tiny_tokenizer, docs):
+    seg = PromptBuilder(tiny_tokenizer).build(docs[:1], "And the second?", history=[
+        ("user", "First question?"), ("assistant", "First answer [doc 1, p. 3].")])
+    tail = seg.texts[-1]
+    assert tail.startswith("\n\n</documents><|eom|>")
+    assert tail.endswith("<|bom|><|user|> First question?<|eom|><|bom|><|assistant|> First answer [doc 1, p. 3]."
+                         "<|eom|><|bom|><|user|> And the second?<|eom|><|bom|><|assistant|>")
+
+
+def test_page_markers_use_printed_labels(read):
+    r = DocumentInput.from_document(read("r-intro.pdf"))
+    text = document_text(r)
+    page15 = r.pages[14].text
+    assert f"[p. 9]\n{page15}" in text                     # physical 15 prints "9"
+    assert text.startswith("[p. T-1]\n")
+    gnu = read("gnuplot.pdf")
+    assert citation_labels(gnu.pages)[249] == "250"        # no labels: physical numbers
+    dup = [Page(1, "1", "a"), Page(2, "1", "b")]            # repeated labels: physical numbers
+    assert citation_labels(dup) == ["1", "2"]
+
+
+def test_left_out_pages_are_marked(read):
+    doc = read("debian-history-fr.pdf")
+    cut = DocumentInput.from_document(doc, [doc.page(9), doc.page(10), doc.page(14)])
+    text = document_text(cut)
+    assert text.startswith("[... pages 1-8 not included ...]\n\n[p. 3]\n")
+    assert "[... pages 11-13 not included ...]" in text and text.endswith("[... pages 15-26 not included ...]")
+
+
+def test_builtin_format_when_the_template_has_no_documents(tiny_tokenizer, docs):
+    tok = copy.deepcopy(tiny_tokenizer)
+    tok.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+                         "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    pb = PromptBuilder(tok)
+    assert pb.format == "builtin"
+    a = pb.build(docs[:1], "q1")
+    b = pb.build(docs[:2], "q2")
+    assert a.preamble == b.preamble and a.documents[0] == b.documents[0]
+    full = "".join(b.texts)
+    assert full.startswith("<|startoftext|><|bom|><|system|> " + SYSTEM_PROMPT + "\n\n<documents>")
+    assert full.endswith("<|bom|><|user|> q2<|eom|><|bom|><|assistant|>")
+    tok.chat_template = None
+    assert PromptBuilder(tok).format == "builtin"
+
+
+def test_dummy_prefix_tokenizer_gets_no_space_at_segment_starts():
+    """A SentencePiece-style tokenizer ("▁" prepended to the input) must not add a space at
+    every segment start: segments are tokenised as continuations."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    raw = Tokenizer(models.BPE(unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+    raw.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=[
+        "<unk>", "<s>", "</s>", "<|bom|>", "<|eom|>", "<|system|>", "<|user|>", "<|assistant|>"])
+    alphabet = "Fox Lazy What jumps dog brown quick ()?\n 0123456789"
+    raw.train_from_iterator([SYSTEM_PROMPT, BUILTIN_TEMPLATE, alphabet] * 5, trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    doc = DocumentInput("Fox", [Page(1, None, "The quick brown fox."), Page(2, None, "Lazy dog.")], "fox.txt")
+    seg = PromptBuilder(tok).build([doc, doc], "What jumps?")
+    assert tok.decode(seg.ids()) == "".join(seg.texts)
+
+
+# Jamba 1.7's layout, written for this test: documents in their own system turn right before the
+# LAST user turn, "<|eom|>" written before the next turn, documents numbered from 0.
+DOCS_BEFORE_LAST_USER = (
+    "{{- bos_token -}}{%- set ns = namespace(n=0, last=0) -%}"
+    "{%- if messages[0]['role'] == 'system' -%}{{- '<|bom|><|system|> ' + messages[0]['content'] -}}"
+    "{%- set ns.n = 1 -%}{%- set turns = messages[1:] -%}{%- else -%}{%- set turns = messages -%}{%- endif -%}"
+    "{%- for m in turns -%}{%- if m['role'] == 'user' -%}{%- set ns.last = loop.index0 -%}{%- endif -%}{%- endfor -%}"
+    "{%- for m in turns -%}"
+    "{%- if loop.index0 == ns.last and documents -%}"
+    "{%- if ns.n -%}{{- '<|eom|>' -}}{%- endif -%}"
+    "{{- '<|bom|><|system|> <documents>\\n# Documents\\n\\nYou can use the following documents for reference:' -}}"
+    "{%- for d in documents -%}{{- '\\n\\n## Document ID: ' ~ loop.index0 ~ '\\nTitle: ' ~ d['title'] ~ "
+    "'\\nText: ' ~ d['text'] -}}{%- endfor -%}{{- '\\n</documents>' -}}{%- set ns.n = ns.n + 1 -%}"
+    "{%- endif -%}"
+    "{%- if ns.n -%}{{- '<|eom|>' -}}{%- endif -%}{{- '<|bom|><|' + m['role'] + '|> ' + m['content'] -}}"
+    "{%- set ns.n = ns.n + 1 -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|eom|><|bom|><|assistant|>' -}}{%- endif -%}"
+)
+
+
+def test_documents_stay_first_with_a_template_that_puts_them_before_the_last_user_turn(tiny_tokenizer, docs):
+    tok = copy.deepcopy(tiny_tokenizer)
+    tok.chat_template = DOCS_BEFORE_LAST_USER
+    pb = PromptBuilder(tok)
+    assert pb.format == "checkpoint"
+    history = [("user", "What is the first thing?"), ("assistant", "It is [doc 1, p. 3].")]
+    first = pb.build(docs[:1], "What is the second thing?")
+    later = PromptBuilder(tok).build(docs[:2], "What else?", history=history)
+    assert first.preamble == later.preamble and first.documents[0] == later.documents[0]
+    full = "".join(later.texts)
+    assert full.index("</documents>") < full.index("What is the first thing?") < full.index("What else?")
+    assert later.texts[-1] == ("\n</documents><|eom|><|bom|><|user|> What is the first thing?<|eom|>"
+                               "<|bom|><|assistant|> It is [doc 1, p. 3].<|eom|><|bom|><|user|> What else?"
+                               "<|eom|><|bom|><|assistant|>")
+    # without history the prompt is exactly the template's own rendering
+    official = tok.apply_chat_template(
+        [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": "What is the second thing?"}],
+        documents=[{"title": f"[doc 1] {docs[0].title} ({docs[0].filename})", "text": document_text(docs[0])}],
+        tokenize=False, add_generation_prompt=True)
+    assert "".join(first.texts) == official
+    assert tok.decode(later.ids()) == full
+
+
+def test_a_template_that_puts_the_question_before_the_documents_is_not_used(tiny_tokenizer, docs):
+    tok = copy.deepcopy(tiny_tokenizer)
+    tok.chat_template = ("{{ bos_token }}{% for m in messages %}<|bom|><|{{ m['role'] }}|> {{ m['content'] }}<|eom|>"
+                         "{% endfor %}{% for d in documents %}{{ d['title'] }}: {{ d['text'] }}\n{% endfor %}"
+                         "{% if add_generation_prompt %}<|bom|><|assistant|>{% endif %}")
+    pb = PromptBuilder(tok)
+    assert pb.format == "builtin"
+    a, b = pb.build(docs[:1], "one?"), pb.build(docs[:2], "two?")
+    assert a.preamble == b.preamble and a.documents[0] == b.documents[0]
