@@ -1,0 +1,318 @@
+"""Parse the citations of an answer and verify each against the page it cites.
+
+Forms understood:
+  inline   "... claim [doc 2, p. 14]."  "[doc 1, pp. 3-5]"  "[doc 1, p. 2; doc 3, p. iv]"
+           "[doc 1, p. 2, doc 2, p. 7]"  "[doc 1, pp. 2, 5]"
+  block    "<citations> ... </citations>" after the answer (the checkpoint's grounded form):
+           a JSON list of {"doc"|"document", "page"|"pages", "quote"|"text"} objects, or one
+           line per citation: '[doc N, p. M] "quoted text"' / 'doc N, p. M: quoted text'.
+
+What is verified: an explicit quotation ("..." / “...” / « ... ») in the cited sentence when
+there is one, else the cited sentence itself. It is fuzzy-matched (rapidfuzz partial ratio on
+normalized text) against the cited page; the best matching window, widened to whole
+sentences, is the supporting passage with its character offsets in the page text.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from rapidfuzz import fuzz
+
+from app.records import CitationInfo
+from app.textutil import collapse_ws, normalize, sentence_spans
+
+VERIFY_THRESHOLD = 80.0     # partial-ratio score (0..100) at or above which a quote counts as found
+                            # (and only when quote and match agree on negation)
+MIN_FUZZY_CHARS = 12        # shorter quotes must appear exactly (fuzzy scores mean nothing there)
+PASSAGE_CONTEXT = 300       # widen the match to whole sentences, at most this far each side
+
+
+class _Page(Protocol):
+    number: int
+    label: str | None
+    text: str
+
+
+class _Doc(Protocol):
+    filename: str
+    pages: Sequence[_Page]
+
+
+@dataclass
+class CitationRef:
+    """One parsed reference: document N, the pages it names, and the claim it supports."""
+
+    doc: int
+    pages: list[str]             # page tokens as written ("14", "iv"); a range is expanded later
+    page_range: tuple[str, str] | None
+    quote: str
+    start: int = 0               # the marker's span in the answer text
+    end: int = 0
+
+
+@dataclass
+class ParsedAnswer:
+    text: str                            # the answer without a <citations> block
+    refs: list[CitationRef] = field(default_factory=list)
+
+
+_BRACKET = re.compile(r"\[([^\[\]\n]{1,300})\]")
+_DOC = re.compile(r"\b(?:doc(?:ument)?|source)\.?\s*#?\s*(\d{1,4})\b", re.I)
+_PAGES = re.compile(r"\b(?:pages?|pgs?\.?|pp\.?|p\.?|s\.)(?![a-z])\s*(.+)$", re.I | re.S)
+_RANGE = re.compile(r"^\s*([0-9ivxlcdmIVXLCDM]+)\s*(?:-|–|—|to)\s*([0-9ivxlcdmIVXLCDM]+)\s*$")
+_TOKEN = re.compile(r"^[\w.\-/§]{1,20}$")
+_BLOCK = re.compile(r"<citations>(.*?)(?:</citations>|$)", re.S | re.I)
+_QUOTED = re.compile(r"\"([^\"]{3,})\"|\u201c([^\u201d]{3,})\u201d|\u00ab\s*([^\u00bb]{3,}?)\s*\u00bb"
+                     r"|\u201e([^\u201c\u201d]{3,})[\u201c\u201d]")
+_CLAIM_END = re.compile(r"[.!?;:]\s+|\n")
+
+
+def parse(answer: str) -> ParsedAnswer:
+    """Inline references (with the sentence each supports) plus those of a <citations> block."""
+    block = _BLOCK.search(answer)
+    body = answer[: block.start()].rstrip() if block else answer
+    refs = _inline_refs(body)
+    if block:
+        refs.extend(_block_refs(block.group(1)))
+    return ParsedAnswer(text=body, refs=refs)
+
+
+def _split_pages(spec: str) -> tuple[list[str], tuple[str, str] | None]:
+    spec = spec.strip().rstrip(".,;")
+    if (m := _RANGE.match(spec)) is not None:
+        return [], (m.group(1), m.group(2))
+    pages = [p.strip().rstrip(".") for p in re.split(r",|\band\b|&", spec) if p.strip()]
+    out: list[str] = []
+    for p in pages:
+        if (m := _RANGE.match(p)) is not None:
+            return out, (m.group(1), m.group(2))
+        if _TOKEN.match(p):
+            out.append(p)
+    return out, None
+
+
+def _refs_in(inside: str) -> list[tuple[int, list[str], tuple[str, str] | None]]:
+    """(doc, pages, range) for each 'doc N, p. M' inside one bracket."""
+    docs = list(_DOC.finditer(inside))
+    found = []
+    for i, m in enumerate(docs):
+        tail = inside[m.end(): docs[i + 1].start() if i + 1 < len(docs) else len(inside)]
+        tail = tail.strip(" ,;:")
+        pages: list[str] = []
+        rng = None
+        if (pm := _PAGES.search(tail)) is not None:
+            pages, rng = _split_pages(pm.group(1).strip(" ,;"))
+        found.append((int(m.group(1)), pages, rng))
+    return found
+
+
+def _claim_before(text: str, lo: int, hi: int) -> str:
+    """The sentence that ends at `hi` (not reaching back before `lo`)."""
+    seg = text[lo:hi].rstrip()
+    seg = seg.rstrip(".!?;:, ")
+    quoted = [(q.start(), q.end()) for q in _QUOTED.finditer(seg)]
+    cut = 0
+    for m in _CLAIM_END.finditer(seg):
+        inside = any(a < m.start() < b for a, b in quoted)
+        if m.end() < len(seg) and not inside:
+            cut = m.end()
+    claim = seg[cut:].strip()
+    claim = re.sub(r"^(?:[-*•]|\d{1,3}[.)])\s+", "", claim)      # list bullets
+    return claim.strip(" \t,;:")
+
+
+def quote_of(claim: str) -> str:
+    """The longest explicit quotation in a claim, else the claim."""
+    best = ""
+    for m in _QUOTED.finditer(claim):
+        q = next(g for g in m.groups() if g)
+        if len(q) > len(best):
+            best = q
+    if len(best.strip()) >= 3:
+        return best.strip()
+    return claim.strip(" \t\"'\u201c\u201d\u00ab\u00bb")
+
+
+def _inline_refs(text: str) -> list[CitationRef]:
+    refs: list[CitationRef] = []
+    prev_end = 0
+    prev_claim = ""
+    for m in _BRACKET.finditer(text):
+        items = _refs_in(m.group(1))
+        if not items:
+            continue
+        between = text[prev_end:m.start()]
+        claim = _claim_before(text, prev_end, m.start()) if between.strip(" .,;:") else prev_claim
+        quote = quote_of(claim)
+        for doc, pages, rng in items:
+            refs.append(CitationRef(doc, pages, rng, quote, m.start(), m.end()))
+        prev_end, prev_claim = m.end(), claim
+    return refs
+
+
+def _block_refs(block: str) -> list[CitationRef]:
+    block = block.strip()
+    try:
+        data = json.loads(block)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        data = data.get("citations", [data])
+    refs: list[CitationRef] = []
+    if isinstance(data, list):
+        for item in data:
+            if not isinstance(item, dict):
+                continue
+            doc = item.get("doc", item.get("document", item.get("doc_index", item.get("source"))))
+            page = item.get("page", item.get("pages", item.get("page_label")))
+            quote = item.get("quote", item.get("text", item.get("snippet", ""))) or ""
+            m = _DOC.search(str(doc)) if not str(doc).strip().isdigit() else None
+            try:
+                doc_n = int(m.group(1)) if m else int(str(doc).strip())
+            except (TypeError, ValueError):
+                continue
+            pages, rng = _split_pages(str(page)) if page is not None else ([], None)
+            refs.append(CitationRef(doc_n, pages, rng, str(quote).strip()))
+        return refs
+    for line in block.splitlines():
+        line = line.strip().lstrip("-*• ")
+        if not line:
+            continue
+        bracket = _BRACKET.search(line)
+        if bracket:
+            inside, rest = bracket.group(1), line[bracket.end():]
+        else:
+            inside, _, rest = line.partition(":")
+        items = _refs_in(inside)
+        if not items:
+            continue
+        quote = quote_of(rest.strip(" :-\u2013"))
+        for doc, pages, rng in items:
+            refs.append(CitationRef(doc, pages, rng, quote.strip(" \"'\u201c\u201d")))
+    return refs
+
+
+# ---------------------------------------------------------------------------------------------
+# Verification
+
+@dataclass
+class Match:
+    verified: bool
+    score: float
+    passage: str
+    start: int | None
+    end: int | None
+
+
+def match_quote(quote: str, page_text: str) -> Match:
+    """Fuzzy-find `quote` in `page_text`; the passage is the match widened to whole sentences."""
+    nq, _ = normalize(quote)
+    npage, index = normalize(page_text)
+    if not nq or not npage:
+        return Match(False, 0.0, "", None, None)
+    if len(nq) < MIN_FUZZY_CHARS or len(nq) > len(npage):
+        pos = npage.find(nq)
+        if pos < 0:
+            return Match(False, 0.0, "", None, None)
+        score, lo, hi = 100.0, pos, pos + len(nq)
+    else:
+        al = fuzz.partial_ratio_alignment(nq, npage)
+        score, lo, hi = float(al.score), al.dest_start, al.dest_end
+        if hi <= lo:
+            return Match(False, score, "", None, None)
+    verified = score >= VERIFY_THRESHOLD and _negated(nq) == _negated(npage[lo:hi])
+    start, end = index[lo], index[hi - 1] + 1
+    start, end = _widen_to_sentences(page_text, start, end)
+    return Match(verified, round(score, 1), page_text[start:end], start, end)
+
+
+_NEGATION = re.compile(r"\b(?:not|no|never|cannot|none|nor|ne|pas|jamais|nicht|kein\w*|nie)\b"
+                       r"|n't\b|\bn'(?=\w)")
+
+
+def _negated(text: str) -> bool:
+    """Whether a normalized text says 'not' (a fuzzy match must not flip a claim's meaning)."""
+    return _NEGATION.search(text) is not None
+
+
+def _widen_to_sentences(text: str, start: int, end: int) -> tuple[int, int]:
+    lo, hi = start, end
+    for s in sentence_spans(text):
+        if s.end > start and s.start < end:
+            lo = min(lo, max(s.start, start - PASSAGE_CONTEXT))
+            hi = max(hi, min(s.end, end + PASSAGE_CONTEXT))
+    return lo, hi
+
+
+def _resolve_pages(doc: _Doc, token: str) -> list[_Page]:
+    """Pages a token may name, most likely first: the page whose prompt marker shows it
+    (ingest.prompt.citation_labels), then a page with that printed label, then that physical number."""
+    from ingest.prompt import citation_labels
+
+    t = token.strip().lower()
+    pages = list(doc.pages)
+    shown = [p for p, c in zip(pages, citation_labels(pages)) if c.strip().lower() == t]
+    by_label = [p for p in pages if p.label is not None and p.label.strip().lower() == t]
+    by_number = [p for p in pages if t.isdigit() and p.number == int(t)]
+    out: list[_Page] = []
+    for p in shown + by_label + by_number:
+        if all(p is not q for q in out):
+            out.append(p)
+    return out
+
+
+def _range_pages(doc: _Doc, rng: tuple[str, str]) -> list[_Page]:
+    first, last = _resolve_pages(doc, rng[0]), _resolve_pages(doc, rng[1])
+    if not first or not last:
+        return first + last
+    lo, hi = first[0].number, last[0].number
+    if hi < lo:
+        lo, hi = hi, lo
+    if hi - lo > 50:     # an absurd range: check its ends only
+        return first + last
+    return [p for p in doc.pages if lo <= p.number <= hi]
+
+
+def verify(refs: Sequence[CitationRef], documents: Sequence[_Doc],
+           doc_ids: Sequence[int | None] | None = None) -> list[CitationInfo]:
+    """One CitationInfo per referenced page (a range gives the page where the quote matched best)."""
+    out: list[CitationInfo] = []
+    for ref in refs:
+        doc = documents[ref.doc - 1] if 1 <= ref.doc <= len(documents) else None
+        doc_id = doc_ids[ref.doc - 1] if doc is not None and doc_ids is not None else None
+        quote = collapse_ws(ref.quote)
+        if doc is None:
+            out.append(CitationInfo(ref.doc, None, "", None, None, quote, False, "", None, None))
+            continue
+        groups: list[tuple[str | None, list[_Page]]] = [(t, _resolve_pages(doc, t)) for t in ref.pages]
+        if ref.page_range:
+            groups.append((None, _range_pages(doc, ref.page_range)))
+        if not groups:      # "[doc 2]" alone: search the whole document
+            groups.append((None, list(doc.pages)))
+        for token, candidates in groups:
+            best: tuple[Match, _Page] | None = None
+            for page in candidates:
+                m = match_quote(quote, page.text) if quote else Match(False, 0.0, "", None, None)
+                if best is None or m.score > best[0].score:
+                    best = (m, page)
+                if m.verified and m.score >= 99:
+                    break
+            if best is None:
+                out.append(CitationInfo(ref.doc, doc_id, doc.filename, None, token, quote,
+                                        False, "", None, None))
+                continue
+            m, page = best
+            out.append(CitationInfo(ref.doc, doc_id, doc.filename, page.number, page.label, quote,
+                                    m.verified, m.passage, m.start, m.end, m.score))
+    return out
+
+
+def parse_and_verify(answer: str, documents: Sequence[_Doc],
+                     doc_ids: Sequence[int | None] | None = None) -> tuple[str, list[CitationInfo]]:
+    """(answer text without a <citations> block, verified citations)."""
+    parsed = parse(answer)
+    return parsed.text, verify(parsed.refs, documents, doc_ids)

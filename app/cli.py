@@ -1,0 +1,328 @@
+"""`jambadocs` command line: serve, ingest, ask, workspaces, docs, cache, download."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+from app.config import ENGINES, Settings
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+class CliError(Exception):
+    """Ends the command with one line on stderr and exit status 1."""
+
+
+def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    d = argparse.SUPPRESS if suppress else None
+    g = parser.add_argument_group("settings (also JAMBADOCS_* environment variables)")
+    g.add_argument("--data-dir", default=d, help="data folder (JAMBADOCS_DATA_DIR; default: per-user data folder)")
+    g.add_argument("--model", default=d, help="checkpoint folder or hub id (JAMBADOCS_MODEL); none: extractive engine")
+    g.add_argument("--device", default=d, help="cpu / cuda (JAMBADOCS_DEVICE; default: auto)")
+    g.add_argument("--dtype", default=d, help="float32 / bfloat16 / float16 (JAMBADOCS_DTYPE)")
+    g.add_argument("--engine", default=d, choices=ENGINES, help="answering engine (JAMBADOCS_ENGINE; default auto)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="jambadocs", description=(
+        "Ask questions over whole document sets, with page citations and a persistent state cache."))
+    _global_options(p, suppress=False)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def cmd(name: str, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        _global_options(sp, suppress=True)     # settings may come after the command too
+        return sp
+
+    sp = cmd("serve", "run the web UI and HTTP API")
+    sp.add_argument("--host", default=os.environ.get("JAMBADOCS_HOST", "127.0.0.1"))
+    sp.add_argument("--port", type=int, default=int(os.environ.get("JAMBADOCS_PORT", "7860")))
+    sp.add_argument("--auth", default=os.environ.get("JAMBADOCS_AUTH"),
+                    help="user:password required by the UI and API (JAMBADOCS_AUTH)")
+
+    sp = cmd("ingest", "add documents to a workspace (created if new)")
+    sp.add_argument("-w", "--workspace", required=True)
+    sp.add_argument("files", nargs="+", metavar="FILE", help="documents, or folders of them")
+    sp.add_argument("--password", help="password of encrypted PDFs")
+
+    sp = cmd("ask", "ask a question over a workspace's documents")
+    sp.add_argument("-w", "--workspace", required=True)
+    sp.add_argument("question")
+    sp.add_argument("--json", action="store_true", help="print one JSON object")
+    sp.add_argument("--chat", type=int, help="continue this chat (its id) instead of starting one")
+    sp.add_argument("--max-new-tokens", type=int)
+
+    sp = cmd("workspaces", "list workspaces")
+    sp.add_argument("--json", action="store_true")
+
+    sp = cmd("docs", "list a workspace's documents")
+    sp.add_argument("-w", "--workspace", required=True)
+    sp.add_argument("--json", action="store_true")
+
+    sp = cmd("cache", "state cache: stats or clear")
+    sp.add_argument("action", choices=("stats", "clear"))
+    sp.add_argument("--json", action="store_true")
+
+    sp = cmd("download", "download a model checkpoint from the Hugging Face hub")
+    sp.add_argument("model_id", metavar="MODEL_ID")
+    sp.add_argument("--dest", help="folder to put it in (default: <data dir>/models/<id>)")
+    return p
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(data_dir=getattr(args, "data_dir", None), model=getattr(args, "model", None),
+                             device=getattr(args, "device", None), dtype=getattr(args, "dtype", None),
+                             engine=getattr(args, "engine", None))
+
+
+def _services(args: argparse.Namespace):
+    from app.services import Services
+    return Services(_settings(args))
+
+
+def _workspace(svc, name: str, create: bool = False):
+    ws = svc.workspaces.ensure(name) if create else svc.workspaces.by_name(name)
+    if ws is None:
+        raise CliError(f"no workspace named {name!r} (create it with: jambadocs ingest -w {name!r} FILE...)")
+    return ws
+
+
+def _tty() -> bool:
+    return sys.stderr.isatty()
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+def cmd_serve(args) -> int:
+    svc = _services(args)
+    from ui.server import serve
+    serve(svc, host=args.host, port=args.port, auth=args.auth)
+    return EXIT_OK
+
+
+def cmd_ingest(args) -> int:
+    from ingest import IngestError
+    from app.errors import AppError
+    svc = _services(args)
+    ws = _workspace(svc, args.workspace, create=True)
+    failed = 0
+    files = _expand(args.files)
+    known = {d.id for d in svc.documents.list(ws.id)}
+    for name in files:
+        path = Path(name)
+        bar = None
+        if _tty():
+            from tqdm import tqdm
+            bar = tqdm(total=0, unit="page", desc=path.name[:30], leave=False, file=sys.stderr)
+
+        def progress(done: int, total: int, bar=bar) -> None:
+            if bar is not None:
+                bar.total = total
+                bar.n = done
+                bar.refresh()
+        try:
+            doc = svc.documents.add(ws.id, path, progress=progress)
+        except (IngestError, AppError, OSError) as exc:
+            failed += 1
+            print(f"jambadocs: {name}: not added: {_reason(exc, path.name)}", file=sys.stderr)
+            continue
+        finally:
+            if bar is not None:
+                bar.close()
+        if doc.id in known:
+            print(f"already there [doc {doc.index}] {doc.filename} (same content as {name})")
+            continue
+        known.add(doc.id)
+        print(f"added [doc {doc.index}] {doc.filename}: {doc.pages} {doc.unit}s "
+              f"({doc.title}) to workspace {ws.name!r}")
+    if failed:
+        print(f"jambadocs: {failed} of {len(files)} files not added", file=sys.stderr)
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+DOCUMENT_SUFFIXES = (".pdf", ".txt", ".text", ".md", ".markdown", ".html", ".htm", ".xhtml", ".docx")
+
+
+def _expand(names: list[str]) -> list[str]:
+    """Files as given; a folder stands for the documents in it (recursively, sorted)."""
+    out: list[str] = []
+    for name in names:
+        path = Path(name)
+        if path.is_dir():
+            out.extend(str(p) for p in sorted(path.rglob("*"))
+                       if p.is_file() and p.suffix.lower() in DOCUMENT_SUFFIXES and not p.name.startswith("."))
+        else:
+            out.append(name)
+    return out
+
+
+def _reason(exc: BaseException, filename: str) -> str:
+    """The message without a repeated file name prefix."""
+    msg = " ".join(str(exc).split())
+    for prefix in {filename, Path(str(getattr(exc, "path", "") or filename)).name}:
+        if prefix and msg.startswith(prefix + ":"):
+            msg = msg[len(prefix) + 1:].strip()
+    return msg or type(exc).__name__
+
+
+def cmd_ask(args) -> int:
+    svc = _services(args)
+    ws = _workspace(svc, args.workspace)
+    stream = not args.json and sys.stdout.isatty()
+    bar = None
+    final = None
+    for ev in svc.qa.ask(ws.id, args.question, chat_id=args.chat, max_new_tokens=args.max_new_tokens):
+        if ev.kind == "progress" and _tty() and ev.stage in ("prefill", "restore", "load") and ev.total:
+            if bar is None:
+                from tqdm import tqdm
+                bar = tqdm(total=ev.total, unit="tok", desc=ev.stage, leave=False, file=sys.stderr)
+            bar.set_description(ev.stage)
+            bar.total = ev.total
+            bar.n = ev.done
+            bar.refresh()
+        elif ev.kind == "token":
+            if bar is not None:
+                bar.close()
+                bar = None
+            if stream:
+                sys.stdout.write(ev.text)
+                sys.stdout.flush()
+        elif ev.kind == "done":
+            final = ev.answer
+    if bar is not None:
+        bar.close()
+    assert final is not None
+    if args.json:
+        print(json.dumps(ask_json(final), ensure_ascii=False, indent=2))
+        return EXIT_OK
+    if not stream:
+        print(final.text, end="")
+    print()
+    if final.citations:
+        print("\nCitations:")
+        for c in final.citations:
+            mark = "verified" if c.verified else "NOT FOUND"
+            page = f"p. {c.page}" + (f" (printed {c.page_label})" if c.page_label and c.page_label != str(c.page) else "") \
+                if c.page is not None else "page not found"
+            print(f"  [doc {c.doc}] {c.filename or '?'}, {page}: {mark}")
+    t = final.timings or {}
+    omitted = t.get("omitted") or []
+    if omitted:
+        print("\nLeft out (did not fit): " + ", ".join(str(o.get("file") or o) for o in omitted))
+    print(f"\n[{final.engine}; chat {final.chat_id}; cached {t.get('cached_tokens', 0)} tokens, "
+          f"prefilled {t.get('prefilled_tokens', 0)}, first token {_fmt_s(t.get('ttft_s'))}]",
+          file=sys.stderr)
+    return EXIT_OK
+
+
+def _fmt_s(v) -> str:
+    return "-" if v is None else f"{v:.2f}s"
+
+
+def ask_json(msg) -> dict:
+    """The `ask --json` object: answer, engine, citations, timings."""
+    t = msg.timings or {}
+    return {
+        "answer": msg.text,
+        "engine": msg.engine,
+        "citations": [{"doc": c.doc, "file": c.filename, "page": c.page, "page_label": c.page_label,
+                       "quote": c.quote, "verified": c.verified} for c in msg.citations],
+        "timings": {k: t.get(k) for k in ("cached_tokens", "prefilled_tokens", "ttft_s", "tokens_per_s")},
+    }
+
+
+def cmd_workspaces(args) -> int:
+    svc = _services(args)
+    rows = svc.workspaces.list()
+    if args.json:
+        print(json.dumps([w.to_dict() for w in rows], ensure_ascii=False, indent=2))
+    elif not rows:
+        print("no workspaces yet (create one with: jambadocs ingest -w NAME FILE...)")
+    for w in rows if not args.json else []:
+        print(f"{w.name}\t{w.documents} documents\t{w.pages} pages")
+    return EXIT_OK
+
+
+def cmd_docs(args) -> int:
+    svc = _services(args)
+    ws = _workspace(svc, args.workspace)
+    rows = svc.documents.list(ws.id)
+    if args.json:
+        print(json.dumps([d.to_dict() for d in rows], ensure_ascii=False, indent=2))
+        return EXIT_OK
+    if not rows:
+        print(f"workspace {ws.name!r} has no documents")
+    for d in rows:
+        print(f"[doc {d.index}] {d.filename}\t{d.pages} {d.unit}s\t{d.title}")
+    return EXIT_OK
+
+
+def cmd_cache(args) -> int:
+    svc = _services(args)
+    if args.action == "stats":
+        stats = svc.cache_stats()
+        if args.json:
+            print(json.dumps(stats, indent=2, default=str))
+        else:
+            for k, v in stats.items():
+                print(f"{k}\t{v}")
+    else:
+        removed = svc.cache_clear()
+        print(f"cleared the state cache ({removed} entries removed)")
+    return EXIT_OK
+
+
+def cmd_download(args) -> int:
+    settings = _settings(args)
+    repo = args.model_id.strip()
+    if not re.fullmatch(r"[A-Za-z0-9][\w.\-]{0,95}/[A-Za-z0-9][\w.\-]{0,95}", repo) or ".." in repo:
+        raise CliError(f"{repo!r} is not a hub model id (owner/name)")
+    dest = Path(args.dest) if args.dest else settings.models_dir / repo.replace("/", "--")
+    # `download` is the one command meant to go online: undo the offline default of tests/servers.
+    if os.environ.get("HF_HUB_OFFLINE") == "1" and not os.environ.get("JAMBADOCS_KEEP_OFFLINE"):
+        os.environ.pop("HF_HUB_OFFLINE")
+    from huggingface_hub import snapshot_download
+    try:
+        path = snapshot_download(repo_id=repo, local_dir=dest,
+                                 allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"])
+    except Exception as exc:                       # offline, unknown repo, gated, disk full ...
+        raise CliError(f"cannot download {repo}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+                       " (no network? unknown or gated model?)") from None
+    print(f"downloaded {repo} to {path}\nuse it with: jambadocs --model {path} ask -w WORKSPACE QUESTION")
+    return EXIT_OK
+
+
+COMMANDS = {"serve": cmd_serve, "ingest": cmd_ingest, "ask": cmd_ask, "workspaces": cmd_workspaces,
+            "docs": cmd_docs, "cache": cmd_cache, "download": cmd_download}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("jambadocs: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # noqa: BLE001 -- every error ends as one line
+        if os.environ.get("JAMBADOCS_DEBUG"):
+            raise
+        print(f"jambadocs: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _one_line(exc: BaseException) -> str:
+    from app.errors import AppError
+    msg = " ".join(str(exc).split())
+    if isinstance(exc, (CliError, AppError, ValueError, OSError)) and msg:
+        return msg
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Settings: every knob of the app, read from JAMBADOCS_* environment variables and CLI flags."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+import platformdirs
+
+ENGINES = ("auto", "extractive", "jamba", "remote")
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(f"JAMBADOCS_{name}")
+    return value if value not in (None, "") else None
+
+
+def _env_int(name: str, default: int) -> int:
+    value = _env(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"JAMBADOCS_{name}={value!r} is not an integer") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the app runs with. `Settings.from_env(**overrides)` is the usual way to build one."""
+
+    data_dir: Path = field(default_factory=lambda: Path(platformdirs.user_data_dir("jambadocs")))
+    model: str | None = None           # checkpoint folder or hub id; None -> extractive engine
+    device: str | None = None          # "cpu" / "cuda" / None (auto)
+    dtype: str | None = None           # "float32" / "bfloat16" / "float16" / None (engine default)
+    engine: str = "auto"               # auto | extractive | jamba | remote
+    remote_url: str | None = None      # OpenAI-compatible server for the remote engine
+    remote_model: str | None = None
+    cache_bytes: int = 8 * 1024**3     # state-store byte budget
+    max_upload_bytes: int = 200 * 1024**2
+    max_pages: int = 5000
+    max_new_tokens: int = 512
+    models_path: Path | None = None    # where `download` puts checkpoints; None -> <data_dir>/models
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
+        if self.models_path is not None:
+            object.__setattr__(self, "models_path", Path(self.models_path).expanduser())
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine {self.engine!r} is not one of {', '.join(ENGINES)}")
+        for name in ("cache_bytes", "max_upload_bytes", "max_pages", "max_new_tokens"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        """Defaults <- JAMBADOCS_* env vars <- overrides (None values in overrides are ignored)."""
+        values: dict = {}
+        if (d := _env("DATA_DIR")) is not None:
+            values["data_dir"] = Path(d)
+        if (d := _env("MODELS_DIR")) is not None:
+            values["models_path"] = Path(d)
+        for name in ("model", "device", "dtype", "engine", "remote_url", "remote_model"):
+            if (v := _env(name.upper())) is not None:
+                values[name] = v
+        defaults = cls.__dataclass_fields__
+        for name in ("cache_bytes", "max_upload_bytes", "max_pages", "max_new_tokens"):
+            default = defaults[name].default
+            values[name] = _env_int(name.upper(), default)
+        known = {f.name for f in fields(cls)}
+        for key, value in overrides.items():
+            if key not in known:
+                raise TypeError(f"unknown setting {key!r}")
+            if value is not None:
+                values[key] = value
+        return cls(**values)
+
+    def with_(self, **changes) -> "Settings":
+        return replace(self, **changes)
+
+    # Paths inside the data folder
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "jambadocs.sqlite3"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.data_dir / "files"
+
+    @property
+    def models_dir(self) -> Path:
+        """Downloaded checkpoints (JAMBADOCS_MODELS_DIR; default <data dir>/models)."""
+        return self.models_path if self.models_path is not None else self.data_dir / "models"
+
+    def resolved_engine(self) -> str:
+        """The engine 'auto' stands for: jamba when a model is set, remote when a URL is, else extractive."""
+        if self.engine != "auto":
+            return self.engine
+        if self.model:
+            return "jamba"
+        if self.remote_url:
+            return "remote"
+        return "extractive"

@@ -1,0 +1,282 @@
+"""SQLite database: connection setup (WAL, foreign keys, busy timeout), ORM tables, migrations.
+
+The schema is created and changed only by the ordered MIGRATIONS below (raw DDL, so an old
+migration never changes meaning when the ORM classes grow); `schema_version` records how far a
+database has been brought. The ORM classes map the tables the migrations made.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from sqlalchemy import (
+    Connection, Engine, Float, ForeignKey, Integer, String, Text, create_engine, event, text,
+)
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+from app.errors import AppError
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+class JSONText(TypeDecorator):
+    """A JSON value stored as TEXT."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect) -> str | None:
+        return None if value is None else json.dumps(value, ensure_ascii=False, default=_plain)
+
+    def process_result_value(self, value: str | None, dialect) -> Any:
+        return None if value is None else json.loads(value)
+
+
+def _plain(value: Any) -> Any:
+    """JSON for the odd values engines put in timings (numpy / torch scalars, paths, tuples)."""
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    return str(value)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Workspace(Base):
+    __tablename__ = "workspaces"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String, unique=True)
+    created_at: Mapped[float] = mapped_column(Float, default=time.time)
+    documents: Mapped[list["Document"]] = relationship(
+        back_populates="workspace", order_by="Document.id", passive_deletes=True)
+
+
+class Document(Base):
+    __tablename__ = "documents"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    filename: Mapped[str] = mapped_column(String)
+    title: Mapped[str] = mapped_column(String)
+    kind: Mapped[str] = mapped_column(String)
+    unit: Mapped[str] = mapped_column(String)
+    content_hash: Mapped[str] = mapped_column(String)
+    text_hash: Mapped[str] = mapped_column(String)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    page_count: Mapped[int] = mapped_column(Integer)
+    outline: Mapped[list | None] = mapped_column(JSONText)
+    notes: Mapped[list | None] = mapped_column(JSONText)
+    added_at: Mapped[float] = mapped_column(Float, default=time.time)
+    workspace: Mapped[Workspace] = relationship(back_populates="documents")
+    pages: Mapped[list["Page"]] = relationship(order_by="Page.number", passive_deletes=True)
+
+
+class Page(Base):
+    __tablename__ = "pages"
+    document_id: Mapped[int] = mapped_column(
+        ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label: Mapped[str | None] = mapped_column(String)
+    text: Mapped[str] = mapped_column(Text)
+
+
+class TokenCount(Base):
+    """Tokens of a document's text for one tokenizer (so sizes are known without re-tokenizing)."""
+
+    __tablename__ = "token_counts"
+    document_id: Mapped[int] = mapped_column(
+        ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True)
+    tokenizer: Mapped[str] = mapped_column(String, primary_key=True)
+    tokens: Mapped[int] = mapped_column(Integer)
+
+
+class Chat(Base):
+    __tablename__ = "chats"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(String, default="")
+    created_at: Mapped[float] = mapped_column(Float, default=time.time)
+    messages: Mapped[list["Message"]] = relationship(order_by="Message.id", passive_deletes=True)
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String)
+    text: Mapped[str] = mapped_column(Text)
+    engine: Mapped[str | None] = mapped_column(String)
+    timings: Mapped[dict | None] = mapped_column(JSONText)
+    created_at: Mapped[float] = mapped_column(Float, default=time.time)
+    citations: Mapped[list["Citation"]] = relationship(
+        order_by="Citation.position", passive_deletes=True)
+
+
+class Citation(Base):
+    __tablename__ = "citations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    doc_index: Mapped[int] = mapped_column(Integer)
+    document_id: Mapped[int | None] = mapped_column(ForeignKey("documents.id", ondelete="SET NULL"))
+    filename: Mapped[str] = mapped_column(String)
+    page: Mapped[int | None] = mapped_column(Integer)
+    page_label: Mapped[str | None] = mapped_column(String)
+    quote: Mapped[str] = mapped_column(Text)
+    verified: Mapped[bool] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float)
+    passage: Mapped[str] = mapped_column(Text)
+    start: Mapped[int | None] = mapped_column(Integer)
+    end: Mapped[int | None] = mapped_column(Integer)
+
+
+# ---------------------------------------------------------------------------------------------
+# Migrations: append only. Each runs in one transaction with the version bump.
+
+def _migration_1(conn: Connection) -> None:
+    """First release: workspaces, documents, pages, token counts, chats, messages, citations."""
+    for ddl in (
+        """CREATE TABLE workspaces (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL UNIQUE,
+            created_at REAL NOT NULL)""",
+        """CREATE TABLE documents (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            workspace_id INTEGER NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+            filename TEXT NOT NULL,
+            title TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            unit TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            text_hash TEXT NOT NULL,
+            size_bytes INTEGER NOT NULL,
+            page_count INTEGER NOT NULL,
+            outline TEXT,
+            notes TEXT,
+            added_at REAL NOT NULL,
+            UNIQUE (workspace_id, content_hash))""",
+        "CREATE INDEX documents_content_hash ON documents(content_hash)",
+        """CREATE TABLE pages (
+            document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            number INTEGER NOT NULL,
+            label TEXT,
+            text TEXT NOT NULL,
+            PRIMARY KEY (document_id, number))""",
+        """CREATE TABLE token_counts (
+            document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            tokenizer TEXT NOT NULL,
+            tokens INTEGER NOT NULL,
+            PRIMARY KEY (document_id, tokenizer))""",
+        """CREATE TABLE chats (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            workspace_id INTEGER NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+            title TEXT NOT NULL,
+            created_at REAL NOT NULL)""",
+        "CREATE INDEX chats_workspace ON chats(workspace_id)",
+        """CREATE TABLE messages (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            chat_id INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
+            role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+            text TEXT NOT NULL,
+            engine TEXT,
+            timings TEXT,
+            created_at REAL NOT NULL)""",
+        "CREATE INDEX messages_chat ON messages(chat_id)",
+        """CREATE TABLE citations (
+            id INTEGER PRIMARY KEY,
+            message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            doc_index INTEGER NOT NULL,
+            document_id INTEGER REFERENCES documents(id) ON DELETE SET NULL,
+            filename TEXT NOT NULL,
+            page INTEGER,
+            page_label TEXT,
+            quote TEXT NOT NULL,
+            verified INTEGER NOT NULL,
+            score REAL NOT NULL,
+            passage TEXT NOT NULL,
+            start INTEGER,
+            "end" INTEGER)""",
+        "CREATE INDEX citations_message ON citations(message_id)",
+        "CREATE INDEX citations_document ON citations(document_id)",
+    ):
+        conn.exec_driver_sql(ddl)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SchemaError(AppError):
+    """The database was written by a newer jambadocs (or is not ours)."""
+
+
+def _on_connect(dbapi_conn, _record) -> None:
+    dbapi_conn.isolation_level = None      # the driver's implicit BEGIN is off; see "begin" below
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA foreign_keys = ON")
+    cur.execute("PRAGMA journal_mode = WAL")
+    cur.execute("PRAGMA synchronous = NORMAL")
+    cur.close()
+
+
+def open_engine(path: Path) -> Engine:
+    """An SQLAlchemy engine on `path`, with pragmas set on every connection, migrated to date."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        f"sqlite:///{path}",
+        connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
+    )
+    event.listen(engine, "connect", _on_connect)
+    # Every transaction takes the write lock at its start (BEGIN IMMEDIATE), so two writers queue
+    # on busy_timeout instead of failing when a read transaction tries to become a write one.
+    event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+    try:
+        migrate(engine)
+    except DBAPIError as exc:
+        engine.dispose()
+        raise SchemaError(f"{path}: cannot use this database ({exc.orig})") from None
+    return engine
+
+
+def schema_version(conn: Connection) -> int:
+    conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    row = conn.exec_driver_sql("SELECT max(version) FROM schema_version").first()
+    return int(row[0] or 0)
+
+
+def migrate(engine: Engine) -> int:
+    """Apply the migrations this database lacks, each in its own transaction. Returns the version."""
+    with engine.begin() as conn:
+        version = schema_version(conn)
+    if version > SCHEMA_VERSION:
+        raise SchemaError(
+            f"database {engine.url.database} has schema version {version}, newer than this "
+            f"jambadocs understands ({SCHEMA_VERSION}); upgrade jambadocs")
+    for number in range(version + 1, SCHEMA_VERSION + 1):
+        with engine.begin() as conn:
+            if schema_version(conn) >= number:     # another process got there first
+                continue
+            MIGRATIONS[number - 1](conn)
+            conn.execute(text("INSERT INTO schema_version (version) VALUES (:v)"), {"v": number})
+    return SCHEMA_VERSION
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One session, one transaction: committed on success, rolled back on any error."""
+    with factory() as session, session.begin():
+        yield session

@@ -1,0 +1,218 @@
+"""Documents of a workspace: add (ingest + one transaction), list, pages, remove."""
+from __future__ import annotations
+
+import threading
+import time
+import unicodedata
+from collections.abc import Callable, Iterable
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from app import db
+from app.errors import InvalidInput, NotFound
+from app.filestore import sha256_file
+from app.records import DocumentInfo, PageInfo, _utc
+
+if TYPE_CHECKING:
+    import ingest
+    from app.services import Services
+
+MAX_FILENAME = 255
+
+
+def clean_filename(name: str) -> str:
+    """The last path component of an uploaded name, without control characters.
+    It is only ever shown, never used as a path."""
+    name = unicodedata.normalize("NFC", str(name))
+    name = PureWindowsPath(PurePosixPath(name).name).name
+    name = "".join(c for c in name if unicodedata.category(c)[0] != "C").strip()
+    if len(name) > MAX_FILENAME:
+        stem, dot, ext = name.rpartition(".")
+        name = (stem[: MAX_FILENAME - len(ext) - 1] + dot + ext) if dot and len(ext) < 16 else name[:MAX_FILENAME]
+    return name or "document"
+
+
+def to_ingest_document(row: db.Document, pages: Iterable[db.Page]) -> "ingest.Document":
+    from ingest import Document, Page
+    return Document(
+        title=row.title, filename=row.filename, kind=row.kind, unit=row.unit,
+        pages=[Page(p.number, p.label, p.text) for p in pages],
+        content_hash=row.content_hash, text_hash=row.text_hash,
+        outline=[tuple(o) for o in (row.outline or [])], notes=list(row.notes or []),
+    )
+
+
+class DocumentService:
+    def __init__(self, svc: "Services"):
+        self._svc = svc
+        self._files_lock = threading.RLock()     # add/remove of originals within this process
+
+    # -- reading ------------------------------------------------------------------------------
+    def list(self, ws_id: int) -> list[DocumentInfo]:
+        with db.transaction(self._svc.sessions) as s:
+            self._svc.workspaces._row(s, ws_id)
+            rows = list(s.scalars(select(db.Document).where(db.Document.workspace_id == ws_id)
+                                  .order_by(db.Document.id)))
+            counts = self._token_counts(s, rows)
+        cached = self._svc.cached_flags(ws_id, rows)
+        return [self._info(r, i + 1, counts.get(r.id), cached[i]) for i, r in enumerate(rows)]
+
+    def get(self, doc_id: int) -> DocumentInfo:
+        with db.transaction(self._svc.sessions) as s:
+            row = self._row(s, doc_id)
+            ids = list(s.scalars(select(db.Document.id).where(
+                db.Document.workspace_id == row.workspace_id).order_by(db.Document.id)))
+            counts = self._token_counts(s, [row])
+        return self._info(row, ids.index(row.id) + 1, counts.get(row.id), False)
+
+    def page(self, doc_id: int, number: int) -> PageInfo:
+        with db.transaction(self._svc.sessions) as s:
+            row = self._row(s, doc_id)
+            page = s.get(db.Page, (doc_id, number))
+            if page is None:
+                raise NotFound(f"{row.filename} has no page {number} (1..{row.page_count})")
+            return PageInfo(doc_id, page.number, page.label, page.text)
+
+    def file_path(self, doc_id: int) -> Path:
+        """The stored original of a document (read-only use)."""
+        with db.transaction(self._svc.sessions) as s:
+            row = self._row(s, doc_id)
+        path = self._svc.files.path(row.content_hash)
+        if not path.is_file():
+            raise NotFound(f"the original of {row.filename} is missing from {path.parent}")
+        return path
+
+    def load(self, ws_id: int) -> tuple[list[int], list["ingest.Document"]]:
+        """(document ids, ingest Documents with their page texts) in workspace order."""
+        with db.transaction(self._svc.sessions) as s:
+            self._svc.workspaces._row(s, ws_id)
+            rows = list(s.scalars(select(db.Document).where(db.Document.workspace_id == ws_id)
+                                  .order_by(db.Document.id)))
+            pages: dict[int, list[db.Page]] = {r.id: [] for r in rows}
+            if rows:
+                for p in s.scalars(select(db.Page).where(db.Page.document_id.in_(pages))
+                                   .order_by(db.Page.document_id, db.Page.number)):
+                    pages[p.document_id].append(p)
+            return [r.id for r in rows], [to_ingest_document(r, pages[r.id]) for r in rows]
+
+    # -- writing ------------------------------------------------------------------------------
+    def add(self, ws_id: int, path: str | Path, filename: str | None = None,
+            password: str | None = None,
+            progress: Callable[[int, int], None] | None = None) -> DocumentInfo:
+        """Read `path` and add it to the workspace (returns the existing document if the same
+        content is already there). Raises ingest.IngestError for an unreadable file."""
+        from ingest import IngestError, read_document
+
+        path = Path(path)
+        name = clean_filename(filename if filename is not None else path.name)
+        self._svc.workspaces.get(ws_id)                          # NotFound early
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise InvalidInput(f"{name}: cannot read the file ({exc.strerror or exc})") from None
+        if not path.is_file():
+            raise InvalidInput(f"{name}: not a regular file")
+        settings = self._svc.settings
+        if size > settings.max_upload_bytes:
+            raise IngestError("too_large", name, f"{size:,} bytes is over the upload limit of "
+                              f"{settings.max_upload_bytes:,} bytes")
+        content_hash = sha256_file(path)
+        existing = self._find(ws_id, content_hash)
+        if existing is not None:
+            return existing
+        doc = read_document(path, password=password, progress=progress, filename=name,
+                            max_bytes=settings.max_upload_bytes, max_pages=settings.max_pages)
+        if doc.content_hash != content_hash:
+            raise InvalidInput(f"{name}: the file changed while it was being added")
+        doc.filename = name
+        return self._insert(ws_id, path, size, doc)
+
+    def _insert(self, ws_id: int, path: Path, size: int, doc: "ingest.Document") -> DocumentInfo:
+        with self._files_lock:
+            self._svc.files.put(path, doc.content_hash)
+            try:
+                with db.transaction(self._svc.sessions) as s:
+                    self._svc.workspaces._row(s, ws_id)
+                    row = db.Document(
+                        workspace_id=ws_id, filename=doc.filename, title=doc.title or doc.filename,
+                        kind=doc.kind, unit=doc.unit, content_hash=doc.content_hash,
+                        text_hash=doc.text_hash, size_bytes=size, page_count=len(doc.pages),
+                        outline=[list(o) for o in doc.outline], notes=list(doc.notes),
+                        added_at=time.time())
+                    s.add(row)
+                    s.flush()
+                    s.add_all(db.Page(document_id=row.id, number=p.number, label=p.label, text=p.text)
+                              for p in doc.pages)
+            except IntegrityError:            # the same content was added concurrently
+                found = self._find(ws_id, doc.content_hash)
+                if found is None:
+                    raise
+                return found
+            except BaseException:
+                self.drop_unused_files({doc.content_hash})
+                raise
+        self._svc.count_tokens_later(row.id, doc)
+        found = self._find(ws_id, doc.content_hash)
+        assert found is not None
+        return found
+
+    def remove(self, ws_id: int, doc_id: int) -> None:
+        """Remove a document, its pages, and its original when no other document uses it."""
+        with db.transaction(self._svc.sessions) as s:
+            row = self._row(s, doc_id)
+            if row.workspace_id != ws_id:
+                raise NotFound(f"document {doc_id} is not in workspace {ws_id}")
+            content_hash = row.content_hash
+            s.delete(row)
+        self.drop_unused_files({content_hash})
+
+    def drop_unused_files(self, hashes: set[str]) -> None:
+        if not hashes:
+            return
+        with self._files_lock:
+            with db.transaction(self._svc.sessions) as s:
+                used = set(s.scalars(select(db.Document.content_hash)
+                                     .where(db.Document.content_hash.in_(hashes))))
+            for h in hashes - used:
+                self._svc.files.remove(h)
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _find(self, ws_id: int, content_hash: str) -> DocumentInfo | None:
+        with db.transaction(self._svc.sessions) as s:
+            ids = list(s.scalars(select(db.Document.id).where(db.Document.workspace_id == ws_id)
+                                 .order_by(db.Document.id)))
+            row = s.scalar(select(db.Document).where(db.Document.workspace_id == ws_id,
+                                                     db.Document.content_hash == content_hash))
+            if row is None:
+                return None
+            counts = self._token_counts(s, [row])
+        return self._info(row, ids.index(row.id) + 1, counts.get(row.id), False)
+
+    def _token_counts(self, s, rows: list[db.Document]) -> dict[int, int]:
+        key = self._svc.tokenizer_key()
+        if not rows:
+            return {}
+        q = select(db.TokenCount).where(db.TokenCount.document_id.in_([r.id for r in rows]))
+        found: dict[int, int] = {}
+        for tc in s.scalars(q):
+            if key is None or tc.tokenizer == key:
+                found[tc.document_id] = tc.tokens
+        return found
+
+    @staticmethod
+    def _row(s, doc_id: int) -> db.Document:
+        row = s.get(db.Document, doc_id)
+        if row is None:
+            raise NotFound(f"document {doc_id} does not exist")
+        return row
+
+    @staticmethod
+    def _info(row: db.Document, index: int, tokens: int | None, cached: bool) -> DocumentInfo:
+        return DocumentInfo(
+            id=row.id, workspace_id=row.workspace_id, index=index, filename=row.filename,
+            title=row.title, kind=row.kind, unit=row.unit, pages=row.page_count, tokens=tokens,
+            content_hash=row.content_hash, cached=cached, added_at=_utc(row.added_at),
+            size_bytes=row.size_bytes)

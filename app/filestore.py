@@ -1,0 +1,93 @@
+"""Originals of added documents, stored once per content under files/<sha256>.
+
+A file is written to a temporary name in the same folder, fsync'd and renamed into place,
+so a reader never sees a partial original. Removal is the caller's decision (it knows
+whether any document still refers to the hash).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from pathlib import Path
+
+_HASH = re.compile(r"^[0-9a-f]{64}$")
+TMP_PREFIX = ".tmp-"
+CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class FileStore:
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def path(self, content_hash: str) -> Path:
+        if not _HASH.match(content_hash):
+            raise ValueError(f"not a sha256 hex digest: {content_hash!r}")
+        return self.folder / content_hash
+
+    def has(self, content_hash: str) -> bool:
+        return self.path(content_hash).is_file()
+
+    def put(self, source: Path, content_hash: str) -> Path:
+        """Copy `source` in under `content_hash` (checked while copying). Atomic; idempotent."""
+        dest = self.path(content_hash)
+        if dest.is_file() and dest.stat().st_size == Path(source).stat().st_size:
+            return dest
+        tmp = self.folder / f"{TMP_PREFIX}{content_hash[:16]}-{os.getpid()}-{time.monotonic_ns()}"
+        h = hashlib.sha256()
+        try:
+            with open(source, "rb") as src, open(tmp, "wb") as out:
+                while chunk := src.read(CHUNK):
+                    h.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            if h.hexdigest() != content_hash:
+                raise ValueError(f"{Path(source).name}: the file changed while it was being added")
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        _fsync_dir(self.folder)
+        return dest
+
+    def remove(self, content_hash: str) -> None:
+        self.path(content_hash).unlink(missing_ok=True)
+
+    def collect_garbage(self, referenced: set[str], min_age_s: float = 3600.0) -> int:
+        """Remove temp files and originals no document refers to, older than `min_age_s`
+        (younger ones may belong to an add in progress in another process). Returns how many."""
+        removed = 0
+        now = time.time()
+        for entry in self.folder.iterdir():
+            name = entry.name
+            stale = (name.startswith(TMP_PREFIX) or (_HASH.match(name) and name not in referenced))
+            try:
+                if stale and now - entry.stat().st_mtime >= min_age_s:
+                    entry.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                pass
+        return removed
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,178 @@
+"""Render one PDF page to an image with pypdfium2, optionally marking a passage on it.
+
+Used by the source viewer: a citation names (document, page, supporting quote); this module draws
+the page and paints translucent boxes over the characters of the quote. The quote is found in the
+page's own text layer (exact match after whitespace/case folding, else the best fuzzy alignment
+via rapidfuzz), so boxes land on the real glyphs whatever the layout (columns, tables, rotation).
+"""
+from __future__ import annotations
+
+import ctypes
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
+from PIL import Image, ImageDraw
+from rapidfuzz import fuzz
+
+# pdfium is not thread-safe: one document open at a time per process.
+_PDFIUM_LOCK = threading.Lock()
+
+HIGHLIGHT_FILL = (255, 214, 0, 96)      # RGBA, translucent yellow
+HIGHLIGHT_OUTLINE = (230, 150, 0, 255)
+MIN_FUZZY_SCORE = 80.0                  # 0..100, below this a quote is "not found on the page"
+
+
+class PageImageError(ValueError):
+    """The page cannot be rendered (bad file, page out of range, wrong password)."""
+
+
+@dataclass
+class RenderedPage:
+    image: Image.Image                  # RGB page image
+    page_number: int                    # 1-based physical page
+    page_count: int
+    highlighted: bool = False           # True when the passage was found and marked
+    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)  # image px (l, t, r, b)
+    match_score: float = 0.0            # 100 = exact match of the passage
+
+
+def render_page(path: str | Path, page_number: int, highlight: str | None = None,
+                scale: float = 1.5, password: str | None = None) -> RenderedPage:
+    """Render physical page `page_number` (1-based) of the PDF at `path`; mark `highlight` if given."""
+    path = Path(path)
+    if not path.is_file():
+        raise PageImageError(f"{path.name}: file not found")
+    with _PDFIUM_LOCK:
+        try:
+            pdf = pdfium.PdfDocument(str(path), password=password)
+        except pdfium.PdfiumError as err:
+            raise PageImageError(f"{path.name}: cannot open as PDF ({err})") from None
+        try:
+            count = len(pdf)
+            if not 1 <= page_number <= count:
+                raise PageImageError(f"{path.name}: page {page_number} is outside 1..{count}")
+            page = pdf[page_number - 1]
+            image = page.render(scale=scale).to_pil().convert("RGB")
+            result = RenderedPage(image=image, page_number=page_number, page_count=count)
+            if highlight and highlight.strip():
+                span, score = _find_passage(page, highlight)
+                if span is not None:
+                    boxes = _char_boxes(page, span, image.size)
+                    if boxes:
+                        result.image = _paint(image, boxes)
+                        result.boxes, result.highlighted, result.match_score = boxes, True, score
+            return result
+        finally:
+            pdf.close()
+
+
+def page_count(path: str | Path, password: str | None = None) -> int:
+    """Number of pages of the PDF at `path`."""
+    with _PDFIUM_LOCK:
+        try:
+            pdf = pdfium.PdfDocument(str(path), password=password)
+        except pdfium.PdfiumError as err:
+            raise PageImageError(f"{Path(path).name}: cannot open as PDF ({err})") from None
+        try:
+            return len(pdf)
+        finally:
+            pdf.close()
+
+
+def _page_chars(page: pdfium.PdfPage) -> tuple[pdfium.PdfTextPage, list[str]]:
+    """The page's text layer and its characters, one str per pdfium char index."""
+    textpage = page.get_textpage()
+    n = textpage.count_chars()
+    chars = [chr(pdfium_c.FPDFText_GetUnicode(textpage.raw, i) or 32) for i in range(n)]
+    return textpage, chars
+
+
+def _fold(chars: list[str]) -> tuple[str, list[int]]:
+    """Casefold and collapse whitespace/hyphen line breaks; return text and its map to char indices."""
+    out: list[str] = []
+    index: list[int] = []
+    for i, ch in enumerate(chars):
+        if ch.isspace() or ch in "\x00\ufffe\u00ad" or ch == "\u0002":
+            if out and out[-1] != " ":
+                out.append(" ")
+                index.append(i)
+            continue
+        for c in ch.casefold():
+            out.append(c)
+            index.append(i)
+    return "".join(out), index
+
+
+def _fold_query(text: str) -> str:
+    return re.sub(r"\s+", " ", text.replace("\u00ad", "")).casefold().strip()
+
+
+def _find_passage(page: pdfium.PdfPage, passage: str) -> tuple[tuple[int, int] | None, float]:
+    """(first char index, char count) of `passage` on the page, and the match score 0..100."""
+    textpage, chars = _page_chars(page)
+    try:
+        haystack, index = _fold(chars)
+        needle = _fold_query(passage)
+        if not needle or not haystack:
+            return None, 0.0
+        at = haystack.find(needle)
+        if at >= 0:
+            start, end, score = at, at + len(needle), 100.0
+        else:
+            # Words split by a line break or hyphenation still align with a high score.
+            alignment = fuzz.partial_ratio_alignment(needle, haystack, score_cutoff=MIN_FUZZY_SCORE)
+            if alignment is None:
+                return None, 0.0
+            start, end, score = alignment.dest_start, alignment.dest_end, alignment.score
+        first, last = index[start], index[max(start, end - 1)]
+        return (first, last - first + 1), score
+    finally:
+        textpage.close()
+
+
+def _char_boxes(page: pdfium.PdfPage, span: tuple[int, int],
+                image_size: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+    """Image-pixel boxes covering chars span=(first, count), one per text run/line."""
+    textpage = page.get_textpage()
+    try:
+        first, count = span
+        n_rects = textpage.count_rects(first, count)
+        rects = [textpage.get_rect(i) for i in range(n_rects)]   # PDF units (l, b, r, t)
+    finally:
+        textpage.close()
+    width, height = image_size
+    boxes = []
+    for left, bottom, right, top in rects:
+        x0, y0 = _to_device(page, width, height, left, top)
+        x1, y1 = _to_device(page, width, height, right, bottom)
+        box = (min(x0, x1) - 2, min(y0, y1) - 2, max(x0, x1) + 2, max(y0, y1) + 2)
+        if box[2] - box[0] > 2 and box[3] - box[1] > 2:
+            boxes.append(box)
+    return boxes
+
+
+def _to_device(page: pdfium.PdfPage, width: int, height: int, x: float, y: float) -> tuple[int, int]:
+    """PDF page coordinates -> pixel of the rendered image (handles crop box and rotation)."""
+    dx, dy = ctypes.c_int(), ctypes.c_int()
+    pdfium_c.FPDF_PageToDevice(page.raw, 0, 0, width, height, 0, x, y, dx, dy)
+    return dx.value, dy.value
+
+
+def _paint(image: Image.Image, boxes: list[tuple[int, int, int, int]]) -> Image.Image:
+    overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(overlay)
+    for box in boxes:
+        draw.rectangle(box, fill=HIGHLIGHT_FILL, outline=HIGHLIGHT_OUTLINE, width=2)
+    return Image.alpha_composite(image.convert("RGBA"), overlay).convert("RGB")
+
+
+def render_stored_page(files_dir: str | Path, content_hash: str, page_number: int,
+                       highlight: str | None = None, scale: float = 1.5) -> RenderedPage:
+    """Render a page of an original kept by app.filestore (files/<sha256>)."""
+    from app.filestore import FileStore
+
+    return render_page(FileStore(Path(files_dir)).path(content_hash), page_number, highlight, scale)

@@ -1,0 +1,102 @@
+"""Plain records the services return to the CLI, UI and API (no ORM objects leak out)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=timezone.utc)
+
+
+class _Record:
+    def to_dict(self) -> dict:
+        """JSON-ready dict (datetimes as ISO 8601 strings)."""
+        def conv(v):
+            if isinstance(v, datetime):
+                return v.isoformat()
+            if isinstance(v, dict):
+                return {k: conv(x) for k, x in v.items()}
+            if isinstance(v, list):
+                return [conv(x) for x in v]
+            return v
+        return conv(asdict(self))
+
+
+@dataclass
+class WorkspaceInfo(_Record):
+    id: int
+    name: str
+    created_at: datetime
+    documents: int = 0      # how many documents it holds
+    pages: int = 0
+
+
+@dataclass
+class DocumentInfo(_Record):
+    id: int
+    workspace_id: int
+    index: int              # 1-based position in the workspace (the N of "[doc N, p. M]")
+    filename: str           # the uploaded name (data only, never a path)
+    title: str
+    kind: str               # pdf / txt / md / html / docx
+    unit: str               # page / section / part
+    pages: int
+    tokens: int | None      # under the current engine's tokenizer; None when unknown
+    content_hash: str
+    cached: bool            # the engine holds this document's state in the state store
+    added_at: datetime
+    size_bytes: int = 0
+
+
+@dataclass
+class PageInfo(_Record):
+    document_id: int
+    number: int             # 1-based physical page
+    label: str | None       # printed page label
+    text: str
+
+
+@dataclass
+class ChatInfo(_Record):
+    id: int
+    workspace_id: int
+    title: str
+    created_at: datetime
+    messages: int = 0
+
+
+@dataclass
+class CitationInfo(_Record):
+    doc: int                # N of "[doc N, p. M]" (1-based document position when asked)
+    doc_id: int | None      # None when the cited document was removed since, or never existed
+    filename: str
+    page: int | None        # physical page number; None when the page does not exist
+    page_label: str | None
+    quote: str              # the cited sentence or quoted text
+    verified: bool          # the quote was found on the cited page
+    passage: str            # best supporting passage on that page ("" if the page is unknown)
+    start: int | None       # character offsets of `passage` in the page text
+    end: int | None
+    score: float = 0.0      # 0..100 fuzzy match score of quote vs passage
+
+
+@dataclass
+class MessageInfo(_Record):
+    id: int
+    chat_id: int
+    role: str               # "user" | "assistant"
+    text: str
+    citations: list[CitationInfo] = field(default_factory=list)
+    timings: dict | None = None   # cached_tokens, prefilled_tokens, ttft_s, tokens_per_s, total_s, omitted...
+    created_at: datetime | None = None
+    engine: str | None = None
+
+
+@dataclass
+class BudgetInfo(_Record):
+    used: int               # tokens of all documents (current engine's tokenizer)
+    max: int | None         # engine context in tokens; None when unlimited (extractive)
+    cached: int             # tokens whose state is in the state store
+    fits: bool
+    documents: int

@@ -1,0 +1,132 @@
+"""Text helpers shared by retrieval and citation checking: normalisation with an offset map,
+sentence and passage splitting (all offsets refer to the original text)."""
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+# Characters folded to a plain form before comparing texts.
+_FOLD = {
+    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",
+    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u00ab": '"', "\u00bb": '"',
+    "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2212": "-",
+    "\u00a0": " ", "\u2009": " ", "\u202f": " ", "\u2007": " ",
+    "\ufb01": "fi", "\ufb02": "fl", "\ufb00": "ff", "\ufb03": "ffi", "\ufb04": "ffl",
+}
+# Dropped entirely: soft hyphen, zero-width and bidi control characters.
+_DROP = set("\u00ad\u200b\u200c\u200d\u2060\ufeff\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+            "\u2066\u2067\u2068\u2069")
+
+
+def normalize(text: str) -> tuple[str, list[int]]:
+    """Casefolded, NFKC, quote/dash-folded text with whitespace runs collapsed to one space,
+    and words hyphenated across a line break joined. Returns (normalized, index) where
+    index[i] is the offset in `text` of normalized character i (len(index) == len(normalized))."""
+    out: list[str] = []
+    index: list[int] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        # "exam-\nple" -> "example"
+        if ch in "-\u00ad" and i + 1 < n and text[i + 1] == "\n" and out and out[-1].isalpha():
+            j = i + 1
+            while j < n and text[j].isspace():
+                j += 1
+            if j < n and text[j].isalpha():
+                i = j
+                continue
+        if ch in _DROP:
+            i += 1
+            continue
+        if ch.isspace():
+            if out and out[-1] != " ":
+                out.append(" ")
+                index.append(i)
+            i += 1
+            continue
+        folded = _FOLD.get(ch)
+        if folded is None:
+            folded = unicodedata.normalize("NFKC", ch).casefold()
+        for c in folded:
+            if c.isspace():
+                if out and out[-1] != " ":
+                    out.append(" ")
+                    index.append(i)
+            else:
+                out.append(c)
+                index.append(i)
+        i += 1
+    while out and out[-1] == " ":
+        out.pop()
+        index.pop()
+    return "".join(out), index
+
+
+def norm(text: str) -> str:
+    """`normalize` without the offset map."""
+    return normalize(text)[0]
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?。؟])[\"'\u201d\u2019)\]]*\s+|\n\s*\n")
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+
+
+def sentence_spans(text: str) -> list[Span]:
+    """Sentence-ish spans of `text` (ends at . ! ? followed by space, or a blank line)."""
+    spans: list[Span] = []
+    start = 0
+    for m in _SENTENCE_END.finditer(text):
+        _add_trimmed(spans, text, start, m.end())
+        start = m.end()
+    _add_trimmed(spans, text, start, len(text))
+    return spans
+
+
+def _add_trimmed(spans: list[Span], text: str, start: int, end: int) -> None:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    if end > start:
+        spans.append(Span(start, end))
+
+
+def passage_spans(text: str, target: int = 500, limit: int = 900) -> list[Span]:
+    """Consecutive passages of about `target` characters made of whole sentences; a sentence
+    longer than `limit` is cut at whitespace."""
+    pieces: list[Span] = []
+    for s in sentence_spans(text):
+        start = s.start
+        while s.end - start > limit:
+            cut = text.rfind(" ", start + target // 2, start + limit)
+            cut = cut if cut > start else start + limit
+            pieces.append(Span(start, cut))
+            start = cut
+            while start < s.end and text[start].isspace():
+                start += 1
+        if s.end > start:
+            pieces.append(Span(start, s.end))
+    passages: list[Span] = []
+    cur: Span | None = None
+    for p in pieces:
+        if cur is None:
+            cur = p
+        elif p.end - cur.start <= target or (cur.end - cur.start) < target // 3:
+            cur = Span(cur.start, p.end)
+        else:
+            passages.append(cur)
+            cur = p
+    if cur is not None:
+        passages.append(cur)
+    return passages
+
+
+def collapse_ws(text: str) -> str:
+    """Whitespace runs to one space (for quoting a passage on one line)."""
+    return re.sub(r"\s+", " ", text).strip()

@@ -1,0 +1,93 @@
+"""Citation parsing (every supported form) and verification against real page text."""
+from __future__ import annotations
+
+import pytest
+
+from app.citations import VERIFY_THRESHOLD, match_quote, parse, parse_and_verify
+from ingest import read_document
+
+
+@pytest.fixture(scope="module")
+def docs(corpus):
+    return [read_document(corpus / "debian-history-fr.pdf"), read_document(corpus / "r-intro.pdf")]
+
+
+def test_inline_forms():
+    text = ('The sky is blue [doc 1, p. 2]. Grass is "very green indeed" [doc 2, pp. 3-5][Doc 1, p. iv]. '
+            'Several at once [doc 1, p. 2; doc 3, p. 7]. Pages [document 2, pages 2, 5]. '
+            'Not a citation [1] nor [see above].')
+    refs = parse(text).refs
+    got = [(r.doc, r.pages, r.page_range, r.quote) for r in refs]
+    assert got == [
+        (1, ["2"], None, "The sky is blue"),
+        (2, [], ("3", "5"), "very green indeed"),
+        (1, ["iv"], None, "very green indeed"),       # adjacent brackets share the claim
+        (1, ["2"], None, "Several at once"),
+        (3, ["7"], None, "Several at once"),
+        (2, ["2", "5"], None, "Pages"),
+    ]
+    assert text[refs[0].start:refs[0].end] == "[doc 1, p. 2]"
+
+
+def test_claim_is_the_cited_sentence_and_keeps_quoted_punctuation():
+    refs = parse("First point. Second: it says \u201cA: one. B\u201d here [doc 1, p. 3]\n"
+                 "- bullet claim [doc 2, p. 1]").refs
+    assert refs[0].quote == "A: one. B"
+    assert refs[1].quote == "bullet claim"
+
+
+def test_citations_block_forms():
+    p = parse('Answer text.\n<citations>\n[doc 1, p. 3] "some quote here"\n'
+              'doc 2, p. 4: other quote\n</citations>')
+    assert p.text == "Answer text."
+    assert [(r.doc, r.pages, r.quote) for r in p.refs] == [(1, ["3"], "some quote here"),
+                                                           (2, ["4"], "other quote")]
+    p = parse('X <citations>[{"doc": 2, "page": "7", "quote": "abc def"}, {"document": 1, '
+              '"pages": "1-2", "text": "q"}]</citations>')
+    assert [(r.doc, r.pages, r.page_range, r.quote) for r in p.refs] == [
+        (2, ["7"], None, "abc def"), (1, [], ("1", "2"), "q")]
+
+
+def test_true_quote_is_verified_on_its_page_with_offsets(docs):
+    # printed page "2" of debian-history-fr is physical page 8; straight apostrophe vs ’ in the PDF
+    answer = "Ian Murdock a fondé Debian en août 1993 et a mené le projet jusqu'en mars 1996 [doc 1, p. 2]."
+    body, cites = parse_and_verify(answer, docs, [11, 12])
+    (c,) = cites
+    assert (c.doc, c.doc_id, c.filename, c.page, c.page_label) == (1, 11, "debian-history-fr.pdf", 8, "2")
+    assert c.verified and c.score >= 95
+    page_text = docs[0].pages[7].text
+    assert page_text[c.start:c.end] == c.passage and "Ian Murdock" in c.passage
+
+
+def test_wrong_page_and_invented_claims_are_not_verified(docs):
+    _, cites = parse_and_verify(
+        "Ian Murdock a fondé Debian en août 1993 et a mené le projet jusqu'en mars 1996 [doc 1, p. 3]. "
+        "Debian was founded by a large company in 2005 to sell licences [doc 1, p. 2]. "
+        "Something [doc 9, p. 1].", docs)
+    assert [c.verified for c in cites] == [False, False, False]
+    assert cites[0].page == 9 and cites[0].passage        # best passage on the cited page still given
+    assert cites[2].doc_id is None and cites[2].page is None
+
+
+def test_label_and_physical_numbers_and_ranges(docs):
+    quote = "Vectors can be used in arithmetic expressions, in which case the operations are performed element by element."
+    for cite in ("[doc 2, p. 9]", "[doc 2, p. 15]", "[doc 2, pp. 8-10]"):   # label 9 = physical 15
+        _, (c,) = parse_and_verify(f"{quote} {cite}", docs)
+        assert c.verified and c.page == 15 and c.page_label == "9", cite
+
+
+def test_match_quote_tolerates_pdf_breaks():
+    page = "There are about 25 pack ages supplied with R (called \u201cstandard\u201d and\n\u201crecommended\u201d packages)"
+    m = match_quote('There are about 25 packages supplied with R (called "standard" and "recommended" packages)', page)
+    assert m.verified and page[m.start:m.end] == m.passage
+    assert match_quote("about 25", page).verified        # short quotes must match exactly
+    assert not match_quote("about 26", page).verified
+    assert not match_quote("", page).verified
+
+
+def test_a_flipped_claim_is_not_verified(docs):
+    true = "Vectors can be used in arithmetic expressions [doc 2, p. 9]."
+    flipped = "Vectors cannot be used in arithmetic expressions [doc 2, p. 9]."
+    assert parse_and_verify(true, docs)[1][0].verified
+    c = parse_and_verify(flipped, docs)[1][0]
+    assert not c.verified and c.score >= VERIFY_THRESHOLD and c.page == 15   # close text, opposite meaning

@@ -1,0 +1,100 @@
+"""The jambadocs command line, run in-process on a fresh data folder."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app.cli import main
+
+
+@pytest.fixture
+def run(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("JAMBADOCS_MODEL", raising=False)
+    monkeypatch.delenv("JAMBADOCS_ENGINE", raising=False)
+    data = tmp_path / "data"
+
+    def _run(*argv: str) -> tuple[int, str, str]:
+        code = main(["--data-dir", str(data), *argv])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+    return _run
+
+
+def test_ingest_reports_bad_files_and_adds_the_rest(run, corpus):
+    code, out, err = run("ingest", "-w", "lib", str(corpus / "fake.pdf"), str(corpus / "pari-refcard.pdf"),
+                         str(corpus / "encrypted.pdf"), str(corpus / "hsaur-inference.pdf"))
+    assert code == 1
+    assert "added [doc 1] pari-refcard.pdf" in out and "added [doc 2] hsaur-inference.pdf" in out
+    lines = err.strip().splitlines()
+    assert any("fake.pdf: not added" in line and "PDF" in line for line in lines)
+    assert any("encrypted.pdf: not added" in line and "password" in line.lower() for line in lines)
+    assert lines[-1].endswith("2 of 4 files not added")
+    code, out, _ = run("docs", "-w", "lib", "--json")
+    docs = json.loads(out)
+    assert code == 0 and [d["filename"] for d in docs] == ["pari-refcard.pdf", "hsaur-inference.pdf"]
+    assert docs[1]["pages"] == 15 and docs[1]["unit"] == "page"
+    code, out, _ = run("workspaces")
+    assert code == 0 and out.startswith("lib\t2 documents")
+    code, out, _ = run("ingest", "-w", "lib", str(corpus / "hsaur-inference.pdf"))
+    assert code == 0 and out.startswith("already there [doc 2] hsaur-inference.pdf")
+
+
+def test_ask_json_shape(run, corpus):
+    assert run("ingest", "-w", "w", str(corpus / "hsaur-inference.pdf"))[0] == 0
+    code, out, _ = run("ask", "-w", "w", "Student's t-test for two independent samples", "--json")
+    assert code == 0
+    obj = json.loads(out)
+    assert set(obj) == {"answer", "engine", "citations", "timings"}
+    assert obj["engine"] == "extractive" and obj["answer"].startswith("Extractive answer")
+    assert obj["citations"] and all(set(c) == {"doc", "file", "page", "page_label", "quote", "verified"}
+                                     for c in obj["citations"])
+    assert all(c["verified"] and c["file"] == "hsaur-inference.pdf" for c in obj["citations"])
+    assert set(obj["timings"]) == {"cached_tokens", "prefilled_tokens", "ttft_s", "tokens_per_s"}
+    code, out, err = run("ask", "-w", "w", "Student's t-test")
+    assert code == 0 and "Citations:" in out and "verified" in out
+
+
+@pytest.mark.parametrize("argv,words", [
+    (("ask", "-w", "missing", "q"), "no workspace named 'missing'"),
+    (("docs", "-w", "missing"), "no workspace named 'missing'"),
+    (("ingest", "-w", "", "x.pdf"), "workspace name is empty"),
+])
+def test_errors_are_one_line_and_nonzero(run, argv, words):
+    code, out, err = run(*argv)
+    assert code == 1 and out == ""
+    assert len(err.strip().splitlines()) == 1 and words in err
+
+
+def test_download_offline_is_a_clear_error(run, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("JAMBADOCS_KEEP_OFFLINE", "1")
+    code, _, err = run("download", "ai21labs/AI21-Jamba2-3B")
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "cannot download ai21labs/AI21-Jamba2-3B" in err
+    code, _, err = run("download", "../etc")
+    assert code == 1 and "not a hub model id" in err
+
+
+def test_cache_stats_on_an_empty_store(run):
+    code, out, _ = run("cache", "stats", "--json")
+    assert code == 0 and json.loads(out)["entries"] == 0
+
+
+def test_ingest_a_folder(run, corpus, tmp_path):
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    for name, dest in (("pari-refcard.pdf", "b.pdf"), ("latexsheet-de.pdf", "sub/a.pdf")):
+        (folder / dest).write_bytes((corpus / name).read_bytes())
+    (folder / "notes.bin").write_bytes(b"\x00\x01")          # not a document type: skipped
+    code, out, err = run("ingest", "-w", "f", str(folder))
+    assert code == 0, err
+    assert [line.split()[3].rstrip(":") for line in out.splitlines()] == ["b.pdf", "a.pdf"]
+
+
+def test_settings_may_follow_the_command(run, corpus, tmp_path, capsys):
+    assert run("ingest", "-w", "late", str(corpus / "pari-refcard.pdf"))[0] == 0
+    assert main(["workspaces", "--json", "--data-dir", str(tmp_path / "data")]) == 0
+    assert [w["name"] for w in json.loads(capsys.readouterr().out)] == ["late"]
+    assert main(["workspaces", "--json", "--data-dir", str(tmp_path / "elsewhere")]) == 0
+    assert json.loads(capsys.readouterr().out) == []

@@ -1,0 +1,40 @@
+import pytest
+
+from app.config import Settings
+
+
+def test_env_then_overrides(monkeypatch, tmp_path):
+    monkeypatch.setenv("JAMBADOCS_DATA_DIR", str(tmp_path / "env"))
+    monkeypatch.setenv("JAMBADOCS_MODEL", "/models/tiny")
+    monkeypatch.setenv("JAMBADOCS_CACHE_BYTES", "1000")
+    s = Settings.from_env()
+    assert s.data_dir == tmp_path / "env" and s.model == "/models/tiny" and s.cache_bytes == 1000
+    assert s.resolved_engine() == "jamba"
+    s = Settings.from_env(data_dir=tmp_path / "flag", model=None, engine="extractive")
+    assert s.data_dir == tmp_path / "flag" and s.model == "/models/tiny"    # None keeps the env value
+    assert s.resolved_engine() == "extractive"
+    assert s.db_path.parent == tmp_path / "flag"
+
+
+def test_defaults_without_env(monkeypatch):
+    for k in ("DATA_DIR", "MODEL", "ENGINE", "REMOTE_URL"):
+        monkeypatch.delenv(f"JAMBADOCS_{k}", raising=False)
+    s = Settings.from_env()
+    assert s.resolved_engine() == "extractive"
+    assert "jambadocs" in str(s.data_dir) and s.data_dir.is_absolute()
+
+
+@pytest.mark.parametrize("env,value", [("JAMBADOCS_ENGINE", "gpt"), ("JAMBADOCS_MAX_PAGES", "many"),
+                                       ("JAMBADOCS_MAX_PAGES", "0")])
+def test_bad_values_are_named(monkeypatch, env, value):
+    monkeypatch.setenv(env, value)
+    with pytest.raises(ValueError) as err:
+        Settings.from_env()
+    assert value in str(err.value) or "max_pages" in str(err.value)
+
+
+def test_models_dir(monkeypatch, tmp_path):
+    monkeypatch.delenv("JAMBADOCS_MODELS_DIR", raising=False)
+    assert Settings.from_env(data_dir=tmp_path).models_dir == tmp_path / "models"
+    monkeypatch.setenv("JAMBADOCS_MODELS_DIR", str(tmp_path / "m"))
+    assert Settings.from_env(data_dir=tmp_path).models_dir == tmp_path / "m"

@@ -1,0 +1,80 @@
+"""The Q&A service on the bundled engine (tiny random checkpoint): timings, the state cache used
+on a second question and after a restart, and never across models."""
+from __future__ import annotations
+
+import pytest
+from pypdf import PdfReader, PdfWriter
+
+from app.config import Settings
+from app.services import Services
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from engine.testing import write_tiny_checkpoint
+    root = tmp_path_factory.mktemp("ckpt")
+    return write_tiny_checkpoint(root / "a", seed=0), write_tiny_checkpoint(root / "b", seed=1)
+
+
+def _pages_pdf(src, pages, out):
+    """Real pages of a corpus PDF as a short PDF, so CPU prefill stays quick."""
+    reader, writer = PdfReader(src), PdfWriter()
+    for i in pages:
+        writer.add_page(reader.pages[i])
+    with open(out, "wb") as f:
+        writer.write(f)
+    return out
+
+
+@pytest.fixture(scope="module")
+def two_pages(corpus, tmp_path_factory):
+    return _pages_pdf(corpus / "hsaur-inference.pdf", (0, 2), tmp_path_factory.mktemp("pdf") / "hsaur-p1-3.pdf")
+
+
+@pytest.fixture(scope="module")
+def one_page(corpus, tmp_path_factory):
+    return _pages_pdf(corpus / "debian-history-fr.pdf", (7,), tmp_path_factory.mktemp("pdf") / "debian-p8.pdf")
+
+
+def test_second_question_and_restart_use_the_cache(tmp_path, tiny, two_pages, one_page):
+    settings = Settings.from_env(data_dir=tmp_path / "d", model=str(tiny[0]), engine="jamba",
+                                 device="cpu", max_new_tokens=4)
+    svc = Services(settings)
+    ws = svc.workspaces.create("w")
+    doc = svc.documents.add(ws.id, two_pages)
+    info = svc.engine_info()
+    assert info["engine"] == "jamba" and info["max_context"] > 0
+    assert [d.cached for d in svc.documents.list(ws.id)] == [False]
+    first = svc.qa.answer(ws.id, "What is a t-test?")
+    assert [d.cached for d in svc.documents.list(ws.id)] == [True]
+    t1 = first.timings
+    assert first.engine == "jamba" and t1["cached_tokens"] == 0 and t1["prefilled_tokens"] > 100
+    assert t1["ttft_s"] > 0 and t1["omitted"] == []
+    second = svc.qa.answer(ws.id, "And a paired one?", chat_id=first.chat_id)
+    t2 = second.timings
+    assert t2["cached_tokens"] >= t1["prefilled_tokens"] - 64       # the documents were not re-read
+    assert t2["prefilled_tokens"] < t1["prefilled_tokens"] // 4
+    budget = svc.budget(ws.id)
+    assert budget.max == info["max_context"] and budget.used == svc.documents.list(ws.id)[0].tokens > 0
+    assert budget.cached == budget.used and budget.fits
+    svc.close()
+
+    svc = Services(settings)                                          # a restart: states from SQLite
+    again = svc.qa.answer(ws.id, "What is a t-test?")
+    assert again.timings["cached_tokens"] == t2["cached_tokens"]
+    assert again.timings["prefilled_tokens"] == t1["prefilled_tokens"] - t2["cached_tokens"]
+    assert svc.cache_stats()["entries"] >= 1
+    svc.documents.add(ws.id, one_page)                                # appending prefills only it
+    assert [d.cached for d in svc.documents.list(ws.id)] == [True, False]
+    grown = svc.qa.answer(ws.id, "What is a t-test?")
+    assert grown.timings["cached_tokens"] == t2["cached_tokens"]
+    assert [d.cached for d in svc.documents.list(ws.id)] == [True, True]
+    assert [m.role for m in svc.chats.messages(first.chat_id)] == ["user", "assistant"] * 2
+    svc.close()
+
+    other = Services(settings.with_(model=str(tiny[1])))              # another model: nothing reused
+    other.engine_info()
+    assert [d.cached for d in other.documents.list(ws.id)] == [False, False]
+    assert other.qa.answer(ws.id, "What is a t-test?").timings["cached_tokens"] == 0
+    other.close()
+    assert doc.pages == 2

@@ -1,0 +1,99 @@
+"""Asking with the extractive engine: streamed, cited, verified, saved; follow-ups use the chat."""
+from __future__ import annotations
+
+import pytest
+
+from app.answerers.extractive import LABEL
+from app.errors import InvalidInput, NotFound
+
+
+@pytest.fixture
+def ws(svc, corpus):
+    w = svc.workspaces.create("stats")
+    for name in ("debian-history-fr.pdf", "hsaur-inference.pdf", "r-intro.pdf"):
+        svc.documents.add(w.id, corpus / name)
+    return w
+
+
+def test_answer_streams_quotes_and_verified_citations(svc, ws):
+    events = list(svc.qa.ask(ws.id, "How do I run a chi-squared test on a contingency table?"))
+    kinds = [e.kind for e in events]
+    assert kinds[-1] == "done" and kinds.count("done") == 1 and kinds.count("token") > 5
+    msg = events[-1].answer
+    assert "".join(e.text for e in events if e.kind == "token") == msg.text
+    assert msg.text.startswith(LABEL) and msg.engine == "extractive"
+    assert 1 <= len(msg.citations) <= 3 and all(c.verified for c in msg.citations)
+    assert {c.filename for c in msg.citations} == {"hsaur-inference.pdf"}       # the statistics chapter
+    for c in msg.citations:
+        page = svc.documents.page(c.doc_id, c.page)
+        assert page.text[c.start:c.end] == c.passage
+        assert "chi" in c.passage.lower()
+    t = msg.timings
+    assert set(t) >= {"cached_tokens", "prefilled_tokens", "ttft_s", "tokens_per_s", "total_s", "omitted"}
+    saved = svc.chats.messages(msg.chat_id)
+    assert [m.role for m in saved] == ["user", "assistant"]
+    assert saved[1].citations == msg.citations and saved[1].text == msg.text
+
+
+def test_french_question_finds_the_french_page(svc, ws):
+    msg = svc.qa.answer(ws.id, "Qui a fondé Debian en août 1993 ?")
+    top = msg.citations[0]
+    assert top.filename == "debian-history-fr.pdf" and top.verified
+    assert "Murdock" in top.passage
+
+
+def test_follow_up_uses_history_and_chats_are_kept_apart(svc, ws):
+    first = svc.qa.answer(ws.id, "Which leaders did the Debian project have? Ian Murdock Bruce Perens")
+    follow = svc.qa.answer(ws.id, "and after?", chat_id=first.chat_id)  # too terse alone
+    assert follow.chat_id == first.chat_id and follow.citations
+    assert follow.citations[0].filename == "debian-history-fr.pdf"
+    assert [m.role for m in svc.chats.messages(first.chat_id)] == ["user", "assistant"] * 2
+    other = svc.workspaces.create("other")
+    with pytest.raises(NotFound):
+        svc.qa.ask(other.id, "q", chat_id=first.chat_id)
+    chats = svc.chats.list(ws.id)
+    assert [c.id for c in chats] == [first.chat_id] and chats[0].messages == 4
+    assert chats[0].title.startswith("Which leaders")
+
+
+def test_bad_asks_fail_before_streaming(svc, ws):
+    empty = svc.workspaces.create("empty")
+    with pytest.raises(InvalidInput, match="no documents"):
+        svc.qa.ask(empty.id, "anything?")
+    with pytest.raises(InvalidInput, match="empty"):
+        svc.qa.ask(ws.id, "   ")
+    with pytest.raises(NotFound):
+        svc.qa.ask(12345, "q")
+    assert svc.chats.list(empty.id) == []
+
+
+def test_removed_document_keeps_old_citations_readable(svc, ws):
+    msg = svc.qa.answer(ws.id, "Qui a fondé Debian en août 1993 ?")
+    doc_id = msg.citations[0].doc_id
+    svc.documents.remove(ws.id, doc_id)
+    old = svc.chats.messages(msg.chat_id)[1].citations[0]
+    assert old.doc_id is None and old.filename == "debian-history-fr.pdf" and old.verified
+    assert [d.index for d in svc.documents.list(ws.id)] == [1, 2]
+
+
+def test_engine_info_and_budget(svc, ws):
+    info = svc.engine_info()
+    assert info["engine"] == "extractive" and info["max_context"] is None
+    b = svc.budget(ws.id)
+    docs = svc.documents.list(ws.id)
+    assert b.documents == 3 and b.fits and b.max is None
+    assert all(d.tokens and d.tokens > 100 for d in docs) and b.used == sum(d.tokens for d in docs)
+
+
+def test_deleting_a_workspace_removes_its_chats_and_files(svc, ws):
+    import sqlite3
+    svc.qa.answer(ws.id, "Qui a fondé Debian en août 1993 ?")
+    keep = svc.workspaces.create("keep")
+    svc.budget(ws.id)                                  # token counts exist too
+    svc.workspaces.delete(ws.id)
+    con = sqlite3.connect(svc.settings.db_path)
+    for table in ("documents", "pages", "token_counts", "chats", "messages", "citations"):
+        assert con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, table
+    con.close()
+    assert list(svc.settings.files_dir.iterdir()) == []
+    assert [w.id for w in svc.workspaces.list()] == [keep.id]

@@ -1,0 +1,240 @@
+"""Reliability: concurrent asks share one engine safely; SIGKILL during ingestion leaves a
+consistent database; bad input never damages what is there."""
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from app.answerers.extractive import ExtractiveAnswerer
+from app.config import Settings
+from app.services import Services
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class CountingAnswerer(ExtractiveAnswerer):
+    """The real extractive engine, recording how many answers run at the same time."""
+
+    def __init__(self):
+        super().__init__()
+        self.active = 0
+        self.most = 0
+        self.calls = 0
+        self._count_lock = threading.Lock()
+
+    def answer(self, req):
+        with self._count_lock:
+            self.active += 1
+            self.calls += 1
+            self.most = max(self.most, self.active)
+        try:
+            for ev in super().answer(req):
+                yield ev
+                time.sleep(0.001)          # let other threads run while this one holds the engine
+        finally:
+            with self._count_lock:
+                self.active -= 1
+
+
+def test_concurrent_asks_are_queued_and_never_mixed(tmp_path, corpus):
+    engine = CountingAnswerer()
+    svc = Services(Settings.from_env(data_dir=tmp_path / "d", engine="extractive"), answerer=engine)
+    a, b, c = (svc.workspaces.create(n) for n in ("a", "b", "c"))
+    files = {a.id: ["debian-history-fr.pdf", "pari-refcard.pdf"],
+             b.id: ["hsaur-inference.pdf", "latexsheet-de.pdf"]}
+    for ws_id, names in files.items():
+        for n in names:
+            svc.documents.add(ws_id, corpus / n)
+    shared_chat = svc.chats.create(a.id).id
+    questions = {a.id: ["Qui a fondé Debian ?", "Chefs du projet Debian", "elliptic curves",
+                        "matrix determinant", "versions de Debian"],
+                 b.id: ["How is a t-test computed?", "Wilcoxon rank sum test", "Mathematische Formeln",
+                        "chi-squared test", "Tabellen und Listen"]}
+    results, errors = [], []
+
+    def ask(ws_id, q, chat_id=None):
+        try:
+            pieces, done = [], None
+            for ev in svc.qa.ask(ws_id, q, chat_id=chat_id):
+                if ev.kind == "token":
+                    pieces.append(ev.text)
+                elif ev.kind == "done":
+                    done = ev.answer
+            results.append((ws_id, "".join(pieces), done))
+        except Exception as exc:  # noqa: BLE001 -- collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ask, args=(ws, q)) for ws in (a.id, b.id) for q in questions[ws]]
+    threads += [threading.Thread(target=ask, args=(a.id, q, shared_chat)) for q in questions[a.id][:3]]
+    writer = threading.Thread(target=lambda: svc.documents.add(c.id, corpus / "r-intro.pdf"))
+    for t in threads + [writer]:
+        t.start()
+    for t in threads + [writer]:
+        t.join(120)
+    assert not errors, errors
+    assert len(results) == len(threads) == engine.calls
+    assert engine.most == 1                          # one engine, one answer at a time
+    for ws_id, streamed, msg in results:
+        assert streamed == msg.text                  # no pieces of another answer
+        assert msg.citations and {x.filename for x in msg.citations} <= set(files[ws_id])
+        assert svc.chats.get(msg.chat_id).workspace_id == ws_id
+    roles = [m.role for m in svc.chats.messages(shared_chat)]
+    assert roles == ["user", "assistant"] * 3        # exchanges saved whole, never interleaved
+    assert [d.filename for d in svc.documents.list(c.id)] == ["r-intro.pdf"]
+    svc.close()
+
+
+CHILD = textwrap.dedent("""
+    import sys
+    from app.config import Settings
+    from app.services import Services
+    data, corpus, names = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
+    svc = Services(Settings.from_env(data_dir=data, engine="extractive"))
+    i = 0
+    while True:
+        ws = svc.workspaces.ensure(f"ws-{sys.argv[4]}-{i}")
+        for n in names:
+            svc.documents.add(ws.id, f"{corpus}/{n}")
+            print("added", n, flush=True)
+        i += 1
+""")
+
+
+def _check_consistent(data: Path) -> None:
+    con = sqlite3.connect(data / "jambadocs.sqlite3")
+    try:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert con.execute("PRAGMA foreign_key_check").fetchall() == []
+        rows = con.execute("SELECT d.id, d.page_count, d.content_hash, count(p.number), "
+                           "coalesce(min(p.number), 0), coalesce(max(p.number), 0) "
+                           "FROM documents d LEFT JOIN pages p ON p.document_id = d.id GROUP BY d.id").fetchall()
+        for doc_id, n_pages, content_hash, have, lo, hi in rows:
+            assert (have, lo, hi) == (n_pages, 1, n_pages), f"document {doc_id} lacks pages"
+            assert (data / "files" / content_hash).is_file(), f"document {doc_id} lacks its original"
+        orphans = con.execute("SELECT count(*) FROM pages WHERE document_id NOT IN "
+                              "(SELECT id FROM documents)").fetchone()[0]
+        assert orphans == 0
+    finally:
+        con.close()
+
+
+def test_sigkill_during_ingestion_leaves_a_consistent_database(tmp_path, corpus):
+    data = tmp_path / "d"
+    names = ["r-intro.pdf", "hsaur-inference.pdf", "debian-history-fr.pdf", "pari-refcard.pdf"]
+    rng = random.Random(4)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    for round_ in range(4):
+        child = subprocess.Popen([sys.executable, "-c", CHILD, str(data), str(corpus), ",".join(names),
+                                  str(round_)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        try:
+            for _ in range(rng.randint(1, 3)):          # let it add a few, then kill it mid-work
+                line = child.stdout.readline()
+                assert line.startswith(b"added"), child.stderr.read().decode()[-2000:]
+            time.sleep(rng.uniform(0.0, 0.3))
+            child.send_signal(signal.SIGKILL)
+        finally:
+            child.kill()
+            child.wait(30)
+        assert child.returncode == -signal.SIGKILL
+        _check_consistent(data)
+    svc = Services(Settings.from_env(data_dir=data, engine="extractive"))
+    try:
+        # every workspace is usable: list, add, ask; interrupted adds can simply be redone
+        assert svc.workspaces.list()
+        for ws in svc.workspaces.list():
+            docs = svc.documents.list(ws.id)
+            for d in docs:
+                digest = hashlib.sha256(svc.documents.file_path(d.id).read_bytes()).hexdigest()
+                assert digest == d.content_hash
+        ws = svc.workspaces.list()[-1]
+        svc.documents.add(ws.id, corpus / "hsaur-inference.pdf")
+        msg = svc.qa.answer(ws.id, "t-test for independent samples")
+        assert msg.citations and all(c.verified for c in msg.citations)
+        assert svc.files.collect_garbage(set(d.content_hash for w in svc.workspaces.list()
+                                             for d in svc.documents.list(w.id)), min_age_s=0) >= 0
+        leftovers = [p.name for p in svc.settings.files_dir.iterdir() if p.name.startswith(".tmp-")]
+        assert leftovers == []                         # a killed copy's temp file is collected
+    finally:
+        svc.close()
+    _check_consistent(data)
+
+
+def test_bad_uploads_next_to_good_data(svc, corpus, tmp_path):
+    ws = svc.workspaces.create("w")
+    good = svc.documents.add(ws.id, corpus / "acm-sigconf.pdf")
+    before = svc.documents.page(good.id, 1).text
+    bad = [corpus / "truncated.pdf", corpus / "fake.pdf", tmp_path, tmp_path / "gone.pdf"]
+    # a PDF whose bytes change name and extension: a .txt-named PDF is still read by content or refused
+    odd = tmp_path / "paper.txt"
+    odd.write_bytes((corpus / "truncated.pdf").read_bytes())
+    for path in bad + [odd]:
+        with pytest.raises(Exception) as err:
+            svc.documents.add(ws.id, path)
+        assert path.name in str(err.value)
+    assert [d.id for d in svc.documents.list(ws.id)] == [good.id]
+    assert svc.documents.page(good.id, 1).text == before
+    assert sorted(p.name for p in svc.settings.files_dir.iterdir()) == [good.content_hash]
+    _check_consistent(svc.settings.data_dir)
+
+
+def test_abandoned_and_cancelled_asks_free_the_engine(svc, corpus):
+    ws = svc.workspaces.create("w")
+    svc.documents.add(ws.id, corpus / "hsaur-inference.pdf")
+    stream = svc.qa.ask(ws.id, "Wilcoxon rank sum test")
+    assert next(e for e in stream if e.kind == "token").text          # holds the engine now
+    queued, events = threading.Event(), []
+
+    def second():
+        for e in svc.qa.ask(ws.id, "t-test"):
+            events.append(e)
+            if e.kind == "progress" and e.stage == "queue":
+                queued.set()
+    t = threading.Thread(target=second)
+    t.start()
+    assert queued.wait(30)                     # the second ask waits behind the first ...
+    stream.close()                             # ... until the first one's client goes away
+    t.join(30)
+    done = [e for e in events if e.kind == "done"]
+    assert len(done) == 1 and done[0].answer.citations
+    assert [e.total for e in events if e.stage == "queue"][0] == 1      # one ask ahead of it
+    cancel = threading.Event()
+    pieces = []
+    for ev in svc.qa.ask(ws.id, "chi-squared test", cancel=cancel):
+        if ev.kind == "token":
+            pieces.append(ev.text)
+            if len(pieces) == 3:
+                cancel.set()
+        elif ev.kind == "done":
+            saved = ev.answer
+    assert saved.timings["cancelled"] is True and saved.text == "".join(pieces)
+    assert svc.qa.answer(ws.id, "chi-squared test").citations      # the next ask runs normally
+
+
+def test_workspace_deleted_while_a_document_is_being_read(svc, corpus):
+    from app.errors import NotFound
+    ws = svc.workspaces.create("short-lived")
+    keep = svc.workspaces.create("keep")
+    svc.documents.add(keep.id, corpus / "pari-refcard.pdf")
+    deleted = []
+
+    def progress(done, total):
+        if not deleted:                       # mid-read, another client deletes the workspace
+            svc.workspaces.delete(ws.id)
+            deleted.append(done)
+    with pytest.raises(NotFound):
+        svc.documents.add(ws.id, corpus / "hsaur-inference.pdf", progress=progress)
+    assert deleted
+    names = sorted(p.name for p in svc.settings.files_dir.iterdir())
+    assert names == [svc.documents.list(keep.id)[0].content_hash]   # the copied original is gone again
+    _check_consistent(svc.settings.data_dir)

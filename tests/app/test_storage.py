@@ -1,0 +1,145 @@
+"""Storage: schema and migrations, workspaces, documents (dedupe, files, removal), bad input."""
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from sqlalchemy import inspect
+
+from app import db
+from app.errors import Conflict, InvalidInput, NotFound
+from app.services import Services
+from ingest import IngestError
+
+
+def _sql(svc, query, *args):
+    con = sqlite3.connect(svc.settings.db_path)
+    try:
+        return con.execute(query, args).fetchall()
+    finally:
+        con.close()
+
+
+def test_schema_version_pragmas_and_orm_match_migrations(svc):
+    with svc.db.connect() as conn:
+        assert db.schema_version(conn) == db.SCHEMA_VERSION == len(db.MIGRATIONS)
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+    insp = inspect(svc.db)
+    for table in db.Base.metadata.sorted_tables:     # every ORM column exists in the migrated schema
+        have = {c["name"] for c in insp.get_columns(table.name)}
+        assert {c.name for c in table.columns} <= have, table.name
+
+
+def test_reopen_keeps_data_and_newer_schema_is_refused(settings, corpus):
+    with Services(settings) as svc:
+        ws = svc.workspaces.create("keep")
+        svc.documents.add(ws.id, corpus / "pari-refcard.pdf")
+    with Services(settings) as svc:                 # migrations run again: nothing to do, data kept
+        assert [d.filename for d in svc.documents.list(ws.id)] == ["pari-refcard.pdf"]
+    con = sqlite3.connect(settings.db_path)
+    con.execute("INSERT INTO schema_version VALUES (?)", (db.SCHEMA_VERSION + 1,))
+    con.commit()
+    con.close()
+    with pytest.raises(db.SchemaError, match="newer"):
+        Services(settings)
+
+
+def test_workspace_names(svc):
+    a = svc.workspaces.create("  Papers  ")
+    assert a.name == "Papers"
+    with pytest.raises(Conflict):
+        svc.workspaces.create("Papers")
+    for bad in ("", "   ", "x" * 201, "a\nb"):
+        with pytest.raises(InvalidInput):
+            svc.workspaces.create(bad)
+    b = svc.workspaces.ensure("Other")
+    assert svc.workspaces.ensure("Other").id == b.id
+    with pytest.raises(Conflict):
+        svc.workspaces.rename(b.id, "Papers")
+    assert svc.workspaces.rename(b.id, "Renamed").name == "Renamed"
+    assert [w.name for w in svc.workspaces.list()] == ["Papers", "Renamed"]
+    with pytest.raises(NotFound):
+        svc.workspaces.get(999)
+
+
+def test_add_stores_pages_labels_and_original(svc, corpus):
+    ws = svc.workspaces.create("r")
+    d = svc.documents.add(ws.id, corpus / "r-intro.pdf", filename="../../etc/R intro.pdf")
+    assert d.filename == "R intro.pdf"          # the uploaded name is data, never a path
+    assert (d.index, d.pages, d.kind, d.unit) == (1, 113, "pdf", "page")
+    page = svc.documents.page(d.id, 15)
+    assert page.label == "9" and "R" in page.text      # printed page = physical - 6
+    original = svc.documents.file_path(d.id)
+    assert original.parent == svc.settings.files_dir and original.name == d.content_hash
+    assert original.read_bytes() == (corpus / "r-intro.pdf").read_bytes()
+    with pytest.raises(NotFound):
+        svc.documents.page(d.id, 114)
+    # the same content again, under another name: the existing document, nothing duplicated
+    again = svc.documents.add(ws.id, corpus / "r-intro.pdf", filename="copy.pdf")
+    assert again.id == d.id and len(svc.documents.list(ws.id)) == 1
+    assert _sql(svc, "SELECT count(*) FROM pages")[0][0] == 113
+
+
+def test_remove_deletes_only_what_nobody_else_uses(svc, corpus):
+    a, b = svc.workspaces.create("a"), svc.workspaces.create("b")
+    da = svc.documents.add(a.id, corpus / "pari-refcard.pdf")
+    db_ = svc.documents.add(b.id, corpus / "pari-refcard.pdf")
+    other = svc.documents.add(a.id, corpus / "hsaur-inference.pdf")
+    shared = svc.files.path(da.content_hash)
+    svc.documents.remove(a.id, da.id)
+    assert shared.exists()                       # b still uses the same original
+    assert svc.documents.file_path(db_.id) == shared
+    with pytest.raises(NotFound):
+        svc.documents.remove(a.id, db_.id)       # not a's document
+    svc.workspaces.delete(b.id)
+    assert not shared.exists()
+    assert _sql(svc, "SELECT count(*) FROM pages WHERE document_id IN (?, ?)", da.id, db_.id)[0][0] == 0
+    assert [d.id for d in svc.documents.list(a.id)] == [other.id]
+    assert svc.documents.list(a.id)[0].index == 1     # positions close up after a removal
+    assert svc.files.path(other.content_hash).exists()
+
+
+@pytest.mark.parametrize("name,reason", [("fake.pdf", "not_pdf"), ("empty.pdf", "empty"),
+                                         ("truncated.pdf", "corrupt"), ("encrypted.pdf", "encrypted"),
+                                         ("image-only.pdf", "no_text")])
+def test_bad_input_changes_nothing(svc, corpus, name, reason):
+    from ingest.ocr import ocr_available
+    if name == "image-only.pdf" and ocr_available():
+        pytest.skip("OCR is installed here: the image-only PDF is readable")
+    ws = svc.workspaces.create("w")
+    good = svc.documents.add(ws.id, corpus / "pari-refcard.pdf")
+    before = _sql(svc, "SELECT id, content_hash FROM documents"), sorted(p.name for p in svc.settings.files_dir.iterdir())
+    with pytest.raises(IngestError) as err:
+        svc.documents.add(ws.id, corpus / name)
+    assert err.value.reason == reason
+    assert name in str(err.value)
+    after = _sql(svc, "SELECT id, content_hash FROM documents"), sorted(p.name for p in svc.settings.files_dir.iterdir())
+    assert after == before
+    assert svc.documents.page(good.id, 1).text
+
+
+def test_encrypted_with_password_and_limits(tmp_path, corpus):
+    from app.config import Settings
+    svc = Services(Settings.from_env(data_dir=tmp_path / "d", max_upload_bytes=700_000, max_pages=30))
+    ws = svc.workspaces.create("w")
+    d = svc.documents.add(ws.id, corpus / "encrypted.pdf", password="secret123")
+    assert d.pages == 26
+    with pytest.raises(IngestError) as err:
+        svc.documents.add(ws.id, corpus / "gnuplot.pdf")         # 1.3 MB > 700 KB
+    assert err.value.reason == "too_large" and "upload limit" in str(err.value)
+    with pytest.raises(IngestError) as err:
+        svc.documents.add(ws.id, corpus / "r-intro.pdf")         # 113 pages > 30
+    assert err.value.reason == "too_large" and "113" in str(err.value)
+    assert [x.id for x in svc.documents.list(ws.id)] == [d.id]
+    svc.close()
+
+
+def test_a_file_that_is_not_a_database_is_refused_untouched(settings):
+    settings.data_dir.mkdir(parents=True)
+    junk = b"not a database at all " * 50
+    settings.db_path.write_bytes(junk)
+    with pytest.raises(db.SchemaError, match="not a database"):
+        Services(settings)
+    assert settings.db_path.read_bytes() == junk
