@@ -1,0 +1,74 @@
+"""The browser flow with the bundled Jamba engine on a tiny random checkpoint (CPU).
+
+The tiny model's words are noise; what is checked is the UI around it: engine status line,
+context gauge over the limit with what is left out, prefill progress with ETA, a streamed
+answer, per-answer figures, and tokens reused from the state cache on the second ask.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.ui.live_server import start_server
+from tests.ui.pages import count, open_app, recorded, text_input, wait_rows
+
+MAX_CONTEXT = 4096      # small on purpose: the two documents do not fit
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    testing = pytest.importorskip("engine.testing", reason="engine/testing.py (write_tiny_checkpoint) not there")
+    pytest.importorskip("app.answerers.jamba", reason="the jamba answerer is not there")
+    return testing.write_tiny_checkpoint(tmp_path_factory.mktemp("tiny-jamba"), seed=0,
+                                         max_position_embeddings=MAX_CONTEXT)
+
+
+def test_flow_with_tiny_jamba(chromium, corpus, tmp_path, tiny_checkpoint, screenshots):
+    server = start_server(tmp_path / "data", "--engine", "jamba", "--model", str(tiny_checkpoint),
+                          "--device", "cpu", env={"JAMBADOCS_MAX_NEW_TOKENS": "16"})
+    context = chromium.new_context(viewport={"width": 1600, "height": 1000})
+    page = context.new_page()
+    try:
+        open_app(page, server.url)
+        engine = page.inner_text("#jd-engine")
+        assert "engine jamba" in engine and "device cpu" in engine and "float32" in engine, engine
+        assert "4.1k tokens" in engine          # the checkpoint's max_position_embeddings
+
+        page.set_input_files("#jd-upload input[type=file]",
+                             [str(corpus / "pari-refcard.pdf"), str(corpus / "hsaur-inference.pdf")])
+        page.wait_for_function("() => (document.querySelector('#jd-uploads')?.innerText.match(/added/g) "
+                               "|| []).length === 2", timeout=120_000)
+        rows = wait_rows(page, 2)
+        assert "4 pages" in rows[0] and "15 pages" in rows[1]
+        assert all(re.search(r"\d+(\.\d)?k", r) for r in rows), rows     # token counts under the model
+        gauge = page.inner_text("#jd-budget")
+        assert "of 4.1k tokens" in gauge and "over the limit" in gauge, gauge
+        assert "pari-refcard" in gauge or "Pari-GP" in gauge              # what would be left out
+
+        question = "How do I compute the determinant of a matrix?"
+        for turn in (1, 2):
+            if turn == 2:
+                page.click("#jd-new-chat")
+                page.wait_for_function("() => !document.querySelector('#jd-chat .message-row')")
+                page.evaluate("() => { window.__jd.chat = []; window.__jd.prefill = []; }")
+            text_input(page, "jd-question").fill(question)
+            page.click("#jd-ask")
+            page.wait_for_function("() => /first token/.test(document.querySelector('#jd-answer-stats')"
+                                   "?.innerText || '')", timeout=240_000)
+            stats = page.inner_text("#jd-answer-stats")
+            figures = re.search(r"([\d.]+k?) tokens from cache, ([\d.]+k?) prefilled", stats)
+            assert figures, stats
+            assert "tok/s" in stats and "Not read for this answer" in stats, stats
+            if turn == 1:
+                prefill = recorded(page, "prefill")
+                assert count(r"Reading the documents \(prefill\): [\d.]+k? / [\d.]+k? tokens", prefill), prefill
+                assert count(r"about .* left", prefill), prefill
+                chat = [s for s in recorded(page, "chat") if s.strip() not in ("", "\u2026")]
+                assert len(set(chat)) >= 2, f"the answer did not stream: {chat}"
+                page.screenshot(path=str(screenshots / "jamba-answer.png"))
+            else:
+                assert figures.group(1) != "0", f"nothing reused from the state cache: {stats}"
+    finally:
+        context.close()
+        server.stop()

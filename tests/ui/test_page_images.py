@@ -1,0 +1,69 @@
+"""app.page_images: real corpus pages rendered with pypdfium2, passages marked on the glyphs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.page_images import PageImageError, page_count, render_page
+
+# r-intro.pdf physical page 8 (printed "2") opens section 1.1 with this sentence, over two lines.
+R_INTRO_SENTENCE = ("R is an integrated suite of software facilities for data manipulation, calculation and "
+                    "graphical display. Among other things it has")
+
+
+def _highlight_share(image, box) -> float:
+    """Share of pixels inside `box` tinted by the highlight (yellow: red high, blue low)."""
+    left, top, right, bottom = box
+    px = np.asarray(image.convert("RGB")).astype(int)[top:bottom, left:right]     # (h, w, 3)
+    tinted = (px[..., 0] > 200) & (px[..., 2] < px[..., 0] - 60)
+    return float(tinted.mean())
+
+
+def test_exact_passage_is_marked_on_its_lines(corpus):
+    page = render_page(corpus / "r-intro.pdf", 8, highlight=R_INTRO_SENTENCE, scale=1.0)
+    assert page.page_count == 113 and page.page_number == 8
+    assert page.highlighted and page.match_score == 100.0
+    assert len(page.boxes) == 2                                   # the sentence spans two lines
+    width, height = page.image.size
+    first, second = sorted(page.boxes, key=lambda b: b[1])
+    assert second[1] > first[1]                                   # second line below the first
+    assert all(0 <= b[0] < b[2] <= width and 0 <= b[1] < b[3] <= height for b in page.boxes)
+    assert first[1] < height / 3                                  # near the top of the page
+    plain = render_page(corpus / "r-intro.pdf", 8, scale=1.0)
+    assert not plain.highlighted and _highlight_share(plain.image, first) < 0.05
+    for left, top, right, bottom in page.boxes:
+        assert _highlight_share(page.image, (left, top, right, bottom)) > 0.5
+        ink = [(np.asarray(img.convert("L"))[top:bottom, left:right] < 140).mean() for img in (page.image, plain.image)]
+        assert ink[1] > 0 and ink[0] > 0.2 * ink[1]        # an opaque mark would hide them all
+
+
+def test_passage_with_typos_and_other_line_breaks_is_found(corpus):
+    sloppy = "R is an integrated suit of software facilties for data manipulation,\ncalculations and graphical"
+    page = render_page(corpus / "r-intro.pdf", 8, highlight=sloppy, scale=1.0)
+    assert page.highlighted and 80 <= page.match_score < 100
+
+
+def test_text_that_is_not_on_the_page_is_not_marked(corpus):
+    page = render_page(corpus / "r-intro.pdf", 8, highlight="Gnuplot draws surfaces with splot and pm3d palettes")
+    assert not page.highlighted and page.boxes == []
+
+
+def test_two_column_paper_marks_the_right_column_only(corpus):
+    # acm-sigconf page 1: the abstract sits in the left column.
+    page = render_page(corpus / "acm-sigconf.pdf", 1, highlight="Institute for Clarity in Documentation", scale=1.0)
+    assert page.highlighted
+    assert page.image.size == (612, 792)
+    assert all(b[2] - b[0] < 612 / 2 for b in page.boxes)
+
+
+def test_bad_inputs_name_the_file(corpus):
+    with pytest.raises(PageImageError, match=r"r-intro\.pdf: page 114 is outside 1\.\.113"):
+        render_page(corpus / "r-intro.pdf", 114)
+    with pytest.raises(PageImageError, match=r"fake\.pdf: cannot open as PDF"):
+        render_page(corpus / "fake.pdf", 1)
+    with pytest.raises(PageImageError, match=r"encrypted\.pdf: cannot open"):
+        render_page(corpus / "encrypted.pdf", 1)
+    assert page_count(corpus / "encrypted.pdf", password="secret123") == 26
+    with pytest.raises(PageImageError, match="missing.pdf: file not found"):
+        render_page(corpus / "missing.pdf", 1)
+

@@ -1,0 +1,108 @@
+"""ui.render and ui.export on citations verified by app.citations against a real corpus document."""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+import pytest
+
+from app.citations import parse_and_verify
+from app.records import BudgetInfo, ChatInfo, DocumentInfo, MessageInfo
+from ingest import read_document
+from ui.export import chat_markdown
+from ui.render import answer_html, budget_gauge, documents_table, ingest_error_text, omitted_text
+
+TRUE_CLAIM = ("If we convert the estimates of the room width in meters into feet by multiplying each by 3.28 "
+              "then we would like to test the hypothesis")
+FALSE_CLAIM = "The lecture room was measured with a laser by every student <b>twice</b>"
+
+
+@pytest.fixture(scope="module")
+def hsaur(corpus):
+    return read_document(corpus / "hsaur-inference.pdf")
+
+
+@pytest.fixture(scope="module")
+def message(hsaur):
+    answer = f"{TRUE_CLAIM} [doc 1, p. 3]. {FALSE_CLAIM} [doc 1, p. 4]."
+    text, citations = parse_and_verify(answer, [hsaur], doc_ids=[11])
+    return MessageInfo(id=7, chat_id=3, role="assistant", text=text, citations=citations,
+                       timings={"cached_tokens": 0, "prefilled_tokens": 0, "ttft_s": 0.2})
+
+
+def test_chips_mark_verified_and_unverified(message):
+    assert [c.verified for c in message.citations] == [True, False]
+    html = answer_html(message.text, message)
+    chips = re.findall(r'<button type="button" class="cite-chip ([^"]+)"[^>]*>(.*?)</button>', html)
+    assert len(chips) == 2
+    (first_cls, first_label), (second_cls, second_label) = chips
+    assert "cite-verified" in first_cls and "jd-cite-7-0" in first_cls and "p.&nbsp;3" in first_label
+    assert "cite-unverified" in second_cls and "jd-cite-7-1" in second_cls and "p.&nbsp;4" in second_label
+    assert "hsaur-inference.pdf" in first_label
+    assert "[doc 1" not in html                                   # markers became chips
+    assert "<b>twice</b>" not in html and "&lt;b&gt;twice&lt;/b&gt;" in html   # answer text is escaped
+
+
+def test_streaming_chips_are_inert(message):
+    html = answer_html(message.text, pending=True)
+    assert html.count("cite-pending") == 2 and "jd-cite-" not in html
+
+
+def test_citation_to_a_missing_page_is_flagged(hsaur):
+    text, citations = parse_and_verify(f"{TRUE_CLAIM} [doc 1, p. 99].", [hsaur], doc_ids=[11])
+    msg = MessageInfo(id=8, chat_id=3, role="assistant", text=text, citations=citations)
+    html = answer_html(msg.text, msg)
+    assert "cite-missing" in html and "jd-cite-8" not in html
+
+
+def _doc(i: int, name: str, pages: int, tokens: int, cached: bool) -> DocumentInfo:
+    return DocumentInfo(id=i, workspace_id=1, index=i, filename=name, title=name.upper(), kind="pdf", unit="page",
+                        pages=pages, tokens=tokens, content_hash="0" * 64, cached=cached,
+                        added_at=datetime.now(timezone.utc))
+
+
+def test_budget_gauge_names_what_is_left_out():
+    docs = [_doc(1, "a.pdf", 10, 3000, True), _doc(2, "b.pdf", 5, 2000, False), _doc(3, "c.pdf", 1, 500, False)]
+    over = budget_gauge(BudgetInfo(used=5500, max=4096, cached=3000, fits=False, documents=3), docs)
+    assert "over the limit" in over and "B.PDF" in over and "C.PDF" in over and "A.PDF" not in over
+    assert 'jd-bar-cached" style="width:73.2%' in over                # 3000 of 4096 cached
+    fits = budget_gauge(BudgetInfo(used=3500, max=4096, cached=0, fits=True, documents=2), docs[:2])
+    assert "Everything fits" in fits
+    table = documents_table(docs, BudgetInfo(used=5500, max=4096, cached=3000, fits=False, documents=3))
+    rows = re.findall(r"<tr data-doc-id.*?</tr>", table)
+    assert len(rows) == 3 and ">cached<" in rows[0] and "partly" in rows[1] and "retrieval" in rows[2]
+
+
+def test_omitted_summary_in_words():
+    assert omitted_text({"omitted": [{"doc": 2, "file": "b.pdf", "pages": [3, 4]}]}) == "b.pdf (2 pages)"
+    assert omitted_text({"omitted_summary": "left out 10 tokens", "omitted": [{"doc": 1}]}) == "left out 10 tokens"
+    assert omitted_text({"omitted": []}) == ""
+
+
+def test_upload_errors_in_plain_words(corpus):
+    from ingest import IngestError
+
+    for name, words in [("fake.pdf", "not a PDF"), ("empty.pdf", "empty"), ("encrypted.pdf", "password"),
+                        ("truncated.pdf", "damaged or truncated")]:
+        with pytest.raises(IngestError) as err:
+            read_document(corpus / name)
+        assert name in ingest_error_text(err.value)               # alone, the message names the file
+        text = ingest_error_text(err.value, name)                 # in its row, the name is not repeated
+        assert not text.startswith(name) and words.lower() in text.lower(), text
+    with pytest.raises(IngestError) as err:
+        read_document(corpus / "encrypted.pdf")
+    assert "Password for protected PDFs" in ingest_error_text(err.value, "encrypted.pdf")
+
+
+def test_export_markdown_keeps_citations_and_sources(hsaur, message):
+    user = MessageInfo(id=6, chat_id=3, role="user", text="How was the room width estimated?")
+    doc = _doc(1, hsaur.filename, len(hsaur.pages), 9000, False)
+    chat = ChatInfo(id=3, workspace_id=1, title="Room width", created_at=datetime.now(timezone.utc))
+    md = chat_markdown("Stats", chat, [user, message], [doc], {"engine": "extractive", "model": None})
+    assert md.startswith("# Room width\n")
+    assert "## Question 1" in md and "> How was the room width estimated?" in md
+    assert "[doc 1, p. 3]" in md and "[doc 1, p. 4]" in md               # markers kept in the answer
+    assert re.search(r"1\. \[doc 1\] hsaur-inference\.pdf, page 3: verified", md)
+    assert re.search(r"2\. \[doc 1\] hsaur-inference\.pdf, page 4: \*\*unverified\*\*", md)
+    assert "passage on the page" in md and "3.28" in md
+    assert "## Sources" in md and "hsaur-inference.pdf), 15 pages" in md

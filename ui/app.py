@@ -1,0 +1,137 @@
+"""The Gradio Blocks app: workspaces, uploads, documents and budget, streaming chat, source viewer.
+
+`build_ui(services)` lays out the components and wires them to `ui.handlers.Handlers`, which does
+everything through `app.services.Services`. Theme, CSS and the page script come from ui.theme and
+are passed by ui.server to `gr.mount_gradio_app` (Gradio 6 takes them there, not on Blocks).
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import gradio as gr  # noqa: E402
+
+from ui import render  # noqa: E402
+from ui.handlers import UPLOAD_TYPES, Handlers  # noqa: E402
+from ui.theme import SCROLL_TO_PASSAGE  # noqa: E402
+
+
+def build_ui(services) -> gr.Blocks:
+    """The whole browser UI over one Services object."""
+    h = Handlers(services)
+    with gr.Blocks(title="jambadocs", fill_width=True, analytics_enabled=False) as demo:
+        prefs = gr.BrowserState({"ws": None, "chat": None}, storage_key="jambadocs-ui")
+        ws_id = gr.State(None)
+        chat_id = gr.State(None)
+        viewer = gr.State(None)
+
+        with gr.Row(elem_classes="jd-header"):
+            gr.HTML("<h1>jambadocs</h1>", padding=False)
+            engine_line = gr.HTML(render.engine_status({}), padding=False)
+
+        with gr.Row(equal_height=False):
+            # ---- left: workspaces and documents ----
+            with gr.Column(scale=4, min_width=320):
+                ws_dd = gr.Dropdown(label="Workspace", choices=[], elem_id="jd-ws", interactive=True)
+                ws_name = gr.Textbox(label="Workspace name", placeholder="Name for a new workspace, or the new name",
+                                     elem_id="jd-ws-name", max_lines=1)
+                with gr.Row():
+                    create_btn = gr.Button("Create", size="sm", min_width=60, elem_id="jd-ws-create")
+                    rename_btn = gr.Button("Rename", size="sm", min_width=60, elem_id="jd-ws-rename")
+                    delete_btn = gr.Button("Delete", size="sm", min_width=60, variant="stop", elem_id="jd-ws-delete")
+                with gr.Column(visible=False, elem_id="jd-confirm") as confirm_box:
+                    confirm_text = gr.Markdown()
+                    with gr.Row():
+                        confirm_yes = gr.Button("Yes, delete it", variant="stop", size="sm", elem_id="jd-confirm-yes")
+                        confirm_no = gr.Button("Cancel", size="sm", elem_id="jd-confirm-no")
+                files = gr.File(label="Add documents (drop several files)", file_count="multiple",
+                                file_types=UPLOAD_TYPES, elem_id="jd-upload", height=120)
+                with gr.Accordion("Password for protected PDFs", open=False):
+                    password = gr.Textbox(show_label=False, type="password", max_lines=1,
+                                          placeholder="used for the next upload only", elem_id="jd-password")
+                uploads = gr.HTML(render.upload_progress([]), padding=False)
+                docs_html = gr.HTML(render.documents_table([], None), padding=False)
+                budget_html = gr.HTML(render.budget_gauge(None, []), padding=False)
+                with gr.Row(equal_height=True):
+                    doc_dd = gr.Dropdown(label="Remove a document", choices=[], scale=4, elem_id="jd-doc-pick")
+                    remove_btn = gr.Button("Remove", size="sm", scale=1, min_width=80, elem_id="jd-doc-remove")
+
+            # ---- middle: chat ----
+            with gr.Column(scale=5, min_width=380):
+                with gr.Row(equal_height=True):
+                    chat_dd = gr.Dropdown(label="Chat", choices=[], scale=4, elem_id="jd-chat-pick")
+                    new_chat_btn = gr.Button("New chat", size="sm", scale=1, min_width=90, elem_id="jd-new-chat")
+                    export_btn = gr.DownloadButton("Export .md", value=None, size="sm", scale=1, min_width=90,
+                                                   elem_id="jd-export", interactive=False)
+                chatbot = gr.Chatbot(elem_id="jd-chat", height=520, show_label=False, feedback_options=None,
+                                     buttons=["copy"], placeholder="Add documents, then ask a question about them.")
+                prefill_html = gr.HTML("", padding=False)
+                with gr.Row(equal_height=True):
+                    question = gr.Textbox(show_label=False, placeholder="Ask a question about the documents",
+                                          scale=6, max_lines=6, elem_id="jd-question", submit_btn=False)
+                    ask_btn = gr.Button("Ask", variant="primary", scale=1, min_width=70, elem_id="jd-ask")
+                    stop_btn = gr.Button("Stop", scale=1, min_width=70, elem_id="jd-stop")
+                stats_html = gr.HTML(render.answer_stats(None), padding=False)
+
+            # ---- right: source viewer ----
+            with gr.Column(scale=5, min_width=320, elem_id="jd-viewer"):
+                gr.Markdown("### Source")
+                source_head = gr.HTML('<div class="jd-empty" id="jd-source-head">Click a citation chip in an '
+                                      "answer to see the cited page here.</div>", padding=False)
+                page_image = gr.Image(type="pil", format="png", interactive=False, show_label=False,
+                                      elem_id="jd-page-image", visible=False, buttons=["fullscreen"], height=700)
+                with gr.Row(visible=False) as nav_row:
+                    prev_btn = gr.Button("\u2190 Previous page", size="sm", elem_id="jd-prev")
+                    next_btn = gr.Button("Next page \u2192", size="sm", elem_id="jd-next")
+                page_text = gr.HTML("", padding=False)
+
+        # A chip click writes "message_id:citation_index|nonce" here (see ui.theme.JS).
+        cite_box = gr.Textbox(elem_id="jd-cite-target", elem_classes=["jd-hidden"], container=False,
+                              show_label=False)
+
+        view_outputs = [ws_dd, docs_html, budget_html, doc_dd, chat_dd, chatbot, export_btn, stats_html,
+                        ws_id, chat_id, prefs]
+        viewer_outputs = [source_head, page_image, nav_row, page_text, viewer]
+        h.bind(ws_dd=ws_dd, docs_html=docs_html, budget_html=budget_html, doc_dd=doc_dd, chat_dd=chat_dd,
+               chatbot=chatbot, export_btn=export_btn, stats_html=stats_html, ws_id=ws_id, chat_id=chat_id,
+               prefs=prefs, source_head=source_head, page_image=page_image, nav_row=nav_row,
+               page_text=page_text, viewer=viewer, engine_line=engine_line, ws_name=ws_name,
+               confirm_box=confirm_box, uploads=uploads, files=files, password=password,
+               question=question, prefill_html=prefill_html)
+
+        demo.load(h.on_load, inputs=[prefs], outputs=view_outputs + [engine_line]) \
+            .then(h.after_load, inputs=[ws_id], outputs=[engine_line, docs_html, budget_html])
+
+        # workspaces
+        ws_dd.input(h.switch_workspace, inputs=[ws_dd], outputs=view_outputs + viewer_outputs)
+        create_btn.click(h.create_workspace, inputs=[ws_name], outputs=view_outputs + viewer_outputs + [ws_name])
+        ws_name.submit(h.create_workspace, inputs=[ws_name], outputs=view_outputs + viewer_outputs + [ws_name])
+        rename_btn.click(h.rename_workspace, inputs=[ws_id, ws_name, chat_id], outputs=view_outputs + [ws_name])
+        delete_btn.click(h.ask_delete, inputs=[ws_id], outputs=[confirm_box, confirm_text])
+        confirm_no.click(lambda: gr.update(visible=False), outputs=[confirm_box])
+        confirm_yes.click(h.delete_workspace, inputs=[ws_id],
+                          outputs=view_outputs + viewer_outputs + [confirm_box])
+
+        # documents
+        files.upload(h.upload, inputs=[files, ws_id, password, chat_id],
+                     outputs=[uploads, files, password] + view_outputs)
+        remove_btn.click(h.remove_document, inputs=[ws_id, doc_dd, chat_id], outputs=view_outputs)
+
+        # chat
+        chat_dd.input(h.switch_chat, inputs=[ws_id, chat_dd], outputs=view_outputs)
+        new_chat_btn.click(h.new_chat, inputs=[ws_id], outputs=view_outputs)
+        ask_args = dict(fn=h.ask, inputs=[question, ws_id, chat_id, chatbot],
+                        outputs=[question, prefill_html] + view_outputs)
+        ask_event = ask_btn.click(**ask_args)
+        submit_event = question.submit(**ask_args)
+        stop_btn.click(h.stopped, inputs=[ws_id, chat_id], outputs=[prefill_html] + view_outputs,
+                       cancels=[ask_event, submit_event])
+
+        # source viewer
+        cite_box.change(h.open_citation, inputs=[cite_box, ws_id, chat_id], outputs=viewer_outputs) \
+            .then(None, js=SCROLL_TO_PASSAGE)
+        prev_btn.click(h.turn_page(-1), inputs=[viewer, ws_id], outputs=viewer_outputs)
+        next_btn.click(h.turn_page(+1), inputs=[viewer, ws_id], outputs=viewer_outputs)
+    return demo

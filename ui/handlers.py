@@ -1,0 +1,416 @@
+"""Event handlers of the browser UI. Each one calls `app.services.Services` and returns updates.
+
+Handlers return dicts {component: value}; `build_ui` registers the components in
+`view_outputs` / `viewer_outputs` so every handler can refresh the same panels the same way.
+Errors of the services (app.errors.AppError, ingest.IngestError) become plain-words messages.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import queue
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable, Iterator
+
+import gradio as gr
+
+from app.errors import AppError
+from app.records import CitationInfo, MessageInfo
+from ui import render
+from ui.export import chat_markdown, write_export
+
+log = logging.getLogger(__name__)
+
+UPLOAD_TYPES = [".pdf", ".txt", ".md", ".markdown", ".html", ".htm", ".docx"]
+DEFAULT_WORKSPACE = "My documents"
+STREAM_EVERY_S = 0.05          # at most ~20 chat repaints per second while tokens stream
+
+
+def _fail(err: Exception) -> gr.Error:
+    return gr.Error(str(err) or err.__class__.__name__, print_exception=False)
+
+
+class Handlers:
+    def __init__(self, services: Any):
+        self.svc = services
+        self.ui = SimpleNamespace()    # the components, set by build_ui through bind()
+        self._export_dir = Path(tempfile.mkdtemp(prefix="jambadocs-export-"))
+
+    def bind(self, **components: Any) -> None:
+        """Give the handlers the components they update (build_ui calls this once)."""
+        self.ui = SimpleNamespace(**components)
+
+    # ---- shared views ---------------------------------------------------------------------
+    def _view(self, ws_id: int | None, chat_id: int | None, *, chat: bool = True, budget: bool = True) -> dict:
+        """Every left/middle panel for workspace `ws_id` and chat `chat_id` (`budget=False`: skip
+        the token counts, which need the engine loaded)."""
+        workspaces = self.svc.workspaces.list()
+        if ws_id not in {w.id for w in workspaces}:
+            ws_id = workspaces[0].id if workspaces else None
+        out = {self.ui.ws_dd: gr.update(choices=[(w.name, w.id) for w in workspaces], value=ws_id),
+               self.ui.ws_id: ws_id}
+        if ws_id is None:
+            out.update({self.ui.docs_html: render.documents_table([], None), self.ui.budget_html: render.budget_gauge(None, []),
+                        self.ui.doc_dd: gr.update(choices=[], value=None), self.ui.chat_dd: gr.update(choices=[], value=None),
+                        self.ui.chatbot: [], self.ui.export_btn: gr.update(value=None, interactive=False),
+                        self.ui.stats_html: render.answer_stats(None), self.ui.chat_id: None,
+                        self.ui.prefs: {"ws": None, "chat": None}})
+            return out
+        try:
+            docs, failed = self.svc.documents.list(ws_id), False
+        except AppError as err:               # e.g. the engine that counts tokens cannot start
+            docs, failed = [], True
+            out[self.ui.docs_html] = render.documents_error(str(err))
+            out[self.ui.budget_html] = render.budget_error(str(err))
+        if failed:
+            pass
+        elif budget:
+            out.update(self._budget_panels(ws_id, docs))
+        else:
+            out[self.ui.docs_html] = render.documents_table(docs, None)
+            out[self.ui.budget_html] = render.budget_pending()
+        out[self.ui.doc_dd] = gr.update(choices=[(f"{d.index}. {d.title or d.filename}", d.id) for d in docs],
+                                     value=None)
+        if chat:
+            chats = self.svc.chats.list(ws_id)
+            if chat_id not in {c.id for c in chats}:
+                chat_id = None
+            out[self.ui.chat_dd] = gr.update(choices=[(self._chat_label(c), c.id) for c in chats], value=chat_id)
+            messages = self.svc.chats.messages(chat_id) if chat_id is not None else []
+            out[self.ui.chatbot] = render.chat_messages(messages)
+            out[self.ui.export_btn] = self._export(ws_id, chat_id, messages, docs)
+            last = next((m for m in reversed(messages) if m.role == "assistant"), None)
+            out[self.ui.stats_html] = render.answer_stats(last.timings if last else None)
+            out[self.ui.chat_id] = chat_id
+        out[self.ui.prefs] = {"ws": ws_id, "chat": chat_id}
+        return out
+
+    def _budget_panels(self, ws_id: int, docs) -> dict:
+        """Documents table and context gauge; when the engine cannot start, say so in the gauge."""
+        try:
+            info = self.svc.budget(ws_id)
+        except AppError as err:               # the engine may be unavailable: still list documents
+            return {self.ui.docs_html: render.documents_table(docs, None),
+                    self.ui.budget_html: render.budget_error(str(err))}
+        return {self.ui.docs_html: render.documents_table(docs, info),
+                self.ui.budget_html: render.budget_gauge(info, docs)}
+
+    @staticmethod
+    def _chat_label(chat) -> str:
+        title = chat.title or "New chat"
+        return f"{title} ({chat.messages // 2} Q)" if chat.messages else title
+
+    def _export(self, ws_id: int, chat_id: int | None, messages: list[MessageInfo], docs) -> dict:
+        if not messages:
+            return gr.update(value=None, interactive=False)
+        ws = self.svc.workspaces.get(ws_id)
+        chat = self.svc.chats.get(chat_id)
+        md = chat_markdown(ws.name, chat, messages, docs, self._engine_info())
+        path = write_export(self._export_dir / str(chat_id), f"{ws.name}-{chat.title or 'chat'}", md)
+        return gr.update(value=str(path), interactive=True)
+
+    def _engine_info(self) -> dict:
+        try:
+            return self.svc.engine_info()
+        except AppError as err:
+            return {"engine": "unavailable", "error": str(err)}
+
+    def _latest_chat(self, ws_id: int | None) -> int | None:
+        if ws_id is None:
+            return None
+        chats = self.svc.chats.list(ws_id)          # newest first
+        return chats[0].id if chats else None
+
+    def _empty_viewer(self) -> dict:
+        return {self.ui.source_head: '<div class="jd-empty" id="jd-source-head">Click a citation chip in an answer '
+                                  "to see the cited page here.</div>",
+                self.ui.page_image: gr.update(value=None, visible=False), self.ui.nav_row: gr.update(visible=False),
+                self.ui.page_text: "", self.ui.viewer: None}
+
+    # ---- load and workspaces --------------------------------------------------------------
+    def on_load(self, prefs: dict | None) -> dict:
+        """First paint: workspaces, documents, chat; fast (the engine may still be loading)."""
+        prefs = prefs or {}
+        workspaces = self.svc.workspaces.list() or [self.svc.workspaces.create(DEFAULT_WORKSPACE)]
+        ws_id = prefs.get("ws") if prefs.get("ws") in {w.id for w in workspaces} else workspaces[0].id
+        chat_id = prefs.get("chat")
+        if chat_id not in {c.id for c in self.svc.chats.list(ws_id)}:
+            chat_id = self._latest_chat(ws_id)
+        loaded = bool(getattr(self.svc, "answerer_loaded", True))
+        out = self._view(ws_id, chat_id, budget=loaded)
+        out[self.ui.engine_line] = render.engine_status(self._engine_info()) if loaded else \
+            render.engine_loading()
+        return out
+
+    def after_load(self, ws_id: int | None) -> dict:
+        """Second step of a page load: start the engine, then show it and the token counts."""
+        out = {self.ui.engine_line: render.engine_status(self._engine_info())}
+        if ws_id is not None:
+            try:
+                out.update(self._budget_panels(ws_id, self.svc.documents.list(ws_id)))
+            except AppError as err:
+                out[self.ui.docs_html] = render.documents_error(str(err))
+                out[self.ui.budget_html] = render.budget_error(str(err))
+        return out
+
+    def switch_workspace(self, ws_id: int | None) -> dict:
+        try:
+            out = self._view(ws_id, self._latest_chat(ws_id))
+        except AppError as err:
+            raise _fail(err) from None
+        out.update(self._empty_viewer())
+        return out
+
+    def create_workspace(self, name: str) -> dict:
+        try:
+            ws = self.svc.workspaces.create(name or "")
+        except AppError as err:
+            raise _fail(err) from None
+        out = self._view(ws.id, None)
+        out.update(self._empty_viewer())
+        out[self.ui.ws_name] = ""
+        return out
+
+
+    def rename_workspace(self, ws_id: int | None, name: str, chat_id: int | None) -> dict:
+        if ws_id is None:
+            raise gr.Error("No workspace selected")
+        try:
+            self.svc.workspaces.rename(ws_id, name or "")
+        except AppError as err:
+            raise _fail(err) from None
+        out = self._view(ws_id, chat_id)
+        out[self.ui.ws_name] = ""
+        return out
+
+    def ask_delete(self, ws_id: int | None):
+        if ws_id is None:
+            raise gr.Error("No workspace selected")
+        ws = self.svc.workspaces.get(ws_id)
+        text = (f"**Delete workspace \u201c{ws.name}\u201d?** Its {ws.documents} document(s) and all its chats "
+                "are removed for good.")
+        return gr.update(visible=True), text
+
+    def delete_workspace(self, ws_id: int | None) -> dict:
+        if ws_id is not None:
+            try:
+                self.svc.workspaces.delete(ws_id)
+            except AppError as err:
+                raise _fail(err) from None
+        workspaces = self.svc.workspaces.list() or [self.svc.workspaces.create(DEFAULT_WORKSPACE)]
+        new_ws = workspaces[0].id
+        out = self._view(new_ws, self._latest_chat(new_ws))
+        out.update(self._empty_viewer())
+        out[self.ui.confirm_box] = gr.update(visible=False)
+        return out
+
+    # ---- documents ------------------------------------------------------------------------
+    def upload(self, paths: list[str] | None, ws_id: int | None, password: str | None,
+               chat_id: int | None) -> Iterator[dict]:
+        """Add each file in turn; per-file progress (pages read) and plain-words errors."""
+        if not paths:
+            return
+        if ws_id is None:
+            raise gr.Error("Create or pick a workspace first")
+        rows = [render.UploadRow(Path(p).name) for p in paths]
+        yield {self.ui.uploads: render.upload_progress(rows)}
+        for row, path in zip(rows, paths):
+            known = {d.id for d in self.svc.documents.list(ws_id)}
+            row.status = "reading"
+            events: queue.Queue = queue.Queue()
+
+            def work(path=path, name=row.filename) -> None:
+                try:
+                    info = self.svc.documents.add(ws_id, path, filename=name, password=password or None,
+                                                  progress=lambda done, total: events.put(("progress", done, total)))
+                    events.put(("ok", info))
+                except Exception as err:      # noqa: BLE001 -- shown to the user, per file
+                    events.put(("error", err))
+
+            worker = threading.Thread(target=work, daemon=True, name="jambadocs-upload")
+            worker.start()
+            last_yield = 0.0
+            while True:
+                kind, *rest = events.get()
+                if kind == "progress":
+                    row.done, row.total = rest
+                    if time.monotonic() - last_yield > 0.1:
+                        last_yield = time.monotonic()
+                        yield {self.ui.uploads: render.upload_progress(rows)}
+                    continue
+                if kind == "ok":
+                    info = rest[0]
+                    row.total = row.done = info.pages
+                    if info.id in known:
+                        row.status = "duplicate"
+                        row.message = (f"already in this workspace as document {info.index} "
+                                       f"\u201c{info.title or info.filename}\u201d (same content)")
+                    else:
+                        row.status = "added"
+                        unit = info.unit + ("s" if info.pages != 1 else "")
+                        row.message = f"added: {info.pages} {unit}" + (
+                            f", {render.fmt_tokens(info.tokens)} tokens" if info.tokens else "")
+                else:
+                    err = rest[0]
+                    if not isinstance(err, (AppError, ValueError, OSError)) and \
+                            err.__class__.__name__ != "IngestError":
+                        log.exception("upload of %s failed", row.filename, exc_info=err)
+                    row.status = "error"
+                    row.message = render.ingest_error_text(err, row.filename)
+                break
+            worker.join()
+            out = self._view(ws_id, chat_id, chat=False) if row.status == "added" else {}
+            out[self.ui.uploads] = render.upload_progress(rows)
+            yield out                     # the documents panel grows file by file
+        yield {self.ui.files: None, self.ui.password: ""}
+
+
+    def remove_document(self, ws_id: int | None, doc_id: int | None, chat_id: int | None) -> dict:
+        if ws_id is None or doc_id is None:
+            raise gr.Error("Pick the document to remove first")
+        try:
+            self.svc.documents.remove(ws_id, doc_id)
+        except AppError as err:
+            raise _fail(err) from None
+        return self._view(ws_id, chat_id)
+
+    # ---- chat -----------------------------------------------------------------------------
+    def switch_chat(self, ws_id: int | None, chat_id: int | None) -> dict:
+        return self._view(ws_id, chat_id)
+
+    def new_chat(self, ws_id: int | None) -> dict:
+        out = self._view(ws_id, None)
+        return out
+
+    def ask(self, question: str, ws_id: int | None, chat_id: int | None,
+            history: list | None) -> Iterator[dict]:
+        """Stream the answer into the chat; progress bar during prefill; chips when it is saved."""
+        question = (question or "").strip()
+        if not question:
+            raise gr.Error("Type a question first")
+        if ws_id is None:
+            raise gr.Error("Create or pick a workspace first")
+        shown = list(history or []) + [{"role": "user", "content": question},
+                                       {"role": "assistant", "content": "\u2026"}]
+        yield {self.ui.question: "", self.ui.chatbot: shown, self.ui.prefill_html: "", self.ui.stats_html: render.answer_stats(None)}
+        cancel = threading.Event()
+        kwargs: dict = {"chat_id": chat_id}
+        if "cancel" in inspect.signature(self.svc.qa.ask).parameters:
+            kwargs["cancel"] = cancel
+        text, last_paint, done = "", 0.0, None
+        eta: tuple[str, float | None] = ("", None)     # (stage, last ETA): engines send some without
+        try:
+            for event in self.svc.qa.ask(ws_id, question, **kwargs):
+                if event.chat_id is not None:
+                    chat_id = event.chat_id
+                if event.kind == "progress":
+                    if event.eta_s is not None or event.stage != eta[0]:
+                        eta = (event.stage, event.eta_s)
+                    yield {self.ui.prefill_html: render.progress_bar(event.stage, event.done, event.total, eta[1])}
+                elif event.kind == "token":
+                    text += event.text
+                    if time.monotonic() - last_paint >= STREAM_EVERY_S:
+                        last_paint = time.monotonic()
+                        shown[-1] = {"role": "assistant", "content": render.answer_html(text, pending=True)}
+                        yield {self.ui.chatbot: shown, self.ui.prefill_html: ""}
+                elif event.kind == "done":
+                    done = event
+        except AppError as err:
+            shown[-1] = {"role": "assistant", "content": f"\u26a0 {render.esc(err)}"}
+            yield {self.ui.chatbot: shown, self.ui.prefill_html: ""}
+            raise _fail(err) from None
+        except Exception as err:
+            if err.__class__.__name__ == "IngestError":
+                raise _fail(err) from None
+            raise
+        finally:
+            cancel.set()       # no-op after a normal end; stops the engine if the user pressed Stop
+        if done is None or done.answer is None:
+            raise gr.Error("The engine ended without an answer")
+        out = self._view(ws_id, chat_id)
+        out[self.ui.prefill_html] = ""
+        out[self.ui.stats_html] = render.answer_stats(done.answer.timings)
+        yield out
+
+
+    def stopped(self, ws_id: int | None, chat_id: int | None) -> dict:
+        """After Stop: the chat as saved (the unanswered question is dropped) and a note."""
+        out = self._view(ws_id, chat_id) if ws_id is not None else {}
+        out[self.ui.prefill_html] = '<div class="jd-progress-label">Stopped.</div>'
+        return out
+
+    # ---- source viewer --------------------------------------------------------------------
+    def _citation(self, chat_id: int | None, key: str) -> CitationInfo:
+        msg_part, _, idx_part = key.partition(":")
+        try:
+            msg_id, index = int(msg_part), int(idx_part)
+        except ValueError:
+            raise gr.Error(f"Unknown citation {key!r}") from None
+        if chat_id is None:
+            raise gr.Error("This citation belongs to no open chat")
+        for msg in self.svc.chats.messages(chat_id):
+            if msg.id == msg_id and 0 <= index < len(msg.citations):
+                return msg.citations[index]
+        raise gr.Error("That answer is no longer in this chat")
+
+    def open_citation(self, value: str, ws_id: int | None, chat_id: int | None) -> dict:
+        if not value:
+            return {}
+        key = value.split("|", 1)[0]
+        cite = self._citation(chat_id, key)
+        if cite.doc_id is None or cite.page is None:
+            raise gr.Error("The cited page does not exist (or its document was removed)")
+        return self._show_page(cite, cite.page)
+
+    def turn_page(self, step: int) -> Callable[[dict | None, int | None], dict]:
+        def turn(state: dict | None, ws_id: int | None) -> dict:
+            if not state:
+                return {}
+            cite = CitationInfo(**state["cite"])
+            return self._show_page(cite, state["page"] + step)
+        return turn
+
+    def _show_page(self, cite: CitationInfo, number: int) -> dict:
+        try:
+            doc = self.svc.documents.get(cite.doc_id)
+        except AppError as err:
+            raise _fail(err) from None
+        number = max(1, min(doc.pages, number))
+        try:
+            page = self.svc.documents.page(cite.doc_id, number)
+        except AppError as err:
+            raise _fail(err) from None
+        on_cited = number == cite.page
+        highlight = (cite.passage or cite.quote) if on_cited and cite.verified else None
+        image, marked = None, False
+        if doc.kind == "pdf":
+            try:
+                rendered = self._render(cite.doc_id, number, highlight)
+                image, marked = rendered.image, rendered.highlighted
+            except Exception as err:          # noqa: BLE001 -- the text view still works
+                log.warning("cannot render page %s of %s: %s", number, doc.filename, err)
+                gr.Warning(f"Cannot draw the page image: {err}")
+        text_html = render.page_text_html(page.text, cite.start if on_cited else None,
+                                          cite.end if on_cited else None)
+        if on_cited and not cite.verified:
+            text_html = text_html.replace('class="jd-page-text"', 'class="jd-page-text jd-unverified"', 1)
+        head = render.source_header(cite, doc.pages, number)
+        if on_cited and cite.verified and doc.kind == "pdf" and image is not None and not marked:
+            head += '<div class="jd-note">The passage is marked in the text below (not found on the page image).</div>'
+        state = {"cite": cite.to_dict(), "page": number}
+        return {self.ui.source_head: head,
+                self.ui.page_image: gr.update(value=image, visible=image is not None),
+                self.ui.nav_row: gr.update(visible=doc.pages > 1),
+                self.ui.page_text: text_html, self.ui.viewer: state}
+
+    def _render(self, doc_id: int, number: int, highlight: str | None):
+        renderer = getattr(self.svc.documents, "render_page", None)
+        if renderer is not None:
+            return renderer(doc_id, number, highlight=highlight)
+        from app.page_images import render_page
+
+        return render_page(self.svc.documents.file_path(doc_id), number, highlight=highlight)

@@ -1,0 +1,371 @@
+"""Pure functions turning service records into the HTML / chat messages the UI shows.
+
+Nothing here talks to the services; every function takes records (app.records) or plain dicts
+and returns strings, so the layout can be checked without a browser.
+"""
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from app.records import BudgetInfo, CitationInfo, DocumentInfo, MessageInfo
+
+# "[doc 2, p. 14]", "[doc 2, pp. 14-15]", "[doc 1, p. iv; doc 3, p. 2]"
+CITATION_MARK = re.compile(r"\[(doc\s*\d+\s*,\s*pp?\.\s*[^\[\]]+?)\]", re.IGNORECASE)
+_ONE_CITE = re.compile(r"doc\s*(\d+)\s*,\s*pp?\.\s*([^;\]]+)", re.IGNORECASE)
+
+FRIENDLY_REASONS = {     # for errors that come without a message of their own
+    "empty": "the file is empty",
+    "not_pdf": "this is not a PDF",
+    "corrupt": "the file is damaged or truncated and cannot be read",
+    "encrypted": "the PDF is password-protected",
+    "no_text": "no extractable text (scanned pages without a text layer?)",
+    "too_large": "the file is too large",
+    "unsupported": "this file type is not supported",
+}
+HINTS = {
+    "encrypted": "Type its password under \u201cPassword for protected PDFs\u201d and add it again.",
+    "no_text": "Add a version of the file with a text layer (OCR it first).",
+}
+
+
+def esc(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def fmt_tokens(n: int | None) -> str:
+    if n is None:
+        return "?"
+    if n >= 1_000_000:
+        return f"{n / 1_000_000:.1f}M"
+    if n >= 10_000:
+        return f"{n / 1000:.0f}k"
+    if n >= 1000:
+        return f"{n / 1000:.1f}k"
+    return str(n)
+
+
+def fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "?"
+    if s < 1:
+        return f"{s * 1000:.0f} ms"
+    if s < 90:
+        return f"{s:.1f} s"
+    return f"{int(s // 60)} min {int(s % 60)} s"
+
+
+# ---- status -------------------------------------------------------------------------------------
+
+def engine_status(info: dict) -> str:
+    """One line: engine, model, device, dtype, context size (or why the engine cannot start)."""
+    if info.get("error"):
+        return (f'<div class="jd-status jd-bad" id="jd-engine"><b>engine</b> {esc(info.get("engine") or "?")}: '
+                f'{esc(info["error"])}</div>')
+    parts = [f"<b>engine</b> {esc(info.get('engine') or '?')}"]
+    for key in ("model", "device", "dtype"):
+        value = info.get(key)
+        shown = str(value).rstrip("/").rsplit("/", 1)[-1] if key == "model" and value else value
+        title = f' title="{esc(value)}"' if shown != value else ""
+        parts.append(f"<b>{key}</b> <span{title}>{esc(shown) if shown else '&mdash;'}</span>")
+    ctx = info.get("max_context")
+    parts.append(f"<b>context</b> {fmt_tokens(ctx) + ' tokens' if ctx else 'unlimited'}")
+    return f'<div class="jd-status" id="jd-engine">{" &middot; ".join(parts)}</div>'
+
+
+def engine_loading() -> str:
+    return '<div class="jd-status" id="jd-engine"><b>engine</b> loading&hellip;</div>'
+
+
+def answer_stats(timings: dict | None) -> str:
+    """Per-answer figures: tokens reused from cache vs prefilled, TTFT, tokens/s, omitted."""
+    if not timings:
+        return '<div class="jd-stats" id="jd-answer-stats"></div>'
+    parts = []
+    if timings.get("cached_tokens") or timings.get("prefilled_tokens"):
+        parts.append(f"<b>{fmt_tokens(timings.get('cached_tokens', 0))}</b> tokens from cache, "
+                     f"<b>{fmt_tokens(timings.get('prefilled_tokens', 0))}</b> prefilled")
+    if timings.get("ttft_s") is not None:
+        parts.append(f"first token <b>{fmt_seconds(timings['ttft_s'])}</b>")
+    if timings.get("tokens_per_s") is not None:
+        parts.append(f"<b>{timings['tokens_per_s']:.1f}</b> tok/s")
+    if timings.get("total_s") is not None:
+        parts.append(f"total {fmt_seconds(timings['total_s'])}")
+    line = f'<div class="jd-stats" id="jd-answer-stats">{" &middot; ".join(parts)}'
+    left_out = omitted_text(timings)
+    if left_out:
+        line += f'<div class="jd-warn jd-omitted">Not read for this answer: {esc(left_out)}</div>'
+    return line + "</div>"
+
+
+def omitted_text(timings: dict) -> str:
+    """What the engine left out to fit its context, in words ("" when everything was read)."""
+    if timings.get("omitted_summary"):
+        return str(timings["omitted_summary"])
+    items = timings.get("omitted") or []
+    if not isinstance(items, (list, tuple)):
+        return str(items)
+    words = []
+    for item in items:
+        if isinstance(item, dict):
+            name = item.get("file") or (f"doc {item['doc']}" if "doc" in item else item.get("detail", ""))
+            pages = item.get("pages")
+            words.append(f"{name} ({len(pages)} pages)" if isinstance(pages, list) else str(name))
+        else:
+            words.append(str(item))
+    return "; ".join(w for w in words if w)
+
+
+def progress_bar(stage: str, done: int, total: int, eta_s: float | None) -> str:
+    """Prefill (or restore / retrieve) progress with ETA."""
+    frac = done / total if total else 0.0
+    label = {"prefill": "Reading the documents (prefill)", "restore": "Restoring cached state",
+             "retrieve": "Finding relevant passages", "queue": "Waiting for the engine"}.get(
+        stage, stage.capitalize() or "Working")
+    unit = "tokens" if stage in ("prefill", "restore") else "steps"
+    eta = f" &middot; about {fmt_seconds(eta_s)} left" if eta_s is not None else ""
+    return (f'<div class="jd-progress" id="jd-prefill"><div class="jd-progress-label">{esc(label)}: '
+            f'{fmt_tokens(done)} / {fmt_tokens(total)} {unit}{eta}</div>'
+            f'<div class="jd-bar"><div class="jd-bar-fill" style="width:{frac * 100:.1f}%"></div></div></div>')
+
+
+# ---- documents ----------------------------------------------------------------------------------
+
+def context_fit(docs: Sequence[DocumentInfo], max_tokens: int | None) -> dict[int, str]:
+    """doc id -> "whole" | "partly" | "retrieval": how each document fits, in workspace order."""
+    fit: dict[int, str] = {}
+    used = 0
+    for doc in docs:
+        tokens = doc.tokens or 0
+        if max_tokens is None or used + tokens <= max_tokens:
+            fit[doc.id] = "whole"
+        elif used < max_tokens:
+            fit[doc.id] = "partly"
+        else:
+            fit[doc.id] = "retrieval"
+        used += tokens
+    return fit
+
+
+def documents_table(docs: Sequence[DocumentInfo], budget: BudgetInfo | None) -> str:
+    if not docs:
+        return ('<div class="jd-docs jd-empty" id="jd-docs">No documents yet. '
+                'Drop PDFs (or .txt, .md, .html, .docx) on the upload box.</div>')
+    fit = context_fit(docs, budget.max if budget else None)
+    rows = []
+    for doc in docs:
+        pills = ['<span class="jd-pill jd-ok">cached</span>' if doc.cached else
+                 '<span class="jd-pill">not cached</span>']
+        state = fit.get(doc.id, "whole")
+        if state == "partly":
+            pills.append('<span class="jd-pill jd-warn" title="does not fit whole: the most relevant pages '
+                         'are used">partly</span>')
+        elif state == "retrieval":
+            pills.append('<span class="jd-pill jd-warn" title="over the context: only its most relevant '
+                         'pages are used">retrieval</span>')
+        unit = doc.unit + ("s" if doc.pages != 1 else "")
+        rows.append(
+            f'<tr data-doc-id="{doc.id}"><td class="jd-n">{doc.index}</td>'
+            f'<td><div class="jd-title">{esc(doc.title or doc.filename)}</div>'
+            f'<div class="jd-file">{esc(doc.filename)} {" ".join(pills)}</div></td>'
+            f'<td class="jd-pages">{doc.pages} {esc(unit)}</td>'
+            f'<td class="jd-tokens">{fmt_tokens(doc.tokens)}</td></tr>')
+    return ('<div class="jd-docs" id="jd-docs"><table><thead><tr><th>#</th><th>document</th>'
+            '<th>pages</th><th>tokens</th></tr></thead><tbody>'
+            + "".join(rows) + "</tbody></table></div>")
+
+
+def documents_error(message: str) -> str:
+    return (f'<div class="jd-docs jd-empty" id="jd-docs"><span class="jd-bad">Cannot list the documents: '
+            f'{esc(message)}</span></div>')
+
+
+def budget_gauge(budget: BudgetInfo | None, docs: Sequence[DocumentInfo]) -> str:
+    """Tokens used of the model's maximum with the cached part, and what would be left out."""
+    if budget is None:
+        return '<div class="jd-budget" id="jd-budget"></div>'
+    if not budget.max:
+        return (f'<div class="jd-budget" id="jd-budget"><div class="jd-progress-label">Context: '
+                f'{fmt_tokens(budget.used)} tokens in {budget.documents} document(s); this engine has '
+                f'no context limit, nothing is left out.</div></div>')
+    used_pct = min(100.0, budget.used / budget.max * 100)
+    cached_pct = min(used_pct, budget.cached / budget.max * 100)
+    over = budget.used > budget.max
+    fit = context_fit(docs, budget.max)
+    left_out = [d for d in docs if fit.get(d.id) != "whole"]
+    if not over:
+        note = (f"Everything fits: {fmt_tokens(budget.max - budget.used)} tokens to spare.")
+        cls = "jd-ok"
+    else:
+        names = ", ".join(esc(d.title or d.filename) for d in left_out[:4])
+        more = f" and {len(left_out) - 4} more" if len(left_out) > 4 else ""
+        note = (f"{fmt_tokens(budget.used - budget.max)} tokens over the limit. Not read whole: "
+                f"{names}{more}; for each question only their most relevant passages are used.")
+        cls = "jd-warn"
+    return (f'<div class="jd-budget" id="jd-budget"><div class="jd-progress-label">Context: '
+            f'<b>{fmt_tokens(budget.used)}</b> of {fmt_tokens(budget.max)} tokens '
+            f'({fmt_tokens(budget.cached)} cached)</div>'
+            f'<div class="jd-bar{" jd-bar-over" if over else ""}">'
+            f'<div class="jd-bar-fill" style="width:{used_pct:.1f}%"></div>'
+            f'<div class="jd-bar-cached" style="width:{cached_pct:.1f}%"></div></div>'
+            f'<div class="jd-note {cls}">{note}</div></div>')
+
+
+def budget_error(message: str) -> str:
+    return (f'<div class="jd-budget" id="jd-budget"><div class="jd-note jd-bad">Cannot count tokens: '
+            f'{esc(message)}</div></div>')
+
+
+def budget_pending() -> str:
+    return ('<div class="jd-budget" id="jd-budget"><div class="jd-progress-label">Context: counting tokens '
+            'while the engine starts&hellip;</div></div>')
+
+
+@dataclass
+class UploadRow:
+    filename: str
+    done: int = 0
+    total: int = 0
+    status: str = "waiting"     # waiting | reading | added | duplicate | error
+    message: str = ""
+
+
+def upload_progress(rows: Iterable[UploadRow]) -> str:
+    items = []
+    for row in rows:
+        frac = row.done / row.total if row.total else (1.0 if row.status in ("added", "duplicate") else 0)
+        if row.status == "reading":
+            text = f"reading page {row.done} of {row.total}" if row.total else "reading..."
+        elif row.status == "added":
+            text = row.message or f"added, {row.total} pages"
+        elif row.status == "duplicate":
+            text = row.message or "already in this workspace (same content)"
+        elif row.status == "error":
+            text = row.message
+        else:
+            text = "waiting"
+        items.append(
+            f'<li class="jd-up jd-up-{row.status}"><div class="jd-up-name">{esc(row.filename)}</div>'
+            f'<div class="jd-up-text">{esc(text)}</div>'
+            f'<div class="jd-bar"><div class="jd-bar-fill" style="width:{frac * 100:.0f}%"></div></div></li>')
+    return f'<ul class="jd-uploads" id="jd-uploads">{"".join(items)}</ul>' if items else \
+        '<ul class="jd-uploads" id="jd-uploads"></ul>'
+
+
+def ingest_error_text(err: Exception, filename: str | None = None) -> str:
+    """Plain words for an upload failure: the service's own message (already naming the file and
+    the reason), without a repeated "filename: " prefix, plus what to do when there is something."""
+    reason = getattr(err, "reason", None)
+    text = str(err).strip() or FRIENDLY_REASONS.get(reason or "", err.__class__.__name__)
+    if filename and text.startswith(f"{filename}: "):
+        text = text[len(filename) + 2:]
+    hint = HINTS.get(reason or "")
+    return f"{text}. {hint}" if hint else text
+
+
+# ---- chat ---------------------------------------------------------------------------------------
+
+def _chip(cite: CitationInfo | None, label: str, key: str | None) -> str:
+    if cite is None or key is None:
+        return f'<span class="cite-chip cite-missing" title="cites a page that does not exist">{esc(label)} ?</span>'
+    page = cite.page_label or (str(cite.page) if cite.page else "?")
+    name = cite.filename or f"doc {cite.doc}"
+    short = name if len(name) <= 28 else name[:25] + "..."
+    mark, cls, tip = ("&#10003;", "cite-verified", "verified: the quoted text is on this page") \
+        if cite.verified else ("!", "cite-unverified", "unverified: the quote was not found on this page")
+    # Gradio's HTML sanitizer drops data-* attributes but keeps classes: the key rides in one.
+    key_class = "jd-cite-" + key.replace(":", "-")
+    return (f'<button type="button" class="cite-chip {cls} {key_class}" title="{tip}">'
+            f'<span class="cite-mark">{mark}</span> {esc(short)}, p.&nbsp;{esc(page)}</button>')
+
+
+def _same_page(cite: CitationInfo, doc: int, page: str) -> bool:
+    if cite.doc != doc:
+        return False
+    page = page.strip().rstrip(".").split("-")[0].split("\u2013")[0].strip()
+    return page in {str(cite.page_label or ""), str(cite.page or "")}
+
+
+def answer_html(text: str, message: MessageInfo | None = None, pending: bool = False) -> str:
+    """Answer text with each "[doc N, p. M]" replaced by a citation chip.
+
+    While streaming (`pending`), chips are drawn inert; once the answer is saved (`message`), each
+    chip carries the class "jd-cite-<message_id>-<citation_index>" so a click opens the source viewer.
+    """
+    citations = list(message.citations) if message else []
+    used: set[int] = set()
+
+    def chips_for(match: re.Match) -> str:
+        out = []
+        for one in _ONE_CITE.finditer(match.group(1)):
+            doc, page = int(one.group(1)), one.group(2).strip()
+            label = f"doc {doc}, p. {page}"
+            if pending or message is None:
+                out.append(f'<span class="cite-chip cite-pending">{esc(label)}</span>')
+                continue
+            pick = next((i for i, c in enumerate(citations) if i not in used and _same_page(c, doc, page)), None)
+            if pick is None:
+                pick = next((i for i, c in enumerate(citations) if _same_page(c, doc, page)), None)
+            if pick is None:
+                out.append(_chip(None, label, None))
+                continue
+            used.add(pick)
+            cite = citations[pick]
+            key = f"{message.id}:{pick}" if cite.doc_id is not None and cite.page else None
+            out.append(_chip(cite, label, key))
+        return " ".join(out) if out else esc(match.group(0))
+
+    pieces, last = [], 0
+    for match in CITATION_MARK.finditer(text):
+        pieces.append(esc(text[last:match.start()]))
+        pieces.append(chips_for(match))
+        last = match.end()
+    pieces.append(esc(text[last:]))
+    body = "".join(pieces)
+    # Citations the text does not mark inline (e.g. listed by the engine): show them at the end.
+    if message and not pending:
+        extra = [(_chip(c, f"doc {c.doc}, p. {c.page}", f"{message.id}:{i}" if c.doc_id and c.page else None))
+                 for i, c in enumerate(citations) if i not in used]
+        if extra:
+            body += '<div class="jd-more-cites">Sources: ' + " ".join(extra) + "</div>"
+    return body
+
+
+def chat_messages(messages: Sequence[MessageInfo]) -> list[dict]:
+    """Saved messages -> Gradio chatbot messages (role/content dicts)."""
+    out = []
+    for msg in messages:
+        if msg.role == "user":
+            out.append({"role": "user", "content": msg.text})
+        else:
+            out.append({"role": "assistant", "content": answer_html(msg.text, msg)})
+    return out
+
+
+# ---- source viewer ------------------------------------------------------------------------------
+
+def source_header(cite: CitationInfo, page_count: int | None, shown_page: int) -> str:
+    page = cite.page_label or str(cite.page)
+    if cite.verified:
+        badge = '<span class="jd-pill jd-ok" id="jd-verdict">&#10003; verified: the quoted text is on this page</span>'
+    else:
+        badge = ('<span class="jd-pill jd-bad" id="jd-verdict">! unverified: the quoted text was not found '
+                 'on the cited page; read it before trusting the answer</span>')
+    where = f"page {shown_page}" + (f" of {page_count}" if page_count else "")
+    label = f" (printed &ldquo;{esc(page)}&rdquo;)" if cite.page_label and cite.page_label != str(cite.page) else ""
+    off = "" if shown_page == cite.page else f' &middot; <span class="jd-warn">showing page {shown_page}, cited page {cite.page}</span>'
+    return (f'<div class="jd-source-head" id="jd-source-head"><div class="jd-title">{esc(cite.filename)}</div>'
+            f'<div>{where}{label}{off}</div>{badge}'
+            f'<blockquote class="jd-quote">{esc(cite.quote)}</blockquote></div>')
+
+
+def page_text_html(text: str, start: int | None, end: int | None) -> str:
+    """Page text with [start, end) marked; the UI scrolls the mark into view."""
+    if start is not None and end is not None and 0 <= start < end <= len(text):
+        body = (esc(text[:start]) + '<mark id="jd-passage">' + esc(text[start:end]) + "</mark>"
+                + esc(text[end:]))
+    else:
+        body = esc(text)
+    return f'<div class="jd-page-text" id="jd-page-text">{body}</div>'

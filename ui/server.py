@@ -1,0 +1,119 @@
+"""One FastAPI app serving the HTTP API (app.api) and the Gradio UI at "/", with safe defaults.
+
+Safe defaults: binds 127.0.0.1; a loud warning when bound beyond loopback without auth; an upload
+size limit (Settings.max_upload_bytes) enforced by Gradio; Gradio analytics and Hugging Face
+telemetry off and a theme with local fonts, so neither the server nor the page reaches outside.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import sys
+from typing import Any
+
+# Before gradio / huggingface_hub are imported anywhere: no analytics, no telemetry, no hub calls.
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+import gradio as gr  # noqa: E402
+from fastapi import FastAPI  # noqa: E402
+
+from app.api_auth import AuthSpec, parse_auth  # noqa: E402
+from ui.app import build_ui  # noqa: E402
+from ui.theme import CSS, JS, make_theme  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+
+
+def is_loopback(host: str) -> bool:
+    """True when `host` only accepts connections from this machine."""
+    if host in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_warning(host: str, auth: AuthSpec) -> str | None:
+    """The warning to print when the server is reachable from other machines without a password."""
+    if is_loopback(host) or parse_auth(auth) is not None:
+        return None
+    return (f"WARNING: jambadocs is listening on {host}, reachable from other machines, WITHOUT a "
+            "password. Anyone on the network can read your documents and chats. Stop it and restart "
+            "with --auth user:password, or bind 127.0.0.1.")
+
+
+def _gradio_auth(auth: AuthSpec):
+    """Gradio's login form calls check(user, password); reuse the API's constant-time checker."""
+    return parse_auth(auth)
+
+
+def create_app(services: Any, auth: AuthSpec = None) -> FastAPI:
+    """The FastAPI app: API routes (when app.api exists) plus the Gradio UI mounted at "/"."""
+    app = FastAPI(title="jambadocs", docs_url=None, redoc_url=None, openapi_url=None)
+    try:
+        from app.api import create_router
+    except ImportError:                        # API-less build: UI only
+        create_router = None
+    if create_router is not None:
+        app.include_router(create_router(services, auth))
+    settings = getattr(services, "settings", None)
+    max_upload = getattr(settings, "max_upload_bytes", None)
+    blocks = build_ui(services)
+    blocks.queue(default_concurrency_limit=1)
+    return gr.mount_gradio_app(
+        app, blocks, path="/", auth=_gradio_auth(auth), auth_message="jambadocs: sign in",
+        max_file_size=max_upload, footer_links=[], theme=make_theme(), css=CSS, js=JS,
+        ssr_mode=False, enable_monitoring=False, mcp_server=False, pwa=False, show_error=True)
+
+
+def serve(services: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, auth: AuthSpec = None,
+          log_level: str = "warning") -> None:
+    """Run the UI and API until interrupted (blocks)."""
+    import uvicorn
+
+    warning = exposure_warning(host, auth)
+    if warning:
+        bar = "!" * 78
+        print(f"\n{bar}\n{warning}\n{bar}\n", file=sys.stderr, flush=True)
+        log.warning(warning)
+    app = create_app(services, auth)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"jambadocs UI on http://{'127.0.0.1' if host in ('0.0.0.0', '::') else shown}:{port}/"
+          + (" (sign in with the --auth user)" if auth else ""), file=sys.stderr, flush=True)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m ui.server [--host H] [--port P] [--auth user:password] [--data-dir D]`
+    (the same as `jambadocs serve`, for running the UI without the CLI)."""
+    import argparse
+
+    from app.config import Settings
+    from app.services import Services
+
+    p = argparse.ArgumentParser(prog="python -m ui.server", description=main.__doc__)
+    p.add_argument("--host", default=DEFAULT_HOST)
+    p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    p.add_argument("--auth", default=os.environ.get("JAMBADOCS_AUTH"), help="user:password")
+    p.add_argument("--data-dir")
+    p.add_argument("--model")
+    p.add_argument("--engine")
+    p.add_argument("--device")
+    p.add_argument("--dtype")
+    args = p.parse_args(argv)
+    settings = Settings.from_env(data_dir=args.data_dir, model=args.model, engine=args.engine,
+                                 device=args.device, dtype=args.dtype)
+    with Services(settings) as services:
+        serve(services, host=args.host, port=args.port, auth=args.auth, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
