@@ -28,7 +28,6 @@ from app.api_stream import iterate_in_thread, sse
 API_VERSION = "1"
 DOCS_URL, OPENAPI_URL = "/api/docs", "/api/openapi.json"
 _UPLOAD_CHUNK = 1 << 20
-HISTORY_ENGINE = "client"   # engine name on turns a client sent as history (OpenAI messages)
 
 
 class WorkspaceCreate(BaseModel):
@@ -247,31 +246,11 @@ def start_ask(services: Any, ws_id: int, question: str, *, chat_id: int | None =
               max_new_tokens: int | None = None):
     """Validate and start `services.qa.ask` (errors raise here, before any byte is streamed).
 
-    A `history` (the earlier turns of an OpenAI request) is saved as a new chat first, so the
-    engine sees the conversation and the exchange shows up in the UI like any other chat.
+    A `history` (the earlier turns of an OpenAI request) goes to the engine as given; only the
+    new exchange is saved (in a new chat unless `chat_id` is given).
     """
-    if history:
-        chat_id = seed_chat(services, ws_id, history)
     return services.qa.ask(ws_id, question, chat_id=chat_id, cancel=cancel,
-                           max_new_tokens=max_new_tokens)
-
-
-def seed_chat(services: Any, ws_id: int, history: list[tuple[str, str]]) -> int:
-    """A new chat holding `history` as (user, assistant) exchanges; returns its id."""
-    turns: list[list[str]] = []          # consecutive turns of one role are merged
-    for role, text in history:
-        if turns and turns[-1][0] == role:
-            turns[-1][1] += "\n\n" + text
-        else:
-            turns.append([role, text])
-    if turns and turns[0][0] == "assistant":
-        turns.insert(0, ["user", ""])
-    chat_id = services.chats.create(ws_id).id
-    for i in range(0, len(turns), 2):
-        question = turns[i][1]
-        answer = turns[i + 1][1] if i + 1 < len(turns) else ""
-        services.chats.save_exchange(chat_id, question, answer, HISTORY_ENGINE, {}, [])
-    return chat_id
+                           max_new_tokens=max_new_tokens, history=history)
 
 
 def answer_json(message: Any, chat_id: int | None = None) -> dict:

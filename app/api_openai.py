@@ -1,7 +1,9 @@
 """OpenAI-compatible routes: /v1/models lists workspaces, /v1/chat/completions answers from one.
 
 The request's `model` names the workspace (name or id). The last message must be the user's
-question; earlier user/assistant messages are the chat history. System messages are ignored: the
+question; earlier user/assistant messages are the history the engine sees (passed to
+`qa.ask(history=...)`, not saved: the new chat holds only this exchange, its id is returned as
+`chat_id`). System messages are ignored: the
 workspace's documents and the app's own instructions make the prompt. Answers carry the same
 citations as the CLI's `ask --json`, as an extra `citations` field on the completion (and on the
 last chunk when streaming). While the engine reads the documents, the stream sends SSE comments
@@ -157,6 +159,9 @@ def raw_engine(services: Any) -> Any:
     settings = getattr(services, "settings", None)
     if settings is None or settings.resolved_engine() != "jamba":
         return None
+    start = getattr(services, "start_engine", None)
+    if callable(start):
+        start()                  # EngineUnavailable says why; marks the engine started
     return getattr(services.answerer, "engine", None)
 
 

@@ -36,6 +36,7 @@ class Settings:
     engine: str = "auto"               # auto | extractive | jamba | remote
     remote_url: str | None = None      # OpenAI-compatible server for the remote engine
     remote_model: str | None = None
+    remote_api_key: str | None = field(default=None, repr=False)   # secret: kept out of repr/logs
     cache_bytes: int = 8 * 1024**3     # state-store byte budget
     max_upload_bytes: int = 200 * 1024**2
     max_pages: int = 5000
@@ -60,7 +61,7 @@ class Settings:
             values["data_dir"] = Path(d)
         if (d := _env("MODELS_DIR")) is not None:
             values["models_path"] = Path(d)
-        for name in ("model", "device", "dtype", "engine", "remote_url", "remote_model"):
+        for name in ("model", "device", "dtype", "engine", "remote_url", "remote_model", "remote_api_key"):
             if (v := _env(name.upper())) is not None:
                 values[name] = v
         defaults = cls.__dataclass_fields__

@@ -1,14 +1,16 @@
 """Documents of a workspace: add (ingest + one transaction), list, pages, remove."""
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from app import db
@@ -19,6 +21,8 @@ from app.records import DocumentInfo, PageInfo, _utc
 if TYPE_CHECKING:
     import ingest
     from app.services import Services
+
+log = logging.getLogger(__name__)
 
 MAX_FILENAME = 255
 
@@ -146,6 +150,9 @@ class DocumentService:
                     s.flush()
                     s.add_all(db.Page(document_id=row.id, number=p.number, label=p.label, text=p.text)
                               for p in doc.pages)
+                    index = s.scalar(select(func.count(db.Document.id)).where(
+                        db.Document.workspace_id == ws_id, db.Document.id <= row.id))
+                    added = self._info(row, int(index or 1), None, False)
             except IntegrityError:            # the same content was added concurrently
                 found = self._find(ws_id, doc.content_hash)
                 if found is None:
@@ -154,10 +161,14 @@ class DocumentService:
             except BaseException:
                 self.drop_unused_files({doc.content_hash})
                 raise
-        self._svc.count_tokens_later(row.id, doc)
-        found = self._find(ws_id, doc.content_hash)
-        assert found is not None
-        return found
+        # Committed: from here on nothing may raise (the document is there; a failure to count
+        # its tokens or to re-read it must not look like a failed add).
+        try:
+            tokens = self._svc.count_tokens_later(added.id, doc)
+            return self._find(ws_id, doc.content_hash) or replace(added, tokens=tokens)
+        except Exception:  # noqa: BLE001
+            log.exception("reading back document %s after adding it failed", added.id)
+            return added
 
     def remove(self, ws_id: int, doc_id: int) -> None:
         """Remove a document, its pages, and its original when no other document uses it."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import re
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,8 +17,7 @@ import pypdfium2.raw as pdfium_c
 from PIL import Image, ImageDraw
 from rapidfuzz import fuzz
 
-# pdfium is not thread-safe: one document open at a time per process.
-_PDFIUM_LOCK = threading.Lock()
+from ingest.pdf import PDFIUM_LOCK  # PDFium is not thread-safe: one lock for every user in the process
 
 HIGHLIGHT_FILL = (255, 214, 0, 96)      # RGBA, translucent yellow
 HIGHLIGHT_OUTLINE = (230, 150, 0, 255)
@@ -46,7 +44,7 @@ def render_page(path: str | Path, page_number: int, highlight: str | None = None
     path = Path(path)
     if not path.is_file():
         raise PageImageError(f"{path.name}: file not found")
-    with _PDFIUM_LOCK:
+    with PDFIUM_LOCK:
         try:
             pdf = pdfium.PdfDocument(str(path), password=password)
         except pdfium.PdfiumError as err:
@@ -72,7 +70,7 @@ def render_page(path: str | Path, page_number: int, highlight: str | None = None
 
 def page_count(path: str | Path, password: str | None = None) -> int:
     """Number of pages of the PDF at `path`."""
-    with _PDFIUM_LOCK:
+    with PDFIUM_LOCK:
         try:
             pdf = pdfium.PdfDocument(str(path), password=password)
         except pdfium.PdfiumError as err:

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from app.answerers.base import AnswerRequest
@@ -23,21 +24,44 @@ MAX_QUESTION_CHARS = 20_000
 QUEUE_POLL_S = 0.5
 
 
+@dataclass
+class _Run:
+    """What one ask has produced so far (saved as it stands when the ask is stopped)."""
+
+    t_start: float
+    engine: str
+    pieces: list[str] = field(default_factory=list)
+    final_text: str | None = None          # the engine's "done" text; None: it did not finish
+    engine_timings: dict = field(default_factory=dict)
+    t_turn: float | None = None            # the engine was ours from here
+    t_first: float | None = None
+    t_end: float | None = None
+
+
 class QAService:
     def __init__(self, svc: "Services"):
         self._svc = svc
 
     def ask(self, ws_id: int, question: str, chat_id: int | None = None,
-            max_new_tokens: int | None = None,
-            cancel: threading.Event | None = None) -> Iterator[AskEvent]:
+            max_new_tokens: int | None = None, cancel: threading.Event | None = None,
+            history: list[tuple[str, str]] | None = None) -> Iterator[AskEvent]:
         """Validate now, then return the stream of events: "progress" (stage "queue" while other
-        asks are served: `total` = asks ahead), "token" (answer text pieces), and one final
-        "done" whose `answer` is the saved assistant message with verified citations."""
+        asks are served: `total` = asks ahead; stage "load" while the engine starts), "token"
+        (answer text pieces), and one final "done" whose `answer` is the saved assistant
+        message with verified citations.
+
+        `history` ([(role "user"|"assistant", text)], oldest first) replaces the chat's own
+        earlier turns as what the engine sees; the earlier turns are not saved (only this
+        exchange is, in `chat_id` or a new chat). Stopped (`cancel` set, or the stream closed)
+        after this returns: the question and the partial answer are saved, marked
+        timings["cancelled"]; no "done" event follows a close."""
         question = (question or "").strip()
         if not question:
             raise InvalidInput("the question is empty")
         if len(question) > MAX_QUESTION_CHARS:
             raise InvalidInput(f"the question is longer than {MAX_QUESTION_CHARS} characters")
+        if history is not None:
+            history = self._check_history(history)
         ws = self._svc.workspaces.get(ws_id)
         if chat_id is not None:
             chat = self._svc.chats.get(chat_id)
@@ -48,87 +72,120 @@ class QAService:
             raise InvalidInput(f"workspace {ws.name!r} has no documents; add some first")
         if chat_id is None:
             chat_id = self._svc.chats.create(ws_id).id
-        history = self._svc.chats.history(chat_id)
+        if history is None:
+            history = self._svc.chats.history(chat_id)
         req = AnswerRequest(documents=documents, question=question, history=history,
                             max_new_tokens=max_new_tokens or self._svc.settings.max_new_tokens,
                             cancel=cancel)
         return self._stream(req, chat_id, doc_ids, ws_id)
 
     def answer(self, ws_id: int, question: str, chat_id: int | None = None,
-               max_new_tokens: int | None = None) -> MessageInfo:
+               max_new_tokens: int | None = None,
+               history: list[tuple[str, str]] | None = None) -> MessageInfo:
         """`ask` without streaming: the saved answer."""
         final = None
-        for ev in self.ask(ws_id, question, chat_id, max_new_tokens):
+        for ev in self.ask(ws_id, question, chat_id, max_new_tokens, history=history):
             if ev.kind == "done":
                 final = ev.answer
         assert final is not None
         return final
 
+    @staticmethod
+    def _check_history(history) -> list[tuple[str, str]]:
+        turns: list[tuple[str, str]] = []
+        for i, turn in enumerate(history):
+            try:
+                role, text = turn
+            except (TypeError, ValueError):
+                raise InvalidInput(f"history turn {i + 1} is not a (role, text) pair") from None
+            if role not in ("user", "assistant") or not isinstance(text, str):
+                raise InvalidInput(f"history turn {i + 1}: role must be 'user' or 'assistant' "
+                                   f"and text a string, got {role!r}")
+            turns.append((role, text))
+        return turns
+
     def _stream(self, req: AnswerRequest, chat_id: int, doc_ids: list[int],
                 ws_id: int) -> Iterator[AskEvent]:
+        loaded = self._svc._answerer
+        run = _Run(t_start=time.monotonic(),
+                   engine=loaded.name if loaded is not None else self._svc.settings.resolved_engine())
+        try:
+            yield from self._run_engine(req, chat_id, run)
+        except GeneratorExit:        # the consumer went away (UI Stop, client hung up)
+            try:
+                self._save(req, chat_id, doc_ids, run, cancelled=True)
+            except Exception:  # noqa: BLE001 -- e.g. the chat was deleted meanwhile; closing must not fail
+                log.exception("saving the stopped ask in chat %s failed", chat_id)
+            raise
+        stopped = req.cancel is not None and req.cancel.is_set()
+        msg = self._save(req, chat_id, doc_ids, run, cancelled=run.final_text is None or stopped)
+        yield AskEvent("done", text=msg.text, answer=msg, chat_id=chat_id)
+        try:        # the engine is up now: record document sizes in its tokens (once per document)
+            self._svc._ensure_token_counts(ws_id)
+        except Exception:  # noqa: BLE001 -- sizes are informative; never fail an answered ask
+            log.exception("counting document tokens failed")
+
+    def _run_engine(self, req: AnswerRequest, chat_id: int, run: _Run) -> Iterator[AskEvent]:
+        """Wait for the engine (FIFO), start it if needed, and stream its answer into `run`.
+        Returns early, with `run.final_text` None, when `req.cancel` is set while queued."""
         queue = self._svc.queue
-        t_start = time.monotonic()
         ticket = queue.take()
-        pieces: list[str] = []
-        final_text: str | None = None
-        engine_timings: dict = {}
-        t_first: float | None = None
         stream = None
         try:
             while not queue.wait(ticket, QUEUE_POLL_S):
                 if req.cancel is not None and req.cancel.is_set():
                     return
                 yield AskEvent("progress", stage="queue", total=queue.ahead(ticket), chat_id=chat_id)
-            t_turn = time.monotonic()
-            if not self._svc.answerer_loaded:       # first ask: the engine loads (a checkpoint: slow)
+            run.t_turn = time.monotonic()
+            if not self._svc.answerer_loaded:       # first ask: the engine starts (a checkpoint: slow)
                 yield AskEvent("progress", stage="load", done=0, total=1, chat_id=chat_id)
-                self._svc.answerer.info()
+                self._svc.start_engine()            # EngineUnavailable says why
                 yield AskEvent("progress", stage="load", done=1, total=1, chat_id=chat_id)
             answerer = self._svc.answerer
-            engine = answerer.name
+            run.engine = answerer.name
             stream = answerer.answer(req)
             for ev in stream:
                 if ev.kind == "token":
-                    if t_first is None:
-                        t_first = time.monotonic()
-                    pieces.append(ev.text)
+                    if run.t_first is None:
+                        run.t_first = time.monotonic()
+                    run.pieces.append(ev.text)
                     yield AskEvent("token", text=ev.text, chat_id=chat_id)
                 elif ev.kind == "progress":
                     yield AskEvent("progress", done=ev.done, total=ev.total, eta_s=ev.eta_s,
                                    stage=ev.stage, chat_id=chat_id)
                 elif ev.kind == "done":
-                    final_text = ev.text or "".join(pieces)
-                    engine_timings = dict(ev.timings or {})
-            t_end = time.monotonic()
+                    run.final_text = ev.text or "".join(run.pieces)
+                    run.engine_timings = dict(ev.timings or {})
         finally:
+            run.t_end = time.monotonic()
             if stream is not None and hasattr(stream, "close"):
                 stream.close()      # an abandoned ask frees the engine before the next one starts
             queue.release(ticket)
-        cancelled = final_text is None or (req.cancel is not None and req.cancel.is_set())
-        text = final_text if final_text is not None else "".join(pieces)
+
+    def _save(self, req: AnswerRequest, chat_id: int, doc_ids: list[int], run: _Run,
+              cancelled: bool) -> MessageInfo:
+        """Save the question and the answer as it stands, with verified citations and timings."""
+        text = run.final_text if run.final_text is not None else "".join(run.pieces)
         body, citations = parse_and_verify(text, req.documents, doc_ids)
+        et = run.engine_timings
+        t_end = run.t_end if run.t_end is not None else time.monotonic()
+        t_turn = run.t_turn if run.t_turn is not None else t_end
         timings = {
-            "cached_tokens": engine_timings.get("cached_tokens", 0),
-            "prefilled_tokens": engine_timings.get("prefilled_tokens", 0),
-            "ttft_s": engine_timings.get("ttft_s",
-                                         round(t_first - t_turn, 4) if t_first is not None else None),
-            "tokens_per_s": engine_timings.get("tokens_per_s"),
-            **{k: v for k, v in engine_timings.items() if k != "omitted"},
-            "queue_s": round(t_turn - t_start, 4),
-            "total_s": round(t_end - t_start, 4),
-            "omitted": self._omitted(engine_timings.get("omitted"), req),
+            "cached_tokens": et.get("cached_tokens", 0),
+            "prefilled_tokens": et.get("prefilled_tokens", 0),
+            "ttft_s": et.get("ttft_s", round(run.t_first - t_turn, 4) if run.t_first is not None else None),
+            "tokens_per_s": et.get("tokens_per_s"),
+            **{k: v for k, v in et.items() if k != "omitted"},
+            "queue_s": round(t_turn - run.t_start, 4),
+            "total_s": round(t_end - run.t_start, 4),
+            "omitted": self._omitted(et.get("omitted"), req),
         }
-        raw_omitted = engine_timings.get("omitted")
+        raw_omitted = et.get("omitted")
         if isinstance(raw_omitted, dict) and raw_omitted.get("summary"):
             timings["omitted_summary"] = str(raw_omitted["summary"])
         if cancelled:
             timings["cancelled"] = True
-        msg = self._svc.chats.save_exchange(chat_id, req.question, body, engine, timings, citations)
-        yield AskEvent("done", text=body, answer=msg, chat_id=chat_id)
-        try:        # the engine is up now: record document sizes in its tokens (once per document)
-            self._svc._ensure_token_counts(ws_id)
-        except Exception:  # noqa: BLE001 -- sizes are informative; never fail an answered ask
-            log.exception("counting document tokens failed")
+        return self._svc.chats.save_exchange(chat_id, req.question, body, run.engine, timings, citations)
 
     @staticmethod
     def _omitted(raw, req: AnswerRequest) -> list[dict]:

@@ -12,6 +12,7 @@ from app.chats import ChatService
 from app.config import Settings
 from app.documents import DocumentService
 from app.engine_queue import EngineQueue
+from app.errors import EngineUnavailable
 from app.filestore import FileStore
 from app.qa import QAService
 from app.records import BudgetInfo
@@ -39,7 +40,11 @@ class Services:
         self.files = FileStore(self.settings.files_dir)
         self.queue = EngineQueue()
         self._answerer = answerer
+        self._answerer_injected = answerer is not None
         self._answerer_lock = threading.Lock()
+        self._start_lock = threading.Lock()
+        self._engine_info: dict | None = None     # answerer.info() once the engine has started
+        self.engine_error: str | None = None      # why the last start failed (None: no failure)
         self.workspaces = WorkspaceService(self)
         self.documents = DocumentService(self)
         self.chats = ChatService(self)
@@ -49,7 +54,8 @@ class Services:
     # -- engine -------------------------------------------------------------------------------
     @property
     def answerer(self) -> "Answerer":
-        """The engine, created on first use (may load a checkpoint: slow the first time)."""
+        """The engine object, created on first use (EngineUnavailable when the settings name no
+        usable engine). Creating it does not load a checkpoint; `start_engine` does."""
         if self._answerer is None:
             with self._answerer_lock:
                 if self._answerer is None:
@@ -59,20 +65,52 @@ class Services:
 
     @property
     def answerer_loaded(self) -> bool:
-        return self._answerer is not None
+        """True once the engine has started (`start_engine` succeeded)."""
+        return self._engine_info is not None
+
+    def start_engine(self) -> dict:
+        """Start the engine once (may load a checkpoint: slow) and return its info.
+
+        Raises EngineUnavailable saying why when it cannot start; `engine_error` keeps that
+        reason. A failed start is tried again on the next call (the next question)."""
+        if self._engine_info is not None:
+            return self._engine_info
+        with self._start_lock:
+            if self._engine_info is None:
+                try:
+                    info = dict(self.answerer.info())
+                except EngineUnavailable as exc:
+                    self.engine_error = str(exc)
+                    raise
+                except Exception as exc:  # noqa: BLE001 -- any failure to start is reported as such
+                    log.exception("the %s engine failed to start", self.settings.resolved_engine())
+                    self.engine_error = (f"the {self.settings.resolved_engine()} engine cannot start: "
+                                         f"{type(exc).__name__}: {exc}")
+                    raise EngineUnavailable(self.engine_error) from exc
+                self.engine_error = None
+                self._engine_info = info
+        return self._engine_info
 
     def engine_info(self) -> dict:
-        """{"engine", "model", "device", "dtype", "max_context", ...} of the (loaded) engine."""
+        """{"engine", "model", "device", "dtype", "max_context", ...}; starts the engine if needed
+        (EngineUnavailable with the reason when it cannot start)."""
+        self.start_engine()
         return dict(self.answerer.info())
 
     def tokenizer_key(self) -> str | None:
-        """Identifies the tokenizer token counts are stored under; None before the engine loads
-        (the extractive engine costs nothing to start, so it is started here)."""
-        if self._answerer is None and self.settings.resolved_engine() == "extractive":
-            self.answerer
-        if self._answerer is None:
-            return None
-        info = self._answerer.info()
+        """Identifies the tokenizer token counts are stored under; None while the engine has not
+        started (or cannot start). Never starts a checkpoint and never raises: document listing
+        and adding must work whatever state the engine is in. The extractive engine and an
+        injected answerer cost nothing to start, so they are started here."""
+        if self._engine_info is None:
+            cheap = self._answerer_injected or self.settings.resolved_engine() == "extractive"
+            if not cheap or self.engine_error is not None or self._start_lock.locked():
+                return None                   # (locked: another thread is starting it: no waiting)
+            try:
+                self.start_engine()
+            except EngineUnavailable:
+                return None
+        info = self._engine_info
         return f"{info.get('engine')}:{info.get('fingerprint') or info.get('model') or ''}"
 
     def count_tokens_later(self, doc_id: int, doc: "ingest.Document") -> int | None:
@@ -80,13 +118,18 @@ class Services:
         key = self.tokenizer_key()
         if key is None:
             return None
-        tokens = sum(self._answerer.count_tokens(p.text) for p in doc.pages)
-        with db.transaction(self.sessions) as s:
-            if s.get(db.Document, doc_id) is not None:
-                s.merge(db.TokenCount(document_id=doc_id, tokenizer=key, tokens=tokens))
+        try:
+            tokens = sum(self._answerer.count_tokens(p.text) for p in doc.pages)
+            with db.transaction(self.sessions) as s:
+                if s.get(db.Document, doc_id) is not None:
+                    s.merge(db.TokenCount(document_id=doc_id, tokenizer=key, tokens=tokens))
+        except Exception:  # noqa: BLE001 -- a size is informative: never fail the caller for it
+            log.exception("counting the tokens of document %s failed", doc_id)
+            return None
         return tokens
 
     def _ensure_token_counts(self, ws_id: int) -> dict[int, int]:
+        self.start_engine()
         key = self.tokenizer_key()
         assert key is not None
         with db.transaction(self.sessions) as s:
@@ -103,17 +146,24 @@ class Services:
         return {i: have[i] for i in ids}
 
     def cached_flags(self, ws_id: int, rows: list) -> list[bool]:
-        """Per document: is its prefix state in the state store (False before the engine loads)."""
+        """Per document: is its prefix state in the state store (False before the engine starts,
+        and when the lookup fails: listing documents never depends on the engine)."""
         a = self._answerer
-        if a is None or not rows or (getattr(a, "cached_documents", None) is None and a.name != "jamba"):
+        if (a is None or self._engine_info is None or not rows
+                or (getattr(a, "cached_documents", None) is None and a.name != "jamba")):
             return [False] * len(rows)
         from app.cache_probe import cached_flags
         _, docs = self.documents.load(ws_id)
-        return cached_flags(self._answerer, docs, self.settings.max_new_tokens)[: len(rows)]
+        try:
+            return cached_flags(a, docs, self.settings.max_new_tokens)[: len(rows)]
+        except Exception:  # noqa: BLE001 -- an informative flag
+            log.exception("looking up cached document states failed")
+            return [False] * len(rows)
 
     def budget(self, ws_id: int) -> BudgetInfo:
-        """Tokens the workspace's documents take under the engine, against its context."""
-        self.answerer                      # load the engine: counts are in its tokens
+        """Tokens the workspace's documents take under the engine, against its context. Starts
+        the engine (counts are in its tokens): EngineUnavailable with the reason when it cannot."""
+        self.start_engine()
         counts = self._ensure_token_counts(ws_id)
         used = sum(counts.values())
         info = self.answerer.info()

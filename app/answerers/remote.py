@@ -8,12 +8,11 @@ keeps the documents' state between questions: state caching is the server's job 
 Citations in the answer are parsed and verified by app/qa.py like every other answerer's.
 
 Settings: `remote_url` (the server's OpenAI base URL, e.g. http://gpu-box:8000/v1),
-`remote_model` (its model name; default: the first one the server lists) and the API key from
-`JAMBADOCS_REMOTE_API_KEY` (or `settings.remote_api_key`).
+`remote_model` (its model name; default: the first one the server lists) and `remote_api_key`
+(env `JAMBADOCS_REMOTE_API_KEY`, read by `app.config.Settings`, never here).
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
 from typing import Any, Iterator
@@ -41,8 +40,8 @@ class RemoteAnswerer:
                                     "(JAMBADOCS_REMOTE_URL, e.g. http://localhost:8000/v1)")
         if not self.base_url.endswith("/v1"):
             self.base_url += "/v1"
-        self.api_key = (api_key or getattr(settings, "remote_api_key", None)
-                        or os.environ.get("JAMBADOCS_REMOTE_API_KEY") or "none")
+        # servers without auth still need some key for the client; "none" is what vLLM accepts
+        self.api_key = api_key or getattr(settings, "remote_api_key", None) or "none"
         self._model = model or getattr(settings, "remote_model", None)
         self._max_context: int | None = None
         self._can_tokenize: bool | None = None

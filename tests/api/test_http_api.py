@@ -149,7 +149,7 @@ def test_basic_header_built_by_hand(server, credentials):
 
 
 def test_a_client_that_hangs_up_cancels_its_question(client, workspace, sse, extractive_services):
-    """The engine is busy (we hold the queue); the asker waits, hangs up, and its ask is dropped."""
+    """The engine is busy (we hold the queue); the asker waits, hangs up, and its ask is stopped."""
     queue = extractive_services.queue
     before = {t.ident for t in threading.enumerate()}
     held = queue.take()
@@ -168,7 +168,10 @@ def test_a_client_that_hangs_up_cancels_its_question(client, workspace, sse, ext
             time.sleep(0.05)
     finally:
         queue.release(held)
-    assert extractive_services.chats.messages(chat_id) == []      # nothing answered, nothing saved
+    # the question is kept, marked stopped, with the (empty) answer it had got
+    saved = extractive_services.chats.messages(chat_id)
+    assert [(m.role, m.text) for m in saved] == [("user", "What is a t-test?"), ("assistant", "")]
+    assert saved[1].timings["cancelled"] is True and saved[1].citations == []
     after = client.post(f"/api/workspaces/{WS}/ask", json={"question": "What is a t-test?",
                                                           "stream": False})
     assert after.status_code == 200 and after.json()["citations"]   # the queue moved on

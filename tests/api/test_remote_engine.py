@@ -48,6 +48,20 @@ def test_remote_reports_unreachable_and_refusing_servers(server, credentials):
         list(wrong.answer(AnswerRequest(documents=[], question="hi")))
 
 
+def test_the_api_key_comes_from_the_settings(server, credentials, monkeypatch, tmp_path):
+    monkeypatch.setenv("JAMBADOCS_REMOTE_API_KEY", ":".join(credentials))
+    settings = Settings.from_env(data_dir=tmp_path, engine="remote", remote_url=server.url,
+                                 remote_model="no-such-workspace")
+    ask = AnswerRequest(documents=[], question="hi")
+    with pytest.raises(EngineUnavailable, match="HTTP 404"):     # let in: only the model is wrong
+        list(RemoteAnswerer(settings).answer(ask))
+    monkeypatch.setenv("JAMBADOCS_REMOTE_API_KEY", "alice:wrong")   # read by Settings, not later
+    with pytest.raises(EngineUnavailable, match="HTTP 404"):
+        list(RemoteAnswerer(settings).answer(ask))
+    with pytest.raises(EngineUnavailable, match="HTTP 401"):
+        list(RemoteAnswerer(settings.with_(remote_api_key="alice:wrong")).answer(ask))
+
+
 def test_system_message_is_the_documents_block_as_the_prompt_builder_renders_it(
         tiny_engine, corpus):
     from ingest import read_document

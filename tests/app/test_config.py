@@ -38,3 +38,12 @@ def test_models_dir(monkeypatch, tmp_path):
     assert Settings.from_env(data_dir=tmp_path).models_dir == tmp_path / "models"
     monkeypatch.setenv("JAMBADOCS_MODELS_DIR", str(tmp_path / "m"))
     assert Settings.from_env(data_dir=tmp_path).models_dir == tmp_path / "m"
+
+
+def test_remote_api_key_from_env_or_flag_and_never_in_repr(monkeypatch, tmp_path):
+    monkeypatch.setenv("JAMBADOCS_REMOTE_API_KEY", "sk-from-env")
+    s = Settings.from_env(data_dir=tmp_path)
+    assert s.remote_api_key == "sk-from-env" and "sk-from-env" not in repr(s)
+    assert Settings.from_env(data_dir=tmp_path, remote_api_key="sk-flag").remote_api_key == "sk-flag"
+    monkeypatch.delenv("JAMBADOCS_REMOTE_API_KEY")
+    assert Settings.from_env(data_dir=tmp_path).remote_api_key is None

@@ -1,0 +1,51 @@
+"""An engine that cannot start (--model pointing at no checkpoint): documents still list and add,
+token counts stay None, and only asking (and the engine/budget views) reports why."""
+from __future__ import annotations
+
+import pytest
+
+from app.config import Settings
+from app.errors import EngineUnavailable
+from app.services import Services
+
+
+@pytest.fixture
+def broken(tmp_path):
+    folder = tmp_path / "no-checkpoint-here"
+    folder.mkdir()                                   # a folder, but no config.json nor weights
+    svc = Services(Settings.from_env(data_dir=tmp_path / "data", model=str(folder), engine=None))
+    yield svc
+    svc.close()
+
+
+def test_documents_list_and_add_while_the_engine_cannot_start(broken, corpus):
+    svc = broken
+    assert svc.settings.resolved_engine() == "jamba"
+    ws = svc.workspaces.create("w")
+    first = svc.documents.add(ws.id, corpus / "pari-refcard.pdf")
+    assert first.tokens is None and first.pages > 0
+
+    stream = svc.qa.ask(ws.id, "How do I invert a matrix?")   # validation passes: it has documents
+    with pytest.raises(EngineUnavailable, match="no-checkpoint-here"):
+        list(stream)                                           # the engine start fails in the stream
+
+    # the failed start must not leak into the document views
+    assert [d.id for d in svc.documents.list(ws.id)] == [first.id]
+    second = svc.documents.add(ws.id, corpus / "acm-sigconf.pdf")     # never raises after committing
+    assert second.index == 2 and second.tokens is None and not second.cached
+    listed = svc.documents.list(ws.id)
+    assert [(d.filename, d.tokens, d.cached) for d in listed] == [
+        ("pari-refcard.pdf", None, False), ("acm-sigconf.pdf", None, False)]
+    assert svc.documents.get(second.id).pages == second.pages
+    assert svc.documents.add(ws.id, corpus / "acm-sigconf.pdf").id == second.id   # same content
+
+    # the engine views say why; a new question tries again and says why again, saving nothing
+    for view in (svc.engine_info, lambda: svc.budget(ws.id)):
+        with pytest.raises(EngineUnavailable, match="no-checkpoint-here"):
+            view()
+    chat = svc.chats.create(ws.id)
+    with pytest.raises(EngineUnavailable, match="no-checkpoint-here"):
+        list(svc.qa.ask(ws.id, "How do I invert a matrix?", chat_id=chat.id))
+    assert svc.chats.messages(chat.id) == []
+    assert len(svc.documents.list(ws.id)) == 2
+    assert not svc.answerer_loaded and "no-checkpoint-here" in svc.engine_error

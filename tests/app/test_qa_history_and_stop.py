@@ -1,0 +1,83 @@
+"""qa.ask(history=...) (an explicit conversation, e.g. OpenAI messages) and stopped asks (the UI's
+Stop, a client that hangs up): the question is kept with the partial answer, marked cancelled."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from app.errors import InvalidInput
+
+TERSE = "Any examples?"       # under 3 terms: the extractive engine borrows the last user question
+
+
+@pytest.fixture
+def ws(svc, corpus):
+    ws = svc.workspaces.create("w")
+    svc.documents.add(ws.id, corpus / "hsaur-inference.pdf")
+    return ws
+
+
+def test_explicit_history_is_what_the_engine_sees_and_is_not_saved(svc, ws):
+    chat = svc.chats.create(ws.id).id
+    svc.qa.answer(ws.id, "Wilcoxon rank sum test", chat_id=chat)
+    from_chat = svc.qa.answer(ws.id, TERSE, chat_id=chat)                  # history: the chat's
+    wilcoxon = svc.qa.answer(ws.id, TERSE, history=[("user", "Wilcoxon rank sum test"),
+                                                    ("assistant", "see the text")])
+    chi = svc.qa.answer(ws.id, TERSE, history=[("user", "chi-squared test of independence"),
+                                               ("assistant", "see the text")])
+    none = svc.qa.answer(ws.id, TERSE, chat_id=chat, history=[])           # replaces the chat's turns
+    assert wilcoxon.text == from_chat.text and "wilcoxon" in wilcoxon.text.lower()
+    assert "chi" in chi.text.lower() and chi.text != wilcoxon.text
+    assert none.text not in (wilcoxon.text, chi.text)
+    # only the new exchange is saved: the given history is not written into the chat
+    assert [(m.role, m.text) for m in svc.chats.messages(chi.chat_id)] == [("user", TERSE),
+                                                                        ("assistant", chi.text)]
+    assert len(svc.chats.messages(chat)) == 6
+    with pytest.raises(InvalidInput, match="turn 1"):
+        svc.qa.ask(ws.id, TERSE, history=[("system", "be brief")])
+
+
+def test_closing_the_stream_keeps_the_question_and_the_partial_answer(svc, ws):
+    stream = svc.qa.ask(ws.id, "Wilcoxon rank sum test")
+    pieces, chat_id = [], None
+    for ev in stream:
+        chat_id = ev.chat_id
+        if ev.kind == "token":
+            pieces.append(ev.text)
+            if len(pieces) == 2:
+                break
+    stream.close()                          # what the UI's Stop and a hung-up client amount to
+    saved = svc.chats.messages(chat_id)
+    assert [m.role for m in saved] == ["user", "assistant"]
+    assert saved[0].text == "Wilcoxon rank sum test"
+    assert saved[1].timings["cancelled"] is True and saved[1].engine == "extractive"
+    assert saved[1].text.strip() == "".join(pieces).strip() != ""
+    assert svc.qa.answer(ws.id, "chi-squared test").citations      # the engine is free again
+
+
+def test_a_finished_ask_is_saved_once_even_if_closed_after_done(svc, ws):
+    stream = svc.qa.ask(ws.id, "Wilcoxon rank sum test")
+    done = next(ev for ev in stream if ev.kind == "done")
+    stream.close()
+    saved = svc.chats.messages(done.chat_id)
+    assert [m.id for m in saved][-1] == done.answer.id and len(saved) == 2
+    assert "cancelled" not in done.answer.timings
+
+
+def test_stopped_while_queued_keeps_the_question_with_an_empty_answer(svc, ws):
+    held = svc.queue.take()                 # another ask holds the engine
+    assert svc.queue.wait(held, 30)
+    cancel = threading.Event()
+    events = []
+    try:
+        for ev in svc.qa.ask(ws.id, "t-test", cancel=cancel):
+            events.append(ev)
+            if ev.kind == "progress" and ev.stage == "queue":
+                cancel.set()                # Stop pressed while waiting for the engine
+    finally:
+        svc.queue.release(held)
+    assert [e.kind for e in events][-1] == "done" and not [e for e in events if e.kind == "token"]
+    saved = svc.chats.messages(events[-1].chat_id)
+    assert [(m.role, m.text) for m in saved] == [("user", "t-test"), ("assistant", "")]
+    assert saved[1].timings["cancelled"] is True and saved[1].timings["queue_s"] >= 0
