@@ -1,0 +1,353 @@
+"""The bundled-engine answerer: Jamba over the whole document set, reusing stored prefix states.
+
+A question walks the chain ``[preamble][doc 1]..[doc N]`` of the prompt:
+
+1. the last document-prefix state of this process is kept in RAM; if the new chain
+   extends it, nothing is read from disk;
+2. else the longest stored prefix is restored from the state store (app/state_store.py);
+3. the remaining documents are prefilled one at a time, their boundaries stored (each entry
+   long enough that its Mamba state adds at most 10% to its K/V; the last one always);
+4. the conversation + question tail is prefilled by generate() and the answer streamed.
+
+Appending a document prefills only that document; removing one reuses the prefix before
+it; a follow-up question prefills only the new tail.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from app.answerers.base import AnswerEvent, AnswerRequest
+from app.errors import EngineUnavailable, InvalidInput
+from app.state_store import StateStore, chain_keys
+
+log = logging.getLogger(__name__)
+
+PROGRESS_EVERY_S = 0.25  # at most this often a prefill progress event
+
+
+@dataclass
+class _WarmPrefix:
+    """The last document-prefix state of this process, the chain keys it stands for, and the last
+    stored boundary on that chain (key "" and 0 tokens when none is)."""
+
+    keys: list[str]
+    state: Any
+    stored_key: str = ""
+    stored_end: int = 0
+
+
+@dataclass
+class _Plan:
+    segments: list[list[int]]  # [preamble, doc 1, ...]: the cached chain
+    tail: list[int]
+    omitted: dict | None  # what the budget left out (summary, documents), None when everything fit
+
+
+class JambaAnswerer:
+    """Answerer on the bundled engine (``settings.model``: checkpoint folder or hub id)."""
+
+    name = "jamba"
+    MAX_STATE_OVERHEAD = 0.10  # Mamba bytes per stored entry, at most this share of its K/V bytes
+
+    def __init__(self, settings: Any, engine: Any = None, store: StateStore | None = None) -> None:
+        self.settings = settings
+        self._engine = engine
+        self._store = store
+        self._builder = None
+        self._warm: _WarmPrefix | None = None
+        self._load_lock = threading.Lock()
+        self._run_lock = threading.Lock()  # one engine: questions run one after the other
+        self.load_s: float | None = None
+
+    # ---- lazily built parts ----------------------------------------------------------------
+    @property
+    def engine(self) -> Any:
+        with self._load_lock:
+            if self._engine is None:
+                from engine import EngineError, load_engine
+
+                path = resolve_model(self.settings.model, getattr(self.settings, "models_dir", None))
+                t0 = time.perf_counter()
+                try:
+                    self._engine = load_engine(path, device=self.settings.device, dtype=self.settings.dtype)
+                except EngineError as exc:  # CheckpointError (bad folder) included
+                    raise EngineUnavailable(f"cannot load the Jamba checkpoint: {exc}") from exc
+                self.load_s = time.perf_counter() - t0
+            return self._engine
+
+    @property
+    def store(self) -> StateStore:
+        with self._load_lock:
+            if self._store is None:
+                self._store = StateStore(Path(self.settings.data_dir) / "states",
+                                         budget_bytes=getattr(self.settings, "cache_bytes", None))
+            return self._store
+
+    @property
+    def builder(self) -> Any:
+        if self._builder is None:
+            from ingest.prompt import PromptBuilder
+
+            self._builder = PromptBuilder(self.engine.tokenizer)
+        return self._builder
+
+    # ---- Answerer protocol -----------------------------------------------------------------
+    def info(self) -> dict:
+        eng = self.engine
+        return {"engine": self.name, "model": str(self.settings.model), "device": str(getattr(eng, "device", "")),
+                "dtype": str(getattr(eng, "dtype", "")).replace("torch.", ""), "max_context": eng.max_context,
+                "fingerprint": eng.fingerprint}
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.engine.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def answer(self, req: AnswerRequest) -> Iterator[AnswerEvent]:
+        eng = self.engine
+        with self._run_lock:
+            yield from self._answer(eng, req)
+
+    def cached_documents(self, documents: Sequence[Any]) -> list[bool]:
+        """Per document (workspace order): is the prefix up to and including it stored?"""
+        from ingest.prompt import PROMPT_FORMAT_VERSION
+
+        eng = self.engine
+        seg = self.builder.build(documents, "?")  # document segments do not depend on the question
+        keys = chain_keys(eng.fingerprint, PROMPT_FORMAT_VERSION, _chain_segments(seg))
+        depth = self.store.stored_depth(keys)
+        if self._warm_matches(keys):
+            depth = max(depth, len(self._warm.keys))
+        first_doc = len(keys) - len(seg.documents)  # 1 with a preamble, else 0
+        return [first_doc + i < depth for i in range(len(seg.documents))]
+
+    # ---- the walk --------------------------------------------------------------------------
+    def _answer(self, eng: Any, req: AnswerRequest) -> Iterator[AnswerEvent]:
+        from engine import Cancelled
+        from ingest.prompt import PROMPT_FORMAT_VERSION
+
+        t0 = time.perf_counter()
+        plan = yield from self._plan(eng, req)
+        keys = chain_keys(eng.fingerprint, PROMPT_FORMAT_VERSION, plan.segments)
+        ends = _cumsum(len(s) for s in plan.segments)  # prefix tokens at the end of each segment
+
+        # 1-2: restore the longest known prefix (RAM first, then disk)
+        t_restore = time.perf_counter()
+        on_disk = self.store.stored_depth(keys)
+        use_ram = self._warm_matches(keys) and len(self._warm.keys) >= on_disk
+        if on_disk and not use_ram:
+            yield AnswerEvent(kind="progress", stage="restore", done=0, total=ends[on_disk - 1])
+        warm, restored_bytes, source = self._restore(eng, keys, ends, use_ram)
+        restore_s = time.perf_counter() - t_restore
+        state, depth = (warm.state, len(warm.keys)) if warm else (None, 0)
+        stored_key, stored_end = (warm.stored_key, warm.stored_end) if warm else ("", 0)
+        cached_tokens = ends[depth - 1] if depth else 0
+        yield AnswerEvent(kind="progress", stage="restore", done=cached_tokens, total=ends[-1] if ends else 0)
+
+        # 3: prefill the remaining documents one by one, storing boundaries (see _min_entry_tokens)
+        t_prefill = time.perf_counter()
+        to_prefill = (ends[-1] if ends else 0) - cached_tokens
+        min_tokens = self._min_entry_tokens(eng)
+        stored_bytes = 0
+        for i in range(depth, len(plan.segments)):
+            if req.cancel is not None and req.cancel.is_set():
+                return
+            offset = ends[i - 1] if i else 0
+            try:
+                state = yield from self._prefill(eng, plan.segments[i], state, done=offset - cached_tokens,
+                                                 total=to_prefill, started=t_prefill, cancel=req.cancel)
+            except Cancelled:
+                return  # the boundaries stored so far stay
+            if ends[i] - stored_end >= min_tokens or i == len(plan.segments) - 1:
+                if stored_key and self.store.entry(stored_key) is None:  # evicted meanwhile
+                    stored_key, stored_end = "", 0  # store this boundary's whole state instead
+                blob = (state.since(stored_end) if stored_end else state).to_bytes()
+                if self.store.put(keys[i], stored_key, eng.fingerprint, i, stored_end, ends[i], blob,
+                                  protect=keys[: i + 1]):
+                    stored_bytes += len(blob)
+                    stored_key, stored_end = keys[i], ends[i]
+            self._warm = _WarmPrefix(keys[: i + 1], state, stored_key, stored_end)
+        prefill_s = time.perf_counter() - t_prefill
+
+        # 4: conversation + question, streamed
+        pieces: list[str] = []
+        t_first = None
+        generation = eng.generate(plan.tail, state=state, max_new_tokens=req.max_new_tokens, temperature=0.0,
+                                  cancel=req.cancel)
+        n_first = 0  # tokens generated when the first text piece came out
+        for piece in generation:
+            if t_first is None:
+                t_first, n_first = time.perf_counter(), len(generation.token_ids)
+            pieces.append(piece)
+            yield AnswerEvent(kind="token", text=piece)
+        t_end = time.perf_counter()
+        text = "".join(pieces)
+        n_new = len(generation.token_ids)
+        gen_s = t_end - t_first if t_first is not None else 0.0
+        timings = {
+            "cached_tokens": cached_tokens,
+            "prefilled_tokens": to_prefill + len(plan.tail),
+            "ttft_s": (t_first if t_first is not None else t_end) - t0,
+            "tokens_per_s": (n_new - n_first) / gen_s if n_new > n_first and gen_s > 0 else None,
+            "new_tokens": n_new,
+            "finish_reason": generation.finish_reason,
+            "restore_s": restore_s,
+            "restored_from": source,
+            "restored_bytes": restored_bytes,
+            "prefill_s": prefill_s,
+            "stored_bytes": stored_bytes,
+            "prompt_tokens": (ends[-1] if ends else 0) + len(plan.tail),
+            "omitted": plan.omitted,
+        }
+        yield AnswerEvent(kind="done", text=text, timings=timings)
+
+    def _plan(self, eng: Any, req: AnswerRequest) -> Iterator[AnswerEvent]:
+        """Token segments of the prompt; the budget picks pages by retrieval when the set does not fit."""
+        history = list(req.history)
+        seg = self.builder.build(req.documents, req.question, history=history)
+        room = eng.max_context - req.max_new_tokens
+        omitted = None
+        if len(seg) > room:
+            from ingest.budget import fit_documents
+
+            yield AnswerEvent(kind="progress", stage="retrieve", done=0, total=1)
+            budget = room - len(seg.preamble) - len(seg.tail)
+            for _ in range(4):  # frames are estimated by fit_documents: shrink until it really fits
+                if budget <= 0:
+                    break
+                fit = fit_documents(req.documents, req.question, budget, tokenizer=eng.tokenizer)
+                seg = self.builder.build(fit.documents, req.question, history=history)
+                if len(seg) <= room:
+                    break
+                budget -= len(seg) - room + 64
+            if len(seg) > room:
+                raise InvalidInput(f"the question and conversation ({len(seg.tail)} tokens) leave no room for "
+                                   f"the documents in the model's context of {eng.max_context} tokens "
+                                   f"({req.max_new_tokens} reserved for the answer)")
+            omitted = {"summary": fit.summary(),
+                       "documents": [{"doc": o.doc, "filename": o.filename, "pages": o.pages, "tokens": o.tokens}
+                                     for o in fit.omitted]}
+            yield AnswerEvent(kind="progress", stage="retrieve", done=1, total=1)
+        return _Plan(_chain_segments(seg), list(seg.tail), omitted)
+
+    def _restore(self, eng: Any, keys: list[str], ends: list[int],
+                 use_ram: bool) -> tuple[_WarmPrefix | None, int, str]:
+        """(the longest known prefix of ``keys`` or None, bytes read, "ram" | "disk" | "none").
+        ``use_ram``: the RAM prefix starts this chain and the disk has nothing longer."""
+        warm = self._warm
+        if use_ram:
+            if warm.stored_key:
+                self.store.touch([warm.stored_key])
+            return warm, 0, "ram"
+        got = self.store.restore(eng, keys)
+        if not got.depth:
+            return None, 0, "none"
+        if got.n_tokens != ends[got.depth - 1]:  # cannot happen unless a blob lies about itself
+            log.warning("restored prefix has %d tokens, expected %d; recomputing", got.n_tokens, ends[got.depth - 1])
+            self.store.drop(keys[0])
+            return None, 0, "none"
+        self._warm = _WarmPrefix(keys[: got.depth], got.state, keys[got.depth - 1], got.n_tokens)
+        return self._warm, got.nbytes, "disk"
+
+    def _warm_matches(self, keys: list[str]) -> bool:
+        """Does the RAM prefix start the chain ``keys``?"""
+        warm = self._warm
+        return warm is not None and warm.keys == keys[: len(warm.keys)]
+
+    def _min_entry_tokens(self, eng: Any) -> int:
+        """Fewest tokens a stored entry covers: its Mamba state (stored once per entry) may add at
+        most MAX_STATE_OVERHEAD to the K/V of its tokens. Shorter documents share an entry with
+        the next ones; the last document of a prompt is always stored."""
+        from engine import state_bytes
+
+        mamba = state_bytes(eng.config, 0, eng.dtype)
+        kv_per_token = max(1, state_bytes(eng.config, 1, eng.dtype) - mamba)
+        return math.ceil(mamba / (self.MAX_STATE_OVERHEAD * kv_per_token))
+
+    def _prefill(self, eng: Any, ids: Sequence[int], state: Any, done: int, total: int, started: float,
+                 cancel: threading.Event | None) -> Iterator[AnswerEvent]:
+        """Prefill one segment in a worker thread, yielding progress events; returns the new state.
+
+        The worker stops (engine.Cancelled) when ``cancel`` is set or the caller closes the
+        generator, so an abandoned question never keeps the engine busy."""
+        events: queue.Queue = queue.Queue()
+        result: dict = {}
+        stop = threading.Event()
+
+        def work() -> None:
+            try:
+                result["state"] = eng.prefill(list(ids), state=state, logits="none", cancel=stop,
+                                              progress=lambda n, _total: events.put(n))[1]
+            except BaseException as exc:  # re-raised in the caller's thread
+                result["error"] = exc
+            finally:
+                events.put(None)
+
+        worker = threading.Thread(target=work, name="jamba-prefill", daemon=True)
+        worker.start()
+        last = 0.0
+        try:
+            while True:
+                try:
+                    n_done = events.get(timeout=0.1)
+                except queue.Empty:
+                    if cancel is not None and cancel.is_set():
+                        stop.set()
+                    continue
+                if n_done is None:
+                    break
+                now = time.perf_counter()
+                if now - last < PROGRESS_EVERY_S:
+                    continue
+                last = now
+                so_far = done + n_done
+                rate = so_far / (now - started) if so_far else 0.0
+                eta = (total - so_far) / rate if rate > 0 else None
+                yield AnswerEvent(kind="progress", stage="prefill", done=so_far, total=total, eta_s=eta)
+        finally:
+            stop.set()  # no-op when the worker is done; stops it when the caller went away
+            worker.join()
+        if "error" in result:
+            raise result["error"]
+        yield AnswerEvent(kind="progress", stage="prefill", done=done + len(ids), total=total, eta_s=None)
+        return result["state"]
+
+
+def resolve_model(model: str | None, models_dir: Path | None = None) -> Path:
+    """A checkpoint folder for ``model``: a local folder, a downloaded copy, or a hub id fetched now."""
+    if not model:
+        raise EngineUnavailable("no model configured for the jamba engine (set --model or JAMBADOCS_MODEL)")
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path
+    if models_dir is not None:
+        for local in (Path(models_dir) / model, Path(models_dir) / model.replace("/", "--")):
+            if (local / "config.json").is_file():
+                return local
+    if path.exists() or model.count("/") != 1:
+        raise EngineUnavailable(f"model {model!r} is neither a checkpoint folder nor a hub id (owner/name)")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(model, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"]))
+    except Exception as exc:  # offline, unknown repo, no permission...
+        raise EngineUnavailable(f"model {model!r}: not a local folder and could not be fetched from the hub "
+                                f"({type(exc).__name__}: {exc}); try `jambadocs download {model}`") from exc
+
+
+def _chain_segments(seg: Any) -> list[list[int]]:
+    """The cached chain of a prompt: the preamble (when there is one), then every document."""
+    return ([list(seg.preamble)] if len(seg.preamble) else []) + [list(d) for d in seg.documents]
+
+
+def _cumsum(values: Iterator[int]) -> list[int]:
+    out, total = [], 0
+    for v in values:
+        total += v
+        out.append(total)
+    return out

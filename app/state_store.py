@@ -1,0 +1,467 @@
+"""Persistent store of hybrid model states at document boundaries.
+
+A prompt is ``[preamble][doc 1]..[doc N][tail]``. The state after each document
+boundary is stored once, as a chain: entry *k* is keyed by
+``sha256(model fingerprint, prompt format version, key of entry k-1, token ids
+of segment k)`` (the preamble is the root segment, parent key ``""``), so a key
+names exactly one prefix of one model and a changed document, order, model or
+prompt format simply misses.
+
+Each entry holds a *delta*: the KV rows of the tokens since its parent entry plus
+the Mamba (conv + SSM) state at its end, i.e. ``state.since(parent n_tokens)``;
+a prefix is restored by joining the deltas along the parent links. This keeps
+stored bytes linear in the cached tokens (whole states per boundary would grow
+quadratically with the number of documents) -- see docs/cache.md for the
+measurement. The caller may skip boundaries (an entry then covers several
+segments, its parent being the last stored boundary before it): the store finds
+the deepest stored key of a chain whose parent links stay inside that chain.
+
+Layout under ``folder`` (``<data dir>/states``)::
+
+    index.sqlite          metadata (SQLAlchemy, WAL): one row per entry
+    blobs/ab/<key>.state  the bytes of ``HybridState.to_bytes()``
+    .lock                 flock: writers share it, start-up cleanup takes it alone
+
+A blob is written to a temporary file, fsync'd, renamed into place, the folder
+fsync'd, and only then recorded in SQLite, so a crash at any point leaves at
+worst an unrecorded file (never read, removed at the next start) and never a
+row pointing to partial bytes. Every read checks the blob's sha256 against the
+row; a damaged, missing or refused blob is dropped together with its
+descendants (they are unreachable without it) and the caller recomputes.
+
+Eviction: a byte budget, least recently used first, among leaves only: an entry
+is evicted only after all its children, since a child cannot be restored without
+its parent (dropping a damaged entry takes its descendants with it for the same
+reason).
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import shutil
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Protocol, Sequence
+
+import numpy as np
+from sqlalchemy import Engine, Float, Integer, String, create_engine, delete, event, exists, func, select, update
+from sqlalchemy.exc import DatabaseError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, aliased, mapped_column
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+BLOB_SUFFIX = ".state"
+TMP_SUFFIX = ".tmp"
+
+
+class StateStoreError(RuntimeError):
+    """The store folder cannot be used (names the path and the reason)."""
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class StateEntry(_Base):
+    """One stored document-boundary state (the delta of one segment)."""
+
+    __tablename__ = "state_entries"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    parent_key: Mapped[str] = mapped_column(String(64), index=True)  # "" for the root (preamble)
+    fingerprint: Mapped[str] = mapped_column(String(64), index=True)
+    depth: Mapped[int] = mapped_column(Integer)  # 0 = preamble, k = after document k
+    offset: Mapped[int] = mapped_column(Integer)  # prefix tokens before this segment
+    n_tokens: Mapped[int] = mapped_column(Integer)  # prefix tokens at the end of this segment
+    nbytes: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created: Mapped[float] = mapped_column(Float)
+    last_used: Mapped[float] = mapped_column(Float, index=True)
+
+
+class _Meta(_Base):
+    __tablename__ = "store_meta"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+
+
+class _State(Protocol):
+    n_tokens: int
+
+    def to_bytes(self) -> bytes: ...
+    def since(self, pos: int) -> "_State": ...
+    def join(self, segment: "_State") -> "_State": ...
+
+
+class _Engine(Protocol):
+    fingerprint: str
+
+    def state_from_bytes(self, blob: bytes) -> _State: ...
+
+
+def chain_keys(fingerprint: str, format_version: int | str, segments: Sequence[Sequence[int]]) -> list[str]:
+    """Keys of the prefixes ``segments[:1]``, ``segments[:2]``, ... (segment 0 = preamble)."""
+    keys: list[str] = []
+    parent = ""
+    for ids in segments:
+        h = hashlib.sha256()
+        for field in (b"jambadocs-state-v1", fingerprint.encode(), str(format_version).encode(), parent.encode()):
+            h.update(len(field).to_bytes(8, "little"))
+            h.update(field)
+        tokens = np.asarray(ids, dtype="<u4").tobytes()  # token ids as little-endian uint32
+        h.update(len(tokens).to_bytes(8, "little"))
+        h.update(tokens)
+        parent = h.hexdigest()
+        keys.append(parent)
+    return keys
+
+
+@dataclass
+class RestoredPrefix:
+    """The longest stored prefix of a chain, joined into one state."""
+
+    state: Any  # engine HybridState, or None when nothing was stored
+    depth: int  # chain segments covered (0 = none)
+    n_tokens: int
+    nbytes: int  # bytes read from disk
+    dropped: list[str]  # keys found damaged and removed
+
+
+class StateStore:
+    """SQLite-indexed blob store of chained hybrid states with an LRU byte budget."""
+
+    def __init__(self, folder: str | os.PathLike, budget_bytes: int | None = None) -> None:
+        self.folder = Path(folder)
+        self.blobs = self.folder / "blobs"
+        self.budget_bytes = budget_bytes
+        self._lock = threading.RLock()
+        self.hits = 0
+        self.misses = 0
+        try:
+            self.blobs.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StateStoreError(f"{self.folder}: cannot use as state store folder: {exc}") from exc
+        self._db = self._open_index()
+        self._cleanup()
+
+    def _open_index(self) -> Engine:
+        """The SQLite index; a damaged one is discarded with the blobs (the cache is disposable)."""
+        path = self.folder / "index.sqlite"
+        for attempt in (1, 2):
+            db = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
+            event.listen(db, "connect", _sqlite_pragmas)
+            try:
+                _Base.metadata.create_all(db)
+                self._check_schema(db)
+                return db
+            except DatabaseError as exc:
+                db.dispose()
+                if attempt == 2:
+                    raise StateStoreError(f"{path}: cannot open the state index: {exc}") from exc
+                log.warning("state index %s is damaged (%s); starting an empty cache", path, exc.orig)
+                for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                    p.unlink(missing_ok=True)
+                shutil.rmtree(self.blobs, ignore_errors=True)
+                self.blobs.mkdir(parents=True, exist_ok=True)
+        raise AssertionError("unreachable")
+
+    # ---- reading -------------------------------------------------------------------------
+    def stored_path(self, keys: Sequence[str]) -> tuple[int, list[str]]:
+        """The deepest restorable prefix of a chain: (segments it covers, entry keys root first).
+
+        An entry may cover several segments (the boundaries between them were not stored), so
+        the path is found from the deepest stored key back along recorded parents, every one of
+        which must be a key of this chain.
+        """
+        if not keys:
+            return 0, []
+        with Session(self._db) as s:
+            parent = dict(s.execute(select(StateEntry.key, StateEntry.parent_key)
+                                    .where(StateEntry.key.in_(list(keys)))).all())
+        in_chain = set(keys)
+        for depth in range(len(keys), 0, -1):
+            path, key = [], keys[depth - 1]
+            while key in parent and len(path) < len(keys):  # (the bound only guards a corrupt index)
+                path.append(key)
+                key = parent[key]
+            if path and key == "" and all(k in in_chain for k in path):
+                return depth, path[::-1]
+        return 0, []
+
+    def stored_depth(self, keys: Sequence[str]) -> int:
+        """How many leading segments of the chain a stored prefix covers."""
+        return self.stored_path(keys)[0]
+
+    def entry(self, key: str) -> StateEntry | None:
+        with Session(self._db, expire_on_commit=False) as s:
+            return s.get(StateEntry, key)
+
+    def read(self, key: str, verify: bool = True) -> bytes | None:
+        """The bytes of one entry, checked against the row's size and (``verify``) sha256; a
+        missing or damaged blob is dropped -> None. ``restore`` skips the sha256 pass because
+        the engine checks the blob's own sha256 (and fingerprint, shapes) while parsing it."""
+        row = self.entry(key)
+        if row is None:
+            return None
+        path = self._blob_path(key)
+        try:
+            blob = path.read_bytes()
+        except OSError as exc:
+            log.warning("state %s: blob %s unreadable (%s); dropping", key[:12], path, exc)
+            self.drop(key)
+            return None
+        if len(blob) != row.nbytes or (verify and hashlib.sha256(blob).hexdigest() != row.sha256):
+            log.warning("state %s: blob %s is damaged (size or checksum); dropping", key[:12], path)
+            self.drop(key)
+            return None
+        return blob
+
+    def restore(self, engine: _Engine, keys: Sequence[str]) -> RestoredPrefix:
+        """Join the longest stored, intact prefix of ``keys`` into one engine state.
+
+        A damaged or refused entry is dropped (with its descendants) and the next longest
+        prefix is tried.
+        """
+        with self._lock:
+            dropped: list[str] = []
+            while True:
+                depth, path = self.stored_path(keys)
+                parts, nbytes, bad = [], 0, None
+                for key in path:
+                    blob = self.read(key, verify=False)
+                    if blob is None:
+                        bad = key
+                        break
+                    try:
+                        part = engine.state_from_bytes(blob)
+                        if part.offset != (parts[-1].n_tokens if parts else 0):
+                            raise ValueError(f"delta starts at token {part.offset}, prefix ends at "
+                                             f"{parts[-1].n_tokens if parts else 0}")
+                    except Exception as exc:  # engine.StateError (other model, damaged) or a chain mismatch
+                        log.warning("state %s refused (%s); dropping", key[:12], exc)
+                        self.drop(key)
+                        bad = key
+                        break
+                    parts.append(part)
+                    nbytes += len(blob)
+                if bad is None:
+                    break
+                dropped.append(bad)
+            state = join_all(parts) if parts else None
+            if path:
+                self.touch(path)
+                self.hits += 1
+            if depth < len(keys):
+                self.misses += 1
+            n_tokens = state.n_tokens if state is not None else 0
+            return RestoredPrefix(state, depth, n_tokens, nbytes, dropped)
+
+    # ---- writing -------------------------------------------------------------------------
+    def put(self, key: str, parent_key: str, fingerprint: str, depth: int, offset: int, n_tokens: int,
+            blob: bytes, protect: Sequence[str] = ()) -> bool:
+        """Store one entry atomically; False (not stored) when it alone exceeds the budget or its
+        parent is no longer stored (evicted meanwhile: the entry could never be restored).
+
+        ``protect``: keys of the chain in use, evicted only if nothing else frees enough.
+        """
+        if self.budget_bytes is not None and len(blob) > self.budget_bytes:
+            log.info("state %s (%d bytes) exceeds the cache budget; not stored", key[:12], len(blob))
+            return False
+        if parent_key and self.entry(parent_key) is None:
+            log.info("state %s: parent %s is gone; not stored", key[:12], parent_key[:12])
+            return False
+        digest = hashlib.sha256(blob).hexdigest()
+        path = self._blob_path(key)
+        with self._lock, self._shared_flock():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}{TMP_SUFFIX}")
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(blob)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+                _fsync_dir(path.parent)
+            finally:
+                tmp.unlink(missing_ok=True)
+            now = time.time()
+            with Session(self._db) as s, s.begin():
+                s.merge(StateEntry(key=key, parent_key=parent_key, fingerprint=fingerprint, depth=depth,
+                                   offset=offset, n_tokens=n_tokens, nbytes=len(blob), sha256=digest,
+                                   created=now, last_used=now))
+        self.evict(protect=[*protect, key])
+        return True
+
+    def touch(self, keys: Sequence[str]) -> None:
+        """Mark a chain as used now (one timestamp for all, so parents are never older)."""
+        if not keys:
+            return
+        with Session(self._db) as s, s.begin():
+            s.execute(update(StateEntry).where(StateEntry.key.in_(list(keys))).values(last_used=time.time()))
+
+    def drop(self, key: str) -> int:
+        """Remove an entry and all its descendants; returns how many entries were removed."""
+        with self._lock, self._shared_flock():
+            with Session(self._db) as s, s.begin():
+                doomed = self._with_descendants(s, [key])
+                s.execute(delete(StateEntry).where(StateEntry.key.in_(doomed)))
+            for k in doomed:
+                self._blob_path(k).unlink(missing_ok=True)
+            return len(doomed)
+
+    def evict(self, protect: Sequence[str] = ()) -> int:
+        """Evict least recently used leaves until under the budget; returns entries removed.
+
+        Only leaves (entries no other entry continues) are candidates, so an entry goes only after
+        all its children: a kept child is always restorable. The chain in use (``protect``) is
+        shortened from its end only when nothing else is left.
+        """
+        if self.budget_bytes is None:
+            return 0
+        removed = 0
+        with self._lock:
+            child = aliased(StateEntry)
+            leaves = select(StateEntry.key).where(~exists().where(child.parent_key == StateEntry.key))
+            for allow_protected in (False, True):
+                while (total := self.total_bytes()) > self.budget_bytes:
+                    if allow_protected:
+                        q = leaves.order_by(StateEntry.depth.desc(), StateEntry.last_used)
+                    else:
+                        q = leaves.where(StateEntry.key.not_in(list(protect))).order_by(StateEntry.last_used)
+                    with Session(self._db) as s:
+                        victim = s.scalars(q.limit(1)).first()
+                    if victim is None:
+                        break
+                    log.info("cache over budget (%d > %d bytes): evicting %s", total, self.budget_bytes, victim[:12])
+                    removed += self.drop(victim)
+        return removed
+
+    def clear(self, fingerprint: str | None = None) -> int:
+        """Remove every entry (or every entry of one model); returns how many."""
+        with self._lock:
+            with Session(self._db) as s:
+                q = select(StateEntry.key).where(StateEntry.parent_key == "")
+                if fingerprint is not None:
+                    q = q.where(StateEntry.fingerprint == fingerprint)
+                roots = list(s.scalars(q))
+                if fingerprint is None:  # also rows whose parent is already gone
+                    roots = list(s.scalars(select(StateEntry.key)))
+            return sum(self.drop(k) for k in roots if self.entry(k) is not None)
+
+    # ---- reporting -----------------------------------------------------------------------
+    def total_bytes(self) -> int:
+        with Session(self._db) as s:
+            return int(s.scalar(select(func.coalesce(func.sum(StateEntry.nbytes), 0))))
+
+    def stats(self) -> dict:
+        """Counts and bytes for `jambadocs cache stats`."""
+        with Session(self._db) as s:
+            n, total, tokens = s.execute(select(
+                func.count(StateEntry.key), func.coalesce(func.sum(StateEntry.nbytes), 0),
+                func.coalesce(func.sum(StateEntry.n_tokens - StateEntry.offset), 0))).one()
+            models = {fp: {"entries": c, "bytes": int(b)} for fp, c, b in s.execute(
+                select(StateEntry.fingerprint, func.count(), func.sum(StateEntry.nbytes))
+                .group_by(StateEntry.fingerprint))}
+            oldest, newest = s.execute(select(func.min(StateEntry.last_used), func.max(StateEntry.last_used))).one()
+        return {"folder": str(self.folder), "entries": int(n), "bytes": int(total), "cached_tokens": int(tokens),
+                "budget_bytes": self.budget_bytes, "models": models, "hits": self.hits, "misses": self.misses,
+                "oldest_use": oldest, "newest_use": newest}
+
+    def close(self) -> None:
+        self._db.dispose()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    # ---- internals -----------------------------------------------------------------------
+    def _blob_path(self, key: str) -> Path:
+        return self.blobs / key[:2] / f"{key}{BLOB_SUFFIX}"
+
+    def _with_descendants(self, s: Session, keys: list[str]) -> list[str]:
+        out, frontier = list(keys), list(keys)
+        while frontier:
+            frontier = list(s.scalars(select(StateEntry.key).where(StateEntry.parent_key.in_(frontier))))
+            out.extend(frontier)
+        return out
+
+    @contextmanager
+    def _shared_flock(self) -> Iterator[None]:
+        fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _check_schema(self, db: Engine) -> None:
+        with Session(db) as s, s.begin():
+            row = s.get(_Meta, "schema_version")
+            if row is None:
+                s.add(_Meta(name="schema_version", value=str(SCHEMA_VERSION)))
+            elif int(row.value) > SCHEMA_VERSION:
+                raise StateStoreError(f"{self.folder / 'index.sqlite'}: state store schema {row.value} is newer "
+                                      f"than this jambadocs ({SCHEMA_VERSION}); upgrade or clear the cache")
+
+    def _cleanup(self) -> None:
+        """Remove what a crash left: temp files, unrecorded blobs, rows without a blob.
+
+        Writers hold the lock file shared from the temp file to the SQLite row; holding it
+        exclusively here means no live process is inside a write, so every unrecorded file
+        is debris.
+        """
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # another process is writing right now; it (or the next start) cleans up
+        try:
+            with Session(self._db) as s:
+                recorded = set(s.scalars(select(StateEntry.key)))
+            for path in self.blobs.glob("*/*"):
+                if path.name.endswith(TMP_SUFFIX):
+                    path.unlink(missing_ok=True)
+                elif path.name.endswith(BLOB_SUFFIX) and path.name[: -len(BLOB_SUFFIX)] not in recorded:
+                    path.unlink(missing_ok=True)  # renamed but never recorded: the writer died
+            missing = [k for k in recorded if not self._blob_path(k).exists()]
+            with Session(self._db) as s, s.begin():
+                # rows without a blob, and rows whose parent is gone, are unreachable
+                doomed = self._with_descendants(s, missing) if missing else []
+                parents = {""} | set(s.scalars(select(StateEntry.key)))
+                doomed += [k for k, p in s.execute(select(StateEntry.key, StateEntry.parent_key)) if p not in parents]
+                doomed = self._with_descendants(s, doomed) if doomed else []
+                if doomed:
+                    s.execute(delete(StateEntry).where(StateEntry.key.in_(doomed)))
+            for k in doomed:
+                self._blob_path(k).unlink(missing_ok=True)
+            if doomed:
+                log.warning("state store %s: removed %d unreachable entries", self.folder, len(doomed))
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+
+def join_all(parts: list[Any]) -> Any:
+    """Join consecutive deltas pairwise in a balanced tree: each K/V row is copied O(log k) times,
+    not O(k) as a left-to-right fold would."""
+    while len(parts) > 1:
+        parts = [parts[i].join(parts[i + 1]) if i + 1 < len(parts) else parts[i] for i in range(0, len(parts), 2)]
+    return parts[0]
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

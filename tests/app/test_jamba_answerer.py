@@ -1,0 +1,217 @@
+"""JambaAnswerer on a tiny checkpoint: the chain walk over stored document states, end to end."""
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import pytest
+
+from app.answerers.base import AnswerRequest
+from app.answerers.jamba import JambaAnswerer
+from app.config import Settings
+from engine import load_engine, state_bytes
+from engine.testing import write_tiny_checkpoint
+from ingest import Page, read_document
+from ingest.prompt import PromptBuilder
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("ck"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def eng(checkpoint):
+    return load_engine(checkpoint)
+
+
+@pytest.fixture(scope="module")
+def docs(corpus):
+    """Four real documents, each cut to two short pages (the tiny model runs on 2 shared cores)."""
+    out = []
+    for name, pages in (("hsaur-inference.pdf", (1, 3)), ("debian-history-fr.pdf", (7, 8)),
+                        ("r-intro.pdf", (15, 16)), ("acm-sigconf.pdf", (1, 2))):
+        doc = read_document(corpus / name)
+        kept = [Page(p.number, p.label, p.text[:300]) for p in (doc.pages[n - 1] for n in pages)]
+        out.append(dataclasses.replace(doc, pages=kept))
+    return out
+
+
+def _settings(checkpoint, tmp_path, **kw) -> Settings:
+    return Settings(data_dir=tmp_path / "data", model=str(checkpoint), engine="jamba", **kw)
+
+
+def ask(answerer, documents, question, history=(), cancel=None, max_new_tokens=12):
+    events = list(answerer.answer(AnswerRequest(list(documents), question, list(history),
+                                                max_new_tokens=max_new_tokens, cancel=cancel)))
+    done = [e for e in events if e.kind == "done"]
+    assert len(done) == 1 and events[-1] is done[0]
+    assert "".join(e.text for e in events if e.kind == "token") == done[0].text
+    return done[0].text, done[0].timings, [e for e in events if e.kind == "progress"]
+
+
+def test_chain_walk_reuses_prefixes_across_questions_appends_removals_and_restarts(eng, checkpoint, docs,
+                                                                                   tmp_path):
+    settings = _settings(checkpoint, tmp_path)
+    pb = PromptBuilder(eng.tokenizer)
+    seg = pb.build(docs, "What is this about?")
+    pre, d = len(seg.preamble), [len(x) for x in seg.documents]
+
+    a = JambaAnswerer(settings, engine=eng)
+    text1, t, progress = ask(a, docs[:3], "What is this about?")
+    assert (t["cached_tokens"], t["restored_from"]) == (0, "none")
+    tail1 = pb.build(docs[:3], "What is this about?").tail
+    assert t["prefilled_tokens"] == t["prompt_tokens"] == pre + sum(d[:3]) + len(tail1)
+    assert progress[-1].stage == "prefill" and progress[-1].done == progress[-1].total == pre + sum(d[:3])
+    assert [e.done for e in progress] == sorted(e.done for e in progress)
+    # boundaries are stored where the entry's Mamba state adds <= 10% to its K/V, and always at the end
+    keys = a._warm.keys
+    assert len(keys) == 4 and a.store.stored_depth(keys) == 4
+    rows = [a.store.entry(k) for k in keys if a.store.entry(k) is not None]
+    min_tokens = a._min_entry_tokens(eng)
+    assert all(r.n_tokens - r.offset >= min_tokens for r in rows[:-1])
+    assert a.store.entry(keys[1]) is not None  # preamble + doc 1 is long enough for an entry of its own
+    dtype = str(eng.dtype).removeprefix("torch.")
+    assert a.store.stats()["bytes"] <= 1.1 * state_bytes(eng.config, pre + sum(d[:3]), dtype)
+    assert a.cached_documents(docs) == [True, True, True, False]
+
+    # a follow-up in the same process: the document prefix comes from RAM, only the tail is prefilled
+    tail = pb.build(docs[:3], "And the dates?", [("user", "What is this about?"), ("assistant", text1)]).tail
+    text2, t, _ = ask(a, docs[:3], "And the dates?", [("user", "What is this about?"), ("assistant", text1)])
+    assert (t["cached_tokens"], t["prefilled_tokens"], t["restored_from"]) == (pre + sum(d[:3]), len(tail), "ram")
+    assert t["stored_bytes"] == 0
+
+    # a restart (new answerer, new store object): the same prefix comes from SQLite + blobs, same answer
+    b = JambaAnswerer(settings, engine=eng)
+    again, t, _ = ask(b, docs[:3], "And the dates?", [("user", "What is this about?"), ("assistant", text1)])
+    assert (t["cached_tokens"], t["restored_from"]) == (pre + sum(d[:3]), "disk") and again == text2
+
+    # appending a document prefills only that document (and the tail)
+    _, t, _ = ask(b, docs, "What is this about?")
+    assert t["cached_tokens"] == pre + sum(d[:3])
+    assert t["prefilled_tokens"] == d[3] + len(seg.tail)
+
+    # removing the middle document reuses the prefix before it (preamble + doc 1)
+    c = JambaAnswerer(settings, engine=eng)
+    _, t, _ = ask(c, [docs[0], docs[2], docs[3]], "What is this about?")
+    assert (t["cached_tokens"], t["restored_from"]) == (pre + d[0], "disk")
+
+
+def test_answers_are_identical_cached_and_uncached(eng, checkpoint, docs, tmp_path):
+    history = [("user", "Who wrote it?"), ("assistant", "The authors [doc 1, p. 1].")]
+    cold = JambaAnswerer(_settings(checkpoint, tmp_path / "cold"), engine=eng)
+    warm = JambaAnswerer(_settings(checkpoint, tmp_path / "warm"), engine=eng)
+    ask(warm, docs[:2], "Prime the cache.")
+    for q, h in (("Which page mentions R?", ()), ("And the year?", history)):
+        cold.store.clear()
+        cold._warm = None
+        uncached, t_cold, _ = ask(cold, docs[:2], q, h, max_new_tokens=24)
+        cached, t_warm, _ = ask(warm, docs[:2], q, h, max_new_tokens=24)
+        assert t_cold["cached_tokens"] == 0 and t_warm["cached_tokens"] > 0
+        assert cached == uncached and len(cached) > 0
+
+
+def test_damaged_blob_is_recomputed(eng, checkpoint, docs, tmp_path):
+    settings = _settings(checkpoint, tmp_path)
+    a = JambaAnswerer(settings, engine=eng)
+    first, _, _ = ask(a, docs[:3], "What is this about?")
+    keys = a._warm.keys
+    assert a.store.entry(keys[1]) is not None and a.store.entry(keys[3]) is not None
+    path = a.store._blob_path(keys[3])  # the last boundary's delta
+    blob = bytearray(path.read_bytes())
+    blob[-100] ^= 0x01
+    path.write_bytes(bytes(blob))
+
+    b = JambaAnswerer(settings, engine=eng)
+    again, t, _ = ask(b, docs[:3], "What is this about?")
+    seg = PromptBuilder(eng.tokenizer).build(docs[:3], "x")
+    assert t["cached_tokens"] == len(seg.preamble) + len(seg.documents[0])  # stopped before the damage
+    assert again == first
+    assert b.store.stored_depth(keys) == 4 and b.store.read(keys[3]) is not None  # recomputed and stored again
+
+
+def test_another_model_never_reuses_the_states(eng, checkpoint, docs, tmp_path, tmp_path_factory):
+    settings = _settings(checkpoint, tmp_path)
+    ask(JambaAnswerer(settings, engine=eng), docs[:2], "What is this about?")
+    other = load_engine(write_tiny_checkpoint(tmp_path_factory.mktemp("other"), seed=1))
+    b = JambaAnswerer(settings.with_(model="other"), engine=other)
+    _, t, _ = ask(b, docs[:2], "What is this about?")
+    assert t["cached_tokens"] == 0 and b.store.stats()["models"].keys() == {eng.fingerprint, other.fingerprint}
+
+
+def test_set_larger_than_the_context_is_fitted_by_retrieval_and_reported(corpus, docs, tmp_path_factory):
+    small = write_tiny_checkpoint(tmp_path_factory.mktemp("small"), seed=0, max_position_embeddings=1536)
+    a = JambaAnswerer(_settings(small, tmp_path_factory.mktemp("data")))  # engine loaded lazily from settings
+    doc = read_document(corpus / "hsaur-inference.pdf")
+    _, t, progress = ask(a, [docs[0], doc], "Which test compares the means?", max_new_tokens=8)
+    assert t["prompt_tokens"] <= 1536 - 8
+    assert t["omitted"] and any(o["doc"] == 2 and o["pages"] for o in t["omitted"]["documents"])
+    assert "left out" in t["omitted"]["summary"]
+    assert any(e.stage == "retrieve" for e in progress)
+    assert a.info()["max_context"] == 1536 and a.info()["fingerprint"] == a.engine.fingerprint
+
+
+def test_cancel_mid_prefill_keeps_the_documents_already_done(eng, checkpoint, docs, tmp_path):
+    a = JambaAnswerer(_settings(checkpoint, tmp_path), engine=eng)
+    cancel = threading.Event()
+    req = AnswerRequest(docs[:3], "What is this about?", [], max_new_tokens=8, cancel=cancel)
+    seg = PromptBuilder(eng.tokenizer).build(docs[:3], "x")
+    first_doc_end = len(seg.preamble) + len(seg.documents[0])
+    events = []
+    for ev in a.answer(req):
+        events.append(ev)
+        if ev.kind == "progress" and ev.done >= first_doc_end:
+            cancel.set()
+    assert not any(e.kind in ("token", "done") for e in events)
+    depth = a.store.stored_depth(a._warm.keys)
+    assert 2 <= depth < 4  # the preamble and document 1 are kept, not all documents were prefilled
+
+
+def test_an_abandoned_question_stops_its_prefill(eng, checkpoint, docs, tmp_path):
+    a = JambaAnswerer(_settings(checkpoint, tmp_path), engine=eng)
+    stream = a.answer(AnswerRequest(docs[:3], "What is this about?", [], max_new_tokens=8))
+    for ev in stream:
+        if ev.kind == "progress" and ev.stage == "prefill":
+            break
+    stream.close()  # what Services does when a client goes away
+    assert not any(t.name == "jamba-prefill" and t.is_alive() for t in threading.enumerate())
+    _, t, _ = ask(a, docs[:3], "What is this about?")  # the engine is free, and the work done was kept
+    assert t["prompt_tokens"] > 0 and t["cached_tokens"] < t["prompt_tokens"]
+
+
+def test_model_resolution_names_what_is_wrong(checkpoint, tmp_path, monkeypatch):
+    from app.answerers.jamba import resolve_model
+    from app.errors import EngineUnavailable
+
+    assert resolve_model(str(checkpoint)) == checkpoint
+    downloaded = tmp_path / "models" / "ai21labs--Tiny"  # where `jambadocs download` puts a hub id
+    downloaded.mkdir(parents=True)
+    (downloaded / "config.json").write_text("{}")
+    assert resolve_model("ai21labs/Tiny", tmp_path / "models") == downloaded
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(EngineUnavailable, match="jambadocs download ai21labs/Missing"):
+        resolve_model("ai21labs/Missing", tmp_path / "models")
+    with pytest.raises(EngineUnavailable, match="neither a checkpoint folder nor a hub id"):
+        resolve_model(str(tmp_path / "no" / "such" / "folder"))
+    with pytest.raises(EngineUnavailable, match="no model configured"):
+        resolve_model(None)
+
+
+def test_concurrent_questions_on_two_workspaces_do_not_mix_states(eng, checkpoint, docs, tmp_path):
+    a = JambaAnswerer(_settings(checkpoint, tmp_path), engine=eng)
+    sets = {"A": docs[:2], "B": [docs[3], docs[2]]}
+    alone = {name: ask(JambaAnswerer(_settings(checkpoint, tmp_path / name), engine=eng), d, "Summary?")[0]
+             for name, d in sets.items()}
+    assert alone["A"] != alone["B"]  # so a state of the wrong workspace would show
+    got: dict = {}
+
+    def run(name: str) -> None:
+        for _ in range(2):  # the second round restores each workspace's prefix while the other asks
+            got.setdefault(name, []).append(ask(a, sets[name], "Summary?")[0])
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in sets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == {name: [alone[name], alone[name]] for name in sets}

@@ -1,0 +1,258 @@
+"""State store: exact restores of real engine states, damage and model checks, LRU budget, crashes."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from app.state_store import StateStore, chain_keys
+from engine import load_engine, state_bytes
+from engine.testing import write_tiny_checkpoint
+from ingest import read_document
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def eng(tmp_path_factory):
+    return load_engine(write_tiny_checkpoint(tmp_path_factory.mktemp("ck"), seed=0))
+
+
+@pytest.fixture(scope="module")
+def other_eng(tmp_path_factory):
+    return load_engine(write_tiny_checkpoint(tmp_path_factory.mktemp("ck2"), seed=1))
+
+
+@pytest.fixture(scope="module")
+def segments(eng, corpus) -> list[list[int]]:
+    """Preamble-like root plus three document segments of real text (a few hundred tokens each)."""
+    texts = ["You answer questions about the documents below.\n\n"]
+    for name, page in (("hsaur-inference.pdf", 1), ("debian-history-fr.pdf", 7), ("r-intro.pdf", 15)):
+        texts.append(read_document(corpus / name).pages[page - 1].text[:600])
+    return [eng.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+
+
+@pytest.fixture(scope="module")
+def chain(eng, segments) -> tuple[list[str], list, list[bytes]]:
+    """Keys, full states and delta blobs of the chain, prefilled segment by segment (once per module)."""
+    keys = chain_keys(eng.fingerprint, "test-format", segments)
+    state, states, blobs, offset = None, [], [], 0
+    for ids in segments:
+        _, state = eng.prefill(ids, state=state, logits="none")
+        blobs.append((state.since(offset) if offset else state).to_bytes())
+        offset = state.n_tokens
+        states.append(state)
+    return keys, states, blobs
+
+
+def _build_chain(eng, store: StateStore, chain) -> tuple[list[str], list]:
+    """Store each boundary's delta as the answerer does; returns keys and full states."""
+    keys, states, blobs = chain
+    for i, blob in enumerate(blobs):
+        offset = states[i - 1].n_tokens if i else 0
+        assert store.put(keys[i], keys[i - 1] if i else "", eng.fingerprint, i, offset, states[i].n_tokens, blob)
+    return keys, states
+
+
+def _same_state(a, b) -> bool:
+    return (a.n_tokens == b.n_tokens and a.offset == b.offset
+            and all(torch.equal(a.ssm[i], b.ssm[i]) and torch.equal(a.conv[i], b.conv[i]) for i in a.ssm)
+            and all(torch.equal(a.kv[i].k, b.kv[i].k) and torch.equal(a.kv[i].v, b.kv[i].v) for i in a.kv))
+
+
+def test_chain_restores_exactly_and_survives_a_new_store_object(eng, segments, chain, tmp_path):
+    store = StateStore(tmp_path / "states")
+    keys, states = _build_chain(eng, store, chain)
+    store.close()
+
+    store = StateStore(tmp_path / "states")  # as after a restart: everything comes from SQLite + files
+    got = store.restore(eng, keys)
+    assert got.depth == len(keys) and got.dropped == []
+    assert _same_state(got.state, states[-1])
+    # a prefix of the chain (a document removed after it) restores the state at that boundary
+    got = store.restore(eng, chain_keys(eng.fingerprint, "test-format", [*segments[:2], [5, 6, 7]]))
+    assert got.depth == 2 and _same_state(got.state, states[1])
+    # the restored state continues like the original: same next-token logits
+    ids = segments[3][:20]
+    a, _ = eng.prefill(ids, state=got.state, logits="last")
+    b, _ = eng.prefill(ids, state=states[1], logits="last")
+    assert torch.equal(a, b)
+    # another prompt format version or model fingerprint misses entirely
+    assert store.stored_depth(chain_keys(eng.fingerprint, "other-format", segments)) == 0
+    assert store.stored_depth(chain_keys("another-model", "test-format", segments)) == 0
+
+
+def test_stored_bytes_per_token_match_the_engine_theory(eng, chain, tmp_path):
+    store = StateStore(tmp_path / "states")
+    keys, _ = _build_chain(eng, store, chain)
+    dtype = str(eng.dtype).removeprefix("torch.")
+    for key in keys:
+        row = store.entry(key)
+        own_tokens = row.n_tokens - row.offset
+        theory = state_bytes(eng.config, own_tokens, dtype)  # this segment's K/V + one Mamba state
+        assert theory <= row.nbytes <= 1.1 * theory, (key, row.nbytes, theory)
+    # the whole chain costs one Mamba state per boundary more than one full state, never a copy of the prefix
+    total = store.stats()["bytes"]
+    mamba = state_bytes(eng.config, 0, dtype)
+    assert total <= 1.1 * (state_bytes(eng.config, store.entry(keys[-1]).n_tokens, dtype) + (len(keys) - 1) * mamba)
+
+
+def test_damaged_blob_is_dropped_with_its_descendants(eng, chain, tmp_path):
+    store = StateStore(tmp_path / "states")
+    keys, states = _build_chain(eng, store, chain)
+    path = store._blob_path(keys[2])
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+    got = store.restore(eng, keys)
+    assert got.depth == 2 and got.dropped == [keys[2]]
+    assert _same_state(got.state, states[1])
+    assert store.stored_depth(keys) == 2 and store.entry(keys[3]) is None  # child unreachable, gone too
+    assert not path.exists()
+
+    # a truncated blob and a missing blob are caught the same way
+    path = store._blob_path(keys[1])
+    path.write_bytes(path.read_bytes()[:100])
+    assert store.restore(eng, keys).depth == 1
+    store._blob_path(keys[0]).unlink()
+    got = store.restore(eng, keys)
+    assert got.depth == 0 and got.state is None and store.stats()["entries"] == 0
+
+
+def test_state_of_another_model_is_refused_by_the_engine_and_dropped(eng, other_eng, segments, tmp_path):
+    """Even if a key collided, the engine's fingerprint check keeps another model's state out."""
+    store = StateStore(tmp_path / "states")
+    keys = chain_keys(eng.fingerprint, "test-format", segments[:1])
+    _, foreign = other_eng.prefill(segments[0], logits="none")
+    store.put(keys[0], "", eng.fingerprint, 0, 0, foreign.n_tokens, foreign.to_bytes())
+    got = store.restore(eng, keys)
+    assert got.depth == 0 and got.dropped == keys and store.entry(keys[0]) is None
+
+
+def test_lru_eviction_keeps_the_budget_and_recent_chains(tmp_path):
+    blob = os.urandom(1000)
+    store = StateStore(tmp_path / "states", budget_bytes=4500)
+    a = chain_keys("m", 1, [[1], [2], [3]])
+    b = chain_keys("m", 1, [[9], [8]])
+    for i, k in enumerate(a):
+        store.put(k, a[i - 1] if i else "", "m", i, i, i + 1, blob)
+    time.sleep(0.01)
+    for i, k in enumerate(b):
+        store.put(k, b[i - 1] if i else "", "m", i, i, i + 1, blob)
+    assert store.stats()["entries"] == 4 and store.stats()["bytes"] <= 4500  # a[2], the oldest leaf, went
+    assert store.stored_depth(a) == 2 and store.stored_depth(b) == 2
+
+    time.sleep(0.01)
+    store.touch(a[:2])  # chain a used again: chain b is now the least recently used
+    c = chain_keys("m", 1, [[7]])
+    store.put(c[0], "", "m", 0, 0, 1, blob, protect=c)
+    assert store.stored_depth(b) == 1 and store.stored_depth(a) == 2 and store.stored_depth(c) == 1
+
+    # leaves go first: a parent is evicted only after its children (else they would be unreachable)
+    store.budget_bytes = 2000
+    store.evict()
+    assert store.stored_depth(b) == 0 and store.stored_depth(a) == 1 and store.stored_depth(c) == 1
+    # an entry bigger than the whole budget is not stored at all
+    assert not store.put(chain_keys("m", 1, [[4]])[0], "", "m", 0, 0, 1, os.urandom(3000))
+    assert store.stats()["bytes"] == 2000
+
+
+def test_stats_and_clear(tmp_path):
+    store = StateStore(tmp_path / "states")
+    for fp in ("m1", "m2"):
+        keys = chain_keys(fp, 1, [[1, 2], [3, 4, 5]])
+        store.put(keys[0], "", fp, 0, 0, 2, b"x" * 10)
+        store.put(keys[1], keys[0], fp, 1, 2, 5, b"y" * 20)
+    st = store.stats()
+    assert (st["entries"], st["bytes"], st["cached_tokens"]) == (4, 60, 10)
+    assert st["models"]["m1"] == {"entries": 2, "bytes": 30}
+    assert store.clear(fingerprint="m1") == 2 and store.stats()["entries"] == 2
+    assert store.clear() == 2 and store.stats()["entries"] == 0
+    assert not list((tmp_path / "states" / "blobs").glob("*/*"))
+
+
+def test_damaged_index_starts_an_empty_cache(tmp_path):
+    store = StateStore(tmp_path / "states")
+    key = chain_keys("m", 1, [[1]])[0]
+    store.put(key, "", "m", 0, 0, 1, b"state bytes")
+    store.close()
+    (tmp_path / "states" / "index.sqlite").write_bytes(b"this is not a database" * 100)
+    for name in ("index.sqlite-wal", "index.sqlite-shm"):
+        (tmp_path / "states" / name).unlink(missing_ok=True)
+    store = StateStore(tmp_path / "states")
+    assert store.stats()["entries"] == 0 and not list((tmp_path / "states" / "blobs").glob("*/*"))
+    store.put(key, "", "m", 0, 0, 1, b"state bytes")
+    assert store.read(key) == b"state bytes"
+
+
+_WRITER = textwrap.dedent("""
+    import os, sys
+    sys.path.insert(0, {repo!r})
+    from app.state_store import StateStore, chain_keys
+    store = StateStore({folder!r})
+    blob = os.urandom({size})
+    parent = ""
+    for i in range(10_000):
+        key = chain_keys("m", 1, [[i]])[0]
+        store.put(key, parent, "m", i, i, i + 1, blob[i % 7:] + bytes([i % 251]))
+        parent = key
+""")
+
+
+def _kill_writer(folder: Path, size: int, when) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER.format(repo=str(REPO), folder=str(folder), size=size)])
+    try:
+        deadline = time.monotonic() + 60
+        while not when() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.002)
+        assert proc.poll() is None, "the writer ended before it could be killed"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _assert_consistent(folder: Path) -> StateStore:
+    store = StateStore(folder)  # start-up cleanup runs here
+    blobs = folder / "blobs"
+    assert not list(blobs.glob("*/*.tmp")), "temp files survived the start-up cleanup"
+    files = {p.name.removesuffix(".state") for p in blobs.glob("*/*.state")}
+    with_rows = [k for k in files if store.entry(k) is not None]
+    assert sorted(with_rows) == sorted(files), "a blob without a row survived"
+    for key in files:  # every recorded entry is whole, and its parent is there
+        assert store.read(key) is not None
+        parent = store.entry(key).parent_key
+        assert parent == "" or store.entry(parent) is not None
+    assert store.stats()["entries"] == len(files)
+    return store
+
+
+def test_sigkill_during_state_writes_leaves_nothing_that_will_be_used(tmp_path):
+    folder = tmp_path / "states"
+    StateStore(folder).close()
+    blobs = folder / "blobs"
+    # 1: killed while a (large) blob is being written: the temp file exists
+    _kill_writer(folder, 48 << 20, lambda: any(blobs.glob("*/*.tmp")))
+    assert any(blobs.glob("*/*.tmp"))
+    store = _assert_consistent(folder)
+    n = store.stats()["entries"]
+    store.close()
+    # 2: killed at an arbitrary point of many small writes (rename, row insert, eviction...)
+    _kill_writer(folder, 64 << 10, lambda: len(list(blobs.glob("*/*.state"))) > n + 30)
+    store = _assert_consistent(folder)
+    assert store.stats()["entries"] > n  # the writes that completed were kept
+
+
+def test_an_entry_whose_parent_is_gone_is_not_stored(tmp_path):
+    store = StateStore(tmp_path / "states")
+    root, child = chain_keys("m", 1, [[1], [2]])
+    assert not store.put(child, root, "m", 1, 1, 2, b"delta")  # its parent was never stored
+    assert store.put(root, "", "m", 0, 0, 1, b"root") and store.put(child, root, "m", 1, 1, 2, b"delta")
+    assert store.stored_depth([root, child]) == 2
