@@ -1,0 +1,57 @@
+"""Causal grouped-query attention with no positional encoding (Jamba's attention layers)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn.attention.bias import causal_lower_right
+
+from . import kernels
+from .state import KVRows
+from .weights import AttentionWeights
+
+
+# SDPA's CPU flash kernel, which also returns the log-sum-exp of each query's scores (private aten op;
+# the public API hides the lse). None where this torch lacks it: then the masked call below is used.
+_FLASH_CPU = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, past: int) -> Tensor:
+    """q [H, T, Hd]; k, v [G, past+T, Hd] -> [H, T, Hd]; query t sees keys 0..past+t.
+
+    4-D inputs and `is_causal` / a lower-right causal bias keep SDPA on its flash kernel on CPU;
+    3-D inputs or a boolean mask with GQA fall back to the math kernel, which materialises
+    [H, T, L] scores. A continuation on CPU is split into the unmasked past keys and the causal
+    diagonal block, merged by their log-sum-exps: the same softmax, ~1.5x faster than one masked
+    call at 16K keys (156 vs 239 ms for 1024 queries, measured).
+    """
+    T, L = q.shape[1], k.shape[1]
+    scale = q.shape[-1] ** -0.5
+    q4, k4, v4 = q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0)     # [1, H|G, T|L, Hd]
+    if T == 1:                                                       # decode: sees every key
+        out = F.scaled_dot_product_attention(q4, k4, v4, scale=scale, enable_gqa=True)
+    elif past == 0:
+        out = F.scaled_dot_product_attention(q4, k4, v4, is_causal=True, scale=scale, enable_gqa=True)
+    elif _FLASH_CPU is not None and q.device.type == "cpu":
+        o1, l1 = _FLASH_CPU(q4, k4[:, :, :past], v4[:, :, :past], 0.0, False, scale=scale)   # past keys
+        o2, l2 = _FLASH_CPU(q4, k4[:, :, past:], v4[:, :, past:], 0.0, True, scale=scale)    # diagonal
+        lse = torch.logaddexp(l1, l2)                                # [1, H, T]
+        out = (o1.float() * torch.exp(l1 - lse).unsqueeze(-1)
+               + o2.float() * torch.exp(l2 - lse).unsqueeze(-1)).to(q.dtype)
+    else:
+        out = F.scaled_dot_product_attention(q4, k4, v4, attn_mask=causal_lower_right(T, L), scale=scale,
+                                             enable_gqa=True)
+    return out.squeeze(0)
+
+
+def attention_mixer(w: AttentionWeights, x: Tensor, rows: KVRows, n_heads: int, n_kv: int,
+                    head_dim: int) -> tuple[Tensor, KVRows]:
+    """x [T, D] -> y [T, D], rows extended by T tokens."""
+    T = x.shape[0]
+    q = F.linear(x, w.q).view(T, n_heads, head_dim).transpose(0, 1)   # [H, T, Hd]
+    k = F.linear(x, w.k).view(T, n_kv, head_dim).transpose(0, 1)      # [G, T, Hd]
+    v = F.linear(x, w.v).view(T, n_kv, head_dim).transpose(0, 1)      # [G, T, Hd]
+    past = rows.length
+    rows = rows.append(k, v)
+    out = kernels.select(x.device).attend(q, rows.k, rows.v, past)      # [H, T, Hd]
+    return F.linear(out.transpose(0, 1).reshape(T, n_heads * head_dim), w.o), rows

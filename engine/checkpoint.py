@@ -1,0 +1,207 @@
+"""Load a Hugging Face Jamba checkpoint folder: config, memory-mapped safetensors, fingerprint.
+
+`safe_open(...).get_tensor` maps the file (pages are read on first touch), so weights kept in the
+checkpoint's dtype on CPU are never copied; a dtype or device change makes exactly one copy per
+tensor. Both the hub layout (per-expert tensors) and transformers-5's fused expert layout
+(`experts.gate_up_proj` [X, 2I, D], `experts.down_proj` [X, D, I]) are read; fused ones are sliced
+into per-expert views without copying.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from contextlib import ExitStack
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from .config import JambaConfig
+from .errors import CheckpointError
+from .weights import (AttentionWeights, LayerWeights, MambaWeights, MLPWeights, ModelWeights,
+                      MoEWeights)
+
+INDEX_FILE = "model.safetensors.index.json"
+SINGLE_FILE = "model.safetensors"
+_FULL_HASH_LIMIT = 64 << 20      # files up to 64 MiB are hashed whole
+_SAMPLE_BLOCKS, _SAMPLE_SIZE = 64, 64 << 10
+
+
+def weight_files(folder: Path) -> dict[str, Path]:
+    """Map tensor name -> file holding it (from the index when sharded)."""
+    index = folder / INDEX_FILE
+    if index.exists():
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(index, f"unreadable index ({e})") from None
+        files = {name: folder / fname for name, fname in weight_map.items()}
+        for path in sorted(set(files.values())):
+            if not path.exists():
+                raise CheckpointError(path, f"missing file (listed in {INDEX_FILE})")
+        return files
+    single = folder / SINGLE_FILE
+    if single.exists():
+        return {name: single for name in _open_names(single)}
+    if any(folder.glob("*.bin")) or any(folder.glob("*.pt")):
+        raise CheckpointError(folder, "only safetensors weights are supported (pickled .bin/.pt files are refused)")
+    raise CheckpointError(single, f"missing file (no {SINGLE_FILE} or {INDEX_FILE})")
+
+
+def _open_names(path: Path) -> list[str]:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return list(f.keys())
+    except Exception as e:  # safetensors raises several types for corrupt files
+        raise CheckpointError(path, f"not a valid safetensors file ({e})") from None
+
+
+def fingerprint(folder: Path, files: list[Path]) -> str:
+    """sha256 over config.json and the weight files (whole when small, headers + sampled blocks when large)."""
+    h = hashlib.sha256()
+    h.update((folder / "config.json").read_bytes())
+    for path in sorted(set(files)):
+        size = path.stat().st_size
+        h.update(f"{path.name}:{size}".encode())
+        with open(path, "rb") as f:
+            if size <= _FULL_HASH_LIMIT:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+                continue
+            header_len = int.from_bytes(f.read(8), "little")
+            h.update(f.read(min(header_len, 100 << 20)))
+            step = max(1, size // _SAMPLE_BLOCKS)
+            for pos in range(0, size, step):
+                f.seek(pos)
+                h.update(f.read(_SAMPLE_SIZE))
+    return h.hexdigest()
+
+
+class _TensorSource:
+    """Reads named tensors from the checkpoint's files, checking shapes, converting dtype/device."""
+
+    def __init__(self, files: dict[str, Path], stack: ExitStack, dtype: torch.dtype, device: torch.device):
+        self.files, self.dtype, self.device = files, dtype, device
+        self.handles: dict[Path, object] = {}
+        for path in sorted(set(files.values())):
+            try:
+                self.handles[path] = stack.enter_context(safe_open(str(path), framework="pt"))
+            except Exception as e:
+                raise CheckpointError(path, f"not a valid safetensors file ({e})") from None
+        self.folder = next(iter(self.handles)).parent if self.handles else Path(".")
+
+    def has(self, name: str) -> bool:
+        return name in self.files
+
+    def raw(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
+        if name not in self.files:
+            raise CheckpointError(self.folder, f"missing tensor {name!r}")
+        path = self.files[name]
+        try:
+            t = self.handles[path].get_tensor(name)
+        except Exception as e:
+            raise CheckpointError(path, f"cannot read tensor {name!r} ({e})") from None
+        if tuple(t.shape) != tuple(shape):
+            raise CheckpointError(path, f"tensor {name!r} has shape {tuple(t.shape)}, config expects {tuple(shape)}")
+        return t
+
+    def get(self, name: str, *shape: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+        return self.raw(name, shape).to(device=self.device, dtype=dtype or self.dtype)
+
+    def optional(self, name: str, *shape: int) -> torch.Tensor | None:
+        return self.get(name, *shape) if self.has(name) else None
+
+
+def _mamba(src: _TensorSource, p: str, cfg: JambaConfig) -> MambaWeights:
+    D, E, N, K, R = cfg.hidden_size, cfg.d_inner, cfg.mamba_d_state, cfg.mamba_d_conv, cfg.mamba_dt_rank
+    f32 = torch.float32
+    return MambaWeights(
+        in_proj=src.get(p + "in_proj.weight", 2 * E, D),
+        in_proj_bias=src.get(p + "in_proj.bias", 2 * E) if cfg.mamba_proj_bias else None,
+        conv_w=src.get(p + "conv1d.weight", E, 1, K)[:, 0, :],
+        conv_b=src.get(p + "conv1d.bias", E) if cfg.mamba_conv_bias else None,
+        x_proj=src.get(p + "x_proj.weight", R + 2 * N, E),
+        dt_proj=src.get(p + "dt_proj.weight", E, R),
+        dt_bias=src.get(p + "dt_proj.bias", E, dtype=f32),
+        A=-torch.exp(src.get(p + "A_log", E, N, dtype=f32)),
+        D=src.get(p + "D", E, dtype=f32),
+        out_proj=src.get(p + "out_proj.weight", D, E),
+        out_proj_bias=src.get(p + "out_proj.bias", D) if cfg.mamba_proj_bias else None,
+        dt_norm=src.get(p + "dt_layernorm.weight", R),
+        b_norm=src.get(p + "b_layernorm.weight", N),
+        c_norm=src.get(p + "c_layernorm.weight", N),
+    )
+
+
+def _attention(src: _TensorSource, p: str, cfg: JambaConfig) -> AttentionWeights:
+    D, H, G, Hd = cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+    return AttentionWeights(q=src.get(p + "q_proj.weight", H * Hd, D), k=src.get(p + "k_proj.weight", G * Hd, D),
+                            v=src.get(p + "v_proj.weight", G * Hd, D), o=src.get(p + "o_proj.weight", D, H * Hd))
+
+
+def _mlp(src: _TensorSource, p: str, cfg: JambaConfig) -> MLPWeights:
+    D, I = cfg.hidden_size, cfg.intermediate_size
+    return MLPWeights(gate=src.get(p + "gate_proj.weight", I, D), up=src.get(p + "up_proj.weight", I, D),
+                      down=src.get(p + "down_proj.weight", D, I))
+
+
+def _moe(src: _TensorSource, p: str, cfg: JambaConfig) -> MoEWeights:
+    D, I, X = cfg.hidden_size, cfg.intermediate_size, cfg.num_experts
+    router = src.get(p + "router.weight", X, D)
+    if src.has(p + "experts.gate_up_proj"):   # transformers-5 fused layout
+        gate_up = src.get(p + "experts.gate_up_proj", X, 2 * I, D)
+        down = src.get(p + "experts.down_proj", X, D, I)
+        experts = [MLPWeights(gate=gate_up[e, :I], up=gate_up[e, I:], down=down[e]) for e in range(X)]
+    else:
+        experts = [_mlp(src, p + f"experts.{e}.", cfg) for e in range(X)]
+    return MoEWeights(router=router, experts=experts, top_k=cfg.num_experts_per_tok)
+
+
+def load_weights(folder: Path, cfg: JambaConfig, dtype: torch.dtype, device: torch.device) -> tuple[ModelWeights, list[Path]]:
+    """Read and check every tensor the config calls for; returns the weights and the files read."""
+    files = weight_files(folder)
+    with ExitStack() as stack:
+        src = _TensorSource(files, stack, dtype, device)
+        D, V = cfg.hidden_size, cfg.vocab_size
+        layers = []
+        for i in range(cfg.num_hidden_layers):
+            p = f"model.layers.{i}."
+            mixer = _attention(src, p + "self_attn.", cfg) if cfg.is_attention(i) else _mamba(src, p + "mamba.", cfg)
+            ffn = _moe(src, p + "feed_forward.", cfg) if cfg.is_moe(i) else _mlp(src, p + "feed_forward.", cfg)
+            layers.append(LayerWeights(input_norm=src.get(p + "input_layernorm.weight", D), mixer=mixer,
+                                       pre_ff_norm=src.get(p + "pre_ff_layernorm.weight", D), ffn=ffn))
+        embed = src.get("model.embed_tokens.weight", V, D)
+        if cfg.tie_word_embeddings and not src.has("lm_head.weight"):
+            lm_head = embed
+        else:
+            lm_head = src.get("lm_head.weight", V, D)
+        weights = ModelWeights(embed=embed, layers=layers, final_norm=src.get("model.final_layernorm.weight", D),
+                               lm_head=lm_head, dtype=dtype, device=device)
+    return weights, sorted(set(files.values()))
+
+
+def read_eos_ids(folder: Path, cfg: JambaConfig) -> list[int]:
+    """eos ids from generation_config.json, else config.json."""
+    gen = folder / "generation_config.json"
+    eos = cfg.eos_token_id
+    if gen.exists():
+        try:
+            eos = json.loads(gen.read_text(encoding="utf-8")).get("eos_token_id", eos)
+        except ValueError as e:
+            raise CheckpointError(gen, f"not valid JSON ({e})") from None
+    if eos is None:
+        return []
+    return [int(e) for e in (eos if isinstance(eos, list) else [eos])]
+
+
+def load_tokenizer(folder: Path):
+    """The checkpoint's tokenizer as a transformers fast tokenizer."""
+    if not (folder / "tokenizer.json").exists() and not (folder / "tokenizer.model").exists():
+        raise CheckpointError(folder / "tokenizer.json", "missing file (the checkpoint has no tokenizer)")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers import AutoTokenizer
+    try:
+        return AutoTokenizer.from_pretrained(str(folder))
+    except Exception as e:
+        raise CheckpointError(folder / "tokenizer.json", f"cannot load tokenizer ({e})") from None

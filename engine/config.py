@@ -1,0 +1,122 @@
+"""`JambaConfig`: the fields of a Jamba `config.json` that the engine uses, plus derived sizes.
+
+Glossary (mamba-minimal style), used in shape comments across the engine:
+    T  tokens in the current chunk         D  hidden_size            V  vocab_size
+    E  d_inner = mamba_expand * D           N  mamba_d_state          K  mamba_d_conv
+    R  dt_rank                              H  attention heads        G  key/value heads
+    Hd head_dim                             I  intermediate_size      X  experts
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import CheckpointError
+
+
+@dataclass(frozen=True)
+class JambaConfig:
+    vocab_size: int = 65536
+    hidden_size: int = 4096
+    intermediate_size: int = 14336
+    num_hidden_layers: int = 32
+    num_attention_heads: int = 32
+    num_key_value_heads: int = 8
+    head_dim: int | None = None
+    attn_layer_period: int = 8
+    attn_layer_offset: int = 4
+    expert_layer_period: int = 2
+    expert_layer_offset: int = 1
+    num_experts: int = 16
+    num_experts_per_tok: int = 2
+    mamba_d_state: int = 16
+    mamba_d_conv: int = 4
+    mamba_expand: int = 2
+    mamba_dt_rank: int | str = "auto"
+    mamba_conv_bias: bool = True
+    mamba_proj_bias: bool = False
+    rms_norm_eps: float = 1e-6
+    hidden_act: str = "silu"
+    tie_word_embeddings: bool = False
+    max_position_embeddings: int = 262144
+    pad_token_id: int | None = 0
+    bos_token_id: int | None = 1
+    eos_token_id: int | list[int] | None = 2
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.mamba_dt_rank == "auto":
+            object.__setattr__(self, "mamba_dt_rank", math.ceil(self.hidden_size / 16))
+        if self.head_dim is None:
+            object.__setattr__(self, "head_dim", self.hidden_size // self.num_attention_heads)
+        problems = []
+        if self.attn_layer_offset >= self.attn_layer_period:
+            problems.append("attn_layer_offset must be < attn_layer_period")
+        if self.expert_layer_offset >= self.expert_layer_period:
+            problems.append("expert_layer_offset must be < expert_layer_period")
+        if self.num_attention_heads % self.num_key_value_heads:
+            problems.append("num_attention_heads must be a multiple of num_key_value_heads")
+        if self.num_experts > 1 and not 1 <= self.num_experts_per_tok <= self.num_experts:
+            problems.append("num_experts_per_tok must be in [1, num_experts]")
+        if self.hidden_act != "silu":
+            problems.append(f"hidden_act {self.hidden_act!r} is not supported (only silu)")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    # -- layer layout ---------------------------------------------------------------------------
+    def is_attention(self, i: int) -> bool:
+        return i % self.attn_layer_period == self.attn_layer_offset
+
+    def is_moe(self, i: int) -> bool:
+        return self.num_experts > 1 and i % self.expert_layer_period == self.expert_layer_offset
+
+    @property
+    def layer_types(self) -> list[str]:
+        return ["attention" if self.is_attention(i) else "mamba" for i in range(self.num_hidden_layers)]
+
+    @property
+    def attention_layers(self) -> list[int]:
+        return [i for i in range(self.num_hidden_layers) if self.is_attention(i)]
+
+    @property
+    def mamba_layers(self) -> list[int]:
+        return [i for i in range(self.num_hidden_layers) if not self.is_attention(i)]
+
+    @property
+    def d_inner(self) -> int:
+        return self.mamba_expand * self.hidden_size
+
+    # -- (de)serialisation ----------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "JambaConfig":
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known = {k: v for k, v in d.items() if k in names}
+        if "num_local_experts" in d and "num_experts" not in d:
+            known["num_experts"] = d["num_local_experts"]
+        return cls(**known, extra={k: v for k, v in d.items() if k not in names})
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "JambaConfig":
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise CheckpointError(path, "missing file") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise CheckpointError(path, f"not valid JSON ({e})") from None
+        if not isinstance(d, dict):
+            raise CheckpointError(path, "not a JSON object")
+        if d.get("model_type") != "jamba":
+            raise CheckpointError(path, f"model_type is {d.get('model_type')!r}, expected 'jamba'")
+        try:
+            return cls.from_dict(d)
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(path, f"invalid Jamba config: {e}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        return {"model_type": "jamba", **d}

@@ -1,0 +1,131 @@
+"""`Engine`: a loaded Jamba checkpoint with prefill / decode / generate over HybridStates."""
+from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from .checkpoint import fingerprint, load_tokenizer, load_weights, read_eos_ids
+from .config import JambaConfig
+from .errors import CheckpointError, EngineError, StateError
+from .generate import Generation
+from .model import forward_chunk, prefill
+from .state import HybridState, dtype_name, state_from_bytes
+from .weights import ModelWeights
+
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+           "float16": torch.float16, "fp16": torch.float16}
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    if dtype is None or dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in _DTYPES:
+        raise EngineError(f"unsupported dtype {dtype!r}; use one of {sorted(_DTYPES)}")
+    return _DTYPES[dtype]
+
+
+class Engine:
+    """See docs/interfaces.md. Thread-safe for concurrent calls: states are immutable values."""
+
+    def __init__(self, config: JambaConfig, weights: ModelWeights, tokenizer, fingerprint: str,
+                 eos_token_ids: list[int], path: Path | None = None, chunk_size: int = 1024):
+        self.config, self.weights, self.tokenizer = config, weights, tokenizer
+        self.fingerprint, self.eos_token_ids, self.path = fingerprint, eos_token_ids, path
+        self.chunk_size = chunk_size
+        self.device, self.dtype = weights.device, weights.dtype
+
+    @property
+    def kernels(self) -> dict[str, str]:
+        """What each op runs on this engine's device, e.g. {"scan": "torch", ...}."""
+        from . import kernels
+        return dict(kernels.select(self.device).names)
+
+    @property
+    def max_context(self) -> int:
+        return self.config.max_position_embeddings
+
+    def new_state(self) -> HybridState:
+        return HybridState.empty(self.config, self.dtype, self.device, self.fingerprint)
+
+    def _ids(self, token_ids: Sequence[int] | Tensor) -> Tensor:
+        ids = torch.as_tensor(token_ids, dtype=torch.long).flatten().to(self.device)
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.config.vocab_size):
+            raise EngineError(f"token id out of range [0, {self.config.vocab_size})")
+        return ids
+
+    def _check(self, state: HybridState | None) -> HybridState:
+        if state is None:
+            return self.new_state()
+        if state.fingerprint and state.fingerprint != self.fingerprint:
+            raise StateError("state belongs to another model (fingerprint differs)")
+        return state
+
+    @torch.inference_mode()
+    def prefill(self, token_ids: Sequence[int] | Tensor, state: HybridState | None = None, logits: str = "all",
+                progress: Callable[[int, int], None] | None = None,
+                cancel: threading.Event | None = None) -> tuple[Tensor | None, HybridState]:
+        """Continue `state` (None = empty; never modified) with token_ids. logits: "all" [T, V],
+        "last" [1, V], "none" None; fp32."""
+        return prefill(self.config, self.weights, self._ids(token_ids), self._check(state), logits,
+                       self.chunk_size, progress, cancel)
+
+    @torch.inference_mode()
+    def decode_step(self, token: int, state: HybridState) -> tuple[Tensor, HybridState]:
+        """One token -> logits [1, V] and the next state."""
+        if state.offset:
+            raise EngineError(f"cannot continue from a partial state (K/V rows start at {state.offset}); join it first")
+        ids = torch.tensor([token], dtype=torch.long, device=self.device)
+        return forward_chunk(self.config, self.weights, ids, state, "last")
+
+    def generate(self, token_ids: Sequence[int], state: HybridState | None = None, max_new_tokens: int = 256,
+                 temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None,
+                 stop: Sequence[str] = (), cancel: threading.Event | None = None) -> Generation:
+        """Iterable of text pieces; see `Generation` for what is available afterwards."""
+        return Generation(self, token_ids, self._check(state), max_new_tokens, temperature, top_p, seed,
+                          stop, cancel)
+
+    def state_from_bytes(self, blob: bytes) -> HybridState:
+        return state_from_bytes(blob, self.config, self.fingerprint, self.dtype, self.device)
+
+    def info(self) -> dict:
+        return {"engine": "jamba", "model": str(self.path) if self.path else "", "device": str(self.device),
+                "dtype": str(self.dtype).removeprefix("torch."), "max_context": self.max_context,
+                "fingerprint": self.fingerprint}
+
+
+def load_engine(path: str | Path, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
+                quantize: str | None = None, chunk_size: int = 1024) -> Engine:
+    """Load a Jamba checkpoint folder (HF layout). device None -> cuda if present else cpu;
+    dtype None -> bf16 on cuda, fp32 on cpu."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise CheckpointError(folder, "not a folder")
+    cfg = JambaConfig.from_file(folder / "config.json")
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    if quantize is not None:
+        from .quant import METHODS
+        if quantize not in METHODS:
+            raise EngineError(f"quantize={quantize!r} is not supported; use one of {list(METHODS)} or None")
+    # quantize on CPU (memory-mapped weights), then move: full-precision FFNs never sit on the GPU
+    weights, files = load_weights(folder, cfg, dt, dev if quantize is None else torch.device("cpu"))
+    if quantize is not None:
+        from .quant import quantize_weights
+        weights = quantize_weights(weights, quantize, dev)
+    tokenizer = load_tokenizer(folder)
+    # states depend on the weights and on how they are computed: dtype and quantization are part of the key
+    fp = hashlib.sha256(f"{fingerprint(folder, files)}:{dtype_name(dt)}:{quantize or 'none'}".encode()).hexdigest()
+    return Engine(cfg, weights, tokenizer, fp, read_eos_ids(folder, cfg), folder, chunk_size)

@@ -1,0 +1,52 @@
+"""Print the hybrid-state size table: `python -m engine.state_size [--tokens 262144] [--dtype bfloat16]`.
+
+Jamba-v0.1 / Jamba-1.5-Mini (32 layers, 1 attention layer in 8, 8 KV heads of 128) against a
+Transformer of the same shape whose 32 layers are all attention (same GQA), computed from configs
+alone with `engine.state.state_bytes`.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from .config import JambaConfig
+from .state import state_bytes
+
+JAMBA_MINI = JambaConfig(vocab_size=65536, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                         num_attention_heads=32, num_key_value_heads=8, attn_layer_period=8, attn_layer_offset=4,
+                         expert_layer_period=2, expert_layer_offset=1, num_experts=16, num_experts_per_tok=2,
+                         mamba_d_state=16, mamba_d_conv=4, mamba_expand=2, max_position_embeddings=262144)
+# every layer attention (period 1, offset 0): the same-size Transformer
+ALL_ATTENTION = dataclasses.replace(JAMBA_MINI, attn_layer_period=1, attn_layer_offset=0)
+
+GIB = 1 << 30
+
+
+def kv_bytes(cfg: JambaConfig, n_tokens: int, dtype: str = "bfloat16") -> int:
+    """K/V part only: 2 x attention layers x kv heads x head_dim x dtype bytes x tokens."""
+    return state_bytes(cfg, n_tokens, dtype) - state_bytes(cfg, 0, dtype)
+
+
+def table(tokens: list[int], dtype: str = "bfloat16") -> str:
+    rows = ["| tokens | Jamba-1.5-Mini KV | Jamba Mamba state | Jamba total | same-size Transformer KV |",
+            "|---:|---:|---:|---:|---:|"]
+    for n in tokens:
+        rows.append(f"| {n:,} | {kv_bytes(JAMBA_MINI, n, dtype) / GIB:.2f} GiB "
+                    f"| {state_bytes(JAMBA_MINI, 0, dtype) / 2**20:.1f} MiB "
+                    f"| {state_bytes(JAMBA_MINI, n, dtype) / GIB:.2f} GiB "
+                    f"| {kv_bytes(ALL_ATTENTION, n, dtype) / GIB:.2f} GiB |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tokens", type=int, nargs="*", default=[4096, 32768, 131072, 262144])
+    ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    a = ap.parse_args(argv)
+    print(f"Hybrid state size ({a.dtype}); KV per token: Jamba {kv_bytes(JAMBA_MINI, 1, a.dtype) // 1024} KiB, "
+          f"Transformer {kv_bytes(ALL_ATTENTION, 1, a.dtype) // 1024} KiB")
+    print(table(a.tokens, a.dtype))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Weight containers: one small dataclass per block, plain tensors inside (no nn.Module)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class MambaWeights:
+    in_proj: Tensor            # [2E, D]
+    in_proj_bias: Tensor | None
+    conv_w: Tensor             # [E, K]   depthwise causal conv taps
+    conv_b: Tensor | None      # [E]
+    x_proj: Tensor             # [R + 2N, E]
+    dt_proj: Tensor            # [E, R]
+    dt_bias: Tensor            # [E]      fp32
+    A: Tensor                  # [E, N]   fp32, = -exp(A_log)
+    D: Tensor                  # [E]      fp32
+    out_proj: Tensor           # [D, E]
+    out_proj_bias: Tensor | None
+    dt_norm: Tensor            # [R]
+    b_norm: Tensor             # [N]
+    c_norm: Tensor             # [N]
+
+
+@dataclass
+class AttentionWeights:
+    q: Tensor                  # [H*Hd, D]
+    k: Tensor                  # [G*Hd, D]
+    v: Tensor                  # [G*Hd, D]
+    o: Tensor                  # [D, H*Hd]
+
+
+@dataclass
+class MLPWeights:
+    gate: Tensor               # [I, D]
+    up: Tensor                 # [I, D]
+    down: Tensor               # [D, I]
+
+
+@dataclass
+class MoEWeights:
+    router: Tensor             # [X, D]
+    experts: list[MLPWeights]
+    top_k: int
+
+
+@dataclass
+class LayerWeights:
+    input_norm: Tensor         # [D]
+    mixer: MambaWeights | AttentionWeights
+    pre_ff_norm: Tensor        # [D]
+    ffn: MLPWeights | MoEWeights
+
+
+@dataclass
+class ModelWeights:
+    embed: Tensor              # [V, D]
+    layers: list[LayerWeights]
+    final_norm: Tensor         # [D]
+    lm_head: Tensor            # [V, D]
+    dtype: torch.dtype = torch.float32
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))

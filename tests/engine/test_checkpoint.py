@@ -1,0 +1,137 @@
+"""Loading: dtypes, memory mapping, fingerprint, and one clear error per broken folder."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from engine import CheckpointError, load_engine
+from engine.testing import write_tiny_checkpoint
+
+
+@pytest.fixture()
+def folder(tmp_path, tiny_checkpoint):
+    dst = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint, dst)
+    return dst
+
+
+def test_public_attributes(tiny_engine, tiny_checkpoint):
+    eng = tiny_engine
+    assert eng.max_context == 16384 and eng.config.vocab_size == 512
+    assert eng.eos_token_ids == [2, eng.tokenizer.convert_tokens_to_ids("<|eom|>")]
+    assert type(eng.tokenizer).__name__ in ("PreTrainedTokenizerFast", "TokenizersBackend")
+    assert hasattr(eng.tokenizer, "apply_chat_template")
+    assert len(eng.fingerprint) == 64
+    assert load_engine(tiny_checkpoint).fingerprint == eng.fingerprint
+
+
+def test_fp32_weights_are_memory_mapped_not_copied(tiny_checkpoint):
+    eng = load_engine(tiny_checkpoint, dtype="float32")
+    maps = open("/proc/self/maps").read()
+    assert str((tiny_checkpoint / "model.safetensors").resolve()) in maps
+    assert eng.weights.lm_head.dtype == torch.float32
+
+
+@pytest.mark.parametrize("dtype,torch_dtype", [("bfloat16", torch.bfloat16), ("float16", torch.float16)])
+def test_half_precision_close_to_fp32(tiny_checkpoint, tiny_engine, dtype, torch_dtype):
+    eng = load_engine(tiny_checkpoint, device="cpu", dtype=dtype)
+    assert eng.weights.embed.dtype == torch_dtype and eng.weights.layers[0].mixer.A.dtype == torch.float32
+    ids = list(range(3, 40))
+    half, state = eng.prefill(ids)
+    full, _ = tiny_engine.prefill(ids)
+    assert half.dtype == torch.float32
+    assert (half.argmax(-1) == full.argmax(-1)).float().mean() > 0.8
+    assert (half - full).abs().mean() < 0.05 and (half - full).abs().max() < 1.0
+    assert next(iter(state.kv.values())).k.dtype == torch_dtype
+    assert next(iter(state.ssm.values())).dtype == torch.float32
+
+
+def test_fingerprint_changes_with_weights_and_config(tmp_path, tiny_engine):
+    other = load_engine(write_tiny_checkpoint(tmp_path / "s1", seed=1))
+    assert other.fingerprint != tiny_engine.fingerprint
+
+
+def test_fused_expert_layout_is_read(folder, tiny_engine):
+    """transformers-5 style checkpoints (experts fused to 3-D tensors) give the same model."""
+    w = load_file(str(folder / "model.safetensors"))
+    for layer in (1, 3):
+        p = f"model.layers.{layer}.feed_forward.experts."
+        n = 4
+        gate_up = torch.stack([torch.cat([w.pop(f"{p}{e}.gate_proj.weight"), w.pop(f"{p}{e}.up_proj.weight")])
+                               for e in range(n)])
+        w[p + "gate_up_proj"] = gate_up
+        w[p + "down_proj"] = torch.stack([w.pop(f"{p}{e}.down_proj.weight") for e in range(n)])
+    save_file(w, str(folder / "model.safetensors"))
+    ids = list(range(5, 30))
+    a, _ = load_engine(folder).prefill(ids)
+    b, _ = tiny_engine.prefill(ids)
+    torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+def _error(folder) -> CheckpointError:
+    with pytest.raises(CheckpointError) as e:
+        load_engine(folder)
+    return e.value
+
+
+def test_missing_config(folder):
+    (folder / "config.json").unlink()
+    err = _error(folder)
+    assert err.path.endswith("config.json") and "missing file" in str(err)
+
+
+def test_wrong_model_type(folder):
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["model_type"] = "llama"
+    (folder / "config.json").write_text(json.dumps(cfg))
+    err = _error(folder)
+    assert err.path.endswith("config.json") and "'llama'" in str(err) and "jamba" in str(err)
+
+
+def test_missing_weights_file(folder):
+    (folder / "model.safetensors").unlink()
+    assert "missing file" in str(_error(folder))
+
+
+def test_pickled_weights_refused(folder):
+    (folder / "model.safetensors").unlink()
+    (folder / "pytorch_model.bin").write_bytes(b"\x80\x04not loaded")
+    assert "pickled" in str(_error(folder))
+
+
+def test_missing_tensor(folder):
+    w = load_file(str(folder / "model.safetensors"))
+    del w["model.layers.0.mamba.A_log"]
+    save_file(w, str(folder / "model.safetensors"))
+    err = _error(folder)
+    assert "missing tensor 'model.layers.0.mamba.A_log'" in str(err)
+
+
+def test_shape_mismatch_names_file_and_tensor(folder):
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["intermediate_size"] = 96
+    (folder / "config.json").write_text(json.dumps(cfg))
+    err = _error(folder)
+    assert err.path.endswith("model.safetensors") and "shape" in str(err) and "feed_forward" in str(err)
+
+
+def test_corrupt_safetensors(folder):
+    (folder / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    err = _error(folder)
+    assert err.path.endswith("model.safetensors") and "not a valid safetensors" in str(err)
+
+
+def test_missing_shard(tmp_path):
+    path = write_tiny_checkpoint(tmp_path, shards=2)
+    (path / "model-00002-of-00002.safetensors").unlink()
+    err = _error(path)
+    assert err.path.endswith("model-00002-of-00002.safetensors") and "missing file" in str(err)
+
+
+def test_missing_tokenizer(folder):
+    (folder / "tokenizer.json").unlink()
+    assert "tokenizer" in str(_error(folder))

@@ -1,0 +1,185 @@
+"""HybridState: continuation from any split, immutability, deltas, bytes, size from config."""
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from engine import HybridState, StateError, load_engine
+from engine.state import state_bytes
+from engine.state_size import ALL_ATTENTION, JAMBA_MINI, kv_bytes
+from engine.testing import write_tiny_checkpoint
+
+GIB = 1 << 30
+
+
+def _ids(eng, n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, eng.config.vocab_size, (n,), generator=g).tolist()
+
+
+def _snapshot(state: HybridState) -> bytes:
+    return state.to_bytes()
+
+
+@pytest.fixture(scope="module")
+def eng_multi(tmp_path_factory):
+    """Two attention layers, MoE: exercises K/V continuation in more than one layer."""
+    path = write_tiny_checkpoint(tmp_path_factory.mktemp("multi"), num_hidden_layers=6, attn_layer_period=3,
+                                 attn_layer_offset=1, seed=3)
+    return load_engine(path, device="cpu", dtype="float32", chunk_size=16)
+
+
+@pytest.mark.parametrize("trial", range(4))
+def test_any_split_gives_one_pass_logits(eng_multi, trial):
+    eng = eng_multi
+    rnd = random.Random(trial)
+    ids = _ids(eng, 90, seed=trial)
+    full, full_state = eng.prefill(ids)
+    cuts = sorted(rnd.sample(range(1, len(ids)), rnd.randint(1, 5)))
+    state, parts = None, []
+    for a, b in zip([0] + cuts, cuts + [len(ids)]):
+        before = _snapshot(state) if state is not None else None
+        logits, new_state = eng.prefill(ids[a:b], state)
+        if state is not None:
+            assert _snapshot(state) == before                      # input state never modified
+        parts.append(logits)
+        state = new_state
+    torch.testing.assert_close(torch.cat(parts), full, atol=1e-4, rtol=0)
+    assert state.n_tokens == full_state.n_tokens == len(ids)
+
+
+def test_two_continuations_of_one_state_do_not_interfere(eng_multi):
+    eng = eng_multi
+    ids = _ids(eng, 40)
+    _, base = eng.prefill(ids[:20])
+    a_logits, a_state = eng.prefill(ids[20:30], base)              # appends in place into base's buffer
+    b_ids = _ids(eng, 10, seed=9)
+    b_logits, b_state = eng.prefill(b_ids, base)                    # must copy, not overwrite a's rows
+    ref_a, _ = eng.prefill(ids[:30])
+    ref_b, _ = eng.prefill(ids[:20] + b_ids)
+    torch.testing.assert_close(a_logits, ref_a[20:], atol=1e-4, rtol=0)
+    torch.testing.assert_close(b_logits, ref_b[20:], atol=1e-4, rtol=0)
+    la, _ = eng.prefill(ids[30:40], a_state)                        # a's K/V still intact
+    ref, _ = eng.prefill(ids)
+    torch.testing.assert_close(la, ref[30:], atol=1e-4, rtol=0)
+
+
+def test_logits_modes_and_progress(eng_multi):
+    eng = eng_multi
+    ids = _ids(eng, 50)
+    full, _ = eng.prefill(ids)
+    seen = []
+    last, s1 = eng.prefill(ids, logits="last", progress=lambda d, t: seen.append((d, t)))
+    none, s2 = eng.prefill(ids, logits="none")
+    assert last.shape == (1, eng.config.vocab_size) and none is None
+    torch.testing.assert_close(last, full[-1:], atol=1e-5, rtol=0)
+    assert seen == [(16, 50), (32, 50), (48, 50), (50, 50)]
+    assert s1.to_bytes() == s2.to_bytes()
+
+
+def test_clone_is_independent(eng_multi):
+    eng = eng_multi
+    ids = _ids(eng, 30)
+    _, state = eng.prefill(ids[:20])
+    copy = state.clone()
+    assert copy.to_bytes() == state.to_bytes() and copy.nbytes == state.nbytes
+    for t in list(copy.conv.values()) + list(copy.ssm.values()):
+        t.add_(1.0)
+    next(iter(copy.kv.values())).k.add_(1.0)
+    a, _ = eng.prefill(ids[20:], state)
+    ref, _ = eng.prefill(ids)
+    torch.testing.assert_close(a, ref[20:], atol=1e-4, rtol=0)
+
+
+def test_since_and_join_rebuild_the_full_state(eng_multi):
+    eng = eng_multi
+    ids = _ids(eng, 60)
+    _, s1 = eng.prefill(ids[:25])
+    _, s2 = eng.prefill(ids[25:45], s1)
+    _, s3 = eng.prefill(ids[45:], s2)
+    d2, d3 = s2.since(25), s3.since(45)
+    assert (d2.offset, d2.n_tokens, d2.kv_tokens) == (25, 45, 20)
+    assert d2.nbytes < s2.nbytes
+    rebuilt = s1.join(d2).join(d3)
+    assert rebuilt.to_bytes() == s3.to_bytes()
+    # deltas travel as bytes too
+    rebuilt = s1.join(eng.state_from_bytes(d2.to_bytes()))
+    assert rebuilt.to_bytes() == s2.to_bytes()
+    with pytest.raises(StateError, match="starts at token 45"):
+        s1.join(d3)
+    with pytest.raises(Exception, match="partial state"):
+        eng.prefill(ids[:3], d2)
+
+
+def test_bytes_round_trip_continues_exactly(eng_multi):
+    eng = eng_multi
+    ids = _ids(eng, 40)
+    _, state = eng.prefill(ids[:30])
+    restored = eng.state_from_bytes(state.to_bytes())
+    assert restored.n_tokens == 30 and restored.nbytes == state.nbytes
+    a, _ = eng.prefill(ids[30:], restored)
+    ref, _ = eng.prefill(ids)
+    torch.testing.assert_close(a, ref[30:], atol=1e-4, rtol=0)
+    assert b"pickle" not in state.to_bytes()[:64]
+
+
+def test_damaged_or_foreign_blob_is_refused(eng_multi, tiny_engine):
+    eng = eng_multi
+    blob = bytearray(eng.prefill(_ids(eng, 20), logits="none")[1].to_bytes())
+    for pos in (len(blob) // 2, 20, len(blob) - 1):
+        bad = bytearray(blob)
+        bad[pos] ^= 0x40
+        with pytest.raises(StateError, match="damaged|magic"):
+            eng.state_from_bytes(bytes(bad))
+    with pytest.raises(StateError):
+        eng.state_from_bytes(bytes(blob[:100]))
+    with pytest.raises(StateError, match="another model"):
+        tiny_engine.state_from_bytes(bytes(blob))
+    with pytest.raises(StateError, match="another model"):
+        tiny_engine.prefill([1, 2], eng.prefill([1, 2], logits="none")[1])
+
+
+def test_state_bytes_from_config_matches_real_state(eng_multi):
+    eng = eng_multi
+    cfg = eng.config
+    for n in (1, 37):
+        _, state = eng.prefill(_ids(eng, n), logits="none")
+        assert state.nbytes == state_bytes(cfg, n, torch.float32)
+        per_token = 2 * len(cfg.attention_layers) * cfg.num_key_value_heads * cfg.head_dim * 4
+        assert state_bytes(cfg, n + 1, torch.float32) - state_bytes(cfg, n, torch.float32) == per_token
+
+
+def test_jamba_mini_kv_at_256k_is_4_gib():
+    assert len(JAMBA_MINI.attention_layers) == 4
+    assert kv_bytes(JAMBA_MINI, 256 * 1024, "bfloat16") == 4 * GIB
+    assert kv_bytes(ALL_ATTENTION, 256 * 1024, "bfloat16") == 32 * GIB
+
+
+def test_concurrent_continuations_of_one_state(eng_multi):
+    """Threads continuing the same state never write into each other's K/V rows."""
+    import threading
+    eng = eng_multi
+    _, base = eng.prefill(_ids(eng, 20), logits="none")
+    tails = [_ids(eng, 12, seed=100 + i) for i in range(4)]
+    results = [None] * len(tails)
+    start = threading.Barrier(len(tails))
+
+    def work(i):
+        start.wait()
+        state = base
+        for t in tails[i]:
+            _, state = eng.decode_step(t, state)
+        results[i] = state
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(tails))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, tail in enumerate(tails):
+        _, ref = eng.prefill(tail, base, logits="none")
+        for layer, rows in ref.kv.items():
+            torch.testing.assert_close(results[i].kv[layer].k, rows.k, atol=1e-5, rtol=0)
+            torch.testing.assert_close(results[i].kv[layer].v, rows.v, atol=1e-5, rtol=0)
