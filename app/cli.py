@@ -24,6 +24,8 @@ def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
     g.add_argument("--model", default=d, help="checkpoint folder or hub id (JAMBADOCS_MODEL); none: extractive engine")
     g.add_argument("--device", default=d, help="cpu / cuda (JAMBADOCS_DEVICE; default: auto)")
     g.add_argument("--dtype", default=d, help="float32 / bfloat16 / float16 (JAMBADOCS_DTYPE)")
+    g.add_argument("--quantize", default=d, choices=["int8"],
+                   help="int8: quantize MoE expert and MLP weights at load (JAMBADOCS_QUANTIZE)")
     g.add_argument("--engine", default=d, choices=ENGINES, help="answering engine (JAMBADOCS_ENGINE; default auto)")
 
 
@@ -76,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(data_dir=getattr(args, "data_dir", None), model=getattr(args, "model", None),
                              device=getattr(args, "device", None), dtype=getattr(args, "dtype", None),
-                             engine=getattr(args, "engine", None))
+                             quantize=getattr(args, "quantize", None), engine=getattr(args, "engine", None))
 
 
 def _services(args: argparse.Namespace):

@@ -33,6 +33,7 @@ class Settings:
     model: str | None = None           # checkpoint folder or hub id; None -> extractive engine
     device: str | None = None          # "cpu" / "cuda" / None (auto)
     dtype: str | None = None           # "float32" / "bfloat16" / "float16" / None (engine default)
+    quantize: str | None = None        # "int8": ExpertsInt8 (expert + MLP weights) at load time
     engine: str = "auto"               # auto | extractive | jamba | remote
     remote_url: str | None = None      # OpenAI-compatible server for the remote engine
     remote_model: str | None = None
@@ -61,7 +62,7 @@ class Settings:
             values["data_dir"] = Path(d)
         if (d := _env("MODELS_DIR")) is not None:
             values["models_path"] = Path(d)
-        for name in ("model", "device", "dtype", "engine", "remote_url", "remote_model", "remote_api_key"):
+        for name in ("model", "device", "dtype", "quantize", "engine", "remote_url", "remote_model", "remote_api_key"):
             if (v := _env(name.upper())) is not None:
                 values[name] = v
         defaults = cls.__dataclass_fields__

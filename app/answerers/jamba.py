@@ -76,7 +76,8 @@ class JambaAnswerer:
                 path = resolve_model(self.settings.model, getattr(self.settings, "models_dir", None))
                 t0 = time.perf_counter()
                 try:
-                    self._engine = load_engine(path, device=self.settings.device, dtype=self.settings.dtype)
+                    self._engine = load_engine(path, device=self.settings.device, dtype=self.settings.dtype,
+                                               quantize=self.settings.quantize)
                 except EngineError as exc:  # CheckpointError (bad folder) included
                     raise EngineUnavailable(f"cannot load the Jamba checkpoint: {exc}") from exc
                 self.load_s = time.perf_counter() - t0
@@ -103,7 +104,7 @@ class JambaAnswerer:
         eng = self.engine
         return {"engine": self.name, "model": str(self.settings.model), "device": str(getattr(eng, "device", "")),
                 "dtype": str(getattr(eng, "dtype", "")).replace("torch.", ""), "max_context": eng.max_context,
-                "fingerprint": eng.fingerprint}
+                "quantize": self.settings.quantize, "fingerprint": eng.fingerprint}
 
     def count_tokens(self, text: str) -> int:
         return len(self.engine.tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -47,3 +47,13 @@ def test_remote_api_key_from_env_or_flag_and_never_in_repr(monkeypatch, tmp_path
     assert Settings.from_env(data_dir=tmp_path, remote_api_key="sk-flag").remote_api_key == "sk-flag"
     monkeypatch.delenv("JAMBADOCS_REMOTE_API_KEY")
     assert Settings.from_env(data_dir=tmp_path).remote_api_key is None
+
+
+def test_quantize_from_env_and_flag(monkeypatch, tmp_path):
+    monkeypatch.setenv("JAMBADOCS_QUANTIZE", "int8")
+    assert Settings.from_env(data_dir=tmp_path).quantize == "int8"
+    monkeypatch.delenv("JAMBADOCS_QUANTIZE")
+    assert Settings.from_env(data_dir=tmp_path).quantize is None
+    from app.cli import build_parser, _settings
+    args = build_parser().parse_args(["--quantize", "int8", "workspaces"])
+    assert _settings(args).quantize == "int8"

@@ -215,3 +215,15 @@ def test_concurrent_questions_on_two_workspaces_do_not_mix_states(eng, checkpoin
     for t in threads:
         t.join()
     assert got == {name: [alone[name], alone[name]] for name in sets}
+
+
+def test_quantize_setting_loads_int8_experts_and_keeps_their_states_apart(checkpoint, docs, tmp_path):
+    """--quantize int8 reaches the engine: int8 expert weights, and a fingerprint of its own,
+    so states computed with fp32 experts are never restored into the int8 engine."""
+    plain = JambaAnswerer(_settings(checkpoint, tmp_path))
+    q = JambaAnswerer(_settings(checkpoint, tmp_path, quantize="int8"))
+    assert q.info()["quantize"] == "int8" and plain.info()["quantize"] is None
+    assert q.info()["fingerprint"] != plain.info()["fingerprint"]
+    ask(plain, docs[:1], "What is this about?")
+    _, timings, _ = ask(q, docs[:1], "What is this about?")
+    assert timings["cached_tokens"] == 0
