@@ -34,7 +34,8 @@ def chat_markdown(workspace: str, chat: ChatInfo | None, messages: Sequence[Mess
             turn += 1
             lines += [f"## Question {turn}", "", _quote_block(msg.text), ""]
             continue
-        lines += ["**Answer**", "", msg.text.strip(), ""]
+        stopped = bool((msg.timings or {}).get("cancelled"))
+        lines += ["**Answer** _(stopped)_" if stopped else "**Answer**", "", msg.text.strip(), ""]
         if msg.citations:
             lines += ["Citations:", ""]
             for i, c in enumerate(msg.citations, 1):

@@ -12,6 +12,7 @@ import queue
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Iterator
@@ -28,6 +29,22 @@ log = logging.getLogger(__name__)
 UPLOAD_TYPES = [".pdf", ".txt", ".md", ".markdown", ".html", ".htm", ".docx"]
 DEFAULT_WORKSPACE = "My documents"
 STREAM_EVERY_S = 0.05          # at most ~20 chat repaints per second while tokens stream
+MAX_TRACKED = 256              # closed asks kept for `stopped` (a page closed mid-answer never sends Stop)
+STOP_WAIT_S = 30.0             # Stop waits this long for the ask to let go (engine load is not stoppable)
+
+
+@dataclass
+class _AskRun:
+    """One session's ask in flight, shared with `Handlers.stopped`."""
+
+    chat_id: int | None                      # None until the first event names the (new) chat
+    cancel: threading.Event = field(default_factory=threading.Event)
+    settled: threading.Event = field(default_factory=threading.Event)   # saved (or failed), stream closed
+
+
+def _session_key(request: gr.Request | None) -> str:
+    """Asks are tracked per browser session (Gradio's session hash)."""
+    return str(getattr(request, "session_hash", None) or "")
 
 
 def _fail(err: Exception) -> gr.Error:
@@ -39,6 +56,8 @@ class Handlers:
         self.svc = services
         self.ui = SimpleNamespace()    # the components, set by build_ui through bind()
         self._export_dir = Path(tempfile.mkdtemp(prefix="jambadocs-export-"))
+        self._asks: dict[str, _AskRun] = {}   # session -> its ask in flight (see stopped())
+        self._asks_lock = threading.Lock()
 
     def bind(self, **components: Any) -> None:
         """Give the handlers the components they update (build_ui calls this once)."""
@@ -287,8 +306,12 @@ class Handlers:
         return out
 
     def ask(self, question: str, ws_id: int | None, chat_id: int | None,
-            history: list | None) -> Iterator[dict]:
-        """Stream the answer into the chat; progress bar during prefill; chips when it is saved."""
+            history: list | None, request: gr.Request | None = None) -> Iterator[dict]:
+        """Stream the answer into the chat; progress bar during prefill; chips when it is saved.
+
+        The first event names the chat (a new one when `chat_id` is None): it goes into the
+        chat_id state at once, so a Stop shows the saved question. Stop (see `stopped`) finds
+        this ask through `_asks` and waits until it has settled."""
         question = (question or "").strip()
         if not question:
             raise gr.Error("Type a question first")
@@ -296,29 +319,59 @@ class Handlers:
             raise gr.Error("Create or pick a workspace first")
         shown = list(history or []) + [{"role": "user", "content": question},
                                        {"role": "assistant", "content": "\u2026"}]
-        yield {self.ui.question: "", self.ui.chatbot: shown, self.ui.prefill_html: "", self.ui.stats_html: render.answer_stats(None)}
-        cancel = threading.Event()
+        run, key = _AskRun(chat_id=chat_id), _session_key(request)
+        self._track(key, run)
+        closed = False
+        try:
+            yield {self.ui.question: "", self.ui.chatbot: shown, self.ui.prefill_html: "",
+                   self.ui.stats_html: render.answer_stats(None)}
+            done = yield from self._stream_answer(question, ws_id, chat_id, shown, run)
+        except GeneratorExit:      # Stop (or the page went away): `stopped` still needs run.chat_id
+            closed = True
+            raise
+        finally:
+            run.settled.set()
+            if not closed:
+                self._untrack(key, run)
+        if done is None or done.answer is None:
+            raise gr.Error("The engine ended without an answer")
+        out = self._view(ws_id, run.chat_id)
+        out[self.ui.prefill_html] = ""
+        out[self.ui.stats_html] = render.answer_stats(done.answer.timings)
+        yield out
+
+    def _stream_answer(self, question: str, ws_id: int, chat_id: int | None, shown: list[dict],
+                       run: "_AskRun") -> Iterator[dict]:
+        """Relay `qa.ask`'s events as chat / progress updates; returns the "done" event (or None).
+        Closing this (Stop, a lost client) closes the ask stream, which saves the question and
+        the partial answer before `close()` returns (app/qa.py); `run.settled` follows that."""
         kwargs: dict = {"chat_id": chat_id}
         if "cancel" in inspect.signature(self.svc.qa.ask).parameters:
-            kwargs["cancel"] = cancel
+            kwargs["cancel"] = run.cancel
         text, last_paint, done = "", 0.0, None
         eta: tuple[str, float | None] = ("", None)     # (stage, last ETA): engines send some without
+        events = None
         try:
-            for event in self.svc.qa.ask(ws_id, question, **kwargs):
-                if event.chat_id is not None:
-                    chat_id = event.chat_id
+            events = self.svc.qa.ask(ws_id, question, **kwargs)
+            for event in events:
+                out: dict = {}
+                if event.chat_id is not None and event.chat_id != run.chat_id:
+                    run.chat_id = event.chat_id        # a new chat: Stop must show this one
+                    out.update(self._chat_picked(ws_id, run.chat_id))
                 if event.kind == "progress":
                     if event.eta_s is not None or event.stage != eta[0]:
                         eta = (event.stage, event.eta_s)
-                    yield {self.ui.prefill_html: render.progress_bar(event.stage, event.done, event.total, eta[1])}
+                    out[self.ui.prefill_html] = render.progress_bar(event.stage, event.done, event.total, eta[1])
                 elif event.kind == "token":
                     text += event.text
                     if time.monotonic() - last_paint >= STREAM_EVERY_S:
                         last_paint = time.monotonic()
                         shown[-1] = {"role": "assistant", "content": render.answer_html(text, pending=True)}
-                        yield {self.ui.chatbot: shown, self.ui.prefill_html: ""}
+                        out.update({self.ui.chatbot: shown, self.ui.prefill_html: ""})
                 elif event.kind == "done":
                     done = event
+                if out:
+                    yield out
         except AppError as err:
             shown[-1] = {"role": "assistant", "content": f"\u26a0 {render.esc(err)}"}
             yield {self.ui.chatbot: shown, self.ui.prefill_html: ""}
@@ -328,19 +381,44 @@ class Handlers:
                 raise _fail(err) from None
             raise
         finally:
-            cancel.set()       # no-op after a normal end; stops the engine if the user pressed Stop
-        if done is None or done.answer is None:
-            raise gr.Error("The engine ended without an answer")
-        out = self._view(ws_id, chat_id)
-        out[self.ui.prefill_html] = ""
-        out[self.ui.stats_html] = render.answer_stats(done.answer.timings)
-        yield out
+            run.cancel.set()       # no-op after a normal end; stops the engine if the user pressed Stop
+            if events is not None:
+                events.close()     # saves a stopped ask now, not whenever the generator is collected
+        return done
 
+    def _track(self, key: str, run: "_AskRun") -> None:
+        """Remember `run` as session `key`'s ask; forget the oldest settled ones beyond MAX_TRACKED."""
+        with self._asks_lock:
+            self._asks.pop(key, None)
+            self._asks[key] = run                      # dicts keep insertion order: oldest first
+            excess = len(self._asks) - MAX_TRACKED
+            for old in [k for k, r in self._asks.items() if r.settled.is_set()][:max(0, excess)]:
+                del self._asks[old]
 
-    def stopped(self, ws_id: int | None, chat_id: int | None) -> dict:
-        """After Stop: the chat as saved (the unanswered question is dropped) and a note."""
+    def _untrack(self, key: str, run: "_AskRun") -> None:
+        with self._asks_lock:
+            if self._asks.get(key) is run:
+                del self._asks[key]
+
+    def _chat_picked(self, ws_id: int, chat_id: int) -> dict:
+        """The chat_id state, the chat picker and the browser's remembered chat set to `chat_id`."""
+        chats = self.svc.chats.list(ws_id)
+        return {self.ui.chat_id: chat_id, self.ui.prefs: {"ws": ws_id, "chat": chat_id},
+                self.ui.chat_dd: gr.update(choices=[(self._chat_label(c), c.id) for c in chats], value=chat_id)}
+
+    def stopped(self, ws_id: int | None, chat_id: int | None, request: gr.Request | None = None) -> dict:
+        """After Stop: stop this session's ask, wait until it has saved the question and the partial
+        answer, then show the chat as saved (the answer labelled "(stopped)") and a note."""
+        with self._asks_lock:
+            run = self._asks.pop(_session_key(request), None)
+        note = "Stopped."
+        if run is not None:
+            run.cancel.set()               # the engine stops at its next check, even mid-prefill
+            if not run.settled.wait(STOP_WAIT_S):
+                note = "Stopping\u2026 the engine has not let go yet; the question is saved when it does."
+            chat_id = run.chat_id if run.chat_id is not None else chat_id
         out = self._view(ws_id, chat_id) if ws_id is not None else {}
-        out[self.ui.prefill_html] = '<div class="jd-progress-label">Stopped.</div>'
+        out[self.ui.prefill_html] = f'<div class="jd-progress-label" id="jd-stopped-note">{render.esc(note)}</div>'
         return out
 
     # ---- source viewer --------------------------------------------------------------------

@@ -93,6 +93,8 @@ def answer_stats(timings: dict | None) -> str:
         parts.append(f"<b>{timings['tokens_per_s']:.1f}</b> tok/s")
     if timings.get("total_s") is not None:
         parts.append(f"total {fmt_seconds(timings['total_s'])}")
+    if timings.get("cancelled"):
+        parts.append('<span class="jd-warn">stopped before the end</span>')
     line = f'<div class="jd-stats" id="jd-answer-stats">{" &middot; ".join(parts)}'
     left_out = omitted_text(timings)
     if left_out:
@@ -333,14 +335,26 @@ def answer_html(text: str, message: MessageInfo | None = None, pending: bool = F
     return body
 
 
+STOPPED_LABEL = '<em class="jd-stopped">(stopped)</em>'
+
+
+def was_stopped(message: MessageInfo) -> bool:
+    """The answer was cut short by Stop (app.qa saves it with timings["cancelled"])."""
+    return bool((message.timings or {}).get("cancelled"))
+
+
 def chat_messages(messages: Sequence[MessageInfo]) -> list[dict]:
-    """Saved messages -> Gradio chatbot messages (role/content dicts)."""
+    """Saved messages -> Gradio chatbot messages (role/content dicts); a stopped answer keeps its
+    partial text followed by a "(stopped)" label, so it never shows as an empty bubble."""
     out = []
     for msg in messages:
         if msg.role == "user":
             out.append({"role": "user", "content": msg.text})
-        else:
-            out.append({"role": "assistant", "content": answer_html(msg.text, msg)})
+            continue
+        body = answer_html(msg.text, msg)
+        if was_stopped(msg):
+            body = f"{body} {STOPPED_LABEL}" if msg.text.strip() else STOPPED_LABEL
+        out.append({"role": "assistant", "content": body})
     return out
 
 

@@ -51,6 +51,7 @@ CSS = """
 .cite-chip.cite-unverified .cite-mark {font-weight:800}
 .cite-chip.cite-pending, .cite-chip.cite-missing {cursor:default; border-style:dashed; background:transparent; color:inherit}
 .jd-more-cites {margin-top:.4rem; font-size:.8rem}
+.jd-stopped {color:var(--body-text-color-subdued); font-size:.85em}
 .jd-source-head .jd-title {font-weight:700}
 .jd-quote {margin:.4rem 0; padding:.2rem .6rem; border-left:3px solid var(--primary-400); font-size:.85rem;
            color:var(--body-text-color-subdued)}

@@ -2,7 +2,8 @@
 
 The tiny model's words are noise; what is checked is the UI around it: engine status line,
 context gauge over the limit with what is left out, prefill progress with ETA, a streamed
-answer, per-answer figures, and tokens reused from the state cache on the second ask.
+answer, per-answer figures, tokens reused from the state cache on the second ask, and Stop in
+a new chat during a slow prefill: the question stays, the answer is labelled "(stopped)".
 """
 from __future__ import annotations
 
@@ -69,6 +70,29 @@ def test_flow_with_tiny_jamba(chromium, corpus, tmp_path, tiny_checkpoint, scree
                 page.screenshot(path=str(screenshots / "jamba-answer.png"))
             else:
                 assert figures.group(1) != "0", f"nothing reused from the state cache: {stats}"
+
+        # -- Stop in a new chat while the model reads (documents not cached: a slow prefill) ---------
+        text_input(page, "jd-ws-name").fill("Stopped")
+        page.click("#jd-ws-create")
+        page.wait_for_function("() => document.querySelector('#jd-ws input').value === 'Stopped'")
+        page.set_input_files("#jd-upload input[type=file]", [str(corpus / "hsaur-inference.pdf")])
+        wait_rows(page, 1)
+        assert not page.locator("#jd-chat .message-row").count()            # a new chat
+        stop_question = "What does the Wilcoxon rank sum test compare?"
+        text_input(page, "jd-question").fill(stop_question)
+        page.click("#jd-ask")
+        page.wait_for_function("() => /Reading the documents/.test(document.querySelector('#jd-prefill')"
+                               "?.innerText || '')", timeout=120_000)
+        page.click("#jd-stop")
+        page.wait_for_selector("#jd-stopped-note", timeout=60_000)
+        page.wait_for_selector("#jd-chat .jd-stopped", timeout=30_000)     # the saved chat, not an empty one
+        chat = page.locator("#jd-chat .message-row").all_inner_texts()
+        assert len(chat) == 2 and stop_question in chat[0] and "(stopped)" in chat[1], chat
+        assert "stopped before the end" in page.inner_text("#jd-answer-stats")
+        open_app(page, server.url)                                          # reload: the same chat
+        page.wait_for_selector("#jd-chat .jd-stopped", timeout=30_000)
+        assert stop_question in page.inner_text("#jd-chat")
+        page.screenshot(path=str(screenshots / "stopped.png"))
     finally:
         context.close()
         server.stop()

@@ -1,0 +1,83 @@
+"""Stop in the UI handlers, in process (what Gradio does on Stop: close the ask generator, run
+`stopped` with the chat_id state as the ask left it), over real Services and a real PDF."""
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+
+import pytest
+
+from app.config import Settings
+from app.services import Services
+from ui.handlers import Handlers
+
+COMPONENTS = ("ws_dd", "docs_html", "budget_html", "doc_dd", "chat_dd", "chatbot", "export_btn", "stats_html",
+              "ws_id", "chat_id", "prefs", "question", "prefill_html")
+QUESTION = "Wilcoxon rank sum test"
+
+
+@pytest.fixture
+def ui(tmp_path, corpus):
+    svc = Services(Settings.from_env(data_dir=tmp_path / "data", engine="extractive"))
+    ws = svc.workspaces.create("w")
+    svc.documents.add(ws.id, corpus / "hsaur-inference.pdf")
+    h = Handlers(svc)
+    h.bind(**{name: name for name in COMPONENTS})     # handlers return {component: value}; names do here
+    yield SimpleNamespace(svc=svc, ws=ws.id, h=h)
+    svc.close()
+
+
+def _session(name: str) -> SimpleNamespace:
+    return SimpleNamespace(session_hash=name)          # what Handlers reads of a gr.Request
+
+
+def _ask_until_first_event(ui, request) -> tuple:
+    """Start an ask in a new chat; return the generator and the chat_id state after its first event."""
+    gen = ui.h.ask(QUESTION, ui.ws, None, [], request)
+    placeholder = next(gen)                           # the question and "..." before the engine starts
+    assert placeholder["chatbot"][-1]["content"] == "\u2026"
+    first = next(gen)                                 # the ask's first event, relayed
+    state = first.get("chat_id")
+    return gen, state
+
+
+def _bubbles(out: dict) -> list[tuple[str, str]]:
+    return [(m["role"], m["content"]) for m in out["chatbot"]]
+
+
+def test_stop_in_a_new_chat_shows_the_saved_question_and_a_stopped_label(ui):
+    gen, state = _ask_until_first_event(ui, _session("a"))
+    assert state is not None, "the first event did not put the new chat into the chat_id state"
+    gen.close()                                    # Gradio cancels the ask
+    out = ui.h.stopped(ui.ws, state, _session("a"))
+    bubbles = _bubbles(out)
+    assert bubbles[0] == ("user", QUESTION)
+    assert bubbles[1][0] == "assistant" and "(stopped)" in bubbles[1][1], bubbles
+    assert out["chat_id"] == state and out["prefs"]["chat"] == state
+    saved = ui.svc.chats.messages(state)
+    assert saved[1].timings["cancelled"] is True
+    assert "Stopped." in out["prefill_html"]
+
+
+def test_stop_waits_until_the_ask_has_saved(ui):
+    """`stopped` runs beside the ask being cancelled; it must not read the chat before the save."""
+    gen, state = _ask_until_first_event(ui, _session("b"))
+    closer = threading.Timer(0.3, gen.close)       # Gradio's /cancel closes the generator a bit later
+    closer.start()
+    out = ui.h.stopped(ui.ws, state, _session("b"))
+    closer.join()
+    assert _bubbles(out)[0] == ("user", QUESTION)
+    assert "(stopped)" in _bubbles(out)[1][1]
+    # the session's next ask is unaffected by the stop
+    answer = list(ui.h.ask(QUESTION, ui.ws, out["chat_id"], out["chatbot"], _session("b")))[-1]
+    roles = [r for r, _ in _bubbles(answer)]
+    assert roles == ["user", "assistant", "user", "assistant"]
+    assert "(stopped)" not in _bubbles(answer)[3][1] and "cite-chip" in _bubbles(answer)[3][1]
+
+
+def test_stop_without_an_ask_shows_the_chat_as_it_is(ui):
+    finished = list(ui.h.ask(QUESTION, ui.ws, None, [], _session("c")))[-1]
+    chat_id = finished["chat_id"]
+    out = ui.h.stopped(ui.ws, chat_id, _session("c"))
+    assert _bubbles(out) == _bubbles(finished)
+    assert "(stopped)" not in _bubbles(out)[1][1]
