@@ -33,10 +33,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-BENCH_CONFIG = dict(vocab_size=4096, hidden_size=256, intermediate_size=1024, num_hidden_layers=8,
-                    num_attention_heads=8, num_key_value_heads=2, attn_layer_period=8, attn_layer_offset=4,
-                    expert_layer_period=2, expert_layer_offset=1, num_experts=4, num_experts_per_tok=2,
-                    mamba_d_state=16, mamba_d_conv=4, mamba_expand=2, max_position_embeddings=131072)
+from engine.testing import BENCH_CONFIG as _ENGINE_BENCH  # noqa: E402
+
+BENCH_CONFIG = dict(_ENGINE_BENCH, max_position_embeddings=131072)   # room for 64K documents + question
 CORPUS = Path(os.environ.get("JAMBADOCS_CORPUS", ROOT.parent / "shared" / "corpus"))
 SOURCES = ["gnuplot.pdf", "r-intro.pdf", "debian-history-fr.pdf", "hsaur-inference.pdf", "acm-sigconf.pdf"]
 Q1, Q2, Q3 = "Which command sets the title of a plot?", "And how is the key placed?", "Which page shows it?"

@@ -25,10 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-BENCH_CONFIG = dict(vocab_size=4096, hidden_size=256, intermediate_size=1024, num_hidden_layers=8,
-                    num_attention_heads=8, num_key_value_heads=2, attn_layer_period=8, attn_layer_offset=4,
-                    expert_layer_period=2, expert_layer_offset=1, num_experts=4, num_experts_per_tok=2,
-                    mamba_d_state=16, mamba_d_conv=4, mamba_expand=2, max_position_embeddings=65536)
+from engine.testing import BENCH_CONFIG  # noqa: E402  (after the sys.path line)
 
 
 def _peak_rss_mib() -> float:

@@ -282,3 +282,11 @@ def write_tiny_checkpoint(folder: str | Path, seed: int = 0, shards: int = 1, **
 def tiny_checkpoint_dir(tmp_path_factory, name: str = "tiny-jamba", **kw: Any) -> Path:
     """For pytest session fixtures: `tiny_checkpoint_dir(tmp_path_factory, seed=0, shards=1, **overrides)`."""
     return write_tiny_checkpoint(tmp_path_factory.mktemp(name), **kw)
+
+
+# The benches' checkpoint (issue 2, item 7): hidden 256, intermediate 1024, 8 layers with 1 attention
+# layer, 4 experts top-2, vocab 4096. bench/engine.py, bench/quant.py and bench/cache.py share it.
+BENCH_CONFIG = dict(vocab_size=4096, hidden_size=256, intermediate_size=1024, num_hidden_layers=8,
+                    num_attention_heads=8, num_key_value_heads=2, attn_layer_period=8, attn_layer_offset=4,
+                    expert_layer_period=2, expert_layer_offset=1, num_experts=4, num_experts_per_tok=2,
+                    mamba_d_state=16, mamba_d_conv=4, mamba_expand=2, max_position_embeddings=65536)
