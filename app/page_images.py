@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,47 +39,47 @@ class RenderedPage:
     match_score: float = 0.0            # 100 = exact match of the passage
 
 
-def render_page(path: str | Path, page_number: int, highlight: str | None = None,
-                scale: float = 1.5, password: str | None = None) -> RenderedPage:
-    """Render physical page `page_number` (1-based) of the PDF at `path`; mark `highlight` if given."""
-    path = Path(path)
-    if not path.is_file():
-        raise PageImageError(f"{path.name}: file not found")
+@contextmanager
+def _open_pdf(path: Path, password: str | None):
+    """The PDF at `path`, opened and closed under the process-wide PDFium lock."""
     with PDFIUM_LOCK:
         try:
             pdf = pdfium.PdfDocument(str(path), password=password)
         except pdfium.PdfiumError as err:
             raise PageImageError(f"{path.name}: cannot open as PDF ({err})") from None
         try:
-            count = len(pdf)
-            if not 1 <= page_number <= count:
-                raise PageImageError(f"{path.name}: page {page_number} is outside 1..{count}")
-            page = pdf[page_number - 1]
-            image = page.render(scale=scale).to_pil().convert("RGB")
-            result = RenderedPage(image=image, page_number=page_number, page_count=count)
-            if highlight and highlight.strip():
-                span, score = _find_passage(page, highlight)
-                if span is not None:
-                    boxes = _char_boxes(page, span, image.size)
-                    if boxes:
-                        result.image = _paint(image, boxes)
-                        result.boxes, result.highlighted, result.match_score = boxes, True, score
-            return result
+            yield pdf
         finally:
             pdf.close()
+
+
+def render_page(path: str | Path, page_number: int, highlight: str | None = None,
+                scale: float = 1.5, password: str | None = None) -> RenderedPage:
+    """Render physical page `page_number` (1-based) of the PDF at `path`; mark `highlight` if given."""
+    path = Path(path)
+    if not path.is_file():
+        raise PageImageError(f"{path.name}: file not found")
+    with _open_pdf(path, password) as pdf:
+        count = len(pdf)
+        if not 1 <= page_number <= count:
+            raise PageImageError(f"{path.name}: page {page_number} is outside 1..{count}")
+        page = pdf[page_number - 1]
+        image = page.render(scale=scale).to_pil().convert("RGB")
+        result = RenderedPage(image=image, page_number=page_number, page_count=count)
+        if highlight and highlight.strip():
+            span, score = _find_passage(page, highlight)
+            if span is not None:
+                boxes = _char_boxes(page, span, image.size)
+                if boxes:
+                    result.image = _paint(image, boxes)
+                    result.boxes, result.highlighted, result.match_score = boxes, True, score
+        return result
 
 
 def page_count(path: str | Path, password: str | None = None) -> int:
     """Number of pages of the PDF at `path`."""
-    with PDFIUM_LOCK:
-        try:
-            pdf = pdfium.PdfDocument(str(path), password=password)
-        except pdfium.PdfiumError as err:
-            raise PageImageError(f"{Path(path).name}: cannot open as PDF ({err})") from None
-        try:
-            return len(pdf)
-        finally:
-            pdf.close()
+    with _open_pdf(Path(path), password) as pdf:
+        return len(pdf)
 
 
 def _page_chars(page: pdfium.PdfPage) -> tuple[pdfium.PdfTextPage, list[str]]:
