@@ -84,7 +84,7 @@ def test_flow_with_tiny_jamba(chromium, corpus, tmp_path, tiny_checkpoint, scree
         page.wait_for_function("() => /Reading the documents/.test(document.querySelector('#jd-prefill')"
                                "?.innerText || '')", timeout=120_000)
         page.click("#jd-stop")
-        page.wait_for_selector("#jd-stopped-note", timeout=60_000)
+        page.wait_for_selector("#jd-stopped-note", timeout=180_000)
         page.wait_for_selector("#jd-chat .jd-stopped", timeout=30_000)     # the saved chat, not an empty one
         chat = page.locator("#jd-chat .message-row").all_inner_texts()
         assert len(chat) == 2 and stop_question in chat[0] and "(stopped)" in chat[1], chat
