@@ -58,9 +58,8 @@ def attention_mixer(w: AttentionWeights, x: Tensor, rows: KVRows, n_heads: int, 
                     head_dim: int) -> tuple[Tensor, KVRows]:
     """x [T, D] -> y [T, D], rows extended by T tokens."""
     T = x.shape[0]
-    q = F.linear(x, w.q).view(T, n_heads, head_dim).transpose(0, 1)   # [H, T, Hd]
-    k = F.linear(x, w.k).view(T, n_kv, head_dim).transpose(0, 1)      # [G, T, Hd]
-    v = F.linear(x, w.v).view(T, n_kv, head_dim).transpose(0, 1)      # [G, T, Hd]
+    qkv = F.linear(x, w.qkv).view(T, n_heads + 2 * n_kv, head_dim).transpose(0, 1)   # [H+2G, T, Hd]
+    q, k, v = qkv.split([n_heads, n_kv, n_kv])                        # [H, T, Hd], [G, T, Hd] x2
     past = rows.length
     rows = rows.append(k, v)
     out = kernels.select(x.device).attend(q, rows.k, rows.v, past)      # [H, T, Hd]

@@ -4,7 +4,14 @@
 checkpoint's dtype on CPU are never copied; a dtype or device change makes exactly one copy per
 tensor. Both the hub layout (per-expert tensors) and transformers-5's fused expert layout
 (`experts.gate_up_proj` [X, 2I, D], `experts.down_proj` [X, D, I]) are read; fused ones are sliced
-into per-expert views without copying.
+into per-expert views without copying. Each MLP's gate and up matrices are stored as one
+[2I, D] matrix, and q, k, v as one [(H+2G) Hd, D] matrix (one matmul each): a copy, except for
+transformers-5's fused experts on GPU.
+
+On CPU, a linear weight with more outputs than inputs is stored column-major (`gemv_layout`):
+torch's one-row matmul (decode) reads it 2-2.5x faster that way, and prefill's matmuls run at
+the same speed either way (bench/gemv.py). That is one copy of those matrices, made in place of
+the memory-mapped original (never two copies held).
 """
 from __future__ import annotations
 
@@ -78,6 +85,15 @@ def fingerprint(folder: Path, files: list[Path]) -> str:
     return h.hexdigest()
 
 
+def gemv_layout(w: torch.Tensor) -> torch.Tensor:
+    """w [out, in] -> the same values, column-major (a transposed view of an [in, out] buffer) when
+    on CPU with out > in. torch's CPU GEMV vectorises along the contiguous dimension: x @ W with W
+    [in, out] streams rows of `out` values, and for out > in that is the faster read."""
+    if w.device.type == "cpu" and w.dim() == 2 and w.shape[0] > w.shape[1] and w.stride(0) != 1:
+        return w.t().contiguous().t()
+    return w
+
+
 class _TensorSource:
     """Reads named tensors from the checkpoint's files, checking shapes, converting dtype/device."""
 
@@ -112,47 +128,58 @@ class _TensorSource:
     def optional(self, name: str, *shape: int) -> torch.Tensor | None:
         return self.get(name, *shape) if self.has(name) else None
 
+    def linear(self, name: str, *shape: int) -> torch.Tensor:
+        """A matmul weight [out, in], in the layout this device multiplies fastest."""
+        return gemv_layout(self.get(name, *shape))
+
 
 def _mamba(src: _TensorSource, p: str, cfg: JambaConfig) -> MambaWeights:
     D, E, N, K, R = cfg.hidden_size, cfg.d_inner, cfg.mamba_d_state, cfg.mamba_d_conv, cfg.mamba_dt_rank
     f32 = torch.float32
     return MambaWeights(
-        in_proj=src.get(p + "in_proj.weight", 2 * E, D),
+        in_proj=src.linear(p + "in_proj.weight", 2 * E, D),
         in_proj_bias=src.get(p + "in_proj.bias", 2 * E) if cfg.mamba_proj_bias else None,
-        conv_w=src.get(p + "conv1d.weight", E, 1, K)[:, 0, :],
+        conv_w=gemv_layout(src.get(p + "conv1d.weight", E, 1, K)[:, 0, :]),
         conv_b=src.get(p + "conv1d.bias", E) if cfg.mamba_conv_bias else None,
-        x_proj=src.get(p + "x_proj.weight", R + 2 * N, E),
-        dt_proj=src.get(p + "dt_proj.weight", E, R),
+        x_proj=src.linear(p + "x_proj.weight", R + 2 * N, E),
+        dt_proj=src.linear(p + "dt_proj.weight", E, R),
         dt_bias=src.get(p + "dt_proj.bias", E, dtype=f32),
         A=-torch.exp(src.get(p + "A_log", E, N, dtype=f32)),
         D=src.get(p + "D", E, dtype=f32),
-        out_proj=src.get(p + "out_proj.weight", D, E),
+        out_proj=src.linear(p + "out_proj.weight", D, E),
         out_proj_bias=src.get(p + "out_proj.bias", D) if cfg.mamba_proj_bias else None,
-        dt_norm=src.get(p + "dt_layernorm.weight", R),
-        b_norm=src.get(p + "b_layernorm.weight", N),
-        c_norm=src.get(p + "c_layernorm.weight", N),
+        dbc_norm=torch.cat([src.get(p + "dt_layernorm.weight", R), src.get(p + "b_layernorm.weight", N),
+                            src.get(p + "c_layernorm.weight", N)]),
     )
 
 
 def _attention(src: _TensorSource, p: str, cfg: JambaConfig) -> AttentionWeights:
     D, H, G, Hd = cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
-    return AttentionWeights(q=src.get(p + "q_proj.weight", H * Hd, D), k=src.get(p + "k_proj.weight", G * Hd, D),
-                            v=src.get(p + "v_proj.weight", G * Hd, D), o=src.get(p + "o_proj.weight", D, H * Hd))
+    parts = [src.get(p + "q_proj.weight", H * Hd, D), src.get(p + "k_proj.weight", G * Hd, D),
+             src.get(p + "v_proj.weight", G * Hd, D)]
+    return AttentionWeights(qkv=_stack_rows(parts), o=src.linear(p + "o_proj.weight", D, H * Hd))
+
+
+def _stack_rows(parts: list[torch.Tensor]) -> torch.Tensor:
+    """Matrices [o_i, D] -> [sum o_i, D] in one new buffer, already in `gemv_layout`."""
+    if parts[0].device.type == "cpu" and sum(t.shape[0] for t in parts) > parts[0].shape[1]:
+        return torch.cat([t.t() for t in parts], dim=1).t()         # [D, sum o_i] buffer viewed as [sum o_i, D]
+    return torch.cat(parts)
 
 
 def _mlp(src: _TensorSource, p: str, cfg: JambaConfig) -> MLPWeights:
     D, I = cfg.hidden_size, cfg.intermediate_size
-    return MLPWeights(gate=src.get(p + "gate_proj.weight", I, D), up=src.get(p + "up_proj.weight", I, D),
-                      down=src.get(p + "down_proj.weight", D, I))
+    return MLPWeights(gate_up=_stack_rows([src.get(p + "gate_proj.weight", I, D), src.get(p + "up_proj.weight", I, D)]),
+                      down=src.linear(p + "down_proj.weight", D, I))
 
 
 def _moe(src: _TensorSource, p: str, cfg: JambaConfig) -> MoEWeights:
     D, I, X = cfg.hidden_size, cfg.intermediate_size, cfg.num_experts
-    router = src.get(p + "router.weight", X, D)
+    router = src.linear(p + "router.weight", X, D)
     if src.has(p + "experts.gate_up_proj"):   # transformers-5 fused layout
         gate_up = src.get(p + "experts.gate_up_proj", X, 2 * I, D)
         down = src.get(p + "experts.down_proj", X, D, I)
-        experts = [MLPWeights(gate=gate_up[e, :I], up=gate_up[e, I:], down=down[e]) for e in range(X)]
+        experts = [MLPWeights(gate_up=gemv_layout(gate_up[e]), down=gemv_layout(down[e])) for e in range(X)]
     else:
         experts = [_mlp(src, p + f"experts.{e}.", cfg) for e in range(X)]
     return MoEWeights(router=router, experts=experts, top_k=cfg.num_experts_per_tok)
@@ -175,7 +202,7 @@ def load_weights(folder: Path, cfg: JambaConfig, dtype: torch.dtype, device: tor
         if cfg.tie_word_embeddings and not src.has("lm_head.weight"):
             lm_head = embed
         else:
-            lm_head = src.get("lm_head.weight", V, D)
+            lm_head = src.linear("lm_head.weight", V, D)
         weights = ModelWeights(embed=embed, layers=layers, final_norm=src.get("model.final_layernorm.weight", D),
                                lm_head=lm_head, dtype=dtype, device=device)
     return weights, sorted(set(files.values()))

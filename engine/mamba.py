@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import kernels
-from .norm import rms_norm
+from .norm import rms_norm_groups
 from .weights import MambaWeights
 
 # exp(v) is computed as exp2(v * log2 e): torch's fp32 CPU exp (MKL VML) wakes every thread even for an
@@ -133,10 +133,12 @@ def mamba_mixer(w: MambaWeights, x: Tensor, window: Tensor, h0: Tensor, eps: flo
     xs, window = ks.conv(xs, w.conv_w, w.conv_b, window)
     xs = F.silu(xs)                                                 # [T, E]
     dbc = F.linear(xs, w.x_proj)                                    # [T, R+2N]
-    dt = rms_norm(dbc[:, :R], w.dt_norm, eps)
-    B = rms_norm(dbc[:, R:R + N], w.b_norm, eps).float()            # [T, N]
-    C = rms_norm(dbc[:, R + N:], w.c_norm, eps).float()             # [T, N]
-    dt = F.softplus(F.linear(dt, w.dt_proj).float() + w.dt_bias)    # [T, E] fp32
+    dbc = rms_norm_groups(dbc, w.dbc_norm, (R, N, N), eps)          # dt, B, C each normalised
+    dt, B, C = dbc[:, :R], dbc[:, R:R + N].float(), dbc[:, R + N:].float()   # [T, R], [T, N], [T, N]
+    if dt.dtype == w.dt_bias.dtype:                                 # fp32: the bias inside the matmul
+        dt = F.softplus(F.linear(dt, w.dt_proj, w.dt_bias))         # [T, E] fp32
+    else:
+        dt = F.softplus(F.linear(dt, w.dt_proj).float() + w.dt_bias)
     scan = ks.step if x.shape[0] == 1 else ks.scan
     y, h = scan(xs.float(), dt, w.A, B, C, w.D, z.float(), h0)
     return F.linear(y.to(x.dtype), w.out_proj, w.out_proj_bias), window, h

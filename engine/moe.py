@@ -10,7 +10,8 @@ from .weights import MLPWeights, MoEWeights
 
 def mlp(w: MLPWeights, x: Tensor) -> Tensor:
     """x [T, D] -> [T, D]: down(silu(gate x) * up x)."""
-    return F.linear(F.silu(F.linear(x, w.gate)) * F.linear(x, w.up), w.down)
+    gate, up = F.linear(x, w.gate_up).chunk(2, dim=-1)              # [T, I] each
+    return F.linear(F.silu(gate) * up, w.down)
 
 
 def route(router: Tensor, x: Tensor, top_k: int) -> tuple[Tensor, Tensor]:
@@ -25,9 +26,10 @@ def moe(w: MoEWeights, x: Tensor) -> Tensor:
     T = x.shape[0]
     weights, experts = route(w.router, x, w.top_k)
     if T == 1:                                                        # decode: no gather/scatter
-        out = torch.zeros_like(x)
-        for wt, e in zip(weights[0], experts[0].tolist()):
-            out.add_(mlp(w.experts[e], x) * wt)
+        (w0, *ws), (e0, *es) = weights[0].tolist(), experts[0].tolist()
+        out = mlp(w.experts[e0], x) * w0
+        for wt, e in zip(ws, es):
+            out.add_(mlp(w.experts[e], x), alpha=wt)
         return out
     k = w.top_k
     flat = experts.flatten()                                          # [T*k] slot -> expert

@@ -1,6 +1,8 @@
 """RMSNorm as Jamba computes it: normalise in fp32, cast back, then scale."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -12,3 +14,23 @@ def rms_norm(x: Tensor, w: Tensor, eps: float) -> Tensor:
     if x.dtype == torch.float32 and w.dtype == torch.float32:
         return F.rms_norm(x, w.shape, w, eps)
     return w * F.rms_norm(x.float(), w.shape, None, eps).to(x.dtype)
+
+
+@lru_cache(maxsize=16)
+def _group_matrices(sizes: tuple[int, ...], device: torch.device) -> tuple[Tensor, Tensor]:
+    """-> mean [S, g] (column j averages group j's entries), spread [g, S] (copies group j's value
+    back to its entries); S = sum(sizes)."""
+    spread = torch.block_diag(*[torch.ones(1, n) for n in sizes]).to(device)          # [g, S]
+    mean = (spread / torch.tensor(sizes, dtype=torch.float32)[:, None]).T.contiguous().to(device)
+    return mean, spread
+
+
+def rms_norm_groups(x: Tensor, w: Tensor, sizes: tuple[int, ...], eps: float) -> Tensor:
+    """x [T, S] holds g vectors end to end (lengths `sizes`), each RMS-normalised on its own, as
+    `rms_norm` would, and scaled by its part of w [S]. Two tiny matmuls do all g reductions: a
+    handful of ops instead of g norms' worth (decode runs this once per Mamba layer per token)."""
+    mean, spread = _group_matrices(sizes, x.device)
+    xf = x.float()
+    inv = torch.rsqrt(torch.mm(xf * xf, mean).add_(eps))                              # [T, g]
+    y = xf * torch.mm(inv, spread)                                                     # [T, S]
+    return y * w if x.dtype == torch.float32 and w.dtype == torch.float32 else w * y.to(x.dtype)

@@ -76,7 +76,7 @@ def int8_linear(x: Tensor, weight: Int8Weight, bias: Tensor | None = None) -> Te
 # -- whole models ---------------------------------------------------------------------------------
 
 def _quantize_mlp(w: MLPWeights, device: torch.device) -> MLPWeights:
-    return MLPWeights(*(Int8Weight.quantize(t).to(device) for t in (w.gate, w.up, w.down)))
+    return MLPWeights(*(Int8Weight.quantize(t).to(device) for t in (w.gate_up, w.down)))
 
 
 def _move(obj, device: torch.device):
@@ -120,6 +120,6 @@ def ffn_weight_bytes(weights: ModelWeights) -> int:
     for layer in weights.layers:
         mlps = layer.ffn.experts if isinstance(layer.ffn, MoEWeights) else [layer.ffn]
         for m in mlps:
-            for t in (m.gate, m.up, m.down):
+            for t in (m.gate_up, m.down):
                 total += t.nbytes if isinstance(t, Int8Weight) else t.numel() * t.element_size()
     return total

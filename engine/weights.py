@@ -1,4 +1,8 @@
-"""Weight containers: one small dataclass per block, plain tensors inside (no nn.Module)."""
+"""Weight containers: one small dataclass per block, plain tensors inside (no nn.Module).
+
+Shapes are the checkpoint's [out, in]; on CPU the loader may store a matrix column-major (a
+transposed view of an [in, out] buffer), see `checkpoint.gemv_layout`. `F.linear` takes either.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -11,7 +15,7 @@ from torch import Tensor
 class MambaWeights:
     in_proj: Tensor            # [2E, D]
     in_proj_bias: Tensor | None
-    conv_w: Tensor             # [E, K]   depthwise causal conv taps
+    conv_w: Tensor             # [E, K]   depthwise causal conv taps (column-major on CPU)
     conv_b: Tensor | None      # [E]
     x_proj: Tensor             # [R + 2N, E]
     dt_proj: Tensor            # [E, R]
@@ -20,23 +24,18 @@ class MambaWeights:
     D: Tensor                  # [E]      fp32
     out_proj: Tensor           # [D, E]
     out_proj_bias: Tensor | None
-    dt_norm: Tensor            # [R]
-    b_norm: Tensor             # [N]
-    c_norm: Tensor             # [N]
+    dbc_norm: Tensor           # [R + 2N] the dt, B and C RMSNorm weights, end to end (as x_proj's rows)
 
 
 @dataclass
 class AttentionWeights:
-    q: Tensor                  # [H*Hd, D]
-    k: Tensor                  # [G*Hd, D]
-    v: Tensor                  # [G*Hd, D]
+    qkv: Tensor                # [(H + 2G) Hd, D]  q_proj, k_proj, v_proj rows: one matmul for all three
     o: Tensor                  # [D, H*Hd]
 
 
 @dataclass
 class MLPWeights:
-    gate: Tensor               # [I, D]
-    up: Tensor                 # [I, D]
+    gate_up: Tensor            # [2I, D]  gate_proj rows, then up_proj rows: one matmul for both
     down: Tensor               # [D, I]
 
 

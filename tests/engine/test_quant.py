@@ -51,7 +51,7 @@ def test_int8_engine_close_to_fp32_with_quarter_memory(engines):
     assert any(isinstance(l.ffn, MoEWeights) for l in layers) and any(not isinstance(l.ffn, MoEWeights) for l in layers)
     for layer in layers:                                                       # experts and dense MLPs quantized
         mlps = layer.ffn.experts if isinstance(layer.ffn, MoEWeights) else [layer.ffn]
-        assert all(isinstance(t, Int8Weight) for m in mlps for t in (m.gate, m.up, m.down))
+        assert all(isinstance(t, Int8Weight) for m in mlps for t in (m.gate_up, m.down))
     before, after = ffn_weight_bytes(full.weights), ffn_weight_bytes(q8.weights)
     assert 0.25 < after / before < 0.30                                        # int8 + one fp32 scale per row
 
