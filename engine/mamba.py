@@ -14,6 +14,7 @@ from torch import Tensor
 
 from . import kernels
 from .norm import rms_norm_groups
+from .threads import one_thread
 from .weights import MambaWeights
 
 # exp(v) is computed as exp2(v * log2 e): torch's fp32 CPU exp (MKL VML) wakes every thread even for an
@@ -57,10 +58,11 @@ def _sequential_scan_(a: Tensor, u: Tensor, h0: Tensor) -> Tensor:
 def linear_scan_(a: Tensor, u: Tensor, h0: Tensor) -> Tensor:
     """The recurrence h_t = a_t h_{t-1} + u_t over dim 0, written into u; returns h_{n-1}.
 
-    a, u [n, N, E]; h0 [N, E]. Two-level, so Python runs about 2 sqrt(n) steps, not n: blocks of
+    a, u [n, N, E]; h0 [N, E]. Two-level, so Python runs about 4 sqrt(n) steps, not n: blocks of
     m positions are scanned side by side from zero (m-1 steps over [n/m, N, E]), the carries
     between blocks follow from each block's last state and decay product (n/m small steps), and
-    one fused multiply-add adds every block's carry times its running decay product.
+    each block's carry is then decayed along the block and added (m steps). No cumprod: torch's
+    cumprod along a middle dimension took as long as all the other steps together (measured).
     """
     n = u.shape[0]
     m = max(2, int(n ** 0.5))
@@ -70,15 +72,18 @@ def linear_scan_(a: Tensor, u: Tensor, h0: Tensor) -> Tensor:
     n0 = nb * m
     ub = u[:n0].unflatten(0, (nb, m))                               # [nb, m, N, E]
     ab = a[:n0].unflatten(0, (nb, m))
+    decay = ab[:, 0].clone()                                        # prod of a over each block [nb, N, E]
     for j in range(1, m):                                           # every block from a zero state
         ub[:, j].addcmul_(ab[:, j], ub[:, j - 1])
-    decay = torch.cumprod(ab, dim=1)                                # prod of a from block start to j
-    carry = torch.empty_like(ub[:, 0])                              # state entering each block [nb, N, E]
+        decay.mul_(ab[:, j])
+    carry = torch.empty_like(decay)                                 # state entering each block [nb, N, E]
     c = h0
     for i in range(nb):
         carry[i] = c
-        c = torch.addcmul(ub[i, -1], decay[i, -1], c)               # state leaving block i
-    ub.addcmul_(decay, carry.unsqueeze(1))
+        c = torch.addcmul(ub[i, -1], decay[i], c)                   # state leaving block i
+    for j in range(m):                                              # + carry decayed to position j
+        carry.mul_(ab[:, j])
+        ub[:, j].add_(carry)
     return _sequential_scan_(a[n0:], u[n0:], c) if n0 < n else c
 
 
@@ -91,8 +96,8 @@ def ssm_scan(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, 
 
     Works in cache-sized tiles of Tb tokens laid out [Tb, N, E]: discretisation is vectorised
     over the tile, the recurrence is one fused in-place multiply-add per position over all
-    N x E channels (`linear_scan_`: about 2 sqrt(Tb) Python steps per tile, not one per
-    token), and C . h is a batched [1, N] @ [N, E] product.
+    N x E channels (`linear_scan_`: about 4 sqrt(Tb) Python steps per tile, not one per
+    token), and C . h is a batched [1, N] @ [N, E] product. The tile loop runs on one thread.
     """
     T, E = x.shape
     N = A.shape[1]
@@ -103,14 +108,15 @@ def ssm_scan(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, 
     dA = torch.empty(Tb, N, E, dtype=torch.float32, device=x.device)
     hs = torch.empty_like(dA)
     h = h0.T                                                        # [N, E]
-    for s in range(0, T, Tb):
-        n = min(Tb, T - s)
-        a, b = dA[:n], hs[:n]
-        torch.mul(dt[s:s + n, None, :], A2, out=a).exp2_()        # exp(dt_t A)      [n, N, E]
-        torch.mul(B[s:s + n, :, None], dtx[s:s + n, None, :], out=b)   # dt_t B_t x_t [n, N, E]
-        linear_scan_(a, b, h)                                       # b <- h_t     [n, N, E]
-        torch.bmm(C[s:s + n, None, :], b, out=y[s:s + n, None, :])  # C_t . h_t   [n, 1, E]
-        h = b[n - 1].clone()                                        # the tile buffers are reused
+    with one_thread(x.device.type == "cpu"):                        # tile-sized ops: no thread team
+        for s in range(0, T, Tb):
+            n = min(Tb, T - s)
+            a, b = dA[:n], hs[:n]
+            torch.mul(dt[s:s + n, None, :], A2, out=a).exp2_()      # exp(dt_t A)      [n, N, E]
+            torch.mul(B[s:s + n, :, None], dtx[s:s + n, None, :], out=b)   # dt_t B_t x_t [n, N, E]
+            linear_scan_(a, b, h)                                   # b <- h_t     [n, N, E]
+            torch.bmm(C[s:s + n, None, :], b, out=y[s:s + n, None, :])  # C_t . h_t [n, 1, E]
+            h = b[n - 1].clone()                                    # the tile buffers are reused
     y = torch.addcmul(y, x, D) * F.silu(z)
     return y, h.T.contiguous()
 
