@@ -85,11 +85,17 @@ def fingerprint(folder: Path, files: list[Path]) -> str:
     return h.hexdigest()
 
 
+# Narrowest input for which the column-major layout pays (bench/gemv.py: [512, 16] read 0.8x as fast).
+_MIN_COLUMN_MAJOR_IN = 64
+
+
 def gemv_layout(w: torch.Tensor) -> torch.Tensor:
     """w [out, in] -> the same values, column-major (a transposed view of an [in, out] buffer) when
-    on CPU with out > in. torch's CPU GEMV vectorises along the contiguous dimension: x @ W with W
-    [in, out] streams rows of `out` values, and for out > in that is the faster read."""
-    if w.device.type == "cpu" and w.dim() == 2 and w.shape[0] > w.shape[1] and w.stride(0) != 1:
+    on CPU with out > in >= 64. torch's CPU GEMV vectorises along the contiguous dimension: x @ W
+    with W [in, out] streams rows of `out` values, and for out > in that is the faster read
+    (2.3-2.5x for the bench model's wide matrices, bench/gemv.py)."""
+    out_dim, in_dim = (w.shape[0], w.shape[1]) if w.dim() == 2 else (0, 0)
+    if w.device.type == "cpu" and out_dim > in_dim >= _MIN_COLUMN_MAJOR_IN and w.stride(0) != 1:
         return w.t().contiguous().t()
     return w
 
@@ -139,7 +145,7 @@ def _mamba(src: _TensorSource, p: str, cfg: JambaConfig) -> MambaWeights:
     return MambaWeights(
         in_proj=src.linear(p + "in_proj.weight", 2 * E, D),
         in_proj_bias=src.get(p + "in_proj.bias", 2 * E) if cfg.mamba_proj_bias else None,
-        conv_w=gemv_layout(src.get(p + "conv1d.weight", E, 1, K)[:, 0, :]),
+        conv_w=_taps_by_position(src.get(p + "conv1d.weight", E, 1, K)[:, 0, :]),
         conv_b=src.get(p + "conv1d.bias", E) if cfg.mamba_conv_bias else None,
         x_proj=src.linear(p + "x_proj.weight", R + 2 * N, E),
         dt_proj=src.linear(p + "dt_proj.weight", E, R),
@@ -160,9 +166,15 @@ def _attention(src: _TensorSource, p: str, cfg: JambaConfig) -> AttentionWeights
     return AttentionWeights(qkv=_stack_rows(parts), o=src.linear(p + "o_proj.weight", D, H * Hd))
 
 
+def _taps_by_position(w: torch.Tensor) -> torch.Tensor:
+    """Conv taps [E, K], on CPU stored as a [K, E] buffer: each tap's E weights contiguous, which is
+    what the conv multiplies by (a row of inputs per tap)."""
+    return w.t().contiguous().t() if w.device.type == "cpu" else w
+
+
 def _stack_rows(parts: list[torch.Tensor]) -> torch.Tensor:
     """Matrices [o_i, D] -> [sum o_i, D] in one new buffer, already in `gemv_layout`."""
-    if parts[0].device.type == "cpu" and sum(t.shape[0] for t in parts) > parts[0].shape[1]:
+    if parts[0].device.type == "cpu" and sum(t.shape[0] for t in parts) > parts[0].shape[1] >= _MIN_COLUMN_MAJOR_IN:
         return torch.cat([t.t() for t in parts], dim=1).t()         # [D, sum o_i] buffer viewed as [sum o_i, D]
     return torch.cat(parts)
 
