@@ -40,11 +40,16 @@ class _AskRun:
     chat_id: int | None                      # None until the first event names the (new) chat
     cancel: threading.Event = field(default_factory=threading.Event)
     settled: threading.Event = field(default_factory=threading.Event)   # saved (or failed), stream closed
+    stopped: bool = False                    # the user pressed Stop (set before `cancel`)
 
 
 def _session_key(request: gr.Request | None) -> str:
     """Asks are tracked per browser session (Gradio's session hash)."""
     return str(getattr(request, "session_hash", None) or "")
+
+
+def _stopped_note(note: str) -> str:
+    return f'<div class="jd-progress-label" id="jd-stopped-note">{render.esc(note)}</div>'
 
 
 def _fail(err: Exception) -> gr.Error:
@@ -333,6 +338,13 @@ class Handlers:
             run.settled.set()
             if not closed:
                 self._untrack(key, run)
+        if run.stopped:
+            # Stop landed while this ask was between events: its last update may reach the page after
+            # `stopped`'s, so it shows the same thing (the saved chat and the note), not an empty bar.
+            out = self._view(ws_id, run.chat_id)
+            out[self.ui.prefill_html] = _stopped_note("Stopped.")
+            yield out
+            return
         if done is None or done.answer is None:
             raise gr.Error("The engine ended without an answer")
         out = self._view(ws_id, run.chat_id)
@@ -413,12 +425,13 @@ class Handlers:
             run = self._asks.pop(_session_key(request), None)
         note = "Stopped."
         if run is not None:
+            run.stopped = True
             run.cancel.set()               # the engine stops at its next check, even mid-prefill
             if not run.settled.wait(STOP_WAIT_S):
                 note = "Stopping\u2026 the engine has not let go yet; the question is saved when it does."
             chat_id = run.chat_id if run.chat_id is not None else chat_id
         out = self._view(ws_id, chat_id) if ws_id is not None else {}
-        out[self.ui.prefill_html] = f'<div class="jd-progress-label" id="jd-stopped-note">{render.esc(note)}</div>'
+        out[self.ui.prefill_html] = _stopped_note(note)
         return out
 
     # ---- source viewer --------------------------------------------------------------------

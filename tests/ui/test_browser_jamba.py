@@ -15,14 +15,19 @@ from tests.ui.live_server import start_server
 from tests.ui.pages import count, open_app, recorded, text_input, wait_rows
 
 MAX_CONTEXT = 4096      # small on purpose: the two documents do not fit
+SLOW_ENOUGH = dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=8, attn_layer_period=8,
+                   attn_layer_offset=4, num_attention_heads=8, num_key_value_heads=2, num_experts=4,
+                   num_experts_per_tok=2, expert_layer_period=2, expert_layer_offset=1)
 
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
     testing = pytest.importorskip("engine.testing", reason="engine/testing.py (write_tiny_checkpoint) not there")
     pytest.importorskip("app.answerers.jamba", reason="the jamba answerer is not there")
+    # Wider than the default tiny model so that reading ~4K tokens takes seconds (about 4.5 s here), not
+    # 0.2 s: Stop below must land while the model is still reading.
     return testing.write_tiny_checkpoint(tmp_path_factory.mktemp("tiny-jamba"), seed=0,
-                                         max_position_embeddings=MAX_CONTEXT)
+                                         max_position_embeddings=MAX_CONTEXT, **SLOW_ENOUGH)
 
 
 def test_flow_with_tiny_jamba(chromium, corpus, tmp_path, tiny_checkpoint, screenshots):

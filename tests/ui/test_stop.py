@@ -81,3 +81,20 @@ def test_stop_without_an_ask_shows_the_chat_as_it_is(ui):
     out = ui.h.stopped(ui.ws, chat_id, _session("c"))
     assert _bubbles(out) == _bubbles(finished)
     assert "(stopped)" not in _bubbles(out)[1][1]
+
+
+def test_an_ask_that_goes_on_after_stop_ends_showing_the_stop(ui):
+    """Gradio can deliver the cancelled ask's last update after `stopped`'s (seen in the browser test:
+    the note vanished). That update must show the stop as well: the saved chat and the note."""
+    gen, state = _ask_until_first_event(ui, _session("d"))
+    result = {}
+    stopper = threading.Thread(target=lambda: result.update(out=ui.h.stopped(ui.ws, state, _session("d"))))
+    stopper.start()
+    while not (ui.h._asks.get("d") is None):           # `stopped` has taken the run (and set its cancel)
+        threading.Event().wait(0.01)
+    updates = list(gen)                                 # the ask runs on to its end instead of being closed
+    stopper.join(10)
+    assert not stopper.is_alive()
+    last = updates[-1]
+    assert "Stopped." in last["prefill_html"] and "Stopped." in result["out"]["prefill_html"]
+    assert "(stopped)" in _bubbles(last)[1][1] and _bubbles(last) == _bubbles(result["out"])
