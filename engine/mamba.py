@@ -29,10 +29,10 @@ def causal_conv(x: Tensor, w: Tensor, b: Tensor | None, window: Tensor) -> tuple
     x [T, E]; w [E, K]; b [E]; window [K-1, E] (previous inputs) -> y [T, E], new window [K-1, E].
     """
     T, K = x.shape[0], w.shape[1]
-    xp = torch.cat([window.to(x.dtype), x], 0)                     # [T+K-1, E]
+    xp = torch.cat([window if window.dtype == x.dtype else window.to(x.dtype), x], 0)   # [T+K-1, E]
     if T == 1:                                                      # decode: one dot product per channel
         y = (xp * w.T).sum(0, keepdim=True)                         # [1, E]
-        return (y + b if b is not None else y), xp[1:]
+        return (y.add_(b) if b is not None else y), xp[1:]
     y = xp[0:T] * w[:, 0]
     for k in range(1, K):
         y.addcmul_(xp[k:k + T], w[:, k])                           # y += x[t-K+1+k] * w[k]
@@ -137,7 +137,7 @@ def mamba_mixer(w: MambaWeights, x: Tensor, window: Tensor, h0: Tensor, eps: flo
     xs, z = xz[:, :E], xz[:, E:]
     ks = kernels.select(x.device)                                   # torch ops or fused kernels
     xs, window = ks.conv(xs, w.conv_w, w.conv_b, window)
-    xs = F.silu(xs)                                                 # [T, E]
+    xs = F.silu(xs, inplace=True)                                   # [T, E] (a fresh conv output)
     dbc = F.linear(xs, w.x_proj)                                    # [T, R+2N]
     dbc = rms_norm_groups(dbc, w.dbc_norm, (R, N, N), eps)          # dt, B, C each normalised
     dt, B, C = dbc[:, :R], dbc[:, R:R + N].float(), dbc[:, R + N:].float()   # [T, R], [T, N], [T, N]

@@ -35,8 +35,8 @@ def forward_chunk(cfg: JambaConfig, w: ModelWeights, ids: Tensor, state: HybridS
                                        cfg.num_key_value_heads, cfg.head_dim)
         else:
             h, conv[i], ssm[i] = mamba_mixer(layer.mixer, h, conv[i], ssm[i], eps)
-        x = x + h
-        x = x + feed_forward(layer.ffn, rms_norm(x, layer.pre_ff_norm, eps))
+        x += h                                                          # x is this pass's own tensor
+        x += feed_forward(layer.ffn, rms_norm(x, layer.pre_ff_norm, eps))
     new_state = HybridState(state.n_tokens + ids.shape[0], conv, ssm, kv, state.offset, state.fingerprint)
     if logits == "none":
         return None, new_state

@@ -11,7 +11,7 @@ from .weights import MLPWeights, MoEWeights
 def mlp(w: MLPWeights, x: Tensor) -> Tensor:
     """x [T, D] -> [T, D]: down(silu(gate x) * up x)."""
     gate, up = F.linear(x, w.gate_up).chunk(2, dim=-1)              # [T, I] each
-    return F.linear(F.silu(gate) * up, w.down)
+    return F.linear(F.silu(gate).mul_(up), w.down)
 
 
 def route(router: Tensor, x: Tensor, top_k: int) -> tuple[Tensor, Tensor]:
