@@ -57,8 +57,18 @@ def attend(q: Tensor, k: Tensor, v: Tensor, past: int) -> Tensor:
         out = (o1.float() * torch.exp(l1 - lse).unsqueeze(-1)
                + o2.float() * torch.exp(l2 - lse).unsqueeze(-1)).to(q.dtype)
     else:
-        out = F.scaled_dot_product_attention(q4, k4, v4, attn_mask=causal_lower_right(T, L), scale=scale,
-                                             enable_gqa=True)
+        return attend_masked(q, k, v, past)
+    return out.squeeze(0)
+
+
+def attend_masked(q: Tensor, k: Tensor, v: Tensor, past: int) -> Tensor:
+    """A continuation (past > 0) in one SDPA call with the lower-right causal bias: what `attend`
+    runs off CPU (CUDA's flash / memory-efficient kernels take the bias) and on a torch without
+    the CPU flash op. q [H, T, Hd]; k, v [G, past+T, Hd] -> [H, T, Hd]."""
+    T, L = q.shape[1], k.shape[1]
+    out = F.scaled_dot_product_attention(q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0),
+                                         attn_mask=causal_lower_right(T, L), scale=q.shape[-1] ** -0.5,
+                                         enable_gqa=True)
     return out.squeeze(0)
 
 

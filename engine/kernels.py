@@ -14,8 +14,8 @@ On CUDA the fused ops wrap, by their documented signatures:
                                   delta_softplus, return_last_state)   -- always starts from h = 0
     mamba_ssm...selective_state_update(state (b, E, N) in place, x, dt (b, E), A, B, C (b, N), D, z,
                                        dt_bias, dt_softplus)
-and attention goes to SDPA with 4-D inputs (flash / memory-efficient kernels need them), using the
-lower-right causal bias when continuing from a cache.
+and attention is `attention.attend` on every device: 4-D SDPA (flash / memory-efficient kernels need
+4-D inputs), GQA query heads folded into rows for decode, the lower-right causal bias when continuing.
 
 Continuation stays exact although selective_scan_fn has no initial state: the decay is diagonal, so
 the contribution of h0 is added afterwards (`add_initial_state`, also run and tested on CPU).
@@ -91,26 +91,6 @@ def window_conv(conv_full: Callable[[Tensor], Tensor], x: Tensor, window: Tensor
     return conv_full(xp)[Km1:], xp[xp.shape[0] - Km1:].clone()
 
 
-# -- attention ----------------------------------------------------------------------------------
-
-def attend_sdpa_4d(q: Tensor, k: Tensor, v: Tensor, past: int) -> Tensor:
-    """q [H, T, Hd]; k, v [G, past+T, Hd] -> [H, T, Hd], via 4-D SDPA so CUDA can use flash or
-    memory-efficient kernels (3-D inputs fall back to the math kernel). A continuation uses the
-    lower-right causal bias instead of a materialised [T, L] mask."""
-    from torch.nn.attention.bias import causal_lower_right
-    T, L = q.shape[1], k.shape[1]
-    scale = q.shape[-1] ** -0.5
-    q4, k4, v4 = q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0)     # [1, H|G, T|L, Hd]
-    if T == 1:                                                       # decode: the one query sees every key
-        out = F.scaled_dot_product_attention(q4, k4, v4, scale=scale, enable_gqa=True)
-    elif past == 0:
-        out = F.scaled_dot_product_attention(q4, k4, v4, is_causal=True, scale=scale, enable_gqa=True)
-    else:
-        out = F.scaled_dot_product_attention(q4, k4, v4, attn_mask=causal_lower_right(T, L), scale=scale,
-                                             enable_gqa=True)
-    return out.squeeze(0)
-
-
 # -- wrappers around the fused kernels ------------------------------------------------------------
 
 def fused_kernels(selective_scan_fn: Callable | None = None, selective_state_update: Callable | None = None,
@@ -156,7 +136,7 @@ def fused_kernels(selective_scan_fn: Callable | None = None, selective_state_upd
         names["step"] = label or "mamba_ssm"
 
     if attend is not None:
-        names["attention"] = label or "sdpa_4d"
+        names["attention"] = label or getattr(attend, "__name__", "custom")
     return KernelSet(conv, scan, step, attend or base.attend, names)
 
 
@@ -212,7 +192,7 @@ def select(device: torch.device | str) -> KernelSet:
 def _choose(kind: str) -> KernelSet:
     if kind != "cuda" or os.environ.get("JAMBADOCS_KERNELS", "auto").lower() == "torch":
         return torch_kernels()
-    ks = fused_kernels(**installed_kernels(), attend=attend_sdpa_4d)
+    ks = fused_kernels(**installed_kernels())                       # attention: attention.attend, as on CPU
     log.info("engine kernels on cuda: %s", ks.names)
     return ks
 

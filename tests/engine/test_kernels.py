@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from engine import kernels
-from engine.attention import attend
+from engine.attention import attend, attend_masked
 from engine.mamba import causal_conv, ssm_scan, ssm_step
 
 
@@ -61,12 +61,12 @@ def _reference_kernels() -> kernels.KernelSet:
     return kernels.fused_kernels(selective_scan_fn=mj.mamba_selective_scan,
                                  selective_state_update=mj.mamba_selective_state_update,
                                  causal_conv1d_fn=mj.causal_conv1d_fn, causal_conv1d_update=mj.causal_conv1d_update,
-                                 attend=kernels.attend_sdpa_4d, label="reference")
+                                 label="reference")
 
 
 def test_fused_wrappers_match_torch_ops():
     ks = _reference_kernels()
-    assert ks.names == {"conv": "reference", "scan": "reference", "step": "reference", "attention": "reference"}
+    assert ks.names == {"conv": "reference", "scan": "reference", "step": "reference", "attention": "sdpa"}
     x, dt, A, B, C, D, z, h0 = _scan_inputs(40, seed=2)
     y, h = ks.scan(x, dt, A, B, C, D, z, h0)
     y_ref, h_ref = ssm_scan(x, dt, A, B, C, D, z, h0)
@@ -92,12 +92,13 @@ def test_fused_wrappers_match_torch_ops():
 
 
 @pytest.mark.parametrize("T,past", [(7, 0), (7, 5), (1, 9), (3, 40)])
-def test_sdpa_4d_matches_masked_attention(T, past):
+def test_masked_attention_call_matches_attend(T, past):
+    """The one-call masked form that CUDA runs for a continuation equals the CPU path's split form."""
     g = torch.Generator().manual_seed(4)
     H, G, Hd = 4, 2, 16
     q = torch.randn(H, T, Hd, generator=g)
     k, v = torch.randn(G, past + T, Hd, generator=g), torch.randn(G, past + T, Hd, generator=g)
-    torch.testing.assert_close(kernels.attend_sdpa_4d(q, k, v, past), attend(q, k, v, past), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(attend_masked(q, k, v, past), attend(q, k, v, past), atol=1e-5, rtol=1e-5)
 
 
 def test_cpu_selects_torch_path_and_no_kernels_import_here():
@@ -106,7 +107,8 @@ def test_cpu_selects_torch_path_and_no_kernels_import_here():
     assert ks.scan is ssm_scan and ks.attend is attend
     if not kernels.installed_kernels():                               # this machine: no CUDA builds
         cuda = kernels._choose("cuda")                                # what a GPU without mamba-ssm would run
-        assert cuda.names == {"conv": "torch", "scan": "torch", "step": "torch", "attention": "sdpa_4d"}
+        assert cuda.names == {"conv": "torch", "scan": "torch", "step": "torch", "attention": "sdpa"}
+        assert cuda.attend is attend                                  # the same attention code as on CPU
 
 
 def test_env_forces_torch_path_on_cuda(monkeypatch):
