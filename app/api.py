@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials, HTTPBearer, HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
 
@@ -27,6 +27,12 @@ from app.api_stream import iterate_in_thread, sse
 
 API_VERSION = "1"
 DOCS_URL, OPENAPI_URL = "/api/docs", "/api/openapi.json"
+_DOCS_ASSETS = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css", "favicon.png": "image/png"}
+
+
+def _docs_assets_dir() -> Path:
+    import fastapi_offline
+    return Path(fastapi_offline.__file__).parent / "static"
 _UPLOAD_CHUNK = 1 << 20
 
 
@@ -166,7 +172,19 @@ def create_router(services: Any, auth: AuthSpec = None) -> APIRouter:
 
     @public.get(DOCS_URL, include_in_schema=False)
     def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url=OPENAPI_URL, title="jambadocs API")
+        assets = f"{DOCS_URL}/assets"
+        return get_swagger_ui_html(openapi_url=OPENAPI_URL, title="jambadocs API",
+                                   swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{assets}/swagger-ui.css",
+                                   swagger_favicon_url=f"{assets}/favicon.png")
+
+    @public.get(DOCS_URL + "/assets/{name}", include_in_schema=False)
+    def docs_asset(name: str) -> FileResponse:
+        """Swagger UI's script, stylesheet and icon from the fastapi-offline package, not a CDN:
+        the docs page works on a machine with no internet, like the rest of the app."""
+        if name not in _DOCS_ASSETS:
+            raise ApiError(404, "not_found", f"no docs asset {name!r}")
+        return FileResponse(_docs_assets_dir() / name, media_type=_DOCS_ASSETS[name])
 
     router = APIRouter()
     router.include_router(public)

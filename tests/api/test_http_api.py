@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 import time
 
@@ -140,6 +141,15 @@ def test_openapi_docs(server):
     assert {s["scheme"] for s in schemes.values()} == {"basic", "bearer"}
     page = httpx.get(f"{server.url}/api/docs")
     assert page.status_code == 200 and "/api/openapi.json" in page.text
+    # Swagger UI comes from this server, not a CDN: the page works offline
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert assets and all(a.startswith("/api/docs/assets/") for a in assets), assets
+    for asset in assets:
+        r = httpx.get(f"{server.url}{asset}")
+        assert r.status_code == 200 and len(r.content) > 1000, asset
+    assert "swagger-ui-bundle.js" in " ".join(assets) and "swagger-ui.css" in " ".join(assets)
+    missing = httpx.get(f"{server.url}/api/docs/assets/..%2F..%2Fcore.py")
+    assert missing.status_code == 404 and missing.json()["error"]["reason"] == "not_found"
 
 
 def test_basic_header_built_by_hand(server, credentials):
