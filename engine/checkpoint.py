@@ -1,14 +1,15 @@
 """Load a Hugging Face Jamba checkpoint folder: config, memory-mapped safetensors, fingerprint.
 
 `safe_open(...).get_tensor` maps the file (pages are read on first touch), so weights kept in the
-checkpoint's dtype on CPU are never copied; a dtype or device change makes exactly one copy per
-tensor. Both the hub layout (per-expert tensors) and transformers-5's fused expert layout
+checkpoint's dtype on CPU are not copied (except as below); a dtype or device change makes one copy
+per tensor. Both the hub layout (per-expert tensors) and transformers-5's fused expert layout
 (`experts.gate_up_proj` [X, 2I, D], `experts.down_proj` [X, D, I]) are read; fused ones are sliced
 into per-expert views without copying. Each MLP's gate and up matrices are stored as one
 [2I, D] matrix, and q, k, v as one [(H+2G) Hd, D] matrix (one matmul each): a copy, except for
 transformers-5's fused experts on GPU.
 
-On CPU, a linear weight with more outputs than inputs is stored column-major (`gemv_layout`):
+On CPU, a linear weight with more outputs than inputs (and at least 64 inputs) is stored
+column-major (`gemv_layout`):
 torch's one-row matmul (decode) reads it 2-2.5x faster that way, and prefill's matmuls run at
 the same speed either way (bench/gemv.py). That is one copy of those matrices, made in place of
 the memory-mapped original (never two copies held).
