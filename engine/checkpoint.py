@@ -9,10 +9,10 @@ into per-expert views without copying. Each MLP's gate and up matrices are store
 transformers-5's fused experts on GPU.
 
 On CPU, a linear weight with more outputs than inputs (and at least 64 inputs) is stored
-column-major (`gemv_layout`):
-torch's one-row matmul (decode) reads it 2-2.5x faster that way, and prefill's matmuls run at
-the same speed either way (bench/gemv.py). That is one copy of those matrices, made in place of
-the memory-mapped original (never two copies held).
+column-major (`gemv_layout`): torch's one-row matmul (decode) reads it 2-2.5x faster that way,
+and prefill's matmuls run at the same speed either way (bench/gemv.py). That is one copy of
+those matrices, made in place of the memory-mapped original (never two copies held once loading
+ends).
 """
 from __future__ import annotations
 
