@@ -8,7 +8,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from app import db
-from app.errors import NotFound
 from app.records import ChatInfo, CitationInfo, MessageInfo, _utc
 
 if TYPE_CHECKING:
@@ -96,7 +95,4 @@ class ChatService:
 
     @staticmethod
     def _row(s, chat_id: int) -> db.Chat:
-        chat = s.get(db.Chat, chat_id)
-        if chat is None:
-            raise NotFound(f"chat {chat_id} does not exist")
-        return chat
+        return db.get_row(s, db.Chat, chat_id, "chat")

@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-from app.errors import AppError
+from app.errors import AppError, NotFound
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -49,6 +49,14 @@ def _plain(value: Any) -> Any:
 
 class Base(DeclarativeBase):
     pass
+
+
+def get_row(s: Session, model: type, row_id: int, what: str):
+    """The `model` row with primary key `row_id`, or NotFound("<what> <id> does not exist")."""
+    row = s.get(model, row_id)
+    if row is None:
+        raise NotFound(f"{what} {row_id} does not exist")
+    return row
 
 
 class Workspace(Base):

@@ -215,10 +215,7 @@ class DocumentService:
 
     @staticmethod
     def _row(s, doc_id: int) -> db.Document:
-        row = s.get(db.Document, doc_id)
-        if row is None:
-            raise NotFound(f"document {doc_id} does not exist")
-        return row
+        return db.get_row(s, db.Document, doc_id, "document")
 
     @staticmethod
     def _info(row: db.Document, index: int, tokens: int | None, cached: bool) -> DocumentInfo:

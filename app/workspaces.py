@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from app import db
-from app.errors import Conflict, InvalidInput, NotFound
+from app.errors import Conflict, InvalidInput
 from app.records import WorkspaceInfo, _utc
 
 if TYPE_CHECKING:
@@ -100,7 +100,4 @@ class WorkspaceService:
 
     @staticmethod
     def _row(s, ws_id: int) -> db.Workspace:
-        ws = s.get(db.Workspace, ws_id)
-        if ws is None:
-            raise NotFound(f"workspace {ws_id} does not exist")
-        return ws
+        return db.get_row(s, db.Workspace, ws_id, "workspace")
