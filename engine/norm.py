@@ -20,9 +20,9 @@ def rms_norm(x: Tensor, w: Tensor, eps: float) -> Tensor:
 def _group_matrices(sizes: tuple[int, ...], device: torch.device) -> tuple[Tensor, Tensor]:
     """-> mean [S, g] (column j averages group j's entries), spread [g, S] (copies group j's value
     back to its entries); S = sum(sizes)."""
-    spread = torch.block_diag(*[torch.ones(1, n) for n in sizes]).to(device)          # [g, S]
-    mean = (spread / torch.tensor(sizes, dtype=torch.float32)[:, None]).T.contiguous().to(device)
-    return mean, spread
+    spread = torch.block_diag(*[torch.ones(1, n) for n in sizes])                     # [g, S] (built on CPU)
+    mean = (spread / torch.tensor(sizes, dtype=torch.float32)[:, None]).T.contiguous()
+    return mean.to(device), spread.to(device)
 
 
 def rms_norm_groups(x: Tensor, w: Tensor, sizes: tuple[int, ...], eps: float) -> Tensor:

@@ -64,6 +64,16 @@ def test_grouped_rms_norm_equals_one_norm_per_group():
     assert torch.isfinite(rms_norm_groups(tiny, w, sizes, 1e-6)).all()
 
 
+def test_group_matrices_are_built_for_any_device():
+    """Built on CPU, then moved: mixing devices while building would fail on a GPU ("meta" stands in)."""
+    from engine.norm import _group_matrices
+    mean, spread = _group_matrices((2, 3), torch.device("meta"))
+    assert mean.device.type == spread.device.type == "meta" and mean.shape == (5, 2) and spread.shape == (2, 5)
+    mean, spread = _group_matrices((2, 3), torch.device("cpu"))
+    torch.testing.assert_close(torch.ones(1, 5) @ mean, torch.ones(1, 2))          # each column averages its group
+    torch.testing.assert_close(torch.tensor([[1.0, 2.0]]) @ spread, torch.tensor([[1.0, 1, 2, 2, 2]]))
+
+
 def test_one_thread_restores_the_thread_count_under_concurrency():
     before = torch.get_num_threads()
     torch.set_num_threads(2)
