@@ -48,9 +48,6 @@ def _session_key(request: gr.Request | None) -> str:
     return str(getattr(request, "session_hash", None) or "")
 
 
-def _stopped_note(note: str) -> str:
-    return f'<div class="jd-progress-label" id="jd-stopped-note">{render.esc(note)}</div>'
-
 
 def _fail(err: Exception) -> gr.Error:
     return gr.Error(str(err) or err.__class__.__name__, print_exception=False)
@@ -341,9 +338,7 @@ class Handlers:
         if run.stopped:
             # Stop landed while this ask was between events: its last update may reach the page after
             # `stopped`'s, so it shows the same thing (the saved chat and the note), not an empty bar.
-            out = self._view(ws_id, run.chat_id)
-            out[self.ui.prefill_html] = _stopped_note("Stopped.")
-            yield out
+            yield self._stopped_view(ws_id, run.chat_id, "Stopped.")
             return
         if done is None or done.answer is None:
             raise gr.Error("The engine ended without an answer")
@@ -430,8 +425,12 @@ class Handlers:
             if not run.settled.wait(STOP_WAIT_S):
                 note = "Stopping\u2026 the engine has not let go yet; the question is saved when it does."
             chat_id = run.chat_id if run.chat_id is not None else chat_id
+        return self._stopped_view(ws_id, chat_id, note)
+
+    def _stopped_view(self, ws_id: int | None, chat_id: int | None, note: str) -> dict:
+        """The chat as saved (the answer labelled "(stopped)") and `note` where the progress bar was."""
         out = self._view(ws_id, chat_id) if ws_id is not None else {}
-        out[self.ui.prefill_html] = _stopped_note(note)
+        out[self.ui.prefill_html] = f'<div class="jd-progress-label" id="jd-stopped-note">{render.esc(note)}</div>'
         return out
 
     # ---- source viewer --------------------------------------------------------------------
