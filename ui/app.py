@@ -18,10 +18,16 @@ from ui.handlers import UPLOAD_TYPES, Handlers  # noqa: E402
 from ui.theme import SCROLL_TO_PASSAGE  # noqa: E402
 
 
+TEMP_FILES_MAX_AGE_S = 3600
+
+
 def build_ui(services) -> gr.Blocks:
     """The whole browser UI over one Services object."""
     h = Handlers(services)
-    with gr.Blocks(title="jambadocs", fill_width=True, analytics_enabled=False) as demo:
+    # Gradio's temporary files (page images shown in the viewer) go after an hour, and all at shutdown;
+    # uploads are deleted as soon as they are read (Handlers.upload).
+    with gr.Blocks(title="jambadocs", fill_width=True, analytics_enabled=False,
+                   delete_cache=(TEMP_FILES_MAX_AGE_S, TEMP_FILES_MAX_AGE_S)) as demo:
         prefs = gr.BrowserState({"ws": None, "chat": None}, storage_key="jambadocs-ui")
         ws_id = gr.State(None)
         chat_id = gr.State(None)

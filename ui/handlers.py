@@ -33,6 +33,22 @@ MAX_TRACKED = 256              # closed asks kept for `stopped` (a page closed m
 STOP_WAIT_S = 30.0             # Stop waits this long for the ask to let go (engine load is not stoppable)
 
 
+def drop_upload_copy(path: str | Path) -> bool:
+    """Delete Gradio's temporary copy of an uploaded file (and its folder, when empty) once the file
+    has been read. Only files inside Gradio's upload folder are touched, never a file of the user's."""
+    from gradio.utils import get_upload_folder
+    root, path = Path(get_upload_folder()).resolve(), Path(path).resolve()
+    if root not in path.parents:
+        return False
+    path.unlink(missing_ok=True)
+    if path.parent != root:                    # Gradio keeps each upload in a folder of its own
+        try:
+            path.parent.rmdir()
+        except OSError:                        # not empty: another file with the same content
+            pass
+    return True
+
+
 @dataclass
 class _AskRun:
     """One session's ask in flight, shared with `Handlers.stopped`."""
@@ -284,6 +300,7 @@ class Handlers:
                     row.message = render.ingest_error_text(err, row.filename)
                 break
             worker.join()
+            drop_upload_copy(path)        # the workspace keeps its own copy; Gradio's would linger in /tmp
             out = self._view(ws_id, chat_id, chat=False) if row.status == "added" else {}
             out[self.ui.uploads] = render.upload_progress(rows)
             yield out                     # the documents panel grows file by file

@@ -1,0 +1,59 @@
+"""Upload handler, in process over real Services: Gradio's temporary copies of uploaded files are
+deleted once read (added or refused), the workspace keeps its own copy, and files outside Gradio's
+upload folder are never touched."""
+from __future__ import annotations
+
+import shutil
+from types import SimpleNamespace
+
+import pytest
+
+from app.config import Settings
+from app.services import Services
+from ui.handlers import Handlers, drop_upload_copy
+
+COMPONENTS = ("ws_dd", "docs_html", "budget_html", "doc_dd", "chat_dd", "chatbot", "export_btn", "stats_html",
+              "ws_id", "chat_id", "prefs", "question", "prefill_html", "uploads", "files", "password")
+
+
+@pytest.fixture
+def ui(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))      # where Gradio puts uploads
+    svc = Services(Settings.from_env(data_dir=tmp_path / "data", engine="extractive"))
+    ws = svc.workspaces.create("w")
+    h = Handlers(svc)
+    h.bind(**{name: name for name in COMPONENTS})
+    yield SimpleNamespace(svc=svc, ws=ws.id, h=h, upload_dir=tmp_path / "gradio")
+    svc.close()
+
+
+def _as_gradio_upload(src, upload_dir, folder: str):
+    """Put a copy where Gradio's upload route would: <upload folder>/<hash>/<file name>."""
+    dest = upload_dir / folder / src.name
+    dest.parent.mkdir(parents=True)
+    shutil.copyfile(src, dest)
+    return dest
+
+
+def test_uploaded_copies_are_deleted_once_read(ui, corpus):
+    good = _as_gradio_upload(corpus / "pari-refcard.pdf", ui.upload_dir, "a1")
+    bad = _as_gradio_upload(corpus / "fake.pdf", ui.upload_dir, "b2")
+    updates = list(ui.h.upload([str(good), str(bad)], ui.ws, None, None))
+    assert "added" in updates[-2]["uploads"] and "jd-up-error" in updates[-2]["uploads"]
+    assert not good.exists() and not bad.exists()
+    assert not (ui.upload_dir / "a1").exists() and not (ui.upload_dir / "b2").exists()
+    assert ui.upload_dir.is_dir()                                      # Gradio's folder itself stays
+    [doc] = ui.svc.documents.list(ui.ws)                               # the workspace kept its own copy
+    assert doc.filename == "pari-refcard.pdf" and doc.pages == 4
+    assert ui.svc.documents.page(doc.id, 1).text
+    assert ui.svc.documents.file_path(doc.id).read_bytes() == (corpus / "pari-refcard.pdf").read_bytes()
+
+
+def test_files_outside_the_upload_folder_are_left_alone(ui, corpus, tmp_path):
+    mine = tmp_path / "mine" / "pari-refcard.pdf"
+    mine.parent.mkdir()
+    shutil.copyfile(corpus / "pari-refcard.pdf", mine)
+    list(ui.h.upload([str(mine)], ui.ws, None, None))
+    assert mine.exists() and len(ui.svc.documents.list(ui.ws)) == 1
+    assert drop_upload_copy(mine) is False and mine.exists()
+    assert drop_upload_copy(ui.upload_dir / ".." / "mine" / "pari-refcard.pdf") is False and mine.exists()
