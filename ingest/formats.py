@@ -44,16 +44,28 @@ class TextContent:
 
 # ---------------------------------------------------------------- decoding
 
+# When several charsets read the bytes with the same (lowest) chaos, charset-normalizer breaks the
+# tie by its language guess, which on short Western European text can pick cp1250 ("crème" becomes
+# "crčme") or even hp_roman8. Windows-1252, by far the most used legacy charset, wins such ties.
+PREFERRED_ON_TIE = ("cp1252", "latin_1")
+
+
 def decode_text(data: bytes, path: str | Path) -> str:
     """Bytes of a text file to str: UTF-8 (with or without BOM), else the charset charset-normalizer
-    finds; binary data is refused as `unsupported`."""
+    finds (Windows-1252 among equally plausible ones); binary data is refused as `unsupported`."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         pass
-    best = charset_normalizer.from_bytes(data).best()
+    matches = charset_normalizer.from_bytes(data)
+    best = matches.best()
     if best is None:
         raise IngestError("unsupported", path, "binary data, not text in any known encoding")
+    least_chaos = min(m.chaos for m in matches)
+    for encoding in PREFERRED_ON_TIE:
+        for m in matches:               # could_be_from_charset: the charsets giving this same text
+            if m.chaos == least_chaos and encoding in m.could_be_from_charset:
+                return str(m)
     return str(best)
 
 

@@ -1,6 +1,8 @@
 """Page-less formats become sections (at headings) or fixed-size parts, and say which."""
 from __future__ import annotations
 
+import pytest
+
 import zipfile
 from pathlib import Path
 
@@ -83,6 +85,20 @@ def test_plain_text_parts_and_encoding(tmp_path):
     assert all(p.text.startswith("Paragraph ") for p in doc.pages)
     assert "\n\n".join(p.text for p in doc.pages) == "\n\n".join(s.strip() for s in paragraphs)
     assert doc.title.startswith("Paragraph 0")
+
+
+@pytest.mark.parametrize("text,encoding", [
+    ("Café, crème brûlée et élève naïve: 5 € à Noël.\nLe résumé est prêt.", "cp1252"),
+    ("El niño comió piña en España, ¿verdad? Señor Muñoz.", "latin-1"),
+    ("Die Größe der Datei beträgt 12 MB. Über Äpfel und Öl.", "latin-1"),
+    ("Příliš žluťoučký kůň úpěl ďábelské ódy. Večeře bude v osm hodin.", "cp1250"),
+    ("Съешь же ещё этих мягких французских булок, да выпей чаю.", "cp1251"),
+    ("השועל החום המהיר קופץ מעל הכלב העצלן. המסמך הזה מכיל מידע חשוב.", "cp1255"),
+])
+def test_legacy_encodings_are_read_as_written(tmp_path, text, encoding):
+    txt = tmp_path / "legacy.txt"
+    txt.write_bytes(text.encode(encoding))
+    assert read_document(txt).pages[0].text == text
 
 
 def test_long_section_is_cut_into_continued_pieces(tmp_path):
