@@ -139,7 +139,7 @@ def cmd_ingest(args) -> int:
             print(f"already there [doc {doc.index}] {doc.filename} (same content as {name})")
             continue
         known.add(doc.id)
-        print(f"added [doc {doc.index}] {doc.filename}: {doc.pages} {doc.unit}s "
+        print(f"added [doc {doc.index}] {doc.filename}: {doc.extent} "
               f"({doc.title}) to workspace {ws.name!r}")
     if failed:
         print(f"jambadocs: {failed} of {len(files)} files not added", file=sys.stderr)
@@ -259,7 +259,7 @@ def cmd_docs(args) -> int:
     if not rows:
         print(f"workspace {ws.name!r} has no documents")
     for d in rows:
-        print(f"[doc {d.index}] {d.filename}\t{d.pages} {d.unit}s\t{d.title}")
+        print(f"[doc {d.index}] {d.filename}\t{d.extent}\t{d.title}")
     return EXIT_OK
 
 

@@ -48,6 +48,11 @@ class DocumentInfo(_Record):
     added_at: datetime
     size_bytes: int = 0
 
+    @property
+    def extent(self) -> str:
+        """"1 page", "12 sections", "3 parts"."""
+        return f"{self.pages} {self.unit}{'' if self.pages == 1 else 's'}"
+
 
 @dataclass
 class PageInfo(_Record):

@@ -64,8 +64,7 @@ def chat_markdown(workspace: str, chat: ChatInfo | None, messages: Sequence[Mess
     if not documents:
         lines.append("(no documents)")
     for d in documents:
-        unit = d.unit + ("s" if d.pages != 1 else "")
-        lines.append(f"{d.index}. **{d.title or d.filename}** ({d.filename}), {d.pages} {unit}, "
+        lines.append(f"{d.index}. **{d.title or d.filename}** ({d.filename}), {d.extent}, "
                      f"sha256 `{d.content_hash[:16]}`")
     return "\n".join(lines).rstrip() + "\n"
 

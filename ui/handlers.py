@@ -288,8 +288,7 @@ class Handlers:
                                        f"\u201c{info.title or info.filename}\u201d (same content)")
                     else:
                         row.status = "added"
-                        unit = info.unit + ("s" if info.pages != 1 else "")
-                        row.message = f"added: {info.pages} {unit}" + (
+                        row.message = f"added: {info.extent}" + (
                             f", {render.fmt_tokens(info.tokens)} tokens" if info.tokens else "")
                 else:
                     err = rest[0]

@@ -167,12 +167,11 @@ def documents_table(docs: Sequence[DocumentInfo], budget: BudgetInfo | None) -> 
         elif state == "retrieval":
             pills.append('<span class="jd-pill jd-warn" title="over the context: only its most relevant '
                          'pages are used">retrieval</span>')
-        unit = doc.unit + ("s" if doc.pages != 1 else "")
         rows.append(
             f'<tr data-doc-id="{doc.id}"><td class="jd-n">{doc.index}</td>'
             f'<td><div class="jd-title">{esc(doc.title or doc.filename)}</div>'
             f'<div class="jd-file">{esc(doc.filename)} {" ".join(pills)}</div></td>'
-            f'<td class="jd-pages">{doc.pages} {esc(unit)}</td>'
+            f'<td class="jd-pages">{esc(doc.extent)}</td>'
             f'<td class="jd-tokens">{fmt_tokens(doc.tokens)}</td></tr>')
     return ('<div class="jd-docs" id="jd-docs"><table><thead><tr><th>#</th><th>document</th>'
             '<th>pages</th><th>tokens</th></tr></thead><tbody>'

@@ -21,11 +21,11 @@ def run(tmp_path, capsys, monkeypatch):
     return _run
 
 
-def test_ingest_reports_bad_files_and_adds_the_rest(run, corpus):
+def test_ingest_reports_bad_files_and_adds_the_rest(run, corpus, tmp_path):
     code, out, err = run("ingest", "-w", "lib", str(corpus / "fake.pdf"), str(corpus / "pari-refcard.pdf"),
                          str(corpus / "encrypted.pdf"), str(corpus / "hsaur-inference.pdf"))
     assert code == 1
-    assert "added [doc 1] pari-refcard.pdf" in out and "added [doc 2] hsaur-inference.pdf" in out
+    assert "added [doc 1] pari-refcard.pdf: 4 pages" in out and "added [doc 2] hsaur-inference.pdf: 15 pages" in out
     lines = err.strip().splitlines()
     assert any("fake.pdf: not added" in line and "PDF" in line for line in lines)
     assert any("encrypted.pdf: not added" in line and "password" in line.lower() for line in lines)
@@ -36,6 +36,10 @@ def test_ingest_reports_bad_files_and_adds_the_rest(run, corpus):
     assert docs[1]["pages"] == 15 and docs[1]["unit"] == "page"
     code, out, _ = run("workspaces")
     assert code == 0 and out.startswith("lib\t2 documents")
+    note = tmp_path / "note.txt"                                      # one part: "1 part", not "1 parts"
+    note.write_text("A short note about the refcard.", encoding="utf-8")
+    code, out, _ = run("ingest", "-w", "lib", str(note))
+    assert code == 0 and "added [doc 3] note.txt: 1 part (" in out, out
     code, out, _ = run("ingest", "-w", "lib", str(corpus / "hsaur-inference.pdf"))
     assert code == 0 and out.startswith("already there [doc 2] hsaur-inference.pdf")
 
