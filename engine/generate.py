@@ -17,10 +17,12 @@ if TYPE_CHECKING:
 
 
 def sample(logits: Tensor, temperature: float, top_p: float, gen: torch.Generator | None) -> int:
-    """logits [V] -> token id; temperature <= 0 is greedy."""
+    """logits [V] -> token id; temperature <= 0 is greedy. Sampling runs on the CPU with a CPU
+    generator (a CPU generator cannot drive a CUDA multinomial), so a seed gives the same tokens on
+    any device."""
     if temperature <= 0:
         return int(torch.argmax(logits))
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    probs = torch.softmax(logits.float().cpu() / temperature, dim=-1)
     if top_p < 1.0:
         sorted_p, order = torch.sort(probs, descending=True)
         keep = (torch.cumsum(sorted_p, 0) - sorted_p) < top_p       # always keeps the top token

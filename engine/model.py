@@ -58,7 +58,7 @@ def prefill(cfg: JambaConfig, w: ModelWeights, ids: Tensor, state: HybridState, 
     if state.n_tokens + T > cfg.max_position_embeddings:
         raise EngineError(f"{state.n_tokens + T} tokens exceed the model's context of {cfg.max_position_embeddings}")
     if T == 0:
-        return (torch.empty(0, cfg.vocab_size) if logits == "all" else None), state
+        return (torch.empty(0, cfg.vocab_size, device=ids.device) if logits == "all" else None), state
     state = HybridState(state.n_tokens, state.conv, state.ssm,
                         {i: r.reserve(T) for i, r in state.kv.items()}, 0, state.fingerprint)
     outs = []
