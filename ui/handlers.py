@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 UPLOAD_TYPES = [".pdf", ".txt", ".md", ".markdown", ".html", ".htm", ".docx"]
 DEFAULT_WORKSPACE = "My documents"
+# The page always opens a workspace (it makes one when there is none), so no workspace means the
+# first paint has not arrived yet.
+NO_WORKSPACE = "No workspace is open yet (the page may still be loading): wait a moment, or pick or create one"
 STREAM_EVERY_S = 0.05          # at most ~20 chat repaints per second while tokens stream
 MAX_TRACKED = 256              # closed asks kept for `stopped` (a page closed mid-answer never sends Stop)
 STOP_WAIT_S = 30.0             # Stop waits this long for the ask to let go (engine load is not stoppable)
@@ -252,7 +255,7 @@ class Handlers:
         if not paths:
             return
         if ws_id is None:
-            raise gr.Error("Create or pick a workspace first")
+            raise gr.Error(NO_WORKSPACE)
         rows = [render.UploadRow(Path(p).name) for p in paths]
         yield {self.ui.uploads: render.upload_progress(rows)}
         for row, path in zip(rows, paths):
@@ -334,7 +337,7 @@ class Handlers:
         if not question:
             raise gr.Error("Type a question first")
         if ws_id is None:
-            raise gr.Error("Create or pick a workspace first")
+            raise gr.Error(NO_WORKSPACE)
         shown = list(history or []) + [{"role": "user", "content": question},
                                        {"role": "assistant", "content": "\u2026"}]
         run, key = _AskRun(chat_id=chat_id), _session_key(request)

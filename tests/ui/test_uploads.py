@@ -57,3 +57,12 @@ def test_files_outside_the_upload_folder_are_left_alone(ui, corpus, tmp_path):
     assert mine.exists() and len(ui.svc.documents.list(ui.ws)) == 1
     assert drop_upload_copy(mine) is False and mine.exists()
     assert drop_upload_copy(ui.upload_dir / ".." / "mine" / "pari-refcard.pdf") is False and mine.exists()
+
+
+def test_an_upload_or_question_before_the_page_has_a_workspace_says_so(ui, corpus):
+    import gradio as gr
+    for events in (ui.h.upload([str(corpus / "pari-refcard.pdf")], None, None, None),
+                   ui.h.ask("What is it about?", None, None, [], None)):
+        with pytest.raises(gr.Error, match="still be loading"):
+            next(events)
+    assert ui.svc.documents.list(ui.ws) == []
