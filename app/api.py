@@ -137,6 +137,11 @@ def create_router(services: Any, auth: AuthSpec = None) -> APIRouter:
     def list_chats(workspace: str) -> list[dict]:
         return [c.to_dict() for c in services.chats.list(find_workspace(services, workspace).id)]
 
+    @private.delete("/api/chats/{chat_id}", status_code=204, tags=["chats"],
+                    summary="Delete a chat and its messages")
+    def delete_chat(chat_id: int) -> None:
+        services.chats.delete(chat_id)
+
     @private.get("/api/chats/{chat_id}/messages", tags=["chats"], summary="Messages of a chat")
     def chat_messages(chat_id: int) -> list[dict]:
         return [m.to_dict() for m in services.chats.messages(chat_id)]

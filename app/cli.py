@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-w", "--workspace", required=True)
     sp.add_argument("--json", action="store_true")
 
+    sp = cmd("chats", "list a workspace's chats (ids for ask --chat), or delete one")
+    sp.add_argument("-w", "--workspace", required=True)
+    sp.add_argument("--delete", type=int, metavar="CHAT_ID", help="delete this chat and its messages")
+    sp.add_argument("--json", action="store_true")
+
     sp = cmd("cache", "state cache: stats or clear")
     sp.add_argument("action", choices=("stats", "clear"))
     sp.add_argument("--json", action="store_true")
@@ -199,7 +204,7 @@ def cmd_ask(args) -> int:
         bar.close()
     assert final is not None
     if args.json:
-        print(json.dumps(ask_json(final), ensure_ascii=False, indent=2))
+        print(json.dumps({**ask_json(final), "chat_id": final.chat_id}, ensure_ascii=False, indent=2))
         return EXIT_OK
     if not stream:
         print(final.text, end="")
@@ -263,6 +268,26 @@ def cmd_docs(args) -> int:
     return EXIT_OK
 
 
+def cmd_chats(args) -> int:
+    svc = _services(args)
+    ws = _workspace(svc, args.workspace)
+    if args.delete is not None:
+        if args.delete not in {c.id for c in svc.chats.list(ws.id)}:
+            raise CliError(f"workspace {ws.name!r} has no chat {args.delete} (see: jambadocs chats -w {ws.name})")
+        svc.chats.delete(args.delete)
+        print(f"deleted chat {args.delete} from workspace {ws.name!r}")
+        return EXIT_OK
+    rows = svc.chats.list(ws.id)
+    if args.json:
+        print(json.dumps([c.to_dict() for c in rows], ensure_ascii=False, indent=2, default=str))
+        return EXIT_OK
+    if not rows:
+        print(f"workspace {ws.name!r} has no chats")
+    for c in rows:
+        print(f"{c.id}\t{c.messages} message{'' if c.messages == 1 else 's'}\t{c.created_at:%Y-%m-%d %H:%M}\t{c.title}")
+    return EXIT_OK
+
+
 def cmd_cache(args) -> int:
     svc = _services(args)
     if args.action == "stats":
@@ -299,7 +324,7 @@ def cmd_download(args) -> int:
 
 
 COMMANDS = {"serve": cmd_serve, "ingest": cmd_ingest, "ask": cmd_ask, "workspaces": cmd_workspaces,
-            "docs": cmd_docs, "cache": cmd_cache, "download": cmd_download}
+            "docs": cmd_docs, "chats": cmd_chats, "cache": cmd_cache, "download": cmd_download}
 
 
 def main(argv: list[str] | None = None) -> int:

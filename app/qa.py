@@ -70,14 +70,15 @@ class QAService:
         doc_ids, documents = self._svc.documents.load(ws_id)
         if not documents:
             raise InvalidInput(f"workspace {ws.name!r} has no documents; add some first")
-        if chat_id is None:
+        new_chat = chat_id is None
+        if new_chat:
             chat_id = self._svc.chats.create(ws_id).id
         if history is None:
             history = self._svc.chats.history(chat_id)
         req = AnswerRequest(documents=documents, question=question, history=history,
                             max_new_tokens=max_new_tokens or self._svc.settings.max_new_tokens,
                             cancel=cancel)
-        return self._stream(req, chat_id, doc_ids, ws_id)
+        return self._stream(req, chat_id, doc_ids, ws_id, new_chat)
 
     def answer(self, ws_id: int, question: str, chat_id: int | None = None,
                max_new_tokens: int | None = None,
@@ -105,7 +106,7 @@ class QAService:
         return turns
 
     def _stream(self, req: AnswerRequest, chat_id: int, doc_ids: list[int],
-                ws_id: int) -> Iterator[AskEvent]:
+                ws_id: int, new_chat: bool = False) -> Iterator[AskEvent]:
         loaded = self._svc._answerer
         run = _Run(t_start=time.monotonic(),
                    engine=loaded.name if loaded is not None else self._svc.settings.resolved_engine())
@@ -117,6 +118,10 @@ class QAService:
             except Exception:  # noqa: BLE001 -- e.g. the chat was deleted meanwhile; closing must not fail
                 log.exception("saving the stopped ask in chat %s failed", chat_id)
             raise
+        except Exception:            # the engine failed (could not start, ran out of memory ...)
+            if new_chat:             # the chat this ask opened would stay behind, empty and untitled
+                self._drop_if_empty(chat_id)
+            raise
         stopped = req.cancel is not None and req.cancel.is_set()
         msg = self._save(req, chat_id, doc_ids, run, cancelled=run.final_text is None or stopped)
         yield AskEvent("done", text=msg.text, answer=msg, chat_id=chat_id)
@@ -124,6 +129,13 @@ class QAService:
             self._svc._ensure_token_counts(ws_id)
         except Exception:  # noqa: BLE001 -- sizes are informative; never fail an answered ask
             log.exception("counting document tokens failed")
+
+    def _drop_if_empty(self, chat_id: int) -> None:
+        try:
+            if self._svc.chats.get(chat_id).messages == 0:
+                self._svc.chats.delete(chat_id)
+        except Exception:  # noqa: BLE001 -- tidying up must not hide the engine's error
+            log.exception("removing the empty chat %s failed", chat_id)
 
     def _run_engine(self, req: AnswerRequest, chat_id: int, run: _Run) -> Iterator[AskEvent]:
         """Wait for the engine (FIFO), start it if needed, and stream its answer into `run`.

@@ -32,6 +32,8 @@ def build_ui(services) -> gr.Blocks:
         ws_id = gr.State(None)
         chat_id = gr.State(None)
         viewer = gr.State(None)
+        ws_to_delete = gr.State(None)        # what a visible confirmation names (not what is open later)
+        chat_to_delete = gr.State(None)
 
         with gr.Row(elem_classes="jd-header"):
             gr.HTML("<h1>jambadocs</h1>", padding=False)
@@ -67,10 +69,18 @@ def build_ui(services) -> gr.Blocks:
             # ---- middle: chat ----
             with gr.Column(scale=5, min_width=380):
                 with gr.Row(equal_height=True):
-                    chat_dd = gr.Dropdown(label="Chat", choices=[], scale=4, elem_id="jd-chat-pick")
-                    new_chat_btn = gr.Button("New chat", size="sm", scale=1, min_width=90, elem_id="jd-new-chat")
-                    export_btn = gr.DownloadButton("Export .md", value=None, size="sm", scale=1, min_width=90,
+                    chat_dd = gr.Dropdown(label="Chat", choices=[], scale=4, min_width=140, elem_id="jd-chat-pick")
+                    new_chat_btn = gr.Button("New chat", size="sm", scale=1, min_width=76, elem_id="jd-new-chat")
+                    export_btn = gr.DownloadButton("Export .md", value=None, size="sm", scale=1, min_width=76,
                                                    elem_id="jd-export", interactive=False)
+                    delete_chat_btn = gr.Button("Delete chat", size="sm", scale=1, min_width=76, variant="stop",
+                                                elem_id="jd-chat-delete")
+                with gr.Column(visible=False, elem_id="jd-chat-confirm") as chat_confirm:
+                    chat_confirm_text = gr.Markdown()
+                    with gr.Row():
+                        chat_confirm_yes = gr.Button("Yes, delete it", variant="stop", size="sm",
+                                                     elem_id="jd-chat-confirm-yes")
+                        chat_confirm_no = gr.Button("Cancel", size="sm", elem_id="jd-chat-confirm-no")
                 chatbot = gr.Chatbot(elem_id="jd-chat", height=520, show_label=False, feedback_options=None,
                                      buttons=["copy"], placeholder="Add documents, then ask a question about them.")
                 prefill_html = gr.HTML("", padding=False)
@@ -104,7 +114,7 @@ def build_ui(services) -> gr.Blocks:
                chatbot=chatbot, export_btn=export_btn, stats_html=stats_html, ws_id=ws_id, chat_id=chat_id,
                prefs=prefs, source_head=source_head, page_image=page_image, nav_row=nav_row,
                page_text=page_text, viewer=viewer, engine_line=engine_line, ws_name=ws_name,
-               confirm_box=confirm_box, uploads=uploads, files=files, password=password,
+               confirm_box=confirm_box, chat_confirm=chat_confirm, uploads=uploads, files=files, password=password,
                question=question, prefill_html=prefill_html)
 
         demo.load(h.on_load, inputs=[prefs], outputs=view_outputs + [engine_line]) \
@@ -115,9 +125,9 @@ def build_ui(services) -> gr.Blocks:
         create_btn.click(h.create_workspace, inputs=[ws_name], outputs=view_outputs + viewer_outputs + [ws_name])
         ws_name.submit(h.create_workspace, inputs=[ws_name], outputs=view_outputs + viewer_outputs + [ws_name])
         rename_btn.click(h.rename_workspace, inputs=[ws_id, ws_name, chat_id], outputs=view_outputs + [ws_name])
-        delete_btn.click(h.ask_delete, inputs=[ws_id], outputs=[confirm_box, confirm_text])
-        confirm_no.click(lambda: gr.update(visible=False), outputs=[confirm_box])
-        confirm_yes.click(h.delete_workspace, inputs=[ws_id],
+        delete_btn.click(h.ask_delete, inputs=[ws_id], outputs=[confirm_box, confirm_text, ws_to_delete])
+        confirm_no.click(lambda: (gr.update(visible=False), None), outputs=[confirm_box, ws_to_delete])
+        confirm_yes.click(h.delete_workspace, inputs=[ws_to_delete],
                           outputs=view_outputs + viewer_outputs + [confirm_box])
 
         # documents
@@ -128,6 +138,11 @@ def build_ui(services) -> gr.Blocks:
         # chat
         chat_dd.input(h.switch_chat, inputs=[ws_id, chat_dd], outputs=view_outputs)
         new_chat_btn.click(h.new_chat, inputs=[ws_id], outputs=view_outputs)
+        delete_chat_btn.click(h.ask_delete_chat, inputs=[chat_id],
+                              outputs=[chat_confirm, chat_confirm_text, chat_to_delete])
+        chat_confirm_no.click(lambda: (gr.update(visible=False), None), outputs=[chat_confirm, chat_to_delete])
+        chat_confirm_yes.click(h.delete_chat, inputs=[ws_id, chat_to_delete, chat_id],
+                               outputs=view_outputs + viewer_outputs + [chat_confirm])
         ask_args = dict(fn=h.ask, inputs=[question, ws_id, chat_id, chatbot],
                         outputs=[question, prefill_html] + view_outputs)
         ask_event = ask_btn.click(**ask_args)

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 
 import gradio as gr
 
-from app.errors import AppError
+from app.errors import AppError, NotFound
 from app.records import CitationInfo, MessageInfo
 from ui import render
 from ui.export import chat_markdown, write_export
@@ -233,9 +233,10 @@ class Handlers:
         ws = self.svc.workspaces.get(ws_id)
         text = (f"**Delete workspace \u201c{ws.name}\u201d?** Its {ws.documents} document(s) and all its chats "
                 "are removed for good.")
-        return gr.update(visible=True), text
+        return gr.update(visible=True), text, ws_id          # the confirmed one, whatever is open by then
 
     def delete_workspace(self, ws_id: int | None) -> dict:
+        """Delete the workspace the confirmation named (`ws_id`: the pending one, not the open one)."""
         if ws_id is not None:
             try:
                 self.svc.workspaces.delete(ws_id)
@@ -324,6 +325,39 @@ class Handlers:
 
     def new_chat(self, ws_id: int | None) -> dict:
         out = self._view(ws_id, None)
+        return out
+
+    def ask_delete_chat(self, chat_id: int | None):
+        """Show the confirmation for deleting the open chat."""
+        if chat_id is None:
+            raise gr.Error("This is a new chat: nothing is saved in it yet")
+        try:
+            chat = self.svc.chats.get(chat_id)
+        except AppError as err:
+            raise _fail(err) from None
+        questions = (chat.messages + 1) // 2
+        text = (f"**Delete chat \u201c{chat.title or 'untitled'}\u201d?** Its {questions} question"
+                f"{'' if questions == 1 else 's'} and answers are removed for good.")
+        return gr.update(visible=True), text, chat_id        # the confirmed one, whatever is open by then
+
+    def delete_chat(self, ws_id: int | None, chat_id: int | None, open_chat: int | None = None) -> dict:
+        """Delete the chat the confirmation named (`chat_id`; not while one of its answers is still
+        being written); the open chat stays open unless it was that one (then the latest other)."""
+        if chat_id is not None:
+            with self._asks_lock:
+                busy = any(r.chat_id == chat_id and not r.settled.is_set() for r in self._asks.values())
+            if busy:
+                raise gr.Error("An answer is still being written in this chat: stop it or wait, then delete")
+            try:
+                self.svc.chats.delete(chat_id)
+            except NotFound:
+                pass                                   # already gone (a second click on "Yes")
+            except AppError as err:
+                raise _fail(err) from None
+        remaining = {c.id for c in self.svc.chats.list(ws_id)} if ws_id is not None else set()
+        out = self._view(ws_id, open_chat if open_chat in remaining else self._latest_chat(ws_id))
+        out.update(self._empty_viewer())
+        out[self.ui.chat_confirm] = gr.update(visible=False)
         return out
 
     def ask(self, question: str, ws_id: int | None, chat_id: int | None,

@@ -117,6 +117,14 @@ def test_ask_streams_progress_tokens_and_the_cli_json(client, workspace, sse, ex
     assert again.status_code == 200 and again.json()["chat_id"] == done["chat_id"]
     assert any(c["file"] == "debian-history-fr.pdf" for c in again.json()["citations"])
     assert len(client.get(f"/api/chats/{done['chat_id']}/messages").json()) == 4
+    listed = client.get(f"/api/workspaces/{WS}/chats").json()
+    assert done["chat_id"] in {c["id"] for c in listed}
+    # delete the chat: gone from the list and its messages with it; a second delete is a 404
+    assert client.delete(f"/api/chats/{done['chat_id']}").status_code == 204
+    assert done["chat_id"] not in {c["id"] for c in client.get(f"/api/workspaces/{WS}/chats").json()}
+    gone = client.get(f"/api/chats/{done['chat_id']}/messages")
+    assert gone.status_code == 404 and gone.json()["error"]["reason"] == "not_found"
+    assert client.delete(f"/api/chats/{done['chat_id']}").status_code == 404
 
 
 def test_ask_errors_are_json_with_reasons(client, workspace):

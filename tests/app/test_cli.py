@@ -49,7 +49,7 @@ def test_ask_json_shape(run, corpus):
     code, out, _ = run("ask", "-w", "w", "Student's t-test for two independent samples", "--json")
     assert code == 0
     obj = json.loads(out)
-    assert set(obj) == {"answer", "engine", "citations", "timings"}
+    assert set(obj) == {"answer", "engine", "citations", "timings", "chat_id"} and isinstance(obj["chat_id"], int)
     assert obj["engine"] == "extractive" and obj["answer"].startswith("Extractive answer")
     assert obj["citations"] and all(set(c) == {"doc", "file", "page", "page_label", "quote", "verified"}
                                      for c in obj["citations"])
@@ -102,3 +102,21 @@ def test_settings_may_follow_the_command(run, corpus, tmp_path, capsys):
     assert [w["name"] for w in json.loads(capsys.readouterr().out)] == ["late"]
     assert main(["workspaces", "--json", "--data-dir", str(tmp_path / "elsewhere")]) == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+def test_chats_lists_ids_for_ask_chat_and_deletes_one(run, corpus):
+    assert run("ingest", "-w", "w", str(corpus / "hsaur-inference.pdf"))[0] == 0
+    first = json.loads(run("ask", "-w", "w", "Wilcoxon rank sum test", "--json")[1])["chat_id"]
+    second = json.loads(run("ask", "-w", "w", "Student's t-test", "--json")[1])["chat_id"]
+    assert run("ask", "-w", "w", "and the paired version?", "--chat", str(first), "--json")[0] == 0
+    code, out, _ = run("chats", "-w", "w")
+    lines = out.strip().splitlines()
+    assert code == 0 and [int(line.split("\t")[0]) for line in lines] == [second, first]   # newest first
+    assert "\t4 messages\t" in lines[1] and "\t2 messages\t" in lines[0] and lines[1].endswith("Wilcoxon rank sum test")
+    code, out, _ = run("chats", "-w", "w", "--delete", str(first))
+    assert code == 0 and f"deleted chat {first}" in out
+    assert [c["id"] for c in json.loads(run("chats", "-w", "w", "--json")[1])] == [second]
+    code, _, err = run("chats", "-w", "w", "--delete", str(first))
+    assert code == 1 and f"has no chat {first}" in err
+    assert run("chats", "-w", "other-ws", "--delete", str(second))[0] == 1          # another workspace: refused
+    assert [c["id"] for c in json.loads(run("chats", "-w", "w", "--json")[1])] == [second]

@@ -28,6 +28,7 @@ def test_documents_list_and_add_while_the_engine_cannot_start(broken, corpus):
     stream = svc.qa.ask(ws.id, "How do I invert a matrix?")   # validation passes: it has documents
     with pytest.raises(EngineUnavailable, match="no-checkpoint-here"):
         list(stream)                                           # the engine start fails in the stream
+    assert svc.chats.list(ws.id) == []                         # no empty, untitled chat left behind
 
     # the failed start must not leak into the document views
     assert [d.id for d in svc.documents.list(ws.id)] == [first.id]
@@ -47,5 +48,6 @@ def test_documents_list_and_add_while_the_engine_cannot_start(broken, corpus):
     with pytest.raises(EngineUnavailable, match="no-checkpoint-here"):
         list(svc.qa.ask(ws.id, "How do I invert a matrix?", chat_id=chat.id))
     assert svc.chats.messages(chat.id) == []
+    assert [c.id for c in svc.chats.list(ws.id)] == [chat.id]  # a chat the user opened stays
     assert len(svc.documents.list(ws.id)) == 2
     assert not svc.answerer_loaded and "no-checkpoint-here" in svc.engine_error

@@ -6,6 +6,7 @@ duplicate -> export -> remove -> rename -> delete), and starting chromium and th
 """
 from __future__ import annotations
 
+import json
 import re
 
 from tests.ui.live_server import start_server
@@ -134,6 +135,15 @@ def test_whole_flow_extractive(chromium, corpus, tmp_path, screenshots):
         assert re.search(r"\[doc [12], p\. \S+\]", markdown)
         assert "## Sources" in markdown and "hsaur-inference.pdf" in markdown and "acm-sigconf.pdf" in markdown
         assert "verified" in markdown
+
+        # -- delete the chat, with confirmation ---------------------------------------------------
+        page.click("#jd-chat-delete")
+        page.wait_for_selector("#jd-chat-confirm", state="visible")
+        assert "question" in page.inner_text("#jd-chat-confirm")
+        page.click("#jd-chat-confirm-yes")
+        page.wait_for_selector("#jd-chat-confirm", state="hidden")
+        page.wait_for_function("() => !document.querySelector('#jd-chat').innerText.includes("
+                               + json.dumps(QUESTION) + ")", timeout=30_000)
 
         # -- remove a document ------------------------------------------------------------------
         title = page.locator("#jd-docs tbody tr .jd-title").nth(1).inner_text()
