@@ -1,37 +1,169 @@
-"""Optional OCR for PDFs without a text layer: used only when pytesseract and the tesseract binary
-are both installed (neither is a dependency). Pages are rendered with PDFium at 200 dpi."""
+"""OCR for PDF pages without a text layer (scans), with RapidOCR (PP-OCR models in ONNX, shipped in
+the wheel: no download) on onnxruntime. Pages are rendered with PDFium at `OCR_SCALE` x 72 dpi.
+
+RapidOCR returns text lines with boxes in top-to-bottom order, which interleaves the lines of a
+multi-column page; `reading_order` puts columns one after the other (a gutter is an x band no line
+crosses; a line that spans a gutter, such as a title, ends the columns above it).
+"""
 from __future__ import annotations
 
 import importlib.util
-import shutil
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 from ingest.normalize import normalize_text
 
-OCR_DPI = 200
+log = logging.getLogger(__name__)
+
+OCR_SCALE = 2.0          # 144 dpi: word recall 0.98-1.0 on rendered corpus pages (1.0 gave 0.86-0.98)
+OCR_NAME = "RapidOCR, PP-OCR models"
+_MIN_GUTTER = 0.01       # a gutter is at least 1% of the page width with no line crossing it
+_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Line:
+    text: str
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+    @property
+    def height(self) -> float:
+        return self.y1 - self.y0
 
 
 @lru_cache(maxsize=1)
 def ocr_available() -> bool:
-    return importlib.util.find_spec("pytesseract") is not None and shutil.which("tesseract") is not None
+    return all(importlib.util.find_spec(m) is not None for m in ("rapidocr", "onnxruntime"))
 
 
-def ocr_pdf(data: bytes, password: str | None = None) -> list[str]:
-    """Normalised OCR text per physical page ([] when OCR is unavailable)."""
-    if not ocr_available():
+@lru_cache(maxsize=1)
+def _engine():
+    from rapidocr import RapidOCR
+    return RapidOCR(params={"Global.log_level": "error"})
+
+
+def recognise(image) -> list[Line]:
+    """Text lines of a rendered page (numpy [H, W, 3], as PDFium renders it) in RapidOCR's order,
+    boxes in pixels."""
+    with _lock:                                      # one recognition at a time (2 cores; shared engine)
+        out = _engine()(image)
+    lines = []
+    for text, box in zip(out.txts or (), out.boxes if out.boxes is not None else ()):
+        xs, ys = [float(p[0]) for p in box], [float(p[1]) for p in box]
+        if text and text.strip():
+            lines.append(Line(text.strip(), min(xs), min(ys), max(xs), max(ys)))
+    return lines
+
+
+def reading_order(lines: Sequence[Line], width: float) -> list[list[Line]]:
+    """Group lines into text rows in reading order: column by column inside each band of the page
+    between full-width lines; each row is the lines side by side on one baseline, left to right."""
+    if not lines:
         return []
+    gutters = _gutters(lines, width)
+    bounds = [0.0, *gutters, float("inf")]
+
+    def column(line: Line) -> int | None:            # None: the line crosses a gutter
+        for i in range(len(bounds) - 1):
+            if bounds[i] <= line.x0 and line.x1 <= bounds[i + 1]:
+                return i
+        return None
+
+    rows: list[list[Line]] = []
+    band: dict[int, list[Line]] = {}
+
+    def flush() -> None:
+        for col in sorted(band):
+            rows.extend(_rows(band[col]))
+        band.clear()
+
+    for line in sorted(lines, key=lambda ln: (ln.y0, ln.x0)):
+        col = column(line)
+        if col is None:
+            flush()
+            rows.append([line])
+        else:
+            band.setdefault(col, []).append(line)
+    flush()
+    return rows
+
+
+def _gutters(lines: Sequence[Line], width: float) -> list[float]:
+    """x positions (centres of empty vertical bands between 10% and 90% of the width) that split
+    the narrow lines into columns holding at least 3 lines each."""
+    narrow = [ln for ln in lines if ln.x1 - ln.x0 < 0.6 * width]
+    if len(narrow) < 6:
+        return []
+    bins = 200
+    covered = [0] * bins
+    for ln in narrow:
+        for b in range(max(0, int(ln.x0 / width * bins)), min(bins, int(ln.x1 / width * bins) + 1)):
+            covered[b] += 1
+    gutters, run_start = [], None
+    for b in range(int(0.1 * bins), int(0.9 * bins) + 1):
+        empty = b < bins and covered[b] == 0
+        if empty and run_start is None:
+            run_start = b
+        elif not empty and run_start is not None:
+            if b - run_start >= _MIN_GUTTER * bins:
+                gutters.append((run_start + b) / 2 / bins * width)
+            run_start = None
+    kept: list[float] = []
+    for g in gutters:                                # a real gutter has a column on each side
+        left = kept[-1] if kept else 0.0
+        if sum(1 for ln in narrow if left <= ln.x0 and ln.x1 <= g) >= 3 and \
+                sum(1 for ln in narrow if ln.x0 >= g) >= 3:
+            kept.append(g)
+    return kept
+
+
+def _rows(lines: list[Line]) -> list[list[Line]]:
+    """Lines of one column, top to bottom, those whose vertical spans overlap by half joined in a row."""
+    rows: list[list[Line]] = []
+    for line in sorted(lines, key=lambda ln: (ln.y0, ln.x0)):
+        last = rows[-1][-1] if rows else None
+        if last is not None and min(last.y1, line.y1) - max(last.y0, line.y0) > 0.5 * min(last.height, line.height):
+            rows[-1].append(line)
+        else:
+            rows.append([line])
+    return [sorted(row, key=lambda ln: ln.x0) for row in rows]
+
+
+def page_text(lines: Sequence[Line], width: float) -> str:
+    """The page's text in reading order: one text row per line, a blank line between columns'
+    paragraphs is not guessed."""
+    return normalize_text("\n".join(" ".join(ln.text for ln in row) for row in reading_order(lines, width)))
+
+
+def ocr_pages(data: bytes, numbers: Sequence[int], password: str | None = None,
+              progress: Callable[[int, int], None] | None = None) -> dict[int, str]:
+    """Normalised OCR text of the given 1-based physical pages ({} when OCR is unavailable)."""
+    if not ocr_available() or not numbers:
+        return {}
     import pypdfium2 as pdfium
-    import pytesseract
 
     from ingest.pdf import PDFIUM_LOCK
 
-    texts = []
-    with PDFIUM_LOCK:
-        pdf = pdfium.PdfDocument(data, password=password)
-        try:
-            images = [pdf[i].render(scale=OCR_DPI / 72).to_pil() for i in range(len(pdf))]
-        finally:
-            pdf.close()
-    for image in images:
-        texts.append(normalize_text(pytesseract.image_to_string(image)))
+    import pypdfium2.raw as pdfium_c
+
+    texts: dict[int, str] = {}
+    for done, number in enumerate(numbers, start=1):
+        with PDFIUM_LOCK:                            # PDFium is not thread-safe: render under the lock
+            pdf = pdfium.PdfDocument(data, password=password)
+            try:
+                page = pdf[number - 1]
+                has_image = any(True for _ in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE]))
+                image = page.render(scale=OCR_SCALE).to_numpy() if has_image else None   # [H, W, 3]
+            finally:
+                pdf.close()
+        if image is not None:                        # a blank page has no image: nothing to read
+            texts[number] = page_text(recognise(image), image.shape[1])
+        if progress is not None:
+            progress(done, len(numbers))
     return texts

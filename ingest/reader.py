@@ -10,7 +10,7 @@ from pathlib import Path
 from ingest.errors import IngestError
 from ingest.isolated import read_pdf_isolated
 from ingest.model import Document, Page
-from ingest.ocr import ocr_available, ocr_pdf
+from ingest.ocr import OCR_NAME, ocr_available, ocr_pages
 from ingest.pdf import Progress, looks_like_pdf, read_pdf
 
 log = logging.getLogger(__name__)
@@ -159,19 +159,37 @@ def _read_pdf_document(path: Path, data: bytes, name: str, password: str | None,
     else:
         content = read_pdf(data, name, password=password, progress=progress, max_pages=max_pages,
                            timeout_s=timeout_s)
-    texts, notes = content.texts, content.notes
+    texts, notes = list(content.texts), list(content.notes)
+    missing = [i + 1 for i, text in enumerate(texts) if not text.strip()]
+    if missing and ocr and ocr_available():          # scanned pages: recognise the text on their images
+        found = ocr_pages(data, missing, password, progress=progress)
+        recognised = sorted(n for n, text in found.items() if text)
+        for n in recognised:
+            texts[n - 1] = found[n]
+        if recognised:
+            notes.append(f"no text layer on {_pages_phrase(recognised, len(texts))}: "
+                         f"text recognised by OCR ({OCR_NAME})")
     if not any(texts):
-        if ocr and ocr_available():
-            texts = ocr_pdf(data, password)
-            notes = notes + ["no text layer: text recognised by OCR (tesseract)"]
-        if not any(texts):
-            hint = "" if ocr_available() else " (no OCR engine is installed)"
-            raise IngestError("no_text", name, f"no extractable text in {len(texts)} pages: it looks like "
-                              f"scanned images without a text layer{hint}")
+        hint = " and OCR found none on its images" if ocr and ocr_available() else \
+            "" if not ocr else " (no OCR engine is installed: pip install rapidocr onnxruntime)"
+        raise IngestError("no_text", name, f"no extractable text in {len(texts)} pages: it looks like "
+                          f"scanned images without a text layer{hint}")
     pages = [Page(i + 1, label, text) for i, (label, text) in enumerate(zip(content.labels, texts))]
     return Document(title=pdf_title(content.metadata_title, texts, name), filename=name, kind="pdf",
                     unit="page", pages=pages, content_hash=sha256_hex(data), text_hash=text_hash(pages),
                     outline=content.outline, notes=notes)
+
+
+def _pages_phrase(numbers: list[int], total: int) -> str:
+    """'all 3 pages', 'page 4', 'pages 7-9, 12'."""
+    if len(numbers) == total:
+        return f"all {total} pages" if total != 1 else "its page"
+    runs, start = [], numbers[0]
+    for prev, n in zip(numbers, numbers[1:] + [None]):
+        if n != prev + 1 if n is not None else True:
+            runs.append(f"{start}-{prev}" if prev != start else f"{start}")
+            start = n
+    return ("page " if len(numbers) == 1 else "pages ") + ", ".join(runs)
 
 
 def pdf_title(metadata_title: str | None, texts: list[str], name: str) -> str:

@@ -21,13 +21,13 @@ FRIENDLY_REASONS = {     # for errors that come without a message of their own
     "not_pdf": "this is not a PDF",
     "corrupt": "the file is damaged or truncated and cannot be read",
     "encrypted": "the PDF is password-protected",
-    "no_text": "no extractable text (scanned pages without a text layer?)",
+    "no_text": "no extractable text, and OCR found none on its pages (blank, or pictures without words?)",
     "too_large": "the file is too large",
     "unsupported": "this file type is not supported",
 }
 HINTS = {
     "encrypted": "Type its password under \u201cPassword for protected PDFs\u201d and add it again.",
-    "no_text": "Add a version of the file with a text layer (OCR it first).",
+    "no_text": "Check the file opens and shows text; a clearer scan (at least 150 dpi) reads better.",
 }
 
 

@@ -103,16 +103,19 @@ def test_remove_deletes_only_what_nobody_else_uses(svc, corpus):
 
 @pytest.mark.parametrize("name,reason", [("fake.pdf", "not_pdf"), ("empty.pdf", "empty"),
                                          ("truncated.pdf", "corrupt"), ("encrypted.pdf", "encrypted"),
-                                         ("image-only.pdf", "no_text")])
-def test_bad_input_changes_nothing(svc, corpus, name, reason):
-    from ingest.ocr import ocr_available
-    if name == "image-only.pdf" and ocr_available():
-        pytest.skip("OCR is installed here: the image-only PDF is readable")
+                                         ("blank.pdf", "no_text")])
+def test_bad_input_changes_nothing(svc, corpus, name, reason, tmp_path):
+    if name == "blank.pdf":                          # two empty pages: no text, no image to OCR
+        import pypdfium2 as pdfium
+        pdf = pdfium.PdfDocument.new()
+        pdf.new_page(612, 792), pdf.new_page(612, 792)
+        pdf.save(tmp_path / name)
+    bad = (tmp_path if name == "blank.pdf" else corpus) / name
     ws = svc.workspaces.create("w")
     good = svc.documents.add(ws.id, corpus / "pari-refcard.pdf")
     before = _sql(svc, "SELECT id, content_hash FROM documents"), sorted(p.name for p in svc.settings.files_dir.iterdir())
     with pytest.raises(IngestError) as err:
-        svc.documents.add(ws.id, corpus / name)
+        svc.documents.add(ws.id, bad)
     assert err.value.reason == reason
     assert name in str(err.value)
     after = _sql(svc, "SELECT id, content_hash FROM documents"), sorted(p.name for p in svc.settings.files_dir.iterdir())

@@ -1,0 +1,109 @@
+"""Scanned pages are read by OCR (RapidOCR): the corpus scan against the text it was made from, a
+PDF mixing text pages and a scanned two-column page (only the scan is OCR'd, its columns in reading
+order), the column ordering on its own, and the errors when there is nothing to read."""
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import pypdfium2 as pdfium
+import pytest
+
+from ingest import IngestError, read_document
+from ingest.ocr import Line, ocr_available, reading_order
+
+pytestmark = pytest.mark.skipif(not ocr_available(), reason="rapidocr / onnxruntime not installed")
+
+
+def _words(text: str) -> Counter:
+    return Counter(re.findall(r"[a-zà-ÿ]{3,}", text.lower()))
+
+
+def _recall(got: str, expected: str) -> float:
+    want = _words(expected)
+    return sum((want & _words(got)).values()) / sum(want.values())
+
+
+def _text_layer(path, number: int) -> str:
+    pdf = pdfium.PdfDocument(str(path))
+    try:
+        return pdf[number - 1].get_textpage().get_text_range()
+    finally:
+        pdf.close()
+
+
+def test_the_corpus_scan_reads_as_the_pages_it_was_made_from(corpus):
+    """image-only.pdf is r-intro.pdf's physical pages 7-9 as 150 dpi images (see the corpus MANIFEST)."""
+    progress: list[tuple[int, int]] = []
+    doc = read_document(corpus / "image-only.pdf", progress=lambda done, total: progress.append((done, total)))
+    assert len(doc.pages) == 3 and doc.title == "Preface"
+    assert any("OCR" in note and "all 3 pages" in note for note in doc.notes), doc.notes
+    for page, number in zip(doc.pages, (7, 8, 9)):
+        assert _recall(page.text, _text_layer(corpus / "r-intro.pdf", number)) > 0.95, page.number
+    assert "Bill Venables" in doc.pages[0].text and (3, 3) in progress
+
+
+@pytest.fixture(scope="module")
+def mixed_pdf(tmp_path_factory, corpus):
+    """r-intro.pdf pages 10-11 (text layer), then acm-sigconf.pdf page 2 as a 144 dpi image (a scan of
+    a two-column page)."""
+    folder = tmp_path_factory.mktemp("ocr")
+    src = pdfium.PdfDocument(str(corpus / "acm-sigconf.pdf"))
+    src[1].render(scale=2.0).to_pil().save(folder / "scan.pdf", resolution=144.0)
+    src.close()
+    out = pdfium.PdfDocument.new()
+    out.import_pages(pdfium.PdfDocument(str(corpus / "r-intro.pdf")), [9, 10])
+    out.import_pages(pdfium.PdfDocument(str(folder / "scan.pdf")))
+    out.save(folder / "mixed.pdf")
+    return folder / "mixed.pdf"
+
+
+def test_only_the_scanned_page_of_a_mixed_pdf_is_ocrd_and_its_columns_come_in_order(mixed_pdf, corpus):
+    doc = read_document(mixed_pdf)
+    original = read_document(corpus / "r-intro.pdf")
+    assert [p.text for p in doc.pages[:2]] == [original.page(10).text, original.page(11).text]
+    assert any("page 3:" in note and "OCR" in note for note in doc.notes), doc.notes
+    scan = doc.pages[2].text
+    assert _recall(scan, _text_layer(corpus / "acm-sigconf.pdf", 2)) > 0.95
+    # the left column's heading, low on the page, comes before the right column's first lines
+    left, right = scan.find("TEMPLATE OVERVIEW"), scan.find("Your document will be returned")
+    assert 0 <= left < right, (left, right)
+    assert scan.find("spacing between elements of your work") > scan.find("from review to final")
+
+
+def _line(text: str, x0: float, y0: float, x1: float, h: float = 10) -> Line:
+    return Line(text, x0, y0, x1, y0 + h)
+
+
+def test_reading_order_puts_columns_one_after_the_other():
+    W = 600
+    lines = [_line("Title across the page", 100, 10, 500),
+             *[_line(f"left {i}", 40, 40 + 20 * i, 280) for i in range(4)],
+             *[_line(f"right {i}", 320, 41 + 20 * i, 560) for i in range(4)],
+             _line("Figure caption spanning both columns", 60, 130, 540),
+             _line("left after", 40, 150, 280), _line("more left", 40, 170, 280), _line("left end", 40, 190, 280),
+             _line("right after", 320, 150, 560), _line("more right", 320, 170, 560), _line("right end", 320, 190, 560),
+             _line("page 3", 290, 220, 310)]
+    rows = [" ".join(ln.text for ln in row) for row in reading_order(lines, W)]
+    assert rows == ["Title across the page", "left 0", "left 1", "left 2", "left 3", "right 0", "right 1",
+                    "right 2", "right 3", "Figure caption spanning both columns", "left after", "more left",
+                    "left end", "right after", "more right", "right end", "page 3"]
+
+
+def test_reading_order_keeps_a_single_column_and_joins_a_row():
+    lines = [_line("Name", 40, 10, 90), _line("Value", 300, 11, 360), _line("alpha", 40, 30, 90),
+             _line("1.0", 300, 30, 330), _line("A sentence that runs most of the way across.", 40, 50, 520)]
+    rows = [" ".join(ln.text for ln in row) for row in reading_order(lines, 600)]
+    assert rows == ["Name Value", "alpha 1.0", "A sentence that runs most of the way across."]
+
+
+def test_without_ocr_a_scan_is_refused_and_a_blank_pdf_is_refused_either_way(corpus, tmp_path):
+    with pytest.raises(IngestError, match="scanned images") as info:
+        read_document(corpus / "image-only.pdf", ocr=False)
+    assert info.value.reason == "no_text"
+    pdf = pdfium.PdfDocument.new()
+    pdf.new_page(612, 792)
+    pdf.save(tmp_path / "blank.pdf")
+    with pytest.raises(IngestError, match="no extractable text") as info:
+        read_document(tmp_path / "blank.pdf")
+    assert info.value.reason == "no_text" and "blank.pdf" in str(info.value)
