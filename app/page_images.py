@@ -4,11 +4,15 @@ Used by the source viewer: a citation names (document, page, supporting quote); 
 the page and paints translucent boxes over the characters of the quote. The quote is found in the
 page's own text layer (exact match after whitespace/case folding, else the best fuzzy alignment
 via rapidfuzz), so boxes land on the real glyphs whatever the layout (columns, tables, rotation).
+A scanned page has no text layer: there the quote is found in OCR lines of the rendered image
+(ingest.ocr; a few seconds the first time, cached per file and page) and whole lines are marked.
 """
 from __future__ import annotations
 
 import ctypes
 import re
+import threading
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,14 +70,72 @@ def render_page(path: str | Path, page_number: int, highlight: str | None = None
         page = pdf[page_number - 1]
         image = page.render(scale=scale).to_pil().convert("RGB")
         result = RenderedPage(image=image, page_number=page_number, page_count=count)
-        if highlight and highlight.strip():
+        if not (highlight and highlight.strip()):
+            return result
+        textpage = page.get_textpage()
+        scanned = textpage.count_chars() == 0
+        textpage.close()
+        if not scanned:
             span, score = _find_passage(page, highlight)
             if span is not None:
                 boxes = _char_boxes(page, span, image.size)
                 if boxes:
                     result.image = _paint(image, boxes)
                     result.boxes, result.highlighted, result.match_score = boxes, True, score
-        return result
+            return result
+    # A scanned page has no text layer: find the passage in OCR lines of this very image (outside the
+    # PDFium lock; a few seconds the first time, then cached).
+    boxes, score = _ocr_boxes(str(path), page_number, scale, image, highlight)
+    if boxes:
+        result.image = _paint(image, boxes)
+        result.boxes, result.highlighted, result.match_score = boxes, True, score
+    return result
+
+
+_OCR_ROWS: OrderedDict[tuple, tuple] = OrderedDict()     # (file, page, scale) -> OCR rows, LRU
+_OCR_ROWS_MAX = 64
+_OCR_ROWS_LOCK = threading.Lock()
+
+
+def _ocr_rows(path: str, page_number: int, scale: float, image: Image.Image) -> tuple:
+    """OCR lines of a rendered page in reading order, cached per (file, page, scale): stored files
+    are named by their content hash, so a path names one content."""
+    import numpy as np
+
+    from ingest.ocr import reading_order, recognise
+    key = (path, page_number, scale)
+    with _OCR_ROWS_LOCK:
+        if key in _OCR_ROWS:
+            _OCR_ROWS.move_to_end(key)
+            return _OCR_ROWS[key]
+    rows = tuple(tuple(row) for row in reading_order(recognise(np.asarray(image)), image.size[0]))
+    with _OCR_ROWS_LOCK:
+        _OCR_ROWS[key] = rows
+        while len(_OCR_ROWS) > _OCR_ROWS_MAX:
+            _OCR_ROWS.popitem(last=False)
+    return rows
+
+
+def _ocr_boxes(path: str, page_number: int, scale: float, image: Image.Image,
+               passage: str) -> tuple[list[tuple[int, int, int, int]], float]:
+    """Image-pixel boxes of the OCR lines the passage falls on, and the match score ([] if not found)."""
+    from ingest.ocr import ocr_available
+    if not ocr_available():
+        return [], 0.0
+    rows = _ocr_rows(path, page_number, scale, image)
+    chars: list[str] = []
+    owner: list = []                                   # the OCR line of each char
+    for row in rows:
+        for line in row:
+            for ch in line.text + " ":
+                chars.append(ch)
+                owner.append(line)
+    found = _match(chars, passage)
+    if found is None:
+        return [], 0.0
+    first, last, score = found
+    hit = {id(ln): ln for ln in owner[first:last + 1]}.values()
+    return [(int(ln.x0) - 2, int(ln.y0) - 2, int(ln.x1) + 2, int(ln.y1) + 2) for ln in hit], score
 
 
 def page_count(path: str | Path, password: str | None = None) -> int:
@@ -110,27 +172,35 @@ def _fold_query(text: str) -> str:
     return re.sub(r"\s+", " ", text.replace("\u00ad", "")).casefold().strip()
 
 
+def _match(chars: list[str], passage: str) -> tuple[int, int, float] | None:
+    """(first, last) indices into `chars` of `passage` and the score 0..100: exact after folding,
+    else the best fuzzy alignment (words split by a line break or hyphenation still score high)."""
+    haystack, index = _fold(chars)
+    needle = _fold_query(passage)
+    if not needle or not haystack:
+        return None
+    at = haystack.find(needle)
+    if at >= 0:
+        start, end, score = at, at + len(needle), 100.0
+    else:
+        alignment = fuzz.partial_ratio_alignment(needle, haystack, score_cutoff=MIN_FUZZY_SCORE)
+        if alignment is None:
+            return None
+        start, end, score = alignment.dest_start, alignment.dest_end, alignment.score
+    return index[start], index[max(start, end - 1)], score
+
+
 def _find_passage(page: pdfium.PdfPage, passage: str) -> tuple[tuple[int, int] | None, float]:
     """(first char index, char count) of `passage` on the page, and the match score 0..100."""
     textpage, chars = _page_chars(page)
     try:
-        haystack, index = _fold(chars)
-        needle = _fold_query(passage)
-        if not needle or not haystack:
-            return None, 0.0
-        at = haystack.find(needle)
-        if at >= 0:
-            start, end, score = at, at + len(needle), 100.0
-        else:
-            # Words split by a line break or hyphenation still align with a high score.
-            alignment = fuzz.partial_ratio_alignment(needle, haystack, score_cutoff=MIN_FUZZY_SCORE)
-            if alignment is None:
-                return None, 0.0
-            start, end, score = alignment.dest_start, alignment.dest_end, alignment.score
-        first, last = index[start], index[max(start, end - 1)]
-        return (first, last - first + 1), score
+        found = _match(chars, passage)
     finally:
         textpage.close()
+    if found is None:
+        return None, 0.0
+    first, last, score = found
+    return (first, last - first + 1), score
 
 
 def _char_boxes(page: pdfium.PdfPage, span: tuple[int, int],

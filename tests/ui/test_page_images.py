@@ -67,3 +67,25 @@ def test_bad_inputs_name_the_file(corpus):
     with pytest.raises(PageImageError, match="missing.pdf: file not found"):
         render_page(corpus / "missing.pdf", 1)
 
+
+
+def test_a_passage_on_a_scanned_page_is_marked_on_the_ocr_lines(corpus):
+    """image-only.pdf has no text layer: the passage is found in OCR lines of the rendered page."""
+    from ingest.ocr import ocr_available
+    if not ocr_available():
+        pytest.skip("rapidocr / onnxruntime not installed")
+    from app.page_images import _OCR_ROWS
+    passage = "written in 1990–2 by Bill Venables and David M. Smith when at the University of Adelaide"
+    page = render_page(corpus / "image-only.pdf", 1, highlight=passage, scale=1.5)
+    assert page.highlighted and page.match_score >= 80
+    assert len(page.boxes) == 2                                   # two OCR lines of the first paragraph
+    width, height = page.image.size
+    plain = render_page(corpus / "image-only.pdf", 1, scale=1.5)
+    for left, top, right, bottom in page.boxes:
+        assert 0 <= left < right <= width and 0 <= top < bottom < height / 3    # the Preface's top lines
+        assert _highlight_share(page.image, (left, top, right, bottom)) > 0.5
+        assert _highlight_share(plain.image, (left, top, right, bottom)) < 0.05
+        assert (np.asarray(plain.image.convert("L"))[top:bottom, left:right] < 140).mean() > 0.03   # ink under it
+    assert any(key[1] == 1 for key in _OCR_ROWS)                  # the next click on this page reuses it
+    other = render_page(corpus / "image-only.pdf", 1, highlight="Gnuplot draws surfaces with splot", scale=1.5)
+    assert not other.highlighted and other.boxes == []
