@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ingest.model import Document
+from ingest.model import Document, page_ranges
 from ingest.prompt import DocumentInput, citation_labels, document_title
 
 CHARS_PER_TOKEN_ESTIMATE = 4.0     # UTF-8 bytes per token, used without a tokenizer (an estimate)
@@ -81,7 +81,7 @@ class FitResult:
         approx = "~" if self.estimated else ""
         if self.fits:
             return f"all {len(self.documents)} documents fit ({approx}{self.tokens} of {self.budget} tokens)"
-        parts = [f"doc {o.doc} ({o.filename}): {_page_ranges(o.pages)}" for o in self.omitted]
+        parts = [f"doc {o.doc} ({o.filename}): {page_ranges(o.pages)}" for o in self.omitted]
         return (f"left out {approx}{self.omitted_tokens} tokens to fit {self.budget}: " + "; ".join(parts) +
                 " (the pages kept were chosen by relevance to the question)")
 
@@ -180,20 +180,3 @@ def _gaps(chosen: list[int], n_pages: int) -> int:
             gaps += 1
         expected = i + 1
     return gaps + (1 if chosen and expected < n_pages else 0)
-
-
-def _page_ranges(numbers: list[int]) -> str:
-    """[1, 2, 3, 7, 9, 10] -> 'pp. 1-3, 7, 9-10'."""
-    runs: list[str] = []
-    start = prev = None
-    for n in numbers:
-        if prev is not None and n == prev + 1:
-            prev = n
-            continue
-        if start is not None:
-            runs.append(f"{start}-{prev}" if prev != start else f"{start}")
-        start = prev = n
-    if start is not None:
-        runs.append(f"{start}-{prev}" if prev != start else f"{start}")
-    return ("p. " if len(numbers) == 1 else "pp. ") + ", ".join(runs)
-

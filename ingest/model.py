@@ -40,3 +40,19 @@ class Document:
         if not 1 <= number <= len(self.pages):
             raise IndexError(f"{self.filename} has no page {number} (1..{len(self.pages)})")
         return self.pages[number - 1]
+
+
+def page_ranges(numbers: list[int]) -> str:
+    """[1, 2, 3, 7, 9, 10] -> 'pp. 1-3, 7, 9-10'."""
+    runs: list[str] = []
+    start = prev = None
+    for n in numbers:
+        if prev is not None and n == prev + 1:
+            prev = n
+            continue
+        if start is not None:
+            runs.append(f"{start}-{prev}" if prev != start else f"{start}")
+        start = prev = n
+    if start is not None:
+        runs.append(f"{start}-{prev}" if prev != start else f"{start}")
+    return ("p. " if len(numbers) == 1 else "pp. ") + ", ".join(runs)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ingest.errors import IngestError
 from ingest.isolated import read_pdf_isolated
-from ingest.model import Document, Page
+from ingest.model import Document, Page, page_ranges
 from ingest.ocr import OCR_NAME, ocr_available, ocr_pages
 from ingest.pdf import Progress, looks_like_pdf, read_pdf
 
@@ -167,8 +167,8 @@ def _read_pdf_document(path: Path, data: bytes, name: str, password: str | None,
         for n in recognised:
             texts[n - 1] = found[n]
         if recognised:
-            notes.append(f"no text layer on {_pages_phrase(recognised, len(texts))}: "
-                         f"text recognised by OCR ({OCR_NAME})")
+            where = "any page" if len(recognised) == len(texts) else page_ranges(recognised)
+            notes.append(f"no text layer on {where}: text recognised by OCR ({OCR_NAME})")
     if not any(texts):
         hint = " and OCR found none on its images" if ocr and ocr_available() else \
             "" if not ocr else " (no OCR engine is installed: pip install rapidocr onnxruntime)"
@@ -178,18 +178,6 @@ def _read_pdf_document(path: Path, data: bytes, name: str, password: str | None,
     return Document(title=pdf_title(content.metadata_title, texts, name), filename=name, kind="pdf",
                     unit="page", pages=pages, content_hash=sha256_hex(data), text_hash=text_hash(pages),
                     outline=content.outline, notes=notes)
-
-
-def _pages_phrase(numbers: list[int], total: int) -> str:
-    """'all 3 pages', 'page 4', 'pages 7-9, 12'."""
-    if len(numbers) == total:
-        return f"all {total} pages" if total != 1 else "its page"
-    runs, start = [], numbers[0]
-    for prev, n in zip(numbers, numbers[1:] + [None]):
-        if n != prev + 1 if n is not None else True:
-            runs.append(f"{start}-{prev}" if prev != start else f"{start}")
-            start = n
-    return ("page " if len(numbers) == 1 else "pages ") + ", ".join(runs)
 
 
 def pdf_title(metadata_title: str | None, texts: list[str], name: str) -> str:
