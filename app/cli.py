@@ -145,7 +145,7 @@ def cmd_ingest(args) -> int:
             continue
         known.add(doc.id)
         print(f"added [doc {doc.index}] {doc.filename}: {doc.extent} "
-              f"({doc.title}) to workspace {ws.name!r}")
+              f"({doc.title}) to workspace {ws.name!r}" + "".join(f"; {note}" for note in doc.notes))
     if failed:
         print(f"jambadocs: {failed} of {len(files)} files not added", file=sys.stderr)
     return EXIT_ERROR if failed else EXIT_OK

@@ -223,4 +223,4 @@ class DocumentService:
             id=row.id, workspace_id=row.workspace_id, index=index, filename=row.filename,
             title=row.title, kind=row.kind, unit=row.unit, pages=row.page_count, tokens=tokens,
             content_hash=row.content_hash, cached=cached, added_at=_utc(row.added_at),
-            size_bytes=row.size_bytes)
+            size_bytes=row.size_bytes, notes=list(row.notes or []))

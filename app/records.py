@@ -47,11 +47,17 @@ class DocumentInfo(_Record):
     cached: bool            # the engine holds this document's state in the state store
     added_at: datetime
     size_bytes: int = 0
+    notes: list[str] = field(default_factory=list)   # what reading it involved, e.g. pages read by OCR
 
     @property
     def extent(self) -> str:
         """"1 page", "12 sections", "3 parts"."""
         return f"{self.pages} {self.unit}{'' if self.pages == 1 else 's'}"
+
+    @property
+    def ocr(self) -> bool:
+        """Some of its text was recognised by OCR (a scan): it may contain misread words."""
+        return any("OCR" in note for note in self.notes)
 
 
 @dataclass

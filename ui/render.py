@@ -167,6 +167,9 @@ def documents_table(docs: Sequence[DocumentInfo], budget: BudgetInfo | None) -> 
         elif state == "retrieval":
             pills.append('<span class="jd-pill jd-warn" title="over the context: only its most relevant '
                          'pages are used">retrieval</span>')
+        if doc.ocr:
+            notes = "; ".join(n for n in doc.notes if "OCR" in n)
+            pills.append(f'<span class="jd-pill" title="{esc(notes)}; a scan may have misread words">OCR</span>')
         rows.append(
             f'<tr data-doc-id="{doc.id}"><td class="jd-n">{doc.index}</td>'
             f'<td><div class="jd-title">{esc(doc.title or doc.filename)}</div>'

@@ -120,3 +120,13 @@ def test_chats_lists_ids_for_ask_chat_and_deletes_one(run, corpus):
     assert code == 1 and f"has no chat {first}" in err
     assert run("chats", "-w", "other-ws", "--delete", str(second))[0] == 1          # another workspace: refused
     assert [c["id"] for c in json.loads(run("chats", "-w", "w", "--json")[1])] == [second]
+
+
+def test_ingest_of_a_scan_says_its_text_came_from_ocr(run, corpus):
+    from ingest.ocr import ocr_available
+    if not ocr_available():
+        pytest.skip("rapidocr / onnxruntime not installed")
+    code, out, _ = run("ingest", "-w", "scans", str(corpus / "image-only.pdf"))
+    assert code == 0 and "image-only.pdf: 3 pages (Preface)" in out and "recognised by OCR" in out
+    docs = json.loads(run("docs", "-w", "scans", "--json")[1])
+    assert any("OCR" in note for note in docs[0]["notes"])
