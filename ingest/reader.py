@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 MAX_BYTES = 256 * 1024 * 1024
 MAX_PAGES = 10_000
 TIMEOUT_S = 120.0            # per document; PDFium fails fast on damage, this bounds the rest
+MAX_OCR_PAGES = 300          # per document: ~20 minutes on 2 cores; later scanned pages stay empty (noted)
 
 _EXTENSIONS = {
     ".pdf": "pdf", ".txt": "txt", ".text": "txt", ".md": "md", ".markdown": "md",
@@ -28,10 +29,13 @@ _JUNK_TITLES = re.compile(r"^(untitled|document\d*|title|microsoft word\s*-.*|\s
 
 def read_document(path: str | Path, password: str | None = None, progress: Progress | None = None, *,
                   filename: str | None = None, max_bytes: int = MAX_BYTES, max_pages: int = MAX_PAGES,
-                  timeout_s: float | None = TIMEOUT_S, ocr: bool = True, isolate: bool = False) -> Document:
+                  timeout_s: float | None = TIMEOUT_S, ocr: bool = True, isolate: bool = False,
+                  max_ocr_pages: int = MAX_OCR_PAGES) -> Document:
     """Read one file. `filename` (default: the path's name) is shown in errors and picks the format
-    by extension; `progress(pages_done, pages_total)` is called as pages are read. `isolate` parses
-    PDFs in a child process that is killed at `timeout_s` (see ingest/isolated.py)."""
+    by extension; `progress(pages_done, pages_total)` is called as pages are read (then as scanned
+    pages are recognised). `isolate` parses PDFs in a child process that is killed at `timeout_s`
+    (see ingest/isolated.py). `ocr`: read pages without a text layer by OCR, at most `max_ocr_pages`
+    of them (the rest stay empty, and the document's notes say so)."""
     path = Path(path)
     name = filename or path.name
     try:
@@ -55,7 +59,8 @@ def read_document(path: str | Path, password: str | None = None, progress: Progr
     guarded = _guard(progress, callback_errors)
     try:
         if kind == "pdf":
-            return _read_pdf_document(path, data, name, password, guarded, max_pages, timeout_s, ocr, isolate)
+            return _read_pdf_document(path, data, name, password, guarded, max_pages, timeout_s,
+                                      max_ocr_pages if ocr else 0, isolate)
         return _read_text_document(data, name, kind, guarded, max_pages)
     except IngestError:
         raise
@@ -152,7 +157,7 @@ def text_hash(pages: list[Page]) -> str:
 
 
 def _read_pdf_document(path: Path, data: bytes, name: str, password: str | None, progress: Progress | None,
-                       max_pages: int, timeout_s: float | None, ocr: bool, isolate: bool) -> Document:
+                       max_pages: int, timeout_s: float | None, ocr_pages_max: int, isolate: bool) -> Document:
     if isolate:
         content = read_pdf_isolated(path, name, password=password, progress=progress, max_pages=max_pages,
                                     timeout_s=timeout_s)
@@ -161,14 +166,19 @@ def _read_pdf_document(path: Path, data: bytes, name: str, password: str | None,
                            timeout_s=timeout_s)
     texts, notes = list(content.texts), list(content.notes)
     missing = [i + 1 for i, text in enumerate(texts) if not text.strip()]
+    ocr = ocr_pages_max > 0
     if missing and ocr and ocr_available():          # scanned pages: recognise the text on their images
-        found = ocr_pages(data, missing, password, progress=progress)
+        found = ocr_pages(data, missing[:ocr_pages_max], password, progress=progress)
         recognised = sorted(n for n, text in found.items() if text)
         for n in recognised:
             texts[n - 1] = found[n]
         if recognised:
             where = "any page" if len(recognised) == len(texts) else page_ranges(recognised)
             notes.append(f"no text layer on {where}: text recognised by OCR ({OCR_NAME})")
+        if len(missing) > ocr_pages_max:
+            notes.append(f"{page_ranges(missing[ocr_pages_max:])} not recognised: OCR stops after "
+                         f"{ocr_pages_max} page{'' if ocr_pages_max == 1 else 's'} of one document; "
+                         "they stay empty")
     if not any(texts):
         hint = " and OCR found none on its images" if ocr and ocr_available() else \
             "" if not ocr else " (no OCR engine is installed: pip install rapidocr onnxruntime)"

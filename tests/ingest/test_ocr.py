@@ -71,6 +71,12 @@ def test_only_the_scanned_page_of_a_mixed_pdf_is_ocrd_and_its_columns_come_in_or
     assert scan.find("spacing between elements of your work") > scan.find("from review to final")
 
 
+def test_ocr_stops_at_the_page_limit_and_says_so(corpus):
+    doc = read_document(corpus / "image-only.pdf", max_ocr_pages=1)
+    assert doc.pages[0].text and not doc.pages[1].text and not doc.pages[2].text
+    assert any("pp. 2-3 not recognised" in note and "after 1 page of" in note for note in doc.notes), doc.notes
+
+
 def _line(text: str, x0: float, y0: float, x1: float, h: float = 10) -> Line:
     return Line(text, x0, y0, x1, y0 + h)
 
