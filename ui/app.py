@@ -18,16 +18,18 @@ from ui.handlers import UPLOAD_TYPES, Handlers  # noqa: E402
 from ui.theme import SCROLL_TO_PASSAGE  # noqa: E402
 
 
-TEMP_FILES_MAX_AGE_S = 3600
+# Gradio's temporary files (page images, chat exports) are swept every hour and removed once a day
+# old (a tab left open longer may find its export link gone: ask or switch chats to make a new one).
+TEMP_FILES_SWEEP_S = 3600
+TEMP_FILES_MAX_AGE_S = 24 * 3600
 
 
 def build_ui(services) -> gr.Blocks:
     """The whole browser UI over one Services object."""
     h = Handlers(services)
-    # Gradio's temporary files (page images shown in the viewer) go after an hour, and all at shutdown;
-    # uploads are deleted as soon as they are read (Handlers.upload).
+    # All of Gradio's temporary files go at shutdown; uploads as soon as they are read (Handlers.upload).
     with gr.Blocks(title="jambadocs", fill_width=True, analytics_enabled=False,
-                   delete_cache=(TEMP_FILES_MAX_AGE_S, TEMP_FILES_MAX_AGE_S)) as demo:
+                   delete_cache=(TEMP_FILES_SWEEP_S, TEMP_FILES_MAX_AGE_S)) as demo:
         prefs = gr.BrowserState({"ws": None, "chat": None}, storage_key="jambadocs-ui")
         ws_id = gr.State(None)
         chat_id = gr.State(None)
