@@ -63,17 +63,16 @@ def recognise(image) -> list[Line]:
 
 def reading_order(lines: Sequence[Line], width: float) -> list[list[Line]]:
     """Group lines into text rows in reading order: column by column inside each band of the page
-    between full-width lines; each row is the lines side by side on one baseline, left to right."""
+    between lines that cross or sit in a gutter (titles, captions, a centred page number); each row
+    is the lines side by side on one baseline, left to right."""
     if not lines:
         return []
-    gutters = _gutters(lines, width)
-    bounds = [0.0, *gutters, float("inf")]
+    middles = [(start + end) / 2 for start, end in _gutters(lines, width)]
 
-    def column(line: Line) -> int | None:            # None: the line crosses a gutter
-        for i in range(len(bounds) - 1):
-            if bounds[i] <= line.x0 and line.x1 <= bounds[i + 1]:
-                return i
-        return None
+    def column(line: Line) -> int | None:            # None: the line crosses the middle of a gutter
+        if any(line.x0 < m < line.x1 for m in middles):
+            return None
+        return sum(1 for m in middles if m <= line.x0)
 
     rows: list[list[Line]] = []
     band: dict[int, list[Line]] = {}
@@ -94,9 +93,9 @@ def reading_order(lines: Sequence[Line], width: float) -> list[list[Line]]:
     return rows
 
 
-def _gutters(lines: Sequence[Line], width: float) -> list[float]:
-    """x positions (centres of empty vertical bands between 10% and 90% of the width) that split
-    the narrow lines into columns holding at least 3 lines each."""
+def _gutters(lines: Sequence[Line], width: float) -> list[tuple[float, float]]:
+    """(start, end) x intervals between 10% and 90% of the width, at least 1% wide, that (almost) no
+    narrow line covers and that split the page into columns of text (see `_is_text_column`)."""
     narrow = [ln for ln in lines if ln.x1 - ln.x0 < 0.6 * width]
     if len(narrow) < 6:
         return []
@@ -105,22 +104,33 @@ def _gutters(lines: Sequence[Line], width: float) -> list[float]:
     for ln in narrow:
         for b in range(max(0, int(ln.x0 / width * bins)), min(bins, int(ln.x1 / width * bins) + 1)):
             covered[b] += 1
-    gutters, run_start = [], None
+    stray = max(1, len(narrow) // 20)                # a centred page number may sit in a gutter
+    candidates, run_start = [], None
     for b in range(int(0.1 * bins), int(0.9 * bins) + 1):
-        empty = b < bins and covered[b] == 0
-        if empty and run_start is None:
+        clear = b < bins and covered[b] <= stray and b < int(0.9 * bins)
+        if clear and run_start is None:
             run_start = b
-        elif not empty and run_start is not None:
+        elif not clear and run_start is not None:
             if b - run_start >= _MIN_GUTTER * bins:
-                gutters.append((run_start + b) / 2 / bins * width)
+                candidates.append((run_start / bins * width, b / bins * width))
             run_start = None
-    kept: list[float] = []
-    for g in gutters:                                # a real gutter has a column on each side
-        left = kept[-1] if kept else 0.0
-        if sum(1 for ln in narrow if left <= ln.x0 and ln.x1 <= g) >= 3 and \
-                sum(1 for ln in narrow if ln.x0 >= g) >= 3:
-            kept.append(g)
+    def centre(gutter: tuple[float, float]) -> float:
+        return (gutter[0] + gutter[1]) / 2
+
+    kept: list[tuple[float, float]] = []
+    for i, gutter in enumerate(candidates):          # a real gutter has a column of text on each side
+        left = centre(kept[-1]) if kept else 0.0
+        right = centre(candidates[i + 1]) if i + 1 < len(candidates) else width
+        if _is_text_column(narrow, left, centre(gutter)) and _is_text_column(narrow, centre(gutter), right):
+            kept.append(gutter)
     return kept
+
+
+def _is_text_column(lines: Sequence[Line], left: float, right: float) -> bool:
+    """At least 3 lines lie within [left, right] (page edge or gutter centre on each side) and they
+    fill it (median width over half of it): prose in a column does, a table's short cells do not."""
+    widths = sorted(ln.x1 - ln.x0 for ln in lines if left <= ln.x0 and ln.x1 <= right)
+    return len(widths) >= 3 and widths[len(widths) // 2] > 0.5 * (right - left)
 
 
 def _rows(lines: list[Line]) -> list[list[Line]]:

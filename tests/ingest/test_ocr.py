@@ -96,6 +96,17 @@ def test_reading_order_puts_columns_one_after_the_other():
                     "left end", "right after", "more right", "right end", "page 3"]
 
 
+def test_a_table_under_prose_keeps_its_rows():
+    """Two short-celled columns are a table, not two text columns: rows stay rows."""
+    W = 600
+    lines = [_line("A paragraph of prose that runs across most of the page width here.", 40, 10, 560),
+             *[ln for i in range(5) for ln in (_line(f"key {i}", 40, 40 + 20 * i, 100),
+                                               _line(f"value {i}", 330, 40 + 20 * i, 400))],
+             _line("More prose after the table, again across most of the page.", 40, 150, 560)]
+    rows = [" ".join(ln.text for ln in row) for row in reading_order(lines, W)]
+    assert rows[1:6] == [f"key {i} value {i}" for i in range(5)]
+
+
 def test_reading_order_keeps_a_single_column_and_joins_a_row():
     lines = [_line("Name", 40, 10, 90), _line("Value", 300, 11, 360), _line("alpha", 40, 30, 90),
              _line("1.0", 300, 30, 330), _line("A sentence that runs most of the way across.", 40, 50, 520)]
