@@ -72,13 +72,13 @@ def render_page(path: str | Path, page_number: int, highlight: str | None = None
         result = RenderedPage(image=image, page_number=page_number, page_count=count)
         if not (highlight and highlight.strip()):
             return result
-        textpage = page.get_textpage()
-        scanned = textpage.count_chars() == 0
+        textpage, chars = _page_chars(page)
         textpage.close()
-        if not scanned:
-            span, score = _find_passage(page, highlight)
-            if span is not None:
-                boxes = _char_boxes(page, span, image.size)
+        if chars:                                    # a text layer: mark the quote's own glyphs
+            found = _match(chars, highlight)
+            if found is not None:
+                first, last, score = found
+                boxes = _char_boxes(page, (first, last - first + 1), image.size)
                 if boxes:
                     result.image = _paint(image, boxes)
                     result.boxes, result.highlighted, result.match_score = boxes, True, score
@@ -188,19 +188,6 @@ def _match(chars: list[str], passage: str) -> tuple[int, int, float] | None:
             return None
         start, end, score = alignment.dest_start, alignment.dest_end, alignment.score
     return index[start], index[max(start, end - 1)], score
-
-
-def _find_passage(page: pdfium.PdfPage, passage: str) -> tuple[tuple[int, int] | None, float]:
-    """(first char index, char count) of `passage` on the page, and the match score 0..100."""
-    textpage, chars = _page_chars(page)
-    try:
-        found = _match(chars, passage)
-    finally:
-        textpage.close()
-    if found is None:
-        return None, 0.0
-    first, last, score = found
-    return (first, last - first + 1), score
 
 
 def _char_boxes(page: pdfium.PdfPage, span: tuple[int, int],
