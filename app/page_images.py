@@ -72,8 +72,7 @@ def render_page(path: str | Path, page_number: int, highlight: str | None = None
         result = RenderedPage(image=image, page_number=page_number, page_count=count)
         if not (highlight and highlight.strip()):
             return result
-        textpage, chars = _page_chars(page)
-        textpage.close()
+        chars = _page_chars(page)
         if chars:                                    # a text layer: mark the quote's own glyphs
             found = _match(chars, highlight)
             if found is not None:
@@ -144,12 +143,13 @@ def page_count(path: str | Path, password: str | None = None) -> int:
         return len(pdf)
 
 
-def _page_chars(page: pdfium.PdfPage) -> tuple[pdfium.PdfTextPage, list[str]]:
-    """The page's text layer and its characters, one str per pdfium char index."""
+def _page_chars(page: pdfium.PdfPage) -> list[str]:
+    """The characters of the page's text layer, one str per pdfium char index ([] for a scan)."""
     textpage = page.get_textpage()
-    n = textpage.count_chars()
-    chars = [chr(pdfium_c.FPDFText_GetUnicode(textpage.raw, i) or 32) for i in range(n)]
-    return textpage, chars
+    try:
+        return [chr(pdfium_c.FPDFText_GetUnicode(textpage.raw, i) or 32) for i in range(textpage.count_chars())]
+    finally:
+        textpage.close()
 
 
 def _fold(chars: list[str]) -> tuple[str, list[int]]:
