@@ -166,8 +166,8 @@ def _read_pdf_document(path: Path, data: bytes, name: str, password: str | None,
                            timeout_s=timeout_s)
     texts, notes = list(content.texts), list(content.notes)
     missing = [i + 1 for i, text in enumerate(texts) if not text.strip()]
-    ocr = ocr_pages_max > 0
-    if missing and ocr and ocr_available():          # scanned pages: recognise the text on their images
+    use_ocr = ocr_pages_max > 0 and ocr_available()
+    if missing and use_ocr:                          # scanned pages: recognise the text on their images
         found = ocr_pages(data, missing[:ocr_pages_max], password, progress=progress)
         recognised = sorted(n for n, text in found.items() if text)
         for n in recognised:
@@ -180,8 +180,12 @@ def _read_pdf_document(path: Path, data: bytes, name: str, password: str | None,
                          f"{ocr_pages_max} page{'' if ocr_pages_max == 1 else 's'} of one document; "
                          "they stay empty")
     if not any(texts):
-        hint = " and OCR found none on its images" if ocr and ocr_available() else \
-            "" if not ocr else " (no OCR engine is installed: pip install rapidocr onnxruntime)"
+        if use_ocr:
+            hint = " and OCR found none on its images"
+        elif ocr_pages_max > 0:
+            hint = " (no OCR engine is installed: pip install rapidocr onnxruntime)"
+        else:
+            hint = ""                                # the caller turned OCR off
         raise IngestError("no_text", name, f"no extractable text in {len(texts)} pages: it looks like "
                           f"scanned images without a text layer{hint}")
     pages = [Page(i + 1, label, text) for i, (label, text) in enumerate(zip(content.labels, texts))]
