@@ -55,9 +55,9 @@ class DocumentInfo(_Record):
         return f"{self.pages} {self.unit}{'' if self.pages == 1 else 's'}"
 
     @property
-    def ocr(self) -> bool:
-        """Some of its text was recognised by OCR (a scan): it may contain misread words."""
-        return any("OCR" in note for note in self.notes)
+    def ocr_notes(self) -> list[str]:
+        """The notes saying which pages were read by OCR ([] for a document with a text layer)."""
+        return [note for note in self.notes if "OCR" in note]
 
 
 @dataclass

@@ -67,7 +67,6 @@ def _session_key(request: gr.Request | None) -> str:
     return str(getattr(request, "session_hash", None) or "")
 
 
-
 def _fail(err: Exception) -> gr.Error:
     return gr.Error(str(err) or err.__class__.__name__, print_exception=False)
 
@@ -354,8 +353,8 @@ class Handlers:
                 pass                                   # already gone (a second click on "Yes")
             except AppError as err:
                 raise _fail(err) from None
-        remaining = {c.id for c in self.svc.chats.list(ws_id)} if ws_id is not None else set()
-        out = self._view(ws_id, open_chat if open_chat in remaining else self._latest_chat(ws_id))
+        remaining = [c.id for c in self.svc.chats.list(ws_id)] if ws_id is not None else []   # newest first
+        out = self._view(ws_id, open_chat if open_chat in remaining else next(iter(remaining), None))
         out.update(self._empty_viewer())
         out[self.ui.chat_confirm] = gr.update(visible=False)
         return out

@@ -167,8 +167,8 @@ def documents_table(docs: Sequence[DocumentInfo], budget: BudgetInfo | None) -> 
         elif state == "retrieval":
             pills.append('<span class="jd-pill jd-warn" title="over the context: only its most relevant '
                          'pages are used">retrieval</span>')
-        if doc.ocr:
-            notes = "; ".join(n for n in doc.notes if "OCR" in n)
+        if doc.ocr_notes:
+            notes = "; ".join(doc.ocr_notes)
             pills.append(f'<span class="jd-pill" title="{esc(notes)}; a scan may have misread words">OCR</span>')
         rows.append(
             f'<tr data-doc-id="{doc.id}"><td class="jd-n">{doc.index}</td>'
