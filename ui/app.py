@@ -24,6 +24,21 @@ TEMP_FILES_SWEEP_S = 3600
 TEMP_FILES_MAX_AGE_S = 24 * 3600
 
 
+def _confirmation(elem_id: str):
+    """A hidden "delete?" box: (box, its text, "Yes, delete it", "Cancel"); ids `elem_id`, -yes, -no."""
+    with gr.Column(visible=False, elem_id=elem_id) as box:
+        text = gr.Markdown()
+        with gr.Row():
+            yes = gr.Button("Yes, delete it", variant="stop", size="sm", elem_id=f"{elem_id}-yes")
+            no = gr.Button("Cancel", size="sm", elem_id=f"{elem_id}-no")
+    return box, text, yes, no
+
+
+def _dismiss():
+    """Cancel: hide the box and forget what it named."""
+    return gr.update(visible=False), None
+
+
 def build_ui(services) -> gr.Blocks:
     """The whole browser UI over one Services object."""
     h = Handlers(services)
@@ -51,11 +66,7 @@ def build_ui(services) -> gr.Blocks:
                     create_btn = gr.Button("Create", size="sm", min_width=60, elem_id="jd-ws-create")
                     rename_btn = gr.Button("Rename", size="sm", min_width=60, elem_id="jd-ws-rename")
                     delete_btn = gr.Button("Delete", size="sm", min_width=60, variant="stop", elem_id="jd-ws-delete")
-                with gr.Column(visible=False, elem_id="jd-confirm") as confirm_box:
-                    confirm_text = gr.Markdown()
-                    with gr.Row():
-                        confirm_yes = gr.Button("Yes, delete it", variant="stop", size="sm", elem_id="jd-confirm-yes")
-                        confirm_no = gr.Button("Cancel", size="sm", elem_id="jd-confirm-no")
+                confirm_box, confirm_text, confirm_yes, confirm_no = _confirmation("jd-confirm")
                 files = gr.File(label="Add documents (drop several files)", file_count="multiple",
                                 file_types=UPLOAD_TYPES, elem_id="jd-upload", height=120)
                 with gr.Accordion("Password for protected PDFs", open=False):
@@ -77,12 +88,7 @@ def build_ui(services) -> gr.Blocks:
                                                    elem_id="jd-export", interactive=False)
                     delete_chat_btn = gr.Button("Delete chat", size="sm", scale=1, min_width=76, variant="stop",
                                                 elem_id="jd-chat-delete")
-                with gr.Column(visible=False, elem_id="jd-chat-confirm") as chat_confirm:
-                    chat_confirm_text = gr.Markdown()
-                    with gr.Row():
-                        chat_confirm_yes = gr.Button("Yes, delete it", variant="stop", size="sm",
-                                                     elem_id="jd-chat-confirm-yes")
-                        chat_confirm_no = gr.Button("Cancel", size="sm", elem_id="jd-chat-confirm-no")
+                chat_confirm, chat_confirm_text, chat_confirm_yes, chat_confirm_no = _confirmation("jd-chat-confirm")
                 chatbot = gr.Chatbot(elem_id="jd-chat", height=520, show_label=False, feedback_options=None,
                                      buttons=["copy"], placeholder="Add documents, then ask a question about them.")
                 prefill_html = gr.HTML("", padding=False)
@@ -128,7 +134,7 @@ def build_ui(services) -> gr.Blocks:
         ws_name.submit(h.create_workspace, inputs=[ws_name], outputs=view_outputs + viewer_outputs + [ws_name])
         rename_btn.click(h.rename_workspace, inputs=[ws_id, ws_name, chat_id], outputs=view_outputs + [ws_name])
         delete_btn.click(h.ask_delete, inputs=[ws_id], outputs=[confirm_box, confirm_text, ws_to_delete])
-        confirm_no.click(lambda: (gr.update(visible=False), None), outputs=[confirm_box, ws_to_delete])
+        confirm_no.click(_dismiss, outputs=[confirm_box, ws_to_delete])
         confirm_yes.click(h.delete_workspace, inputs=[ws_to_delete],
                           outputs=view_outputs + viewer_outputs + [confirm_box])
 
@@ -142,7 +148,7 @@ def build_ui(services) -> gr.Blocks:
         new_chat_btn.click(h.new_chat, inputs=[ws_id], outputs=view_outputs)
         delete_chat_btn.click(h.ask_delete_chat, inputs=[chat_id],
                               outputs=[chat_confirm, chat_confirm_text, chat_to_delete])
-        chat_confirm_no.click(lambda: (gr.update(visible=False), None), outputs=[chat_confirm, chat_to_delete])
+        chat_confirm_no.click(_dismiss, outputs=[chat_confirm, chat_to_delete])
         chat_confirm_yes.click(h.delete_chat, inputs=[ws_id, chat_to_delete, chat_id],
                                outputs=view_outputs + viewer_outputs + [chat_confirm])
         ask_args = dict(fn=h.ask, inputs=[question, ws_id, chat_id, chatbot],
