@@ -106,8 +106,9 @@ def _gutters(lines: Sequence[Line], width: float) -> list[tuple[float, float]]:
             covered[b] += 1
     stray = max(1, len(narrow) // 20)                # a centred page number may sit in a gutter
     candidates, run_start = [], None
-    for b in range(int(0.1 * bins), int(0.9 * bins) + 1):
-        clear = b < bins and covered[b] <= stray and b < int(0.9 * bins)
+    lo, hi = int(0.1 * bins), int(0.9 * bins)
+    for b in range(lo, hi + 1):                      # b == hi closes a run still open
+        clear = b < hi and covered[b] <= stray
         if clear and run_start is None:
             run_start = b
         elif not clear and run_start is not None:
