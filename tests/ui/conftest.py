@@ -1,4 +1,5 @@
-"""Browser-test fixtures: Debian's chromium driven by Playwright, and the screenshots folder."""
+"""UI-test fixtures: Debian's chromium driven by Playwright, the screenshots folder, and handlers
+over real Services for in-process tests."""
 from __future__ import annotations
 
 import os
@@ -30,3 +31,25 @@ def chromium():
 def screenshots() -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     return SCREENSHOTS
+
+
+# Every component the handlers update, each bound to its own name, so an in-process test reads a
+# handler's {component: value} result by name.
+HANDLER_COMPONENTS = ("ws_dd", "docs_html", "budget_html", "doc_dd", "chat_dd", "chatbot", "export_btn",
+                      "stats_html", "ws_id", "chat_id", "prefs", "question", "prefill_html", "uploads", "files",
+                      "password", "confirm_box", "chat_confirm", "source_head", "page_image", "nav_row",
+                      "page_text", "viewer", "engine_line", "ws_name")
+
+
+@pytest.fixture
+def services_and_handlers(tmp_path):
+    """(Services with the extractive engine in a fresh data folder, ui.handlers.Handlers over it)."""
+    from app.config import Settings
+    from app.services import Services
+    from ui.handlers import Handlers
+
+    svc = Services(Settings.from_env(data_dir=tmp_path / "data", engine="extractive"))
+    h = Handlers(svc)
+    h.bind(**{name: name for name in HANDLER_COMPONENTS})
+    yield svc, h
+    svc.close()

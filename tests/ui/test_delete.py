@@ -8,22 +8,14 @@ from types import SimpleNamespace
 import gradio as gr
 import pytest
 
-from app.config import Settings
-from app.services import Services
-from ui.handlers import Handlers, _AskRun
+from ui.handlers import _AskRun
 
-COMPONENTS = ("ws_dd", "docs_html", "budget_html", "doc_dd", "chat_dd", "chatbot", "export_btn", "stats_html",
-              "ws_id", "chat_id", "prefs", "question", "prefill_html", "confirm_box", "chat_confirm",
-              "source_head", "page_image", "nav_row", "page_text", "viewer")
 
 
 @pytest.fixture
-def ui(tmp_path):
-    svc = Services(Settings.from_env(data_dir=tmp_path / "data", engine="extractive"))
-    h = Handlers(svc)
-    h.bind(**{name: name for name in COMPONENTS})
-    yield SimpleNamespace(svc=svc, h=h)
-    svc.close()
+def ui(services_and_handlers):
+    svc, h = services_and_handlers
+    return SimpleNamespace(svc=svc, h=h)
 
 
 def _chat(svc, ws_id: int, question: str) -> int:

@@ -7,24 +7,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from app.config import Settings
-from app.services import Services
-from ui.handlers import Handlers
 
-COMPONENTS = ("ws_dd", "docs_html", "budget_html", "doc_dd", "chat_dd", "chatbot", "export_btn", "stats_html",
-              "ws_id", "chat_id", "prefs", "question", "prefill_html")
 QUESTION = "Wilcoxon rank sum test"
 
 
 @pytest.fixture
-def ui(tmp_path, corpus):
-    svc = Services(Settings.from_env(data_dir=tmp_path / "data", engine="extractive"))
+def ui(services_and_handlers, corpus):
+    svc, h = services_and_handlers
     ws = svc.workspaces.create("w")
     svc.documents.add(ws.id, corpus / "hsaur-inference.pdf")
-    h = Handlers(svc)
-    h.bind(**{name: name for name in COMPONENTS})     # handlers return {component: value}; names do here
-    yield SimpleNamespace(svc=svc, ws=ws.id, h=h)
-    svc.close()
+    return SimpleNamespace(svc=svc, ws=ws.id, h=h)
 
 
 def _session(name: str) -> SimpleNamespace:

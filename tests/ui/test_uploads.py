@@ -8,23 +8,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from app.config import Settings
-from app.services import Services
-from ui.handlers import Handlers, drop_upload_copy
+from ui.handlers import drop_upload_copy
 
-COMPONENTS = ("ws_dd", "docs_html", "budget_html", "doc_dd", "chat_dd", "chatbot", "export_btn", "stats_html",
-              "ws_id", "chat_id", "prefs", "question", "prefill_html", "uploads", "files", "password")
 
 
 @pytest.fixture
-def ui(tmp_path, monkeypatch):
+def ui(services_and_handlers, tmp_path, monkeypatch):
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))      # where Gradio puts uploads
-    svc = Services(Settings.from_env(data_dir=tmp_path / "data", engine="extractive"))
+    svc, h = services_and_handlers
     ws = svc.workspaces.create("w")
-    h = Handlers(svc)
-    h.bind(**{name: name for name in COMPONENTS})
-    yield SimpleNamespace(svc=svc, ws=ws.id, h=h, upload_dir=tmp_path / "gradio")
-    svc.close()
+    return SimpleNamespace(svc=svc, ws=ws.id, h=h, upload_dir=tmp_path / "gradio")
 
 
 def _as_gradio_upload(src, upload_dir, folder: str):
