@@ -7,6 +7,7 @@ from torch import Tensor
 from torch.nn.attention.bias import causal_lower_right
 
 from . import kernels
+from .cpu_decode import linear
 from .state import KVRows
 from .threads import one_thread
 from .weights import AttentionWeights
@@ -76,9 +77,9 @@ def attention_mixer(w: AttentionWeights, x: Tensor, rows: KVRows, n_heads: int, 
                     head_dim: int) -> tuple[Tensor, KVRows]:
     """x [T, D] -> y [T, D], rows extended by T tokens."""
     T = x.shape[0]
-    qkv = F.linear(x, w.qkv).view(T, n_heads + 2 * n_kv, head_dim).transpose(0, 1)   # [H+2G, T, Hd]
+    qkv = linear(x, w.qkv).view(T, n_heads + 2 * n_kv, head_dim).transpose(0, 1)     # [H+2G, T, Hd]
     q, k, v = qkv.split([n_heads, n_kv, n_kv])                        # [H, T, Hd], [G, T, Hd] x2
     past = rows.length
     rows = rows.append(k, v)
     out = kernels.select(x.device).attend(q, rows.k, rows.v, past)      # [H, T, Hd]
-    return F.linear(out.transpose(0, 1).reshape(T, n_heads * head_dim), w.o), rows
+    return linear(out.transpose(0, 1).reshape(T, n_heads * head_dim), w.o), rows

@@ -101,8 +101,10 @@ def gemv_layout(w: torch.Tensor) -> torch.Tensor:
 
 
 def _column_major(out_dim: int, in_dim: int, device: torch.device) -> bool:
-    """The layout rule of `gemv_layout`: CPU, out > in >= 64."""
-    return device.type == "cpu" and out_dim > in_dim >= _MIN_COLUMN_MAJOR_IN
+    """The layout rule of `gemv_layout`: CPU, out > in >= 64, and decode on torch's GEMV (the pooled
+    GEMV of engine/cpu_decode.py reads row-major faster)."""
+    from . import cpu_decode
+    return device.type == "cpu" and out_dim > in_dim >= _MIN_COLUMN_MAJOR_IN and not cpu_decode.active()
 
 
 class _TensorSource:

@@ -9,6 +9,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
+from . import cpu_decode
 from .checkpoint import fingerprint, load_tokenizer, load_weights, read_eos_ids
 from .config import JambaConfig
 from .errors import CheckpointError, EngineError, StateError
@@ -51,7 +52,10 @@ class Engine:
     def kernels(self) -> dict[str, str]:
         """What each op runs on this engine's device, e.g. {"scan": "torch", ...}."""
         from . import kernels
-        return dict(kernels.select(self.device).names)
+        names = dict(kernels.select(self.device).names)
+        if self.device.type == "cpu":
+            names["gemv"] = cpu_decode.describe() if self.dtype == torch.float32 else "torch"
+        return names
 
     @property
     def max_context(self) -> int:
@@ -116,6 +120,8 @@ def load_engine(path: str | Path, device: str | torch.device | None = None, dtyp
     cfg = JambaConfig.from_file(folder / "config.json")
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
+    if dev.type == "cpu" and dt == torch.float32:
+        cpu_decode.enable()                    # decode's one-row products on all cores (torch's GEMV if no compiler)
     if quantize is not None:
         from .quant import METHODS
         if quantize not in METHODS:

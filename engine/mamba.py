@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import kernels
+from . import cpu_decode, kernels
+from .cpu_decode import linear
 from .norm import rms_norm_groups
 from .threads import one_thread
 from .weights import MambaWeights
@@ -133,18 +134,21 @@ def mamba_mixer(w: MambaWeights, x: Tensor, window: Tensor, h0: Tensor, eps: flo
                 ) -> tuple[Tensor, Tensor, Tensor]:
     """x [T, D] -> y [T, D], new conv window [K-1, E], new SSM state [E, N] (fp32)."""
     E, R, N = w.A.shape[0], w.dt_proj.shape[1], w.A.shape[1]
-    xz = F.linear(x, w.in_proj, w.in_proj_bias)                     # [T, 2E]
+    xz = linear(x, w.in_proj, w.in_proj_bias)                       # [T, 2E]
+    if x.shape[0] == 1 and (fused := cpu_decode.mamba_step(w, xz, window, h0, eps)) is not None:
+        y, window, h = fused                                        # CPU decode: one C call
+        return linear(y, w.out_proj, w.out_proj_bias), window, h
     xs, z = xz[:, :E], xz[:, E:]
     ks = kernels.select(x.device)                                   # torch ops or fused kernels
     xs, window = ks.conv(xs, w.conv_w, w.conv_b, window)
     xs = F.silu(xs, inplace=True)                                   # [T, E] (a fresh conv output)
-    dbc = F.linear(xs, w.x_proj)                                    # [T, R+2N]
+    dbc = linear(xs, w.x_proj)                                      # [T, R+2N]
     dbc = rms_norm_groups(dbc, w.dbc_norm, (R, N, N), eps)          # dt, B, C each normalised
     dt, B, C = dbc[:, :R], dbc[:, R:R + N].float(), dbc[:, R + N:].float()   # [T, R], [T, N], [T, N]
     if dt.dtype == w.dt_bias.dtype:                                 # fp32: the bias inside the matmul
-        dt = F.softplus(F.linear(dt, w.dt_proj, w.dt_bias))         # [T, E] fp32
+        dt = F.softplus(linear(dt, w.dt_proj, w.dt_bias))           # [T, E] fp32
     else:
-        dt = F.softplus(F.linear(dt, w.dt_proj).float() + w.dt_bias)
+        dt = F.softplus(linear(dt, w.dt_proj).float() + w.dt_bias)
     scan = ks.step if x.shape[0] == 1 else ks.scan
     y, h = scan(xs.float(), dt, w.A, B, C, w.D, z.float(), h0)
-    return F.linear(y.to(x.dtype), w.out_proj, w.out_proj_bias), window, h
+    return linear(y.to(x.dtype), w.out_proj, w.out_proj_bias), window, h

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from .attention import attention_mixer
 from .config import JambaConfig
+from .cpu_decode import linear
 from .errors import EngineError
 from .mamba import mamba_mixer
 from .moe import feed_forward
@@ -42,7 +43,7 @@ def forward_chunk(cfg: JambaConfig, w: ModelWeights, ids: Tensor, state: HybridS
         return None, new_state
     if logits == "last":
         x = x[-1:]
-    return F.linear(rms_norm(x, w.final_norm, eps), w.lm_head).float(), new_state
+    return linear(rms_norm(x, w.final_norm, eps), w.lm_head).float(), new_state
 
 
 def prefill(cfg: JambaConfig, w: ModelWeights, ids: Tensor, state: HybridState, logits: str = "all",

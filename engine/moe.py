@@ -5,18 +5,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .cpu_decode import linear
 from .weights import MLPWeights, MoEWeights
 
 
 def mlp(w: MLPWeights, x: Tensor) -> Tensor:
     """x [T, D] -> [T, D]: down(silu(gate x) * up x)."""
-    gate, up = F.linear(x, w.gate_up).chunk(2, dim=-1)              # [T, I] each
-    return F.linear(F.silu(gate).mul_(up), w.down)
+    gate, up = linear(x, w.gate_up).chunk(2, dim=-1)                # [T, I] each
+    return linear(F.silu(gate).mul_(up), w.down)
 
 
 def route(router: Tensor, x: Tensor, top_k: int) -> tuple[Tensor, Tensor]:
     """x [T, D] -> weights [T, k] (softmax probs of the chosen experts, model dtype), experts [T, k]."""
-    probs = torch.softmax(F.linear(x, router).float(), dim=-1)     # [T, X]
+    probs = torch.softmax(linear(x, router).float(), dim=-1)       # [T, X]
     weights, experts = torch.topk(probs, top_k, dim=-1)
     return weights.to(x.dtype), experts
 

@@ -119,7 +119,7 @@ def test_env_forces_torch_path_on_cuda(monkeypatch):
 def test_engine_continuation_through_fused_wrappers(tiny_engine):
     """Chunked prefill + decode with the wrapped kernels gives the one-pass torch logits (1e-4, fp32)."""
     eng = tiny_engine
-    assert eng.kernels == {"conv": "torch", "scan": "torch", "step": "torch", "attention": "sdpa"}
+    assert {k: v for k, v in eng.kernels.items() if k != "gemv"} == {"conv": "torch", "scan": "torch", "step": "torch", "attention": "sdpa"}
     ids = torch.randint(0, eng.config.vocab_size, (70,), generator=torch.Generator().manual_seed(5)).tolist()
     ref, _ = eng.prefill(ids)                                         # torch path, one pass
     with kernels.override(_reference_kernels()):

@@ -5,7 +5,7 @@ import threading
 
 import torch
 
-from engine import load_engine
+from engine import cpu_decode, load_engine
 from engine.checkpoint import gemv_layout
 from engine.norm import rms_norm, rms_norm_groups
 from engine.threads import one_thread
@@ -14,14 +14,23 @@ from engine.weights import AttentionWeights, MambaWeights, MoEWeights
 
 def test_gemv_layout_keeps_values_and_picks_column_major_for_wide_matrices():
     wide, tall, narrow = torch.randn(256, 64), torch.randn(64, 256), torch.randn(512, 16)
-    w2 = gemv_layout(wide)
-    assert torch.equal(w2, wide) and w2.stride() == (1, 256)             # [in, out] buffer
-    assert gemv_layout(tall) is tall                                      # out < in: left as it is
-    assert gemv_layout(narrow) is narrow                                  # in < 64: not worth it
+    was_active = cpu_decode.active()
+    cpu_decode.disable()                                                  # decode on torch's GEMV
+    try:
+        w2 = gemv_layout(wide)
+        assert torch.equal(w2, wide) and w2.stride() == (1, 256)         # [in, out] buffer
+        assert gemv_layout(tall) is tall                                  # out < in: left as it is
+        assert gemv_layout(narrow) is narrow                              # in < 64: not worth it
+    finally:
+        if was_active:
+            cpu_decode.enable()
+    if cpu_decode.enable():                                               # the C GEMV reads row-major faster
+        assert gemv_layout(wide) is wide
 
 
 def test_loader_stores_fused_and_column_major_weights(tiny_checkpoint):
     eng = load_engine(tiny_checkpoint, device="cpu", dtype="float32")
+    column_major = eng.kernels["gemv"] == "torch"                         # row-major for the C GEMV
     cfg = eng.config
     D, I, H, G, Hd = cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
     from safetensors import safe_open
@@ -36,7 +45,8 @@ def test_loader_stores_fused_and_column_major_weights(tiny_checkpoint):
             assert torch.equal(layer.mixer.qkv, ref) and layer.mixer.qkv.shape == ((H + 2 * G) * Hd, D)
         else:
             m: MambaWeights = layer.mixer
-            assert torch.equal(m.in_proj, names[p + "mamba.in_proj.weight"]) and m.in_proj.stride(0) == 1
+            assert torch.equal(m.in_proj, names[p + "mamba.in_proj.weight"])
+            assert (m.in_proj.stride(0) == 1) == column_major
             assert torch.equal(m.dbc_norm, torch.cat([names[p + f"mamba.{n}_layernorm.weight"] for n in ("dt", "b", "c")]))
         mlps = layer.ffn.experts if isinstance(layer.ffn, MoEWeights) else [layer.ffn]
         prefix = [p + f"feed_forward.experts.{e}." for e in range(len(mlps))] if isinstance(layer.ffn, MoEWeights) \
@@ -44,7 +54,7 @@ def test_loader_stores_fused_and_column_major_weights(tiny_checkpoint):
         for mlp, q in zip(mlps, prefix):
             ref = torch.cat([names[q + "gate_proj.weight"], names[q + "up_proj.weight"]])
             assert torch.equal(mlp.gate_up, ref) and mlp.gate_up.shape == (2 * I, D)
-            assert mlp.gate_up.stride(0) == 1                              # 2I > D: column-major
+            assert (mlp.gate_up.stride(0) == 1) == column_major            # 2I > D: column-major on torch
 
 
 def test_grouped_rms_norm_equals_one_norm_per_group():

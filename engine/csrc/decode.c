@@ -1,0 +1,292 @@
+/* CPU decode kernels (fp32): a multi-threaded GEMV, y[N] = W[N, K] x[K] (+ b), and the fused
+ * one-token Mamba-1 mixer step between in_proj and out_proj (jd_mamba_step, at the end).
+ *
+ * Why: a decode step multiplies one row by every weight matrix, so it is bound by how fast the
+ * weights stream from memory. torch's CPU GEMV (MKL sgemv) runs on one thread whatever the thread
+ * count, and one core reads memory at about half the speed two do. This splits each product over a
+ * small pool of worker threads.
+ *
+ * Glossary: N output rows, K inputs; W is row-major (stride_n = K, stride_k = 1: each output is a
+ * dot product over a contiguous row) or column-major (stride_n = 1, stride_k = N: each input adds a
+ * scaled contiguous column, "axpy").
+ *
+ * Scheduling: a product is cut into CHUNKS_PER_THREAD chunks of output rows per thread; the caller and the workers claim chunks
+ * from one atomic counter tagged with the job's number, so a worker that is late, asleep or
+ * descheduled never holds the caller up (the caller does the chunks nobody claimed) and can never
+ * claim a chunk of a later job. Workers spin (with a sched_yield every YIELD_EVERY turns, for
+ * any other thread that wants the core) for up to SPIN_NS after their last chunk, then sleep on a
+ * condition variable: between decode steps they stay awake, and an idle engine costs no CPU. One product runs at a time; a second
+ * caller meanwhile computes on its own thread. After fork() the child starts a new pool.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_WORKERS 63
+#define SPIN_NS 2000000LL           /* 2 ms */
+#define CHUNKS_PER_THREAD 2         /* a late thread's share is taken by the others */
+#define YIELD_EVERY 256             /* idle spins between sched_yield calls (lets other threads run) */
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+typedef float v8 __attribute__((vector_size(32)));
+
+static inline v8 load8(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
+static inline void store8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
+
+/* rows r0..r1 of a row-major W: y[r] = W[r, :] . x */
+static void dot_rows(const float *W, const float *x, float *y, int64_t K, int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+        const float *w = W + r * K;
+        v8 a0 = {0}, a1 = {0};
+        int64_t k = 0;
+        for (; k + 16 <= K; k += 16) {
+            a0 += load8(w + k) * load8(x + k);
+            a1 += load8(w + k + 8) * load8(x + k + 8);
+        }
+        a0 += a1;
+        float s = 0;
+        for (int i = 0; i < 8; i++) s += a0[i];
+        for (; k < K; k++) s += w[k] * x[k];
+        y[r] = s;
+    }
+}
+
+/* rows r0..r1 of a column-major W (element [r, k] at W[k * N + r]): y[r0:r1] = sum_k x[k] W[k, r0:r1] */
+static void axpy_rows(const float *W, const float *x, float *y, int64_t N, int64_t K, int64_t r0, int64_t r1) {
+    int64_t r = r0;
+    for (; r + 32 <= r1; r += 32) {                   /* 32 outputs held in registers over all k */
+        v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+        for (int64_t k = 0; k < K; k++) {
+            const float *w = W + k * N + r;
+            float xk = x[k];
+            a0 += load8(w) * xk; a1 += load8(w + 8) * xk; a2 += load8(w + 16) * xk; a3 += load8(w + 24) * xk;
+        }
+        store8(y + r, a0); store8(y + r + 8, a1); store8(y + r + 16, a2); store8(y + r + 24, a3);
+    }
+    for (; r < r1; r++) {
+        float s = 0;
+        for (int64_t k = 0; k < K; k++) s += W[k * N + r] * x[k];
+        y[r] = s;
+    }
+}
+
+typedef struct {
+    const float *W, *x, *b;
+    float *y;
+    int64_t N, K, chunk;
+    int col_major;
+} job_t;
+
+static void run_chunk(const job_t *j, int64_t c) {
+    int64_t r0 = c * j->chunk, r1 = r0 + j->chunk < j->N ? r0 + j->chunk : j->N;
+    if (j->col_major) axpy_rows(j->W, j->x, j->y, j->N, j->K, r0, r1);
+    else dot_rows(j->W, j->x, j->y, j->K, r0, r1);
+    if (j->b) for (int64_t r = r0; r < r1; r++) j->y[r] += j->b[r];
+}
+
+/* -- the pool ------------------------------------------------------------------------------- */
+/* The claim word: job number (24 bits) | the job's chunk count (20) | next chunk to claim (20).
+ * Holding the count in the word itself means a claim is checked against the job it claims from. */
+#define NO_SHIFT 40
+#define COUNT_SHIFT 20
+#define FIELD_MASK ((1u << 20) - 1)
+#define MAX_CHUNKS FIELD_MASK
+static job_t job;
+static _Atomic uint64_t next_claim;
+static _Atomic int64_t chunks_done;
+static _Atomic int sleepers;
+static _Atomic int quit;
+static pthread_mutex_t sleep_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
+static pthread_mutex_t submit_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_t workers[MAX_WORKERS];
+static int n_workers;
+static pid_t pool_pid;
+static uint32_t job_no;
+static int want_threads;
+static int atfork_set;
+
+/* In a forked child the workers are gone and the locks may be held by threads that no longer exist. */
+static void reset_in_child(void) {
+    pthread_mutex_init(&submit_lock, NULL);
+    pthread_mutex_init(&sleep_lock, NULL);
+    pthread_cond_init(&wake, NULL);
+    n_workers = 0;
+    pool_pid = 0;
+}
+
+static int64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* Claim and run chunks of job `no` until none is left. */
+static void work_on(uint32_t no) {
+    uint64_t cur = atomic_load(&next_claim);
+    for (;;) {
+        if ((uint32_t)(cur >> NO_SHIFT) != no || (cur & FIELD_MASK) >= ((cur >> COUNT_SHIFT) & FIELD_MASK)) return;
+        if (atomic_compare_exchange_weak(&next_claim, &cur, cur + 1)) {
+            run_chunk(&job, (int64_t)(cur & FIELD_MASK));
+            atomic_fetch_add(&chunks_done, 1);
+            cur = atomic_load(&next_claim);
+        }
+    }
+}
+
+static void *worker_main(void *arg) {
+    (void)arg;
+    uint32_t seen = (uint32_t)(atomic_load(&next_claim) >> NO_SHIFT);
+    int64_t idle_since = now_ns();
+    uint64_t spins = 0;
+    while (!atomic_load(&quit)) {
+        uint64_t cur = atomic_load(&next_claim);
+        uint32_t no = (uint32_t)(cur >> NO_SHIFT);
+        if (no != seen) {
+            seen = no;
+            work_on(no);
+            idle_since = now_ns();
+            continue;
+        }
+        if (++spins % YIELD_EVERY) { cpu_relax(); continue; }
+        if (now_ns() - idle_since < SPIN_NS) { sched_yield(); continue; }
+        pthread_mutex_lock(&sleep_lock);
+        atomic_fetch_add(&sleepers, 1);
+        while ((uint32_t)(atomic_load(&next_claim) >> NO_SHIFT) == seen && !atomic_load(&quit))
+            pthread_cond_wait(&wake, &sleep_lock);
+        atomic_fetch_sub(&sleepers, 1);
+        pthread_mutex_unlock(&sleep_lock);
+        idle_since = now_ns();
+    }
+    return NULL;
+}
+
+/* Start (or, after fork, restart) a pool of `threads` - 1 workers; returns the workers started. */
+int jd_pool_start(int threads) {
+    int want = threads - 1 < 0 ? 0 : (threads - 1 > MAX_WORKERS ? MAX_WORKERS : threads - 1);
+    pthread_mutex_lock(&submit_lock);
+    if (!atfork_set) { pthread_atfork(NULL, NULL, reset_in_child); atfork_set = 1; }
+    want_threads = threads;
+    if (pool_pid == getpid() && n_workers == want) { pthread_mutex_unlock(&submit_lock); return n_workers; }
+    if (pool_pid == getpid() && n_workers) {          /* resize: stop the old workers */
+        atomic_store(&quit, 1);
+        pthread_mutex_lock(&sleep_lock);
+        pthread_cond_broadcast(&wake);
+        pthread_mutex_unlock(&sleep_lock);
+        for (int i = 0; i < n_workers; i++) pthread_join(workers[i], NULL);
+    }
+    atomic_store(&quit, 0);
+    atomic_store(&sleepers, 0);
+    n_workers = 0;
+    for (int i = 0; i < want; i++) {
+        if (pthread_create(&workers[i], NULL, worker_main, NULL) != 0) break;
+        n_workers++;
+    }
+    pool_pid = getpid();
+    pthread_mutex_unlock(&submit_lock);
+    return n_workers;
+}
+
+/* y[N] = W x (+ b). W row-major [N, K] (col_major = 0) or column-major (col_major = 1). */
+void jd_gemv(const float *W, const float *x, const float *b, float *y, int64_t N, int64_t K, int col_major) {
+    job_t j = {W, x, b, y, N, K, 0, col_major};
+    int64_t parts = (int64_t)(n_workers + 1) * CHUNKS_PER_THREAD;
+    j.chunk = ((N + parts - 1) / parts + 31) / 32 * 32;   /* whole register blocks of axpy_rows */
+    if (pool_pid != getpid() && want_threads > 1) jd_pool_start(want_threads);   /* forked child */
+    if (pool_pid != getpid() || n_workers == 0 || j.chunk >= N || pthread_mutex_trylock(&submit_lock) != 0) {
+        j.chunk = N > 0 ? N : 1;                      /* no pool, too small, or the pool is busy */
+        if (N > 0) run_chunk(&j, 0);
+        return;
+    }
+    int64_t n_chunks = (N + j.chunk - 1) / j.chunk;
+    if (n_chunks > MAX_CHUNKS) {
+        j.chunk = (N + MAX_CHUNKS - 1) / MAX_CHUNKS;
+        j.chunk = (j.chunk + 31) / 32 * 32;
+        n_chunks = (N + j.chunk - 1) / j.chunk;
+    }
+    job = j;
+    atomic_store(&chunks_done, 0);
+    uint32_t no = ++job_no & ((1u << 24) - 1);
+    atomic_store(&next_claim, (uint64_t)no << NO_SHIFT | (uint64_t)n_chunks << COUNT_SHIFT);   /* publishes the job */
+    if (atomic_load(&sleepers)) {
+        pthread_mutex_lock(&sleep_lock);
+        pthread_cond_broadcast(&wake);
+        pthread_mutex_unlock(&sleep_lock);
+    }
+    work_on(no);
+    for (uint64_t spins = 1; atomic_load(&chunks_done) < n_chunks; spins++)   /* chunks a worker is finishing */
+        if (spins % YIELD_EVERY) cpu_relax(); else sched_yield();
+    pthread_mutex_unlock(&submit_lock);
+}
+
+/* -- one-token Mamba-1 step ------------------------------------------------------------------
+ * Glossary: E inner channels, N state size, R dt rank, Kc conv taps. Everything between in_proj
+ * and out_proj for one token, in one call instead of some twenty small torch ops (engine/mamba.py
+ * is the reference: causal_conv, silu, x_proj, rms_norm_groups, dt_proj, softplus, ssm_step):
+ *   xs, z = xz[:E], xz[E:]
+ *   u = silu(conv_b + sum_k conv_w[e, k] * [window; xs][k])         window [Kc-1, E] -> window_out
+ *   dt, B, C = RMSNorm each part of x_proj u  (weights norm_w [R + 2N])
+ *   dt = softplus(dt_proj dt + dt_bias)                              [E]
+ *   h = exp(dt A) * h0 + dt u B                                      [E, N] -> h_out
+ *   y = (h C + D u) * silu(z)                                        [E]
+ * conv_w is given by strides (element [e, k] at conv_w[e * cw_se + k * cw_sk]); x_proj [R+2N, E]
+ * and dt_proj [E, R] are row-major. scratch holds E + R + 2N floats.
+ */
+static inline float silu(float v) { return v / (1.0f + expf(-v)); }
+
+static void rms_norm_part(float *v, const float *w, int64_t n, float eps) {
+    float ss = 0;
+    for (int64_t i = 0; i < n; i++) ss += v[i] * v[i];
+    float inv = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int64_t i = 0; i < n; i++) v[i] = v[i] * inv * w[i];
+}
+
+void jd_mamba_step(const float *xz, const float *window, const float *conv_w, int64_t cw_se, int64_t cw_sk,
+                   const float *conv_b, const float *x_proj, const float *norm_w, float eps,
+                   const float *dt_proj, const float *dt_bias, const float *A, const float *D, const float *h0,
+                   int64_t E, int64_t N, int64_t R, int64_t Kc,
+                   float *y, float *window_out, float *h_out, float *scratch) {
+    const float *xs = xz, *z = xz + E;
+    float *u = scratch, *dbc = scratch + E;                       /* u [E], dbc [R + 2N] */
+    for (int64_t e = 0; e < E; e++) {
+        float acc = conv_b ? conv_b[e] : 0.0f;
+        for (int64_t k = 0; k < Kc - 1; k++) acc += window[k * E + e] * conv_w[e * cw_se + k * cw_sk];
+        acc += xs[e] * conv_w[e * cw_se + (Kc - 1) * cw_sk];
+        u[e] = silu(acc);
+    }
+    if (Kc > 1) {
+        memcpy(window_out, window + E, (size_t)((Kc - 2) * E) * sizeof(float));
+        memcpy(window_out + (Kc - 2) * E, xs, (size_t)E * sizeof(float));
+    }
+    dot_rows(x_proj, u, dbc, E, 0, R + 2 * N);
+    rms_norm_part(dbc, norm_w, R, eps);
+    rms_norm_part(dbc + R, norm_w + R, N, eps);
+    rms_norm_part(dbc + R + N, norm_w + R + N, N, eps);
+    const float *B = dbc + R, *C = dbc + R + N;
+    for (int64_t e = 0; e < E; e++) {
+        float d = dt_bias[e];
+        for (int64_t r = 0; r < R; r++) d += dt_proj[e * R + r] * dbc[r];
+        d = d > 20.0f ? d : log1pf(expf(d));                       /* softplus, threshold 20 as torch */
+        float du = d * u[e], acc = 0;
+        const float *a = A + e * N, *hp = h0 + e * N;
+        float *ho = h_out + e * N;
+        for (int64_t n = 0; n < N; n++) {
+            float h = expf(d * a[n]) * hp[n] + du * B[n];
+            ho[n] = h;
+            acc += h * C[n];
+        }
+        y[e] = (acc + D[e] * u[e]) * silu(z[e]);
+    }
+}
