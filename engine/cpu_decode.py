@@ -10,6 +10,8 @@ or with JAMBADOCS_KERNELS=torch, `linear` is plain `F.linear` and everything sti
 
     linear(x [T, K], w [N, K] (row- or column-major), b [N] | None) -> [T, N]
     mamba_step(w: MambaWeights, xz [1, 2E], window [K-1, E], h0 [E, N], eps) -> (y [1, E], window, h) | None
+    mlp(w: MLPWeights, x [1, D], scale, out) -> out + scale * MLP(x) [1, D] | None
+    rms_norm(x [1, n], w [n], eps) -> [1, n] | None
 """
 from __future__ import annotations
 
@@ -95,6 +97,10 @@ def _load(path: Path) -> ctypes.CDLL:
     lib.jd_mamba_step.argtypes = [p, p, p, i64, i64, p, p, p, ctypes.c_float, p, p, p, p, p,
                                   i64, i64, i64, i64, p, p, p, p]
     lib.jd_mamba_step.restype = None
+    lib.jd_mlp.argtypes = [p, p, ctypes.c_int, p, ctypes.c_int, p, i64, i64, ctypes.c_float, ctypes.c_int, p]
+    lib.jd_mlp.restype = None
+    lib.jd_rms_norm.argtypes = [p, p, p, i64, ctypes.c_float]
+    lib.jd_rms_norm.restype = None
     return lib
 
 
@@ -173,26 +179,80 @@ def _ptr(t: Tensor | None) -> int:
     return 0 if t is None else t.data_ptr()
 
 
+def _plan(w, make):
+    """The C call's fixed arguments for the weights block `w` (pointers, sizes, layouts; None when
+    the block is not in a form the kernels read), made once and kept on the block, which owns the
+    tensors the pointers point into."""
+    plan = w.__dict__.get("_cpu_decode_plan", _plan)
+    if plan is _plan:
+        plan = make(w)
+        w.__dict__["_cpu_decode_plan"] = plan
+    return plan
+
+
+def _f32(*ts: Tensor | None) -> bool:
+    return all(t is None or (isinstance(t, Tensor) and t.dtype is _F32 and t.is_cpu) for t in ts)
+
+
+def _mamba_plan(w) -> tuple | None:
+    E, N = w.A.shape
+    R, K = w.dt_proj.shape[1], w.conv_w.shape[1]
+    if not (_f32(w.conv_w, w.conv_b, w.x_proj, w.dbc_norm, w.dt_proj, w.dt_bias, w.A, w.D)
+            and _layout(w.x_proj) == 0 and _layout(w.dt_proj) == 0
+            and all(t is None or t.is_contiguous() for t in (w.conv_b, w.dbc_norm, w.dt_bias, w.A, w.D))):
+        return None
+    cw = w.conv_w
+    return (E, N, R, K, (cw.data_ptr(), cw.stride(0), cw.stride(1), _ptr(w.conv_b), w.x_proj.data_ptr(),
+                         w.dbc_norm.data_ptr()),
+            (w.dt_proj.data_ptr(), w.dt_bias.data_ptr(), w.A.data_ptr(), w.D.data_ptr()))
+
+
 def mamba_step(w, xz: Tensor, window: Tensor, h0: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor] | None:
     """The Mamba mixer between in_proj and out_proj for one token (engine/mamba.py's math), or None
     when these tensors are not all fp32, CPU and in the layouts the C step reads."""
-    E, N = w.A.shape
-    R, K = w.dt_proj.shape[1], w.conv_w.shape[1]
-    if not (_threads and xz.is_cpu and xz.dtype is _F32 and xz.shape == (1, 2 * E) and xz.is_contiguous()
-            and window.dtype is _F32 and window.is_contiguous() and h0.dtype is _F32 and h0.is_contiguous()
-            and w.conv_w.dtype is _F32 and w.x_proj.dtype is _F32 and w.dt_proj.dtype is _F32
-            and w.dbc_norm.dtype is _F32 and _layout(w.x_proj) == 0 and _layout(w.dt_proj) == 0
-            and (w.conv_b is None or w.conv_b.dtype is _F32)
-            and all(t is None or t.is_contiguous() for t in (w.conv_b, w.dbc_norm, w.dt_bias, w.A, w.D))):
+    if not _threads or (plan := _plan(w, _mamba_plan)) is None:
         return None
-    y = torch.empty(1, E)
-    window_out = torch.empty(K - 1, E)
-    h = torch.empty(E, N)
-    scratch = torch.empty(E + R + 2 * N)
-    cw = w.conv_w
-    _lib.jd_mamba_step(xz.data_ptr(), window.data_ptr(), cw.data_ptr(), cw.stride(0), cw.stride(1),
-                       _ptr(w.conv_b), w.x_proj.data_ptr(), w.dbc_norm.data_ptr(), eps,
-                       w.dt_proj.data_ptr(), w.dt_bias.data_ptr(), w.A.data_ptr(), w.D.data_ptr(),
-                       h0.data_ptr(), E, N, R, K, y.data_ptr(), window_out.data_ptr(), h.data_ptr(),
-                       scratch.data_ptr())
+    E, N, R, K, conv_args, ssm_args = plan
+    if not (xz.dtype is _F32 and xz.is_cpu and xz.shape == (1, 2 * E) and xz.is_contiguous()
+            and window.dtype is _F32 and window.is_contiguous() and h0.dtype is _F32 and h0.is_contiguous()):
+        return None
+    y, window_out, h = torch.empty(1, E), torch.empty(K - 1, E), torch.empty(E, N)
+    scratch = torch.empty(2 * E + R + 2 * N)
+    _lib.jd_mamba_step(xz.data_ptr(), window.data_ptr(), *conv_args, eps, *ssm_args, h0.data_ptr(),
+                       E, N, R, K, y.data_ptr(), window_out.data_ptr(), h.data_ptr(), scratch.data_ptr())
     return y, window_out, h
+
+
+def _mlp_plan(w) -> tuple | None:
+    gu, dn = (_layout(w.gate_up), _layout(w.down)) if _f32(w.gate_up, w.down) else (None, None)
+    if gu is None or dn is None or w.gate_up.shape != (2 * w.down.shape[1], w.down.shape[0]):
+        return None
+    D, I = w.down.shape
+    return D, I, w.gate_up.data_ptr(), gu, w.down.data_ptr(), dn
+
+
+def mlp(w, x: Tensor, scale: float = 1.0, out: Tensor | None = None) -> Tensor | None:
+    """scale * down(silu(gate x) * up x) for MLPWeights w, added into `out` when given ([1, D],
+    fp32), in one C call; None when the tensors are not fp32 CPU ones in a layout the GEMV reads."""
+    if not _threads or (plan := _plan(w, _mlp_plan)) is None:
+        return None
+    D, I, gu_ptr, gu, dn_ptr, dn = plan
+    if not (x.dtype is _F32 and x.is_cpu and x.shape == (1, D) and x.is_contiguous()):
+        return None
+    accumulate = out is not None
+    if out is None:
+        out = torch.empty(1, D)
+    scratch = torch.empty(2 * I + D)
+    _lib.jd_mlp(x.data_ptr(), gu_ptr, gu, dn_ptr, dn, out.data_ptr(), D, I, scale, int(accumulate),
+                scratch.data_ptr())
+    return out
+
+
+def rms_norm(x: Tensor, w: Tensor, eps: float) -> Tensor | None:
+    """x [1, n] * rsqrt(mean(x^2) + eps) * w [n] in one C call (fp32 CPU), else None."""
+    if not (_threads and x.dtype is _F32 and w.dtype is _F32 and x.is_cpu and x.dim() == 2 and x.shape[0] == 1
+            and x.is_contiguous() and w.is_contiguous() and w.shape[0] == x.shape[1]):
+        return None
+    y = torch.empty(1, x.shape[1])
+    _lib.jd_rms_norm(x.data_ptr(), w.data_ptr(), y.data_ptr(), x.shape[1], eps)
+    return y

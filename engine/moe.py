@@ -5,14 +5,26 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import cpu_decode
 from .cpu_decode import linear
 from .weights import MLPWeights, MoEWeights
 
 
 def mlp(w: MLPWeights, x: Tensor) -> Tensor:
     """x [T, D] -> [T, D]: down(silu(gate x) * up x)."""
+    if x.shape[0] == 1 and (y := cpu_decode.mlp(w, x)) is not None:
+        return y                                                      # CPU decode: one C call
     gate, up = linear(x, w.gate_up).chunk(2, dim=-1)                # [T, I] each
     return linear(F.silu(gate).mul_(up), w.down)
+
+
+def _add_scaled_mlp(w: MLPWeights, x: Tensor, scale: float, out: Tensor | None) -> Tensor:
+    """out + scale * mlp(w, x) (out None: 0); x [1, D]."""
+    y = cpu_decode.mlp(w, x, scale, out)
+    if y is not None:
+        return y
+    y = mlp(w, x)
+    return y.mul_(scale) if out is None else out.add_(y, alpha=scale)
 
 
 def route(router: Tensor, x: Tensor, top_k: int) -> tuple[Tensor, Tensor]:
@@ -27,10 +39,9 @@ def moe(w: MoEWeights, x: Tensor) -> Tensor:
     T = x.shape[0]
     weights, experts = route(w.router, x, w.top_k)
     if T == 1:                                                        # decode: no gather/scatter
-        (w0, *ws), (e0, *es) = weights[0].tolist(), experts[0].tolist()
-        out = mlp(w.experts[e0], x) * w0
-        for wt, e in zip(ws, es):
-            out.add_(mlp(w.experts[e], x), alpha=wt)
+        out = None
+        for wt, e in zip(weights[0].tolist(), experts[0].tolist()):
+            out = _add_scaled_mlp(w.experts[e], x, wt, out)
         return out
     k = w.top_k
     flat = experts.flatten()                                          # [T*k] slot -> expert

@@ -242,15 +242,61 @@ void jd_gemv(const float *W, const float *x, const float *b, float *y, int64_t N
  *   h = exp(dt A) * h0 + dt u B                                      [E, N] -> h_out
  *   y = (h C + D u) * silu(z)                                        [E]
  * conv_w is given by strides (element [e, k] at conv_w[e * cw_se + k * cw_sk]); x_proj [R+2N, E]
- * and dt_proj [E, R] are row-major. scratch holds E + R + 2N floats.
+ * and dt_proj [E, R] are row-major. scratch holds 2E + R + 2N floats.
  */
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+/* exp(x), 8 lanes: x log2(e) = n + f with n = round(x log2 e), |f| <= 1/2; 2^f = e^(f ln 2) by its
+ * degree-6 Taylor polynomial (|f ln 2| <= 0.35: relative error below 2e-7), 2^n from the exponent
+ * bits. Inputs are clamped to 2^-126 .. 2^126 (no denormals, no overflow). */
+static const v8 V126 = {126.f, 126.f, 126.f, 126.f, 126.f, 126.f, 126.f, 126.f};
+
+static inline v8 exp8(v8 x) {
+    v8 t = x * 1.44269504088896341f;
+    v8i lo = t < -V126, hi = t > V126;
+    t = (v8)(((v8i)t & ~(lo | hi)) | ((v8i)(-V126) & lo) | ((v8i)V126 & hi));
+    v8 th = t + 0.5f;
+    v8i n = __builtin_convertvector(th, v8i);                /* truncates toward zero */
+    n += (v8i)(__builtin_convertvector(n, v8) > th);         /* -> floor(t + 1/2) */
+    v8 r = (t - __builtin_convertvector(n, v8)) * 0.69314718055994531f;
+    v8 p = V126 * (1.0f / (720.0f * 126.0f));
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    return p * (v8)((n + 127) << 23);
+}
+
 static inline float silu(float v) { return v / (1.0f + expf(-v)); }
 
-static void rms_norm_part(float *v, const float *w, int64_t n, float eps) {
+/* v[i] <- v[i] * silu(g[i]) over n entries. */
+static void mul_silu(float *v, const float *g, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v8 gv = load8(g + i);
+        store8(v + i, load8(v + i) * gv / (1.0f + exp8(-gv)));
+    }
+    for (; i < n; i++) v[i] *= silu(g[i]);
+}
+
+/* v[i] <- silu(v[i]) over n entries. */
+static void silu_(float *v, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v8 x = load8(v + i);
+        store8(v + i, x / (1.0f + exp8(-x)));
+    }
+    for (; i < n; i++) v[i] = silu(v[i]);
+}
+
+/* y = x / sqrt(mean(x^2) + eps) * w over n entries (y may be x). */
+void jd_rms_norm(const float *x, const float *w, float *y, int64_t n, float eps) {
     float ss = 0;
-    for (int64_t i = 0; i < n; i++) ss += v[i] * v[i];
+    for (int64_t i = 0; i < n; i++) ss += x[i] * x[i];
     float inv = 1.0f / sqrtf(ss / (float)n + eps);
-    for (int64_t i = 0; i < n; i++) v[i] = v[i] * inv * w[i];
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * inv * w[i];
 }
 
 void jd_mamba_step(const float *xz, const float *window, const float *conv_w, int64_t cw_se, int64_t cw_sk,
@@ -259,34 +305,61 @@ void jd_mamba_step(const float *xz, const float *window, const float *conv_w, in
                    int64_t E, int64_t N, int64_t R, int64_t Kc,
                    float *y, float *window_out, float *h_out, float *scratch) {
     const float *xs = xz, *z = xz + E;
-    float *u = scratch, *dbc = scratch + E;                       /* u [E], dbc [R + 2N] */
-    for (int64_t e = 0; e < E; e++) {
-        float acc = conv_b ? conv_b[e] : 0.0f;
-        for (int64_t k = 0; k < Kc - 1; k++) acc += window[k * E + e] * conv_w[e * cw_se + k * cw_sk];
-        acc += xs[e] * conv_w[e * cw_se + (Kc - 1) * cw_sk];
-        u[e] = silu(acc);
+    float *u = scratch, *dt = scratch + E, *dbc = scratch + 2 * E;   /* u [E], dt [E], dbc [R + 2N] */
+    for (int64_t e = 0; e < E; e++) u[e] = conv_b ? conv_b[e] : 0.0f;
+    for (int64_t k = 0; k < Kc; k++) {                               /* conv over [window; xs] */
+        const float *src = k < Kc - 1 ? window + k * E : xs, *w = conv_w + k * cw_sk;
+        if (cw_se == 1) for (int64_t e = 0; e < E; e++) u[e] += src[e] * w[e];
+        else for (int64_t e = 0; e < E; e++) u[e] += src[e] * w[e * cw_se];
     }
+    silu_(u, E);
     if (Kc > 1) {
         memcpy(window_out, window + E, (size_t)((Kc - 2) * E) * sizeof(float));
         memcpy(window_out + (Kc - 2) * E, xs, (size_t)E * sizeof(float));
     }
     dot_rows(x_proj, u, dbc, E, 0, R + 2 * N);
-    rms_norm_part(dbc, norm_w, R, eps);
-    rms_norm_part(dbc + R, norm_w + R, N, eps);
-    rms_norm_part(dbc + R + N, norm_w + R + N, N, eps);
+    jd_rms_norm(dbc, norm_w, dbc, R, eps);
+    jd_rms_norm(dbc + R, norm_w + R, dbc + R, N, eps);
+    jd_rms_norm(dbc + R + N, norm_w + R + N, dbc + R + N, N, eps);
     const float *B = dbc + R, *C = dbc + R + N;
+    dot_rows(dt_proj, dbc, dt, R, 0, E);
     for (int64_t e = 0; e < E; e++) {
-        float d = dt_bias[e];
-        for (int64_t r = 0; r < R; r++) d += dt_proj[e * R + r] * dbc[r];
-        d = d > 20.0f ? d : log1pf(expf(d));                       /* softplus, threshold 20 as torch */
-        float du = d * u[e], acc = 0;
+        float d = dt[e] + dt_bias[e];
+        dt[e] = d > 20.0f ? d : log1pf(expf(d));                     /* softplus, threshold 20 as torch */
+    }
+    for (int64_t e = 0; e < E; e++) {
+        float d = dt[e], du = d * u[e], acc = 0;
         const float *a = A + e * N, *hp = h0 + e * N;
         float *ho = h_out + e * N;
-        for (int64_t n = 0; n < N; n++) {
+        int64_t n = 0;
+        v8 acc8 = {0};
+        for (; n + 8 <= N; n += 8) {
+            v8 h = exp8(load8(a + n) * d) * load8(hp + n) + load8(B + n) * du;
+            store8(ho + n, h);
+            acc8 += h * load8(C + n);
+        }
+        for (int i = 0; i < 8; i++) acc += acc8[i];
+        for (; n < N; n++) {
             float h = expf(d * a[n]) * hp[n] + du * B[n];
             ho[n] = h;
             acc += h * C[n];
         }
-        y[e] = (acc + D[e] * u[e]) * silu(z[e]);
+        y[e] = acc + D[e] * u[e];
     }
+    mul_silu(y, z, E);
+}
+
+/* -- one-token SwiGLU MLP ----------------------------------------------------------------------
+ * y = scale * down(silu(gate x) * up x) (+ y when accumulate): a dense MLP, or one expert of a MoE
+ * added into the token's output with its router weight. gate_up [2I, D] (gate rows, then up rows)
+ * and down [D, I], each row- or column-major; both products run on the pool. scratch: 2I + D floats.
+ */
+void jd_mlp(const float *x, const float *gate_up, int gu_col_major, const float *down, int dn_col_major,
+            float *y, int64_t D, int64_t I, float scale, int accumulate, float *scratch) {
+    float *h = scratch, *act = scratch + I, *out = scratch + 2 * I;
+    jd_gemv(gate_up, x, NULL, h, 2 * I, D, gu_col_major);       /* h = [gate x; up x] */
+    mul_silu(act, h, I);                                          /* act = up x * silu(gate x) */
+    jd_gemv(down, act, NULL, out, D, I, dn_col_major);
+    if (accumulate) for (int64_t d = 0; d < D; d++) y[d] += scale * out[d];
+    else for (int64_t d = 0; d < D; d++) y[d] = scale * out[d];
 }
