@@ -170,16 +170,27 @@ def read_gbps(threads: int, mib: int = 256) -> float:
     return mib * 2**20 / best / 1e9
 
 
-def gemv_floor_ms(path: str, threads: int) -> float:
+def gemv_floor_ms(path: str, threads: int, kernels: str = "torch") -> float:
     """One decode step's matmuls alone: every weight matrix a token reads (2 experts per MoE layer),
-    as our engine stores it, multiplied by one row; best of 20 passes. Everything else a step does
-    (norms, conv, scan step, attention, routing, Python) comes on top of this."""
+    in the layout the engine stores it for `kernels`, multiplied by one row; best of 20 passes.
+    kernels "torch": torch's GEMV (F.linear); "c": the engine's pooled C GEMV (engine/cpu_decode.py).
+    Everything else a step does (norms, conv, scan step, attention, routing, Python) comes on top."""
     import torch
     import torch.nn.functional as F
-    from engine import load_engine
+    from engine import cpu_decode, load_engine
     from engine.weights import AttentionWeights, MoEWeights
     torch.set_num_threads(threads)
-    w = load_engine(path, device="cpu", dtype="float32").weights
+    if kernels == "c":
+        if not cpu_decode.enable(threads):
+            return float("nan")
+        product = cpu_decode.linear
+    else:
+        cpu_decode.disable()                                           # torch's layout and GEMV
+        product = F.linear
+    loaded = load_engine(path, device="cpu", dtype="float32")
+    if kernels == "torch":
+        cpu_decode.disable()                                           # load_engine turned it on again
+    w = loaded.weights
     mats = []
     for layer in w.layers:
         m = layer.mixer
@@ -196,7 +207,7 @@ def gemv_floor_ms(path: str, threads: int) -> float:
         for _ in range(20):
             t0 = time.perf_counter()
             for x, m in zip(xs, mats):
-                F.linear(x, m)
+                product(x, m)
             best = min(best, time.perf_counter() - t0)
     return best * 1e3
 
@@ -224,7 +235,7 @@ def main() -> None:
           f"fp32, last logits only; load average at start: {os.getloadavg()[0]:.1f}\n")
     rows, ours_tps = [], {}
     gf0, bw0 = matmul_gflops(args.threads), read_gbps(args.threads)    # machine limits: best of start / end
-    gemv0 = gemv_floor_ms(str(path), args.threads)
+    gemv0, cgemv0 = gemv_floor_ms(str(path), args.threads), gemv_floor_ms(str(path), args.threads, "c")
 
     def best_of(what: str, n: int, key: str, repeats: int) -> tuple[dict, dict | None]:
         """Alternate ours / transformers `repeats` times; keep each one's fastest run (least disturbed)."""
@@ -266,10 +277,14 @@ def main() -> None:
           f"at equal efficiency 32K runs at {f2k / f32k:.2f} of the 2K speed")
     bw, wb = max(bw0, read_gbps(args.threads)), weight_bytes_per_token(BENCH_CONFIG)
     gemv = min(gemv0, gemv_floor_ms(str(path), args.threads))
+    cgemv = min(cgemv0, gemv_floor_ms(str(path), args.threads, "c"))
     print(f"  decode reads {wb / 2**20:.1f} MiB of weights per token: at the machine's read bandwidth ({bw:.1f} GB/s, "
           f"torch.sum over 256 MiB) -> limit {bw * 1e9 / wb:,.0f} tok/s; torch's GEMVs over these matrices alone take "
           f"{gemv:.2f} ms -> {1e3 / gemv:,.0f} tok/s ({wb / gemv / 1e6:.1f} GB/s) = {1e3 / gemv / h:.1f}x transformers' decode; "
           f"ours {o:.0f} tok/s ({o * gemv / 1e3:.0%} of that), transformers {h:.0f} tok/s")
+    print(f"  the engine's pooled C GEMV ({args.threads} threads, engine/csrc/decode.c) over the same matrices alone: "
+          f"{cgemv:.2f} ms -> {1e3 / cgemv:,.0f} tok/s ({wb / cgemv / 1e6:.1f} GB/s, {gemv / cgemv:.2f}x torch's); "
+          f"ours runs at {o * cgemv / 1e3:.0%} of that")
 
 
 if __name__ == "__main__":
