@@ -12,6 +12,7 @@ or with JAMBADOCS_KERNELS=torch, `linear` is plain `F.linear` and everything sti
     mamba_step(w: MambaWeights, xz [1, 2E], window [K-1, E], h0 [E, N], eps) -> (y [1, E], window, h) | None
     mlp(w: MLPWeights, x [1, D], scale, out) -> out + scale * MLP(x) [1, D] | None
     rms_norm(x [1, n], w [n], eps) -> [1, n] | None
+    moe(w: MoEWeights, x [1, D]) -> [1, D] | None
 """
 from __future__ import annotations
 
@@ -101,6 +102,8 @@ def _load(path: Path) -> ctypes.CDLL:
     lib.jd_mlp.restype = None
     lib.jd_rms_norm.argtypes = [p, p, p, i64, ctypes.c_float]
     lib.jd_rms_norm.restype = None
+    lib.jd_moe.argtypes = [p, p, i64, i64, p, p, p, p, p, i64, i64, p, p]
+    lib.jd_moe.restype = None
     return lib
 
 
@@ -265,3 +268,34 @@ def rms_norm(x: Tensor, w: Tensor, eps: float) -> Tensor | None:
     y = torch.empty(1, x.shape[1])
     _lib.jd_rms_norm(x.data_ptr(), w.data_ptr(), y.data_ptr(), x.shape[1], eps)
     return y
+
+
+def _moe_plan(w) -> tuple | None:
+    experts = [_plan(e, _mlp_plan) for e in w.experts]
+    if not _f32(w.router) or _layout(w.router) != 0 or any(p is None for p in experts) \
+            or len({p[:2] for p in experts}) != 1:
+        return None
+    D, I = experts[0][:2]
+    X = len(experts)
+    ptrs = ctypes.c_void_p * X
+    cols = ctypes.c_int * X
+    arrays = (ptrs(*[p[2] for p in experts]), cols(*[p[3] for p in experts]),
+              ptrs(*[p[4] for p in experts]), cols(*[p[5] for p in experts]))   # kept alive by the plan
+    return D, I, X, w.top_k, w.router.data_ptr(), arrays
+
+
+def moe(w, x: Tensor) -> Tensor | None:
+    """Jamba's MoE for one token (softmax router, top-k experts weighted by their probabilities, no
+    renormalisation: engine/moe.py's math) in one C call; None when the weights are not fp32 CPU
+    ones the kernels read (e.g. ExpertsInt8)."""
+    if not _threads or (plan := _plan(w, _moe_plan)) is None:
+        return None
+    D, I, X, k, router, (gu, gu_cols, dn, dn_cols) = plan
+    if not (x.dtype is _F32 and x.is_cpu and x.shape == (1, D) and x.is_contiguous()):
+        return None
+    out = torch.empty(1, D)
+    scratch = torch.empty(X + 2 * I + D)
+    chosen = torch.empty(k, dtype=torch.int64)
+    _lib.jd_moe(x.data_ptr(), router, X, k, gu, gu_cols, dn, dn_cols, out.data_ptr(), D, I,
+                scratch.data_ptr(), chosen.data_ptr())
+    return out

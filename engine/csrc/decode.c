@@ -363,3 +363,31 @@ void jd_mlp(const float *x, const float *gate_up, int gu_col_major, const float 
     if (accumulate) for (int64_t d = 0; d < D; d++) y[d] += scale * out[d];
     else for (int64_t d = 0; d < D; d++) y[d] = scale * out[d];
 }
+
+/* -- one-token mixture of experts ----------------------------------------------------------------
+ * Jamba's MoE for one token: probs = softmax(router x) over X experts, the top_k largest (in
+ * descending order, as torch.topk), y = sum_j probs[e_j] * expert_{e_j}(x) (no renormalisation).
+ * router [X, D] row-major; expert e: gate_up[e] [2I, D], down[e] [D, I] with their layouts.
+ * scratch: X + 2I + D floats. Returns nothing; the chosen experts are written to chosen[top_k].
+ */
+void jd_moe(const float *x, const float *router, int64_t X, int64_t top_k,
+            const float *const *gate_up, const int *gu_col_major, const float *const *down, const int *dn_col_major,
+            float *y, int64_t D, int64_t I, float *scratch, int64_t *chosen) {
+    float *probs = scratch;
+    dot_rows(router, x, probs, D, 0, X);
+    float m = probs[0], sum = 0;
+    for (int64_t e = 1; e < X; e++) m = probs[e] > m ? probs[e] : m;
+    for (int64_t e = 0; e < X; e++) { probs[e] = expf(probs[e] - m); sum += probs[e]; }
+    for (int64_t e = 0; e < X; e++) probs[e] /= sum;
+    for (int64_t j = 0; j < top_k; j++) {
+        int64_t best = -1;
+        for (int64_t e = 0; e < X; e++) {
+            int taken = 0;
+            for (int64_t i = 0; i < j; i++) taken |= chosen[i] == e;
+            if (!taken && (best < 0 || probs[e] > probs[best])) best = e;
+        }
+        chosen[j] = best;
+        jd_mlp(x, gate_up[best], gu_col_major[best], down[best], dn_col_major[best], y, D, I,
+               probs[best], j > 0, scratch + X);
+    }
+}
