@@ -1,4 +1,5 @@
-"""CPU decode kernels (engine/csrc/decode.c): the pooled GEMV and the fused Mamba step, against torch."""
+"""CPU decode kernels (engine/csrc/decode.c): the pooled GEMV, the fused Mamba step, MLP, MoE and
+RMSNorm, against the torch ops they replace."""
 from __future__ import annotations
 
 import os
@@ -91,6 +92,8 @@ def test_a_forked_child_gets_a_working_pool():
     {"mamba_d_conv": 2, "mamba_conv_bias": False, "mamba_d_state": 5, "mamba_proj_bias": True},
     {"mamba_d_conv": 3, "mamba_expand": 3, "mamba_dt_rank": 3, "hidden_size": 40, "num_attention_heads": 4,
      "num_key_value_heads": 2},
+    {"num_experts": 5, "num_experts_per_tok": 3, "intermediate_size": 40, "expert_layer_period": 1,
+     "expert_layer_offset": 0},                           # every layer MoE, top-3 of 5, ragged sizes
 ])
 def test_decode_with_the_c_kernels_equals_decode_on_torch_ops(tmp_path, overrides):
     path = write_tiny_checkpoint(tmp_path / "ckpt", seed=3, **overrides)
