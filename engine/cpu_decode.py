@@ -126,7 +126,12 @@ def enable(threads: int | None = None) -> bool:
         if _lib is None and not _tried:
             _tried = True
             try:
-                _lib = _load(build())
+                path = build()
+                try:
+                    _lib = _load(path)
+                except OSError:                                       # a damaged cached library: build anew
+                    path.unlink(missing_ok=True)
+                    _lib = _load(build())
             except (RuntimeError, OSError, subprocess.SubprocessError) as e:
                 log.warning("CPU decode kernels not available, decode runs on torch ops: %s", e)
         if _lib is None:

@@ -149,3 +149,17 @@ def test_build_names_the_compiler_and_its_error(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="something broke"):
         cpu_decode.build(compiler=str(fake))
     assert list(tmp_path.glob("*.so")) == []              # no half-written library left behind
+
+
+def test_a_damaged_cached_library_is_built_again(tmp_path):
+    """A truncated .so in the cache (a full disk, a crash elsewhere) is replaced, not fatal."""
+    code = (
+        "import sys; sys.path.insert(0, %r)\n"
+        "from engine import cpu_decode\n"
+        "path = cpu_decode.build()\n"
+        "path.write_bytes(path.read_bytes()[:100])\n"
+        "print(cpu_decode.enable(2), cpu_decode.build() == path, path.stat().st_size > 1000)\n" % str(ROOT))
+    env = dict(os.environ, JAMBADOCS_KERNEL_CACHE=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True", "True"]
