@@ -1,12 +1,14 @@
-"""CPU decode kernels (engine/csrc/decode.c), fp32: a pooled GEMV for one-row products and the
-fused one-token Mamba step.
+"""CPU decode kernels (engine/csrc/decode.c), fp32: a pooled GEMV for every one-row product, and
+the one-token Mamba mixer step, SwiGLU MLP, mixture of experts and RMSNorm as one call each.
 
-torch's CPU GEMV runs on one thread; `gemv` splits each product over `threads` cores. A Mamba
-decode step between in_proj and out_proj is some twenty small torch ops, which cost more than
-their arithmetic; `mamba_step` is one C call. The C file
-is compiled on first use with the machine's C compiler (`cc`, or $CC) into a per-user cache,
-keyed by the source, the flags and the CPU (it is built with -march=native); without a compiler,
-or with JAMBADOCS_KERNELS=torch, `linear` is plain `F.linear` and everything still works.
+torch's CPU GEMV runs on one thread; the pooled GEMV splits each product over `threads` cores.
+A decode step on torch ops is some hundred small ops whose dispatch costs more than their
+arithmetic; the fused blocks replace most of them. The torch functions stay the reference and the
+fallback: each function here returns None (or `linear` calls `F.linear`) when its tensors are not
+fp32 CPU tensors in a layout the kernels read. The C file is compiled on first use with the
+machine's C compiler (`cc`, or $CC) into a per-user cache, keyed by the source, the flags and the
+CPU (it is built with -march=native); without a compiler, or with JAMBADOCS_KERNELS=torch,
+everything runs on torch ops.
 
     linear(x [T, K], w [N, K] (row- or column-major), b [N] | None) -> [T, N]
     mamba_step(w: MambaWeights, xz [1, 2E], window [K-1, E], h0 [E, N], eps) -> (y [1, E], window, h) | None

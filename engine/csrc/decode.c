@@ -1,5 +1,6 @@
-/* CPU decode kernels (fp32): a multi-threaded GEMV, y[N] = W[N, K] x[K] (+ b), and the fused
- * one-token Mamba-1 mixer step between in_proj and out_proj (jd_mamba_step, at the end).
+/* CPU decode kernels (fp32): a multi-threaded GEMV, y[N] = W[N, K] x[K] (+ b), and one-token
+ * blocks built on it: the Mamba-1 mixer between in_proj and out_proj (jd_mamba_step), RMSNorm,
+ * the SwiGLU MLP (jd_mlp) and Jamba's mixture of experts (jd_moe). engine/cpu_decode.py calls them.
  *
  * Why: a decode step multiplies one row by every weight matrix, so it is bound by how fast the
  * weights stream from memory. torch's CPU GEMV (MKL sgemv) runs on one thread whatever the thread
@@ -10,13 +11,14 @@
  * dot product over a contiguous row) or column-major (stride_n = 1, stride_k = N: each input adds a
  * scaled contiguous column, "axpy").
  *
- * Scheduling: a product is cut into CHUNKS_PER_THREAD chunks of output rows per thread; the caller and the workers claim chunks
- * from one atomic counter tagged with the job's number, so a worker that is late, asleep or
- * descheduled never holds the caller up (the caller does the chunks nobody claimed) and can never
- * claim a chunk of a later job. Workers spin (with a sched_yield every YIELD_EVERY turns, for
- * any other thread that wants the core) for up to SPIN_NS after their last chunk, then sleep on a
- * condition variable: between decode steps they stay awake, and an idle engine costs no CPU. One product runs at a time; a second
- * caller meanwhile computes on its own thread. After fork() the child starts a new pool.
+ * Scheduling: a product is cut into CHUNKS_PER_THREAD chunks of output rows per thread; the caller
+ * and the workers claim chunks from one atomic word tagged with the job's number, so a worker that
+ * is late, asleep or descheduled never holds the caller up (the caller does the chunks nobody
+ * claimed) and can never claim a chunk of a later job. Workers spin (with a sched_yield every
+ * YIELD_EVERY turns, for any other thread that wants the core) for up to SPIN_NS after their last
+ * chunk, then sleep on a condition variable: between decode steps they stay awake, and an idle
+ * engine costs no CPU. One product runs at a time; a second caller meanwhile computes on its own
+ * thread. After fork() the child starts a new pool.
  */
 #include <math.h>
 #include <pthread.h>
@@ -25,7 +27,6 @@
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #define MAX_WORKERS 63
 #define SPIN_NS 2000000LL           /* 2 ms */
@@ -113,7 +114,7 @@ static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
 static pthread_mutex_t submit_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_t workers[MAX_WORKERS];
 static int n_workers;
-static pid_t pool_pid;
+static int pool_live;                      /* workers started in this process (0 again after fork) */
 static uint32_t job_no;
 static int want_threads;
 static int atfork_set;
@@ -124,7 +125,7 @@ static void reset_in_child(void) {
     pthread_mutex_init(&sleep_lock, NULL);
     pthread_cond_init(&wake, NULL);
     n_workers = 0;
-    pool_pid = 0;
+    pool_live = 0;
 }
 
 static int64_t now_ns(void) {
@@ -179,8 +180,8 @@ int jd_pool_start(int threads) {
     pthread_mutex_lock(&submit_lock);
     if (!atfork_set) { pthread_atfork(NULL, NULL, reset_in_child); atfork_set = 1; }
     want_threads = threads;
-    if (pool_pid == getpid() && n_workers == want) { pthread_mutex_unlock(&submit_lock); return n_workers; }
-    if (pool_pid == getpid() && n_workers) {          /* resize: stop the old workers */
+    if (pool_live && n_workers == want) { pthread_mutex_unlock(&submit_lock); return n_workers; }
+    if (pool_live && n_workers) {          /* resize: stop the old workers */
         atomic_store(&quit, 1);
         pthread_mutex_lock(&sleep_lock);
         pthread_cond_broadcast(&wake);
@@ -194,7 +195,7 @@ int jd_pool_start(int threads) {
         if (pthread_create(&workers[i], NULL, worker_main, NULL) != 0) break;
         n_workers++;
     }
-    pool_pid = getpid();
+    pool_live = 1;
     pthread_mutex_unlock(&submit_lock);
     return n_workers;
 }
@@ -204,8 +205,8 @@ void jd_gemv(const float *W, const float *x, const float *b, float *y, int64_t N
     job_t j = {W, x, b, y, N, K, 0, col_major};
     int64_t parts = (int64_t)(n_workers + 1) * CHUNKS_PER_THREAD;
     j.chunk = ((N + parts - 1) / parts + 31) / 32 * 32;   /* whole register blocks of axpy_rows */
-    if (pool_pid != getpid() && want_threads > 1) jd_pool_start(want_threads);   /* forked child */
-    if (pool_pid != getpid() || n_workers == 0 || j.chunk >= N || pthread_mutex_trylock(&submit_lock) != 0) {
+    if (!pool_live && want_threads > 1) jd_pool_start(want_threads);   /* a forked child */
+    if (!pool_live || n_workers == 0 || j.chunk >= N || pthread_mutex_trylock(&submit_lock) != 0) {
         j.chunk = N > 0 ? N : 1;                      /* no pool, too small, or the pool is busy */
         if (N > 0) run_chunk(&j, 0);
         return;
