@@ -107,7 +107,13 @@ class Engine:
     def info(self) -> dict:
         return {"engine": "jamba", "model": str(self.path) if self.path else "", "device": str(self.device),
                 "dtype": str(self.dtype).removeprefix("torch."), "max_context": self.max_context,
-                "fingerprint": self.fingerprint}
+                "decode": self.decode_kernels, "fingerprint": self.fingerprint}
+
+    @property
+    def decode_kernels(self) -> str:
+        """What a decode step runs on, in words: "C on 2 threads" / "torch" (CPU), the step kernel (CUDA)."""
+        k = self.kernels
+        return k.get("gemv") or k.get("step", "torch")
 
 
 def load_engine(path: str | Path, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,

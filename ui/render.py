@@ -60,7 +60,8 @@ def fmt_seconds(s: float | None) -> str:
 # ---- status -------------------------------------------------------------------------------------
 
 def engine_status(info: dict) -> str:
-    """One line: engine, model, device, dtype, context size (or why the engine cannot start)."""
+    """One line: engine, model, device, dtype, context size, what decode runs on (or why the engine
+    cannot start)."""
     if info.get("error"):
         return (f'<div class="jd-status jd-bad" id="jd-engine"><b>engine</b> {esc(info.get("engine") or "?")}: '
                 f'{esc(info["error"])}</div>')
@@ -72,6 +73,8 @@ def engine_status(info: dict) -> str:
         parts.append(f"<b>{key}</b> <span{title}>{esc(shown) if shown else '&mdash;'}</span>")
     ctx = info.get("max_context")
     parts.append(f"<b>context</b> {fmt_tokens(ctx) + ' tokens' if ctx else 'unlimited'}")
+    if info.get("decode"):
+        parts.append(f"<b>decode</b> {esc(info['decode'])}")
     return f'<div class="jd-status" id="jd-engine">{" &middot; ".join(parts)}</div>'
 
 

@@ -104,7 +104,8 @@ class JambaAnswerer:
         eng = self.engine
         return {"engine": self.name, "model": str(self.settings.model), "device": str(getattr(eng, "device", "")),
                 "dtype": str(getattr(eng, "dtype", "")).replace("torch.", ""), "max_context": eng.max_context,
-                "quantize": self.settings.quantize, "fingerprint": eng.fingerprint}
+                "decode": getattr(eng, "decode_kernels", None), "quantize": self.settings.quantize,
+                "fingerprint": eng.fingerprint}
 
     def count_tokens(self, text: str) -> int:
         return len(self.engine.tokenizer(text, add_special_tokens=False)["input_ids"])

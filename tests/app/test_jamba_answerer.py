@@ -149,6 +149,7 @@ def test_set_larger_than_the_context_is_fitted_by_retrieval_and_reported(corpus,
     assert "left out" in t["omitted"]["summary"]
     assert any(e.stage == "retrieve" for e in progress)
     assert a.info()["max_context"] == 1536 and a.info()["fingerprint"] == a.engine.fingerprint
+    assert a.info()["decode"] == a.engine.kernels["gemv"]              # "C on N threads" or "torch" on CPU
 
 
 def test_cancel_mid_prefill_keeps_the_documents_already_done(eng, checkpoint, docs, tmp_path):

@@ -10,7 +10,7 @@ from app.citations import parse_and_verify
 from app.records import BudgetInfo, ChatInfo, DocumentInfo, MessageInfo
 from ingest import read_document
 from ui.export import chat_markdown
-from ui.render import answer_html, budget_gauge, documents_table, ingest_error_text, omitted_text
+from ui.render import answer_html, budget_gauge, documents_table, engine_status, ingest_error_text, omitted_text
 
 TRUE_CLAIM = ("If we convert the estimates of the room width in meters into feet by multiplying each by 3.28 "
               "then we would like to test the hypothesis")
@@ -110,3 +110,11 @@ def test_export_markdown_keeps_citations_and_sources(hsaur, message):
     assert re.search(r"2\. \[doc 1\] hsaur-inference\.pdf, page 4: \*\*unverified\*\*", md)
     assert "passage on the page" in md and "3.28" in md
     assert "## Sources" in md and "hsaur-inference.pdf), 15 pages" in md
+
+
+def test_engine_status_says_what_decode_runs_on():
+    info = {"engine": "jamba", "model": "/models/jamba-tiny/", "device": "cpu", "dtype": "float32",
+            "max_context": 4096, "decode": "C on 2 threads"}
+    line = engine_status(info)
+    assert "<b>decode</b> C on 2 threads" in line and "jamba-tiny" in line
+    assert "decode" not in engine_status({k: v for k, v in info.items() if k != "decode"})
