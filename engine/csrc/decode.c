@@ -318,14 +318,14 @@ void jd_mamba_step(const float *xz, const float *window, const float *conv_w, in
         memcpy(window_out, window + E, (size_t)((Kc - 2) * E) * sizeof(float));
         memcpy(window_out + (Kc - 2) * E, xs, (size_t)E * sizeof(float));
     }
-    dot_rows(x_proj, u, dbc, E, 0, R + 2 * N);
+    jd_gemv(x_proj, u, NULL, dbc, R + 2 * N, E, 0);              /* pooled: [288, 8192] on Jamba 1.5 Mini */
     jd_rms_norm(dbc, norm_w, dbc, R, eps);
     jd_rms_norm(dbc + R, norm_w + R, dbc + R, N, eps);
     jd_rms_norm(dbc + R + N, norm_w + R + N, dbc + R + N, N, eps);
     const float *B = dbc + R, *C = dbc + R + N;
-    dot_rows(dt_proj, dbc, dt, R, 0, E);
+    jd_gemv(dt_proj, dbc, dt_bias, dt, E, R, 0);                  /* dt_proj dt + dt_bias, pooled */
     for (int64_t e = 0; e < E; e++) {
-        float d = dt[e] + dt_bias[e];
+        float d = dt[e];
         dt[e] = d > 20.0f ? d : log1pf(expf(d));                     /* softplus, threshold 20 as torch */
     }
     for (int64_t e = 0; e < E; e++) {

@@ -163,3 +163,27 @@ def test_a_damaged_cached_library_is_built_again(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "True", "True"]
+
+
+def test_a_jamba_mini_sized_mamba_step_equals_torch_ops():
+    """E 8192, N 16, dt rank 256 (Jamba 1.5 Mini's mixer; a small hidden size keeps in_proj small):
+    the fused step, whose x_proj and dt_proj products run on the pool, equals the torch ops."""
+    from engine.mamba import mamba_mixer
+    from engine.weights import MambaWeights
+    g = torch.Generator().manual_seed(7)
+    D, E, N, R, K = 64, 8192, 16, 256, 4
+    r = lambda *s, std=1.0: torch.randn(*s, generator=g) * std          # noqa: E731
+    w = MambaWeights(in_proj=r(2 * E, D, std=D ** -0.5), in_proj_bias=None, conv_w=r(K, E).t(), conv_b=r(E),
+                     x_proj=r(R + 2 * N, E, std=E ** -0.5), dt_proj=r(E, R, std=R ** -0.5), dt_bias=r(E) - 3,
+                     A=-torch.rand(E, N, generator=g) * 8, D=r(E), out_proj=r(D, E, std=E ** -0.5),
+                     out_proj_bias=None, dbc_norm=r(R + 2 * N))
+    x, window, h0 = r(1, D), r(K - 1, E), r(E, N)
+    fast = mamba_mixer(w, x, window, h0, 1e-6)
+    assert cpu_decode.mamba_step(w, cpu_decode.linear(x, w.in_proj), window, h0, 1e-6) is not None
+    cpu_decode.disable()
+    try:
+        ref = mamba_mixer(w, x, window, h0, 1e-6)
+    finally:
+        cpu_decode.enable(2)
+    for a, b in zip(fast, ref):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
