@@ -106,6 +106,8 @@ def _load(path: Path) -> ctypes.CDLL:
     lib.jd_rms_norm.restype = None
     lib.jd_moe.argtypes = [p, p, i64, i64, p, p, p, p, p, i64, i64, p, p]
     lib.jd_moe.restype = None
+    lib.jd_gemv_q8.argtypes = [p, p, p, p, p, i64, i64]
+    lib.jd_gemv_q8.restype = None
     return lib
 
 
@@ -183,15 +185,28 @@ def gemv(x: Tensor, w: Tensor, b: Tensor | None, col_major: int) -> Tensor:
 _F32 = torch.float32
 
 
-def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
-    """`F.linear`, with one-row fp32 CPU products on the pooled GEMV when it is enabled."""
-    if (_threads and x.dim() == 2 and x.shape[0] == 1 and x.dtype is _F32 and isinstance(w, Tensor)
-            and w.dtype is _F32 and x.device.type == "cpu" and w.device.type == "cpu"
-            and x.is_contiguous() and (b is None or b.dtype is _F32)):
-        layout = _layout(w)
-        if layout is not None:
-            return gemv(x, w, b, layout)
+def linear(x: Tensor, w, b: Tensor | None = None) -> Tensor:
+    """`F.linear`, with one-row fp32 CPU products on the pooled GEMV when it is enabled; w is a
+    tensor or an ExpertsInt8 weight (`quant.Int8Weight`: int8 q [N, K], fp32 scale [N])."""
+    if (_threads and x.dim() == 2 and x.shape[0] == 1 and x.dtype is _F32 and x.is_cpu and x.is_contiguous()
+            and (b is None or (b.dtype is _F32 and b.is_cpu))):
+        if isinstance(w, Tensor):
+            if w.dtype is _F32 and w.is_cpu and (layout := _layout(w)) is not None:
+                return gemv(x, w, b, layout)
+        elif _int8_rows(w, x.shape[1]) and (b is None or (b.shape == w.scale.shape and b.is_contiguous())):
+            y = torch.empty(1, w.q.shape[0])
+            _lib.jd_gemv_q8(w.q.data_ptr(), w.scale.data_ptr(), x.data_ptr(), _ptr(b), y.data_ptr(),
+                            w.q.shape[0], w.q.shape[1])
+            return y
     return F.linear(x, w, b)
+
+
+def _int8_rows(w, K: int) -> bool:
+    """w is an ExpertsInt8 weight the C GEMV reads: int8 q [N, K] row-major, fp32 scale [N], on the CPU."""
+    q, scale = getattr(w, "q", None), getattr(w, "scale", None)
+    return (isinstance(q, Tensor) and isinstance(scale, Tensor) and q.dtype is torch.int8 and q.is_cpu
+            and q.dim() == 2 and q.shape[1] == K and q.is_contiguous() and scale.dtype is _F32
+            and scale.is_cpu and scale.is_contiguous() and scale.shape == (q.shape[0],))
 
 
 def _ptr(t: Tensor | None) -> int:

@@ -83,16 +83,43 @@ static void axpy_rows(const float *W, const float *x, float *y, int64_t N, int64
     }
 }
 
+typedef int8_t v8c __attribute__((vector_size(8)));
+
+/* rows r0..r1 of an int8 row-major Q with one scale per row: y[r] = scale[r] * (Q[r, :] . x) */
+static void dot_rows_q8(const int8_t *Q, const float *scale, const float *x, float *y, int64_t K,
+                        int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+        const int8_t *q = Q + r * K;
+        v8 a0 = {0}, a1 = {0};
+        int64_t k = 0;
+        for (; k + 16 <= K; k += 16) {
+            v8c c0, c1;
+            memcpy(&c0, q + k, sizeof c0);
+            memcpy(&c1, q + k + 8, sizeof c1);
+            a0 += __builtin_convertvector(c0, v8) * load8(x + k);
+            a1 += __builtin_convertvector(c1, v8) * load8(x + k + 8);
+        }
+        a0 += a1;
+        float s = 0;
+        for (int i = 0; i < 8; i++) s += a0[i];
+        for (; k < K; k++) s += (float)q[k] * x[k];
+        y[r] = s * scale[r];
+    }
+}
+
 typedef struct {
     const float *W, *x, *b;
     float *y;
     int64_t N, K, chunk;
     int col_major;
+    const int8_t *Q;               /* int8 weights instead of W (row-major), with one scale per row */
+    const float *scale;
 } job_t;
 
 static void run_chunk(const job_t *j, int64_t c) {
     int64_t r0 = c * j->chunk, r1 = r0 + j->chunk < j->N ? r0 + j->chunk : j->N;
-    if (j->col_major) axpy_rows(j->W, j->x, j->y, j->N, j->K, r0, r1);
+    if (j->Q) dot_rows_q8(j->Q, j->scale, j->x, j->y, j->K, r0, r1);
+    else if (j->col_major) axpy_rows(j->W, j->x, j->y, j->N, j->K, r0, r1);
     else dot_rows(j->W, j->x, j->y, j->K, r0, r1);
     if (j->b) for (int64_t r = r0; r < r1; r++) j->y[r] += j->b[r];
 }
@@ -200,9 +227,9 @@ int jd_pool_start(int threads) {
     return n_workers;
 }
 
-/* y[N] = W x (+ b). W row-major [N, K] (col_major = 0) or column-major (col_major = 1). */
-void jd_gemv(const float *W, const float *x, const float *b, float *y, int64_t N, int64_t K, int col_major) {
-    job_t j = {W, x, b, y, N, K, 0, col_major};
+/* Run one product on the pool (or on this thread when it is small, or the pool is busy). */
+static void run_pooled(job_t j) {
+    int64_t N = j.N;
     int64_t parts = (int64_t)(n_workers + 1) * CHUNKS_PER_THREAD;
     j.chunk = ((N + parts - 1) / parts + 31) / 32 * 32;   /* whole register blocks of axpy_rows */
     if (!pool_live && want_threads > 1) jd_pool_start(want_threads);   /* a forked child */
@@ -230,6 +257,18 @@ void jd_gemv(const float *W, const float *x, const float *b, float *y, int64_t N
     for (uint64_t spins = 1; atomic_load(&chunks_done) < n_chunks; spins++)   /* chunks a worker is finishing */
         if (spins % YIELD_EVERY) cpu_relax(); else sched_yield();
     pthread_mutex_unlock(&submit_lock);
+}
+
+/* y[N] = W x (+ b). W row-major [N, K] (col_major = 0) or column-major (col_major = 1). */
+void jd_gemv(const float *W, const float *x, const float *b, float *y, int64_t N, int64_t K, int col_major) {
+    job_t j = {W, x, b, y, N, K, 0, col_major, NULL, NULL};
+    run_pooled(j);
+}
+
+/* y[N] = scale * (Q x) (+ b): ExpertsInt8 weights, Q [N, K] int8 row-major, scale [N] (per row). */
+void jd_gemv_q8(const int8_t *Q, const float *scale, const float *x, const float *b, float *y, int64_t N, int64_t K) {
+    job_t j = {NULL, x, b, y, N, K, 0, 0, Q, scale};
+    run_pooled(j);
 }
 
 /* -- one-token Mamba-1 step ------------------------------------------------------------------

@@ -187,3 +187,34 @@ def test_a_jamba_mini_sized_mamba_step_equals_torch_ops():
         cpu_decode.enable(2)
     for a, b in zip(fast, ref):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("N,K", [(1, 1), (33, 17), (2048, 256), (256, 1024)])
+def test_int8_gemv_equals_the_int8_linear_it_replaces(N, K):
+    from engine.quant import Int8Weight, int8_linear
+    g = torch.Generator().manual_seed(N + K)
+    w = Int8Weight.quantize(torch.randn(N, K, generator=g))
+    x, b = torch.randn(1, K, generator=g), torch.randn(N, generator=g)
+    for bias in (None, b):
+        torch.testing.assert_close(cpu_decode.linear(x, w, bias), int8_linear(x, w, bias), atol=1e-4 * K ** 0.5, rtol=1e-5)
+
+
+def test_int8_experts_decode_on_the_c_gemv_as_on_torch_ops(tiny_checkpoint):
+    eng = load_engine(tiny_checkpoint, device="cpu", dtype="float32", quantize="int8")
+    ids = torch.randint(3, eng.config.vocab_size, (30,), generator=torch.Generator().manual_seed(2)).tolist()
+    _, state = eng.prefill(ids, logits="none")
+
+    def steps():
+        s, out = state, []
+        for t in (5, 9, 300, 7):
+            logits, s = eng.decode_step(t, s)
+            out.append(logits)
+        return torch.cat(out)
+
+    fast = steps()
+    cpu_decode.disable()
+    try:
+        ref = steps()
+    finally:
+        cpu_decode.enable(2)
+    torch.testing.assert_close(fast, ref, atol=2e-5, rtol=1e-5)
