@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from . import cpu_decode
 from .config import JambaConfig
 from .errors import CheckpointError
 from .weights import (AttentionWeights, LayerWeights, MambaWeights, MLPWeights, ModelWeights,
@@ -95,16 +96,16 @@ def gemv_layout(w: torch.Tensor) -> torch.Tensor:
     on CPU with out > in >= 64. torch's CPU GEMV vectorises along the contiguous dimension: x @ W
     with W [in, out] streams rows of `out` values, and for out > in that is the faster read
     (2.3-2.5x for the bench model's wide matrices, bench/gemv.py)."""
-    if w.dim() == 2 and _column_major(w.shape[0], w.shape[1], w.device) and w.stride(0) != 1:
+    if w.dim() == 2 and _column_major(w.shape[0], w.shape[1], w.device, w.dtype) and w.stride(0) != 1:
         return w.t().contiguous().t()
     return w
 
 
-def _column_major(out_dim: int, in_dim: int, device: torch.device) -> bool:
+def _column_major(out_dim: int, in_dim: int, device: torch.device, dtype: torch.dtype) -> bool:
     """The layout rule of `gemv_layout`: CPU, out > in >= 64, and decode on torch's GEMV (the pooled
-    GEMV of engine/cpu_decode.py reads row-major faster)."""
-    from . import cpu_decode
-    return device.type == "cpu" and out_dim > in_dim >= _MIN_COLUMN_MAJOR_IN and not cpu_decode.active()
+    fp32 GEMV of engine/cpu_decode.py reads row-major faster)."""
+    pooled = dtype == torch.float32 and cpu_decode.active()
+    return device.type == "cpu" and out_dim > in_dim >= _MIN_COLUMN_MAJOR_IN and not pooled
 
 
 class _TensorSource:
@@ -181,7 +182,7 @@ def _taps_by_position(w: torch.Tensor) -> torch.Tensor:
 
 def _stack_rows(parts: list[torch.Tensor]) -> torch.Tensor:
     """Matrices [o_i, D] -> [sum o_i, D] in one new buffer, already in `gemv_layout`."""
-    if _column_major(sum(t.shape[0] for t in parts), parts[0].shape[1], parts[0].device):
+    if _column_major(sum(t.shape[0] for t in parts), parts[0].shape[1], parts[0].device, parts[0].dtype):
         return torch.cat([t.t() for t in parts], dim=1).t()         # [D, sum o_i] buffer viewed as [sum o_i, D]
     return torch.cat(parts)
 

@@ -26,6 +26,7 @@ def test_gemv_layout_keeps_values_and_picks_column_major_for_wide_matrices():
             cpu_decode.enable()
     if cpu_decode.enable():                                               # the C GEMV reads row-major faster
         assert gemv_layout(wide) is wide
+        assert gemv_layout(wide.bfloat16()).stride() == (1, 256)         # bf16 decodes on torch's GEMV
 
 
 def test_loader_stores_fused_and_column_major_weights(tiny_checkpoint):
