@@ -12,7 +12,7 @@ everything runs on torch ops.
 
     linear(x [T, K], w [N, K] (row- or column-major), b [N] | None) -> [T, N]
     mamba_step(w: MambaWeights, xz [1, 2E], window [K-1, E], h0 [E, N], eps) -> (y [1, E], window, h) | None
-    mlp(w: MLPWeights, x [1, D], scale, out) -> out + scale * MLP(x) [1, D] | None
+    mlp(w: MLPWeights, x [1, D]) -> MLP(x) [1, D] | None
     rms_norm(x [1, n], w [n], eps) -> [1, n] | None
     moe(w: MoEWeights, x [1, D]) -> [1, D] | None
 """
@@ -172,31 +172,26 @@ def _layout(w: Tensor) -> int | None:
     return None
 
 
-def gemv(x: Tensor, w: Tensor, b: Tensor | None, col_major: int) -> Tensor:
-    """x [1, K] fp32 contiguous; w [N, K] fp32 in layout `col_major` (see `_layout`); b [N] -> [1, N]."""
-    N, K = w.shape
-    if x.shape != (1, K) or (b is not None and (b.shape != (N,) or not b.is_contiguous())):
-        raise ValueError(f"gemv shapes: x {tuple(x.shape)}, w {tuple(w.shape)}, b {None if b is None else tuple(b.shape)}")
-    y = torch.empty(1, N)
-    _lib.jd_gemv(w.data_ptr(), x.data_ptr(), 0 if b is None else b.data_ptr(), y.data_ptr(), N, K, col_major)
-    return y
-
-
 _F32 = torch.float32
 
 
 def linear(x: Tensor, w, b: Tensor | None = None) -> Tensor:
     """`F.linear`, with one-row fp32 CPU products on the pooled GEMV when it is enabled; w is a
-    tensor or an ExpertsInt8 weight (`quant.Int8Weight`: int8 q [N, K], fp32 scale [N])."""
+    tensor (row- or column-major) or an ExpertsInt8 weight (`quant.Int8Weight`: int8 q [N, K],
+    fp32 scale [N])."""
     if (_threads and x.dim() == 2 and x.shape[0] == 1 and x.dtype is _F32 and x.is_cpu and x.is_contiguous()
-            and (b is None or (b.dtype is _F32 and b.is_cpu))):
+            and (b is None or (b.dtype is _F32 and b.is_cpu and b.is_contiguous()))):
+        K = x.shape[1]
         if isinstance(w, Tensor):
-            if w.dtype is _F32 and w.is_cpu and (layout := _layout(w)) is not None:
-                return gemv(x, w, b, layout)
-        elif _int8_rows(w, x.shape[1]) and (b is None or (b.shape == w.scale.shape and b.is_contiguous())):
+            if (w.dtype is _F32 and w.is_cpu and w.shape[1] == K and (layout := _layout(w)) is not None
+                    and (b is None or b.shape == (w.shape[0],))):
+                y = torch.empty(1, w.shape[0])
+                _lib.jd_gemv(w.data_ptr(), x.data_ptr(), _ptr(b), y.data_ptr(), w.shape[0], K, layout)
+                return y
+        elif _int8_rows(w, K) and (b is None or b.shape == w.scale.shape):
             y = torch.empty(1, w.q.shape[0])
             _lib.jd_gemv_q8(w.q.data_ptr(), w.scale.data_ptr(), x.data_ptr(), _ptr(b), y.data_ptr(),
-                            w.q.shape[0], w.q.shape[1])
+                            w.q.shape[0], K)
             return y
     return F.linear(x, w, b)
 
@@ -265,20 +260,16 @@ def _mlp_plan(w) -> tuple | None:
     return D, I, w.gate_up.data_ptr(), gu, w.down.data_ptr(), dn
 
 
-def mlp(w, x: Tensor, scale: float = 1.0, out: Tensor | None = None) -> Tensor | None:
-    """scale * down(silu(gate x) * up x) for MLPWeights w, added into `out` when given ([1, D],
-    fp32), in one C call; None when the tensors are not fp32 CPU ones in a layout the GEMV reads."""
+def mlp(w, x: Tensor) -> Tensor | None:
+    """down(silu(gate x) * up x) for MLPWeights w and x [1, D] (fp32) in one C call; None when the
+    tensors are not fp32 CPU ones in a layout the GEMV reads."""
     if not _threads or (plan := _plan(w, _mlp_plan)) is None:
         return None
     D, I, gu_ptr, gu, dn_ptr, dn = plan
     if not (x.dtype is _F32 and x.is_cpu and x.shape == (1, D) and x.is_contiguous()):
         return None
-    accumulate = out is not None
-    if out is None:
-        out = torch.empty(1, D)
-    scratch = torch.empty(2 * I + D)
-    _lib.jd_mlp(x.data_ptr(), gu_ptr, gu, dn_ptr, dn, out.data_ptr(), D, I, scale, int(accumulate),
-                scratch.data_ptr())
+    out, scratch = torch.empty(1, D), torch.empty(2 * I + D)
+    _lib.jd_mlp(x.data_ptr(), gu_ptr, gu, dn_ptr, dn, out.data_ptr(), D, I, 1.0, 0, scratch.data_ptr())
     return out
 
 

@@ -18,15 +18,6 @@ def mlp(w: MLPWeights, x: Tensor) -> Tensor:
     return linear(F.silu(gate).mul_(up), w.down)
 
 
-def _add_scaled_mlp(w: MLPWeights, x: Tensor, scale: float, out: Tensor | None) -> Tensor:
-    """out + scale * mlp(w, x) (out None: 0); x [1, D]."""
-    y = cpu_decode.mlp(w, x, scale, out)
-    if y is not None:
-        return y
-    y = mlp(w, x)
-    return y.mul_(scale) if out is None else out.add_(y, alpha=scale)
-
-
 def route(router: Tensor, x: Tensor, top_k: int) -> tuple[Tensor, Tensor]:
     """x [T, D] -> weights [T, k] (softmax probs of the chosen experts, model dtype), experts [T, k]."""
     probs = torch.softmax(linear(x, router).float(), dim=-1)       # [T, X]
@@ -41,9 +32,10 @@ def moe(w: MoEWeights, x: Tensor) -> Tensor:
         return y                                                      # CPU decode: one C call
     weights, experts = route(w.router, x, w.top_k)
     if T == 1:                                                        # decode: no gather/scatter
-        out = None
-        for wt, e in zip(weights[0].tolist(), experts[0].tolist()):
-            out = _add_scaled_mlp(w.experts[e], x, wt, out)
+        (w0, *ws), (e0, *es) = weights[0].tolist(), experts[0].tolist()
+        out = mlp(w.experts[e0], x) * w0
+        for wt, e in zip(ws, es):
+            out.add_(mlp(w.experts[e], x), alpha=wt)
         return out
     k = w.top_k
     flat = experts.flatten()                                          # [T*k] slot -> expert
