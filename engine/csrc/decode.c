@@ -46,22 +46,40 @@ typedef float v8 __attribute__((vector_size(32)));
 static inline v8 load8(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
 static inline void store8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
 
+typedef int8_t v8c __attribute__((vector_size(8)));
+
+/* 8 weights from w (fp32) or, when q is given, from q (int8, converted in registers) */
+static inline v8 weights8(const float *w, const int8_t *q, int64_t k) {
+    if (!q) return load8(w + k);
+    v8c c;
+    memcpy(&c, q + k, sizeof c);
+    return __builtin_convertvector(c, v8);
+}
+
+/* w . x over K entries, w fp32 or (q != NULL) int8; inlined with a constant q, each kind gets its own loop */
+static inline float dot(const float *w, const int8_t *q, const float *x, int64_t K) {
+    v8 a0 = {0}, a1 = {0};
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        a0 += weights8(w, q, k) * load8(x + k);
+        a1 += weights8(w, q, k + 8) * load8(x + k + 8);
+    }
+    a0 += a1;
+    float s = 0;
+    for (int i = 0; i < 8; i++) s += a0[i];
+    for (; k < K; k++) s += (q ? (float)q[k] : w[k]) * x[k];
+    return s;
+}
+
 /* rows r0..r1 of a row-major W: y[r] = W[r, :] . x */
 static void dot_rows(const float *W, const float *x, float *y, int64_t K, int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; r++) {
-        const float *w = W + r * K;
-        v8 a0 = {0}, a1 = {0};
-        int64_t k = 0;
-        for (; k + 16 <= K; k += 16) {
-            a0 += load8(w + k) * load8(x + k);
-            a1 += load8(w + k + 8) * load8(x + k + 8);
-        }
-        a0 += a1;
-        float s = 0;
-        for (int i = 0; i < 8; i++) s += a0[i];
-        for (; k < K; k++) s += w[k] * x[k];
-        y[r] = s;
-    }
+    for (int64_t r = r0; r < r1; r++) y[r] = dot(W + r * K, NULL, x, K);
+}
+
+/* rows r0..r1 of an int8 row-major Q with one scale per row: y[r] = scale[r] * (Q[r, :] . x) */
+static void dot_rows_q8(const int8_t *Q, const float *scale, const float *x, float *y, int64_t K,
+                        int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) y[r] = dot(NULL, Q + r * K, x, K) * scale[r];
 }
 
 /* rows r0..r1 of a column-major W (element [r, k] at W[k * N + r]): y[r0:r1] = sum_k x[k] W[k, r0:r1] */
@@ -80,30 +98,6 @@ static void axpy_rows(const float *W, const float *x, float *y, int64_t N, int64
         float s = 0;
         for (int64_t k = 0; k < K; k++) s += W[k * N + r] * x[k];
         y[r] = s;
-    }
-}
-
-typedef int8_t v8c __attribute__((vector_size(8)));
-
-/* rows r0..r1 of an int8 row-major Q with one scale per row: y[r] = scale[r] * (Q[r, :] . x) */
-static void dot_rows_q8(const int8_t *Q, const float *scale, const float *x, float *y, int64_t K,
-                        int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; r++) {
-        const int8_t *q = Q + r * K;
-        v8 a0 = {0}, a1 = {0};
-        int64_t k = 0;
-        for (; k + 16 <= K; k += 16) {
-            v8c c0, c1;
-            memcpy(&c0, q + k, sizeof c0);
-            memcpy(&c1, q + k + 8, sizeof c1);
-            a0 += __builtin_convertvector(c0, v8) * load8(x + k);
-            a1 += __builtin_convertvector(c1, v8) * load8(x + k + 8);
-        }
-        a0 += a1;
-        float s = 0;
-        for (int i = 0; i < 8; i++) s += a0[i];
-        for (; k < K; k++) s += (float)q[k] * x[k];
-        y[r] = s * scale[r];
     }
 }
 
@@ -299,8 +293,7 @@ static inline v8 exp8(v8 x) {
     v8i n = __builtin_convertvector(th, v8i);                /* truncates toward zero */
     n += (v8i)(__builtin_convertvector(n, v8) > th);         /* -> floor(t + 1/2) */
     v8 r = (t - __builtin_convertvector(n, v8)) * 0.69314718055994531f;
-    v8 p = V126 * (1.0f / (720.0f * 126.0f));
-    p = p * r + 1.0f / 120.0f;
+    v8 p = r * (1.0f / 720.0f) + 1.0f / 120.0f;
     p = p * r + 1.0f / 24.0f;
     p = p * r + 1.0f / 6.0f;
     p = p * r + 0.5f;
