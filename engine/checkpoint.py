@@ -93,7 +93,8 @@ _MIN_COLUMN_MAJOR_IN = 64
 
 def gemv_layout(w: torch.Tensor) -> torch.Tensor:
     """w [out, in] -> the same values, column-major (a transposed view of an [in, out] buffer) when
-    on CPU with out > in >= 64. torch's CPU GEMV vectorises along the contiguous dimension: x @ W
+    on CPU with out > in >= 64 and decoded on torch's GEMV (not fp32 with engine/cpu_decode.py on,
+    whose GEMV reads row-major faster). torch's CPU GEMV vectorises along the contiguous dimension: x @ W
     with W [in, out] streams rows of `out` values, and for out > in that is the faster read
     (2.3-2.5x for the bench model's wide matrices, bench/gemv.py)."""
     if w.dim() == 2 and _column_major(w.shape[0], w.shape[1], w.device, w.dtype) and w.stride(0) != 1:
