@@ -173,23 +173,23 @@ def read_gbps(threads: int, mib: int = 256) -> float:
 def gemv_floor_ms(path: str, threads: int, kernels: str = "torch") -> float:
     """One decode step's matmuls alone: every weight matrix a token reads (2 experts per MoE layer),
     in the layout the engine stores it for `kernels`, multiplied by one row; best of 20 passes.
-    kernels "torch": torch's GEMV (F.linear); "c": the engine's pooled C GEMV (engine/cpu_decode.py).
+    kernels "torch": torch's GEMV (F.linear); "c": the engine's pooled C GEMV (engine/cpu_kernels.py).
     Everything else a step does (norms, conv, scan step, attention, routing, Python) comes on top."""
     import torch
     import torch.nn.functional as F
-    from engine import cpu_decode, load_engine
+    from engine import cpu_kernels, load_engine
     from engine.weights import AttentionWeights, MoEWeights
     torch.set_num_threads(threads)
     if kernels == "c":
-        if not cpu_decode.enable(threads):
+        if not cpu_kernels.enable(threads):
             return float("nan")
-        product = cpu_decode.linear
+        product = cpu_kernels.linear
     else:
-        cpu_decode.disable()                                           # torch's layout and GEMV
+        cpu_kernels.disable()                                           # torch's layout and GEMV
         product = F.linear
     loaded = load_engine(path, device="cpu", dtype="float32")
     if kernels == "torch":
-        cpu_decode.disable()                                           # load_engine turned it on again
+        cpu_kernels.disable()                                           # load_engine turned it on again
     w = loaded.weights
     mats = []
     for layer in w.layers:

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from . import cpu_decode
+from . import cpu_kernels
 from .config import JambaConfig
 from .errors import CheckpointError
 from .weights import (AttentionWeights, LayerWeights, MambaWeights, MLPWeights, ModelWeights,
@@ -93,7 +93,7 @@ _MIN_COLUMN_MAJOR_IN = 64
 
 def gemv_layout(w: torch.Tensor) -> torch.Tensor:
     """w [out, in] -> the same values, column-major (a transposed view of an [in, out] buffer) when
-    on CPU with out > in >= 64 and decoded on torch's GEMV (not fp32 with engine/cpu_decode.py on,
+    on CPU with out > in >= 64 and decoded on torch's GEMV (not fp32 with engine/cpu_kernels.py on,
     whose GEMV reads row-major faster). torch's CPU GEMV vectorises along the contiguous dimension: x @ W
     with W [in, out] streams rows of `out` values, and for out > in that is the faster read
     (2.3-2.5x for the bench model's wide matrices, bench/gemv.py)."""
@@ -104,8 +104,8 @@ def gemv_layout(w: torch.Tensor) -> torch.Tensor:
 
 def _column_major(out_dim: int, in_dim: int, device: torch.device, dtype: torch.dtype) -> bool:
     """The layout rule of `gemv_layout`: CPU, out > in >= 64, and decode on torch's GEMV (the pooled
-    fp32 GEMV of engine/cpu_decode.py reads row-major faster)."""
-    pooled = dtype == torch.float32 and cpu_decode.active()
+    fp32 GEMV of engine/cpu_kernels.py reads row-major faster)."""
+    pooled = dtype == torch.float32 and cpu_kernels.active()
     return device.type == "cpu" and out_dim > in_dim >= _MIN_COLUMN_MAJOR_IN and not pooled
 
 

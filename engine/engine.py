@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
-from . import cpu_decode
+from . import cpu_kernels
 from .checkpoint import fingerprint, load_tokenizer, load_weights, read_eos_ids
 from .config import JambaConfig
 from .errors import CheckpointError, EngineError, StateError
@@ -54,7 +54,7 @@ class Engine:
         from . import kernels
         names = dict(kernels.select(self.device).names)
         if self.device.type == "cpu":
-            names["gemv"] = cpu_decode.describe() if self.dtype == torch.float32 else "torch"
+            names["gemv"] = cpu_kernels.describe() if self.dtype == torch.float32 else "torch"
         return names
 
     @property
@@ -127,7 +127,7 @@ def load_engine(path: str | Path, device: str | torch.device | None = None, dtyp
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     if dev.type == "cpu" and dt == torch.float32:
-        cpu_decode.enable()                    # decode's one-row products on all cores (torch's GEMV if no compiler)
+        cpu_kernels.enable()                    # decode's one-row products on all cores (torch's GEMV if no compiler)
     if quantize is not None:
         from .quant import METHODS
         if quantize not in METHODS:

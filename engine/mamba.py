@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import cpu_decode, kernels
-from .cpu_decode import linear
+from . import cpu_kernels, kernels
+from .cpu_kernels import linear
 from .norm import rms_norm_groups
 from .threads import one_thread
 from .weights import MambaWeights
@@ -135,7 +135,7 @@ def mamba_mixer(w: MambaWeights, x: Tensor, window: Tensor, h0: Tensor, eps: flo
     """x [T, D] -> y [T, D], new conv window [K-1, E], new SSM state [E, N] (fp32)."""
     E, R, N = w.A.shape[0], w.dt_proj.shape[1], w.A.shape[1]
     xz = linear(x, w.in_proj, w.in_proj_bias)                       # [T, 2E]
-    if x.shape[0] == 1 and (fused := cpu_decode.mamba_step(w, xz, window, h0, eps)) is not None:
+    if x.shape[0] == 1 and (fused := cpu_kernels.mamba_step(w, xz, window, h0, eps)) is not None:
         y, window, h = fused                                        # CPU decode: one C call
         return linear(y, w.out_proj, w.out_proj_bias), window, h
     xs, z = xz[:, :E], xz[:, E:]

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from .attention import attention_mixer
 from .config import JambaConfig
-from .cpu_decode import linear
+from .cpu_kernels import linear
 from .errors import EngineError
 from .mamba import mamba_mixer
 from .moe import feed_forward

@@ -5,14 +5,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import cpu_decode
-from .cpu_decode import linear
+from . import cpu_kernels
+from .cpu_kernels import linear
 from .weights import MLPWeights, MoEWeights
 
 
 def mlp(w: MLPWeights, x: Tensor) -> Tensor:
     """x [T, D] -> [T, D]: down(silu(gate x) * up x)."""
-    if x.shape[0] == 1 and (y := cpu_decode.mlp(w, x)) is not None:
+    if x.shape[0] == 1 and (y := cpu_kernels.mlp(w, x)) is not None:
         return y                                                      # CPU decode: one C call
     gate, up = linear(x, w.gate_up).chunk(2, dim=-1)                # [T, I] each
     return linear(F.silu(gate).mul_(up), w.down)
@@ -28,7 +28,7 @@ def route(router: Tensor, x: Tensor, top_k: int) -> tuple[Tensor, Tensor]:
 def moe(w: MoEWeights, x: Tensor) -> Tensor:
     """x [T, D] -> [T, D]: sum over the k chosen experts of weight * expert(x)."""
     T = x.shape[0]
-    if T == 1 and (y := cpu_decode.moe(w, x)) is not None:
+    if T == 1 and (y := cpu_kernels.moe(w, x)) is not None:
         return y                                                      # CPU decode: one C call
     weights, experts = route(w.router, x, w.top_k)
     if T == 1:                                                        # decode: no gather/scatter

@@ -7,14 +7,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import cpu_decode
+from . import cpu_kernels
 
 
 def rms_norm(x: Tensor, w: Tensor, eps: float) -> Tensor:
     """x [..., n]; w [n]. One fused op in fp32; half precision normalises in fp32 and rounds
     before the weight multiply, as transformers' JambaRMSNorm does."""
     if x.dtype == torch.float32 and w.dtype == torch.float32:
-        if x.shape[0] == 1 and (y := cpu_decode.rms_norm(x, w, eps)) is not None:
+        if x.shape[0] == 1 and (y := cpu_kernels.rms_norm(x, w, eps)) is not None:
             return y                                                  # CPU decode: one C call
         return F.rms_norm(x, w.shape, w, eps)
     return w * F.rms_norm(x.float(), w.shape, None, eps).to(x.dtype)

@@ -1,6 +1,6 @@
 /* CPU decode kernels (fp32): a multi-threaded GEMV, y[N] = W[N, K] x[K] (+ b), and one-token
  * blocks built on it: the Mamba-1 mixer between in_proj and out_proj (jd_mamba_step), RMSNorm,
- * the SwiGLU MLP (jd_mlp) and Jamba's mixture of experts (jd_moe). engine/cpu_decode.py calls them.
+ * the SwiGLU MLP (jd_mlp) and Jamba's mixture of experts (jd_moe). engine/cpu_kernels.py calls them.
  *
  * Why: a decode step multiplies one row by every weight matrix, so it is bound by how fast the
  * weights stream from memory. torch's CPU GEMV (MKL sgemv) runs on one thread whatever the thread
@@ -28,6 +28,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "simd.h"
+
 #define MAX_WORKERS 63
 #define SPIN_NS 2000000LL           /* 2 ms */
 #define CHUNKS_PER_THREAD 2         /* a late thread's share is taken by the others */
@@ -40,11 +42,6 @@ static inline void cpu_relax(void) {
     __asm__ __volatile__("yield");
 #endif
 }
-
-typedef float v8 __attribute__((vector_size(32)));
-
-static inline v8 load8(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
-static inline void store8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
 
 typedef int8_t v8c __attribute__((vector_size(8)));
 
@@ -108,9 +105,12 @@ typedef struct {
     int col_major;
     const int8_t *Q;               /* int8 weights instead of W (row-major), with one scale per row */
     const float *scale;
+    void (*fn)(const void *, int64_t);   /* a jd_parallel job: chunk c is fn(arg, c) */
+    const void *arg;
 } job_t;
 
 static void run_chunk(const job_t *j, int64_t c) {
+    if (j->fn) { j->fn(j->arg, c); return; }
     int64_t r0 = c * j->chunk, r1 = r0 + j->chunk < j->N ? r0 + j->chunk : j->N;
     if (j->Q) dot_rows_q8(j->Q, j->scale, j->x, j->y, j->K, r0, r1);
     else if (j->col_major) axpy_rows(j->W, j->x, j->y, j->N, j->K, r0, r1);
@@ -221,22 +221,14 @@ int jd_pool_start(int threads) {
     return n_workers;
 }
 
-/* Run one product on the pool (or on this thread when it is small, or the pool is busy). */
-static void run_pooled(job_t j) {
-    int64_t N = j.N;
-    int64_t parts = (int64_t)(n_workers + 1) * CHUNKS_PER_THREAD;
-    j.chunk = ((N + parts - 1) / parts + 31) / 32 * 32;   /* whole register blocks of axpy_rows */
+/* Run chunks 0 .. n_chunks - 1 of job j on the pool; on this thread alone when there is no pool or it
+ * is busy (a concurrent caller). Returns when all are done. */
+static void dispatch(job_t j, int64_t n_chunks) {
     if (!pool_live && want_threads > 1) jd_pool_start(want_threads);   /* a forked child */
-    if (!pool_live || n_workers == 0 || j.chunk >= N || pthread_mutex_trylock(&submit_lock) != 0) {
-        j.chunk = N > 0 ? N : 1;                      /* no pool, too small, or the pool is busy */
-        if (N > 0) run_chunk(&j, 0);
+    if (!pool_live || n_workers == 0 || n_chunks <= 1 || n_chunks > MAX_CHUNKS
+            || pthread_mutex_trylock(&submit_lock) != 0) {
+        for (int64_t c = 0; c < n_chunks; c++) run_chunk(&j, c);
         return;
-    }
-    int64_t n_chunks = (N + j.chunk - 1) / j.chunk;
-    if (n_chunks > MAX_CHUNKS) {
-        j.chunk = (N + MAX_CHUNKS - 1) / MAX_CHUNKS;
-        j.chunk = (j.chunk + 31) / 32 * 32;
-        n_chunks = (N + j.chunk - 1) / j.chunk;
     }
     job = j;
     atomic_store(&chunks_done, 0);
@@ -253,15 +245,37 @@ static void run_pooled(job_t j) {
     pthread_mutex_unlock(&submit_lock);
 }
 
+/* One product on the pool: CHUNKS_PER_THREAD chunks of output rows per thread (whole register
+ * blocks of axpy_rows), one chunk on this thread when it is small. */
+static void run_pooled(job_t j) {
+    int64_t N = j.N;
+    if (N <= 0) return;
+    int64_t parts = (int64_t)(n_workers + 1) * CHUNKS_PER_THREAD;
+    j.chunk = ((N + parts - 1) / parts + 31) / 32 * 32;
+    if (j.chunk >= N) j.chunk = N;
+    if ((N + j.chunk - 1) / j.chunk > MAX_CHUNKS) j.chunk = ((N + MAX_CHUNKS - 1) / MAX_CHUNKS + 31) / 32 * 32;
+    dispatch(j, (N + j.chunk - 1) / j.chunk);
+}
+
+int jd_pool_threads(void) { return pool_live ? n_workers + 1 : 1; }
+
+void jd_parallel(void (*fn)(const void *arg, int64_t unit), const void *arg, int64_t n) {
+    job_t j = {0};
+    j.fn = fn;
+    j.arg = arg;
+    if (n > MAX_CHUNKS) { for (int64_t c = 0; c < n; c++) fn(arg, c); return; }
+    dispatch(j, n);
+}
+
 /* y[N] = W x (+ b). W row-major [N, K] (col_major = 0) or column-major (col_major = 1). */
 void jd_gemv(const float *W, const float *x, const float *b, float *y, int64_t N, int64_t K, int col_major) {
-    job_t j = {W, x, b, y, N, K, 0, col_major, NULL, NULL};
+    job_t j = {W, x, b, y, N, K, 0, col_major, NULL, NULL, NULL, NULL};
     run_pooled(j);
 }
 
 /* y[N] = scale * (Q x) (+ b): ExpertsInt8 weights, Q [N, K] int8 row-major, scale [N] (per row). */
 void jd_gemv_q8(const int8_t *Q, const float *scale, const float *x, const float *b, float *y, int64_t N, int64_t K) {
-    job_t j = {NULL, x, b, y, N, K, 0, 0, Q, scale};
+    job_t j = {NULL, x, b, y, N, K, 0, 0, Q, scale, NULL, NULL};
     run_pooled(j);
 }
 
@@ -278,30 +292,6 @@ void jd_gemv_q8(const int8_t *Q, const float *scale, const float *x, const float
  * conv_w is given by strides (element [e, k] at conv_w[e * cw_se + k * cw_sk]); x_proj [R+2N, E]
  * and dt_proj [E, R] are row-major. scratch holds 2E + R + 2N floats.
  */
-typedef int32_t v8i __attribute__((vector_size(32)));
-
-/* exp(x), 8 lanes: x log2(e) = n + f with n = round(x log2 e), |f| <= 1/2; 2^f = e^(f ln 2) by its
- * degree-6 Taylor polynomial (|f ln 2| <= 0.35: relative error below 2e-7), 2^n from the exponent
- * bits. Inputs are clamped to 2^-126 .. 2^126 (no denormals, no overflow). */
-static const v8 V126 = {126.f, 126.f, 126.f, 126.f, 126.f, 126.f, 126.f, 126.f};
-
-static inline v8 exp8(v8 x) {
-    v8 t = x * 1.44269504088896341f;
-    v8i lo = t < -V126, hi = t > V126;
-    t = (v8)(((v8i)t & ~(lo | hi)) | ((v8i)(-V126) & lo) | ((v8i)V126 & hi));
-    v8 th = t + 0.5f;
-    v8i n = __builtin_convertvector(th, v8i);                /* truncates toward zero */
-    n += (v8i)(__builtin_convertvector(n, v8) > th);         /* -> floor(t + 1/2) */
-    v8 r = (t - __builtin_convertvector(n, v8)) * 0.69314718055994531f;
-    v8 p = r * (1.0f / 720.0f) + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    return p * (v8)((n + 127) << 23);
-}
-
 static inline float silu(float v) { return v / (1.0f + expf(-v)); }
 
 /* v[i] <- v[i] * silu(g[i]) over n entries. */

@@ -5,7 +5,7 @@ import threading
 
 import torch
 
-from engine import cpu_decode, load_engine
+from engine import cpu_kernels, load_engine
 from engine.checkpoint import gemv_layout
 from engine.norm import rms_norm, rms_norm_groups
 from engine.threads import one_thread
@@ -14,8 +14,8 @@ from engine.weights import AttentionWeights, MambaWeights, MoEWeights
 
 def test_gemv_layout_keeps_values_and_picks_column_major_for_wide_matrices():
     wide, tall, narrow = torch.randn(256, 64), torch.randn(64, 256), torch.randn(512, 16)
-    was_active = cpu_decode.active()
-    cpu_decode.disable()                                                  # decode on torch's GEMV
+    was_active = cpu_kernels.active()
+    cpu_kernels.disable()                                                  # decode on torch's GEMV
     try:
         w2 = gemv_layout(wide)
         assert torch.equal(w2, wide) and w2.stride() == (1, 256)         # [in, out] buffer
@@ -23,8 +23,8 @@ def test_gemv_layout_keeps_values_and_picks_column_major_for_wide_matrices():
         assert gemv_layout(narrow) is narrow                              # in < 64: not worth it
     finally:
         if was_active:
-            cpu_decode.enable()
-    if cpu_decode.enable():                                               # the C GEMV reads row-major faster
+            cpu_kernels.enable()
+    if cpu_kernels.enable():                                               # the C GEMV reads row-major faster
         assert gemv_layout(wide) is wide
         assert gemv_layout(wide.bfloat16()).stride() == (1, 256)         # bf16 decodes on torch's GEMV
 

@@ -1,5 +1,5 @@
-"""CPU decode kernels (engine/csrc/decode.c): the pooled GEMV, the fused Mamba step, MLP, MoE and
-RMSNorm, against the torch ops they replace."""
+"""CPU kernels (engine/csrc/): the pooled GEMV, the fused Mamba step, MLP, MoE and RMSNorm
+(decode.c) and the causal attention of prefill (attention.c), against the torch ops they replace."""
 from __future__ import annotations
 
 import os
@@ -12,7 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine import cpu_decode, load_engine
+from engine import cpu_kernels, load_engine
+from engine.attention import attend_masked
 from engine.testing import write_tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module", autouse=True)
 def kernels_on():
-    if not cpu_decode.enable(2):
-        pytest.skip("no C compiler here: the CPU decode kernels cannot be built")
+    if not cpu_kernels.enable(2):
+        pytest.skip("no C compiler here: the CPU kernels cannot be built")
     yield
 
 
@@ -35,21 +36,21 @@ def test_gemv_equals_f_linear_in_both_layouts_with_and_without_bias(N, K):
     g = torch.Generator().manual_seed(N * 1000 + K)
     w0, x, b = torch.randn(N, K, generator=g), torch.randn(1, K, generator=g), torch.randn(N, generator=g)
     for w in _layouts(w0):
-        assert cpu_decode._layout(w) is not None
+        assert cpu_kernels._layout(w) is not None
         for bias in (None, b):
-            got = cpu_decode.linear(x, w, bias)
+            got = cpu_kernels.linear(x, w, bias)
             torch.testing.assert_close(got, F.linear(x, w0, bias), atol=1e-4 * K ** 0.5, rtol=1e-5)
 
 
 def test_linear_leaves_other_products_to_torch():
     w = torch.randn(64, 32)
     x2 = torch.randn(2, 32)                               # two rows: a prefill, not a GEMV
-    assert torch.equal(cpu_decode.linear(x2, w), F.linear(x2, w))
+    assert torch.equal(cpu_kernels.linear(x2, w), F.linear(x2, w))
     xb, wb = torch.randn(1, 32, dtype=torch.bfloat16), w.bfloat16()
-    assert cpu_decode.linear(xb, wb).dtype == torch.bfloat16
+    assert cpu_kernels.linear(xb, wb).dtype == torch.bfloat16
     strided = torch.randn(64, 64)[:, ::2]                 # neither row- nor column-major
-    assert cpu_decode._layout(strided) is None
-    torch.testing.assert_close(cpu_decode.linear(torch.randn(1, 32), strided).shape, torch.Size([1, 64]))
+    assert cpu_kernels._layout(strided) is None
+    torch.testing.assert_close(cpu_kernels.linear(torch.randn(1, 32), strided).shape, torch.Size([1, 64]))
 
 
 def test_gemv_from_several_python_threads_at_once():
@@ -62,7 +63,7 @@ def test_gemv_from_several_python_threads_at_once():
 
     def work(i):
         for _ in range(200):
-            if not torch.allclose(cpu_decode.linear(xs[i], ws[i]), refs[i], atol=1e-3, rtol=1e-5):
+            if not torch.allclose(cpu_kernels.linear(xs[i], ws[i]), refs[i], atol=1e-3, rtol=1e-5):
                 errors.append(i)
                 return
 
@@ -78,10 +79,10 @@ def test_gemv_from_several_python_threads_at_once():
 def test_a_forked_child_gets_a_working_pool():
     w, x = torch.randn(2048, 256), torch.randn(1, 256)
     ref = F.linear(x, w)
-    cpu_decode.linear(x, w)                               # the parent's pool is running
+    cpu_kernels.linear(x, w)                               # the parent's pool is running
     pid = os.fork()
     if pid == 0:                                          # child: its workers are gone; a new pool starts
-        ok = all(torch.allclose(cpu_decode.linear(x, w), ref, atol=1e-3) for _ in range(50))
+        ok = all(torch.allclose(cpu_kernels.linear(x, w), ref, atol=1e-3) for _ in range(50))
         os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
@@ -110,11 +111,11 @@ def test_decode_with_the_c_kernels_equals_decode_on_torch_ops(tmp_path, override
         return torch.cat(out), s
 
     fast, s_fast = steps()
-    cpu_decode.disable()
+    cpu_kernels.disable()
     try:
         ref, s_ref = steps()
     finally:
-        cpu_decode.enable(2)
+        cpu_kernels.enable(2)
     torch.testing.assert_close(fast, ref, atol=2e-5, rtol=1e-5)
     for i in s_ref.ssm:
         torch.testing.assert_close(s_fast.ssm[i], s_ref.ssm[i], atol=2e-5, rtol=1e-5)
@@ -134,7 +135,7 @@ def test_without_a_compiler_the_engine_decodes_on_torch(tmp_path, tiny_checkpoin
     assert out.returncode == 0, out.stderr
     kernels, text = out.stdout.splitlines()[0], "\n".join(out.stdout.splitlines()[1:])
     assert kernels == "torch"
-    assert "no-such-cc" in out.stderr and "decode runs on torch ops" in out.stderr
+    assert "no-such-cc" in out.stderr and "decode and attention run on torch ops" in out.stderr
     eng = load_engine(tiny_checkpoint, device="cpu", dtype="float32")
     assert "".join(eng.generate([5, 6, 7, 8], max_new_tokens=6)) == text
 
@@ -142,12 +143,12 @@ def test_without_a_compiler_the_engine_decodes_on_torch(tmp_path, tiny_checkpoin
 def test_build_names_the_compiler_and_its_error(tmp_path, monkeypatch):
     monkeypatch.setenv("JAMBADOCS_KERNEL_CACHE", str(tmp_path))
     with pytest.raises(RuntimeError, match="no-such-cc"):
-        cpu_decode.build(compiler=str(tmp_path / "no-such-cc"))
+        cpu_kernels.build(compiler=str(tmp_path / "no-such-cc"))
     fake = tmp_path / "failing-cc"
     fake.write_text("#!/bin/sh\necho 'decode.c:1: error: something broke' >&2\nexit 1\n")
     fake.chmod(0o755)
     with pytest.raises(RuntimeError, match="something broke"):
-        cpu_decode.build(compiler=str(fake))
+        cpu_kernels.build(compiler=str(fake))
     assert list(tmp_path.glob("*.so")) == []              # no half-written library left behind
 
 
@@ -155,10 +156,10 @@ def test_a_damaged_cached_library_is_built_again(tmp_path):
     """A truncated .so in the cache (a full disk, a crash elsewhere) is replaced, not fatal."""
     code = (
         "import sys; sys.path.insert(0, %r)\n"
-        "from engine import cpu_decode\n"
-        "path = cpu_decode.build()\n"
+        "from engine import cpu_kernels\n"
+        "path = cpu_kernels.build()\n"
         "path.write_bytes(path.read_bytes()[:100])\n"
-        "print(cpu_decode.enable(2), cpu_decode.build() == path, path.stat().st_size > 1000)\n" % str(ROOT))
+        "print(cpu_kernels.enable(2), cpu_kernels.build() == path, path.stat().st_size > 1000)\n" % str(ROOT))
     env = dict(os.environ, JAMBADOCS_KERNEL_CACHE=str(tmp_path))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
@@ -179,12 +180,12 @@ def test_a_jamba_mini_sized_mamba_step_equals_torch_ops():
                      out_proj_bias=None, dbc_norm=r(R + 2 * N))
     x, window, h0 = r(1, D), r(K - 1, E), r(E, N)
     fast = mamba_mixer(w, x, window, h0, 1e-6)
-    assert cpu_decode.mamba_step(w, cpu_decode.linear(x, w.in_proj), window, h0, 1e-6) is not None
-    cpu_decode.disable()
+    assert cpu_kernels.mamba_step(w, cpu_kernels.linear(x, w.in_proj), window, h0, 1e-6) is not None
+    cpu_kernels.disable()
     try:
         ref = mamba_mixer(w, x, window, h0, 1e-6)
     finally:
-        cpu_decode.enable(2)
+        cpu_kernels.enable(2)
     for a, b in zip(fast, ref):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
@@ -196,7 +197,7 @@ def test_int8_gemv_equals_the_int8_linear_it_replaces(N, K):
     w = Int8Weight.quantize(torch.randn(N, K, generator=g))
     x, b = torch.randn(1, K, generator=g), torch.randn(N, generator=g)
     for bias in (None, b):
-        torch.testing.assert_close(cpu_decode.linear(x, w, bias), int8_linear(x, w, bias), atol=1e-4 * K ** 0.5, rtol=1e-5)
+        torch.testing.assert_close(cpu_kernels.linear(x, w, bias), int8_linear(x, w, bias), atol=1e-4 * K ** 0.5, rtol=1e-5)
 
 
 def test_int8_experts_decode_on_the_c_gemv_as_on_torch_ops(tiny_checkpoint):
@@ -212,9 +213,105 @@ def test_int8_experts_decode_on_the_c_gemv_as_on_torch_ops(tiny_checkpoint):
         return torch.cat(out)
 
     fast = steps()
-    cpu_decode.disable()
+    cpu_kernels.disable()
     try:
         ref = steps()
     finally:
-        cpu_decode.enable(2)
+        cpu_kernels.enable(2)
     torch.testing.assert_close(fast, ref, atol=2e-5, rtol=1e-5)
+
+
+# -- prefill attention (attention.c) ---------------------------------------------------------------
+
+def _attention_reference(q, k, v, past):
+    """Causal GQA attention in float64, written out: query t sees keys 0..past+t."""
+    (H, T, Hd), G = q.shape, k.shape[0]
+    kk, vv = (x.double().repeat_interleave(H // G, dim=0) for x in (k, v))          # [H, L, Hd]
+    s = q.double() @ kk.transpose(1, 2) * Hd ** -0.5                                  # [H, T, L]
+    seen = torch.arange(k.shape[1])[None, :] <= past + torch.arange(T)[:, None]      # [T, L]
+    return (s.masked_fill(~seen, float("-inf")).softmax(-1) @ vv).float()
+
+
+@pytest.mark.parametrize("H,G,T,past,Hd", [
+    (8, 2, 1024, 0, 32), (8, 2, 37, 5000, 32),           # the bench model: a fresh chunk, a question after long context
+    (4, 4, 1, 0, 8), (4, 4, 2, 0, 8), (6, 3, 50, 70, 16),  # MHA, tiny T, ragged rows
+    (8, 1, 30, 100, 128), (2, 2, 200, 1000, 64),          # MQA at a real head dim
+    (3, 1, 25, 63, 4), (5, 5, 97, 1, 12), (2, 1, 7, 190, 256),
+])
+def test_attention_kernel_equals_causal_softmax_attention(H, G, T, past, Hd):
+    g = torch.Generator().manual_seed(H * 7 + T + past)
+    qkv = torch.randn(T, H + 2 * G, Hd, generator=g).transpose(0, 1)                   # q as the engine views it
+    q = qkv[:H]
+    buf = torch.randn(2, G, past + T + 13, Hd, generator=g)                           # K/V rows of a reserved buffer
+    k, v = buf[0, :, :past + T], buf[1, :, :past + T]
+    got = cpu_kernels.attend(q, k, v, past)
+    assert got is not None and got.shape == (H, T, Hd)
+    torch.testing.assert_close(got, _attention_reference(q, k, v, past), atol=2e-6, rtol=1e-5)
+    assert got.transpose(0, 1).is_contiguous()                                         # [T, H, Hd] for o_proj
+
+
+def test_attention_kernel_with_peaked_and_flat_scores():
+    """Large scores (softmax nearly one-hot, its max changing between key blocks): as close to the
+    float64 result as torch's fp32 SDPA is (the fp32 scores themselves are off by ~1e-5 there);
+    equal scores: the mean of the values seen."""
+    g = torch.Generator().manual_seed(5)
+    q, k, v = torch.randn(4, 300, 32, generator=g) * 30, torch.randn(2, 400, 32, generator=g) * 3, torch.randn(2, 400, 32, generator=g)
+    k[:, 350] *= 4                                        # one key far ahead of the others, late
+    exact = _attention_reference(q, k, v, 100)
+    torch_error = (attend_masked(q, k, v, 100) - exact).abs().max()
+    assert (cpu_kernels.attend(q, k, v, 100) - exact).abs().max() <= 1.5 * torch_error
+    flat = torch.zeros(2, 300, 8)
+    vals = torch.randn(1, 300, 8, generator=g)
+    got = cpu_kernels.attend(torch.zeros(4, 200, 8), flat, vals.expand(2, -1, -1).contiguous(), 100)
+    expect = vals[0].cumsum(0)[100:] / torch.arange(101, 301)[:, None]                # the mean of the keys seen
+    torch.testing.assert_close(got, expect.expand(4, -1, -1), atol=1e-5, rtol=1e-5)
+
+
+def test_attention_kernel_leaves_other_inputs_to_torch():
+    q, k = torch.randn(4, 10, 6), torch.randn(2, 10, 6)                                # Hd not a multiple of 4
+    assert cpu_kernels.attend(q, k, k, 0) is None
+    q, k = torch.randn(2, 10, 260), torch.randn(2, 10, 260)                            # Hd above 256
+    assert cpu_kernels.attend(q, k, k, 0) is None
+    q, k = torch.randn(4, 10, 8, dtype=torch.bfloat16), torch.randn(2, 10, 8, dtype=torch.bfloat16)
+    assert cpu_kernels.attend(q, k, k, 0) is None
+    q, k = torch.randn(4, 10, 8), torch.randn(2, 12, 8)                                # keys != past + T
+    assert cpu_kernels.attend(q, k, k, 0) is None
+
+
+def test_attention_kernel_from_several_python_threads_at_once():
+    g = torch.Generator().manual_seed(2)
+    cases = [(torch.randn(8, 64 + i, 32, generator=g), torch.randn(2, 500 + 64 + i, 32, generator=g),
+              torch.randn(2, 500 + 64 + i, 32, generator=g)) for i in range(4)]
+    refs = [_attention_reference(q, k, v, 500) for q, k, v in cases]
+    errors = []
+
+    def work(i):
+        for _ in range(20):
+            if not torch.allclose(cpu_kernels.attend(*cases[i], 500), refs[i], atol=1e-5, rtol=1e-5):
+                errors.append(i)
+                return
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def test_prefill_with_the_attention_kernel_equals_prefill_on_torch_ops(tmp_path):
+    """Chunked prefill with continuation (attention over past keys + the causal diagonal) on the C
+    kernel = the torch path, for logits and K/V."""
+    path = write_tiny_checkpoint(tmp_path / "ckpt", seed=4, num_attention_heads=4, num_key_value_heads=1,
+                                 attn_layer_period=2, attn_layer_offset=1)
+    eng = load_engine(path, device="cpu", dtype="float32", chunk_size=48)
+    ids = torch.randint(3, eng.config.vocab_size, (200,), generator=torch.Generator().manual_seed(3)).tolist()
+    fast, s_fast = eng.prefill(ids)
+    cpu_kernels.disable()
+    try:
+        ref, s_ref = eng.prefill(ids)
+    finally:
+        cpu_kernels.enable(2)
+    torch.testing.assert_close(fast, ref, atol=2e-5, rtol=1e-5)
+    for i in s_ref.kv:
+        torch.testing.assert_close(s_fast.kv[i].k, s_ref.kv[i].k, atol=2e-5, rtol=1e-5)

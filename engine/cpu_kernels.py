@@ -1,12 +1,13 @@
-"""CPU decode kernels (engine/csrc/decode.c), fp32: a pooled GEMV for every one-row product, and
-the one-token Mamba mixer step, SwiGLU MLP, mixture of experts and RMSNorm as one call each.
+"""CPU kernels (engine/csrc/), fp32: a pooled GEMV for every one-row product; the one-token Mamba
+mixer step, SwiGLU MLP, mixture of experts and RMSNorm as one call each (decode.c); and causal
+attention over many queries, prefill's and a continuation's (attention.c).
 
 torch's CPU GEMV runs on one thread; the pooled GEMV splits each product over `threads` cores.
 A decode step on torch ops is some hundred small ops whose dispatch costs more than their
 arithmetic; the fused blocks replace most of them. The torch functions stay the reference and the
 fallback: each function here returns None (or `linear` calls `F.linear`) when its tensors are not
-fp32 CPU tensors in a layout the kernels read. The C file is compiled on first use with the
-machine's C compiler (`cc`, or $CC) into a per-user cache, keyed by the source, the flags and the
+fp32 CPU tensors in a layout the kernels read. The C files are compiled on first use with the
+machine's C compiler (`cc`, or $CC) into one library in a per-user cache, keyed by the sources, the flags and the
 CPU (it is built with -march=native); without a compiler, or with JAMBADOCS_KERNELS=torch,
 everything runs on torch ops.
 
@@ -15,6 +16,7 @@ everything runs on torch ops.
     mlp(w: MLPWeights, x [1, D]) -> MLP(x) [1, D] | None
     rms_norm(x [1, n], w [n], eps) -> [1, n] | None
     moe(w: MoEWeights, x [1, D]) -> [1, D] | None
+    attend(q [H, T, Hd], k, v [G, past+T, Hd], past) -> [H, T, Hd] | None
 """
 from __future__ import annotations
 
@@ -35,7 +37,9 @@ from torch import Tensor
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).parent / "csrc" / "decode.c"
+CSRC = Path(__file__).parent / "csrc"
+SOURCES = [CSRC / "decode.c", CSRC / "attention.c"]
+HEADERS = [CSRC / "simd.h"]
 FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-pthread"]
 LIBS = ["-lm"]
 
@@ -66,12 +70,12 @@ def cache_dir() -> Path:
 
 
 def build(compiler: str | None = None) -> Path:
-    """Compile decode.c (once per source, flags and CPU) and return the shared library's path.
+    """Compile the C sources (once per sources, flags and CPU) and return the shared library's path.
     Raises RuntimeError with the compiler's message when it cannot be built."""
     cc = compiler or os.environ.get("CC") or "cc"
     if shutil.which(cc) is None:
         raise RuntimeError(f"no C compiler ({cc!r} not found)")
-    src = SOURCE.read_bytes()
+    src = b"".join(p.read_bytes() for p in SOURCES + HEADERS)
     key = hashlib.sha256(src + " ".join([cc, *FLAGS, *LIBS]).encode() + _cpu_id().encode()).hexdigest()[:16]
     out = cache_dir() / f"decode-{key}.so"
     if out.exists():
@@ -80,9 +84,9 @@ def build(compiler: str | None = None) -> Path:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)         # built aside, then renamed: atomic
     os.close(fd)
     try:
-        res = subprocess.run([cc, *FLAGS, "-o", tmp, str(SOURCE), *LIBS], capture_output=True, text=True, timeout=120)
+        res = subprocess.run([cc, *FLAGS, "-o", tmp, *map(str, SOURCES), *LIBS], capture_output=True, text=True, timeout=120)
         if res.returncode != 0:
-            raise RuntimeError(f"{cc} failed on {SOURCE.name}: {res.stderr.strip()[-2000:]}")
+            raise RuntimeError(f"{cc} failed on {', '.join(p.name for p in SOURCES)}: {res.stderr.strip()[-2000:]}")
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
@@ -108,6 +112,8 @@ def _load(path: Path) -> ctypes.CDLL:
     lib.jd_moe.restype = None
     lib.jd_gemv_q8.argtypes = [p, p, p, p, p, i64, i64]
     lib.jd_gemv_q8.restype = None
+    lib.jd_attend.argtypes = [p, i64, i64, p, p, i64, i64, p, i64, i64, i64, i64, i64, i64, i64, ctypes.c_float]
+    lib.jd_attend.restype = ctypes.c_int
     return lib
 
 
@@ -137,7 +143,7 @@ def enable(threads: int | None = None) -> bool:
                     path.unlink(missing_ok=True)
                     _lib = _load(build())
             except (RuntimeError, OSError, subprocess.SubprocessError) as e:
-                log.warning("CPU decode kernels not available, decode runs on torch ops: %s", e)
+                log.warning("CPU kernels not available, decode and attention run on torch ops: %s", e)
         if _lib is None:
             return False
         n = max(1, threads or _default_threads())
@@ -212,10 +218,10 @@ def _plan(w, make):
     """The C call's fixed arguments for the weights block `w` (pointers, sizes, layouts; None when
     the block is not in a form the kernels read), made once and kept on the block, which owns the
     tensors the pointers point into."""
-    plan = w.__dict__.get("_cpu_decode_plan", _plan)
+    plan = w.__dict__.get("_cpu_kernels_plan", _plan)
     if plan is _plan:
         plan = make(w)
-        w.__dict__["_cpu_decode_plan"] = plan
+        w.__dict__["_cpu_kernels_plan"] = plan
     return plan
 
 
@@ -312,3 +318,18 @@ def moe(w, x: Tensor) -> Tensor | None:
     _lib.jd_moe(x.data_ptr(), router, X, k, gu, gu_cols, dn, dn_cols, out.data_ptr(), D, I,
                 scratch.data_ptr(), chosen.data_ptr())
     return out
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, past: int) -> Tensor | None:
+    """Causal GQA attention, engine/attention.py's `attend` (query t sees keys 0..past+t), in one C
+    call on the pool: q [H, T, Hd]; k, v [G, past+T, Hd] -> [H, T, Hd], a view of a [T, H, Hd]
+    buffer (so `.transpose(0, 1).reshape(T, H * Hd)` for o_proj is free). None when the tensors are
+    not fp32 CPU ones with a contiguous last dim, or Hd is not a multiple of 4 up to 256."""
+    (H, T, Hd), (G, L, _) = q.shape, k.shape
+    if not (_threads and _f32(q, k, v) and L == past + T and v.shape == k.shape and k.stride() == v.stride()
+            and q.stride(2) == 1 and k.stride(2) == 1 and H % G == 0):
+        return None
+    out = torch.empty(T, H, Hd)
+    rc = _lib.jd_attend(q.data_ptr(), q.stride(0), q.stride(1), k.data_ptr(), v.data_ptr(), k.stride(0),
+                        k.stride(1), out.data_ptr(), Hd, H * Hd, H, G, T, past, Hd, Hd ** -0.5)
+    return out.transpose(0, 1) if rc == 0 else None
