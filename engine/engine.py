@@ -54,7 +54,10 @@ class Engine:
         from . import kernels
         names = dict(kernels.select(self.device).names)
         if self.device.type == "cpu":
-            names["gemv"] = cpu_kernels.describe() if self.dtype == torch.float32 else "torch"
+            c = self.dtype == torch.float32 and cpu_kernels.active()
+            names["gemv"] = cpu_kernels.describe() if c else "torch"
+            if c and names.get("attention") == "sdpa":
+                names["attention"] = "C (prefill), sdpa (decode)"    # engine/csrc/attention.c for T > 1
         return names
 
     @property

@@ -79,12 +79,13 @@ class KVRows:
     def v(self) -> Tensor:
         return self.buf.v[:, :self.length]            # [G, L, Hd]
 
-    def reserve(self, extra: int) -> "KVRows":
-        """Rows able to take `extra` appended rows in place (copies into a new buffer if needed)."""
+    def reserve(self, extra: int, room: int = 0) -> "KVRows":
+        """Rows able to take `extra` appended rows in place (copies into a new buffer if needed,
+        with `room` more rows to spare)."""
         buf = self.buf
         if buf.filled == self.length and buf.capacity >= self.length + extra:
             return self
-        cap = self.length + extra
+        cap = self.length + extra + room
         if extra <= 16:                               # decoding: grow geometrically
             cap = max(cap, int(self.length * 1.25) + 256)
         G, _, Hd = buf.k.shape

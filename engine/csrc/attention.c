@@ -2,16 +2,16 @@
  * `attend` in one call, on the pool of decode.c. engine/cpu_kernels.py calls it.
  *
  * Why: on a long context a prefill's attention costs as much as the rest of a small model, and
- * torch's CPU flash kernel reaches about half of the machine's matmul speed at head dim 32; a
+ * torch's CPU flash kernel reaches 45-70% of the machine's matmul speed at head dim 32; a
  * continuation also needs two of its calls (past keys, causal diagonal) merged by log-sum-exps.
  *
  * Glossary: H query heads, G K/V heads (the H/G query heads of group g share K/V head g), T queries,
  * past keys before them (L = past + T keys in all), Hd head dim. Query t sees keys 0 .. past + t.
  * A group's query rows are r = (head in group) T + t, R = (H/G) T of them.
  *
- * Layout of the work: one unit is QB = 24 consecutive rows of one group (8 lanes x QV = 3 vectors:
+ * Layout of the work: a block is QB = 24 consecutive rows of one group (8 lanes x QV = 3 vectors:
  * a lane is a query), run over the keys it sees in blocks of KB keys with the online softmax of
- * flash attention. Everything is kept transposed, lanes = queries, so the softmax's max and sum are
+ * flash attention; a unit is up to SUB such blocks, which share each block of keys while it is in L1. Everything is kept transposed, lanes = queries, so the softmax's max and sum are
  * lane-wise and need no horizontal reductions:
  *     S^T [KB, QB] = K Q^T        4 keys x 3 vectors of accumulators, a broadcast K element per FMA row
  *     P^T = 2^(S^T - m)           (Q was scaled by Hd^-0.5 log2 e beforehand; masked keys give 0)
@@ -24,14 +24,10 @@
 
 #include "simd.h"
 
-#define QV 3                        /* query vectors a unit */
-#define QB (8 * QV)                 /* query rows a unit */
-#ifndef KB
-#define KB 64                       /* keys a block */
-#endif
-#ifndef SUB
-#define SUB 4                       /* blocks of QB rows that share each block of keys, at most */
-#endif
+#define QV 3                        /* query vectors a block */
+#define QB (8 * QV)                 /* query rows a block */
+#define KB 64                       /* keys a block (32 and 128 measured the same) */
+#define SUB 4                       /* blocks of QB rows a unit, at most (1, 2, 8 within noise) */
 #define MAX_HD 256
 
 /* Keeps three vectors in registers: without it GCC reloads them for each FMA (16 loads per 12 FMAs,

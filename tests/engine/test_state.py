@@ -183,3 +183,22 @@ def test_concurrent_continuations_of_one_state(eng_multi):
         for layer, rows in ref.kv.items():
             torch.testing.assert_close(results[i].kv[layer].k, rows.k, atol=1e-5, rtol=0)
             torch.testing.assert_close(results[i].kv[layer].v, rows.v, atol=1e-5, rtol=0)
+
+
+def test_a_restored_state_is_copied_once_not_again_by_the_first_decode_steps(eng_multi):
+    """A state from bytes has no spare K/V rows: its continuation's prefill copies the K/V into a
+    new buffer, with room for the answer, so decode steps then append in place. (A question longer
+    than 16 tokens: shorter continuations grow the buffer geometrically anyway.)"""
+    ids = torch.randint(0, eng_multi.config.vocab_size, (70,), generator=torch.Generator().manual_seed(9)).tolist()
+    _, s = eng_multi.prefill(ids[:40], logits="none")
+    restored = eng_multi.state_from_bytes(s.to_bytes())
+    _, s = eng_multi.prefill(ids[40:], restored, logits="none")
+    layer = next(iter(s.kv))
+    assert s.kv[layer].buf is not restored.kv[layer].buf
+    buf = s.kv[layer].buf
+    for t in range(20):
+        _, s = eng_multi.decode_step(t + 3, s)
+        assert s.kv[layer].buf is buf and s.kv[layer].length == 70 + t + 1
+    logits_a, _ = eng_multi.decode_step(7, s)
+    logits_b, _ = eng_multi.decode_step(7, eng_multi.state_from_bytes(s.to_bytes()))
+    torch.testing.assert_close(logits_a, logits_b)
