@@ -77,7 +77,7 @@ def build(compiler: str | None = None) -> Path:
         raise RuntimeError(f"no C compiler ({cc!r} not found)")
     src = b"".join(p.read_bytes() for p in SOURCES + HEADERS)
     key = hashlib.sha256(src + " ".join([cc, *FLAGS, *LIBS]).encode() + _cpu_id().encode()).hexdigest()[:16]
-    out = cache_dir() / f"decode-{key}.so"
+    out = cache_dir() / f"jambadocs-kernels-{key}.so"
     if out.exists():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
