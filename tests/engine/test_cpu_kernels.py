@@ -59,11 +59,17 @@ def test_gemv_from_several_python_threads_at_once():
     ws = [torch.randn(1024 + 32 * i, 256, generator=g) for i in range(4)]
     xs = [torch.randn(1, 256, generator=g) for _ in ws]
     refs = [F.linear(x, w) for x, w in zip(xs, ws)]
+    assert _in_four_threads(lambda i: torch.allclose(cpu_kernels.linear(xs[i], ws[i]), refs[i], atol=1e-3, rtol=1e-5),
+                            rounds=200) == []
+
+
+def _in_four_threads(check, rounds: int) -> list[int]:
+    """Runs check(i) `rounds` times in each of 4 Python threads at once; the i whose check failed."""
     errors = []
 
     def work(i):
-        for _ in range(200):
-            if not torch.allclose(cpu_kernels.linear(xs[i], ws[i]), refs[i], atol=1e-3, rtol=1e-5):
+        for _ in range(rounds):
+            if not check(i):
                 errors.append(i)
                 return
 
@@ -72,7 +78,7 @@ def test_gemv_from_several_python_threads_at_once():
         t.start()
     for t in threads:
         t.join()
-    assert errors == []
+    return errors
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
@@ -283,20 +289,8 @@ def test_attention_kernel_from_several_python_threads_at_once():
     cases = [(torch.randn(8, 64 + i, 32, generator=g), torch.randn(2, 500 + 64 + i, 32, generator=g),
               torch.randn(2, 500 + 64 + i, 32, generator=g)) for i in range(4)]
     refs = [_attention_reference(q, k, v, 500) for q, k, v in cases]
-    errors = []
-
-    def work(i):
-        for _ in range(20):
-            if not torch.allclose(cpu_kernels.attend(*cases[i], 500), refs[i], atol=1e-5, rtol=1e-5):
-                errors.append(i)
-                return
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert _in_four_threads(lambda i: torch.allclose(cpu_kernels.attend(*cases[i], 500), refs[i], atol=1e-5, rtol=1e-5),
+                            rounds=20) == []
 
 
 def test_prefill_with_the_attention_kernel_equals_prefill_on_torch_ops(tmp_path):
