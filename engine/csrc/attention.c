@@ -20,7 +20,9 @@
  * claimed from the pool, so the costlier rows late in a causal prompt balance themselves.
  */
 #include <float.h>
+#include <stdatomic.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "simd.h"
 
@@ -44,6 +46,7 @@ typedef struct {
     int64_t q_sh, q_st, kv_sh, kv_st, o_sh, o_st;   /* head and token strides (the last dim is contiguous) */
     int64_t H, G, T, past, Hd, sub, units_per_group;   /* sub: blocks of QB rows a unit */
     float scale;                                     /* Hd^-0.5 log2 e */
+    _Atomic int failed;                              /* a unit could not get its scratch memory */
 } attend_t;
 
 /* s[kk, :] = K[kk] . q^T for the n <= KB keys from K (row stride ks); kk past n read key n - 1.
@@ -197,12 +200,16 @@ static void attend_unit(const void *arg, int64_t unit) {
     const int64_t Hd = a->Hd, R = (a->H / a->G) * a->T;
     const int64_t g = unit / a->units_per_group, r0 = (unit % a->units_per_group) * a->sub * QB;
     const float *K = a->k + g * a->kv_sh, *V = a->v + g * a->kv_sh;
-    float qt[a->sub][Hd * QB], ot[a->sub][Hd * QB], s[(KB + 4) * QB];
-    block_t b[a->sub];
+    /* Q^T and O^T of each block (up to 192 KiB at Hd 256) on the heap: threads of other runtimes
+     * may have small stacks */
+    float *scratch = malloc(sizeof(float) * (2 * a->sub * Hd * QB + (KB + 4) * QB));
+    if (!scratch) { atomic_store(&((attend_t *)a)->failed, 1); return; }
+    float *s = scratch + 2 * a->sub * Hd * QB;
+    block_t b[SUB];
     int64_t nb = 0, hi = 0;
     for (; nb < a->sub && r0 + nb * QB < R; nb++) {
-        b[nb].qt = qt[nb];
-        b[nb].ot = ot[nb];
+        b[nb].qt = scratch + 2 * nb * Hd * QB;
+        b[nb].ot = scratch + (2 * nb + 1) * Hd * QB;
         block_start(a, g, r0 + nb * QB, &b[nb]);
         hi = b[nb].hi > hi ? b[nb].hi : hi;
     }
@@ -211,6 +218,7 @@ static void attend_unit(const void *arg, int64_t unit) {
         for (int64_t i = 0; i < nb; i++) block_step(a, K, V, k0, n, &b[i], s);
     }
     for (int64_t i = 0; i < nb; i++) block_finish(a, g, &b[i]);
+    free(scratch);
 }
 
 /* out[h, t] = softmax over keys 0..past+t of (q[h, t] . k[g] Hd^-0.5) . v[g], g = h / (H / G).
@@ -223,11 +231,11 @@ int jd_attend(const float *q, int64_t q_sh, int64_t q_st, const float *k, const 
     if (Hd % 4 || Hd > MAX_HD || Hd <= 0 || G <= 0 || H % G || T <= 0 || past < 0 || past + T >= (1 << 24))
         return -1;
     attend_t a = {q, k, v, out, q_sh, q_st, kv_sh, kv_st, o_sh, o_st, H, G, T, past, Hd, 1, 0,
-                  scale * 1.44269504088896341f};
+                  scale * 1.44269504088896341f, 0};
     int64_t blocks = ((H / G) * T + QB - 1) / QB;   /* of one group */
     /* SUB blocks a unit where that still leaves 4 units a thread */
     while (a.sub < SUB && G * ((blocks + 2 * a.sub - 1) / (2 * a.sub)) >= 4 * jd_pool_threads()) a.sub *= 2;
     a.units_per_group = (blocks + a.sub - 1) / a.sub;
     jd_parallel(attend_unit, &a, G * a.units_per_group);
-    return 0;
+    return atomic_load(&a.failed) ? -1 : 0;
 }
