@@ -258,7 +258,7 @@ class Handlers:
             raise gr.Error(NO_WORKSPACE)
         rows = [render.UploadRow(Path(p).name) for p in paths]
         yield {self.ui.uploads: render.upload_progress(rows)}
-        for row, path in zip(rows, paths):
+        for n, (row, path) in enumerate(zip(rows, paths), 1):
             known = {d.id for d in self.svc.documents.list(ws_id)}
             row.status = "reading"
             events: queue.Queue = queue.Queue()
@@ -305,8 +305,11 @@ class Handlers:
             drop_upload_copy(path)        # the workspace keeps its own copy; Gradio's would linger in /tmp
             out = self._view(ws_id, chat_id, chat=False) if row.status == "added" else {}
             out[self.ui.uploads] = render.upload_progress(rows)
+            # the password is for this upload only: cleared in the same update as the last result, so a
+            # password typed once that result shows is never wiped by a later update
+            if n == len(rows):
+                out.update({self.ui.files: None, self.ui.password: ""})
             yield out                     # the documents panel grows file by file
-        yield {self.ui.files: None, self.ui.password: ""}
 
 
     def remove_document(self, ws_id: int | None, doc_id: int | None, chat_id: int | None) -> dict:

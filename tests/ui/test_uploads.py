@@ -32,7 +32,7 @@ def test_uploaded_copies_are_deleted_once_read(ui, corpus):
     good = _as_gradio_upload(corpus / "pari-refcard.pdf", ui.upload_dir, "a1")
     bad = _as_gradio_upload(corpus / "fake.pdf", ui.upload_dir, "b2")
     updates = list(ui.h.upload([str(good), str(bad)], ui.ws, None, None))
-    assert "added" in updates[-2]["uploads"] and "jd-up-error" in updates[-2]["uploads"]
+    assert "added" in updates[-1]["uploads"] and "jd-up-error" in updates[-1]["uploads"]
     assert not good.exists() and not bad.exists()
     assert not (ui.upload_dir / "a1").exists() and not (ui.upload_dir / "b2").exists()
     assert ui.upload_dir.is_dir()                                      # Gradio's folder itself stays
@@ -59,3 +59,15 @@ def test_an_upload_or_question_before_the_page_has_a_workspace_says_so(ui, corpu
         with pytest.raises(gr.Error, match="still be loading"):
             next(events)
     assert ui.svc.documents.list(ui.ws) == []
+
+
+def test_the_password_is_cleared_with_the_last_result_not_after_it(ui, corpus):
+    """A password typed as soon as an upload's last result shows must survive: the update that
+    clears the password (and the file box) is the one carrying that result, and none follows it."""
+    enc = _as_gradio_upload(corpus / "encrypted.pdf", ui.upload_dir, "c3")
+    updates = list(ui.h.upload([str(enc)], ui.ws, None, None))
+    assert "password" in updates[-1]["uploads"] and updates[-1]["password"] == "" and updates[-1]["files"] is None
+    assert all("password" not in u for u in updates[:-1])
+    enc = _as_gradio_upload(corpus / "encrypted.pdf", ui.upload_dir, "d4")
+    updates = list(ui.h.upload([str(enc)], ui.ws, "secret123", None))
+    assert "added" in updates[-1]["uploads"] and updates[-1]["password"] == ""
