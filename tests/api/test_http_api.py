@@ -169,7 +169,7 @@ def test_basic_header_built_by_hand(server, credentials):
 def test_a_client_that_hangs_up_cancels_its_question(client, workspace, sse, extractive_services):
     """The engine is busy (we hold the queue); the asker waits, hangs up, and its ask is stopped."""
     queue = extractive_services.queue
-    before = {t.ident for t in threading.enumerate()}
+    before = set(threading.enumerate())     # Thread objects: an ident is reused once its thread ends
     held = queue.take()
     assert queue.wait(held, 30)
     try:
@@ -180,7 +180,7 @@ def test_a_client_that_hangs_up_cancels_its_question(client, workspace, sse, ext
             chat_id = json.loads(data)["chat_id"]
         # hung up: the worker thread must end while the engine is still held
         deadline = time.monotonic() + 30
-        while any(t.name == "jambadocs-api-answer" and t.ident not in before
+        while any(t.name == "jambadocs-api-answer" and t not in before
                   for t in threading.enumerate()):
             assert time.monotonic() < deadline, "the abandoned ask is still waiting for the engine"
             time.sleep(0.05)
