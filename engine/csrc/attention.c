@@ -34,7 +34,7 @@
 
 /* Keeps three vectors in registers: without it GCC reloads them for each FMA (16 loads per 12 FMAs,
  * load-bound) to save the registers the 12 accumulators leave free. */
-#if defined(__x86_64__)
+#if defined(__x86_64__) && defined(__AVX__)            /* a v8 fits one ymm register */
 #define IN_REGISTERS(a, b, c) __asm__("" : "+x"(a), "+x"(b), "+x"(c))
 #else
 #define IN_REGISTERS(a, b, c) ((void)0)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import platform
+import shutil
 import subprocess
 import sys
 import threading
@@ -309,3 +311,16 @@ def test_prefill_with_the_attention_kernel_equals_prefill_on_torch_ops(tmp_path)
     torch.testing.assert_close(fast, ref, atol=2e-5, rtol=1e-5)
     for i in s_ref.kv:
         torch.testing.assert_close(s_fast.kv[i].k, s_ref.kv[i].k, atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86-64 only")
+def test_the_kernels_build_for_an_x86_64_cpu_without_avx(tmp_path):
+    """-march=native on a CPU without AVX (older or low-end x86-64) must still build, else every
+    kernel, decode's too, falls back to torch there."""
+    cc = os.environ.get("CC") or "cc"
+    if shutil.which(cc) is None:
+        pytest.skip("no C compiler")
+    flags = [f if f != "-march=native" else "-march=x86-64" for f in cpu_kernels.FLAGS] + ["-Wno-psabi"]
+    res = subprocess.run([cc, *flags, "-o", str(tmp_path / "k.so"), *map(str, cpu_kernels.SOURCES), *cpu_kernels.LIBS],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
