@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 CSRC = Path(__file__).parent / "csrc"
 SOURCES = [CSRC / "decode.c", CSRC / "attention.c"]
-HEADERS = [CSRC / "simd.h"]
+HEADERS = [CSRC / "simd.h", CSRC / "pool.h"]
 FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-pthread"]
 LIBS = ["-lm"]
 

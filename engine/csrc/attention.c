@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "pool.h"
 #include "simd.h"
 
 #define QV 3                        /* query vectors a block */
@@ -46,7 +47,7 @@ typedef struct {
     int64_t q_sh, q_st, kv_sh, kv_st, o_sh, o_st;   /* head and token strides (the last dim is contiguous) */
     int64_t H, G, T, past, Hd, sub, units_per_group;   /* sub: blocks of QB rows a unit */
     float scale;                                     /* Hd^-0.5 log2 e */
-    _Atomic int failed;                              /* a unit could not get its scratch memory */
+    _Atomic int *failed;                             /* set when a unit could not get its scratch memory */
 } attend_t;
 
 /* s[kk, :] = K[kk] . q^T for the n <= KB keys from K (row stride ks); kk past n read key n - 1.
@@ -203,7 +204,7 @@ static void attend_unit(const void *arg, int64_t unit) {
     /* Q^T and O^T of each block (up to 192 KiB at Hd 256) on the heap: threads of other runtimes
      * may have small stacks */
     float *scratch = malloc(sizeof(float) * (2 * a->sub * Hd * QB + (KB + 4) * QB));
-    if (!scratch) { atomic_store(&((attend_t *)a)->failed, 1); return; }
+    if (!scratch) { atomic_store(a->failed, 1); return; }
     float *s = scratch + 2 * a->sub * Hd * QB;
     block_t b[SUB];
     int64_t nb = 0, hi = 0;
@@ -224,18 +225,20 @@ static void attend_unit(const void *arg, int64_t unit) {
 /* out[h, t] = softmax over keys 0..past+t of (q[h, t] . k[g] Hd^-0.5) . v[g], g = h / (H / G).
  * q element [h, t, d] at q[h q_sh + t q_st + d]; k, v [g, key, d] at [g kv_sh + key kv_st + d];
  * out likewise with o_sh, o_st. Hd must be a multiple of 4, at most MAX_HD (256); H a multiple of G.
- * Returns 0, or -1 (nothing done) when the shapes are outside that. */
+ * Returns 0; -1 when the shapes are outside that (nothing done) or scratch memory ran out (out is
+ * then incomplete: the caller computes it another way). */
 int jd_attend(const float *q, int64_t q_sh, int64_t q_st, const float *k, const float *v, int64_t kv_sh,
               int64_t kv_st, float *out, int64_t o_sh, int64_t o_st, int64_t H, int64_t G, int64_t T,
               int64_t past, int64_t Hd, float scale) {
     if (Hd % 4 || Hd > MAX_HD || Hd <= 0 || G <= 0 || H % G || T <= 0 || past < 0 || past + T >= (1 << 24))
         return -1;
+    _Atomic int failed = 0;
     attend_t a = {q, k, v, out, q_sh, q_st, kv_sh, kv_st, o_sh, o_st, H, G, T, past, Hd, 1, 0,
-                  scale * 1.44269504088896341f, 0};
+                  scale * 1.44269504088896341f, &failed};
     int64_t blocks = ((H / G) * T + QB - 1) / QB;   /* of one group */
     /* SUB blocks a unit where that still leaves 4 units a thread */
     while (a.sub < SUB && G * ((blocks + 2 * a.sub - 1) / (2 * a.sub)) >= 4 * jd_pool_threads()) a.sub *= 2;
     a.units_per_group = (blocks + a.sub - 1) / a.sub;
     jd_parallel(attend_unit, &a, G * a.units_per_group);
-    return atomic_load(&a.failed) ? -1 : 0;
+    return atomic_load(&failed) ? -1 : 0;
 }

@@ -28,6 +28,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "pool.h"
 #include "simd.h"
 
 #define MAX_WORKERS 63
@@ -98,6 +99,7 @@ static void axpy_rows(const float *W, const float *x, float *y, int64_t N, int64
     }
 }
 
+/* One GEMV, cut into chunks of `chunk` output rows: a job for the pool (gemv_chunk). */
 typedef struct {
     const float *W, *x, *b;
     float *y;
@@ -105,12 +107,10 @@ typedef struct {
     int col_major;
     const int8_t *Q;               /* int8 weights instead of W (row-major), with one scale per row */
     const float *scale;
-    void (*fn)(const void *, int64_t);   /* a jd_parallel job: chunk c is fn(arg, c) */
-    const void *arg;
-} job_t;
+} gemv_t;
 
-static void run_chunk(const job_t *j, int64_t c) {
-    if (j->fn) { j->fn(j->arg, c); return; }
+static void gemv_chunk(const void *arg, int64_t c) {
+    const gemv_t *j = arg;
     int64_t r0 = c * j->chunk, r1 = r0 + j->chunk < j->N ? r0 + j->chunk : j->N;
     if (j->Q) dot_rows_q8(j->Q, j->scale, j->x, j->y, j->K, r0, r1);
     else if (j->col_major) axpy_rows(j->W, j->x, j->y, j->N, j->K, r0, r1);
@@ -125,7 +125,8 @@ static void run_chunk(const job_t *j, int64_t c) {
 #define COUNT_SHIFT 20
 #define FIELD_MASK ((1u << 20) - 1)
 #define MAX_CHUNKS FIELD_MASK
-static job_t job;
+static void (*job_fn)(const void *, int64_t);   /* the published job: chunk c is job_fn(job_arg, c) */
+static const void *job_arg;
 static _Atomic uint64_t next_claim;
 static _Atomic int64_t chunks_done;
 static _Atomic int sleepers;
@@ -161,7 +162,7 @@ static void work_on(uint32_t no) {
     for (;;) {
         if ((uint32_t)(cur >> NO_SHIFT) != no || (cur & FIELD_MASK) >= ((cur >> COUNT_SHIFT) & FIELD_MASK)) return;
         if (atomic_compare_exchange_weak(&next_claim, &cur, cur + 1)) {
-            run_chunk(&job, (int64_t)(cur & FIELD_MASK));
+            job_fn(job_arg, (int64_t)(cur & FIELD_MASK));
             atomic_fetch_add(&chunks_done, 1);
             cur = atomic_load(&next_claim);
         }
@@ -221,62 +222,52 @@ int jd_pool_start(int threads) {
     return n_workers;
 }
 
-/* Run chunks 0 .. n_chunks - 1 of job j on the pool; on this thread alone when there is no pool or it
- * is busy (a concurrent caller). Returns when all are done. */
-static void dispatch(job_t j, int64_t n_chunks) {
+int jd_pool_threads(void) { return pool_live ? n_workers + 1 : 1; }
+
+/* Run fn(arg, 0) .. fn(arg, n - 1) on the pool, the caller taking part; on this thread alone when
+ * there is no pool or it is busy (a concurrent caller). Returns when all are done. */
+void jd_parallel(void (*fn)(const void *arg, int64_t unit), const void *arg, int64_t n) {
     if (!pool_live && want_threads > 1) jd_pool_start(want_threads);   /* a forked child */
-    if (!pool_live || n_workers == 0 || n_chunks <= 1 || n_chunks > MAX_CHUNKS
-            || pthread_mutex_trylock(&submit_lock) != 0) {
-        for (int64_t c = 0; c < n_chunks; c++) run_chunk(&j, c);
+    if (!pool_live || n_workers == 0 || n <= 1 || n > MAX_CHUNKS || pthread_mutex_trylock(&submit_lock) != 0) {
+        for (int64_t c = 0; c < n; c++) fn(arg, c);
         return;
     }
-    job = j;
+    job_fn = fn;
+    job_arg = arg;
     atomic_store(&chunks_done, 0);
     uint32_t no = ++job_no & ((1u << 24) - 1);
-    atomic_store(&next_claim, (uint64_t)no << NO_SHIFT | (uint64_t)n_chunks << COUNT_SHIFT);   /* publishes the job */
+    atomic_store(&next_claim, (uint64_t)no << NO_SHIFT | (uint64_t)n << COUNT_SHIFT);   /* publishes the job */
     if (atomic_load(&sleepers)) {
         pthread_mutex_lock(&sleep_lock);
         pthread_cond_broadcast(&wake);
         pthread_mutex_unlock(&sleep_lock);
     }
     work_on(no);
-    for (uint64_t spins = 1; atomic_load(&chunks_done) < n_chunks; spins++)   /* chunks a worker is finishing */
+    for (uint64_t spins = 1; atomic_load(&chunks_done) < n; spins++)   /* chunks a worker is finishing */
         if (spins % YIELD_EVERY) cpu_relax(); else sched_yield();
     pthread_mutex_unlock(&submit_lock);
 }
 
 /* One product on the pool: CHUNKS_PER_THREAD chunks of output rows per thread (whole register
  * blocks of axpy_rows), one chunk on this thread when it is small. */
-static void run_pooled(job_t j) {
+static void gemv(gemv_t j) {
     int64_t N = j.N;
     if (N <= 0) return;
     int64_t parts = (int64_t)(n_workers + 1) * CHUNKS_PER_THREAD;
     j.chunk = ((N + parts - 1) / parts + 31) / 32 * 32;
     if (j.chunk >= N) j.chunk = N;
     if ((N + j.chunk - 1) / j.chunk > MAX_CHUNKS) j.chunk = ((N + MAX_CHUNKS - 1) / MAX_CHUNKS + 31) / 32 * 32;
-    dispatch(j, (N + j.chunk - 1) / j.chunk);
-}
-
-int jd_pool_threads(void) { return pool_live ? n_workers + 1 : 1; }
-
-void jd_parallel(void (*fn)(const void *arg, int64_t unit), const void *arg, int64_t n) {
-    job_t j = {0};
-    j.fn = fn;
-    j.arg = arg;
-    if (n > MAX_CHUNKS) { for (int64_t c = 0; c < n; c++) fn(arg, c); return; }
-    dispatch(j, n);
+    jd_parallel(gemv_chunk, &j, (N + j.chunk - 1) / j.chunk);
 }
 
 /* y[N] = W x (+ b). W row-major [N, K] (col_major = 0) or column-major (col_major = 1). */
 void jd_gemv(const float *W, const float *x, const float *b, float *y, int64_t N, int64_t K, int col_major) {
-    job_t j = {W, x, b, y, N, K, 0, col_major, NULL, NULL, NULL, NULL};
-    run_pooled(j);
+    gemv((gemv_t){W, x, b, y, N, K, 0, col_major, NULL, NULL});
 }
 
 /* y[N] = scale * (Q x) (+ b): ExpertsInt8 weights, Q [N, K] int8 row-major, scale [N] (per row). */
 void jd_gemv_q8(const int8_t *Q, const float *scale, const float *x, const float *b, float *y, int64_t N, int64_t K) {
-    job_t j = {NULL, x, b, y, N, K, 0, 0, Q, scale, NULL, NULL};
-    run_pooled(j);
+    gemv((gemv_t){NULL, x, b, y, N, K, 0, 0, Q, scale});
 }
 
 /* -- one-token Mamba-1 step ------------------------------------------------------------------

@@ -33,9 +33,3 @@ static inline v8 exp2_8(v8 t) {
 
 /* e^x, 8 lanes (exp2_8 of x log2 e). */
 static inline v8 exp8(v8 x) { return exp2_8(x * 1.44269504088896341f); }
-
-/* Run fn(arg, 0) .. fn(arg, n - 1) on the pool of decode.c (the caller takes part); returns when all are done. */
-void jd_parallel(void (*fn)(const void *arg, int64_t unit), const void *arg, int64_t n);
-
-/* Threads of that pool, the caller included (1 before it starts). */
-int jd_pool_threads(void);
