@@ -20,8 +20,8 @@ from .weights import AttentionWeights, ModelWeights
 
 
 # K/V rows a prefill that has to copy its K/V into a new buffer leaves spare for the answer: without
-# them the first decode step copies the whole K/V once more (~15 ms of a 130 ms follow-up question
-# after 64K tokens on the bench model, one thread).
+# them the first decode step copies the whole K/V once more (after 65K tokens on the bench model,
+# one thread: that step 30-43 ms without them, 11-18 ms with).
 DECODE_ROOM = 256
 
 
