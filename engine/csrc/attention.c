@@ -114,6 +114,33 @@ static void accumulate(float *ot, const v8 alpha[QV], const float *p, const floa
 /* lane-wise: where mask (all ones) a, else b */
 static inline v8 select8(v8i mask, v8 a, v8 b) { return (v8)(((v8i)a & mask) | ((v8i)b & ~mask)); }
 
+/* p = 2^(s - m) in place for the n rows of s, and sum[j] = the sum of vector j's p over them.
+ * With lim, keys past a lane's lim get p = 0 (their s is -FLT_MAX already: 2^-126 otherwise). */
+static void probabilities(float *s, int64_t n, const v8 m[QV], const v8 *lim, int64_t k0, v8 sum[QV]) {
+    const v8 m0 = m[0], m1 = m[1], m2 = m[2];
+    v8 s0 = {0}, s1 = {0}, s2 = {0};
+    if (!lim) {                                    /* every lane sees every key: the common case */
+        for (int64_t kk = 0; kk < n; kk++) {
+            float *r = s + kk * QB;
+            v8 p0 = exp2_8_upto126(load8(r) - m0), p1 = exp2_8_upto126(load8(r + 8) - m1);
+            v8 p2 = exp2_8_upto126(load8(r + 16) - m2);
+            store8(r, p0); store8(r + 8, p1); store8(r + 16, p2);
+            s0 += p0; s1 += p1; s2 += p2;
+        }
+    } else {
+        for (int64_t kk = 0; kk < n; kk++) {
+            float *r = s + kk * QB;
+            v8 key = (v8){0} + (float)(k0 + kk);
+            v8 p0 = select8(key > lim[0], (v8){0}, exp2_8_upto126(load8(r) - m0));
+            v8 p1 = select8(key > lim[1], (v8){0}, exp2_8_upto126(load8(r + 8) - m1));
+            v8 p2 = select8(key > lim[2], (v8){0}, exp2_8_upto126(load8(r + 16) - m2));
+            store8(r, p0); store8(r + 8, p1); store8(r + 16, p2);
+            s0 += p0; s1 += p1; s2 += p2;
+        }
+    }
+    sum[0] = s0; sum[1] = s1; sum[2] = s2;
+}
+
 /* The running state of QB query rows (a block): Q^T scaled, O^T so far, softmax max and sum. */
 typedef struct {
     float *qt, *ot;                 /* [Hd, QB] each */
@@ -166,20 +193,12 @@ static void block_step(const attend_t *a, const float *K, const float *V, int64_
             mb[j] = max8(mb[j], x);
         }
     }
-    v8 alpha[QV], sum[QV] = {{0}};
+    v8 alpha[QV], sum[QV];
     for (int j = 0; j < QV; j++) {
-        alpha[j] = exp2_8(b->m[j] - mb[j]);
+        alpha[j] = exp2_8_upto126(b->m[j] - mb[j]);
         b->m[j] = mb[j];
     }
-    for (int64_t kk = 0; kk < n; kk++) {
-        v8 key = (v8){0} + (float)(k0 + kk);
-        for (int j = 0; j < QV; j++) {
-            v8 p = exp2_8(load8(s + kk * QB + 8 * j) - b->m[j]);
-            if (masked) p = select8(key > b->lim[j], (v8){0}, p);
-            store8(s + kk * QB + 8 * j, p);
-            sum[j] += p;
-        }
-    }
+    probabilities(s, n, b->m, masked ? b->lim : NULL, k0, sum);
     for (int j = 0; j < QV; j++) b->l[j] = b->l[j] * alpha[j] + sum[j];
     accumulate(b->ot, alpha, s, V + k0 * ks, ks, n, Hd);
 }
