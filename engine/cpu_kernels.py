@@ -38,7 +38,7 @@ from torch import Tensor
 log = logging.getLogger(__name__)
 
 CSRC = Path(__file__).parent / "csrc"
-SOURCES = [CSRC / "decode.c", CSRC / "attention.c"]
+SOURCES = [CSRC / "decode.c", CSRC / "attention.c", CSRC / "scan.c"]
 HEADERS = [CSRC / "simd.h", CSRC / "pool.h"]
 FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-pthread"]
 LIBS = ["-lm"]
@@ -114,6 +114,10 @@ def _load(path: Path) -> ctypes.CDLL:
     lib.jd_gemv_q8.restype = None
     lib.jd_attend.argtypes = [p, i64, i64, p, p, i64, i64, p, i64, i64, i64, i64, i64, i64, i64, ctypes.c_float]
     lib.jd_attend.restype = ctypes.c_int
+    lib.jd_scan.argtypes = [p, i64, p, i64, p, p, i64, p, i64, p, p, i64, p, p, p, i64, i64, i64]
+    lib.jd_scan.restype = ctypes.c_int
+    lib.jd_exp2.argtypes = [p, p, i64]
+    lib.jd_exp2.restype = None
     return lib
 
 
@@ -333,3 +337,35 @@ def attend(q: Tensor, k: Tensor, v: Tensor, past: int) -> Tensor | None:
     rc = _lib.jd_attend(q.data_ptr(), q.stride(0), q.stride(1), k.data_ptr(), v.data_ptr(), k.stride(0),
                         k.stride(1), out.data_ptr(), Hd, H * Hd, H, G, T, past, Hd, Hd ** -0.5)
     return out.transpose(0, 1) if rc == 0 else None
+
+
+def _rows(t: Tensor, T: int, n: int) -> bool:
+    """t is an fp32 CPU [T, n] tensor whose rows are contiguous (any row stride)."""
+    return t.dtype is _F32 and t.is_cpu and t.shape == (T, n) and (t.stride(1) == 1 or n == 1)
+
+
+def scan(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, z: Tensor,
+         h0: Tensor) -> tuple[Tensor, Tensor] | None:
+    """engine/mamba.py's `ssm_scan` (x, dt, z [T, E]; A [E, N]; B, C [T, N]; D [E]; h0 [E, N] ->
+    y [T, E], h [E, N]) in one C call on the pool, channels split between the threads; None when
+    the tensors are not fp32 CPU ones with contiguous rows (A, D and h0 contiguous)."""
+    (T, E), N = x.shape, A.shape[1]
+    if not (_threads and T > 0 and all(_rows(t, T, E) for t in (x, dt, z)) and _rows(B, T, N) and _rows(C, T, N)
+            and _f32(A, D, h0) and A.shape == (E, N) and D.shape == (E,) and h0.shape == (E, N)
+            and A.is_contiguous() and D.is_contiguous() and h0.is_contiguous()):
+        return None
+    y, h = torch.empty(T, E), torch.empty(E, N)
+    rc = _lib.jd_scan(x.data_ptr(), x.stride(0), dt.data_ptr(), dt.stride(0), A.data_ptr(), B.data_ptr(),
+                      B.stride(0), C.data_ptr(), C.stride(0), D.data_ptr(), z.data_ptr(), z.stride(0),
+                      h0.data_ptr(), y.data_ptr(), h.data_ptr(), T, E, N)
+    return (y, h) if rc == 0 else None
+
+
+def exp2(t: Tensor) -> Tensor:
+    """2^t by the kernels' vector exp2 (engine/csrc/simd.h), for the tests; t fp32 CPU."""
+    if _lib is None:
+        raise RuntimeError("the CPU kernels are not loaded")
+    t = t.detach().float().contiguous()
+    out = torch.empty_like(t)
+    _lib.jd_exp2(t.data_ptr(), out.data_ptr(), t.numel())
+    return out

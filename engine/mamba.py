@@ -100,6 +100,8 @@ def ssm_scan(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, 
     N x E channels (`linear_scan_`: about 4 sqrt(Tb) Python steps per tile, not one per
     token), and C . h is a batched [1, N] @ [N, E] product. The tile loop runs on one thread.
     """
+    if (out := cpu_kernels.scan(x, dt, A, B, C, D, z, h0)) is not None:   # fp32 CPU: engine/csrc/scan.c
+        return out
     T, E = x.shape
     N = A.shape[1]
     Tb = max(1, min(T, SCAN_BLOCK_ELEMS // (E * N)))

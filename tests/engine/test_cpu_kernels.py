@@ -1,5 +1,6 @@
 """CPU kernels (engine/csrc/): the pooled GEMV, the fused Mamba step, MLP, MoE and RMSNorm
-(decode.c) and the causal attention of prefill (attention.c), against the torch ops they replace."""
+(decode.c), the causal attention of prefill (attention.c) and the selective scan of prefill
+(scan.c), against the torch ops they replace and float64 references."""
 from __future__ import annotations
 
 import os
@@ -14,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine import cpu_kernels, load_engine
+from engine import cpu_kernels, load_engine, mamba
 from engine.attention import attend_masked
 from engine.testing import write_tiny_checkpoint
 
@@ -295,9 +296,9 @@ def test_attention_kernel_from_several_python_threads_at_once():
                             rounds=20) == []
 
 
-def test_prefill_with_the_attention_kernel_equals_prefill_on_torch_ops(tmp_path):
-    """Chunked prefill with continuation (attention over past keys + the causal diagonal) on the C
-    kernel = the torch path, for logits and K/V."""
+def test_prefill_with_the_attention_and_scan_kernels_equals_prefill_on_torch_ops(tmp_path):
+    """Chunked prefill with continuation (attention over past keys + the causal diagonal, the scan
+    from the previous chunk's state) on the C kernels = the torch path, for logits, K/V and SSM states."""
     path = write_tiny_checkpoint(tmp_path / "ckpt", seed=4, num_attention_heads=4, num_key_value_heads=1,
                                  attn_layer_period=2, attn_layer_offset=1)
     eng = load_engine(path, device="cpu", dtype="float32", chunk_size=48)
@@ -311,6 +312,90 @@ def test_prefill_with_the_attention_kernel_equals_prefill_on_torch_ops(tmp_path)
     torch.testing.assert_close(fast, ref, atol=2e-5, rtol=1e-5)
     for i in s_ref.kv:
         torch.testing.assert_close(s_fast.kv[i].k, s_ref.kv[i].k, atol=2e-5, rtol=1e-5)
+    assert s_ref.ssm
+    for i in s_ref.ssm:
+        torch.testing.assert_close(s_fast.ssm[i], s_ref.ssm[i], atol=2e-5, rtol=1e-5)
+
+
+# -- exp2 (simd.h) and the prefill scan (scan.c) ---------------------------------------------------
+
+def test_exp2_within_two_ulp_of_float64_over_its_range():
+    t = torch.cat([torch.linspace(-126, 126, 400_001), torch.randn(10_000) * 3, torch.arange(-126, 127.0)])
+    got = cpu_kernels.exp2(t).double()
+    exact = torch.exp2(t.double())
+    assert ((got - exact).abs() / exact).max() <= 1.2e-7                 # 2^-23 = 1.19e-7: two ulp at most
+    ints = torch.arange(-126, 127.0)
+    assert torch.equal(cpu_kernels.exp2(ints), torch.exp2(ints))          # powers of two exactly
+    low = cpu_kernels.exp2(torch.tensor([-127.0, -200.0, -1e30, float("-inf")]))
+    assert (low <= 2.0 ** -126).all() and (low >= 0).all()                # clamped: no denormals, no NaN
+    assert torch.isfinite(cpu_kernels.exp2(torch.tensor([130.0, 1e30]))).all()   # clamped at 2^126
+
+
+def _scan_inputs(T, E, N, seed):
+    """Inputs as mamba_mixer hands them over: B, C column slices of the normed x_proj output, z the
+    second half of in_proj's output (row strides 3 + 2N and 2E)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(T, E, generator=g)
+    dt = F.softplus(torch.randn(T, E, generator=g) - 1)
+    A = -torch.exp(torch.randn(E, N, generator=g))
+    dbc = torch.randn(T, 3 + 2 * N, generator=g)
+    z = torch.randn(T, 2 * E, generator=g)[:, E:]
+    return x, dt, A, dbc[:, 3:3 + N], dbc[:, 3 + N:], torch.randn(E, generator=g), z, torch.randn(E, N, generator=g)
+
+
+def _scan_reference(x, dt, A, B, C, D, z, h0):
+    """The recurrence in float64, one token at a time."""
+    h, ys = h0.double(), []
+    for t in range(x.shape[0]):
+        h = torch.exp(dt[t].double()[:, None] * A.double()) * h + (dt[t] * x[t]).double()[:, None] * B[t].double()
+        ys.append((h @ C[t].double() + D.double() * x[t].double()) * F.silu(z[t].double()))
+    return torch.stack(ys), h
+
+
+@pytest.mark.parametrize("T,E,N", [
+    (1024, 512, 16),                                   # the bench model's chunk
+    (37, 72, 16), (300, 20, 16), (5, 60, 7),           # channels past the last unit of 16 (run one at a time)
+    (1, 8, 3), (2, 16, 1), (64, 32, 64),               # one token, one state, a large state
+])
+def test_scan_kernel_is_as_close_to_float64_as_the_torch_scan(T, E, N):
+    inputs = _scan_inputs(T, E, N, seed=T + E + N)
+    h0_before = inputs[-1].clone()
+    got_y, got_h = cpu_kernels.scan(*inputs)
+    assert torch.equal(inputs[-1], h0_before)                                   # h0 is not modified
+    exact_y, exact_h = _scan_reference(*inputs)
+    cpu_kernels.disable()
+    try:
+        torch_y, torch_h = mamba.ssm_scan(*inputs)                              # the torch path
+    finally:
+        cpu_kernels.enable(2)
+    for got, ref, exact in ((got_y, torch_y, exact_y), (got_h, torch_h, exact_h)):
+        err, torch_err = (got.double() - exact).abs().max(), (ref.double() - exact).abs().max()
+        assert err <= 3 * torch_err + 1e-6 * exact.abs().max(), (err, torch_err)
+
+
+def test_scan_kernel_carries_the_state_across_any_split():
+    """Two calls, the second from the first's state, give one call's outputs (exactly: the kernel
+    walks the tokens in order whatever the split)."""
+    x, dt, A, B, C, D, z, h0 = _scan_inputs(200, 40, 16, seed=1)
+    y, h = cpu_kernels.scan(x, dt, A, B, C, D, z, h0)
+    y1, h1 = cpu_kernels.scan(x[:77], dt[:77], A, B[:77], C[:77], D, z[:77], h0)
+    y2, h2 = cpu_kernels.scan(x[77:], dt[77:], A, B[77:], C[77:], D, z[77:], h1)
+    assert torch.equal(torch.cat([y1, y2]), y) and torch.equal(h2, h)
+
+
+def test_scan_kernel_leaves_other_inputs_to_torch():
+    x, dt, A, B, C, D, z, h0 = _scan_inputs(10, 16, 4, seed=2)
+    assert cpu_kernels.scan(x.t().contiguous().t(), dt, A, B, C, D, z, h0) is None       # column-major x
+    assert cpu_kernels.scan(x.bfloat16(), dt, A, B, C, D, z, h0) is None
+    assert cpu_kernels.scan(x, dt, A.t().contiguous().t(), B, C, D, z, h0) is None     # A not contiguous
+    assert cpu_kernels.scan(x, dt[:9], A, B, C, D, z, h0) is None                      # mismatched shapes
+
+
+def test_scan_kernel_from_several_python_threads_at_once():
+    cases = [_scan_inputs(100 + i, 48, 16, seed=10 + i) for i in range(4)]
+    refs = [cpu_kernels.scan(*c) for c in cases]
+    assert _in_four_threads(lambda i: all(torch.equal(a, b) for a, b in zip(cpu_kernels.scan(*cases[i]), refs[i])),
+                            rounds=20) == []
 
 
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86-64 only")

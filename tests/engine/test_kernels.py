@@ -119,8 +119,9 @@ def test_env_forces_torch_path_on_cuda(monkeypatch):
 def test_engine_continuation_through_fused_wrappers(tiny_engine):
     """Chunked prefill + decode with the wrapped kernels gives the one-pass torch logits (1e-4, fp32)."""
     eng = tiny_engine
-    attention = "C (prefill), sdpa (decode)" if cpu_kernels.active() else "sdpa"
-    assert {k: v for k, v in eng.kernels.items() if k != "gemv"} == {"conv": "torch", "scan": "torch", "step": "torch", "attention": attention}
+    c = cpu_kernels.active()
+    attention, scan = ("C (prefill), sdpa (decode)", "C") if c else ("sdpa", "torch")
+    assert {k: v for k, v in eng.kernels.items() if k != "gemv"} == {"conv": "torch", "scan": scan, "step": scan, "attention": attention}
     ids = torch.randint(0, eng.config.vocab_size, (70,), generator=torch.Generator().manual_seed(5)).tolist()
     ref, _ = eng.prefill(ids)                                         # torch path, one pass
     with kernels.override(_reference_kernels()):
