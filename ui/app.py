@@ -139,8 +139,10 @@ def build_ui(services) -> gr.Blocks:
                           outputs=view_outputs + viewer_outputs + [confirm_box])
 
         # documents
+        # "multiple": files dropped while an upload is still being read queue behind it (Gradio's
+        # default, "once", would drop them without a word)
         files.upload(h.upload, inputs=[files, ws_id, password, chat_id],
-                     outputs=[uploads, files, password] + view_outputs)
+                     outputs=[uploads, files, password] + view_outputs, trigger_mode="multiple")
         remove_btn.click(h.remove_document, inputs=[ws_id, doc_dd, chat_id], outputs=view_outputs)
 
         # chat

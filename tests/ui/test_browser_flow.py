@@ -2,7 +2,7 @@
 
 Extractive engine (no model). One long test on purpose: each step builds on the previous one
 (workspace -> uploads -> answer -> source viewer -> reload -> restart -> bad file -> password ->
-duplicate -> export -> remove -> rename -> delete), and starting chromium and the server once keeps the suite fast on 2 cores.
+duplicate -> export -> remove -> a drop during an upload -> rename -> delete), and starting chromium and the server once keeps the suite fast on 2 cores.
 """
 from __future__ import annotations
 
@@ -156,6 +156,14 @@ def test_whole_flow_extractive(chromium, corpus, tmp_path, screenshots):
         text_input(page, "jd-ws-name").fill("Scratch")
         page.click("#jd-ws-create")
         page.wait_for_function("() => document.querySelector('#jd-ws input').value === 'Scratch'")
+        # -- files dropped while an upload is still being read: queued behind it, not lost -----
+        page.set_input_files("#jd-upload input[type=file]", [str(corpus / "gnuplot.pdf")])
+        page.wait_for_function("() => /gnuplot\\.pdf\\s+reading/.test("
+                               "document.querySelector('#jd-uploads')?.innerText || '')", timeout=60_000)
+        page.set_input_files("#jd-upload input[type=file]", [str(corpus / "pari-refcard.pdf")])
+        rows = wait_rows(page, 2)
+        assert "gnuplot.pdf" in rows[0] and "311 pages" in rows[0] and "pari-refcard.pdf" in rows[1], rows
+
         text_input(page, "jd-ws-name").fill("Scratch 2")
         page.click("#jd-ws-rename")
         page.wait_for_function("() => document.querySelector('#jd-ws input').value === 'Scratch 2'")
