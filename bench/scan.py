@@ -10,7 +10,9 @@ Variants (all run the engine's own `ssm_scan`; `linear_scan_` and `one_thread` a
   two-level, team           the engine's recurrence, thread team
   two-level, one thread     the engine as it is: the engine's recurrence, tile loop on one thread
   per-token loop, one thread
-Prints ms per chunk (best of `repeats`) and the ratio to the baseline; every variant's output is
+  C kernel                  the engine on fp32 CPU now: engine/csrc/scan.c (channels split between
+                            the pool's threads, each walking the tokens in order)
+The torch variants run with the C kernels off. Prints ms per chunk (best of `repeats`) and the ratio to the baseline; every variant's output is
 checked against the baseline's (1e-4).
 """
 from __future__ import annotations
@@ -28,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from engine import mamba  # noqa: E402
+from engine import cpu_kernels, mamba  # noqa: E402
 
 
 def cumprod_two_level_(a, u, h0):
@@ -75,11 +77,16 @@ def main() -> None:
         "two-level, one thread": (engine_scan, engine_threads),
         "per-token loop, one thread": (mamba._sequential_scan_, engine_threads),
     }
+    if cpu_kernels.enable(args.threads):
+        variants["C kernel"] = (engine_scan, engine_threads)
+    else:
+        print("no C kernels here (no compiler): that variant skipped")
     times, outs = {k: float("inf") for k in variants}, {}
     with torch.inference_mode():
         for _ in range(args.repeats):
             for name, (scan, threads) in variants.items():       # interleaved: drift hits all alike
                 mamba.linear_scan_, mamba.one_thread = scan, threads
+                cpu_kernels.enable(args.threads) if name == "C kernel" else cpu_kernels.disable()
                 t0 = time.perf_counter()
                 outs[name] = mamba.ssm_scan(x, dt, A, B, C, D, z, h0)
                 times[name] = min(times[name], time.perf_counter() - t0)
