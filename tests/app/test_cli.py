@@ -130,3 +130,41 @@ def test_ingest_of_a_scan_says_its_text_came_from_ocr(run, corpus):
     assert code == 0 and "image-only.pdf: 3 pages (Preface)" in out and "recognised by OCR" in out
     docs = json.loads(run("docs", "-w", "scans", "--json")[1])
     assert any("OCR" in note for note in docs[0]["notes"])
+
+
+def _smaps_huge_kib(code: str, env: dict) -> tuple[str, int]:
+    """Run `code` in a fresh Python (repo root on the path); returns its stdout's first line and
+    the AnonHugePages (KiB) of that process after a 64 MiB tensor is filled."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    script = code + (
+        "\nimport torch\nt = torch.ones(16 * 2**20)\n"
+        "kib = sum(int(l.split()[1]) for l in open('/proc/self/smaps_rollup') if l.startswith('AnonHugePages'))\n"
+        "print(kib)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=root,
+                         env={k: v for k, v in {**os.environ, **env}.items() if v is not None})
+    assert out.returncode == 0, out.stderr
+    first, kib = out.stdout.split()
+    return first, int(kib)
+
+
+def test_the_command_line_turns_on_huge_pages_for_torch_before_torch_starts(monkeypatch):
+    """app.cli sets THP_MEM_ALLOC_ENABLE before torch is imported (it is read once, at torch's first
+    allocation): large tensors then sit on 2 MiB pages where the kernel allows them (madvise or
+    always); a user's THP_MEM_ALLOC_ENABLE=0 is kept."""
+    from pathlib import Path
+    monkeypatch.delenv("THP_MEM_ALLOC_ENABLE", raising=False)
+    code = "import os, sys\nimport app.cli\nprint(os.environ['THP_MEM_ALLOC_ENABLE'] + ('-torch' if 'torch' in sys.modules else ''))"
+    setting, huge = _smaps_huge_kib(code, {})
+    assert setting == "1"                                              # and torch not yet imported
+    off, huge_off = _smaps_huge_kib(code, {"THP_MEM_ALLOC_ENABLE": "0"})
+    assert off == "0"
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if not thp.exists() or "[never]" in thp.read_text() or not Path("/proc/self/smaps_rollup").exists():
+        pytest.skip("this kernel gives no transparent huge pages")
+    if "[always]" not in thp.read_text():                             # madvise: only where torch asks
+        assert huge_off == 0
+    assert huge >= 32 * 1024, huge                                     # most of the 64 MiB tensor
