@@ -142,7 +142,8 @@ def _smaps_huge_kib(code: str, env: dict) -> tuple[str, int]:
     root = Path(__file__).resolve().parents[2]
     script = code + (
         "\nimport torch\nt = torch.ones(16 * 2**20)\n"
-        "kib = sum(int(l.split()[1]) for l in open('/proc/self/smaps_rollup') if l.startswith('AnonHugePages'))\n"
+        "import os\nf = '/proc/self/smaps_rollup'\n"
+        "kib = sum(int(l.split()[1]) for l in open(f) if l.startswith('AnonHugePages')) if os.path.exists(f) else -1\n"
         "print(kib)\n")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=root,
                          env={k: v for k, v in {**os.environ, **env}.items() if v is not None})
