@@ -104,11 +104,12 @@ def _load(path: Path) -> ctypes.CDLL:
     lib.jd_mamba_step.argtypes = [p, p, p, i64, i64, p, p, p, ctypes.c_float, p, p, p, p, p,
                                   i64, i64, i64, i64, p, p, p, p]
     lib.jd_mamba_step.restype = None
-    lib.jd_mlp.argtypes = [p, p, ctypes.c_int, p, ctypes.c_int, p, i64, i64, ctypes.c_float, ctypes.c_int, p]
+    lib.jd_mlp.argtypes = [p, p, ctypes.c_int, p, p, p, ctypes.c_int, p, p, p, i64, i64, ctypes.c_float,
+                           ctypes.c_int, p]
     lib.jd_mlp.restype = None
     lib.jd_rms_norm.argtypes = [p, p, p, i64, ctypes.c_float]
     lib.jd_rms_norm.restype = None
-    lib.jd_moe.argtypes = [p, p, i64, i64, p, p, p, p, p, i64, i64, p, p]
+    lib.jd_moe.argtypes = [p, p, i64, i64, p, p, p, p, p, p, p, p, p, i64, i64, p, p]
     lib.jd_moe.restype = None
     lib.jd_gemv_q8.argtypes = [p, p, p, p, p, i64, i64]
     lib.jd_gemv_q8.restype = None
@@ -262,24 +263,33 @@ def mamba_step(w, xz: Tensor, window: Tensor, h0: Tensor, eps: float) -> tuple[T
     return y, window_out, h
 
 
+def _matrix(w, N: int, K: int) -> tuple[int, int, int, int] | None:
+    """A [N, K] weight as the C MLP reads it: (fp32 pointer, column-major flag, int8 pointer, scales
+    pointer), 0 for what it is not; None when it is in no form the kernels read."""
+    if isinstance(w, Tensor):
+        layout = _layout(w) if _f32(w) and w.shape == (N, K) else None
+        return None if layout is None else (w.data_ptr(), layout, 0, 0)
+    if _int8_rows(w, K) and w.q.shape[0] == N:                        # ExpertsInt8: int8 rows and scales
+        return 0, 0, w.q.data_ptr(), w.scale.data_ptr()
+    return None
+
+
 def _mlp_plan(w) -> tuple | None:
-    gu, dn = (_layout(w.gate_up), _layout(w.down)) if _f32(w.gate_up, w.down) else (None, None)
-    if gu is None or dn is None or w.gate_up.shape != (2 * w.down.shape[1], w.down.shape[0]):
-        return None
     D, I = w.down.shape
-    return D, I, w.gate_up.data_ptr(), gu, w.down.data_ptr(), dn
+    gu, dn = _matrix(w.gate_up, 2 * I, D), _matrix(w.down, D, I)
+    return None if gu is None or dn is None else (D, I, gu, dn)
 
 
 def mlp(w, x: Tensor) -> Tensor | None:
-    """down(silu(gate x) * up x) for MLPWeights w and x [1, D] (fp32) in one C call; None when the
-    tensors are not fp32 CPU ones in a layout the GEMV reads."""
+    """down(silu(gate x) * up x) for MLPWeights w (fp32, or ExpertsInt8 int8 rows with scales) and x
+    [1, D] (fp32) in one C call; None when the weights are in no form the kernels read."""
     if not _threads or (plan := _plan(w, _mlp_plan)) is None:
         return None
-    D, I, gu_ptr, gu, dn_ptr, dn = plan
+    D, I, gu, dn = plan
     if not (x.dtype is _F32 and x.is_cpu and x.shape == (1, D) and x.is_contiguous()):
         return None
     out, scratch = torch.empty(1, D), torch.empty(2 * I + D)
-    _lib.jd_mlp(x.data_ptr(), gu_ptr, gu, dn_ptr, dn, out.data_ptr(), D, I, 1.0, 0, scratch.data_ptr())
+    _lib.jd_mlp(x.data_ptr(), *gu, *dn, out.data_ptr(), D, I, 1.0, 0, scratch.data_ptr())
     return out
 
 
@@ -301,26 +311,25 @@ def _moe_plan(w) -> tuple | None:
     D, I = experts[0][:2]
     X = len(experts)
     ptrs = ctypes.c_void_p * X
-    cols = ctypes.c_int * X
-    arrays = (ptrs(*[p[2] for p in experts]), cols(*[p[3] for p in experts]),
-              ptrs(*[p[4] for p in experts]), cols(*[p[5] for p in experts]))   # kept alive by the plan
+    flags = ctypes.c_int * X
+    # per matrix: fp32 pointers, column-major flags, int8 pointers, scale pointers (kept alive by the plan)
+    arrays = tuple(kind(*[p[m][i] for p in experts]) for m in (2, 3) for i, kind in enumerate((ptrs, flags, ptrs, ptrs)))
     return D, I, X, w.top_k, w.router.data_ptr(), arrays
 
 
 def moe(w, x: Tensor) -> Tensor | None:
     """Jamba's MoE for one token (softmax router, top-k experts weighted by their probabilities, no
-    renormalisation: engine/moe.py's math) in one C call; None when the weights are not fp32 CPU
-    ones the kernels read (e.g. ExpertsInt8)."""
+    renormalisation: engine/moe.py's math) in one C call, experts fp32 or ExpertsInt8; None when the
+    weights are in no form the kernels read."""
     if not _threads or (plan := _plan(w, _moe_plan)) is None:
         return None
-    D, I, X, k, router, (gu, gu_cols, dn, dn_cols) = plan
+    D, I, X, k, router, arrays = plan
     if not (x.dtype is _F32 and x.is_cpu and x.shape == (1, D) and x.is_contiguous()):
         return None
     out = torch.empty(1, D)
     scratch = torch.empty(X + 2 * I + D)
     chosen = torch.empty(k, dtype=torch.int64)
-    _lib.jd_moe(x.data_ptr(), router, X, k, gu, gu_cols, dn, dn_cols, out.data_ptr(), D, I,
-                scratch.data_ptr(), chosen.data_ptr())
+    _lib.jd_moe(x.data_ptr(), router, X, k, *arrays, out.data_ptr(), D, I, scratch.data_ptr(), chosen.data_ptr())
     return out
 
 

@@ -46,12 +46,18 @@ static inline void cpu_relax(void) {
 
 typedef int8_t v8c __attribute__((vector_size(8)));
 
-/* 8 weights from w (fp32) or, when q is given, from q (int8, converted in registers) */
+/* 8 weights from w (fp32) or, when q is given, from q (int8, converted in registers: with AVX2 one
+ * sign-extension and one conversion; GCC 12 turns the generic form into 8 scalar conversions, which
+ * made int8 decode slower than fp32 on the bench model, perf 2026-11-28) */
 static inline v8 weights8(const float *w, const int8_t *q, int64_t k) {
     if (!q) return load8(w + k);
+#if defined(__AVX2__)
+    return (v8)_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + k))));
+#else
     v8c c;
     memcpy(&c, q + k, sizeof c);
     return __builtin_convertvector(c, v8);
+#endif
 }
 
 /* w . x over K entries, w fp32 or (q != NULL) int8; inlined with a constant q, each kind gets its own loop */
@@ -366,26 +372,47 @@ void jd_mamba_step(const float *xz, const float *window, const float *conv_w, in
 /* -- one-token SwiGLU MLP ----------------------------------------------------------------------
  * y = scale * down(silu(gate x) * up x) (+ y when accumulate): a dense MLP, or one expert of a MoE
  * added into the token's output with its router weight. gate_up [2I, D] (gate rows, then up rows)
- * and down [D, I], each row- or column-major; both products run on the pool. scratch: 2I + D floats.
+ * and down [D, I], each fp32 row- or column-major, or ExpertsInt8 (int8 row-major with a scale per
+ * row: matrix_t.q); both products run on the pool. scratch: 2I + D floats.
  */
-void jd_mlp(const float *x, const float *gate_up, int gu_col_major, const float *down, int dn_col_major,
-            float *y, int64_t D, int64_t I, float scale, int accumulate, float *scratch) {
+typedef struct {
+    const float *w;                /* fp32 weights, or NULL when q is given */
+    int col_major;
+    const int8_t *q;               /* int8 row-major weights ... */
+    const float *scale;            /* ... and one scale per row */
+} matrix_t;
+
+static void product(matrix_t m, const float *x, float *y, int64_t N, int64_t K) {
+    gemv((gemv_t){m.w, x, NULL, y, N, K, 0, m.col_major, m.q, m.scale});
+}
+
+static void mlp(const float *x, matrix_t gate_up, matrix_t down, float *y, int64_t D, int64_t I, float scale,
+                int accumulate, float *scratch) {
     float *h = scratch, *act = scratch + I, *out = scratch + 2 * I;
-    jd_gemv(gate_up, x, NULL, h, 2 * I, D, gu_col_major);       /* h = [gate x; up x] */
+    product(gate_up, x, h, 2 * I, D);                            /* h = [gate x; up x] */
     mul_silu(act, h, I);                                          /* act = up x * silu(gate x) */
-    jd_gemv(down, act, NULL, out, D, I, dn_col_major);
+    product(down, act, out, D, I);
     if (accumulate) for (int64_t d = 0; d < D; d++) y[d] += scale * out[d];
     else for (int64_t d = 0; d < D; d++) y[d] = scale * out[d];
+}
+
+/* gate_up and down given as (fp32 weights, column-major flag, int8 weights, scales): w NULL for int8. */
+void jd_mlp(const float *x, const float *gate_up, int gu_col_major, const int8_t *gu_q, const float *gu_scale,
+            const float *down, int dn_col_major, const int8_t *dn_q, const float *dn_scale,
+            float *y, int64_t D, int64_t I, float scale, int accumulate, float *scratch) {
+    mlp(x, (matrix_t){gate_up, gu_col_major, gu_q, gu_scale}, (matrix_t){down, dn_col_major, dn_q, dn_scale},
+        y, D, I, scale, accumulate, scratch);
 }
 
 /* -- one-token mixture of experts ----------------------------------------------------------------
  * Jamba's MoE for one token: probs = softmax(router x) over X experts, the top_k largest (in
  * descending order, as torch.topk), y = sum_j probs[e_j] * expert_{e_j}(x) (no renormalisation).
- * router [X, D] row-major; expert e: gate_up[e] [2I, D], down[e] [D, I] with their layouts.
- * scratch: X + 2I + D floats. Returns nothing; the chosen experts are written to chosen[top_k].
+ * router [X, D] row-major; expert e: gate_up[e] [2I, D], down[e] [D, I] as in jd_mlp (fp32 with
+ * their layouts, or int8 with scales: then gate_up[e] / down[e] are NULL). scratch: X + 2I + D floats. Returns nothing; the chosen experts are written to chosen[top_k].
  */
 void jd_moe(const float *x, const float *router, int64_t X, int64_t top_k,
-            const float *const *gate_up, const int *gu_col_major, const float *const *down, const int *dn_col_major,
+            const float *const *gate_up, const int *gu_col_major, const int8_t *const *gu_q, const float *const *gu_scale,
+            const float *const *down, const int *dn_col_major, const int8_t *const *dn_q, const float *const *dn_scale,
             float *y, int64_t D, int64_t I, float *scratch, int64_t *chosen) {
     float *probs = scratch;
     dot_rows(router, x, probs, D, 0, X);
@@ -401,7 +428,8 @@ void jd_moe(const float *x, const float *router, int64_t X, int64_t top_k,
             if (!taken && (best < 0 || probs[e] > probs[best])) best = e;
         }
         chosen[j] = best;
-        jd_mlp(x, gate_up[best], gu_col_major[best], down[best], dn_col_major[best], y, D, I,
-               probs[best], j > 0, scratch + X);
+        mlp(x, (matrix_t){gate_up[best], gu_col_major[best], gu_q[best], gu_scale[best]},
+            (matrix_t){down[best], dn_col_major[best], dn_q[best], dn_scale[best]}, y, D, I, probs[best], j > 0,
+            scratch + X);
     }
 }

@@ -210,7 +210,19 @@ def test_int8_gemv_equals_the_int8_linear_it_replaces(N, K):
 
 
 def test_int8_experts_decode_on_the_c_gemv_as_on_torch_ops(tiny_checkpoint):
+    """ExpertsInt8 decode on the fused C MLP / MoE (int8 rows and scales read in the GEMV) equals
+    the torch ops on the same int8 weights."""
+    from engine.quant import Int8Weight
+    from engine.weights import MoEWeights
     eng = load_engine(tiny_checkpoint, device="cpu", dtype="float32", quantize="int8")
+    x = torch.randn(1, eng.config.hidden_size, generator=torch.Generator().manual_seed(1))
+    ffns = [layer.ffn for layer in eng.weights.layers]
+    assert any(isinstance(f, MoEWeights) for f in ffns) and any(not isinstance(f, MoEWeights) for f in ffns)
+    for f in ffns:
+        expert = f.experts[0] if isinstance(f, MoEWeights) else f
+        assert isinstance(expert.gate_up, Int8Weight)
+        fused = cpu_kernels.moe(f, x) if isinstance(f, MoEWeights) else cpu_kernels.mlp(f, x)
+        assert fused is not None                                          # int8 blocks run fused
     ids = torch.randint(3, eng.config.vocab_size, (30,), generator=torch.Generator().manual_seed(2)).tolist()
     _, state = eng.prefill(ids, logits="none")
 
