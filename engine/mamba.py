@@ -99,6 +99,8 @@ def ssm_scan(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, 
     over the tile, the recurrence is one fused in-place multiply-add per position over all
     N x E channels (`linear_scan_`: about 4 sqrt(Tb) Python steps per tile, not one per
     token), and C . h is a batched [1, N] @ [N, E] product. The tile loop runs on one thread.
+    On fp32 CPU tensors with the C kernels built, `cpu_kernels.scan` (engine/csrc/scan.c) does
+    the same in one call instead.
     """
     if (out := cpu_kernels.scan(x, dt, A, B, C, D, z, h0)) is not None:   # fp32 CPU: engine/csrc/scan.c
         return out

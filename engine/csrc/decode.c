@@ -289,26 +289,18 @@ void jd_gemv_q8(const int8_t *Q, const float *scale, const float *x, const float
  * conv_w is given by strides (element [e, k] at conv_w[e * cw_se + k * cw_sk]); x_proj [R+2N, E]
  * and dt_proj [E, R] are row-major. scratch holds 2E + R + 2N floats.
  */
-static inline float silu(float v) { return v / (1.0f + expf(-v)); }
-
 /* v[i] <- v[i] * silu(g[i]) over n entries. */
 static void mul_silu(float *v, const float *g, int64_t n) {
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        v8 gv = load8(g + i);
-        store8(v + i, load8(v + i) * gv / (1.0f + exp8(-gv)));
-    }
-    for (; i < n; i++) v[i] *= silu(g[i]);
+    for (; i + 8 <= n; i += 8) store8(v + i, load8(v + i) * silu8(load8(g + i)));
+    for (; i < n; i++) v[i] *= silu1(g[i]);
 }
 
 /* v[i] <- silu(v[i]) over n entries. */
 static void silu_(float *v, int64_t n) {
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        v8 x = load8(v + i);
-        store8(v + i, x / (1.0f + exp8(-x)));
-    }
-    for (; i < n; i++) v[i] = silu(v[i]);
+    for (; i + 8 <= n; i += 8) store8(v + i, silu8(load8(v + i)));
+    for (; i < n; i++) v[i] = silu1(v[i]);
 }
 
 /* y = x / sqrt(mean(x^2) + eps) * w over n entries (y may be x). */
@@ -408,11 +400,13 @@ void jd_mlp(const float *x, const float *gate_up, int gu_col_major, const int8_t
  * Jamba's MoE for one token: probs = softmax(router x) over X experts, the top_k largest (in
  * descending order, as torch.topk), y = sum_j probs[e_j] * expert_{e_j}(x) (no renormalisation).
  * router [X, D] row-major; expert e: gate_up[e] [2I, D], down[e] [D, I] as in jd_mlp (fp32 with
- * their layouts, or int8 with scales: then gate_up[e] / down[e] are NULL). scratch: X + 2I + D floats. Returns nothing; the chosen experts are written to chosen[top_k].
+ * their layouts, or int8 with scales: then gate_up[e] / down[e] are NULL). scratch: X + 2I + D
+ * floats. Returns nothing; the chosen experts are written to chosen[top_k].
  */
 void jd_moe(const float *x, const float *router, int64_t X, int64_t top_k,
-            const float *const *gate_up, const int *gu_col_major, const int8_t *const *gu_q, const float *const *gu_scale,
-            const float *const *down, const int *dn_col_major, const int8_t *const *dn_q, const float *const *dn_scale,
+            const float *const *gate_up, const int *gu_col_major, const int8_t *const *gu_q,
+            const float *const *gu_scale, const float *const *down, const int *dn_col_major,
+            const int8_t *const *dn_q, const float *const *dn_scale,
             float *y, int64_t D, int64_t I, float *scratch, int64_t *chosen) {
     float *probs = scratch;
     dot_rows(router, x, probs, D, 0, X);

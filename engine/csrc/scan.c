@@ -33,8 +33,6 @@ typedef struct {
     _Atomic int *failed;                      /* set when a unit could not get its scratch memory */
 } scan_t;
 
-static inline float silu1(float v) { return v / (1.0f + expf(-v)); }
-
 /* Channels e0 .. e0 + UNIT - 1, all present: vectors of 8 channels. */
 static void scan_vectors(const scan_t *s, int64_t e0, v8 *h, v8 *a) {
     const int64_t N = s->N, E = s->E;
@@ -66,7 +64,7 @@ static void scan_vectors(const scan_t *s, int64_t e0, v8 *h, v8 *a) {
         }
         for (int c = 0; c < VC; c++) {
             v8 z = load8(s->z + t * s->zs + e0 + 8 * c);
-            store8(s->y + t * E + e0 + 8 * c, acc[c] * z / (1.0f + exp8(-z)));
+            store8(s->y + t * E + e0 + 8 * c, acc[c] * silu8(z));
         }
     }
     for (int64_t n = 0; n < N; n++)

@@ -1,6 +1,7 @@
 /* 8-lane fp32 vectors (GCC/Clang vector extensions: AVX2 with -march=native on x86, NEON pairs on
  * arm64) and the exp shared by the kernels in this folder. */
 #pragma once
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -44,3 +45,7 @@ static inline v8 exp2_8(v8 t) { return exp2_8_upto126(min8(t, (v8){0} + 126.0f))
 
 /* e^x, 8 lanes (exp2_8 of x log2 e). */
 static inline v8 exp8(v8 x) { return exp2_8(x * 1.44269504088896341f); }
+
+/* silu(x) = x / (1 + e^-x): 8 lanes, and one value (the tails of vector loops). */
+static inline v8 silu8(v8 x) { return x / (1.0f + exp8(-x)); }
+static inline float silu1(float x) { return x / (1.0f + expf(-x)); }
