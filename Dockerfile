@@ -14,8 +14,8 @@ WORKDIR /opt/jambadocs
 RUN pip install "torch==2.13.0"
 
 # A C compiler: the engine builds its CPU kernels (engine/csrc/) on first use; without one it
-# decodes on torch ops, about 2x slower on a CPU, and prefill attention is slower too (a GPU does
-# not use them).
+# decodes on torch ops, about 2x slower on a CPU, and prefill attention and scan are slower too
+# (a GPU does not use them).
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 

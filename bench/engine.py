@@ -8,10 +8,11 @@ per run), with `threads` torch threads and OMP_WAIT_POLICY=PASSIVE for both; bot
 the last logits. Ours and transformers alternate and the fastest of `--repeats` runs of each is kept,
 each run timing 2 prefills: the same count at every length, so the 32K / 2K ratio compares like with
 like (until 2026-11-28 a 32K prefill was timed once against the best of 6 at 2K; a full run with
---repeats 3 now takes about 15 minutes, most of it transformers at 32K). Prints prefill tokens/s at each length and decode tokens/s, each as a ratio to
-transformers measured in the same run, peak RSS, and the machine's limits: FLOPs per token against
-torch's measured matmul GFLOP/s, the 32K/2K speed ratio that FLOPs alone allow, and decode's weight
-bytes per token against the memory read bandwidth and against torch's GEMVs over the same matrices.
+--repeats 3 now takes about 15 minutes, most of it transformers at 32K). Prints prefill tokens/s at
+each length and decode tokens/s, each as a ratio to transformers measured in the same run, peak
+RSS, and the machine's limits: FLOPs per token against torch's measured matmul GFLOP/s, the
+32K/2K speed ratio that FLOPs alone allow, and decode's weight bytes per token against the memory
+read bandwidth and against torch's GEMVs over the same matrices.
 """
 from __future__ import annotations
 

@@ -12,8 +12,8 @@ Variants (all run the engine's own `ssm_scan`; `linear_scan_` and `one_thread` a
   per-token loop, one thread
   C kernel                  the engine on fp32 CPU now: engine/csrc/scan.c (channels split between
                             the pool's threads, each walking the tokens in order)
-The torch variants run with the C kernels off. Prints ms per chunk (best of `repeats`) and the ratio to the baseline; every variant's output is
-checked against the baseline's (1e-4).
+The torch variants run with the C kernels off. Prints ms per chunk (best of `repeats`) and the
+ratio to the baseline; every variant's output is checked against the baseline's (1e-4).
 """
 from __future__ import annotations
 

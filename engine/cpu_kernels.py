@@ -313,7 +313,8 @@ def _moe_plan(w) -> tuple | None:
     ptrs = ctypes.c_void_p * X
     flags = ctypes.c_int * X
     # per matrix: fp32 pointers, column-major flags, int8 pointers, scale pointers (kept alive by the plan)
-    arrays = tuple(kind(*[p[m][i] for p in experts]) for m in (2, 3) for i, kind in enumerate((ptrs, flags, ptrs, ptrs)))
+    arrays = tuple(kind(*[p[m][i] for p in experts])
+                   for m in (2, 3) for i, kind in enumerate((ptrs, flags, ptrs, ptrs)))
     return D, I, X, w.top_k, w.router.data_ptr(), arrays
 
 

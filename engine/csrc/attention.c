@@ -11,8 +11,9 @@
  *
  * Layout of the work: a block is QB = 24 consecutive rows of one group (8 lanes x QV = 3 vectors:
  * a lane is a query), run over the keys it sees in blocks of KB keys with the online softmax of
- * flash attention; a unit is up to SUB such blocks, which share each block of keys while it is in L1. Everything is kept transposed, lanes = queries, so the softmax's max and sum are
- * lane-wise and need no horizontal reductions:
+ * flash attention; a unit is up to SUB such blocks, which share each block of keys while it is in
+ * L1. Everything is kept transposed, lanes = queries, so the softmax's max and sum are lane-wise and
+ * need no horizontal reductions:
  *     S^T [KB, QB] = K Q^T        4 keys x 3 vectors of accumulators, a broadcast K element per FMA row
  *     P^T = 2^(S^T - m)           (Q was scaled by Hd^-0.5 log2 e beforehand; masked keys give 0)
  *     O^T [Hd, QB] = alpha O^T + V^T P^T     4 dims x 3 vectors of accumulators

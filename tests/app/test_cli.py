@@ -158,7 +158,8 @@ def test_the_command_line_turns_on_huge_pages_for_torch_before_torch_starts(monk
     always); a user's THP_MEM_ALLOC_ENABLE=0 is kept."""
     from pathlib import Path
     monkeypatch.delenv("THP_MEM_ALLOC_ENABLE", raising=False)
-    code = "import os, sys\nimport app.cli\nprint(os.environ['THP_MEM_ALLOC_ENABLE'] + ('-torch' if 'torch' in sys.modules else ''))"
+    code = ("import os, sys\nimport app.cli\n"
+            "print(os.environ['THP_MEM_ALLOC_ENABLE'] + ('-torch' if 'torch' in sys.modules else ''))")
     setting, huge = _smaps_huge_kib(code, {})
     assert setting == "1"                                              # and torch not yet imported
     off, huge_off = _smaps_huge_kib(code, {"THP_MEM_ALLOC_ENABLE": "0"})
