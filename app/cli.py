@@ -15,6 +15,7 @@ from pathlib import Path
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 from app.config import ENGINES, Settings  # noqa: E402
+from app.records import omitted_text  # noqa: E402
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -223,9 +224,9 @@ def cmd_ask(args) -> int:
                 if c.page is not None else "page not found"
             print(f"  [doc {c.doc}] {c.filename or '?'}, {page}: {mark}")
     t = final.timings or {}
-    omitted = t.get("omitted") or []
-    if omitted:
-        print("\nLeft out (did not fit): " + ", ".join(str(o.get("file") or o) for o in omitted))
+    left_out = omitted_text(t)
+    if left_out:
+        print("\nNot read for this answer (the context is full): " + left_out)
     print(f"\n[{final.engine}; chat {final.chat_id}; cached {t.get('cached_tokens', 0)} tokens, "
           f"prefilled {t.get('prefilled_tokens', 0)}, first token {_fmt_s(t.get('ttft_s'))}]",
           file=sys.stderr)
@@ -237,14 +238,18 @@ def _fmt_s(v) -> str:
 
 
 def ask_json(msg) -> dict:
-    """The `ask --json` object: answer, engine, citations, timings."""
+    """The `ask --json` object: answer, engine, citations, timings, and the pages not read ("omitted":
+    [{"doc", "file", "pages"}], empty when the whole set fit the model's context)."""
     t = msg.timings or {}
+    omitted = [{"doc": o.get("doc"), "file": o.get("file"), "pages": o.get("pages")}
+               for o in t.get("omitted") or [] if isinstance(o, dict)]
     return {
         "answer": msg.text,
         "engine": msg.engine,
         "citations": [{"doc": c.doc, "file": c.filename, "page": c.page, "page_label": c.page_label,
                        "quote": c.quote, "verified": c.verified} for c in msg.citations],
         "timings": {k: t.get(k) for k in ("cached_tokens", "prefilled_tokens", "ttft_s", "tokens_per_s")},
+        "omitted": omitted,
     }
 
 

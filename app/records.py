@@ -111,3 +111,21 @@ class BudgetInfo(_Record):
     cached: int             # tokens whose state is in the state store
     fits: bool
     documents: int
+
+
+def omitted_text(timings: dict) -> str:
+    """What the engine left out to fit its context, in words ("" when everything was read)."""
+    if timings.get("omitted_summary"):
+        return str(timings["omitted_summary"])
+    items = timings.get("omitted") or []
+    if not isinstance(items, (list, tuple)):
+        return str(items)
+    words = []
+    for item in items:
+        if isinstance(item, dict):
+            name = item.get("file") or (f"doc {item['doc']}" if "doc" in item else item.get("detail", ""))
+            pages = item.get("pages")
+            words.append(f"{name} ({len(pages)} pages)" if isinstance(pages, list) else str(name))
+        else:
+            words.append(str(item))
+    return "; ".join(w for w in words if w)

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from app.records import BudgetInfo, CitationInfo, DocumentInfo, MessageInfo
+from app.records import BudgetInfo, CitationInfo, DocumentInfo, MessageInfo, omitted_text
 
 # "[doc 2, p. 14]", "[doc 2, pp. 14-15]", "[doc 1, p. iv; doc 3, p. 2]"
 CITATION_MARK = re.compile(r"\[(doc\s*\d+\s*,\s*pp?\.\s*[^\[\]]+?)\]", re.IGNORECASE)
@@ -103,24 +103,6 @@ def answer_stats(timings: dict | None) -> str:
     if left_out:
         line += f'<div class="jd-warn jd-omitted">Not read for this answer: {esc(left_out)}</div>'
     return line + "</div>"
-
-
-def omitted_text(timings: dict) -> str:
-    """What the engine left out to fit its context, in words ("" when everything was read)."""
-    if timings.get("omitted_summary"):
-        return str(timings["omitted_summary"])
-    items = timings.get("omitted") or []
-    if not isinstance(items, (list, tuple)):
-        return str(items)
-    words = []
-    for item in items:
-        if isinstance(item, dict):
-            name = item.get("file") or (f"doc {item['doc']}" if "doc" in item else item.get("detail", ""))
-            pages = item.get("pages")
-            words.append(f"{name} ({len(pages)} pages)" if isinstance(pages, list) else str(name))
-        else:
-            words.append(str(item))
-    return "; ".join(w for w in words if w)
 
 
 def progress_bar(stage: str, done: int, total: int, eta_s: float | None) -> str:

@@ -49,12 +49,13 @@ def test_ask_json_shape(run, corpus):
     code, out, _ = run("ask", "-w", "w", "Student's t-test for two independent samples", "--json")
     assert code == 0
     obj = json.loads(out)
-    assert set(obj) == {"answer", "engine", "citations", "timings", "chat_id"} and isinstance(obj["chat_id"], int)
+    assert set(obj) == {"answer", "engine", "citations", "timings", "omitted", "chat_id"} and isinstance(obj["chat_id"], int)
     assert obj["engine"] == "extractive" and obj["answer"].startswith("Extractive answer")
     assert obj["citations"] and all(set(c) == {"doc", "file", "page", "page_label", "quote", "verified"}
                                      for c in obj["citations"])
     assert all(c["verified"] and c["file"] == "hsaur-inference.pdf" for c in obj["citations"])
     assert set(obj["timings"]) == {"cached_tokens", "prefilled_tokens", "ttft_s", "tokens_per_s"}
+    assert obj["omitted"] == []                                       # the extractive engine reads everything
     code, out, err = run("ask", "-w", "w", "Student's t-test")
     assert code == 0 and "Citations:" in out and "verified" in out
 
@@ -170,3 +171,20 @@ def test_the_command_line_turns_on_huge_pages_for_torch_before_torch_starts(monk
     if "[always]" not in thp.read_text():                             # madvise: only where torch asks
         assert huge_off == 0
     assert huge >= 32 * 1024, huge                                     # most of the 64 MiB tensor
+
+
+def test_ask_says_which_pages_were_not_read_when_the_set_exceeds_the_context(run, corpus, tmp_path):
+    """A partly read document is named with the pages left out, not reported as left out whole."""
+    from engine.testing import write_tiny_checkpoint
+    model = write_tiny_checkpoint(tmp_path / "small", seed=0, max_position_embeddings=1536)
+    assert run("ingest", "-w", "w", str(corpus / "pari-refcard.pdf"), str(corpus / "hsaur-inference.pdf"))[0] == 0
+    code, out, err = run("--model", str(model), "ask", "-w", "w", "Which test compares the means?",
+                         "--max-new-tokens", "4")
+    assert code == 0, err
+    line = next(x for x in out.splitlines() if x.startswith("Not read for this answer"))
+    assert "hsaur-inference.pdf): pp. " in line and "chosen by relevance to the question" in line, line
+    code, out, _ = run("--model", str(model), "ask", "-w", "w", "Which test compares the means?", "--json",
+                       "--max-new-tokens", "4")
+    omitted = json.loads(out)["omitted"]
+    assert any(o["doc"] == 2 and o["file"] == "hsaur-inference.pdf" and o["pages"] for o in omitted), omitted
+    assert all(o["file"] != "pari-refcard.pdf" for o in omitted) or "pari-refcard.pdf)" in line
