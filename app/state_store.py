@@ -18,7 +18,8 @@ the deepest stored key of a chain whose parent links stay inside that chain.
 
 Layout under ``folder`` (``<data dir>/states``)::
 
-    index.sqlite          metadata (SQLAlchemy, WAL): one row per entry
+    index.sqlite          metadata (SQLAlchemy, WAL): one row per entry; and, per model and
+                          document set too large for the context, the pages last kept
     blobs/ab/<key>.state  the bytes of ``HybridState.to_bytes()``
     .lock                 flock: writers share it, start-up cleanup takes it alone
 
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -49,7 +51,7 @@ from pathlib import Path
 from typing import Any, Iterator, Protocol, Sequence
 
 import numpy as np
-from sqlalchemy import Engine, Float, Integer, String, create_engine, delete, event, exists, func, select, update
+from sqlalchemy import Engine, Float, Integer, String, Text, create_engine, delete, event, exists, func, select, update
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, aliased, mapped_column
 
@@ -81,6 +83,16 @@ class StateEntry(_Base):
     nbytes: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
     created: Mapped[float] = mapped_column(Float)
+    last_used: Mapped[float] = mapped_column(Float, index=True)
+
+
+class PageSelection(_Base):
+    """The pages an answer kept of a document set too large for the context, so that the next
+    question on that set can keep them too (and reuse their stored states) when they serve it."""
+
+    __tablename__ = "page_selections"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)   # model + document set digest
+    pages: Mapped[str] = mapped_column(Text)  # JSON: per document, the kept physical page numbers
     last_used: Mapped[float] = mapped_column(Float, index=True)
 
 
@@ -352,7 +364,37 @@ class StateStore:
                 roots = list(s.scalars(q))
                 if fingerprint is None:  # also rows whose parent is already gone
                     roots = list(s.scalars(select(StateEntry.key)))
+            if fingerprint is None:
+                with Session(self._db) as s, s.begin():
+                    s.execute(delete(PageSelection))
             return sum(self.drop(k) for k in roots if self.entry(k) is not None)
+
+    # ---- page selections (document sets larger than the context) -------------------------
+    MAX_SELECTIONS = 256
+
+    def selection(self, key: str) -> list[list[int]] | None:
+        """The pages last kept for this key (see PageSelection); None when none are, or the row is
+        not a list of lists of page numbers."""
+        with Session(self._db) as s:
+            row = s.get(PageSelection, key)
+            text = row.pages if row is not None else None
+        try:
+            pages = json.loads(text) if text is not None else None
+        except ValueError:
+            return None
+        if not (isinstance(pages, list) and all(isinstance(d, list) and all(type(n) is int for n in d)
+                                                 for d in pages)):
+            return None
+        return pages
+
+    def remember_selection(self, key: str, pages: Sequence[Sequence[int]]) -> None:
+        """Keep `pages` for `key`, dropping the least recently used beyond MAX_SELECTIONS."""
+        with self._lock, Session(self._db) as s, s.begin():
+            s.merge(PageSelection(key=key, pages=json.dumps([list(map(int, d)) for d in pages]),
+                                  last_used=time.time()))
+            s.flush()
+            stale = select(PageSelection.key).order_by(PageSelection.last_used.desc()).offset(self.MAX_SELECTIONS)
+            s.execute(delete(PageSelection).where(PageSelection.key.in_(stale)))
 
     # ---- reporting -----------------------------------------------------------------------
     def total_bytes(self) -> int:

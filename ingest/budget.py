@@ -1,6 +1,10 @@
 """Token budget: count tokens per document and page, and when a set does not fit the model's
 context, keep the pages most relevant to the question (BM25, llama-index) in reading order and
 report exactly what was left out. Nothing is ever cut silently.
+
+An earlier selection can be preferred (`prefer`): when it still fits and already holds the new
+question's best-matching pages, it is kept as it was, so the prompt's documents are the same as
+last time and their stored states serve the new question (no second reading of the set).
 """
 from __future__ import annotations
 
@@ -19,6 +23,9 @@ RESERVE_FRAME_TOKENS = 256         # preamble (system prompt) and the documents 
 # Counted with the same counter as the pages: a document's frame and a left-out-pages line.
 _FRAME = "\n\n## Document ID: {n}\nTitle: {title}\nText: "
 _GAP = "[... pages 9999-9999 not included ...]\n\n"
+# An earlier selection serves a new question when it holds the question's best-matching pages that
+# a fresh selection would take: these many of them, best first.
+COVER_PAGES = 5
 
 Counter = Callable[[list[str]], list[int]]
 
@@ -66,7 +73,8 @@ class FitResult:
     estimated: bool                      # True when counted without a tokenizer
     omitted: list[Omission] = field(default_factory=list)
     page_tokens: list[list[int]] = field(default_factory=list)   # per document, per page
-    strategy: str = "all"                # "all" (everything fits) or "bm25"
+    strategy: str = "all"                # "all" (everything fits), "bm25", or "kept" (the preferred
+                                         # earlier selection, which holds this question's best pages)
 
     @property
     def fits(self) -> bool:
@@ -82,8 +90,10 @@ class FitResult:
         if self.fits:
             return f"all {len(self.documents)} documents fit ({approx}{self.tokens} of {self.budget} tokens)"
         parts = [f"doc {o.doc} ({o.filename}): {page_ranges(o.pages)}" for o in self.omitted]
+        why = ("chosen for an earlier question; they hold this question's best matches too"
+               if self.strategy == "kept" else "chosen by relevance to the question")
         return (f"left out {approx}{self.omitted_tokens} tokens to fit {self.budget}: " + "; ".join(parts) +
-                " (the pages kept were chosen by relevance to the question)")
+                f" (the pages kept were {why})")
 
 
 def count_pages(documents: Sequence[Document | DocumentInput], counter: Counter | None = None) -> list[list[int]]:
@@ -104,9 +114,13 @@ def count_pages(documents: Sequence[Document | DocumentInput], counter: Counter 
 
 
 def fit_documents(documents: Sequence[Document | DocumentInput], question: str, budget: int,
-                  counter: Counter | None = None, tokenizer: Any = None) -> FitResult:
+                  counter: Counter | None = None, tokenizer: Any = None,
+                  prefer: Sequence[Sequence[int]] | None = None, reserve: int = 0) -> FitResult:
     """Fit `documents` into `budget` tokens. Give `tokenizer` (or an exact `counter`) for real
-    counts; without one, tokens are estimated and the result says so."""
+    counts; without one, tokens are estimated and the result says so. `prefer`: per document, the
+    physical page numbers an earlier question kept; kept again (strategy "kept") when they fit and
+    hold the first COVER_PAGES pages matching this question that a fresh selection would take.
+    `reserve`: tokens a fresh selection leaves unused (so that follow-up turns can keep it)."""
     if counter is None and tokenizer is not None:
         counter = tokenizer_counter(tokenizer)
     estimated = counter is None
@@ -120,7 +134,14 @@ def fit_documents(documents: Sequence[Document | DocumentInput], question: str, 
     if total <= budget:
         return FitResult(docs, budget, total, total, estimated, [], page_tokens, "all")
 
-    keep = _select(docs, page_tokens, overheads, gap_tokens, question, budget)
+    ranked, matched = _rank_pages(docs, question)
+    keep = _select(ranked, page_tokens, overheads, gap_tokens, budget - max(0, min(reserve, budget // 2)))
+    strategy = "bm25"
+    earlier = _pages_by_number(docs, prefer) if prefer is not None else None
+    if earlier and _cost(earlier, page_tokens, overheads, gap_tokens) <= budget:
+        best = [key for key in ranked[:matched] if key[1] in keep.get(key[0], ())][:COVER_PAGES]
+        if all(i in earlier.get(d, ()) for d, i in best):
+            keep, strategy = earlier, "kept"
     kept_docs, omitted, used = [], [], 0
     for d_index, (doc, tokens) in enumerate(zip(docs, page_tokens)):
         chosen = sorted(keep.get(d_index, ()))
@@ -132,14 +153,13 @@ def fit_documents(documents: Sequence[Document | DocumentInput], question: str, 
         if dropped:
             omitted.append(Omission(d_index + 1, doc.filename or doc.title, [doc.pages[i].number for i in dropped],
                                     sum(tokens[i] for i in dropped)))
-    return FitResult(kept_docs, budget, used, total, estimated, omitted, page_tokens, "bm25")
+    return FitResult(kept_docs, budget, used, total, estimated, omitted, page_tokens, strategy)
 
 
-def _select(docs: list[DocumentInput], page_tokens: list[list[int]], overheads: list[int],
-            gap_tokens: int, question: str, budget: int) -> dict[int, set[int]]:
-    """Greedy by relevance: pages in BM25 order (then reading order for pages without a match),
+def _select(order: list[tuple[int, int]], page_tokens: list[list[int]], overheads: list[int],
+            gap_tokens: int, budget: int) -> dict[int, set[int]]:
+    """Greedy by relevance: pages in `order` (BM25, then reading order for pages without a match),
     each taken if it still fits with its document's frame and a gap marker."""
-    order = _rank_pages(docs, question)
     keep: dict[int, set[int]] = {}
     used = 0
     for d, i in order:
@@ -152,12 +172,36 @@ def _select(docs: list[DocumentInput], page_tokens: list[list[int]], overheads: 
     return keep
 
 
-def _rank_pages(docs: list[DocumentInput], question: str) -> list[tuple[int, int]]:
-    """(doc index, page index) of every page, most relevant to `question` first."""
+def _cost(keep: dict[int, set[int]], page_tokens: list[list[int]], overheads: list[int], gap_tokens: int) -> int:
+    """Tokens `keep` takes, counted as `_select` counts them (an upper bound on the gap markers)."""
+    return sum(overheads[d] + gap_tokens + sum(page_tokens[d][i] + gap_tokens for i in pages)
+               for d, pages in keep.items() if pages)
+
+
+def _pages_by_number(docs: list[DocumentInput], numbers: Sequence[Sequence[int]]) -> dict[int, set[int]] | None:
+    """Physical page numbers per document -> {doc index: page indexes}; None when they do not
+    describe these documents (another count, or a page number a document does not have)."""
+    if len(numbers) != len(docs):
+        return None
+    keep: dict[int, set[int]] = {}
+    for d, (doc, wanted) in enumerate(zip(docs, numbers)):
+        index = {p.number: i for i, p in enumerate(doc.pages)}
+        try:
+            chosen = {index[n] for n in wanted}
+        except (KeyError, TypeError):
+            return None
+        if chosen:
+            keep[d] = chosen
+    return keep
+
+
+def _rank_pages(docs: list[DocumentInput], question: str) -> tuple[list[tuple[int, int]], int]:
+    """(doc index, page index) of every page, most relevant to `question` first, and how many at
+    the front match the question (BM25 score > 0)."""
     reading = [(d, i) for d, doc in enumerate(docs) for i in range(len(doc.pages))]
     texted = [(d, i) for d, i in reading if docs[d].pages[i].text.strip()]
     if not question.strip() or not texted:
-        return reading
+        return reading, 0
     from llama_index.core.schema import TextNode
     from llama_index.retrievers.bm25 import BM25Retriever
 
@@ -169,7 +213,7 @@ def _rank_pages(docs: list[DocumentInput], question: str) -> list[tuple[int, int
             d, i = map(int, hit.node.node_id.split(":"))
             ranked.append((d, i))
     seen = set(ranked)
-    return ranked + [key for key in reading if key not in seen]
+    return ranked + [key for key in reading if key not in seen], len(ranked)
 
 
 def _gaps(chosen: list[int], n_pages: int) -> int:

@@ -14,6 +14,7 @@ it; a follow-up question prefills only the new tail.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import queue
@@ -30,6 +31,9 @@ from app.state_store import StateStore, chain_keys
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 0.25  # at most this often a prefill progress event
+# When the documents do not fit, a fresh page selection leaves this many tokens of the context free
+# (at most a quarter of the room), so that follow-up turns can keep the same pages, and their stored states.
+FOLLOW_UP_TOKENS = 2048
 
 
 @dataclass
@@ -219,10 +223,13 @@ class JambaAnswerer:
 
             yield AnswerEvent(kind="progress", stage="retrieve", done=0, total=1)
             budget = room - len(seg.preamble) - len(seg.tail)
+            selection_key = _selection_key(eng.fingerprint, req.documents)
+            earlier = self.store.selection(selection_key)
             for _ in range(4):  # frames are estimated by fit_documents: shrink until it really fits
                 if budget <= 0:
                     break
-                fit = fit_documents(req.documents, req.question, budget, tokenizer=eng.tokenizer)
+                fit = fit_documents(req.documents, req.question, budget, tokenizer=eng.tokenizer, prefer=earlier,
+                                    reserve=min(FOLLOW_UP_TOKENS, budget // 4))
                 seg = self.builder.build(fit.documents, req.question, history=history)
                 if len(seg) <= room:
                     break
@@ -231,6 +238,7 @@ class JambaAnswerer:
                 raise InvalidInput(f"the question and conversation ({len(seg.tail)} tokens) leave no room for "
                                    f"the documents in the model's context of {eng.max_context} tokens "
                                    f"({req.max_new_tokens} reserved for the answer)")
+            self.store.remember_selection(selection_key, [[p.number for p in d.pages] for d in fit.documents])
             omitted = {"summary": fit.summary(),
                        "documents": [{"doc": o.doc, "filename": o.filename, "pages": o.pages, "tokens": o.tokens}
                                      for o in fit.omitted]}
@@ -340,6 +348,16 @@ def resolve_model(model: str | None, models_dir: Path | None = None) -> Path:
     except Exception as exc:  # offline, unknown repo, no permission...
         raise EngineUnavailable(f"model {model!r}: not a local folder and could not be fetched from the hub "
                                 f"({type(exc).__name__}: {exc}); try `jambadocs download {model}`") from exc
+
+
+def _selection_key(fingerprint: str, documents: Sequence[Any]) -> str:
+    """Names one document set (in order) for one model: the key of its page selection."""
+    h = hashlib.sha256(f"selection:{fingerprint}".encode())
+    for d in documents:
+        text_hash = getattr(d, "text_hash", "") or hashlib.sha256(
+            "\f".join(p.text for p in d.pages).encode("utf-8", "surrogatepass")).hexdigest()
+        h.update(f"\0{d.title}\0{d.filename}\0{len(d.pages)}\0{text_hash}".encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
 
 
 def _chain_segments(seg: Any) -> list[list[int]]:

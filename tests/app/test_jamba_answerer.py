@@ -228,3 +228,24 @@ def test_quantize_setting_loads_int8_experts_and_keeps_their_states_apart(checkp
     ask(plain, docs[:1], "What is this about?")
     _, timings, _ = ask(q, docs[:1], "What is this about?")
     assert timings["cached_tokens"] == 0
+
+
+def test_a_follow_up_on_a_set_larger_than_the_context_keeps_the_pages_and_their_states(corpus, docs,
+                                                                                       tmp_path_factory):
+    """The pages chosen for the first question still hold the follow-up's best matches: the same
+    documents go into the prompt, so their stored states serve it (also in a new process)."""
+    small = write_tiny_checkpoint(tmp_path_factory.mktemp("small"), seed=0, max_position_embeddings=4096)
+    data = tmp_path_factory.mktemp("data")
+    a = JambaAnswerer(_settings(small, data))
+    doc = read_document(corpus / "hsaur-inference.pdf")
+    question = "Which test compares the means?"
+    answer, t1, _ = ask(a, [docs[0], doc], question, max_new_tokens=8)
+    assert t1["omitted"] and t1["cached_tokens"] == 0 and "relevance to the question" in t1["omitted"]["summary"]
+    assert t1["prompt_tokens"] <= 4096 - 8 - 900                          # room left for follow-ups
+    history = [("user", question), ("assistant", answer)]
+    b = JambaAnswerer(_settings(small, data))                              # a new process
+    _, t2, _ = ask(b, [docs[0], doc], "Once more: which test compares the means?", history=history,
+                   max_new_tokens=8)
+    assert "earlier question" in t2["omitted"]["summary"]
+    assert t2["omitted"]["documents"] == t1["omitted"]["documents"]
+    assert t2["cached_tokens"] > 0.8 * t1["prompt_tokens"] and t2["prefilled_tokens"] < t1["prefilled_tokens"] / 4

@@ -256,3 +256,27 @@ def test_an_entry_whose_parent_is_gone_is_not_stored(tmp_path):
     assert not store.put(child, root, "m", 1, 1, 2, b"delta")  # its parent was never stored
     assert store.put(root, "", "m", 0, 0, 1, b"root") and store.put(child, root, "m", 1, 1, 2, b"delta")
     assert store.stored_depth([root, child]) == 2
+
+
+def test_page_selections_are_kept_per_key_bounded_and_never_trusted_blindly(tmp_path, monkeypatch):
+    store = StateStore(tmp_path / "states")
+    assert store.selection("k1") is None
+    store.remember_selection("k1", [[1, 2, 5], [], [3]])
+    store.remember_selection("k2", [[7]])
+    store.close()
+    store = StateStore(tmp_path / "states")                       # another process, tomorrow
+    assert store.selection("k1") == [[1, 2, 5], [], [3]] and store.selection("k2") == [[7]]
+    store.remember_selection("k1", [[4]])                         # the latest selection replaces the last
+    assert store.selection("k1") == [[4]]
+    import sqlite3                                                # a damaged row is no selection
+    with sqlite3.connect(tmp_path / "states" / "index.sqlite") as db:
+        db.execute("UPDATE page_selections SET pages = '[[1, \"x\"]]' WHERE key = 'k2'")
+        db.execute("INSERT INTO page_selections VALUES ('k3', 'not json', 0)")
+    assert store.selection("k2") is None and store.selection("k3") is None
+    monkeypatch.setattr(StateStore, "MAX_SELECTIONS", 3)
+    for i in range(5):
+        store.remember_selection(f"n{i}", [[i]])
+    assert [store.selection(f"n{i}") for i in range(5)] == [None, None, [[2]], [[3]], [[4]]]
+    store.clear()
+    assert store.selection("n4") is None
+    store.close()

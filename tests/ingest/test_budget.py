@@ -61,3 +61,39 @@ def test_context_budget():
     assert context_budget(262_144) == 262_144 - 1024 - 1024 - 256
     with pytest.raises(ValueError):
         context_budget(1000)
+
+
+def _kept(result) -> list[list[int]]:
+    return [[p.number for p in d.pages] for d in result.documents]
+
+
+def test_an_earlier_selection_is_kept_when_it_holds_the_new_questions_best_pages(read):
+    docs = [read("r-intro.pdf"), read("gnuplot.pdf")]
+    first = fit_documents(docs, "Which terminal runs on the DomTerm terminal emulator?", budget=8_000, reserve=500)
+    assert first.strategy == "bm25" and first.tokens <= 8_000 - 500      # the reserve is left free
+    earlier = _kept(first)
+    # a follow-up whose best pages the earlier selection already holds: the same pages, in full budget
+    again = fit_documents(docs, "DomTerm terminal emulator", budget=8_000, prefer=earlier, reserve=500)
+    assert again.strategy == "kept" and _kept(again) == earlier
+    assert "earlier question" in again.summary()
+    assert again.omitted_tokens == first.omitted_tokens
+    # a question about something the earlier pages do not hold: chosen afresh
+    other = fit_documents(docs, "How do I read data from a file with read.table?", budget=8_000, prefer=earlier)
+    assert other.strategy == "bm25" and _kept(other) != earlier
+    fresh = fit_documents(docs, "How do I read data from a file with read.table?", budget=8_000)
+    assert _kept(other) == _kept(fresh)
+    # an earlier selection that no longer fits (a longer conversation) is not kept
+    tight = fit_documents(docs, "DomTerm terminal emulator", budget=first.tokens - 200, prefer=earlier)
+    assert tight.strategy == "bm25" and tight.tokens <= first.tokens - 200
+
+
+@pytest.mark.parametrize("prefer", [
+    [[1, 2]],                       # another number of documents
+    [[1, 2], [9999]],               # a page the document does not have
+    [["1"], [2]],                   # not page numbers
+])
+def test_an_earlier_selection_that_does_not_describe_these_documents_is_ignored(read, prefer):
+    docs = [read("r-intro.pdf"), read("gnuplot.pdf")]
+    question = "Which terminal runs on the DomTerm terminal emulator?"
+    result = fit_documents(docs, question, budget=8_000, prefer=prefer)
+    assert result.strategy == "bm25" and _kept(result) == _kept(fit_documents(docs, question, budget=8_000))
