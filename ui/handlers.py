@@ -257,7 +257,11 @@ class Handlers:
         if ws_id is None:
             raise gr.Error(NO_WORKSPACE)
         rows = [render.UploadRow(Path(p).name) for p in paths]
-        yield {self.ui.uploads: render.upload_progress(rows)}
+        # The password is for this upload only: this event already holds it, so the box is cleared
+        # now, in the first update. Cleared with the last result instead, Gradio sent that update a
+        # second time when the generator finished, and it wiped a password typed in between (the
+        # browser flow lost the password for the retry of an encrypted PDF in 1 run of 2).
+        yield {self.ui.uploads: render.upload_progress(rows), self.ui.password: ""}
         for n, (row, path) in enumerate(zip(rows, paths), 1):
             known = {d.id for d in self.svc.documents.list(ws_id)}
             row.status = "reading"
@@ -305,10 +309,8 @@ class Handlers:
             drop_upload_copy(path)        # the workspace keeps its own copy; Gradio's would linger in /tmp
             out = self._view(ws_id, chat_id, chat=False) if row.status == "added" else {}
             out[self.ui.uploads] = render.upload_progress(rows)
-            # the password is for this upload only: cleared in the same update as the last result, so a
-            # password typed once that result shows is never wiped by a later update
             if n == len(rows):
-                out.update({self.ui.files: None, self.ui.password: ""})
+                out[self.ui.files] = None
             yield out                     # the documents panel grows file by file
 
 

@@ -61,13 +61,15 @@ def test_an_upload_or_question_before_the_page_has_a_workspace_says_so(ui, corpu
     assert ui.svc.documents.list(ui.ws) == []
 
 
-def test_the_password_is_cleared_with_the_last_result_not_after_it(ui, corpus):
-    """A password typed as soon as an upload's last result shows must survive: the update that
-    clears the password (and the file box) is the one carrying that result, and none follows it."""
+def test_the_password_is_cleared_when_the_upload_starts_and_never_after(ui, corpus):
+    """A password typed as soon as an upload's last result shows must survive. Gradio sends a
+    generator's last update a second time when it finishes, so no update but the first (which
+    this upload's own password already went into) may touch the password box."""
     enc = _as_gradio_upload(corpus / "encrypted.pdf", ui.upload_dir, "c3")
     updates = list(ui.h.upload([str(enc)], ui.ws, None, None))
-    assert "password" in updates[-1]["uploads"] and updates[-1]["password"] == "" and updates[-1]["files"] is None
-    assert all("password" not in u for u in updates[:-1])
+    assert "password" in updates[-1]["uploads"] and updates[-1]["files"] is None
+    assert updates[0]["password"] == "" and all("password" not in u for u in updates[1:])
     enc = _as_gradio_upload(corpus / "encrypted.pdf", ui.upload_dir, "d4")
     updates = list(ui.h.upload([str(enc)], ui.ws, "secret123", None))
-    assert "added" in updates[-1]["uploads"] and updates[-1]["password"] == ""
+    assert updates[0]["password"] == "" and all("password" not in u for u in updates[1:])
+    assert "added" in updates[-1]["uploads"]
