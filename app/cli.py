@@ -124,7 +124,11 @@ def cmd_ingest(args) -> int:
     svc = _services(args)
     ws = _workspace(svc, args.workspace, create=True)
     failed = 0
-    files = _expand(args.files)
+    files, skipped = _expand(args.files)
+    for folder, names in skipped.items():
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        print(f"jambadocs: {folder}: skipped {len(names)} file{'s' if len(names) > 1 else ''} of no document type "
+              f"({shown}; documents are {' '.join(DOCUMENT_SUFFIXES)})", file=sys.stderr)
     known = {d.id for d in svc.documents.list(ws.id)}
     for name in files:
         path = Path(name)
@@ -161,17 +165,24 @@ def cmd_ingest(args) -> int:
 DOCUMENT_SUFFIXES = (".pdf", ".txt", ".text", ".md", ".markdown", ".html", ".htm", ".xhtml", ".docx")
 
 
-def _expand(names: list[str]) -> list[str]:
-    """Files as given; a folder stands for the documents in it (recursively, sorted)."""
+def _expand(names: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """Files as given; a folder stands for the documents in it (recursively, sorted). Also, per
+    folder, the files in it that were skipped as no document type (hidden files are not named)."""
     out: list[str] = []
+    skipped: dict[str, list[str]] = {}
     for name in names:
         path = Path(name)
         if path.is_dir():
-            out.extend(str(p) for p in sorted(path.rglob("*"))
-                       if p.is_file() and p.suffix.lower() in DOCUMENT_SUFFIXES and not p.name.startswith("."))
+            for p in sorted(path.rglob("*")):
+                if not p.is_file() or p.name.startswith("."):
+                    continue
+                if p.suffix.lower() in DOCUMENT_SUFFIXES:
+                    out.append(str(p))
+                else:
+                    skipped.setdefault(name, []).append(str(p.relative_to(path)))
         else:
             out.append(name)
-    return out
+    return out, skipped
 
 
 def _reason(exc: BaseException, filename: str) -> str:

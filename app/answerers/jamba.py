@@ -339,7 +339,11 @@ def resolve_model(model: str | None, models_dir: Path | None = None) -> Path:
         for local in (Path(models_dir) / model, Path(models_dir) / model.replace("/", "--")):
             if (local / "config.json").is_file():
                 return local
-    if path.exists() or model.count("/") != 1:
+    owner, _, name = model.partition("/")
+    if model.startswith((".", "~", "/")) or Path(model).is_absolute():
+        raise EngineUnavailable(f"model {model!r}: no such folder" if not path.exists()
+                                else f"model {model!r}: not a folder (give the checkpoint's folder)")
+    if path.exists() or model.count("/") != 1 or not owner or not name:
         raise EngineUnavailable(f"model {model!r} is neither a checkpoint folder nor a hub id (owner/name)")
     try:
         from huggingface_hub import snapshot_download

@@ -95,6 +95,7 @@ def test_ingest_a_folder(run, corpus, tmp_path):
     code, out, err = run("ingest", "-w", "f", str(folder))
     assert code == 0, err
     assert [line.split()[3].rstrip(":") for line in out.splitlines()] == ["b.pdf", "a.pdf"]
+    assert f"{folder}: skipped 1 file of no document type (notes.bin;" in err, err
 
 
 def test_settings_may_follow_the_command(run, corpus, tmp_path, capsys):

@@ -192,8 +192,17 @@ def test_model_resolution_names_what_is_wrong(checkpoint, tmp_path, monkeypatch)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(EngineUnavailable, match="jambadocs download ai21labs/Missing"):
         resolve_model("ai21labs/Missing", tmp_path / "models")
-    with pytest.raises(EngineUnavailable, match="neither a checkpoint folder nor a hub id"):
+    with pytest.raises(EngineUnavailable, match="no such folder"):
         resolve_model(str(tmp_path / "no" / "such" / "folder"))
+    with pytest.raises(EngineUnavailable, match="'/nonexistent': no such folder"):   # one slash: still a path
+        resolve_model("/nonexistent")
+    with pytest.raises(EngineUnavailable, match="'./ckpt': no such folder"):
+        resolve_model("./ckpt")
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    with pytest.raises(EngineUnavailable, match="not a folder"):
+        resolve_model(str(tmp_path / "weights.bin"))
+    with pytest.raises(EngineUnavailable, match="neither a checkpoint folder nor a hub id"):
+        resolve_model("ai21labs/")
     with pytest.raises(EngineUnavailable, match="no model configured"):
         resolve_model(None)
 
