@@ -81,7 +81,8 @@ def ask(answerer, docs, question, history=()) -> dict:
             done = ev
             if cpu_ttft is None:  # the one new token had no text of its own: it ended the answer
                 cpu_ttft = time.process_time() - cpu0
-    return {"text": done.text, "ttft_cpu_s": cpu_ttft,
+    omitted = done.timings.get("omitted") or {}
+    return {"text": done.text, "ttft_cpu_s": cpu_ttft, "omitted_summary": omitted.get("summary", ""),
             **{k: v for k, v in done.timings.items() if k != "omitted"}}
 
 

@@ -2,13 +2,17 @@
 context, keep the pages most relevant to the question (BM25, llama-index) in reading order and
 report exactly what was left out. Nothing is ever cut silently.
 
-An earlier selection can be preferred (`prefer`): when it still fits and already holds the new
-question's best-matching pages, it is kept as it was, so the prompt's documents are the same as
+An earlier selection can be preferred (`prefer`): when it still fits and its best pages match the
+new question nearly as well as a fresh choice's would (BM25), it is kept as it was, so the prompt's documents are the same as
 last time and their stored states serve the new question (no second reading of the set).
 """
 from __future__ import annotations
 
+import hashlib
 import math
+import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,19 +27,52 @@ RESERVE_FRAME_TOKENS = 256         # preamble (system prompt) and the documents 
 # Counted with the same counter as the pages: a document's frame and a left-out-pages line.
 _FRAME = "\n\n## Document ID: {n}\nTitle: {title}\nText: "
 _GAP = "[... pages 9999-9999 not included ...]\n\n"
-# An earlier selection serves a new question when it holds the question's best-matching pages that
-# a fresh selection would take: these many of them, best first.
+# An earlier selection serves a new question when its COVER_PAGES best pages for that question match
+# it (BM25 score, summed) at least KEEP_RELEVANCE times as well as those of a fresh selection.
 COVER_PAGES = 5
+KEEP_RELEVANCE = 0.75
 
 Counter = Callable[[list[str]], list[int]]
 
 
+# Token counts of texts already counted, per tokenizer (by sha1 of the text): a question on a set
+# larger than the context counts every page again, and a follow-up on the same set needs no new count.
+_COUNTS: "weakref.WeakKeyDictionary[Any, OrderedDict[bytes, int]]" = weakref.WeakKeyDictionary()
+_COUNTS_KEPT = 500_000          # the last texts counted, per tokenizer (~50 MB at most)
+_COUNTS_LOCK = threading.Lock()
+
+
 def tokenizer_counter(tokenizer: Any) -> Counter:
-    """Exact counts with a transformers tokenizer (its fast backend in one batch when it has one)."""
+    """Exact counts with a transformers tokenizer (its fast backend in one batch when it has one);
+    counts of texts this tokenizer has counted before are remembered, not recomputed."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        return lambda texts: [len(e.ids) for e in backend.encode_batch(texts, add_special_tokens=False)]
-    return lambda texts: [len(tokenizer.encode(t, add_special_tokens=False)) for t in texts]
+        def count(texts: list[str]) -> list[int]:
+            return [len(e.ids) for e in backend.encode_batch(texts, add_special_tokens=False)]
+    else:
+        def count(texts: list[str]) -> list[int]:
+            return [len(tokenizer.encode(t, add_special_tokens=False)) for t in texts]
+    try:
+        with _COUNTS_LOCK:
+            known = _COUNTS.setdefault(tokenizer, OrderedDict())
+    except TypeError:                               # not weak-referenceable: count every time
+        return count
+
+    def remembered(texts: list[str]) -> list[int]:
+        keys = [hashlib.sha1(t.encode("utf-8", "surrogatepass")).digest() for t in texts]
+        with _COUNTS_LOCK:
+            out = [known.get(k) for k in keys]
+        todo = [j for j, n in enumerate(out) if n is None]
+        if todo:
+            for j, n in zip(todo, count([texts[j] for j in todo])):
+                out[j] = n
+            with _COUNTS_LOCK:
+                for j in todo:
+                    known[keys[j]] = out[j]
+                while len(known) > _COUNTS_KEPT:
+                    known.popitem(last=False)
+        return out
+    return remembered
 
 
 def estimate_counter(texts: list[str]) -> list[int]:
@@ -90,7 +127,7 @@ class FitResult:
         if self.fits:
             return f"all {len(self.documents)} documents fit ({approx}{self.tokens} of {self.budget} tokens)"
         parts = [f"doc {o.doc} ({o.filename}): {page_ranges(o.pages)}" for o in self.omitted]
-        why = ("chosen for an earlier question; they hold this question's best matches too"
+        why = ("chosen for an earlier question; they match this one nearly as well as a fresh choice"
                if self.strategy == "kept" else "chosen by relevance to the question")
         return (f"left out {approx}{self.omitted_tokens} tokens to fit {self.budget}: " + "; ".join(parts) +
                 f" (the pages kept were {why})")
@@ -119,7 +156,8 @@ def fit_documents(documents: Sequence[Document | DocumentInput], question: str, 
     """Fit `documents` into `budget` tokens. Give `tokenizer` (or an exact `counter`) for real
     counts; without one, tokens are estimated and the result says so. `prefer`: per document, the
     physical page numbers an earlier question kept; kept again (strategy "kept") when they fit and
-    hold the first COVER_PAGES pages matching this question that a fresh selection would take.
+    match this question at least KEEP_RELEVANCE times as well as a fresh selection (the BM25 scores
+    of each one's COVER_PAGES best pages, summed).
     `reserve`: tokens a fresh selection leaves unused (so that follow-up turns can keep it)."""
     if counter is None and tokenizer is not None:
         counter = tokenizer_counter(tokenizer)
@@ -134,14 +172,13 @@ def fit_documents(documents: Sequence[Document | DocumentInput], question: str, 
     if total <= budget:
         return FitResult(docs, budget, total, total, estimated, [], page_tokens, "all")
 
-    ranked, matched = _rank_pages(docs, question)
+    ranked, scores = _rank_pages(docs, question)
     keep = _select(ranked, page_tokens, overheads, gap_tokens, budget - max(0, min(reserve, budget // 2)))
     strategy = "bm25"
     earlier = _pages_by_number(docs, prefer) if prefer is not None else None
-    if earlier and _cost(earlier, page_tokens, overheads, gap_tokens) <= budget:
-        best = [key for key in ranked[:matched] if key[1] in keep.get(key[0], ())][:COVER_PAGES]
-        if all(i in earlier.get(d, ()) for d, i in best):
-            keep, strategy = earlier, "kept"
+    if earlier and _cost(earlier, page_tokens, overheads, gap_tokens) <= budget and \
+            _relevance(earlier, scores) >= KEEP_RELEVANCE * _relevance(keep, scores):
+        keep, strategy = earlier, "kept"
     kept_docs, omitted, used = [], [], 0
     for d_index, (doc, tokens) in enumerate(zip(docs, page_tokens)):
         chosen = sorted(keep.get(d_index, ()))
@@ -172,6 +209,12 @@ def _select(order: list[tuple[int, int]], page_tokens: list[list[int]], overhead
     return keep
 
 
+def _relevance(keep: dict[int, set[int]], scores: dict[tuple[int, int], float]) -> float:
+    """How well `keep` serves the question: the sum of its COVER_PAGES best BM25 scores."""
+    kept = sorted((scores.get((d, i), 0.0) for d, pages in keep.items() for i in pages), reverse=True)
+    return sum(kept[:COVER_PAGES])
+
+
 def _cost(keep: dict[int, set[int]], page_tokens: list[list[int]], overheads: list[int], gap_tokens: int) -> int:
     """Tokens `keep` takes, counted as `_select` counts them (an upper bound on the gap markers)."""
     return sum(overheads[d] + gap_tokens + sum(page_tokens[d][i] + gap_tokens for i in pages)
@@ -195,25 +238,24 @@ def _pages_by_number(docs: list[DocumentInput], numbers: Sequence[Sequence[int]]
     return keep
 
 
-def _rank_pages(docs: list[DocumentInput], question: str) -> tuple[list[tuple[int, int]], int]:
-    """(doc index, page index) of every page, most relevant to `question` first, and how many at
-    the front match the question (BM25 score > 0)."""
+def _rank_pages(docs: list[DocumentInput], question: str) -> tuple[list[tuple[int, int]], dict[tuple[int, int], float]]:
+    """(doc index, page index) of every page, most relevant to `question` first, and the BM25 score
+    of each page that matches the question (score > 0); pages without a match follow in reading order."""
     reading = [(d, i) for d, doc in enumerate(docs) for i in range(len(doc.pages))]
     texted = [(d, i) for d, i in reading if docs[d].pages[i].text.strip()]
     if not question.strip() or not texted:
-        return reading, 0
+        return reading, {}
     from llama_index.core.schema import TextNode
     from llama_index.retrievers.bm25 import BM25Retriever
 
     nodes = [TextNode(text=docs[d].pages[i].text, id_=f"{d}:{i}") for d, i in texted]
     retriever = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=len(nodes), language="en")
-    ranked = []
+    scores: dict[tuple[int, int], float] = {}
     for hit in retriever.retrieve(question):
         if hit.score and hit.score > 0:
             d, i = map(int, hit.node.node_id.split(":"))
-            ranked.append((d, i))
-    seen = set(ranked)
-    return ranked + [key for key in reading if key not in seen], len(ranked)
+            scores[(d, i)] = float(hit.score)
+    return list(scores) + [key for key in reading if key not in scores], scores
 
 
 def _gaps(chosen: list[int], n_pages: int) -> int:

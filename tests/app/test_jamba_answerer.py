@@ -241,7 +241,7 @@ def test_quantize_setting_loads_int8_experts_and_keeps_their_states_apart(checkp
 
 def test_a_follow_up_on_a_set_larger_than_the_context_keeps_the_pages_and_their_states(corpus, docs,
                                                                                        tmp_path_factory):
-    """The pages chosen for the first question still hold the follow-up's best matches: the same
+    """The pages chosen for the first question match the follow-up as well as a fresh choice: the same
     documents go into the prompt, so their stored states serve it (also in a new process)."""
     small = write_tiny_checkpoint(tmp_path_factory.mktemp("small"), seed=0, max_position_embeddings=4096)
     data = tmp_path_factory.mktemp("data")

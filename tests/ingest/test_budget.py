@@ -97,3 +97,21 @@ def test_an_earlier_selection_that_does_not_describe_these_documents_is_ignored(
     question = "Which terminal runs on the DomTerm terminal emulator?"
     result = fit_documents(docs, question, budget=8_000, prefer=prefer)
     assert result.strategy == "bm25" and _kept(result) == _kept(fit_documents(docs, question, budget=8_000))
+
+
+def test_token_counts_are_remembered_per_tokenizer(read, tiny_tokenizer):
+    """A second question on the same set counts no page again; another tokenizer counts its own."""
+    class Counting:
+        def __init__(self, tok):
+            self.tok, self.calls = tok, 0
+
+        def encode(self, text, add_special_tokens=False):
+            self.calls += 1
+            return self.tok.encode(text, add_special_tokens=add_special_tokens)
+
+    doc = read("hsaur-inference.pdf")
+    a, b = Counting(tiny_tokenizer), Counting(tiny_tokenizer)
+    first = count_pages([doc], tokenizer_counter(a))[0]
+    assert a.calls == 15 and first == count_pages([doc], tokenizer_counter(tiny_tokenizer))[0]
+    assert count_pages([doc], tokenizer_counter(a))[0] == first and a.calls == 15
+    assert count_pages([doc], tokenizer_counter(b))[0] == first and b.calls == 15
