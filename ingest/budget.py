@@ -42,6 +42,13 @@ _COUNTS_KEPT = 500_000          # the last texts counted, per tokenizer (~50 MB 
 _COUNTS_LOCK = threading.Lock()
 
 
+# BM25 indexes of the last page sets ranked (keyed by their texts): the next question on the same
+# set, the usual case, is ranked without indexing every page again.
+_INDEXES: "OrderedDict[bytes, Any]" = OrderedDict()
+_INDEXES_KEPT = 2
+_INDEX_LOCK = threading.Lock()
+
+
 def tokenizer_counter(tokenizer: Any) -> Counter:
     """Exact counts with a transformers tokenizer (its fast backend in one batch when it has one);
     counts of texts this tokenizer has counted before are remembered, not recomputed."""
@@ -248,10 +255,21 @@ def _rank_pages(docs: list[DocumentInput], question: str) -> tuple[list[tuple[in
     from llama_index.core.schema import TextNode
     from llama_index.retrievers.bm25 import BM25Retriever
 
-    nodes = [TextNode(text=docs[d].pages[i].text, id_=f"{d}:{i}") for d, i in texted]
-    retriever = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=len(nodes), language="en")
+    key = hashlib.sha1()
+    for d, i in texted:
+        key.update(f"{d}:{i}:".encode())
+        key.update(hashlib.sha1(docs[d].pages[i].text.encode("utf-8", "surrogatepass")).digest())
+    with _INDEX_LOCK:
+        retriever = _INDEXES.pop(key.digest(), None)
+        if retriever is None:
+            nodes = [TextNode(text=docs[d].pages[i].text, id_=f"{d}:{i}") for d, i in texted]
+            retriever = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=len(nodes), language="en")
+        _INDEXES[key.digest()] = retriever                  # most recently used last
+        while len(_INDEXES) > _INDEXES_KEPT:
+            _INDEXES.popitem(last=False)
+        hits = retriever.retrieve(question)
     scores: dict[tuple[int, int], float] = {}
-    for hit in retriever.retrieve(question):
+    for hit in hits:
         if hit.score and hit.score > 0:
             d, i = map(int, hit.node.node_id.split(":"))
             scores[(d, i)] = float(hit.score)

@@ -115,3 +115,27 @@ def test_token_counts_are_remembered_per_tokenizer(read, tiny_tokenizer):
     assert a.calls == 15 and first == count_pages([doc], tokenizer_counter(tiny_tokenizer))[0]
     assert count_pages([doc], tokenizer_counter(a))[0] == first and a.calls == 15
     assert count_pages([doc], tokenizer_counter(b))[0] == first and b.calls == 15
+
+
+def test_a_set_is_indexed_once_for_several_questions(read, monkeypatch):
+    from llama_index.retrievers.bm25 import BM25Retriever
+
+    import ingest.budget as budget
+    docs = [read("r-intro.pdf"), read("hsaur-inference.pdf")]
+    built = []
+    real = BM25Retriever.from_defaults.__func__
+
+    def counting(cls, *args, **kwargs):
+        built.append(1)
+        return real(cls, *args, **kwargs)
+    monkeypatch.setattr(BM25Retriever, "from_defaults", classmethod(counting))
+    monkeypatch.setattr(budget, "_INDEXES", type(budget._INDEXES)())
+    questions = ["How do I read a data frame?", "Which test compares two means?"]
+    first = [fit_documents(docs, q, budget=6_000) for q in questions]
+    assert len(built) == 1                                            # one index, two questions
+    budget._INDEXES.clear()
+    again = [fit_documents(docs, q, budget=6_000) for q in questions]   # the same choice from a new index
+    assert len(built) == 2 and [_kept(r) for r in again] == [_kept(r) for r in first]
+    other = [docs[0], read("pari-refcard.pdf")]                       # another set: its own index
+    fit_documents(other, questions[0], budget=6_000)
+    assert len(built) == 3
