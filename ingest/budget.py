@@ -216,6 +216,16 @@ def _select(order: list[tuple[int, int]], page_tokens: list[list[int]], overhead
     return keep
 
 
+def document_set_key(documents: Sequence[Any], salt: str) -> str:
+    """Names one document set, in order, for one model (`salt`): the key of its page selection."""
+    h = hashlib.sha256(f"selection:{salt}".encode())
+    for d in documents:
+        text_hash = getattr(d, "text_hash", "") or hashlib.sha256(
+            "\f".join(p.text for p in d.pages).encode("utf-8", "surrogatepass")).hexdigest()
+        h.update(f"\0{d.title}\0{d.filename}\0{len(d.pages)}\0{text_hash}".encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
+
+
 def _relevance(keep: dict[int, set[int]], scores: dict[tuple[int, int], float]) -> float:
     """How well `keep` serves the question: the sum of its COVER_PAGES best BM25 scores."""
     kept = sorted((scores.get((d, i), 0.0) for d, pages in keep.items() for i in pages), reverse=True)

@@ -14,7 +14,6 @@ it; a follow-up question prefills only the new tail.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import queue
@@ -219,11 +218,11 @@ class JambaAnswerer:
         room = eng.max_context - req.max_new_tokens
         omitted = None
         if len(seg) > room:
-            from ingest.budget import fit_documents
+            from ingest.budget import document_set_key, fit_documents
 
             yield AnswerEvent(kind="progress", stage="retrieve", done=0, total=1)
             budget = room - len(seg.preamble) - len(seg.tail)
-            selection_key = _selection_key(eng.fingerprint, req.documents)
+            selection_key = document_set_key(req.documents, eng.fingerprint)
             earlier = self.store.selection(selection_key)
             for _ in range(4):  # frames are estimated by fit_documents: shrink until it really fits
                 if budget <= 0:
@@ -352,16 +351,6 @@ def resolve_model(model: str | None, models_dir: Path | None = None) -> Path:
     except Exception as exc:  # offline, unknown repo, no permission...
         raise EngineUnavailable(f"model {model!r}: not a local folder and could not be fetched from the hub "
                                 f"({type(exc).__name__}: {exc}); try `jambadocs download {model}`") from exc
-
-
-def _selection_key(fingerprint: str, documents: Sequence[Any]) -> str:
-    """Names one document set (in order) for one model: the key of its page selection."""
-    h = hashlib.sha256(f"selection:{fingerprint}".encode())
-    for d in documents:
-        text_hash = getattr(d, "text_hash", "") or hashlib.sha256(
-            "\f".join(p.text for p in d.pages).encode("utf-8", "surrogatepass")).hexdigest()
-        h.update(f"\0{d.title}\0{d.filename}\0{len(d.pages)}\0{text_hash}".encode("utf-8", "surrogatepass"))
-    return h.hexdigest()
 
 
 def _chain_segments(seg: Any) -> list[list[int]]:

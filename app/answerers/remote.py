@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from typing import Any, Iterator
 
 from app.answerers.base import AnswerEvent, AnswerRequest
@@ -23,6 +24,7 @@ from app.errors import EngineUnavailable
 CHARS_PER_TOKEN = 4       # token estimate when the server cannot count (no /tokenize route)
 DEFAULT_TIMEOUT_S = 600.0  # per read: a long prefill on the server sends nothing for a while
 LIST_TIMEOUT_S = 15.0
+MAX_SELECTIONS = 64       # document sets whose page selection is remembered
 RETRY_S = 30.0             # ask an unreachable server for its models at most this often
 
 
@@ -44,6 +46,9 @@ class RemoteAnswerer:
         self.api_key = api_key or getattr(settings, "remote_api_key", None) or "none"
         self._model = model or getattr(settings, "remote_model", None)
         self._max_context: int | None = None
+        # pages kept per document set when it exceeded the server's context: a follow-up keeps them
+        # when they serve it (ingest.budget), so the server's prefix cache (vLLM) holds its prompt
+        self._selections: OrderedDict[str, list[list[int]]] = OrderedDict()
         self._can_tokenize: bool | None = None
         self._failed_at = -RETRY_S
         self._http = None
@@ -123,12 +128,20 @@ class RemoteAnswerer:
         small) the pages most relevant to the question, with what was left out."""
         if not self._max_context or not req.documents:
             return list(req.documents), None
-        from ingest.budget import context_budget, fit_documents
+        from ingest.budget import context_budget, document_set_key, fit_documents
 
         budget = context_budget(self._max_context, reserve_answer=req.max_new_tokens)
-        fit = fit_documents(req.documents, req.question, budget)   # estimated token counts
+        key = document_set_key(req.documents, f"remote:{self.base_url}:{self._model}")
+        with self._lock:
+            earlier = self._selections.get(key)
+        fit = fit_documents(req.documents, req.question, budget, prefer=earlier)   # estimated token counts
         if fit.fits:
             return list(req.documents), None
+        with self._lock:
+            self._selections[key] = [[p.number for p in d.pages] for d in fit.documents]
+            self._selections.move_to_end(key)
+            while len(self._selections) > MAX_SELECTIONS:
+                self._selections.popitem(last=False)
         return fit.documents, [{"doc": o.doc, "file": o.filename, "pages": o.pages,
                                 "tokens": o.tokens, "estimated": True} for o in fit.omitted]
 

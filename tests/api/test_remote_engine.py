@@ -122,3 +122,19 @@ def test_remote_through_a_jamba_server_generates_what_the_model_does_locally(
     assert plain.choices[0].message.content == done.text
     assert plain.usage.prompt_tokens == n_prompt
     assert (plain.choices[0].finish_reason == "length") == (plain.usage.completion_tokens == 16)
+
+
+def test_a_follow_up_on_a_set_over_the_servers_context_sends_the_same_pages(corpus):
+    """So that the server's prefix cache (vLLM's) holds the documents of the follow-up's prompt."""
+    from ingest import read_document
+    docs = [read_document(corpus / "r-intro.pdf"), read_document(corpus / "gnuplot.pdf")]
+    remote = RemoteAnswerer(base_url="http://127.0.0.1:9/v1", model="m")   # never contacted: _fit only
+    remote._max_context = 12_000
+
+    def pages(question):
+        sent, omitted = remote._fit(AnswerRequest(docs, question, max_new_tokens=256))
+        assert omitted
+        return [[p.number for p in d.pages] for d in sent]
+    first = pages("Which terminal runs on the DomTerm terminal emulator?")
+    assert pages("And is the DomTerm terminal emulator the default?") == first
+    assert pages("How do I read data from a file with read.table?") != first
