@@ -3,8 +3,9 @@ context, keep the pages most relevant to the question (BM25, llama-index) in rea
 report exactly what was left out. Nothing is ever cut silently.
 
 An earlier selection can be preferred (`prefer`): when it still fits and its best pages match the
-new question nearly as well as a fresh choice's would (BM25), it is kept as it was, so the prompt's documents are the same as
-last time and their stored states serve the new question (no second reading of the set).
+new question nearly as well as a fresh choice's would (BM25), it is kept as it was, so the prompt's
+documents are the same as last time and their stored states serve the new question (no second
+reading of the set).
 """
 from __future__ import annotations
 
@@ -118,7 +119,7 @@ class FitResult:
     omitted: list[Omission] = field(default_factory=list)
     page_tokens: list[list[int]] = field(default_factory=list)   # per document, per page
     strategy: str = "all"                # "all" (everything fits), "bm25", or "kept" (the preferred
-                                         # earlier selection, which holds this question's best pages)
+                                         # earlier selection, which serves this question nearly as well)
 
     @property
     def fits(self) -> bool:
