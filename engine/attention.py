@@ -45,6 +45,8 @@ def attend(q: Tensor, k: Tensor, v: Tensor, past: int) -> Tensor:
     (H, T, _), (G, L, _) = q.shape, k.shape
     if T > 1 and (out := cpu_kernels.attend(q, k, v, past)) is not None:   # fp32 CPU: engine/csrc/attention.c
         return out
+    if T == 1 and (out := cpu_kernels.decode_attend(q, k, v)) is not None:  # engine/csrc/decode_attention.c
+        return out
     scale = q.shape[-1] ** -0.5
     q4, k4, v4 = q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0)     # [1, H|G, T|L, Hd]
     if T == 1:                                                       # decode: sees every key

@@ -38,7 +38,7 @@ from torch import Tensor
 log = logging.getLogger(__name__)
 
 CSRC = Path(__file__).parent / "csrc"
-SOURCES = [CSRC / "decode.c", CSRC / "attention.c", CSRC / "scan.c"]
+SOURCES = [CSRC / "decode.c", CSRC / "attention.c", CSRC / "decode_attention.c", CSRC / "scan.c"]
 HEADERS = [CSRC / "simd.h", CSRC / "pool.h"]
 FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-pthread"]
 LIBS = ["-lm"]
@@ -115,6 +115,8 @@ def _load(path: Path) -> ctypes.CDLL:
     lib.jd_gemv_q8.restype = None
     lib.jd_attend.argtypes = [p, i64, i64, p, p, i64, i64, p, i64, i64, i64, i64, i64, i64, i64, ctypes.c_float]
     lib.jd_attend.restype = ctypes.c_int
+    lib.jd_decode_attend.argtypes = [p, i64, p, p, i64, i64, p, i64, i64, i64, i64, ctypes.c_float]
+    lib.jd_decode_attend.restype = ctypes.c_int
     lib.jd_scan.argtypes = [p, i64, p, i64, p, p, i64, p, i64, p, p, i64, p, p, p, i64, i64, i64]
     lib.jd_scan.restype = ctypes.c_int
     lib.jd_exp2.argtypes = [p, p, i64]
@@ -347,6 +349,20 @@ def attend(q: Tensor, k: Tensor, v: Tensor, past: int) -> Tensor | None:
     rc = _lib.jd_attend(q.data_ptr(), q.stride(0), q.stride(1), k.data_ptr(), v.data_ptr(), k.stride(0),
                         k.stride(1), out.data_ptr(), Hd, H * Hd, H, G, T, past, Hd, Hd ** -0.5)
     return out.transpose(0, 1) if rc == 0 else None
+
+
+def decode_attend(q: Tensor, k: Tensor, v: Tensor) -> Tensor | None:
+    """One query per head over all L keys (decode's attention, engine/attention.py's `attend` with
+    T = 1) in one C call on the pool: q [H, 1, Hd]; k, v [G, L, Hd] -> [H, 1, Hd]. None when the
+    tensors are not fp32 CPU ones with a contiguous last dim, or Hd is not a multiple of 8 up to 256."""
+    (H, T, Hd), (G, L, _) = q.shape, k.shape
+    if not (_threads and T == 1 and _f32(q, k, v) and v.shape == k.shape and k.stride() == v.stride()
+            and q.stride(2) == 1 and k.stride(2) == 1 and H % G == 0 and L > 0):
+        return None
+    out = torch.empty(H, 1, Hd)
+    rc = _lib.jd_decode_attend(q.data_ptr(), q.stride(0), k.data_ptr(), v.data_ptr(), k.stride(0), k.stride(1),
+                               out.data_ptr(), H, G, L, Hd, Hd ** -0.5)
+    return out if rc == 0 else None
 
 
 def _rows(t: Tensor, T: int, n: int) -> bool:

@@ -57,7 +57,7 @@ class Engine:
             c = self.dtype == torch.float32 and cpu_kernels.active()
             names["gemv"] = cpu_kernels.describe() if c else "torch"
             if c and names.get("attention") == "sdpa":
-                names["attention"] = "C (prefill), sdpa (decode)"    # engine/csrc/attention.c for T > 1
+                names["attention"] = "C"    # engine/csrc/attention.c for T > 1, decode_attention.c for T = 1
             if c and names.get("scan") == "torch":
                 names["scan"] = names["step"] = "C"                 # engine/csrc/scan.c; decode.c's jd_mamba_step
         return names

@@ -97,6 +97,62 @@ def test_a_forked_child_gets_a_working_pool():
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
+# -- decode attention (decode_attention.c) ------------------------------------------------------------
+
+@pytest.mark.parametrize("H,G,Hd", [(8, 2, 32), (32, 8, 128), (6, 3, 8), (4, 1, 40), (4, 4, 256), (3, 1, 16)])
+@pytest.mark.parametrize("L", [1, 7, 64, 65, 2047, 2048, 2049, 5000])   # blocks of 64 keys, chunks of 2048
+def test_decode_attention_kernel_equals_softmax_attention(H, G, Hd, L):
+    g = torch.Generator().manual_seed(H * 31 + L + Hd)
+    qkv = torch.randn(1, H + 2 * G, Hd, generator=g).transpose(0, 1)                  # q as the engine views it
+    q = qkv[:H]
+    buf = torch.randn(2, G, L + 9, Hd, generator=g) * 2                               # K/V rows of a reserved buffer
+    k, v = buf[0, :, :L], buf[1, :, :L]
+    got = cpu_kernels.decode_attend(q, k, v)
+    assert got is not None and got.shape == (H, 1, Hd)
+    torch.testing.assert_close(got, _attention_reference(q, k, v, L - 1), atol=2e-6, rtol=1e-5)
+
+
+def test_decode_attention_kernel_with_peaked_scores_and_on_any_pool():
+    """Nearly one-hot softmax whose max moves between chunks: as close to float64 as torch's SDPA;
+    the result does not depend on the number of threads (chunks of fixed size, merged in order)."""
+    g = torch.Generator().manual_seed(9)
+    q, k, v = torch.randn(8, 1, 32, generator=g) * 20, torch.randn(2, 6000, 32, generator=g) * 3, \
+        torch.randn(2, 6000, 32, generator=g)
+    k[:, 4100] *= 4                                       # a key far ahead of the others, in the third chunk
+    exact = _attention_reference(q, k, v, 5999)
+    torch_error = (F.scaled_dot_product_attention(q.unsqueeze(0), k.repeat_interleave(4, 0).unsqueeze(0),
+                                                  v.repeat_interleave(4, 0).unsqueeze(0)).squeeze(0) - exact).abs().max()
+    two = cpu_kernels.decode_attend(q, k, v)
+    assert (two - exact).abs().max() <= 1.5 * torch_error + 1e-6
+    cpu_kernels.enable(1)
+    try:
+        one = cpu_kernels.decode_attend(q, k, v)
+    finally:
+        cpu_kernels.enable(2)
+    assert torch.equal(one, two)
+
+
+def test_decode_attention_kernel_leaves_other_inputs_to_torch():
+    assert cpu_kernels.decode_attend(torch.randn(4, 1, 12), torch.randn(2, 10, 12), torch.randn(2, 10, 12)) is None
+    assert cpu_kernels.decode_attend(torch.randn(4, 2, 8), torch.randn(2, 10, 8), torch.randn(2, 10, 8)) is None
+    bf = torch.randn(2, 10, 8, dtype=torch.bfloat16)
+    assert cpu_kernels.decode_attend(torch.randn(4, 1, 8, dtype=torch.bfloat16), bf, bf) is None
+    cpu_kernels.disable()
+    try:
+        assert cpu_kernels.decode_attend(torch.randn(4, 1, 8), torch.randn(2, 10, 8), torch.randn(2, 10, 8)) is None
+    finally:
+        cpu_kernels.enable(2)
+
+
+def test_decode_attention_kernel_from_several_python_threads_at_once():
+    g = torch.Generator().manual_seed(4)
+    cases = [(torch.randn(8, 1, 32, generator=g), torch.randn(2, 3000 + i, 32, generator=g),
+              torch.randn(2, 3000 + i, 32, generator=g)) for i in range(4)]
+    refs = [_attention_reference(q, k, v, k.shape[1] - 1) for q, k, v in cases]
+    assert _in_four_threads(lambda i: torch.allclose(cpu_kernels.decode_attend(*cases[i]), refs[i], atol=1e-5,
+                                                     rtol=1e-5), rounds=20) == []
+
+
 @pytest.mark.parametrize("overrides", [
     {},                                                   # default tiny model (d_conv 4, conv bias)
     {"mamba_d_conv": 2, "mamba_conv_bias": False, "mamba_d_state": 5, "mamba_proj_bias": True},
