@@ -119,7 +119,21 @@ class JambaAnswerer:
             yield from self._answer(eng, req)
 
     def cached_documents(self, documents: Sequence[Any]) -> list[bool]:
-        """Per document (workspace order): is the prefix up to and including it stored?"""
+        """Per document (workspace order): is the prefix up to and including it stored? For a set
+        larger than the context, also as the last answer read it (the pages it kept)."""
+        from ingest.budget import document_set_key
+        from ingest.prompt import DocumentInput
+
+        eng = self.engine
+        cached = self._cached_prefix(documents)
+        kept = self.store.selection(document_set_key(documents, eng.fingerprint))
+        if kept is not None and len(kept) == len(documents):
+            as_read = [DocumentInput.from_document(d, [p for p in d.pages if p.number in set(numbers)])
+                       for d, numbers in zip(documents, kept)]
+            cached = [a or b for a, b in zip(cached, self._cached_prefix(as_read))]
+        return cached
+
+    def _cached_prefix(self, documents: Sequence[Any]) -> list[bool]:
         from ingest.prompt import PROMPT_FORMAT_VERSION
 
         eng = self.engine

@@ -248,8 +248,10 @@ def test_a_follow_up_on_a_set_larger_than_the_context_keeps_the_pages_and_their_
     a = JambaAnswerer(_settings(small, data))
     doc = read_document(corpus / "hsaur-inference.pdf")
     question = "Which test compares the means?"
+    assert a.cached_documents([docs[0], doc]) == [False, False]
     answer, t1, _ = ask(a, [docs[0], doc], question, max_new_tokens=8)
     assert t1["omitted"] and t1["cached_tokens"] == 0 and "relevance to the question" in t1["omitted"]["summary"]
+    assert a.cached_documents([docs[0], doc]) == [True, True]          # as the answer read them
     assert t1["prompt_tokens"] <= 4096 - 8 - 900                          # room left for follow-ups
     history = [("user", question), ("assistant", answer)]
     b = JambaAnswerer(_settings(small, data))                              # a new process
