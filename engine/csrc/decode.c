@@ -68,9 +68,7 @@ static inline float dot(const float *w, const int8_t *q, const float *x, int64_t
         a0 += weights8(w, q, k) * load8(x + k);
         a1 += weights8(w, q, k + 8) * load8(x + k + 8);
     }
-    a0 += a1;
-    float s = 0;
-    for (int i = 0; i < 8; i++) s += a0[i];
+    float s = sum8(a0 + a1);
     for (; k < K; k++) s += (q ? (float)q[k] : w[k]) * x[k];
     return s;
 }
@@ -340,7 +338,7 @@ void jd_mamba_step(const float *xz, const float *window, const float *conv_w, in
         dt[e] = d > 20.0f ? d : log1pf(expf(d));                     /* softplus, threshold 20 as torch */
     }
     for (int64_t e = 0; e < E; e++) {
-        float d = dt[e], du = d * u[e], acc = 0;
+        float d = dt[e], du = d * u[e], acc;
         const float *a = A + e * N, *hp = h0 + e * N;
         float *ho = h_out + e * N;
         int64_t n = 0;
@@ -350,7 +348,7 @@ void jd_mamba_step(const float *xz, const float *window, const float *conv_w, in
             store8(ho + n, h);
             acc8 += h * load8(C + n);
         }
-        for (int i = 0; i < 8; i++) acc += acc8[i];
+        acc = sum8(acc8);
         for (; n < N; n++) {
             float h = expf(d * a[n]) * hp[n] + du * B[n];
             ho[n] = h;

@@ -44,25 +44,9 @@ static inline v8 sum8x8(const v8 a[8]) {
     return (v8)_mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
 #else
     v8 out;
-    for (int i = 0; i < 8; i++) {
-        float s = 0;
-        for (int j = 0; j < 8; j++) s += a[i][j];
-        out[i] = s;
-    }
+    for (int i = 0; i < 8; i++) out[i] = sum8(a[i]);
     return out;
 #endif
-}
-
-static inline float max_lanes(v8 x) {
-    float m = x[0];
-    for (int i = 1; i < 8; i++) m = x[i] > m ? x[i] : m;
-    return m;
-}
-
-static inline float sum_lanes(v8 x) {
-    float s = 0;
-    for (int i = 0; i < 8; i++) s += x[i];
-    return s;
 }
 
 /* s[p, 0..n) = q_p . K[key] for the n <= KB keys at K (row stride ks); lanes past n are -FLT_MAX.
@@ -113,21 +97,16 @@ static void attend_chunk(const void *arg, int64_t unit) {
             float *acc = part + p * (Hd + 2), *sp = s + p * KB;
             v8 mv = (v8){0} - FLT_MAX;
             for (int64_t kk = 0; kk < n; kk += 8) mv = max8(mv, load8(sp + kk));
-            const float m_blk = max_lanes(mv), m_old = acc[Hd], m_new = m_blk > m_old ? m_blk : m_old;
+            const float m_blk = hmax8(mv), m_old = acc[Hd], m_new = m_blk > m_old ? m_blk : m_old;
             v8 sum = {0};
             for (int64_t kk = 0; kk < n; kk += 8) {
-                v8 pr = exp2_8_upto126(load8(sp + kk) - m_new);
-                if (kk + 8 > n) {                            /* lanes past n: 2^-126, made 0 */
-                    store8(sp + kk, pr);
-                    for (int64_t i = n; i < kk + 8; i++) sp[i] = 0;
-                    pr = load8(sp + kk);
-                }
-                store8(sp + kk, pr);
-                sum += pr;
+                store8(sp + kk, exp2_8_upto126(load8(sp + kk) - m_new));
+                for (int64_t i = n; i < kk + 8; i++) sp[i] = 0;    /* lanes past n: 2^-126, made 0 */
+                sum += load8(sp + kk);
             }
             const float alpha = exp2_8_upto126((v8){0} + (m_old - m_new))[0];
             acc[Hd] = m_new;
-            acc[Hd + 1] = acc[Hd + 1] * alpha + sum_lanes(sum);
+            acc[Hd + 1] = acc[Hd + 1] * alpha + sum8(sum);
             int64_t d = 0;                                /* acc = alpha acc + pr V */
             for (; d + 32 <= Hd; d += 32) {   /* 4 vectors x even / odd keys: 8 independent FMA chains */
                 v8 o0 = load8(acc + d) * alpha, o1 = load8(acc + d + 8) * alpha;

@@ -21,6 +21,19 @@ static inline v8 min8(v8 a, v8 b) { return (v8)(((v8i)a & (a < b)) | ((v8i)b & ~
 static inline v8 max8(v8 a, v8 b) { return (v8)(((v8i)a & (a > b)) | ((v8i)b & ~(a > b))); }
 #endif
 
+/* The sum and the largest of the 8 lanes (the sum in lane order). */
+static inline float sum8(v8 x) {
+    float s = 0;
+    for (int i = 0; i < 8; i++) s += x[i];
+    return s;
+}
+
+static inline float hmax8(v8 x) {
+    float m = x[0];
+    for (int i = 1; i < 8; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
 /* 2^t, 8 lanes, for t <= 126: t = n + f with n = round(t) (adding 1.5 * 2^23 rounds and leaves n
  * in the low mantissa bits), |f| <= 1/2; 2^f = 1 + f q(f), q a degree-5 polynomial fitted for the
  * least maximum relative error (2.8e-9; 1.05e-7 = 1.8 ulp with fp32 rounding, measured over the
