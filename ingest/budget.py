@@ -126,6 +126,11 @@ class FitResult:
         return not self.omitted
 
     @property
+    def kept_pages(self) -> list[list[int]]:
+        """Per document, the physical page numbers kept: what `fit_documents(prefer=...)` takes."""
+        return [[p.number for p in d.pages] for d in self.documents]
+
+    @property
     def omitted_tokens(self) -> int:
         return sum(o.tokens for o in self.omitted)
 

@@ -128,8 +128,8 @@ class JambaAnswerer:
         cached = self._cached_prefix(documents)
         kept = self.store.selection(document_set_key(documents, eng.fingerprint))
         if kept is not None and len(kept) == len(documents):
-            as_read = [DocumentInput.from_document(d, [p for p in d.pages if p.number in set(numbers)])
-                       for d, numbers in zip(documents, kept)]
+            as_read = [DocumentInput.from_document(d, [p for p in d.pages if p.number in numbers])
+                       for d, numbers in zip(documents, map(set, kept))]
             cached = [a or b for a, b in zip(cached, self._cached_prefix(as_read))]
         return cached
 
@@ -251,7 +251,7 @@ class JambaAnswerer:
                 raise InvalidInput(f"the question and conversation ({len(seg.tail)} tokens) leave no room for "
                                    f"the documents in the model's context of {eng.max_context} tokens "
                                    f"({req.max_new_tokens} reserved for the answer)")
-            self.store.remember_selection(selection_key, [[p.number for p in d.pages] for d in fit.documents])
+            self.store.remember_selection(selection_key, fit.kept_pages)
             omitted = {"summary": fit.summary(),
                        "documents": [{"doc": o.doc, "filename": o.filename, "pages": o.pages, "tokens": o.tokens}
                                      for o in fit.omitted]}

@@ -138,7 +138,7 @@ class RemoteAnswerer:
         if fit.fits:
             return list(req.documents), None
         with self._lock:
-            self._selections[key] = [[p.number for p in d.pages] for d in fit.documents]
+            self._selections[key] = fit.kept_pages
             self._selections.move_to_end(key)
             while len(self._selections) > MAX_SELECTIONS:
                 self._selections.popitem(last=False)
