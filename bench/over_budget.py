@@ -3,13 +3,13 @@
     python bench/over_budget.py [--context 16384] [--threads 1] [--repeats 2]
 
 Tiny random checkpoint (bench/engine.py's shape, fp32) with a `--context`-token context and real
-corpus documents of about 3x that. A first question (its pages chosen by BM25), then a follow-up in
+corpus documents many times that long. A first question (its pages chosen by BM25), then a follow-up in
 the same chat, answered two ways on fresh data folders:
 
 * **baseline, fresh choice**: the follow-up chooses its pages anew, as every question did before
   2026-11-28 (the store's earlier selection hidden from the answerer);
-* **kept**: the answerer keeps the earlier pages when they hold the follow-up's best matches
-  (app/answerers/jamba.py, ingest/budget.py `prefer`), so their stored states serve it.
+* **kept**: the answerer keeps the earlier pages when they match the follow-up nearly as well as a
+  fresh choice (app/answerers/jamba.py, ingest/budget.py `prefer`), so their stored states serve it.
 
 Prints each one's TTFT (wall and CPU), tokens from the cache and prefilled, how its pages were
 chosen, and the ratio baseline / kept. Then a question on another topic, which chooses afresh.
