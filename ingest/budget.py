@@ -171,7 +171,8 @@ def fit_documents(documents: Sequence[Document | DocumentInput], question: str, 
     physical page numbers an earlier question kept; kept again (strategy "kept") when they fit and
     match this question at least KEEP_RELEVANCE times as well as a fresh selection (the BM25 scores
     of each one's COVER_PAGES best pages, summed).
-    `reserve`: tokens a fresh selection leaves unused (so that follow-up turns can keep it)."""
+    `reserve`: tokens a fresh selection leaves unused, at most a quarter of the budget (so that
+    follow-up turns can keep it)."""
     if counter is None and tokenizer is not None:
         counter = tokenizer_counter(tokenizer)
     estimated = counter is None
@@ -186,7 +187,7 @@ def fit_documents(documents: Sequence[Document | DocumentInput], question: str, 
         return FitResult(docs, budget, total, total, estimated, [], page_tokens, "all")
 
     ranked, scores = _rank_pages(docs, question)
-    keep = _select(ranked, page_tokens, overheads, gap_tokens, budget - max(0, min(reserve, budget // 2)))
+    keep = _select(ranked, page_tokens, overheads, gap_tokens, budget - max(0, min(reserve, budget // 4)))
     strategy = "bm25"
     earlier = _pages_by_number(docs, prefer) if prefer is not None else None
     if earlier and _cost(earlier, page_tokens, overheads, gap_tokens) <= budget and \

@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 0.25  # at most this often a prefill progress event
 # When the documents do not fit, a fresh page selection leaves this many tokens of the context free
-# (at most a quarter of the room), so that follow-up turns can keep the same pages, and their stored states.
+# (fit_documents caps it at a quarter of the budget), so that follow-up turns can keep the same pages,
+# and their stored states.
 FOLLOW_UP_TOKENS = 2048
 
 
@@ -242,7 +243,7 @@ class JambaAnswerer:
                 if budget <= 0:
                     break
                 fit = fit_documents(req.documents, req.question, budget, tokenizer=eng.tokenizer, prefer=earlier,
-                                    reserve=min(FOLLOW_UP_TOKENS, budget // 4))
+                                    reserve=FOLLOW_UP_TOKENS)
                 seg = self.builder.build(fit.documents, req.question, history=history)
                 if len(seg) <= room:
                     break
