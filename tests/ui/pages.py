@@ -53,6 +53,13 @@ def pick(page, elem_id: str, label: str) -> None:
     page.get_by_role("option", name=label, exact=True).click()
 
 
+def wait_idle(page, timeout: float = 60_000) -> None:
+    """Wait until no Gradio event is running or pending and no file is being uploaded, as a person
+    would before the next step (Gradio marks each running event's outputs with a status overlay)."""
+    page.wait_for_function("() => !document.querySelector('.wrap.generating, .wrap.pending, .uploading')",
+                           timeout=timeout)
+
+
 def doc_rows(page) -> list[str]:
     return page.locator("#jd-docs tbody tr").all_inner_texts()
 
@@ -81,3 +88,15 @@ def hosts(urls: list[str]) -> set[str]:
 
 def count(pattern: str, texts: list[str]) -> int:
     return sum(1 for t in texts if re.search(pattern, t))
+
+
+def report(page, server) -> None:
+    """Print what a failed browser test saw: the upload panel's history, the password box, the
+    server's log tail (pytest shows it with the failure)."""
+    try:
+        print("uploads panel, each text it showed:", *recorded(page, "uploads"), sep="\n---\n")
+        print("password box:", repr(page.evaluate(
+            "() => document.querySelector('#jd-password input, #jd-password textarea')?.value ?? '(not shown)'")))
+    except Exception as err:       # noqa: BLE001 -- the page may be gone; the log still helps
+        print("page not readable:", err)
+    print("server log tail:", server.log.read_text(errors="replace")[-4000:], sep="\n")

@@ -10,8 +10,8 @@ import json
 import re
 
 from tests.ui.live_server import start_server
-from tests.ui.pages import (count, doc_rows, hosts, open_app, pick, recorded, text_input, wait_rows, workspace,
-                            yellow_pixels)
+from tests.ui.pages import (count, doc_rows, hosts, open_app, pick, recorded, report, text_input, wait_idle,
+                            wait_rows, workspace, yellow_pixels)
 
 QUESTION = "How did the students estimate the width of the lecture room in feet and in metres?"
 
@@ -110,9 +110,11 @@ def test_whole_flow_extractive(chromium, corpus, tmp_path, screenshots):
         assert len(doc_rows(page)) == 2
 
         # -- a password-protected PDF: asked for, then added with its password ----------------
+        wait_idle(page)
         page.set_input_files("#jd-upload input[type=file]", [str(corpus / "encrypted.pdf")])
         page.wait_for_function("() => /encrypted\\.pdf\\s+.*password/.test("
                                "document.querySelector('#jd-uploads .jd-up-error')?.innerText || '')", timeout=60_000)
+        wait_idle(page)      # that upload's event has ended, as it has when a person types the password
         page.get_by_role("button", name=re.compile("^Password for protected PDFs")).click()
         text_input(page, "jd-password").fill("secret123")
         page.set_input_files("#jd-upload input[type=file]", [str(corpus / "encrypted.pdf")])
@@ -182,6 +184,9 @@ def test_whole_flow_extractive(chromium, corpus, tmp_path, screenshots):
 
         # -- nothing left this machine: every request went to the local server -----------------
         assert hosts(requests) == local, hosts(requests)
+    except Exception:
+        report(page, server)         # what the page and the server showed, for a failure seen only in CI
+        raise
     finally:
         context.close()
         server.stop()
