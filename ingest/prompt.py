@@ -7,8 +7,11 @@ preamble and on docs 1..k: appending a document or asking another question leave
 and a saved model state for that prefix can be reused (app/state_store keys on the token ids and on
 `PROMPT_FORMAT_VERSION`).
 
-The format comes from the checkpoint's chat template when it takes `documents` (Jamba 1.5 / 1.7),
-else from the built-in Jamba 1.5 template below. The template is rendered once with sentinel
+The format comes from the checkpoint's chat template: when it takes `documents` (Jamba 1.5 / 1.7)
+they go where it puts them ("checkpoint"); when it does not (Jamba2, Jamba Reasoning: ChatML turns)
+they go at the end of its system message, after the instructions ("system"), so the model still
+sees the turn format it was trained on. Only a tokenizer with no usable chat template gets the
+built-in Jamba 1.5 template below ("builtin"). The template is rendered once with sentinel
 titles and texts; the rendered text is cut right before the first title (end of the preamble) and
 right after each document's text (end of that document's segment). Unlike the official template,
 which puts documents before the last user turn, we always keep documents first and the conversation
@@ -18,6 +21,7 @@ documents block and the question, in the template's own turn format.
 from __future__ import annotations
 
 import hashlib
+import logging
 from array import array
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -26,7 +30,9 @@ from typing import Any
 
 from ingest.model import Document, Page
 
-PROMPT_FORMAT_VERSION = "jambadocs-prompt-1"
+log = logging.getLogger(__name__)
+
+PROMPT_FORMAT_VERSION = "jambadocs-prompt-2"   # 2: documents in the system message of a ChatML template
 
 SYSTEM_PROMPT = (
     "You answer questions about the documents below. Each document's title starts with its number, "
@@ -36,7 +42,7 @@ SYSTEM_PROMPT = (
     "contain the answer, say so."
 )
 
-# Jamba 1.5 chat format, used when the checkpoint's own template has no `documents` support.
+# Jamba 1.5 chat format, used when the checkpoint has no chat template that can be used.
 BUILTIN_TEMPLATE = (
     "{{- bos_token -}}"
     "{%- if messages and messages[0]['role'] == 'system' -%}"
@@ -60,6 +66,11 @@ BUILTIN_TEMPLATE = (
 _TITLE = "\u27e6title{}\u27e7"      # ⟦title1⟧: sentinels no real template or text produces
 _TEXT = "\u27e6text{}\u27e7"
 _QUESTION = "\u27e6question{}\u27e7"
+
+# The documents block appended to the system message for templates that take no `documents`.
+SYSTEM_DOCUMENTS_OPEN = "\n\n<documents>\n"
+SYSTEM_DOCUMENT = "{title}\n{text}\n\n"
+SYSTEM_DOCUMENTS_CLOSE = "</documents>"
 
 
 class PromptFormatError(ValueError):
@@ -85,9 +96,10 @@ class PromptSegments:
     preamble: list[int]
     documents: list[list[int]]
     tail: list[int]
-    format: str = "builtin"                  # "checkpoint" (its documents template) or "builtin"
+    format: str = "builtin"                  # "checkpoint" | "system" | "builtin" (PromptBuilder.format)
     version: str = PROMPT_FORMAT_VERSION
     texts: list[str] = field(default_factory=list, repr=False)   # the rendered text of every segment
+    thinking: bool = False                   # the prompt ends inside an open <think> block (reasoning models)
 
     def ids(self) -> list[int]:
         out = list(self.preamble)
@@ -152,15 +164,20 @@ class PromptBuilder:
     def __init__(self, tokenizer: Any, system_prompt: str = SYSTEM_PROMPT, cache_tokens: int = 8_000_000):
         self.tokenizer = tokenizer
         self.system_prompt = system_prompt
-        own = _documents_template(tokenizer)
-        self.format = "builtin"
-        self.template = BUILTIN_TEMPLATE
-        if own is not None:
+        # The first usable of: the checkpoint's documents template, its chat template with the
+        # documents in the system message, the built-in Jamba 1.5 template.
+        candidates = [(_documents_template(tokenizer), "checkpoint"), (_chat_template(tokenizer), "system")]
+        self.template, self.format = BUILTIN_TEMPLATE, "builtin"
+        for template, fmt in candidates:
+            if template is None:
+                continue
+            self.template, self.format = template, fmt
             try:
-                self._check_stable(own)
-                self.template, self.format = own, "checkpoint"
-            except PromptFormatError:
-                pass
+                self._check_stable(template)
+                break
+            except PromptFormatError as err:
+                log.info("chat template not used as %r: %s", fmt, err)
+                self.template, self.format = BUILTIN_TEMPLATE, "builtin"
         self._check_stable(self.template)
         self._anchor = _continuation_anchor(tokenizer)
         # document segment ids by text digest, as compact int32 arrays; at most `cache_tokens` in all
@@ -186,22 +203,31 @@ class PromptBuilder:
             preamble=self._encode(preamble, continuation=False) if preamble else [],
             documents=[self._encode_cached(t) for t in doc_texts],
             tail=self._encode(tail, continuation=bool(preamble)),
-            format=self.format, texts=[preamble, *doc_texts, tail])
+            format=self.format, texts=[preamble, *doc_texts, tail], thinking=opens_thinking(tail))
         return seg
 
     def count_tokens(self, text: str) -> int:
         return len(self._encode(text, continuation=True))
 
+    def encode_continuation(self, text: str) -> list[int]:
+        """Ids of `text` as it reads after earlier tokens (no special tokens added)."""
+        return self._encode(text, continuation=True)
+
     # ------------------------------------------------------------ rendering
 
     def _render(self, template: str, n_docs: int, question: str,
                 history: Sequence[tuple[str, str]] = (), with_docs: bool = True) -> str:
-        messages = [{"role": "system", "content": self.system_prompt}]
-        messages += [{"role": role, "content": text} for role, text in history]
-        messages.append({"role": "user", "content": question})
         # only title and text: the Jamba 1.7 template prints any other key as an extra line
         documents = [{"title": _TITLE.format(i), "text": _TEXT.format(i)}
-                     for i in range(1, n_docs + 1)] if with_docs else None
+                     for i in range(1, n_docs + 1)] if with_docs else []
+        system = self.system_prompt
+        if self.format == "system" and documents:
+            system += SYSTEM_DOCUMENTS_OPEN + "".join(SYSTEM_DOCUMENT.format(**d) for d in documents) \
+                + SYSTEM_DOCUMENTS_CLOSE
+            documents = []
+        messages = [{"role": "system", "content": system}]
+        messages += [{"role": role, "content": text} for role, text in history]
+        messages.append({"role": "user", "content": question})
         return self.tokenizer.apply_chat_template(messages, documents=documents or None, chat_template=template,
                                                   tokenize=False, add_generation_prompt=True)
 
@@ -282,6 +308,24 @@ class PromptBuilder:
             while self._cached > self._cache_tokens:
                 self._cached -= len(self._cache.popitem(last=False)[1])
         return ids
+
+
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+
+
+def opens_thinking(prompt_end: str) -> bool:
+    """Does the prompt end inside an open <think> block? (Jamba Reasoning's template opens one
+    in its generation prompt: the answer then starts with the reasoning and closes it.)"""
+    at = prompt_end.rfind(THINK_OPEN)
+    return at >= 0 and prompt_end.rfind(THINK_CLOSE) < at and not prompt_end[at + len(THINK_OPEN):].strip()
+
+
+def _chat_template(tokenizer: Any) -> str | None:
+    """The checkpoint's (default) chat template, if it has one."""
+    template = getattr(tokenizer, "chat_template", None)
+    if isinstance(template, dict):
+        template = template.get("default")
+    return template if isinstance(template, str) and template.strip() else None
 
 
 def _documents_template(tokenizer: Any) -> str | None:

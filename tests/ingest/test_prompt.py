@@ -86,10 +86,67 @@ def test_left_out_pages_are_marked(read):
     assert "[... pages 11-13 not included ...]" in text and text.endswith("[... pages 15-26 not included ...]")
 
 
-def test_builtin_format_when_the_template_has_no_documents(tiny_tokenizer, docs):
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+          "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+# The layout of Jamba Reasoning 3B's template, written for this test: ChatML turns, a thinking
+# instruction before the last user message, earlier answers without their reasoning, and a
+# generation prompt that opens a <think> block.
+REASONING = (
+    "{{- bos_token -}}"
+    "{%- for m in messages -%}"
+    "{%- if m['role'] == 'assistant' -%}"
+    "{{- '<|im_start|>assistant\\n' + m['content'].split('</think>')[-1].lstrip('\\n') + '<|im_end|>\\n' -}}"
+    "{%- else -%}"
+    "{{- '<|im_start|>' + m['role'] + '\\n' + ('Think first, inside <think> </think>.\\n' if loop.last else '')"
+    " + m['content'] + '<|im_end|>\\n' -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n<think>\\n' -}}{%- endif -%}"
+)
+
+
+def test_a_chat_template_without_documents_gets_them_in_its_system_message(tiny_tokenizer, docs):
+    """Jamba2 and Jamba Reasoning use ChatML turns and take no `documents`: the model must still
+    see its own turn format, with the documents after the instructions in the system message."""
     tok = copy.deepcopy(tiny_tokenizer)
-    tok.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
-                         "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    tok.chat_template = CHATML
+    pb = PromptBuilder(tok)
+    assert pb.format == "system"
+    a = pb.build(docs[:1], "q1")
+    b = PromptBuilder(tok).build(docs[:2], "q2", history=[("user", "q1"), ("assistant", "a1 [doc 1, p. 2]")])
+    assert a.preamble == b.preamble and a.documents[0] == b.documents[0] and not a.thinking
+    inputs = [DocumentInput.from_document(d) for d in docs[:2]]
+    block = "".join(f"[doc {i}] {d.title} ({d.filename})\n{document_text(d)}\n\n" for i, d in enumerate(inputs, 1))
+    official = tok.apply_chat_template(
+        [{"role": "system", "content": SYSTEM_PROMPT + "\n\n<documents>\n" + block + "</documents>"},
+         {"role": "user", "content": "q2"}], tokenize=False, add_generation_prompt=True)
+    assert "".join(PromptBuilder(tok).build(docs[:2], "q2").texts) == official   # the template's own rendering
+    full = "".join(b.texts)
+    assert full.startswith("<|im_start|>system\n" + SYSTEM_PROMPT + "\n\n<documents>\n[doc 1] ")
+    assert b.texts[-1] == ("\n\n</documents><|im_end|>\n<|im_start|>user\nq1<|im_end|>\n<|im_start|>assistant\n"
+                           "a1 [doc 1, p. 2]<|im_end|>\n<|im_start|>user\nq2<|im_end|>\n<|im_start|>assistant\n")
+    assert "<|bom|>" not in full
+    assert tok.decode(b.ids()) == full
+
+
+def test_a_reasoning_template_opens_a_think_block(tiny_tokenizer, docs):
+    tok = copy.deepcopy(tiny_tokenizer)
+    tok.chat_template = REASONING
+    pb = PromptBuilder(tok)
+    assert pb.format == "system"
+    seg = pb.build(docs[:2], "Why?", history=[("user", "What?"), ("assistant", "This [doc 1, p. 1].")])
+    assert seg.thinking
+    tail = seg.texts[-1]
+    assert tail.endswith("<|im_start|>user\nThink first, inside <think> </think>.\nWhy?<|im_end|>\n"
+                         "<|im_start|>assistant\n<think>\n")
+    assert "<|im_start|>user\nWhat?<|im_end|>" in tail                 # only the last question is told to think
+    assert seg.preamble == pb.build(docs[:1], "Other?").preamble
+
+
+def test_builtin_format_without_a_usable_chat_template(tiny_tokenizer, docs):
+    tok = copy.deepcopy(tiny_tokenizer)
+    tok.chat_template = None
     pb = PromptBuilder(tok)
     assert pb.format == "builtin"
     a = pb.build(docs[:1], "q1")
@@ -98,8 +155,18 @@ def test_builtin_format_when_the_template_has_no_documents(tiny_tokenizer, docs)
     full = "".join(b.texts)
     assert full.startswith("<|startoftext|><|bom|><|system|> " + SYSTEM_PROMPT + "\n\n<documents>")
     assert full.endswith("<|bom|><|user|> q2<|eom|><|bom|><|assistant|>")
-    tok.chat_template = None
+    tok.chat_template = "{{ raise_exception('no') }}"                   # renders nothing usable
     assert PromptBuilder(tok).format == "builtin"
+
+
+def test_opens_thinking():
+    from ingest.prompt import opens_thinking
+
+    assert opens_thinking("<|im_start|>assistant\n<think>\n")
+    assert opens_thinking("x<think>")
+    assert not opens_thinking("<|im_start|>assistant\n<think>\n</think>\n\n")    # reasoning switched off
+    assert not opens_thinking("<|im_start|>assistant\n")
+    assert not opens_thinking("Use <think> tags.\n<|im_start|>assistant\n")
 
 
 def test_dummy_prefix_tokenizer_gets_no_space_at_segment_starts():
