@@ -296,6 +296,8 @@ async def _ask_sse(events: AsyncIterator[Any]) -> AsyncIterator[bytes]:
                 yield sse(progress_json(event), "progress")
             elif event.kind == "token":
                 yield sse({"text": event.text}, "token")
+            elif event.kind == "thinking":       # a reasoning model's reasoning, before the answer
+                yield sse({"text": event.text}, "thinking")
             elif event.kind == "done":
                 yield sse(answer_json(event.answer, event.chat_id), "done")
     except Exception as exc:  # noqa: BLE001 -- the status line is sent already: report in-stream

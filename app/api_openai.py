@@ -62,7 +62,7 @@ ENGINE_MODEL = "engine"   # model id of the bundled language model itself (no wo
 class _Out:
     """One step of a completion, whichever way it is produced."""
 
-    kind: str                      # "progress" | "token" | "final"
+    kind: str                      # "progress" | "thinking" | "token" | "final"
     text: str = ""                 # token: the new text; progress: "stage done/total"
     finish_reason: str = "stop"    # final
     usage: dict | None = None      # final
@@ -111,11 +111,15 @@ def add_openai_routes(router: APIRouter, services: Any) -> None:
                 content = out.extra.pop("answer", None)
                 if content is None:
                     content = "".join(pieces)
+                message = {"role": "assistant", "content": content}
+                reasoning = out.extra.pop("reasoning", None)
+                if reasoning:
+                    message["reasoning_content"] = reasoning
                 return {
                     "id": completion_id, "object": "chat.completion", "created": created,
                     "model": body.model,
                     "choices": [{"index": 0, "finish_reason": out.finish_reason, "logprobs": None,
-                                 "message": {"role": "assistant", "content": content}}],
+                                 "message": message}],
                     "usage": out.usage, **out.extra}
         raise ApiError(500, "internal", "the engine ended without an answer")
 
@@ -143,14 +147,15 @@ def _workspace_steps(events: Iterator[Any], answer_json) -> Iterator[_Out]:
     for event in events:
         if event.kind == "progress":
             yield _Out("progress", f"{event.stage or 'progress'} {event.done}/{event.total}")
-        elif event.kind == "token" and event.text:
+        elif event.kind in ("token", "thinking") and event.text:
             pieces += 1
-            yield _Out("token", event.text)
+            yield _Out(event.kind, event.text)
         elif event.kind == "done":
             answer = answer_json(event.answer, event.chat_id)
             timings = dict(event.answer.timings or {})
             yield _Out("final", usage=_usage(timings, pieces),
-                       extra={"answer": answer["answer"], "citations": answer["citations"],
+                       extra={"answer": answer["answer"], "reasoning": answer.get("reasoning"),
+                              "citations": answer["citations"],
                               "timings": answer["timings"], "chat_id": answer["chat_id"]})
 
 
@@ -273,8 +278,11 @@ async def _chunks(outs: AsyncIterator[_Out], completion_id: str, created: int, m
                 yield f": {out.text}\n\n".encode()
             elif out.kind == "token":
                 yield chunk({"content": out.text})
+            elif out.kind == "thinking":         # as vLLM's reasoning parsers send it
+                yield chunk({"reasoning_content": out.text})
             elif out.kind == "final":
                 out.extra.pop("answer", None)
+                out.extra.pop("reasoning", None)
                 yield chunk({}, out.finish_reason, **out.extra)
                 if include_usage:
                     body = {"id": completion_id, "object": "chat.completion.chunk",

@@ -22,7 +22,7 @@ def message_info(m: db.Message) -> MessageInfo:
         citations=[CitationInfo(c.doc_index, c.document_id, c.filename, c.page, c.page_label,
                                 c.quote, bool(c.verified), c.passage, c.start, c.end, c.score)
                    for c in m.citations],
-        timings=m.timings, created_at=_utc(m.created_at), engine=m.engine)
+        timings=m.timings, created_at=_utc(m.created_at), engine=m.engine, reasoning=m.reasoning or None)
 
 
 class ChatService:
@@ -65,7 +65,7 @@ class ChatService:
             return [message_info(m) for m in rows]
 
     def save_exchange(self, chat_id: int, question: str, answer: str, engine: str,
-                      timings: dict, citations: list[CitationInfo]) -> MessageInfo:
+                      timings: dict, citations: list[CitationInfo], reasoning: str | None = None) -> MessageInfo:
         """The question and its answer with citations, in one transaction."""
         now = time.time()
         with db.transaction(self._svc.sessions) as s:
@@ -75,7 +75,7 @@ class ChatService:
             s.add(db.Message(chat_id=chat_id, role="user", text=question, engine=None,
                              timings=None, created_at=now))
             msg = db.Message(chat_id=chat_id, role="assistant", text=answer, engine=engine,
-                             timings=timings, created_at=time.time())
+                             timings=timings, created_at=time.time(), reasoning=reasoning or None)
             s.add(msg)
             s.flush()
             live = set(s.scalars(select(db.Document.id).where(

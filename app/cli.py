@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="print one JSON object")
     sp.add_argument("--chat", type=int, help="continue this chat (its id) instead of starting one")
     sp.add_argument("--max-new-tokens", type=int)
+    sp.add_argument("--show-reasoning", action="store_true",
+                    help="print a reasoning model's reasoning (dimmed, on stderr) before its answer")
 
     sp = cmd("workspaces", "list workspaces")
     sp.add_argument("--json", action="store_true")
@@ -200,6 +202,7 @@ def cmd_ask(args) -> int:
     stream = not args.json and sys.stdout.isatty()
     bar = None
     final = None
+    reasoned = False
     for ev in svc.qa.ask(ws.id, args.question, chat_id=args.chat, max_new_tokens=args.max_new_tokens):
         if ev.kind == "progress" and _tty() and ev.stage in ("prefill", "restore", "load") and ev.total:
             if bar is None:
@@ -209,10 +212,18 @@ def cmd_ask(args) -> int:
             bar.total = ev.total
             bar.n = ev.done
             bar.refresh()
-        elif ev.kind == "token":
+        elif ev.kind in ("token", "thinking"):
             if bar is not None:
                 bar.close()
                 bar = None
+            if ev.kind == "thinking":      # a reasoning model's reasoning: dimmed, on stderr
+                if stream and args.show_reasoning:
+                    sys.stderr.write(("\x1b[2m" + ev.text + "\x1b[0m") if _tty() else ev.text)
+                elif stream and not reasoned:
+                    sys.stderr.write("(reasoning first; --show-reasoning prints it)\n")
+                sys.stderr.flush()
+                reasoned = True
+                continue
             if stream:
                 sys.stdout.write(ev.text)
                 sys.stdout.flush()
@@ -261,6 +272,7 @@ def ask_json(msg) -> dict:
                        "quote": c.quote, "verified": c.verified} for c in msg.citations],
         "timings": {k: t.get(k) for k in ("cached_tokens", "prefilled_tokens", "ttft_s", "tokens_per_s")},
         "omitted": omitted,
+        "reasoning": msg.reasoning,
     }
 
 

@@ -42,6 +42,7 @@ class Settings:
     max_upload_bytes: int = 200 * 1024**2
     max_pages: int = 5000
     max_new_tokens: int = 512
+    max_thinking_tokens: int = 4096    # reasoning models: their <think> block, on top of max_new_tokens
     models_path: Path | None = None    # where `download` puts checkpoints; None -> <data_dir>/models
 
     def __post_init__(self) -> None:
@@ -50,7 +51,7 @@ class Settings:
             object.__setattr__(self, "models_path", Path(self.models_path).expanduser())
         if self.engine not in ENGINES:
             raise ValueError(f"engine {self.engine!r} is not one of {', '.join(ENGINES)}")
-        for name in ("cache_bytes", "max_upload_bytes", "max_pages", "max_new_tokens"):
+        for name in ("cache_bytes", "max_upload_bytes", "max_pages", "max_new_tokens", "max_thinking_tokens"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
@@ -66,7 +67,7 @@ class Settings:
             if (v := _env(name.upper())) is not None:
                 values[name] = v
         defaults = cls.__dataclass_fields__
-        for name in ("cache_bytes", "max_upload_bytes", "max_pages", "max_new_tokens"):
+        for name in ("cache_bytes", "max_upload_bytes", "max_pages", "max_new_tokens", "max_thinking_tokens"):
             default = defaults[name].default
             values[name] = _env_int(name.upper(), default)
         known = {f.name for f in fields(cls)}

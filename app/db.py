@@ -124,6 +124,7 @@ class Message(Base):
     engine: Mapped[str | None] = mapped_column(String)
     timings: Mapped[dict | None] = mapped_column(JSONText)
     created_at: Mapped[float] = mapped_column(Float, default=time.time)
+    reasoning: Mapped[str | None] = mapped_column(Text)       # a reasoning model's <think> block
     citations: Mapped[list["Citation"]] = relationship(
         order_by="Citation.position", passive_deletes=True)
 
@@ -219,7 +220,12 @@ def _migration_1(conn: Connection) -> None:
         conn.exec_driver_sql(ddl)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1]
+def _migration_2(conn: Connection) -> None:
+    """Reasoning models: an answer's <think> block, kept apart from its text."""
+    conn.exec_driver_sql("ALTER TABLE messages ADD COLUMN reasoning TEXT")
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1, _migration_2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

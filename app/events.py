@@ -8,8 +8,8 @@ from app.records import MessageInfo
 
 @dataclass
 class AskEvent:
-    kind: str                    # "progress" | "token" | "done"
-    text: str = ""               # token: the new text piece
+    kind: str                    # "progress" | "thinking" | "token" | "done"
+    text: str = ""               # thinking / token: the new piece of reasoning / answer text
     done: int = 0                # progress: units done ...
     total: int = 0               # ... of total
     eta_s: float | None = None   # progress: estimated seconds left

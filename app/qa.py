@@ -31,7 +31,9 @@ class _Run:
     t_start: float
     engine: str
     pieces: list[str] = field(default_factory=list)
+    thinking: list[str] = field(default_factory=list)   # a reasoning model's <think> block, as streamed
     final_text: str | None = None          # the engine's "done" text; None: it did not finish
+    reasoning: str | None = None           # the engine's "done" reasoning
     engine_timings: dict = field(default_factory=dict)
     t_turn: float | None = None            # the engine was ours from here
     t_first: float | None = None
@@ -46,9 +48,9 @@ class QAService:
             max_new_tokens: int | None = None, cancel: threading.Event | None = None,
             history: list[tuple[str, str]] | None = None) -> Iterator[AskEvent]:
         """Validate now, then return the stream of events: "progress" (stage "queue" while other
-        asks are served: `total` = asks ahead; stage "load" while the engine starts), "token"
-        (answer text pieces), and one final "done" whose `answer` is the saved assistant
-        message with verified citations.
+        asks are served: `total` = asks ahead; stage "load" while the engine starts), "thinking"
+        (a reasoning model's reasoning, before its answer), "token" (answer text pieces), and one
+        final "done" whose `answer` is the saved assistant message with verified citations.
 
         `history` ([(role "user"|"assistant", text)], oldest first) replaces the chat's own
         earlier turns as what the engine sees; the earlier turns are not saved (only this
@@ -157,16 +159,17 @@ class QAService:
             run.engine = answerer.name
             stream = answerer.answer(req)
             for ev in stream:
-                if ev.kind == "token":
+                if ev.kind in ("token", "thinking"):
                     if run.t_first is None:
                         run.t_first = time.monotonic()
-                    run.pieces.append(ev.text)
-                    yield AskEvent("token", text=ev.text, chat_id=chat_id)
+                    (run.pieces if ev.kind == "token" else run.thinking).append(ev.text)
+                    yield AskEvent(ev.kind, text=ev.text, chat_id=chat_id)
                 elif ev.kind == "progress":
                     yield AskEvent("progress", done=ev.done, total=ev.total, eta_s=ev.eta_s,
                                    stage=ev.stage, chat_id=chat_id)
                 elif ev.kind == "done":
                     run.final_text = ev.text or "".join(run.pieces)
+                    run.reasoning = getattr(ev, "reasoning", "") or None
                     run.engine_timings = dict(ev.timings or {})
         finally:
             run.t_end = time.monotonic()
@@ -197,7 +200,9 @@ class QAService:
             timings["omitted_summary"] = str(raw_omitted["summary"])
         if cancelled:
             timings["cancelled"] = True
-        return self._svc.chats.save_exchange(chat_id, req.question, body, run.engine, timings, citations)
+        reasoning = run.reasoning if run.reasoning is not None else "".join(run.thinking).strip()
+        return self._svc.chats.save_exchange(chat_id, req.question, body, run.engine, timings, citations,
+                                             reasoning=reasoning or None)
 
     @staticmethod
     def _omitted(raw, req: AnswerRequest) -> list[dict]:

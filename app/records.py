@@ -102,6 +102,7 @@ class MessageInfo(_Record):
     timings: dict | None = None   # cached_tokens, prefilled_tokens, ttft_s, tokens_per_s, total_s, omitted...
     created_at: datetime | None = None
     engine: str | None = None
+    reasoning: str | None = None  # a reasoning model's <think> block, apart from `text`
 
 
 @dataclass

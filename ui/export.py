@@ -35,6 +35,8 @@ def chat_markdown(workspace: str, chat: ChatInfo | None, messages: Sequence[Mess
             lines += [f"## Question {turn}", "", _quote_block(msg.text), ""]
             continue
         stopped = bool((msg.timings or {}).get("cancelled"))
+        if msg.reasoning:
+            lines += ["<details><summary>Reasoning</summary>", "", msg.reasoning.strip(), "", "</details>", ""]
         lines += ["**Answer** _(stopped)_" if stopped else "**Answer**", "", msg.text.strip(), ""]
         if msg.citations:
             lines += ["Citations:", ""]

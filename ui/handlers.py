@@ -412,7 +412,7 @@ class Handlers:
         kwargs: dict = {"chat_id": chat_id}
         if "cancel" in inspect.signature(self.svc.qa.ask).parameters:
             kwargs["cancel"] = run.cancel
-        text, last_paint, done = "", 0.0, None
+        text, thinking, last_paint, done = "", "", 0.0, None
         eta: tuple[str, float | None] = ("", None)     # (stage, last ETA): engines send some without
         events = None
         try:
@@ -426,10 +426,20 @@ class Handlers:
                     if event.eta_s is not None or event.stage != eta[0]:
                         eta = (event.stage, event.eta_s)
                     out[self.ui.prefill_html] = render.progress_bar(event.stage, event.done, event.total, eta[1])
+                elif event.kind == "thinking":         # a reasoning model: its reasoning, before the answer
+                    if not thinking:
+                        shown.insert(len(shown) - 1, render.reasoning_message("", pending=True))
+                    thinking += event.text
+                    if time.monotonic() - last_paint >= STREAM_EVERY_S:
+                        last_paint = time.monotonic()
+                        shown[-2] = render.reasoning_message(thinking, pending=True)
+                        out.update({self.ui.chatbot: shown, self.ui.prefill_html: ""})
                 elif event.kind == "token":
                     text += event.text
                     if time.monotonic() - last_paint >= STREAM_EVERY_S:
                         last_paint = time.monotonic()
+                        if thinking:
+                            shown[-2] = render.reasoning_message(thinking)
                         shown[-1] = {"role": "assistant", "content": render.answer_html(text, pending=True)}
                         out.update({self.ui.chatbot: shown, self.ui.prefill_html: ""})
                 elif event.kind == "done":

@@ -330,14 +330,25 @@ def was_stopped(message: MessageInfo) -> bool:
     return bool((message.timings or {}).get("cancelled"))
 
 
+def reasoning_message(text: str, pending: bool = False) -> dict:
+    """A reasoning model's <think> block as a Gradio "thought": a collapsible message before the
+    answer, titled "Thinking…" while it streams."""
+    return {"role": "assistant", "content": esc(text.strip()).replace("\n", "<br>"),
+            "metadata": {"title": "Thinking\u2026" if pending else "Reasoning",
+                         "status": "pending" if pending else "done"}}
+
+
 def chat_messages(messages: Sequence[MessageInfo]) -> list[dict]:
     """Saved messages -> Gradio chatbot messages (role/content dicts); a stopped answer keeps its
-    partial text followed by a "(stopped)" label, so it never shows as an empty bubble."""
+    partial text followed by a "(stopped)" label, so it never shows as an empty bubble. A
+    reasoning model's reasoning comes first, collapsed."""
     out = []
     for msg in messages:
         if msg.role == "user":
             out.append({"role": "user", "content": msg.text})
             continue
+        if msg.reasoning:
+            out.append(reasoning_message(msg.reasoning))
         body = answer_html(msg.text, msg)
         if was_stopped(msg):
             body = f"{body} {STOPPED_LABEL}" if msg.text.strip() else STOPPED_LABEL

@@ -21,13 +21,14 @@ class AnswerRequest:
 
 @dataclass
 class AnswerEvent:
-    kind: str                    # "progress" | "token" | "done"
-    text: str = ""               # token: the new text piece; done: the whole answer
+    kind: str                    # "progress" | "thinking" | "token" | "done"
+    text: str = ""               # thinking/token: the new piece of reasoning/answer; done: the whole answer
     done: int = 0                # progress: tokens (or pages) done
     total: int = 0               # progress: of total
     eta_s: float | None = None
     stage: str = ""              # progress: "restore" | "prefill" | "retrieve" ...
     timings: dict | None = None  # done: cached_tokens, prefilled_tokens, ttft_s, tokens_per_s, omitted
+    reasoning: str = ""          # done: a reasoning model's <think> block (not part of `text`)
 
 
 @runtime_checkable

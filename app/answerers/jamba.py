@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from app.answerers.base import AnswerEvent, AnswerRequest
+from app.reasoning import ThinkingSplitter
 from app.errors import EngineUnavailable, InvalidInput
 from app.state_store import StateStore, chain_keys
 
@@ -52,6 +53,25 @@ class _Plan:
     segments: list[list[int]]  # [preamble, doc 1, ...]: the cached chain
     tail: list[int]
     omitted: dict | None  # what the budget left out (summary, documents), None when everything fit
+    thinking: bool = False  # the prompt opened a <think> block (reasoning models)
+
+
+@dataclass
+class _Output:
+    """What the generation of one answer has produced (see JambaAnswerer._generate)."""
+
+    splitter: Any = None
+    t_first: float | None = None
+    n_first: int = 0  # tokens generated when the first text piece came out
+    n_new: int = 0
+    answer_from: int | None = None  # tokens generated before the answer's first piece
+    finish_reason: str | None = None
+    closed_by: str | None = None  # the <think> block was closed by "model" | "budget" | "none" (never)
+    thinking_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        if self.splitter is None:
+            self.splitter = ThinkingSplitter()
 
 
 class JambaAnswerer:
@@ -194,20 +214,11 @@ class JambaAnswerer:
             self._warm = _WarmPrefix(keys[: i + 1], state, stored_key, stored_end)
         prefill_s = time.perf_counter() - t_prefill
 
-        # 4: conversation + question, streamed
-        pieces: list[str] = []
-        t_first = None
-        generation = eng.generate(plan.tail, state=state, max_new_tokens=req.max_new_tokens, temperature=0.0,
-                                  cancel=req.cancel)
-        n_first = 0  # tokens generated when the first text piece came out
-        for piece in generation:
-            if t_first is None:
-                t_first, n_first = time.perf_counter(), len(generation.token_ids)
-            pieces.append(piece)
-            yield AnswerEvent(kind="token", text=piece)
+        # 4: conversation + question, streamed (a reasoning model's <think> block as "thinking")
+        out = _Output(splitter=ThinkingSplitter(plan.thinking))
+        yield from self._generate(eng, plan, state, req, out)
         t_end = time.perf_counter()
-        text = "".join(pieces)
-        n_new = len(generation.token_ids)
+        t_first, n_first, n_new = out.t_first, out.n_first, out.n_new
         gen_s = t_end - t_first if t_first is not None else 0.0
         timings = {
             "cached_tokens": cached_tokens,
@@ -215,7 +226,7 @@ class JambaAnswerer:
             "ttft_s": (t_first if t_first is not None else t_end) - t0,
             "tokens_per_s": (n_new - n_first) / gen_s if n_new > n_first and gen_s > 0 else None,
             "new_tokens": n_new,
-            "finish_reason": generation.finish_reason,
+            "finish_reason": out.finish_reason,
             "restore_s": restore_s,
             "restored_from": source,
             "restored_bytes": restored_bytes,
@@ -224,13 +235,66 @@ class JambaAnswerer:
             "prompt_tokens": (ends[-1] if ends else 0) + len(plan.tail),
             "omitted": plan.omitted,
         }
-        yield AnswerEvent(kind="done", text=text, timings=timings)
+        if plan.thinking or out.splitter.thinking_text:
+            timings["thinking_tokens"] = out.thinking_tokens
+            timings["thinking_closed_by"] = out.closed_by
+        yield AnswerEvent(kind="done", text=out.splitter.answer_text, timings=timings,
+                          reasoning=out.splitter.thinking_text.strip())
+
+    def _generate(self, eng: Any, plan: "_Plan", state: Any, req: AnswerRequest, out: "_Output") -> Iterator[AnswerEvent]:
+        """Stream the answer after the prompt into ``out``. A reasoning model first writes its <think>
+        block ("thinking" events): at most ``settings.max_thinking_tokens`` of it when the prompt opened
+        it, then the block is closed for the model ("\n</think>\n\n" prefilled after its last token) and
+        it answers. The answer ("token" events) gets at most ``req.max_new_tokens`` tokens."""
+        from app.reasoning import ANSWER, THINKING
+        from ingest.prompt import THINK_CLOSE
+
+        think_budget = self._thinking_budget() if plan.thinking else 0
+        prompt, limit = list(plan.tail), req.max_new_tokens + think_budget
+        while True:
+            generation = eng.generate(prompt, state=state, max_new_tokens=limit, temperature=0.0, cancel=req.cancel)
+            force_close = False
+            for piece in generation:
+                n = out.n_new + len(generation.token_ids)
+                if out.t_first is None:
+                    out.t_first, out.n_first = time.perf_counter(), n
+                for kind, text in out.splitter.feed(piece):
+                    if kind == ANSWER and out.answer_from is None:
+                        out.answer_from = n - 1
+                    yield AnswerEvent(kind="thinking" if kind == THINKING else "token", text=text)
+                if out.answer_from is not None and n - out.answer_from >= req.max_new_tokens:
+                    out.finish_reason = "length"
+                    break
+                if out.splitter.state == THINKING and think_budget and n >= think_budget and not out.closed_by:
+                    force_close = True
+                    break
+            else:
+                out.finish_reason = generation.finish_reason
+            out.n_new += len(generation.token_ids)
+            if not force_close:
+                break
+            # the state holds every generated token but the last: feed it, then the closing tag
+            close = "\n" + THINK_CLOSE + "\n\n"
+            prompt = [generation.token_ids[-1], *self.builder.encode_continuation(close)]
+            state, limit, out.closed_by = generation.state, req.max_new_tokens, "budget"
+            out.thinking_tokens = out.n_new
+            for kind, text in out.splitter.feed(close):
+                yield AnswerEvent(kind="thinking" if kind == THINKING else "token", text=text)
+        for kind, text in out.splitter.flush():
+            yield AnswerEvent(kind="thinking" if kind == THINKING else "token", text=text)
+        if out.closed_by is None and out.splitter.thinking_text:
+            out.closed_by = "model" if out.answer_from is not None or out.splitter.state != THINKING else "none"
+            out.thinking_tokens = out.answer_from if out.answer_from is not None else out.n_new
+
+    def _thinking_budget(self) -> int:
+        return int(getattr(self.settings, "max_thinking_tokens", 4096))
 
     def _plan(self, eng: Any, req: AnswerRequest) -> Iterator[AnswerEvent]:
         """Token segments of the prompt; the budget picks pages by retrieval when the set does not fit."""
         history = list(req.history)
         seg = self.builder.build(req.documents, req.question, history=history)
-        room = eng.max_context - req.max_new_tokens
+        reserved = req.max_new_tokens + (self._thinking_budget() if seg.thinking else 0)
+        room = eng.max_context - reserved
         omitted = None
         if len(seg) > room:
             from ingest.budget import document_set_key, fit_documents
@@ -251,13 +315,13 @@ class JambaAnswerer:
             if len(seg) > room:
                 raise InvalidInput(f"the question and conversation ({len(seg.tail)} tokens) leave no room for "
                                    f"the documents in the model's context of {eng.max_context} tokens "
-                                   f"({req.max_new_tokens} reserved for the answer)")
+                                   f"({reserved} reserved for the answer)")
             self.store.remember_selection(selection_key, fit.kept_pages)
             omitted = {"summary": fit.summary(),
                        "documents": [{"doc": o.doc, "filename": o.filename, "pages": o.pages, "tokens": o.tokens}
                                      for o in fit.omitted]}
             yield AnswerEvent(kind="progress", stage="retrieve", done=1, total=1)
-        return _Plan(_chain_segments(seg), list(seg.tail), omitted)
+        return _Plan(_chain_segments(seg), list(seg.tail), omitted, seg.thinking)
 
     def _restore(self, eng: Any, keys: list[str], ends: list[int],
                  use_ram: bool) -> tuple[_WarmPrefix | None, int, str]:

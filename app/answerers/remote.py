@@ -19,6 +19,7 @@ from collections import OrderedDict
 from typing import Any, Iterator
 
 from app.answerers.base import AnswerEvent, AnswerRequest
+from app.reasoning import THINKING, ThinkingSplitter
 from app.errors import EngineUnavailable
 
 CHARS_PER_TOKEN = 4       # token estimate when the server cannot count (no /tokenize route)
@@ -95,9 +96,13 @@ class RemoteAnswerer:
         except openai.APIStatusError as exc:
             raise EngineUnavailable(f"the remote engine at {self.base_url} refused the request "
                                     f"(HTTP {exc.status_code}): {_error_text(exc)}") from exc
-        pieces: list[str] = []
+        pieces = 0
         usage = None
         t_first = None
+        # A reasoning model's reasoning: in `reasoning_content` (vLLM's reasoning parsers; `reasoning`
+        # in newer ones), or inline in a <think> block at the start of the content.
+        split = ThinkingSplitter()
+        thinking: list[str] = []
         try:
             for chunk in stream:
                 if req.cancel is not None and req.cancel.is_set():
@@ -105,18 +110,31 @@ class RemoteAnswerer:
                 if chunk.usage is not None:
                     usage = chunk.usage
                 for choice in chunk.choices:
-                    text = choice.delta.content if choice.delta else None
-                    if text:
+                    delta = choice.delta
+                    parts = []
+                    reasoning = (getattr(delta, "reasoning_content", None) or getattr(delta, "reasoning", None)
+                                 if delta else None)
+                    if isinstance(reasoning, str) and reasoning:
+                        parts.append((THINKING, reasoning))
+                    if delta and delta.content:
+                        parts += split.feed(delta.content)
+                    for kind, text in parts:
                         if t_first is None:
                             t_first = time.perf_counter()
-                        pieces.append(text)
-                        yield AnswerEvent(kind="token", text=text)
+                        pieces += 1
+                        if kind == THINKING:
+                            thinking.append(text)
+                        yield AnswerEvent(kind="thinking" if kind == THINKING else "token", text=text)
+            for kind, text in split.flush():
+                if kind == THINKING:
+                    thinking.append(text)
+                yield AnswerEvent(kind="thinking" if kind == THINKING else "token", text=text)
         finally:
             stream.close()
         t_end = time.perf_counter()
-        timings = _timings(usage, len(pieces), t0, t_first, t_end)
+        timings = _timings(usage, pieces, t0, t_first, t_end)
         timings["omitted"] = omitted
-        yield AnswerEvent(kind="done", text="".join(pieces), timings=timings)
+        yield AnswerEvent(kind="done", text=split.answer_text, timings=timings, reasoning="".join(thinking).strip())
 
     def close(self) -> None:
         self._client.close()

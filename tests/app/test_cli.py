@@ -49,7 +49,9 @@ def test_ask_json_shape(run, corpus):
     code, out, _ = run("ask", "-w", "w", "Student's t-test for two independent samples", "--json")
     assert code == 0
     obj = json.loads(out)
-    assert set(obj) == {"answer", "engine", "citations", "timings", "omitted", "chat_id"} and isinstance(obj["chat_id"], int)
+    assert set(obj) == {"answer", "engine", "citations", "timings", "omitted", "reasoning", "chat_id"} \
+        and isinstance(obj["chat_id"], int)
+    assert obj["reasoning"] is None                  # only reasoning models write one
     assert obj["engine"] == "extractive" and obj["answer"].startswith("Extractive answer")
     assert obj["citations"] and all(set(c) == {"doc", "file", "page", "page_label", "quote", "verified"}
                                      for c in obj["citations"])

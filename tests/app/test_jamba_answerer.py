@@ -260,3 +260,36 @@ def test_a_follow_up_on_a_set_larger_than_the_context_keeps_the_pages_and_their_
     assert "earlier question" in t2["omitted"]["summary"]
     assert t2["omitted"]["documents"] == t1["omitted"]["documents"]
     assert t2["cached_tokens"] > 0.8 * t1["prompt_tokens"] and t2["prefilled_tokens"] < t1["prefilled_tokens"] / 4
+
+
+def test_a_reasoning_model_thinks_within_its_budget_then_answers_exactly(checkpoint, docs, tmp_path):
+    """Jamba Reasoning's template opens a <think> block: the reasoning streams as "thinking", is
+    closed for the model after max_thinking_tokens, and the answer continues from the state exactly
+    as one prefill of prompt + reasoning + "</think>" would."""
+    from tests.ingest.test_prompt import REASONING
+
+    eng = load_engine(checkpoint)
+    eng.tokenizer.chat_template = REASONING
+    a = JambaAnswerer(_settings(checkpoint, tmp_path, max_thinking_tokens=9), engine=eng)
+    assert a.builder.format == "system"
+    events = list(a.answer(AnswerRequest(docs[:2], "Why is the sky blue?", max_new_tokens=7)))
+    done = events[-1]
+    thinking = "".join(e.text for e in events if e.kind == "thinking")
+    answer = "".join(e.text for e in events if e.kind == "token")
+    kinds = [e.kind for e in events if e.kind in ("thinking", "token")]
+    assert kinds and kinds[0] == "thinking" and kinds == sorted(kinds, key=lambda k: k == "token")
+    t = done.timings
+    assert t["thinking_closed_by"] == "budget" and 9 <= t["thinking_tokens"] <= 12
+    assert done.reasoning == thinking.strip() and done.text == answer
+
+    seg = a.builder.build(docs[:2], "Why is the sky blue?")
+    assert seg.thinking and seg.texts[-1].endswith("<think>\n")
+    prompt = seg.ids()
+    g = eng.generate(prompt, max_new_tokens=t["thinking_tokens"])
+    thought = "".join(g)
+    assert thought.strip().startswith(done.reasoning[:20])
+    close = a.builder.encode_continuation("\n</think>\n\n")
+    expected = eng.generate(prompt + g.token_ids + close, max_new_tokens=7)
+    assert done.text == "".join(expected).lstrip()
+    assert t["new_tokens"] == t["thinking_tokens"] + len(expected.token_ids)
+    assert len(expected.token_ids) <= 7

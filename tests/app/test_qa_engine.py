@@ -78,3 +78,41 @@ def test_second_question_and_restart_use_the_cache(tmp_path, tiny, two_pages, on
     assert other.qa.answer(ws.id, "What is a t-test?").timings["cached_tokens"] == 0
     other.close()
     assert doc.pages == 2
+
+
+def test_a_reasoning_checkpoint_keeps_its_reasoning_apart_from_the_answer(tmp_path, two_pages):
+    """A checkpoint whose chat template is Jamba Reasoning's layout (ChatML, a <think> block opened
+    by the generation prompt), loaded from its folder: the reasoning streams as "thinking" events
+    and is saved apart from the answer, which alone goes back to the model in the next turn."""
+    import json
+
+    from engine.testing import write_tiny_checkpoint
+    from tests.ingest.test_prompt import REASONING
+    from ui import render
+    from ui.export import chat_markdown
+
+    folder = write_tiny_checkpoint(tmp_path / "reasoning", seed=2)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config["chat_template"] = REASONING
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    svc = Services(Settings.from_env(data_dir=tmp_path / "d", model=str(folder), engine="jamba", device="cpu",
+                                     max_new_tokens=3, max_thinking_tokens=5))
+    ws = svc.workspaces.create("w")
+    svc.documents.add(ws.id, two_pages)
+    events = list(svc.qa.ask(ws.id, "What is a t-test?"))
+    kinds = [e.kind for e in events if e.kind in ("thinking", "token")]
+    assert kinds[0] == "thinking" and "token" in kinds and kinds == sorted(kinds, key=lambda k: k == "token")
+    answer = events[-1].answer
+    streamed = "".join(e.text for e in events if e.kind == "thinking").strip()
+    assert answer.reasoning == streamed and answer.reasoning
+    assert answer.text == "".join(e.text for e in events if e.kind == "token")
+    assert answer.timings["thinking_closed_by"] == "budget" and answer.timings["thinking_tokens"] >= 5
+    saved = svc.chats.messages(answer.chat_id)[-1]
+    assert saved.reasoning == answer.reasoning and saved.text == answer.text
+    assert svc.chats.history(answer.chat_id) == [("user", "What is a t-test?"), ("assistant", answer.text)]
+    shown = render.chat_messages(svc.chats.messages(answer.chat_id))
+    assert [m.get("metadata", {}).get("title") for m in shown] == [None, "Reasoning", None]
+    assert "<details><summary>Reasoning</summary>" in chat_markdown("w", None, [saved], [])
+    follow = svc.qa.answer(ws.id, "And a paired one?", chat_id=answer.chat_id)
+    assert follow.timings["cached_tokens"] > 0 and follow.reasoning
+    svc.close()
