@@ -30,6 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.api_errors import ApiError, error_response
 from app.api_stream import iterate_in_thread
+from app.reasoning import THINKING, ThinkingSplitter
+from ingest.prompt import opens_thinking
 
 
 class ChatMessageIn(BaseModel):
@@ -198,14 +200,20 @@ def _generate(services: Any, eng: Any, ids: list[int], params: dict) -> Iterator
                 return
             yield _Out("progress", f"queue {queue.ahead(ticket)}")
         gen = eng.generate(ids, **params)
+        # a reasoning model's <think> block (opened by its chat template) comes as reasoning_content
+        split = ThinkingSplitter(opens_thinking(eng.tokenizer.decode(ids[-16:])))
         for piece in gen:
-            yield _Out("token", piece)
+            for kind, text in split.feed(piece):
+                yield _Out("thinking" if kind == THINKING else "token", text)
+        for kind, text in split.flush():
+            yield _Out("thinking" if kind == THINKING else "token", text)
     finally:
         queue.release(ticket)
     finish = "length" if gen.finish_reason == "length" else "stop"
     n_new = len(gen.token_ids)
+    extra = {"reasoning": split.thinking_text.strip()} if split.thinking_text.strip() else {}
     yield _Out("final", finish_reason=finish, usage={
-        "prompt_tokens": len(ids), "completion_tokens": n_new, "total_tokens": len(ids) + n_new})
+        "prompt_tokens": len(ids), "completion_tokens": n_new, "total_tokens": len(ids) + n_new}, extra=extra)
 
 
 def chat_prompt_ids(tokenizer: Any, turns: list[dict]) -> list[int]:

@@ -56,6 +56,11 @@ def test_reasoning_streams_apart_from_the_answer(reasoning_server, sse):
         content = "".join(d.get("content", "") for d in deltas)
         assert reasoning.strip() == message["reasoning_content"] and content == message["content"]
 
+        # the bundled model itself (model "engine"): its chat template opens the block too
+        raw = c.post("/v1/chat/completions", json={**body, "model": "engine", "max_tokens": 4}).json()
+        message = raw["choices"][0]["message"]
+        assert message["reasoning_content"] and "</think>" not in message["content"]
+
 
 def test_the_remote_engine_receives_the_reasoning(reasoning_server, corpus, tmp_path):
     remote = RemoteAnswerer(base_url=f"{reasoning_server.url}/v1", model="notes", api_key=AUTH)
