@@ -2,6 +2,7 @@
 `stopped` with the chat_id state as the ask left it), over real Services and a real PDF."""
 from __future__ import annotations
 
+import copy
 import threading
 from types import SimpleNamespace
 
@@ -90,3 +91,31 @@ def test_an_ask_that_goes_on_after_stop_ends_showing_the_stop(ui):
     last = updates[-1]
     assert "Stopped." in last["prefill_html"] and "Stopped." in result["out"]["prefill_html"]
     assert "(stopped)" in _bubbles(last)[1][1] and _bubbles(last) == _bubbles(result["out"])
+
+
+def test_a_reasoning_model_streams_its_reasoning_as_a_thought_before_the_answer(ui, monkeypatch):
+    """Reasoning pieces grow a "Thinking…" thought above the answer bubble while they stream; once
+    the answer starts it is titled "Reasoning"; the saved chat shows it collapsed, the same way."""
+    from app.events import AskEvent
+
+    chat = ui.svc.chats.create(ui.ws)
+
+    def ask(ws_id, question, chat_id=None, cancel=None, **_):
+        yield AskEvent("thinking", text="Page 3 ", chat_id=chat.id)
+        yield AskEvent("thinking", text="has it.", chat_id=chat.id)
+        yield AskEvent("token", text="It is there.", chat_id=chat.id)
+        msg = ui.svc.chats.save_exchange(chat.id, question, "It is there.", "jamba", {}, [],
+                                         reasoning="Page 3 has it.")
+        yield AskEvent("done", text=msg.text, answer=msg, chat_id=chat.id)
+
+    monkeypatch.setattr(ui.svc.qa, "ask", ask)
+    monkeypatch.setattr("ui.handlers.STREAM_EVERY_S", 0.0)
+    shown = [copy.deepcopy(out["chatbot"])            # the handler updates one list in place
+             for out in ui.h.ask("Where?", ui.ws, chat.id, [], _session("r")) if "chatbot" in out]
+    thought = [m for m in shown[2] if m.get("metadata")]
+    assert thought and thought[0]["metadata"]["title"] == "Thinking\u2026" and thought[0]["content"] == "Page 3 has it."
+    answering = shown[3]
+    assert answering[-2]["metadata"]["title"] == "Reasoning" and "It is there." in answering[-1]["content"]
+    final = shown[-1]
+    assert [m.get("metadata", {}).get("title") for m in final] == [None, "Reasoning", None]
+    assert final[1]["content"] == "Page 3 has it." and "It is there." in final[2]["content"]
