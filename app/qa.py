@@ -168,8 +168,9 @@ class QAService:
                     yield AskEvent("progress", done=ev.done, total=ev.total, eta_s=ev.eta_s,
                                    stage=ev.stage, chat_id=chat_id)
                 elif ev.kind == "done":
-                    run.final_text = ev.text or "".join(run.pieces)
                     run.reasoning = getattr(ev, "reasoning", "") or None
+                    # an answer that is all reasoning (cut short) is empty, not its streamed pieces
+                    run.final_text = ev.text if ev.text or run.reasoning else "".join(run.pieces)
                     run.engine_timings = dict(ev.timings or {})
         finally:
             run.t_end = time.monotonic()

@@ -63,6 +63,16 @@ class ThinkingSplitter:
         self._emit(out, kind, held)
         return out
 
+    def settled(self) -> tuple[str, str]:
+        """(reasoning, answer) once the stream has ended. A server that opened the block in its
+        prompt and sends the reasoning inline (no reasoning parser) streams it as answer text up to
+        a bare </think>: everything before that tag was reasoning."""
+        answer = self.answer_text
+        if not self.thinking_text and THINK_CLOSE in answer and THINK_OPEN not in answer:
+            before, _, after = answer.partition(THINK_CLOSE)
+            return before.strip(), after.lstrip()
+        return self.thinking_text.strip(), answer
+
     def _emit(self, out: list[tuple[str, str]], kind: str, text: str) -> None:
         if not text:
             return

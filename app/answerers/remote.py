@@ -134,7 +134,10 @@ class RemoteAnswerer:
         t_end = time.perf_counter()
         timings = _timings(usage, pieces, t0, t_first, t_end)
         timings["omitted"] = omitted
-        yield AnswerEvent(kind="done", text=split.answer_text, timings=timings, reasoning="".join(thinking).strip())
+        reasoning, answer = split.settled()
+        if thinking:
+            reasoning = "".join(thinking).strip()
+        yield AnswerEvent(kind="done", text=answer, timings=timings, reasoning=reasoning)
 
     def close(self) -> None:
         self._client.close()

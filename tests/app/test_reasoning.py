@@ -50,3 +50,17 @@ def test_reasoning_streams_before_the_block_closes():
     assert sp.feed("ink>\n\nIt is") == [(ANSWER, "It is")]
     assert sp.feed(" red.") == [(ANSWER, " red.")]
     assert sp.flush() == []
+
+
+def test_a_bare_closing_tag_settles_the_reasoning_at_the_end():
+    """A server that opened <think> in its prompt and has no reasoning parser streams the reasoning
+    as content: once it ends, what came before the bare </think> is the reasoning."""
+    sp = ThinkingSplitter()
+    for piece in ["The user asks", " about X.\n</th", "ink>\n\nX is red [doc 1, p. 2]."]:
+        sp.feed(piece)
+    sp.flush()
+    assert sp.settled() == ("The user asks about X.", "X is red [doc 1, p. 2].")
+    plain = ThinkingSplitter()
+    plain.feed("Use <think> and </think> tags.")
+    plain.flush()
+    assert plain.settled() == ("", "Use <think> and </think> tags.")      # both tags: left alone
