@@ -21,6 +21,11 @@ CONFIGS = {
     "tied-5layers": dict(hidden_size=48, num_attention_heads=6, num_key_value_heads=3, num_hidden_layers=5,
                          attn_layer_period=5, attn_layer_offset=4, mamba_d_state=4, tie_word_embeddings=True,
                          num_experts=4, num_experts_per_tok=3, seed=7),
+    # Jamba Reasoning 3B's layout (its config.json: 28 layers, attention at 7 and 21 only, dense MLP,
+    # 20 query heads on 1 kv head, tied embeddings, dt rank = hidden / 16), scaled down
+    "reasoning-3b-layout": dict(hidden_size=40, num_attention_heads=5, num_key_value_heads=1, num_hidden_layers=28,
+                                attn_layer_period=14, attn_layer_offset=7, num_experts=1, intermediate_size=64,
+                                tie_word_embeddings=True, mamba_conv_bias=True, mamba_proj_bias=False, seed=3),
 }
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from engine import HybridState, StateError, load_engine
+from engine.config import JambaConfig
 from engine.state import state_bytes
 from engine.state_size import ALL_ATTENTION, JAMBA_MINI, kv_bytes
 from engine.testing import write_tiny_checkpoint
@@ -202,3 +203,21 @@ def test_a_restored_state_is_copied_once_not_again_by_the_first_decode_steps(eng
     logits_a, _ = eng_multi.decode_step(7, s)
     logits_b, _ = eng_multi.decode_step(7, eng_multi.state_from_bytes(s.to_bytes()))
     torch.testing.assert_close(logits_a, logits_b)
+
+
+def test_state_size_table_for_a_checkpoint_folder(tmp_path, capsys):
+    """`python -m engine.state_size --config FOLDER`: the table for that checkpoint's own config."""
+    from engine.state_size import main
+    from engine.testing import write_tiny_checkpoint
+
+    folder = write_tiny_checkpoint(tmp_path / "ck", num_hidden_layers=6, attn_layer_period=3, attn_layer_offset=1,
+                                   num_key_value_heads=1)
+    main(["--config", str(folder), "--tokens", "1024", "--dtype", "float32"])
+    out = capsys.readouterr().out
+    cfg = JambaConfig.from_file(folder / "config.json")
+    per_token = 2 * 2 * 1 * cfg.head_dim * 4                      # K and V, 2 attention layers, 1 kv head, fp32
+    assert f"ck {per_token / 1024:g} KiB (2 attention layers of 6)" in out
+    assert f"Transformer {3 * per_token / 1024:g} KiB" in out
+    with pytest.raises(SystemExit):
+        main(["--config", str(tmp_path / "missing")])
+    assert "missing: no such checkpoint folder or config.json" in capsys.readouterr().err
