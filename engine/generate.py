@@ -88,7 +88,8 @@ class StopMatcher:
 class Generation:
     """`for piece in eng.generate(...)` yields text pieces. Afterwards: `token_ids` (generated),
     `text`, `finish_reason` ("eos" | "stop" | "length" | "cancelled"), and `state`: the state
-    after the prompt and every generated token that was fed back (all but the last one)."""
+    after the prompt and every generated token that was fed back (all but the last one).
+    `max_new_tokens` may be lowered while iterating (read before each new token)."""
 
     def __init__(self, eng: "Engine", token_ids: Sequence[int], state: "HybridState | None",
                  max_new_tokens: int, temperature: float, top_p: float, seed: int | None,

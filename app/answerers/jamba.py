@@ -261,10 +261,10 @@ class JambaAnswerer:
                 for kind, text in out.splitter.feed(piece):
                     if kind == ANSWER and out.answer_from is None:
                         out.answer_from = n - 1
+                        # the answer's own max_new_tokens: the generation stops there (flushing its text)
+                        generation.max_new_tokens = min(generation.max_new_tokens,
+                                                        out.answer_from - out.n_new + req.max_new_tokens)
                     yield AnswerEvent(kind="thinking" if kind == THINKING else "token", text=text)
-                if out.answer_from is not None and n - out.answer_from >= req.max_new_tokens:
-                    out.finish_reason = "length"
-                    break
                 if out.splitter.state == THINKING and think_budget and n >= think_budget and not out.closed_by:
                     force_close = True
                     break

@@ -293,3 +293,13 @@ def test_a_reasoning_model_thinks_within_its_budget_then_answers_exactly(checkpo
     assert done.text == "".join(expected).lstrip()
     assert t["new_tokens"] == t["thinking_tokens"] + len(expected.token_ids)
     assert len(expected.token_ids) <= 7
+
+
+def test_the_answer_is_exactly_what_the_engine_generates(eng, checkpoint, docs, tmp_path):
+    """No text lost at the end (the generation's last held-back piece) or in between."""
+    a = JambaAnswerer(_settings(checkpoint, tmp_path), engine=eng)
+    text, timings, _ = ask(a, docs[:2], "What is it?", max_new_tokens=17)
+    seg = PromptBuilder(eng.tokenizer).build(docs[:2], "What is it?")
+    g = eng.generate(seg.ids(), max_new_tokens=17)
+    assert text == "".join(g).lstrip() and timings["new_tokens"] == len(g.token_ids) == 17
+    assert timings["finish_reason"] == g.finish_reason == "length"
