@@ -224,6 +224,10 @@ def cmd_ask(args) -> int:
                 sys.stderr.flush()
                 reasoned = True
                 continue
+            if reasoned and stream and args.show_reasoning:
+                sys.stderr.write("\n\n")          # the reasoning ends here; the answer follows on stdout
+                sys.stderr.flush()
+                reasoned = False
             if stream:
                 sys.stdout.write(ev.text)
                 sys.stdout.flush()
@@ -236,6 +240,8 @@ def cmd_ask(args) -> int:
         print(json.dumps({**ask_json(final), "chat_id": final.chat_id}, ensure_ascii=False, indent=2))
         return EXIT_OK
     if not stream:
+        if args.show_reasoning and final.reasoning:
+            print(final.reasoning, end="\n\n", file=sys.stderr)
         print(final.text, end="")
     print()
     if final.citations:

@@ -191,3 +191,23 @@ def test_ask_says_which_pages_were_not_read_when_the_set_exceeds_the_context(run
     omitted = json.loads(out)["omitted"]
     assert any(o["doc"] == 2 and o["file"] == "hsaur-inference.pdf" and o["pages"] for o in omitted), omitted
     assert all(o["file"] != "pari-refcard.pdf" for o in omitted) or "pari-refcard.pdf)" in line
+
+
+def test_ask_shows_a_reasoning_models_reasoning_only_when_asked(run, corpus, tmp_path, monkeypatch):
+    from engine.testing import write_tiny_checkpoint
+    from tests.ingest.test_prompt import REASONING
+
+    folder = write_tiny_checkpoint(tmp_path / "reasoning", seed=2)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config["chat_template"] = REASONING
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    model = ["--model", str(folder), "--engine", "jamba"]
+    monkeypatch.setenv("JAMBADOCS_MAX_THINKING_TOKENS", "6")
+    assert run(*model, "ingest", "-w", "w", str(corpus / "pari-refcard.pdf"))[0] == 0
+    code, out, _ = run(*model, "ask", "-w", "w", "What is it?", "--max-new-tokens", "3", "--json")
+    obj = json.loads(out)
+    assert code == 0 and obj["reasoning"] and "</think>" not in obj["answer"]
+    code, out, err = run(*model, "ask", "-w", "w", "What is it?", "--max-new-tokens", "3")
+    assert code == 0 and obj["reasoning"] not in out + err
+    code, out, err = run(*model, "ask", "-w", "w", "What is it?", "--max-new-tokens", "3", "--show-reasoning")
+    assert code == 0 and obj["reasoning"] in err and obj["reasoning"] not in out
