@@ -96,6 +96,9 @@ def answer_stats(timings: dict | None) -> str:
         parts.append(f"<b>{timings['tokens_per_s']:.1f}</b> tok/s")
     if timings.get("total_s") is not None:
         parts.append(f"total {fmt_seconds(timings['total_s'])}")
+    if timings.get("thinking_tokens"):
+        why = " (its budget ran out)" if timings.get("thinking_closed_by") == "budget" else ""
+        parts.append(f"reasoning <b>{fmt_tokens(timings['thinking_tokens'])}</b> tokens{why}")
     if timings.get("cancelled"):
         parts.append('<span class="jd-warn">stopped before the end</span>')
     line = f'<div class="jd-stats" id="jd-answer-stats">{" &middot; ".join(parts)}'

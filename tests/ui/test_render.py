@@ -118,3 +118,14 @@ def test_engine_status_says_what_decode_runs_on():
     line = engine_status(info)
     assert "<b>decode</b> C on 2 threads" in line and "jamba-tiny" in line
     assert "decode" not in engine_status({k: v for k, v in info.items() if k != "decode"})
+
+
+def test_answer_stats_say_how_long_a_reasoning_model_reasoned():
+    from ui.render import answer_stats
+
+    plain = answer_stats({"cached_tokens": 10, "prefilled_tokens": 20, "ttft_s": 0.5})
+    assert "reasoning" not in plain
+    by_model = answer_stats({"ttft_s": 0.5, "thinking_tokens": 1234, "thinking_closed_by": "model"})
+    assert re.search(r"reasoning <b>1\.2k</b> tokens", by_model) and "budget" not in by_model
+    cut = answer_stats({"ttft_s": 0.5, "thinking_tokens": 4096, "thinking_closed_by": "budget"})
+    assert "its budget ran out" in cut
