@@ -90,9 +90,11 @@ def count(pattern: str, texts: list[str]) -> int:
     return sum(1 for t in texts if re.search(pattern, t))
 
 
-def report(page, server) -> None:
+def report(page, server, joins: list[str] = ()) -> None:
     """Print what a failed browser test saw: the upload panel's history, the password box, the
-    server's log tail (pytest shows it with the failure)."""
+    inputs of the last Gradio events, the server's log tail (pytest shows it with the failure)."""
+    for body in list(joins)[-4:]:
+        print("event sent:", body[:600])
     try:
         print("uploads panel, each text it showed:", *recorded(page, "uploads"), sep="\n---\n")
         print("password box:", repr(page.evaluate(

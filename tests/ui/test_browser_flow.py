@@ -23,6 +23,8 @@ def test_whole_flow_extractive(chromium, corpus, tmp_path, screenshots):
     page = context.new_page()
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))
+    joins: list[str] = []        # what each Gradio event sent (its inputs), for the failure report
+    page.on("request", lambda r: joins.append(r.post_data or "") if "queue/join" in r.url else None)
     try:
         open_app(page, server.url)
         assert workspace(page) == "My documents"          # first start: a default workspace
@@ -185,7 +187,7 @@ def test_whole_flow_extractive(chromium, corpus, tmp_path, screenshots):
         # -- nothing left this machine: every request went to the local server -----------------
         assert hosts(requests) == local, hosts(requests)
     except Exception:
-        report(page, server)         # what the page and the server showed, for a failure seen only in CI
+        report(page, server, joins)  # what the page, the events and the server showed (a failure seen in CI)
         raise
     finally:
         context.close()
