@@ -118,7 +118,10 @@ def test_whole_flow_extractive(chromium, corpus, tmp_path, screenshots):
                                "document.querySelector('#jd-uploads .jd-up-error')?.innerText || '')", timeout=60_000)
         wait_idle(page)      # that upload's event has ended, as it has when a person types the password
         page.get_by_role("button", name=re.compile("^Password for protected PDFs")).click()
-        text_input(page, "jd-password").fill("secret123")
+        box = text_input(page, "jd-password")
+        box.fill("secret123")
+        box.press("Tab")               # and on to the upload box, as a person does (the box commits its value)
+        wait_idle(page)
         page.set_input_files("#jd-upload input[type=file]", [str(corpus / "encrypted.pdf")])
         page.wait_for_selector("#jd-uploads .jd-up-added", timeout=60_000)
         rows = wait_rows(page, 3)
