@@ -7,6 +7,7 @@
     model.safetensors               or model-0000i-of-0000n.safetensors + model.safetensors.index.json
     tokenizer.json                  byte-level BPE trained at write time on built-in multilingual text
     tokenizer_config.json           special tokens + a Jamba-1.5-style chat_template taking `documents`
+                                    (or `chat_template=REASONING_TEMPLATE`: Jamba Reasoning's layout)
 
 Tensor names are the hub names (per-expert `feed_forward.experts.{e}.{gate,up,down}_proj.weight`,
 `feed_forward.router.weight`, `mamba.{in_proj,conv1d,x_proj,dt_proj,out_proj}`, ...): transformers 5
@@ -239,7 +240,25 @@ def build_tokenizer(vocab_size: int):
     return tok
 
 
-def _write_tokenizer(folder: Path, vocab_size: int, max_len: int) -> dict[str, int]:
+# The layout of Jamba Reasoning 3B's template, written for this test: ChatML turns, a thinking
+# instruction before the last user message, earlier answers without their reasoning, and a
+# generation prompt that opens a <think> block.
+REASONING_TEMPLATE = (
+    "{{- bos_token -}}"
+    "{%- for m in messages -%}"
+    "{%- if m['role'] == 'assistant' -%}"
+    "{{- '<|im_start|>assistant\\n' + m['content'].split('</think>')[-1].lstrip('\\n') + '<|im_end|>\\n' -}}"
+    "{%- else -%}"
+    "{{- '<|im_start|>' + m['role'] + '\\n' + ('Think first, inside <think> </think>.\\n' if loop.last else '')"
+    " + m['content'] + '<|im_end|>\\n' -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n<think>\\n' -}}{%- endif -%}"
+)
+
+
+def _write_tokenizer(folder: Path, vocab_size: int, max_len: int,
+                     chat_template: str = CHAT_TEMPLATE) -> dict[str, int]:
     tok = build_tokenizer(vocab_size)
     tok.save(str(folder / "tokenizer.json"))
     ids = {t: tok.token_to_id(t) for t in SPECIAL_TOKENS + CHAT_TOKENS}
@@ -257,18 +276,20 @@ def _write_tokenizer(folder: Path, vocab_size: int, max_len: int) -> dict[str, i
         "add_bos_token": True, "add_eos_token": False,
         "clean_up_tokenization_spaces": False,
         "model_max_length": max_len,
-        "chat_template": CHAT_TEMPLATE,
+        "chat_template": chat_template,
     }
     (folder / "tokenizer_config.json").write_text(json.dumps(tok_cfg, indent=2, ensure_ascii=False))
     return ids
 
 
-def write_tiny_checkpoint(folder: str | Path, seed: int = 0, shards: int = 1, **overrides: Any) -> Path:
-    """Write a random tiny Jamba checkpoint (HF layout, tokenizer included) into `folder`; return it."""
+def write_tiny_checkpoint(folder: str | Path, seed: int = 0, shards: int = 1, chat_template: str = CHAT_TEMPLATE,
+                          **overrides: Any) -> Path:
+    """Write a random tiny Jamba checkpoint (HF layout, tokenizer included) into `folder`; return it.
+    `chat_template`: the tokenizer's (default: Jamba 1.5's layout; REASONING_TEMPLATE: Jamba Reasoning's)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     cfg = tiny_config(**overrides)
-    ids = _write_tokenizer(folder, cfg["vocab_size"], cfg["max_position_embeddings"])
+    ids = _write_tokenizer(folder, cfg["vocab_size"], cfg["max_position_embeddings"], chat_template)
     cfg["pad_token_id"], cfg["bos_token_id"], cfg["eos_token_id"] = (
         ids["<|pad|>"], ids["<|startoftext|>"], ids["<|endoftext|>"])
     (folder / "config.json").write_text(json.dumps(cfg, indent=2))

@@ -47,6 +47,21 @@ class LiveServer:
         self.sock.close()
 
 
+def remote_ask(server_url: str, model: str, api_key: str, data_dir: Path, document: Path,
+               question: str) -> tuple[list, dict]:
+    """Ask through the `remote` engine against `server_url` (an OpenAI-compatible /v1), from a
+    client workspace holding `document`: (the ask's events, the client's engine info)."""
+    from app.answerers.remote import RemoteAnswerer
+
+    remote = RemoteAnswerer(base_url=server_url, model=model, api_key=api_key)
+    settings = Settings.from_env(data_dir=data_dir, engine="remote", remote_url=f"{server_url}/v1",
+                                 remote_model=model)
+    with Services(settings, answerer=remote) as svc:
+        ws = svc.workspaces.create("mine")
+        svc.documents.add(ws.id, document)
+        return list(svc.qa.ask(ws.id, question)), svc.engine_info()
+
+
 def serve_services(services: Services, auth: str | None = AUTH) -> LiveServer:
     return LiveServer(create_app(services, auth))
 

@@ -8,22 +8,17 @@ import json
 import httpx
 import pytest
 
-from app.answerers.remote import RemoteAnswerer
 from app.config import Settings
 from app.services import Services
-from tests.api.conftest import AUTH, serve_services
+from tests.api.conftest import AUTH, remote_ask, serve_services
 
 
 @pytest.fixture(scope="module")
 def reasoning_server(tmp_path_factory, corpus):
-    from engine.testing import write_tiny_checkpoint
-    from tests.ingest.test_prompt import REASONING
+    from engine.testing import REASONING_TEMPLATE, write_tiny_checkpoint
 
     root = tmp_path_factory.mktemp("reasoning-api")
-    folder = write_tiny_checkpoint(root / "ckpt", seed=3)
-    config = json.loads((folder / "tokenizer_config.json").read_text())
-    config["chat_template"] = REASONING
-    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    folder = write_tiny_checkpoint(root / "ckpt", seed=3, chat_template=REASONING_TEMPLATE)
     settings = Settings.from_env(data_dir=root / "data", model=str(folder), engine="jamba", device="cpu",
                                  max_new_tokens=3, max_thinking_tokens=4)
     with Services(settings) as svc:
@@ -63,13 +58,8 @@ def test_reasoning_streams_apart_from_the_answer(reasoning_server, sse):
 
 
 def test_the_remote_engine_receives_the_reasoning(reasoning_server, corpus, tmp_path):
-    remote = RemoteAnswerer(base_url=f"{reasoning_server.url}/v1", model="notes", api_key=AUTH)
-    settings = Settings.from_env(data_dir=tmp_path / "client", engine="remote",
-                                 remote_url=f"{reasoning_server.url}/v1", remote_model="notes")
-    with Services(settings, answerer=remote) as svc:
-        ws = svc.workspaces.create("mine")
-        svc.documents.add(ws.id, corpus / "acm-sigconf.pdf")
-        events = list(svc.qa.ask(ws.id, "What is this?"))
+    events, _ = remote_ask(reasoning_server.url, "notes", AUTH, tmp_path / "client", corpus / "acm-sigconf.pdf",
+                           "What is this?")
     answer = events[-1].answer
     assert any(e.kind == "thinking" for e in events)
     assert answer.reasoning == "".join(e.text for e in events if e.kind == "thinking").strip()

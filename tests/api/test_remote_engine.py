@@ -13,6 +13,7 @@ from app.answerers.remote import RemoteAnswerer, build_messages, system_text
 from app.config import Settings
 from app.errors import EngineUnavailable
 from app.services import Services
+from tests.api.conftest import remote_ask
 
 
 def test_remote_answers_with_verified_citations_through_a_workspace(
@@ -21,14 +22,9 @@ def test_remote_answers_with_verified_citations_through_a_workspace(
     with httpx.Client(base_url=server.url, auth=credentials, timeout=120) as c:
         c.post("/api/workspaces", json={"name": "shared"})
         assert upload_files(c, "shared", corpus / "hsaur-inference.pdf").status_code == 201
-    remote = RemoteAnswerer(base_url=server.url, model="shared", api_key=":".join(credentials))
-    settings = Settings.from_env(data_dir=tmp_path / "client", engine="remote",
-                                 remote_url=f"{server.url}/v1", remote_model="shared")
-    with Services(settings, answerer=remote) as svc:
-        ws = svc.workspaces.create("mine")
-        svc.documents.add(ws.id, corpus / "hsaur-inference.pdf")
-        events = list(svc.qa.ask(ws.id, "What is the result of the Wilcoxon signed rank test?"))
-        assert svc.engine_info()["engine"] == "remote"
+    events, info = remote_ask(server.url, "shared", ":".join(credentials), tmp_path / "client",
+                              corpus / "hsaur-inference.pdf", "What is the result of the Wilcoxon signed rank test?")
+    assert info["engine"] == "remote"
     tokens = "".join(e.text for e in events if e.kind == "token")
     answer = events[-1].answer
     assert events[-1].kind == "done" and answer.engine == "remote"

@@ -194,13 +194,9 @@ def test_ask_says_which_pages_were_not_read_when_the_set_exceeds_the_context(run
 
 
 def test_ask_shows_a_reasoning_models_reasoning_only_when_asked(run, corpus, tmp_path, monkeypatch):
-    from engine.testing import write_tiny_checkpoint
-    from tests.ingest.test_prompt import REASONING
+    from engine.testing import REASONING_TEMPLATE, write_tiny_checkpoint
 
-    folder = write_tiny_checkpoint(tmp_path / "reasoning", seed=2)
-    config = json.loads((folder / "tokenizer_config.json").read_text())
-    config["chat_template"] = REASONING
-    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    folder = write_tiny_checkpoint(tmp_path / "reasoning", seed=2, chat_template=REASONING_TEMPLATE)
     model = ["--model", str(folder), "--engine", "jamba"]
     monkeypatch.setenv("JAMBADOCS_MAX_THINKING_TOKENS", "6")
     assert run(*model, "ingest", "-w", "w", str(corpus / "pari-refcard.pdf"))[0] == 0

@@ -266,10 +266,10 @@ def test_a_reasoning_model_thinks_within_its_budget_then_answers_exactly(checkpo
     """Jamba Reasoning's template opens a <think> block: the reasoning streams as "thinking", is
     closed for the model after max_thinking_tokens, and the answer continues from the state exactly
     as one prefill of prompt + reasoning + "</think>" would."""
-    from tests.ingest.test_prompt import REASONING
+    from engine.testing import REASONING_TEMPLATE
 
     eng = load_engine(checkpoint)
-    eng.tokenizer.chat_template = REASONING
+    eng.tokenizer.chat_template = REASONING_TEMPLATE
     a = JambaAnswerer(_settings(checkpoint, tmp_path, max_thinking_tokens=9), engine=eng)
     assert a.builder.format == "system"
     events = list(a.answer(AnswerRequest(docs[:2], "Why is the sky blue?", max_new_tokens=7)))

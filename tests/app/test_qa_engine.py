@@ -84,17 +84,11 @@ def test_a_reasoning_checkpoint_keeps_its_reasoning_apart_from_the_answer(tmp_pa
     """A checkpoint whose chat template is Jamba Reasoning's layout (ChatML, a <think> block opened
     by the generation prompt), loaded from its folder: the reasoning streams as "thinking" events
     and is saved apart from the answer, which alone goes back to the model in the next turn."""
-    import json
-
-    from engine.testing import write_tiny_checkpoint
-    from tests.ingest.test_prompt import REASONING
+    from engine.testing import REASONING_TEMPLATE, write_tiny_checkpoint
     from ui import render
     from ui.export import chat_markdown
 
-    folder = write_tiny_checkpoint(tmp_path / "reasoning", seed=2)
-    config = json.loads((folder / "tokenizer_config.json").read_text())
-    config["chat_template"] = REASONING
-    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    folder = write_tiny_checkpoint(tmp_path / "reasoning", seed=2, chat_template=REASONING_TEMPLATE)
     svc = Services(Settings.from_env(data_dir=tmp_path / "d", model=str(folder), engine="jamba", device="cpu",
                                      max_new_tokens=3, max_thinking_tokens=5))
     ws = svc.workspaces.create("w")

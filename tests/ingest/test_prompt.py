@@ -5,6 +5,7 @@ import copy
 
 import pytest
 
+from engine.testing import REASONING_TEMPLATE as REASONING
 from ingest.model import Page
 from ingest.prompt import (
     BUILTIN_TEMPLATE,
@@ -88,23 +89,6 @@ def test_left_out_pages_are_marked(read):
 
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
           "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-
-# The layout of Jamba Reasoning 3B's template, written for this test: ChatML turns, a thinking
-# instruction before the last user message, earlier answers without their reasoning, and a
-# generation prompt that opens a <think> block.
-REASONING = (
-    "{{- bos_token -}}"
-    "{%- for m in messages -%}"
-    "{%- if m['role'] == 'assistant' -%}"
-    "{{- '<|im_start|>assistant\\n' + m['content'].split('</think>')[-1].lstrip('\\n') + '<|im_end|>\\n' -}}"
-    "{%- else -%}"
-    "{{- '<|im_start|>' + m['role'] + '\\n' + ('Think first, inside <think> </think>.\\n' if loop.last else '')"
-    " + m['content'] + '<|im_end|>\\n' -}}"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n<think>\\n' -}}{%- endif -%}"
-)
-
 
 def test_a_chat_template_without_documents_gets_them_in_its_system_message(tiny_tokenizer, docs):
     """Jamba2 and Jamba Reasoning use ChatML turns and take no `documents`: the model must still
