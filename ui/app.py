@@ -69,7 +69,7 @@ def build_ui(services) -> gr.Blocks:
                 confirm_box, confirm_text, confirm_yes, confirm_no = _confirmation("jd-confirm")
                 files = gr.File(label="Add documents (drop several files)", file_count="multiple",
                                 file_types=UPLOAD_TYPES, elem_id="jd-upload", height=120)
-                with gr.Accordion("Password for protected PDFs", open=False):
+                with gr.Accordion("Password for protected PDFs", open=False, elem_id="jd-password-box") as password_box:
                     password = gr.Textbox(show_label=False, type="password", max_lines=1,
                                           placeholder="used for the next upload only", elem_id="jd-password")
                 uploads = gr.HTML(render.upload_progress([]), padding=False)
@@ -123,6 +123,7 @@ def build_ui(services) -> gr.Blocks:
                prefs=prefs, source_head=source_head, page_image=page_image, nav_row=nav_row,
                page_text=page_text, viewer=viewer, engine_line=engine_line, ws_name=ws_name,
                confirm_box=confirm_box, chat_confirm=chat_confirm, uploads=uploads, files=files, password=password,
+               password_box=password_box,
                question=question, prefill_html=prefill_html)
 
         demo.load(h.on_load, inputs=[prefs], outputs=view_outputs + [engine_line]) \
@@ -142,7 +143,7 @@ def build_ui(services) -> gr.Blocks:
         # "multiple": files dropped while an upload is still being read queue behind it (Gradio's
         # default, "once", would drop them without a word)
         files.upload(h.upload, inputs=[files, ws_id, password, chat_id],
-                     outputs=[uploads, files, password] + view_outputs, trigger_mode="multiple")
+                     outputs=[uploads, files, password, password_box] + view_outputs, trigger_mode="multiple")
         remove_btn.click(h.remove_document, inputs=[ws_id, doc_dd, chat_id], outputs=view_outputs)
 
         # chat

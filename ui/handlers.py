@@ -257,6 +257,7 @@ class Handlers:
         if ws_id is None:
             raise gr.Error(NO_WORKSPACE)
         rows = [render.UploadRow(Path(p).name) for p in paths]
+        needs_password = False
         # The password is for this upload only: this event already holds it, so the box is cleared
         # now, in the first update. Cleared with the last result instead, Gradio sent that update a
         # second time when the generator finished, and it wiped a password typed in between (the
@@ -304,6 +305,7 @@ class Handlers:
                         log.exception("upload of %s failed", row.filename, exc_info=err)
                     row.status = "error"
                     row.message = render.ingest_error_text(err, row.filename)
+                    needs_password = needs_password or getattr(err, "reason", None) == "encrypted"
                 break
             worker.join()
             drop_upload_copy(path)        # the workspace keeps its own copy; Gradio's would linger in /tmp
@@ -311,6 +313,8 @@ class Handlers:
             out[self.ui.uploads] = render.upload_progress(rows)
             if n == len(rows):
                 out[self.ui.files] = None
+                if needs_password:           # open the password box where the user will type it
+                    out[self.ui.password_box] = gr.update(open=True)
             yield out                     # the documents panel grows file by file
 
 

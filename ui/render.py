@@ -26,7 +26,7 @@ FRIENDLY_REASONS = {     # for errors that come without a message of their own
     "unsupported": "this file type is not supported",
 }
 HINTS = {
-    "encrypted": "Type its password under \u201cPassword for protected PDFs\u201d and add it again.",
+    "encrypted": "Type its password under \u201cPassword for protected PDFs\u201d (opened for you) and add it again.",
     "no_text": "Check the file opens and shows text; a clearer scan (at least 150 dpi) reads better.",
 }
 

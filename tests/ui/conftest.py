@@ -37,8 +37,8 @@ def screenshots() -> Path:
 # handler's {component: value} result by name.
 HANDLER_COMPONENTS = ("ws_dd", "docs_html", "budget_html", "doc_dd", "chat_dd", "chatbot", "export_btn",
                       "stats_html", "ws_id", "chat_id", "prefs", "question", "prefill_html", "uploads", "files",
-                      "password", "confirm_box", "chat_confirm", "source_head", "page_image", "nav_row",
-                      "page_text", "viewer", "engine_line", "ws_name")
+                      "password", "password_box", "confirm_box", "chat_confirm", "source_head", "page_image",
+                      "nav_row", "page_text", "viewer", "engine_line", "ws_name")
 
 
 @pytest.fixture

@@ -69,7 +69,8 @@ def test_the_password_is_cleared_when_the_upload_starts_and_never_after(ui, corp
     updates = list(ui.h.upload([str(enc)], ui.ws, None, None))
     assert "password" in updates[-1]["uploads"] and updates[-1]["files"] is None
     assert updates[0]["password"] == "" and all("password" not in u for u in updates[1:])
+    assert updates[-1]["password_box"]["open"] is True        # the box opens where the password goes
     enc = _as_gradio_upload(corpus / "encrypted.pdf", ui.upload_dir, "d4")
     updates = list(ui.h.upload([str(enc)], ui.ws, "secret123", None))
     assert updates[0]["password"] == "" and all("password" not in u for u in updates[1:])
-    assert "added" in updates[-1]["uploads"]
+    assert "added" in updates[-1]["uploads"] and "password_box" not in updates[-1]
