@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.api_errors import ApiError, error_response
 from app.api_stream import iterate_in_thread
-from app.reasoning import THINKING, ThinkingSplitter
+from app.reasoning import ThinkingSplitter
 from ingest.prompt import opens_thinking
 
 
@@ -156,7 +156,7 @@ def _workspace_steps(events: Iterator[Any], answer_json) -> Iterator[_Out]:
             answer = answer_json(event.answer, event.chat_id)
             timings = dict(event.answer.timings or {})
             yield _Out("final", usage=_usage(timings, pieces),
-                       extra={"answer": answer["answer"], "reasoning": answer.get("reasoning"),
+                       extra={"answer": answer["answer"], "reasoning": answer["reasoning"],
                               "citations": answer["citations"],
                               "timings": answer["timings"], "chat_id": answer["chat_id"]})
 
@@ -204,14 +204,15 @@ def _generate(services: Any, eng: Any, ids: list[int], params: dict) -> Iterator
         split = ThinkingSplitter(opens_thinking(eng.tokenizer.decode(ids[-16:])))
         for piece in gen:
             for kind, text in split.feed(piece):
-                yield _Out("thinking" if kind == THINKING else "token", text)
+                yield _Out(kind, text)
         for kind, text in split.flush():
-            yield _Out("thinking" if kind == THINKING else "token", text)
+            yield _Out(kind, text)
     finally:
         queue.release(ticket)
     finish = "length" if gen.finish_reason == "length" else "stop"
     n_new = len(gen.token_ids)
-    extra = {"reasoning": split.thinking_text.strip()} if split.thinking_text.strip() else {}
+    reasoning = split.thinking_text.strip()
+    extra = {"reasoning": reasoning} if reasoning else {}
     yield _Out("final", finish_reason=finish, usage={
         "prompt_tokens": len(ids), "completion_tokens": n_new, "total_tokens": len(ids) + n_new}, extra=extra)
 

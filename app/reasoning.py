@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from ingest.prompt import THINK_CLOSE, THINK_OPEN
 
-THINKING, ANSWER = "thinking", "answer"
+# the kinds of the pieces, named as the answer events that carry them (AnswerEvent.kind)
+THINKING, ANSWER = "thinking", "token"
 
 
 class ThinkingSplitter:
@@ -61,6 +62,12 @@ class ThinkingSplitter:
         if kind == ANSWER and not self._answer_started:
             held = held.lstrip()
         self._emit(out, kind, held)
+        return out
+
+    def add_thinking(self, text: str) -> list[tuple[str, str]]:
+        """Reasoning that came apart from the text (a server's `reasoning_content`)."""
+        out: list[tuple[str, str]] = []
+        self._emit(out, THINKING, text)
         return out
 
     def settled(self) -> tuple[str, str]:

@@ -19,14 +19,15 @@ import math
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from app.answerers.base import AnswerEvent, AnswerRequest
-from app.reasoning import ThinkingSplitter
 from app.errors import EngineUnavailable, InvalidInput
+from app.reasoning import ANSWER, THINKING, ThinkingSplitter
 from app.state_store import StateStore, chain_keys
+from ingest.prompt import THINK_CLOSE
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class _Plan:
 class _Output:
     """What the generation of one answer has produced (see JambaAnswerer._generate)."""
 
-    splitter: Any = None
+    splitter: ThinkingSplitter = field(default_factory=ThinkingSplitter)
     t_first: float | None = None
     n_first: int = 0  # tokens generated when the first text piece came out
     n_new: int = 0
@@ -68,10 +69,6 @@ class _Output:
     finish_reason: str | None = None
     closed_by: str | None = None  # the <think> block was closed by "model" | "budget" | "none" (never)
     thinking_tokens: int = 0
-
-    def __post_init__(self) -> None:
-        if self.splitter is None:
-            self.splitter = ThinkingSplitter()
 
 
 class JambaAnswerer:
@@ -246,9 +243,6 @@ class JambaAnswerer:
         block ("thinking" events): at most ``settings.max_thinking_tokens`` of it when the prompt opened
         it, then the block is closed for the model ("\n</think>\n\n" prefilled after its last token) and
         it answers. The answer ("token" events) gets at most ``req.max_new_tokens`` tokens."""
-        from app.reasoning import ANSWER, THINKING
-        from ingest.prompt import THINK_CLOSE
-
         think_budget = self._thinking_budget() if plan.thinking else 0
         prompt, limit = list(plan.tail), req.max_new_tokens + think_budget
         while True:
@@ -264,7 +258,7 @@ class JambaAnswerer:
                         # the answer's own max_new_tokens: the generation stops there (flushing its text)
                         generation.max_new_tokens = min(generation.max_new_tokens,
                                                         out.answer_from - out.n_new + req.max_new_tokens)
-                    yield AnswerEvent(kind="thinking" if kind == THINKING else "token", text=text)
+                    yield AnswerEvent(kind=kind, text=text)
                 if out.splitter.state == THINKING and think_budget and n >= think_budget and not out.closed_by:
                     force_close = True
                     break
@@ -279,9 +273,9 @@ class JambaAnswerer:
             state, limit, out.closed_by = generation.state, req.max_new_tokens, "budget"
             out.thinking_tokens = out.n_new
             for kind, text in out.splitter.feed(close):
-                yield AnswerEvent(kind="thinking" if kind == THINKING else "token", text=text)
+                yield AnswerEvent(kind=kind, text=text)
         for kind, text in out.splitter.flush():
-            yield AnswerEvent(kind="thinking" if kind == THINKING else "token", text=text)
+            yield AnswerEvent(kind=kind, text=text)
         if out.closed_by is None and out.splitter.thinking_text:
             out.closed_by = "model" if out.answer_from is not None or out.splitter.state != THINKING else "none"
             out.thinking_tokens = out.answer_from if out.answer_from is not None else out.n_new

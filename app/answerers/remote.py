@@ -19,8 +19,8 @@ from collections import OrderedDict
 from typing import Any, Iterator
 
 from app.answerers.base import AnswerEvent, AnswerRequest
-from app.reasoning import THINKING, ThinkingSplitter
 from app.errors import EngineUnavailable
+from app.reasoning import ThinkingSplitter
 
 CHARS_PER_TOKEN = 4       # token estimate when the server cannot count (no /tokenize route)
 DEFAULT_TIMEOUT_S = 600.0  # per read: a long prefill on the server sends nothing for a while
@@ -102,7 +102,6 @@ class RemoteAnswerer:
         # A reasoning model's reasoning: in `reasoning_content` (vLLM's reasoning parsers; `reasoning`
         # in newer ones), or inline in a <think> block at the start of the content.
         split = ThinkingSplitter()
-        thinking: list[str] = []
         try:
             for chunk in stream:
                 if req.cancel is not None and req.cancel.is_set():
@@ -115,28 +114,22 @@ class RemoteAnswerer:
                     reasoning = (getattr(delta, "reasoning_content", None) or getattr(delta, "reasoning", None)
                                  if delta else None)
                     if isinstance(reasoning, str) and reasoning:
-                        parts.append((THINKING, reasoning))
+                        parts += split.add_thinking(reasoning)
                     if delta and delta.content:
                         parts += split.feed(delta.content)
                     for kind, text in parts:
                         if t_first is None:
                             t_first = time.perf_counter()
                         pieces += 1
-                        if kind == THINKING:
-                            thinking.append(text)
-                        yield AnswerEvent(kind="thinking" if kind == THINKING else "token", text=text)
+                        yield AnswerEvent(kind=kind, text=text)
             for kind, text in split.flush():
-                if kind == THINKING:
-                    thinking.append(text)
-                yield AnswerEvent(kind="thinking" if kind == THINKING else "token", text=text)
+                yield AnswerEvent(kind=kind, text=text)
         finally:
             stream.close()
         t_end = time.perf_counter()
         timings = _timings(usage, pieces, t0, t_first, t_end)
         timings["omitted"] = omitted
         reasoning, answer = split.settled()
-        if thinking:
-            reasoning = "".join(thinking).strip()
         yield AnswerEvent(kind="done", text=answer, timings=timings, reasoning=reasoning)
 
     def close(self) -> None:
