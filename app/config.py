@@ -25,6 +25,10 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"JAMBADOCS_{name}={value!r} is not an integer") from None
 
 
+# integer settings (JAMBADOCS_<NAME> in the environment), each positive
+POSITIVE_INTS = ("cache_bytes", "max_upload_bytes", "max_pages", "max_new_tokens", "max_thinking_tokens")
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the app runs with. `Settings.from_env(**overrides)` is the usual way to build one."""
@@ -51,7 +55,7 @@ class Settings:
             object.__setattr__(self, "models_path", Path(self.models_path).expanduser())
         if self.engine not in ENGINES:
             raise ValueError(f"engine {self.engine!r} is not one of {', '.join(ENGINES)}")
-        for name in ("cache_bytes", "max_upload_bytes", "max_pages", "max_new_tokens", "max_thinking_tokens"):
+        for name in POSITIVE_INTS:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
@@ -67,7 +71,7 @@ class Settings:
             if (v := _env(name.upper())) is not None:
                 values[name] = v
         defaults = cls.__dataclass_fields__
-        for name in ("cache_bytes", "max_upload_bytes", "max_pages", "max_new_tokens", "max_thinking_tokens"):
+        for name in POSITIVE_INTS:
             default = defaults[name].default
             values[name] = _env_int(name.upper(), default)
         known = {f.name for f in fields(cls)}

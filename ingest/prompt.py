@@ -167,18 +167,18 @@ class PromptBuilder:
         # The first usable of: the checkpoint's documents template, its chat template with the
         # documents in the system message, the built-in Jamba 1.5 template.
         candidates = [(_documents_template(tokenizer), "checkpoint"), (_chat_template(tokenizer), "system")]
-        self.template, self.format = BUILTIN_TEMPLATE, "builtin"
         for template, fmt in candidates:
             if template is None:
                 continue
-            self.template, self.format = template, fmt
+            self.template, self.format = template, fmt       # _render reads the format
             try:
                 self._check_stable(template)
                 break
             except PromptFormatError as err:
                 log.info("chat template not used as %r: %s", fmt, err)
-                self.template, self.format = BUILTIN_TEMPLATE, "builtin"
-        self._check_stable(self.template)
+        else:
+            self.template, self.format = BUILTIN_TEMPLATE, "builtin"
+            self._check_stable(self.template)
         self._anchor = _continuation_anchor(tokenizer)
         # document segment ids by text digest, as compact int32 arrays; at most `cache_tokens` in all
         self._cache: OrderedDict[str, array] = OrderedDict()
@@ -207,7 +207,7 @@ class PromptBuilder:
         return seg
 
     def count_tokens(self, text: str) -> int:
-        return len(self._encode(text, continuation=True))
+        return len(self.encode_continuation(text))
 
     def encode_continuation(self, text: str) -> list[int]:
         """Ids of `text` as it reads after earlier tokens (no special tokens added)."""
