@@ -18,8 +18,14 @@ JAMBA_MINI = JambaConfig(vocab_size=65536, hidden_size=4096, intermediate_size=1
                          num_attention_heads=32, num_key_value_heads=8, attn_layer_period=8, attn_layer_offset=4,
                          expert_layer_period=2, expert_layer_offset=1, num_experts=16, num_experts_per_tok=2,
                          mamba_d_state=16, mamba_d_conv=4, mamba_expand=2, max_position_embeddings=262144)
-# every layer attention (period 1, offset 0): the same-size Transformer
-ALL_ATTENTION = dataclasses.replace(JAMBA_MINI, attn_layer_period=1, attn_layer_offset=0)
+
+
+def all_attention(cfg: JambaConfig) -> JambaConfig:
+    """The same-size Transformer: every layer attention (period 1, offset 0)."""
+    return dataclasses.replace(cfg, attn_layer_period=1, attn_layer_offset=0)
+
+
+ALL_ATTENTION = all_attention(JAMBA_MINI)
 
 GIB = 1 << 30
 
@@ -31,7 +37,7 @@ def kv_bytes(cfg: JambaConfig, n_tokens: int, dtype: str = "bfloat16") -> int:
 
 def table(tokens: list[int], dtype: str = "bfloat16", cfg: JambaConfig = JAMBA_MINI,
           name: str = "Jamba-1.5-Mini") -> str:
-    dense = dataclasses.replace(cfg, attn_layer_period=1, attn_layer_offset=0)
+    dense = all_attention(cfg)
     rows = [f"| tokens | {name} KV | Mamba state | total | same-size Transformer KV |",
             "|---:|---:|---:|---:|---:|"]
     for n in tokens:
@@ -58,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.config and not Path(a.config).exists():
         ap.error(f"--config {a.config}: no such checkpoint folder or config.json")
     cfg, name = load_config(a.config) if a.config else (JAMBA_MINI, "Jamba-1.5-Mini")
-    dense = dataclasses.replace(cfg, attn_layer_period=1, attn_layer_offset=0)
+    dense = all_attention(cfg)
     print(f"Hybrid state size ({a.dtype}); KV per token: {name} {kv_bytes(cfg, 1, a.dtype) / 1024:g} KiB "
           f"({len(cfg.attention_layers)} attention layers of {cfg.num_hidden_layers}), "
           f"Transformer {kv_bytes(dense, 1, a.dtype) / 1024:g} KiB")

@@ -259,9 +259,8 @@ class Handlers:
         rows = [render.UploadRow(Path(p).name) for p in paths]
         needs_password = False
         # The password is for this upload only: this event already holds it, so the box is cleared
-        # now, in the first update. Cleared with the last result instead, Gradio sent that update a
-        # second time when the generator finished, and it wiped a password typed in between (the
-        # browser flow lost the password for the retry of an encrypted PDF in 1 run of 2).
+        # now, in the first update. Gradio sends a generator's last update a second time when it
+        # finishes: cleared there, a password typed in between could be wiped.
         yield {self.ui.uploads: render.upload_progress(rows), self.ui.password: ""}
         for n, (row, path) in enumerate(zip(rows, paths), 1):
             known = {d.id for d in self.svc.documents.list(ws_id)}
