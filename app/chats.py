@@ -20,7 +20,7 @@ def message_info(m: db.Message) -> MessageInfo:
     return MessageInfo(
         id=m.id, chat_id=m.chat_id, role=m.role, text=m.text,
         citations=[CitationInfo(c.doc_index, c.document_id, c.filename, c.page, c.page_label,
-                                c.quote, bool(c.verified), c.passage, c.start, c.end, c.score)
+                                c.quote, bool(c.verified), c.passage, c.start, c.end, c.score, c.unit)
                    for c in m.citations],
         timings=m.timings, created_at=_utc(m.created_at), engine=m.engine, reasoning=m.reasoning or None)
 
@@ -85,7 +85,7 @@ class ChatService:
                     message_id=msg.id, position=i, doc_index=c.doc,
                     document_id=c.doc_id if c.doc_id in live else None, filename=c.filename,
                     page=c.page, page_label=c.page_label, quote=c.quote, verified=int(c.verified),
-                    score=c.score, passage=c.passage, start=c.start, end=c.end))
+                    score=c.score, passage=c.passage, start=c.start, end=c.end, unit=c.unit))
             s.flush()
             s.refresh(msg, ["citations"])
             return message_info(msg)

@@ -303,11 +303,12 @@ def verify(refs: Sequence[CitationRef], documents: Sequence[_Doc],
                     break
             if best is None:
                 out.append(CitationInfo(ref.doc, doc_id, doc.filename, None, token, quote,
-                                        False, "", None, None))
+                                        False, "", None, None, unit=getattr(doc, "unit", None) or "page"))
                 continue
             m, page = best
             out.append(CitationInfo(ref.doc, doc_id, doc.filename, page.number, page.label, quote,
-                                    m.verified, m.passage, m.start, m.end, m.score))
+                                    m.verified, m.passage, m.start, m.end, m.score,
+                                    getattr(doc, "unit", None) or "page"))
     return out
 
 

@@ -122,6 +122,7 @@ def cmd_serve(args) -> int:
 
 def cmd_ingest(args) -> int:
     from ingest import IngestError
+    from ingest.kinds import DOCUMENT_SUFFIXES
     from app.errors import AppError
     svc = _services(args)
     ws = _workspace(svc, args.workspace, create=True)
@@ -164,12 +165,10 @@ def cmd_ingest(args) -> int:
     return EXIT_ERROR if failed else EXIT_OK
 
 
-DOCUMENT_SUFFIXES = (".pdf", ".txt", ".text", ".md", ".markdown", ".html", ".htm", ".xhtml", ".docx")
-
-
 def _expand(names: list[str]) -> tuple[list[str], dict[str, list[str]]]:
     """Files as given; a folder stands for the documents in it (recursively, sorted). Also, per
     folder, the files in it that were skipped as no document type (hidden files are not named)."""
+    from ingest.kinds import DOCUMENT_SUFFIXES
     out: list[str] = []
     skipped: dict[str, list[str]] = {}
     for name in names:
@@ -248,8 +247,8 @@ def cmd_ask(args) -> int:
         print("\nCitations:")
         for c in final.citations:
             mark = "verified" if c.verified else "NOT FOUND"
-            page = f"p. {c.page}" + (f" (printed {c.page_label})" if c.page_label and c.page_label != str(c.page) else "") \
-                if c.page is not None else "page not found"
+            page = c.place if c.unit != "page" or c.page is None else (
+                f"p. {c.page}" + (f" (printed {c.page_label})" if c.page_label and c.page_label != str(c.page) else ""))
             print(f"  [doc {c.doc}] {c.filename or '?'}, {page}: {mark}")
     t = final.timings or {}
     left_out = omitted_text(t)
@@ -274,7 +273,7 @@ def ask_json(msg) -> dict:
     return {
         "answer": msg.text,
         "engine": msg.engine,
-        "citations": [{"doc": c.doc, "file": c.filename, "page": c.page, "page_label": c.page_label,
+        "citations": [{"doc": c.doc, "file": c.filename, "page": c.page, "page_label": c.page_label, "unit": c.unit,
                        "quote": c.quote, "verified": c.verified} for c in msg.citations],
         "timings": {k: t.get(k) for k in ("cached_tokens", "prefilled_tokens", "ttft_s", "tokens_per_s")},
         "omitted": omitted,

@@ -145,6 +145,7 @@ class Citation(Base):
     passage: Mapped[str] = mapped_column(Text)
     start: Mapped[int | None] = mapped_column(Integer)
     end: Mapped[int | None] = mapped_column(Integer)
+    unit: Mapped[str] = mapped_column(String, default="page")    # of the cited document: page, slide, ...
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,7 +226,12 @@ def _migration_2(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE messages ADD COLUMN reasoning TEXT")
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1, _migration_2]
+def _migration_3(conn: Connection) -> None:
+    """Slides, sections and parts: a citation names its document's unit (older ones cite pages)."""
+    conn.exec_driver_sql("ALTER TABLE citations ADD COLUMN unit TEXT NOT NULL DEFAULT 'page'")
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1, _migration_2, _migration_3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

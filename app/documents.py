@@ -17,6 +17,7 @@ from app import db
 from app.errors import InvalidInput, NotFound
 from app.filestore import sha256_file
 from app.records import DocumentInfo, PageInfo, _utc
+from ingest.kinds import SUPPORTED_SUFFIXES as UPLOAD_SUFFIXES  # noqa: F401  (the upload box's list)
 
 if TYPE_CHECKING:
     import ingest

@@ -90,6 +90,17 @@ class CitationInfo(_Record):
     start: int | None       # character offsets of `passage` in the page text
     end: int | None
     score: float = 0.0      # 0..100 fuzzy match score of quote vs passage
+    unit: str = "page"      # the document's unit: "page", "slide", "section" or "part"
+
+    @property
+    def place(self) -> str:
+        """The cited unit as a reader names it: "p. 2" (the printed label of a page), "slide 3",
+        "§3 Installation", "part 2"; "page not found" when the cited page does not exist."""
+        if self.page is None:
+            return f"{self.unit} not found"
+        if self.unit == "page":
+            return f"p. {self.page_label or self.page}"
+        return self.page_label or f"{self.unit} {self.page}"
 
 
 @dataclass

@@ -155,7 +155,16 @@ _HEADING_MARK = "\x1e"       # record separator: cannot occur in normalised text
 
 def read_html(data: bytes, path: str | Path) -> TextContent:
     """Visible text of an HTML file, cut into sections at <h1>..<h6>."""
-    soup = BeautifulSoup(decode_text(data, path), "html.parser")
+    title, sections = html_sections(decode_text(data, path))
+    if not title:
+        title = next((s.heading for s in sections if s.heading), None) or ""
+    return units_from_sections(sections, title or None)
+
+
+def html_sections(markup: str | bytes) -> tuple[str, list[Section]]:
+    """The <title> and the visible text of an HTML page as sections cut at <h1>..<h6> (the text before
+    the first heading is a section without one)."""
+    soup = BeautifulSoup(markup, "html.parser")
     title_tag = soup.find("title")
     title = normalize_text(title_tag.get_text(" ")) if title_tag else ""
     for tag in soup.find_all(_HTML_DROP):
@@ -175,9 +184,7 @@ def read_html(data: bytes, path: str | Path) -> TextContent:
             sections.append(Section(heading or None, level, normalize_text(f"{heading}\n{rest}")))
         else:
             sections.append(Section(None, 0, normalize_text(chunk)))
-    if not title:
-        title = next((s.heading for s in sections if s.heading), None) or ""
-    return units_from_sections(sections, title or None)
+    return title, sections
 
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from ingest.errors import IngestError
+from ingest.kinds import KIND_BY_SUFFIX, SUPPORTED_KINDS
 from ingest.isolated import read_pdf_isolated
 from ingest.model import Document, Page, page_ranges
 from ingest.ocr import OCR_NAME, ocr_available, ocr_pages
@@ -20,10 +21,6 @@ MAX_PAGES = 10_000
 TIMEOUT_S = 120.0            # per document; PDFium fails fast on damage, this bounds the rest
 MAX_OCR_PAGES = 300          # per document: ~20 minutes on 2 cores; later scanned pages stay empty (noted)
 
-_EXTENSIONS = {
-    ".pdf": "pdf", ".txt": "txt", ".text": "txt", ".md": "md", ".markdown": "md",
-    ".html": "html", ".htm": "html", ".xhtml": "html", ".docx": "docx",
-}
 _JUNK_TITLES = re.compile(r"^(untitled|document\d*|title|microsoft word\s*-.*|\s*)$", re.IGNORECASE)
 
 
@@ -88,9 +85,9 @@ def _guard(progress: Progress | None, errors: list[BaseException]) -> Progress |
 
 def _read_text_document(data: bytes, name: str, kind: str, progress: Progress | None,
                         max_pages: int) -> Document:
-    from ingest.formats import READERS  # bs4 / markdown-it / charset-normalizer: only when needed
+    from ingest import formats, office  # bs4, markdown-it, python-pptx, ...: only when needed
 
-    content = READERS[kind](data, name)
+    content = {**formats.READERS, **office.READERS}[kind](data, name)
     if not any(text.strip() for _, text in content.units):
         raise IngestError("no_text", name, "the file contains no text")
     if len(content.units) > max_pages:
@@ -126,7 +123,7 @@ def read_documents(paths: Iterable[str | Path], passwords: Mapping[str, str] | s
 def detect_kind(data: bytes, name: str) -> str:
     """Format from the extension, checked against the content; a PDF header wins over any extension."""
     ext = Path(name).suffix.lower()
-    kind = _EXTENSIONS.get(ext)
+    kind = KIND_BY_SUFFIX.get(ext)
     if kind == "pdf" and looks_like_pdf(data[:1024]):
         return "pdf"
     if data.lstrip()[:5] == b"%PDF-":          # a PDF under another name (a text about PDFs is not)
@@ -134,9 +131,8 @@ def detect_kind(data: bytes, name: str) -> str:
     if kind == "pdf":
         raise IngestError("not_pdf", name, "named .pdf but it is not a PDF (no %PDF header)")
     if kind is None:
-        supported = ", ".join(sorted(_EXTENSIONS))
         raise IngestError("unsupported", name, f"unsupported file type {ext or '(no extension)'}; "
-                          f"supported: {supported}")
+                          f"supported: {SUPPORTED_KINDS}")
     return kind
 
 

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 
 import gradio as gr
 
+from app.documents import UPLOAD_SUFFIXES
 from app.errors import AppError, NotFound
 from app.records import CitationInfo, MessageInfo
 from ui import render
@@ -26,7 +27,7 @@ from ui.export import chat_markdown, write_export
 
 log = logging.getLogger(__name__)
 
-UPLOAD_TYPES = [".pdf", ".txt", ".md", ".markdown", ".html", ".htm", ".docx"]
+UPLOAD_TYPES = list(UPLOAD_SUFFIXES)
 DEFAULT_WORKSPACE = "My documents"
 # The page always opens a workspace (it makes one when there is none), so no workspace means the
 # first paint has not arrived yet.
@@ -558,7 +559,7 @@ class Handlers:
                                           cite.end if on_cited else None)
         if on_cited and not cite.verified:
             text_html = text_html.replace('class="jd-page-text"', 'class="jd-page-text jd-unverified"', 1)
-        head = render.source_header(cite, doc.pages, number)
+        head = render.source_header(cite, doc.pages, number, doc.unit)
         if on_cited and cite.verified and doc.kind == "pdf" and image is not None and not marked:
             head += '<div class="jd-note">The passage is marked in the text below (not found on the page image).</div>'
         state = {"cite": cite.to_dict(), "page": number}

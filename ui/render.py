@@ -142,7 +142,7 @@ def context_fit(docs: Sequence[DocumentInfo], max_tokens: int | None) -> dict[in
 def documents_table(docs: Sequence[DocumentInfo], budget: BudgetInfo | None) -> str:
     if not docs:
         return ('<div class="jd-docs jd-empty" id="jd-docs">No documents yet. '
-                'Drop PDFs (or .txt, .md, .html, .docx) on the upload box.</div>')
+                'Drop PDFs (or Word, PowerPoint, EPUB, HTML, Markdown, text files) on the upload box.</div>')
     fit = context_fit(docs, budget.max if budget else None)
     rows = []
     for doc in docs:
@@ -262,15 +262,14 @@ def ingest_error_text(err: Exception, filename: str | None = None) -> str:
 def _chip(cite: CitationInfo | None, label: str, key: str | None) -> str:
     if cite is None or key is None:
         return f'<span class="cite-chip cite-missing" title="cites a page that does not exist">{esc(label)} ?</span>'
-    page = cite.page_label or (str(cite.page) if cite.page else "?")
     name = cite.filename or f"doc {cite.doc}"
     short = name if len(name) <= 28 else name[:25] + "..."
-    mark, cls, tip = ("&#10003;", "cite-verified", "verified: the quoted text is on this page") \
-        if cite.verified else ("!", "cite-unverified", "unverified: the quote was not found on this page")
+    mark, cls, tip = ("&#10003;", "cite-verified", f"verified: the quoted text is on this {cite.unit}") \
+        if cite.verified else ("!", "cite-unverified", f"unverified: the quote was not found on this {cite.unit}")
     # Gradio's HTML sanitizer drops data-* attributes but keeps classes: the key rides in one.
     key_class = "jd-cite-" + key.replace(":", "-")
     return (f'<button type="button" class="cite-chip {cls} {key_class}" title="{tip}">'
-            f'<span class="cite-mark">{mark}</span> {esc(short)}, p.&nbsp;{esc(page)}</button>')
+            f'<span class="cite-mark">{mark}</span> {esc(short)}, {esc(cite.place).replace(" ", "&nbsp;", 1)}</button>')
 
 
 def _same_page(cite: CitationInfo, doc: int, page: str) -> bool:
@@ -361,16 +360,21 @@ def chat_messages(messages: Sequence[MessageInfo]) -> list[dict]:
 
 # ---- source viewer ------------------------------------------------------------------------------
 
-def source_header(cite: CitationInfo, page_count: int | None, shown_page: int) -> str:
-    page = cite.page_label or str(cite.page)
+def source_header(cite: CitationInfo, page_count: int | None, shown_page: int, unit: str = "page") -> str:
+    """Title, where the viewer is ("page 8 of 113 (printed "2")", "slide 3 of 12", "section 2 of 5
+    ("§2 Installation")"), the verdict and the quote."""
     if cite.verified:
-        badge = '<span class="jd-pill jd-ok" id="jd-verdict">&#10003; verified: the quoted text is on this page</span>'
+        badge = f'<span class="jd-pill jd-ok" id="jd-verdict">&#10003; verified: the quoted text is on this {unit}</span>'
     else:
         badge = ('<span class="jd-pill jd-bad" id="jd-verdict">! unverified: the quoted text was not found '
-                 'on the cited page; read it before trusting the answer</span>')
-    where = f"page {shown_page}" + (f" of {page_count}" if page_count else "")
-    label = f" (printed &ldquo;{esc(page)}&rdquo;)" if cite.page_label and cite.page_label != str(cite.page) else ""
-    off = "" if shown_page == cite.page else f' &middot; <span class="jd-warn">showing page {shown_page}, cited page {cite.page}</span>'
+                 f'on the cited {unit}; read it before trusting the answer</span>')
+    where = f"{unit} {shown_page}" + (f" of {page_count}" if page_count else "")
+    label = ""
+    if shown_page == cite.page and cite.page_label not in (None, "", str(cite.page), f"{unit} {cite.page}"):
+        printed = "printed " if unit == "page" else ""
+        label = f" ({printed}&ldquo;{esc(cite.page_label)}&rdquo;)"
+    off = ("" if shown_page == cite.page else
+           f' &middot; <span class="jd-warn">showing {unit} {shown_page}, cited {unit} {cite.page}</span>')
     return (f'<div class="jd-source-head" id="jd-source-head"><div class="jd-title">{esc(cite.filename)}</div>'
             f'<div>{where}{label}{off}</div>{badge}'
             f'<blockquote class="jd-quote">{esc(cite.quote)}</blockquote></div>')

@@ -102,7 +102,7 @@ def test_ask_streams_progress_tokens_and_the_cli_json(client, workspace, sse, ex
     assert streamed.strip() == done["answer"].strip()   # no <citations> block to strip here
     assert done["engine"] == "extractive" and done["citations"]
     for c in done["citations"]:
-        assert set(c) == {"doc", "file", "page", "page_label", "quote", "verified"}
+        assert set(c) == {"doc", "file", "page", "page_label", "unit", "quote", "verified"}
         assert c["file"] == ("hsaur-inference.pdf", "debian-history-fr.pdf")[c["doc"] - 1]
     assert any(c["verified"] and c["file"] == "hsaur-inference.pdf" for c in done["citations"])
     # the same object the CLI's `ask --json` prints for the saved answer

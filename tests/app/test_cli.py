@@ -6,6 +6,7 @@ import json
 import pytest
 
 from app.cli import main
+from tests.ingest.office_files import write_pptx
 
 
 @pytest.fixture
@@ -53,7 +54,7 @@ def test_ask_json_shape(run, corpus):
         and isinstance(obj["chat_id"], int)
     assert obj["reasoning"] is None                  # only reasoning models write one
     assert obj["engine"] == "extractive" and obj["answer"].startswith("Extractive answer")
-    assert obj["citations"] and all(set(c) == {"doc", "file", "page", "page_label", "quote", "verified"}
+    assert obj["citations"] and all(set(c) == {"doc", "file", "page", "page_label", "unit", "quote", "verified"}
                                      for c in obj["citations"])
     assert all(c["verified"] and c["file"] == "hsaur-inference.pdf" for c in obj["citations"])
     assert set(obj["timings"]) == {"cached_tokens", "prefilled_tokens", "ttft_s", "tokens_per_s"}
@@ -93,11 +94,16 @@ def test_ingest_a_folder(run, corpus, tmp_path):
     (folder / "sub").mkdir(parents=True)
     for name, dest in (("pari-refcard.pdf", "b.pdf"), ("latexsheet-de.pdf", "sub/a.pdf")):
         (folder / dest).write_bytes((corpus / name).read_bytes())
+    write_pptx(folder / "c.pptx")
     (folder / "notes.bin").write_bytes(b"\x00\x01")          # not a document type: skipped
+    (folder / "data.json").write_text('{"a": 1}')            # read when named, not picked from a folder
     code, out, err = run("ingest", "-w", "f", str(folder))
     assert code == 0, err
-    assert [line.split()[3].rstrip(":") for line in out.splitlines()] == ["b.pdf", "a.pdf"]
-    assert f"{folder}: skipped 1 file of no document type (notes.bin;" in err, err
+    assert [line.split()[3].rstrip(":") for line in out.splitlines()] == ["b.pdf", "c.pptx", "a.pdf"]
+    assert "c.pptx: 3 slides" in out
+    assert f"{folder}: skipped 2 files of no document type (data.json, notes.bin;" in err, err
+    code, out, err = run("ingest", "-w", "f", str(folder / "data.json"))
+    assert code == 0 and "data.json: 1 part" in out, err
 
 
 def test_settings_may_follow_the_command(run, corpus, tmp_path, capsys):

@@ -81,15 +81,15 @@ def test_damaged_bytes_never_hang(corpus, tmp_path):
 
 
 def test_unsupported_and_misnamed_files(corpus, tmp_path):
-    (tmp_path / "slides.pptx").write_bytes(b"PK\x03\x04 not really")
+    (tmp_path / "slides.key").write_bytes(b"PK\x03\x04 not really")
     (tmp_path / "notes.docx").write_bytes(b"plain text named docx")
     (tmp_path / "real.txt").write_bytes((corpus / "pari-refcard.pdf").read_bytes())   # PDF named .txt
     (tmp_path / "blank.md").write_text("  \n\n \n")
     (tmp_path / "binary.txt").write_bytes(bytes(range(256)) * 8)
     (tmp_path / "about.md").write_text("# PDF files\n\nEvery PDF starts with `%PDF-1.7`.\n")
     results = read_documents([tmp_path / n for n in
-                              ("slides.pptx", "notes.docx", "real.txt", "blank.md", "binary.txt", "about.md")])
-    assert results[0].reason == "unsupported" and ".pptx" in str(results[0])
+                              ("slides.key", "notes.docx", "real.txt", "blank.md", "binary.txt", "about.md")])
+    assert results[0].reason == "unsupported" and ".key" in str(results[0]) and ".pptx" in str(results[0])
     assert results[1].reason == "corrupt" and "notes.docx" in str(results[1])
     assert isinstance(results[2], Document) and results[2].kind == "pdf" and len(results[2].pages) == 4
     assert results[3].reason == "no_text"

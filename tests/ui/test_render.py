@@ -129,3 +129,19 @@ def test_answer_stats_say_how_long_a_reasoning_model_reasoned():
     assert re.search(r"reasoning <b>1\.2k</b> tokens", by_model) and "budget" not in by_model
     cut = answer_stats({"ttft_s": 0.5, "thinking_tokens": 4096, "thinking_closed_by": "budget"})
     assert "its budget ran out" in cut
+
+
+@pytest.mark.parametrize("unit,label,shown,where", [
+    ("page", "2", 8, "page 8 of 10 (printed &ldquo;2&rdquo;)"),
+    ("page", "2", 9, "page 9 of 10 &middot; <span class=\"jd-warn\">showing page 9, cited page 8</span>"),
+    ("page", "8", 8, "page 8 of 10</div>"),
+    ("slide", "slide 8", 8, "slide 8 of 10</div>"),
+    ("section", "§8 Installation", 8, "section 8 of 10 (&ldquo;§8 Installation&rdquo;)"),
+])
+def test_source_header_names_the_unit_and_its_label_on_the_cited_unit_only(unit, label, shown, where):
+    from app.records import CitationInfo
+    from ui.render import source_header
+
+    cite = CitationInfo(doc=1, doc_id=5, filename="f", page=8, page_label=label, quote="q", verified=True,
+                        passage="q", start=0, end=1)
+    assert where in source_header(cite, 10, shown, unit)

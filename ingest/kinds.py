@@ -1,0 +1,23 @@
+"""Which files jambadocs reads, by name: suffix -> format ("kind"), one list for the reader, the upload
+box and `jambadocs ingest`."""
+from __future__ import annotations
+
+# Plain text under another name: data, markup read as it is, source code. Read like .txt.
+PLAIN_TEXT_SUFFIXES = (
+    ".csv", ".tsv", ".json", ".jsonl", ".xml", ".yaml", ".yml", ".toml", ".ini", ".cfg", ".log",
+    ".rst", ".tex", ".bib", ".org", ".adoc", ".srt", ".vtt",
+    ".py", ".js", ".ts", ".java", ".c", ".h", ".cpp", ".hpp", ".cs", ".go", ".rs", ".rb", ".php", ".sh",
+    ".sql", ".r", ".swift", ".kt", ".scala", ".lua", ".pl", ".css",
+)
+KIND_BY_SUFFIX = {
+    ".pdf": "pdf", ".txt": "txt", ".text": "txt", ".md": "md", ".markdown": "md",
+    ".html": "html", ".htm": "html", ".xhtml": "html", ".docx": "docx",
+    ".pptx": "pptx", ".odt": "odt", ".epub": "epub", ".rtf": "rtf",
+    **{suffix: "txt" for suffix in PLAIN_TEXT_SUFFIXES},
+}
+SUPPORTED_SUFFIXES = tuple(KIND_BY_SUFFIX)      # what the upload box accepts
+# What `jambadocs ingest FOLDER` picks up: documents, not the data files and code next to them
+# (named one by one, those are read too).
+DOCUMENT_SUFFIXES = tuple(s for s in KIND_BY_SUFFIX if s not in PLAIN_TEXT_SUFFIXES)
+SUPPORTED_KINDS = (".pdf, .docx, .pptx, .odt, .epub, .rtf, .html, .md, and plain text (.txt, .csv, .json, "
+                   ".xml, .tex, source code, ...)")

@@ -1,0 +1,203 @@
+"""Office and e-book formats (.pptx, .odt, .epub, .rtf) to citable units, read by their libraries.
+
+- .pptx (python-pptx): one unit per slide, label "slide 3": its text frames, tables and grouped
+  shapes in reading order, then the speaker notes ("Notes: ...").
+- .odt (ElementTree, as .docx): sections at `text:h` headings (their outline level), tables and
+  lists included.
+- .epub (EbookLib): the spine's chapters in reading order (not its table-of-contents page), each
+  cut at its <h1>..<h6> like HTML; a chapter that opens without a heading takes its
+  table-of-contents title.
+- .rtf (striprtf): plain text, cut like a .txt file.
+
+The ZIP formats are checked before a library opens them: a valid archive that unpacks to at most
+`MAX_UNPACKED_BYTES` (a zip bomb is refused, not inflated).
+"""
+from __future__ import annotations
+
+import io
+import posixpath
+import zipfile
+from pathlib import Path
+from xml.etree import ElementTree
+
+from ingest.errors import IngestError
+from ingest.formats import Section, TextContent, decode_text, html_sections, units_from_sections
+from ingest.normalize import normalize_text
+
+MAX_UNPACKED_BYTES = 512 * 1024 * 1024
+
+
+def check_zip(data: bytes, path: str | Path, what: str) -> None:
+    """Refuse bytes that are not a ZIP archive, or one that unpacks to more than MAX_UNPACKED_BYTES."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, EOFError, ValueError):
+        raise IngestError("corrupt", path, f"not a valid {what} (not a ZIP archive)") from None
+    if unpacked > MAX_UNPACKED_BYTES:
+        raise IngestError("too_large", path, f"unpacks to {unpacked} bytes, more than {MAX_UNPACKED_BYTES}")
+
+
+# ---------------------------------------------------------------- .pptx
+
+def read_pptx(data: bytes, path: str | Path) -> TextContent:
+    """One unit per slide ("slide 3"), its text in reading order, then its speaker notes."""
+    from pptx import Presentation
+    from pptx.exc import PackageNotFoundError
+
+    check_zip(data, path, ".pptx")
+    try:
+        deck = Presentation(io.BytesIO(data))
+        units, outline = [], []
+        for number, slide in enumerate(deck.slides, start=1):
+            lines = [text for shape in slide.shapes for text in _shape_texts(shape)]
+            if slide.has_notes_slide and (notes := slide.notes_slide.notes_text_frame) is not None:
+                if notes.text.strip():
+                    lines.append(f"Notes: {notes.text}")
+            units.append((f"slide {number}", normalize_text("\n".join(lines))))
+            title_shape = slide.shapes.title
+            if title_shape is not None and title_shape.text_frame.text.strip():
+                outline.append((normalize_text(title_shape.text_frame.text), 1, number))
+        title = deck.core_properties.title
+    except (PackageNotFoundError, KeyError, ValueError, AttributeError, SyntaxError) as err:
+        raise IngestError("corrupt", path, f"damaged .pptx ({type(err).__name__}: {err})") from None
+    title = normalize_text(title) if title and title.strip() else (outline[0][0] if outline else None)
+    return TextContent(title, "slide", units, outline)
+
+
+def _shape_texts(shape) -> list[str]:
+    """Text of one shape: a text frame's paragraphs, a table row by row, a group's shapes in order."""
+    from pptx.enum.shapes import MSO_SHAPE_TYPE
+
+    if shape.shape_type == MSO_SHAPE_TYPE.GROUP:
+        return [text for inner in shape.shapes for text in _shape_texts(inner)]
+    if getattr(shape, "has_table", False) and shape.has_table:
+        return [" | ".join(cell.text for cell in row.cells) for row in shape.table.rows]
+    if shape.has_text_frame and shape.text_frame.text.strip():
+        return [shape.text_frame.text]
+    return []
+
+
+# ---------------------------------------------------------------- .odt
+
+_TEXT = "{urn:oasis:names:tc:opendocument:xmlns:text:1.0}"
+_OFFICE = "{urn:oasis:names:tc:opendocument:xmlns:office:1.0}"
+_DC_TITLE = "{http://purl.org/dc/elements/1.1/}title"
+
+
+def read_odt(data: bytes, path: str | Path) -> TextContent:
+    """Paragraphs of an OpenDocument text in document order (lists and tables included), sections at
+    its `text:h` headings. Read with ElementTree like .docx: odfpy, the library for ODF, prints a
+    damaged content.xml whole to stdout and carries on with no text."""
+    check_zip(data, path, ".odt")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            body = ElementTree.fromstring(archive.read("content.xml")).find(f"{_OFFICE}body/{_OFFICE}text")
+            names = archive.namelist()
+            meta = ElementTree.fromstring(archive.read("meta.xml")) if "meta.xml" in names else None
+    except KeyError:
+        raise IngestError("corrupt", path, "not a valid .odt (no content.xml)") from None
+    except (ElementTree.ParseError, zipfile.BadZipFile, OSError, EOFError) as err:
+        raise IngestError("corrupt", path, f"damaged .odt ({err})") from None
+    if body is None:
+        raise IngestError("corrupt", path, "not an OpenDocument text (no office:text in content.xml)")
+    sections: list[Section] = [Section(None, 0, "")]
+    lines: list[str] = []
+
+    def close_section() -> None:
+        sections[-1].text = normalize_text("\n".join(lines))
+        lines.clear()
+
+    def walk(node: ElementTree.Element) -> None:
+        for child in node:
+            if child.tag == f"{_TEXT}h":
+                heading = normalize_text(_odf_text(child))
+                if heading:
+                    close_section()
+                    level = child.get(f"{_TEXT}outline-level", "1")
+                    sections.append(Section(heading, int(level) if level.isdigit() else 1, ""))
+                lines.append(heading)
+            elif child.tag == f"{_TEXT}p":
+                lines.append(_odf_text(child))
+            else:
+                walk(child)              # lists, tables, frames, sections: the paragraphs inside
+
+    walk(body)
+    close_section()
+    title_el = meta.find(f".//{_DC_TITLE}") if meta is not None else None
+    title = normalize_text(title_el.text) if title_el is not None and title_el.text and title_el.text.strip() else None
+    return units_from_sections(sections, title or next((s.heading for s in sections if s.heading), None))
+
+
+def _odf_text(el: ElementTree.Element) -> str:
+    """The text of a paragraph or heading: spans and links inline, `text:s` spaces, tabs, line breaks."""
+    out = [el.text or ""]
+    for child in el:
+        if child.tag == f"{_TEXT}s":
+            count = child.get(f"{_TEXT}c", "1")
+            out.append(" " * (int(count) if count.isdigit() else 1))
+        elif child.tag == f"{_TEXT}tab":
+            out.append("\t")
+        elif child.tag == f"{_TEXT}line-break":
+            out.append("\n")
+        else:
+            out.append(_odf_text(child))
+        out.append(child.tail or "")
+    return "".join(out)
+
+
+# ---------------------------------------------------------------- .epub
+
+def read_epub(data: bytes, path: str | Path) -> TextContent:
+    """The chapters of the spine, in reading order, as sections at their headings."""
+    from ebooklib import ITEM_DOCUMENT, epub
+
+    check_zip(data, path, ".epub")
+    try:
+        book = epub.read_epub(io.BytesIO(data), options={"ignore_ncx": False})
+    except (epub.EpubException, KeyError, ValueError, AttributeError, SyntaxError,
+            zipfile.BadZipFile) as err:
+        raise IngestError("corrupt", path, f"damaged .epub ({type(err).__name__}: {err})") from None
+    toc_titles = _toc_titles(book.toc)
+    sections: list[Section] = []
+    for idref, _linear in book.spine:
+        item = book.get_item_with_id(idref)
+        if item is None or item.get_type() != ITEM_DOCUMENT or isinstance(item, epub.EpubNav):
+            continue                     # images, styles, and the table of contents page itself
+        _, chapter = html_sections(item.get_content())
+        chapter = [s for s in chapter if s.text.strip()]
+        if chapter and chapter[0].heading is None and (name := toc_titles.get(item.get_name())):
+            chapter[0] = Section(name, 1, chapter[0].text)
+        sections.extend(chapter)
+    titles = book.get_metadata("DC", "title")
+    title = normalize_text(titles[0][0]) if titles and titles[0][0] else None
+    return units_from_sections(sections, title or next((s.heading for s in sections if s.heading), None))
+
+
+def _toc_titles(toc) -> dict[str, str]:
+    """Chapter file name -> the first table-of-contents entry that points into it."""
+    out: dict[str, str] = {}
+    for entry in toc:
+        head, children = entry if isinstance(entry, tuple) else (entry, [])   # (Section, [children])
+        if getattr(head, "href", None) and getattr(head, "title", None):
+            out.setdefault(posixpath.normpath(head.href.split("#")[0]), normalize_text(head.title))
+        for name, title in _toc_titles(children).items():
+            out.setdefault(name, title)
+    return out
+
+
+# ---------------------------------------------------------------- .rtf
+
+def read_rtf(data: bytes, path: str | Path) -> TextContent:
+    """The text of an RTF file (its \\'xx escapes decoded by striprtf), cut like plain text."""
+    from striprtf.striprtf import rtf_to_text
+
+    source = decode_text(data, path)
+    if not source.lstrip().startswith("{\\rtf"):
+        raise IngestError("corrupt", path, "not an RTF file (no {\\rtf header)")
+    text = normalize_text(rtf_to_text(source, errors="replace"))
+    first = next((line.strip() for line in text.splitlines() if line.strip()), None)
+    return units_from_sections([Section(None, 0, text)], first[:150] if first else None)
+
+
+READERS = {"pptx": read_pptx, "odt": read_odt, "epub": read_epub, "rtf": read_rtf}

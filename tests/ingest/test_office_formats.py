@@ -1,0 +1,107 @@
+""".pptx, .odt, .epub, .rtf and plain-text suffixes: written at test time by the libraries that
+produce such files (python-pptx, odfpy, EbookLib), read back into citable units; damaged ones are
+refused with the file's name and the reason."""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from ingest import IngestError, read_document
+from ingest import office
+from tests.ingest.office_files import write_epub, write_odt, write_pptx
+
+
+def test_pptx_one_unit_per_slide_with_tables_groups_and_notes(tmp_path):
+    doc = read_document(write_pptx(tmp_path / "review.pptx"))
+    assert doc.kind == "pptx" and doc.unit == "slide" and doc.title == "Quarterly review"
+    assert [p.label for p in doc.pages] == ["slide 1", "slide 2", "slide 3"]
+    first, blank, third = (p.text for p in doc.pages)
+    assert first.splitlines() == ["Revenue grew", "Revenue rose 12% to 4.2 M€", "המכירות עלו בחיפה",
+                                  "Notes: Mention the Haifa office opening."]
+    assert blank == ""
+    assert third.splitlines() == ["Costs", "item | cost", "rent | 300", "grouped remark"]
+    assert doc.outline == [("Revenue grew", 1, 1), ("Costs", 1, 3)]
+
+
+def test_odt_sections_at_headings_with_lists_tables_and_line_breaks(tmp_path):
+    doc = read_document(write_odt(tmp_path / "rapport.odt"))
+    assert doc.kind == "odt" and doc.unit == "section" and doc.title == "Rapport annuel"
+    assert [p.label for p in doc.pages] == ["§1 (untitled)", "§2 Introduction", "§3 Détails"]
+    assert doc.page(1).text == "Préambule avant le premier titre."
+    assert doc.page(2).text.splitlines() == ["Introduction", "Le chiffre d'affaires",
+                                             "a augmenté de 7 %.", "premier point"]
+    assert doc.page(3).text.splitlines() == ["Détails", "cellule 42"]
+    assert doc.outline == [("Introduction", 1, 2), ("Détails", 2, 3)]
+
+
+def test_epub_chapters_in_spine_order_without_the_contents_page(tmp_path):
+    doc = read_document(write_epub(tmp_path / "voyage.epub"))
+    assert doc.kind == "epub" and doc.unit == "section" and doc.title == "A Small Voyage"
+    # the first chapter opens without a heading: it takes its table-of-contents title
+    assert [p.label for p in doc.pages] == ["§1 The Harbour", "§2 Morning", "§3 At Sea"]
+    assert doc.page(1).text == "It was a dark night in Lisbon."
+    assert "The sun rose over the Tagus." in doc.page(2).text
+    assert "The ship sailed at six." in doc.page(3).text
+    assert not any("Chapter" in p.text or "Contents" in p.text for p in doc.pages)
+
+
+def test_rtf_escapes_are_decoded(tmp_path):
+    rtf = tmp_path / "memo.rtf"
+    rtf.write_bytes(rb"{\rtf1\ansi\ansicpg1252\deff0{\fonttbl{\f0 Times;}}\f0 Memo to staff\par"
+                    rb" The caf\'e9 opens at 9.\par Shalom: \u1513?\u1500?\u1493?\u1501?.\par}")
+    doc = read_document(rtf)
+    assert doc.kind == "rtf" and doc.unit == "part" and doc.title == "Memo to staff"
+    assert doc.page(1).text.splitlines() == ["Memo to staff", "The café opens at 9.", "Shalom: שלום."]
+
+
+@pytest.mark.parametrize("name,body", [("data.csv", "city,population\nLisboa,545923\n"),
+                                       ("analysis.py", "def mean(xs):\n    return sum(xs) / len(xs)\n"),
+                                       ("paper.tex", "\\section{Results}\nThe effect was 0.4.\n")])
+def test_plain_text_suffixes_are_read_as_text(tmp_path, name, body):
+    path = tmp_path / name
+    path.write_text(body, encoding="utf-8")
+    doc = read_document(path)
+    assert doc.kind == "txt" and doc.unit == "part" and doc.page(1).text == body.strip()
+
+
+def test_damaged_office_files_are_refused_by_name(tmp_path, monkeypatch):
+    cases = {}
+    for name in ("slides.pptx", "report.odt", "novel.epub"):
+        (tmp_path / f"text-{name}").write_text("not a zip at all")
+        cases[f"text-{name}"] = ("corrupt", "not a ZIP archive")
+        with zipfile.ZipFile(tmp_path / f"other-{name}", "w") as z:   # a ZIP, but not of that format
+            z.writestr("readme.txt", "hello")
+        cases[f"other-{name}"] = ("corrupt", "")
+    good = {"slides.pptx": write_pptx(tmp_path / "ok.pptx"), "report.odt": write_odt(tmp_path / "ok.odt"),
+            "novel.epub": write_epub(tmp_path / "ok.epub")}
+    for name, path in good.items():                  # the first half of a real file
+        data = path.read_bytes()
+        (tmp_path / f"cut-{name}").write_bytes(data[: len(data) // 2])
+        cases[f"cut-{name}"] = ("corrupt", "not a ZIP archive")
+    (tmp_path / "memo.rtf").write_text("Dear all, this is plain text named .rtf")
+    cases["memo.rtf"] = ("corrupt", "not an RTF file")
+    for name, (reason, words) in cases.items():
+        with pytest.raises(IngestError) as info:
+            read_document(tmp_path / name)
+        assert info.value.reason == reason and name in str(info.value) and words in str(info.value), name
+
+    # a damaged part inside a valid archive: the library's parse error becomes `corrupt`
+    for name, part in (("ok.pptx", "ppt/slides/slide1.xml"), ("ok.odt", "content.xml")):
+        damaged = tmp_path / f"damaged-{name}"
+        with zipfile.ZipFile(tmp_path / name) as src, zipfile.ZipFile(damaged, "w") as out:
+            for info in src.infolist():
+                data = src.read(info)
+                out.writestr(info, data[:90] if info.filename == part else data)
+        with pytest.raises(IngestError) as err:
+            read_document(damaged)
+        assert err.value.reason == "corrupt" and damaged.name in str(err.value)
+
+    # a zip bomb is refused before any library inflates it
+    monkeypatch.setattr(office, "MAX_UNPACKED_BYTES", 10_000)
+    with zipfile.ZipFile(tmp_path / "bomb.pptx", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("ppt/slides/slide1.xml", b"<a/>" + b" " * 50_000)
+    with pytest.raises(IngestError) as err:
+        read_document(tmp_path / "bomb.pptx")
+    assert err.value.reason == "too_large" and "bomb.pptx" in str(err.value)
