@@ -1,4 +1,5 @@
-"""Render one PDF page to an image with pypdfium2, optionally marking a passage on it.
+"""Render one PDF page to an image with pypdfium2 (or one frame of an image document with Pillow),
+optionally marking a passage on it.
 
 Used by the source viewer: a citation names (document, page, supporting quote); this module draws
 the page and paints translucent boxes over the characters of the quote. The quote is found in the
@@ -22,7 +23,7 @@ import pypdfium2.raw as pdfium_c
 from PIL import Image, ImageDraw
 from rapidfuzz import fuzz
 
-from ingest.pdf import PDFIUM_LOCK  # PDFium is not thread-safe: one lock for every user in the process
+from ingest.pdf import PDFIUM_LOCK, looks_like_pdf  # PDFium is not thread-safe: one lock for every user
 
 HIGHLIGHT_FILL = (255, 214, 0, 96)      # RGBA, translucent yellow
 HIGHLIGHT_OUTLINE = (230, 150, 0, 255)
@@ -59,10 +60,14 @@ def _open_pdf(path: Path, password: str | None):
 
 def render_page(path: str | Path, page_number: int, highlight: str | None = None,
                 scale: float = 1.5, password: str | None = None) -> RenderedPage:
-    """Render physical page `page_number` (1-based) of the PDF at `path`; mark `highlight` if given."""
+    """Render physical page `page_number` (1-based) of the PDF at `path` (or frame of the image
+    there); mark `highlight` if given."""
     path = Path(path)
     if not path.is_file():
         raise PageImageError(f"{path.name}: file not found")
+    with path.open("rb") as f:
+        if not looks_like_pdf(f.read(1024)):
+            return _render_image(path, page_number, highlight)
     with _open_pdf(path, password) as pdf:
         count = len(pdf)
         if not 1 <= page_number <= count:
@@ -88,6 +93,30 @@ def render_page(path: str | Path, page_number: int, highlight: str | None = None
     if boxes:
         result.image = _paint(image, boxes)
         result.boxes, result.highlighted, result.match_score = boxes, True, score
+    return result
+
+
+def _render_image(path: Path, page_number: int, highlight: str | None) -> RenderedPage:
+    """Frame `page_number` of an image document, upright, at the size it was OCR'd at; the passage is
+    found in OCR lines of the shown image, as on a scanned PDF page."""
+    from ingest.errors import IngestError
+    from ingest.images import MAX_OCR_SIDE, frame, frame_count, open_image
+
+    try:
+        picture = open_image(path.read_bytes(), path.name)
+        count = frame_count(picture)
+        if not 1 <= page_number <= count:
+            raise PageImageError(f"{path.name}: page {page_number} is outside 1..{count}")
+        image = frame(picture, page_number, path.name)
+    except IngestError as err:
+        raise PageImageError(str(err)) from None
+    image.thumbnail((MAX_OCR_SIDE, MAX_OCR_SIDE))
+    result = RenderedPage(image=image, page_number=page_number, page_count=count)
+    if highlight and highlight.strip():
+        boxes, score = _ocr_boxes(str(path), page_number, float(image.width), image, highlight)
+        if boxes:
+            result.image = _paint(image, boxes)
+            result.boxes, result.highlighted, result.match_score = boxes, True, score
     return result
 
 

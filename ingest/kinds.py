@@ -9,15 +9,18 @@ PLAIN_TEXT_SUFFIXES = (
     ".py", ".js", ".ts", ".java", ".c", ".h", ".cpp", ".hpp", ".cs", ".go", ".rs", ".rb", ".php", ".sh",
     ".sql", ".r", ".swift", ".kt", ".scala", ".lua", ".pl", ".css",
 )
+# Pictures of pages, read by OCR: one page per frame.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
 KIND_BY_SUFFIX = {
     ".pdf": "pdf", ".txt": "txt", ".text": "txt", ".md": "md", ".markdown": "md",
     ".html": "html", ".htm": "html", ".xhtml": "html", ".docx": "docx",
     ".pptx": "pptx", ".odt": "odt", ".epub": "epub", ".rtf": "rtf",
     **{suffix: "txt" for suffix in PLAIN_TEXT_SUFFIXES},
+    **{suffix: "image" for suffix in IMAGE_SUFFIXES},
 }
 SUPPORTED_SUFFIXES = tuple(KIND_BY_SUFFIX)      # what the upload box accepts
-# What `jambadocs ingest FOLDER` picks up: documents, not the data files and code next to them
-# (named one by one, those are read too).
-DOCUMENT_SUFFIXES = tuple(s for s in KIND_BY_SUFFIX if s not in PLAIN_TEXT_SUFFIXES)
-SUPPORTED_KINDS = (".pdf, .docx, .pptx, .odt, .epub, .rtf, .html, .md, and plain text (.txt, .csv, .json, "
-                   ".xml, .tex, source code, ...)")
+# What `jambadocs ingest FOLDER` picks up: documents, not the data files, code and figures next to
+# them (named one by one, those are read too).
+DOCUMENT_SUFFIXES = tuple(s for s in KIND_BY_SUFFIX if s not in PLAIN_TEXT_SUFFIXES + IMAGE_SUFFIXES)
+SUPPORTED_KINDS = (".pdf, .docx, .pptx, .odt, .epub, .rtf, .html, .md, plain text (.txt, .csv, .json, "
+                   ".xml, .tex, source code, ...) and images of pages (.png, .jpg, .tiff, .webp, .bmp)")

@@ -58,6 +58,8 @@ def read_document(path: str | Path, password: str | None = None, progress: Progr
         if kind == "pdf":
             return _read_pdf_document(path, data, name, password, guarded, max_pages, timeout_s,
                                       max_ocr_pages if ocr else 0, isolate)
+        if kind == "image":
+            return _read_image_document(data, name, guarded, min(max_pages, max_ocr_pages), ocr)
         return _read_text_document(data, name, kind, guarded, max_pages)
     except IngestError:
         raise
@@ -98,6 +100,24 @@ def _read_text_document(data: bytes, name: str, kind: str, progress: Progress | 
     return Document(title=content.title or Path(name).stem, filename=name, kind=kind, unit=content.unit,
                     pages=pages, content_hash=sha256_hex(data), text_hash=text_hash(pages),
                     outline=content.outline)
+
+
+def _read_image_document(data: bytes, name: str, progress: Progress | None, max_frames: int,
+                         ocr: bool) -> Document:
+    """A picture of one page per frame, its text recognised by OCR."""
+    from ingest.images import ocr_frames
+
+    if not (ocr and ocr_available()):
+        hint = "no OCR engine is installed: pip install rapidocr onnxruntime" if ocr else "OCR is turned off"
+        raise IngestError("no_text", name, f"an image is read by OCR, and {hint}")
+    texts = ocr_frames(data, name, max_frames, progress)
+    if not any(texts):
+        raise IngestError("no_text", name, "OCR found no text in the image"
+                          + (f"'s {len(texts)} frames" if len(texts) > 1 else ""))
+    pages = [Page(i, None, text) for i, text in enumerate(texts, start=1)]
+    return Document(title=pdf_title(None, texts, name), filename=name, kind="image", unit="page", pages=pages,
+                    content_hash=sha256_hex(data), text_hash=text_hash(pages),
+                    notes=[f"an image: text recognised by OCR ({OCR_NAME})"])
 
 
 def read_documents(paths: Iterable[str | Path], passwords: Mapping[str, str] | str | None = None,

@@ -548,7 +548,7 @@ class Handlers:
         on_cited = number == cite.page
         highlight = (cite.passage or cite.quote) if on_cited and cite.verified else None
         image, marked = None, False
-        if doc.kind == "pdf":
+        if doc.kind in ("pdf", "image"):
             try:
                 rendered = self._render(cite.doc_id, number, highlight)
                 image, marked = rendered.image, rendered.highlighted
@@ -560,7 +560,7 @@ class Handlers:
         if on_cited and not cite.verified:
             text_html = text_html.replace('class="jd-page-text"', 'class="jd-page-text jd-unverified"', 1)
         head = render.source_header(cite, doc.pages, number, doc.unit)
-        if on_cited and cite.verified and doc.kind == "pdf" and image is not None and not marked:
+        if on_cited and cite.verified and image is not None and not marked:
             head += '<div class="jd-note">The passage is marked in the text below (not found on the page image).</div>'
         state = {"cite": cite.to_dict(), "page": number}
         return {self.ui.source_head: head,

@@ -1,21 +1,28 @@
-"""A deck and an e-book dropped in the browser: read, asked over, and a chip opens the cited slide."""
+"""A deck, an e-book and a photo of a page dropped in the browser: read (the photo by OCR), asked
+over, and a chip opens the cited slide, or the photo with the passage marked."""
 from __future__ import annotations
+
+import pypdfium2 as pdfium
 
 from tests.ingest.office_files import write_epub, write_pptx
 from tests.ui.live_server import start_server
-from tests.ui.pages import open_app, report, text_input, wait_rows
+from tests.ui.pages import open_app, report, text_input, wait_rows, yellow_pixels
 
 
-def test_slides_and_chapters_are_cited_and_shown(chromium, tmp_path, screenshots):
-    files = [write_pptx(tmp_path / "review.pptx"), write_epub(tmp_path / "voyage.epub")]
+def test_slides_chapters_and_photos_are_cited_and_shown(chromium, corpus, tmp_path, screenshots):
+    scan = pdfium.PdfDocument(str(corpus / "image-only.pdf"))      # r-intro's Preface, scanned
+    scan[0].render(scale=150 / 72).to_pil().convert("L").save(tmp_path / "preface.png")
+    scan.close()
+    files = [write_pptx(tmp_path / "review.pptx"), write_epub(tmp_path / "voyage.epub"), tmp_path / "preface.png"]
     server = start_server(tmp_path / "data", "--engine", "extractive")
     page = chromium.new_context(viewport={"width": 1600, "height": 1000}).new_page()
     try:
         open_app(page, server.url)
         page.set_input_files("#jd-upload input[type=file]", [str(f) for f in files])
-        rows = wait_rows(page, 2)
+        rows = wait_rows(page, 3)
         assert "review.pptx" in rows[0] and "3 slides" in rows[0], rows
         assert "voyage.epub" in rows[1] and "3 sections" in rows[1], rows
+        assert "preface.png" in rows[2] and "1 page" in rows[2] and "OCR" in rows[2], rows
 
         text_input(page, "jd-question").fill("Which office opening should the speaker mention?")
         page.click("#jd-ask")
@@ -29,6 +36,19 @@ def test_slides_and_chapters_are_cited_and_shown(chromium, tmp_path, screenshots
         assert "Haifa office opening" in page.inner_text("#jd-passage")
         assert not page.locator("#jd-page-image img").is_visible()          # no page image for a slide
         page.screenshot(path=str(screenshots / "slide-source.png"))
+
+        text_input(page, "jd-question").fill("Who wrote the original notes that the introduction to R is derived from?")
+        page.click("#jd-ask")
+        chip = page.locator("#jd-chat .message-row").last.locator(".cite-chip.cite-verified").first
+        chip.wait_for(timeout=120_000)
+        assert "preface.png, p.\u00a01" in chip.inner_text(), chip.inner_text()
+        chip.click()
+        page.wait_for_function("() => /preface\\.png/.test(document.querySelector('#jd-source-head')?.innerText)",
+                               timeout=60_000)
+        assert "page 1 of 1" in page.inner_text("#jd-source-head")
+        image = page.locator("#jd-page-image img")
+        image.wait_for(state="visible", timeout=60_000)
+        assert yellow_pixels(image.screenshot()) > 300, "the passage is not marked on the photo"
     except Exception:
         report(page, server)
         raise

@@ -1,0 +1,75 @@
+"""Pictures of pages (.png, .jpg, .tiff, .webp, .bmp): one page per frame (a multi-page TIFF is a
+multi-page document), text by OCR (ingest.ocr). Phone photos are turned upright by their EXIF
+orientation first, as any image viewer shows them.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ingest.errors import IngestError
+
+# Larger frames are scaled down to this long side before OCR: about the resolution PDF pages are
+# OCR'd at (144 dpi, a letter page 1584 px high; bench/ocr.py: word recall 0.99-1.0). RapidOCR's
+# recognition varies with scale: on the corpus scan at its own 150 dpi (1651 px) one line in 11 came
+# out garbled, at 1600 px none on its three pages.
+MAX_OCR_SIDE = 1600
+
+
+def open_image(data: bytes, path: str | Path) -> Image.Image:
+    """The image in `data`, checked: a format Pillow reads, and not a decompression bomb (more than
+    Pillow's `Image.MAX_IMAGE_PIXELS`, 89 M pixels: a 600 dpi A4 scan has 35 M)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise IngestError("too_large", path, f"too many pixels ({err})") from None
+    except UnidentifiedImageError:
+        raise IngestError("corrupt", path, "not an image Pillow can read (unknown format or damaged)") from None
+    except (OSError, ValueError, SyntaxError) as err:
+        raise IngestError("corrupt", path, f"damaged image ({err})") from None
+
+
+def frames(image: Image.Image, path: str | Path) -> Iterator[Image.Image]:
+    """Each frame upright (EXIF orientation applied) and in RGB; a damaged frame is `corrupt`."""
+    for number in range(1, frame_count(image) + 1):
+        yield frame(image, number, path)
+
+
+def frame(image: Image.Image, number: int, path: str | Path) -> Image.Image:
+    """Frame `number` (1-based), upright and in RGB."""
+    try:
+        image.seek(number - 1)
+        upright = ImageOps.exif_transpose(image)
+        return (upright if upright is not None else image).convert("RGB")
+    except (OSError, ValueError, SyntaxError, EOFError) as err:
+        raise IngestError("corrupt", path, f"damaged image ({err})") from None
+
+
+def frame_count(image: Image.Image) -> int:
+    return getattr(image, "n_frames", 1)
+
+
+def ocr_frames(data: bytes, path: str | Path, max_pages: int,
+               progress: Callable[[int, int], None] | None = None) -> list[str]:
+    """The OCR text of every frame (`max_pages` at most: more is `too_large`), in reading order."""
+    import numpy as np
+
+    from ingest.ocr import page_text, recognise
+
+    image = open_image(data, path)
+    total = frame_count(image)
+    if total > max_pages:
+        raise IngestError("too_large", path, f"{total} frames, more than {max_pages}")
+    texts = []
+    for done, frame in enumerate(frames(image, path), start=1):
+        frame.thumbnail((MAX_OCR_SIDE, MAX_OCR_SIDE))                    # only ever shrinks
+        texts.append(page_text(recognise(np.asarray(frame)), frame.width))   # [H, W, 3]
+        if progress is not None:
+            progress(done, total)
+    return texts
