@@ -14,7 +14,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
 KIND_BY_SUFFIX = {
     ".pdf": "pdf", ".txt": "txt", ".text": "txt", ".md": "md", ".markdown": "md",
     ".html": "html", ".htm": "html", ".xhtml": "html", ".docx": "docx",
-    ".pptx": "pptx", ".odt": "odt", ".epub": "epub", ".rtf": "rtf",
+    ".pptx": "pptx", ".odt": "odt", ".epub": "epub", ".rtf": "rtf", ".xlsx": "xlsx",
     **{suffix: "txt" for suffix in PLAIN_TEXT_SUFFIXES},
     **{suffix: "image" for suffix in IMAGE_SUFFIXES},
 }
@@ -22,5 +22,5 @@ SUPPORTED_SUFFIXES = tuple(KIND_BY_SUFFIX)      # what the upload box accepts
 # What `jambadocs ingest FOLDER` picks up: documents, not the data files, code and figures next to
 # them (named one by one, those are read too).
 DOCUMENT_SUFFIXES = tuple(s for s in KIND_BY_SUFFIX if s not in PLAIN_TEXT_SUFFIXES + IMAGE_SUFFIXES)
-SUPPORTED_KINDS = (".pdf, .docx, .pptx, .odt, .epub, .rtf, .html, .md, plain text (.txt, .csv, .json, "
+SUPPORTED_KINDS = (".pdf, .docx, .pptx, .xlsx, .odt, .epub, .rtf, .html, .md, plain text (.txt, .csv, .json, "
                    ".xml, .tex, source code, ...) and images of pages (.png, .jpg, .tiff, .webp, .bmp)")

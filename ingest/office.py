@@ -1,4 +1,4 @@
-"""Office and e-book formats (.pptx, .odt, .epub, .rtf) to citable units, read by their libraries.
+"""Office and e-book formats (.pptx, .odt, .epub, .xlsx, .rtf) to citable units.
 
 - .pptx (python-pptx): one unit per slide, label "slide 3": its text frames, tables and grouped
   shapes in reading order, then the speaker notes ("Notes: ...").
@@ -7,6 +7,7 @@
 - .epub (EbookLib): the spine's chapters in reading order (not its table-of-contents page), each
   cut at its <h1>..<h6> like HTML; a chapter that opens without a heading takes its
   table-of-contents title.
+- .xlsx (openpyxl): one unit per worksheet, rows as "a | b | c" lines; a long sheet in ranges of rows.
 - .rtf (striprtf): plain text, cut like a .txt file.
 
 The ZIP formats are checked before a library opens them: a valid archive that unpacks to at most
@@ -14,6 +15,7 @@ The ZIP formats are checked before a library opens them: a valid archive that un
 """
 from __future__ import annotations
 
+import datetime
 import io
 import posixpath
 import zipfile
@@ -186,6 +188,78 @@ def _toc_titles(toc) -> dict[str, str]:
     return out
 
 
+# ---------------------------------------------------------------- .xlsx
+
+SHEET_UNIT_CHARS = 6000       # a longer sheet is cut into row ranges of about this size, header repeated
+
+
+def read_xlsx(data: bytes, path: str | Path) -> TextContent:
+    """Each worksheet's rows as "cell | cell | ..." lines (formulas as the values the spreadsheet
+    last computed and saved), one unit per sheet ("Sales"), or per range of rows ("Log (rows
+    128-249)") for a long sheet, each range after the first starting with the sheet's first row (its
+    header, usually). The unit is "sheet" when no sheet was cut, else "part"."""
+    from openpyxl import load_workbook
+
+    check_zip(data, path, ".xlsx")
+    units: list[tuple[str, str]] = []
+    outline: list[tuple[str, int, int]] = []
+    try:
+        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        try:
+            for sheet in book.worksheets:
+                rows = [(number, line) for number, row in enumerate(sheet.iter_rows(values_only=True), start=1)
+                        if (line := _row_text(row))]
+                outline.append((sheet.title, 1, len(units) + 1))
+                units.extend(_sheet_units(sheet.title, rows))
+            title = book.properties.title
+        finally:
+            book.close()
+    except (KeyError, ValueError, TypeError, AttributeError, SyntaxError, zipfile.BadZipFile) as err:
+        raise IngestError("corrupt", path, f"damaged .xlsx ({type(err).__name__}: {err})") from None
+    if not units:
+        raise IngestError("no_text", path, "the workbook has no cells with values")
+    unit = "sheet" if len(units) == len(outline) else "part"      # "3 sheets", or "7 parts" when one was cut
+    return TextContent(normalize_text(title) if title and title.strip() else None, unit, units, outline)
+
+
+def _row_text(row: tuple) -> str:
+    """One row's cells with values, " | " between them (empty cells inside the row kept as "")."""
+    cells = [_cell_text(v) for v in row]
+    while cells and not cells[-1]:
+        cells.pop()
+    return normalize_text(" | ".join(cells)) if any(cells) else ""
+
+
+def _cell_text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return format(value, ".15g")          # 0.1 + 0.2 shows as 0.3, as a spreadsheet shows it
+    if isinstance(value, datetime.datetime):  # a date cell comes back as a datetime at midnight
+        return value.date().isoformat() if value.time() == datetime.time() else value.isoformat(sep=" ")
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    return str(value).replace("\n", " ")
+
+
+def _sheet_units(name: str, rows: list[tuple[int, str]]) -> list[tuple[str, str]]:
+    """A sheet's (label, text) units: the whole sheet, or ranges of rows of ~SHEET_UNIT_CHARS."""
+    if not rows:
+        return [(name, "")]
+    if sum(len(line) + 1 for _, line in rows) <= SHEET_UNIT_CHARS:
+        return [(name, "\n".join(line for _, line in rows))]
+    header, units, chunk, size = rows[0][1], [], [], 0
+    for number, line in rows:
+        if chunk and size + len(line) > SHEET_UNIT_CHARS:
+            units.append(chunk)
+            chunk, size = [], len(header)
+        chunk.append((number, line))
+        size += len(line) + 1
+    units.append(chunk)
+    return [(f"{name} (rows {part[0][0]}-{part[-1][0]})",
+             "\n".join(([header] if k else []) + [line for _, line in part])) for k, part in enumerate(units)]
+
+
 # ---------------------------------------------------------------- .rtf
 
 def read_rtf(data: bytes, path: str | Path) -> TextContent:
@@ -200,4 +274,4 @@ def read_rtf(data: bytes, path: str | Path) -> TextContent:
     return units_from_sections([Section(None, 0, text)], first[:150] if first else None)
 
 
-READERS = {"pptx": read_pptx, "odt": read_odt, "epub": read_epub, "rtf": read_rtf}
+READERS = {"pptx": read_pptx, "odt": read_odt, "epub": read_epub, "rtf": read_rtf, "xlsx": read_xlsx}

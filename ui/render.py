@@ -142,7 +142,7 @@ def context_fit(docs: Sequence[DocumentInfo], max_tokens: int | None) -> dict[in
 def documents_table(docs: Sequence[DocumentInfo], budget: BudgetInfo | None) -> str:
     if not docs:
         return ('<div class="jd-docs jd-empty" id="jd-docs">No documents yet. '
-                'Drop PDFs (or Word, PowerPoint, EPUB, HTML, Markdown, text files) on the upload box.</div>')
+                'Drop PDFs (or Word, PowerPoint, Excel, EPUB, HTML, Markdown, text files, photos of pages) on the upload box.</div>')
     fit = context_fit(docs, budget.max if budget else None)
     rows = []
     for doc in docs:

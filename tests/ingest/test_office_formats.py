@@ -68,7 +68,7 @@ def test_plain_text_suffixes_are_read_as_text(tmp_path, name, body):
 
 def test_damaged_office_files_are_refused_by_name(tmp_path, monkeypatch):
     cases = {}
-    for name in ("slides.pptx", "report.odt", "novel.epub"):
+    for name in ("slides.pptx", "report.odt", "novel.epub", "numbers.xlsx"):
         (tmp_path / f"text-{name}").write_text("not a zip at all")
         cases[f"text-{name}"] = ("corrupt", "not a ZIP archive")
         with zipfile.ZipFile(tmp_path / f"other-{name}", "w") as z:   # a ZIP, but not of that format
@@ -105,3 +105,41 @@ def test_damaged_office_files_are_refused_by_name(tmp_path, monkeypatch):
     with pytest.raises(IngestError) as err:
         read_document(tmp_path / "bomb.pptx")
     assert err.value.reason == "too_large" and "bomb.pptx" in str(err.value)
+
+
+def test_xlsx_sheets_rows_values_and_long_sheets_in_row_ranges(tmp_path, monkeypatch):
+    import datetime
+
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sales = book.active
+    sales.title = "Sales"
+    sales.append(["region", "month", "revenue", "note"])
+    sales.append(["Lisboa", datetime.date(2026, 3, 1), 1234567.5, None])
+    sales.append(["Porto", datetime.datetime(2026, 3, 1, 14, 30), 0.1 + 0.2, "two\nlines"])
+    log = book.create_sheet("Log")
+    log.append(["id", "event"])
+    for i in range(1, 60):
+        log.append([i, f"event {i} in the warehouse"])
+    book.properties.title = "Numbers 2026"
+    book.save(tmp_path / "numbers.xlsx")
+
+    doc = read_document(tmp_path / "numbers.xlsx")
+    assert (doc.kind, doc.unit, doc.title) == ("xlsx", "sheet", "Numbers 2026")
+    assert [p.label for p in doc.pages] == ["Sales", "Log"]
+    assert doc.page(1).text.splitlines() == ["region | month | revenue | note", "Lisboa | 2026-03-01 | 1234567.5",
+                                             "Porto | 2026-03-01 14:30:00 | 0.3 | two lines"]
+
+    monkeypatch.setattr(office, "SHEET_UNIT_CHARS", 400)                 # now the log is cut into ranges
+    doc = read_document(tmp_path / "numbers.xlsx")
+    assert doc.unit == "part" and doc.outline == [("Sales", 1, 1), ("Log", 1, 2)]
+    ranges = doc.pages[1:]
+    assert len(ranges) > 2 and ranges[0].label.startswith("Log (rows 1-")
+    assert ranges[-1].label.endswith("-60)")                            # the spreadsheet's own row numbers
+    seen = []
+    for part in ranges:
+        lines = part.text.splitlines()
+        assert lines[0] == "id | event" and len(part.text) <= 400 + 40
+        seen += [line for line in lines if line != "id | event"]
+    assert seen == [f"{i} | event {i} in the warehouse" for i in range(1, 60)]  # every row once, in order
