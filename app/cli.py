@@ -34,6 +34,10 @@ def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
     g.add_argument("--quantize", default=d, choices=["int8"],
                    help="int8: quantize MoE expert and MLP weights at load (JAMBADOCS_QUANTIZE)")
     g.add_argument("--engine", default=d, choices=ENGINES, help="answering engine (JAMBADOCS_ENGINE; default auto)")
+    g.add_argument("--temperature", default=d, type=float,
+                   help="0: greedy (JAMBADOCS_TEMPERATURE; default: what the checkpoint's generation_config says)")
+    g.add_argument("--top-p", dest="top_p", default=d, type=float, help="nucleus sampling (JAMBADOCS_TOP_P)")
+    g.add_argument("--seed", default=d, type=int, help="fix the sampling seed (JAMBADOCS_SEED)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(data_dir=getattr(args, "data_dir", None), model=getattr(args, "model", None),
                              device=getattr(args, "device", None), dtype=getattr(args, "dtype", None),
-                             quantize=getattr(args, "quantize", None), engine=getattr(args, "engine", None))
+                             quantize=getattr(args, "quantize", None), engine=getattr(args, "engine", None),
+                             temperature=getattr(args, "temperature", None), top_p=getattr(args, "top_p", None),
+                             seed=getattr(args, "seed", None))
 
 
 def _services(args: argparse.Namespace):
@@ -275,7 +281,7 @@ def ask_json(msg) -> dict:
         "engine": msg.engine,
         "citations": [{"doc": c.doc, "file": c.filename, "page": c.page, "page_label": c.page_label, "unit": c.unit,
                        "quote": c.quote, "verified": c.verified} for c in msg.citations],
-        "timings": {k: t.get(k) for k in ("cached_tokens", "prefilled_tokens", "ttft_s", "tokens_per_s")},
+        "timings": {k: t.get(k) for k in ("cached_tokens", "prefilled_tokens", "ttft_s", "tokens_per_s", "sampling")},
         "omitted": omitted,
         "reasoning": msg.reasoning,
     }

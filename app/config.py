@@ -25,6 +25,16 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"JAMBADOCS_{name}={value!r} is not an integer") from None
 
 
+def _env_float(name: str) -> float | None:
+    value = _env(name)
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"JAMBADOCS_{name}={value!r} is not a number") from None
+
+
 # integer settings (JAMBADOCS_<NAME> in the environment), each positive
 POSITIVE_INTS = ("cache_bytes", "max_upload_bytes", "max_pages", "max_new_tokens", "max_thinking_tokens")
 
@@ -47,6 +57,11 @@ class Settings:
     max_pages: int = 5000
     max_new_tokens: int = 512
     max_thinking_tokens: int = 4096    # reasoning models: their <think> block, on top of max_new_tokens
+    # Decoding. None: what the checkpoint's generation_config.json recommends (greedy unless it sets
+    # do_sample); temperature 0 is greedy. A sampled answer's seed is in its timings; `seed` fixes it.
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
     models_path: Path | None = None    # where `download` puts checkpoints; None -> <data_dir>/models
 
     def __post_init__(self) -> None:
@@ -58,6 +73,10 @@ class Settings:
         for name in POSITIVE_INTS:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.temperature is not None and not 0 <= self.temperature <= 100:
+            raise ValueError(f"temperature must be >= 0 (0: greedy), got {self.temperature}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -70,6 +89,11 @@ class Settings:
         for name in ("model", "device", "dtype", "quantize", "engine", "remote_url", "remote_model", "remote_api_key"):
             if (v := _env(name.upper())) is not None:
                 values[name] = v
+        for name in ("temperature", "top_p"):
+            if (f := _env_float(name.upper())) is not None:
+                values[name] = f
+        if _env("SEED") is not None:
+            values["seed"] = _env_int("SEED", 0)
         defaults = cls.__dataclass_fields__
         for name in POSITIVE_INTS:
             default = defaults[name].default

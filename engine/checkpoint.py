@@ -229,6 +229,28 @@ def load_weights(folder: Path, cfg: JambaConfig, dtype: torch.dtype, device: tor
     return weights, sorted(set(files.values()))
 
 
+def read_sampling(folder: Path) -> tuple[float, float]:
+    """(temperature, top_p) the checkpoint recommends in generation_config.json: its temperature and
+    top_p when it sets `do_sample` (1.0 for either one it leaves out, as transformers does), else
+    greedy (0.0, 1.0)."""
+    gen = folder / "generation_config.json"
+    if not gen.exists():
+        return 0.0, 1.0
+    try:
+        d = json.loads(gen.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise CheckpointError(gen, f"not valid JSON ({e})") from None
+    if not isinstance(d, dict) or not d.get("do_sample"):
+        return 0.0, 1.0
+    try:
+        temperature, top_p = float(d.get("temperature", 1.0)), float(d.get("top_p", 1.0))
+    except (TypeError, ValueError):
+        raise CheckpointError(gen, "temperature and top_p must be numbers") from None
+    if temperature < 0 or not 0 < top_p <= 1:
+        raise CheckpointError(gen, f"temperature {temperature} / top_p {top_p} out of range")
+    return temperature, top_p
+
+
 def read_eos_ids(folder: Path, cfg: JambaConfig) -> list[int]:
     """eos ids from generation_config.json, else config.json."""
     gen = folder / "generation_config.json"

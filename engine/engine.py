@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from . import cpu_kernels
-from .checkpoint import fingerprint, load_tokenizer, load_weights, read_eos_ids
+from .checkpoint import fingerprint, load_tokenizer, load_weights, read_eos_ids, read_sampling
 from .config import JambaConfig
 from .errors import CheckpointError, EngineError, StateError
 from .generate import Generation
@@ -42,9 +42,11 @@ class Engine:
     """See docs/interfaces.md. Thread-safe for concurrent calls: states are immutable values."""
 
     def __init__(self, config: JambaConfig, weights: ModelWeights, tokenizer, fingerprint: str,
-                 eos_token_ids: list[int], path: Path | None = None, chunk_size: int = 1024):
+                 eos_token_ids: list[int], path: Path | None = None, chunk_size: int = 1024,
+                 sampling: tuple[float, float] = (0.0, 1.0)):
         self.config, self.weights, self.tokenizer = config, weights, tokenizer
         self.fingerprint, self.eos_token_ids, self.path = fingerprint, eos_token_ids, path
+        self.sampling = sampling        # (temperature, top_p) from generation_config.json; (0, 1): greedy
         self.chunk_size = chunk_size
         self.device, self.dtype = weights.device, weights.dtype
 
@@ -145,4 +147,5 @@ def load_engine(path: str | Path, device: str | torch.device | None = None, dtyp
     tokenizer = load_tokenizer(folder)
     # states depend on the weights and on how they are computed: dtype and quantization are part of the key
     fp = hashlib.sha256(f"{fingerprint(folder, files)}:{dtype_name(dt)}:{quantize or 'none'}".encode()).hexdigest()
-    return Engine(cfg, weights, tokenizer, fp, read_eos_ids(folder, cfg), folder, chunk_size)
+    return Engine(cfg, weights, tokenizer, fp, read_eos_ids(folder, cfg), folder, chunk_size,
+                  sampling=read_sampling(folder))

@@ -283,6 +283,7 @@ def _write_tokenizer(folder: Path, vocab_size: int, max_len: int,
 
 
 def write_tiny_checkpoint(folder: str | Path, seed: int = 0, shards: int = 1, chat_template: str = CHAT_TEMPLATE,
+                          generation: dict[str, Any] | None = None,
                           **overrides: Any) -> Path:
     """Write a random tiny Jamba checkpoint (HF layout, tokenizer included) into `folder`; return it.
     `chat_template`: the tokenizer's (default: Jamba 1.5's layout; REASONING_TEMPLATE: Jamba Reasoning's)."""
@@ -294,7 +295,7 @@ def write_tiny_checkpoint(folder: str | Path, seed: int = 0, shards: int = 1, ch
         ids["<|pad|>"], ids["<|startoftext|>"], ids["<|endoftext|>"])
     (folder / "config.json").write_text(json.dumps(cfg, indent=2))
     gen_cfg = {"bos_token_id": ids["<|startoftext|>"], "pad_token_id": ids["<|pad|>"],
-               "eos_token_id": [ids["<|endoftext|>"], ids["<|eom|>"]]}
+               "eos_token_id": [ids["<|endoftext|>"], ids["<|eom|>"]], **(generation or {})}
     (folder / "generation_config.json").write_text(json.dumps(gen_cfg, indent=2))
     _write_weights(folder, random_weights(cfg, seed), shards)
     return folder

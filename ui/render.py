@@ -99,6 +99,10 @@ def answer_stats(timings: dict | None) -> str:
     if timings.get("thinking_tokens"):
         why = " (its budget ran out)" if timings.get("thinking_closed_by") == "budget" else ""
         parts.append(f"reasoning <b>{fmt_tokens(timings['thinking_tokens'])}</b> tokens{why}")
+    sampling = timings.get("sampling") or {}
+    if sampling.get("seed") is not None:
+        parts.append(f"sampled at temperature {sampling['temperature']:g}, top-p {sampling['top_p']:g}, "
+                     f"seed {sampling['seed']}")
     if timings.get("cancelled"):
         parts.append('<span class="jd-warn">stopped before the end</span>')
     line = f'<div class="jd-stats" id="jd-answer-stats">{" &middot; ".join(parts)}'

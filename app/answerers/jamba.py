@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import queue
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -69,6 +70,7 @@ class _Output:
     finish_reason: str | None = None
     closed_by: str | None = None  # the <think> block was closed by "model" | "budget" | "none" (never)
     thinking_tokens: int = 0
+    sampling: dict = field(default_factory=dict)  # {"temperature", "top_p", "seed"} it was decoded with
 
 
 class JambaAnswerer:
@@ -231,6 +233,7 @@ class JambaAnswerer:
             "stored_bytes": stored_bytes,
             "prompt_tokens": (ends[-1] if ends else 0) + len(plan.tail),
             "omitted": plan.omitted,
+            "sampling": out.sampling,
         }
         if plan.thinking or out.splitter.thinking_text:
             timings["thinking_tokens"] = out.thinking_tokens
@@ -245,8 +248,13 @@ class JambaAnswerer:
         it answers. The answer ("token" events) gets at most ``req.max_new_tokens`` tokens."""
         think_budget = self._thinking_budget() if plan.thinking else 0
         prompt, limit = list(plan.tail), req.max_new_tokens + think_budget
+        out.sampling = self._sampling(eng)
+        temperature, top_p, seed = out.sampling["temperature"], out.sampling["top_p"], out.sampling["seed"]
         while True:
-            generation = eng.generate(prompt, state=state, max_new_tokens=limit, temperature=0.0, cancel=req.cancel)
+            generation = eng.generate(prompt, state=state, max_new_tokens=limit, temperature=temperature,
+                                      top_p=top_p, seed=seed, cancel=req.cancel)
+            if seed is not None:
+                seed += 1                # the answer after a closed <think> block draws a stream of its own
             force_close = False
             for piece in generation:
                 n = out.n_new + len(generation.token_ids)
@@ -279,6 +287,18 @@ class JambaAnswerer:
         if out.closed_by is None and out.splitter.thinking_text:
             out.closed_by = "model" if out.answer_from is not None or out.splitter.state != THINKING else "none"
             out.thinking_tokens = out.answer_from if out.answer_from is not None else out.n_new
+
+    def _sampling(self, eng: Any) -> dict:
+        """Temperature and top_p from the settings, else the checkpoint's generation_config; a sampled
+        answer gets the settings' seed or a fresh one (kept in its timings, so it can be replayed)."""
+        default_t, default_p = getattr(eng, "sampling", (0.0, 1.0))
+        t = getattr(self.settings, "temperature", None)
+        p = getattr(self.settings, "top_p", None)
+        t, p = default_t if t is None else t, default_p if p is None else p
+        if t <= 0:
+            return {"temperature": 0.0, "top_p": 1.0, "seed": None}
+        seed = getattr(self.settings, "seed", None)
+        return {"temperature": t, "top_p": p, "seed": secrets.randbelow(2**31) if seed is None else seed}
 
     def _thinking_budget(self) -> int:
         return int(getattr(self.settings, "max_thinking_tokens", 4096))

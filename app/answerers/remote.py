@@ -37,6 +37,7 @@ class RemoteAnswerer:
     def __init__(self, settings: Any = None, *, base_url: str | None = None,
                  model: str | None = None, api_key: str | None = None,
                  timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self._settings = settings
         self.base_url = (base_url or getattr(settings, "remote_url", None) or "").rstrip("/")
         if not self.base_url:
             raise EngineUnavailable("the remote engine needs a server URL "
@@ -79,6 +80,17 @@ class RemoteAnswerer:
                 return count
         return max(1, len(text) // CHARS_PER_TOKEN) if text else 0
 
+    def _sampling(self) -> dict:
+        """The settings' temperature / top_p / seed when set; greedy (temperature 0) when none is, so
+        answers stay repeatable on servers whose default temperature is not 0 (llama.cpp's is 0.8)."""
+        t, p, seed = (getattr(self._settings, k, None) for k in ("temperature", "top_p", "seed"))
+        out = {"temperature": 0.0 if t is None else t}
+        if p is not None:
+            out["top_p"] = p
+        if seed is not None:
+            out["seed"] = seed
+        return out
+
     def answer(self, req: AnswerRequest) -> Iterator[AnswerEvent]:
         import openai
 
@@ -89,8 +101,8 @@ class RemoteAnswerer:
         yield AnswerEvent(kind="progress", stage="remote", done=0, total=1)
         try:
             stream = self._client.chat.completions.create(
-                model=model, messages=messages, stream=True, temperature=0.0,
-                max_tokens=req.max_new_tokens, stream_options={"include_usage": True})
+                model=model, messages=messages, stream=True, max_tokens=req.max_new_tokens,
+                stream_options={"include_usage": True}, **self._sampling())
         except openai.APIConnectionError as exc:
             raise EngineUnavailable(f"cannot reach the remote engine at {self.base_url}: {exc}") from exc
         except openai.APIStatusError as exc:

@@ -119,6 +119,13 @@ def test_remote_through_a_jamba_server_generates_what_the_model_does_locally(
     assert plain.usage.prompt_tokens == n_prompt
     assert (plain.choices[0].finish_reason == "length") == (plain.usage.completion_tokens == 16)
 
+    # sampling settings travel to the server: a seeded answer is the local model's with that seed
+    settings = Settings(remote_url=jamba_server.url, temperature=0.9, top_p=0.95, seed=7)
+    sampled = list(RemoteAnswerer(settings).answer(req))[-1].text
+    ids = tiny_engine.tokenizer(prompt_ids, add_special_tokens=False)["input_ids"]
+    local = "".join(tiny_engine.generate(ids, max_new_tokens=16, temperature=0.9, top_p=0.95, seed=7))
+    assert sampled == local.strip() and sampled != done.text
+
 
 def test_a_follow_up_on_a_set_over_the_servers_context_sends_the_same_pages(corpus):
     """So that the server's prefix cache (vLLM's) holds the documents of the follow-up's prompt."""

@@ -25,12 +25,28 @@ def test_defaults_without_env(monkeypatch):
 
 
 @pytest.mark.parametrize("env,value", [("JAMBADOCS_ENGINE", "gpt"), ("JAMBADOCS_MAX_PAGES", "many"),
-                                       ("JAMBADOCS_MAX_PAGES", "0")])
+                                       ("JAMBADOCS_MAX_PAGES", "0"), ("JAMBADOCS_TEMPERATURE", "warm"),
+                                       ("JAMBADOCS_TEMPERATURE", "-1"), ("JAMBADOCS_TOP_P", "1.5"),
+                                       ("JAMBADOCS_SEED", "x")])
 def test_bad_values_are_named(monkeypatch, env, value):
     monkeypatch.setenv(env, value)
     with pytest.raises(ValueError) as err:
         Settings.from_env()
-    assert value in str(err.value) or "max_pages" in str(err.value)
+    name = env.removeprefix("JAMBADOCS_").lower()
+    assert value in str(err.value) or name in str(err.value), str(err.value)
+
+
+def test_sampling_from_env_and_flags(monkeypatch):
+    for k in ("TEMPERATURE", "TOP_P", "SEED"):
+        monkeypatch.delenv(f"JAMBADOCS_{k}", raising=False)
+    s = Settings.from_env()
+    assert (s.temperature, s.top_p, s.seed) == (None, None, None)            # the checkpoint decides
+    monkeypatch.setenv("JAMBADOCS_TEMPERATURE", "0.6")
+    monkeypatch.setenv("JAMBADOCS_TOP_P", "0.9")
+    monkeypatch.setenv("JAMBADOCS_SEED", "42")
+    s = Settings.from_env()
+    assert (s.temperature, s.top_p, s.seed) == (0.6, 0.9, 42)
+    assert Settings.from_env(temperature=0.0).temperature == 0.0               # a flag wins, 0 included
 
 
 def test_models_dir(monkeypatch, tmp_path):

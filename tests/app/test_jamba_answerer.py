@@ -303,3 +303,31 @@ def test_the_answer_is_exactly_what_the_engine_generates(eng, checkpoint, docs, 
     g = eng.generate(seg.ids(), max_new_tokens=17)
     assert text == "".join(g).lstrip() and timings["new_tokens"] == len(g.token_ids) == 17
     assert timings["finish_reason"] == g.finish_reason == "length"
+
+
+def test_sampling_follows_the_checkpoint_unless_the_settings_say_otherwise(docs, tmp_path, tmp_path_factory):
+    """A checkpoint whose generation_config samples (do_sample, temperature, top_p) is sampled with
+    its values and a fresh seed per answer, kept in the timings; that seed replays the answer
+    exactly; JAMBADOCS_TEMPERATURE=0 makes it greedy, equal to the engine's greedy generation."""
+    folder = write_tiny_checkpoint(tmp_path_factory.mktemp("sampled"), seed=3,
+                                   generation={"do_sample": True, "temperature": 0.9, "top_p": 0.95})
+    eng = load_engine(folder)
+    assert eng.sampling == (0.9, 0.95)
+    question = "What is it?"
+    a = JambaAnswerer(_settings(folder, tmp_path), engine=eng)
+    first, t1, _ = ask(a, docs[:1], question, max_new_tokens=24)
+    second, t2, _ = ask(a, docs[:1], question, max_new_tokens=24)
+    s1, s2 = t1["sampling"], t2["sampling"]
+    assert (s1["temperature"], s1["top_p"]) == (0.9, 0.95) and s1["seed"] != s2["seed"]
+    seg = PromptBuilder(eng.tokenizer).build(docs[:1], question)
+    for text, s in ((first, s1), (second, s2)):
+        g = eng.generate(seg.ids(), max_new_tokens=24, temperature=0.9, top_p=0.95, seed=s["seed"])
+        assert text == "".join(g).lstrip()
+    assert first != second                  # 24 tokens drawn at 0.9 from a random model's spread
+    replay = JambaAnswerer(_settings(folder, tmp_path, seed=s1["seed"]), engine=eng)
+    assert ask(replay, docs[:1], question, max_new_tokens=24)[0] == first
+
+    greedy = JambaAnswerer(_settings(folder, tmp_path, temperature=0.0), engine=eng)
+    text, timings, _ = ask(greedy, docs[:1], question, max_new_tokens=24)
+    assert timings["sampling"] == {"temperature": 0.0, "top_p": 1.0, "seed": None}
+    assert text == "".join(eng.generate(seg.ids(), max_new_tokens=24)).lstrip()

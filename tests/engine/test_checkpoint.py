@@ -135,3 +135,28 @@ def test_missing_shard(tmp_path):
 def test_missing_tokenizer(folder):
     (folder / "tokenizer.json").unlink()
     assert "tokenizer" in str(_error(folder))
+
+
+@pytest.mark.parametrize("generation, expected", [
+    ({}, (0.0, 1.0)),                                                        # no do_sample: greedy
+    ({"do_sample": False, "temperature": 0.7}, (0.0, 1.0)),
+    ({"do_sample": True, "temperature": 0.6, "top_p": 0.95}, (0.6, 0.95)),
+    ({"do_sample": True}, (1.0, 1.0)),                                       # transformers' defaults
+])
+def test_sampling_recommendation_is_read_from_generation_config(folder, generation, expected):
+    from engine.checkpoint import read_sampling
+
+    path = folder / "generation_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **generation}))
+    assert read_sampling(folder) == expected
+
+
+def test_bad_sampling_values_name_the_file(folder):
+    from engine.checkpoint import read_sampling
+
+    path = folder / "generation_config.json"
+    path.write_text(json.dumps({"do_sample": True, "top_p": 1.5}))
+    with pytest.raises(CheckpointError, match="generation_config.json.*top_p 1.5"):
+        read_sampling(folder)
+    (folder / "generation_config.json").unlink()
+    assert read_sampling(folder) == (0.0, 1.0)

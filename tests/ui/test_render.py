@@ -145,3 +145,12 @@ def test_source_header_names_the_unit_and_its_label_on_the_cited_unit_only(unit,
     cite = CitationInfo(doc=1, doc_id=5, filename="f", page=8, page_label=label, quote="q", verified=True,
                         passage="q", start=0, end=1)
     assert where in source_header(cite, 10, shown, unit)
+
+
+def test_answer_stats_name_the_sampling_only_when_sampled():
+    from ui.render import answer_stats
+
+    sampled = answer_stats({"ttft_s": 0.1, "sampling": {"temperature": 0.6, "top_p": 0.95, "seed": 1234}})
+    assert "sampled at temperature 0.6, top-p 0.95, seed 1234" in sampled
+    greedy = answer_stats({"ttft_s": 0.1, "sampling": {"temperature": 0.0, "top_p": 1.0, "seed": None}})
+    assert "sampled" not in greedy and "first token" in greedy
