@@ -184,9 +184,13 @@ def _raw_steps(services: Any, eng: Any, body: ChatCompletionBody, max_new: int |
                        f"the messages have {len(ids)} tokens; the model's context is {eng.max_context}")
     extra = body.model_extra or {}
     stop = extra.get("stop") or ()
+    # what the request leaves out is what the checkpoint recommends (vLLM does the same)
+    default_t, default_p = getattr(eng, "sampling", (0.0, 1.0))
+    temperature, top_p = extra.get("temperature"), extra.get("top_p")
     return _generate(services, eng, ids, dict(
         max_new_tokens=min(max_new or services.settings.max_new_tokens, room),
-        temperature=float(extra.get("temperature") or 0.0), top_p=float(extra.get("top_p") or 1.0),
+        temperature=float(default_t if temperature is None else temperature),
+        top_p=float(default_p if top_p is None else top_p),
         seed=extra.get("seed"), stop=(stop,) if isinstance(stop, str) else tuple(stop),
         cancel=cancel))
 
