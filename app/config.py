@@ -15,24 +15,16 @@ def _env(name: str) -> str | None:
     return value if value not in (None, "") else None
 
 
-def _env_int(name: str, default: int) -> int:
-    value = _env(name)
-    if value is None:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"JAMBADOCS_{name}={value!r} is not an integer") from None
-
-
-def _env_float(name: str) -> float | None:
+def _env_number(name: str, kind: type = int) -> int | float | None:
+    """JAMBADOCS_<name> as an int (or float), None when unset; a clear error when it is not one."""
     value = _env(name)
     if value is None:
         return None
     try:
-        return float(value)
+        return kind(value)
     except ValueError:
-        raise ValueError(f"JAMBADOCS_{name}={value!r} is not a number") from None
+        what = "an integer" if kind is int else "a number"
+        raise ValueError(f"JAMBADOCS_{name}={value!r} is not {what}") from None
 
 
 # integer settings (JAMBADOCS_<NAME> in the environment), each positive
@@ -89,15 +81,13 @@ class Settings:
         for name in ("model", "device", "dtype", "quantize", "engine", "remote_url", "remote_model", "remote_api_key"):
             if (v := _env(name.upper())) is not None:
                 values[name] = v
-        for name in ("temperature", "top_p"):
-            if (f := _env_float(name.upper())) is not None:
-                values[name] = f
-        if _env("SEED") is not None:
-            values["seed"] = _env_int("SEED", 0)
+        for name, kind in (("temperature", float), ("top_p", float), ("seed", int)):
+            if (number := _env_number(name.upper(), kind)) is not None:
+                values[name] = number
         defaults = cls.__dataclass_fields__
         for name in POSITIVE_INTS:
-            default = defaults[name].default
-            values[name] = _env_int(name.upper(), default)
+            number = _env_number(name.upper())
+            values[name] = defaults[name].default if number is None else number
         known = {f.name for f in fields(cls)}
         for key, value in overrides.items():
             if key not in known:
