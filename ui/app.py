@@ -107,8 +107,8 @@ def build_ui(services) -> gr.Blocks:
                 page_image = gr.Image(type="pil", format="png", interactive=False, show_label=False,
                                       elem_id="jd-page-image", visible=False, buttons=["fullscreen"], height=700)
                 with gr.Row(visible=False) as nav_row:
-                    prev_btn = gr.Button("\u2190 Previous page", size="sm", elem_id="jd-prev")
-                    next_btn = gr.Button("Next page \u2192", size="sm", elem_id="jd-next")
+                    prev_btn = gr.Button("\u2190 Previous", size="sm", elem_id="jd-prev")
+                    next_btn = gr.Button("Next \u2192", size="sm", elem_id="jd-next")
                 page_text = gr.HTML("", padding=False)
 
         # A chip click writes "message_id:citation_index|nonce" here (see ui.theme.JS).
