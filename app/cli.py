@@ -137,7 +137,8 @@ def cmd_ingest(args) -> int:
     for folder, names in skipped.items():
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         print(f"jambadocs: {folder}: skipped {len(names)} file{'s' if len(names) > 1 else ''} of no document type "
-              f"({shown}; documents are {' '.join(DOCUMENT_SUFFIXES)})", file=sys.stderr)
+              f"({shown}; a folder gives its {' '.join(DOCUMENT_SUFFIXES)} files; name an image, data or "
+              "code file to add it)", file=sys.stderr)
     known = {d.id for d in svc.documents.list(ws.id)}
     for name in files:
         path = Path(name)
