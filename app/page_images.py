@@ -59,15 +59,18 @@ def _open_pdf(path: Path, password: str | None):
 
 
 def render_page(path: str | Path, page_number: int, highlight: str | None = None,
-                scale: float = 1.5, password: str | None = None) -> RenderedPage:
-    """Render physical page `page_number` (1-based) of the PDF at `path` (or frame of the image
-    there); mark `highlight` if given."""
+                scale: float = 1.5, password: str | None = None, kind: str | None = None) -> RenderedPage:
+    """Render physical page `page_number` (1-based) of the PDF at `path`, or frame `page_number` of
+    an image document (`kind="image"`; None: an image when the file has no PDF header and its name
+    does not end in .pdf); mark `highlight` if given."""
     path = Path(path)
     if not path.is_file():
         raise PageImageError(f"{path.name}: file not found")
-    with path.open("rb") as f:
-        if not looks_like_pdf(f.read(1024)):
-            return _render_image(path, page_number, highlight)
+    if kind is None:
+        with path.open("rb") as f:
+            kind = "pdf" if looks_like_pdf(f.read(1024)) or path.suffix.lower() == ".pdf" else "image"
+    if kind == "image":
+        return _render_image(path, page_number, highlight)
     with _open_pdf(path, password) as pdf:
         count = len(pdf)
         if not 1 <= page_number <= count:

@@ -550,7 +550,7 @@ class Handlers:
         image, marked = None, False
         if doc.kind in ("pdf", "image"):
             try:
-                rendered = self._render(cite.doc_id, number, highlight)
+                rendered = self._render(cite.doc_id, number, highlight, doc.kind)
                 image, marked = rendered.image, rendered.highlighted
             except Exception as err:          # noqa: BLE001 -- the text view still works
                 log.warning("cannot render page %s of %s: %s", number, doc.filename, err)
@@ -568,10 +568,10 @@ class Handlers:
                 self.ui.nav_row: gr.update(visible=doc.pages > 1),
                 self.ui.page_text: text_html, self.ui.viewer: state}
 
-    def _render(self, doc_id: int, number: int, highlight: str | None):
+    def _render(self, doc_id: int, number: int, highlight: str | None, kind: str = "pdf"):
         renderer = getattr(self.svc.documents, "render_page", None)
         if renderer is not None:
             return renderer(doc_id, number, highlight=highlight)
         from app.page_images import render_page
 
-        return render_page(self.svc.documents.file_path(doc_id), number, highlight=highlight)
+        return render_page(self.svc.documents.file_path(doc_id), number, highlight=highlight, kind=kind)
