@@ -39,7 +39,8 @@ def test_slides_chapters_and_photos_are_cited_and_shown(chromium, corpus, tmp_pa
 
         text_input(page, "jd-question").fill("Who wrote the original notes that the introduction to R is derived from?")
         page.click("#jd-ask")
-        chip = page.locator("#jd-chat .message-row").last.locator(".cite-chip.cite-verified").first
+        # the new answer's chip (the chat still shows the first answer's until this one is saved)
+        chip = page.locator("#jd-chat .cite-chip.cite-verified", has_text="preface.png").first
         chip.wait_for(timeout=120_000)
         assert "preface.png, p.\u00a01" in chip.inner_text(), chip.inner_text()
         chip.click()
