@@ -1,7 +1,8 @@
 """Office and e-book formats (.pptx, .odt, .epub, .xlsx, .rtf) to citable units.
 
 - .pptx (python-pptx): one unit per slide, label "slide 3": its text frames, tables and grouped
-  shapes in reading order, then the speaker notes ("Notes: ...").
+  shapes in the slide's shape order (PowerPoint's reading order for screen readers), then the
+  speaker notes ("Notes: ...").
 - .odt (ElementTree, as .docx): sections at `text:h` headings (their outline level), tables and
   lists included.
 - .epub (EbookLib): the spine's chapters in reading order (not its table-of-contents page), each
@@ -43,7 +44,7 @@ def check_zip(data: bytes, path: str | Path, what: str) -> None:
 # ---------------------------------------------------------------- .pptx
 
 def read_pptx(data: bytes, path: str | Path) -> TextContent:
-    """One unit per slide ("slide 3"), its text in reading order, then its speaker notes."""
+    """One unit per slide ("slide 3"), its text in shape order, then its speaker notes."""
     from pptx import Presentation
     from pptx.exc import PackageNotFoundError
 
@@ -121,7 +122,7 @@ def read_odt(data: bytes, path: str | Path) -> TextContent:
                 lines.append(heading)
             elif child.tag == f"{_TEXT}p":
                 lines.append(_odf_text(child))
-            else:
+            elif child.tag != f"{_TEXT}tracked-changes":     # (its deleted text is not the document's)
                 walk(child)              # lists, tables, frames, sections: the paragraphs inside
 
     walk(body)

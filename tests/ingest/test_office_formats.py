@@ -143,3 +143,28 @@ def test_xlsx_sheets_rows_values_and_long_sheets_in_row_ranges(tmp_path, monkeyp
         assert lines[0] == "id | event" and len(part.text) <= 400 + 40
         seen += [line for line in lines if line != "id | event"]
     assert seen == [f"{i} | event {i} in the warehouse" for i in range(1, 60)]  # every row once, in order
+
+
+def test_odt_leaves_out_text_deleted_under_track_changes(tmp_path):
+    import re
+
+    from odf import text
+    from odf.opendocument import OpenDocumentText
+
+    odt = OpenDocumentText()
+    odt.text.addElement(text.P(text="The budget was kept."))
+    odt.save(str(tmp_path / "plain.odt"))
+    # what LibreOffice writes for a deleted paragraph while changes are tracked (kept for undo)
+    deleted = ('<text:tracked-changes><text:changed-region xml:id="ct1" text:id="ct1"><text:deletion>'
+               '<office:change-info><dc:creator>Ana</dc:creator></office:change-info>'
+               '<text:p>The budget was cut by half.</text:p></text:deletion></text:changed-region>'
+               '</text:tracked-changes>')
+    with zipfile.ZipFile(tmp_path / "plain.odt") as src, zipfile.ZipFile(tmp_path / "draft.odt", "w") as out:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "content.xml":
+                data = re.sub(rb"(<office:text[^>]*>)", lambda m: m.group(1) + deleted.encode(), data, count=1)
+                assert b"cut by half" in data
+            out.writestr(info, data)
+    doc = read_document(tmp_path / "draft.odt")
+    assert [p.text for p in doc.pages] == ["The budget was kept."]
