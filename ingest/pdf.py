@@ -25,6 +25,7 @@ import pypdfium2.raw as pdfium_c
 
 from ingest.errors import IngestError
 from ingest.normalize import normalize_text
+from ingest.pdf_forms import FORM_HEADING, form_lines, init_forms
 
 PDFIUM_LOCK = threading.RLock()
 
@@ -67,7 +68,7 @@ def read_pdf(data: bytes, path: str | Path, *, password: str | None = None,
 
 def _open(data: bytes, path: str | Path, password: str | None) -> pdfium.PdfDocument:
     try:
-        return pdfium.PdfDocument(data, password=password)
+        pdf = pdfium.PdfDocument(data, password=password)
     except pdfium.PdfiumError as err:
         code = getattr(err, "err_code", None)
         if code == pdfium_c.FPDF_ERR_PASSWORD:
@@ -77,6 +78,8 @@ def _open(data: bytes, path: str | Path, password: str | None) -> pdfium.PdfDocu
         if code == pdfium_c.FPDF_ERR_SECURITY:
             raise IngestError("encrypted", path, "it uses an encryption scheme that is not supported") from None
         raise IngestError("corrupt", path, f"damaged or truncated PDF ({err})") from None
+    init_forms(pdf)                           # filled-in fields are read with the pages (pdf_forms.py)
+    return pdf
 
 
 def _extract(pdf: pdfium.PdfDocument, path: str | Path, progress: Progress | None,
@@ -111,14 +114,16 @@ def _extract(pdf: pdfium.PdfDocument, path: str | Path, progress: Progress | Non
 
 
 def _page_text(pdf: pdfium.PdfDocument, index: int) -> str:
-    """Raw PDFium text of one page (PDFIUM_LOCK held by the caller)."""
+    """Raw PDFium text of one page, then its filled-in form fields (PDFIUM_LOCK held by the caller)."""
     page = pdf[index]
     try:
         textpage = page.get_textpage()
         try:
-            return textpage.get_text_range()
+            text = textpage.get_text_range()
         finally:
             textpage.close()
+        fields = form_lines(pdf, page)
+        return f"{text}\n\n{FORM_HEADING}\n" + "\n".join(fields) if fields else text
     finally:
         page.close()
 

@@ -1,0 +1,88 @@
+"""Filled-in PDF forms: the values of text, choice, checkbox and radio fields (not page content, so
+not in PDFium's text) are read from the widgets into the page text; a form-free PDF reads as before."""
+from __future__ import annotations
+
+import pytest
+from pypdf import PdfWriter
+from pypdf.generic import (ArrayObject, BooleanObject, DictionaryObject, FloatObject, NameObject, NumberObject,
+                           StreamObject, TextStringObject)
+
+from ingest import read_document
+
+
+def write_form(path, src, fields):
+    """The first page of `src` with an AcroForm of `fields`: [(kind, name, value)], kind "tx" (text),
+    "ch" (combo box), "cb" (checkbox, value True/False), "rb" (radio group, value (chosen, options))."""
+    w = PdfWriter()
+    w.append(src, pages=[0])
+    page = w.pages[0]
+    refs, y = [], 700
+    def widget(extra, rect):
+        d = DictionaryObject({NameObject("/Type"): NameObject("/Annot"), NameObject("/Subtype"): NameObject("/Widget"),
+                              NameObject("/Rect"): ArrayObject([FloatObject(v) for v in rect]), NameObject("/F"): NumberObject(4)})
+        d.update(extra)
+        return d
+    def ap(on):
+        empty = w._add_object(StreamObject())
+        return DictionaryObject({NameObject("/N"): DictionaryObject({NameObject(f"/{on}"): empty, NameObject("/Off"): empty})})
+    annots = []
+    for kind, name, value in fields:
+        rect = [50, y, 300, y + 20]; y -= 30
+        if kind in ("tx", "ch"):
+            extra = {NameObject("/FT"): NameObject("/Tx" if kind == "tx" else "/Ch"), NameObject("/T"): TextStringObject(name),
+                     NameObject("/V"): TextStringObject(value)}
+            if kind == "ch":
+                extra[NameObject("/Opt")] = ArrayObject([TextStringObject(value), TextStringObject("Other")])
+                extra[NameObject("/Ff")] = NumberObject(1 << 17)          # combo box
+            ref = w._add_object(widget(extra, rect)); refs.append(ref); annots.append(ref)
+        elif kind == "cb":
+            state = "/Yes" if value else "/Off"
+            extra = {NameObject("/FT"): NameObject("/Btn"), NameObject("/T"): TextStringObject(name),
+                     NameObject("/V"): NameObject(state), NameObject("/AS"): NameObject(state), NameObject("/AP"): ap("Yes")}
+            ref = w._add_object(widget(extra, rect)); refs.append(ref); annots.append(ref)
+        elif kind == "rb":
+            chosen, options = value
+            parent = DictionaryObject({NameObject("/FT"): NameObject("/Btn"), NameObject("/T"): TextStringObject(name),
+                                       NameObject("/Ff"): NumberObject(1 << 15),
+                                       NameObject("/V"): NameObject(f"/{chosen}" if chosen else "/Off")})
+            pref = w._add_object(parent); kids = ArrayObject()
+            for opt in options:
+                kid = widget({NameObject("/Parent"): pref, NameObject("/AP"): ap(opt),
+                              NameObject("/AS"): NameObject(f"/{opt}" if opt == chosen else "/Off")}, rect)
+                rect = [rect[0] + 60, rect[1], rect[2] + 60, rect[3]]
+                kref = w._add_object(kid); kids.append(kref); annots.append(kref)
+            parent[NameObject("/Kids")] = kids; refs.append(pref)
+    page[NameObject("/Annots")] = ArrayObject(annots)
+    w._root_object[NameObject("/AcroForm")] = DictionaryObject({NameObject("/Fields"): ArrayObject(refs),
+                                                                NameObject("/NeedAppearances"): BooleanObject(True)})
+    w.write(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def form_pdf(tmp_path_factory, corpus):
+    """pari-refcard.pdf's first page with a filled-in form on it (pypdf writes the AcroForm)."""
+    return write_form(tmp_path_factory.mktemp("form") / "application.pdf", corpus / "pari-refcard.pdf", [
+        ("tx", "Applicant name", "Ana Ribeiro"), ("ch", "Country", "Portugal"), ("cb", "Smoker", False),
+        ("cb", "Has a driving licence", True), ("rb", "Plan", ("Premium", ["Basic", "Premium"])),
+        ("tx", "Comments", "")])
+
+
+def test_filled_fields_are_read_into_the_page_text(form_pdf, corpus):
+    page = read_document(form_pdf).pages[0].text
+    plain = read_document(corpus / "pari-refcard.pdf").pages[0].text
+    assert page.startswith(plain)                                  # the page's own text first, unchanged
+    assert page[len(plain):].strip().splitlines() == [
+        "Form fields:", "Applicant name: Ana Ribeiro", "Country: Portugal", "Has a driving licence: yes",
+        "Plan: Premium"]                                           # unticked and empty fields are left out
+
+
+def test_the_answer_can_cite_a_field(form_pdf, tmp_path):
+    from app.config import Settings
+    from app.services import Services
+
+    with Services(Settings(data_dir=tmp_path / "data", engine="extractive")) as svc:
+        ws = svc.workspaces.create("forms")
+        svc.documents.add(ws.id, form_pdf)
+        top = svc.qa.answer(ws.id, "What is the applicant name and the policy plan?").citations[0]
+        assert top.filename == "application.pdf" and top.verified and "Ana Ribeiro" in top.passage
