@@ -25,7 +25,7 @@ import pypdfium2.raw as pdfium_c
 
 from ingest.errors import IngestError
 from ingest.normalize import normalize_text
-from ingest.pdf_forms import FORM_HEADING, form_lines, init_forms
+from ingest.pdf_annotations import annotation_text, init_forms
 
 PDFIUM_LOCK = threading.RLock()
 
@@ -78,7 +78,7 @@ def _open(data: bytes, path: str | Path, password: str | None) -> pdfium.PdfDocu
         if code == pdfium_c.FPDF_ERR_SECURITY:
             raise IngestError("encrypted", path, "it uses an encryption scheme that is not supported") from None
         raise IngestError("corrupt", path, f"damaged or truncated PDF ({err})") from None
-    init_forms(pdf)                           # filled-in fields are read with the pages (pdf_forms.py)
+    init_forms(pdf)                           # filled-in fields are read with the pages (pdf_annotations.py)
     return pdf
 
 
@@ -114,7 +114,8 @@ def _extract(pdf: pdfium.PdfDocument, path: str | Path, progress: Progress | Non
 
 
 def _page_text(pdf: pdfium.PdfDocument, index: int) -> str:
-    """Raw PDFium text of one page, then its filled-in form fields (PDFIUM_LOCK held by the caller)."""
+    """Raw PDFium text of one page, then what was added on it: filled-in fields, typed text, comments
+    (ingest/pdf_annotations.py; PDFIUM_LOCK held by the caller)."""
     page = pdf[index]
     try:
         textpage = page.get_textpage()
@@ -122,8 +123,8 @@ def _page_text(pdf: pdfium.PdfDocument, index: int) -> str:
             text = textpage.get_text_range()
         finally:
             textpage.close()
-        fields = form_lines(pdf, page)
-        return f"{text}\n\n{FORM_HEADING}\n" + "\n".join(fields) if fields else text
+        added = annotation_text(pdf, page)
+        return f"{text}\n\n{added}" if added else text
     finally:
         page.close()
 

@@ -1,5 +1,6 @@
-"""Filled-in PDF forms: the values of text, choice, checkbox and radio fields (not page content, so
-not in PDFium's text) are read from the widgets into the page text; a form-free PDF reads as before."""
+"""What people add on a PDF page (not page content, so not in PDFium's text), read into the page
+text: filled-in form fields (text, choice, checkbox, radio), typed text (FreeText) and comments
+(sticky notes, a highlight's note); links and empty fields add nothing; the page's own text stays."""
 from __future__ import annotations
 
 import pytest
@@ -86,3 +87,29 @@ def test_the_answer_can_cite_a_field(form_pdf, tmp_path):
         svc.documents.add(ws.id, form_pdf)
         top = svc.qa.answer(ws.id, "What is the applicant name and the policy plan?").citations[0]
         assert top.filename == "application.pdf" and top.verified and "Ana Ribeiro" in top.passage
+
+
+def test_typed_text_and_comments_are_read_links_are_not(tmp_path, corpus):
+    from pypdf import PdfReader
+    from pypdf.annotations import FreeText, Highlight, Link, Text
+    from pypdf.generic import ArrayObject, FloatObject
+
+    writer = PdfWriter()
+    writer.append(corpus / "pari-refcard.pdf", pages=[0])
+    for annotation in (
+            FreeText(text="Signed: Ana Ribeiro, Lisboa, 3 March 2026", rect=(50, 50, 400, 70)),
+            Text(text="Check the factor() example with Bruno", rect=(500, 700, 520, 720)),
+            Highlight(rect=(50, 600, 300, 620), quad_points=ArrayObject([FloatObject(v) for v in
+                                                                         (50, 620, 300, 620, 50, 600, 300, 600)])),
+            Link(rect=(50, 500, 100, 520), url="https://pari.math.u-bordeaux.fr/")):
+        writer.add_annotation(page_number=0, annotation=annotation)
+    highlight = writer.pages[0]["/Annots"][2].get_object()
+    highlight[NameObject("/Contents")] = TextStringObject("this is the key command")
+    writer.write(tmp_path / "signed.pdf")
+    assert len(PdfReader(tmp_path / "signed.pdf").pages[0]["/Annots"]) == 4
+
+    page = read_document(tmp_path / "signed.pdf").pages[0].text
+    plain = read_document(corpus / "pari-refcard.pdf").pages[0].text
+    assert page.startswith(plain) and page[len(plain):].strip().splitlines() == [
+        "Text added on the page:", "Signed: Ana Ribeiro, Lisboa, 3 March 2026", "",
+        "Comments:", "Check the factor() example with Bruno", "this is the key command"]

@@ -1,0 +1,90 @@
+"""What people add to a PDF page on top of its content: filled-in form fields, text typed on the
+page ("Fill & Sign", a viewer's text tool: FreeText annotations) and comments (sticky notes, and the
+notes on highlights and other markup). None of it is page content, so PDFium's text extraction
+does not see it; it is read from the page's annotations and added after the page text:
+
+    Form fields:            one "Field name: value" line per filled field (text, list, combo, ticked
+                            checkboxes, the chosen radio button)
+    Text added on the page: each FreeText annotation's text
+    Comments:               each comment's text
+
+PDFIUM_LOCK is held by the callers (ingest/pdf.py).
+"""
+from __future__ import annotations
+
+import ctypes
+
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
+
+FORM_HEADING = "Form fields:"
+ADDED_HEADING = "Text added on the page:"
+COMMENT_HEADING = "Comments:"
+# markup whose /Contents is a person's comment (a link's or a widget's is not)
+_COMMENTED = {pdfium_c.FPDF_ANNOT_TEXT, pdfium_c.FPDF_ANNOT_HIGHLIGHT, pdfium_c.FPDF_ANNOT_UNDERLINE,
+              pdfium_c.FPDF_ANNOT_SQUIGGLY, pdfium_c.FPDF_ANNOT_STRIKEOUT, pdfium_c.FPDF_ANNOT_SQUARE,
+              pdfium_c.FPDF_ANNOT_CIRCLE, pdfium_c.FPDF_ANNOT_STAMP, pdfium_c.FPDF_ANNOT_CARET,
+              pdfium_c.FPDF_ANNOT_INK, pdfium_c.FPDF_ANNOT_LINE, pdfium_c.FPDF_ANNOT_POLYGON,
+              pdfium_c.FPDF_ANNOT_POLYLINE}
+
+
+def init_forms(pdf: pdfium.PdfDocument) -> bool:
+    """Set up PDFium's form environment when the document has a form (before any page is loaded)."""
+    if pdfium_c.FPDF_GetFormType(pdf.raw) == pdfium_c.FORMTYPE_NONE:
+        return False
+    pdf.init_forms()
+    return True
+
+
+def annotation_text(pdf: pdfium.PdfDocument, page: pdfium.PdfPage) -> str:
+    """The page's filled fields, added text and comments as the blocks above ("" when none), each
+    line once, in annotation order."""
+    form = getattr(pdf, "formenv", None)
+    blocks: dict[str, list[str]] = {FORM_HEADING: [], ADDED_HEADING: [], COMMENT_HEADING: []}
+    for index in range(pdfium_c.FPDFPage_GetAnnotCount(page.raw)):
+        annot = pdfium_c.FPDFPage_GetAnnot(page.raw, index)
+        try:
+            kind = pdfium_c.FPDFAnnot_GetSubtype(annot)
+            if kind == pdfium_c.FPDF_ANNOT_WIDGET and form is not None:
+                value = _field_value(form.raw, annot)
+                name = _wide(pdfium_c.FPDFAnnot_GetFormFieldName, form.raw, annot).strip() if value else ""
+                heading, line = FORM_HEADING, f"{name or '(unnamed field)'}: {value}" if value else ""
+            elif kind == pdfium_c.FPDF_ANNOT_FREETEXT:
+                heading, line = ADDED_HEADING, _contents(annot)
+            elif kind in _COMMENTED:
+                heading, line = COMMENT_HEADING, _contents(annot)
+            else:
+                continue
+            if line and line not in blocks[heading]:     # a field with several widgets shows once
+                blocks[heading].append(line)
+        finally:
+            pdfium_c.FPDFPage_CloseAnnot(annot)
+    return "\n\n".join("\n".join([heading, *lines]) for heading, lines in blocks.items() if lines)
+
+
+def _contents(annot) -> str:
+    return _wide(pdfium_c.FPDFAnnot_GetStringValue, annot, b"Contents").strip()
+
+
+def _field_value(form, annot) -> str:
+    kind = pdfium_c.FPDFAnnot_GetFormFieldType(form, annot)
+    if kind in (pdfium_c.FPDF_FORMFIELD_CHECKBOX, pdfium_c.FPDF_FORMFIELD_RADIOBUTTON):
+        if not pdfium_c.FPDFAnnot_IsChecked(form, annot):
+            return ""
+        if kind == pdfium_c.FPDF_FORMFIELD_CHECKBOX:
+            return "yes"
+        return _wide(pdfium_c.FPDFAnnot_GetFormFieldExportValue, form, annot).strip() or "yes"
+    if kind in (pdfium_c.FPDF_FORMFIELD_TEXTFIELD, pdfium_c.FPDF_FORMFIELD_COMBOBOX,
+                pdfium_c.FPDF_FORMFIELD_LISTBOX):
+        return " ".join(_wide(pdfium_c.FPDFAnnot_GetFormFieldValue, form, annot).split())
+    return ""                                     # push buttons, signatures
+
+
+def _wide(function, *args) -> str:
+    """A PDFium UTF-16LE string getter's result (called once for the size, once for the text)."""
+    size = function(*args, None, 0)
+    if size <= 2:
+        return ""
+    buffer = ctypes.create_string_buffer(size)
+    function(*args, ctypes.cast(buffer, ctypes.POINTER(pdfium_c.FPDF_WCHAR)), size)
+    return buffer.raw[: size - 2].decode("utf-16-le", errors="replace")
