@@ -17,7 +17,10 @@ from app import db
 from app.errors import InvalidInput, NotFound
 from app.filestore import sha256_file
 from app.records import DocumentInfo, PageInfo, _utc
-from ingest.kinds import SUPPORTED_SUFFIXES as UPLOAD_SUFFIXES  # noqa: F401  (the upload box's list)
+from ingest.kinds import CONVERT_HINTS, SUPPORTED_SUFFIXES
+
+# What the upload box takes: what is read, and the formats whose refusal says how to convert them.
+UPLOAD_SUFFIXES = SUPPORTED_SUFFIXES + tuple(CONVERT_HINTS)
 
 if TYPE_CHECKING:
     import ingest

@@ -22,5 +22,17 @@ SUPPORTED_SUFFIXES = tuple(KIND_BY_SUFFIX)      # what the upload box accepts
 # What `jambadocs ingest FOLDER` picks up: documents, not the data files, code and figures next to
 # them (named one by one, those are read too).
 DOCUMENT_SUFFIXES = tuple(s for s in KIND_BY_SUFFIX if s not in PLAIN_TEXT_SUFFIXES + IMAGE_SUFFIXES)
+# Formats people often have that are not read, with what to do instead.
+CONVERT_HINTS = {
+    ".doc": "an old binary Word file: save it as .docx or PDF and add that",
+    ".ppt": "an old binary PowerPoint file: save it as .pptx or PDF and add that",
+    ".xls": "an old binary Excel file: save it as .xlsx and add that",
+    ".pages": "an Apple Pages file: export it as PDF or Word and add that",
+    ".key": "an Apple Keynote file: export it as PDF or PowerPoint and add that",
+    ".numbers": "an Apple Numbers file: export it as Excel and add that",
+    ".odp": "an OpenDocument presentation: export it as PDF or .pptx and add that",
+    ".ods": "an OpenDocument spreadsheet: save it as .xlsx and add that",
+    ".heic": "an HEIC photo: save it as JPEG or PNG and add that",
+}
 SUPPORTED_KINDS = (".pdf, .docx, .pptx, .xlsx, .odt, .epub, .rtf, .html, .md, plain text (.txt, .csv, .json, "
                    ".xml, .tex, source code, ...) and images of pages (.png, .jpg, .tiff, .webp, .bmp)")

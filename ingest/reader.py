@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from ingest.errors import IngestError
-from ingest.kinds import KIND_BY_SUFFIX, SUPPORTED_KINDS
+from ingest.kinds import CONVERT_HINTS, KIND_BY_SUFFIX, SUPPORTED_KINDS
 from ingest.isolated import read_pdf_isolated
 from ingest.model import Document, Page, page_ranges
 from ingest.ocr import OCR_NAME, ocr_available, ocr_pages
@@ -150,6 +150,8 @@ def detect_kind(data: bytes, name: str) -> str:
         return "pdf"
     if kind == "pdf":
         raise IngestError("not_pdf", name, "named .pdf but it is not a PDF (no %PDF header)")
+    if kind is None and ext in CONVERT_HINTS:
+        raise IngestError("unsupported", name, f"{CONVERT_HINTS[ext]} (not read: {ext})")
     if kind is None:
         raise IngestError("unsupported", name, f"unsupported file type {ext or '(no extension)'}; "
                           f"supported: {SUPPORTED_KINDS}")

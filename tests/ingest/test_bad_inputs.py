@@ -89,7 +89,7 @@ def test_unsupported_and_misnamed_files(corpus, tmp_path):
     (tmp_path / "about.md").write_text("# PDF files\n\nEvery PDF starts with `%PDF-1.7`.\n")
     results = read_documents([tmp_path / n for n in
                               ("slides.key", "notes.docx", "real.txt", "blank.md", "binary.txt", "about.md")])
-    assert results[0].reason == "unsupported" and ".key" in str(results[0]) and ".pptx" in str(results[0])
+    assert results[0].reason == "unsupported" and "Keynote file: export it as PDF" in str(results[0])
     assert results[1].reason == "corrupt" and "notes.docx" in str(results[1])
     assert isinstance(results[2], Document) and results[2].kind == "pdf" and len(results[2].pages) == 4
     assert results[3].reason == "no_text"
@@ -137,3 +137,11 @@ def test_a_progress_callback_can_cancel_and_is_not_blamed_on_the_file(corpus, tm
     with pytest.raises(IngestError) as info:
         read_document(bad)
     assert info.value.reason == "corrupt" and "styles.docx" in str(info.value)
+
+
+def test_an_unknown_type_lists_what_is_read(tmp_path):
+    (tmp_path / "archive.7z").write_bytes(b"7z\xbc\xaf\x27\x1c" + bytes(100))
+    with pytest.raises(IngestError) as err:
+        read_document(tmp_path / "archive.7z")
+    assert err.value.reason == "unsupported" and "archive.7z" in str(err.value)
+    assert "unsupported file type .7z" in str(err.value) and ".pptx" in str(err.value) and ".png" in str(err.value)

@@ -74,3 +74,15 @@ def test_the_password_is_cleared_when_the_upload_starts_and_never_after(ui, corp
     updates = list(ui.h.upload([str(enc)], ui.ws, "secret123", None))
     assert updates[0]["password"] == "" and all("password" not in u for u in updates[1:])
     assert "added" in updates[-1]["uploads"] and "password_box" not in updates[-1]
+
+
+def test_an_old_word_file_is_taken_and_refused_with_how_to_convert_it(ui, tmp_path):
+    from ui.handlers import UPLOAD_TYPES
+
+    assert ".doc" in UPLOAD_TYPES and ".pptx" in UPLOAD_TYPES and ".png" in UPLOAD_TYPES
+    src = tmp_path / "minutes.doc"
+    src.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(512))        # an OLE2 (Word 97-2003) header
+    updates = list(ui.h.upload([str(_as_gradio_upload(src, ui.upload_dir, "e5"))], ui.ws, None, None))
+    panel = updates[-1]["uploads"]
+    assert "jd-up-error" in panel and "minutes.doc" in panel and "save it as .docx or PDF" in panel
+    assert ui.svc.documents.list(ui.ws) == []
