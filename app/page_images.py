@@ -23,6 +23,7 @@ import pypdfium2.raw as pdfium_c
 from PIL import Image, ImageDraw
 from rapidfuzz import fuzz
 
+from ingest.normalize import unreadable
 from ingest.pdf import PDFIUM_LOCK, looks_like_pdf  # PDFium is not thread-safe: one lock for every user
 
 HIGHLIGHT_FILL = (255, 214, 0, 96)      # RGBA, translucent yellow
@@ -81,7 +82,7 @@ def render_page(path: str | Path, page_number: int, highlight: str | None = None
         if not (highlight and highlight.strip()):
             return result
         chars = _page_chars(page)
-        if chars:                                    # a text layer: mark the quote's own glyphs
+        if chars and not unreadable("".join(chars)):  # a text layer: mark the quote's own glyphs
             found = _match(chars, highlight)
             if found is not None:
                 first, last, score = found
@@ -90,8 +91,8 @@ def render_page(path: str | Path, page_number: int, highlight: str | None = None
                     result.image = _paint(image, boxes)
                     result.boxes, result.highlighted, result.match_score = boxes, True, score
             return result
-    # A scanned page has no text layer: find the passage in OCR lines of this very image (outside the
-    # PDFium lock; a few seconds the first time, then cached).
+    # A scanned page has no text layer (or an unreadable one): find the passage in OCR lines of this
+    # very image (outside the PDFium lock; a few seconds the first time, then cached).
     boxes, score = _ocr_boxes(str(path), page_number, scale, image, highlight)
     if boxes:
         result.image = _paint(image, boxes)

@@ -63,6 +63,18 @@ def normalize_text(text: str) -> str:
     return text.strip("\n ").rstrip()
 
 
+def unreadable(text: str) -> bool:
+    """A PDF text layer nobody can read: at least 20 visible characters, 30% or more of them
+    private-use, unassigned or U+FFFD. A font whose ToUnicode map is missing or wrong gives that
+    while its glyphs print fine, so such a page is read by OCR instead. (A few symbol-font bullets,
+    which map to private use, are far below the threshold.)"""
+    visible = [ch for ch in text if not ch.isspace()]
+    if len(visible) < 20:
+        return False
+    bad = sum(1 for ch in visible if ch == "\ufffd" or unicodedata.category(ch) in ("Co", "Cn"))
+    return bad >= 0.3 * len(visible)
+
+
 def match_key(text: str) -> str:
     """A looser form for finding a phrase in a page: normalised, case-folded, whitespace removed.
     Whitespace is dropped entirely because PDF extraction sometimes splits a word with a stray

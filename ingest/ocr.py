@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -153,8 +153,10 @@ def page_text(lines: Sequence[Line], width: float) -> str:
 
 
 def ocr_pages(data: bytes, numbers: Sequence[int], password: str | None = None,
-              progress: Callable[[int, int], None] | None = None) -> dict[int, str]:
-    """Normalised OCR text of the given 1-based physical pages ({} when OCR is unavailable)."""
+              progress: Callable[[int, int], None] | None = None,
+              text_pages: Collection[int] = ()) -> dict[int, str]:
+    """Normalised OCR text of the given 1-based physical pages ({} when OCR is unavailable). A page
+    without an image is blank and skipped, unless it is in `text_pages` (text drawn with fonts)."""
     if not ocr_available() or not numbers:
         return {}
     import pypdfium2 as pdfium
@@ -170,7 +172,8 @@ def ocr_pages(data: bytes, numbers: Sequence[int], password: str | None = None,
             try:
                 page = pdf[number - 1]
                 has_image = any(True for _ in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE]))
-                image = page.render(scale=OCR_SCALE).to_numpy() if has_image else None   # [H, W, 3]
+                drawn = has_image or number in text_pages
+                image = page.render(scale=OCR_SCALE).to_numpy() if drawn else None   # [H, W, 3]
             finally:
                 pdf.close()
         if image is not None:                        # a blank page has no image: nothing to read

@@ -11,6 +11,7 @@ from ingest.errors import IngestError
 from ingest.kinds import CONVERT_HINTS, KIND_BY_SUFFIX, SUPPORTED_KINDS
 from ingest.isolated import read_pdf_isolated
 from ingest.model import Document, Page, page_ranges
+from ingest.normalize import unreadable
 from ingest.ocr import OCR_NAME, ocr_available, ocr_pages
 from ingest.pdf import Progress, looks_like_pdf, read_pdf
 
@@ -183,20 +184,33 @@ def _read_pdf_document(path: Path, data: bytes, name: str, password: str | None,
         content = read_pdf(data, name, password=password, progress=progress, max_pages=max_pages,
                            timeout_s=timeout_s)
     texts, notes = list(content.texts), list(content.notes)
+    garbled = [i + 1 for i, text in enumerate(texts) if unreadable(text)]
+    for n in garbled:                                # its characters are noise: read it like a scan
+        texts[n - 1] = ""
     missing = [i + 1 for i, text in enumerate(texts) if not text.strip()]
     use_ocr = ocr_pages_max > 0 and ocr_available()
     if missing and use_ocr:                          # scanned pages: recognise the text on their images
-        found = ocr_pages(data, missing[:ocr_pages_max], password, progress=progress)
+        found = ocr_pages(data, missing[:ocr_pages_max], password, progress=progress, text_pages=set(garbled))
         recognised = sorted(n for n, text in found.items() if text)
         for n in recognised:
             texts[n - 1] = found[n]
-        if recognised:
-            where = "any page" if len(recognised) == len(texts) else page_ranges(recognised)
+        scans = [n for n in recognised if n not in garbled]
+        if scans:
+            where = "any page" if len(scans) == len(texts) else page_ranges(scans)
             notes.append(f"no text layer on {where}: text recognised by OCR ({OCR_NAME})")
         if len(missing) > ocr_pages_max:
             notes.append(f"{page_ranges(missing[ocr_pages_max:])} not recognised: OCR stops after "
                          f"{ocr_pages_max} page{'' if ocr_pages_max == 1 else 's'} of one document; "
                          "they stay empty")
+    if garbled:
+        read = [n for n in garbled if texts[n - 1]]
+        lost = [n for n in garbled if not texts[n - 1]]
+        why = "its fonts map the letters to private-use or unknown characters"
+        if read:
+            notes.append(f"unreadable text layer on {page_ranges(read)} ({why}): text recognised by OCR ({OCR_NAME})")
+        if lost:
+            notes.append(f"unreadable text layer on {page_ranges(lost)} ({why}); "
+                         + ("OCR read no text there" if use_ocr else "no OCR, so they are left empty"))
     if not any(texts):
         if use_ocr:
             hint = " and OCR found none on its images"

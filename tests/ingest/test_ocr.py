@@ -11,6 +11,7 @@ import pytest
 
 from ingest import IngestError, read_document
 from ingest.ocr import Line, ocr_available, reading_order
+from tests.ingest.pdf_files import write_garbled_pdf
 
 pytestmark = pytest.mark.skipif(not ocr_available(), reason="rapidocr / onnxruntime not installed")
 
@@ -124,3 +125,35 @@ def test_without_ocr_a_scan_is_refused_and_a_blank_pdf_is_refused_either_way(cor
     with pytest.raises(IngestError, match="no extractable text") as info:
         read_document(tmp_path / "blank.pdf")
     assert info.value.reason == "no_text" and "blank.pdf" in str(info.value)
+
+
+@pytest.fixture(scope="module")
+def garbled_pdf(tmp_path_factory, corpus):
+    return write_garbled_pdf(tmp_path_factory.mktemp("garbled") / "garbled.pdf", corpus)
+
+
+def test_an_unreadable_text_layer_is_read_by_ocr(garbled_pdf, corpus):
+    assert all("\ue000" <= ch <= "\ue0ff" for ch in _text_layer(garbled_pdf, 1) if not ch.isspace())
+    doc = read_document(garbled_pdf)
+    for page, number in zip(doc.pages[:2], (7, 11)):
+        assert _recall(page.text, _text_layer(corpus / "r-intro.pdf", number)) > 0.95, page.number
+        assert not any("\ue000" <= ch <= "\uf8ff" for ch in page.text)
+    assert doc.pages[2].text == read_document(corpus / "hsaur-inference.pdf").page(3).text   # not OCR'd
+    assert doc.title == "Preface"
+    assert any("unreadable text layer on pp. 1-2" in note and "OCR" in note for note in doc.notes), doc.notes
+    assert not any("no text layer" in note for note in doc.notes), doc.notes
+
+
+def test_without_ocr_an_unreadable_page_is_left_empty_and_said_so(garbled_pdf):
+    doc = read_document(garbled_pdf, ocr=False)
+    assert doc.pages[0].text == "" and doc.pages[1].text == "" and doc.pages[2].text
+    assert any("unreadable text layer on pp. 1-2" in note and "left empty" in note for note in doc.notes)
+
+
+def test_symbol_bullets_are_not_an_unreadable_layer():
+    from ingest.normalize import unreadable
+
+    prose = "The quick brown fox jumps over the lazy dog near the river bank. " * 3
+    assert not unreadable("\uf0b7 " + prose + "\uf0b7 second item")
+    assert unreadable("\ue031\ue050\ue072\ue065\ue066 " * 10)
+    assert not unreadable("\ue031 \ue050")                           # too short to judge

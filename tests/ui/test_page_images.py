@@ -89,3 +89,15 @@ def test_a_passage_on_a_scanned_page_is_marked_on_the_ocr_lines(corpus):
     assert any(key[1] == 1 for key in _OCR_ROWS)                  # the next click on this page reuses it
     other = render_page(corpus / "image-only.pdf", 1, highlight="Gnuplot draws surfaces with splot", scale=1.5)
     assert not other.highlighted and other.boxes == []
+
+
+def test_a_passage_on_a_page_with_an_unreadable_text_layer_is_marked_on_the_ocr_lines(corpus, tmp_path):
+    """Its text layer is private-use noise: the passage is found in OCR lines, as on a scan."""
+    from ingest.ocr import ocr_available
+    if not ocr_available():
+        pytest.skip("rapidocr / onnxruntime not installed")
+    from tests.ingest.pdf_files import write_garbled_pdf
+    garbled_pdf = write_garbled_pdf(tmp_path / "garbled.pdf", corpus)
+    passage = "written in 1990–2 by Bill Venables and David M. Smith when at the University of Adelaide"
+    page = render_page(garbled_pdf, 1, highlight=passage, scale=1.5)
+    assert page.highlighted and page.match_score >= 80 and len(page.boxes) == 2
