@@ -191,7 +191,8 @@ _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 
 
 def read_docx(data: bytes, path: str | Path) -> TextContent:
-    """Paragraph text of word/document.xml (tables included), sections at heading-styled paragraphs."""
+    """Paragraph text of word/document.xml (tables included), sections at heading-styled paragraphs;
+    then the footnotes, endnotes and comments, a section each."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile:
@@ -207,6 +208,7 @@ def read_docx(data: bytes, path: str | Path) -> TextContent:
             body = ElementTree.fromstring(archive.read(info))
             styles = _docx_heading_styles(archive)
             title = _docx_core_title(archive)
+            notes = _docx_notes(archive)
         except (ElementTree.ParseError, zipfile.BadZipFile, OSError, EOFError) as err:
             raise IngestError("corrupt", path, f"damaged .docx ({err})") from None
     sections: list[Section] = [Section(None, 0, "")]
@@ -229,9 +231,42 @@ def read_docx(data: bytes, path: str | Path) -> TextContent:
             sections.append(Section(heading, level, ""))
         lines.append(text)
     close_section()
+    for heading, note_lines in notes:      # footnotes, endnotes, comments: sections at the end
+        sections.append(Section(heading, 1, normalize_text("\n".join([heading, *note_lines]))))
     if not title:
         title = next((s.heading for s in sections if s.heading), None)
     return units_from_sections(sections, title)
+
+
+_DOCX_NOTES = (("word/footnotes.xml", "footnote", "Footnotes"), ("word/endnotes.xml", "endnote", "Endnotes"),
+               ("word/comments.xml", "comment", "Comments"))
+
+
+def _docx_notes(archive: zipfile.ZipFile) -> list[tuple[str, list[str]]]:
+    """(heading, lines) for the footnotes, endnotes and comments the file has: "[3] text" for a
+    note (its number in the text), "Author: text" for a comment. Word's separator notes are skipped."""
+    out = []
+    names = set(archive.namelist())
+    for part, tag, heading in _DOCX_NOTES:
+        if part not in names:
+            continue
+        if archive.getinfo(part).file_size > MAX_DOCX_XML_BYTES:     # zip-bomb guard, as for the body
+            continue
+        lines = []
+        for note in ElementTree.fromstring(archive.read(part)).iter(f"{_W}{tag}"):
+            if note.get(f"{_W}type") in ("separator", "continuationSeparator", "continuationNotice"):
+                continue
+            text = " ".join(t for t in (_docx_paragraph_text(p).strip() for p in note.iter(f"{_W}p")) if t)
+            if not text:
+                continue
+            if tag == "comment":
+                author = note.get(f"{_W}author")
+                lines.append(f"{author}: {text}" if author else text)
+            else:
+                lines.append(f"[{note.get(f'{_W}id', '?')}] {text}")
+        if lines:
+            out.append((heading, lines))
+    return out
 
 
 def _docx_paragraph_text(para: ElementTree.Element) -> str:

@@ -107,3 +107,25 @@ def test_long_section_is_cut_into_continued_pieces(tmp_path):
     doc = read_document(md)
     labels = [p.label for p in doc.pages]
     assert labels[0] == "§1 Big" and labels[1] == "§2 Big (cont.)" and labels[-1] == f"§{len(labels)} Small"
+
+
+def test_docx_footnotes_endnotes_and_comments_are_read(tmp_path):
+    path = write_docx(tmp_path / "paper.docx", [("Heading1", "Results"), (None, "The effect was large.")])
+    w = f'xmlns:w="{W_NS}"'
+    parts = {
+        "word/footnotes.xml": f'<w:footnotes {w}><w:footnote w:type="separator" w:id="-1"><w:p><w:r><w:t>---</w:t>'
+                              '</w:r></w:p></w:footnote><w:footnote w:id="1"><w:p><w:r><w:t>Measured in 2024 '
+                              'by the Lisbon team.</w:t></w:r></w:p></w:footnote></w:footnotes>',
+        "word/endnotes.xml": f'<w:endnotes {w}><w:endnote w:id="2"><w:p><w:r><w:t>See the appendix.</w:t></w:r>'
+                             '</w:p></w:endnote></w:endnotes>',
+        "word/comments.xml": f'<w:comments {w}><w:comment w:id="0" w:author="Bruno"><w:p><w:r><w:t>Is n large '
+                             'enough?</w:t></w:r></w:p></w:comment></w:comments>',
+    }
+    with zipfile.ZipFile(path, "a") as z:
+        for name, xml in parts.items():
+            z.writestr(name, '<?xml version="1.0" encoding="UTF-8"?>' + xml)
+    doc = read_document(path)
+    assert [p.label for p in doc.pages] == ["§1 Results", "§2 Footnotes", "§3 Endnotes", "§4 Comments"]
+    assert doc.page(2).text == "Footnotes\n[1] Measured in 2024 by the Lisbon team."       # no separator
+    assert doc.page(3).text == "Endnotes\n[2] See the appendix."
+    assert doc.page(4).text == "Comments\nBruno: Is n large enough?"
