@@ -37,11 +37,13 @@ def test_slides_chapters_and_photos_are_cited_and_shown(chromium, corpus, tmp_pa
         assert not page.locator("#jd-page-image img").is_visible()          # no page image for a slide
         page.screenshot(path=str(screenshots / "slide-source.png"))
 
+        before = page.locator("#jd-chat .cite-chip.cite-verified").count()
         text_input(page, "jd-question").fill("Who wrote the original notes that the introduction to R is derived from?")
         page.click("#jd-ask")
-        # the new answer's chip (the chat still shows the first answer's until this one is saved)
-        chip = page.locator("#jd-chat .cite-chip.cite-verified", has_text="preface.png").first
-        chip.wait_for(timeout=120_000)
+        # the new answer is saved when its chips become verified ones (the first answer's are there too)
+        page.wait_for_function("() => document.querySelectorAll('#jd-chat .cite-chip.cite-verified').length > "
+                               f"{before}", timeout=120_000)
+        chip = page.locator("#jd-chat .message-row").last.locator(".cite-chip.cite-verified").first
         assert "preface.png, p.\u00a01" in chip.inner_text(), chip.inner_text()
         chip.click()
         page.wait_for_function("() => /preface\\.png/.test(document.querySelector('#jd-source-head')?.innerText)",
@@ -50,6 +52,8 @@ def test_slides_chapters_and_photos_are_cited_and_shown(chromium, corpus, tmp_pa
         image = page.locator("#jd-page-image img")
         image.wait_for(state="visible", timeout=60_000)
         assert yellow_pixels(image.screenshot()) > 300, "the passage is not marked on the photo"
+        page.evaluate("() => window.scrollTo(0, 0)")
+        page.screenshot(path=str(screenshots / "photo-source.png"))
     except Exception:
         report(page, server)
         raise
