@@ -1,8 +1,8 @@
 """Office and e-book formats (.pptx, .odt, .epub, .xlsx, .rtf) to citable units.
 
-- .pptx (python-pptx): one unit per slide, label "slide 3": its text frames, tables and grouped
-  shapes in the slide's shape order (PowerPoint's reading order for screen readers), then the
-  speaker notes ("Notes: ...").
+- .pptx (python-pptx): one unit per slide, label "slide 3": its text frames, tables, charts (title
+  and data) and grouped shapes in the slide's shape order (PowerPoint's reading order for screen
+  readers), then the speaker notes ("Notes: ...").
 - .odt (ElementTree, as .docx): sections at `text:h` headings (their outline level), tables and
   lists included.
 - .epub (EbookLib): the spine's chapters in reading order (not its table-of-contents page), each
@@ -76,9 +76,33 @@ def _shape_texts(shape) -> list[str]:
         return [text for inner in shape.shapes for text in _shape_texts(inner)]
     if getattr(shape, "has_table", False) and shape.has_table:
         return [" | ".join(cell.text for cell in row.cells) for row in shape.table.rows]
+    if getattr(shape, "has_chart", False) and shape.has_chart:
+        return _chart_texts(shape.chart)
     if shape.has_text_frame and shape.text_frame.text.strip():
         return [shape.text_frame.text]
     return []
+
+
+def _chart_texts(chart) -> list[str]:
+    """A chart as its title and its data: "category | series 1 | series 2" rows under a header row
+    (the numbers the chart draws, which a reader of the slide sees as bars or lines)."""
+    lines: list[str] = []
+    try:
+        if chart.has_title and chart.chart_title.has_text_frame and chart.chart_title.text_frame.text.strip():
+            lines.append(f"Chart: {chart.chart_title.text_frame.text}")
+        for plot in chart.plots:
+            series = list(plot.series)
+            if not series:
+                continue
+            categories = [str(c) for c in plot.categories]
+            lines.append(" | ".join(["", *(s.name or "" for s in series)]).strip())
+            columns = [list(s.values) for s in series]
+            for i, category in enumerate(categories):
+                cells = [_cell_text(col[i]) if i < len(col) else "" for col in columns]
+                lines.append(" | ".join([category, *cells]))
+    except (AttributeError, KeyError, ValueError, TypeError, IndexError):
+        pass                  # a chart kind python-pptx cannot read: what was read stays, the deck is read
+    return lines
 
 
 # ---------------------------------------------------------------- .odt

@@ -21,6 +21,17 @@ def write_pptx(path: Path) -> Path:
     table = third.shapes.add_table(2, 2, Inches(1), Inches(2), Inches(4), Inches(1)).table
     for (r, c), text in {(0, 0): "item", (0, 1): "cost", (1, 0): "rent", (1, 1): "300"}.items():
         table.cell(r, c).text = text
+    from pptx.chart.data import CategoryChartData
+    from pptx.enum.chart import XL_CHART_TYPE
+
+    data = CategoryChartData()
+    data.categories = ["Q1", "Q2"]
+    data.add_series("Lisboa", (1.5, 2.25))
+    data.add_series("Porto", (0.75, 1.0))
+    chart = third.shapes.add_chart(XL_CHART_TYPE.COLUMN_CLUSTERED, Inches(5), Inches(2), Inches(4), Inches(3),
+                                   data).chart
+    chart.has_title = True
+    chart.chart_title.text_frame.text = "Revenue by city (M€)"
     group = third.shapes.add_group_shape()
     group.shapes.add_textbox(Inches(1), Inches(4), Inches(2), Inches(1)).text_frame.text = "grouped remark"
     deck.save(path)

@@ -21,7 +21,8 @@ def test_pptx_one_unit_per_slide_with_tables_groups_and_notes(tmp_path):
     assert first.splitlines() == ["Revenue grew", "Revenue rose 12% to 4.2 M€", "המכירות עלו בחיפה",
                                   "Notes: Mention the Haifa office opening."]
     assert blank == ""
-    assert third.splitlines() == ["Costs", "item | cost", "rent | 300", "grouped remark"]
+    assert third.splitlines() == ["Costs", "item | cost", "rent | 300", "Chart: Revenue by city (M€)",
+                                  "| Lisboa | Porto", "Q1 | 1.5 | 0.75", "Q2 | 2.25 | 1", "grouped remark"]
     assert doc.outline == [("Revenue grew", 1, 1), ("Costs", 1, 3)]
 
 
