@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from contextlib import ExitStack
 from pathlib import Path
@@ -30,6 +31,8 @@ from .config import JambaConfig
 from .errors import CheckpointError
 from .weights import (AttentionWeights, LayerWeights, MambaWeights, MLPWeights, ModelWeights,
                       MoEWeights)
+
+log = logging.getLogger(__name__)
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
@@ -231,8 +234,9 @@ def load_weights(folder: Path, cfg: JambaConfig, dtype: torch.dtype, device: tor
 
 def read_sampling(folder: Path) -> tuple[float, float]:
     """(temperature, top_p) the checkpoint recommends in generation_config.json: its temperature and
-    top_p when it sets `do_sample` (1.0 for either one it leaves out, as transformers does), else
-    greedy (0.0, 1.0)."""
+    top_p when it sets `do_sample` (1.0 for either one it leaves out or sets to null, as transformers
+    does), else greedy (0.0, 1.0). Values out of range are logged and ignored (greedy): an odd
+    recommendation must not keep a model from loading."""
     gen = folder / "generation_config.json"
     if not gen.exists():
         return 0.0, 1.0
@@ -243,11 +247,14 @@ def read_sampling(folder: Path) -> tuple[float, float]:
     if not isinstance(d, dict) or not d.get("do_sample"):
         return 0.0, 1.0
     try:
-        temperature, top_p = float(d.get("temperature", 1.0)), float(d.get("top_p", 1.0))
+        temperature = float(1.0 if d.get("temperature") is None else d["temperature"])
+        top_p = float(1.0 if d.get("top_p") is None else d["top_p"])
     except (TypeError, ValueError):
-        raise CheckpointError(gen, "temperature and top_p must be numbers") from None
-    if temperature < 0 or not 0 < top_p <= 1:
-        raise CheckpointError(gen, f"temperature {temperature} / top_p {top_p} out of range")
+        temperature, top_p = -1.0, -1.0
+    if not (0 <= temperature <= 100 and 0 < top_p <= 1):
+        log.warning("%s: temperature %r / top_p %r are not usable; decoding greedily", gen,
+                    d.get("temperature"), d.get("top_p"))
+        return 0.0, 1.0
     return temperature, top_p
 
 

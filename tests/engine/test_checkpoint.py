@@ -142,6 +142,7 @@ def test_missing_tokenizer(folder):
     ({"do_sample": False, "temperature": 0.7}, (0.0, 1.0)),
     ({"do_sample": True, "temperature": 0.6, "top_p": 0.95}, (0.6, 0.95)),
     ({"do_sample": True}, (1.0, 1.0)),                                       # transformers' defaults
+    ({"do_sample": True, "temperature": None, "top_p": 0.9}, (1.0, 0.9)),
 ])
 def test_sampling_recommendation_is_read_from_generation_config(folder, generation, expected):
     from engine.checkpoint import read_sampling
@@ -151,12 +152,19 @@ def test_sampling_recommendation_is_read_from_generation_config(folder, generati
     assert read_sampling(folder) == expected
 
 
-def test_bad_sampling_values_name_the_file(folder):
+def test_unusable_sampling_values_are_logged_and_decode_greedily(folder, caplog):
+    """An odd recommendation must not keep the model from loading; broken JSON still names the file."""
     from engine.checkpoint import read_sampling
 
     path = folder / "generation_config.json"
-    path.write_text(json.dumps({"do_sample": True, "top_p": 1.5}))
-    with pytest.raises(CheckpointError, match="generation_config.json.*top_p 1.5"):
+    for bad in ({"do_sample": True, "top_p": 1.5}, {"do_sample": True, "temperature": "warm"}):
+        path.write_text(json.dumps(bad))
+        with caplog.at_level("WARNING", logger="engine.checkpoint"):
+            assert read_sampling(folder) == (0.0, 1.0)
+        assert "generation_config.json" in caplog.text and "greedily" in caplog.text
+        caplog.clear()
+    path.write_text("{not json")
+    with pytest.raises(CheckpointError, match="generation_config.json.*not valid JSON"):
         read_sampling(folder)
-    (folder / "generation_config.json").unlink()
+    path.unlink()
     assert read_sampling(folder) == (0.0, 1.0)
