@@ -4,7 +4,6 @@ refused with the file's name and the reason."""
 from __future__ import annotations
 
 import zipfile
-from pathlib import Path
 
 import pytest
 
