@@ -1,5 +1,5 @@
-""".pptx, .odt, .epub, .rtf and plain-text suffixes: written at test time by the libraries that
-produce such files (python-pptx, odfpy, EbookLib), read back into citable units; damaged ones are
+""".pptx, .xlsx, .odt, .epub, .rtf and plain-text suffixes: written at test time by the libraries that
+produce such files (python-pptx, openpyxl, odfpy, EbookLib), read back into citable units; damaged ones are
 refused with the file's name and the reason."""
 from __future__ import annotations
 
