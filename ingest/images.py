@@ -1,4 +1,4 @@
-"""Pictures of pages (.png, .jpg, .tiff, .webp, .bmp): one page per frame (a multi-page TIFF is a
+"""Pictures of pages (.png, .jpg, .tiff, .webp, .bmp, and .heic with pillow-heif): one page per frame (a multi-page TIFF is a
 multi-page document), text by OCR (ingest.ocr). Phone photos are turned upright by their EXIF
 orientation first, as any image viewer shows them.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import warnings
 from collections.abc import Callable, Iterator
+from functools import lru_cache
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -20,9 +21,21 @@ from ingest.errors import IngestError
 MAX_OCR_SIDE = 1600
 
 
+@lru_cache(maxsize=1)
+def _register_heif() -> bool:
+    """Let Pillow open HEIC/HEIF (iPhone photos) through pillow-heif, when it is installed."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
+
+
 def open_image(data: bytes, path: str | Path) -> Image.Image:
     """The image in `data`, checked: a format Pillow reads, and not a decompression bomb (more than
     Pillow's `Image.MAX_IMAGE_PIXELS`, 89 M pixels: a 600 dpi A4 scan has 35 M)."""
+    _register_heif()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

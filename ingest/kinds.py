@@ -10,7 +10,7 @@ PLAIN_TEXT_SUFFIXES = (
     ".sql", ".r", ".swift", ".kt", ".scala", ".lua", ".pl", ".css",
 )
 # Pictures of pages, read by OCR: one page per frame.
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".heic", ".heif")
 KIND_BY_SUFFIX = {
     ".pdf": "pdf", ".txt": "txt", ".text": "txt", ".md": "md", ".markdown": "md",
     ".html": "html", ".htm": "html", ".xhtml": "html", ".docx": "docx",
@@ -32,7 +32,6 @@ CONVERT_HINTS = {
     ".numbers": "an Apple Numbers file: export it as Excel and add that",
     ".odp": "an OpenDocument presentation: export it as PDF or .pptx and add that",
     ".ods": "an OpenDocument spreadsheet: save it as .xlsx and add that",
-    ".heic": "an HEIC photo: save it as JPEG or PNG and add that",
 }
 SUPPORTED_KINDS = (".pdf, .docx, .pptx, .xlsx, .odt, .epub, .rtf, .html, .md, plain text (.txt, .csv, .json, "
-                   ".xml, .tex, source code, ...) and images of pages (.png, .jpg, .tiff, .webp, .bmp)")
+                   ".xml, .tex, source code, ...) and images of pages (.png, .jpg, .tiff, .webp, .bmp, .heic)")

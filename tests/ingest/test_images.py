@@ -59,6 +59,15 @@ def test_a_photo_is_read_upright_by_its_exif_orientation(scans):
     assert _recall(doc.pages[0].text, truth) > 0.95 and doc.title == "Preface"
 
 
+def test_an_iphone_heic_photo_is_read(scans, tmp_path):
+    pillow_heif = pytest.importorskip("pillow_heif")
+    folder, truth = scans
+    pillow_heif.from_pillow(Image.open(folder / "scan.png").convert("RGB")).save(tmp_path / "IMG_0042.HEIC",
+                                                                                 quality=90)
+    doc = read_document(tmp_path / "IMG_0042.HEIC")
+    assert doc.kind == "image" and doc.title == "Preface" and _recall(doc.pages[0].text, truth) > 0.95
+
+
 def test_a_multi_page_tiff_is_a_page_per_frame(scans):
     folder, truth = scans
     progress: list[tuple[int, int]] = []
