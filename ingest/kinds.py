@@ -14,7 +14,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".h
 KIND_BY_SUFFIX = {
     ".pdf": "pdf", ".txt": "txt", ".text": "txt", ".md": "md", ".markdown": "md",
     ".html": "html", ".htm": "html", ".xhtml": "html", ".docx": "docx",
-    ".pptx": "pptx", ".odt": "odt", ".epub": "epub", ".rtf": "rtf", ".xlsx": "xlsx",
+    ".pptx": "pptx", ".odt": "odt", ".epub": "epub", ".rtf": "rtf", ".xlsx": "xlsx", ".eml": "eml",
     **{suffix: "txt" for suffix in PLAIN_TEXT_SUFFIXES},
     **{suffix: "image" for suffix in IMAGE_SUFFIXES},
 }
@@ -32,6 +32,9 @@ CONVERT_HINTS = {
     ".numbers": "an Apple Numbers file: export it as Excel and add that",
     ".odp": "an OpenDocument presentation: export it as PDF or .pptx and add that",
     ".ods": "an OpenDocument spreadsheet: save it as .xlsx and add that",
+    ".msg": "an Outlook message: save it as .eml (or print it to PDF) and add that",
+    **{suffix: "an archive: unpack it and add the files inside"
+       for suffix in (".zip", ".7z", ".rar", ".tar", ".gz", ".tgz")},
 }
-SUPPORTED_KINDS = (".pdf, .docx, .pptx, .xlsx, .odt, .epub, .rtf, .html, .md, plain text (.txt, .csv, .json, "
+SUPPORTED_KINDS = (".pdf, .docx, .pptx, .xlsx, .odt, .epub, .rtf, .eml, .html, .md, plain text (.txt, .csv, .json, "
                    ".xml, .tex, source code, ...) and images of pages (.png, .jpg, .tiff, .webp, .bmp, .heic)")

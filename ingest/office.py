@@ -1,4 +1,4 @@
-"""Office and e-book formats (.pptx, .odt, .epub, .xlsx, .rtf) to citable units.
+"""Office, e-book and e-mail formats (.pptx, .odt, .epub, .xlsx, .eml, .rtf) to citable units.
 
 - .pptx (python-pptx): one unit per slide, label "slide 3": its text frames, tables, charts (title
   and data) and grouped shapes in the slide's shape order (PowerPoint's reading order for screen
@@ -9,6 +9,7 @@
   cut at its <h1>..<h6> like HTML; a chapter that opens without a heading takes its
   table-of-contents title.
 - .xlsx (openpyxl): one unit per worksheet, rows as "a | b | c" lines; a long sheet in ranges of rows.
+- .eml (the standard library's email): headers and body (plain text, else the HTML's text).
 - .rtf (striprtf): plain text, cut like a .txt file.
 
 The ZIP formats are checked before a library opens them: a valid archive that unpacks to at most
@@ -285,6 +286,37 @@ def _sheet_units(name: str, rows: list[tuple[int, str]]) -> list[tuple[str, str]
              "\n".join(([header] if k else []) + [line for _, line in part])) for k, part in enumerate(units)]
 
 
+# ---------------------------------------------------------------- .eml
+
+def read_eml(data: bytes, path: str | Path) -> TextContent:
+    """An e-mail (RFC 822, as mail clients save it): its subject as the title, then From / To / Cc /
+    Date lines and the body (the plain-text part, else the HTML part's visible text), cut like plain
+    text; attachments are named, not read (add them as documents of their own)."""
+    from email import policy
+    from email.parser import BytesParser
+
+    try:
+        message = BytesParser(policy=policy.default).parsebytes(data)
+    except (ValueError, TypeError, LookupError) as err:
+        raise IngestError("corrupt", path, f"not a readable e-mail ({err})") from None
+    if not any(message.get(h) for h in ("From", "To", "Subject", "Date")):
+        raise IngestError("corrupt", path, "not an e-mail (no From, To, Subject or Date header)")
+    head = [f"{h}: {message[h]}" for h in ("Subject", "From", "To", "Cc", "Date") if message.get(h)]
+    try:
+        part = message.get_body(preferencelist=("plain", "html"))
+        body = part.get_content() if part is not None else ""
+        if part is not None and part.get_content_subtype() == "html":
+            body = "\n\n".join(s.text for s in html_sections(body)[1])
+        names = [a.get_filename() or "(unnamed)" for a in message.iter_attachments()]
+    except (LookupError, ValueError, KeyError, AttributeError) as err:
+        raise IngestError("corrupt", path, f"damaged e-mail ({err})") from None
+    if names:
+        body += "\n\nAttachments (not read): " + ", ".join(names)
+    text = normalize_text("\n".join(head) + "\n\n" + body)
+    subject = normalize_text(str(message.get("Subject") or "")) or None
+    return units_from_sections([Section(None, 0, text)], subject)
+
+
 # ---------------------------------------------------------------- .rtf
 
 def read_rtf(data: bytes, path: str | Path) -> TextContent:
@@ -299,4 +331,5 @@ def read_rtf(data: bytes, path: str | Path) -> TextContent:
     return units_from_sections([Section(None, 0, text)], first[:150] if first else None)
 
 
-READERS = {"pptx": read_pptx, "odt": read_odt, "epub": read_epub, "rtf": read_rtf, "xlsx": read_xlsx}
+READERS = {"pptx": read_pptx, "odt": read_odt, "epub": read_epub, "rtf": read_rtf, "xlsx": read_xlsx,
+           "eml": read_eml}

@@ -168,3 +168,42 @@ def test_odt_leaves_out_text_deleted_under_track_changes(tmp_path):
             out.writestr(info, data)
     doc = read_document(tmp_path / "draft.odt")
     assert [p.text for p in doc.pages] == ["The budget was kept."]
+
+
+def test_eml_headers_body_and_attachment_names(tmp_path):
+    from email.message import EmailMessage
+
+    mail = EmailMessage()
+    mail["Subject"] = "Contrato de arrendamento — versão final"
+    mail["From"] = "Ana Ribeiro <ana@example.pt>"
+    mail["To"] = "bruno@example.pt"
+    mail["Date"] = "Tue, 03 Mar 2026 10:15:00 +0000"
+    mail.set_content("Olá Bruno,\n\nA renda passa a 950 € a partir de abril.\n\nAna")
+    mail.add_alternative("<html><body><p>Olá Bruno,</p><p>A renda passa a <b>950 €</b>.</p></body></html>",
+                         subtype="html")
+    mail.add_attachment(b"%PDF-1.4 ...", maintype="application", subtype="pdf", filename="contrato.pdf")
+    (tmp_path / "contrato.eml").write_bytes(bytes(mail))
+    doc = read_document(tmp_path / "contrato.eml")
+    assert doc.kind == "eml" and doc.unit == "part" and doc.title == "Contrato de arrendamento — versão final"
+    lines = doc.page(1).text.splitlines()
+    assert lines[:5] == ["Subject: Contrato de arrendamento — versão final", "From: Ana Ribeiro <ana@example.pt>",
+                         "To: bruno@example.pt", "Date: Tue, 03 Mar 2026 10:15:00 +0000", ""]
+    assert "A renda passa a 950 € a partir de abril." in lines                   # the plain-text part
+    assert lines[-1] == "Attachments (not read): contrato.pdf"
+
+    html_only = EmailMessage()
+    html_only["Subject"] = "Newsletter"
+    html_only["From"] = "news@example.org"
+    html_only.set_content("<html><body><h1>March</h1><p>We moved to Porto.</p><script>x()</script></body></html>",
+                          subtype="html")
+    (tmp_path / "news.eml").write_bytes(bytes(html_only))
+    text = read_document(tmp_path / "news.eml").page(1).text
+    assert "We moved to Porto." in text and "x()" not in text and "<p>" not in text
+
+    (tmp_path / "notes.eml").write_text("just some words, no headers at all\n")
+    with pytest.raises(IngestError) as err:
+        read_document(tmp_path / "notes.eml")
+    assert err.value.reason == "corrupt" and "notes.eml" in str(err.value)
+    (tmp_path / "backup.zip").write_bytes(b"PK\x05\x06" + bytes(18))
+    with pytest.raises(IngestError, match="backup.zip: an archive: unpack it"):
+        read_document(tmp_path / "backup.zip")
