@@ -288,6 +288,7 @@ def verify(refs: Sequence[CitationRef], documents: Sequence[_Doc],
         if doc is None:
             out.append(CitationInfo(ref.doc, None, "", None, None, quote, False, "", None, None))
             continue
+        unit = getattr(doc, "unit", None) or "page"          # a document that names no unit is paged
         groups: list[tuple[str | None, list[_Page]]] = [(t, _resolve_pages(doc, t)) for t in ref.pages]
         if ref.page_range:
             groups.append((None, _range_pages(doc, ref.page_range)))
@@ -303,12 +304,11 @@ def verify(refs: Sequence[CitationRef], documents: Sequence[_Doc],
                     break
             if best is None:
                 out.append(CitationInfo(ref.doc, doc_id, doc.filename, None, token, quote,
-                                        False, "", None, None, unit=getattr(doc, "unit", None) or "page"))
+                                        False, "", None, None, unit=unit))
                 continue
             m, page = best
             out.append(CitationInfo(ref.doc, doc_id, doc.filename, page.number, page.label, quote,
-                                    m.verified, m.passage, m.start, m.end, m.score,
-                                    getattr(doc, "unit", None) or "page"))
+                                    m.verified, m.passage, m.start, m.end, m.score, unit))
     return out
 
 

@@ -254,9 +254,7 @@ def cmd_ask(args) -> int:
         print("\nCitations:")
         for c in final.citations:
             mark = "verified" if c.verified else "NOT FOUND"
-            page = c.place if c.unit != "page" or c.page is None else (
-                f"p. {c.page}" + (f" (printed {c.page_label})" if c.page_label and c.page_label != str(c.page) else ""))
-            print(f"  [doc {c.doc}] {c.filename or '?'}, {page}: {mark}")
+            print(f"  [doc {c.doc}] {c.filename or '?'}, {c.where()}: {mark}")
     t = final.timings or {}
     left_out = omitted_text(t)
     if left_out:

@@ -102,6 +102,14 @@ class CitationInfo(_Record):
             return f"p. {self.page_label or self.page}"
         return self.page_label or f"{self.unit} {self.page}"
 
+    def where(self, page_word: str = "p.") -> str:
+        """`place` in full, for listings: a page by its physical number, then its printed label when
+        that differs ('p. 8 (printed "2")'); other units as `place`."""
+        if self.page is None or self.unit != "page":
+            return self.place
+        printed = f' (printed "{self.page_label}")' if self.page_label and self.page_label != str(self.page) else ""
+        return f"{page_word} {self.page}{printed}"
+
 
 @dataclass
 class MessageInfo(_Record):

@@ -41,14 +41,8 @@ def chat_markdown(workspace: str, chat: ChatInfo | None, messages: Sequence[Mess
         if msg.citations:
             lines += ["Citations:", ""]
             for i, c in enumerate(msg.citations, 1):
-                if c.page is None:
-                    page = f"{c.unit} unknown"
-                elif c.unit != "page":
-                    page = c.place
-                else:
-                    page = f"page {c.page}" + (f' (printed "{c.page_label}")' if c.page_label and c.page_label != str(c.page) else "")
                 verdict = "verified" if c.verified else "**unverified**: quote not found on the page"
-                lines.append(f"{i}. [doc {c.doc}] {c.filename or 'unknown document'}, {page}: {verdict}")
+                lines.append(f"{i}. [doc {c.doc}] {c.filename or 'unknown document'}, {c.where('page')}: {verdict}")
                 if c.quote:
                     lines.append(f'   - quote: "{_one_line(c.quote)}"')
                 if c.passage:
