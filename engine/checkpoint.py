@@ -232,19 +232,30 @@ def load_weights(folder: Path, cfg: JambaConfig, dtype: torch.dtype, device: tor
     return weights, sorted(set(files.values()))
 
 
+GENERATION_CONFIG = "generation_config.json"
+
+
+def generation_config(folder: Path) -> dict:
+    """The checkpoint's generation_config.json ({} when it has none); broken JSON names the file."""
+    gen = folder / GENERATION_CONFIG
+    if not gen.exists():
+        return {}
+    try:
+        d = json.loads(gen.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise CheckpointError(gen, f"not valid JSON ({e})") from None
+    if not isinstance(d, dict):
+        raise CheckpointError(gen, "not a JSON object")
+    return d
+
+
 def read_sampling(folder: Path) -> tuple[float, float]:
     """(temperature, top_p) the checkpoint recommends in generation_config.json: its temperature and
     top_p when it sets `do_sample` (1.0 for either one it leaves out or sets to null, as transformers
     does), else greedy (0.0, 1.0). Values out of range are logged and ignored (greedy): an odd
     recommendation must not keep a model from loading."""
-    gen = folder / "generation_config.json"
-    if not gen.exists():
-        return 0.0, 1.0
-    try:
-        d = json.loads(gen.read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise CheckpointError(gen, f"not valid JSON ({e})") from None
-    if not isinstance(d, dict) or not d.get("do_sample"):
+    d = generation_config(folder)
+    if not d.get("do_sample"):
         return 0.0, 1.0
     try:
         temperature = float(1.0 if d.get("temperature") is None else d["temperature"])
@@ -252,21 +263,15 @@ def read_sampling(folder: Path) -> tuple[float, float]:
     except (TypeError, ValueError):
         temperature, top_p = -1.0, -1.0
     if not (0 <= temperature <= 100 and 0 < top_p <= 1):
-        log.warning("%s: temperature %r / top_p %r are not usable; decoding greedily", gen,
-                    d.get("temperature"), d.get("top_p"))
+        log.warning("%s: temperature %r / top_p %r are not usable; decoding greedily",
+                    folder / GENERATION_CONFIG, d.get("temperature"), d.get("top_p"))
         return 0.0, 1.0
     return temperature, top_p
 
 
 def read_eos_ids(folder: Path, cfg: JambaConfig) -> list[int]:
     """eos ids from generation_config.json, else config.json."""
-    gen = folder / "generation_config.json"
-    eos = cfg.eos_token_id
-    if gen.exists():
-        try:
-            eos = json.loads(gen.read_text(encoding="utf-8")).get("eos_token_id", eos)
-        except ValueError as e:
-            raise CheckpointError(gen, f"not valid JSON ({e})") from None
+    eos = generation_config(folder).get("eos_token_id", cfg.eos_token_id)
     if eos is None:
         return []
     return [int(e) for e in (eos if isinstance(eos, list) else [eos])]
