@@ -1,6 +1,6 @@
-"""Pictures of pages (.png, .jpg, .tiff, .webp, .bmp, and .heic with pillow-heif): one page per frame (a multi-page TIFF is a
-multi-page document), text by OCR (ingest.ocr). Phone photos are turned upright by their EXIF
-orientation first, as any image viewer shows them.
+"""Pictures of pages (.png, .jpg, .tiff, .webp, .bmp, and .heic with pillow-heif): one page per
+frame (a multi-page TIFF is a multi-page document), text by OCR (ingest.ocr). Phone photos are
+turned upright by their EXIF orientation first, as any image viewer shows them.
 """
 from __future__ import annotations
 

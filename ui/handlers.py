@@ -569,9 +569,6 @@ class Handlers:
                 self.ui.page_text: text_html, self.ui.viewer: state}
 
     def _render(self, doc_id: int, number: int, highlight: str | None, kind: str = "pdf"):
-        renderer = getattr(self.svc.documents, "render_page", None)
-        if renderer is not None:
-            return renderer(doc_id, number, highlight=highlight)
         from app.page_images import render_page
 
         return render_page(self.svc.documents.file_path(doc_id), number, highlight=highlight, kind=kind)
