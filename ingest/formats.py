@@ -24,7 +24,7 @@ from ingest.normalize import normalize_text
 
 PART_CHARS = 3000            # about one printed page of prose (the corpus PDFs average ~2,800 chars/page)
 MAX_SECTION_CHARS = 6000
-MAX_DOCX_XML_BYTES = 200 * 1024 * 1024   # zip-bomb guard for word/document.xml
+MAX_UNPACKED_BYTES = 512 * 1024 * 1024   # zip-bomb guard for .docx, .pptx, .xlsx, .odt, .epub
 
 
 @dataclass
@@ -187,23 +187,29 @@ def html_sections(markup: str | bytes) -> tuple[str, list[Section]]:
     return title, sections
 
 
+def check_zip(data: bytes, path: str | Path, what: str) -> None:
+    """Refuse bytes that are not a ZIP archive, or one that unpacks to more than MAX_UNPACKED_BYTES."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, EOFError, ValueError):
+        raise IngestError("corrupt", path, f"not a valid {what} (not a ZIP archive)") from None
+    if unpacked > MAX_UNPACKED_BYTES:
+        raise IngestError("too_large", path, f"unpacks to {unpacked} bytes, more than {MAX_UNPACKED_BYTES}")
+
+
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 
 
 def read_docx(data: bytes, path: str | Path) -> TextContent:
     """Paragraph text of word/document.xml (tables included), sections at heading-styled paragraphs;
     then the footnotes, endnotes and comments, a section each."""
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
-        raise IngestError("corrupt", path, "not a valid .docx (not a ZIP archive)") from None
-    with archive:
+    check_zip(data, path, ".docx")
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
         try:
             info = archive.getinfo("word/document.xml")
         except KeyError:
             raise IngestError("corrupt", path, "not a valid .docx (no word/document.xml)") from None
-        if info.file_size > MAX_DOCX_XML_BYTES:
-            raise IngestError("too_large", path, f"word/document.xml unpacks to {info.file_size} bytes")
         try:
             body = ElementTree.fromstring(archive.read(info))
             styles = _docx_heading_styles(archive)
@@ -249,8 +255,6 @@ def _docx_notes(archive: zipfile.ZipFile) -> list[tuple[str, list[str]]]:
     names = set(archive.namelist())
     for part, tag, heading in _DOCX_NOTES:
         if part not in names:
-            continue
-        if archive.getinfo(part).file_size > MAX_DOCX_XML_BYTES:     # zip-bomb guard, as for the body
             continue
         lines = []
         for note in ElementTree.fromstring(archive.read(part)).iter(f"{_W}{tag}"):

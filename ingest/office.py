@@ -12,8 +12,8 @@
 - .eml (the standard library's email): headers and body (plain text, else the HTML's text).
 - .rtf (striprtf): plain text, cut like a .txt file.
 
-The ZIP formats are checked before a library opens them: a valid archive that unpacks to at most
-`MAX_UNPACKED_BYTES` (a zip bomb is refused, not inflated).
+The ZIP formats are checked before a library opens them (`ingest.formats.check_zip`: a valid
+archive that unpacks to at most `MAX_UNPACKED_BYTES`; a zip bomb is refused, not inflated).
 """
 from __future__ import annotations
 
@@ -25,22 +25,8 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 from ingest.errors import IngestError
-from ingest.formats import Section, TextContent, decode_text, html_sections, units_from_sections
+from ingest.formats import Section, TextContent, check_zip, decode_text, html_sections, units_from_sections
 from ingest.normalize import normalize_text
-
-MAX_UNPACKED_BYTES = 512 * 1024 * 1024
-
-
-def check_zip(data: bytes, path: str | Path, what: str) -> None:
-    """Refuse bytes that are not a ZIP archive, or one that unpacks to more than MAX_UNPACKED_BYTES."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            unpacked = sum(info.file_size for info in archive.infolist())
-    except (zipfile.BadZipFile, EOFError, ValueError):
-        raise IngestError("corrupt", path, f"not a valid {what} (not a ZIP archive)") from None
-    if unpacked > MAX_UNPACKED_BYTES:
-        raise IngestError("too_large", path, f"unpacks to {unpacked} bytes, more than {MAX_UNPACKED_BYTES}")
-
 
 # ---------------------------------------------------------------- .pptx
 

@@ -8,7 +8,7 @@ import zipfile
 import pytest
 
 from ingest import IngestError, read_document
-from ingest import office
+from ingest import formats, office
 from tests.ingest.office_files import write_epub, write_odt, write_pptx
 
 
@@ -68,7 +68,7 @@ def test_plain_text_suffixes_are_read_as_text(tmp_path, name, body):
 
 def test_damaged_office_files_are_refused_by_name(tmp_path, monkeypatch):
     cases = {}
-    for name in ("slides.pptx", "report.odt", "novel.epub", "numbers.xlsx"):
+    for name in ("slides.pptx", "report.odt", "novel.epub", "numbers.xlsx", "letter.docx"):
         (tmp_path / f"text-{name}").write_text("not a zip at all")
         cases[f"text-{name}"] = ("corrupt", "not a ZIP archive")
         with zipfile.ZipFile(tmp_path / f"other-{name}", "w") as z:   # a ZIP, but not of that format
@@ -99,7 +99,7 @@ def test_damaged_office_files_are_refused_by_name(tmp_path, monkeypatch):
         assert err.value.reason == "corrupt" and damaged.name in str(err.value)
 
     # a zip bomb is refused before any library inflates it
-    monkeypatch.setattr(office, "MAX_UNPACKED_BYTES", 10_000)
+    monkeypatch.setattr(formats, "MAX_UNPACKED_BYTES", 10_000)
     with zipfile.ZipFile(tmp_path / "bomb.pptx", "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("ppt/slides/slide1.xml", b"<a/>" + b" " * 50_000)
     with pytest.raises(IngestError) as err:
