@@ -63,16 +63,19 @@ def normalize_text(text: str) -> str:
     return text.strip("\n ").rstrip()
 
 
+_NOISE = re.compile("[\ue000-\uf8ff\ufffd\U000f0000-\U0010ffff]")   # private use, replacement char
+
+
 def unreadable(text: str) -> bool:
     """A PDF text layer nobody can read: at least 20 visible characters, 30% or more of them
-    private-use, unassigned or U+FFFD. A font whose ToUnicode map is missing or wrong gives that
-    while its glyphs print fine, so such a page is read by OCR instead. (A few symbol-font bullets,
-    which map to private use, are far below the threshold.)"""
-    visible = [ch for ch in text if not ch.isspace()]
-    if len(visible) < 20:
+    private-use or U+FFFD. A font whose ToUnicode map is missing or wrong gives that while its
+    glyphs print fine, so such a page is read by OCR instead. (A few symbol-font bullets, which map
+    to private use, are far below the threshold.) Runs on every PDF page: ASCII text returns at once,
+    the rest is counted by regex."""
+    if text.isascii():
         return False
-    bad = sum(1 for ch in visible if ch == "\ufffd" or unicodedata.category(ch) in ("Co", "Cn"))
-    return bad >= 0.3 * len(visible)
+    visible = len("".join(text.split()))
+    return visible >= 20 and len(_NOISE.findall(text)) >= 0.3 * visible
 
 
 def match_key(text: str) -> str:
