@@ -107,7 +107,8 @@ class _State(Protocol):
 
     def to_bytes(self) -> bytes: ...
     def since(self, pos: int) -> "_State": ...
-    def join(self, segment: "_State") -> "_State": ...
+    def join(self, segment: "_State", room: int = 0) -> "_State": ...
+    def with_room(self, room: int) -> "_State": ...
 
 
 class _Engine(Protocol):
@@ -234,8 +235,9 @@ class StateStore:
             return None
         return blob
 
-    def restore(self, engine: _Engine, keys: Sequence[str]) -> RestoredPrefix:
-        """Join the longest stored, intact prefix of ``keys`` into one engine state.
+    def restore(self, engine: _Engine, keys: Sequence[str], room: int = 0) -> RestoredPrefix:
+        """Join the longest stored, intact prefix of ``keys`` into one engine state (with ``room``
+        spare K/V rows for the tokens that will follow it).
 
         A damaged or refused entry is dropped (with its descendants) and the next longest
         prefix is tried.
@@ -265,7 +267,7 @@ class StateStore:
                 if bad is None:
                     break
                 dropped.append(bad)
-            state = join_all(parts) if parts else None
+            state = join_all(parts, room) if parts else None
             if path:
                 self.touch(path)
                 self.hits += 1
@@ -485,12 +487,15 @@ class StateStore:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
 
-def join_all(parts: list[Any]) -> Any:
+def join_all(parts: list[Any], room: int = 0) -> Any:
     """Join consecutive deltas pairwise in a balanced tree: each K/V row is copied O(log k) times,
-    not O(k) as a left-to-right fold would."""
-    while len(parts) > 1:
+    not O(k) as a left-to-right fold would. The result has `room` spare K/V rows (the last join
+    makes them), so questions continuing it append in place."""
+    while len(parts) > 2:
         parts = [parts[i].join(parts[i + 1]) if i + 1 < len(parts) else parts[i] for i in range(0, len(parts), 2)]
-    return parts[0]
+    if len(parts) == 2:
+        return parts[0].join(parts[1], room)
+    return parts[0].with_room(room) if room else parts[0]
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -14,7 +14,7 @@ from .checkpoint import fingerprint, load_tokenizer, load_weights, read_eos_ids,
 from .config import JambaConfig
 from .errors import CheckpointError, EngineError, StateError
 from .generate import Generation
-from .model import forward_chunk, prefill
+from .model import DECODE_ROOM, forward_chunk, prefill
 from .state import HybridState, dtype_name, state_from_bytes
 from .weights import ModelWeights
 
@@ -87,11 +87,12 @@ class Engine:
     @torch.inference_mode()
     def prefill(self, token_ids: Sequence[int] | Tensor, state: HybridState | None = None, logits: str = "all",
                 progress: Callable[[int, int], None] | None = None,
-                cancel: threading.Event | None = None) -> tuple[Tensor | None, HybridState]:
+                cancel: threading.Event | None = None, room: int = DECODE_ROOM) -> tuple[Tensor | None, HybridState]:
         """Continue `state` (None = empty; never modified) with token_ids. logits: "all" [T, V],
-        "last" [1, V], "none" None; fp32."""
+        "last" [1, V], "none" None; fp32. `room`: K/V rows to keep spare after them for the tokens
+        that will follow (used when the K/V needs a new buffer), so those append without a copy."""
         return prefill(self.config, self.weights, self._ids(token_ids), self._check(state), logits,
-                       self.chunk_size, progress, cancel)
+                       self.chunk_size, progress, cancel, room)
 
     @torch.inference_mode()
     def decode_step(self, token: int, state: HybridState) -> tuple[Tensor, HybridState]:

@@ -16,6 +16,11 @@ if TYPE_CHECKING:
     from .state import HybridState
 
 
+# K/V rows the prompt's prefill keeps spare for the answer when it makes a new buffer (at most: a
+# longer answer grows the buffer as it goes), so decode steps do not copy the whole K/V.
+MAX_ANSWER_ROOM = 8192
+
+
 def sample(logits: Tensor, temperature: float, top_p: float, gen: torch.Generator | None) -> int:
     """logits [V] -> token id; temperature <= 0 is greedy. Sampling runs on the CPU with a CPU
     generator (a CPU generator cannot drive a CUDA multinomial), so a seed gives the same tokens on
@@ -112,7 +117,8 @@ class Generation:
         decoder, stops = IncrementalDecoder(eng.tokenizer), StopMatcher(self.stop)
         eos = set(eng.eos_token_ids)
         try:
-            logits, state = eng.prefill(self.prompt, self.state0, logits="last", cancel=self.cancel)
+            logits, state = eng.prefill(self.prompt, self.state0, logits="last", cancel=self.cancel,
+                                        room=min(self.max_new_tokens, MAX_ANSWER_ROOM))
         except Cancelled:
             self.finish_reason = "cancelled"
             return

@@ -54,9 +54,10 @@ def forward_chunk(cfg: JambaConfig, w: ModelWeights, ids: Tensor, state: HybridS
 
 def prefill(cfg: JambaConfig, w: ModelWeights, ids: Tensor, state: HybridState, logits: str = "all",
             chunk_size: int = 1024, progress: Callable[[int, int], None] | None = None,
-            cancel=None) -> tuple[Tensor | None, HybridState]:
+            cancel=None, room: int = DECODE_ROOM) -> tuple[Tensor | None, HybridState]:
     """Run ids [T] in chunks of `chunk_size` from `state` (unchanged). Peak activation memory is
-    bounded by the chunk; K/V for all T tokens (and DECODE_ROOM more) is reserved once up front."""
+    bounded by the chunk; K/V rows for all T tokens are reserved once up front, with `room` rows to
+    spare for what will follow (within the context) when a new buffer has to be made."""
     if logits not in ("all", "last", "none"):
         raise ValueError(f"logits must be 'all', 'last' or 'none', not {logits!r}")
     if state.offset != 0:
@@ -66,8 +67,9 @@ def prefill(cfg: JambaConfig, w: ModelWeights, ids: Tensor, state: HybridState, 
         raise EngineError(f"{state.n_tokens + T} tokens exceed the model's context of {cfg.max_position_embeddings}")
     if T == 0:
         return (torch.empty(0, cfg.vocab_size, device=ids.device) if logits == "all" else None), state
+    room = max(0, min(room, cfg.max_position_embeddings - state.n_tokens - T))
     state = HybridState(state.n_tokens, state.conv, state.ssm,
-                        {i: r.reserve(T, DECODE_ROOM) for i, r in state.kv.items()}, 0, state.fingerprint)
+                        {i: r.reserve(T, room) for i, r in state.kv.items()}, 0, state.fingerprint)
     outs = []
     for start in range(0, T, chunk_size):
         if cancel is not None and cancel.is_set():

@@ -6,9 +6,12 @@ Per Mamba layer: the conv window (the last K-1 inputs of the causal conv, [K-1, 
 A state may hold only the K/V rows from `offset` on (`since(pos)`); `prefix.join(segment)` puts a
 full state back together. The state store keeps per-document deltas this way.
 
-K/V live in growable buffers shared copy-on-write: a continuation appends in place only when it is
-the first to extend the buffer past its rows, so older states keep seeing exactly their rows and
-decoding is O(1) per token instead of an O(T) cat. States are never modified after they are made.
+K/V live in growable buffers shared copy-on-write: a continuation appends in place when no living
+state holds rows past its own (else it copies), so older states keep seeing exactly their rows and
+decoding is O(1) per token instead of an O(T) cat. States are never modified after they are made; the
+rows of a state that is gone are free again, so a second question after cached documents appends
+where the first one's (dropped) answer was, instead of copying every K/V row. A tensor taken from
+`rows.k` / `rows.v` is valid while its state lives.
 
 Serialized form: MAGIC + safetensors bytes (metadata: fingerprint, n_tokens, offset) + sha256.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import weakref
 from dataclasses import dataclass, field
 
 import torch
@@ -37,19 +41,32 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 
 class KVBuffer:
-    """Preallocated K/V storage for one attention layer; `filled` = rows claimed by anyone."""
+    """Preallocated K/V storage for one attention layer, viewed by the KVRows made on it.
 
-    def __init__(self, k: Tensor, v: Tensor, filled: int):
-        self.k, self.v, self.filled = k, v, filled   # [G, cap, Hd] each
-        self.lock = threading.Lock()                 # claim-then-write: two continuations never share rows
+    Rows past the longest *living* view are free: the views are tracked by weak reference, so a
+    dropped continuation gives its rows back."""
 
-    def claim(self, length: int, n: int) -> bool:
-        """Claim rows [length, length+n) if nobody wrote past `length` and they fit."""
+    def __init__(self, k: Tensor, v: Tensor):
+        self.k, self.v = k, v                        # [G, cap, Hd] each
+        self.lock = threading.Lock()                 # take-then-write: two continuations never share rows
+        self.views: weakref.WeakSet[KVRows] = weakref.WeakSet()
+
+    @property
+    def filled(self) -> int:
+        """Rows held by some living view."""
+        with self.lock:                              # views are added under it (a set must not grow while read)
+            return self._filled()
+
+    def _filled(self) -> int:
+        return max((r.length for r in self.views), default=0)
+
+    def take(self, length: int, n: int) -> "KVRows | None":
+        """A view of rows [0, length+n) if no living view goes past `length` and they fit; the
+        caller then writes rows [length, length+n)."""
         with self.lock:
-            if self.filled == length and self.capacity >= length + n:
-                self.filled = length + n
-                return True
-            return False
+            if self.capacity >= length + n and self._filled() == length:
+                return KVRows(self, length + n)      # registered before the lock is let go
+            return None
 
     @property
     def capacity(self) -> int:
@@ -62,14 +79,17 @@ class KVRows:
     buf: KVBuffer
     length: int
 
+    def __post_init__(self) -> None:
+        self.buf.views.add(self)        # under buf.lock (take) or on a buffer nobody else holds yet
+
     @staticmethod
     def empty(G: int, Hd: int, dtype: torch.dtype, device: torch.device, capacity: int = 0) -> "KVRows":
         z = torch.empty(G, capacity, Hd, dtype=dtype, device=device)
-        return KVRows(KVBuffer(z, z.clone(), 0), 0)
+        return KVRows(KVBuffer(z, z.clone()), 0)
 
     @staticmethod
     def of(k: Tensor, v: Tensor) -> "KVRows":
-        return KVRows(KVBuffer(k.contiguous(), v.contiguous(), k.shape[1]), k.shape[1])
+        return KVRows(KVBuffer(k.contiguous(), v.contiguous()), k.shape[1])
 
     @property
     def k(self) -> Tensor:
@@ -79,6 +99,19 @@ class KVRows:
     def v(self) -> Tensor:
         return self.buf.v[:, :self.length]            # [G, L, Hd]
 
+    @staticmethod
+    def concat(parts: list["KVRows"], room: int = 0) -> "KVRows":
+        """The parts' rows one after another in a new buffer with `room` rows to spare."""
+        k0 = parts[0].buf.k
+        n = sum(p.length for p in parts)
+        out = KVRows.empty(k0.shape[0], k0.shape[2], k0.dtype, k0.device, n + room)
+        at = 0
+        for p in parts:
+            out.buf.k[:, at:at + p.length] = p.k
+            out.buf.v[:, at:at + p.length] = p.v
+            at += p.length
+        return out.buf.take(0, n)
+
     def reserve(self, extra: int, room: int = 0) -> "KVRows":
         """Rows able to take `extra` appended rows in place (copies into a new buffer if needed,
         with `room` more rows to spare)."""
@@ -86,25 +119,24 @@ class KVRows:
         if buf.filled == self.length and buf.capacity >= self.length + extra:
             return self
         cap = self.length + extra + room
-        if extra <= 16:                               # decoding: grow geometrically
+        if extra <= 16 and not room:                  # decoding, no room asked for: grow geometrically
             cap = max(cap, int(self.length * 1.25) + 256)
         G, _, Hd = buf.k.shape
         k = torch.empty(G, cap, Hd, dtype=buf.k.dtype, device=buf.k.device)
         v = torch.empty_like(k)
         k[:, :self.length] = self.k
         v[:, :self.length] = self.v
-        return KVRows(KVBuffer(k, v, self.length), self.length)
+        return KVRows(KVBuffer(k, v), self.length)
 
     def append(self, k_new: Tensor, v_new: Tensor) -> "KVRows":
         """New rows with k_new/v_new ([G, T, Hd]) after ours; ours stay untouched."""
         T = k_new.shape[1]
         rows = self
-        while not rows.buf.claim(rows.length, T):
-            rows = rows.reserve(T)                    # a fresh buffer nobody else holds: the claim succeeds
-        buf, end = rows.buf, rows.length + T
-        buf.k[:, rows.length:end] = k_new
-        buf.v[:, rows.length:end] = v_new
-        return KVRows(buf, end)
+        while (taken := rows.buf.take(rows.length, T)) is None:
+            rows = rows.reserve(T)                    # a fresh buffer nobody else holds: the take succeeds
+        taken.buf.k[:, rows.length:taken.length] = k_new
+        taken.buf.v[:, rows.length:taken.length] = v_new
+        return taken
 
     @property
     def nbytes(self) -> int:
@@ -160,18 +192,24 @@ class HybridState:
         return HybridState(self.n_tokens, {i: t.clone() for i, t in self.conv.items()},
                            {i: t.clone() for i, t in self.ssm.items()}, kv, pos, self.fingerprint)
 
-    def join(self, segment: "HybridState") -> "HybridState":
-        """This state's rows followed by `segment`'s (whose offset must be our n_tokens)."""
+    def join(self, segment: "HybridState", room: int = 0) -> "HybridState":
+        """This state's rows followed by `segment`'s (whose offset must be our n_tokens), in a new
+        buffer with `room` rows to spare for a continuation."""
         if segment.offset != self.n_tokens:
             raise StateError(f"join: segment starts at token {segment.offset}, prefix ends at {self.n_tokens}")
         if self.fingerprint and segment.fingerprint and self.fingerprint != segment.fingerprint:
             raise StateError("join: the two states belong to different models")
         if set(self.kv) != set(segment.kv) or set(self.ssm) != set(segment.ssm):
             raise StateError("join: the two states have different layer layouts")
-        kv = {i: KVRows.of(torch.cat([r.k, segment.kv[i].k], 1), torch.cat([r.v, segment.kv[i].v], 1))
-              for i, r in self.kv.items()}
+        kv = {i: KVRows.concat([r, segment.kv[i]], room) for i, r in self.kv.items()}
         return HybridState(segment.n_tokens, dict(segment.conv), dict(segment.ssm), kv, self.offset,
                            self.fingerprint or segment.fingerprint)
+
+    def with_room(self, room: int) -> "HybridState":
+        """This state with at least `room` spare K/V rows after its own (a copy only when needed), so
+        continuations of it append in place."""
+        kv = {i: r.reserve(room) for i, r in self.kv.items()}
+        return HybridState(self.n_tokens, self.conv, self.ssm, kv, self.offset, self.fingerprint, self.meta)
 
     # -- bytes ----------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:

@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 0.25  # at most this often a prefill progress event
 # When the documents do not fit, a fresh page selection leaves this many tokens of the context free
 # (fit_documents caps it at a quarter of the budget), so that follow-up turns can keep the same pages,
-# and their stored states.
+# and their stored states. The documents' state keeps as many spare K/V rows, beyond the first
+# question and answer, so that follow-ups append to it in place.
 FOLLOW_UP_TOKENS = 2048
 
 
@@ -181,7 +182,8 @@ class JambaAnswerer:
         use_ram = self._warm_matches(keys) and len(self._warm.keys) >= on_disk
         if on_disk and not use_ram:
             yield AnswerEvent(kind="progress", stage="restore", done=0, total=ends[on_disk - 1])
-        warm, restored_bytes, source = self._restore(eng, keys, ends, use_ram)
+        tail_room = self._tail_room(plan, req)
+        warm, restored_bytes, source = self._restore(eng, keys, ends, use_ram, room=tail_room)
         restore_s = time.perf_counter() - t_restore
         state, depth = (warm.state, len(warm.keys)) if warm else (None, 0)
         stored_key, stored_end = (warm.stored_key, warm.stored_end) if warm else ("", 0)
@@ -199,7 +201,8 @@ class JambaAnswerer:
             offset = ends[i - 1] if i else 0
             try:
                 state = yield from self._prefill(eng, plan.segments[i], state, done=offset - cached_tokens,
-                                                 total=to_prefill, started=t_prefill, cancel=req.cancel)
+                                                 total=to_prefill, started=t_prefill, cancel=req.cancel,
+                                                 room=ends[-1] - ends[i] + tail_room)
             except Cancelled:
                 return  # the boundaries stored so far stay
             if ends[i] - stored_end >= min_tokens or i == len(plan.segments) - 1:
@@ -337,16 +340,23 @@ class JambaAnswerer:
             yield AnswerEvent(kind="progress", stage="retrieve", done=1, total=1)
         return _Plan(_chain_segments(seg), list(seg.tail), omitted, seg.thinking)
 
-    def _restore(self, eng: Any, keys: list[str], ends: list[int],
-                 use_ram: bool) -> tuple[_WarmPrefix | None, int, str]:
+    def _tail_room(self, plan: "_Plan", req: AnswerRequest) -> int:
+        """K/V rows to keep spare after the documents: this question and its answer, and room for
+        longer ones after it, so that questions on the documents' state append in place."""
+        think = self._thinking_budget() if plan.thinking else 0
+        return len(plan.tail) + req.max_new_tokens + think + FOLLOW_UP_TOKENS
+
+    def _restore(self, eng: Any, keys: list[str], ends: list[int], use_ram: bool,
+                 room: int = 0) -> tuple[_WarmPrefix | None, int, str]:
         """(the longest known prefix of ``keys`` or None, bytes read, "ram" | "disk" | "none").
-        ``use_ram``: the RAM prefix starts this chain and the disk has nothing longer."""
+        ``use_ram``: the RAM prefix starts this chain and the disk has nothing longer. A prefix read
+        from disk gets ``room`` spare K/V rows."""
         warm = self._warm
         if use_ram:
             if warm.stored_key:
                 self.store.touch([warm.stored_key])
             return warm, 0, "ram"
-        got = self.store.restore(eng, keys)
+        got = self.store.restore(eng, keys, room=room)
         if not got.depth:
             return None, 0, "none"
         if got.n_tokens != ends[got.depth - 1]:  # cannot happen unless a blob lies about itself
@@ -372,7 +382,7 @@ class JambaAnswerer:
         return math.ceil(mamba / (self.MAX_STATE_OVERHEAD * kv_per_token))
 
     def _prefill(self, eng: Any, ids: Sequence[int], state: Any, done: int, total: int, started: float,
-                 cancel: threading.Event | None) -> Iterator[AnswerEvent]:
+                 cancel: threading.Event | None, room: int) -> Iterator[AnswerEvent]:
         """Prefill one segment in a worker thread, yielding progress events; returns the new state.
 
         The worker stops (engine.Cancelled) when ``cancel`` is set or the caller closes the
@@ -384,7 +394,7 @@ class JambaAnswerer:
         def work() -> None:
             try:
                 result["state"] = eng.prefill(list(ids), state=state, logits="none", cancel=stop,
-                                              progress=lambda n, _total: events.put(n))[1]
+                                              progress=lambda n, _total: events.put(n), room=room)[1]
             except BaseException as exc:  # re-raised in the caller's thread
                 result["error"] = exc
             finally:

@@ -331,3 +331,34 @@ def test_sampling_follows_the_checkpoint_unless_the_settings_say_otherwise(docs,
     text, timings, _ = ask(greedy, docs[:1], question, max_new_tokens=24)
     assert timings["sampling"] == {"temperature": 0.0, "top_p": 1.0, "seed": None}
     assert text == "".join(eng.generate(seg.ids(), max_new_tokens=24)).lstrip()
+
+
+def test_questions_append_to_the_documents_kv_in_place(eng, checkpoint, docs, tmp_path, monkeypatch):
+    """One K/V buffer per attention layer holds the documents, each question and its answer: no copy
+    of the documents' K/V per question, whether they were just read, kept in RAM or read from disk,
+    and answers stay exactly those of a cold start."""
+    made = []
+    real_generate = eng.generate
+    monkeypatch.setattr(eng, "generate", lambda *a, **kw: made.append(real_generate(*a, **kw)) or made[-1])
+    layer = eng.config.attention_layers[0]
+
+    def ask_and_buffer(answerer, question):
+        text, timings, _ = ask(answerer, docs[:3], question, max_new_tokens=30)
+        g = made.pop()                      # the answer's state must not outlive the answer here
+        buf, n = g.state.kv[layer].buf, g.state.n_tokens
+        del g
+        assert timings["new_tokens"] == 30 and buf.capacity >= n
+        return text, buf
+
+    settings = _settings(checkpoint, tmp_path)
+    a = JambaAnswerer(settings, engine=eng)
+    _, first = ask_and_buffer(a, "What is it?")                     # documents read now
+    text_ram, second = ask_and_buffer(a, "And then?")               # documents' state from RAM
+    assert first is second is a._warm.state.kv[layer].buf
+    b = JambaAnswerer(settings, engine=eng)                         # a new process: from disk
+    _, third = ask_and_buffer(b, "What is it?")
+    text_disk, fourth = ask_and_buffer(b, "And then?")
+    assert third is fourth is b._warm.state.kv[layer].buf and third is not first
+    cold = JambaAnswerer(_settings(checkpoint, tmp_path / "cold"), engine=eng)
+    text_cold, _ = ask_and_buffer(cold, "And then?")
+    assert text_ram == text_disk == text_cold

@@ -67,6 +67,58 @@ def test_two_continuations_of_one_state_do_not_interfere(eng_multi):
     torch.testing.assert_close(la, ref[30:], atol=1e-4, rtol=0)
 
 
+def test_a_dropped_continuation_gives_its_rows_back(eng_multi):
+    """The cached documents' state answers question after question: once an answer's state is gone,
+    the next question appends in place where it was (no copy of every K/V row), exactly."""
+    import gc
+    eng = eng_multi
+    ids = _ids(eng, 40)
+    _, base = eng.prefill(ids[:20], logits="none")
+    before = _snapshot(base)
+    layer = next(iter(base.kv))
+    _, first = eng.prefill(ids[20:30], base, logits="none")
+    for t in range(5):
+        _, first = eng.decode_step(t + 1, first)
+    buf = first.kv[layer].buf
+    assert buf is base.kv[layer].buf                                # the first question appended in place
+    del first
+    gc.collect()
+    q2 = _ids(eng, 10, seed=9)
+    logits, second = eng.prefill(q2, base)
+    assert second.kv[layer].buf is buf                              # and so did the second: no copy
+    ref, _ = eng.prefill(ids[:20] + q2)
+    torch.testing.assert_close(logits, ref[20:], atol=1e-4, rtol=0)
+    assert _snapshot(base) == before
+    _, third = eng.prefill(ids[20:30], base)                        # `second` lives: this one copies
+    assert third.kv[layer].buf is not buf
+    la, _ = eng.prefill(ids[30:40], second)
+    ref2, _ = eng.prefill(ids[:20] + q2 + ids[30:40])
+    torch.testing.assert_close(la, ref2[30:], atol=1e-4, rtol=0)
+
+
+def test_joined_restored_and_generating_states_keep_room_for_what_follows(eng_multi):
+    """join(room=), with_room() and generate() leave spare K/V rows, so what follows appends in place
+    (no copy of the K/V), exactly."""
+    eng = eng_multi
+    ids = _ids(eng, 60)
+    layer = next(iter(eng.config.attention_layers))
+    ref, _ = eng.prefill(ids)
+    _, a = eng.prefill(ids[:25], logits="none")
+    _, ab = eng.prefill(ids[25:40], a, logits="none")
+    restored = [a.join(ab.since(25), room=30), eng.state_from_bytes(ab.to_bytes()).with_room(30)]
+    for s in restored:
+        assert s.kv[layer].buf.capacity == 40 + 30
+        assert s.with_room(10).kv[layer].buf is s.kv[layer].buf            # room enough: no copy
+        logits, c = eng.prefill(ids[40:60], s)
+        assert c.kv[layer].buf is s.kv[layer].buf
+        torch.testing.assert_close(logits, ref[40:], atol=1e-4, rtol=0)
+    exact = eng.state_from_bytes(ab.to_bytes())                          # no spare rows
+    g = eng.generate(ids[40:45], state=exact, max_new_tokens=40)
+    text = "".join(g)
+    assert g.state.kv[layer].buf.capacity == 45 + 40                      # one copy, room for the answer
+    assert text == "".join(eng.generate(ids[:45], max_new_tokens=40))
+
+
 def test_logits_modes_and_progress(eng_multi):
     eng = eng_multi
     ids = _ids(eng, 50)
