@@ -92,8 +92,9 @@ class StopMatcher:
 
 class Generation:
     """`for piece in eng.generate(...)` yields text pieces. Afterwards: `token_ids` (generated),
-    `text`, `finish_reason` ("eos" | "stop" | "length" | "cancelled"), and `state`: the state
-    after the prompt and every generated token that was fed back (all but the last one).
+    `text`, `finish_reason` ("eos" | "stop" | "length" | "cancelled"), `state`: the state
+    after the prompt and every generated token that was fed back (all but the last one), and
+    `prompt_state`: the state after the prompt alone (a later turn of a conversation continues it).
     `max_new_tokens` may be lowered while iterating (read before each new token)."""
 
     def __init__(self, eng: "Engine", token_ids: Sequence[int], state: "HybridState | None",
@@ -108,6 +109,7 @@ class Generation:
         self.text = ""
         self.finish_reason: str | None = None
         self.state: "HybridState | None" = None
+        self.prompt_state: "HybridState | None" = None
 
     def __iter__(self) -> Iterator[str]:
         eng = self.eng
@@ -122,7 +124,7 @@ class Generation:
         except Cancelled:
             self.finish_reason = "cancelled"
             return
-        self.state = state
+        self.state = self.prompt_state = state
         while True:
             if self.cancel is not None and self.cancel.is_set():
                 self.finish_reason = "cancelled"

@@ -100,6 +100,10 @@ class PromptSegments:
     version: str = PROMPT_FORMAT_VERSION
     texts: list[str] = field(default_factory=list, repr=False)   # the rendered text of every segment
     thinking: bool = False                   # the prompt ends inside an open <think> block (reasoning models)
+    # token offsets in `tail` where the conversation's earlier prompts ended (each turn's prompt up
+    # to its generation prompt is a prefix of this one): a state kept after an earlier prompt is
+    # continued from there, and every path prefills the tail in these same pieces
+    turn_ends: list[int] = field(default_factory=list)
 
     def ids(self) -> list[int]:
         out = list(self.preamble)
@@ -119,6 +123,12 @@ class PromptSegments:
 
     def __len__(self) -> int:
         return len(self.preamble) + sum(map(len, self.documents)) + len(self.tail)
+
+    def tail_pieces(self) -> list[list[int]]:
+        """The tail cut at `turn_ends`: one piece per turn of the conversation (the last one ends
+        with this question's generation prompt)."""
+        cuts = [0, *self.turn_ends, len(self.tail)]
+        return [self.tail[a:b] for a, b in zip(cuts, cuts[1:])]
 
 
 def citation_labels(pages: Sequence[Page]) -> list[str]:
@@ -199,11 +209,16 @@ class PromptBuilder:
         else:
             preamble, doc_texts, after_docs = "", [], self._render(self.template, 0, question)
         tail = self._splice_history(after_docs, question, history)
+        tail_ids, turn_ends = [], []
+        for i, piece in enumerate(self._turn_pieces(tail, len(docs), history)):
+            if i:
+                turn_ends.append(len(tail_ids))
+            tail_ids += self._encode(piece, continuation=bool(preamble) or i > 0)
         seg = PromptSegments(
             preamble=self._encode(preamble, continuation=False) if preamble else [],
             documents=[self._encode_cached(t) for t in doc_texts],
-            tail=self._encode(tail, continuation=bool(preamble)),
-            format=self.format, texts=[preamble, *doc_texts, tail], thinking=opens_thinking(tail))
+            tail=tail_ids, format=self.format, texts=[preamble, *doc_texts, tail],
+            thinking=opens_thinking(tail), turn_ends=turn_ends)
         return seg
 
     def count_tokens(self, text: str) -> int:
@@ -258,6 +273,23 @@ class PromptBuilder:
             raise PromptFormatError("the chat template puts the conversation in an unexpected place")
         history_text = with_history[common: len(with_history) - len(question_turn)]
         return after_docs[: len(after_docs) - len(question_turn)] + history_text + question_turn
+
+    def _turn_pieces(self, tail: str, n_docs: int, history: Sequence[tuple[str, str]]) -> list[str]:
+        """`tail` cut where the prompt of each earlier user turn of `history` ended; the whole tail
+        when any of those prompts is not a prefix of it (a template that renders an earlier turn
+        differently once answered, e.g. one that drops a reasoning block)."""
+        cuts = []
+        for u, (role, text) in enumerate(history):
+            if role != "user":
+                continue
+            after_docs = self._frames(self.template, n_docs, text)[2] if n_docs else \
+                self._render(self.template, 0, text)
+            earlier = self._splice_history(after_docs, text, history[:u])
+            if not tail.startswith(earlier) or len(earlier) <= (cuts[-1] if cuts else 0) or len(earlier) >= len(tail):
+                return [tail]
+            cuts.append(len(earlier))
+        bounds = [0, *cuts, len(tail)]
+        return [tail[a:b] for a, b in zip(bounds, bounds[1:])]
 
     def _check_stable(self, template: str) -> None:
         """Refuse a template whose preamble or document frames change with more documents or

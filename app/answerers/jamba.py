@@ -52,11 +52,22 @@ class _WarmPrefix:
 
 
 @dataclass
+class _Turn:
+    """The state after the last answer's prompt (documents ``keys`` + the tail ``pieces``): the
+    next question of that conversation continues it, prefilling only the answer and itself."""
+
+    keys: list[str]
+    pieces: list[list[int]]
+    state: Any
+
+
+@dataclass
 class _Plan:
     segments: list[list[int]]  # [preamble, doc 1, ...]: the cached chain
     tail: list[int]
     omitted: dict | None  # what the budget left out (summary, documents), None when everything fit
     thinking: bool = False  # the prompt opened a <think> block (reasoning models)
+    tail_pieces: list[list[int]] = field(default_factory=list)  # tail cut at the conversation's turns
 
 
 @dataclass
@@ -72,6 +83,7 @@ class _Output:
     closed_by: str | None = None  # the <think> block was closed by "model" | "budget" | "none" (never)
     thinking_tokens: int = 0
     sampling: dict = field(default_factory=dict)  # {"temperature", "top_p", "seed"} it was decoded with
+    prompt_state: Any = None  # the state after the prompt (the conversation's next turn continues it)
 
 
 class JambaAnswerer:
@@ -86,6 +98,7 @@ class JambaAnswerer:
         self._store = store
         self._builder = None
         self._warm: _WarmPrefix | None = None
+        self._turn: _Turn | None = None
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()  # one engine: questions run one after the other
         self.load_s: float | None = None
@@ -175,6 +188,8 @@ class JambaAnswerer:
         plan = yield from self._plan(eng, req)
         keys = chain_keys(eng.fingerprint, PROMPT_FORMAT_VERSION, plan.segments)
         ends = _cumsum(len(s) for s in plan.segments)  # prefix tokens at the end of each segment
+        if self._turn is not None and self._turn.keys != keys:
+            self._turn = None  # another document set: a kept turn would make its prefill copy the K/V
 
         # 1-2: restore the longest known prefix (RAM first, then disk)
         t_restore = time.perf_counter()
@@ -216,15 +231,33 @@ class JambaAnswerer:
             self._warm = _WarmPrefix(keys[: i + 1], state, stored_key, stored_end)
         prefill_s = time.perf_counter() - t_prefill
 
-        # 4: conversation + question, streamed (a reasoning model's <think> block as "thinking")
+        # 4: conversation + question, streamed (a reasoning model's <think> block as "thinking"); the
+        # conversation's earlier turns continue the last answer's prompt when it is theirs
+        pieces, turn = plan.tail_pieces or [plan.tail], self._turn
+        self._turn = None  # a kept state nobody continues would make this question copy the K/V
+        done_pieces = 0
+        if turn is not None and turn.keys == keys and len(turn.pieces) < len(pieces) \
+                and pieces[:len(turn.pieces)] == turn.pieces:
+            state, done_pieces = turn.state, len(turn.pieces)
+        del turn
+        conversation_tokens = sum(map(len, pieces[:done_pieces]))
+        try:
+            for piece in pieces[done_pieces:-1]:
+                state = eng.prefill(piece, state=state, logits="none", cancel=req.cancel)[1]
+        except Cancelled:
+            return
         out = _Output(splitter=ThinkingSplitter(plan.thinking))
-        yield from self._generate(eng, plan, state, req, out)
+        yield from self._generate(eng, pieces[-1], plan.thinking, state, req, out)
+        if out.prompt_state is not None:
+            self._turn = _Turn(keys, pieces, out.prompt_state)
+            out.prompt_state = None
         t_end = time.perf_counter()
         t_first, n_first, n_new = out.t_first, out.n_first, out.n_new
         gen_s = t_end - t_first if t_first is not None else 0.0
         timings = {
-            "cached_tokens": cached_tokens,
-            "prefilled_tokens": to_prefill + len(plan.tail),
+            "cached_tokens": cached_tokens + conversation_tokens,
+            "conversation_tokens": conversation_tokens,  # of them, the earlier turns continued from RAM
+            "prefilled_tokens": to_prefill + len(plan.tail) - conversation_tokens,
             "ttft_s": (t_first if t_first is not None else t_end) - t0,
             "tokens_per_s": (n_new - n_first) / gen_s if n_new > n_first and gen_s > 0 else None,
             "new_tokens": n_new,
@@ -244,13 +277,15 @@ class JambaAnswerer:
         yield AnswerEvent(kind="done", text=out.splitter.answer_text, timings=timings,
                           reasoning=out.splitter.thinking_text.strip())
 
-    def _generate(self, eng: Any, plan: "_Plan", state: Any, req: AnswerRequest, out: "_Output") -> Iterator[AnswerEvent]:
-        """Stream the answer after the prompt into ``out``. A reasoning model first writes its <think>
+    def _generate(self, eng: Any, prompt: list[int], thinking: bool, state: Any, req: AnswerRequest,
+                  out: "_Output") -> Iterator[AnswerEvent]:
+        """Stream the answer after ``prompt`` (the tail's last piece) into ``out``; ``out.prompt_state``
+        is the state after it. A reasoning model first writes its <think>
         block ("thinking" events): at most ``settings.max_thinking_tokens`` of it when the prompt opened
         it, then the block is closed for the model ("\n</think>\n\n" prefilled after its last token) and
         it answers. The answer ("token" events) gets at most ``req.max_new_tokens`` tokens."""
-        think_budget = self._thinking_budget() if plan.thinking else 0
-        prompt, limit = list(plan.tail), req.max_new_tokens + think_budget
+        think_budget = self._thinking_budget() if thinking else 0
+        prompt, limit = list(prompt), req.max_new_tokens + think_budget
         out.sampling = self._sampling(eng)
         temperature, top_p, seed = out.sampling["temperature"], out.sampling["top_p"], out.sampling["seed"]
         while True:
@@ -275,6 +310,8 @@ class JambaAnswerer:
                     break
             else:
                 out.finish_reason = generation.finish_reason
+            if out.closed_by is None:  # the first generation's prompt is the question's
+                out.prompt_state = generation.prompt_state
             out.n_new += len(generation.token_ids)
             if not force_close:
                 break
@@ -338,7 +375,7 @@ class JambaAnswerer:
                        "documents": [{"doc": o.doc, "filename": o.filename, "pages": o.pages, "tokens": o.tokens}
                                      for o in fit.omitted]}
             yield AnswerEvent(kind="progress", stage="retrieve", done=1, total=1)
-        return _Plan(_chain_segments(seg), list(seg.tail), omitted, seg.thinking)
+        return _Plan(_chain_segments(seg), list(seg.tail), omitted, seg.thinking, seg.tail_pieces())
 
     def _tail_room(self, plan: "_Plan", req: AnswerRequest) -> int:
         """K/V rows to keep spare after the documents: this question and its answer, and room for

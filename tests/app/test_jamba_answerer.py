@@ -75,10 +75,13 @@ def test_chain_walk_reuses_prefixes_across_questions_appends_removals_and_restar
     assert a.store.stats()["bytes"] <= 1.1 * state_bytes(eng.config, pre + sum(d[:3]), dtype)
     assert a.cached_documents(docs) == [True, True, True, False]
 
-    # a follow-up in the same process: the document prefix comes from RAM, only the tail is prefilled
-    tail = pb.build(docs[:3], "And the dates?", [("user", "What is this about?"), ("assistant", text1)]).tail
+    # a follow-up in the same process: the document prefix comes from RAM, and the state after the first
+    # question's prompt is continued: only the first answer and the new question are prefilled
+    follow_up = pb.build(docs[:3], "And the dates?", [("user", "What is this about?"), ("assistant", text1)])
+    assert follow_up.tail_pieces()[0] == tail1 and len(follow_up.tail_pieces()) == 2
     text2, t, _ = ask(a, docs[:3], "And the dates?", [("user", "What is this about?"), ("assistant", text1)])
-    assert (t["cached_tokens"], t["prefilled_tokens"], t["restored_from"]) == (pre + sum(d[:3]), len(tail), "ram")
+    assert (t["cached_tokens"], t["prefilled_tokens"], t["restored_from"]) == \
+        (pre + sum(d[:3]) + len(tail1), len(follow_up.tail) - len(tail1), "ram")
     assert t["stored_bytes"] == 0
 
     # a restart (new answerer, new store object): the same prefix comes from SQLite + blobs, same answer
@@ -362,3 +365,41 @@ def test_questions_append_to_the_documents_kv_in_place(eng, checkpoint, docs, tm
     cold = JambaAnswerer(_settings(checkpoint, tmp_path / "cold"), engine=eng)
     text_cold, _ = ask_and_buffer(cold, "And then?")
     assert text_ram == text_disk == text_cold
+
+
+def test_a_conversation_continues_its_last_prompt_and_answers_as_a_cold_start(eng, checkpoint, docs, tmp_path):
+    """Each turn prefills only the last answer and the new question (the state after the previous
+    prompt is kept), and gives exactly the answer a fresh process gives; another chat on the same
+    documents, or an edited history, starts from the documents' state again, in place."""
+    pb = PromptBuilder(eng.tokenizer)
+    warm = JambaAnswerer(_settings(checkpoint, tmp_path / "warm"), engine=eng)
+    history, previous_tail = [], None
+    for question in ("What is this about?", "Who wrote it?", "Which year?"):
+        text, t, _ = ask(warm, docs[:2], question, history, max_new_tokens=16)
+        cold = JambaAnswerer(_settings(checkpoint, tmp_path / "cold"), engine=eng)
+        cold.store.clear()
+        cold_text, t_cold, _ = ask(cold, docs[:2], question, history, max_new_tokens=16)
+        assert text == cold_text and len(text) > 0
+        tail = pb.build(docs[:2], question, history).tail
+        docs_tokens = t_cold["cached_tokens"] + t_cold["prefilled_tokens"] - len(tail)
+        reused = len(previous_tail) if previous_tail is not None else 0
+        if previous_tail is None:                                   # the documents are read now
+            assert (t["cached_tokens"], t["prefilled_tokens"]) == (0, docs_tokens + len(tail))
+        else:
+            assert (t["cached_tokens"], t["prefilled_tokens"]) == (docs_tokens + reused, len(tail) - reused)
+            assert tail[:reused] == previous_tail
+        history += [("user", question), ("assistant", text)]
+        previous_tail = tail
+
+    layer = eng.config.attention_layers[0]
+    docs_buffer = warm._warm.state.kv[layer].buf
+    for other in ([], [("user", "Something else?"), ("assistant", "Yes.")], history[:2] + [("user", "Edited")]):
+        text, t, _ = ask(warm, docs[:2], "Which year?", other, max_new_tokens=16)
+        assert t["prefilled_tokens"] == len(pb.build(docs[:2], "Which year?", other).tail)
+        assert warm._turn.state.kv[layer].buf is docs_buffer      # no copy of the documents' K/V
+        cold = JambaAnswerer(_settings(checkpoint, tmp_path / "cold"), engine=eng)
+        assert text == ask(cold, docs[:2], "Which year?", other, max_new_tokens=16)[0]
+    # a document added after the conversation: read after the documents' rows, in the same buffer
+    assert warm._turn is not None
+    ask(warm, docs[:3], "Which year?", history, max_new_tokens=4)
+    assert warm._warm.state.kv[layer].buf is docs_buffer and len(warm._warm.keys) == len(warm._turn.keys)

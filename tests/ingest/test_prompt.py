@@ -225,3 +225,29 @@ def test_a_template_that_puts_the_question_before_the_documents_is_not_used(tiny
     assert pb.format == "builtin"
     a, b = pb.build(docs[:1], "one?"), pb.build(docs[:2], "two?")
     assert a.preamble == b.preamble and a.documents[0] == b.documents[0]
+
+
+@pytest.mark.parametrize("template", ["checkpoint", "chatml", "builtin", "reasoning"])
+def test_the_tail_is_cut_where_each_earlier_turns_prompt_ended(tiny_tokenizer, docs, template):
+    """A conversation's tail comes in pieces: the first k pieces are exactly the tail of the prompt
+    its k-th question had, so a state kept after that prompt continues this one. A template that
+    renders an earlier turn differently once it is answered (a reasoning model's) gives one piece."""
+    tok = copy.deepcopy(tiny_tokenizer)
+    tok.chat_template = {"checkpoint": tok.chat_template, "chatml": CHATML, "builtin": None,
+                         "reasoning": REASONING}[template]
+    turns = [("Wer hat das geschrieben?", "Hothorn und Everitt [doc 1, p. 1]."),
+             ("ما هو؟", "لا أعرف"), ("And in 1998?", "")]
+    history, earlier = [], []
+    for question, answer in turns:
+        seg = PromptBuilder(tok).build(docs[:2], question, history=history)
+        pieces = seg.tail_pieces()
+        assert sum(pieces, []) == seg.tail and all(pieces)
+        assert tok.decode(seg.ids()) == "".join(seg.texts)
+        if template == "reasoning":
+            assert len(pieces) == 1
+        else:
+            assert len(pieces) == len(earlier) + 1
+            for k, tail in enumerate(earlier, start=1):
+                assert sum(pieces[:k], []) == tail
+        earlier.append(seg.tail)
+        history += [("user", question), ("assistant", answer)]
