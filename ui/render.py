@@ -88,7 +88,9 @@ def answer_stats(timings: dict | None) -> str:
         return '<div class="jd-stats" id="jd-answer-stats"></div>'
     parts = []
     if timings.get("cached_tokens") or timings.get("prefilled_tokens"):
-        parts.append(f"<b>{fmt_tokens(timings.get('cached_tokens', 0))}</b> tokens from cache, "
+        chat = (f" ({fmt_tokens(timings['conversation_tokens'])} of this chat)"
+                if timings.get("conversation_tokens") else "")
+        parts.append(f"<b>{fmt_tokens(timings.get('cached_tokens', 0))}</b> tokens from cache{chat}, "
                      f"<b>{fmt_tokens(timings.get('prefilled_tokens', 0))}</b> prefilled")
     if timings.get("ttft_s") is not None:
         parts.append(f"first token <b>{fmt_seconds(timings['ttft_s'])}</b>")

@@ -131,6 +131,14 @@ def test_answer_stats_say_how_long_a_reasoning_model_reasoned():
     assert "its budget ran out" in cut
 
 
+def test_answer_stats_say_how_much_of_the_cache_was_the_conversation():
+    from ui.render import answer_stats
+
+    assert "of this chat" not in answer_stats({"cached_tokens": 1500, "prefilled_tokens": 20, "conversation_tokens": 0})
+    follow_up = answer_stats({"cached_tokens": 1500, "prefilled_tokens": 20, "conversation_tokens": 300})
+    assert "<b>1.5k</b> tokens from cache (300 of this chat), <b>20</b> prefilled" in follow_up
+
+
 @pytest.mark.parametrize("unit,label,shown,where", [
     ("page", "2", 8, "page 8 of 10 (printed &ldquo;2&rdquo;)"),
     ("page", "2", 9, "page 9 of 10 &middot; <span class=\"jd-warn\">showing page 9, cited page 8</span>"),
