@@ -243,7 +243,7 @@ class JambaAnswerer:
         conversation_tokens = sum(map(len, pieces[:done_pieces]))
         try:
             for piece in pieces[done_pieces:-1]:
-                state = eng.prefill(piece, state=state, logits="none", cancel=req.cancel)[1]
+                state = eng.prefill(piece, state=state, logits="none", cancel=req.cancel, room=tail_room)[1]
         except Cancelled:
             return
         out = _Output(splitter=ThinkingSplitter(plan.thinking))
