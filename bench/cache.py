@@ -7,7 +7,9 @@ attention layer, 4 experts top-2, vocab 4096, fp32) and real corpus text:
 
 * for each document-set size (4K, 16K, 64K document tokens; documents of --doc-tokens tokens,
   consecutive pages of the corpus PDFs), on a fresh data folder: TTFT of a first question (cold:
-  every document prefilled and stored) and of a second question (warm: prefix from RAM);
+  every document prefilled and stored) and of a second question (warm: prefix from RAM), and, as
+  the baseline of the in-place follow-up, the same warm question while another continuation of the
+  documents' state lives (so it copies their K/V, as every follow-up did until 2026-11-28);
 * then in a fresh process (a new Python, states from SQLite + blob files): TTFT of the same
   second question (disk) and of a third one (RAM again);
 * stored bytes per cached token against `engine.state.state_bytes` (per entry and whole chain);
