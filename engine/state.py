@@ -205,6 +205,18 @@ class HybridState:
         return HybridState(segment.n_tokens, dict(segment.conv), dict(segment.ssm), kv, self.offset,
                            self.fingerprint or segment.fingerprint)
 
+    def rows_in(self, later: "HybridState") -> "HybridState":
+        """This state with its K/V rows read from the buffers of `later`, a continuation of it (whose
+        first rows are ours, copied or not): ours are freed once nothing else holds them."""
+        if later.offset != self.offset or later.n_tokens < self.n_tokens or set(later.kv) != set(self.kv):
+            raise StateError("rows_in: the other state does not continue this one")
+        kv = {}
+        for i, r in self.kv.items():
+            buf = later.kv[i].buf
+            with buf.lock:
+                kv[i] = KVRows(buf, r.length)
+        return HybridState(self.n_tokens, self.conv, self.ssm, kv, self.offset, self.fingerprint, self.meta)
+
     def with_room(self, room: int) -> "HybridState":
         """This state with at least `room` spare K/V rows after its own (a copy only when needed), so
         continuations of it append in place."""

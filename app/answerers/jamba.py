@@ -20,7 +20,7 @@ import queue
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -251,6 +251,7 @@ class JambaAnswerer:
         if out.prompt_state is not None:
             self._turn = _Turn(keys, pieces, out.prompt_state)
             out.prompt_state = None
+            self._share_buffers()
         t_end = time.perf_counter()
         t_first, n_first, n_new = out.t_first, out.n_first, out.n_new
         gen_s = t_end - t_first if t_first is not None else 0.0
@@ -376,6 +377,15 @@ class JambaAnswerer:
                                      for o in fit.omitted]}
             yield AnswerEvent(kind="progress", stage="retrieve", done=1, total=1)
         return _Plan(_chain_segments(seg), list(seg.tail), omitted, seg.thinking, seg.tail_pieces())
+
+    def _share_buffers(self) -> None:
+        """A conversation that outgrew the documents' K/V buffer continued in a copy of it: the
+        documents' state then reads its rows from that copy, so RAM holds one K/V buffer, not two."""
+        warm, turn = self._warm, self._turn
+        if warm is None or turn is None or warm.keys != turn.keys:
+            return
+        if any(r.buf is not turn.state.kv[i].buf for i, r in warm.state.kv.items()):
+            self._warm = replace(warm, state=warm.state.rows_in(turn.state))
 
     def _tail_room(self, plan: "_Plan", req: AnswerRequest) -> int:
         """K/V rows to keep spare after the documents: this question and its answer, and room for

@@ -403,3 +403,26 @@ def test_a_conversation_continues_its_last_prompt_and_answers_as_a_cold_start(en
     assert warm._turn is not None
     ask(warm, docs[:3], "Which year?", history, max_new_tokens=4)
     assert warm._warm.state.kv[layer].buf is docs_buffer and len(warm._warm.keys) == len(warm._turn.keys)
+
+
+def test_a_conversation_that_outgrows_the_documents_buffer_keeps_one_buffer(eng, checkpoint, docs, tmp_path,
+                                                                           monkeypatch):
+    """With no spare rows beyond the first answer, a later turn continues in a copy of the K/V; the
+    documents' state then reads its rows from that copy (RAM holds one buffer, not two), and the
+    answers stay those of a cold start, for this chat and for another one."""
+    import app.answerers.jamba as jamba
+    monkeypatch.setattr(jamba, "FOLLOW_UP_TOKENS", 0)
+    layer = eng.config.attention_layers[0]
+    a = JambaAnswerer(_settings(checkpoint, tmp_path / "a"), engine=eng)
+    history, buffers = [], set()
+    for question in ("What is this about?", "Who wrote it, and when, and for whom?", "Which year exactly?"):
+        text, _, _ = ask(a, docs[:2], question, history, max_new_tokens=8)
+        assert a._warm.state.kv[layer].buf is a._turn.state.kv[layer].buf
+        buffers.add(id(a._turn.state.kv[layer].buf))
+        cold = JambaAnswerer(_settings(checkpoint, tmp_path / "cold"), engine=eng)
+        assert text == ask(cold, docs[:2], question, history, max_new_tokens=8)[0]
+        history += [("user", question), ("assistant", text)]
+    assert len(buffers) > 1                                        # the conversation did outgrow it
+    other, _, _ = ask(a, docs[:2], "Another chat?", max_new_tokens=8)
+    cold = JambaAnswerer(_settings(checkpoint, tmp_path / "cold2"), engine=eng)
+    assert other == ask(cold, docs[:2], "Another chat?", max_new_tokens=8)[0]

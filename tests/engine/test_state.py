@@ -119,6 +119,32 @@ def test_joined_restored_and_generating_states_keep_room_for_what_follows(eng_mu
     assert text == "".join(eng.generate(ids[:45], max_new_tokens=40))
 
 
+def test_rows_in_a_copy_read_the_same_rows_and_free_the_first_buffer(eng_multi):
+    """`rows_in(later)`: a state's K/V read from the buffer of a continuation that had to copy them."""
+    import gc
+    import weakref
+    eng = eng_multi
+    ids = _ids(eng, 50)
+    layer = next(iter(eng.config.attention_layers))
+    _, base = eng.prefill(ids[:20], logits="none")
+    _, held = eng.prefill(ids[20:25], base, logits="none")            # takes base's rows after 20...
+    _, later = eng.prefill(ids[20:30], base, logits="none")           # ...so this one copies
+    assert held.kv[layer].buf is base.kv[layer].buf and later.kv[layer].buf is not base.kv[layer].buf
+    first = weakref.ref(base.kv[layer].buf)
+    moved = base.rows_in(later)
+    assert moved.kv[layer].buf is later.kv[layer].buf and moved.n_tokens == 20
+    del base, held
+    gc.collect()
+    assert first() is None                                           # the first buffer is gone
+    logits, _ = eng.prefill(ids[30:50], later)
+    ref, _ = eng.prefill(ids)
+    torch.testing.assert_close(logits, ref[30:], atol=1e-4, rtol=0)
+    b_logits, _ = eng.prefill(ids[20:50], moved)                     # `later` lives: this one copies
+    torch.testing.assert_close(b_logits, ref[20:], atol=1e-4, rtol=0)
+    with pytest.raises(StateError):
+        later.rows_in(moved)
+
+
 def test_logits_modes_and_progress(eng_multi):
     eng = eng_multi
     ids = _ids(eng, 50)
