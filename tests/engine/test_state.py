@@ -220,6 +220,30 @@ def test_damaged_or_foreign_blob_is_refused(eng_multi, tiny_engine):
         tiny_engine.prefill([1, 2], eng.prefill([1, 2], logits="none")[1])
 
 
+def test_a_format_1_blob_with_its_sha256_is_still_read(eng_multi):
+    """States stored before the xxh3 checksum (format 1: sha256) restore as they were; damaged ones
+    are refused the same way."""
+    import hashlib
+
+    from engine.state import MAGIC
+    eng = eng_multi
+    ids = _ids(eng, 30)
+    _, state = eng.prefill(ids[:20], logits="none")
+    blob = state.to_bytes()
+    assert blob.startswith(MAGIC) and MAGIC != b"JAMBADOCS-STATE\x01"
+    body = b"JAMBADOCS-STATE\x01" + blob[len(MAGIC):-16]
+    old = body + hashlib.sha256(body).digest()
+    logits, _ = eng.prefill(ids[20:], eng.state_from_bytes(old))
+    ref, _ = eng.prefill(ids)
+    torch.testing.assert_close(logits, ref[20:], atol=1e-4, rtol=0)
+    bad = bytearray(old)
+    bad[len(bad) // 2] ^= 1
+    with pytest.raises(StateError, match="damaged"):
+        eng.state_from_bytes(bytes(bad))
+    with pytest.raises(StateError, match="damaged"):                   # format 1 magic, format 2 checksum
+        eng.state_from_bytes(b"JAMBADOCS-STATE\x01" + blob[len(MAGIC):])
+
+
 def test_state_bytes_from_config_matches_real_state(eng_multi):
     eng = eng_multi
     cfg = eng.config
