@@ -6,6 +6,8 @@ A state of `--tokens` tokens in the bench model's shape (bench/engine.py: 1 atte
 2 KV heads of 32, 7 Mamba layers; fp32), K/V filled with random values (the bytes' content does
 not matter here). Times, best of `--repeats`, each against the baseline measured in the same run:
 
+* `to_bytes` (format 2: the checksum updated over the payload, one joining copy) vs the format 1
+  construction it replaced (magic + payload concatenated, then the sha256 appended: two copies);
 * `state_from_bytes` of a format 2 blob (xxh3-128, what the engine writes since 2026-11-28) vs the
   same state as a format 1 blob (sha256, what it wrote before);
 * the store's own checksum of a blob on `put`: xxh3-128 vs sha256;
@@ -21,6 +23,23 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+
+def format1_bytes(state) -> bytes:
+    """What `HybridState.to_bytes` did before 2026-11-28 (format 1), for the baseline."""
+    import json
+
+    from safetensors.torch import save
+
+    tensors = {f"conv.{i}": t.contiguous() for i, t in state.conv.items()}
+    tensors.update({f"ssm.{i}": t.contiguous() for i, t in state.ssm.items()})
+    for i, r in state.kv.items():
+        tensors[f"k.{i}"], tensors[f"v.{i}"] = r.k.contiguous(), r.v.contiguous()
+    meta = {"jambadocs": json.dumps({"format": "hybrid-state", "version": 1, "fingerprint": state.fingerprint,
+                                     "n_tokens": state.n_tokens, "offset": state.offset, "meta": state.meta},
+                                    sort_keys=True)}
+    body = b"JAMBADOCS-STATE\x01" + save(tensors, metadata=meta)
+    return body + hashlib.sha256(body).digest()
 
 
 def best(fn, repeats: int) -> float:
@@ -55,8 +74,8 @@ def main(argv: list[str] | None = None) -> None:
           for i in cfg.attention_layers}
     state = HybridState(a.tokens, state.conv, state.ssm, kv, 0, "bench")
     new = state.to_bytes()
-    body = b"JAMBADOCS-STATE\x01" + new[len(MAGIC):-16]
-    old = body + hashlib.sha256(body).digest()
+    old = format1_bytes(state)
+    assert old[len(MAGIC):-32] == new[len(MAGIC):-16]
     mib = len(new) / 2**20
     print(f"state of {a.tokens} tokens: {mib:.1f} MiB; 1 thread; best of {a.repeats}")
 
@@ -64,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         return lambda: state_from_bytes(blob, cfg, "bench", torch.float32)
 
     rows = [
+        ("to_bytes", lambda: format1_bytes(state), state.to_bytes),
         ("state_from_bytes", load(old), load(new)),
         ("store checksum on put", lambda: hashlib.sha256(new).hexdigest(), lambda: blob_checksum(new)),
         ("checksum alone", lambda: hashlib.sha256(new).digest(), lambda: xxhash.xxh3_128_digest(new)),

@@ -36,7 +36,7 @@ from .errors import StateError
 
 MAGIC = b"JAMBADOCS-STATE\x02"
 # magic -> (digest bytes, checksum of everything before the digest)
-_CHECKSUMS = {MAGIC: (16, xxhash.xxh3_128_digest),
+_CHECKSUMS = {MAGIC: (16, xxhash.xxh3_128_digest),          # to_bytes computes the same, in two updates
               b"JAMBADOCS-STATE\x01": (32, lambda data: hashlib.sha256(data).digest())}
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -243,8 +243,10 @@ class HybridState:
         meta = {"jambadocs": json.dumps({"format": "hybrid-state", "version": 1, "fingerprint": self.fingerprint,
                                          "n_tokens": self.n_tokens, "offset": self.offset, "meta": self.meta},
                                         sort_keys=True)}
-        body = MAGIC + st_save(tensors, metadata=meta)
-        return body + _CHECKSUMS[MAGIC][1](body)
+        payload = st_save(tensors, metadata=meta)
+        digest = xxhash.xxh3_128(MAGIC)
+        digest.update(payload)
+        return b"".join((MAGIC, payload, digest.digest()))   # one copy of the payload, not two
 
 
 def state_from_bytes(blob: bytes, cfg: JambaConfig, fingerprint: str, dtype: torch.dtype,
