@@ -14,7 +14,7 @@ where the first one's (dropped) answer was, instead of copying every K/V row. A 
 `rows.k` / `rows.v` is valid while its state lives.
 
 Serialized form: MAGIC + safetensors bytes (metadata: fingerprint, n_tokens, offset) + a checksum of
-both: xxh3-128 (format 2, 7x faster than sha256 here: a restore reads every byte through it), or
+both: xxh3-128 (format 2, about 10x faster than sha256 here: a restore reads every byte through it), or
 sha256 in format 1 blobs, which are still read.
 """
 from __future__ import annotations
