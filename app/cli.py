@@ -280,7 +280,8 @@ def ask_json(msg) -> dict:
         "engine": msg.engine,
         "citations": [{"doc": c.doc, "file": c.filename, "page": c.page, "page_label": c.page_label, "unit": c.unit,
                        "quote": c.quote, "verified": c.verified} for c in msg.citations],
-        "timings": {k: t.get(k) for k in ("cached_tokens", "prefilled_tokens", "ttft_s", "tokens_per_s", "sampling")},
+        "timings": {k: t.get(k) for k in ("cached_tokens", "conversation_tokens", "prefilled_tokens", "ttft_s",
+                                          "tokens_per_s", "sampling")},
         "omitted": omitted,
         "reasoning": msg.reasoning,
     }

@@ -57,7 +57,8 @@ def test_ask_json_shape(run, corpus):
     assert obj["citations"] and all(set(c) == {"doc", "file", "page", "page_label", "unit", "quote", "verified"}
                                      for c in obj["citations"])
     assert all(c["verified"] and c["file"] == "hsaur-inference.pdf" for c in obj["citations"])
-    assert set(obj["timings"]) == {"cached_tokens", "prefilled_tokens", "ttft_s", "tokens_per_s", "sampling"}
+    assert set(obj["timings"]) == {"cached_tokens", "conversation_tokens", "prefilled_tokens", "ttft_s",
+                                   "tokens_per_s", "sampling"}
     assert obj["omitted"] == []                                       # the extractive engine reads everything
     code, out, err = run("ask", "-w", "w", "Student's t-test")
     assert code == 0 and "Citations:" in out and "verified" in out
