@@ -3,7 +3,7 @@
 The tiny model's words are noise; what is checked is the UI around it: engine status line,
 context gauge over the limit with what is left out, prefill progress with ETA, a streamed
 answer, per-answer figures, tokens reused from the state cache on the second ask, and Stop in
-a new chat during a slow prefill: the question stays, the answer is labelled "(stopped)".
+a new chat during a slow prefill; a follow-up continuing the chat's last prompt: the question stays, the answer is labelled "(stopped)".
 """
 from __future__ import annotations
 
@@ -75,6 +75,12 @@ def test_flow_with_tiny_jamba(chromium, corpus, tmp_path, tiny_checkpoint, scree
                 page.screenshot(path=str(screenshots / "jamba-answer.png"))
             else:
                 assert figures.group(1) != "0", f"nothing reused from the state cache: {stats}"
+
+        # a follow-up in that chat continues its last prompt: the stats say how much was the chat's own
+        text_input(page, "jd-question").fill("And of a 3x3 one?")
+        page.click("#jd-ask")
+        page.wait_for_function("() => /tokens from cache \\([\\d.]+k? of this chat\\)/.test("
+                               "document.querySelector('#jd-answer-stats')?.innerText || '')", timeout=240_000)
 
         # -- Stop in a new chat while the model reads (documents not cached: a slow prefill) ---------
         text_input(page, "jd-ws-name").fill("Stopped")
