@@ -262,6 +262,22 @@ def _pages_by_number(docs: list[DocumentInput], numbers: Sequence[Sequence[int]]
     return keep
 
 
+def preload_retrieval() -> threading.Thread:
+    """Import the page retriever (llama-index: ~2 s on this machine) in a background thread, so the
+    first question on a set larger than the context does not wait for it. For long-running
+    processes (the server); a one-shot `ask` imports it only when it needs it."""
+    def load() -> None:
+        try:
+            from llama_index.core.schema import TextNode  # noqa: F401
+            from llama_index.retrievers.bm25 import BM25Retriever  # noqa: F401
+        except Exception:  # noqa: BLE001 -- the question that needs it reports the failure
+            pass
+
+    thread = threading.Thread(target=load, name="preload-retrieval", daemon=True)
+    thread.start()
+    return thread
+
+
 def _rank_pages(docs: list[DocumentInput], question: str) -> tuple[list[tuple[int, int]], dict[tuple[int, int], float]]:
     """(doc index, page index) of every page, most relevant to `question` first, and the BM25 score
     of each page that matches the question (score > 0); pages without a match follow in reading order."""

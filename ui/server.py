@@ -85,6 +85,9 @@ def serve(services: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, aut
         print(f"\n{bar}\n{warning}\n{bar}\n", file=sys.stderr, flush=True)
         log.warning(warning)
     app = create_app(services, auth)
+    from ingest.budget import preload_retrieval
+
+    preload_retrieval()                        # while nobody has asked yet
     shown = f"[{host}]" if ":" in host else host
     print(f"jambadocs UI on http://{'127.0.0.1' if host in ('0.0.0.0', '::') else shown}:{port}/"
           + (" (sign in with the --auth user)" if auth else ""), file=sys.stderr, flush=True)

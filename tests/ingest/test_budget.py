@@ -139,3 +139,22 @@ def test_a_set_is_indexed_once_for_several_questions(read, monkeypatch):
     other = [docs[0], read("pari-refcard.pdf")]                       # another set: its own index
     fit_documents(other, questions[0], budget=6_000)
     assert len(built) == 3
+
+
+def test_preload_retrieval_imports_the_retriever_in_the_background():
+    """The server calls it at start-up so the first question on a too-large set does not wait ~2 s
+    for llama-index's import; a fresh interpreter shows that it imports exactly that."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys\n"
+            "from ingest.budget import preload_retrieval\n"
+            "assert 'llama_index.retrievers.bm25' not in sys.modules\n"
+            "t = preload_retrieval()\n"
+            "assert t.daemon\n"
+            "t.join(120)\n"
+            "assert 'llama_index.retrievers.bm25' in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
