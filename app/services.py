@@ -68,6 +68,13 @@ class Services:
         """True once the engine has started (`start_engine` succeeded)."""
         return self._engine_info is not None
 
+    def load_progress(self) -> tuple[str, int, int] | None:
+        """(stage, done, total) of the checkpoint being loaded: stage "weights" (layers read) or
+        "int8" (layers quantized); None when nothing is loading or the engine reports nothing."""
+        if self._engine_info is not None or self._answerer is None:
+            return None
+        return getattr(self._answerer, "load_progress", None)
+
     def start_engine(self) -> dict:
         """Start the engine once (may load a checkpoint: slow) and return its info.
 

@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -209,8 +210,10 @@ def _moe(src: _TensorSource, p: str, cfg: JambaConfig) -> MoEWeights:
     return MoEWeights(router=router, experts=experts, top_k=cfg.num_experts_per_tok)
 
 
-def load_weights(folder: Path, cfg: JambaConfig, dtype: torch.dtype, device: torch.device) -> tuple[ModelWeights, list[Path]]:
-    """Read and check every tensor the config calls for; returns the weights and the files read."""
+def load_weights(folder: Path, cfg: JambaConfig, dtype: torch.dtype, device: torch.device,
+                 progress: Callable[[int, int], None] | None = None) -> tuple[ModelWeights, list[Path]]:
+    """Read and check every tensor the config calls for; returns the weights and the files read.
+    `progress(done, total)` after each layer (total: the layers, plus 1 for embeddings and head)."""
     files = weight_files(folder)
     with ExitStack() as stack:
         src = _TensorSource(files, stack, dtype, device)
@@ -222,6 +225,8 @@ def load_weights(folder: Path, cfg: JambaConfig, dtype: torch.dtype, device: tor
             ffn = _moe(src, p + "feed_forward.", cfg) if cfg.is_moe(i) else _mlp(src, p + "feed_forward.", cfg)
             layers.append(LayerWeights(input_norm=src.get(p + "input_layernorm.weight", D), mixer=mixer,
                                        pre_ff_norm=src.get(p + "pre_ff_layernorm.weight", D), ffn=ffn))
+            if progress is not None:
+                progress(i + 1, cfg.num_hidden_layers + 1)
         embed = src.get("model.embed_tokens.weight", V, D)
         if cfg.tie_word_embeddings and not src.has("lm_head.weight"):
             lm_head = embed
@@ -229,6 +234,8 @@ def load_weights(folder: Path, cfg: JambaConfig, dtype: torch.dtype, device: tor
             lm_head = src.linear("lm_head.weight", V, D)
         weights = ModelWeights(embed=embed, layers=layers, final_norm=src.get("model.final_layernorm.weight", D),
                                lm_head=lm_head, dtype=dtype, device=device)
+        if progress is not None:
+            progress(cfg.num_hidden_layers + 1, cfg.num_hidden_layers + 1)
     return weights, sorted(set(files.values()))
 
 

@@ -125,9 +125,11 @@ class Engine:
 
 
 def load_engine(path: str | Path, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
-                quantize: str | None = None, chunk_size: int = 1024) -> Engine:
+                quantize: str | None = None, chunk_size: int = 1024,
+                progress: Callable[[str, int, int], None] | None = None) -> Engine:
     """Load a Jamba checkpoint folder (HF layout). device None -> cuda if present else cpu;
-    dtype None -> bf16 on cuda, fp32 on cpu."""
+    dtype None -> bf16 on cuda, fp32 on cpu. `progress(stage, done, total)`: stage "weights"
+    (layers read), then "int8" (layers quantized) when asked to quantize."""
     folder = Path(path)
     if not folder.is_dir():
         raise CheckpointError(folder, "not a folder")
@@ -141,10 +143,13 @@ def load_engine(path: str | Path, device: str | torch.device | None = None, dtyp
         if quantize not in METHODS:
             raise EngineError(f"quantize={quantize!r} is not supported; use one of {list(METHODS)} or None")
     # quantize on CPU (memory-mapped weights), then move: full-precision FFNs never sit on the GPU
-    weights, files = load_weights(folder, cfg, dt, dev if quantize is None else torch.device("cpu"))
+    def stage(name: str) -> Callable[[int, int], None] | None:
+        return None if progress is None else (lambda done, total: progress(name, done, total))
+
+    weights, files = load_weights(folder, cfg, dt, dev if quantize is None else torch.device("cpu"), stage("weights"))
     if quantize is not None:
         from .quant import quantize_weights
-        weights = quantize_weights(weights, quantize, dev)
+        weights = quantize_weights(weights, quantize, dev, stage("int8"))
     tokenizer = load_tokenizer(folder)
     # states depend on the weights and on how they are computed: dtype and quantization are part of the key
     fp = hashlib.sha256(f"{fingerprint(folder, files)}:{dtype_name(dt)}:{quantize or 'none'}".encode()).hexdigest()

@@ -13,6 +13,7 @@ calls it exactly like a tensor. Routers, attention, Mamba mixers, embeddings and
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -91,10 +92,11 @@ def _move(obj, device: torch.device):
     return obj
 
 
-def quantize_weights(weights: ModelWeights, method: str = "int8", device: torch.device | str | None = None
-                     ) -> ModelWeights:
+def quantize_weights(weights: ModelWeights, method: str = "int8", device: torch.device | str | None = None,
+                     progress: Callable[[int, int], None] | None = None) -> ModelWeights:
     """New ModelWeights with every expert / dense MLP weight in int8, all on `device` (default: where
-    they are). Load on CPU and quantize there to never hold the full-precision FFNs on a GPU."""
+    they are). Load on CPU and quantize there to never hold the full-precision FFNs on a GPU.
+    `progress(done, total)` after each layer."""
     if method not in METHODS:
         raise EngineError(f"unknown quantization {method!r}; use one of {METHODS} or None")
     device = torch.device(device) if device is not None else weights.device
@@ -108,6 +110,8 @@ def quantize_weights(weights: ModelWeights, method: str = "int8", device: torch.
             ffn = _quantize_mlp(ffn, device)
         layers.append(LayerWeights(input_norm=layer.input_norm.to(device), mixer=_move(layer.mixer, device),
                                    pre_ff_norm=layer.pre_ff_norm.to(device), ffn=ffn))
+        if progress is not None:
+            progress(len(layers), len(weights.layers))
     embed = weights.embed.to(device)
     lm_head = embed if weights.lm_head is weights.embed else weights.lm_head.to(device)
     return ModelWeights(embed=embed, layers=layers, final_norm=weights.final_norm.to(device), lm_head=lm_head,

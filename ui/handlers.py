@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 UPLOAD_TYPES = list(UPLOAD_SUFFIXES)
 DEFAULT_WORKSPACE = "My documents"
+LOAD_POLL_S = 0.5                    # how often the engine line shows the checkpoint's loading progress
 # The page always opens a workspace (it makes one when there is none), so no workspace means the
 # first paint has not arrived yet.
 NO_WORKSPACE = "No workspace is open yet (the page may still be loading): wait a moment, or pick or create one"
@@ -186,8 +187,17 @@ class Handlers:
             render.engine_loading()
         return out
 
-    def after_load(self, ws_id: int | None) -> dict:
-        """Second step of a page load: start the engine, then show it and the token counts."""
+    def after_load(self, ws_id: int | None) -> Iterator[dict]:
+        """Second step of a page load: start the engine (the line says how far its checkpoint has
+        loaded, every LOAD_POLL_S), then show it and the token counts."""
+        if not getattr(self.svc, "answerer_loaded", True):
+            started = threading.Thread(target=self._engine_info, name="engine-start", daemon=True)
+            started.start()
+            while started.is_alive():
+                started.join(LOAD_POLL_S)
+                progress = getattr(self.svc, "load_progress", lambda: None)()
+                if started.is_alive():
+                    yield {self.ui.engine_line: render.engine_loading(progress)}
         out = {self.ui.engine_line: render.engine_status(self._engine_info())}
         if ws_id is not None:
             try:
@@ -195,7 +205,7 @@ class Handlers:
             except AppError as err:
                 out[self.ui.docs_html] = render.documents_error(str(err))
                 out[self.ui.budget_html] = render.budget_error(str(err))
-        return out
+        yield out
 
     def switch_workspace(self, ws_id: int | None) -> dict:
         try:

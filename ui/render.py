@@ -78,8 +78,14 @@ def engine_status(info: dict) -> str:
     return f'<div class="jd-status" id="jd-engine">{" &middot; ".join(parts)}</div>'
 
 
-def engine_loading() -> str:
-    return '<div class="jd-status" id="jd-engine"><b>engine</b> loading&hellip;</div>'
+def engine_loading(progress: tuple[str, int, int] | None = None) -> str:
+    """The engine line while the checkpoint loads; with (stage, done, total), how far it is."""
+    where = ""
+    if progress:
+        stage, done, total = progress
+        what = "quantizing to int8" if stage == "int8" else "reading the weights"
+        where = f": {what}, {100 * min(done, total) // max(1, total)}%"
+    return f'<div class="jd-status" id="jd-engine"><b>engine</b> loading{esc(where)}&hellip;</div>'
 
 
 def answer_stats(timings: dict | None) -> str:

@@ -102,6 +102,7 @@ class JambaAnswerer:
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()  # one engine: questions run one after the other
         self.load_s: float | None = None
+        self.load_progress: tuple[str, int, int] | None = None  # (stage, done, total) while the checkpoint loads
 
     # ---- lazily built parts ----------------------------------------------------------------
     @property
@@ -114,11 +115,14 @@ class JambaAnswerer:
                 t0 = time.perf_counter()
                 try:
                     self._engine = load_engine(path, device=self.settings.device, dtype=self.settings.dtype,
-                                               quantize=self.settings.quantize)
+                                               quantize=self.settings.quantize, progress=self._loading)
                 except EngineError as exc:  # CheckpointError (bad folder) included
                     raise EngineUnavailable(f"cannot load the Jamba checkpoint: {exc}") from exc
                 self.load_s = time.perf_counter() - t0
             return self._engine
+
+    def _loading(self, stage: str, done: int, total: int) -> None:
+        self.load_progress = (stage, done, total)
 
     @property
     def store(self) -> StateStore:

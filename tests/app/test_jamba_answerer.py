@@ -426,3 +426,24 @@ def test_a_conversation_that_outgrows_the_documents_buffer_keeps_one_buffer(eng,
     other, _, _ = ask(a, docs[:2], "Another chat?", max_new_tokens=8)
     cold = JambaAnswerer(_settings(checkpoint, tmp_path / "cold2"), engine=eng)
     assert other == ask(cold, docs[:2], "Another chat?", max_new_tokens=8)[0]
+
+
+def test_loading_the_checkpoint_reports_its_progress(checkpoint, tmp_path):
+    """The answerer records the loader's (stage, done, total) as the layers are read; Services
+    reports it while loading and nothing once the engine is up."""
+    from app.services import Services
+
+    seen = []
+    a = JambaAnswerer(_settings(checkpoint, tmp_path, quantize="int8"))
+    record = a._loading
+    a._loading = lambda *p: (seen.append(p), record(*p))
+    a.engine
+    layers = a.engine.config.num_hidden_layers
+    assert [p for p in seen if p[0] == "weights"] == [("weights", i, layers + 1) for i in range(1, layers + 2)]
+    assert [p for p in seen if p[0] == "int8"] == [("int8", i, layers) for i in range(1, layers + 1)]
+    assert a.load_progress == ("int8", layers, layers)
+    svc = Services(_settings(checkpoint, tmp_path / "svc"))
+    assert svc.load_progress() is None
+    svc.start_engine()
+    assert svc.load_progress() is None
+    svc.close()

@@ -162,3 +162,44 @@ def test_answer_stats_name_the_sampling_only_when_sampled():
     assert "sampled at temperature 0.6, top-p 0.95, seed 1234" in sampled
     greedy = answer_stats({"ttft_s": 0.1, "sampling": {"temperature": 0.0, "top_p": 1.0, "seed": None}})
     assert "sampled" not in greedy and "first token" in greedy
+
+
+def test_the_engine_line_says_how_far_the_checkpoint_has_loaded(monkeypatch):
+    """While the checkpoint loads, the page's engine line is refreshed with the loader's progress;
+    then it shows the engine."""
+    import threading
+    import time
+
+    import ui.handlers as handlers
+    from ui.render import engine_loading
+
+    assert "reading the weights, 50%" in engine_loading(("weights", 3, 6))
+    assert "quantizing to int8, 100%" in engine_loading(("int8", 32, 32))
+    assert "loading&hellip;" in engine_loading(None)
+
+    class SlowStart:                      # a Services whose checkpoint takes a while to load
+        answerer_loaded = False
+
+        def __init__(self):
+            self.progress, self.info, self.lock = None, None, threading.Lock()
+
+        def load_progress(self):
+            return self.progress
+
+        def engine_info(self):
+            with self.lock:
+                if self.info is None:
+                    for done in range(1, 5):
+                        self.progress = ("weights", done, 4)
+                        time.sleep(0.15)
+                    self.info = {"engine": "jamba", "model": "/m/tiny", "device": "cpu", "dtype": "float32",
+                                 "max_context": 4096}
+                    self.answerer_loaded = True
+                return self.info
+
+    monkeypatch.setattr(handlers, "LOAD_POLL_S", 0.05)
+    h = handlers.Handlers(SlowStart())
+    h.bind(engine_line="engine", docs_html="docs", budget_html="budget")
+    updates = [u["engine"] for u in h.after_load(None)]
+    assert any("reading the weights" in u and "%" in u for u in updates[:-1]), updates
+    assert "<b>engine</b> jamba" in updates[-1] and "loading" not in updates[-1]
