@@ -210,11 +210,12 @@ def cmd_ask(args) -> int:
     final = None
     reasoned = False
     for ev in svc.qa.ask(ws.id, args.question, chat_id=args.chat, max_new_tokens=args.max_new_tokens):
-        if ev.kind == "progress" and _tty() and ev.stage in ("prefill", "restore", "load") and ev.total:
+        if ev.kind == "progress" and _tty() and ev.stage in ("prefill", "restore", "load", "quantize") and ev.total:
             if bar is None:
                 from tqdm import tqdm
                 bar = tqdm(total=ev.total, unit="tok", desc=ev.stage, leave=False, file=sys.stderr)
             bar.set_description(ev.stage)
+            bar.unit = "tok" if ev.stage in ("prefill", "restore") else "part"
             bar.total = ev.total
             bar.n = ev.done
             bar.refresh()

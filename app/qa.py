@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 MAX_QUESTION_CHARS = 20_000
 QUEUE_POLL_S = 0.5
+LOAD_POLL_S = 0.5                 # how often the first ask reports how far the checkpoint has loaded
 
 
 @dataclass
@@ -48,7 +49,8 @@ class QAService:
             max_new_tokens: int | None = None, cancel: threading.Event | None = None,
             history: list[tuple[str, str]] | None = None) -> Iterator[AskEvent]:
         """Validate now, then return the stream of events: "progress" (stage "queue" while other
-        asks are served: `total` = asks ahead; stage "load" while the engine starts), "thinking"
+        asks are served: `total` = asks ahead; stage "load" while the engine starts, its done / total
+        the checkpoint's layers read, then "quantize" with --quantize), "thinking"
         (a reasoning model's reasoning, before its answer), "token" (answer text pieces), and one
         final "done" whose `answer` is the saved assistant message with verified citations.
 
@@ -81,6 +83,32 @@ class QAService:
                             max_new_tokens=max_new_tokens or self._svc.settings.max_new_tokens,
                             cancel=cancel)
         return self._stream(req, chat_id, doc_ids, ws_id, new_chat)
+
+    def _start_engine(self, chat_id: int | None) -> Iterator[AskEvent]:
+        """Start the engine in a thread; meanwhile, every LOAD_POLL_S, "load" progress (layers of the
+        checkpoint read) and then, with --quantize, "quantize" (layers made int8). Re-raises what
+        the start raised."""
+        failed: list[BaseException] = []
+
+        def start() -> None:
+            try:
+                self._svc.start_engine()
+            except BaseException as exc:  # noqa: BLE001 -- re-raised in the asking thread
+                failed.append(exc)
+
+        worker = threading.Thread(target=start, name="engine-start", daemon=True)
+        worker.start()
+        shown = None
+        while worker.is_alive():
+            worker.join(LOAD_POLL_S)
+            progress = self._svc.load_progress() if hasattr(self._svc, "load_progress") else None
+            if worker.is_alive() and progress and progress != shown:
+                shown = progress
+                stage, done, total = progress
+                yield AskEvent("progress", stage="quantize" if stage == "int8" else "load", done=done, total=total,
+                               chat_id=chat_id)
+        if failed:
+            raise failed[0]
 
     def answer(self, ws_id: int, question: str, chat_id: int | None = None,
                max_new_tokens: int | None = None,
@@ -153,7 +181,7 @@ class QAService:
             run.t_turn = time.monotonic()
             if not self._svc.answerer_loaded:       # first ask: the engine starts (a checkpoint: slow)
                 yield AskEvent("progress", stage="load", done=0, total=1, chat_id=chat_id)
-                self._svc.start_engine()            # EngineUnavailable says why
+                yield from self._start_engine(chat_id)   # EngineUnavailable says why
                 yield AskEvent("progress", stage="load", done=1, total=1, chat_id=chat_id)
             answerer = self._svc.answerer
             run.engine = answerer.name

@@ -124,9 +124,10 @@ def progress_bar(stage: str, done: int, total: int, eta_s: float | None) -> str:
     """Prefill (or restore / retrieve) progress with ETA."""
     frac = done / total if total else 0.0
     label = {"prefill": "Reading the documents (prefill)", "restore": "Restoring cached state",
-             "retrieve": "Finding relevant passages", "queue": "Waiting for the engine"}.get(
+             "retrieve": "Finding relevant passages", "queue": "Waiting for the engine",
+             "load": "Loading the model", "quantize": "Quantizing the model to int8"}.get(
         stage, stage.capitalize() or "Working")
-    unit = "tokens" if stage in ("prefill", "restore") else "steps"
+    unit = {"prefill": "tokens", "restore": "tokens", "load": "parts", "quantize": "layers"}.get(stage, "steps")
     eta = f" &middot; about {fmt_seconds(eta_s)} left" if eta_s is not None else ""
     return (f'<div class="jd-progress" id="jd-prefill"><div class="jd-progress-label">{esc(label)}: '
             f'{fmt_tokens(done)} / {fmt_tokens(total)} {unit}{eta}</div>'

@@ -2,6 +2,9 @@
 on a second question and after a restart, and never across models."""
 from __future__ import annotations
 
+import sys
+import time
+
 import pytest
 from pypdf import PdfReader, PdfWriter
 
@@ -111,3 +114,43 @@ def test_a_reasoning_checkpoint_keeps_its_reasoning_apart_from_the_answer(tmp_pa
     follow = svc.qa.answer(ws.id, "And a paired one?", chat_id=answer.chat_id)
     assert follow.timings["cached_tokens"] > 0 and follow.reasoning
     svc.close()
+
+
+def test_the_first_ask_reports_how_far_the_checkpoint_has_loaded(tmp_path, tiny, two_pages, monkeypatch):
+    """The first ask starts the engine: "load" progress events follow the layers read (then
+    "quantize" ones with int8), in order, before the answer; a failed start still says why."""
+    import app.qa as qa
+    import engine.checkpoint as checkpoint
+    from app.errors import EngineUnavailable
+
+    monkeypatch.setattr(qa, "LOAD_POLL_S", 0.01)
+    real_load = checkpoint.load_weights
+
+    def slow_load(folder, cfg, dtype, device, progress=None):      # a checkpoint that takes a while
+        def slowly(done, total):
+            time.sleep(0.05)
+            progress(done, total)
+        return real_load(folder, cfg, dtype, device, slowly if progress else None)
+
+    monkeypatch.setattr(checkpoint, "load_weights", slow_load)
+    monkeypatch.setattr(sys.modules["engine.engine"], "load_weights", slow_load)
+    settings = Settings.from_env(data_dir=tmp_path / "d", model=str(tiny[0]), engine="jamba", device="cpu",
+                                 max_new_tokens=2, quantize="int8")
+    svc = Services(settings)
+    ws = svc.workspaces.create("w")
+    svc.documents.add(ws.id, two_pages)
+    events = list(svc.qa.ask(ws.id, "What is a t-test?"))
+    loads = [(e.stage, e.done, e.total) for e in events if e.kind == "progress" and e.stage in ("load", "quantize")]
+    assert loads[0] == ("load", 0, 1) and loads[-1] == ("load", 1, 1)
+    middle = loads[1:-1]
+    assert any(s == "load" and t > 1 for s, _, t in middle), loads          # layers read, as they were
+    assert [x for x in middle if x[0] == "load"] == sorted(x for x in middle if x[0] == "load")
+    assert events[-1].kind == "done"
+    svc.close()
+
+    bad = Services(settings.with_(model=str(tmp_path / "missing"), data_dir=tmp_path / "d2"))
+    ws = bad.workspaces.create("w")
+    bad.documents.add(ws.id, two_pages)
+    with pytest.raises(EngineUnavailable):
+        list(bad.qa.ask(ws.id, "What is a t-test?"))
+    bad.close()
