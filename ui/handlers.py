@@ -190,15 +190,18 @@ class Handlers:
     def after_load(self, ws_id: int | None) -> Iterator[dict]:
         """Second step of a page load: start the engine (the line says how far its checkpoint has
         loaded, every LOAD_POLL_S), then show it and the token counts."""
+        info: dict = {}
         if not getattr(self.svc, "answerer_loaded", True):
-            started = threading.Thread(target=self._engine_info, name="engine-start", daemon=True)
+            started = threading.Thread(target=lambda: info.update(self._engine_info()), name="engine-start",
+                                       daemon=True)
             started.start()
             while started.is_alive():
                 started.join(LOAD_POLL_S)
                 progress = getattr(self.svc, "load_progress", lambda: None)()
                 if started.is_alive():
                     yield {self.ui.engine_line: render.engine_loading(progress)}
-        out = {self.ui.engine_line: render.engine_status(self._engine_info())}
+        # the start's own result: a failed start is not tried a second time here
+        out = {self.ui.engine_line: render.engine_status(info or self._engine_info())}
         if ws_id is not None:
             try:
                 out.update(self._budget_panels(ws_id, self.svc.documents.list(ws_id)))

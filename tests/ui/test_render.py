@@ -181,12 +181,13 @@ def test_the_engine_line_says_how_far_the_checkpoint_has_loaded(monkeypatch):
         answerer_loaded = False
 
         def __init__(self):
-            self.progress, self.info, self.lock = None, None, threading.Lock()
+            self.progress, self.info, self.lock, self.calls = None, None, threading.Lock(), 0
 
         def load_progress(self):
             return self.progress
 
         def engine_info(self):
+            self.calls += 1
             with self.lock:
                 if self.info is None:
                     for done in range(1, 5):
@@ -203,3 +204,4 @@ def test_the_engine_line_says_how_far_the_checkpoint_has_loaded(monkeypatch):
     updates = [u["engine"] for u in h.after_load(None)]
     assert any("reading the weights" in u and "%" in u for u in updates[:-1]), updates
     assert "<b>engine</b> jamba" in updates[-1] and "loading" not in updates[-1]
+    assert h.svc.calls == 1                  # the start's own answer is shown; it is not asked twice
