@@ -13,6 +13,8 @@ attention layer, 4 experts top-2, vocab 4096, fp32) and real corpus text:
 * then in a fresh process (a new Python, states from SQLite + blob files): TTFT of the same
   second question (disk) and of a third one (RAM again);
 * stored bytes per cached token against `engine.state.state_bytes` (per entry and whole chain);
+* each ask drops the answerer's kept conversation state first (bench/conversation.py measures
+  that), so the figures stay those of the documents' cache;
 * the storage choice: per-boundary deltas (what the store keeps) vs a whole state per boundary,
   bytes and restore time of the 64K prefix.
 
@@ -75,6 +77,9 @@ def ask(answerer, docs, question, history=()) -> dict:
     from app.answerers.base import AnswerRequest
 
     done, cpu_ttft = None, None
+    # what is measured here is the documents' cache: the state a chat's last prompt leaves (continued by
+    # its next question, bench/conversation.py) is dropped, so each ask prefills its whole tail as before
+    answerer._turn = None
     cpu0 = time.process_time()  # CPU seconds of this process: less sensitive to a busy machine than wall time
     for ev in answerer.answer(AnswerRequest(docs, question, list(history), max_new_tokens=MAX_NEW)):
         if ev.kind == "token" and cpu_ttft is None:
