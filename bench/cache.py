@@ -152,7 +152,7 @@ def storage_choice(eng, store, keys: list[str]) -> dict:
                     eng.state_from_bytes(st.read(keys[-1]))
                 times.append(time.perf_counter() - t0)
             res[f"{kind}_restore_s"] = min(times)
-            t0 = time.perf_counter()  # the parts of it: file read + store sha256, engine parse (+ its sha256), joins
+            t0 = time.perf_counter()  # the parts of it: file read + the store's checksum, engine parse (+ its checksum), joins
             raw = [st.read(k) for k in (keys if kind == "delta" else keys[-1:])]
             res[f"{kind}_read_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nload average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"storage choice at {choice['tokens']} tokens, {choice['boundaries']} boundaries: deltas "
           f"{choice['delta_bytes'] / 2**20:.1f} MiB restored in {choice['delta_restore_s'] * 1000:.1f} ms "
-          f"(read+sha256 {choice['delta_read_s'] * 1000:.1f}, parse {choice['delta_parse_s'] * 1000:.1f}, "
+          f"(read+checksum {choice['delta_read_s'] * 1000:.1f}, parse {choice['delta_parse_s'] * 1000:.1f}, "
           f"join {choice['delta_join_s'] * 1000:.1f}); whole states {choice['whole_bytes'] / 2**20:.1f} MiB, "
           f"last one restored in {choice['whole_restore_s'] * 1000:.1f} ms")
     print(f"warm/cold at {big}: 1/{1 / summary['warm_over_cold_at_max']:.0f} wall, "
