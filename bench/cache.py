@@ -198,10 +198,15 @@ def main(argv: list[str] | None = None) -> None:
             cold = ask(ans, docs, Q1)
             warm = best_of(3, lambda: ask(ans, docs, Q2, hist))
             # baseline for the in-place follow-up: the same ask while a continuation of the documents'
-            # state is alive (as every earlier answer's was taken to be until 2026-11-28), so it copies the K/V
-            _, held = eng.prefill([1], ans._warm.state, logits="none")
-            warm_copy = best_of(3, lambda: ask(ans, docs, Q2, hist))
-            del held
+            # state is alive (as every earlier answer's was taken to be until 2026-11-28), so it copies the
+            # K/V; a fresh one each time (an ask that copied leaves the documents' rows in its copy)
+            def copying_ask():
+                _, held = eng.prefill([1], ans._warm.state, logits="none")
+                result = ask(ans, docs, Q2, hist)
+                del held
+                return result
+
+            warm_copy = best_of(3, copying_ask)
             st = ans.store.stats()
             doc_prefix = warm["cached_tokens"]
             theory_chain = state_bytes(eng.config, doc_prefix, dtype)
