@@ -194,6 +194,12 @@ class JambaAnswerer:
         ends = _cumsum(len(s) for s in plan.segments)  # prefix tokens at the end of each segment
         if self._turn is not None and self._turn.keys != keys:
             self._turn = None  # another document set: a kept turn would make its prefill copy the K/V
+        # the conversation's earlier turns continue the last answer's prompt when it is theirs
+        pieces, turn = plan.tail_pieces or [plan.tail], self._turn
+        done_pieces = len(turn.pieces) if turn is not None and len(turn.pieces) < len(pieces) \
+            and pieces[:len(turn.pieces)] == turn.pieces else 0
+        conversation_tokens = sum(map(len, pieces[:done_pieces]))  # continued, not prefilled
+        to_converse = sum(map(len, pieces[done_pieces:-1]))          # earlier turns still to prefill
 
         # 1-2: restore the longest known prefix (RAM first, then disk)
         t_restore = time.perf_counter()
@@ -212,6 +218,7 @@ class JambaAnswerer:
         # 3: prefill the remaining documents one by one, storing boundaries (see _min_entry_tokens)
         t_prefill = time.perf_counter()
         to_prefill = (ends[-1] if ends else 0) - cached_tokens
+        total = to_prefill + to_converse  # what the progress events count: documents, then earlier turns
         min_tokens = self._min_entry_tokens(eng)
         stored_bytes = 0
         for i in range(depth, len(plan.segments)):
@@ -220,7 +227,7 @@ class JambaAnswerer:
             offset = ends[i - 1] if i else 0
             try:
                 state = yield from self._prefill(eng, plan.segments[i], state, done=offset - cached_tokens,
-                                                 total=to_prefill, started=t_prefill, cancel=req.cancel,
+                                                 total=total, started=t_prefill, cancel=req.cancel,
                                                  room=ends[-1] - ends[i] + tail_room)
             except Cancelled:
                 return  # the boundaries stored so far stay
@@ -235,19 +242,17 @@ class JambaAnswerer:
             self._warm = _WarmPrefix(keys[: i + 1], state, stored_key, stored_end)
         prefill_s = time.perf_counter() - t_prefill
 
-        # 4: conversation + question, streamed (a reasoning model's <think> block as "thinking"); the
-        # conversation's earlier turns continue the last answer's prompt when it is theirs
-        pieces, turn = plan.tail_pieces or [plan.tail], self._turn
+        # 4: conversation + question, streamed (a reasoning model's <think> block as "thinking")
         self._turn = None  # a kept state nobody continues would make this question copy the K/V
-        done_pieces = 0
-        if turn is not None and turn.keys == keys and len(turn.pieces) < len(pieces) \
-                and pieces[:len(turn.pieces)] == turn.pieces:
-            state, done_pieces = turn.state, len(turn.pieces)
+        if done_pieces:
+            state = turn.state
         del turn
-        conversation_tokens = sum(map(len, pieces[:done_pieces]))
+        done = to_prefill
         try:
             for piece in pieces[done_pieces:-1]:
-                state = eng.prefill(piece, state=state, logits="none", cancel=req.cancel, room=tail_room)[1]
+                state = yield from self._prefill(eng, piece, state, done=done, total=total, started=t_prefill,
+                                                 cancel=req.cancel, room=tail_room)
+                done += len(piece)
         except Cancelled:
             return
         out = _Output(splitter=ThinkingSplitter(plan.thinking))

@@ -378,7 +378,7 @@ def test_a_conversation_continues_its_last_prompt_and_answers_as_a_cold_start(en
         text, t, _ = ask(warm, docs[:2], question, history, max_new_tokens=16)
         cold = JambaAnswerer(_settings(checkpoint, tmp_path / "cold"), engine=eng)
         cold.store.clear()
-        cold_text, t_cold, _ = ask(cold, docs[:2], question, history, max_new_tokens=16)
+        cold_text, t_cold, cold_progress = ask(cold, docs[:2], question, history, max_new_tokens=16)
         assert text == cold_text and len(text) > 0
         tail = pb.build(docs[:2], question, history).tail
         docs_tokens = t_cold["cached_tokens"] + t_cold["prefilled_tokens"] - len(tail)
@@ -388,6 +388,9 @@ def test_a_conversation_continues_its_last_prompt_and_answers_as_a_cold_start(en
         else:
             assert (t["cached_tokens"], t["prefilled_tokens"]) == (docs_tokens + reused, len(tail) - reused)
             assert tail[:reused] == previous_tail
+            # without a kept state the earlier turns are prefilled too, and the progress counts them
+            last = [e for e in cold_progress if e.stage == "prefill"][-1]
+            assert last.done == last.total == docs_tokens + reused
         history += [("user", question), ("assistant", text)]
         previous_tail = tail
 
