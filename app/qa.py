@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from app.answerers.base import AnswerRequest
+from app.background import run_with_progress
 from app.citations import parse_and_verify
 from app.errors import InvalidInput, NotFound
 from app.events import AskEvent
@@ -88,27 +89,13 @@ class QAService:
         """Start the engine in a thread; meanwhile, every LOAD_POLL_S, "load" progress (layers of the
         checkpoint read) and then, with --quantize, "quantize" (layers made int8). Re-raises what
         the start raised."""
-        failed: list[BaseException] = []
+        def event(progress: tuple[str, int, int]) -> AskEvent:
+            stage, done, total = progress
+            return AskEvent("progress", stage="quantize" if stage == "int8" else "load", done=done, total=total,
+                            chat_id=chat_id)
 
-        def start() -> None:
-            try:
-                self._svc.start_engine()
-            except BaseException as exc:  # noqa: BLE001 -- re-raised in the asking thread
-                failed.append(exc)
-
-        worker = threading.Thread(target=start, name="engine-start", daemon=True)
-        worker.start()
-        shown = None
-        while worker.is_alive():
-            worker.join(LOAD_POLL_S)
-            progress = self._svc.load_progress() if hasattr(self._svc, "load_progress") else None
-            if worker.is_alive() and progress and progress != shown:
-                shown = progress
-                stage, done, total = progress
-                yield AskEvent("progress", stage="quantize" if stage == "int8" else "load", done=done, total=total,
-                               chat_id=chat_id)
-        if failed:
-            raise failed[0]
+        yield from run_with_progress(self._svc.start_engine, getattr(self._svc, "load_progress", lambda: None),
+                                     event, LOAD_POLL_S, "engine-start")
 
     def answer(self, ws_id: int, question: str, chat_id: int | None = None,
                max_new_tokens: int | None = None,

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 
 import gradio as gr
 
+from app.background import run_with_progress
 from app.documents import UPLOAD_SUFFIXES
 from app.errors import AppError, NotFound
 from app.records import CitationInfo, MessageInfo
@@ -190,18 +191,13 @@ class Handlers:
     def after_load(self, ws_id: int | None) -> Iterator[dict]:
         """Second step of a page load: start the engine (the line says how far its checkpoint has
         loaded, every LOAD_POLL_S), then show it and the token counts."""
-        info: dict = {}
-        if not getattr(self.svc, "answerer_loaded", True):
-            started = threading.Thread(target=lambda: info.update(self._engine_info()), name="engine-start",
-                                       daemon=True)
-            started.start()
-            while started.is_alive():
-                started.join(LOAD_POLL_S)
-                progress = getattr(self.svc, "load_progress", lambda: None)()
-                if started.is_alive():
-                    yield {self.ui.engine_line: render.engine_loading(progress)}
-        # the start's own result: a failed start is not tried a second time here
-        out = {self.ui.engine_line: render.engine_status(info or self._engine_info())}
+        if getattr(self.svc, "answerer_loaded", True):
+            info = self._engine_info()
+        else:  # the start's own result: a failed start is not tried a second time here
+            info = yield from run_with_progress(
+                self._engine_info, getattr(self.svc, "load_progress", lambda: None),
+                lambda progress: {self.ui.engine_line: render.engine_loading(progress)}, LOAD_POLL_S, "engine-start")
+        out = {self.ui.engine_line: render.engine_status(info)}
         if ws_id is not None:
             try:
                 out.update(self._budget_panels(ws_id, self.svc.documents.list(ws_id)))
