@@ -64,10 +64,13 @@ class _Turn:
 @dataclass
 class _Plan:
     segments: list[list[int]]  # [preamble, doc 1, ...]: the cached chain
-    tail: list[int]
+    tail_pieces: list[list[int]]  # conversation + question, cut where each earlier turn's prompt ended
     omitted: dict | None  # what the budget left out (summary, documents), None when everything fit
     thinking: bool = False  # the prompt opened a <think> block (reasoning models)
-    tail_pieces: list[list[int]] = field(default_factory=list)  # tail cut at the conversation's turns
+
+    @property
+    def tail_tokens(self) -> int:
+        return sum(map(len, self.tail_pieces))
 
 
 @dataclass
@@ -195,7 +198,7 @@ class JambaAnswerer:
         if self._turn is not None and self._turn.keys != keys:
             self._turn = None  # another document set: a kept turn would make its prefill copy the K/V
         # the conversation's earlier turns continue the last answer's prompt when it is theirs
-        pieces, turn = plan.tail_pieces or [plan.tail], self._turn
+        pieces, turn = plan.tail_pieces, self._turn
         done_pieces = len(turn.pieces) if turn is not None and len(turn.pieces) < len(pieces) \
             and pieces[:len(turn.pieces)] == turn.pieces else 0
         conversation_tokens = sum(map(len, pieces[:done_pieces]))  # continued, not prefilled
@@ -267,7 +270,7 @@ class JambaAnswerer:
         timings = {
             "cached_tokens": cached_tokens + conversation_tokens,
             "conversation_tokens": conversation_tokens,  # of them, the earlier turns continued from RAM
-            "prefilled_tokens": to_prefill + len(plan.tail) - conversation_tokens,
+            "prefilled_tokens": to_prefill + plan.tail_tokens - conversation_tokens,
             "ttft_s": (t_first if t_first is not None else t_end) - t0,
             "tokens_per_s": (n_new - n_first) / gen_s if n_new > n_first and gen_s > 0 else None,
             "new_tokens": n_new,
@@ -277,7 +280,7 @@ class JambaAnswerer:
             "restored_bytes": restored_bytes,
             "prefill_s": prefill_s,
             "stored_bytes": stored_bytes,
-            "prompt_tokens": (ends[-1] if ends else 0) + len(plan.tail),
+            "prompt_tokens": (ends[-1] if ends else 0) + plan.tail_tokens,
             "omitted": plan.omitted,
             "sampling": out.sampling,
         }
@@ -385,7 +388,7 @@ class JambaAnswerer:
                        "documents": [{"doc": o.doc, "filename": o.filename, "pages": o.pages, "tokens": o.tokens}
                                      for o in fit.omitted]}
             yield AnswerEvent(kind="progress", stage="retrieve", done=1, total=1)
-        return _Plan(_chain_segments(seg), list(seg.tail), omitted, seg.thinking, seg.tail_pieces())
+        return _Plan(_chain_segments(seg), seg.tail_pieces(), omitted, seg.thinking)
 
     def _share_buffers(self) -> None:
         """A conversation that outgrew the documents' K/V buffer continued in a copy of it: the
@@ -400,7 +403,7 @@ class JambaAnswerer:
         """K/V rows to keep spare after the documents: this question and its answer, and room for
         longer ones after it, so that questions on the documents' state append in place."""
         think = self._thinking_budget() if plan.thinking else 0
-        return len(plan.tail) + req.max_new_tokens + think + FOLLOW_UP_TOKENS
+        return plan.tail_tokens + req.max_new_tokens + think + FOLLOW_UP_TOKENS
 
     def _restore(self, eng: Any, keys: list[str], ends: list[int], use_ram: bool,
                  room: int = 0) -> tuple[_WarmPrefix | None, int, str]:
