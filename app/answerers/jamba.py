@@ -195,12 +195,13 @@ class JambaAnswerer:
         plan = yield from self._plan(eng, req)
         keys = chain_keys(eng.fingerprint, PROMPT_FORMAT_VERSION, plan.segments)
         ends = _cumsum(len(s) for s in plan.segments)  # prefix tokens at the end of each segment
-        if self._turn is not None and self._turn.keys != keys:
-            self._turn = None  # another document set: a kept turn would make its prefill copy the K/V
-        # the conversation's earlier turns continue the last answer's prompt when it is theirs
-        pieces, turn = plan.tail_pieces, self._turn
-        done_pieces = len(turn.pieces) if turn is not None and len(turn.pieces) < len(pieces) \
-            and pieces[:len(turn.pieces)] == turn.pieces else 0
+        # the conversation's earlier turns continue the last answer's prompt when it is theirs; a kept
+        # state nobody continues is dropped now (alive, it would make the prefills below copy the K/V)
+        pieces, turn, self._turn = plan.tail_pieces, self._turn, None
+        done_pieces = len(turn.pieces) if turn is not None and turn.keys == keys \
+            and len(turn.pieces) < len(pieces) and pieces[:len(turn.pieces)] == turn.pieces else 0
+        turn_state = turn.state if done_pieces else None
+        del turn
         conversation_tokens = sum(map(len, pieces[:done_pieces]))  # continued, not prefilled
         to_converse = sum(map(len, pieces[done_pieces:-1]))          # earlier turns still to prefill
 
@@ -246,10 +247,8 @@ class JambaAnswerer:
         prefill_s = time.perf_counter() - t_prefill
 
         # 4: conversation + question, streamed (a reasoning model's <think> block as "thinking")
-        self._turn = None  # a kept state nobody continues would make this question copy the K/V
-        if done_pieces:
-            state = turn.state
-        del turn
+        if turn_state is not None:
+            state, turn_state = turn_state, None
         done = to_prefill
         try:
             for piece in pieces[done_pieces:-1]:
