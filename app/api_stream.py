@@ -17,7 +17,8 @@ async def iterate_in_thread(make_iter: Callable[[], Iterator[Any]],
 
     One thread for the whole iteration (not one per item) keeps thread-bound resources such as
     database sessions valid. When the consumer stops early (client gone), `cancel` is set so the
-    engine can stop generating; an exception in the iterator is re-raised here.
+    engine can stop generating, and the iterator is closed in that thread after its next item;
+    an exception in the iterator is re-raised here.
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
@@ -29,15 +30,25 @@ async def iterate_in_thread(make_iter: Callable[[], Iterator[Any]],
             pass
 
     def work() -> None:
+        items = None
         try:
-            for item in make_iter():
+            items = make_iter()
+            for item in items:
                 put(item)
                 if cancel is not None and cancel.is_set():
                     break
         except BaseException as exc:  # handed to the consumer, which re-raises it
             put(_Failure(exc))
         finally:
-            put(_END)
+            try:
+                # Closed here, in this thread: a generator left open is closed by the garbage
+                # collector in whatever thread runs it, and qa.ask's close saves the stopped answer
+                # (a write transaction, which inside another request's session waits on itself).
+                close = getattr(items, "close", None)
+                if close is not None:
+                    close()
+            finally:
+                put(_END)
 
     thread = threading.Thread(target=work, name="jambadocs-api-answer", daemon=True)
     thread.start()
