@@ -7,6 +7,7 @@ Every route but /api/health and the docs needs the UI's user:password (HTTP Basi
 """
 from __future__ import annotations
 
+import secrets
 import tempfile
 import threading
 from pathlib import Path
@@ -48,9 +49,10 @@ class AskBody(BaseModel):
                                        description="answer length limit (default: the server's)")
 
 
-def create_router(services: Any, auth: AuthSpec = None) -> APIRouter:
-    """All API routes (under /api and /v1) for one Services object, guarded by the UI's auth."""
-    require_user = make_auth_dependency(auth)
+def create_router(services: Any, auth: AuthSpec = None, local_token: str | None = None) -> APIRouter:
+    """All API routes (under /api and /v1) for one Services object, guarded by the UI's auth;
+    `local_token`: also accepted as "Bearer <token>" (the CLI on this data folder, app.local_server)."""
+    require_user = make_auth_dependency(auth, local_token)
     public = APIRouter(route_class=JsonErrorRoute)
     private = APIRouter(route_class=JsonErrorRoute, dependencies=[Depends(require_user)])
 
@@ -223,14 +225,18 @@ _basic = HTTPBasic(auto_error=False, description="the UI's user and password")
 _bearer = HTTPBearer(auto_error=False, description='"user:password" (as an OpenAI api_key)')
 
 
-def make_auth_dependency(auth: AuthSpec):
-    """A dependency that lets a request through with valid credentials (or when auth is off)."""
+def make_auth_dependency(auth: AuthSpec, local_token: str | None = None):
+    """A dependency that lets a request through with valid credentials, or the local token (or
+    when auth is off)."""
     check = parse_auth(auth)
 
     def require_user(basic: HTTPBasicCredentials | None = Depends(_basic),
                      bearer: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> str | None:
         if check is None:
             return None
+        if local_token and bearer is not None and secrets.compare_digest(
+                bearer.credentials.encode(), local_token.encode()):
+            return "local"
         if basic is not None:
             user, password = basic.username, basic.password
         elif bearer is not None:

@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-new-tokens", type=int)
     sp.add_argument("--show-reasoning", action="store_true",
                     help="print a reasoning model's reasoning (dimmed, on stderr) before its answer")
+    sp.add_argument("--local", action="store_true",
+                    help="answer in this process even when `jambadocs serve` runs on this data folder "
+                         "(by default the question goes to that server and its loaded engine)")
 
     sp = cmd("workspaces", "list workspaces")
     sp.add_argument("--json", action="store_true")
@@ -203,67 +206,123 @@ def _reason(exc: BaseException, filename: str) -> str:
 
 
 def cmd_ask(args) -> int:
-    svc = _services(args)
+    settings = _settings(args)
+    from app.services import Services
+    svc = Services(settings)
     ws = _workspace(svc, args.workspace)
+    server = None if args.local else _running_server(args, settings)
+    if server is not None:
+        from app.local_server import ask_through
+        ref = ws.name if "/" not in ws.name else str(ws.id)
+        events = ask_through(server, ref, args.question, chat_id=args.chat,
+                             max_new_tokens=_max_new_tokens(args, settings))
+    else:
+        events = svc.qa.ask(ws.id, args.question, chat_id=args.chat, max_new_tokens=args.max_new_tokens)
     stream = not args.json and sys.stdout.isatty()
     bar = None
     final = None
     reasoned = False
-    for ev in svc.qa.ask(ws.id, args.question, chat_id=args.chat, max_new_tokens=args.max_new_tokens):
-        if ev.kind == "progress" and _tty() and ev.stage in ("prefill", "restore", "load", "quantize") and ev.total:
-            if bar is None:
-                from tqdm import tqdm
-                bar = tqdm(total=ev.total, unit="tok", desc=ev.stage, leave=False, file=sys.stderr)
-            bar.set_description(ev.stage)
-            bar.unit = "tok" if ev.stage in ("prefill", "restore") else "part"
-            bar.total = ev.total
-            bar.n = ev.done
-            bar.refresh()
-        elif ev.kind in ("token", "thinking"):
-            if bar is not None:
-                bar.close()
-                bar = None
-            if ev.kind == "thinking":      # a reasoning model's reasoning: dimmed, on stderr
-                if stream and args.show_reasoning:
-                    sys.stderr.write(("\x1b[2m" + ev.text + "\x1b[0m") if _tty() else ev.text)
-                elif stream and not reasoned:
-                    sys.stderr.write("(reasoning first; --show-reasoning prints it)\n")
-                sys.stderr.flush()
-                reasoned = True
-                continue
-            if reasoned and stream and args.show_reasoning:
-                sys.stderr.write("\n\n")          # the reasoning ends here; the answer follows on stdout
-                sys.stderr.flush()
-                reasoned = False
-            if stream:
-                sys.stdout.write(ev.text)
-                sys.stdout.flush()
-        elif ev.kind == "done":
-            final = ev.answer
-    if bar is not None:
-        bar.close()
-    assert final is not None
+    try:
+        for ev in events:
+            if ev.kind == "progress" and _tty() and ev.stage in ("prefill", "restore", "load", "quantize") and ev.total:
+                if bar is None:
+                    from tqdm import tqdm
+                    bar = tqdm(total=ev.total, unit="tok", desc=ev.stage, leave=False, file=sys.stderr)
+                bar.set_description(ev.stage)
+                bar.unit = "tok" if ev.stage in ("prefill", "restore") else "part"
+                bar.total = ev.total
+                bar.n = ev.done
+                bar.refresh()
+            elif ev.kind in ("token", "thinking"):
+                if bar is not None:
+                    bar.close()
+                    bar = None
+                if ev.kind == "thinking":      # a reasoning model's reasoning: dimmed, on stderr
+                    if stream and args.show_reasoning:
+                        sys.stderr.write(("\x1b[2m" + ev.text + "\x1b[0m") if _tty() else ev.text)
+                    elif stream and not reasoned:
+                        sys.stderr.write("(reasoning first; --show-reasoning prints it)\n")
+                    sys.stderr.flush()
+                    reasoned = True
+                    continue
+                if reasoned and stream and args.show_reasoning:
+                    sys.stderr.write("\n\n")          # the reasoning ends here; the answer follows on stdout
+                    sys.stderr.flush()
+                    reasoned = False
+                if stream:
+                    sys.stdout.write(ev.text)
+                    sys.stdout.flush()
+            elif ev.kind == "done":
+                final = ev.answer if isinstance(ev.answer, dict) else {
+                    **ask_json(ev.answer), "chat_id": ev.answer.chat_id, "message_id": ev.answer.id}
+    finally:
+        if bar is not None:
+            bar.close()
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()                             # Ctrl-C: hang up, so a server stops answering too
+    if final is None:
+        raise CliError("the engine ended without an answer")
     if args.json:
-        print(json.dumps({**ask_json(final), "chat_id": final.chat_id}, ensure_ascii=False, indent=2))
+        print(json.dumps(final, ensure_ascii=False, indent=2))
         return EXIT_OK
     if not stream:
-        if args.show_reasoning and final.reasoning:
-            print(final.reasoning, end="\n\n", file=sys.stderr)
-        print(final.text, end="")
+        if args.show_reasoning and final.get("reasoning"):
+            print(final["reasoning"], end="\n\n", file=sys.stderr)
+        print(final["answer"], end="")
     print()
-    if final.citations:
+    if final["citations"]:
         print("\nCitations:")
-        for c in final.citations:
-            mark = "verified" if c.verified else "NOT FOUND"
-            print(f"  [doc {c.doc}] {c.filename or '?'}, {c.where()}: {mark}")
-    t = final.timings or {}
-    left_out = omitted_text(t)
-    if left_out:
-        print("\nNot read for this answer (the context is full): " + left_out)
-    print(f"\n[{final.engine}; chat {final.chat_id}; cached {t.get('cached_tokens', 0)} tokens, "
-          f"prefilled {t.get('prefilled_tokens', 0)}, first token {_fmt_s(t.get('ttft_s'))}]",
+        for c in final["citations"]:
+            mark = "verified" if c["verified"] else "NOT FOUND"
+            print(f"  [doc {c['doc']}] {c['file'] or '?'}, {_where(c)}: {mark}")
+    if final.get("omitted_text"):
+        print("\nNot read for this answer (the context is full): " + final["omitted_text"])
+    t = final.get("timings") or {}
+    via = f" via the server at {server.url}" if server is not None else ""
+    print(f"\n[{final['engine']}{via}; chat {final['chat_id']}; cached {t.get('cached_tokens') or 0} tokens, "
+          f"prefilled {t.get('prefilled_tokens') or 0}, first token {_fmt_s(t.get('ttft_s'))}]",
           file=sys.stderr)
     return EXIT_OK
+
+
+def _running_server(args, settings: Settings):
+    """The `jambadocs serve` on this data folder, when it answers as this command would (same model,
+    engine and decoding for every setting given here); else None, with a note when one runs."""
+    from app.local_server import ANSWER_SETTINGS, answer_settings, find
+    server = find(settings)
+    if server is None:
+        return None
+    mine = answer_settings(settings)
+    given = {k for k in ANSWER_SETTINGS if getattr(args, k, None) is not None or _env_set(k)}
+    if given & {"model", "remote_url"}:
+        given.add("engine")
+    differ = server.differences({k: mine[k] for k in given})
+    if differ:
+        print(f"jambadocs: the server at {server.url} (pid {server.pid}) on this data folder runs with other "
+              f"settings ({', '.join(differ)}); answering here, with an engine of its own", file=sys.stderr)
+        return None
+    return server
+
+
+def _env_set(name: str) -> bool:
+    return bool(os.environ.get(f"JAMBADOCS_{name.upper()}", "").strip())
+
+
+def _max_new_tokens(args, settings: Settings) -> int | None:
+    """The answer limit this command asks for: its flag, else JAMBADOCS_MAX_NEW_TOKENS, else the server's."""
+    if args.max_new_tokens is not None:
+        return args.max_new_tokens
+    return settings.max_new_tokens if _env_set("max_new_tokens") else None
+
+
+def _where(citation: dict) -> str:
+    """A citation of the answer JSON as `CitationInfo.where()` words it."""
+    from app.records import CitationInfo
+    return CitationInfo(doc=citation["doc"], doc_id=None, filename=citation.get("file") or "",
+                        page=citation.get("page"), page_label=citation.get("page_label"),
+                        quote=citation.get("quote") or "", verified=bool(citation.get("verified")), passage="",
+                        start=None, end=None, unit=citation.get("unit") or "page").where()
 
 
 def _fmt_s(v) -> str:
@@ -272,7 +331,8 @@ def _fmt_s(v) -> str:
 
 def ask_json(msg) -> dict:
     """The `ask --json` object: answer, engine, citations, timings, and the pages not read ("omitted":
-    [{"doc", "file", "pages"}], empty when the whole set fit the model's context)."""
+    [{"doc", "file", "pages"}], empty when the whole set fit the model's context; "omitted_text":
+    the same in words, "" then)."""
     t = msg.timings or {}
     omitted = [{"doc": o.get("doc"), "file": o.get("file"), "pages": o.get("pages")}
                for o in t.get("omitted") or [] if isinstance(o, dict)]
@@ -284,6 +344,7 @@ def ask_json(msg) -> dict:
         "timings": {k: t.get(k) for k in ("cached_tokens", "conversation_tokens", "prefilled_tokens", "ttft_s",
                                           "tokens_per_s", "sampling")},
         "omitted": omitted,
+        "omitted_text": omitted_text(t),
         "reasoning": msg.reasoning,
     }
 

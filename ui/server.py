@@ -6,6 +6,7 @@ telemetry off and a theme with local fonts, so neither the server nor the page r
 """
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import os
@@ -55,15 +56,16 @@ def _gradio_auth(auth: AuthSpec):
     return parse_auth(auth)
 
 
-def create_app(services: Any, auth: AuthSpec = None) -> FastAPI:
-    """The FastAPI app: API routes (when app.api exists) plus the Gradio UI mounted at "/"."""
+def create_app(services: Any, auth: AuthSpec = None, local_token: str | None = None) -> FastAPI:
+    """The FastAPI app: API routes (when app.api exists) plus the Gradio UI mounted at "/";
+    `local_token` lets the CLI on the same data folder in without the password (app.local_server)."""
     app = FastAPI(title="jambadocs", docs_url=None, redoc_url=None, openapi_url=None)
     try:
         from app.api import create_router
     except ImportError:                        # API-less build: UI only
         create_router = None
     if create_router is not None:
-        app.include_router(create_router(services, auth))
+        app.include_router(create_router(services, auth, local_token))
     settings = getattr(services, "settings", None)
     max_upload = getattr(settings, "max_upload_bytes", None)
     blocks = build_ui(services)
@@ -84,14 +86,44 @@ def serve(services: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, aut
         bar = "!" * 78
         print(f"\n{bar}\n{warning}\n{bar}\n", file=sys.stderr, flush=True)
         log.warning(warning)
-    app = create_app(services, auth)
+    from app import local_server
+
+    token = local_server.new_token()
+    app = create_app(services, auth, local_token=token)
     from ingest.budget import preload_retrieval
 
     preload_retrieval()                        # while nobody has asked yet
     shown = f"[{host}]" if ":" in host else host
     print(f"jambadocs UI on http://{'127.0.0.1' if host in ('0.0.0.0', '::') else shown}:{port}/"
           + (" (sign in with the --auth user)" if auth else ""), file=sys.stderr, flush=True)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False)
+    settings = getattr(services, "settings", None)
+    announced = (local_server.announce(settings, host, port, token) if settings is not None
+                 else contextlib.nullcontext())
+    with announced, _sigterm_exits():          # `jambadocs ask` on this data folder asks through us
+        uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False)
+
+
+@contextlib.contextmanager
+def _sigterm_exits():
+    """Make SIGTERM (docker stop, kill) end the process by SystemExit, so cleanups run: uvicorn shuts
+    down gracefully, then re-raises the signal with the handler it found, and the default one would
+    kill the process at once (the server file of app.local_server would stay behind)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def exit_now(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, exit_now)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -109,7 +109,7 @@ def test_ask_streams_progress_tokens_and_the_cli_json(client, workspace, sse, ex
     from app.cli import ask_json
 
     saved = extractive_services.chats.messages(done["chat_id"])[-1]
-    assert {k: done[k] for k in ("answer", "engine", "citations", "timings", "omitted", "reasoning")} \
+    assert {k: done[k] for k in ("answer", "engine", "citations", "timings", "omitted", "omitted_text", "reasoning")} \
         == ask_json(saved)
     # follow-up in the same chat, without streaming
     again = client.post(f"/api/workspaces/{WS}/ask",

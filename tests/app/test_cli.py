@@ -50,8 +50,8 @@ def test_ask_json_shape(run, corpus):
     code, out, _ = run("ask", "-w", "w", "Student's t-test for two independent samples", "--json")
     assert code == 0
     obj = json.loads(out)
-    assert set(obj) == {"answer", "engine", "citations", "timings", "omitted", "reasoning", "chat_id"} \
-        and isinstance(obj["chat_id"], int)
+    assert set(obj) == {"answer", "engine", "citations", "timings", "omitted", "omitted_text", "reasoning",
+                        "chat_id", "message_id"} and isinstance(obj["chat_id"], int)
     assert obj["reasoning"] is None                  # only reasoning models write one
     assert obj["engine"] == "extractive" and obj["answer"].startswith("Extractive answer")
     assert obj["citations"] and all(set(c) == {"doc", "file", "page", "page_label", "unit", "quote", "verified"}
@@ -59,7 +59,7 @@ def test_ask_json_shape(run, corpus):
     assert all(c["verified"] and c["file"] == "hsaur-inference.pdf" for c in obj["citations"])
     assert set(obj["timings"]) == {"cached_tokens", "conversation_tokens", "prefilled_tokens", "ttft_s",
                                    "tokens_per_s", "sampling"}
-    assert obj["omitted"] == []                                       # the extractive engine reads everything
+    assert obj["omitted"] == [] and obj["omitted_text"] == ""        # the extractive engine reads everything
     code, out, err = run("ask", "-w", "w", "Student's t-test")
     assert code == 0 and "Citations:" in out and "verified" in out
 

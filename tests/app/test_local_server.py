@@ -1,0 +1,137 @@
+"""`jambadocs ask` next to a running `jambadocs serve` on the same data folder asks through the server
+(its loaded engine and kept chat state) instead of loading a second engine."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from app import local_server
+from app.cli import main
+from app.config import Settings
+from app.services import Services
+from tests.ui.live_server import free_port, start_server
+
+NOTE = ("The lighthouse keeper logs the weather at dawn and at dusk. In storms he lights the second lamp. "
+        "The supply boat comes every second Tuesday, weather permitting.")
+
+
+@pytest.fixture
+def run(tmp_path, capsys, monkeypatch):
+    for name in ("MODEL", "ENGINE", "MAX_NEW_TOKENS", "TEMPERATURE", "SEED"):
+        monkeypatch.delenv(f"JAMBADOCS_{name}", raising=False)
+    data = tmp_path / "data"
+
+    def _run(*argv: str) -> tuple[int, str, str]:
+        code = main(["--data-dir", str(data), *argv])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+    _run.data = data
+    return _run
+
+
+def test_the_server_file_is_owner_only_and_removed_when_the_server_stops(tmp_path):
+    settings = Settings.from_env(data_dir=tmp_path / "data", engine="extractive", seed=7)
+    with local_server.announce(settings, "0.0.0.0", 7999, "jdl_abc") as path:
+        record = json.loads(path.read_text())
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert record["pid"] == os.getpid() and record["url"] == "http://127.0.0.1:7999"
+        assert record["token"] == "jdl_abc"
+        assert record["settings"]["engine"] == "extractive" and record["settings"]["seed"] == 7
+    assert not path.exists()
+    with local_server.announce(settings, "::1", 7999, "jdl_abc") as path:
+        assert json.loads(path.read_text())["url"] == "http://[::1]:7999"
+        path.write_text(json.dumps({"token": "jdl_other"}))       # another server took the folder since
+    assert path.exists(), "a server removed another server's file"
+
+
+def test_a_stale_or_foreign_server_file_is_ignored(tmp_path):
+    settings = Settings.from_env(data_dir=tmp_path / "data", engine="extractive")
+    settings.data_dir.mkdir(parents=True)
+    path = settings.data_dir / local_server.SERVER_FILE
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    nobody = f"http://127.0.0.1:{free_port()}"
+    for record in ({"pid": dead.pid, "url": nobody, "token": "jdl_x", "settings": {}},     # crashed server
+                   {"pid": os.getpid(), "url": nobody, "token": "jdl_x", "settings": {}},  # pid alive, no server
+                   {"pid": os.getpid()},                                                  # damaged
+                   ["not", "a", "record"]):
+        path.write_text(json.dumps(record))
+        assert local_server.find(settings, timeout=1) is None, record
+    path.write_text("{not json")
+    assert local_server.find(settings, timeout=1) is None
+
+
+def test_ask_goes_through_the_running_server_and_its_loaded_engine(run, tmp_path, monkeypatch):
+    from engine.testing import write_tiny_checkpoint
+
+    model = write_tiny_checkpoint(tmp_path / "tiny", max_position_embeddings=4096)
+    note = tmp_path / "lighthouse.txt"
+    note.write_text(NOTE, encoding="utf-8")
+    assert run("ingest", "-w", "w", str(note))[0] == 0
+    server = start_server(run.data, "--model", str(model), "--auth", "me:pw")
+    try:
+        record = json.loads((run.data / local_server.SERVER_FILE).read_text())
+        assert record["pid"] == server.proc.pid and record["url"] == server.url.rstrip("/")
+        # Others still need the password: the token is only in the owner-only file.
+        assert httpx.get(f"{server.url}api/workspaces").status_code == 401
+        wrong = {"Authorization": "Bearer jdl_" + "x" * 43}
+        assert httpx.get(f"{server.url}api/workspaces", headers=wrong).status_code == 401
+
+        with monkeypatch.context() as m:              # this process must not start an engine
+            m.setattr(Services, "answerer", property(lambda self: pytest.fail("the CLI started an engine")))
+            code, out, err = run("ask", "-w", "w", "When does the boat come?", "--json", "--max-new-tokens", "6")
+            assert code == 0, err
+            first = json.loads(out)
+            assert first["engine"] == "jamba" and first["message_id"] and first["timings"]["prefilled_tokens"] > 0
+            code, out, err = run("ask", "-w", "w", "And in storms?", "--chat", str(first["chat_id"]),
+                                 "--max-new-tokens", "6")
+            assert code == 0, err
+            assert f"[jamba via the server at {server.url.rstrip('/')}; chat {first['chat_id']};" in err, err
+            code, out, err = run("ask", "-w", "w", "Who keeps the logs?", "--chat", str(first["chat_id"]),
+                                 "--json", "--max-new-tokens", "6")
+            third = json.loads(out)
+            # The server kept the chat's state after the last prompt: the third turn continued it.
+            assert third["timings"]["conversation_tokens"] > 0, third["timings"]
+            code, _, err = run("ask", "-w", "w", "Anything?", "--chat", "999")
+            assert code == 1 and "chat 999 does not exist" in err, err
+
+        messages = httpx.get(f"{server.url}api/chats/{first['chat_id']}/messages", auth=("me", "pw")).json()
+        assert [m["role"] for m in messages] == ["user", "assistant"] * 3
+
+        # A setting the server does not share: answered here, and said so.
+        code, out, err = run("--engine", "extractive", "ask", "-w", "w", "When does the boat come?")
+        assert code == 0 and "runs with other settings (engine)" in err and "\n[extractive; chat " in err, err
+        code, out, err = run("--model", str(model), "ask", "-w", "w", "When does the boat come?", "--local",
+                             "--max-new-tokens", "4")
+        assert code == 0 and "\n[jamba; chat " in err and "via the server" not in err, err
+
+        # Ctrl-C hangs up, and the server stops that answer (saved as stopped).
+        srv = local_server.find(Settings.from_env(data_dir=run.data))
+        events = local_server.ask_through(srv, "w", "Tell me everything.", max_new_tokens=2000)
+        chat_id = None
+        for ev in events:
+            chat_id = chat_id or getattr(ev, "chat_id", None)
+            if ev.kind == "token":
+                break
+        events.close()
+        assert chat_id is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            msgs = httpx.get(f"{server.url}api/chats/{chat_id}/messages", auth=("me", "pw"), timeout=30).json()
+            if len(msgs) == 2:
+                break
+            time.sleep(0.2)
+        assert msgs[1]["timings"].get("cancelled") is True, msgs[1]["timings"]
+    finally:
+        server.stop()
+    assert server.proc.returncode == 128 + 15, server.log.read_text()
+    assert not (run.data / local_server.SERVER_FILE).exists(), "SIGTERM left the server file behind"
+    code, _, err = run("--engine", "extractive", "ask", "-w", "w", "When does the boat come?")
+    assert code == 0 and "via the server" not in err and "other settings" not in err, err
