@@ -219,6 +219,17 @@ def cmd_ask(args) -> int:
     else:
         events = svc.qa.ask(ws.id, args.question, chat_id=args.chat, max_new_tokens=args.max_new_tokens)
     stream = not args.json and sys.stdout.isatty()
+    final = _follow(events, args, stream)
+    if args.json:
+        print(json.dumps(final, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    _print_answer(final, args, stream, via=server.url if server is not None else None)
+    return EXIT_OK
+
+
+def _follow(events, args, stream: bool) -> dict:
+    """Show an ask's events as they come (progress bar, reasoning on stderr, answer text when
+    `stream`); return the answer JSON. Closes `events` however it ends (Ctrl-C: hangs up)."""
     bar = None
     final = None
     reasoned = False
@@ -263,9 +274,11 @@ def cmd_ask(args) -> int:
             close()                             # Ctrl-C: hang up, so a server stops answering too
     if final is None:
         raise CliError("the engine ended without an answer")
-    if args.json:
-        print(json.dumps(final, ensure_ascii=False, indent=2))
-        return EXIT_OK
+    return final
+
+
+def _print_answer(final: dict, args, stream: bool, via: str | None) -> None:
+    """The answer (unless streamed already), its citations, what was not read, and a stderr footer."""
     if not stream:
         if args.show_reasoning and final.get("reasoning"):
             print(final["reasoning"], end="\n\n", file=sys.stderr)
@@ -279,11 +292,10 @@ def cmd_ask(args) -> int:
     if final.get("omitted_text"):
         print("\nNot read for this answer (the context is full): " + final["omitted_text"])
     t = final.get("timings") or {}
-    via = f" via the server at {server.url}" if server is not None else ""
-    print(f"\n[{final['engine']}{via}; chat {final['chat_id']}; cached {t.get('cached_tokens') or 0} tokens, "
+    through = f" via the server at {via}" if via else ""
+    print(f"\n[{final['engine']}{through}; chat {final['chat_id']}; cached {t.get('cached_tokens') or 0} tokens, "
           f"prefilled {t.get('prefilled_tokens') or 0}, first token {_fmt_s(t.get('ttft_s'))}]",
           file=sys.stderr)
-    return EXIT_OK
 
 
 def _running_server(args, settings: Settings):
