@@ -134,6 +134,7 @@ def cmd_ingest(args) -> int:
     from ingest.kinds import DOCUMENT_SUFFIXES
     from app.errors import AppError
     svc = _services(args)
+    new_workspace = svc.workspaces.by_name(args.workspace) is None
     ws = _workspace(svc, args.workspace, create=True)
     failed = 0
     files, skipped = _expand(args.files)
@@ -156,10 +157,12 @@ def cmd_ingest(args) -> int:
                 bar.n = done
                 bar.refresh()
         try:
-            doc = svc.documents.add(ws.id, path, progress=progress)
+            doc = svc.documents.add(ws.id, path, password=args.password, progress=progress)
         except (IngestError, AppError, OSError) as exc:
             failed += 1
-            print(f"jambadocs: {name}: not added: {_reason(exc, path.name)}", file=sys.stderr)
+            hint = (" (give it with --password)" if getattr(exc, "reason", None) == "encrypted"
+                    and not args.password else "")
+            print(f"jambadocs: {name}: not added: {_reason(exc, path.name)}{hint}", file=sys.stderr)
             continue
         finally:
             if bar is not None:
@@ -170,6 +173,9 @@ def cmd_ingest(args) -> int:
         known.add(doc.id)
         print(f"added [doc {doc.index}] {doc.filename}: {doc.extent} "
               f"({doc.title}) to workspace {ws.name!r}" + "".join(f"; {note}" for note in doc.notes))
+    if new_workspace and not known:        # nothing went in: do not leave an empty workspace behind
+        svc.workspaces.delete(ws.id)
+        print(f"jambadocs: workspace {ws.name!r} not created (no document could be added)", file=sys.stderr)
     if failed:
         print(f"jambadocs: {failed} of {len(files)} files not added", file=sys.stderr)
     return EXIT_ERROR if failed else EXIT_OK

@@ -214,3 +214,19 @@ def test_ask_shows_a_reasoning_models_reasoning_only_when_asked(run, corpus, tmp
     assert code == 0 and obj["reasoning"] not in out + err
     code, out, err = run(*model, "ask", "-w", "w", "What is it?", "--max-new-tokens", "3", "--show-reasoning")
     assert code == 0 and obj["reasoning"] in err and obj["reasoning"] not in out
+
+
+def test_ingest_opens_an_encrypted_pdf_with_its_password(run, corpus):
+    code, _, err = run("ingest", "-w", "sealed", str(corpus / "encrypted.pdf"))
+    assert code == 1 and "needs a password" in err and "give it with --password" in err, err
+    code, out, _ = run("workspaces")
+    assert "sealed" not in out                       # nothing went in: no empty workspace left behind
+    code, _, err = run("ingest", "-w", "sealed", str(corpus / "encrypted.pdf"), "--password", "wrong")
+    assert code == 1 and "the password is wrong" in err and "--password)" not in err, err
+    code, out, err = run("ingest", "-w", "sealed", str(corpus / "encrypted.pdf"), "--password", "secret123")
+    assert code == 0 and "added [doc 1] encrypted.pdf: 26 pages" in out, (out, err)
+    code, out, _ = run("ask", "-w", "sealed", "Qui a fondé Debian ?", "--json")
+    assert code == 0 and any(c["verified"] for c in json.loads(out)["citations"])
+    code, _, err = run("ingest", "-w", "sealed", str(corpus / "fake.pdf"))   # a failure in an existing workspace
+    assert code == 1 and "not created" not in err
+    assert run("docs", "-w", "sealed")[0] == 0
