@@ -65,6 +65,9 @@ class QAService:
             raise InvalidInput("the question is empty")
         if len(question) > MAX_QUESTION_CHARS:
             raise InvalidInput(f"the question is longer than {MAX_QUESTION_CHARS} characters")
+        if max_new_tokens is not None and (isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int)
+                                           or max_new_tokens < 1):
+            raise InvalidInput(f"max_new_tokens must be a whole number of at least 1, got {max_new_tokens!r}")
         if history is not None:
             history = self._check_history(history)
         ws = self._svc.workspaces.get(ws_id)
@@ -82,7 +85,7 @@ class QAService:
             history = self._svc.chats.history(chat_id)
         req = AnswerRequest(documents=documents, question=question, history=history,
                             max_new_tokens=max_new_tokens or self._svc.settings.max_new_tokens,
-                            cancel=cancel)
+                            cancel=cancel if cancel is not None else threading.Event())
         return self._stream(req, chat_id, doc_ids, ws_id, new_chat)
 
     def _start_engine(self, chat_id: int | None) -> Iterator[AskEvent]:
@@ -129,7 +132,8 @@ class QAService:
                    engine=loaded.name if loaded is not None else self._svc.settings.resolved_engine())
         try:
             yield from self._run_engine(req, chat_id, run)
-        except GeneratorExit:        # the consumer went away (UI Stop, client hung up)
+        except (GeneratorExit, KeyboardInterrupt):   # the consumer went away (UI Stop, hung up, Ctrl-C)
+            req.cancel.set()         # an engine thread still working stops at its next check
             try:
                 self._save(req, chat_id, doc_ids, run, cancelled=True)
             except Exception:  # noqa: BLE001 -- e.g. the chat was deleted meanwhile; closing must not fail

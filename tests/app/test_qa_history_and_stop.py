@@ -81,3 +81,49 @@ def test_stopped_while_queued_keeps_the_question_with_an_empty_answer(svc, ws):
     saved = svc.chats.messages(events[-1].chat_id)
     assert [(m.role, m.text) for m in saved] == [("user", "t-test"), ("assistant", "")]
     assert saved[1].timings["cancelled"] is True and saved[1].timings["queue_s"] >= 0
+
+
+class _CtrlC:
+    """An engine during which Ctrl-C arrives: the signal raises KeyboardInterrupt in the main thread,
+    inside the ask's generator, while it waits for the engine's next piece."""
+    name = "stub"
+
+    def __init__(self) -> None:
+        self.req = None
+
+    def info(self) -> dict:
+        return {"engine": "stub", "model": None, "max_context": None}
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def answer(self, req):
+        from app.answerers.base import AnswerEvent
+        self.req = req
+        yield AnswerEvent("token", text="Half an ")
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_during_an_answer_keeps_the_question_and_stops_the_engine(settings, corpus):
+    from app.services import Services
+
+    engine = _CtrlC()
+    with Services(settings, answerer=engine) as svc:
+        ws = svc.workspaces.create("w")
+        svc.documents.add(ws.id, corpus / "hsaur-inference.pdf")
+        chat_id = None
+        with pytest.raises(KeyboardInterrupt):
+            for ev in svc.qa.ask(ws.id, "Wilcoxon rank sum test"):
+                chat_id = ev.chat_id
+        assert engine.req.cancel.is_set()               # a worker thread of the engine would stop too
+        saved = svc.chats.messages(chat_id)
+        assert [(m.role, m.text.strip()) for m in saved] == [("user", "Wilcoxon rank sum test"),
+                                                              ("assistant", "Half an")]
+        assert saved[1].timings["cancelled"] is True
+
+
+@pytest.mark.parametrize("bad", [0, -5, True, 2.5])
+def test_an_answer_limit_below_one_token_is_refused(svc, ws, bad):
+    with pytest.raises(InvalidInput, match="max_new_tokens"):
+        svc.qa.ask(ws.id, "t-test", max_new_tokens=bad)
+    assert svc.chats.list(ws.id) == []                  # nothing was saved
