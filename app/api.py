@@ -256,16 +256,17 @@ def make_auth_dependency(auth: AuthSpec, local_token: str | None = None):
 # -- helpers shared with the OpenAI routes ---------------------------------------------------
 
 def find_workspace(services: Any, ref: str | int):
-    """A workspace by id ("3") or by exact name; 404 when there is none."""
+    """A workspace by id ("3") or by exact name; 404 when there is none. Digits are an id first:
+    the ids the API returns must never reach another workspace that happens to be named "3"."""
     workspaces = services.workspaces.list()
     text = str(ref)
-    for ws in workspaces:
-        if ws.name == text:
-            return ws
     if text.isdigit():
         for ws in workspaces:
             if ws.id == int(text):
                 return ws
+    for ws in workspaces:
+        if ws.name == text:
+            return ws
     names = ", ".join(repr(w.name) for w in workspaces) or "none yet"
     raise ApiError(404, "workspace_not_found", f"no workspace {text!r} (workspaces: {names})")
 

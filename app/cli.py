@@ -219,8 +219,7 @@ def cmd_ask(args) -> int:
     server = None if args.local else _running_server(args, settings)
     if server is not None:
         from app.local_server import ask_through
-        ref = ws.name if "/" not in ws.name else str(ws.id)
-        events = ask_through(server, ref, args.question, chat_id=args.chat,
+        events = ask_through(server, str(ws.id), args.question, chat_id=args.chat,
                              max_new_tokens=_max_new_tokens(args, settings))
     else:
         events = svc.qa.ask(ws.id, args.question, chat_id=args.chat, max_new_tokens=args.max_new_tokens)

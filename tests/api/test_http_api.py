@@ -57,6 +57,12 @@ def test_workspaces_create_list_get_conflict(client, workspace):
     assert client.get("/api/workspaces/scratch-2").status_code == 404
     bad = client.post("/api/workspaces", json={"title": "x"})
     assert bad.status_code == 422 and "name" in bad.json()["error"]["message"]
+    # A workspace named like another's id never shadows it: digits are an id first.
+    digits = client.post("/api/workspaces", json={"name": str(one["id"])}).json()
+    assert client.get(f"/api/workspaces/{one['id']}").json()["name"] == WS
+    assert client.get(f"/api/workspaces/{digits['id']}").json()["name"] == str(one["id"])
+    assert client.delete(f"/api/workspaces/{digits['id']}").status_code == 204
+    assert client.get(f"/api/workspaces/{one['id']}").json()["documents"] == 2
 
 
 def test_upload_lists_documents_in_order_and_rejects_bad_files(client, workspace, corpus,
