@@ -82,8 +82,10 @@ def add_openai_routes(router: APIRouter, services: Any) -> None:
         except Exception:  # noqa: BLE001 -- an engine that fails to load still lets workspaces list
             eng = None
         if eng is not None and not any(m["id"] == ENGINE_MODEL for m in models):
-            models.append({"id": ENGINE_MODEL, "object": "model", "created": 0,
-                           "owned_by": "jambadocs", "max_model_len": int(eng.max_context)})
+            # First: a client that takes the first model (as vLLM serves one) gets the language
+            # model itself, not a workspace that answers over this server's own documents.
+            models.insert(0, {"id": ENGINE_MODEL, "object": "model", "created": 0,
+                              "owned_by": "jambadocs", "max_model_len": int(eng.max_context)})
         return {"object": "list", "data": models}
 
     @router.get("/v1/models/{model}", tags=["openai"], summary="One workspace as a model")

@@ -204,7 +204,7 @@ class RemoteAnswerer:
                                     f"(HTTP {exc.status_code}): {_error_text(exc)}") from exc
         chosen = next((m for m in models if m.id == self._model), None) if self._model else None
         if self._model is None and models:
-            chosen = models[0]
+            chosen = _default_model(models, self.base_url)
             self._model = chosen.id
         extra = (chosen.model_extra or {}) if chosen is not None else {}
         self._max_context = int(extra.get("max_model_len") or 0) or 0  # vLLM reports it
@@ -255,6 +255,21 @@ def system_text(documents: list) -> str:
                      for i, d in enumerate(documents, start=1))
     return (f"{SYSTEM_PROMPT}\n\n<documents>\n# Documents\n\n"
             f"You can use the following documents for reference:\n\n{blocks}</documents>")
+
+
+def _default_model(models: list, base_url: str):
+    """The model to use when none is configured: the server's first. A jambadocs server lists its
+    workspaces as models (each answers over that server's documents) and its language model as
+    `engine`: that one, or none when it has no language model."""
+    if all(getattr(m, "owned_by", None) == "jambadocs" for m in models):
+        engine = next((m for m in models if m.id == "engine"), None)
+        if engine is None:
+            raise EngineUnavailable(
+                f"the server at {base_url} is a jambadocs server without a language model (its models "
+                f"are its workspaces: {', '.join(m.id for m in models[:5])}); start it with a model, "
+                "or set JAMBADOCS_REMOTE_MODEL")
+        return engine
+    return models[0]
 
 
 def _timings(usage: Any, pieces: int, t0: float, t_first: float | None, t_end: float) -> dict:

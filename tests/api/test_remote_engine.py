@@ -42,6 +42,13 @@ def test_remote_reports_unreachable_and_refusing_servers(server, credentials):
                            api_key=":".join(credentials))
     with pytest.raises(EngineUnavailable, match="HTTP 404.*no-such-workspace"):
         list(wrong.answer(AnswerRequest(documents=[], question="hi")))
+    # A jambadocs server without a language model lists only workspaces: none is taken as the model
+    # (it would answer over that server's documents, not the client's).
+    with httpx.Client(base_url=server.url, auth=credentials) as c:
+        c.post("/api/workspaces", json={"name": "theirs"})
+    unset = RemoteAnswerer(base_url=f"{server.url}/v1", api_key=":".join(credentials))
+    with pytest.raises(EngineUnavailable, match="without a language model.*JAMBADOCS_REMOTE_MODEL"):
+        list(unset.answer(AnswerRequest(documents=[], question="hi")))
 
 
 def test_the_api_key_comes_from_the_settings(server, credentials, monkeypatch, tmp_path):
@@ -93,7 +100,9 @@ def test_remote_through_a_jamba_server_generates_what_the_model_does_locally(
     doc = read_document(corpus / "pari-refcard.pdf")
     # one page, cut short: a prompt the tiny model prefills in a moment on 2 CPU cores
     doc.pages = [dataclasses.replace(doc.pages[0], text=doc.pages[0].text[:200])]
-    remote = RemoteAnswerer(base_url=f"{jamba_server.url}/v1")   # model: the server's first
+    # model: the server's first, the language model itself even when workspaces are listed too
+    assert httpx.post(f"{jamba_server.url}/api/workspaces", json={"name": "a-workspace"}).status_code in (201, 409)
+    remote = RemoteAnswerer(base_url=f"{jamba_server.url}/v1")
     assert remote.model == "engine" and remote.info()["max_context"] == tiny_engine.max_context
     req = AnswerRequest(documents=[doc], question="Which command factors an integer?",
                         max_new_tokens=16)
