@@ -157,7 +157,8 @@ def _workspace_steps(events: Iterator[Any], answer_json) -> Iterator[_Out]:
         elif event.kind == "done":
             answer = answer_json(event.answer, event.chat_id)
             timings = dict(event.answer.timings or {})
-            yield _Out("final", usage=_usage(timings, pieces),
+            finish = "length" if timings.get("finish_reason") == "length" else "stop"
+            yield _Out("final", finish_reason=finish, usage=_usage(timings, pieces),
                        extra={"answer": answer["answer"], "reasoning": answer["reasoning"],
                               "citations": answer["citations"],
                               "timings": answer["timings"], "chat_id": answer["chat_id"]})
@@ -273,7 +274,8 @@ def _model(ws: Any) -> dict:
 def _usage(timings: dict, pieces: int) -> dict:
     prompt = int(timings.get("prompt_tokens")
                  or (timings.get("cached_tokens", 0) or 0) + (timings.get("prefilled_tokens", 0) or 0))
-    completion = int(timings.get("generated_tokens") or timings.get("completion_tokens") or pieces)
+    completion = int(timings.get("new_tokens") or timings.get("generated_tokens") or timings.get("completion_tokens")
+                     or pieces)
     return {"prompt_tokens": prompt, "completion_tokens": completion,
             "total_tokens": prompt + completion}
 

@@ -150,3 +150,24 @@ def test_a_follow_up_on_a_set_over_the_servers_context_sends_the_same_pages(corp
     first = pages("Which terminal runs on the DomTerm terminal emulator?")
     assert pages("And is the DomTerm terminal emulator the default?") == first
     assert pages("How do I read data from a file with read.table?") != first
+
+
+def test_a_workspace_answer_cut_by_max_tokens_finishes_with_length(jamba_server, tmp_path):
+    """/v1 over a workspace on the bundled engine: an answer that hit max_tokens says "length" (it
+    said "stop") and counts the tokens generated, not the text pieces streamed."""
+    import openai
+
+    note = tmp_path / "note.txt"
+    note.write_text("The supply boat comes every second Tuesday.", encoding="utf-8")
+    with httpx.Client(base_url=jamba_server.url, timeout=120) as c:
+        c.post("/api/workspaces", json={"name": "boat"})
+        with open(note, "rb") as f:
+            assert c.post("/api/workspaces/boat/documents", files={"files": ("note.txt", f)}).status_code == 201
+    oai = openai.OpenAI(base_url=f"{jamba_server.url}/v1", api_key="unused")
+    messages = [{"role": "user", "content": "When does the boat come?"}]
+    cut = oai.chat.completions.create(model="boat", max_tokens=3, messages=messages)
+    assert cut.choices[0].finish_reason == "length" and cut.usage.completion_tokens == 3, cut
+    chunks = list(oai.chat.completions.create(model="boat", max_tokens=3, messages=messages, stream=True,
+                                              stream_options={"include_usage": True}))
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["length"]
+    assert chunks[-1].usage.completion_tokens == 3
