@@ -74,11 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="answer in this process even when `jambadocs serve` runs on this data folder "
                          "(by default the question goes to that server and its loaded engine)")
 
-    sp = cmd("workspaces", "list workspaces")
+    sp = cmd("workspaces", "list workspaces, or delete one")
+    sp.add_argument("--delete", metavar="NAME",
+                    help="delete this workspace: its documents, chats and stored originals no other uses")
     sp.add_argument("--json", action="store_true")
 
-    sp = cmd("docs", "list a workspace's documents")
+    sp = cmd("docs", "list a workspace's documents, or remove one")
     sp.add_argument("-w", "--workspace", required=True)
+    sp.add_argument("--delete", metavar="DOC", help="remove this document: its N of [doc N], or its file name")
     sp.add_argument("--json", action="store_true")
 
     sp = cmd("chats", "list a workspace's chats (ids for ask --chat), or delete one")
@@ -368,20 +371,39 @@ def ask_json(msg) -> dict:
 
 def cmd_workspaces(args) -> int:
     svc = _services(args)
+    if args.delete is not None:
+        ws = _workspace(svc, args.delete)
+        svc.workspaces.delete(ws.id)
+        print(f"deleted workspace {ws.name!r} ({_count(ws.documents, 'document')}, its chats and states)")
+        return EXIT_OK
     rows = svc.workspaces.list()
     if args.json:
         print(json.dumps([w.to_dict() for w in rows], ensure_ascii=False, indent=2))
     elif not rows:
         print("no workspaces yet (create one with: jambadocs ingest -w NAME FILE...)")
     for w in rows if not args.json else []:
-        print(f"{w.name}\t{w.documents} documents\t{w.pages} pages")
+        print(f"{w.name}\t{_count(w.documents, 'document')}\t{_count(w.pages, 'page')}")
     return EXIT_OK
+
+
+def _count(n: int, noun: str, plural: str | None = None) -> str:
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 def cmd_docs(args) -> int:
     svc = _services(args)
     ws = _workspace(svc, args.workspace)
     rows = svc.documents.list(ws.id)
+    if args.delete is not None:
+        ref = args.delete.strip()
+        found = [d for d in rows if (ref.isdigit() and d.index == int(ref)) or d.filename == ref]
+        if not found:
+            raise CliError(f"workspace {ws.name!r} has no document {ref!r} (see: jambadocs docs -w {ws.name})")
+        doc = found[0]
+        svc.documents.remove(ws.id, doc.id)
+        print(f"removed [doc {doc.index}] {doc.filename} from workspace {ws.name!r}"
+              + (" (the documents after it move up one number)" if doc.index < len(rows) else ""))
+        return EXIT_OK
     if args.json:
         print(json.dumps([d.to_dict() for d in rows], ensure_ascii=False, indent=2))
         return EXIT_OK
@@ -419,12 +441,37 @@ def cmd_cache(args) -> int:
         if args.json:
             print(json.dumps(stats, indent=2, default=str))
         else:
-            for k, v in stats.items():
-                print(f"{k}\t{v}")
+            print(_cache_text(stats))
     else:
         removed = svc.cache_clear()
         print(f"cleared the state cache ({removed} entries removed)")
     return EXIT_OK
+
+
+def _cache_text(stats: dict) -> str:
+    """`cache stats` for people: sizes in units, times as dates, one line per model."""
+    import datetime as dt
+
+    def size(n) -> str:
+        n = float(n or 0)
+        for unit in ("B", "KiB", "MiB", "GiB"):
+            if n < 1024 or unit == "GiB":
+                return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+            n /= 1024
+
+    def when(t) -> str:
+        return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if t else "-"
+
+    lines = [f"state cache in {stats['folder']}",
+             f"  {_count(stats['entries'], 'entry', 'entries')}, {size(stats['bytes'])} of "
+             f"{size(stats['budget_bytes'])} (JAMBADOCS_CACHE_BYTES), document states of "
+             f"{stats['cached_tokens']:,} tokens"]
+    for fp, m in (stats.get("models") or {}).items():
+        lines.append(f"  model {fp[:12]}: {_count(m['entries'], 'entry', 'entries')}, "
+                     f"{size(m['bytes'])}")
+    if stats["entries"]:
+        lines.append(f"  last used {when(stats.get('newest_use'))}; least recently used {when(stats.get('oldest_use'))}")
+    return "\n".join(lines)
 
 
 def cmd_download(args) -> int:

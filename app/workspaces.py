@@ -32,6 +32,15 @@ def clean_name(name: str) -> str:
     return name
 
 
+def new_name(name: str) -> str:
+    """A name for a workspace being created or renamed: `clean_name`, and no "/" (the HTTP API
+    addresses workspaces by name in its paths, where a slash cannot be told from a separator)."""
+    name = clean_name(name)
+    if "/" in name:
+        raise InvalidInput(f"workspace name {name!r} contains '/', which a web address cannot hold in a name")
+    return name
+
+
 class WorkspaceService:
     def __init__(self, svc: "Services"):
         self._svc = svc
@@ -43,7 +52,7 @@ class WorkspaceService:
         return WorkspaceInfo(ws.id, ws.name, _utc(ws.created_at), int(n_docs), int(n_pages))
 
     def create(self, name: str) -> WorkspaceInfo:
-        name = clean_name(name)
+        name = new_name(name)
         try:
             with db.transaction(self._svc.sessions) as s:
                 ws = db.Workspace(name=name, created_at=time.time())
@@ -79,7 +88,7 @@ class WorkspaceService:
             return found
 
     def rename(self, ws_id: int, name: str) -> WorkspaceInfo:
-        name = clean_name(name)
+        name = new_name(name)
         try:
             with db.transaction(self._svc.sessions) as s:
                 ws = self._row(s, ws_id)

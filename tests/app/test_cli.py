@@ -230,3 +230,39 @@ def test_ingest_opens_an_encrypted_pdf_with_its_password(run, corpus):
     code, _, err = run("ingest", "-w", "sealed", str(corpus / "fake.pdf"))   # a failure in an existing workspace
     assert code == 1 and "not created" not in err
     assert run("docs", "-w", "sealed")[0] == 0
+
+
+def test_docs_and_workspaces_can_be_deleted_from_the_cli(run, corpus, tmp_path):
+    assert run("ingest", "-w", "lib", str(corpus / "pari-refcard.pdf"), str(corpus / "hsaur-inference.pdf"),
+               str(corpus / "latexsheet-de.pdf"))[0] == 0
+    code, out, _ = run("docs", "-w", "lib", "--delete", "1")
+    assert code == 0 and out.startswith("removed [doc 1] pari-refcard.pdf") and "move up one number" in out
+    code, out, _ = run("docs", "-w", "lib", "--delete", "latexsheet-de.pdf")
+    assert code == 0 and "removed [doc 2] latexsheet-de.pdf" in out and "move up" not in out
+    code, _, err = run("docs", "-w", "lib", "--delete", "7")
+    assert code == 1 and "has no document '7'" in err
+    code, out, _ = run("docs", "-w", "lib", "--json")
+    assert [d["filename"] for d in json.loads(out)] == ["hsaur-inference.pdf"]
+    code, out, _ = run("workspaces")
+    assert out == "lib\t1 document\t15 pages\n"
+    code, out, _ = run("workspaces", "--delete", "lib")
+    assert code == 0 and out.startswith("deleted workspace 'lib' (1 document")
+    assert run("workspaces")[1].startswith("no workspaces yet")
+    assert not any((tmp_path / "data" / "files").rglob("*.pdf"))      # no original left behind
+    code, _, err = run("workspaces", "--delete", "lib")
+    assert code == 1 and "no workspace named 'lib'" in err
+    code, _, err = run("ingest", "-w", "a/b", str(corpus / "pari-refcard.pdf"))
+    assert code == 1 and "contains '/'" in err
+
+
+def test_cache_stats_in_words(run, corpus, tmp_path):
+    from engine.testing import write_tiny_checkpoint
+    model = write_tiny_checkpoint(tmp_path / "tiny", max_position_embeddings=4096)
+    assert run("ingest", "-w", "w", str(corpus / "pari-refcard.pdf"))[0] == 0
+    assert run("--model", str(model), "ask", "-w", "w", "What is it?", "--max-new-tokens", "2")[0] == 0
+    code, out, _ = run("cache", "stats")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].startswith("state cache in ") and lines[0].endswith("states")
+    assert lines[1].startswith("  1 entry, ") and " KiB of 8.0 GiB" in lines[1] and "tokens" in lines[1]
+    assert lines[2].startswith("  model ") and lines[2].endswith("KiB")
+    assert " UTC" in lines[3] and "{" not in out and "1795" not in out
