@@ -91,14 +91,20 @@ class QAService:
     def _start_engine(self, chat_id: int | None) -> Iterator[AskEvent]:
         """Start the engine in a thread; meanwhile, every LOAD_POLL_S, "load" progress (layers of the
         checkpoint read) and then, with --quantize, "quantize" (layers made int8). Re-raises what
-        the start raised."""
+        the start raised. Ends with the last stage complete (N / N; 1 / 1 for an engine that
+        reports no load progress)."""
+        last = AskEvent("progress", stage="load", done=0, total=1, chat_id=chat_id)
+
         def event(progress: tuple[str, int, int]) -> AskEvent:
+            nonlocal last
             stage, done, total = progress
-            return AskEvent("progress", stage="quantize" if stage == "int8" else "load", done=done, total=total,
+            last = AskEvent("progress", stage="quantize" if stage == "int8" else "load", done=done, total=total,
                             chat_id=chat_id)
+            return last
 
         yield from run_with_progress(self._svc.start_engine, getattr(self._svc, "load_progress", lambda: None),
                                      event, LOAD_POLL_S, "engine-start")
+        yield AskEvent("progress", stage=last.stage, done=last.total, total=last.total, chat_id=chat_id)
 
     def answer(self, ws_id: int, question: str, chat_id: int | None = None,
                max_new_tokens: int | None = None,
@@ -173,7 +179,6 @@ class QAService:
             if not self._svc.answerer_loaded:       # first ask: the engine starts (a checkpoint: slow)
                 yield AskEvent("progress", stage="load", done=0, total=1, chat_id=chat_id)
                 yield from self._start_engine(chat_id)   # EngineUnavailable says why
-                yield AskEvent("progress", stage="load", done=1, total=1, chat_id=chat_id)
             answerer = self._svc.answerer
             run.engine = answerer.name
             stream = answerer.answer(req)
