@@ -202,9 +202,28 @@ def create_router(services: Any, auth: AuthSpec = None, local_token: str | None 
     @router.api_route("/v1/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
                       include_in_schema=False)
     def not_found(rest: str, request: Request) -> JSONResponse:
+        allowed = _methods_for(routes, request)
+        if allowed:
+            return error_response(ApiError(405, "method_not_allowed",
+                                           f"{request.method} is not allowed on {request.url.path} "
+                                           f"(allowed: {', '.join(allowed)})", headers={"Allow": ", ".join(allowed)}))
         return error_response(ApiError(404, "not_found", f"no API route {request.url.path}"))
 
+    routes = [*public.routes, *private.routes]       # the API's own routes, not the catch-alls
     return router
+
+
+def _methods_for(routes: list, request: Request) -> list[str]:
+    """The methods the routes serve at this request's path (the request's own method is not one)."""
+    from starlette.routing import Match
+
+    scope = {**request.scope, "method": "OPTIONS-NONE"}
+    methods: set[str] = set()
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods - {"HEAD"})
 
 
 def create_app(services: Any, auth: AuthSpec = None) -> FastAPI:

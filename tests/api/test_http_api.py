@@ -167,6 +167,16 @@ def test_openapi_docs(server):
     assert missing.status_code == 404 and missing.json()["error"]["reason"] == "not_found"
 
 
+def test_a_wrong_method_is_a_405_naming_the_allowed_ones(client):
+    put = client.put("/api/workspaces", json={"name": "x"})
+    assert put.status_code == 405 and put.headers["allow"] == "GET, POST", put.text
+    assert put.json()["error"]["reason"] == "method_not_allowed" and "allowed: GET, POST" in put.text
+    get = client.get("/v1/chat/completions")
+    assert get.status_code == 405 and get.headers["allow"] == "POST"
+    nothing = client.get("/api/no-such-thing")
+    assert nothing.status_code == 404 and nothing.json()["error"]["reason"] == "not_found"
+
+
 def test_basic_header_built_by_hand(server, credentials):
     token = base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
     r = httpx.get(f"{server.url}/api/info", headers={"Authorization": f"Basic {token}"})
