@@ -141,9 +141,29 @@ def _start(services: Any, body: ChatCompletionBody, cancel: threading.Event, fin
     if ws is None:
         _find_model(find_workspace, services, body.model)   # raises the 404
     question, history = split_messages(body.messages)
-    events = start_ask(services, ws.id, question, history=history, cancel=cancel,
+    chat_id = continued_chat(services, ws.id, history) if history else None
+    events = start_ask(services, ws.id, question, chat_id=chat_id, history=history, cancel=cancel,
                        max_new_tokens=max_new)
     return _workspace_steps(events, answer_json)
+
+
+MAX_CHATS_COMPARED = 50
+
+
+def continued_chat(services: Any, ws_id: int, history: list[tuple[str, str]]) -> int | None:
+    """The saved chat a request continues: the most recent one of the workspace whose messages are
+    the request's earlier turns (OpenAI clients send the whole conversation every time), so a
+    conversation stays one chat in the UI; None when no chat matches (then a new one is made)."""
+    def plain(turns) -> list[tuple[str, str]]:
+        return [(role, " ".join(text.split())) for role, text in turns]
+
+    want = plain(history)
+    chats = [c for c in services.chats.list(ws_id) if c.messages == len(want)]
+    chats.sort(key=lambda c: (c.created_at, c.id), reverse=True)
+    for chat in chats[:MAX_CHATS_COMPARED]:
+        if plain((m.role, m.text) for m in services.chats.messages(chat.id)) == want:
+            return chat.id
+    return None
 
 
 def _workspace_steps(events: Iterator[Any], answer_json) -> Iterator[_Out]:

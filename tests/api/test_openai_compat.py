@@ -67,6 +67,29 @@ def test_history_reaches_the_engine_and_only_the_new_exchange_is_saved(oai, extr
                                                ("assistant", r.choices[0].message.content)]
 
 
+def test_a_conversation_sent_again_with_its_next_question_stays_one_chat(oai, extractive_services):
+    """OpenAI clients send the whole conversation each time: a request whose earlier turns are a
+    saved chat's messages continues that chat (it made a new one per call); any other history
+    (edited, or never saved) still gets a chat of its own."""
+    first = [{"role": "user", "content": "How are vectors created?"}]
+    a = oai.chat.completions.create(model=WS, messages=first)
+    chat = a.model_extra["chat_id"]
+    turn2 = first + [{"role": "assistant", "content": a.choices[0].message.content},
+                     {"role": "user", "content": "How is a matrix created?"}]
+    b = oai.chat.completions.create(model=WS, messages=turn2)
+    assert b.model_extra["chat_id"] == chat
+    streamed = "".join(c.choices[0].delta.content or "" for c in oai.chat.completions.create(
+        model=WS, stream=True, messages=turn2 + [{"role": "assistant", "content": b.choices[0].message.content},
+                                                 {"role": "user", "content": "And a list?"}]) if c.choices)
+    msgs = extractive_services.chats.messages(chat)
+    assert [m.text for m in msgs if m.role == "user"] == ["How are vectors created?", "How is a matrix created?",
+                                                          "And a list?"]
+    assert " ".join(msgs[-1].text.split()) == " ".join(streamed.split())
+    edited = turn2[:1] + [{"role": "assistant", "content": "Something else."}] + turn2[2:]
+    assert oai.chat.completions.create(model=WS, messages=edited).model_extra["chat_id"] != chat
+    assert len(extractive_services.chats.messages(chat)) == 6
+
+
 def test_errors_reach_the_client(oai, server):
     with pytest.raises(openai.NotFoundError) as err:
         oai.chat.completions.create(model="no-such-workspace",
