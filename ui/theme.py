@@ -18,6 +18,7 @@ CSS = """
 .jd-status, .jd-stats {font-size:.85rem; color:var(--body-text-color-subdued)}
 .jd-stats:empty {display:none}
 .jd-hidden {display:none !important}
+#jd-chat-pick input, #jd-ws input {text-overflow:ellipsis; padding-right:22px}  /* a long title ends in "...", clear of the arrow */
 .jd-docs table {width:100%; border-collapse:collapse; font-size:.85rem; border:none !important; margin:0}
 .jd-docs th {text-align:left; font-weight:600; border-bottom:1px solid var(--border-color-primary); padding:2px 4px}
 .jd-docs td {border-bottom:1px solid var(--border-color-primary); padding:4px; vertical-align:top}
