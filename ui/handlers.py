@@ -6,6 +6,7 @@ Errors of the services (app.errors.AppError, ingest.IngestError) become plain-wo
 """
 from __future__ import annotations
 
+import html
 import inspect
 import logging
 import queue
@@ -71,7 +72,9 @@ def _session_key(request: gr.Request | None) -> str:
 
 
 def _fail(err: Exception) -> gr.Error:
-    return gr.Error(str(err) or err.__class__.__name__, print_exception=False)
+    """The toast for an error of the app. Its message may quote what the user typed (a workspace
+    name): escaped, since Gradio renders a toast's message as HTML."""
+    return gr.Error(html.escape(str(err) or err.__class__.__name__, quote=False), print_exception=False)
 
 
 class Handlers:

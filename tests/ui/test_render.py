@@ -205,3 +205,19 @@ def test_the_engine_line_says_how_far_the_checkpoint_has_loaded(monkeypatch):
     assert any("reading the weights" in u and "%" in u for u in updates[:-1]), updates
     assert "<b>engine</b> jamba" in updates[-1] and "loading" not in updates[-1]
     assert h.svc.calls == 1                  # the start's own answer is shown; it is not asked twice
+
+
+def test_an_error_toast_shows_a_typed_name_as_text_not_html(tmp_path):
+    """Gradio renders a toast's message as HTML: a workspace name like <img src=x onerror=...> came
+    out as an image (a request to x) and bold text."""
+    import gradio as gr
+
+    from app.config import Settings
+    from app.services import Services
+    from ui.handlers import Handlers
+
+    with Services(Settings.from_env(data_dir=tmp_path / "d", engine="extractive")) as svc:
+        h = Handlers(svc)
+        with pytest.raises(gr.Error) as err:
+            h.create_workspace("<img src=x onerror=alert(1)><b>bold</b>/x")
+    assert "<img" not in err.value.message and "&lt;img src=x onerror=alert(1)&gt;&lt;b&gt;" in err.value.message
