@@ -23,10 +23,10 @@ from typing import Iterator
 from urllib.parse import quote
 
 from app.config import Settings
-from app.errors import AppError, Conflict, EngineUnavailable, InvalidInput, NotFound
+from app.errors import AppError
 
 SERVER_FILE = "server.json"
-TOKEN_PREFIX = "jdl_"                    # tells a local token from "user:password" credentials
+TOKEN_PREFIX = "jdl_"                    # a local token is recognisable in a log or a config
 
 # The settings that decide what an answer is (model, engine, decoding): a CLI that asks for other
 # values than the server's answers in its own process.
@@ -127,9 +127,9 @@ def ask_through(server: LocalServer, workspace: str, question: str, chat_id: int
     timeout = httpx.Timeout(10.0, read=None)         # a long prefill sends progress, a queue may not
     with httpx.Client(timeout=timeout, headers=server.headers()) as client, \
             connect_sse(client, "POST", url, json=body) as source:
-        if source.response.status_code != 200:
+        if source.response.status_code != 200:          # the CLI shows the server's message as its own
             source.response.read()
-            raise _api_error(source.response.status_code, _error_message(source.response.text))
+            raise AppError(_error_message(source.response.text))
         for sse in source.iter_sse():
             data = sse.json()
             if sse.event == "error":
@@ -147,12 +147,6 @@ def _error_message(text: str) -> str:
         return text.strip() or "the server gave no reason"
 
 
-def _api_error(status: int, message: str) -> AppError:
-    kind = {404: NotFound, 409: Conflict, 400: InvalidInput, 413: InvalidInput, 422: InvalidInput,
-            503: EngineUnavailable}.get(status, AppError)
-    return kind(message)
-
-
 def _read(path: Path) -> dict:
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
@@ -168,10 +162,6 @@ def _alive(pid: int) -> bool:
         return True
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:          # someone else's process: not a server of ours
-        return False
-    except OSError:
+    except OSError:                  # gone, or someone else's process: not a server of ours
         return False
     return True
