@@ -176,7 +176,14 @@ class Services:
         info = self.answerer.info()
         limit = info.get("max_context")
         rows = self.documents.list(ws_id)
-        cached = sum((d.tokens or 0) for d in rows if d.cached)
+        # Cached tokens: of the documents read whole. One over the context is read in part, pages
+        # picked per question, so its flag says "as the last question read it": not its size.
+        cached, before = 0, 0
+        for d in rows:
+            tokens = d.tokens or 0
+            if d.cached and (limit is None or before + tokens <= limit):
+                cached += tokens
+            before += tokens
         return BudgetInfo(used=used, max=limit, cached=cached,
                           fits=limit is None or used <= limit, documents=len(rows))
 

@@ -155,3 +155,24 @@ def test_the_first_ask_reports_how_far_the_checkpoint_has_loaded(tmp_path, tiny,
     with pytest.raises(EngineUnavailable):
         list(bad.qa.ask(ws.id, "What is a t-test?"))
     bad.close()
+
+
+def test_a_document_read_in_part_is_not_counted_as_cached_tokens(tmp_path, two_pages):
+    """Over the context, an answer reads the pages it picks for its question; the document is then
+    flagged cached as that answer read it, but the gauge's cached tokens count only documents read
+    whole (it said all of the document's tokens were cached)."""
+    from engine.testing import write_tiny_checkpoint
+    ckpt = write_tiny_checkpoint(tmp_path / "small", seed=0, max_position_embeddings=512)
+    svc = Services(Settings.from_env(data_dir=tmp_path / "d", model=str(ckpt), engine="jamba",
+                                     device="cpu", max_new_tokens=4))
+    try:
+        ws = svc.workspaces.create("w")
+        svc.documents.add(ws.id, two_pages)
+        answer = svc.qa.answer(ws.id, "What is a t-test?")
+        assert answer.timings["omitted"], "the document was meant not to fit"
+        (doc,) = svc.documents.list(ws.id)
+        budget = svc.budget(ws.id)
+        assert doc.cached and doc.tokens > budget.max == 512 and not budget.fits
+        assert budget.cached == 0
+    finally:
+        svc.close()
