@@ -138,11 +138,11 @@ class FitResult:
         """One line for the user: what was left out, or that everything fits."""
         approx = "~" if self.estimated else ""
         if self.fits:
-            return f"all {len(self.documents)} documents fit ({approx}{self.tokens} of {self.budget} tokens)"
+            return f"all {len(self.documents)} documents fit ({approx}{self.tokens:,} of {self.budget:,} tokens)"
         parts = [f"doc {o.doc} ({o.filename}): {page_ranges(o.pages)}" for o in self.omitted]
         why = ("chosen for an earlier question; they match this one nearly as well as a fresh choice"
                if self.strategy == "kept" else "chosen by relevance to the question")
-        return (f"left out {approx}{self.omitted_tokens} tokens to fit {self.budget}: " + "; ".join(parts) +
+        return (f"left out {approx}{self.omitted_tokens:,} tokens to fit {self.budget:,}: " + "; ".join(parts) +
                 f" (the pages kept were {why})")
 
 

@@ -66,6 +66,12 @@ def read_pdf(data: bytes, path: str | Path, *, password: str | None = None,
             pdf.close()
 
 
+# PDFium's reasons for not opening a file, in words (its own text reads "Failed to load document
+# (PDFium: Data format error).")
+_OPEN_ERRORS = {pdfium_c.FPDF_ERR_FORMAT: "its structure is broken (the end of the file may be missing)",
+                pdfium_c.FPDF_ERR_FILE: "the file cannot be read", pdfium_c.FPDF_ERR_PAGE: "its pages cannot be found"}
+
+
 def _open(data: bytes, path: str | Path, password: str | None) -> pdfium.PdfDocument:
     try:
         pdf = pdfium.PdfDocument(data, password=password)
@@ -77,7 +83,8 @@ def _open(data: bytes, path: str | Path, password: str | None) -> pdfium.PdfDocu
             raise IngestError("encrypted", path, why) from None
         if code == pdfium_c.FPDF_ERR_SECURITY:
             raise IngestError("encrypted", path, "it uses an encryption scheme that is not supported") from None
-        raise IngestError("corrupt", path, f"damaged or truncated PDF ({err})") from None
+        detail = _OPEN_ERRORS.get(code, "it cannot be opened")
+        raise IngestError("corrupt", path, f"damaged or truncated PDF: {detail}") from None
     init_forms(pdf)                           # filled-in fields are read with the pages (pdf_annotations.py)
     return pdf
 

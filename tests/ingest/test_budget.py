@@ -33,6 +33,8 @@ def test_relevant_pages_kept_in_reading_order_and_omissions_exact(read):
     for o in result.omitted:
         assert o.tokens == sum(page_tokens[o.doc - 1][n - 1] for n in o.pages)
     assert "gnuplot.pdf" in result.summary() and "left out" in result.summary()
+    assert f"left out ~{result.omitted_tokens:,} tokens to fit {result.budget:,}:" in result.summary()
+    assert result.omitted_tokens >= 1000 and "," in result.summary().split(" tokens")[0]   # 18,475 not 18475
 
 
 def test_exact_counts_with_a_tokenizer(read, tiny_tokenizer):
