@@ -24,12 +24,12 @@ TEMP_FILES_SWEEP_S = 3600
 TEMP_FILES_MAX_AGE_S = 24 * 3600
 
 
-def _confirmation(elem_id: str):
-    """A hidden "delete?" box: (box, its text, "Yes, delete it", "Cancel"); ids `elem_id`, -yes, -no."""
+def _confirmation(elem_id: str, yes_label: str = "Yes, delete it"):
+    """A hidden "delete?" box: (box, its text, the yes button, "Cancel"); ids `elem_id`, -yes, -no."""
     with gr.Column(visible=False, elem_id=elem_id) as box:
-        text = gr.Markdown()
+        text = gr.HTML(padding=False)            # the handler escapes the names it quotes
         with gr.Row():
-            yes = gr.Button("Yes, delete it", variant="stop", size="sm", elem_id=f"{elem_id}-yes")
+            yes = gr.Button(yes_label, variant="stop", size="sm", elem_id=f"{elem_id}-yes")
             no = gr.Button("Cancel", size="sm", elem_id=f"{elem_id}-no")
     return box, text, yes, no
 
@@ -51,6 +51,7 @@ def build_ui(services) -> gr.Blocks:
         viewer = gr.State(None)
         ws_to_delete = gr.State(None)        # what a visible confirmation names (not what is open later)
         chat_to_delete = gr.State(None)
+        doc_to_remove = gr.State(None)
 
         with gr.Row(elem_classes="jd-header"):
             gr.HTML("<h1>jambadocs</h1>", padding=False)
@@ -78,6 +79,8 @@ def build_ui(services) -> gr.Blocks:
                 with gr.Row(equal_height=True):
                     doc_dd = gr.Dropdown(label="Remove a document", choices=[], scale=4, elem_id="jd-doc-pick")
                     remove_btn = gr.Button("Remove", size="sm", scale=1, min_width=80, elem_id="jd-doc-remove")
+                doc_confirm, doc_confirm_text, doc_confirm_yes, doc_confirm_no = _confirmation(
+                    "jd-doc-confirm", "Yes, remove it")
 
             # ---- middle: chat ----
             with gr.Column(scale=5, min_width=380):
@@ -90,7 +93,9 @@ def build_ui(services) -> gr.Blocks:
                                                 elem_id="jd-chat-delete")
                 chat_confirm, chat_confirm_text, chat_confirm_yes, chat_confirm_no = _confirmation("jd-chat-confirm")
                 chatbot = gr.Chatbot(elem_id="jd-chat", height=520, show_label=False, feedback_options=None,
-                                     buttons=["copy"], placeholder="Add documents, then ask a question about them.")
+                                     buttons=["copy"],
+                                     placeholder="Questions about this workspace's documents and their answers, "
+                                                 "with sources, appear here.")
                 prefill_html = gr.HTML("", padding=False)
                 with gr.Row(equal_height=True):
                     question = gr.Textbox(show_label=False, placeholder="Ask a question about the documents",
@@ -118,13 +123,17 @@ def build_ui(services) -> gr.Blocks:
         view_outputs = [ws_dd, docs_html, budget_html, doc_dd, chat_dd, chatbot, export_btn, stats_html,
                         ws_id, chat_id, prefs]
         viewer_outputs = [source_head, page_image, nav_row, page_text, viewer]
+        page_turns = [prev_btn, next_btn]     # turning pages: enabled where there is a page to turn to
         h.bind(ws_dd=ws_dd, docs_html=docs_html, budget_html=budget_html, doc_dd=doc_dd, chat_dd=chat_dd,
                chatbot=chatbot, export_btn=export_btn, stats_html=stats_html, ws_id=ws_id, chat_id=chat_id,
                prefs=prefs, source_head=source_head, page_image=page_image, nav_row=nav_row,
                page_text=page_text, viewer=viewer, engine_line=engine_line, ws_name=ws_name,
-               confirm_box=confirm_box, chat_confirm=chat_confirm, uploads=uploads, files=files, password=password,
+               confirm_box=confirm_box, chat_confirm=chat_confirm, doc_confirm=doc_confirm, uploads=uploads, files=files, password=password,
                password_box=password_box,
-               question=question, prefill_html=prefill_html)
+               question=question, prefill_html=prefill_html, create_btn=create_btn, delete_btn=delete_btn,
+               new_chat_btn=new_chat_btn, delete_chat_btn=delete_chat_btn, prev_btn=prev_btn, next_btn=next_btn)
+        # what an ask locks while its answer is written (Handlers.navigation)
+        lock_outputs = [ws_dd, chat_dd, new_chat_btn, create_btn, delete_btn, delete_chat_btn]
 
         demo.load(h.on_load, inputs=[prefs], outputs=view_outputs + [engine_line]) \
             .then(h.after_load, inputs=[ws_id], outputs=[engine_line, docs_html, budget_html])
@@ -144,7 +153,11 @@ def build_ui(services) -> gr.Blocks:
         # default, "once", would drop them without a word)
         files.upload(h.upload, inputs=[files, ws_id, password, chat_id],
                      outputs=[uploads, files, password, password_box] + view_outputs, trigger_mode="multiple")
-        remove_btn.click(h.remove_document, inputs=[ws_id, doc_dd, chat_id], outputs=view_outputs)
+        remove_btn.click(h.ask_remove_document, inputs=[ws_id, doc_dd],
+                         outputs=[doc_confirm, doc_confirm_text, doc_to_remove])
+        doc_confirm_no.click(_dismiss, outputs=[doc_confirm, doc_to_remove])
+        doc_confirm_yes.click(h.remove_document, inputs=[ws_id, doc_to_remove, chat_id, viewer],
+                              outputs=view_outputs + viewer_outputs + [doc_confirm])
 
         # chat
         chat_dd.input(h.switch_chat, inputs=[ws_id, chat_dd], outputs=view_outputs)
@@ -155,15 +168,17 @@ def build_ui(services) -> gr.Blocks:
         chat_confirm_yes.click(h.delete_chat, inputs=[ws_id, chat_to_delete, chat_id],
                                outputs=view_outputs + viewer_outputs + [chat_confirm])
         ask_args = dict(fn=h.ask, inputs=[question, ws_id, chat_id, chatbot],
-                        outputs=[question, prefill_html] + view_outputs)
+                        outputs=[question, prefill_html] + view_outputs + lock_outputs[2:])
         ask_event = ask_btn.click(**ask_args)
         submit_event = question.submit(**ask_args)
-        stop_btn.click(h.stopped, inputs=[ws_id, chat_id], outputs=[prefill_html] + view_outputs,
+        for event in (ask_event, submit_event):    # unlocked however the ask ended (a bug's error too)
+            event.then(h.unlocked, outputs=lock_outputs)
+        stop_btn.click(h.stopped, inputs=[ws_id, chat_id], outputs=[prefill_html] + view_outputs + lock_outputs[2:],
                        cancels=[ask_event, submit_event])
 
         # source viewer
-        cite_box.change(h.open_citation, inputs=[cite_box, ws_id, chat_id], outputs=viewer_outputs) \
+        cite_box.change(h.open_citation, inputs=[cite_box, ws_id, chat_id], outputs=viewer_outputs + page_turns) \
             .then(None, js=SCROLL_TO_PASSAGE)
-        prev_btn.click(h.turn_page(-1), inputs=[viewer, ws_id], outputs=viewer_outputs)
-        next_btn.click(h.turn_page(+1), inputs=[viewer, ws_id], outputs=viewer_outputs)
+        prev_btn.click(h.turn_page(-1), inputs=[viewer, ws_id], outputs=viewer_outputs + page_turns)
+        next_btn.click(h.turn_page(+1), inputs=[viewer, ws_id], outputs=viewer_outputs + page_turns)
     return demo

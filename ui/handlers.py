@@ -2,11 +2,11 @@
 
 Handlers return dicts {component: value}; `build_ui` registers the components in
 `view_outputs` / `viewer_outputs` so every handler can refresh the same panels the same way.
-Errors of the services (app.errors.AppError, ingest.IngestError) become plain-words messages.
+Refusals and errors of the services (app.errors.AppError, ingest.IngestError) become a warning
+toast in plain words, with the page left as it was (ui.refusals).
 """
 from __future__ import annotations
 
-import html
 import inspect
 import logging
 import queue
@@ -26,6 +26,7 @@ from app.errors import AppError, NotFound
 from app.records import CitationInfo, MessageInfo
 from ui import render
 from ui.export import chat_markdown, write_export
+from ui.refusals import Refused, is_refusal, toasts_refusals, warn
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class _AskRun:
     """One session's ask in flight, shared with `Handlers.stopped`."""
 
     chat_id: int | None                      # None until the first event names the (new) chat
+    ws_id: int | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     settled: threading.Event = field(default_factory=threading.Event)   # saved (or failed), stream closed
     stopped: bool = False                    # the user pressed Stop (set before `cancel`)
@@ -69,12 +71,6 @@ class _AskRun:
 def _session_key(request: gr.Request | None) -> str:
     """Asks are tracked per browser session (Gradio's session hash)."""
     return str(getattr(request, "session_hash", None) or "")
-
-
-def _fail(err: Exception) -> gr.Error:
-    """The toast for an error of the app. Its message may quote what the user typed (a workspace
-    name): escaped, since Gradio renders a toast's message as HTML."""
-    return gr.Error(html.escape(str(err) or err.__class__.__name__, quote=False), print_exception=False)
 
 
 class Handlers:
@@ -141,6 +137,8 @@ class Handlers:
         except AppError as err:               # the engine may be unavailable: still list documents
             return {self.ui.docs_html: render.documents_table(docs, None),
                     self.ui.budget_html: render.budget_error(str(err))}
+        if any(d.tokens is None for d in docs):   # listed before the budget counted them
+            docs = self.svc.documents.list(ws_id)
         return {self.ui.docs_html: render.documents_table(docs, info),
                 self.ui.budget_html: render.budget_gauge(info, docs)}
 
@@ -177,6 +175,7 @@ class Handlers:
                 self.ui.page_text: "", self.ui.viewer: None}
 
     # ---- load and workspaces --------------------------------------------------------------
+    @toasts_refusals
     def on_load(self, prefs: dict | None) -> dict:
         """First paint: workspaces, documents, chat; fast (the engine may still be loading)."""
         prefs = prefs or {}
@@ -209,51 +208,52 @@ class Handlers:
                 out[self.ui.budget_html] = render.budget_error(str(err))
         yield out
 
+    @toasts_refusals
     def switch_workspace(self, ws_id: int | None) -> dict:
-        try:
-            out = self._view(ws_id, self._latest_chat(ws_id))
-        except AppError as err:
-            raise _fail(err) from None
+        out = self._view(ws_id, self._latest_chat(ws_id))
         out.update(self._empty_viewer())
         return out
 
-    def create_workspace(self, name: str) -> dict:
-        try:
-            ws = self.svc.workspaces.create(name or "")
-        except AppError as err:
-            raise _fail(err) from None
+    @toasts_refusals
+    def create_workspace(self, name: str, request: gr.Request | None = None) -> dict:
+        if request is not None and self._answering(request):    # Enter in the name box: Create is locked
+            raise Refused("An answer is being written: wait for it or press Stop, then create the workspace")
+        ws = self.svc.workspaces.create(name or "")
         out = self._view(ws.id, None)
         out.update(self._empty_viewer())
         out[self.ui.ws_name] = ""
         return out
 
-
+    @toasts_refusals
     def rename_workspace(self, ws_id: int | None, name: str, chat_id: int | None) -> dict:
         if ws_id is None:
-            raise gr.Error("No workspace selected")
-        try:
-            self.svc.workspaces.rename(ws_id, name or "")
-        except AppError as err:
-            raise _fail(err) from None
+            raise Refused("No workspace selected")
+        self.svc.workspaces.rename(ws_id, name or "")
         out = self._view(ws_id, chat_id)
         out[self.ui.ws_name] = ""
         return out
 
+    @toasts_refusals
     def ask_delete(self, ws_id: int | None):
         if ws_id is None:
-            raise gr.Error("No workspace selected")
+            raise Refused("No workspace selected")
+        self._refuse_if_answering(ws_id)
         ws = self.svc.workspaces.get(ws_id)
-        text = (f"**Delete workspace \u201c{ws.name}\u201d?** Its {ws.documents} document(s) and all its chats "
-                "are removed for good.")
+        docs = f"{ws.documents} document{'' if ws.documents == 1 else 's'}"
+        text = (f"<b>Delete workspace \u201c{render.esc(ws.name)}\u201d?</b> Its {docs} and all its chats are "
+                "removed for good.")
         return gr.update(visible=True), text, ws_id          # the confirmed one, whatever is open by then
 
+    def _refuse_if_answering(self, ws_id: int) -> None:
+        if self._answering(ws_id=ws_id):
+            raise Refused("An answer is still being written in this workspace: stop it or wait, then try again")
+
+    @toasts_refusals
     def delete_workspace(self, ws_id: int | None) -> dict:
         """Delete the workspace the confirmation named (`ws_id`: the pending one, not the open one)."""
         if ws_id is not None:
-            try:
-                self.svc.workspaces.delete(ws_id)
-            except AppError as err:
-                raise _fail(err) from None
+            self._refuse_if_answering(ws_id)
+            self.svc.workspaces.delete(ws_id)
         workspaces = self.svc.workspaces.list() or [self.svc.workspaces.create(DEFAULT_WORKSPACE)]
         new_ws = workspaces[0].id
         out = self._view(new_ws, self._latest_chat(new_ws))
@@ -262,13 +262,14 @@ class Handlers:
         return out
 
     # ---- documents ------------------------------------------------------------------------
+    @toasts_refusals
     def upload(self, paths: list[str] | None, ws_id: int | None, password: str | None,
                chat_id: int | None) -> Iterator[dict]:
         """Add each file in turn; per-file progress (pages read) and plain-words errors."""
         if not paths:
             return
         if ws_id is None:
-            raise gr.Error(NO_WORKSPACE)
+            raise Refused(NO_WORKSPACE)
         rows = [render.UploadRow(Path(p).name) for p in paths]
         needs_password = False
         # The password is for this upload only: this event already holds it, so the box is cleared
@@ -330,36 +331,57 @@ class Handlers:
             yield out                     # the documents panel grows file by file
 
 
-    def remove_document(self, ws_id: int | None, doc_id: int | None, chat_id: int | None) -> dict:
+    @toasts_refusals
+    def ask_remove_document(self, ws_id: int | None, doc_id: int | None):
+        """Show the confirmation for removing the picked document."""
         if ws_id is None or doc_id is None:
-            raise gr.Error("Pick the document to remove first")
+            raise Refused("Pick the document to remove first")
+        doc = self.svc.documents.get(doc_id)
+        name = f"\u201c{doc.title}\u201d ({doc.filename})" if doc.title else f"\u201c{doc.filename}\u201d"
+        text = (f"<b>Remove document {doc.index}, {render.esc(name)}?</b> The documents after it move up one "
+                "number. Answers that cite it keep their text, but their citation chips no longer open its pages.")
+        return gr.update(visible=True), text, doc_id
+
+    @toasts_refusals
+    def remove_document(self, ws_id: int | None, doc_id: int | None, chat_id: int | None,
+                        viewer: dict | None = None) -> dict:
+        """Remove the document the confirmation named (not while an answer is written over it);
+        the source viewer closes if it shows that document."""
+        if ws_id is None or doc_id is None:
+            raise Refused("Pick the document to remove first")
+        self._refuse_if_answering(ws_id)
         try:
             self.svc.documents.remove(ws_id, doc_id)
-        except AppError as err:
-            raise _fail(err) from None
-        return self._view(ws_id, chat_id)
+        except NotFound:
+            pass                                   # already gone (a second click on "Yes")
+        out = self._view(ws_id, chat_id)
+        if viewer and viewer.get("cite", {}).get("doc_id") == doc_id:
+            out.update(self._empty_viewer())
+        out[self.ui.doc_confirm] = gr.update(visible=False)
+        return out
 
     # ---- chat -----------------------------------------------------------------------------
+    @toasts_refusals
     def switch_chat(self, ws_id: int | None, chat_id: int | None) -> dict:
         return self._view(ws_id, chat_id)
 
+    @toasts_refusals
     def new_chat(self, ws_id: int | None) -> dict:
         out = self._view(ws_id, None)
         return out
 
+    @toasts_refusals
     def ask_delete_chat(self, chat_id: int | None):
         """Show the confirmation for deleting the open chat."""
         if chat_id is None:
-            raise gr.Error("This is a new chat: nothing is saved in it yet")
-        try:
-            chat = self.svc.chats.get(chat_id)
-        except AppError as err:
-            raise _fail(err) from None
+            raise Refused("This is a new chat: nothing is saved in it yet")
+        chat = self.svc.chats.get(chat_id)
         questions = (chat.messages + 1) // 2
-        text = (f"**Delete chat \u201c{chat.title or 'untitled'}\u201d?** Its {questions} question"
+        text = (f"<b>Delete chat \u201c{render.esc(chat.title or 'untitled')}\u201d?</b> Its {questions} question"
                 f"{'' if questions == 1 else 's'} and answers are removed for good.")
         return gr.update(visible=True), text, chat_id        # the confirmed one, whatever is open by then
 
+    @toasts_refusals
     def delete_chat(self, ws_id: int | None, chat_id: int | None, open_chat: int | None = None) -> dict:
         """Delete the chat the confirmation named (`chat_id`; not while one of its answers is still
         being written); the open chat stays open unless it was that one (then the latest other)."""
@@ -367,72 +389,104 @@ class Handlers:
             with self._asks_lock:
                 busy = any(r.chat_id == chat_id and not r.settled.is_set() for r in self._asks.values())
             if busy:
-                raise gr.Error("An answer is still being written in this chat: stop it or wait, then delete")
+                raise Refused("An answer is still being written in this chat: stop it or wait, then delete")
             try:
                 self.svc.chats.delete(chat_id)
             except NotFound:
                 pass                                   # already gone (a second click on "Yes")
-            except AppError as err:
-                raise _fail(err) from None
         remaining = [c.id for c in self.svc.chats.list(ws_id)] if ws_id is not None else []   # newest first
         out = self._view(ws_id, open_chat if open_chat in remaining else next(iter(remaining), None))
         out.update(self._empty_viewer())
         out[self.ui.chat_confirm] = gr.update(visible=False)
         return out
 
+    def navigation(self, enabled: bool) -> dict:
+        """Lock (or unlock) what would take the page away from the chat an answer is being written
+        into: the workspace and chat pickers, New chat, Create and both Delete buttons."""
+        return {c: gr.update(interactive=enabled) for c in
+                (self.ui.ws_dd, self.ui.chat_dd, self.ui.new_chat_btn, self.ui.create_btn, self.ui.delete_btn,
+                 self.ui.delete_chat_btn)}
+
+    def unlocked(self) -> dict:
+        """After an ask ended however it ended (Gradio runs this after the ask's event)."""
+        return self.navigation(True)
+
+    def _with_navigation(self, out: dict, enabled: bool) -> dict:
+        """`out` (a view) with the navigation controls' interactivity merged into its updates."""
+        for c, update in self.navigation(enabled).items():
+            out[c] = {**out[c], **update} if isinstance(out.get(c), dict) else update
+        return out
+
+    def _answering(self, request: gr.Request | None = None, *, ws_id: int | None = None) -> bool:
+        """An answer is being written for this browser session (`request`), or into workspace `ws_id`."""
+        with self._asks_lock:
+            runs = [r for k, r in self._asks.items() if not r.settled.is_set()
+                    and (k == _session_key(request) if request is not None else r.ws_id == ws_id)]
+        return bool(runs)
+
+    @toasts_refusals
     def ask(self, question: str, ws_id: int | None, chat_id: int | None,
             history: list | None, request: gr.Request | None = None) -> Iterator[dict]:
         """Stream the answer into the chat; progress bar during prefill; chips when it is saved.
 
-        The first event names the chat (a new one when `chat_id` is None): it goes into the
-        chat_id state at once, so a Stop shows the saved question. Stop (see `stopped`) finds
-        this ask through `_asks` and waits until it has settled."""
+        A question the app refuses (too long, no documents ...) stays in the box and the chat is left
+        as it was. While the answer is written, navigation is locked (`navigation`). The first
+        event names the chat (a new one when `chat_id` is None): it goes into the chat_id state at
+        once, so a Stop shows the saved question. Stop (see `stopped`) finds this ask through
+        `_asks` and waits until it has settled."""
         question = (question or "").strip()
         if not question:
-            raise gr.Error("Type a question first")
+            raise Refused("Type a question first")
         if ws_id is None:
-            raise gr.Error(NO_WORKSPACE)
+            raise Refused(NO_WORKSPACE)
+        run, key = _AskRun(chat_id=chat_id, ws_id=ws_id), _session_key(request)
+        kwargs: dict = {"chat_id": chat_id}
+        if "cancel" in inspect.signature(self.svc.qa.ask).parameters:
+            kwargs["cancel"] = run.cancel
+        events = self.svc.qa.ask(ws_id, question, **kwargs)   # refusals come here, before anything changes
         shown = list(history or []) + [{"role": "user", "content": question},
                                        {"role": "assistant", "content": "\u2026"}]
-        run, key = _AskRun(chat_id=chat_id), _session_key(request)
         self._track(key, run)
         closed = False
         try:
-            yield {self.ui.question: "", self.ui.chatbot: shown, self.ui.prefill_html: "",
-                   self.ui.stats_html: render.answer_stats(None)}
-            done = yield from self._stream_answer(question, ws_id, chat_id, shown, run)
+            yield self._with_navigation({self.ui.question: "", self.ui.chatbot: shown, self.ui.prefill_html: "",
+                                         self.ui.stats_html: render.answer_stats(None)}, False)
+            done = yield from self._stream_answer(events, question, ws_id, shown, run)
         except GeneratorExit:      # Stop (or the page went away): `stopped` still needs run.chat_id
             closed = True
             raise
         finally:
+            events.close()         # (Stop before the first update: no-op when the stream has ended)
             run.settled.set()
             if not closed:
                 self._untrack(key, run)
         if run.stopped:
             # Stop landed while this ask was between events: its last update may reach the page after
             # `stopped`'s, so it shows the same thing (the saved chat and the note), not an empty bar.
-            yield self._stopped_view(ws_id, run.chat_id, "Stopped.")
+            yield self._with_navigation(self._stopped_view(ws_id, run.chat_id, "Stopped."), True)
+            return
+        if isinstance(done, dict):               # the engine failed: already shown in the chat
+            yield self._with_navigation(done, True)
             return
         if done is None or done.answer is None:
-            raise gr.Error("The engine ended without an answer")
+            warn("The engine ended without an answer")
+            yield self._with_navigation(self._view(ws_id, run.chat_id), True)
+            return
         out = self._view(ws_id, run.chat_id)
         out[self.ui.prefill_html] = ""
         out[self.ui.stats_html] = render.answer_stats(done.answer.timings)
-        yield out
+        yield self._with_navigation(out, True)
 
-    def _stream_answer(self, question: str, ws_id: int, chat_id: int | None, shown: list[dict],
+    def _stream_answer(self, events: Iterator, question: str, ws_id: int, shown: list[dict],
                        run: "_AskRun") -> Iterator[dict]:
-        """Relay `qa.ask`'s events as chat / progress updates; returns the "done" event (or None).
+        """Relay `qa.ask`'s events as chat / progress updates; returns the "done" event, None, or
+        (the engine failed: a toast says why) the last update to show: the reason in place of the
+        answer, and the question back in the box when nothing of an answer came.
         Closing this (Stop, a lost client) closes the ask stream, which saves the question and
         the partial answer before `close()` returns (app/qa.py); `run.settled` follows that."""
-        kwargs: dict = {"chat_id": chat_id}
-        if "cancel" in inspect.signature(self.svc.qa.ask).parameters:
-            kwargs["cancel"] = run.cancel
         text, thinking, last_paint, done = "", "", 0.0, None
         eta: tuple[str, float | None] = ("", None)     # (stage, last ETA): engines send some without
-        events = None
         try:
-            events = self.svc.qa.ask(ws_id, question, **kwargs)
             for event in events:
                 out: dict = {}
                 if event.chat_id is not None and event.chat_id != run.chat_id:
@@ -462,18 +516,19 @@ class Handlers:
                     done = event
                 if out:
                     yield out
-        except AppError as err:
-            shown[-1] = {"role": "assistant", "content": f"\u26a0 {render.esc(err)}"}
-            yield {self.ui.chatbot: shown, self.ui.prefill_html: ""}
-            raise _fail(err) from None
         except Exception as err:
-            if err.__class__.__name__ == "IngestError":
-                raise _fail(err) from None
-            raise
+            if not is_refusal(err):
+                raise
+            warn(err)
+            shown[-1] = {"role": "assistant", "content": f"\u26a0 {render.esc(err)}"}
+            failed = self._view(ws_id, run.chat_id)   # a new chat of a failed first ask is gone
+            failed.update({self.ui.chatbot: shown, self.ui.prefill_html: ""})
+            if not text and not thinking:      # nothing of it was saved: the question is not lost
+                failed[self.ui.question] = question
+            return failed
         finally:
             run.cancel.set()       # no-op after a normal end; stops the engine if the user pressed Stop
-            if events is not None:
-                events.close()     # saves a stopped ask now, not whenever the generator is collected
+            events.close()         # saves a stopped ask now, not whenever the generator is collected
         return done
 
     def _track(self, key: str, run: "_AskRun") -> None:
@@ -496,6 +551,7 @@ class Handlers:
         return {self.ui.chat_id: chat_id, self.ui.prefs: {"ws": ws_id, "chat": chat_id},
                 self.ui.chat_dd: gr.update(choices=[(self._chat_label(c), c.id) for c in chats], value=chat_id)}
 
+    @toasts_refusals
     def stopped(self, ws_id: int | None, chat_id: int | None, request: gr.Request | None = None) -> dict:
         """After Stop: stop this session's ask, wait until it has saved the question and the partial
         answer, then show the chat as saved (the answer labelled "(stopped)") and a note."""
@@ -508,7 +564,7 @@ class Handlers:
             if not run.settled.wait(STOP_WAIT_S):
                 note = "Stopping\u2026 the engine has not let go yet; the question is saved when it does."
             chat_id = run.chat_id if run.chat_id is not None else chat_id
-        return self._stopped_view(ws_id, chat_id, note)
+        return self._with_navigation(self._stopped_view(ws_id, chat_id, note), True)
 
     def _stopped_view(self, ws_id: int | None, chat_id: int | None, note: str) -> dict:
         """The chat as saved (the answer labelled "(stopped)") and `note` where the progress bar was."""
@@ -522,41 +578,37 @@ class Handlers:
         try:
             msg_id, index = int(msg_part), int(idx_part)
         except ValueError:
-            raise gr.Error(f"Unknown citation {key!r}") from None
+            raise Refused(f"Unknown citation {key!r}") from None
         if chat_id is None:
-            raise gr.Error("This citation belongs to no open chat")
+            raise Refused("This citation belongs to no open chat")
         for msg in self.svc.chats.messages(chat_id):
             if msg.id == msg_id and 0 <= index < len(msg.citations):
                 return msg.citations[index]
-        raise gr.Error("That answer is no longer in this chat")
+        raise Refused("That answer is no longer in this chat")
 
+    @toasts_refusals
     def open_citation(self, value: str, ws_id: int | None, chat_id: int | None) -> dict:
         if not value:
-            return {}
+            return gr.skip()
         key = value.split("|", 1)[0]
         cite = self._citation(chat_id, key)
         if cite.doc_id is None or cite.page is None:
-            raise gr.Error("The cited page does not exist (or its document was removed)")
+            raise Refused("The cited page does not exist (or its document was removed)")
         return self._show_page(cite, cite.page)
 
     def turn_page(self, step: int) -> Callable[[dict | None, int | None], dict]:
+        @toasts_refusals
         def turn(state: dict | None, ws_id: int | None) -> dict:
             if not state:
-                return {}
+                return gr.skip()
             cite = CitationInfo(**state["cite"])
             return self._show_page(cite, state["page"] + step)
         return turn
 
     def _show_page(self, cite: CitationInfo, number: int) -> dict:
-        try:
-            doc = self.svc.documents.get(cite.doc_id)
-        except AppError as err:
-            raise _fail(err) from None
+        doc = self.svc.documents.get(cite.doc_id)
         number = max(1, min(doc.pages, number))
-        try:
-            page = self.svc.documents.page(cite.doc_id, number)
-        except AppError as err:
-            raise _fail(err) from None
+        page = self.svc.documents.page(cite.doc_id, number)
         on_cited = number == cite.page
         highlight = (cite.passage or cite.quote) if on_cited and cite.verified else None
         image, marked = None, False
@@ -578,6 +630,8 @@ class Handlers:
         return {self.ui.source_head: head,
                 self.ui.page_image: gr.update(value=image, visible=image is not None),
                 self.ui.nav_row: gr.update(visible=doc.pages > 1),
+                self.ui.prev_btn: gr.update(interactive=number > 1),
+                self.ui.next_btn: gr.update(interactive=number < doc.pages),
                 self.ui.page_text: text_html, self.ui.viewer: state}
 
     def _render(self, doc_id: int, number: int, highlight: str | None, kind: str = "pdf"):

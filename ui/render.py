@@ -242,7 +242,8 @@ def upload_progress(rows: Iterable[UploadRow]) -> str:
     for row in rows:
         frac = row.done / row.total if row.total else (1.0 if row.status in ("added", "duplicate") else 0)
         if row.status == "reading":
-            text = f"reading page {row.done} of {row.total}" if row.total else "reading..."
+            text = (f"reading page {row.done:,} of {row.total:,}" if row.done else
+                    f"reading {row.total:,} page{'' if row.total == 1 else 's'}\u2026") if row.total else "reading\u2026"
         elif row.status == "added":
             text = row.message or f"added, {row.total} pages"
         elif row.status == "duplicate":
@@ -273,10 +274,16 @@ def ingest_error_text(err: Exception, filename: str | None = None) -> str:
 # ---- chat ---------------------------------------------------------------------------------------
 
 def _chip(cite: CitationInfo | None, label: str, key: str | None) -> str:
+    """A citation chip: a button that opens the cited page (`key`), or an inert span saying why not
+    (a page that does not exist, a document removed from the workspace since the answer)."""
+    name = (cite.filename or f"doc {cite.doc}") if cite is not None else ""
+    short = name if len(name) <= 28 else name[:25] + "..."
+    if cite is not None and cite.doc_id is None and cite.filename:
+        where = "" if cite.page is None else ", " + esc(cite.place).replace(" ", "&nbsp;", 1)
+        return (f'<span class="cite-chip cite-removed" title="{esc(cite.filename)} was removed from this '
+                f'workspace after this answer">{esc(short)}{where} (removed)</span>')
     if cite is None or key is None:
         return f'<span class="cite-chip cite-missing" title="cites a page that does not exist">{esc(label)} ?</span>'
-    name = cite.filename or f"doc {cite.doc}"
-    short = name if len(name) <= 28 else name[:25] + "..."
     mark, cls, tip = ("&#10003;", "cite-verified", f"verified: the quoted text is on this {cite.unit}") \
         if cite.verified else ("!", "cite-unverified", f"unverified: the quote was not found on this {cite.unit}")
     # Gradio's HTML sanitizer drops data-* attributes but keeps classes: the key rides in one.
@@ -337,7 +344,8 @@ def answer_html(text: str, message: MessageInfo | None = None, pending: bool = F
     return body
 
 
-STOPPED_LABEL = '<em class="jd-stopped">(stopped)</em>'
+STOPPED_LABEL = ('<em class="jd-stopped" title="Stop was pressed, or the page was closed or reloaded, before the '
+                 'answer was complete">(stopped)</em>')
 
 
 def was_stopped(message: MessageInfo) -> bool:
@@ -375,8 +383,10 @@ def chat_messages(messages: Sequence[MessageInfo]) -> list[dict]:
 
 def source_header(cite: CitationInfo, page_count: int | None, shown_page: int, unit: str = "page") -> str:
     """Title, where the viewer is ("page 8 of 113 (printed "2")", "slide 3 of 12", "section 2 of 5
-    ("§2 Installation")"), the verdict and the quote."""
-    if cite.verified:
+    ("§2 Installation")"), the verdict (on the cited page only: it is about that page) and the quote."""
+    if shown_page != cite.page:
+        badge = ""
+    elif cite.verified:
         badge = f'<span class="jd-pill jd-ok" id="jd-verdict">&#10003; verified: the quoted text is on this {unit}</span>'
     else:
         badge = ('<span class="jd-pill jd-bad" id="jd-verdict">! unverified: the quoted text was not found '

@@ -19,6 +19,12 @@ CSS = """
 .jd-stats:empty {display:none}
 .jd-hidden {display:none !important}
 #jd-chat-pick input, #jd-ws input {text-overflow:ellipsis; padding-right:22px}  /* a long title ends in "...", clear of the arrow */
+/* Gradio's "Clear" (trash) button empties the chat on the page only, not the saved chat: Delete chat does that */
+#jd-chat .top-panel button[aria-label="Clear"] {display:none}
+/* the upload box's own icon sits under its label (hidden by it at any width, overlapping at 400 px) */
+#jd-upload .icon-wrap {display:none}
+/* on a phone the panels stack: a shorter chat keeps the question box nearer to the answers */
+@media (max-width: 640px) { #jd-chat {height: 60vh !important; min-height: 320px} }
 .jd-docs table {width:100%; border-collapse:collapse; font-size:.85rem; border:none !important; margin:0}
 .jd-docs th {text-align:left; font-weight:600; border-bottom:1px solid var(--border-color-primary); padding:2px 4px}
 .jd-docs td {border-bottom:1px solid var(--border-color-primary); padding:4px; vertical-align:top}
@@ -50,7 +56,7 @@ CSS = """
 .cite-chip.cite-verified .cite-mark {color:#15803d; font-weight:700}
 .cite-chip.cite-unverified {border-color:#fca5a5; background:#fef2f2; color:#991b1b}
 .cite-chip.cite-unverified .cite-mark {font-weight:800}
-.cite-chip.cite-pending, .cite-chip.cite-missing {cursor:default; border-style:dashed; background:transparent; color:inherit}
+.cite-chip.cite-pending, .cite-chip.cite-missing, .cite-chip.cite-removed {cursor:default; border-style:dashed; background:transparent; color:inherit}
 .jd-more-cites {margin-top:.4rem; font-size:.8rem}
 .jd-stopped {color:var(--body-text-color-subdued); font-size:.85em}
 .jd-source-head .jd-title {font-weight:700}
@@ -62,7 +68,8 @@ CSS = """
 .jd-page-text.jd-unverified mark {background:#fecaca}
 .jd-docs table, .jd-docs tr, .jd-docs thead, .jd-docs tbody {border:none !important}
 .jd-docs th, .jd-docs td {border-left:none !important; border-right:none !important; border-top:none !important}
-#jd-confirm {border:1px solid #fca5a5; border-radius:8px; padding:.5rem; background:#fef2f2}
+#jd-confirm, #jd-chat-confirm, #jd-doc-confirm {border:1px solid #fca5a5; border-radius:8px; padding:.5rem;
+                                                background:#fef2f2}
 """
 
 # Citation chips live inside chat messages (HTML). One delegated listener turns a click on a chip

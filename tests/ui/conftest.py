@@ -38,7 +38,9 @@ def screenshots() -> Path:
 HANDLER_COMPONENTS = ("ws_dd", "docs_html", "budget_html", "doc_dd", "chat_dd", "chatbot", "export_btn",
                       "stats_html", "ws_id", "chat_id", "prefs", "question", "prefill_html", "uploads", "files",
                       "password", "password_box", "confirm_box", "chat_confirm", "source_head", "page_image",
-                      "nav_row", "page_text", "viewer", "engine_line", "ws_name")
+                      "nav_row", "page_text", "viewer", "engine_line", "ws_name", "create_btn", "delete_btn",
+                      "new_chat_btn", "delete_chat_btn", "prev_btn", "next_btn",
+                      "doc_confirm")
 
 
 @pytest.fixture

@@ -94,8 +94,13 @@ def test_flow_with_tiny_jamba(chromium, corpus, tmp_path, tiny_checkpoint, scree
         page.click("#jd-ask")
         page.wait_for_function("() => /Reading the documents/.test(document.querySelector('#jd-prefill')"
                                "?.innerText || '')", timeout=120_000)
+        # while it is written, nothing can take the page to another chat
+        for control in ("#jd-ws input", "#jd-chat-pick input", "#jd-new-chat", "#jd-ws-create", "#jd-ws-delete"):
+            assert page.locator(control).is_disabled(), control
         page.click("#jd-stop")
         page.wait_for_selector("#jd-stopped-note", timeout=180_000)
+        page.wait_for_function("() => !document.querySelector('#jd-ws input').disabled", timeout=30_000)
+        assert not page.locator("#jd-new-chat").is_disabled()
         page.wait_for_selector("#jd-chat .jd-stopped", timeout=30_000)     # the saved chat, not an empty one
         chat = page.locator("#jd-chat .message-row").all_inner_texts()
         assert len(chat) == 2 and stop_question in chat[0] and "(stopped)" in chat[1], chat

@@ -55,6 +55,15 @@ def test_citation_to_a_missing_page_is_flagged(hsaur):
     assert "cite-missing" in html and "jd-cite-8" not in html
 
 
+def test_a_citation_of_a_removed_document_names_it_as_removed(message):
+    removed = [c.__class__(**{**c.to_dict(), "doc_id": None}) for c in message.citations]
+    msg = MessageInfo(id=9, chat_id=3, role="assistant", text=message.text, citations=removed)
+    html = answer_html(msg.text, msg)
+    chips = re.findall(r'<span class="cite-chip cite-removed"[^>]*>(.*?)</span>', html)
+    assert chips == ["hsaur-inference.pdf, p.&nbsp;3 (removed)", "hsaur-inference.pdf, p.&nbsp;4 (removed)"]
+    assert "jd-cite-9" not in html and "does not exist" not in html      # inert, and not "a missing page"
+
+
 def _doc(i: int, name: str, pages: int, tokens: int, cached: bool) -> DocumentInfo:
     return DocumentInfo(id=i, workspace_id=1, index=i, filename=name, title=name.upper(), kind="pdf", unit="page",
                         pages=pages, tokens=tokens, content_hash="0" * 64, cached=cached,
@@ -83,6 +92,15 @@ def test_omitted_summary_in_words():
     assert omitted_text({"omitted": []}) == ""
 
 
+def test_upload_progress_counts_pages_in_words():
+    from ui.render import UploadRow, upload_progress
+
+    rows = [UploadRow("big.pdf", status="reading", done=0, total=1311),
+            UploadRow("half.pdf", status="reading", done=655, total=1311)]
+    html = upload_progress(rows)
+    assert "reading 1,311 pages" in html and "reading page 655 of 1,311" in html and "page 0" not in html
+
+
 def test_upload_errors_in_plain_words(corpus):
     from ingest import IngestError
 
@@ -93,6 +111,7 @@ def test_upload_errors_in_plain_words(corpus):
         assert name in ingest_error_text(err.value)               # alone, the message names the file
         text = ingest_error_text(err.value, name)                 # in its row, the name is not repeated
         assert not text.startswith(name) and words.lower() in text.lower(), text
+        assert "PDFium" not in text and "Failed to" not in text, text          # no library's own wording
     with pytest.raises(IngestError) as err:
         read_document(corpus / "encrypted.pdf")
     assert "Password for protected PDFs" in ingest_error_text(err.value, "encrypted.pdf")
@@ -153,6 +172,19 @@ def test_source_header_names_the_unit_and_its_label_on_the_cited_unit_only(unit,
     cite = CitationInfo(doc=1, doc_id=5, filename="f", page=8, page_label=label, quote="q", verified=True,
                         passage="q", start=0, end=1)
     assert where in source_header(cite, 10, shown, unit)
+
+
+def test_the_verdict_shows_on_the_cited_page_only():
+    """The viewer said "verified: the quoted text is on this page" on the page after the cited one."""
+    from app.records import CitationInfo
+    from ui.render import source_header
+
+    cite = CitationInfo(doc=1, doc_id=5, filename="f", page=8, page_label="8", quote="q", verified=True,
+                        passage="q", start=0, end=1)
+    assert "jd-verdict" in source_header(cite, 10, 8) and "verified" in source_header(cite, 10, 8)
+    for other in (7, 9):
+        head = source_header(cite, 10, other)
+        assert "jd-verdict" not in head and "cited page 8" in head
 
 
 def test_answer_stats_name_the_sampling_only_when_sampled():
@@ -218,6 +250,7 @@ def test_an_error_toast_shows_a_typed_name_as_text_not_html(tmp_path):
 
     with Services(Settings.from_env(data_dir=tmp_path / "d", engine="extractive")) as svc:
         h = Handlers(svc)
-        with pytest.raises(gr.Error) as err:
-            h.create_workspace("<img src=x onerror=alert(1)><b>bold</b>/x")
-    assert "<img" not in err.value.message and "&lt;img src=x onerror=alert(1)&gt;&lt;b&gt;" in err.value.message
+        with pytest.warns(UserWarning) as toasts:
+            assert h.create_workspace("<img src=x onerror=alert(1)><b>bold</b>/x") == gr.skip()
+    (toast,) = [str(w.message) for w in toasts]
+    assert "<img" not in toast and "&lt;img src=x onerror=alert(1)&gt;&lt;b&gt;" in toast

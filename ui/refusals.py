@@ -1,0 +1,59 @@
+"""Refusals of the browser UI shown as a warning toast, with nothing else on the page touched.
+
+A handler that raises `gr.Error` also puts Gradio's red "Error" status on every output of its event,
+and those badges cover the pickers and buttons until each is closed by hand. So handlers raise
+`Refused` (or let an app error through), and `toasts_refusals` turns it into a toast and "no update".
+"""
+from __future__ import annotations
+
+import functools
+import html
+import inspect
+from typing import Any, Callable
+
+import gradio as gr
+
+from app.errors import AppError
+
+
+class Refused(Exception):
+    """What the user asked cannot be done now; the message says why, in plain words."""
+
+
+def is_refusal(err: BaseException) -> bool:
+    """Errors the user can act on: a refusal, an app error, a document that cannot be read."""
+    return isinstance(err, (Refused, AppError)) or err.__class__.__name__ == "IngestError"
+
+
+def warn(err: BaseException | str) -> None:
+    """A warning toast with `err`'s message. Gradio renders a toast's message as HTML and the message
+    may quote what the user typed (a workspace name): escaped."""
+    text = str(err) or err.__class__.__name__
+    gr.Warning(html.escape(text, quote=False))
+
+
+def toasts_refusals(fn: Callable) -> Callable:
+    """Wrap a handler (function or generator): a refusal becomes a toast and `gr.skip()` (every output
+    left as it is). Other exceptions (bugs) go to Gradio as before."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def stream(*args: Any, **kwargs: Any):
+            try:
+                return (yield from fn(*args, **kwargs))
+            except Exception as err:
+                if not is_refusal(err):
+                    raise
+                warn(err)
+                yield gr.skip()
+        return stream
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:
+            if not is_refusal(err):
+                raise
+            warn(err)
+            return gr.skip()
+    return call
