@@ -193,7 +193,8 @@ def budget_gauge(budget: BudgetInfo | None, docs: Sequence[DocumentInfo]) -> str
         return '<div class="jd-budget" id="jd-budget"></div>'
     if not budget.max:
         return (f'<div class="jd-budget" id="jd-budget"><div class="jd-progress-label">Context: '
-                f'{fmt_tokens(budget.used)} tokens in {budget.documents} document(s); this engine has '
+                f'{fmt_tokens(budget.used)} tokens in {budget.documents} document'
+                f'{"" if budget.documents == 1 else "s"}; this engine has '
                 f'no context limit, nothing is left out.</div></div>')
     used_pct = min(100.0, budget.used / budget.max * 100)
     cached_pct = min(used_pct, budget.cached / budget.max * 100)

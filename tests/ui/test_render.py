@@ -84,6 +84,9 @@ def test_budget_gauge_names_what_is_left_out():
     docs[1].notes = ["no text layer on pp. 2-4: text recognised by OCR (RapidOCR, PP-OCR models)"]
     rows = re.findall(r"<tr data-doc-id.*?</tr>", documents_table(docs, None))
     assert ">OCR<" in rows[1] and "pp. 2-4" in rows[1] and ">OCR<" not in rows[0] + rows[2]
+    unlimited = [budget_gauge(BudgetInfo(used=500, max=None, cached=0, fits=True, documents=n), docs[:n])
+                 for n in (1, 3)]
+    assert "in 1 document;" in unlimited[0] and "in 3 documents;" in unlimited[1]
 
 
 def test_omitted_summary_in_words():
