@@ -73,20 +73,33 @@ _OPEN_ERRORS = {pdfium_c.FPDF_ERR_FORMAT: "its structure is broken (the end of t
 
 
 def _open(data: bytes, path: str | Path, password: str | None) -> pdfium.PdfDocument:
+    """The PDF opened with `password`. One that opens without a password is opened whatever the
+    password (a password given for several files must not lock out those that need none)."""
     try:
         pdf = pdfium.PdfDocument(data, password=password)
     except pdfium.PdfiumError as err:
         code = getattr(err, "err_code", None)
-        if code == pdfium_c.FPDF_ERR_PASSWORD:
-            why = ("the password is wrong" if password else
-                   "it is encrypted and needs a password to open")
-            raise IngestError("encrypted", path, why) from None
-        if code == pdfium_c.FPDF_ERR_SECURITY:
-            raise IngestError("encrypted", path, "it uses an encryption scheme that is not supported") from None
-        detail = _OPEN_ERRORS.get(code, "it cannot be opened")
-        raise IngestError("corrupt", path, f"damaged or truncated PDF: {detail}") from None
+        pdf = _without_password(data) if password and code == pdfium_c.FPDF_ERR_PASSWORD else None
+        if pdf is None:
+            raise _open_error(code, path, password) from None
     init_forms(pdf)                           # filled-in fields are read with the pages (pdf_annotations.py)
     return pdf
+
+
+def _without_password(data: bytes) -> pdfium.PdfDocument | None:
+    try:
+        return pdfium.PdfDocument(data)
+    except pdfium.PdfiumError:
+        return None
+
+
+def _open_error(code: int | None, path: str | Path, password: str | None) -> IngestError:
+    if code == pdfium_c.FPDF_ERR_PASSWORD:
+        why = "the password is wrong" if password else "it is encrypted and needs a password to open"
+        return IngestError("encrypted", path, why)
+    if code == pdfium_c.FPDF_ERR_SECURITY:
+        return IngestError("encrypted", path, "it uses an encryption scheme that is not supported")
+    return IngestError("corrupt", path, f"damaged or truncated PDF: {_OPEN_ERRORS.get(code, 'it cannot be opened')}")
 
 
 def _extract(pdf: pdfium.PdfDocument, path: str | Path, progress: Progress | None,

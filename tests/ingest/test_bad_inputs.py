@@ -145,3 +145,13 @@ def test_an_unknown_type_lists_what_is_read(tmp_path):
         read_document(tmp_path / "plan.dwg")
     assert err.value.reason == "unsupported" and "plan.dwg" in str(err.value)
     assert "unsupported file type .dwg" in str(err.value) and ".pptx" in str(err.value) and ".png" in str(err.value)
+
+
+def test_a_password_given_for_several_files_does_not_lock_out_one_that_needs_none(corpus):
+    """One password typed for a drop of several PDFs: a PDF with no user password opens anyway (it
+    was refused as "the password is wrong"); a wrong password for an encrypted one is still refused."""
+    owner_only = read_document(corpus / "encrypted-owner-only.pdf", password="secret123")
+    assert len(owner_only.pages) == 4 and owner_only.pages[0].text.strip()
+    with pytest.raises(IngestError, match="the password is wrong"):
+        read_document(corpus / "encrypted.pdf", password="owner-only-has-none")
+    assert len(read_document(corpus / "encrypted.pdf", password="secret123").pages) == 26
