@@ -57,6 +57,9 @@ class DocumentService:
     def __init__(self, svc: "Services"):
         self._svc = svc
         self._files_lock = threading.RLock()     # add/remove of originals within this process
+        # Passwords that opened a PDF here, by content hash: in this process's memory only (never
+        # stored), so that its page images can be drawn until the server stops.
+        self._passwords: dict[str, str] = {}
 
     # -- reading ------------------------------------------------------------------------------
     def list(self, ws_id: int) -> list[DocumentInfo]:
@@ -92,6 +95,12 @@ class DocumentService:
         if not path.is_file():
             raise NotFound(f"the original of {row.filename} is missing from {path.parent}")
         return path
+
+    def password(self, doc_id: int) -> str | None:
+        """The password this document was added with since the server started (None otherwise)."""
+        with db.transaction(self._svc.sessions) as s:
+            content_hash = self._row(s, doc_id).content_hash
+        return self._passwords.get(content_hash)
 
     def load(self, ws_id: int) -> tuple[list[int], list["ingest.Document"]]:
         """(document ids, ingest Documents with their page texts) in workspace order."""
@@ -136,6 +145,8 @@ class DocumentService:
         if doc.content_hash != content_hash:
             raise InvalidInput(f"{name}: the file changed while it was being added")
         doc.filename = name
+        if password:
+            self._passwords[content_hash] = password
         return self._insert(ws_id, path, size, doc)
 
     def _insert(self, ws_id: int, path: Path, size: int, doc: "ingest.Document") -> DocumentInfo:

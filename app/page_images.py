@@ -52,7 +52,16 @@ def _open_pdf(path: Path, password: str | None):
         try:
             pdf = pdfium.PdfDocument(str(path), password=password)
         except pdfium.PdfiumError as err:
-            raise PageImageError(f"{path.name}: cannot open as PDF ({err})") from None
+            code = getattr(err, "err_code", None)
+            if code == pdfium_c.FPDF_ERR_PASSWORD and not password:
+                raise PageImageError(f"{path.name}: the PDF is password-protected and no password was given") \
+                    from None
+            if code != pdfium_c.FPDF_ERR_PASSWORD:
+                raise PageImageError(f"{path.name}: cannot open as PDF ({err})") from None
+            try:                              # a password given for a PDF that needs none
+                pdf = pdfium.PdfDocument(str(path))
+            except pdfium.PdfiumError:
+                raise PageImageError(f"{path.name}: cannot open as PDF (the password is wrong)") from None
         try:
             yield pdf
         finally:

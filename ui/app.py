@@ -22,6 +22,7 @@ from ui.theme import SCROLL_TO_PASSAGE  # noqa: E402
 # old (a tab left open longer may find its export link gone: ask or switch chats to make a new one).
 TEMP_FILES_SWEEP_S = 3600
 TEMP_FILES_MAX_AGE_S = 24 * 3600
+ASKS_AT_ONCE = 16          # asks (of different tabs) in the handler at once; app.qa runs one at a time
 
 
 def _confirmation(elem_id: str, yes_label: str = "Yes, delete it"):
@@ -131,9 +132,10 @@ def build_ui(services) -> gr.Blocks:
                confirm_box=confirm_box, chat_confirm=chat_confirm, doc_confirm=doc_confirm, uploads=uploads, files=files, password=password,
                password_box=password_box,
                question=question, prefill_html=prefill_html, create_btn=create_btn, delete_btn=delete_btn,
-               new_chat_btn=new_chat_btn, delete_chat_btn=delete_chat_btn, prev_btn=prev_btn, next_btn=next_btn)
+               new_chat_btn=new_chat_btn, delete_chat_btn=delete_chat_btn, prev_btn=prev_btn, next_btn=next_btn,
+               ask_btn=ask_btn)
         # what an ask locks while its answer is written (Handlers.navigation)
-        lock_outputs = [ws_dd, chat_dd, new_chat_btn, create_btn, delete_btn, delete_chat_btn]
+        lock_outputs = [ws_dd, chat_dd, new_chat_btn, create_btn, delete_btn, delete_chat_btn, ask_btn]
 
         demo.load(h.on_load, inputs=[prefs], outputs=view_outputs + [engine_line]) \
             .then(h.after_load, inputs=[ws_id], outputs=[engine_line, docs_html, budget_html])
@@ -167,18 +169,20 @@ def build_ui(services) -> gr.Blocks:
         chat_confirm_no.click(_dismiss, outputs=[chat_confirm, chat_to_delete])
         chat_confirm_yes.click(h.delete_chat, inputs=[ws_id, chat_to_delete, chat_id],
                                outputs=view_outputs + viewer_outputs + [chat_confirm])
-        ask_args = dict(fn=h.ask, inputs=[question, ws_id, chat_id, chatbot],
-                        outputs=[question, prefill_html] + view_outputs + lock_outputs[2:])
-        ask_event = ask_btn.click(**ask_args)
-        submit_event = question.submit(**ask_args)
-        for event in (ask_event, submit_event):    # unlocked however the ask ended (a bug's error too)
-            event.then(h.unlocked, outputs=lock_outputs)
+        # One event for Ask and Enter: "once" ignores a second question sent while one is answered (two
+        # listeners queued it behind the first, and Stop then left both as "..." on the page). Asks of
+        # other tabs run beside it: app.qa serves them in turn and shows them their place in the queue.
+        ask_event = gr.on([ask_btn.click, question.submit], h.ask, inputs=[question, ws_id, chat_id, chatbot],
+                          outputs=[question, prefill_html] + view_outputs + lock_outputs[2:],
+                          trigger_mode="once", concurrency_limit=ASKS_AT_ONCE)
+        ask_event.then(h.unlocked, outputs=lock_outputs)    # unlocked however the ask ended (a bug's error too)
         stop_btn.click(h.stopped, inputs=[ws_id, chat_id], outputs=[prefill_html] + view_outputs + lock_outputs[2:],
-                       cancels=[ask_event, submit_event])
+                       cancels=[ask_event])
 
         # source viewer
         cite_box.change(h.open_citation, inputs=[cite_box, ws_id, chat_id], outputs=viewer_outputs + page_turns) \
             .then(None, js=SCROLL_TO_PASSAGE)
-        prev_btn.click(h.turn_page(-1), inputs=[viewer, ws_id], outputs=viewer_outputs + page_turns)
-        next_btn.click(h.turn_page(+1), inputs=[viewer, ws_id], outputs=viewer_outputs + page_turns)
+        for button, step in ((prev_btn, -1), (next_btn, +1)):    # a turned page opens at its top
+            button.click(h.turn_page(step), inputs=[viewer, ws_id], outputs=viewer_outputs + page_turns) \
+                .then(None, js=SCROLL_TO_PASSAGE)
     return demo

@@ -42,7 +42,9 @@ def chat_markdown(workspace: str, chat: ChatInfo | None, messages: Sequence[Mess
             lines += ["Citations:", ""]
             for i, c in enumerate(msg.citations, 1):
                 verdict = "verified" if c.verified else "**unverified**: quote not found on the page"
-                lines.append(f"{i}. [doc {c.doc}] {c.filename or 'unknown document'}, {c.where('page')}: {verdict}")
+                gone = " (removed from the workspace since)" if c.doc_id is None and c.filename else ""
+                lines.append(f"{i}. [doc {c.doc}] {c.filename or 'unknown document'}{gone}, {c.where('page')}: "
+                             f"{verdict}")
                 if c.quote:
                     lines.append(f'   - quote: "{_one_line(c.quote)}"')
                 if c.passage:
@@ -60,6 +62,9 @@ def chat_markdown(workspace: str, chat: ChatInfo | None, messages: Sequence[Mess
             if figures:
                 lines += [f"_{'; '.join(figures)}_", ""]
     lines += ["## Sources", ""]
+    if documents and any(m.citations for m in messages):
+        lines += ["The workspace's documents when exported; an answer's \"doc N\" is the document's place when "
+                  "it was asked (the citations above name its file).", ""]
     if not documents:
         lines.append("(no documents)")
     for d in documents:

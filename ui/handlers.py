@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import logging
 import queue
+import shutil
 import tempfile
 import threading
 import time
@@ -142,10 +143,14 @@ class Handlers:
         return {self.ui.docs_html: render.documents_table(docs, info),
                 self.ui.budget_html: render.budget_gauge(info, docs)}
 
-    @staticmethod
-    def _chat_label(chat) -> str:
-        title = chat.title or "New chat"
-        return f"{title} ({chat.messages // 2} Q)" if chat.messages else title
+    def _chat_label(self, chat) -> str:
+        if chat.messages:
+            return f"{chat.title or 'New chat'} ({chat.messages // 2} Q)"
+        return "New chat (first answer being written)" if self._answering_in(chat.id) else "New chat"
+
+    def _answering_in(self, chat_id: int) -> bool:
+        with self._asks_lock:
+            return any(r.chat_id == chat_id and not r.settled.is_set() for r in self._asks.values())
 
     def _export(self, ws_id: int, chat_id: int | None, messages: list[MessageInfo], docs) -> dict:
         if not messages:
@@ -166,7 +171,8 @@ class Handlers:
         if ws_id is None:
             return None
         chats = self.svc.chats.list(ws_id)          # newest first
-        return chats[0].id if chats else None
+        # not an empty one: another tab's first question may be being answered in it
+        return next((c.id for c in chats if c.messages), None)
 
     def _empty_viewer(self) -> dict:
         return {self.ui.source_head: '<div class="jd-empty" id="jd-source-head">Click a citation chip in an answer '
@@ -181,8 +187,8 @@ class Handlers:
         prefs = prefs or {}
         workspaces = self.svc.workspaces.list() or [self.svc.workspaces.create(DEFAULT_WORKSPACE)]
         ws_id = prefs.get("ws") if prefs.get("ws") in {w.id for w in workspaces} else workspaces[0].id
-        chat_id = prefs.get("chat")
-        if chat_id not in {c.id for c in self.svc.chats.list(ws_id)}:
+        chat_id = prefs.get("chat")       # remembered per browser, so possibly another tab's new chat
+        if chat_id not in {c.id for c in self.svc.chats.list(ws_id) if c.messages}:
             chat_id = self._latest_chat(ws_id)
         loaded = bool(getattr(self.svc, "answerer_loaded", True))
         out = self._view(ws_id, chat_id, budget=loaded)
@@ -270,6 +276,15 @@ class Handlers:
             return
         if ws_id is None:
             raise Refused(NO_WORKSPACE)
+        if ws_id not in {w.id for w in self.svc.workspaces.list()}:     # deleted in another tab
+            for path in paths:
+                drop_upload_copy(path)
+            warn("This workspace was deleted (in another tab?): nothing was added. The page now shows "
+                 "another workspace; drop the files again there or in a new one.")
+            out = self._view(None, None)
+            out.update({self.ui.files: None, self.ui.uploads: render.upload_progress([])})
+            yield out
+            return
         rows = [render.UploadRow(Path(p).name) for p in paths]
         needs_password = False
         # The password is for this upload only: this event already holds it, so the box is cleared
@@ -386,14 +401,13 @@ class Handlers:
         """Delete the chat the confirmation named (`chat_id`; not while one of its answers is still
         being written); the open chat stays open unless it was that one (then the latest other)."""
         if chat_id is not None:
-            with self._asks_lock:
-                busy = any(r.chat_id == chat_id and not r.settled.is_set() for r in self._asks.values())
-            if busy:
+            if self._answering_in(chat_id):
                 raise Refused("An answer is still being written in this chat: stop it or wait, then delete")
             try:
                 self.svc.chats.delete(chat_id)
             except NotFound:
                 pass                                   # already gone (a second click on "Yes")
+            shutil.rmtree(self._export_dir / str(chat_id), ignore_errors=True)   # its .md export too
         remaining = [c.id for c in self.svc.chats.list(ws_id)] if ws_id is not None else []   # newest first
         out = self._view(ws_id, open_chat if open_chat in remaining else next(iter(remaining), None))
         out.update(self._empty_viewer())
@@ -402,10 +416,10 @@ class Handlers:
 
     def navigation(self, enabled: bool) -> dict:
         """Lock (or unlock) what would take the page away from the chat an answer is being written
-        into: the workspace and chat pickers, New chat, Create and both Delete buttons."""
+        into: the workspace and chat pickers, New chat, Create and both Delete buttons; and Ask."""
         return {c: gr.update(interactive=enabled) for c in
                 (self.ui.ws_dd, self.ui.chat_dd, self.ui.new_chat_btn, self.ui.create_btn, self.ui.delete_btn,
-                 self.ui.delete_chat_btn)}
+                 self.ui.delete_chat_btn, self.ui.ask_btn)}
 
     def unlocked(self) -> dict:
         """After an ask ended however it ended (Gradio runs this after the ask's event)."""
@@ -618,7 +632,11 @@ class Handlers:
                 image, marked = rendered.image, rendered.highlighted
             except Exception as err:          # noqa: BLE001 -- the text view still works
                 log.warning("cannot render page %s of %s: %s", number, doc.filename, err)
-                gr.Warning(f"Cannot draw the page image: {err}")
+                reason = str(err).partition(": ")[2] or str(err)     # (it names the stored file by its hash)
+                if "password" in reason:
+                    reason += (" (a PDF's password is kept in memory only, until the server stops: add the "
+                               "file again with its password to see its pages)")
+                warn(f"No page image for {doc.filename}: {reason}. Its text is shown instead.")
         text_html = render.page_text_html(page.text, cite.start if on_cited else None,
                                           cite.end if on_cited else None)
         if on_cited and not cite.verified:
@@ -637,4 +655,6 @@ class Handlers:
     def _render(self, doc_id: int, number: int, highlight: str | None, kind: str = "pdf"):
         from app.page_images import render_page
 
-        return render_page(self.svc.documents.file_path(doc_id), number, highlight=highlight, kind=kind)
+        documents = self.svc.documents
+        password = documents.password(doc_id)
+        return render_page(documents.file_path(doc_id), number, highlight=highlight, kind=kind, password=password)

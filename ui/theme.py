@@ -97,7 +97,7 @@ SCROLL_TO_PASSAGE = """
   setTimeout(() => {
     const mark = document.getElementById('jd-passage');
     const box = document.getElementById('jd-page-text');
-    if (mark && box) box.scrollTop = Math.max(0, mark.offsetTop - box.offsetTop - box.clientHeight / 3);
+    if (box) box.scrollTop = mark ? Math.max(0, mark.offsetTop - box.offsetTop - box.clientHeight / 3) : 0;
     const viewer = document.getElementById('jd-viewer');
     if (viewer && viewer.getBoundingClientRect().top > window.innerHeight) viewer.scrollIntoView();
   }, 150);

@@ -94,9 +94,12 @@ def test_flow_with_tiny_jamba(chromium, corpus, tmp_path, tiny_checkpoint, scree
         page.click("#jd-ask")
         page.wait_for_function("() => /Reading the documents/.test(document.querySelector('#jd-prefill')"
                                "?.innerText || '')", timeout=120_000)
-        # while it is written, nothing can take the page to another chat
-        for control in ("#jd-ws input", "#jd-chat-pick input", "#jd-new-chat", "#jd-ws-create", "#jd-ws-delete"):
+        # while it is written, nothing can take the page to another chat, and a second question waits
+        for control in ("#jd-ws input", "#jd-chat-pick input", "#jd-new-chat", "#jd-ws-create", "#jd-ws-delete",
+                        "#jd-ask"):
             assert page.locator(control).is_disabled(), control
+        text_input(page, "jd-question").fill("A second question, sent too early")
+        text_input(page, "jd-question").press("Enter")        # ignored: it stays in its box for later
         page.click("#jd-stop")
         page.wait_for_selector("#jd-stopped-note", timeout=180_000)
         page.wait_for_function("() => !document.querySelector('#jd-ws input').disabled", timeout=30_000)
@@ -104,6 +107,7 @@ def test_flow_with_tiny_jamba(chromium, corpus, tmp_path, tiny_checkpoint, scree
         page.wait_for_selector("#jd-chat .jd-stopped", timeout=30_000)     # the saved chat, not an empty one
         chat = page.locator("#jd-chat .message-row").all_inner_texts()
         assert len(chat) == 2 and stop_question in chat[0] and "(stopped)" in chat[1], chat
+        assert text_input(page, "jd-question").input_value() == "A second question, sent too early"
         assert "stopped before the end" in page.inner_text("#jd-answer-stats")
         open_app(page, server.url)                                          # reload: the same chat
         page.wait_for_selector("#jd-chat .jd-stopped", timeout=30_000)

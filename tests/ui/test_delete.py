@@ -3,6 +3,7 @@ confirmation names what will be deleted, and "Yes" deletes exactly that, even wh
 opened another chat or workspace since; a chat whose answer is still being written is not deleted."""
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
@@ -27,9 +28,12 @@ def _chat(svc, ws_id: int, question: str) -> int:
 def test_yes_deletes_the_chat_the_confirmation_named(ui):
     ws = ui.svc.workspaces.create("w").id
     old, other = _chat(ui.svc, ws, "first question"), _chat(ui.svc, ws, "second question")
+    export = Path(ui.h.switch_chat(ws, old)["export_btn"]["value"])    # opening it writes its .md export
+    assert export.is_file() and "first question" in export.read_text()
     shown, text, pending = ui.h.ask_delete_chat(old)
     assert shown["visible"] is True and "first question" in text and "1 question " in text and pending == old
     out = ui.h.delete_chat(ws, pending, other)                # the user opened `other` meanwhile
+    assert not export.exists()                                # "removed for good": its export too
     assert [c.id for c in ui.svc.chats.list(ws)] == [other]
     assert out["chat_id"] == other and out["chatbot"][0]["content"] == "second question"
     assert out["chat_confirm"]["visible"] is False

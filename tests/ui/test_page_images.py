@@ -61,9 +61,12 @@ def test_bad_inputs_name_the_file(corpus):
         render_page(corpus / "r-intro.pdf", 114)
     with pytest.raises(PageImageError, match=r"fake\.pdf: cannot open as PDF"):
         render_page(corpus / "fake.pdf", 1)
-    with pytest.raises(PageImageError, match=r"encrypted\.pdf: cannot open"):
+    with pytest.raises(PageImageError, match=r"encrypted\.pdf: the PDF is password-protected and no password"):
         render_page(corpus / "encrypted.pdf", 1)
     assert page_count(corpus / "encrypted.pdf", password="secret123") == 26
+    with pytest.raises(PageImageError, match=r"encrypted\.pdf: cannot open as PDF \(the password is wrong\)"):
+        render_page(corpus / "encrypted.pdf", 1, password="wrong")
+    assert render_page(corpus / "encrypted-owner-only.pdf", 1, password="secret123").page_count == 4   # needs none
     with pytest.raises(PageImageError, match="missing.pdf: file not found"):
         render_page(corpus / "missing.pdf", 1)
 

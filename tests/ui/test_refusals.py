@@ -12,7 +12,7 @@ import pytest
 from app.qa import MAX_QUESTION_CHARS
 from ui.handlers import _AskRun
 
-LOCKED = ("ws_dd", "chat_dd", "new_chat_btn", "create_btn", "delete_btn", "delete_chat_btn")
+LOCKED = ("ws_dd", "chat_dd", "new_chat_btn", "create_btn", "delete_btn", "delete_chat_btn", "ask_btn")
 
 
 @pytest.fixture
@@ -104,3 +104,19 @@ def test_a_name_in_a_confirmation_is_shown_as_text(ui):
     ws = ui.svc.workspaces.create("<i>italic<i> & co").id
     _, text, _ = ui.h.ask_delete(ws)
     assert "&lt;i&gt;italic&lt;i&gt; &amp; co" in text and "<i>" not in text
+
+
+def test_another_tab_does_not_open_a_new_chat_whose_first_answer_is_being_written(ui):
+    """Tab A's new chat is created (empty) when its first question is sent, and the browser remembers
+    it for every tab. Tab B opened it as an empty "New chat" and its question became turn 2 of A's."""
+    saved = ui.svc.chats.create(ui.ws).id
+    ui.svc.chats.save_exchange(saved, "an earlier question", "an answer", "extractive", {}, [])
+    gen = ui.h.ask("Wilcoxon rank sum test", ui.ws, None, [], _session("a"))
+    next(gen)
+    a_chat = next(gen)["chat_id"]                      # A's new chat, still empty, answer in flight
+    out = ui.h.on_load({"ws": ui.ws, "chat": a_chat})  # tab B (same browser storage)
+    assert out["chat_id"] == saved
+    labels = dict((v, k) for k, v in out["chat_dd"]["choices"])
+    assert labels[a_chat] == "New chat (first answer being written)"
+    list(gen)                                          # A's answer is saved
+    assert ui.h.on_load({"ws": ui.ws, "chat": a_chat})["chat_id"] == a_chat

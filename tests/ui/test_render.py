@@ -132,6 +132,15 @@ def test_export_markdown_keeps_citations_and_sources(hsaur, message):
     assert re.search(r"2\. \[doc 1\] hsaur-inference\.pdf, page 4: \*\*unverified\*\*", md)
     assert "passage on the page" in md and "3.28" in md
     assert "## Sources" in md and "hsaur-inference.pdf), 15 pages" in md
+    assert "removed from the workspace" not in md
+    # the document removed since: its citations say so, and the Sources list (now empty) is explained
+    removed = [c.__class__(**{**c.to_dict(), "doc_id": None}) for c in message.citations]
+    gone = MessageInfo(id=7, chat_id=3, role="assistant", text=message.text, citations=removed)
+    md = chat_markdown("Stats", chat, [user, gone], [], None)
+    assert re.search(r"1\. \[doc 1\] hsaur-inference\.pdf \(removed from the workspace since\), page 3", md)
+    other = _doc(1, "other.pdf", 2, 100, False)
+    md = chat_markdown("Stats", chat, [user, gone], [other], None)
+    assert "the document's place when it was asked" in md and "1. **OTHER.PDF** (other.pdf)" in md
 
 
 def test_engine_status_says_what_decode_runs_on():

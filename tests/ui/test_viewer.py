@@ -46,3 +46,30 @@ def test_a_chip_of_a_removed_document_opens_nothing(ui):
     ui.svc.documents.remove(ui.ws, doc_id)
     with pytest.warns(UserWarning, match="removed"):
         ui.h.open_citation(f"{ui.msg.id}:0|nonce", ui.ws, ui.chat)
+
+
+def test_a_password_protected_pdf_shows_its_page_images_while_the_server_runs(services_and_handlers, corpus):
+    """Its page images need the password, which is not stored: it is kept in memory from the upload
+    (the viewer said "Cannot draw the page image: d608fa29...: cannot open as PDF (Failed to load
+    document (PDFium: Incorrect password error).)" for every such PDF)."""
+    svc, h = services_and_handlers
+    ws = svc.workspaces.create("w").id
+    pdf = corpus / "encrypted.pdf"
+    doc = svc.documents.add(ws, pdf, password="secret123")
+    page = svc.documents.page(doc.id, 8).text
+    quote = " ".join(page.split()[:12])
+    text, citations = parse_and_verify(f'"{quote}" [doc 1, p. 8].', [read_document(pdf, password="secret123")],
+                                       doc_ids=[doc.id])
+    chat = svc.chats.create(ws).id
+    msg = svc.chats.save_exchange(chat, "q", text, "extractive", {}, citations)
+    assert msg.citations[0].verified
+    out = h.open_citation(f"{msg.id}:0|n", ws, chat)
+    assert out["page_image"]["visible"] is True and out["page_image"]["value"] is not None
+
+    svc.documents._passwords.clear()                  # as after a restart
+    with pytest.warns(UserWarning) as toasts:
+        out = h.open_citation(f"{msg.id}:0|n", ws, chat)
+    (toast,) = [str(w.message) for w in toasts]
+    assert "encrypted.pdf" in toast and "password-protected" in toast and "PDFium" not in toast
+    assert doc.content_hash[:8] not in toast and out["page_image"]["visible"] is False
+    assert "jd-passage" in out["page_text"]               # the text view still marks the passage
