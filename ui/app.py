@@ -99,8 +99,10 @@ def build_ui(services) -> gr.Blocks:
                                                  "with sources, appear here.")
                 prefill_html = gr.HTML("", padding=False)
                 with gr.Row(equal_height=True):
+                    # min_width: on a phone the buttons wrap below a full-width box (it was 140 px wide)
                     question = gr.Textbox(show_label=False, placeholder="Ask a question about the documents",
-                                          scale=6, max_lines=6, elem_id="jd-question", submit_btn=False)
+                                          scale=6, min_width=240, max_lines=6, elem_id="jd-question",
+                                          submit_btn=False)
                     ask_btn = gr.Button("Ask", variant="primary", scale=1, min_width=70, elem_id="jd-ask")
                     stop_btn = gr.Button("Stop", scale=1, min_width=70, elem_id="jd-stop")
                 stats_html = gr.HTML(render.answer_stats(None), padding=False)

@@ -13,7 +13,9 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from app.errors import AppError
+from app.errors import AppError, NotFound
+
+STALE = "; it may have been deleted in another tab or window: reload the page to see what is there now"
 
 
 class Refused(Exception):
@@ -29,6 +31,8 @@ def warn(err: BaseException | str) -> None:
     """A warning toast with `err`'s message. Gradio renders a toast's message as HTML and the message
     may quote what the user typed (a workspace name): escaped."""
     text = str(err) or err.__class__.__name__
+    if isinstance(err, NotFound):          # e.g. "document 9 does not exist": this page is out of date
+        text += STALE
     gr.Warning(html.escape(text, quote=False))
 
 

@@ -159,9 +159,13 @@ def documents_table(docs: Sequence[DocumentInfo], budget: BudgetInfo | None) -> 
     fit = context_fit(docs, budget.max if budget else None)
     rows = []
     for doc in docs:
-        pills = ['<span class="jd-pill jd-ok">cached</span>' if doc.cached else
-                 '<span class="jd-pill">not cached</span>']
         state = fit.get(doc.id, "whole")
+        if doc.cached and state != "whole":      # read in part: what is stored is the last question's pages
+            pills = ['<span class="jd-pill jd-ok" title="the pages the last question read from it are cached; '
+                     'they are not counted as cached in the context line">pages cached</span>']
+        else:
+            pills = ['<span class="jd-pill jd-ok">cached</span>' if doc.cached else
+                     '<span class="jd-pill">not cached</span>']
         if state == "partly":
             pills.append('<span class="jd-pill jd-warn" title="does not fit whole: the most relevant pages '
                          'are used">partly</span>')

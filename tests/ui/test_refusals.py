@@ -120,3 +120,10 @@ def test_another_tab_does_not_open_a_new_chat_whose_first_answer_is_being_writte
     assert labels[a_chat] == "New chat (first answer being written)"
     list(gen)                                          # A's answer is saved
     assert ui.h.on_load({"ws": ui.ws, "chat": a_chat})["chat_id"] == a_chat
+
+
+def test_a_page_out_of_date_says_so(ui):
+    """Another tab removed the document this page still lists: the refusal says what may have happened."""
+    ui.svc.documents.remove(ui.ws, ui.doc.id)
+    with pytest.warns(UserWarning, match="does not exist; it may have been deleted in another tab"):
+        assert ui.h.ask_remove_document(ui.ws, ui.doc.id) == gr.skip()

@@ -80,6 +80,11 @@ def test_budget_gauge_names_what_is_left_out():
     table = documents_table(docs, BudgetInfo(used=5500, max=4096, cached=3000, fits=False, documents=3))
     rows = re.findall(r"<tr data-doc-id.*?</tr>", table)
     assert len(rows) == 3 and ">cached<" in rows[0] and "partly" in rows[1] and "retrieval" in rows[2]
+    docs[1].cached = True                 # read in part: only the pages the last question read are stored
+    table = documents_table(docs, BudgetInfo(used=5500, max=4096, cached=3000, fits=False, documents=3))
+    rows = re.findall(r"<tr data-doc-id.*?</tr>", table)
+    assert ">pages cached<" in rows[1] and ">cached<" not in rows[1] and ">cached<" in rows[0]
+    docs[1].cached = False
     assert ">OCR<" not in table
     docs[1].notes = ["no text layer on pp. 2-4: text recognised by OCR (RapidOCR, PP-OCR models)"]
     rows = re.findall(r"<tr data-doc-id.*?</tr>", documents_table(docs, None))
