@@ -146,11 +146,7 @@ class Handlers:
     def _chat_label(self, chat) -> str:
         if chat.messages:
             return f"{chat.title or 'New chat'} ({chat.messages // 2} Q)"
-        return "New chat (first answer being written)" if self._answering_in(chat.id) else "New chat"
-
-    def _answering_in(self, chat_id: int) -> bool:
-        with self._asks_lock:
-            return any(r.chat_id == chat_id and not r.settled.is_set() for r in self._asks.values())
+        return "New chat (first answer being written)" if self._answering(chat_id=chat.id) else "New chat"
 
     def _export(self, ws_id: int, chat_id: int | None, messages: list[MessageInfo], docs) -> dict:
         if not messages:
@@ -401,7 +397,7 @@ class Handlers:
         """Delete the chat the confirmation named (`chat_id`; not while one of its answers is still
         being written); the open chat stays open unless it was that one (then the latest other)."""
         if chat_id is not None:
-            if self._answering_in(chat_id):
+            if self._answering(chat_id=chat_id):
                 raise Refused("An answer is still being written in this chat: stop it or wait, then delete")
             try:
                 self.svc.chats.delete(chat_id)
@@ -431,12 +427,15 @@ class Handlers:
             out[c] = {**out[c], **update} if isinstance(out.get(c), dict) else update
         return out
 
-    def _answering(self, request: gr.Request | None = None, *, ws_id: int | None = None) -> bool:
-        """An answer is being written for this browser session (`request`), or into workspace `ws_id`."""
+    def _answering(self, request: gr.Request | None = None, *, ws_id: int | None = None,
+                   chat_id: int | None = None) -> bool:
+        """An answer is being written for this browser session (`request`), or into workspace
+        `ws_id`, or into chat `chat_id` (by any session)."""
+        session = _session_key(request) if request is not None else None
         with self._asks_lock:
-            runs = [r for k, r in self._asks.items() if not r.settled.is_set()
-                    and (k == _session_key(request) if request is not None else r.ws_id == ws_id)]
-        return bool(runs)
+            return any(not r.settled.is_set() and (k == session or (ws_id is not None and r.ws_id == ws_id)
+                                                   or (chat_id is not None and r.chat_id == chat_id))
+                       for k, r in self._asks.items())
 
     @toasts_refusals
     def ask(self, question: str, ws_id: int | None, chat_id: int | None,
