@@ -53,7 +53,7 @@ def chat_markdown(workspace: str, chat: ChatInfo | None, messages: Sequence[Mess
         if msg.timings:
             t = msg.timings
             figures = []
-            if "cached_tokens" in t or "prefilled_tokens" in t:
+            if t.get("cached_tokens") or t.get("prefilled_tokens"):     # (an engine that reads no prompt: none)
                 figures.append(f"{t.get('cached_tokens', 0)} tokens from cache, {t.get('prefilled_tokens', 0)} prefilled")
             if t.get("ttft_s") is not None:
                 figures.append(f"first token {t['ttft_s']:.2f} s")

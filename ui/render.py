@@ -160,7 +160,9 @@ def documents_table(docs: Sequence[DocumentInfo], budget: BudgetInfo | None) -> 
     rows = []
     for doc in docs:
         state = fit.get(doc.id, "whole")
-        if doc.cached and state != "whole":      # read in part: what is stored is the last question's pages
+        if budget is not None and budget.max is None:   # no context (the extractive engine): nothing to cache
+            pills = []
+        elif doc.cached and state != "whole":      # read in part: what is stored is the last question's pages
             pills = ['<span class="jd-pill jd-ok" title="the pages the last question read from it are cached; '
                      'they are not counted as cached in the context line">pages cached</span>']
         else:

@@ -85,6 +85,8 @@ def test_budget_gauge_names_what_is_left_out():
     rows = re.findall(r"<tr data-doc-id.*?</tr>", table)
     assert ">pages cached<" in rows[1] and ">cached<" not in rows[1] and ">cached<" in rows[0]
     docs[1].cached = False
+    unlimited = documents_table(docs, BudgetInfo(used=5500, max=None, cached=0, fits=True, documents=3))
+    assert "cached<" not in unlimited              # an engine with no context reads no prompt: no cache pills
     assert ">OCR<" not in table
     docs[1].notes = ["no text layer on pp. 2-4: text recognised by OCR (RapidOCR, PP-OCR models)"]
     rows = re.findall(r"<tr data-doc-id.*?</tr>", documents_table(docs, None))
@@ -137,6 +139,7 @@ def test_export_markdown_keeps_citations_and_sources(hsaur, message):
     assert re.search(r"2\. \[doc 1\] hsaur-inference\.pdf, page 4: \*\*unverified\*\*", md)
     assert "passage on the page" in md and "3.28" in md
     assert "## Sources" in md and "hsaur-inference.pdf), 15 pages" in md
+    assert "tokens from cache" not in md           # the extractive engine reads no prompt: 0 and 0 say nothing
     assert "removed from the workspace" not in md
     # the document removed since: its citations say so, and the Sources list (now empty) is explained
     removed = [c.__class__(**{**c.to_dict(), "doc_id": None}) for c in message.citations]
