@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from typing import Sequence
 
 
 def _utc(ts: float) -> datetime:
@@ -131,6 +132,22 @@ class BudgetInfo(_Record):
     cached: int             # tokens whose state is in the state store
     fits: bool
     documents: int
+
+
+def context_fit(docs: Sequence[DocumentInfo], max_tokens: int | None) -> dict[int, str]:
+    """doc id -> "whole" | "partly" | "retrieval": how each document fits, in workspace order."""
+    fit: dict[int, str] = {}
+    used = 0
+    for doc in docs:
+        tokens = doc.tokens or 0
+        if max_tokens is None or used + tokens <= max_tokens:
+            fit[doc.id] = "whole"
+        elif used < max_tokens:
+            fit[doc.id] = "partly"
+        else:
+            fit[doc.id] = "retrieval"
+        used += tokens
+    return fit
 
 
 def omitted_text(timings: dict) -> str:

@@ -15,7 +15,7 @@ from app.engine_queue import EngineQueue
 from app.errors import EngineUnavailable
 from app.filestore import FileStore
 from app.qa import QAService
-from app.records import BudgetInfo
+from app.records import BudgetInfo, context_fit
 from app.workspaces import WorkspaceService
 
 if TYPE_CHECKING:
@@ -178,12 +178,8 @@ class Services:
         rows = self.documents.list(ws_id)
         # Cached tokens: of the documents read whole. One over the context is read in part, pages
         # picked per question, so its flag says "as the last question read it": not its size.
-        cached, before = 0, 0
-        for d in rows:
-            tokens = d.tokens or 0
-            if d.cached and (limit is None or before + tokens <= limit):
-                cached += tokens
-            before += tokens
+        fit = context_fit(rows, limit)
+        cached = sum(d.tokens or 0 for d in rows if d.cached and fit[d.id] == "whole")
         return BudgetInfo(used=used, max=limit, cached=cached,
                           fits=limit is None or used <= limit, documents=len(rows))
 

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from app.records import BudgetInfo, CitationInfo, DocumentInfo, MessageInfo, omitted_text
+from app.records import BudgetInfo, CitationInfo, DocumentInfo, MessageInfo, context_fit, omitted_text
 
 # "[doc 2, p. 14]", "[doc 2, pp. 14-15]", "[doc 1, p. iv; doc 3, p. 2]"
 CITATION_MARK = re.compile(r"\[(doc\s*\d+\s*,\s*pp?\.\s*[^\[\]]+?)\]", re.IGNORECASE)
@@ -135,22 +135,6 @@ def progress_bar(stage: str, done: int, total: int, eta_s: float | None) -> str:
 
 
 # ---- documents ----------------------------------------------------------------------------------
-
-def context_fit(docs: Sequence[DocumentInfo], max_tokens: int | None) -> dict[int, str]:
-    """doc id -> "whole" | "partly" | "retrieval": how each document fits, in workspace order."""
-    fit: dict[int, str] = {}
-    used = 0
-    for doc in docs:
-        tokens = doc.tokens or 0
-        if max_tokens is None or used + tokens <= max_tokens:
-            fit[doc.id] = "whole"
-        elif used < max_tokens:
-            fit[doc.id] = "partly"
-        else:
-            fit[doc.id] = "retrieval"
-        used += tokens
-    return fit
-
 
 def documents_table(docs: Sequence[DocumentInfo], budget: BudgetInfo | None) -> str:
     if not docs:
