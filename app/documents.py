@@ -96,10 +96,8 @@ class DocumentService:
             raise NotFound(f"the original of {row.filename} is missing from {path.parent}")
         return path
 
-    def password(self, doc_id: int) -> str | None:
-        """The password this document was added with since the server started (None otherwise)."""
-        with db.transaction(self._svc.sessions) as s:
-            content_hash = self._row(s, doc_id).content_hash
+    def password(self, content_hash: str) -> str | None:
+        """The password a file with this content was added with since the server started, if any."""
         return self._passwords.get(content_hash)
 
     def load(self, ws_id: int) -> tuple[list[int], list["ingest.Document"]]:
@@ -139,6 +137,8 @@ class DocumentService:
         content_hash = sha256_file(path)
         existing = self._find(ws_id, content_hash)
         if existing is not None:
+            if password:                   # added again with its password: its page images can be drawn
+                self._passwords.setdefault(content_hash, password)
             return existing
         doc = read_document(path, password=password, progress=progress, filename=name,
                             max_bytes=settings.max_upload_bytes, max_pages=settings.max_pages)

@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw
 from rapidfuzz import fuzz
 
 from ingest.normalize import unreadable
-from ingest.pdf import PDFIUM_LOCK, looks_like_pdf  # PDFium is not thread-safe: one lock for every user
+from ingest.pdf import PDFIUM_LOCK, looks_like_pdf, open_document  # PDFium is not thread-safe: one lock for every user
 
 HIGHLIGHT_FILL = (255, 214, 0, 96)      # RGBA, translucent yellow
 HIGHLIGHT_OUTLINE = (230, 150, 0, 255)
@@ -32,7 +32,12 @@ MIN_FUZZY_SCORE = 80.0                  # 0..100, below this a quote is "not fou
 
 
 class PageImageError(ValueError):
-    """The page cannot be rendered (bad file, page out of range, wrong password)."""
+    """The page cannot be rendered (bad file, page out of range, wrong password). `reason` is
+    "encrypted" when a password is missing or wrong, else None."""
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass
@@ -50,18 +55,13 @@ def _open_pdf(path: Path, password: str | None):
     """The PDF at `path`, opened and closed under the process-wide PDFium lock."""
     with PDFIUM_LOCK:
         try:
-            pdf = pdfium.PdfDocument(str(path), password=password)
+            pdf = open_document(str(path), password)
         except pdfium.PdfiumError as err:
-            code = getattr(err, "err_code", None)
-            if code == pdfium_c.FPDF_ERR_PASSWORD and not password:
-                raise PageImageError(f"{path.name}: the PDF is password-protected and no password was given") \
-                    from None
-            if code != pdfium_c.FPDF_ERR_PASSWORD:
+            if getattr(err, "err_code", None) != pdfium_c.FPDF_ERR_PASSWORD:
                 raise PageImageError(f"{path.name}: cannot open as PDF ({err})") from None
-            try:                              # a password given for a PDF that needs none
-                pdf = pdfium.PdfDocument(str(path))
-            except pdfium.PdfiumError:
-                raise PageImageError(f"{path.name}: cannot open as PDF (the password is wrong)") from None
+            why = ("cannot open as PDF (the password is wrong)" if password else
+                   "the PDF is password-protected and no password was given")
+            raise PageImageError(f"{path.name}: {why}", reason="encrypted") from None
         try:
             yield pdf
         finally:

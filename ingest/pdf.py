@@ -72,25 +72,29 @@ _OPEN_ERRORS = {pdfium_c.FPDF_ERR_FORMAT: "its structure is broken (the end of t
                 pdfium_c.FPDF_ERR_FILE: "the file cannot be read", pdfium_c.FPDF_ERR_PAGE: "its pages cannot be found"}
 
 
-def _open(data: bytes, path: str | Path, password: str | None) -> pdfium.PdfDocument:
-    """The PDF opened with `password`. One that opens without a password is opened whatever the
-    password (a password given for several files must not lock out those that need none)."""
+def open_document(source: bytes | str, password: str | None = None) -> pdfium.PdfDocument:
+    """PDFium's document for `source` (bytes or a path) opened with `password`; one that opens
+    without a password is opened whatever the password (a password given for several files must not
+    lock out those that need none). Raises PDFium's error for `password` when neither opens. Call
+    under PDFIUM_LOCK."""
     try:
-        pdf = pdfium.PdfDocument(data, password=password)
+        return pdfium.PdfDocument(source, password=password)
     except pdfium.PdfiumError as err:
-        code = getattr(err, "err_code", None)
-        pdf = _without_password(data) if password and code == pdfium_c.FPDF_ERR_PASSWORD else None
-        if pdf is None:
-            raise _open_error(code, path, password) from None
+        if not password or getattr(err, "err_code", None) != pdfium_c.FPDF_ERR_PASSWORD:
+            raise
+        try:
+            return pdfium.PdfDocument(source)
+        except pdfium.PdfiumError:
+            raise err from None
+
+
+def _open(data: bytes, path: str | Path, password: str | None) -> pdfium.PdfDocument:
+    try:
+        pdf = open_document(data, password)
+    except pdfium.PdfiumError as err:
+        raise _open_error(getattr(err, "err_code", None), path, password) from None
     init_forms(pdf)                           # filled-in fields are read with the pages (pdf_annotations.py)
     return pdf
-
-
-def _without_password(data: bytes) -> pdfium.PdfDocument | None:
-    try:
-        return pdfium.PdfDocument(data)
-    except pdfium.PdfiumError:
-        return None
 
 
 def _open_error(code: int | None, path: str | Path, password: str | None) -> IngestError:

@@ -24,7 +24,7 @@ import gradio as gr
 from app.background import run_with_progress
 from app.documents import UPLOAD_SUFFIXES
 from app.errors import AppError, NotFound
-from app.records import CitationInfo, MessageInfo
+from app.records import CitationInfo, DocumentInfo, MessageInfo
 from ui import render
 from ui.export import chat_markdown, write_export
 from ui.refusals import Refused, is_refusal, toasts_refusals, warn
@@ -627,12 +627,12 @@ class Handlers:
         image, marked = None, False
         if doc.kind in ("pdf", "image"):
             try:
-                rendered = self._render(cite.doc_id, number, highlight, doc.kind)
+                rendered = self._render(doc, number, highlight)
                 image, marked = rendered.image, rendered.highlighted
             except Exception as err:          # noqa: BLE001 -- the text view still works
                 log.warning("cannot render page %s of %s: %s", number, doc.filename, err)
                 reason = str(err).partition(": ")[2] or str(err)     # (it names the stored file by its hash)
-                if "password" in reason:
+                if getattr(err, "reason", None) == "encrypted":
                     reason += (" (a PDF's password is kept in memory only, until the server stops: add the "
                                "file again with its password to see its pages)")
                 warn(f"No page image for {doc.filename}: {reason}. Its text is shown instead.")
@@ -651,9 +651,9 @@ class Handlers:
                 self.ui.next_btn: gr.update(interactive=number < doc.pages),
                 self.ui.page_text: text_html, self.ui.viewer: state}
 
-    def _render(self, doc_id: int, number: int, highlight: str | None, kind: str = "pdf"):
+    def _render(self, doc: DocumentInfo, number: int, highlight: str | None):
         from app.page_images import render_page
 
         documents = self.svc.documents
-        password = documents.password(doc_id)
-        return render_page(documents.file_path(doc_id), number, highlight=highlight, kind=kind, password=password)
+        return render_page(documents.file_path(doc.id), number, highlight=highlight, kind=doc.kind,
+                           password=documents.password(doc.content_hash))

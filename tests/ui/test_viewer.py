@@ -73,3 +73,6 @@ def test_a_password_protected_pdf_shows_its_page_images_while_the_server_runs(se
     assert "encrypted.pdf" in toast and "password-protected" in toast and "PDFium" not in toast
     assert doc.content_hash[:8] not in toast and out["page_image"]["visible"] is False
     assert "jd-passage" in out["page_text"]               # the text view still marks the passage
+    assert svc.documents.add(ws, pdf, password="secret123").id == doc.id      # "add the file again with its
+    out = h.open_citation(f"{msg.id}:0|n", ws, chat)                          #  password": the same document
+    assert out["page_image"]["visible"] is True
