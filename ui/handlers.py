@@ -324,8 +324,7 @@ class Handlers:
                             f", {render.fmt_tokens(info.tokens)} tokens" if info.tokens else "")
                 else:
                     err = rest[0]
-                    if not isinstance(err, (AppError, ValueError, OSError)) and \
-                            err.__class__.__name__ != "IngestError":
+                    if not (is_refusal(err) or isinstance(err, (ValueError, OSError))):
                         log.exception("upload of %s failed", row.filename, exc_info=err)
                     row.status = "error"
                     row.message = render.ingest_error_text(err, row.filename)

@@ -14,6 +14,7 @@ from typing import Any, Callable
 import gradio as gr
 
 from app.errors import AppError, NotFound
+from ingest.errors import IngestError
 
 STALE = "; it may have been deleted in another tab or window: reload the page to see what is there now"
 
@@ -24,7 +25,7 @@ class Refused(Exception):
 
 def is_refusal(err: BaseException) -> bool:
     """Errors the user can act on: a refusal, an app error, a document that cannot be read."""
-    return isinstance(err, (Refused, AppError)) or err.__class__.__name__ == "IngestError"
+    return isinstance(err, (Refused, AppError, IngestError))
 
 
 def warn(err: BaseException | str) -> None:
@@ -39,16 +40,19 @@ def warn(err: BaseException | str) -> None:
 def toasts_refusals(fn: Callable) -> Callable:
     """Wrap a handler (function or generator): a refusal becomes a toast and `gr.skip()` (every output
     left as it is). Other exceptions (bugs) go to Gradio as before."""
+    def skip_after_toast(err: Exception) -> Any:
+        if not is_refusal(err):
+            raise err
+        warn(err)
+        return gr.skip()
+
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def stream(*args: Any, **kwargs: Any):
             try:
                 return (yield from fn(*args, **kwargs))
             except Exception as err:
-                if not is_refusal(err):
-                    raise
-                warn(err)
-                yield gr.skip()
+                yield skip_after_toast(err)
         return stream
 
     @functools.wraps(fn)
@@ -56,8 +60,5 @@ def toasts_refusals(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except Exception as err:
-            if not is_refusal(err):
-                raise
-            warn(err)
-            return gr.skip()
+            return skip_after_toast(err)
     return call
