@@ -48,11 +48,23 @@ class TextContent:
 # tie by its language guess, which on short Western European text can pick cp1250 ("crème" becomes
 # "crčme") or even hp_roman8. Windows-1252, by far the most used legacy charset, wins such ties.
 PREFERRED_ON_TIE = ("cp1252", "latin_1")
+# With no language recognised (short text), charset-normalizer's pick among the charsets that decode
+# the bytes is close to arbitrary: "Köln" came out as UTF-16, "It’s" as Big5, "– €" as cp437.
+# Windows-1252 is taken then, unless it reads the bytes clearly worse (more chaos by this much).
+CP1252_CHAOS_MARGIN = 0.15
 
 
 def decode_text(data: bytes, path: str | Path) -> str:
-    """Bytes of a text file to str: UTF-8 (with or without BOM), else the charset charset-normalizer
-    finds (Windows-1252 among equally plausible ones); binary data is refused as `unsupported`."""
+    """Bytes of a text file to str: UTF-8 (with or without BOM), UTF-16 without a BOM (ASCII-range
+    text: every other byte 0), else the charset charset-normalizer finds, Windows-1252 where it has
+    no better evidence; binary data is refused as `unsupported`."""
+    if len(data) >= 4 and data[:2] not in (b"\xff\xfe", b"\xfe\xff"):
+        for encoding, zeros in (("utf-16-le", data[1::2]), ("utf-16-be", data[0::2])):
+            if zeros.count(0) >= 0.9 * len(zeros):
+                try:
+                    return data.decode(encoding)
+                except UnicodeDecodeError:
+                    pass
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -63,9 +75,16 @@ def decode_text(data: bytes, path: str | Path) -> str:
         raise IngestError("unsupported", path, "binary data, not text in any known encoding")
     least_chaos = min(m.chaos for m in matches)
     for encoding in PREFERRED_ON_TIE:
-        for m in matches:               # could_be_from_charset: the charsets giving this same text
+        for m in matches:               # could_be_from_charset: charsets charset-normalizer grouped with m
             if m.chaos == least_chaos and encoding in m.could_be_from_charset:
-                return str(m)
+                try:                    # str(m) is m.encoding's text, which may differ (utf_16_le on "Köln")
+                    return data.decode(encoding)
+                except UnicodeDecodeError:
+                    continue
+    if best.coherence == 0:             # no language recognised in any reading
+        western = charset_normalizer.from_bytes(data, cp_isolation=["cp1252"]).best()
+        if western is not None and western.chaos <= best.chaos + CP1252_CHAOS_MARGIN:
+            return str(western)
     return str(best)
 
 
@@ -128,15 +147,23 @@ def read_txt(data: bytes, path: str | Path) -> TextContent:
     return units_from_sections([Section(None, 0, text)], _first_line_title(text))
 
 
+_FRONT_MATTER = re.compile(r"\A(---|\+\+\+)[ \t]*\n(.*?\n)?\1[ \t]*(?:\n|\Z)", re.S)
+
+
 def read_markdown(data: bytes, path: str | Path) -> TextContent:
     """Sections at ATX/setext headings as markdown-it parses them (so '# ' inside code is no heading)."""
     source = decode_text(data, path).replace("\r\n", "\n").replace("\r", "\n")
     lines = source.split("\n")
-    tokens = MarkdownIt("commonmark").parse(source)
+    parsed, meta_title = source, None
+    if (fm := _FRONT_MATTER.match(source)) is not None:   # YAML/TOML front matter: text, not a setext heading
+        parsed = "\n" * fm.group(0).count("\n") + source[fm.end():]
+        if (t := re.search(r"(?m)^title\s*[:=]\s*[\"']?(.+?)[\"']?\s*$", fm.group(2) or "")) is not None:
+            meta_title = normalize_text(t.group(1)) or None
+    tokens = MarkdownIt("commonmark").parse(parsed)
     starts: list[tuple[int, int, str]] = []       # (line, level, heading text)
     for i, tok in enumerate(tokens):
         if tok.type == "heading_open" and tok.map and tok.level == 0:
-            starts.append((tok.map[0], int(tok.tag[1]), normalize_text(tokens[i + 1].content)))
+            starts.append((tok.map[0], int(tok.tag[1]), " ".join(normalize_text(tokens[i + 1].content).split())))
     sections: list[Section] = []
     bounds = [s[0] for s in starts] + [len(lines)]
     if not starts or starts[0][0] > 0:
@@ -144,7 +171,7 @@ def read_markdown(data: bytes, path: str | Path) -> TextContent:
     for (line, level, heading), end in zip(starts, bounds[1:]):
         sections.append(Section(heading, level, normalize_text("\n".join(lines[line:end]))))
     h1 = next((h for _, lvl, h in starts if lvl == 1), None)
-    return units_from_sections(sections, h1 or _first_line_title(normalize_text(source)))
+    return units_from_sections(sections, meta_title or h1 or _first_line_title(normalize_text(parsed)))
 
 
 _HTML_BLOCKS = ["p", "div", "li", "tr", "br", "pre", "blockquote", "section", "article", "table",
@@ -169,13 +196,18 @@ def html_sections(markup: str | bytes) -> tuple[str, list[Section]]:
     title = normalize_text(title_tag.get_text(" ")) if title_tag else ""
     for tag in soup.find_all(_HTML_DROP):
         tag.decompose()
+    # Tag.insert_after / replace_with look the tag up among its siblings (linear), which made a page
+    # of many sibling blocks (<p> or <br> lines in one <body>) quadratic; appending inside is not.
     for heading in soup.find_all(re.compile(r"^h[1-6]$")):
-        text = normalize_text(heading.get_text(" "))
-        heading.replace_with(f"\n{_HEADING_MARK}{heading.name[1]}{text}\n")
+        text = " ".join(normalize_text(heading.get_text(" ")).split())   # one line: it is split off at "\n"
+        heading.clear()
+        heading.append(f"\n{_HEADING_MARK}{heading.name[1]}{text}\n")
     for tag in soup.find_all(_HTML_BLOCKS):
-        tag.insert_after("\n")
+        if tag.name not in ("br", "hr"):        # a block starts a line too ("text<table>" was glued)
+            tag.insert(0, "\n")
+        tag.append("\n")
     for cell in soup.find_all(["td", "th"]):
-        cell.insert_after(" ")
+        cell.append(" ")
     sections: list[Section] = []
     for chunk in re.split(f"(?={_HEADING_MARK})", soup.get_text()):
         if chunk.startswith(_HEADING_MARK):
@@ -212,6 +244,7 @@ def read_docx(data: bytes, path: str | Path) -> TextContent:
             raise IngestError("corrupt", path, "not a valid .docx (no word/document.xml)") from None
         try:
             body = ElementTree.fromstring(archive.read(info))
+            _drop_fallbacks(body)
             styles = _docx_heading_styles(archive)
             title = _docx_core_title(archive)
             notes = _docx_notes(archive)
@@ -273,15 +306,36 @@ def _docx_notes(archive: zipfile.ZipFile) -> list[tuple[str, list[str]]]:
     return out
 
 
+_MC_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
+
+
+def _drop_fallbacks(root: ElementTree.Element) -> None:
+    """Word writes a text box twice: as a DrawingML shape (mc:Choice) and as a VML copy for old
+    readers (mc:Fallback). Keep the first only, or its text is read twice."""
+    for parent in list(root.iter()):
+        for child in list(parent):
+            if child.tag == _MC_FALLBACK:
+                parent.remove(child)
+
+
 def _docx_paragraph_text(para: ElementTree.Element) -> str:
+    """The runs of this paragraph; a text box inside it (w:txbxContent) holds paragraphs of its own,
+    which body.iter() reaches by themselves."""
     out = []
-    for el in para.iter():
+    stack = list(reversed(para))                 # document order, without recursion
+    while stack:
+        el = stack.pop()
+        if el.tag == f"{_W}txbxContent":
+            continue
         if el.tag == f"{_W}t" and el.text:
             out.append(el.text)
         elif el.tag == f"{_W}tab":
             out.append("\t")
         elif el.tag in (f"{_W}br", f"{_W}cr"):
             out.append("\n")
+        elif el.tag == f"{_W}noBreakHyphen":
+            out.append("-")
+        stack.extend(reversed(el))
     return "".join(out)
 
 

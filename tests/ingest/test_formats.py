@@ -129,3 +129,71 @@ def test_docx_footnotes_endnotes_and_comments_are_read(tmp_path):
     assert doc.page(2).text == "Footnotes\n[1] Measured in 2024 by the Lisbon team."       # no separator
     assert doc.page(3).text == "Endnotes\n[2] See the appendix."
     assert doc.page(4).text == "Comments\nBruno: Is n large enough?"
+
+
+def test_docx_text_box_is_read_once_and_hyphens_kept(tmp_path):
+    """Word writes a text box twice (DrawingML, and a VML copy for old readers) inside the paragraph
+    that anchors it; its text is one paragraph of its own, read once."""
+    mc = "http://schemas.openxmlformats.org/markup-compatibility/2006"
+    box = "<w:txbxContent><w:p><w:r><w:t>Box text: the kiwi code is KILO-12.</w:t></w:r></w:p></w:txbxContent>"
+    anchor = (f'<w:r><mc:AlternateContent xmlns:mc="{mc}"><mc:Choice Requires="wps"><w:drawing>{box}'
+              f"</w:drawing></mc:Choice><mc:Fallback><w:pict>{box}</w:pict></mc:Fallback></mc:AlternateContent></w:r>")
+    path = write_docx(tmp_path / "report.docx", [("Heading2", "Report"), (None, "Body before the box.")])
+    with zipfile.ZipFile(path) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    files["word/document.xml"] = files["word/document.xml"].replace(
+        b"Body before the box.</w:t></w:r>",
+        b"Body before the box.</w:t></w:r>" + anchor.encode()
+        + b'<w:r><w:t xml:space="preserve"> Body after, non</w:t></w:r><w:r><w:noBreakHyphen/></w:r>'
+          b"<w:r><w:t>breaking.</w:t></w:r>")
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    text = read_document(path).page(1).text
+    assert text.count("KILO-12") == 1, text
+    assert "Body before the box. Body after, non-breaking." in text
+
+
+@pytest.mark.parametrize("text,encoding", [
+    ("It’s done.", "cp1252"),                           # short: no language to recognise
+    ("Köln", "latin-1"),
+    ("Total – €1.200,00", "cp1252"),
+    ("He said “hello” — it’s €5.", "cp1252"),
+    ("日本語のテキストです。", "shift_jis"),                 # other charsets still recognised
+    ("这是一个中文文本文件。", "gb18030"),
+])
+def test_short_legacy_text_is_read_as_written(tmp_path, text, encoding):
+    txt = tmp_path / "short.txt"
+    txt.write_bytes(text.encode(encoding))
+    assert read_document(txt).pages[0].text == text
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_bom(tmp_path, encoding):
+    txt = tmp_path / "export.txt"
+    txt.write_bytes("Serial YAK-16 shipped on 3 May.\nSecond line.".encode(encoding))
+    assert read_document(txt).pages[0].text == "Serial YAK-16 shipped on 3 May.\nSecond line."
+
+
+def test_markdown_front_matter_is_text_and_gives_the_title(tmp_path):
+    md = tmp_path / "post.md"
+    md.write_text("---\ntitle: \"Front Matter Title\"\nauthor: Someone\ntags: [a, b]\n---\n\n"
+                  "# Introduction\n\nHello.\n\nQuarterly\nreport\n=========\n\nNumbers.\n")
+    doc = read_document(md)
+    assert doc.title == "Front Matter Title"
+    assert [p.label for p in doc.pages] == ["§1 (untitled)", "§2 Introduction", "§3 Quarterly report"]
+    assert "author: Someone" in doc.page(1).text                # kept, as text
+    empty = tmp_path / "empty-matter.md"
+    empty.write_text("---\n---\n# Only\n\nBody.\n")
+    assert read_document(empty).title == "Only"
+
+
+def test_html_heading_over_two_lines_and_many_line_breaks(tmp_path):
+    html = tmp_path / "log.html"
+    lines = [f"line {i} of the log" for i in range(300)]
+    html.write_text("<html><body><h2>Getting\n  started</h2><p>First.</p>" + "<br>".join(lines)
+                    + "<table><tr><td>a</td><td>b</td></tr></table></body></html>")
+    doc = read_document(html)
+    assert [p.label for p in doc.pages] == ["§1 Getting started"]
+    got = [line for line in doc.page(1).text.splitlines() if line]
+    assert got == ["Getting started", "First."] + lines + ["a b"], got[:3] + got[-3:]

@@ -1,0 +1,68 @@
+"""HTML reading bench: `ingest.formats.html_sections` on pages of N sibling lines (a chat log or a
+long <p>/<br> page in one <body>), timed per line, with the smallest page as the baseline.
+
+    .venv/bin/python bench/html_reading.py [--lines 2000 8000 32000] [--repeats 3]
+
+Linear reading keeps the per-line time flat as pages grow (ratio ~1). Before 2026-11-29 each block
+was marked with `Tag.insert_after`, which looks the tag up among its siblings, and the ratio grew
+with the page (quadratic reading); `--old` times that marking in the same run for comparison.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ingest import formats  # noqa: E402
+
+
+def page(lines: int) -> str:
+    rows = "".join(f"<p>[12:{i % 60:02d}] user{i % 7}: message number {i} about the build</p>"
+                   for i in range(lines))
+    return f"<html><head><title>log</title></head><body><h1>Chat log</h1>{rows}</body></html>"
+
+
+def old_marking(soup_blocks) -> None:
+    """The marking before the fix (for --old): a newline after each block, by insert_after."""
+    for tag in soup_blocks:
+        tag.insert_after("\n")
+
+
+def best_of(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lines", type=int, nargs="+", default=[2000, 8000, 32000])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--old", action="store_true", help="also time the old insert_after marking")
+    args = ap.parse_args()
+    from bs4 import BeautifulSoup
+    base = None
+    print(f"{'lines':>7} {'html_sections s':>16} {'us/line':>8} {'ratio to first':>15}"
+          + ("   old marking only s" if args.old else ""))
+    for n in args.lines:
+        markup = page(n)
+        s = best_of(lambda: formats.html_sections(markup), args.repeats)
+        per_line = s / n
+        base = base or per_line
+        row = f"{n:>7} {s:>16.3f} {per_line * 1e6:>8.1f} {per_line / base:>15.2f}"
+        if args.old:
+            soup = BeautifulSoup(markup, "html.parser")
+            t = time.perf_counter()
+            old_marking(soup.find_all("p"))
+            row += f"   {time.perf_counter() - t:>8.3f}"
+        print(row, flush=True)
+
+
+if __name__ == "__main__":
+    main()
