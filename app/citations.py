@@ -81,8 +81,13 @@ def parse(answer: str) -> ParsedAnswer:
     return ParsedAnswer(text=body, refs=refs)
 
 
+_UNIT_LABEL = re.compile(r"(?:§\s*|\bpart\s+)(\d{1,5})\b", re.I)   # "§3 Installation", "part 12"
+
+
 def _split_pages(spec: str) -> tuple[list[str], tuple[str, str] | None]:
     spec = spec.strip().rstrip(".,;")
+    if units := _UNIT_LABEL.findall(spec):     # a section / part label: its number is Page.number
+        return units, None
     if (m := _RANGE.match(spec)) is not None:
         return [], (m.group(1), m.group(2))
     pages = [p.strip().rstrip(".") for p in re.split(r",|\band\b|&", spec) if p.strip()]
@@ -300,7 +305,7 @@ def verify(refs: Sequence[CitationRef], documents: Sequence[_Doc],
                 m = match_quote(quote, page.text) if quote else Match(False, 0.0, "", None, None)
                 if best is None or m.score > best[0].score:
                     best = (m, page)
-                if m.verified and m.score >= 99:
+                if m.verified and m.score >= 100:
                     break
             if best is None:
                 out.append(CitationInfo(ref.doc, doc_id, doc.filename, None, token, quote,

@@ -91,3 +91,29 @@ def test_a_flipped_claim_is_not_verified(docs):
     assert parse_and_verify(true, docs)[1][0].verified
     c = parse_and_verify(flipped, docs)[1][0]
     assert not c.verified and c.score >= VERIFY_THRESHOLD and c.page == 15   # close text, opposite meaning
+
+
+def test_section_and_part_citations_name_their_unit(tmp_path):
+    """The prompt labels units `[p. §2 Lease 2024]` / `[p. part 3]`: a citation of one checks that unit,
+    not the first near-match in the document (the two clauses differ by one digit)."""
+    clause = ("The monthly rent is {} euros, due on the first working day of each month, paid by bank "
+              "transfer to the account named in the annex, with a reminder after five days.")
+    md = tmp_path / "leases.md"
+    md.write_text(f"# Lease 2023\n\n{clause.format('1,250')}\n\n# Lease 2024\n\n{clause.format('1,350')}\n")
+    doc = read_document(md)
+    assert [p.label for p in doc.pages] == ["§1 Lease 2023", "§2 Lease 2024"]
+    claim = clause.format("1,350")
+    for cite in ("[doc 1, p. §2 Lease 2024]", "[doc 1, §2]", "[doc 1, p. 2]"):
+        _, (c,) = parse_and_verify(f"{claim} {cite}", [doc])
+        assert (c.page, c.verified, c.score) == (2, True, 100.0), cite
+    _, (c,) = parse_and_verify(f"{claim} [doc 1, p. §1 Lease 2023]", [doc])
+    assert c.page == 1 and c.score < 100
+
+    txt = tmp_path / "notes.txt"
+    txt.write_text("\n\n".join(f"Paragraph {i}. " + "filler words here " * 40 for i in range(30))
+                   + "\n\nThe NEEDLE-LONG marker is in the last part.")
+    doc = read_document(txt)
+    last = doc.pages[-1]
+    assert doc.unit == "part" and last.number > 2
+    _, (c,) = parse_and_verify(f"The NEEDLE-LONG marker is in the last part [doc 1, p. part {last.number}]", [doc])
+    assert (c.page, c.verified) == (last.number, True)
