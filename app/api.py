@@ -42,7 +42,7 @@ class WorkspaceCreate(BaseModel):
 
 
 class AskBody(BaseModel):
-    question: str = Field(min_length=1, description="the question to answer from the workspace")
+    question: str = Field(description="the question to answer from the workspace")
     chat_id: int | None = Field(None, description="continue this chat (its history is used)")
     stream: bool = Field(True, description="server-sent events (progress, token, done) or one JSON")
     max_new_tokens: int | None = Field(None, ge=1, le=32768,
@@ -54,7 +54,26 @@ def create_router(services: Any, auth: AuthSpec = None, local_token: str | None 
     `local_token`: also accepted as "Bearer <token>" (the CLI on this data folder, app.local_server)."""
     require_user = make_auth_dependency(auth, local_token)
     public = APIRouter(route_class=JsonErrorRoute)
-    private = APIRouter(route_class=JsonErrorRoute, dependencies=[Depends(require_user)])
+
+    class PrivateRoute(JsonErrorRoute):
+        """Checks the credentials and the body's declared size from the headers, before FastAPI
+        reads the body: a client without the password cannot make the server read (into memory,
+        or spool to disk) a body of any size, and a JSON body over MAX_JSON_BODY is a 413."""
+
+        def get_route_handler(self):
+            handler = super().get_route_handler()
+
+            async def checked(request: Request):
+                try:
+                    require_user(await _basic(request), await _bearer(request))
+                    _check_body_size(request, _max_upload_bytes(services))
+                except Exception as exc:  # noqa: BLE001 -- JSON error, as every other one
+                    return error_response(exc)
+                return await handler(request)
+
+            return checked
+
+    private = APIRouter(route_class=PrivateRoute, dependencies=[Depends(require_user)])
 
     @public.get("/api/health", tags=["meta"], summary="Liveness check (no auth, loads nothing)")
     def health() -> dict:
@@ -335,6 +354,26 @@ def _engine_name(services: Any) -> str | None:
     """The configured engine, without loading it (a health check must stay cheap)."""
     settings = getattr(services, "settings", None)
     return settings.resolved_engine() if settings is not None else None
+
+
+MAX_JSON_BODY = 16 * 1024**2       # a question is at most 20,000 characters; an OpenAI history more
+MULTIPART_FILES = 32               # an upload request: this many files of the upload limit at most
+
+
+def _check_body_size(request: Request, upload_limit: int | None) -> None:
+    """413 when the Content-Length header says the body is larger than any valid request."""
+    length = request.headers.get("content-length")
+    if length is None or not length.strip().isdigit():
+        return
+    if request.headers.get("content-type", "").startswith("multipart/"):
+        if not upload_limit:
+            return
+        limit = upload_limit * MULTIPART_FILES
+    else:
+        limit = MAX_JSON_BODY
+    if int(length) > limit:
+        raise ApiError(413, "too_large", f"the request body has {int(length):,} bytes, more than the "
+                       f"{limit:,} this route accepts")
 
 
 def _max_upload_bytes(services: Any) -> int | None:

@@ -55,6 +55,12 @@ class ChatCompletionBody(BaseModel):
     stream_options: StreamOptions | None = None
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
+    # Decoding of the `engine` model (workspace models decode with the server's settings); typed
+    # here so a wrong value is a 422, not an engine error (a 500) after the request was accepted.
+    temperature: float | None = Field(None, ge=0, le=100)
+    top_p: float | None = Field(None, gt=0, le=1)
+    seed: int | None = None
+    stop: str | list[str] | None = None
 
 
 ENGINE_MODEL = "engine"   # model id of the bundled language model itself (no workspace)
@@ -205,16 +211,15 @@ def _raw_steps(services: Any, eng: Any, body: ChatCompletionBody, max_new: int |
     if room <= 0:
         raise ApiError(400, "context_length_exceeded",
                        f"the messages have {len(ids)} tokens; the model's context is {eng.max_context}")
-    extra = body.model_extra or {}
-    stop = extra.get("stop") or ()
+    stop = body.stop or ()
     # what the request leaves out is what the checkpoint recommends (vLLM does the same)
     default_t, default_p = getattr(eng, "sampling", (0.0, 1.0))
-    temperature, top_p = extra.get("temperature"), extra.get("top_p")
+    temperature, top_p = body.temperature, body.top_p
     return _generate(services, eng, ids, dict(
         max_new_tokens=min(max_new or services.settings.max_new_tokens, room),
         temperature=float(default_t if temperature is None else temperature),
         top_p=float(default_p if top_p is None else top_p),
-        seed=extra.get("seed"), stop=(stop,) if isinstance(stop, str) else tuple(stop),
+        seed=body.seed, stop=(stop,) if isinstance(stop, str) else tuple(stop),
         cancel=cancel))
 
 

@@ -171,3 +171,14 @@ def test_a_workspace_answer_cut_by_max_tokens_finishes_with_length(jamba_server,
                                               stream_options={"include_usage": True}))
     assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["length"]
     assert chunks[-1].usage.completion_tokens == 3
+
+
+@pytest.mark.parametrize("bad", [{"stop": 5}, {"seed": "x", "temperature": 1}, {"temperature": "hot"},
+                                 {"temperature": -1}, {"top_p": 0}, {"top_p": 1.5}])
+def test_bad_decoding_parameters_for_the_engine_model_are_422(jamba_server, bad):
+    """They were passed to the engine as sent: a 500 after the request was accepted ("'int' object is
+    not iterable"), or a negative temperature taken without a word."""
+    r = httpx.post(f"{jamba_server.url}/v1/chat/completions", timeout=60,
+                   json={"model": "engine", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}], **bad})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["reason"] == "invalid_request" and next(iter(bad)) in r.text
