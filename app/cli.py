@@ -52,8 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     sp = cmd("serve", "run the web UI and HTTP API")
-    sp.add_argument("--host", default=os.environ.get("JAMBADOCS_HOST", "127.0.0.1"))
-    sp.add_argument("--port", type=int, default=int(os.environ.get("JAMBADOCS_PORT", "7860")))
+    sp.add_argument("--host", default=os.environ.get("JAMBADOCS_HOST") or "127.0.0.1",
+                    help="address to listen on (JAMBADOCS_HOST; default 127.0.0.1: this machine only)")
+    sp.add_argument("--port", type=int, default=os.environ.get("JAMBADOCS_PORT") or "7860",
+                    help="(JAMBADOCS_PORT; default 7860)")   # a string default: argparse converts it, and
+    # reports a bad JAMBADOCS_PORT as a usage error of `serve` only
     sp.add_argument("--auth", default=os.environ.get("JAMBADOCS_AUTH"),
                     help="user:password required by the UI and API (JAMBADOCS_AUTH)")
 
@@ -95,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = cmd("download", "download a model checkpoint from the Hugging Face hub")
     sp.add_argument("model_id", metavar="MODEL_ID")
-    sp.add_argument("--dest", help="folder to put it in (default: <data dir>/models/<id>)")
+    sp.add_argument("--dest", help="folder to put it in (default: <models dir>/<owner>--<name>; models dir: JAMBADOCS_MODELS_DIR, else <data dir>/models)")
     return p
 
 
@@ -374,7 +377,8 @@ def cmd_workspaces(args) -> int:
     if args.delete is not None:
         ws = _workspace(svc, args.delete)
         svc.workspaces.delete(ws.id)
-        print(f"deleted workspace {ws.name!r} ({_count(ws.documents, 'document')}, its chats and states)")
+        print(f"deleted workspace {ws.name!r} ({_count(ws.documents, 'document')} and its chats; cached "
+              "states stay until the cache budget needs their room)")
         return EXIT_OK
     rows = svc.workspaces.list()
     if args.json:

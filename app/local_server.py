@@ -76,21 +76,17 @@ def announce(settings: Settings, host: str, port: int, token: str) -> Iterator[P
     record = {"pid": os.getpid(), "url": connect_url(host, port), "token": token,
               "settings": answer_settings(settings)}
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=settings.data_dir, prefix=".server-", suffix=".json")   # mode 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(record, f)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    previous = _read(path)     # a server already running here: its record comes back if we stop first
+    _write(path, record)
     try:
         yield path
     finally:
         if _read(path).get("token") == token:        # another server may have taken the folder since
             with contextlib.suppress(OSError):
-                path.unlink()
+                if _restorable(previous):
+                    _write(path, previous)   # e.g. we could not bind our port: the first server stays found
+                else:
+                    path.unlink()
 
 
 def find(settings: Settings, timeout: float = 2.0) -> LocalServer | None:
@@ -145,6 +141,28 @@ def _error_message(text: str) -> str:
         return str(json.loads(text)["error"]["message"])
     except (ValueError, KeyError, TypeError):
         return text.strip() or "the server gave no reason"
+
+
+def _write(path: Path, record: dict) -> None:
+    """Write the server file atomically, readable by its owner only."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".server-", suffix=".json")   # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(record, f)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _restorable(record: dict) -> bool:
+    """A record of another server process that still runs (not ours, not a crashed one's)."""
+    try:
+        pid = int(record["pid"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    return pid != os.getpid() and _alive(pid)
 
 
 def _read(path: Path) -> dict:

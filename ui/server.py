@@ -7,9 +7,11 @@ telemetry off and a theme with local fonts, so neither the server nor the page r
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import logging
 import os
+import socket
 import sys
 from typing import Any
 
@@ -93,14 +95,35 @@ def serve(services: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, aut
     from ingest.budget import preload_retrieval
 
     preload_retrieval()                        # while nobody has asked yet
+    sock = listening_socket(host, port)         # before saying where: a port in use is one clear error
     shown = f"[{host}]" if ":" in host else host
     print(f"jambadocs UI on http://{'127.0.0.1' if host in ('0.0.0.0', '::') else shown}:{port}/"
           + (" (sign in with the --auth user)" if auth else ""), file=sys.stderr, flush=True)
     settings = getattr(services, "settings", None)
     announced = (local_server.announce(settings, host, port, token) if settings is not None
                  else contextlib.nullcontext())
-    with announced, _sigterm_exits():          # `jambadocs ask` on this data folder asks through us
-        uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False)
+    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, server_header=False))
+    with sock, announced, _sigterm_exits():    # `jambadocs ask` on this data folder asks through us
+        server.run(sockets=[sock])
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port (what uvicorn would bind), or OSError saying why not."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as e:
+        raise OSError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as e:
+        sock.close()
+        why = "the port is in use (another jambadocs serve? choose one with --port)" \
+            if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
+        raise OSError(f"cannot listen on {host}:{port}: {why}") from None
+    return sock
 
 
 @contextlib.contextmanager
@@ -126,29 +149,12 @@ def _sigterm_exits():
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """`python -m ui.server [--host H] [--port P] [--auth user:password] [--data-dir D]`
-    (the same as `jambadocs serve`, for running the UI without the CLI)."""
-    import argparse
+def main(argv: list[str] | None = None) -> int:
+    """`python -m ui.server [flags]`: `jambadocs serve [flags]`, the same parser and settings."""
+    from app.cli import main as cli_main
 
-    from app.config import Settings
-    from app.services import Services
-
-    p = argparse.ArgumentParser(prog="python -m ui.server", description=main.__doc__)
-    p.add_argument("--host", default=DEFAULT_HOST)
-    p.add_argument("--port", type=int, default=DEFAULT_PORT)
-    p.add_argument("--auth", default=os.environ.get("JAMBADOCS_AUTH"), help="user:password")
-    p.add_argument("--data-dir")
-    p.add_argument("--model")
-    p.add_argument("--engine")
-    p.add_argument("--device")
-    p.add_argument("--dtype")
-    args = p.parse_args(argv)
-    settings = Settings.from_env(data_dir=args.data_dir, model=args.model, engine=args.engine,
-                                 device=args.device, dtype=args.dtype)
-    with Services(settings) as services:
-        serve(services, host=args.host, port=args.port, auth=args.auth, log_level="warning")
+    return cli_main(["serve", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

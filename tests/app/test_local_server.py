@@ -135,3 +135,28 @@ def test_ask_goes_through_the_running_server_and_its_loaded_engine(run, tmp_path
     assert not (run.data / local_server.SERVER_FILE).exists(), "SIGTERM left the server file behind"
     code, _, err = run("--engine", "extractive", "ask", "-w", "w", "When does the boat come?")
     assert code == 0 and "via the server" not in err and "other settings" not in err, err
+
+
+def test_a_second_serve_on_a_port_in_use_fails_in_one_line_and_keeps_the_first(tmp_path):
+    """It printed "jambadocs UI on <url>", failed in uvicorn with exit status 3, and on the way out
+    deleted the running server's file, so `ask` stopped going through that server."""
+    data = tmp_path / "data"
+    first = start_server(data)
+    try:
+        record = (data / local_server.SERVER_FILE).read_text()
+        second = subprocess.run([sys.executable, "-m", "ui.server", "--data-dir", str(data), "--port",
+                                 str(first.port)], capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        assert second.returncode == 1, second.stderr
+        assert second.stderr.strip().splitlines()[-1] == (
+            f"jambadocs: error: cannot listen on 127.0.0.1:{first.port}: the port is in use "
+            "(another jambadocs serve? choose one with --port)")
+        assert "UI on" not in second.stderr
+        assert (data / local_server.SERVER_FILE).read_text() == record
+        assert httpx.get(f"{first.url}api/health", timeout=5).status_code == 200
+    finally:
+        first.stop()
+    bad_port = subprocess.run([sys.executable, "-m", "app.cli", "--data-dir", str(data), "workspaces"],
+                              capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "JAMBADOCS_PORT": "abc"})
+    assert bad_port.returncode == 0 and "Traceback" not in bad_port.stderr     # only `serve` reads it
