@@ -489,7 +489,8 @@ class JambaAnswerer:
 
 
 def resolve_model(model: str | None, models_dir: Path | None = None) -> Path:
-    """A checkpoint folder for ``model``: a local folder, a downloaded copy, or a hub id fetched now."""
+    """A checkpoint folder for ``model``: a local folder, or a hub id's copy in `models_dir` (where
+    `jambadocs download` puts it) or in the Hugging Face cache. Nothing is fetched here."""
     if not model:
         raise EngineUnavailable("no model configured for the jamba engine (set --model or JAMBADOCS_MODEL)")
     path = Path(model).expanduser()
@@ -505,13 +506,14 @@ def resolve_model(model: str | None, models_dir: Path | None = None) -> Path:
                                 else f"model {model!r}: not a folder (give the checkpoint's folder)")
     if path.exists() or model.count("/") != 1 or not owner or not name:
         raise EngineUnavailable(f"model {model!r} is neither a checkpoint folder nor a hub id (owner/name)")
-    try:
+    try:        # a copy in the Hugging Face cache (other tools put it there); never a download here
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(model, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"]))
-    except Exception as exc:  # offline, unknown repo, no permission...
-        raise EngineUnavailable(f"model {model!r}: not a local folder and could not be fetched from the hub "
-                                f"({type(exc).__name__}: {exc}); try `jambadocs download {model}`") from exc
+        return Path(snapshot_download(model, local_files_only=True))
+    except Exception:  # noqa: BLE001 -- not cached (or a broken cache entry): download it explicitly
+        where = f"{models_dir} or " if models_dir is not None else ""
+        raise EngineUnavailable(f"model {model!r} is not downloaded (not in {where}the Hugging Face cache); "
+                                f"get it with `jambadocs download {model}`") from None
 
 
 def _chain_segments(seg: Any) -> list[list[int]]:

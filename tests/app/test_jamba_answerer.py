@@ -450,3 +450,33 @@ def test_loading_the_checkpoint_reports_its_progress(checkpoint, tmp_path):
     svc.start_engine()
     assert svc.load_progress() is None
     svc.close()
+
+
+def test_a_hub_id_is_found_in_the_hugging_face_cache_and_never_fetched(checkpoint, tmp_path, monkeypatch):
+    """Only `jambadocs download` goes online: `ask --model owner/name` used to download a missing
+    model itself (serve, offline, could not), and now finds a copy other tools left in the cache."""
+    import shutil
+    import socket
+
+    from app.answerers.jamba import resolve_model
+    from app.errors import EngineUnavailable
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    cache = tmp_path / "hf-cache"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    import huggingface_hub.constants as hub_constants
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("resolve_model opened a network connection")
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    with pytest.raises(EngineUnavailable, match="not downloaded .* `jambadocs download ai21labs/Elsewhere`"):
+        resolve_model("ai21labs/Elsewhere", tmp_path / "models")
+
+    commit = "0123456789abcdef0123456789abcdef01234567"          # the hub cache's layout
+    repo = cache / "models--ai21labs--Elsewhere"
+    shutil.copytree(checkpoint, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    found = resolve_model("ai21labs/Elsewhere", tmp_path / "models")
+    assert found == repo / "snapshots" / commit and (found / "config.json").is_file()
