@@ -14,8 +14,17 @@ extras=""
 pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
 
 # torch first: a bare "torch" requirement would otherwise pull a multi-GB CUDA build on a CPU machine.
+# On a CPU machine: the CPU build, from a wheel pip finds without an index (a local wheel folder in
+# pip's find-links, as on CI) and then its dependencies, else from PyTorch's CPU index (PyPI's
+# Linux wheel is the CUDA build, several GB).
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-  if command -v nvidia-smi >/dev/null 2>&1; then pip install "torch>=2.4"; else pip install torch==2.13.0; fi
+  if command -v nvidia-smi >/dev/null 2>&1; then
+    pip install "torch>=2.4"
+  elif pip install --no-index --no-deps torch==2.13.0 2>/dev/null; then
+    pip install torch==2.13.0
+  else
+    pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+  fi
 fi
 stamp=".venv/.jambadocs-installed-${extras:-app}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
