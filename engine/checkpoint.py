@@ -39,6 +39,7 @@ INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
 _FULL_HASH_LIMIT = 64 << 20      # files up to 64 MiB are hashed whole
 _SAMPLE_BLOCKS, _SAMPLE_SIZE = 64, 64 << 10
+_TENSOR_SAMPLE = 4 << 10         # bytes read at the start, middle and end of every tensor of a large file
 
 
 def weight_files(folder: Path) -> dict[str, Path]:
@@ -83,11 +84,25 @@ def fingerprint(folder: Path, files: list[Path]) -> str:
                     h.update(block)
                 continue
             header_len = int.from_bytes(f.read(8), "little")
-            h.update(f.read(min(header_len, 100 << 20)))
+            header = f.read(min(header_len, 100 << 20))
+            h.update(header)
             step = max(1, size // _SAMPLE_BLOCKS)
             for pos in range(0, size, step):
                 f.seek(pos)
                 h.update(f.read(_SAMPLE_SIZE))
+            # every tensor contributes its first, middle and last bytes: a checkpoint that differs from
+            # another only in some tensors (a fine-tune of a few layers, a merged LoRA) must not share
+            # its fingerprint, hence its cached states (evenly spaced blocks can miss whole tensors)
+            try:
+                spans = sorted(tuple(v["data_offsets"]) for k, v in json.loads(header).items()
+                               if k != "__metadata__")
+            except (ValueError, TypeError, KeyError, AttributeError):
+                spans = []
+            base = 8 + header_len
+            for a, b in spans:
+                for pos in sorted({a, max(a, (a + b) // 2 - _TENSOR_SAMPLE // 2), max(a, b - _TENSOR_SAMPLE)}):
+                    f.seek(base + pos)
+                    h.update(f.read(min(_TENSOR_SAMPLE, b - pos)))
     return h.hexdigest()
 
 

@@ -55,6 +55,24 @@ def test_fingerprint_changes_with_weights_and_config(tmp_path, tiny_engine):
     assert other.fingerprint != tiny_engine.fingerprint
 
 
+def test_fingerprint_of_a_large_file_sees_every_tensor(folder, tmp_path, monkeypatch):
+    """Above the whole-hash limit the file is sampled; a checkpoint that differs only in one
+    tensor (a fine-tuned layer, a merged LoRA) must still get its own fingerprint, or it would
+    reuse the other model's cached states."""
+    from engine import checkpoint
+
+    monkeypatch.setattr(checkpoint, "_FULL_HASH_LIMIT", 0)       # sample even this small file
+    monkeypatch.setattr(checkpoint, "_SAMPLE_BLOCKS", 1)         # one block: the header's start
+    other = tmp_path / "tuned"
+    shutil.copytree(folder, other)
+    w = load_file(str(other / "model.safetensors"))
+    name = sorted(k for k in w if k.endswith("self_attn.o_proj.weight"))[-1]
+    w[name] = w[name] * 1.5
+    save_file(w, str(other / "model.safetensors"), metadata={"format": "pt"})
+    files = lambda d: [d / "model.safetensors"]  # noqa: E731
+    assert checkpoint.fingerprint(other, files(other)) != checkpoint.fingerprint(folder, files(folder))
+
+
 def test_fused_expert_layout_is_read(folder, tiny_engine):
     """transformers-5 style checkpoints (experts fused to 3-D tensors) give the same model."""
     w = load_file(str(folder / "model.safetensors"))
