@@ -71,6 +71,33 @@ _QUOTED = re.compile(r"\"([^\"]{3,})\"|\u201c([^\u201d]{3,})\u201d|\u00ab\s*([^\
 _CLAIM_END = re.compile(r"[.!?;:]\s+|\n")
 
 
+def _quotations(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, inside) of each explicit quotation, outermost only: a quotation that quotes
+    a word itself (“... it “sees” that ... The “obvious” way ...”) is one quotation, not the
+    inner words. Curly quotes are paired by nesting when they balance; otherwise (a German „…“
+    uses “ to close) the plain pattern pairs them."""
+    spans: list[tuple[int, int, str]] = []
+    depth, start, balanced = 0, 0, True
+    for i, ch in enumerate(text):
+        if ch == "\u201c":
+            if depth == 0:
+                start = i
+            depth += 1
+        elif ch == "\u201d" and depth:
+            depth -= 1
+            if depth == 0 and i - start - 1 >= 3:
+                spans.append((start, i + 1, text[start + 1:i]))
+    if depth:
+        balanced, spans = False, []
+    for m in _QUOTED.finditer(text):
+        if balanced and m.group(2) is not None:
+            continue                       # curly pairs come from the nesting scan above
+        if any(a <= m.start() < b or a < m.end() <= b for a, b, _ in spans):
+            continue                       # inside (or across) an outer quotation
+        spans.append((m.start(), m.end(), next(g for g in m.groups() if g)))
+    return sorted(spans)
+
+
 def parse(answer: str) -> ParsedAnswer:
     """Inline references (with the sentence each supports) plus those of a <citations> block."""
     block = _BLOCK.search(answer)
@@ -119,7 +146,7 @@ def _claim_before(text: str, lo: int, hi: int) -> str:
     """The sentence that ends at `hi` (not reaching back before `lo`)."""
     seg = text[lo:hi].rstrip()
     seg = seg.rstrip(".!?;:, ")
-    quoted = [(q.start(), q.end()) for q in _QUOTED.finditer(seg)]
+    quoted = [(a, b) for a, b, _ in _quotations(seg)]
     cut = 0
     for m in _CLAIM_END.finditer(seg):
         inside = any(a < m.start() < b for a, b in quoted)
@@ -133,8 +160,7 @@ def _claim_before(text: str, lo: int, hi: int) -> str:
 def quote_of(claim: str) -> str:
     """The longest explicit quotation in a claim, else the claim."""
     best = ""
-    for m in _QUOTED.finditer(claim):
-        q = next(g for g in m.groups() if g)
+    for _, _, q in _quotations(claim):
         if len(q) > len(best):
             best = q
     if len(best.strip()) >= 3:

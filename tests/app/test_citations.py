@@ -36,6 +36,17 @@ def test_claim_is_the_cited_sentence_and_keeps_quoted_punctuation():
     assert refs[1].quote == "bullet claim"
 
 
+def test_a_quotation_that_quotes_words_is_kept_whole():
+    """The extractive engine quotes whole passages; one with “sees” inside must not shrink to that word."""
+    text = ("1. \u201cplot() here uses a histogram like plot method, because it \u201csees\u201d that fr is of "
+            "class \"table\". The \u201cobvious\u201d way of doing this is so inefficient as to be "
+            "impractical.\u201d [doc 1, p. 23]")
+    (ref,) = parse(text).refs
+    assert ref.quote.startswith("plot() here uses") and ref.quote.endswith("impractical.")
+    (ref,) = parse("Er schrieb \u201eDas Haus ist gro\u00df\u201c [doc 1, p. 2].").refs
+    assert ref.quote == "Das Haus ist gro\u00df"
+
+
 def test_citations_block_forms():
     p = parse('Answer text.\n<citations>\n[doc 1, p. 3] "some quote here"\n'
               'doc 2, p. 4: other quote\n</citations>')
