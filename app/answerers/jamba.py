@@ -171,7 +171,8 @@ class JambaAnswerer:
         if kept is not None and len(kept) == len(documents):
             as_read = [DocumentInput.from_document(d, [p for p in d.pages if p.number in numbers])
                        for d, numbers in zip(documents, map(set, kept))]
-            cached = [a or b for a, b in zip(cached, self._cached_prefix(as_read))]
+            # a document none of whose pages were read is not in the cached prompt, whatever its segment
+            cached = [a or (b and bool(n)) for a, b, n in zip(cached, self._cached_prefix(as_read), kept)]
         return cached
 
     def _cached_prefix(self, documents: Sequence[Any]) -> list[bool]:

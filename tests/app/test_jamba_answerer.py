@@ -12,6 +12,7 @@ from app.config import Settings
 from engine import load_engine, state_bytes
 from engine.testing import write_tiny_checkpoint
 from ingest import Page, read_document
+from ingest.budget import document_set_key
 from ingest.prompt import PromptBuilder
 
 
@@ -480,3 +481,15 @@ def test_a_hub_id_is_found_in_the_hugging_face_cache_and_never_fetched(checkpoin
     (repo / "refs" / "main").write_text(commit)
     found = resolve_model("ai21labs/Elsewhere", tmp_path / "models")
     assert found == repo / "snapshots" / commit and (found / "config.json").is_file()
+
+
+def test_a_document_the_last_answer_did_not_read_at_all_is_not_cached(corpus, tmp_path_factory):
+    """Over the context, the answer may keep no page of a document; its (empty) segment used to make
+    the documents list call it cached."""
+    small = write_tiny_checkpoint(tmp_path_factory.mktemp("small2"), seed=0, max_position_embeddings=4096)
+    a = JambaAnswerer(_settings(small, tmp_path_factory.mktemp("data2")))
+    docs = [read_document(corpus / n) for n in ("hsaur-inference.pdf", "latexsheet-de.pdf", "pari-refcard.pdf")]
+    _, timings, _ = ask(a, docs, "What is a t-test?", max_new_tokens=8)
+    kept = a.store.selection(document_set_key(docs, a.engine.fingerprint))
+    assert kept is not None and any(kept) and not all(kept), kept      # some read, one not at all
+    assert a.cached_documents(docs) == [bool(k) for k in kept]
