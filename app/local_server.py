@@ -121,19 +121,27 @@ def ask_through(server: LocalServer, workspace: str, question: str, chat_id: int
     body = {"question": question, "chat_id": chat_id, "max_new_tokens": max_new_tokens, "stream": True}
     url = f"{server.url}/api/workspaces/{quote(workspace, safe='')}/ask"
     timeout = httpx.Timeout(10.0, read=None)         # a long prefill sends progress, a queue may not
-    with httpx.Client(timeout=timeout, headers=server.headers()) as client, \
-            connect_sse(client, "POST", url, json=body) as source:
-        if source.response.status_code != 200:          # the CLI shows the server's message as its own
-            source.response.read()
-            raise AppError(_error_message(source.response.text))
-        for sse in source.iter_sse():
-            data = sse.json()
-            if sse.event == "error":
-                raise AppError(_error_message(sse.data))
-            if sse.event == "done":
-                yield SimpleNamespace(kind="done", answer=data)
-            elif sse.event in ("progress", "token", "thinking"):
-                yield SimpleNamespace(kind=sse.event, **data)
+    done = False
+    try:
+        with httpx.Client(timeout=timeout, headers=server.headers()) as client, \
+                connect_sse(client, "POST", url, json=body) as source:
+            if source.response.status_code != 200:          # the CLI shows the server's message as its own
+                source.response.read()
+                raise AppError(_error_message(source.response.text))
+            for sse in source.iter_sse():
+                data = sse.json()
+                if sse.event == "error":
+                    raise AppError(_error_message(sse.data))
+                if sse.event == "done":
+                    done = True
+                    yield SimpleNamespace(kind="done", answer=data)
+                elif sse.event in ("progress", "token", "thinking"):
+                    yield SimpleNamespace(kind=sse.event, **data)
+    except httpx.TransportError as exc:                  # killed, restarted, out of memory ...
+        raise AppError(f"the server at {server.url} stopped while answering ({type(exc).__name__}); "
+                       "ask again (with no server running, ask answers by itself)") from None
+    if not done:
+        raise AppError(f"the server at {server.url} ended the answer without finishing it; ask again")
 
 
 def _error_message(text: str) -> str:

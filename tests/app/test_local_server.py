@@ -160,3 +160,61 @@ def test_a_second_serve_on_a_port_in_use_fails_in_one_line_and_keeps_the_first(t
                               capture_output=True, text=True, timeout=120,
                               env={**os.environ, "JAMBADOCS_PORT": "abc"})
     assert bad_port.returncode == 0 and "Traceback" not in bad_port.stderr     # only `serve` reads it
+
+
+def test_a_server_that_dies_mid_answer_is_one_clear_error(tmp_path):
+    """The CLI printed "RemoteProtocolError: peer closed connection without sending complete message
+    body (incomplete chunked read)" when the server was killed while answering."""
+    import socket
+    import threading
+
+    from app.errors import AppError
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def dying_server():                 # one progress event of a chunked SSE answer, then gone
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        event = b'event: progress\ndata: {"stage": "prefill", "done": 1, "total": 9, "eta_s": null}\n\n'
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     + f"{len(event):x}\r\n".encode() + event + b"\r\n")
+        conn.close()
+    threading.Thread(target=dying_server, daemon=True).start()
+    server = local_server.LocalServer(pid=os.getpid(), url=f"http://127.0.0.1:{port}", token="jdl_x", settings={})
+    events = local_server.ask_through(server, "w", "question?")
+    assert next(events).kind == "progress"
+    with pytest.raises(AppError, match=f"the server at http://127.0.0.1:{port} stopped while answering"):
+        next(events)
+    listener.close()
+
+
+def test_sigterm_during_a_cli_ask_saves_the_question_as_stopped(tmp_path):
+    """Like Ctrl-C: a killed `ask` (kill, docker stop) left an empty, untitled chat and lost the question."""
+    import signal
+
+    from engine.testing import BENCH_CONFIG, write_tiny_checkpoint
+
+    model = write_tiny_checkpoint(tmp_path / "model", **BENCH_CONFIG)
+    data = tmp_path / "data"
+    note = tmp_path / "lighthouse.txt"
+    note.write_text(NOTE, encoding="utf-8")
+    assert main(["--data-dir", str(data), "ingest", "-w", "w", str(note)]) == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAMBADOCS_")}
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "--data-dir", str(data), "--model", str(model),
+                             "ask", "-w", "w", "When does the boat come?", "--max-new-tokens", "100000"],
+                            env={**env, "HF_HUB_OFFLINE": "1"}, stderr=subprocess.PIPE, text=True)
+    settings = Settings.from_env(data_dir=data, engine="extractive")
+    with Services(settings) as svc:
+        ws = svc.workspaces.by_name("w")
+        deadline = time.monotonic() + 120
+        while not svc.chats.list(ws.id):             # the ask opened its chat: the engine is answering
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.2)
+        time.sleep(2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) != 0
+        (chat,) = svc.chats.list(ws.id)
+        saved = svc.chats.messages(chat.id)
+    assert [m.role for m in saved] == ["user", "assistant"] and saved[0].text == "When does the boat come?"
+    assert saved[1].timings["cancelled"] is True
