@@ -73,6 +73,7 @@ def create_router(services: Any, auth: AuthSpec = None, local_token: str | None 
 
             return checked
 
+    # the dependency checks again (cheap) and puts the security schemes in the OpenAPI document
     private = APIRouter(route_class=PrivateRoute, dependencies=[Depends(require_user)])
 
     @public.get("/api/health", tags=["meta"], summary="Liveness check (no auth, loads nothing)")
