@@ -162,7 +162,8 @@ def test_a_document_read_in_part_is_not_counted_as_cached_tokens(tmp_path, two_p
     flagged cached as that answer read it, but the gauge's cached tokens count only documents read
     whole (it said all of the document's tokens were cached)."""
     from engine.testing import write_tiny_checkpoint
-    ckpt = write_tiny_checkpoint(tmp_path / "small", seed=0, max_position_embeddings=512)
+    # 1,024: page 1 is read, page 2 left out (at 512 neither page was read: not "in part")
+    ckpt = write_tiny_checkpoint(tmp_path / "small", seed=0, max_position_embeddings=1024)
     svc = Services(Settings.from_env(data_dir=tmp_path / "d", model=str(ckpt), engine="jamba",
                                      device="cpu", max_new_tokens=4))
     try:
@@ -172,7 +173,8 @@ def test_a_document_read_in_part_is_not_counted_as_cached_tokens(tmp_path, two_p
         assert answer.timings["omitted"], "the document was meant not to fit"
         (doc,) = svc.documents.list(ws.id)
         budget = svc.budget(ws.id)
-        assert doc.cached and doc.tokens > budget.max == 512 and not budget.fits
+        assert [o["pages"] for o in answer.timings["omitted"]] == [[2]]
+        assert doc.cached and doc.tokens > budget.max == 1024 and not budget.fits
         assert budget.cached == 0
     finally:
         svc.close()
