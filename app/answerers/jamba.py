@@ -38,6 +38,9 @@ PROGRESS_EVERY_S = 0.25  # at most this often a prefill progress event
 # and their stored states. The documents' state keeps as many spare K/V rows, beyond the first
 # question and answer, so that follow-ups append to it in place.
 FOLLOW_UP_TOKENS = 2048
+# The conversation (earlier turns + question) may take this share of the context; beyond it the oldest
+# turns are left out of the prompt (they stay saved), so a long chat never crowds out the documents.
+HISTORY_SHARE = 0.5
 
 
 @dataclass
@@ -357,11 +360,17 @@ class JambaAnswerer:
         return int(getattr(self.settings, "max_thinking_tokens", 4096))
 
     def _plan(self, eng: Any, req: AnswerRequest) -> Iterator[AnswerEvent]:
-        """Token segments of the prompt; the budget picks pages by retrieval when the set does not fit."""
+        """Token segments of the prompt; the budget picks pages by retrieval when the set does not fit,
+        and a conversation longer than HISTORY_SHARE of the context loses its oldest turns."""
         history = list(req.history)
         seg = self.builder.build(req.documents, req.question, history=history)
         reserved = req.max_new_tokens + (self._thinking_budget() if seg.thinking else 0)
         room = eng.max_context - reserved
+        dropped = 0
+        while history and len(seg.tail) > room * HISTORY_SHARE:
+            n = 2 if len(history) > 1 and history[0][0] == "user" and history[1][0] == "assistant" else 1
+            history, dropped = history[n:], dropped + n          # the oldest exchange
+            seg = self.builder.build(req.documents, req.question, history=history)
         omitted = None
         if len(seg) > room:
             from ingest.budget import document_set_key, fit_documents
@@ -388,6 +397,11 @@ class JambaAnswerer:
                        "documents": [{"doc": o.doc, "filename": o.filename, "pages": o.pages, "tokens": o.tokens}
                                      for o in fit.omitted]}
             yield AnswerEvent(kind="progress", stage="retrieve", done=1, total=1)
+        if dropped:
+            turns = f"the {dropped} oldest messages of this chat" if dropped > 1 else "the oldest message of this chat"
+            omitted = omitted or {"summary": "", "documents": []}
+            omitted["summary"] = "; ".join(x for x in (omitted["summary"], f"{turns} (to leave room for the documents)") if x)
+            omitted["history_messages"] = dropped
         return _Plan(_chain_segments(seg), seg.tail_pieces(), omitted, seg.thinking)
 
     def _share_buffers(self) -> None:

@@ -493,3 +493,32 @@ def test_a_document_the_last_answer_did_not_read_at_all_is_not_cached(corpus, tm
     kept = a.store.selection(document_set_key(docs, a.engine.fingerprint))
     assert kept is not None and any(kept) and not all(kept), kept      # some read, one not at all
     assert a.cached_documents(docs) == [bool(k) for k in kept]
+
+
+def test_a_long_conversation_loses_its_oldest_turns_not_the_documents(corpus, tmp_path_factory):
+    """A chat whose earlier turns outgrew the context failed every follow-up ("the question and
+    conversation leave no room for the documents"); now the oldest turns are left out of the prompt,
+    said so, and the documents keep at least half the room."""
+    from app.answerers.jamba import HISTORY_SHARE
+
+    small = write_tiny_checkpoint(tmp_path_factory.mktemp("small3"), seed=0, max_position_embeddings=4096)
+    a = JambaAnswerer(_settings(small, tmp_path_factory.mktemp("data3")))
+    doc = read_document(corpus / "pari-refcard.pdf")
+    doc.pages = [dataclasses.replace(doc.pages[0], text=doc.pages[0].text[:300])]
+    words = [f"word{i}" for i in range(2000)]
+    while a.count_tokens(" ".join(words)) > 600:                        # ~600 tokens a turn: 6 of
+        words = words[:-20]                                             # them fill the 4K context
+    long_turn = " ".join(words)
+    history = [("user", f"Question {n}: {long_turn}") if n % 2 == 0 else ("assistant", f"Answer {n}: {long_turn}")
+               for n in range(6)]
+    _, timings, _ = ask(a, [doc], "Which command factors an integer?", history=history, max_new_tokens=8)
+    dropped = timings["omitted"]["history_messages"]
+    assert dropped % 2 == 0 and 2 <= dropped < len(history)
+    assert f"the {dropped} oldest messages of this chat" in timings["omitted"]["summary"]
+    kept = a.builder.build([doc], "Which command factors an integer?", history=history[dropped:])
+    assert len(kept.tail) <= (a.engine.max_context - 8) * HISTORY_SHARE
+    assert timings["prompt_tokens"] == len(kept)                       # the prompt that was answered
+    longer = history + history[:4]                                      # more than the whole context
+    assert sum(a.count_tokens(t) for _, t in longer) > a.engine.max_context
+    _, timings, _ = ask(a, [doc], "And which one computes a gcd?", history=longer, max_new_tokens=8)
+    assert timings["omitted"]["history_messages"] >= 6
