@@ -107,7 +107,9 @@ def fused_kernels(selective_scan_fn: Callable | None = None, selective_state_upd
             if w.shape[1] not in _FUSED_CONV_WIDTHS:
                 return base.conv(x, w, b, window)
             if x.shape[0] == 1 and causal_conv1d_update is not None:
-                state = window.to(x.dtype).T.unsqueeze(0).contiguous()                # [1, E, K-1]
+                # a copy, always: for K = 2 the [1, E, 1] view of `window` already counts as contiguous,
+                # and .contiguous() would hand the saved state itself to the in-place kernel
+                state = window.to(x.dtype).T.unsqueeze(0).clone(memory_format=torch.contiguous_format)  # [1, E, K-1]
                 y = causal_conv1d_update(x.T.unsqueeze(0).contiguous(), state, w, b, activation=None)
                 return y.reshape(1, -1), state[0].T.contiguous()                     # [1, E], [K-1, E]
 
@@ -131,7 +133,11 @@ def fused_kernels(selective_scan_fn: Callable | None = None, selective_state_upd
         def step(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, z: Tensor,
                  h0: Tensor) -> tuple[Tensor, Tensor]:
             state = h0.unsqueeze(0).clone()                                           # [1, E, N], updated in place
-            y = selective_state_update(state, x, dt, A, B, C, D=D, z=z, dt_bias=None, dt_softplus=False)
+            # dt is already softplus(dt + bias); a zero bias, not None: mamba-ssm's wrapper (every release
+            # through 2.3.x) passes `*(dt_bias.stride(0), dt_bias.stride(1)) if dt_bias is not None else 0`
+            # to the Triton launch, which raises TypeError when dt_bias is None
+            y = selective_state_update(state, x, dt, A, B, C, D=D, z=z, dt_bias=torch.zeros_like(D),
+                                       dt_softplus=False)
             return y.float(), state[0]                                                # [1, E], [E, N]
         names["step"] = label or "mamba_ssm"
 
@@ -156,8 +162,12 @@ def installed_kernels() -> dict[str, Callable]:
     except Exception as e:                               # not installed, or built for another torch/CUDA
         log.info("causal-conv1d not usable (%s): torch conv", e)
     try:
-        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
-        found["selective_scan_fn"] = selective_scan_fn
+        from mamba_ssm.ops import selective_scan_interface as ssi
+        # mamba-ssm main (after 2.3.2.post1) imports without its CUDA extension, which a default install
+        # no longer builds (MAMBA_KEEP_CUDA_BUILD=TRUE), and raises RuntimeError only when called
+        if getattr(ssi, "selective_scan_cuda", True) is None:
+            raise ImportError("selective_scan_cuda is not built")
+        found["selective_scan_fn"] = ssi.selective_scan_fn
     except Exception as e:
         log.info("mamba-ssm selective scan not usable (%s): torch scan", e)
     try:

@@ -19,7 +19,7 @@ pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
 # Linux wheel is the CUDA build, several GB).
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   if command -v nvidia-smi >/dev/null 2>&1; then
-    pip install "torch>=2.4"
+    pip install "torch>=2.5"
   elif pip install --no-index --no-deps torch==2.13.0 2>/dev/null; then
     pip install torch==2.13.0
   else

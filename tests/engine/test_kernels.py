@@ -133,3 +133,50 @@ def test_engine_continuation_through_fused_wrappers(tiny_engine):
             steps.append(out)
     got = torch.cat([a, b, *steps])
     torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_step_passes_a_bias_tensor_and_conv_update_copies_the_window():
+    """What the real kernels need beyond transformers' fallbacks: mamba-ssm's selective_state_update
+    wrapper raises TypeError for dt_bias=None (`*(dt_bias.stride(0), ...) if dt_bias is not None else 0`
+    in its Triton launch), and causal_conv1d_update writes conv_state in place, also for K = 2."""
+    from transformers.models.jamba import modeling_jamba as mj
+
+    def strict_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False):
+        if dt_bias is None:
+            raise TypeError("Value after * must be an iterable, not int")
+        return mj.mamba_selective_state_update(state, x, dt, A, B, C, D, dt_bias, dt_softplus, z=z)
+
+    ks = kernels.fused_kernels(selective_state_update=strict_update, causal_conv1d_fn=mj.causal_conv1d_fn,
+                               causal_conv1d_update=mj.causal_conv1d_update, label="strict")
+    x, dt, A, B, C, D, z, h0 = _scan_inputs(1, seed=6)
+    y, h = ks.step(x, dt, A, B, C, D, z, h0)
+    y_ref, h_ref = ssm_step(x, dt, A, B, C, D, z, h0)
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(h, h_ref, atol=1e-5, rtol=1e-5)
+    g = torch.Generator().manual_seed(7)
+    for K in (2, 3, 4):
+        E = x.shape[1]
+        w, b, window = torch.randn(E, K, generator=g), torch.randn(E, generator=g), torch.randn(K - 1, E, generator=g)
+        before = window.clone()
+        y, win = ks.conv(x, w, b, window)
+        y_ref, win_ref = causal_conv(x, w, b, before.clone())
+        torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(win, win_ref)
+        assert torch.equal(window, before), K                          # the saved state is never written
+
+
+def test_scan_kernel_without_its_cuda_extension_is_not_picked(monkeypatch):
+    """mamba-ssm main imports selective_scan_fn without selective_scan_cuda (not built by default any
+    more) and fails only when called: the torch scan must be kept then."""
+    import sys
+    import types
+    ssi = types.ModuleType("mamba_ssm.ops.selective_scan_interface")
+    ssi.selective_scan_cuda, ssi.selective_scan_fn = None, lambda *a, **k: None
+    ops = types.ModuleType("mamba_ssm.ops")
+    ops.selective_scan_interface = ssi
+    for name, mod in {"mamba_ssm": types.ModuleType("mamba_ssm"), "mamba_ssm.ops": ops,
+                      "mamba_ssm.ops.selective_scan_interface": ssi}.items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    assert "selective_scan_fn" not in kernels.installed_kernels()
+    ssi.selective_scan_cuda = object()                                # built: picked
+    assert "selective_scan_fn" in kernels.installed_kernels()
