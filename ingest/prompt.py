@@ -194,6 +194,7 @@ class PromptBuilder:
         self._cache: OrderedDict[str, array] = OrderedDict()
         self._cache_tokens = cache_tokens
         self._cached = 0
+        self._build_keys: set[str] = set()   # cache keys the current build() has used
 
     # ------------------------------------------------------------ public
 
@@ -201,6 +202,7 @@ class PromptBuilder:
               history: Sequence[tuple[str, str]] = ()) -> PromptSegments:
         """Segments for `documents` (in order), prior `history` [(role, text)] and the `question`."""
         docs = [d if isinstance(d, DocumentInput) else DocumentInput.from_document(d) for d in documents]
+        self._build_keys = set()
         if docs:
             preamble, doc_frames, after_docs = self._frames(self.template, len(docs), question)
             doc_texts = [frame.replace(_TITLE.format(i), document_title(d, i))
@@ -331,14 +333,23 @@ class PromptBuilder:
         key = hashlib.sha256(text.encode("utf-8")).hexdigest()
         hit = self._cache.get(key)
         if hit is not None:
+            self._build_keys.add(key)
             self._cache.move_to_end(key)
             return hit.tolist()
         ids = self._encode(text, continuation=True)
-        if len(ids) <= self._cache_tokens:
-            self._cache[key] = array("i", ids)
-            self._cached += len(ids)
-            while self._cached > self._cache_tokens:
-                self._cached -= len(self._cache.popitem(last=False)[1])
+        if len(ids) > self._cache_tokens:
+            return ids
+        # Evict only entries this build has not used: a document set larger than the cache keeps
+        # its first documents cached, instead of each build evicting what the next one needs
+        # first (plain LRU under a repeated scan: every build re-tokenised every document).
+        while self._cached + len(ids) > self._cache_tokens and self._cache:
+            oldest = next(iter(self._cache))
+            if oldest in self._build_keys:
+                return ids
+            self._cached -= len(self._cache.pop(oldest))
+        self._cache[key] = array("i", ids)
+        self._cached += len(ids)
+        self._build_keys.add(key)
         return ids
 
 

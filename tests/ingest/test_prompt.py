@@ -251,3 +251,25 @@ def test_the_tail_is_cut_where_each_earlier_turns_prompt_ended(tiny_tokenizer, d
                 assert sum(pieces[:k], []) == tail
         earlier.append(seg.tail)
         history += [("user", question), ("assistant", answer)]
+
+
+def test_a_document_set_larger_than_the_token_cache_is_not_retokenised_whole_on_every_build(tiny_tokenizer, docs):
+    """Plain LRU under a repeated scan: each build evicted what the next one needed first, so a set
+    over the cache re-tokenised every document on every build (a workspace past 8M tokens: 13 s per
+    documents listing). Entries the current build used are kept instead."""
+    pb = PromptBuilder(tiny_tokenizer)
+    sizes = [len(pb.build([d], "q").documents[0]) for d in docs]
+    pb = PromptBuilder(tiny_tokenizer, cache_tokens=sum(sizes) - min(sizes) // 2)   # all but part of one
+    first = pb.build(docs, "q")
+    encoded = []
+    original = pb._encode
+
+    def counting(text, continuation):
+        encoded.append(text)
+        return original(text, continuation)
+    pb._encode = counting
+    again = pb.build(docs, "another question")
+    assert again.documents == first.documents
+    doc_texts = set(first.texts[1:-1])
+    assert len(doc_texts) == len(docs)
+    assert sum(t in doc_texts for t in encoded) <= 1            # was: all of them
