@@ -389,6 +389,12 @@ class JambaAnswerer:
                     break
                 budget -= len(seg) - room + 64
             if len(seg) > room:
+                frames = len(seg) - len(seg.tail)        # what is left of the documents: titles, markers
+                if len(seg.tail) <= room * HISTORY_SHARE:
+                    raise InvalidInput(
+                        f"the {len(req.documents)} documents' titles and page markers alone take {frames:,} "
+                        f"tokens, more than the model's context of {eng.max_context:,} leaves "
+                        f"({reserved:,} reserved for the answer): split them into smaller workspaces")
                 raise InvalidInput(f"the question and conversation ({len(seg.tail)} tokens) leave no room for "
                                    f"the documents in the model's context of {eng.max_context} tokens "
                                    f"({reserved} reserved for the answer)")

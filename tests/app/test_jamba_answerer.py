@@ -522,3 +522,18 @@ def test_a_long_conversation_loses_its_oldest_turns_not_the_documents(corpus, tm
     assert sum(a.count_tokens(t) for _, t in longer) > a.engine.max_context
     _, timings, _ = ask(a, [doc], "And which one computes a gcd?", history=longer, max_new_tokens=8)
     assert timings["omitted"]["history_messages"] >= 6
+
+
+def test_more_documents_than_their_titles_fit_is_refused_for_that_reason(tmp_path_factory):
+    """It blamed "the question and conversation (46 tokens)" for a workspace whose documents'
+    titles and page markers alone overflowed the context."""
+    from app.errors import InvalidInput
+
+    small = write_tiny_checkpoint(tmp_path_factory.mktemp("small4"), seed=0, max_position_embeddings=1024)
+    a = JambaAnswerer(_settings(small, tmp_path_factory.mktemp("data4")))
+    from ingest.model import Document
+    docs = [Document(title=f"Memo number {i}", filename=f"memo-{i}.txt", kind="txt", unit="part",
+                     pages=[Page(1, "part 1", f"Memo {i}: the meeting moved to room {i}.")],
+                     content_hash=f"{i:064x}", text_hash=f"{i:064x}") for i in range(120)]
+    with pytest.raises(InvalidInput, match="120 documents' titles and page markers alone take .* smaller workspaces"):
+        ask(a, docs, "Where is the meeting?", max_new_tokens=8)
