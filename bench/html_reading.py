@@ -2,6 +2,7 @@
 long <p>/<br> page in one <body>), timed per line, with the smallest page as the baseline.
 
     .venv/bin/python bench/html_reading.py [--lines 2000 8000 32000] [--repeats 3]
+    .venv/bin/python bench/html_reading.py --file PAGE.html     # parser: lxml vs html.parser (baseline)
 
 Linear reading keeps the per-line time flat as pages grow (ratio ~1). Before 2026-11-29 each block
 was marked with `Tag.insert_after`, which looks the tag up among its siblings, and the ratio grew
@@ -45,8 +46,17 @@ def main() -> None:
     ap.add_argument("--lines", type=int, nargs="+", default=[2000, 8000, 32000])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--old", action="store_true", help="also time the old insert_after marking")
+    ap.add_argument("--file", help="time this page with each BeautifulSoup parser instead")
     args = ap.parse_args()
     from bs4 import BeautifulSoup
+    if args.file:
+        data = Path(args.file).read_bytes()
+        times = {}
+        for parser in ("html.parser", "lxml"):
+            formats.HTML_PARSER = parser
+            times[parser] = best_of(lambda: formats.html_sections(data), args.repeats)
+            print(f"{parser:>12} {times[parser]:8.2f} s   {times['html.parser'] / times[parser]:5.2f}x html.parser")
+        return
     base = None
     print(f"{'lines':>7} {'html_sections s':>16} {'us/line':>8} {'ratio to first':>15}"
           + ("   old marking only s" if args.old else ""))

@@ -176,6 +176,15 @@ def read_markdown(data: bytes, path: str | Path) -> TextContent:
 
 _HTML_BLOCKS = ["p", "div", "li", "tr", "br", "pre", "blockquote", "section", "article", "table",
                 "ul", "ol", "dl", "dt", "dd", "header", "footer", "figure", "figcaption", "hr"]
+# lxml when it imports (a dependency): Python's html.parser builder rescans its list of open void
+# tags at every closing tag, quadratic on pages with thousands of <wbr>/<br> (the Rust reference's
+# 4.3 MB print.html: 17.3 s vs 5.9 s whole, bench/html_reading.py --file, 2026-11-29 03:10 UTC);
+# the text of 40 real HTML pages is the same with either.
+try:
+    import lxml  # noqa: F401
+    HTML_PARSER = "lxml"
+except ImportError:      # pragma: no cover -- lxml is a dependency; html.parser reads the same text
+    HTML_PARSER = "html.parser"
 _HTML_DROP = ["script", "style", "noscript", "template", "svg", "head"]
 _HEADING_MARK = "\x1e"       # record separator: cannot occur in normalised text
 
@@ -191,7 +200,7 @@ def read_html(data: bytes, path: str | Path) -> TextContent:
 def html_sections(markup: str | bytes) -> tuple[str, list[Section]]:
     """The <title> and the visible text of an HTML page as sections cut at <h1>..<h6> (the text before
     the first heading is a section without one)."""
-    soup = BeautifulSoup(markup, "html.parser")
+    soup = BeautifulSoup(markup, HTML_PARSER)
     title_tag = soup.find("title")
     title = normalize_text(title_tag.get_text(" ")) if title_tag else ""
     for tag in soup.find_all(_HTML_DROP):
