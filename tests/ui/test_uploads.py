@@ -86,3 +86,27 @@ def test_an_old_word_file_is_taken_and_refused_with_how_to_convert_it(ui, tmp_pa
     panel = updates[-1]["uploads"]
     assert "jd-up-error" in panel and "minutes.doc" in panel and "save it as .docx or PDF" in panel
     assert ui.svc.documents.list(ui.ws) == []
+
+
+def test_a_batch_lists_the_workspace_a_bounded_number_of_times(ui, tmp_path, monkeypatch):
+    """Each file of a drop listed the whole workspace two or three times (the duplicate check, the
+    documents panel, the gauge): a batch's cost grew with the workspace. Now once for the check,
+    and the panel is redrawn after the first file, at most every VIEW_REFRESH_S, and at the end."""
+    import ui.handlers as handlers
+
+    monkeypatch.setattr(handlers, "VIEW_REFRESH_S", 3600.0, raising=False)
+    files = []
+    for i in range(12):
+        f = tmp_path / "src" / f"note-{i}.txt"
+        f.parent.mkdir(exist_ok=True)
+        f.write_text(f"Note {i}: the shipment number {i * 7} left on Tuesday.\n" * 5)
+        files.append(str(_as_gradio_upload(f, ui.upload_dir, f"n{i}")))
+    files.append(files[0].replace("n0", "dup"))                       # same content again: a duplicate
+    _as_gradio_upload(tmp_path / "src" / "note-0.txt", ui.upload_dir, "dup")
+    listed = []
+    original = ui.svc.documents.list
+    monkeypatch.setattr(ui.svc.documents, "list", lambda ws_id: listed.append(ws_id) or original(ws_id))
+    updates = list(ui.h.upload(files, ui.ws, None, None))
+    assert updates[-1]["uploads"].count("added") >= 12 and "already in this workspace" in updates[-1]["uploads"]
+    assert len(original(ui.ws)) == 12
+    assert len(listed) <= 1 + 2 * 3, len(listed)      # the check, then two redraws (first, last) of <= 3
