@@ -109,6 +109,9 @@ class Omission:
     tokens: int              # their tokens (estimated when `FitResult.estimated`)
 
 
+SUMMARY_DOCUMENTS = 8        # a summary names at most this many documents with left-out pages
+
+
 @dataclass
 class FitResult:
     documents: list[DocumentInput]       # every document, with the pages kept in reading order
@@ -140,6 +143,11 @@ class FitResult:
         if self.fits:
             return f"all {len(self.documents)} documents fit ({approx}{self.tokens:,} of {self.budget:,} tokens)"
         parts = [f"doc {o.doc} ({o.filename}): {page_ranges(o.pages)}" for o in self.omitted]
+        if len(parts) > SUMMARY_DOCUMENTS:          # one line, also with hundreds of documents
+            unread = sum(not self.documents[o.doc - 1].pages for o in self.omitted)
+            rest = len(parts) - SUMMARY_DOCUMENTS + 1
+            parts = parts[:SUMMARY_DOCUMENTS - 1] + [
+                f"and {rest} more documents ({unread} of the {len(parts)} with pages left out were not read at all)"]
         why = ("chosen for an earlier question; they match this one nearly as well as a fresh choice"
                if self.strategy == "kept" else "chosen by relevance to the question")
         return (f"left out {approx}{self.omitted_tokens:,} tokens to fit {self.budget:,}: " + "; ".join(parts) +

@@ -160,3 +160,20 @@ def test_preload_retrieval_imports_the_retriever_in_the_background():
     done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
                           capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_summary_stays_one_short_line_with_many_documents():
+    """With hundreds of documents over the budget it named every one (2,860 characters for 62)."""
+    from ingest.budget import SUMMARY_DOCUMENTS
+    from ingest.model import Document, Page
+
+    docs = [Document(title=f"Memo {i}", filename=f"memo-{i}.txt", kind="txt", unit="part",
+                     pages=[Page(1, "part 1", f"Memo {i}: the budget meeting moved to room {i}. " * 20)],
+                     content_hash=f"{i:064x}", text_hash=f"{i:064x}") for i in range(60)]
+    result = fit_documents(docs, "Which room did meeting 7 move to?", budget=2_000)
+    assert len(result.omitted) > SUMMARY_DOCUMENTS
+    unread = sum(not d.pages for d in result.documents)
+    summary = result.summary()
+    assert summary.count("doc ") == SUMMARY_DOCUMENTS - 1 and len(summary) < 600, summary
+    assert f"and {len(result.omitted) - SUMMARY_DOCUMENTS + 1} more documents ({unread} of the " \
+           f"{len(result.omitted)} with pages left out were not read at all)" in summary
