@@ -194,7 +194,6 @@ class PromptBuilder:
         self._cache: OrderedDict[str, array] = OrderedDict()
         self._cache_tokens = cache_tokens
         self._cached = 0
-        self._build_keys: set[str] = set()   # cache keys the current build() has used
 
     # ------------------------------------------------------------ public
 
@@ -202,7 +201,7 @@ class PromptBuilder:
               history: Sequence[tuple[str, str]] = ()) -> PromptSegments:
         """Segments for `documents` (in order), prior `history` [(role, text)] and the `question`."""
         docs = [d if isinstance(d, DocumentInput) else DocumentInput.from_document(d) for d in documents]
-        self._build_keys = set()
+        used: set[str] = set()                  # cache keys this build has used: never evicted by it
         if docs:
             preamble, doc_frames, after_docs = self._frames(self.template, len(docs), question)
             doc_texts = [frame.replace(_TITLE.format(i), document_title(d, i))
@@ -218,7 +217,7 @@ class PromptBuilder:
             tail_ids += self._encode(piece, continuation=bool(preamble) or i > 0)
         seg = PromptSegments(
             preamble=self._encode(preamble, continuation=False) if preamble else [],
-            documents=[self._encode_cached(t) for t in doc_texts],
+            documents=[self._encode_cached(t, used) for t in doc_texts],
             tail=tail_ids, format=self.format, texts=[preamble, *doc_texts, tail],
             thinking=opens_thinking(tail), turn_ends=turn_ends)
         return seg
@@ -328,12 +327,12 @@ class PromptBuilder:
             return list(backend.encode(text, add_special_tokens=False).ids)
         return list(self.tokenizer.encode(text, add_special_tokens=False))
 
-    def _encode_cached(self, text: str) -> list[int]:
+    def _encode_cached(self, text: str, used: set[str]) -> list[int]:
         """Ids of a document segment, cached: every question re-builds the same documents."""
         key = hashlib.sha256(text.encode("utf-8")).hexdigest()
         hit = self._cache.get(key)
         if hit is not None:
-            self._build_keys.add(key)
+            used.add(key)
             self._cache.move_to_end(key)
             return hit.tolist()
         ids = self._encode(text, continuation=True)
@@ -344,12 +343,12 @@ class PromptBuilder:
         # first (plain LRU under a repeated scan: every build re-tokenised every document).
         while self._cached + len(ids) > self._cache_tokens and self._cache:
             oldest = next(iter(self._cache))
-            if oldest in self._build_keys:
+            if oldest in used:
                 return ids
             self._cached -= len(self._cache.pop(oldest))
         self._cache[key] = array("i", ids)
         self._cached += len(ids)
-        self._build_keys.add(key)
+        used.add(key)
         return ids
 
 
