@@ -52,14 +52,16 @@ PREFERRED_ON_TIE = ("cp1252", "latin_1")
 # the bytes is close to arbitrary: "Köln" came out as UTF-16, "It’s" as Big5, "– €" as cp437.
 # Windows-1252 is taken then, unless it reads the bytes clearly worse (more chaos by this much).
 CP1252_CHAOS_MARGIN = 0.15
+UTF16_PROBE_BYTES = 1 << 16
 
 
 def decode_text(data: bytes, path: str | Path) -> str:
     """Bytes of a text file to str: UTF-8 (with or without BOM), UTF-16 without a BOM (ASCII-range
     text: every other byte 0), else the charset charset-normalizer finds, Windows-1252 where it has
     no better evidence; binary data is refused as `unsupported`."""
+    head = data[:UTF16_PROBE_BYTES]          # a file is UTF-16 throughout: its start tells
     if len(data) >= 4 and data[:2] not in (b"\xff\xfe", b"\xfe\xff"):
-        for encoding, zeros in (("utf-16-le", data[1::2]), ("utf-16-be", data[0::2])):
+        for encoding, zeros in (("utf-16-le", head[1::2]), ("utf-16-be", head[0::2])):
             if zeros.count(0) >= 0.9 * len(zeros):
                 try:
                     return data.decode(encoding)
@@ -147,6 +149,11 @@ def read_txt(data: bytes, path: str | Path) -> TextContent:
     return units_from_sections([Section(None, 0, text)], _first_line_title(text))
 
 
+def _one_line(heading: str) -> str:
+    """A heading as one normalised line (it becomes a unit's label; some are written over lines)."""
+    return " ".join(normalize_text(heading).split())
+
+
 _FRONT_MATTER = re.compile(r"\A(---|\+\+\+)[ \t]*\n(.*?\n)?\1[ \t]*(?:\n|\Z)", re.S)
 
 
@@ -163,7 +170,7 @@ def read_markdown(data: bytes, path: str | Path) -> TextContent:
     starts: list[tuple[int, int, str]] = []       # (line, level, heading text)
     for i, tok in enumerate(tokens):
         if tok.type == "heading_open" and tok.map and tok.level == 0:
-            starts.append((tok.map[0], int(tok.tag[1]), " ".join(normalize_text(tokens[i + 1].content).split())))
+            starts.append((tok.map[0], int(tok.tag[1]), _one_line(tokens[i + 1].content)))
     sections: list[Section] = []
     bounds = [s[0] for s in starts] + [len(lines)]
     if not starts or starts[0][0] > 0:
@@ -176,15 +183,11 @@ def read_markdown(data: bytes, path: str | Path) -> TextContent:
 
 _HTML_BLOCKS = ["p", "div", "li", "tr", "br", "pre", "blockquote", "section", "article", "table",
                 "ul", "ol", "dl", "dt", "dd", "header", "footer", "figure", "figcaption", "hr"]
-# lxml when it imports (a dependency): Python's html.parser builder rescans its list of open void
-# tags at every closing tag, quadratic on pages with thousands of <wbr>/<br> (the Rust reference's
-# 4.3 MB print.html: 17.3 s vs 5.9 s whole, bench/html_reading.py --file, 2026-11-29 03:10 UTC);
-# the text of 40 real HTML pages is the same with either.
-try:
-    import lxml  # noqa: F401
-    HTML_PARSER = "lxml"
-except ImportError:      # pragma: no cover -- lxml is a dependency; html.parser reads the same text
-    HTML_PARSER = "html.parser"
+# lxml (a dependency): Python's html.parser builder rescans its list of open void tags at every
+# closing tag, quadratic on pages with thousands of <wbr>/<br> (the Rust reference's 4.3 MB
+# print.html: 17.3 s vs 5.9 s whole, bench/html_reading.py --file, 2026-11-29 03:10 UTC); the text
+# of 40 real HTML pages is the same with either.
+HTML_PARSER = "lxml"
 _HTML_DROP = ["script", "style", "noscript", "template", "svg", "head"]
 _HEADING_MARK = "\x1e"       # record separator: cannot occur in normalised text
 
@@ -208,7 +211,7 @@ def html_sections(markup: str | bytes) -> tuple[str, list[Section]]:
     # Tag.insert_after / replace_with look the tag up among its siblings (linear), which made a page
     # of many sibling blocks (<p> or <br> lines in one <body>) quadratic; appending inside is not.
     for heading in soup.find_all(re.compile(r"^h[1-6]$")):
-        text = " ".join(normalize_text(heading.get_text(" ")).split())   # one line: it is split off at "\n"
+        text = _one_line(heading.get_text(" "))           # one line: the mark is split off at "\n"
         heading.clear()
         heading.append(f"\n{_HEADING_MARK}{heading.name[1]}{text}\n")
     for tag in soup.find_all(_HTML_BLOCKS):
