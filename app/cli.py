@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
@@ -231,34 +230,14 @@ def cmd_ask(args) -> int:
     else:
         events = svc.qa.ask(ws.id, args.question, chat_id=args.chat, max_new_tokens=args.max_new_tokens)
     stream = not args.json and sys.stdout.isatty()
-    with _sigterm_as_interrupt():       # kill / docker stop: saved as stopped, like Ctrl-C
+    from app.sigterm import sigterm_raises
+    with sigterm_raises(lambda signum: KeyboardInterrupt()):   # kill / docker stop: saved as stopped, like Ctrl-C
         final = _follow(events, args, stream)
     if args.json:
         print(json.dumps(final, ensure_ascii=False, indent=2))
         return EXIT_OK
     _print_answer(final, args, stream, via=server.url if server is not None else None)
     return EXIT_OK
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM raises KeyboardInterrupt in the main thread while inside (the ask's generator then
-    saves the question and the partial answer as stopped, or hangs up on the server)."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _follow(events, args, stream: bool) -> dict:

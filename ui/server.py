@@ -25,6 +25,7 @@ import gradio as gr  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 
 from app.api_auth import AuthSpec, parse_auth  # noqa: E402
+from app.sigterm import sigterm_raises  # noqa: E402
 from ui.app import build_ui  # noqa: E402
 from ui.theme import CSS, JS, make_theme  # noqa: E402
 
@@ -103,7 +104,10 @@ def serve(services: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, aut
     announced = (local_server.announce(settings, host, port, token) if settings is not None
                  else contextlib.nullcontext())
     server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, server_header=False))
-    with sock, announced, _sigterm_exits():    # `jambadocs ask` on this data folder asks through us
+    # SIGTERM (docker stop, kill) ends by SystemExit, so cleanups run: uvicorn shuts down gracefully,
+    # then re-raises the signal with the handler it found, and the default one would kill the process
+    # at once (the server file of app.local_server would stay behind)
+    with sock, announced, sigterm_raises(lambda signum: SystemExit(128 + signum)):
         server.run(sockets=[sock])
 
 
@@ -124,29 +128,6 @@ def listening_socket(host: str, port: int) -> socket.socket:
             if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
         raise OSError(f"cannot listen on {host}:{port}: {why}") from None
     return sock
-
-
-@contextlib.contextmanager
-def _sigterm_exits():
-    """Make SIGTERM (docker stop, kill) end the process by SystemExit, so cleanups run: uvicorn shuts
-    down gracefully, then re-raises the signal with the handler it found, and the default one would
-    kill the process at once (the server file of app.local_server would stay behind)."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        yield
-        return
-
-    def exit_now(signum, frame):
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, exit_now)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def main(argv: list[str] | None = None) -> int:
