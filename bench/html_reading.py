@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import timeit
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -33,12 +34,8 @@ def old_marking(soup_blocks) -> None:
 
 
 def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+    """Best wall time of `repeats` runs (seconds)."""
+    return min(timeit.repeat(fn, number=1, repeat=repeats))
 
 
 def main() -> None:
