@@ -127,11 +127,20 @@ class MessageInfo(_Record):
 
 @dataclass
 class BudgetInfo(_Record):
-    used: int               # tokens of all documents (current engine's tokenizer)
+    used: int               # tokens of all documents as the prompt shows them (current engine's tokenizer)
     max: int | None         # engine context in tokens; None when unlimited (extractive)
     cached: int             # tokens whose state is in the state store
-    fits: bool
+    fits: bool              # used <= room: asked now with a short question, nothing is left out
     documents: int
+    reserved: int = 0       # of `max`, not for documents: instructions, question turn, answer budget
+
+    @property
+    def room(self) -> int | None:
+        """Tokens of the context the documents can take (None: unlimited)."""
+        return None if self.max is None else max(0, self.max - self.reserved)
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "room": self.room}
 
 
 def context_fit(docs: Sequence[DocumentInfo], max_tokens: int | None) -> dict[int, str]:

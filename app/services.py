@@ -24,6 +24,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# What a stored document token count measures: the document as the prompt shows it (title frame,
+# page markers, text) when the engine can say (`document_tokens`), else its pages' text. A new
+# value here makes every count be taken again.
+TOKEN_COUNT_FORMAT = "prompt-1"
+
 
 class Services:
     """svc.workspaces / svc.documents / svc.chats / svc.qa, plus engine and cache helpers.
@@ -118,7 +123,7 @@ class Services:
             except EngineUnavailable:
                 return None
         info = self._engine_info
-        return f"{info.get('engine')}:{info.get('fingerprint') or info.get('model') or ''}"
+        return f"{info.get('engine')}:{info.get('fingerprint') or info.get('model') or ''}:{TOKEN_COUNT_FORMAT}"
 
     def count_tokens_later(self, doc_id: int, doc: "ingest.Document") -> int | None:
         """Store the document's token count under the loaded engine's tokenizer (no-op before)."""
@@ -126,7 +131,8 @@ class Services:
         if key is None:
             return None
         try:
-            tokens = sum(self._answerer.count_tokens(p.text) for p in doc.pages)
+            measure = getattr(self._answerer, "document_tokens", None)
+            tokens = measure(doc) if callable(measure) else sum(self._answerer.count_tokens(p.text) for p in doc.pages)
             with db.transaction(self.sessions) as s:
                 if s.get(db.Document, doc_id) is not None:
                     s.merge(db.TokenCount(document_id=doc_id, tokenizer=key, tokens=tokens))
@@ -168,20 +174,25 @@ class Services:
             return [False] * len(rows)
 
     def budget(self, ws_id: int) -> BudgetInfo:
-        """Tokens the workspace's documents take under the engine, against its context. Starts
-        the engine (counts are in its tokens): EngineUnavailable with the reason when it cannot."""
+        """Tokens the workspace's documents take under the engine, against the part of its context
+        they can have (the rest is `reserved` for the instructions, the question turn and the
+        answer). Starts the engine (counts are in its tokens): EngineUnavailable with the reason
+        when it cannot."""
         self.start_engine()
         counts = self._ensure_token_counts(ws_id)
         used = sum(counts.values())
         info = self.answerer.info()
         limit = info.get("max_context")
+        reserve = getattr(self.answerer, "reserved_tokens", None)
+        reserved = min(limit, reserve(self.settings.max_new_tokens)) if limit and callable(reserve) else 0
         rows = self.documents.list(ws_id)
+        budget = BudgetInfo(used=used, max=limit, cached=0, fits=True, documents=len(rows), reserved=reserved)
         # Cached tokens: of the documents read whole. One over the context is read in part, pages
         # picked per question, so its flag says "as the last question read it": not its size.
-        fit = context_fit(rows, limit)
-        cached = sum(d.tokens or 0 for d in rows if d.cached and fit[d.id] == "whole")
-        return BudgetInfo(used=used, max=limit, cached=cached,
-                          fits=limit is None or used <= limit, documents=len(rows))
+        fit = context_fit(rows, budget.room)
+        budget.cached = sum(d.tokens or 0 for d in rows if d.cached and fit[d.id] == "whole")
+        budget.fits = budget.room is None or used <= budget.room
+        return budget
 
     # -- state cache --------------------------------------------------------------------------
     def _state_store(self):

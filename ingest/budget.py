@@ -171,6 +171,20 @@ def count_pages(documents: Sequence[Document | DocumentInput], counter: Counter 
     return out
 
 
+def document_tokens(doc: Document | DocumentInput, counter: Counter | None = None) -> int:
+    """Tokens `doc` takes in a prompt as `fit_documents` counts it: its frame (as document 1),
+    page markers and text."""
+    doc = doc if isinstance(doc, DocumentInput) else DocumentInput.from_document(doc)
+    counter = counter or estimate_counter
+    return counter([_FRAME.format(n=1, title=document_title(doc, 1))])[0] + sum(count_pages([doc], counter)[0])
+
+
+def reserved_tokens(max_new_tokens: int) -> int:
+    """Context tokens `context_budget` keeps from the documents when the answer may take
+    `max_new_tokens`."""
+    return RESERVE_QUESTION_TOKENS + RESERVE_FRAME_TOKENS + max_new_tokens
+
+
 def fit_documents(documents: Sequence[Document | DocumentInput], question: str, budget: int,
                   counter: Counter | None = None, tokenizer: Any = None,
                   prefer: Sequence[Sequence[int]] | None = None, reserve: int = 0) -> FitResult:

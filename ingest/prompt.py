@@ -225,6 +225,22 @@ class PromptBuilder:
     def count_tokens(self, text: str) -> int:
         return len(self.encode_continuation(text))
 
+    def document_tokens(self, doc: DocumentInput | Document) -> int:
+        """Tokens of `doc`'s segment as the first document of a prompt (its title frame, page
+        markers and text; a later position's number may add a token). Not cached: counting a
+        document must not evict the segments questions reuse."""
+        doc = doc if isinstance(doc, DocumentInput) else DocumentInput.from_document(doc)
+        frame = self._frames(self.template, 1, "")[1][0]
+        text = frame.replace(_TITLE.format(1), document_title(doc, 1)).replace(_TEXT.format(1), document_text(doc))
+        return len(self._encode(text, continuation=True))
+
+    def frame_tokens(self, history: Sequence[tuple[str, str]] = ()) -> tuple[int, bool]:
+        """(tokens, thinking): what a prompt holds besides its documents with an empty question
+        (the instructions, the documents block's frame, the question turn and `history`), and
+        whether it ends inside an open <think> block."""
+        seg = self.build([DocumentInput("", [])], "", history=history)
+        return len(seg.preamble) + len(seg.tail), seg.thinking
+
     def encode_continuation(self, text: str) -> list[int]:
         """Ids of `text` as it reads after earlier tokens (no special tokens added)."""
         return self._encode(text, continuation=True)

@@ -140,7 +140,7 @@ def documents_table(docs: Sequence[DocumentInfo], budget: BudgetInfo | None) -> 
     if not docs:
         return ('<div class="jd-docs jd-empty" id="jd-docs">No documents yet. '
                 'Drop PDFs (or Word, PowerPoint, Excel, EPUB, HTML, Markdown, text files, photos of pages) on the upload box.</div>')
-    fit = context_fit(docs, budget.max if budget else None)
+    fit = context_fit(docs, budget.room if budget else None)
     rows = []
     for doc in docs:
         state = fit.get(doc.id, "whole")
@@ -186,23 +186,27 @@ def budget_gauge(budget: BudgetInfo | None, docs: Sequence[DocumentInfo]) -> str
                 f'{fmt_tokens(budget.used)} tokens in {budget.documents} document'
                 f'{"" if budget.documents == 1 else "s"}; this engine has '
                 f'no context limit, nothing is left out.</div></div>')
-    used_pct = min(100.0, budget.used / budget.max * 100)
-    cached_pct = min(used_pct, budget.cached / budget.max * 100)
-    over = budget.used > budget.max
-    fit = context_fit(docs, budget.max)
+    room = max(1, budget.room or 0)
+    used_pct = min(100.0, budget.used / room * 100)
+    cached_pct = min(used_pct, budget.cached / room * 100)
+    over = budget.used > room
+    fit = context_fit(docs, room)
     left_out = [d for d in docs if fit.get(d.id) != "whole"]
     if not over:
-        note = (f"Everything fits: {fmt_tokens(budget.max - budget.used)} tokens to spare.")
+        note = (f"Everything fits: {fmt_tokens(room - budget.used)} tokens to spare for the question and "
+                f"the chat.")
         cls = "jd-ok"
     else:
         names = ", ".join(esc(d.title or d.filename) for d in left_out[:4])
         more = f" and {len(left_out) - 4} more" if len(left_out) > 4 else ""
-        note = (f"{fmt_tokens(budget.used - budget.max)} tokens over the limit. Not read whole: "
+        note = (f"{fmt_tokens(budget.used - room)} tokens over the limit. Not read whole: "
                 f"{names}{more}; for each question only their most relevant passages are used.")
         cls = "jd-warn"
+    why = (f' &middot; the model\'s {fmt_tokens(budget.max)} less {fmt_tokens(budget.reserved)} for the '
+           f'instructions, the question and the answer' if budget.reserved else "")
     return (f'<div class="jd-budget" id="jd-budget"><div class="jd-progress-label">Context: '
-            f'<b>{fmt_tokens(budget.used)}</b> of {fmt_tokens(budget.max)} tokens '
-            f'({fmt_tokens(budget.cached)} cached)</div>'
+            f'<b>{fmt_tokens(budget.used)}</b> of {fmt_tokens(room)} tokens for documents '
+            f'({fmt_tokens(budget.cached)} cached){why}</div>'
             f'<div class="jd-bar{" jd-bar-over" if over else ""}">'
             f'<div class="jd-bar-fill" style="width:{used_pct:.1f}%"></div>'
             f'<div class="jd-bar-cached" style="width:{cached_pct:.1f}%"></div></div>'

@@ -157,6 +157,17 @@ class JambaAnswerer:
     def count_tokens(self, text: str) -> int:
         return len(self.engine.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def document_tokens(self, doc: Any) -> int:
+        """Tokens `doc` takes in the prompt: title frame, page markers and text."""
+        return self.builder.document_tokens(doc)
+
+    def reserved_tokens(self, max_new_tokens: int) -> int:
+        """Context tokens the documents cannot have with a short question and no chat: the
+        instructions and question turn, the answer, and a reasoning model's thinking budget
+        (as `_plan` reserves them)."""
+        frame, thinking = self.builder.frame_tokens()
+        return frame + max_new_tokens + (self._thinking_budget() if thinking else 0)
+
     def answer(self, req: AnswerRequest) -> Iterator[AnswerEvent]:
         eng = self.engine
         with self._run_lock:

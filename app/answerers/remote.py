@@ -80,6 +80,16 @@ class RemoteAnswerer:
                 return count
         return max(1, len(text) // CHARS_PER_TOKEN) if text else 0
 
+    def document_tokens(self, doc: Any) -> int:
+        """Tokens `doc` takes in the prompt as `_fit` counts them (estimated)."""
+        from ingest.budget import document_tokens
+        return document_tokens(doc)
+
+    def reserved_tokens(self, max_new_tokens: int) -> int:
+        """Context tokens `_fit` keeps from the documents."""
+        from ingest.budget import reserved_tokens
+        return reserved_tokens(max_new_tokens)
+
     def _sampling(self) -> dict:
         """The settings' temperature / top_p / seed when set; greedy (temperature 0) when none is, so
         answers stay repeatable on servers whose default temperature is not 0 (llama.cpp's is 0.8)."""

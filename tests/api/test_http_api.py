@@ -45,6 +45,8 @@ def test_workspaces_create_list_get_conflict(client, workspace):
     one = client.get(f"/api/workspaces/{WS}").json()
     assert one["documents"] == 2 and one["pages"] == 15 + 26
     assert client.get(f"/api/workspaces/{one['id']}").json()["name"] == WS   # by id too
+    budget = client.get(f"/api/workspaces/{WS}/budget").json()       # the extractive engine: no limit
+    assert budget["used"] > 1000 and budget["fits"] and budget["max"] is None and budget["room"] is None
     dup = client.post("/api/workspaces", json={"name": WS})
     assert dup.status_code == 409 and dup.json()["error"]["reason"] == "conflict"
     missing = client.get("/api/workspaces/no-such-space")

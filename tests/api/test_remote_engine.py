@@ -182,3 +182,17 @@ def test_bad_decoding_parameters_for_the_engine_model_are_422(jamba_server, bad)
                    json={"model": "engine", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}], **bad})
     assert r.status_code == 422, r.text
     assert r.json()["error"]["reason"] == "invalid_request" and next(iter(bad)) in r.text
+
+
+def test_the_remote_engines_gauge_counts_what_its_fit_counts(corpus):
+    """The gauge's sizes (`document_tokens`, `reserved_tokens`) are the ones `_fit` decides by: a
+    context one token short of them leaves pages out, one that holds them leaves nothing out."""
+    from ingest import read_document
+    docs = [read_document(corpus / "pari-refcard.pdf")]
+    remote = RemoteAnswerer(base_url="http://127.0.0.1:9/v1", model="m")   # never contacted: _fit only
+    needed = sum(map(remote.document_tokens, docs)) + remote.reserved_tokens(256)
+    assert remote.document_tokens(docs[0]) > sum(len(p.text.encode()) for p in docs[0].pages) // 4
+    for context, fits in ((needed - 1, False), (needed, True)):
+        remote._max_context = context
+        _, omitted = remote._fit(AnswerRequest(docs, "Which command factors an integer?", max_new_tokens=256))
+        assert (omitted is None) is fits, context

@@ -178,3 +178,40 @@ def test_a_document_read_in_part_is_not_counted_as_cached_tokens(tmp_path, two_p
         assert budget.cached == 0
     finally:
         svc.close()
+
+
+def test_the_gauge_says_fits_exactly_when_an_answer_leaves_nothing_out(tmp_path, two_pages):
+    """The gauge counted the pages' text against the whole context; the prompt also holds the
+    instructions, each document's title and page markers, the question turn and the answer's
+    budget. A context a little smaller than all that showed "Everything fits" while every
+    answer left pages out."""
+    from engine.testing import write_tiny_checkpoint
+
+    def services(name: str, context: int) -> Services:
+        ckpt = write_tiny_checkpoint(tmp_path / name, seed=0, max_position_embeddings=context)
+        return Services(Settings.from_env(data_dir=tmp_path / name / "d", model=str(ckpt), engine="jamba",
+                                          device="cpu", max_new_tokens=8))
+
+    probe = services("probe", 65536)
+    try:
+        ws = probe.workspaces.create("w")
+        probe.documents.add(ws.id, two_pages)
+        (doc,) = probe.documents.load(ws.id)[1]
+        text_tokens = sum(probe.answerer.count_tokens(p.text) for p in doc.pages)
+        budget = probe.budget(ws.id)
+        needed = budget.used + budget.reserved         # the prompt with an empty question, and the answer
+        assert budget.fits and budget.used > text_tokens and budget.reserved > 8
+    finally:
+        probe.close()
+    assert needed - 1 > text_tokens                    # the old gauge's "fits" below needed
+    for context, fits in ((needed - 1, False), (needed + 16, True)):
+        svc = services(f"ctx{context}", context)
+        try:
+            ws = svc.workspaces.create("w")
+            svc.documents.add(ws.id, two_pages)
+            budget = svc.budget(ws.id)
+            answer = svc.qa.answer(ws.id, "t-test?")
+            assert (budget.fits, budget.used, budget.max) == (fits, needed - budget.reserved, context)
+            assert bool(answer.timings.get("omitted")) is not fits, (context, answer.timings.get("omitted"))
+        finally:
+            svc.close()

@@ -49,7 +49,7 @@ def test_flow_with_tiny_jamba(chromium, corpus, tmp_path, tiny_checkpoint, scree
         assert "4 pages" in rows[0] and "15 pages" in rows[1]
         assert all(re.search(r"\d+(\.\d)?k", r) for r in rows), rows     # token counts under the model
         gauge = page.inner_text("#jd-budget")
-        assert "of 4.1k tokens" in gauge and "over the limit" in gauge, gauge
+        assert "tokens for documents" in gauge and "the model's 4.1k less" in gauge and "over the limit" in gauge, gauge
         assert "pari-refcard" in gauge or "Pari-GP" in gauge              # what would be left out
 
         question = "How do I compute the determinant of a matrix?"

@@ -77,6 +77,11 @@ def test_budget_gauge_names_what_is_left_out():
     assert 'jd-bar-cached" style="width:73.2%' in over                # 3000 of 4096 cached
     fits = budget_gauge(BudgetInfo(used=3500, max=4096, cached=0, fits=True, documents=2), docs[:2])
     assert "Everything fits" in fits
+    # what the prompt needs besides the documents is not theirs: 3,500 do not fit in 4,096 - 700
+    short = budget_gauge(BudgetInfo(used=3500, max=4096, cached=0, fits=False, documents=2, reserved=700), docs[:2])
+    assert "over the limit" in short and "B.PDF" in short and "of 3.4k tokens for documents" in short and "less 700" in short
+    assert ">partly<" in documents_table(docs[:2], BudgetInfo(used=3500, max=4096, cached=0, fits=False,
+                                                              documents=2, reserved=700))
     table = documents_table(docs, BudgetInfo(used=5500, max=4096, cached=3000, fits=False, documents=3))
     rows = re.findall(r"<tr data-doc-id.*?</tr>", table)
     assert len(rows) == 3 and ">cached<" in rows[0] and "partly" in rows[1] and "retrieval" in rows[2]
