@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -29,6 +29,40 @@ class AnswerEvent:
     stage: str = ""              # progress: "restore" | "prefill" | "retrieve" ...
     timings: dict | None = None  # done: cached_tokens, prefilled_tokens, ttft_s, tokens_per_s, omitted
     reasoning: str = ""          # done: a reasoning model's <think> block (not part of `text`)
+
+
+# The conversation (earlier turns + question) may take this share of the context; beyond it the oldest
+# turns are left out of the prompt (they stay saved), so a long chat never crowds out the documents.
+HISTORY_SHARE = 0.5
+
+
+def drop_oldest_turns(history: Sequence[tuple[str, str]],
+                      too_long: Callable[[list[tuple[str, str]]], bool]) -> tuple[list[tuple[str, str]], int]:
+    """(kept, dropped): `history` less the fewest oldest exchanges (a user turn with its answer)
+    for which `too_long(kept)` is false, or no history at all. A binary search: `too_long` (a
+    prompt build) runs O(log n) times, not once per exchange dropped."""
+    history = list(history)
+    cuts, pos = [0], 0
+    while pos < len(history):
+        pairs = pos + 1 < len(history) and history[pos][0] == "user" and history[pos + 1][0] == "assistant"
+        pos += 2 if pairs else 1
+        cuts.append(pos)
+    if not history or not too_long(history):
+        return history, 0
+    lo, hi = 0, len(cuts) - 1              # history[cuts[lo]:] is too long; history[cuts[hi]:] is kept
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if too_long(history[cuts[mid]:]):
+            lo = mid
+        else:
+            hi = mid
+    return history[cuts[hi]:], cuts[hi]
+
+
+def dropped_turns_note(dropped: int) -> str:
+    """What the omitted summary says of `dropped` oldest messages left out of the prompt."""
+    turns = f"the {dropped} oldest messages of this chat" if dropped > 1 else "the oldest message of this chat"
+    return f"{turns} (to leave room for the documents)"
 
 
 @runtime_checkable

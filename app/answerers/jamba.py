@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from app.answerers.base import AnswerEvent, AnswerRequest
+from app.answerers.base import HISTORY_SHARE, AnswerEvent, AnswerRequest, dropped_turns_note, drop_oldest_turns
 from app.errors import EngineUnavailable, InvalidInput
 from app.reasoning import ANSWER, THINKING, ThinkingSplitter
 from app.state_store import StateStore, chain_keys
@@ -38,9 +38,6 @@ PROGRESS_EVERY_S = 0.25  # at most this often a prefill progress event
 # and their stored states. The documents' state keeps as many spare K/V rows, beyond the first
 # question and answer, so that follow-ups append to it in place.
 FOLLOW_UP_TOKENS = 2048
-# The conversation (earlier turns + question) may take this share of the context; beyond it the oldest
-# turns are left out of the prompt (they stay saved), so a long chat never crowds out the documents.
-HISTORY_SHARE = 0.5
 
 
 @dataclass
@@ -377,10 +374,9 @@ class JambaAnswerer:
         seg = self.builder.build(req.documents, req.question, history=history)
         reserved = req.max_new_tokens + (self._thinking_budget() if seg.thinking else 0)
         room = eng.max_context - reserved
-        dropped = 0
-        while history and len(seg.tail) > room * HISTORY_SHARE:
-            n = 2 if len(history) > 1 and history[0][0] == "user" and history[1][0] == "assistant" else 1
-            history, dropped = history[n:], dropped + n          # the oldest exchange
+        history, dropped = drop_oldest_turns(history, lambda h: len(
+            self.builder.build(req.documents, req.question, history=h).tail) > room * HISTORY_SHARE)
+        if dropped:
             seg = self.builder.build(req.documents, req.question, history=history)
         omitted = None
         if len(seg) > room:
@@ -415,9 +411,8 @@ class JambaAnswerer:
                                      for o in fit.omitted]}
             yield AnswerEvent(kind="progress", stage="retrieve", done=1, total=1)
         if dropped:
-            turns = f"the {dropped} oldest messages of this chat" if dropped > 1 else "the oldest message of this chat"
             omitted = omitted or {"summary": "", "documents": []}
-            omitted["summary"] = "; ".join(x for x in (omitted["summary"], f"{turns} (to leave room for the documents)") if x)
+            omitted["summary"] = "; ".join(x for x in (omitted["summary"], dropped_turns_note(dropped)) if x)
             omitted["history_messages"] = dropped
         return _Plan(_chain_segments(seg), seg.tail_pieces(), omitted, seg.thinking)
 

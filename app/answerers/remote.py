@@ -18,14 +18,15 @@ import time
 from collections import OrderedDict
 from typing import Any, Iterator
 
-from app.answerers.base import AnswerEvent, AnswerRequest
-from app.errors import EngineUnavailable
+from app.answerers.base import HISTORY_SHARE, AnswerEvent, AnswerRequest, drop_oldest_turns, dropped_turns_note
+from app.errors import EngineUnavailable, InvalidInput
 from app.reasoning import ThinkingSplitter
 
 CHARS_PER_TOKEN = 4       # token estimate when the server cannot count (no /tokenize route)
 DEFAULT_TIMEOUT_S = 600.0  # per read: a long prefill on the server sends nothing for a while
 LIST_TIMEOUT_S = 15.0
 MAX_SELECTIONS = 64       # document sets whose page selection is remembered
+MESSAGE_TOKENS = 8        # a chat message's frame (role, delimiters), estimated
 RETRY_S = 30.0             # ask an unreachable server for its models at most this often
 
 
@@ -105,8 +106,8 @@ class RemoteAnswerer:
         import openai
 
         model = self.model
-        documents, omitted = self._fit(req)
-        messages = build_messages(documents, req.question, req.history)
+        documents, history, omitted = self._fit(req)
+        messages = build_messages(documents, req.question, history)
         t0 = time.perf_counter()
         yield AnswerEvent(kind="progress", stage="remote", done=0, total=1)
         try:
@@ -159,27 +160,55 @@ class RemoteAnswerer:
         if self._http is not None:
             self._http.close()
 
-    def _fit(self, req: AnswerRequest) -> tuple[list, list[dict] | None]:
-        """The documents as sent: all of them, or (when the server's context is known and too
-        small) the pages most relevant to the question, with what was left out."""
-        if not self._max_context or not req.documents:
-            return list(req.documents), None
-        from ingest.budget import context_budget, document_set_key, fit_documents
+    def _fit(self, req: AnswerRequest) -> tuple[list, list[tuple[str, str]], dict | None]:
+        """(documents, history, omitted) as sent: all of them, or, when the server's context is
+        known and too small, a conversation longer than HISTORY_SHARE of it without its oldest
+        turns and the pages most relevant to the question, with what was left out (estimated
+        token counts: the server's tokenizer is not at hand)."""
+        history = list(req.history)
+        if not self._max_context:
+            return list(req.documents), history, None
+        from ingest.budget import RESERVE_FRAME_TOKENS, RESERVE_QUESTION_TOKENS, estimate_counter, fit_documents
 
-        budget = context_budget(self._max_context, reserve_answer=req.max_new_tokens)
-        key = document_set_key(req.documents, f"remote:{self.base_url}:{self._model}")
+        room = self._max_context - req.max_new_tokens - RESERVE_FRAME_TOKENS
+
+        def talk(turns: list[tuple[str, str]]) -> int:   # + a few tokens of each message's frame
+            return sum(estimate_counter([req.question, *(t for _, t in turns)])) + MESSAGE_TOKENS * (len(turns) + 1)
+        history, dropped = drop_oldest_turns(history, lambda h: talk(h) > room * HISTORY_SHARE)
+        budget = room - max(RESERVE_QUESTION_TOKENS, talk(history))
+        if budget <= 0:
+            raise InvalidInput(f"the question (about {talk([]):,} tokens) leaves no room for the documents in "
+                               f"the remote model's context of {self._max_context:,} tokens "
+                               f"({req.max_new_tokens:,} reserved for the answer)")
+        omitted = {"summary": "", "documents": []}
+        documents = list(req.documents)
+        fit = fit_documents(documents, req.question, budget, prefer=self._selection(req)) if documents else None
+        if fit is not None and not fit.fits:
+            self._remember_selection(req, fit.kept_pages)
+            documents = fit.documents
+            omitted = {"summary": fit.summary(),
+                       "documents": [{"doc": o.doc, "file": o.filename, "pages": o.pages, "tokens": o.tokens,
+                                      "estimated": True} for o in fit.omitted]}
+        if dropped:
+            omitted["summary"] = "; ".join(x for x in (omitted["summary"], dropped_turns_note(dropped)) if x)
+            omitted["history_messages"] = dropped
+        return documents, history, omitted if omitted["summary"] else None
+
+    def _selection_key(self, req: AnswerRequest) -> str:
+        from ingest.budget import document_set_key
+        return document_set_key(req.documents, f"remote:{self.base_url}:{self._model}")
+
+    def _selection(self, req: AnswerRequest) -> list[list[int]] | None:
         with self._lock:
-            earlier = self._selections.get(key)
-        fit = fit_documents(req.documents, req.question, budget, prefer=earlier)   # estimated token counts
-        if fit.fits:
-            return list(req.documents), None
+            return self._selections.get(self._selection_key(req))
+
+    def _remember_selection(self, req: AnswerRequest, pages: list[list[int]]) -> None:
+        key = self._selection_key(req)
         with self._lock:
-            self._selections[key] = fit.kept_pages
+            self._selections[key] = pages
             self._selections.move_to_end(key)
             while len(self._selections) > MAX_SELECTIONS:
                 self._selections.popitem(last=False)
-        return fit.documents, [{"doc": o.doc, "file": o.filename, "pages": o.pages,
-                                "tokens": o.tokens, "estimated": True} for o in fit.omitted]
 
     # -- server facts -------------------------------------------------------------------------
     @property

@@ -144,7 +144,7 @@ def test_a_follow_up_on_a_set_over_the_servers_context_sends_the_same_pages(corp
     remote._max_context = 12_000
 
     def pages(question):
-        sent, omitted = remote._fit(AnswerRequest(docs, question, max_new_tokens=256))
+        sent, _, omitted = remote._fit(AnswerRequest(docs, question, max_new_tokens=256))
         assert omitted
         return [[p.number for p in d.pages] for d in sent]
     first = pages("Which terminal runs on the DomTerm terminal emulator?")
@@ -194,5 +194,35 @@ def test_the_remote_engines_gauge_counts_what_its_fit_counts(corpus):
     assert remote.document_tokens(docs[0]) > sum(len(p.text.encode()) for p in docs[0].pages) // 4
     for context, fits in ((needed - 1, False), (needed, True)):
         remote._max_context = context
-        _, omitted = remote._fit(AnswerRequest(docs, "Which command factors an integer?", max_new_tokens=256))
+        _, _, omitted = remote._fit(AnswerRequest(docs, "Which command factors an integer?", max_new_tokens=256))
         assert (omitted is None) is fits, context
+
+
+def test_a_long_chat_with_the_remote_engine_loses_its_oldest_turns_not_the_request(corpus):
+    """Every earlier turn was sent whatever its size: once a chat outgrew the server's context,
+    each follow-up was refused by the server (HTTP 400, context length). Now, as with the bundled
+    engine, the oldest exchanges are left out of the request (and the answer says so), and the
+    documents keep the rest of the room."""
+    from app.answerers.base import HISTORY_SHARE
+    from ingest import read_document
+    from ingest.budget import RESERVE_FRAME_TOKENS, estimate_counter
+    docs = [read_document(corpus / "pari-refcard.pdf")]
+    remote = RemoteAnswerer(base_url="http://127.0.0.1:9/v1", model="m")   # never contacted: _fit only
+    remote._max_context = 16_000
+    turn = "a long earlier message about number theory " * 60              # ~650 tokens estimated
+    history = [("user" if n % 2 == 0 else "assistant", f"{n}: {turn}") for n in range(30)]
+    question = "Which command factors an integer?"
+    sent, kept, omitted = remote._fit(AnswerRequest(docs, question, history=history, max_new_tokens=256))
+    dropped = omitted["history_messages"]
+    assert kept == history[dropped:] and dropped % 2 == 0 and 0 < dropped < len(history)
+    assert f"the {dropped} oldest messages of this chat" in omitted["summary"]
+    messages = build_messages(sent, question, kept)
+    estimated = sum(estimate_counter([m["content"] for m in messages])) + 8 * len(messages)
+    assert estimated <= 16_000 - 256                                      # the request fits the server
+    share = (16_000 - 256 - RESERVE_FRAME_TOKENS) * HISTORY_SHARE
+
+    def conversation(turns):                  # estimated, with each message's frame
+        return sum(estimate_counter([t for _, t in turns] + [question])) + 8 * (len(turns) + 1)
+    assert conversation(kept) <= share < conversation(history[dropped - 2:])   # no more dropped than needed
+    short = remote._fit(AnswerRequest(docs, question, history=history[-2:], max_new_tokens=256))
+    assert short[1] == history[-2:] and "history_messages" not in (short[2] or {})

@@ -499,7 +499,7 @@ def test_a_long_conversation_loses_its_oldest_turns_not_the_documents(corpus, tm
     """A chat whose earlier turns outgrew the context failed every follow-up ("the question and
     conversation leave no room for the documents"); now the oldest turns are left out of the prompt,
     said so, and the documents keep at least half the room."""
-    from app.answerers.jamba import HISTORY_SHARE
+    from app.answerers.base import HISTORY_SHARE
 
     small = write_tiny_checkpoint(tmp_path_factory.mktemp("small3"), seed=0, max_position_embeddings=4096)
     a = JambaAnswerer(_settings(small, tmp_path_factory.mktemp("data3")))
