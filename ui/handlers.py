@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -79,9 +80,19 @@ class Handlers:
     def __init__(self, services: Any):
         self.svc = services
         self.ui = SimpleNamespace()    # the components, set by build_ui through bind()
-        self._export_dir = Path(tempfile.mkdtemp(prefix="jambadocs-export-"))
+        self._exports: Path | None = None     # the chats' .md exports: made on first use, removed at exit
         self._asks: dict[str, _AskRun] = {}   # session -> its ask in flight (see stopped())
         self._asks_lock = threading.Lock()
+
+    @property
+    def _export_dir(self) -> Path:
+        """A private temporary folder for the chats' Markdown exports (they hold the chats' text),
+        removed when the handlers go or the process exits: one was left in the temp folder per
+        server start, with every chat exported in it."""
+        if self._exports is None:
+            self._exports = Path(tempfile.mkdtemp(prefix="jambadocs-export-"))
+            weakref.finalize(self, shutil.rmtree, self._exports, ignore_errors=True)
+        return self._exports
 
     def bind(self, **components: Any) -> None:
         """Give the handlers the components they update (build_ui calls this once)."""

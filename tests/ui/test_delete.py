@@ -68,3 +68,35 @@ def test_yes_deletes_the_workspace_the_confirmation_named(ui):
     ui.h.delete_workspace(pending)                            # even if `b` is open by now
     assert [w.id for w in ui.svc.workspaces.list()] == [b]
     assert [c.id for c in ui.svc.chats.list(b)] == [kept]
+
+
+def test_the_chats_exports_leave_the_temp_folder_with_the_process(tmp_path):
+    """Each server start made a jambadocs-export-* folder in the temp folder and left it there at
+    exit, with the Markdown of every chat opened (the chats' text)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        from pathlib import Path
+        from app.config import Settings
+        from app.services import Services
+        from tests.ui.conftest import HANDLER_COMPONENTS
+        from ui.handlers import Handlers
+
+        svc = Services(Settings.from_env(data_dir=Path({str(tmp_path / 'data')!r}), engine="extractive"))
+        h = Handlers(svc)
+        h.bind(**{{name: name for name in HANDLER_COMPONENTS}})
+        ws = svc.workspaces.create("w").id
+        chat = svc.chats.create(ws)
+        svc.chats.save_exchange(chat.id, "a private question", "an answer", "extractive", {{}}, [])
+        export = Path(h.switch_chat(ws, chat.id)["export_btn"]["value"])
+        assert "a private question" in export.read_text()
+        print(export)
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert run.returncode == 0, run.stderr
+    export = Path(run.stdout.strip().splitlines()[-1])
+    assert export.name.endswith(".md") and "jambadocs-export-" in str(export)
+    assert not export.exists() and not export.parent.parent.exists()
