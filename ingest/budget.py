@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ingest.model import Document, page_ranges
+from ingest.normalize import search_form
 from ingest.prompt import DocumentInput, citation_labels, document_title
 
 CHARS_PER_TOKEN_ESTIMATE = 4.0     # UTF-8 bytes per token, used without a tokenizer (an estimate)
@@ -317,12 +318,12 @@ def _rank_pages(docs: list[DocumentInput], question: str) -> tuple[list[tuple[in
     with _INDEX_LOCK:
         retriever = _INDEXES.pop(key.digest(), None)
         if retriever is None:
-            nodes = [TextNode(text=docs[d].pages[i].text, id_=f"{d}:{i}") for d, i in texted]
+            nodes = [TextNode(text=search_form(docs[d].pages[i].text), id_=f"{d}:{i}") for d, i in texted]
             retriever = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=len(nodes), language="en")
         _INDEXES[key.digest()] = retriever                  # most recently used last
         while len(_INDEXES) > _INDEXES_KEPT:
             _INDEXES.popitem(last=False)
-        hits = retriever.retrieve(question)
+        hits = retriever.retrieve(search_form(question))
     scores: dict[tuple[int, int], float] = {}
     for hit in hits:
         if hit.score and hit.score > 0:

@@ -83,3 +83,20 @@ def match_key(text: str) -> str:
     Whitespace is dropped entirely because PDF extraction sometimes splits a word with a stray
     space (Arabic "الثانو ية") or joins two words at a line break."""
     return re.sub(r"\s+", "", normalize_text(text).casefold())
+
+
+# Combining marks, except the Japanese voicing marks (が is not か): accents, the dot of Turkish İ,
+# Arabic harakat and Hebrew niqqud. Python's \w does not match them, so a word that has one was
+# cut in pieces there.
+_MARKS = dict.fromkeys(c for c in range(0x300, 0x1E950)        # (none lies beyond U+1E94A)
+                       if unicodedata.combining(chr(c)) and c not in (0x3099, 0x309A))
+
+
+def search_form(text: str) -> str:
+    """The form word search (BM25: the extractive engine, the page budget) reads: NFKC, case-folded,
+    without diacritics, so "resume" finds "résumé", "İstanbul" finds "Istanbul" and a vocalised
+    Arabic or Hebrew question finds the usual unvocalised text."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    if text.isascii():
+        return text
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFD", text).translate(_MARKS))

@@ -97,3 +97,35 @@ def test_deleting_a_workspace_removes_its_chats_and_files(svc, ws):
     con.close()
     assert list(svc.settings.files_dir.iterdir()) == []
     assert [w.id for w in svc.workspaces.list()] == [keep.id]
+
+
+def _pages_doc(texts: list[str]):
+    from ingest.model import Document, Page
+    return Document(title="notes", filename="notes.txt", kind="txt", unit="page",
+                    pages=[Page(i, None, t) for i, t in enumerate(texts, start=1)],
+                    content_hash=str(hash(tuple(texts))), text_hash=str(hash(tuple(texts))))
+
+
+def _cited_pages(doc, question: str) -> list[str]:
+    import re
+
+    from app.answerers.base import AnswerRequest
+    from app.answerers.extractive import ExtractiveAnswerer
+    done = [e for e in ExtractiveAnswerer().answer(AnswerRequest([doc], question)) if e.kind == "done"]
+    return re.findall(r"\[doc 1, p\. (\w+)\]", done[0].text)
+
+
+@pytest.mark.parametrize("page, question", [
+    ("Send your résumé to the hiring committee before Friday.", "resume?"),
+    ("Send your resume to the hiring committee before Friday.", "résumé?"),
+    ("The conference takes place in Istanbul next spring.", "İSTANBUL"),               # Turkish dotted I
+    ("Die Gesellschaft wurde 1829 gegründet.", "gegrundet"),
+    ("عاصمة مصر هي القاهرة.", "مَا هِيَ عَاصِمَةُ مِصْرَ"),                            # vocalised Arabic
+    ("בירת ישראל היא ירושלים.", "מָה בִּירַת יִשְׂרָאֵל"),                                # Hebrew with niqqud
+])
+def test_a_question_with_or_without_diacritics_finds_its_page(page, question):
+    """Diacritics split words (\\w does not match a combining mark: "İSTANBUL" gave "stanbul",
+    a vocalised Arabic question single letters) or kept "resume" apart from "résumé": no page was found."""
+    doc = _pages_doc(["The weather report mentions rain and wind over the bay. " * 3, page * 3,
+                      "The library opens at nine and closes at six on weekdays. " * 3])
+    assert _cited_pages(doc, question)[:1] == ["2"]

@@ -177,3 +177,21 @@ def test_the_summary_stays_one_short_line_with_many_documents():
     assert summary.count("doc ") == SUMMARY_DOCUMENTS - 1 and len(summary) < 600, summary
     assert f"and {len(result.omitted) - SUMMARY_DOCUMENTS + 1} more documents ({unread} of the " \
            f"{len(result.omitted)} with pages left out were not read at all)" in summary
+
+
+@pytest.mark.parametrize("page, question", [
+    ("Send your résumé to the hiring committee before Friday.", "resume?"),
+    ("The conference takes place in Istanbul next spring.", "İSTANBUL"),
+    ("عاصمة مصر هي القاهرة.", "مَا هِيَ عَاصِمَةُ مِصْرَ"),
+])
+def test_pages_are_chosen_with_or_without_diacritics(page, question):
+    """A question that writes a word with other diacritics than the page kept the first page instead."""
+    from ingest.model import Document, Page
+
+    texts = ["The weather report mentions rain and wind over the bay. " * 3, page * 3,
+             "The library opens at nine and closes at six on weekdays. " * 3]
+    doc = Document(title="notes", filename="notes.txt", kind="txt", unit="page",
+                   pages=[Page(i, None, t) for i, t in enumerate(texts, start=1)],
+                   content_hash="0" * 64, text_hash=str(hash(tuple(texts))))
+    result = fit_documents([doc], question, budget=90)
+    assert [p.number for p in result.documents[0].pages] == [2]
