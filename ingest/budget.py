@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ingest.model import Document, page_ranges
-from ingest.normalize import search_form
+from ingest.normalize import CJK, search_form
 from ingest.prompt import DocumentInput, citation_labels, document_title
 
 CHARS_PER_TOKEN_ESTIMATE = 4.0     # UTF-8 bytes per token, used without a tokenizer (an estimate)
@@ -48,6 +48,9 @@ _COUNTS_LOCK = threading.Lock()
 # set, the usual case, is ranked without indexing every page again.
 _INDEXES: "OrderedDict[bytes, Any]" = OrderedDict()
 _INDEXES_KEPT = 2
+# The retriever's words (its default pattern) and a Chinese / Japanese / Korean letter standing alone
+# (search_form writes the rest of such text as two-letter words).
+_TOKEN_PATTERN = r"(?u)\b\w\w+\b|" + CJK.pattern
 _INDEX_LOCK = threading.Lock()
 
 
@@ -319,7 +322,8 @@ def _rank_pages(docs: list[DocumentInput], question: str) -> tuple[list[tuple[in
         retriever = _INDEXES.pop(key.digest(), None)
         if retriever is None:
             nodes = [TextNode(text=search_form(docs[d].pages[i].text), id_=f"{d}:{i}") for d, i in texted]
-            retriever = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=len(nodes), language="en")
+            retriever = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=len(nodes), language="en",
+                                                    token_pattern=_TOKEN_PATTERN)
         _INDEXES[key.digest()] = retriever                  # most recently used last
         while len(_INDEXES) > _INDEXES_KEPT:
             _INDEXES.popitem(last=False)

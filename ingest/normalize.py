@@ -92,11 +92,27 @@ _MARKS = dict.fromkeys(c for c in range(0x300, 0x1E950)        # (none lies beyo
                        if unicodedata.combining(chr(c)) and c not in (0x3099, 0x309A))
 
 
+# Chinese, Japanese and Korean letters (Han, kana, Hangul): text in these scripts has no spaces
+# between words (Korean: none between a word and its particles).
+CJK = re.compile("[\u3005\u3040-\u30fa\u30fc-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
+                 "\uf900-\ufaff\U00020000-\U0002fa1f]")
+_CJK_RUN = re.compile(CJK.pattern + "+")
+
+
+def _cjk_words(match: re.Match[str]) -> str:
+    run = match.group()
+    return " " + " ".join(run[i:i + 2] for i in range(max(1, len(run) - 1))) + " "
+
+
 def search_form(text: str) -> str:
     """The form word search (BM25: the extractive engine, the page budget) reads: NFKC, case-folded,
     without diacritics, so "resume" finds "résumé", "İstanbul" finds "Istanbul" and a vocalised
-    Arabic or Hebrew question finds the usual unvocalised text."""
+    Arabic or Hebrew question finds the usual unvocalised text. A run of Chinese, Japanese or
+    Korean letters is written as its overlapping two-letter words (a letter alone stays one), the
+    way Lucene's CJK analyzer reads it: "東京は日本" -> "東京 京は は日 日本"; as one word the whole run
+    only ever matched the same whole run."""
     text = unicodedata.normalize("NFKC", text).casefold()
     if text.isascii():
         return text
-    return unicodedata.normalize("NFC", unicodedata.normalize("NFD", text).translate(_MARKS))
+    text = unicodedata.normalize("NFC", unicodedata.normalize("NFD", text).translate(_MARKS))
+    return _CJK_RUN.sub(_cjk_words, text)

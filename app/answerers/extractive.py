@@ -16,7 +16,7 @@ import Stemmer
 
 from app.answerers.base import AnswerEvent, AnswerRequest
 from app.textutil import collapse_ws, norm, passage_spans
-from ingest.normalize import search_form
+from ingest.normalize import CJK, search_form
 from ingest.prompt import citation_labels
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ def terms(text: str) -> list[str]:
     """Index terms: normalized words without diacritics, stop words dropped, English-stemmed;
     dotted numbers such as "1.1" are also kept whole so a version or value matches as such."""
     text = search_form(norm(text))
-    words = [w for w in _WORD.findall(text) if w not in _STOP and (len(w) > 1 or w.isdigit())]
+    words = [w for w in _WORD.findall(text) if w not in _STOP and (len(w) > 1 or w.isdigit() or CJK.match(w))]
     dotted = [d for d in _DOTTED.findall(text) if any(c.isdigit() for c in d)]
     return _stemmer.stemWords(words) + dotted
 

@@ -129,3 +129,16 @@ def test_a_question_with_or_without_diacritics_finds_its_page(page, question):
     doc = _pages_doc(["The weather report mentions rain and wind over the bay. " * 3, page * 3,
                       "The library opens at nine and closes at six on weekdays. " * 3])
     assert _cited_pages(doc, question)[:1] == ["2"]
+
+
+@pytest.mark.parametrize("pages, question", [
+    (["天气预报说明天会下雨，风很大。", "东京是日本的首都，人口约一千四百万。", "图书馆早上九点开门，晚上六点关门。"],
+     "日本的首都是哪里？"),
+    (["明日は雨が降るでしょう。風も強いです。", "東京は日本の首都です。人口は約千四百万人です。", "図書館は九時に開きます。"],
+     "日本の首都はどこですか"),
+    (["내일은 비가 오겠습니다.", "서울은 한국의 수도입니다.", "도서관은 아홉 시에 엽니다."], "한국의 수도는 어디입니까"),
+])
+def test_a_chinese_japanese_or_korean_question_finds_its_page(pages, question):
+    """Text without spaces between words was one word per run of letters: nothing matched."""
+    doc = _pages_doc([p * 3 for p in pages])
+    assert _cited_pages(doc, question)[:1] == ["2"]

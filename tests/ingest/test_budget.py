@@ -195,3 +195,17 @@ def test_pages_are_chosen_with_or_without_diacritics(page, question):
                    content_hash="0" * 64, text_hash=str(hash(tuple(texts))))
     result = fit_documents([doc], question, budget=90)
     assert [p.number for p in result.documents[0].pages] == [2]
+
+
+def test_pages_are_chosen_for_a_chinese_question():
+    """Chinese has no spaces between words: a whole run of letters was one word, nothing matched and
+    the first pages were kept."""
+    from ingest.model import Document, Page
+
+    texts = ["天气预报说明天会下雨，风很大。" * 3, "东京是日本的首都，人口约一千四百万。" * 3,
+             "图书馆早上九点开门，晚上六点关门。" * 3]
+    doc = Document(title="notes", filename="notes.txt", kind="txt", unit="page",
+                   pages=[Page(i, None, t) for i, t in enumerate(texts, start=1)],
+                   content_hash="0" * 64, text_hash=str(hash(tuple(texts))))
+    result = fit_documents([doc], "日本的首都是哪里？", budget=90)
+    assert [p.number for p in result.documents[0].pages] == [2]
