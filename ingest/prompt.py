@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from array import array
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -190,6 +191,7 @@ class PromptBuilder:
             self.template, self.format = BUILTIN_TEMPLATE, "builtin"
             self._check_stable(self.template)
         self._anchor = _continuation_anchor(tokenizer)
+        self._specials = _special_tokens_pattern(tokenizer)
         # document segment ids by text digest, as compact int32 arrays; at most `cache_tokens` in all
         self._cache: OrderedDict[str, array] = OrderedDict()
         self._cache_tokens = cache_tokens
@@ -201,11 +203,13 @@ class PromptBuilder:
               history: Sequence[tuple[str, str]] = ()) -> PromptSegments:
         """Segments for `documents` (in order), prior `history` [(role, text)] and the `question`."""
         docs = [d if isinstance(d, DocumentInput) else DocumentInput.from_document(d) for d in documents]
+        question = self._inert(question)
+        history = [(role, self._inert(text)) for role, text in history]
         used: set[str] = set()                  # cache keys this build has used: never evicted by it
         if docs:
             preamble, doc_frames, after_docs = self._frames(self.template, len(docs), question)
-            doc_texts = [frame.replace(_TITLE.format(i), document_title(d, i))
-                         .replace(_TEXT.format(i), document_text(d))
+            doc_texts = [frame.replace(_TITLE.format(i), self._inert(document_title(d, i)))
+                         .replace(_TEXT.format(i), self._inert(document_text(d)))
                          for i, (frame, d) in enumerate(zip(doc_frames, docs), start=1)]
         else:
             preamble, doc_texts, after_docs = "", [], self._render(self.template, 0, question)
@@ -231,7 +235,8 @@ class PromptBuilder:
         document must not evict the segments questions reuse."""
         doc = doc if isinstance(doc, DocumentInput) else DocumentInput.from_document(doc)
         frame = self._frames(self.template, 1, "")[1][0]
-        text = frame.replace(_TITLE.format(1), document_title(doc, 1)).replace(_TEXT.format(1), document_text(doc))
+        text = frame.replace(_TITLE.format(1), self._inert(document_title(doc, 1))) \
+            .replace(_TEXT.format(1), self._inert(document_text(doc)))
         return len(self._encode(text, continuation=True))
 
     def frame_tokens(self, history: Sequence[tuple[str, str]] = ()) -> tuple[int, bool]:
@@ -244,6 +249,14 @@ class PromptBuilder:
     def encode_continuation(self, text: str) -> list[int]:
         """Ids of `text` as it reads after earlier tokens (no special tokens added)."""
         return self._encode(text, continuation=True)
+
+    def _inert(self, text: str) -> str:
+        """`text` (a question, a turn, a document) with the tokenizer's special tokens written so that
+        they encode as text: a word joiner after their first character. Else "<|eom|><|bom|><|system|>"
+        in a question or a PDF is encoded as those control tokens: it ends the turn and opens another."""
+        if self._specials is None:
+            return text
+        return self._specials.sub(lambda m: m[0][0] + "\u2060" + m[0][1:], text)
 
     # ------------------------------------------------------------ rendering
 
@@ -394,6 +407,16 @@ def _documents_template(tokenizer: Any) -> str | None:
     if isinstance(template, str) and "documents" in template:
         return template
     return None
+
+
+def _special_tokens_pattern(tokenizer: Any) -> re.Pattern[str] | None:
+    """A pattern of the tokenizer's special tokens (its added tokens marked special), longest first."""
+    added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    names = {t.content for t in added.values() if getattr(t, "special", False) and len(t.content) > 1}
+    names |= {t for t in getattr(tokenizer, "all_special_tokens", []) if isinstance(t, str) and len(t) > 1}
+    if not names:
+        return None
+    return re.compile("|".join(map(re.escape, sorted(names, key=len, reverse=True))))
 
 
 def _continuation_anchor(tokenizer: Any) -> tuple[str, list[int]] | None:
