@@ -6,15 +6,12 @@ and returns strings, so the layout can be checked without a browser.
 from __future__ import annotations
 
 import html
-import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from app.citations import CitationRef, parse
 from app.records import BudgetInfo, CitationInfo, DocumentInfo, MessageInfo, context_fit, omitted_text
 
-# "[doc 2, p. 14]", "[doc 2, pp. 14-15]", "[doc 1, p. iv; doc 3, p. 2]"
-CITATION_MARK = re.compile(r"\[(doc\s*\d+\s*,\s*pp?\.\s*[^\[\]]+?)\]", re.IGNORECASE)
-_ONE_CITE = re.compile(r"doc\s*(\d+)\s*,\s*pp?\.\s*([^;\]]+)", re.IGNORECASE)
 
 FRIENDLY_REASONS = {     # for errors that come without a message of their own
     "empty": "the file is empty",
@@ -287,15 +284,28 @@ def _chip(cite: CitationInfo | None, label: str, key: str | None) -> str:
             f'<span class="cite-mark">{mark}</span> {esc(short)}, {esc(cite.place).replace(" ", "&nbsp;", 1)}</button>')
 
 
-def _same_page(cite: CitationInfo, doc: int, page: str) -> bool:
+def _same_page(cite: CitationInfo, doc: int, page: str | tuple[str, str] | None) -> bool:
+    """Whether `cite` is the checked citation of page token `page` (a range: one of its pages; None:
+    the document as a whole) of document `doc`."""
     if cite.doc != doc:
         return False
-    page = page.strip().rstrip(".").split("-")[0].split("\u2013")[0].strip()
-    return page in {str(cite.page_label or ""), str(cite.page or "")}
+    if page is None:
+        return True
+    shown = {str(cite.page_label or "").lower(), str(cite.page or "")}
+    if isinstance(page, str):
+        return page.lower() in shown
+    first, last = (p.lower() for p in page)
+    if first in shown or last in shown:
+        return True
+    if first.isdigit() and last.isdigit():
+        lo, hi = sorted((int(first), int(last)))
+        return any(v.isdigit() and lo <= int(v) <= hi for v in shown)
+    return False
 
 
 def answer_html(text: str, message: MessageInfo | None = None, pending: bool = False) -> str:
-    """Answer text with each "[doc N, p. M]" replaced by a citation chip.
+    """Answer text with each citation marker ("[doc N, p. M]" and every form app.citations reads, such
+    as "[doc 1, pp. 3-4]" or "[doc 1, p. 3, 5]") replaced by its citation chips.
 
     While streaming (`pending`), chips are drawn inert; once the answer is saved (`message`), each
     chip carries the class "jd-cite-<message_id>-<citation_index>" so a click opens the source viewer.
@@ -303,11 +313,14 @@ def answer_html(text: str, message: MessageInfo | None = None, pending: bool = F
     citations = list(message.citations) if message else []
     used: set[int] = set()
 
-    def chips_for(match: re.Match) -> str:
+    def chips_for(refs: list[CitationRef]) -> str:
         out = []
-        for one in _ONE_CITE.finditer(match.group(1)):
-            doc, page = int(one.group(1)), one.group(2).strip()
-            label = f"doc {doc}, p. {page}"
+        # one chip per citation the marker gave (app.citations.verify: a page each, one for a range)
+        targets = [(ref.doc, page) for ref in refs
+                   for page in ([*ref.pages, *([ref.page_range] if ref.page_range else [])] or [None])]
+        for doc, page in targets:
+            label = f"doc {doc}" if page is None else \
+                f"doc {doc}, p. {page}" if isinstance(page, str) else f"doc {doc}, pp. {page[0]}-{page[1]}"
             if pending or message is None:
                 out.append(f'<span class="cite-chip cite-pending">{esc(label)}</span>')
                 continue
@@ -321,13 +334,17 @@ def answer_html(text: str, message: MessageInfo | None = None, pending: bool = F
             cite = citations[pick]
             key = f"{message.id}:{pick}" if cite.doc_id is not None and cite.page else None
             out.append(_chip(cite, label, key))
-        return " ".join(out) if out else esc(match.group(0))
+        return " ".join(out)
 
+    markers: dict[tuple[int, int], list[CitationRef]] = {}
+    for ref in parse(text).refs:
+        if ref.end > ref.start:                          # inline (not from a <citations> block)
+            markers.setdefault((ref.start, ref.end), []).append(ref)
     pieces, last = [], 0
-    for match in CITATION_MARK.finditer(text):
-        pieces.append(esc(text[last:match.start()]))
-        pieces.append(chips_for(match))
-        last = match.end()
+    for (start, end), refs in markers.items():
+        pieces.append(esc(text[last:start]))
+        pieces.append(chips_for(refs))
+        last = end
     pieces.append(esc(text[last:]))
     body = "".join(pieces)
     # Citations the text does not mark inline (e.g. listed by the engine): show them at the end.

@@ -279,3 +279,17 @@ def test_an_error_toast_shows_a_typed_name_as_text_not_html(tmp_path):
             assert h.create_workspace("<img src=x onerror=alert(1)><b>bold</b>/x") == gr.skip()
     (toast,) = [str(w.message) for w in toasts]
     assert "<img" not in toast and "&lt;img src=x onerror=alert(1)&gt;&lt;b&gt;" in toast
+
+
+@pytest.mark.parametrize("mark", ["[doc 1, pp. 2-3]", "[doc 1, p. 3, 5]", "[doc 1, pages 3 and 5]",
+                                  "[Doc 1, page 3]", "[doc 1 p. 3]"])
+def test_every_citation_form_the_parser_reads_gets_its_own_chips(hsaur, mark):
+    """A verified "[doc 1, pp. 2-3]" or "[doc 1, p. 3, 5]" was drawn inline as one "cites a page that does
+    not exist" chip (the UI read markers with its own narrower pattern); "[Doc 1, page 3]" was no chip."""
+    text, citations = parse_and_verify(f"{TRUE_CLAIM} {mark}.", [hsaur], doc_ids=[11])
+    msg = MessageInfo(id=10, chat_id=3, role="assistant", text=text, citations=citations)
+    html = answer_html(msg.text, msg)
+    assert "jd-more-cites" not in html and "cite-missing" not in html and "[doc" not in html.lower()
+    chips = re.findall(r'class="cite-chip (cite-\w+) jd-cite-10-(\d)"', html)
+    assert chips == [("cite-verified" if c.verified else "cite-unverified", str(i)) for i, c in enumerate(citations)]
+    assert any(c.verified and c.page == 3 for c in citations)
