@@ -2,7 +2,7 @@
 
 Forms understood:
   inline   "... claim [doc 2, p. 14]."  "[doc 1, pp. 3-5]"  "[doc 1, p. 2; doc 3, p. iv]"
-           "[doc 1, p. 2, doc 2, p. 7]"  "[doc 1, pp. 2, 5]"
+           "[doc 1, p. 2, doc 2, p. 7]"  "[doc 1, pp. 2, 5]"  "【doc 1, p. 2】"  "(doc 2, page 5)"
   block    "<citations> ... </citations>" after the answer (the checkpoint's grounded form):
            a JSON list of {"doc"|"document", "page"|"pages", "quote"|"text"} objects, or one
            line per citation: '[doc N, p. M] "quoted text"' / 'doc N, p. M: quoted text'.
@@ -60,7 +60,13 @@ class ParsedAnswer:
     refs: list[CitationRef] = field(default_factory=list)
 
 
-_BRACKET = re.compile(r"\[([^\[\]\n]{1,300})\]")
+# [doc 1, p. 2]; also 【doc 1, p. 2】 and (doc 1, p. 2), which count only when they name a page
+_BRACKET = re.compile(r"\[([^\[\]\n]{1,300})\]|\u3010([^\u3010\u3011\n]{1,300})\u3011|\(([^()\[\]\n]{1,300})\)")
+
+
+def _inside(m: re.Match[str]) -> tuple[str, bool]:
+    """(what a bracket holds, whether it is a parenthesis)."""
+    return next(g for g in m.groups() if g is not None), m.group(3) is not None
 _DOC = re.compile(r"\b(?:doc(?:ument)?|source)\.?\s*#?\s*(\d{1,4})\b", re.I)
 _PAGES = re.compile(r"\b(?:pages?|pgs?\.?|pp\.?|p\.?|s\.)(?![a-z])\s*(.+)$", re.I | re.S)
 _RANGE = re.compile(r"^\s*([0-9ivxlcdmIVXLCDM]+)\s*(?:-|–|—|to)\s*([0-9ivxlcdmIVXLCDM]+)\s*$")
@@ -173,7 +179,8 @@ def _inline_refs(text: str) -> list[CitationRef]:
     prev_end = 0
     prev_claim = ""
     for m in _BRACKET.finditer(text):
-        items = _refs_in(m.group(1))
+        inside, paren = _inside(m)
+        items = [it for it in _refs_in(inside) if not paren or it[1] or it[2]]
         if not items:
             continue
         between = text[prev_end:m.start()]
@@ -215,7 +222,7 @@ def _block_refs(block: str) -> list[CitationRef]:
             continue
         bracket = _BRACKET.search(line)
         if bracket:
-            inside, rest = bracket.group(1), line[bracket.end():]
+            inside, rest = _inside(bracket)[0], line[bracket.end():]
         else:
             inside, _, rest = line.partition(":")
         items = _refs_in(inside)

@@ -128,3 +128,14 @@ def test_section_and_part_citations_name_their_unit(tmp_path):
     assert doc.unit == "part" and last.number > 2
     _, (c,) = parse_and_verify(f"The NEEDLE-LONG marker is in the last part [doc 1, p. part {last.number}]", [doc])
     assert (c.page, c.verified) == (last.number, True)
+
+
+@pytest.mark.parametrize("mark", ["(doc 2, p. 9)", "(document 2, page 9)", "\u3010doc 2, p. 9\u3011"])
+def test_parenthesised_and_lenticular_citations_are_read(docs, mark):
+    """Models also cite as "(doc 2, page 9)" or "【doc 2, p. 9】": such a citation was not read at all
+    (no chip, nothing checked). A parenthesis that names no page is not a citation."""
+    claim = "Vectors can be used in arithmetic expressions"
+    _, cites = parse_and_verify(f"{claim} {mark}.", docs)
+    assert [(c.doc, c.page, c.verified) for c in cites] == [(2, 15, True)]
+    assert parse("As shown (see doc 2) and (a remark) here [doc 1, p. 2].").refs[0].quote == \
+        "As shown (see doc 2) and (a remark) here"
