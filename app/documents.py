@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from app import db
 from app.errors import InvalidInput, NotFound
@@ -173,6 +173,10 @@ class DocumentService:
                 if found is None:
                     raise
                 return found
+            except DBAPIError as exc:         # disk full, database locked too long, read-only folder ...
+                self.drop_unused_files({doc.content_hash})
+                raise OSError(f"{doc.filename}: cannot be saved in {self._svc.settings.db_path}: "
+                              f"{exc.orig}") from None
             except BaseException:
                 self.drop_unused_files({doc.content_hash})
                 raise

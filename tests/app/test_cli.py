@@ -266,3 +266,23 @@ def test_cache_stats_in_words(run, corpus, tmp_path):
     assert lines[1].startswith("  1 entry, ") and " KiB of 8.0 GiB" in lines[1] and "tokens" in lines[1]
     assert lines[2].startswith("  model ") and lines[2].endswith("KiB")
     assert " UTC" in lines[3] and "{" not in out and "1795" not in out
+
+
+def test_ingest_on_a_full_disk_names_the_file_and_goes_on(run, corpus, tmp_path, monkeypatch):
+    """The database cannot grow (disk full, simulated with max_page_count): the file that does not
+    fit is reported by name, the others are still added, and nothing of it stays behind."""
+    from app import db
+    on_connect = db._on_connect
+
+    def capped(dbapi_conn, record):
+        on_connect(dbapi_conn, record)
+        dbapi_conn.execute("PRAGMA max_page_count = 40")     # r-intro's 113 pages of text need more
+    monkeypatch.setattr(db, "_on_connect", capped)
+    code, out, err = run("ingest", "-w", "w", str(corpus / "r-intro.pdf"), str(corpus / "pari-refcard.pdf"))
+    assert code == 1
+    assert "r-intro.pdf: not added" in err and "full" in err, err
+    assert "added [doc 1] pari-refcard.pdf" in out
+    code, out, _ = run("docs", "-w", "w", "--json")
+    docs = json.loads(out)
+    assert [d["filename"] for d in docs] == ["pari-refcard.pdf"]
+    assert sorted(p.name for p in (tmp_path / "data" / "files").iterdir()) == [docs[0]["content_hash"]]
