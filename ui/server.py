@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import ipaddress
-import logging
 import os
 import socket
 import sys
@@ -28,8 +27,6 @@ from app.api_auth import AuthSpec, parse_auth  # noqa: E402
 from app.sigterm import sigterm_raises  # noqa: E402
 from ui.app import build_ui  # noqa: E402
 from ui.theme import CSS, JS, make_theme  # noqa: E402
-
-log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
@@ -88,7 +85,6 @@ def serve(services: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, aut
     if warning:
         bar = "!" * 78
         print(f"\n{bar}\n{warning}\n{bar}\n", file=sys.stderr, flush=True)
-        log.warning(warning)
     from app import local_server
 
     token = local_server.new_token()

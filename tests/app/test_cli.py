@@ -286,3 +286,21 @@ def test_ingest_on_a_full_disk_names_the_file_and_goes_on(run, corpus, tmp_path,
     docs = json.loads(out)
     assert [d["filename"] for d in docs] == ["pari-refcard.pdf"]
     assert sorted(p.name for p in (tmp_path / "data" / "files").iterdir()) == [docs[0]["content_hash"]]
+
+
+def test_serve_without_auth_beyond_loopback_warns_once(run, monkeypatch):
+    import logging
+    import socket
+
+    import uvicorn
+
+    import ingest.budget
+    import ui.server
+    monkeypatch.setattr(ui.server, "create_app", lambda *a, **k: None)
+    monkeypatch.setattr(ingest.budget, "preload_retrieval", lambda: None)
+    monkeypatch.setattr(ui.server, "listening_socket", lambda host, port: socket.socket())
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: None)
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])     # as outside pytest: no logging set up
+    code, _, err = run("serve", "--host", "0.0.0.0", "--port", "7999")
+    assert code == 0
+    assert err.count("WITHOUT a password") == 1, err
