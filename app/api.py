@@ -20,6 +20,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials, HTTPBearer, HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
 
 from app.api_auth import AuthSpec, parse_auth
 from app.api_errors import ApiError, JsonErrorRoute, as_api_error, error_body, error_response
@@ -66,7 +67,7 @@ def create_router(services: Any, auth: AuthSpec = None, local_token: str | None 
             async def checked(request: Request):
                 try:
                     require_user(await _basic(request), await _bearer(request))
-                    _check_body_size(request, _max_upload_bytes(services))
+                    request = _check_body_size(request, _max_upload_bytes(services))
                 except Exception as exc:  # noqa: BLE001 -- JSON error, as every other one
                     return error_response(exc)
                 return await handler(request)
@@ -361,20 +362,40 @@ MAX_JSON_BODY = 16 * 1024**2       # a question is at most 20,000 characters; an
 MULTIPART_FILES = 32               # an upload request: this many files of the upload limit at most
 
 
-def _check_body_size(request: Request, upload_limit: int | None) -> None:
-    """413 when the Content-Length header says the body is larger than any valid request."""
-    length = request.headers.get("content-length")
-    if length is None or not length.strip().isdigit():
-        return
+def _check_body_size(request: Request, upload_limit: int | None) -> Request:
+    """413 when the Content-Length header says the body is larger than any valid request. A body
+    sent without one (chunked) is counted as it is read: the request returned reads it through a
+    receive that stops with 413 once past the limit (else it was read whole into memory, or spooled
+    to disk, whatever its size)."""
     if request.headers.get("content-type", "").startswith("multipart/"):
         if not upload_limit:
-            return
+            return request
         limit = upload_limit * MULTIPART_FILES
     else:
         limit = MAX_JSON_BODY
+    length = request.headers.get("content-length")
+    if length is None or not length.strip().isdigit():
+        return Request(request.scope, _limited_receive(request.receive, limit))
     if int(length) > limit:
         raise ApiError(413, "too_large", f"the request body has {int(length):,} bytes, more than the "
                        f"{limit:,} this route accepts")
+    return request
+
+
+def _limited_receive(receive, limit: int):
+    seen = 0
+
+    async def limited() -> dict:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:      # an HTTPException: FastAPI passes it on as is while reading a body
+                raise HTTPException(413, f"the request body is more than the {limit:,} bytes this "
+                                         "route accepts")
+        return message
+
+    return limited
 
 
 def _max_upload_bytes(services: Any) -> int | None:

@@ -251,3 +251,20 @@ def test_credentials_and_declared_size_are_checked_before_the_body_is_read(serve
     r = httpx.post(f"{server.url}/api/workspaces", auth=credentials, content=b'{"name": "' + b"x" * (17 << 20) + b'"}',
                    headers={"content-type": "application/json"}, timeout=60)
     assert r.status_code == 413 and r.json()["error"]["reason"] == "too_large"
+
+
+def test_a_body_sent_without_content_length_is_counted_as_it_is_read(server, credentials):
+    """Chunked: no size in the headers, so the body is stopped once past the limit (before, it was
+    read whole into memory, any size, and only then refused or validated)."""
+    def chunks():
+        yield b'{"name": "'
+        for _ in range(17):
+            yield b"x" * (1 << 20)
+        yield b'"}'
+    r = httpx.post(f"{server.url}/api/workspaces", auth=credentials, content=chunks(),
+                   headers={"content-type": "application/json"}, timeout=60)
+    assert r.status_code == 413 and r.json()["error"]["reason"] == "too_large", r.text
+    small = httpx.post(f"{server.url}/api/workspaces", auth=credentials, content=iter([b'{"name": ', b'"chunked"}']),
+                       headers={"content-type": "application/json"}, timeout=60)
+    assert small.status_code == 201 and small.json()["name"] == "chunked"
+    assert httpx.delete(f"{server.url}/api/workspaces/chunked", auth=credentials).status_code == 204
