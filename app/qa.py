@@ -80,7 +80,9 @@ class QAService:
             raise InvalidInput(f"workspace {ws.name!r} has no documents; add some first")
         new_chat = chat_id is None
         if new_chat:
-            chat_id = self._svc.chats.create(ws_id).id
+            # titled with the question now: a process killed before the exchange is saved leaves a
+            # chat that says what was asked, not an untitled empty one
+            chat_id = self._svc.chats.create(ws_id, title=" ".join(question.split())).id
         if history is None:
             history = self._svc.chats.history(chat_id)
         req = AnswerRequest(documents=documents, question=question, history=history,

@@ -127,3 +127,30 @@ def test_an_answer_limit_below_one_token_is_refused(svc, ws, bad):
     with pytest.raises(InvalidInput, match="max_new_tokens"):
         svc.qa.ask(ws.id, "t-test", max_new_tokens=bad)
     assert svc.chats.list(ws.id) == []                  # nothing was saved
+
+
+def test_a_process_killed_mid_answer_leaves_its_chat_titled_with_the_question(svc, ws):
+    """SIGKILL cannot be caught, so nothing of the exchange is saved; the chat the ask opened stays,
+    and it says what was asked (it stayed untitled: an empty "New chat" that told nothing)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    from tests.conftest import REPO
+    script = textwrap.dedent(f"""
+        import os, signal
+        from app.config import Settings
+        from app.services import Services
+        svc = Services(Settings.from_env(data_dir={str(svc.settings.data_dir)!r}, engine="extractive"))
+        for ev in svc.qa.ask({ws.id}, "What does   the Wilcoxon rank sum test compare?"):
+            os.kill(os.getpid(), signal.SIGKILL)       # mid-answer: after the first event
+        """)
+    proc = subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(REPO)},
+                          timeout=120, capture_output=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    [chat] = svc.chats.list(ws.id)
+    assert chat.messages == 0 and chat.title == "What does the Wilcoxon rank sum test compare?"
+    svc.qa.answer(ws.id, "Wilcoxon rank sum test", chat_id=chat.id)     # it can be continued
+    assert svc.chats.get(chat.id).messages == 2
