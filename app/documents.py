@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterable
@@ -56,7 +55,6 @@ def to_ingest_document(row: db.Document, pages: Iterable[db.Page]) -> "ingest.Do
 class DocumentService:
     def __init__(self, svc: "Services"):
         self._svc = svc
-        self._files_lock = threading.RLock()     # add/remove of originals within this process
         # Passwords that opened a PDF here, by content hash: in this process's memory only (never
         # stored), so that its page images can be drawn until the server stops.
         self._passwords: dict[str, str] = {}
@@ -150,7 +148,7 @@ class DocumentService:
         return self._insert(ws_id, path, size, doc)
 
     def _insert(self, ws_id: int, path: Path, size: int, doc: "ingest.Document") -> DocumentInfo:
-        with self._files_lock:
+        with self._svc.files.locked():           # add/remove of originals, across processes too
             self._svc.files.put(path, doc.content_hash)
             try:
                 with db.transaction(self._svc.sessions) as s:
@@ -202,7 +200,7 @@ class DocumentService:
     def drop_unused_files(self, hashes: set[str]) -> None:
         if not hashes:
             return
-        with self._files_lock:
+        with self._svc.files.locked():
             with db.transaction(self._svc.sessions) as s:
                 used = set(s.scalars(select(db.Document.content_hash)
                                      .where(db.Document.content_hash.in_(hashes))))

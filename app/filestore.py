@@ -2,14 +2,19 @@
 
 A file is written to a temporary name in the same folder, fsync'd and renamed into place,
 so a reader never sees a partial original. Removal is the caller's decision (it knows
-whether any document still refers to the hash).
+whether any document still refers to the hash); `locked()` makes that decision and the
+removal one step against an add in another process (flock on files.lock beside the folder).
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 _HASH = re.compile(r"^[0-9a-f]{64}$")
@@ -29,6 +34,33 @@ class FileStore:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._lock_depth = 0
+        self._lock_fd = -1
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Exclusive among the threads of this process (reentrant) and among processes on this
+        folder: held from copying an original to committing its document, and from finding a
+        hash unused to removing its file, so that one process cannot remove an original another
+        has just put (or found already there) for a document it is about to commit."""
+        with self._lock:
+            if self._lock_depth == 0:
+                fd = os.open(self.folder.with_name(self.folder.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                self._lock_fd = fd
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+                if self._lock_depth == 0:
+                    os.close(self._lock_fd)        # releases the flock
+                    self._lock_fd = -1
 
     def path(self, content_hash: str) -> Path:
         if not _HASH.match(content_hash):

@@ -221,9 +221,10 @@ class Services:
 
     # -- housekeeping -------------------------------------------------------------------------
     def _collect_garbage(self) -> None:
-        with db.transaction(self.sessions) as s:
-            referenced = set(s.scalars(select(db.Document.content_hash).distinct()))
-        self.files.collect_garbage(referenced)
+        with self.files.locked():
+            with db.transaction(self.sessions) as s:
+                referenced = set(s.scalars(select(db.Document.content_hash).distinct()))
+            self.files.collect_garbage(referenced)
 
     def close(self) -> None:
         closer = getattr(self._answerer, "close", None)

@@ -238,3 +238,34 @@ def test_workspace_deleted_while_a_document_is_being_read(svc, corpus):
     names = sorted(p.name for p in svc.settings.files_dir.iterdir())
     assert names == [svc.documents.list(keep.id)[0].content_hash]   # the copied original is gone again
     _check_consistent(svc.settings.data_dir)
+
+
+def test_another_process_deleting_the_last_user_of_an_original_while_it_is_added_again(tmp_path, corpus):
+    """Two processes on one data folder (here two Services, each with its own lock file handle): one
+    deletes the only workspace holding a PDF while the other adds the same PDF to another workspace,
+    between its copy of the original (already there: nothing to copy) and its insert. The original
+    must stay: before, the deleting process saw no document using it and removed it, and the added
+    document was left without its original."""
+    settings = Settings.from_env(data_dir=tmp_path / "data", engine="extractive")
+    pdf = corpus / "hsaur-inference.pdf"
+    with Services(settings) as deleter, Services(settings) as adder:
+        old = deleter.workspaces.create("old")
+        deleter.documents.add(old.id, pdf)
+        new = adder.workspaces.create("new")
+        put = adder.files.put
+        deleting = []
+
+        def put_then_race(source, content_hash):
+            dest = put(source, content_hash)
+            t = threading.Thread(target=deleter.workspaces.delete, args=(old.id,))
+            t.start()
+            t.join(timeout=1)              # it may finish here (the race) or wait for this add
+            deleting.append(t)
+            return dest
+        adder.files.put = put_then_race
+        doc = adder.documents.add(new.id, pdf)
+        deleting[0].join(timeout=30)
+        assert not deleting[0].is_alive()
+        assert [w.name for w in adder.workspaces.list()] == ["new"]
+        assert adder.documents.file_path(doc.id).is_file()
+        _check_consistent(settings.data_dir)
