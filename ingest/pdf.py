@@ -144,13 +144,24 @@ def _page_text(pdf: pdfium.PdfDocument, index: int) -> str:
     try:
         textpage = page.get_textpage()
         try:
-            text = textpage.get_text_range()
+            text = _visible_text(page, textpage)
         finally:
             textpage.close()
         added = annotation_text(pdf, page)
         return f"{text}\n\n{added}" if added else text
     finally:
         page.close()
+
+
+def _visible_text(page: pdfium.PdfPage, textpage: pdfium.PdfTextPage) -> str:
+    """The text a viewer shows: only what lies in the CropBox (within the MediaBox) when the page is
+    cropped, so a print PDF's crop marks and slug, or text cropped away, are not read. An uncropped
+    page (no CropBox, or one not smaller than its own MediaBox) is read whole, by the faster range
+    call. Both boxes are in unrotated page space, as the text is, so /Rotate needs nothing."""
+    box = page.get_bbox()                               # CropBox ∩ MediaBox, inherited from the page tree
+    if box == page.get_mediabox(fallback_ok=False):     # None when the MediaBox is inherited: bounded then
+        return textpage.get_text_range()
+    return textpage.get_text_bounded(*box)
 
 
 def _outline(pdf: pdfium.PdfDocument, n_pages: int) -> list[tuple[str, int, int]]:

@@ -40,3 +40,29 @@ def write_garbled_pdf(path: Path, corpus: Path) -> Path:
     writer.append(corpus / "hsaur-inference.pdf", pages=[2])
     writer.write(path)
     return path
+
+
+def write_text_pdf(path: Path, pages: list[tuple[list[tuple[float, float, str]], str]]) -> Path:
+    """A PDF written by hand: per page, (x, y, text) lines in 12 pt Helvetica on a US Letter
+    MediaBox, plus extra page-dictionary entries ("/CropBox [...]", "/Rotate 90")."""
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"",
+               b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    kids = []
+    for lines, extra in pages:
+        stream = b"".join(b"BT /F1 12 Tf %g %g Td (%s) Tj ET\n" % (x, y, text.encode("latin-1"))
+                          for x, y, text in lines)
+        kids.append(len(objects) + 1)
+        objects.append(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >>"
+                       b" /Contents %d 0 R %s >>" % (len(objects) + 2, extra.encode()))
+        objects.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream))
+    objects[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(b"%d 0 R" % k for k in kids), len(kids))
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    path.write_bytes(bytes(out))
+    return path
