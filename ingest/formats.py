@@ -256,7 +256,7 @@ def read_docx(data: bytes, path: str | Path) -> TextContent:
             raise IngestError("corrupt", path, "not a valid .docx (no word/document.xml)") from None
         try:
             body = ElementTree.fromstring(archive.read(info))
-            _drop_fallbacks(body)
+            _drop_unseen(body)
             styles = _docx_heading_styles(archive)
             title = _docx_core_title(archive)
             notes = _docx_notes(archive)
@@ -302,7 +302,9 @@ def _docx_notes(archive: zipfile.ZipFile) -> list[tuple[str, list[str]]]:
         if part not in names:
             continue
         lines = []
-        for note in ElementTree.fromstring(archive.read(part)).iter(f"{_W}{tag}"):
+        root = ElementTree.fromstring(archive.read(part))
+        _drop_unseen(root)
+        for note in root.iter(f"{_W}{tag}"):
             if note.get(f"{_W}type") in ("separator", "continuationSeparator", "continuationNotice"):
                 continue
             text = " ".join(t for t in (_docx_paragraph_text(p).strip() for p in note.iter(f"{_W}p")) if t)
@@ -319,14 +321,18 @@ def _docx_notes(archive: zipfile.ZipFile) -> list[tuple[str, list[str]]]:
 
 
 _MC_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
+# Not on the page: a text box's VML copy, and text deleted or moved away under track changes (Word
+# writes moved-away text as w:t, and some tools deleted text too, not w:delText).
+_UNSEEN = {_MC_FALLBACK, f"{_W}del", f"{_W}moveFrom"}
 
 
-def _drop_fallbacks(root: ElementTree.Element) -> None:
-    """Word writes a text box twice: as a DrawingML shape (mc:Choice) and as a VML copy for old
-    readers (mc:Fallback). Keep the first only, or its text is read twice."""
+def _drop_unseen(root: ElementTree.Element) -> None:
+    """Remove what a reader of the document does not see: Word writes a text box twice, as a
+    DrawingML shape (mc:Choice) and as a VML copy for old readers (mc:Fallback), so the copy goes or
+    its text is read twice; and tracked deletions and moved-away text go (insertions stay)."""
     for parent in list(root.iter()):
         for child in list(parent):
-            if child.tag == _MC_FALLBACK:
+            if child.tag in _UNSEEN:
                 parent.remove(child)
 
 

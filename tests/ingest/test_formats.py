@@ -197,3 +197,26 @@ def test_html_heading_over_two_lines_and_many_line_breaks(tmp_path):
     assert [p.label for p in doc.pages] == ["§1 Getting started"]
     got = [line for line in doc.page(1).text.splitlines() if line]
     assert got == ["Getting started", "First."] + lines + ["a b"], got[:3] + got[-3:]
+
+
+def test_docx_tracked_changes_read_as_the_document_now_stands(tmp_path):
+    """Under track changes inserted and moved-to text is the document's; deleted and moved-from text
+    is not, however it is written (Word's w:t inside w:moveFrom, w:t inside w:del from other tools)."""
+    path = write_docx(tmp_path / "contract.docx", [(None, "PLACEHOLDER")])
+    changes = ('<w:r><w:t xml:space="preserve">Rent is </w:t></w:r>'
+               '<w:del w:id="1" w:author="A"><w:r><w:delText>900</w:delText></w:r></w:del>'
+               '<w:del w:id="2" w:author="B"><w:r><w:t>950</w:t></w:r></w:del>'
+               '<w:ins w:id="3" w:author="A"><w:r><w:t>1000</w:t></w:r></w:ins>'
+               '<w:r><w:t xml:space="preserve"> euros</w:t></w:r>'
+               '<w:moveFrom w:id="4" w:author="A"><w:r><w:t xml:space="preserve"> monthly</w:t></w:r></w:moveFrom>'
+               '<w:r><w:t xml:space="preserve">, due</w:t></w:r>'
+               '<w:moveTo w:id="5" w:author="A"><w:r><w:t xml:space="preserve"> monthly</w:t></w:r></w:moveTo>'
+               '<w:r><w:t>.</w:t></w:r>')
+    with zipfile.ZipFile(path) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    files["word/document.xml"] = files["word/document.xml"].replace(
+        b'<w:r><w:t xml:space="preserve">PLACEHOLDER</w:t></w:r>', changes.encode())
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    assert read_document(path).page(1).text == "Rent is 1000 euros, due monthly."
