@@ -290,7 +290,7 @@ def read_eml(data: bytes, path: str | Path) -> TextContent:
     head = [f"{h}: {message[h]}" for h in ("Subject", "From", "To", "Cc", "Date") if message.get(h)]
     try:
         part = message.get_body(preferencelist=("plain", "html"))
-        body = part.get_content() if part is not None else ""
+        body = _part_text(part, path) if part is not None else ""
         if part is not None and part.get_content_subtype() == "html":
             body = "\n\n".join(s.text for s in html_sections(body)[1])
         names = [a.get_filename() or "(unnamed)" for a in message.iter_attachments()]
@@ -301,6 +301,23 @@ def read_eml(data: bytes, path: str | Path) -> TextContent:
     text = normalize_text("\n".join(head) + "\n\n" + body)
     subject = normalize_text(str(message.get("Subject") or "")) or None
     return units_from_sections([Section(None, 0, text)], subject)
+
+
+def _part_text(part, path: str | Path) -> str:
+    """A text part decoded by its declared charset. Without one (the standard's us-ascii default,
+    which 8-bit UTF-8 or Latin-1 bodies ignore), or with one Python does not know, it is decoded like
+    a text file (UTF-8, else the charset found), not with a U+FFFD per byte, nor refused."""
+    payload = part.get_payload(decode=True) or b""
+    charset = part.get_content_charset()
+    if charset and charset not in ("us-ascii", "ascii"):
+        try:
+            return payload.decode(charset, errors="replace")
+        except LookupError:
+            pass
+    try:
+        return decode_text(payload, path)
+    except IngestError:                     # bytes no charset reads: what can be read of them
+        return payload.decode("utf-8", errors="replace")
 
 
 # ---------------------------------------------------------------- .rtf

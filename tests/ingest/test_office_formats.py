@@ -207,3 +207,15 @@ def test_eml_headers_body_and_attachment_names(tmp_path):
     (tmp_path / "backup.zip").write_bytes(b"PK\x05\x06" + bytes(18))
     with pytest.raises(IngestError, match="backup.zip: an archive: unpack it"):
         read_document(tmp_path / "backup.zip")
+
+
+@pytest.mark.parametrize("content_type,body", [
+    ("text/plain", "Olá, a renda é 950 €.".encode()),                       # 8-bit UTF-8, no charset named
+    ("text/plain", "Olá, a renda é 950 €.".encode("cp1252")),                # 8-bit Windows-1252, none named
+    ("text/plain; charset=x-unknown", "Olá, a renda é 950 €.".encode()),     # a charset Python does not know
+])
+def test_eml_body_without_a_usable_charset_is_read_as_written(tmp_path, content_type, body):
+    raw = (b"From: ana@example.pt\r\nSubject: Renda\r\nMIME-Version: 1.0\r\nContent-Type: "
+           + content_type.encode() + b"\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" + body + b"\r\n")
+    (tmp_path / "renda.eml").write_bytes(raw)
+    assert read_document(tmp_path / "renda.eml").page(1).text.endswith("\n\nOlá, a renda é 950 €.")
