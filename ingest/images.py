@@ -73,7 +73,7 @@ def ocr_frames(data: bytes, path: str | Path, max_pages: int,
     """The OCR text of every frame (`max_pages` at most: more is `too_large`), in reading order."""
     import numpy as np
 
-    from ingest.ocr import page_text, recognise
+    from ingest.ocr import page_text, recognise_upright
 
     image = open_image(data, path)
     total = frame_count(image)
@@ -82,7 +82,7 @@ def ocr_frames(data: bytes, path: str | Path, max_pages: int,
     texts = []
     for done, frame in enumerate(frames(image, path), start=1):
         frame.thumbnail((MAX_OCR_SIDE, MAX_OCR_SIDE))                    # only ever shrinks
-        texts.append(page_text(recognise(np.asarray(frame)), frame.width))   # [H, W, 3]
+        texts.append(page_text(*recognise_upright(np.asarray(frame))))   # [H, W, 3]
         if progress is not None:
             progress(done, total)
     return texts

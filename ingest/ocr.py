@@ -52,13 +52,61 @@ def recognise(image) -> list[Line]:
     """Text lines of a rendered page (numpy [H, W, 3], as PDFium renders it) in RapidOCR's order,
     boxes in pixels."""
     with _lock:                                      # one recognition at a time (2 cores; shared engine)
-        out = _engine()(image)
+        out = _engine()(image, use_det=True, use_cls=True, use_rec=True)   # (a call's flags persist)
     lines = []
     for text, box in zip(out.txts or (), out.boxes if out.boxes is not None else ()):
         xs, ys = [float(p[0]) for p in box], [float(p[1]) for p in box]
         if text and text.strip():
             lines.append(Line(text.strip(), min(xs), min(ys), max(xs), max(ys)))
     return lines
+
+
+def recognise_upright(image) -> tuple[list[Line], int]:
+    """Text lines of a page image in the page's upright frame, and that frame's width. A page scanned
+    sideways (most text in tall boxes) is turned a quarter and read again, kept if it reads more
+    characters. On a page upside down RapidOCR lists the lines bottom to top, right to left, and
+    garbles those its line classifier is unsure of: when most of the longest lines are classified as
+    turned 180 degrees, the page is turned and read again (a second pass only for such pages)."""
+    import numpy as np
+
+    lines = recognise(image)
+    if _tall_share(lines) > 0.5:
+        turned = np.ascontiguousarray(np.rot90(image, -1))    # a quarter clockwise; upside down is next
+        again = recognise(turned)
+        if _chars(again) >= _chars(lines):                  # (vertical writing reads better as it is)
+            image, lines = turned, again
+    if _upside_down(image, lines):
+        image = np.ascontiguousarray(image[::-1, ::-1])
+        lines = recognise(image)
+    return lines, image.shape[1]
+
+
+def _tall_share(lines: Sequence[Line]) -> float:
+    """The share of the text's box area in boxes at least twice as tall as wide (vertical lines)."""
+    areas = [((ln.x1 - ln.x0) * ln.height, ln.height >= 2 * (ln.x1 - ln.x0)) for ln in lines]
+    total = sum(area for area, _ in areas)
+    return sum(area for area, tall in areas if tall) / total if total else 0.0
+
+
+def _chars(lines: Sequence[Line]) -> int:
+    return sum(len(ln.text) for ln in lines)
+
+
+_ORIENTATION_SAMPLE = 15     # the longest lines the page's orientation is judged by
+
+
+def _upside_down(image, lines: Sequence[Line]) -> bool:
+    """Whether RapidOCR's line classifier finds most of the longest lines turned 180 degrees
+    (score-weighted votes)."""
+    longest = sorted(lines, key=lambda ln: ln.x0 - ln.x1)[:_ORIENTATION_SAMPLE]
+    vote = 0.0
+    with _lock:
+        for ln in longest:
+            crop = image[int(ln.y0):int(ln.y1) + 1, int(ln.x0):int(ln.x1) + 1]
+            out = _engine()(crop, use_det=False, use_cls=True, use_rec=False)
+            for label, score in getattr(out, "cls_res", None) or ():
+                vote += float(score) if label == "180" else -float(score)
+    return vote > 0
 
 
 def reading_order(lines: Sequence[Line], width: float) -> list[list[Line]]:
@@ -177,7 +225,7 @@ def ocr_pages(data: bytes, numbers: Sequence[int], password: str | None = None,
             finally:
                 pdf.close()
         if image is not None:                        # a blank page has no image: nothing to read
-            texts[number] = page_text(recognise(image), image.shape[1])
+            texts[number] = page_text(*recognise_upright(image))
         if progress is not None:
             progress(done, len(numbers))
     return texts

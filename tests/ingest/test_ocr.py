@@ -157,3 +157,19 @@ def test_symbol_bullets_are_not_an_unreadable_layer():
     assert not unreadable("\uf0b7 " + prose + "\uf0b7 second item")
     assert unreadable("\ue031\ue050\ue072\ue065\ue066 " * 10)
     assert not unreadable("\ue031 \ue050")                           # too short to judge
+
+
+def test_a_page_scanned_upside_down_or_sideways_is_read_upright(corpus, tmp_path):
+    """r-intro.pdf page 10 as an image turned 180 and 90 degrees, no /Rotate: read top to bottom,
+    every line legible, as the upright page."""
+    src = pdfium.PdfDocument(str(corpus / "r-intro.pdf"))
+    upright = src[9].render(scale=2.0).to_pil()
+    src.close()
+    turned = [upright.rotate(angle, expand=True) for angle in (180, 90)]
+    turned[0].save(tmp_path / "turned.pdf", resolution=144.0, save_all=True, append_images=turned[1:])
+    doc = read_document(tmp_path / "turned.pdf")
+    expected = _text_layer(corpus / "r-intro.pdf", 10)
+    for page in doc.pages:
+        assert _recall(page.text, expected) > 0.95, page.number
+        assert page.text.startswith("Chapter 1: Introduction and preliminaries"), page.text[:200]
+        assert 0 < page.text.find("At this point you will be asked") < page.text.find("> ??solve"), page.number
