@@ -247,7 +247,7 @@ _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 
 def read_docx(data: bytes, path: str | Path) -> TextContent:
     """Paragraph text of word/document.xml (tables included), sections at heading-styled paragraphs;
-    then the footnotes, endnotes and comments, a section each."""
+    then the footnotes, endnotes, comments and page headers/footers, a section each."""
     check_zip(data, path, ".docx")
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         try:
@@ -294,8 +294,9 @@ _DOCX_NOTES = (("word/footnotes.xml", "footnote", "Footnotes"), ("word/endnotes.
 
 
 def _docx_notes(archive: zipfile.ZipFile) -> list[tuple[str, list[str]]]:
-    """(heading, lines) for the footnotes, endnotes and comments the file has: "[3] text" for a
-    note (its number in the text), "Author: text" for a comment. Word's separator notes are skipped."""
+    """(heading, lines) for the footnotes, endnotes, comments and page headers/footers the file has:
+    "[3] text" for a note (its number in the text), "Author: text" for a comment. Word's separator
+    notes are skipped."""
     out = []
     names = set(archive.namelist())
     for part, tag, heading in _DOCX_NOTES:
@@ -317,7 +318,29 @@ def _docx_notes(archive: zipfile.ZipFile) -> list[tuple[str, list[str]]]:
                 lines.append(f"[{note.get(f'{_W}id', '?')}] {text}")
         if lines:
             out.append((heading, lines))
+    if lines := _docx_headers_footers(archive):
+        out.append(("Headers and footers", lines))
     return out
+
+
+_HEADER_FOOTER = re.compile(r"word/(header|footer)(\d*)\.xml")
+
+
+def _docx_headers_footers(archive: zipfile.ZipFile) -> list[str]:
+    """The distinct lines of the page headers, then footers: a reader sees them on every page (a
+    document number, "Confidential", the company). First-page, even-page and default ones are
+    separate parts, often alike, so a line is kept once."""
+    parts = sorted((m.group(1) == "footer", int(m.group(2) or 0), m.group(0))
+                   for name in archive.namelist() if (m := _HEADER_FOOTER.fullmatch(name)))
+    lines: list[str] = []
+    for *_, name in parts:
+        root = ElementTree.fromstring(archive.read(name))
+        _drop_unseen(root)
+        for para in root.iter(f"{_W}p"):
+            text = " ".join(_docx_paragraph_text(para).split())
+            if text and text not in lines:
+                lines.append(text)
+    return lines
 
 
 _MC_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"

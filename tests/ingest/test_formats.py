@@ -220,3 +220,18 @@ def test_docx_tracked_changes_read_as_the_document_now_stands(tmp_path):
         for name, data in files.items():
             z.writestr(name, data)
     assert read_document(path).page(1).text == "Rent is 1000 euros, due monthly."
+
+
+def test_docx_page_headers_and_footers_are_read_once(tmp_path):
+    """What a reader sees at the top and bottom of every page: a section at the end, each line once
+    (Word's first-page and default headers are separate parts that often repeat each other)."""
+    path = write_docx(tmp_path / "policy.docx", [("Heading1", "Scope"), (None, "Applies to all staff.")])
+    w = f'xmlns:w="{W_NS}"'
+    header = f'<w:hdr {w}><w:p><w:r><w:t>Policy HR-0042 rev. C</w:t></w:r><w:r><w:tab/></w:r><w:r><w:t>Confidential</w:t></w:r></w:p></w:hdr>'
+    with zipfile.ZipFile(path, "a") as z:
+        z.writestr("word/header1.xml", header)
+        z.writestr("word/header2.xml", header)
+        z.writestr("word/footer1.xml", f'<w:ftr {w}><w:p><w:r><w:t>Acme Lda, Porto</w:t></w:r></w:p></w:ftr>')
+    doc = read_document(path)
+    assert [p.label for p in doc.pages] == ["§1 Scope", "§2 Headers and footers"]
+    assert doc.page(2).text == "Headers and footers\nPolicy HR-0042 rev. C Confidential\nAcme Lda, Porto"
