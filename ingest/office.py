@@ -219,6 +219,7 @@ def read_xlsx(data: bytes, path: str | Path) -> TextContent:
         book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
         try:
             for sheet in book.worksheets:
+                sheet.reset_dimensions()     # a sheet's stated size ("A1" from some writers) would cut its rows
                 rows = [(number, line) for number, row in enumerate(sheet.iter_rows(values_only=True), start=1)
                         if (line := _row_text(row))]
                 outline.append((sheet.title, 1, len(units) + 1))

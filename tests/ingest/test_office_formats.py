@@ -219,3 +219,27 @@ def test_eml_body_without_a_usable_charset_is_read_as_written(tmp_path, content_
            + content_type.encode() + b"\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" + body + b"\r\n")
     (tmp_path / "renda.eml").write_bytes(raw)
     assert read_document(tmp_path / "renda.eml").page(1).text.endswith("\n\nOlá, a renda é 950 €.")
+
+
+def test_xlsx_whose_stated_dimension_is_wrong_is_read_whole(tmp_path):
+    """Some writers state a sheet's used range as "A1" whatever it holds; openpyxl's read-only mode
+    trusts it, and the rest of the sheet was lost. Every row is read, numbered as in the sheet."""
+    import re
+
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet["B3"], sheet["C3"] = "name", "city"
+    sheet.append([None, "Ana", "Porto"])
+    sheet.append([None, "Rui", "Faro"])
+    book.save(tmp_path / "export.xlsx")
+    with zipfile.ZipFile(tmp_path / "export.xlsx") as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    files["xl/worksheets/sheet1.xml"], count = re.subn(rb'<dimension ref="[^"]*"/>', b'<dimension ref="A1"/>',
+                                                       files["xl/worksheets/sheet1.xml"])
+    assert count == 1
+    with zipfile.ZipFile(tmp_path / "export.xlsx", "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    assert read_document(tmp_path / "export.xlsx").page(1).text == "| name | city\n| Ana | Porto\n| Rui | Faro"
