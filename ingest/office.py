@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime
 import io
 import posixpath
+import re
 import zipfile
 from pathlib import Path
 from xml.etree import ElementTree
@@ -220,7 +221,7 @@ def read_xlsx(data: bytes, path: str | Path) -> TextContent:
         try:
             for sheet in book.worksheets:
                 sheet.reset_dimensions()     # a sheet's stated size ("A1" from some writers) would cut its rows
-                rows = [(number, line) for number, row in enumerate(sheet.iter_rows(values_only=True), start=1)
+                rows = [(number, line) for number, row in enumerate(sheet.iter_rows(), start=1)
                         if (line := _row_text(row))]
                 outline.append((sheet.title, 1, len(units) + 1))
                 units.extend(_sheet_units(sheet.title, rows))
@@ -237,10 +238,23 @@ def read_xlsx(data: bytes, path: str | Path) -> TextContent:
 
 def _row_text(row: tuple) -> str:
     """One row's cells with values, " | " between them (empty cells inside the row kept as "")."""
-    cells = [_cell_text(v) for v in row]
+    cells = [_percent(cell.value, cell.number_format) or _cell_text(cell.value) for cell in row]
     while cells and not cells[-1]:
         cells.pop()
     return normalize_text(" | ".join(cells)) if any(cells) else ""
+
+
+_PERCENT = re.compile(r'^[^"\\]*?0(?:\.(0+))?%')       # "0%", "0.00%", "#,##0.0%" (not a quoted "%")
+
+
+def _percent(value, number_format: str | None) -> str | None:
+    """A number under a percent format as the spreadsheet shows it: 0.25 as "25%" (its stored value
+    is a hundredth of what the reader sees); None for any other cell."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not number_format:
+        return None
+    if (m := _PERCENT.match(number_format)) is None:
+        return None
+    return f"{value * 100:.{len(m.group(1) or '')}f}%"
 
 
 def _cell_text(value) -> str:

@@ -243,3 +243,19 @@ def test_xlsx_whose_stated_dimension_is_wrong_is_read_whole(tmp_path):
         for name, data in files.items():
             z.writestr(name, data)
     assert read_document(tmp_path / "export.xlsx").page(1).text == "| name | city\n| Ana | Porto\n| Rui | Faro"
+
+
+def test_xlsx_percentages_read_as_shown(tmp_path):
+    """A cell showing 25% stores 0.25: read as the reader sees it, with the format's decimals."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["region", "growth", "margin", "units", "share"])
+    sheet.append(["Lisboa", 0.25, 0.0834, 12, None])
+    sheet.append(["Porto", -0.031, 1.5, 0.5, True])
+    for row in sheet.iter_rows(min_row=2, min_col=2, max_col=3):
+        row[0].number_format, row[1].number_format = "0%", "0.00%;[Red]-0.00%"
+    book.save(tmp_path / "growth.xlsx")
+    assert read_document(tmp_path / "growth.xlsx").page(1).text.splitlines() == [
+        "region | growth | margin | units | share", "Lisboa | 25% | 8.34% | 12", "Porto | -3% | 150.00% | 0.5 | True"]
