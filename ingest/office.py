@@ -292,7 +292,8 @@ def _sheet_units(name: str, rows: list[tuple[int, str]]) -> list[tuple[str, str]
 def read_eml(data: bytes, path: str | Path) -> TextContent:
     """An e-mail (RFC 822, as mail clients save it): its subject as the title, then From / To / Cc /
     Date lines and the body (the plain-text part, else the HTML part's visible text), cut like plain
-    text; attachments are named, not read (add them as documents of their own)."""
+    text; an attached e-mail (forwarded as an attachment) follows, read the same way; other
+    attachments are named, not read (add them as documents of their own)."""
     from email import policy
     from email.parser import BytesParser
 
@@ -302,20 +303,34 @@ def read_eml(data: bytes, path: str | Path) -> TextContent:
         raise IngestError("corrupt", path, f"not a readable e-mail ({err})") from None
     if not any(message.get(h) for h in ("From", "To", "Subject", "Date")):
         raise IngestError("corrupt", path, "not an e-mail (no From, To, Subject or Date header)")
-    head = [f"{h}: {message[h]}" for h in ("Subject", "From", "To", "Cc", "Date") if message.get(h)]
     try:
-        part = message.get_body(preferencelist=("plain", "html"))
-        body = _part_text(part, path) if part is not None else ""
-        if part is not None and part.get_content_subtype() == "html":
-            body = "\n\n".join(s.text for s in html_sections(body)[1])
-        names = [a.get_filename() or "(unnamed)" for a in message.iter_attachments()]
+        text = normalize_text(_message_text(message, path))
     except (LookupError, ValueError, KeyError, AttributeError) as err:
         raise IngestError("corrupt", path, f"damaged e-mail ({err})") from None
-    if names:
-        body += "\n\nAttachments (not read): " + ", ".join(names)
-    text = normalize_text("\n".join(head) + "\n\n" + body)
     subject = normalize_text(str(message.get("Subject") or "")) or None
     return units_from_sections([Section(None, 0, text)], subject)
+
+
+_MAX_ATTACHED_DEPTH = 5       # e-mails attached inside attached e-mails: read this deep
+
+
+def _message_text(message, path: str | Path, depth: int = 0) -> str:
+    """Headers, body and attachment names of one message, then the messages attached to it."""
+    head = [f"{h}: {message[h]}" for h in ("Subject", "From", "To", "Cc", "Date") if message.get(h)]
+    part = message.get_body(preferencelist=("plain", "html"))
+    body = _part_text(part, path) if part is not None else ""
+    if part is not None and part.get_content_subtype() == "html":
+        body = "\n\n".join(s.text for s in html_sections(body)[1])
+    names, attached = [], []
+    for attachment in message.iter_attachments():
+        inner = attachment.get_content() if attachment.get_content_type() == "message/rfc822" else None
+        if inner is not None and depth < _MAX_ATTACHED_DEPTH:
+            attached.append("Attached e-mail:\n" + _message_text(inner, path, depth + 1))
+        else:
+            names.append(attachment.get_filename() or "(unnamed)")
+    if names:
+        body += "\n\nAttachments (not read): " + ", ".join(names)
+    return "\n\n".join(["\n".join(head) + "\n\n" + body, *attached])
 
 
 def _part_text(part, path: str | Path) -> str:

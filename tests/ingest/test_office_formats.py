@@ -259,3 +259,25 @@ def test_xlsx_percentages_read_as_shown(tmp_path):
     book.save(tmp_path / "growth.xlsx")
     assert read_document(tmp_path / "growth.xlsx").page(1).text.splitlines() == [
         "region | growth | margin | units | share", "Lisboa | 25% | 8.34% | 12", "Porto | -3% | 150.00% | 0.5 | True"]
+
+
+def test_eml_forwarded_as_attachment_is_read(tmp_path):
+    """"Forward as attachment" puts the whole message a reader opens inside the e-mail: it is read
+    after the body; other attachments are still only named."""
+    from email.message import EmailMessage
+
+    inner = EmailMessage()
+    inner["Subject"] = "Orçamento 2026"
+    inner["From"] = "rui@example.pt"
+    inner.set_content("O orçamento aprovado é de 48 000 €.")
+    inner.add_attachment(b"%PDF-1.4 ...", maintype="application", subtype="pdf", filename="orcamento.pdf")
+    outer = EmailMessage()
+    outer["Subject"] = "Fwd: Orçamento 2026"
+    outer["From"] = "ana@example.pt"
+    outer.set_content("Ver abaixo.")
+    outer.add_attachment(inner)
+    (tmp_path / "fwd.eml").write_bytes(bytes(outer))
+    text = read_document(tmp_path / "fwd.eml").page(1).text
+    assert text.endswith("Ver abaixo.\n\nAttached e-mail:\nSubject: Orçamento 2026\nFrom: rui@example.pt\n\n"
+                         "O orçamento aprovado é de 48 000 €.\n\nAttachments (not read): orcamento.pdf"), text
+    assert "(unnamed)" not in text
