@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
@@ -269,7 +270,10 @@ def read_docx(data: bytes, path: str | Path) -> TextContent:
         sections[-1].text = normalize_text("\n".join(lines))
         lines.clear()
 
-    for para in body.iter(f"{_W}p"):
+    for para, row in _docx_blocks(body):
+        if para is None:                    # a table row, one line
+            lines.append(row)
+            continue
         text = _docx_paragraph_text(para)
         style = para.find(f"{_W}pPr/{_W}pStyle")
         level = styles.get(style.get(f"{_W}val")) if style is not None else None
@@ -357,6 +361,33 @@ def _drop_unseen(root: ElementTree.Element) -> None:
         for child in list(parent):
             if child.tag in _UNSEEN:
                 parent.remove(child)
+
+
+def _docx_blocks(body: ElementTree.Element) -> Iterator[tuple[ElementTree.Element | None, str]]:
+    """The paragraphs (para, "") in document order, a table row as one line (None, "a | b | c") as
+    it is read across the page. A row of one cell (a layout table, a boxed note) is read as its
+    paragraphs, so its headings and lines stay."""
+    stack = [body]
+    while stack:
+        el = stack.pop()
+        if el.tag == f"{_W}p":
+            yield el, ""
+        elif el.tag == f"{_W}tr" and len(cells := _docx_row_cells(el)) > 1:
+            yield None, " | ".join(" ".join(_docx_paragraph_text(p).strip() for p in cell.iter(f"{_W}p")).strip()
+                                   for cell in cells)
+            continue
+        stack.extend(reversed(el))          # (a paragraph's text boxes hold paragraphs of their own)
+
+
+def _docx_row_cells(row: ElementTree.Element) -> list[ElementTree.Element]:
+    """The cells of a table row, also those inside content controls (w:sdt)."""
+    cells = []
+    for child in row:
+        if child.tag == f"{_W}tc":
+            cells.append(child)
+        elif child.tag == f"{_W}sdt":
+            cells.extend(child.iterfind(f"{_W}sdtContent/{_W}tc"))
+    return cells
 
 
 def _docx_paragraph_text(para: ElementTree.Element) -> str:

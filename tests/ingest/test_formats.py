@@ -235,3 +235,29 @@ def test_docx_page_headers_and_footers_are_read_once(tmp_path):
     doc = read_document(path)
     assert [p.label for p in doc.pages] == ["§1 Scope", "§2 Headers and footers"]
     assert doc.page(2).text == "Headers and footers\nPolicy HR-0042 rev. C Confidential\nAcme Lda, Porto"
+
+
+def test_docx_table_rows_read_across(tmp_path):
+    """A table row is one line, its cells in order, as a reader reads it (each cell was a line of its
+    own: "2024", "5.0 M€", "41" with nothing tying them to their year); a one-cell layout table keeps
+    its paragraphs and headings."""
+    def cell(*paras: str) -> str:
+        return "<w:tc>" + "".join(f"<w:p><w:r><w:t>{p}</w:t></w:r></w:p>" for p in paras) + "</w:tc>"
+
+    data = ("<w:tbl>" + "".join(f"<w:tr>{''.join(cell(c) for c in row)}</w:tr>" for row in
+                                [("Year", "Revenue", "Staff"), ("2023", "4.1 M€", "37")])
+            + f'<w:tr><w:sdt><w:sdtContent>{cell("2024")}</w:sdtContent></w:sdt>{cell("5.0 M€", "(est.)")}{cell("41")}'
+            "</w:tr></w:tbl>")
+    layout = ('<w:tbl><w:tr><w:tc><w:p><w:pPr><w:pStyle w:val="Heading2"/></w:pPr><w:r><w:t>Boxed note</w:t></w:r>'
+              "</w:p><w:p><w:r><w:t>Inside the box.</w:t></w:r></w:p></w:tc></w:tr></w:tbl>")
+    path = write_docx(tmp_path / "report.docx", [(None, "PLACEHOLDER")])
+    with zipfile.ZipFile(path) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    files["word/document.xml"] = files["word/document.xml"].replace(
+        b'<w:p><w:r><w:t xml:space="preserve">PLACEHOLDER</w:t></w:r></w:p>', (data + layout).encode())
+    with zipfile.ZipFile(path, "w") as z:
+        for name, content in files.items():
+            z.writestr(name, content)
+    doc = read_document(path)
+    assert [p.text for p in doc.pages] == ["Year | Revenue | Staff\n2023 | 4.1 M€ | 37\n2024 | 5.0 M€ (est.) | 41",
+                                           "Boxed note\nInside the box."]
