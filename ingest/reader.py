@@ -12,7 +12,7 @@ from ingest.kinds import CONVERT_HINTS, KIND_BY_SUFFIX, SUPPORTED_KINDS
 from ingest.isolated import read_pdf_isolated
 from ingest.model import Document, Page, page_ranges
 from ingest.normalize import unreadable
-from ingest.ocr import OCR_NAME, ocr_available, ocr_pages
+from ingest.ocr import OCR_NAME, ocr_available, ocr_pages, stamped_scans
 from ingest.pdf import Progress, looks_like_pdf, read_pdf
 
 log = logging.getLogger(__name__)
@@ -21,6 +21,7 @@ MAX_BYTES = 256 * 1024 * 1024
 MAX_PAGES = 10_000
 TIMEOUT_S = 120.0            # per document; PDFium fails fast on damage, this bounds the rest
 MAX_OCR_PAGES = 300          # per document: ~20 minutes on 2 cores; later scanned pages stay empty (noted)
+STAMP_CHARS = 200            # a text layer this short over a page-covering image is a stamp on a scan
 
 _JUNK_TITLES = re.compile(r"^(untitled|document\d*|title|microsoft word\s*-.*|\s*)$", re.IGNORECASE)
 
@@ -189,15 +190,24 @@ def _read_pdf_document(path: Path, data: bytes, name: str, password: str | None,
         texts[n - 1] = ""
     missing = [i + 1 for i, text in enumerate(texts) if not text.strip()]
     use_ocr = ocr_pages_max > 0 and ocr_available()
-    if missing and use_ocr:                          # scanned pages: recognise the text on their images
-        found = ocr_pages(data, missing[:ocr_pages_max], password, progress=progress, text_pages=set(garbled))
-        recognised = sorted(n for n, text in found.items() if text)
+    stamped: list[int] = []          # a scan that carries a few words of text (a Bates number, "Page 2 of 9")
+    if use_ocr and len(missing) < ocr_pages_max:
+        thin = {i + 1: text for i, text in enumerate(texts) if text.strip() and len(text) < STAMP_CHARS}
+        stamped = stamped_scans(data, thin, password)[:ocr_pages_max - len(missing)]
+    if (missing or stamped) and use_ocr:             # scanned pages: recognise the text on their images
+        found = ocr_pages(data, sorted(missing[:ocr_pages_max] + stamped), password, progress=progress,
+                          text_pages=set(garbled) | set(stamped))
+        stamped = [n for n in stamped if len(found.get(n, "")) > len(texts[n - 1])]   # kept if OCR read more
+        recognised = sorted(n for n, text in found.items() if text and (n in stamped or n in missing))
         for n in recognised:
             texts[n - 1] = found[n]
-        scans = [n for n in recognised if n not in garbled]
+        scans = [n for n in recognised if n not in garbled and n not in stamped]
         if scans:
             where = "any page" if len(scans) == len(texts) else page_ranges(scans)
             notes.append(f"no text layer on {where}: text recognised by OCR ({OCR_NAME})")
+        if stamped:
+            notes.append(f"only a few words of text over a scanned image on {page_ranges(stamped)}: "
+                         f"text recognised by OCR ({OCR_NAME})")
         if len(missing) > ocr_pages_max:
             notes.append(f"{page_ranges(missing[ocr_pages_max:])} not recognised: OCR stops after "
                          f"{ocr_pages_max} page{'' if ocr_pages_max == 1 else 's'} of one document; "

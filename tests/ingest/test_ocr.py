@@ -173,3 +173,36 @@ def test_a_page_scanned_upside_down_or_sideways_is_read_upright(corpus, tmp_path
         assert _recall(page.text, expected) > 0.95, page.number
         assert page.text.startswith("Chapter 1: Introduction and preliminaries"), page.text[:200]
         assert 0 < page.text.find("At this point you will be asked") < page.text.find("> ??solve"), page.number
+
+
+def test_a_scan_with_a_stamped_number_is_read_by_ocr(corpus, tmp_path, monkeypatch):
+    """A scanned page that carries a few words of real text (a Bates number, "Page 2 of 9", a scanner
+    app's line) has a text layer, but its content is in the image: OCR reads it, stamp included. A
+    page of short text without a scan, or over a picture without text (a slide's background), keeps
+    its text layer, and is not recognised (a text detection says there is no more text to read)."""
+    from PIL import Image
+    from pypdf import PdfReader, PdfWriter
+
+    from ingest import ocr
+    from tests.ingest.pdf_files import write_text_pdf
+
+    stamps = write_text_pdf(tmp_path / "stamps.pdf", [([(400, 20, "ACME-0001234")], ""),
+                                                      ([(72, 700, "Exhibit B: a title page")], ""),
+                                                      ([(72, 700, "Our team in Porto")], "")])
+    Image.linear_gradient("L").resize((1224, 1584)).convert("RGB").save(tmp_path / "picture.pdf", resolution=144.0)
+    writer = PdfWriter()
+    writer.append(corpus / "image-only.pdf", pages=[0])
+    writer.append(stamps, pages=[1])
+    writer.append(tmp_path / "picture.pdf")
+    for page, stamp in zip((writer.pages[0], writer.pages[2]), (PdfReader(stamps).pages[0], PdfReader(stamps).pages[2])):
+        page.merge_page(stamp)
+    writer.write(tmp_path / "stamped.pdf")
+    recognised, recognise = [], ocr.recognise
+    monkeypatch.setattr(ocr, "recognise", lambda image: recognised.append(image.shape) or recognise(image))
+    doc = read_document(tmp_path / "stamped.pdf")
+    assert len(recognised) == 1                                 # the scan, once (it is upright)
+    assert _recall(doc.page(1).text, _text_layer(corpus / "r-intro.pdf", 7)) > 0.95
+    assert "ACME-0001234" in doc.page(1).text
+    assert [p.text for p in doc.pages[1:]] == ["Exhibit B: a title page", "Our team in Porto"]
+    assert [note for note in doc.notes if "OCR" in note] == [
+        "only a few words of text over a scanned image on p. 1: text recognised by OCR (RapidOCR, PP-OCR models)"]
