@@ -1,8 +1,8 @@
 """Office, e-book and e-mail formats (.pptx, .odt, .epub, .xlsx, .eml, .rtf) to citable units.
 
 - .pptx (python-pptx): one unit per slide, label "slide 3": its text frames, tables, charts (title
-  and data) and grouped shapes in the slide's shape order (PowerPoint's reading order for screen
-  readers), then the speaker notes ("Notes: ...").
+  and data), SmartArt text and grouped shapes in the slide's shape order (PowerPoint's reading
+  order for screen readers), then the speaker notes ("Notes: ...").
 - .odt (ElementTree, as .docx): sections at `text:h` headings (their outline level), tables and
   lists included.
 - .epub (EbookLib): the spine's chapters in reading order (not its table-of-contents page), each
@@ -66,9 +66,31 @@ def _shape_texts(shape) -> list[str]:
         return [" | ".join(cell.text for cell in row.cells) for row in shape.table.rows]
     if getattr(shape, "has_chart", False) and shape.has_chart:
         return _chart_texts(shape.chart)
+    if (diagram := shape.element.find(f".//{_DGM}relIds")) is not None:
+        return _diagram_texts(shape, diagram.get(f"{_R}dm"))
     if shape.has_text_frame and shape.text_frame.text.strip():
         return [shape.text_frame.text]
     return []
+
+
+_DGM = "{http://schemas.openxmlformats.org/drawingml/2006/diagram}"
+_A = "{http://schemas.openxmlformats.org/drawingml/2006/main}"
+_R = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
+
+
+def _diagram_texts(shape, data_rid: str | None) -> list[str]:
+    """A SmartArt diagram's text, which python-pptx does not read: the points of its data part in
+    order, a line per paragraph (the connection and layout points carry none)."""
+    try:
+        root = ElementTree.fromstring(shape.part.related_part(data_rid).blob)
+    except (KeyError, ElementTree.ParseError):
+        return []
+    lines = []
+    for text in root.iter(f"{_DGM}t"):
+        for para in text.iter(f"{_A}p"):
+            if (line := "".join(t.text or "" for t in para.iter(f"{_A}t"))).strip():
+                lines.append(line)
+    return lines
 
 
 def _chart_texts(chart) -> list[str]:

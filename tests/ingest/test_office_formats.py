@@ -281,3 +281,33 @@ def test_eml_forwarded_as_attachment_is_read(tmp_path):
     assert text.endswith("Ver abaixo.\n\nAttached e-mail:\nSubject: Orçamento 2026\nFrom: rui@example.pt\n\n"
                          "O orçamento aprovado é de 48 000 €.\n\nAttachments (not read): orcamento.pdf"), text
     assert "(unnamed)" not in text
+
+
+def test_pptx_smartart_text_is_read(tmp_path):
+    """SmartArt (a process, a cycle, an org chart) is a graphic frame whose text lives in a diagram
+    data part python-pptx does not read: a slide of steps read as its title only."""
+    from lxml import etree
+    from pptx import Presentation
+    from pptx.opc.constants import CONTENT_TYPE, RELATIONSHIP_TYPE
+    from pptx.opc.package import Part
+    from pptx.opc.packuri import PackURI
+
+    ns = ('xmlns:dgm="http://schemas.openxmlformats.org/drawingml/2006/diagram" '
+          'xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main"')
+    points = "".join(f'<dgm:pt modelId="{i}"><dgm:prSet/><dgm:t><a:bodyPr/><a:p><a:r><a:t>{step}</a:t></a:r></a:p>'
+                     "</dgm:t></dgm:pt>" for i, step in enumerate(["Plan", "Build", "Ship"], start=1))
+    data = f'<dgm:dataModel {ns}><dgm:ptLst><dgm:pt modelId="0" type="doc"/>{points}</dgm:ptLst></dgm:dataModel>'
+    deck = Presentation()
+    slide = deck.slides.add_slide(deck.slide_layouts[5])
+    slide.shapes.title.text = "Process"
+    part = Part(PackURI("/ppt/diagrams/data1.xml"), CONTENT_TYPE.DML_DIAGRAM_DATA, deck.part.package, data.encode())
+    rid = slide.part.relate_to(part, RELATIONSHIP_TYPE.DIAGRAM_DATA)
+    slide.shapes._spTree.append(etree.fromstring(
+        f'<p:graphicFrame xmlns:p="http://schemas.openxmlformats.org/presentationml/2006/main" {ns} '
+        'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
+        '<p:nvGraphicFramePr><p:cNvPr id="9" name="Diagram 1"/><p:cNvGraphicFramePr/><p:nvPr/></p:nvGraphicFramePr>'
+        '<p:xfrm><a:off x="0" y="0"/><a:ext cx="8000000" cy="3000000"/></p:xfrm><a:graphic>'
+        '<a:graphicData uri="http://schemas.openxmlformats.org/drawingml/2006/diagram">'
+        f'<dgm:relIds r:dm="{rid}" r:lo="" r:qs="" r:cs=""/></a:graphicData></a:graphic></p:graphicFrame>'))
+    deck.save(tmp_path / "process.pptx")
+    assert read_document(tmp_path / "process.pptx").page(1).text == "Process\nPlan\nBuild\nShip"
