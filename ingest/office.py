@@ -3,8 +3,8 @@
 - .pptx (python-pptx): one unit per slide, label "slide 3": its text frames, tables, charts (title
   and data), SmartArt text and grouped shapes in the slide's shape order (PowerPoint's reading
   order for screen readers), then the speaker notes ("Notes: ...").
-- .odt (ElementTree, as .docx): sections at `text:h` headings (their outline level), tables and
-  lists included.
+- .odt (ElementTree, as .docx): sections at `text:h` headings (their outline level), tables (a row
+  as "a | b") and lists included.
 - .epub (EbookLib): the spine's chapters in reading order (not its table-of-contents page), each
   cut at its <h1>..<h6> like HTML; a chapter that opens without a heading takes its
   table-of-contents title.
@@ -120,6 +120,7 @@ def _chart_texts(chart) -> list[str]:
 _TEXT = "{urn:oasis:names:tc:opendocument:xmlns:text:1.0}"
 _OFFICE = "{urn:oasis:names:tc:opendocument:xmlns:office:1.0}"
 _DC_TITLE = "{http://purl.org/dc/elements/1.1/}title"
+_TABLE = "{urn:oasis:names:tc:opendocument:xmlns:table:1.0}"
 
 
 def read_odt(data: bytes, path: str | Path) -> TextContent:
@@ -156,6 +157,9 @@ def read_odt(data: bytes, path: str | Path) -> TextContent:
                 lines.append(heading)
             elif child.tag == f"{_TEXT}p":
                 lines.append(_odf_text(child))
+            elif child.tag == f"{_TABLE}table-row" and len(cells := child.findall(f"{_TABLE}table-cell")) > 1:
+                lines.append(" | ".join(" ".join(_odf_text(p).strip() for p in _odf_paragraphs(cell)).strip()
+                                        for cell in cells))          # a row as it is read across the page
             elif child.tag != f"{_TEXT}tracked-changes":     # (its deleted text is not the document's)
                 walk(child)              # lists, tables, frames, sections: the paragraphs inside
 
@@ -164,6 +168,15 @@ def read_odt(data: bytes, path: str | Path) -> TextContent:
     title_el = meta.find(f".//{_DC_TITLE}") if meta is not None else None
     title = normalize_text(title_el.text) if title_el is not None and title_el.text and title_el.text.strip() else None
     return units_from_sections(sections, title or next((s.heading for s in sections if s.heading), None))
+
+
+def _odf_paragraphs(node: ElementTree.Element):
+    """The paragraphs and headings inside `node` (a table cell, a header), not those nested in them."""
+    for child in node:
+        if child.tag in (f"{_TEXT}p", f"{_TEXT}h"):
+            yield child
+        else:
+            yield from _odf_paragraphs(child)
 
 
 def _odf_text(el: ElementTree.Element) -> str:

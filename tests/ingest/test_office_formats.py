@@ -311,3 +311,24 @@ def test_pptx_smartart_text_is_read(tmp_path):
         f'<dgm:relIds r:dm="{rid}" r:lo="" r:qs="" r:cs=""/></a:graphicData></a:graphic></p:graphicFrame>'))
     deck.save(tmp_path / "process.pptx")
     assert read_document(tmp_path / "process.pptx").page(1).text == "Process\nPlan\nBuild\nShip"
+
+
+
+def test_odt_table_rows_read_across(tmp_path):
+    """As for .docx: a table row is one line "a | b" (each cell was a line of its own)."""
+    from odf import table, text
+    from odf.opendocument import OpenDocumentText
+
+    odt = OpenDocumentText()
+    odt.text.addElement(text.H(outlinelevel=1, text="Custos"))
+    grid = table.Table()
+    for values in (("item", "custo"), ("renda", "300")):
+        row = table.TableRow()
+        for value in values:
+            cell = table.TableCell()
+            cell.addElement(text.P(text=value))
+            row.addElement(cell)
+        grid.addElement(row)
+    odt.text.addElement(grid)
+    odt.save(str(tmp_path / "custos.odt"))
+    assert [p.text for p in read_document(tmp_path / "custos.odt").pages] == ["Custos\nitem | custo\nrenda | 300"]
