@@ -4,7 +4,7 @@
   and data), SmartArt text and grouped shapes in the slide's shape order (PowerPoint's reading
   order for screen readers), then the speaker notes ("Notes: ...").
 - .odt (ElementTree, as .docx): sections at `text:h` headings (their outline level), tables (a row
-  as "a | b") and lists included.
+  as "a | b") and lists included; the page headers and footers as a section at the end.
 - .epub (EbookLib): the spine's chapters in reading order (not its table-of-contents page), each
   cut at its <h1>..<h6> like HTML; a chapter that opens without a heading takes its
   table-of-contents title.
@@ -121,6 +121,7 @@ _TEXT = "{urn:oasis:names:tc:opendocument:xmlns:text:1.0}"
 _OFFICE = "{urn:oasis:names:tc:opendocument:xmlns:office:1.0}"
 _DC_TITLE = "{http://purl.org/dc/elements/1.1/}title"
 _TABLE = "{urn:oasis:names:tc:opendocument:xmlns:table:1.0}"
+_STYLE = "{urn:oasis:names:tc:opendocument:xmlns:style:1.0}"
 
 
 def read_odt(data: bytes, path: str | Path) -> TextContent:
@@ -133,6 +134,7 @@ def read_odt(data: bytes, path: str | Path) -> TextContent:
             body = ElementTree.fromstring(archive.read("content.xml")).find(f"{_OFFICE}body/{_OFFICE}text")
             names = archive.namelist()
             meta = ElementTree.fromstring(archive.read("meta.xml")) if "meta.xml" in names else None
+            styles = ElementTree.fromstring(archive.read("styles.xml")) if "styles.xml" in names else None
     except KeyError:
         raise IngestError("corrupt", path, "not a valid .odt (no content.xml)") from None
     except (ElementTree.ParseError, zipfile.BadZipFile, OSError, EOFError) as err:
@@ -165,6 +167,8 @@ def read_odt(data: bytes, path: str | Path) -> TextContent:
 
     walk(body)
     close_section()
+    if styles is not None and (margins := _odf_headers_footers(styles)):
+        sections.append(Section("Headers and footers", 1, normalize_text("\n".join(["Headers and footers", *margins]))))
     title_el = meta.find(f".//{_DC_TITLE}") if meta is not None else None
     title = normalize_text(title_el.text) if title_el is not None and title_el.text and title_el.text.strip() else None
     return units_from_sections(sections, title or next((s.heading for s in sections if s.heading), None))
@@ -177,6 +181,19 @@ def _odf_paragraphs(node: ElementTree.Element):
             yield child
         else:
             yield from _odf_paragraphs(child)
+
+
+def _odf_headers_footers(styles: ElementTree.Element) -> list[str]:
+    """The distinct lines of the master pages' headers, then footers (styles.xml): what a reader
+    sees on every page, as for .docx."""
+    lines: list[str] = []
+    for kind in ("header", "footer"):
+        for margin in styles.iter():
+            if margin.tag.startswith(f"{_STYLE}{kind}") and not margin.tag.endswith("-style"):
+                for para in _odf_paragraphs(margin):
+                    if (text := " ".join(_odf_text(para).split())) and text not in lines:
+                        lines.append(text)
+    return lines
 
 
 def _odf_text(el: ElementTree.Element) -> str:

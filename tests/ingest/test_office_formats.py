@@ -332,3 +332,25 @@ def test_odt_table_rows_read_across(tmp_path):
     odt.text.addElement(grid)
     odt.save(str(tmp_path / "custos.odt"))
     assert [p.text for p in read_document(tmp_path / "custos.odt").pages] == ["Custos\nitem | custo\nrenda | 300"]
+
+
+def test_odt_page_headers_and_footers_are_read(tmp_path):
+    """As for .docx: the header and footer a reader sees on every page (styles.xml's master pages)
+    are a section at the end."""
+    from odf import style, text
+    from odf.opendocument import OpenDocumentText
+
+    odt = OpenDocumentText()
+    layout = style.PageLayout(name="pm1")
+    odt.automaticstyles.addElement(layout)
+    master = style.MasterPage(name="Standard", pagelayoutname=layout)
+    header, footer = style.Header(), style.Footer()
+    header.addElement(text.P(text="Relatório R-77 — confidencial"))
+    footer.addElement(text.P(text="Acme Lda, Porto"))
+    master.addElement(header)
+    master.addElement(footer)
+    odt.masterstyles.addElement(master)
+    odt.text.addElement(text.H(outlinelevel=1, text="Custos"))
+    odt.save(str(tmp_path / "custos.odt"))
+    doc = read_document(tmp_path / "custos.odt")
+    assert [p.text for p in doc.pages] == ["Custos", "Headers and footers\nRelatório R-77 — confidencial\nAcme Lda, Porto"]
