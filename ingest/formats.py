@@ -183,7 +183,8 @@ def read_markdown(data: bytes, path: str | Path) -> TextContent:
 
 
 _HTML_BLOCKS = ["p", "div", "li", "tr", "br", "pre", "blockquote", "section", "article", "table",
-                "ul", "ol", "dl", "dt", "dd", "header", "footer", "figure", "figcaption", "hr"]
+                "ul", "ol", "dl", "dt", "dd", "header", "footer", "figure", "figcaption", "hr",
+                "main", "nav", "aside", "address", "details", "summary", "caption", "fieldset", "legend"]
 # lxml (a dependency): Python's html.parser builder rescans its list of open void tags at every
 # closing tag, quadratic on pages with thousands of <wbr>/<br> (the Rust reference's 4.3 MB
 # print.html: 17.3 s vs 5.9 s whole, bench/html_reading.py --file, 2026-11-29 03:10 UTC); the text

@@ -261,3 +261,14 @@ def test_docx_table_rows_read_across(tmp_path):
     doc = read_document(path)
     assert [p.text for p in doc.pages] == ["Year | Revenue | Staff\n2023 | 4.1 M€ | 37\n2024 | 5.0 M€ (est.) | 41",
                                            "Boxed note\nInside the box."]
+
+
+def test_html_blocks_of_html5_start_their_own_line(tmp_path):
+    """<summary>, <aside>, <nav>, <caption>, ... are blocks a browser puts on lines of their own: their
+    text was glued to its neighbours ("MoreShipping takes 3 days")."""
+    (tmp_path / "faq.html").write_text(
+        "<main><nav><a href='/'>Home</a></nav><details><summary>Delivery</summary>Shipping takes 3 days."
+        "</details><aside>Tip</aside><aside>Order early</aside><table><caption>Rates</caption>"
+        "<tr><td>EU</td><td>5 €</td></tr></table></main>", encoding="utf-8")
+    lines = [line for line in read_document(tmp_path / "faq.html").page(1).text.splitlines() if line]
+    assert lines == ["Home", "Delivery", "Shipping takes 3 days.", "Tip", "Order early", "Rates", "EU 5 €"]
