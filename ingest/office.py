@@ -369,10 +369,7 @@ _MAX_ATTACHED_DEPTH = 5       # e-mails attached inside attached e-mails: read t
 def _message_text(message, path: str | Path, depth: int = 0) -> str:
     """Headers, body and attachment names of one message, then the messages attached to it."""
     head = [f"{h}: {message[h]}" for h in ("Subject", "From", "To", "Cc", "Date") if message.get(h)]
-    part = message.get_body(preferencelist=("plain", "html"))
-    body = _part_text(part, path) if part is not None else ""
-    if part is not None and part.get_content_subtype() == "html":
-        body = "\n\n".join(s.text for s in html_sections(body)[1])
+    body = _inline_text(message, path)
     names, attached = [], []
     for attachment in message.iter_attachments():
         inner = attachment.get_content() if attachment.get_content_type() == "message/rfc822" else None
@@ -383,6 +380,22 @@ def _message_text(message, path: str | Path, depth: int = 0) -> str:
     if names:
         body += "\n\nAttachments (not read): " + ", ".join(names)
     return "\n\n".join(["\n".join(head) + "\n\n" + body, *attached])
+
+
+def _inline_text(part, path: str | Path) -> str:
+    """The text a mail client shows in the message, in order: of an alternative, the plain text (else
+    the HTML's visible text); of a mixed or related multipart, every text part (text around an inline
+    picture comes in several), skipping attachments, pictures and attached e-mails (read apart)."""
+    if part.get_content_type() == "message/rfc822" or part.is_attachment():
+        return ""
+    if part.get_content_type() == "multipart/alternative":
+        best = part.get_body(preferencelist=("plain", "html"))
+        return _inline_text(best, path) if best is not None and best is not part else ""
+    if part.is_multipart():
+        return "\n\n".join(text for sub in part.iter_parts() if (text := _inline_text(sub, path)))
+    if part.get_content_type() == "text/html":
+        return "\n\n".join(s.text for s in html_sections(_part_text(part, path))[1])
+    return _part_text(part, path) if part.get_content_type() == "text/plain" else ""
 
 
 def _part_text(part, path: str | Path) -> str:

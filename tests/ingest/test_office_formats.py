@@ -354,3 +354,17 @@ def test_odt_page_headers_and_footers_are_read(tmp_path):
     odt.save(str(tmp_path / "custos.odt"))
     doc = read_document(tmp_path / "custos.odt")
     assert [p.text for p in doc.pages] == ["Custos", "Headers and footers\nRelatório R-77 — confidencial\nAcme Lda, Porto"]
+
+
+def test_eml_text_around_an_inline_picture_is_all_read(tmp_path):
+    """A mail client that puts a picture between paragraphs (Apple Mail) sends the text in several
+    parts of a multipart/mixed: every one is read, in order (only the first was)."""
+    raw = (b"From: ana@example.pt\r\nSubject: Obra\r\nMIME-Version: 1.0\r\n"
+           b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+           b"--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nA fachada ficou assim:\r\n"
+           b"--b\r\nContent-Type: image/jpeg; name=fachada.jpg\r\nContent-Disposition: inline; filename=fachada.jpg\r\n"
+           b"Content-Transfer-Encoding: base64\r\n\r\n/9j/4AAQ\r\n"
+           b"--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nO custo final foi 12 400 \xe2\x82\xac.\r\n--b--\r\n")
+    (tmp_path / "obra.eml").write_bytes(raw)
+    text = read_document(tmp_path / "obra.eml").page(1).text
+    assert "A fachada ficou assim:\n\nO custo final foi 12 400 €." in text, text
