@@ -9,6 +9,7 @@ resolves to the same unit whether it uses the number or the label's position.
 from __future__ import annotations
 
 import io
+import posixpath
 import re
 import zipfile
 from collections.abc import Iterator
@@ -259,6 +260,7 @@ def read_docx(data: bytes, path: str | Path) -> TextContent:
         try:
             body = ElementTree.fromstring(archive.read(info))
             _drop_unseen(body)
+            _inline_diagrams(body, archive)
             styles = _docx_heading_styles(archive)
             title = _docx_core_title(archive)
             notes = _docx_notes(archive)
@@ -362,6 +364,32 @@ def _drop_unseen(root: ElementTree.Element) -> None:
         for child in list(parent):
             if child.tag in _UNSEEN:
                 parent.remove(child)
+
+
+_DGM = "{http://schemas.openxmlformats.org/drawingml/2006/diagram}"
+_A = "{http://schemas.openxmlformats.org/drawingml/2006/main}"
+_R = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
+_RELS = "{http://schemas.openxmlformats.org/package/2006/relationships}"
+
+
+def _inline_diagrams(body: ElementTree.Element, archive: zipfile.ZipFile) -> None:
+    """Put the text of each SmartArt diagram (kept in its own data part, not in document.xml) where
+    the diagram stands, a line per paragraph, as line breaks and text the paragraph reader reads."""
+    anchors = list(body.iter(f"{_DGM}relIds"))
+    if not anchors or "word/_rels/document.xml.rels" not in archive.namelist():
+        return
+    rels = ElementTree.fromstring(archive.read("word/_rels/document.xml.rels")).iter(f"{_RELS}Relationship")
+    targets = {rel.get("Id"): posixpath.normpath(posixpath.join("/word", rel.get("Target", "")))[1:] for rel in rels}
+    for anchor in anchors:
+        part = targets.get(anchor.get(f"{_R}dm"))
+        if part is None or part not in archive.namelist():
+            continue
+        texts = ElementTree.fromstring(archive.read(part)).iter(f"{_DGM}t")
+        for para in (para for text in texts for para in text.iter(f"{_A}p")):
+            if (line := "".join(t.text or "" for t in para.iter(f"{_A}t"))).strip():
+                ElementTree.SubElement(anchor, f"{_W}br")
+                ElementTree.SubElement(anchor, f"{_W}t").text = line
+        ElementTree.SubElement(anchor, f"{_W}br")
 
 
 def _docx_blocks(body: ElementTree.Element) -> Iterator[tuple[ElementTree.Element | None, str]]:

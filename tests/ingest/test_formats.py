@@ -272,3 +272,28 @@ def test_html_blocks_of_html5_start_their_own_line(tmp_path):
         "<tr><td>EU</td><td>5 €</td></tr></table></main>", encoding="utf-8")
     lines = [line for line in read_document(tmp_path / "faq.html").page(1).text.splitlines() if line]
     assert lines == ["Home", "Delivery", "Shipping takes 3 days.", "Tip", "Order early", "Rates", "EU 5 €"]
+
+
+def test_docx_smartart_text_is_read_where_it_stands(tmp_path):
+    """SmartArt keeps its text in a diagram data part, not in document.xml: read where the diagram is."""
+    dgm = "http://schemas.openxmlformats.org/drawingml/2006/diagram"
+    rels_ns = "http://schemas.openxmlformats.org/package/2006/relationships"
+    path = write_docx(tmp_path / "plan.docx", [(None, "Before."), (None, "PLACEHOLDER"), (None, "After.")])
+    anchor = (f'<w:r><w:drawing><a:graphic xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main">'
+              f'<a:graphicData uri="{dgm}"><dgm:relIds xmlns:dgm="{dgm}" xmlns:r="http://schemas.openxmlformats.org/'
+              'officeDocument/2006/relationships" r:dm="rId7" r:lo="rId8" r:qs="rId9" r:cs="rId10"/>'
+              "</a:graphicData></a:graphic></w:drawing></w:r>")
+    points = "".join(f'<dgm:pt modelId="{i}"><dgm:t><a:bodyPr/><a:p><a:r><a:t>{step}</a:t></a:r></a:p></dgm:t></dgm:pt>'
+                     for i, step in enumerate(["Plan", "Build", "Ship"], start=1))
+    with zipfile.ZipFile(path) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    files["word/document.xml"] = files["word/document.xml"].replace(
+        b'<w:r><w:t xml:space="preserve">PLACEHOLDER</w:t></w:r>', anchor.encode())
+    files["word/_rels/document.xml.rels"] = (f'<Relationships xmlns="{rels_ns}"><Relationship Id="rId7" Type="{dgm}'
+                                             'Data" Target="diagrams/data1.xml"/></Relationships>').encode()
+    files["word/diagrams/data1.xml"] = (f'<dgm:dataModel xmlns:dgm="{dgm}" xmlns:a="http://schemas.openxmlformats.org/'
+                                        f'drawingml/2006/main"><dgm:ptLst>{points}</dgm:ptLst></dgm:dataModel>').encode()
+    with zipfile.ZipFile(path, "w") as z:
+        for name, content in files.items():
+            z.writestr(name, content)
+    assert read_document(path).page(1).text == "Before.\n\nPlan\nBuild\nShip\n\nAfter."
