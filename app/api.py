@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 import tempfile
 import threading
+import unicodedata
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -304,8 +305,9 @@ def find_workspace(services: Any, ref: str | int):
         for ws in workspaces:
             if ws.id == int(text):
                 return ws
+    name = unicodedata.normalize("NFC", text).strip()         # as names are stored (clean_name)
     for ws in workspaces:
-        if ws.name == text:
+        if ws.name == name:
             return ws
     names = ", ".join(repr(w.name) for w in workspaces) or "none yet"
     raise ApiError(404, "workspace_not_found", f"no workspace {text!r} (workspaces: {names})")

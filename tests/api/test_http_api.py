@@ -268,3 +268,16 @@ def test_a_body_sent_without_content_length_is_counted_as_it_is_read(server, cre
                        headers={"content-type": "application/json"}, timeout=60)
     assert small.status_code == 201 and small.json()["name"] == "chunked"
     assert httpx.delete(f"{server.url}/api/workspaces/chunked", auth=credentials).status_code == 204
+
+
+def test_a_workspace_name_in_the_path_is_read_as_names_are_stored(client):
+    """Names are stored NFC and trimmed (the CLI looks them up that way); the API compared the path
+    as sent, so a decomposed "Café" (what macOS file names and some keyboards produce) was a 404."""
+    from urllib.parse import quote
+    assert client.post("/api/workspaces", json={"name": "Caf\u00e9 notes"}).status_code == 201
+    try:
+        for sent in ("Cafe\u0301 notes", " Caf\u00e9 notes "):
+            r = client.get(f"/api/workspaces/{quote(sent)}")
+            assert r.status_code == 200 and r.json()["name"] == "Caf\u00e9 notes", (sent, r.text)
+    finally:
+        assert client.delete(f"/api/workspaces/{quote('Caf' + chr(0xe9) + ' notes')}").status_code == 204
