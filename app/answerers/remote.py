@@ -13,6 +13,7 @@ Settings: `remote_url` (the server's OpenAI base URL, e.g. http://gpu-box:8000/v
 """
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -274,11 +275,23 @@ class RemoteAnswerer:
         return count if isinstance(count, int) else len(count)
 
 
+# Chat-template control tokens written as text ("<|eom|>", "<|im_start|>", "<|eot_id|>"): the server's
+# tokenizer would read them in a question or a document as the control tokens themselves (end the
+# turn, open a system turn). A word joiner after the "<" keeps them text, as ingest.prompt does with
+# the bundled tokenizer's own special tokens.
+_CONTROL_TOKEN = re.compile(r"<\|[\w.:\-]{1,40}\|>|</?documents>")    # and our documents block's tags
+
+
+def inert(text: str) -> str:
+    """`text` with anything written like a control token made plain text."""
+    return _CONTROL_TOKEN.sub(lambda m: "<\u2060" + m[0][1:], text)
+
+
 def build_messages(documents: list, question: str, history: list[tuple[str, str]]) -> list[dict]:
     """Chat messages: [system: instructions + documents] + earlier turns + [user: question]."""
     messages = [{"role": "system", "content": system_text(documents)}]
-    messages += [{"role": role, "content": text} for role, text in history]
-    messages.append({"role": "user", "content": question})
+    messages += [{"role": role, "content": inert(text)} for role, text in history]
+    messages.append({"role": "user", "content": inert(question)})
     return messages
 
 
@@ -290,7 +303,7 @@ def system_text(documents: list) -> str:
 
     if not documents:
         return SYSTEM_PROMPT
-    blocks = "".join(f"## Document ID: {i}\nTitle: {document_title(d, i)}\nText: {document_text(d)}\n\n"
+    blocks = "".join(f"## Document ID: {i}\nTitle: {inert(document_title(d, i))}\nText: {inert(document_text(d))}\n\n"
                      for i, d in enumerate(documents, start=1))
     return (f"{SYSTEM_PROMPT}\n\n<documents>\n# Documents\n\n"
             f"You can use the following documents for reference:\n\n{blocks}</documents>")
