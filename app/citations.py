@@ -10,7 +10,9 @@ Forms understood:
 What is verified: an explicit quotation ("..." / “...” / « ... ») in the cited sentence when
 there is one, else the cited sentence itself. It is fuzzy-matched (rapidfuzz partial ratio on
 normalized text) against the cited page; the best matching window, widened to whole
-sentences, is the supporting passage with its character offsets in the page text.
+sentences, is the supporting passage with its character offsets in the page text. A quote found
+on no page alone may run across a page break (of a cited range, or next to a cited page): it is
+matched against the two pages joined without their running header and footer.
 """
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ VERIFY_THRESHOLD = 80.0     # partial-ratio score (0..100) at or above which a q
                             # (and only when quote and match agree on negation)
 MIN_FUZZY_CHARS = 12        # shorter quotes must appear exactly (fuzzy scores mean nothing there)
 PASSAGE_CONTEXT = 300       # widen the match to whole sentences, at most this far each side
+MIN_SIDE_CHARS = 4          # a quote across a page break has at least this much on each page
+EDGE_LINES = 2              # lines at a page's top (bottom) that may be a running header (footer)
 
 
 class _Page(Protocol):
@@ -248,24 +252,31 @@ class Match:
 
 def match_quote(quote: str, page_text: str) -> Match:
     """Fuzzy-find `quote` in `page_text`; the passage is the match widened to whole sentences."""
+    verified, score, span = _align(quote, page_text)
+    if span is None:
+        return Match(False, score, "", None, None)
+    start, end = _widen_to_sentences(page_text, *span)
+    return Match(verified, score, page_text[start:end], start, end)
+
+
+def _align(quote: str, text: str) -> tuple[bool, float, tuple[int, int] | None]:
+    """(verified, score, the matched window's offsets in `text` or None) of `quote` in `text`."""
     nq, _ = normalize(quote)
-    npage, index = normalize(page_text)
-    if not nq or not npage:
-        return Match(False, 0.0, "", None, None)
-    if len(nq) < MIN_FUZZY_CHARS or len(nq) > len(npage):
-        pos = npage.find(nq)
+    ntext, index = normalize(text)
+    if not nq or not ntext:
+        return False, 0.0, None
+    if len(nq) < MIN_FUZZY_CHARS or len(nq) > len(ntext):
+        pos = ntext.find(nq)
         if pos < 0:
-            return Match(False, 0.0, "", None, None)
+            return False, 0.0, None
         score, lo, hi = 100.0, pos, pos + len(nq)
     else:
-        al = fuzz.partial_ratio_alignment(nq, npage)
+        al = fuzz.partial_ratio_alignment(nq, ntext)
         score, lo, hi = float(al.score), al.dest_start, al.dest_end
         if hi <= lo:
-            return Match(False, score, "", None, None)
-    verified = score >= VERIFY_THRESHOLD and _negated(nq) == _negated(npage[lo:hi])
-    start, end = index[lo], index[hi - 1] + 1
-    start, end = _widen_to_sentences(page_text, start, end)
-    return Match(verified, round(score, 1), page_text[start:end], start, end)
+            return False, score, None
+    verified = score >= VERIFY_THRESHOLD and _negated(nq) == _negated(ntext[lo:hi])
+    return verified, round(score, 1), (index[lo], index[hi - 1] + 1)
 
 
 _NEGATION = re.compile(r"\b(?:not|no|never|cannot|none|nor|ne|pas|jamais|nicht|kein\w*|nie)\b"
@@ -284,6 +295,76 @@ def _widen_to_sentences(text: str, start: int, end: int) -> tuple[int, int]:
             lo = min(lo, max(s.start, start - PASSAGE_CONTEXT))
             hi = max(hi, min(s.end, end + PASSAGE_CONTEXT))
     return lo, hi
+
+
+def _edge_key(line: str) -> str:
+    """A header/footer line as it recurs from page to page: digits and punctuation dropped, casefolded."""
+    return re.sub(r"[\d\W_]+", " ", line).strip().casefold()
+
+
+def _running(line: str, near: set[str]) -> bool:
+    """Whether an edge line is a running header/footer: a bare page number, or recurring nearby."""
+    key = _edge_key(line)
+    return not key or re.fullmatch(r"[ivxlcdm]+", key) is not None or key in near
+
+
+def _body(pages: Sequence[_Page], i: int) -> tuple[int, int]:
+    """(start, end) of page i's text less its running header and footer: up to EDGE_LINES lines at
+    its top (bottom) that are a page number or recur, numbers aside, at the top (bottom) of a page
+    up to two away."""
+    text = pages[i].text
+    near = [pages[j].text for j in (i - 2, i - 1, i + 1, i + 2) if 0 <= j < len(pages)]
+    tops = {_edge_key(ln) for t in near for ln in t.split("\n", EDGE_LINES)[:EDGE_LINES]}
+    bottoms = {_edge_key(ln) for t in near for ln in t.rsplit("\n", EDGE_LINES)[-EDGE_LINES:]}
+    start, end = 0, len(text)
+    for line in text.split("\n", EDGE_LINES)[:EDGE_LINES]:
+        if not _running(line, tops):
+            break
+        start += len(line) + 1
+    for line in reversed(text.rsplit("\n", EDGE_LINES)[-EDGE_LINES:]):
+        if not _running(line, bottoms):
+            break
+        end -= len(line) + 1
+    return min(start, len(text)), max(start, min(end, len(text)))
+
+
+def _across(quote: str, pages: Sequence[_Page], i: int) -> Match | None:
+    """The quote verified across the break after page i (running header and footer left out), as a
+    Match on page i: its passage is the part on that page. None unless it is found across the break,
+    MIN_SIDE_CHARS or more on each side."""
+    a, b = pages[i], pages[i + 1]
+    (a_start, a_end), (b_start, b_end) = _body(pages, i), _body(pages, i + 1)
+    reach = 2 * len(quote) + PASSAGE_CONTEXT
+    lo = max(a_start, a_end - reach)
+    tail = a.text[lo:a_end]
+    verified, score, span = _align(quote, tail + "\n" + b.text[b_start:min(b_end, b_start + reach)])
+    if not verified or span is None or min(len(tail) - span[0], span[1] - len(tail) - 1) < MIN_SIDE_CHARS:
+        return None                       # not found, or not across the break
+    start, end = _widen_to_sentences(a.text, lo + span[0], a_end)
+    end = min(end, a_end)
+    while end > start and a.text[end - 1].isspace():
+        end -= 1
+    return Match(True, score, a.text[start:end], start, end)
+
+
+def _breaks(doc: _Doc, candidates: Sequence[_Page], neighbours: bool) -> list[int]:
+    """Indices i of the page breaks (i, i+1) in doc.pages a quote may cross: between consecutive
+    candidates, and with `neighbours` also before and after each candidate."""
+    index = {id(p): i for i, p in enumerate(doc.pages)}
+    at = {index[id(p)] for p in candidates if id(p) in index}
+    found = {j for i in at for j in (i - 1, i)} if neighbours else {i for i in at if i + 1 in at}
+    return sorted(i for i in found if 0 <= i < len(doc.pages) - 1)
+
+
+def _best_across(quote: str, doc: _Doc, candidates: Sequence[_Page],
+                 neighbours: bool) -> tuple[Match, _Page] | None:
+    """The best verified match of a quote that runs from one page onto the next, and the page it starts on."""
+    best: tuple[Match, _Page] | None = None
+    for i in _breaks(doc, candidates, neighbours):
+        m = _across(quote, doc.pages, i)
+        if m is not None and (best is None or m.score > best[0].score):
+            best = (m, doc.pages[i])
+    return best
 
 
 def _resolve_pages(doc: _Doc, token: str) -> list[_Page]:
@@ -317,7 +398,10 @@ def _range_pages(doc: _Doc, rng: tuple[str, str]) -> list[_Page]:
 
 def verify(refs: Sequence[CitationRef], documents: Sequence[_Doc],
            doc_ids: Sequence[int | None] | None = None) -> list[CitationInfo]:
-    """One CitationInfo per referenced page (a range gives the page where the quote matched best)."""
+    """One CitationInfo per referenced page (a range gives the page where the quote matched best). A
+    quote that runs from one page onto the next (of a range, or a cited page and its neighbour) is
+    verified when it is found across that break; it reports the page where it starts, the passage
+    and offsets being the part on that page."""
     out: list[CitationInfo] = []
     for ref in refs:
         doc = documents[ref.doc - 1] if 1 <= ref.doc <= len(documents) else None
@@ -345,6 +429,8 @@ def verify(refs: Sequence[CitationRef], documents: Sequence[_Doc],
                                         False, "", None, None, unit=unit))
                 continue
             m, page = best
+            if quote and not m.verified:      # perhaps across a page break: reported where it starts
+                m, page = _best_across(quote, doc, candidates, neighbours=token is not None) or best
             out.append(CitationInfo(ref.doc, doc_id, doc.filename, page.number, page.label, quote,
                                     m.verified, m.passage, m.start, m.end, m.score, unit))
     return out
