@@ -6,7 +6,9 @@ the page and paints translucent boxes over the characters of the quote. The quot
 page's own text layer (exact match after whitespace/case folding, else the best fuzzy alignment
 via rapidfuzz), so boxes land on the real glyphs whatever the layout (columns, tables, rotation).
 A scanned page has no text layer: there the quote is found in OCR lines of the rendered image
-(ingest.ocr; a few seconds the first time, cached per file and page) and whole lines are marked.
+(ingest.ocr; a few seconds the first time, cached per file and page) and whole lines are marked. A
+page scanned upside down or sideways is read upright, as ingest reads it, and its lines are marked
+where they are on the image as shown.
 """
 from __future__ import annotations
 
@@ -140,16 +142,19 @@ _OCR_ROWS_LOCK = threading.Lock()
 
 def _ocr_rows(path: str, page_number: int, scale: float, image: Image.Image) -> tuple:
     """OCR lines of a rendered page in reading order, cached per (file, page, scale): stored files
-    are named by their content hash, so a path names one content."""
+    are named by their content hash, so a path names one content. A page scanned upside down or
+    sideways is read upright, as ingest reads it; the boxes are in the shown image's pixels."""
     import numpy as np
 
-    from ingest.ocr import reading_order, recognise
+    from ingest.ocr import in_image, reading_order, upright_lines
     key = (path, page_number, scale)
     with _OCR_ROWS_LOCK:
         if key in _OCR_ROWS:
             _OCR_ROWS.move_to_end(key)
             return _OCR_ROWS[key]
-    rows = tuple(tuple(row) for row in reading_order(recognise(np.asarray(image)), image.size[0]))
+    lines, turns = upright_lines(np.asarray(image))
+    width = image.size[0] if turns % 2 == 0 else image.size[1]
+    rows = tuple(tuple(in_image(ln, turns, image.size) for ln in row) for row in reading_order(lines, width))
     with _OCR_ROWS_LOCK:
         _OCR_ROWS[key] = rows
         while len(_OCR_ROWS) > _OCR_ROWS_MAX:

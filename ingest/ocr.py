@@ -62,23 +62,39 @@ def recognise(image) -> list[Line]:
 
 
 def recognise_upright(image) -> tuple[list[Line], int]:
-    """Text lines of a page image in the page's upright frame, and that frame's width. A page scanned
-    sideways (most text in tall boxes) is turned a quarter and read again, kept if it reads more
-    characters. On a page upside down RapidOCR lists the lines bottom to top, right to left, and
-    garbles those its line classifier is unsure of: when most of the longest lines are classified as
-    turned 180 degrees, the page is turned and read again (a second pass only for such pages)."""
+    """Text lines of a page image in the page's upright frame, and that frame's width (see `upright_lines`)."""
+    lines, turns = upright_lines(image)
+    return lines, image.shape[1 if turns % 2 == 0 else 0]
+
+
+def upright_lines(image) -> tuple[list[Line], int]:
+    """Text lines of a page image in the page's upright frame, and how many quarter turns clockwise
+    that frame is from the image (0-3; `in_image` maps a line back). A page scanned sideways (most
+    text in tall boxes) is turned a quarter and read again, kept if it reads more characters. On a
+    page upside down RapidOCR lists the lines bottom to top, right to left, and garbles those its
+    line classifier is unsure of: when most of the longest lines are classified as turned 180
+    degrees, the page is turned and read again (a second pass only for such pages)."""
     import numpy as np
 
-    lines = recognise(image)
+    lines, turns = recognise(image), 0
     if _tall_share(lines) > 0.5:
         turned = np.ascontiguousarray(np.rot90(image, -1))    # a quarter clockwise; upside down is next
         again = recognise(turned)
         if _chars(again) >= _chars(lines):                  # (vertical writing reads better as it is)
-            image, lines = turned, again
+            image, lines, turns = turned, again, 1
     if _upside_down(image, lines):
         image = np.ascontiguousarray(image[::-1, ::-1])
-        lines = recognise(image)
-    return lines, image.shape[1]
+        lines, turns = recognise(image), turns + 2
+    return lines, turns
+
+
+def in_image(line: Line, turns: int, size: tuple[int, int]) -> Line:
+    """A line of `upright_lines` with its box in the frame of the image read, of `size` (width, height)."""
+    w, h = size
+    corners = [[(x, y), (y, h - x), (w - x, h - y), (w - y, x)][turns % 4]
+               for x, y in ((line.x0, line.y0), (line.x1, line.y1))]
+    (xa, ya), (xb, yb) = corners
+    return Line(line.text, min(xa, xb), min(ya, yb), max(xa, xb), max(ya, yb))
 
 
 def _tall_share(lines: Sequence[Line]) -> float:

@@ -104,3 +104,41 @@ def test_a_passage_on_a_page_with_an_unreadable_text_layer_is_marked_on_the_ocr_
     passage = "written in 1990–2 by Bill Venables and David M. Smith when at the University of Adelaide"
     page = render_page(garbled_pdf, 1, highlight=passage, scale=1.5)
     assert page.highlighted and page.match_score >= 80 and len(page.boxes) == 2
+
+
+def _turned_box(box, angle, size):
+    """`box` of an upright page image of `size` (width, height), on that image turned `angle` degrees
+    counterclockwise (PIL's rotate, expanded)."""
+    (w, h), (left, top, right, bottom) = size, box
+    return (w - right, h - bottom, w - left, h - top) if angle == 180 else (top, w - right, bottom, w - left)
+
+
+def test_a_passage_on_a_page_scanned_upside_down_or_sideways_is_marked_on_its_words(corpus, tmp_path):
+    """Ingest reads such a page upright, so a citation's passage is in upright text; the viewer read
+    the page as shown (lines bottom to top, or sideways) and marked nothing. It reads it upright too
+    and marks the passage's lines where they are on the shown image."""
+    import pypdfium2 as pdfium
+
+    from ingest.ocr import ocr_available
+    if not ocr_available():
+        pytest.skip("rapidocr / onnxruntime not installed")
+    passage = ("Readers wishing to get a feel for R at a computer before proceeding are strongly advised to\n"
+               "work through the introductory session given in Appendix A [A sample session], page 88.")
+    src = pdfium.PdfDocument(str(corpus / "r-intro.pdf"))
+    upright = src[9].render(scale=2.0).to_pil()
+    src.close()
+    turned = [upright.rotate(angle, expand=True) for angle in (180, 90)]
+    turned[0].save(tmp_path / "turned.pdf", resolution=144.0, save_all=True, append_images=turned[1:])
+    truth = render_page(corpus / "r-intro.pdf", 10, highlight=passage, scale=1.5)     # its text layer
+    assert truth.highlighted and len(truth.boxes) >= 2
+    for number, angle in ((1, 180), (2, 90)):
+        page = render_page(tmp_path / "turned.pdf", number, highlight=passage, scale=1.5)
+        assert page.highlighted and page.match_score >= 80, angle
+        want = [_turned_box(box, angle, truth.image.size) for box in truth.boxes]
+        lo = [min(b[i] for b in want) - 10 for i in (0, 1)]
+        hi = [max(b[i] for b in want) + 10 for i in (2, 3)]
+        for left, top, right, bottom in page.boxes:             # every mark on the passage's words
+            assert lo[0] <= (left + right) / 2 <= hi[0] and lo[1] <= (top + bottom) / 2 <= hi[1], angle
+        for left, top, right, bottom in want:                   # and each of its words marked
+            cx, cy = (left + right) / 2, (top + bottom) / 2
+            assert any(b[0] <= cx <= b[2] and b[1] <= cy <= b[3] for b in page.boxes), (angle, page.boxes)
