@@ -275,8 +275,19 @@ def _align(quote: str, text: str) -> tuple[bool, float, tuple[int, int] | None]:
         score, lo, hi = float(al.score), al.dest_start, al.dest_end
         if hi <= lo:
             return False, score, None
-    verified = score >= VERIFY_THRESHOLD and _negated(nq) == _negated(ntext[lo:hi])
+    verified = (score >= VERIFY_THRESHOLD and _negated(nq) == _negated(ntext[lo:hi])
+                and _numbers(nq) <= _numbers(ntext[max(0, lo - NUMBER_SLACK): hi + NUMBER_SLACK]))
     return verified, round(score, 1), (index[lo], index[hi - 1] + 1)
+
+
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+NUMBER_SLACK = 8        # characters around the matched window where the quote's numbers may also be
+
+
+def _numbers(text: str) -> set[str]:
+    """The numbers a normalized text states, without their separators ("1,000" and "1000" alike): a
+    quote whose figure differs from the page's ("5.0 M€" for "4.0 M€") scores high on text alone."""
+    return {re.sub(r"\D", "", m) for m in _NUMBER.findall(text)}
 
 
 _NEGATION = re.compile(r"\b(?:not|no|never|cannot|none|nor|ne|pas|jamais|nicht|kein\w*|nie)\b"

@@ -157,3 +157,17 @@ def test_a_sentence_across_a_page_break_is_verified_where_it_starts(docs):
                 "The arguments are by default joined in the output by one comma, which sep=string may change."):
         assert not parse_and_verify(f"{bad} [doc 2, pp. 11-12]", docs)[1][0].verified, bad
     assert not parse_and_verify(f"{quote} [doc 2, p. 13]", docs)[1][0].verified   # not next to that break
+
+
+def test_a_claim_with_another_figure_is_not_verified(docs):
+    """Text similarity alone ticked a claim whose year or figure differs from the page's: a changed
+    number costs a character or two of the score."""
+    true = "Ian Murdock a fondé Debian en août 1993 et a mené le projet jusqu'en mars 1996 [doc 1, p. 2]."
+    assert parse_and_verify(true, docs)[1][0].verified
+    for changed in ("1994", "1893"):
+        c = parse_and_verify(true.replace("1993", changed), docs)[1][0]
+        assert not c.verified and c.score >= VERIFY_THRESHOLD and c.page == 8, (changed, c)
+    reformatted = "There are about 25 packages supplied with R (called standard and recommended packages)"
+    page = "There are about 2,5 pack ages supplied with R (called \u201cstandard\u201d and\n\u201crecommended\u201d packages)"
+    assert match_quote(reformatted, page.replace("2,5", "25")).verified
+    assert match_quote(reformatted.replace("25", "2,5"), page).verified    # separators aside, the same figure
