@@ -42,6 +42,7 @@ VIEW_REFRESH_S = 2.0           # an upload batch redraws the documents panel at 
 STREAM_EVERY_S = 0.05          # at most ~20 chat repaints per second while tokens stream
 MAX_TRACKED = 256              # closed asks kept for `stopped` (a page closed mid-answer never sends Stop)
 STOP_WAIT_S = 30.0             # Stop waits this long for the ask to let go (engine load is not stoppable)
+MAX_READ_COPIES = 4096         # upload copies remembered as read (see Handlers._read_copies)
 
 
 def drop_upload_copy(path: str | Path) -> bool:
@@ -83,6 +84,9 @@ class Handlers:
         self._exports: Path | None = None     # the chats' .md exports: made on first use, removed at exit
         self._asks: dict[str, _AskRun] = {}   # session -> its ask in flight (see stopped())
         self._asks_lock = threading.Lock()
+        # (session, Gradio upload copy) read and deleted: the file box adds a drop to the files it
+        # still holds, so files dropped while an upload is read come with that upload's files again
+        self._read_copies: dict[tuple[str, str], None] = {}
 
     @property
     def _export_dir(self) -> Path:
@@ -278,8 +282,11 @@ class Handlers:
     # ---- documents ------------------------------------------------------------------------
     @toasts_refusals
     def upload(self, paths: list[str] | None, ws_id: int | None, password: str | None,
-               chat_id: int | None) -> Iterator[dict]:
-        """Add each file in turn; per-file progress (pages read) and plain-words errors."""
+               chat_id: int | None, request: gr.Request | None = None) -> Iterator[dict]:
+        """Add each file in turn; per-file progress (pages read) and plain-words errors. Files this
+        session has read already (still in the file box when more were dropped) are left out."""
+        session = _session_key(request)
+        paths = [p for p in paths or [] if (session, str(p)) not in self._read_copies or Path(p).exists()]
         if not paths:
             return
         if ws_id is None:
@@ -348,7 +355,10 @@ class Handlers:
                     needs_password = needs_password or getattr(err, "reason", None) == "encrypted"
                 break
             worker.join()
-            drop_upload_copy(path)        # the workspace keeps its own copy; Gradio's would linger in /tmp
+            if drop_upload_copy(path):    # the workspace keeps its own copy; Gradio's would linger in /tmp
+                self._read_copies[(session, str(path))] = None
+                if len(self._read_copies) > MAX_READ_COPIES:
+                    del self._read_copies[next(iter(self._read_copies))]
             unshown = unshown or row.status == "added"
             out = {}
             if unshown and (n == len(rows) or time.monotonic() - last_view >= VIEW_REFRESH_S):

@@ -110,3 +110,23 @@ def test_a_batch_lists_the_workspace_a_bounded_number_of_times(ui, tmp_path, mon
     assert updates[-1]["uploads"].count("added") >= 12 and "already in this workspace" in updates[-1]["uploads"]
     assert len(original(ui.ws)) == 12
     assert len(listed) <= 1 + 2 * 3, len(listed)      # the check, then two redraws (first, last) of <= 3
+
+
+def test_files_dropped_during_an_upload_do_not_bring_back_the_ones_already_read(ui, corpus, tmp_path):
+    """Gradio's file box adds a second drop to the files it still holds, so files dropped while an
+    upload was being read came with the files of that upload again, whose copies were gone by then:
+    each showed "cannot read the file (No such file or directory)" although it had been added."""
+    first = _as_gradio_upload(corpus / "pari-refcard.pdf", ui.upload_dir, "f1")
+    list(ui.h.upload([str(first)], ui.ws, None, None))
+    note = tmp_path / "note.txt"
+    note.write_text("The boiler is repaired on Thursday.\n")
+    later = _as_gradio_upload(note, ui.upload_dir, "f2")
+    updates = list(ui.h.upload([str(first), str(later)], ui.ws, None, None))
+    panel = updates[-1]["uploads"]
+    assert "jd-up-error" not in panel and "pari-refcard.pdf" not in panel, panel
+    assert "note.txt" in panel and "added" in panel
+    assert [d.filename for d in ui.svc.documents.list(ui.ws)] == ["pari-refcard.pdf", "note.txt"]
+    # the same file dropped again later is read again (here: found to be in the workspace already)
+    again = _as_gradio_upload(corpus / "pari-refcard.pdf", ui.upload_dir, "f1")
+    updates = list(ui.h.upload([str(again)], ui.ws, None, None))
+    assert "already in this workspace as document 1" in updates[-1]["uploads"]
