@@ -487,7 +487,7 @@ class Handlers:
         if "cancel" in inspect.signature(self.svc.qa.ask).parameters:
             kwargs["cancel"] = run.cancel
         events = self.svc.qa.ask(ws_id, question, **kwargs)   # refusals come here, before anything changes
-        shown = list(history or []) + [{"role": "user", "content": question},
+        shown = list(history or []) + [{"role": "user", "content": render.question_text(question)},
                                        {"role": "assistant", "content": "\u2026"}]
         self._track(key, run)
         closed = False

@@ -6,6 +6,7 @@ and returns strings, so the layout can be checked without a browser.
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -356,6 +357,15 @@ def answer_html(text: str, message: MessageInfo | None = None, pending: bool = F
     return body
 
 
+MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
+
+
+def question_text(text: str) -> str:
+    """A question as the chatbot (which renders Markdown, then HTML) shows it: as typed, so
+    "a*b*c", "__init__" or "<table>" are text, not emphasis or markup."""
+    return esc(MARKDOWN_PUNCTUATION.sub(r"\\\1", text))
+
+
 STOPPED_LABEL = ('<em class="jd-stopped" title="Stop was pressed, or the page was closed or reloaded, before the '
                  'answer was complete">(stopped)</em>')
 
@@ -380,7 +390,7 @@ def chat_messages(messages: Sequence[MessageInfo]) -> list[dict]:
     out = []
     for msg in messages:
         if msg.role == "user":
-            out.append({"role": "user", "content": msg.text})
+            out.append({"role": "user", "content": question_text(msg.text)})
             continue
         if msg.reasoning:
             out.append(reasoning_message(msg.reasoning))

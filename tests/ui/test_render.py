@@ -293,3 +293,29 @@ def test_every_citation_form_the_parser_reads_gets_its_own_chips(hsaur, mark):
     chips = re.findall(r'class="cite-chip (cite-\w+) jd-cite-10-(\d)"', html)
     assert chips == [("cite-verified" if c.verified else "cite-unverified", str(i)) for i, c in enumerate(citations)]
     assert any(c.verified and c.page == 3 for c in citations)
+
+
+def _as_shown(content: str) -> str:
+    """The text a chat message's content shows: the chatbot renders it as Markdown (then HTML)."""
+    import html
+    from markdown_it import MarkdownIt
+
+    return html.unescape(re.sub(r"<[^>]+>", "", MarkdownIt("commonmark").render(content))).strip()
+
+
+def test_a_question_shows_as_typed_not_as_markdown_or_html(services_and_handlers, tmp_path):
+    """The question was put into the chat as it was typed, and the chatbot renders Markdown and HTML:
+    "What does the <table> tag and a*b*c or __init__ mean?" showed as "What does the", an empty
+    table, "tag and abc or init mean?" (b in italics, init in bold), saved and while answered."""
+    from ui.render import chat_messages
+
+    question = "What does the <table> tag and a*b*c or __init__ mean? # [see](x) `code` 1. \\o/"
+    [shown] = chat_messages([MessageInfo(id=1, chat_id=1, role="user", text=question)])
+    assert _as_shown(shown["content"]) == question
+    svc, h = services_and_handlers
+    ws = svc.workspaces.create("w")
+    note = tmp_path / "note.txt"
+    note.write_text("The table tag makes a table.\n")
+    svc.documents.add(ws.id, note)
+    first = next(h.ask(question, ws.id, None, []))
+    assert _as_shown(first["chatbot"][-2]["content"]) == question
