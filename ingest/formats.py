@@ -50,6 +50,9 @@ class TextContent:
 # tie by its language guess, which on short Western European text can pick cp1250 ("crème" becomes
 # "crčme") or even hp_roman8. Windows-1252, by far the most used legacy charset, wins such ties.
 PREFERRED_ON_TIE = ("cp1252", "latin_1")
+# A tie is a chaos within this much of the least: a line of French read with 0.042 as cp775 (DOS
+# Baltic) and 0.043 as cp1252, and charset-normalizer took cp775 ("crème" became "crĶme").
+TIE_CHAOS_MARGIN = 0.01
 # With no language recognised (short text), charset-normalizer's pick among the charsets that decode
 # the bytes is close to arbitrary: "Köln" came out as UTF-16, "It’s" as Big5, "– €" as cp437.
 # Windows-1252 is taken then, unless it reads the bytes clearly worse (more chaos by this much).
@@ -80,7 +83,7 @@ def decode_text(data: bytes, path: str | Path) -> str:
     least_chaos = min(m.chaos for m in matches)
     for encoding in PREFERRED_ON_TIE:
         for m in matches:               # could_be_from_charset: charsets charset-normalizer grouped with m
-            if m.chaos == least_chaos and encoding in m.could_be_from_charset:
+            if m.chaos <= least_chaos + TIE_CHAOS_MARGIN and encoding in m.could_be_from_charset:
                 try:                    # str(m) is m.encoding's text, which may differ (utf_16_le on "Köln")
                     return data.decode(encoding)
                 except UnicodeDecodeError:
