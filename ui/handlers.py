@@ -301,76 +301,88 @@ class Handlers:
             yield out
             return
         rows = [render.UploadRow(Path(p).name) for p in paths]
-        needs_password = False
-        # The password is for this upload only: this event already holds it, so the box is cleared
-        # now, in the first update. Gradio sends a generator's last update a second time when it
-        # finishes: cleared there, a password typed in between could be wiped.
-        yield {self.ui.uploads: render.upload_progress(rows), self.ui.password: ""}
-        # The documents panel and gauge are redrawn at most every VIEW_REFRESH_S (and after the last
-        # file): each redraw lists the whole workspace, and per file that made a batch's cost grow
-        # with the workspace (2.9 s a file at 333 documents in a helper's run, 0.2 s when empty).
-        known = {d.id for d in self.svc.documents.list(ws_id)}
-        last_view, unshown = -VIEW_REFRESH_S, False      # the first added file shows at once
-        for n, (row, path) in enumerate(zip(rows, paths), 1):
-            row.status = "reading"
-            events: queue.Queue = queue.Queue()
+        pending = list(paths)      # not begun: their copies go if the page goes away (closed, reloaded)
+        try:
+            needs_password = False
+            # The password is for this upload only: this event already holds it, so the box is cleared
+            # now, in the first update. Gradio sends a generator's last update a second time when it
+            # finishes: cleared there, a password typed in between could be wiped.
+            yield {self.ui.uploads: render.upload_progress(rows), self.ui.password: ""}
+            # The documents panel and gauge are redrawn at most every VIEW_REFRESH_S (and after the last
+            # file): each redraw lists the whole workspace, and per file that made a batch's cost grow
+            # with the workspace (2.9 s a file at 333 documents in a helper's run, 0.2 s when empty).
+            known = {d.id for d in self.svc.documents.list(ws_id)}
+            last_view, unshown = -VIEW_REFRESH_S, False      # the first added file shows at once
+            for n, (row, path) in enumerate(zip(rows, paths), 1):
+                pending.remove(path)
+                row.status = "reading"
+                events: queue.Queue = queue.Queue()
 
-            def work(path=path, name=row.filename) -> None:
-                try:
-                    info = self.svc.documents.add(ws_id, path, filename=name, password=password or None,
-                                                  progress=lambda done, total: events.put(("progress", done, total)))
-                    events.put(("ok", info))
-                except Exception as err:      # noqa: BLE001 -- shown to the user, per file
-                    events.put(("error", err))
+                def work(path=path, name=row.filename) -> None:
+                    try:
+                        info = self.svc.documents.add(ws_id, path, filename=name, password=password or None,
+                                                      progress=lambda done, total: events.put(("progress", done, total)))
+                        events.put(("ok", info))
+                    except Exception as err:      # noqa: BLE001 -- shown to the user, per file
+                        events.put(("error", err))
+                    finally:                      # (also when the page has gone away meanwhile)
+                        self._drop_read_copy(session, path)
 
-            worker = threading.Thread(target=work, daemon=True, name="jambadocs-upload")
-            worker.start()
-            last_yield = 0.0
-            while True:
-                kind, *rest = events.get()
-                if kind == "progress":
-                    row.done, row.total = rest
-                    if time.monotonic() - last_yield > 0.1:
-                        last_yield = time.monotonic()
-                        yield {self.ui.uploads: render.upload_progress(rows)}
-                    continue
-                if kind == "ok":
-                    info = rest[0]
-                    row.total = row.done = info.pages
-                    if info.id in known:
-                        row.status = "duplicate"
-                        row.message = (f"already in this workspace as document {info.index} "
-                                       f"\u201c{info.title or info.filename}\u201d (same content)")
+                worker = threading.Thread(target=work, daemon=True, name="jambadocs-upload")
+                worker.start()
+                last_yield = 0.0
+                while True:
+                    kind, *rest = events.get()
+                    if kind == "progress":
+                        row.done, row.total = rest
+                        if time.monotonic() - last_yield > 0.1:
+                            last_yield = time.monotonic()
+                            yield {self.ui.uploads: render.upload_progress(rows)}
+                        continue
+                    if kind == "ok":
+                        info = rest[0]
+                        row.total = row.done = info.pages
+                        if info.id in known:
+                            row.status = "duplicate"
+                            row.message = (f"already in this workspace as document {info.index} "
+                                           f"\u201c{info.title or info.filename}\u201d (same content)")
+                        else:
+                            known.add(info.id)
+                            row.status = "added"
+                            row.message = f"added: {info.extent}" + (
+                                f", {render.fmt_tokens(info.tokens)} tokens" if info.tokens else "")
                     else:
-                        known.add(info.id)
-                        row.status = "added"
-                        row.message = f"added: {info.extent}" + (
-                            f", {render.fmt_tokens(info.tokens)} tokens" if info.tokens else "")
-                else:
-                    err = rest[0]
-                    if not (is_refusal(err) or isinstance(err, (ValueError, OSError))):
-                        log.exception("upload of %s failed", row.filename, exc_info=err)
-                    row.status = "error"
-                    row.message = render.ingest_error_text(err, row.filename)
-                    needs_password = needs_password or getattr(err, "reason", None) == "encrypted"
-                break
-            worker.join()
-            if drop_upload_copy(path):    # the workspace keeps its own copy; Gradio's would linger in /tmp
+                        err = rest[0]
+                        if not (is_refusal(err) or isinstance(err, (ValueError, OSError))):
+                            log.exception("upload of %s failed", row.filename, exc_info=err)
+                        row.status = "error"
+                        row.message = render.ingest_error_text(err, row.filename)
+                        needs_password = needs_password or getattr(err, "reason", None) == "encrypted"
+                    break
+                worker.join()
+                unshown = unshown or row.status == "added"
+                out = {}
+                if unshown and (n == len(rows) or time.monotonic() - last_view >= VIEW_REFRESH_S):
+                    out = self._view(ws_id, chat_id, chat=False)      # the documents panel grows
+                    last_view, unshown = time.monotonic(), False
+                out[self.ui.uploads] = render.upload_progress(rows)
+                if n == len(rows):
+                    out[self.ui.files] = None
+                    if needs_password:           # open the password box where the user will type it
+                        out[self.ui.password_box] = gr.update(open=True)
+                yield out
+        finally:
+            for path in pending:
+                drop_upload_copy(path)
+
+    def _drop_read_copy(self, session: str, path: str) -> None:
+        """The workspace keeps its own copy of a file read (added or refused); Gradio's would linger
+        in /tmp. Remembered, so the file box's later drops do not bring it back (see `upload`)."""
+        if drop_upload_copy(path):
+            with self._asks_lock:          # upload workers of several tabs
                 self._read_copies[(session, str(path))] = None
                 if len(self._read_copies) > MAX_READ_COPIES:
                     del self._read_copies[next(iter(self._read_copies))]
-            unshown = unshown or row.status == "added"
-            out = {}
-            if unshown and (n == len(rows) or time.monotonic() - last_view >= VIEW_REFRESH_S):
-                out = self._view(ws_id, chat_id, chat=False)      # the documents panel grows
-                last_view, unshown = time.monotonic(), False
-            out[self.ui.uploads] = render.upload_progress(rows)
-            if n == len(rows):
-                out[self.ui.files] = None
-                if needs_password:           # open the password box where the user will type it
-                    out[self.ui.password_box] = gr.update(open=True)
-            yield out
-
 
     @toasts_refusals
     def ask_remove_document(self, ws_id: int | None, doc_id: int | None):
