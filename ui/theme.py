@@ -74,6 +74,7 @@ CSS = """
 
 # Citation chips live inside chat messages (HTML). One delegated listener turns a click on a chip
 # (class jd-cite-<message>-<index>) into a value of the hidden #jd-cite-target textbox, whose change event opens the source viewer.
+# Another makes a message's copy button copy the text it shows.
 JS = """
 () => {
   if (window.__jdChips) return;
@@ -88,6 +89,28 @@ JS = """
     if (!box) return;
     box.value = key.slice('jd-cite-'.length).replace('-', ':') + '|' + Date.now();
     box.dispatchEvent(new Event('input', {bubbles: true}));
+  }, true);
+  /* Gradio's "Copy message" copies the message's source: an answer's HTML (chip buttons, &quot;) and
+     a question's escaped Markdown. The text the message shows is copied after it instead, each chip
+     as "[file, p. 3]" (laid out off screen: innerText needs a rendered element). */
+  const shown = (message) => {
+    const copy = message.cloneNode(true);
+    copy.querySelectorAll('.cite-chip').forEach((chip) => {
+      chip.querySelector('.cite-mark')?.remove();
+      chip.replaceWith('[' + chip.textContent.trim() + ']');
+    });
+    copy.style.cssText = 'position:fixed; left:-10000px; top:0';
+    document.body.append(copy);
+    const text = copy.innerText.replace(/\\u00a0/g, ' ').trim();
+    copy.remove();
+    return text;
+  };
+  document.addEventListener('click', (e) => {
+    const button = e.target.closest('#jd-chat button[aria-label="Copy message"]');
+    const row = button && button.closest('.message-buttons')?.previousElementSibling;
+    const parts = row ? [...row.querySelectorAll('.message-content')].map(shown) : [];
+    if (!parts.length || !navigator.clipboard) return;
+    setTimeout(() => navigator.clipboard.writeText(parts.join('\\n\\n')), 0);
   }, true);
 }
 """

@@ -15,7 +15,8 @@ def test_slides_chapters_and_photos_are_cited_and_shown(chromium, corpus, tmp_pa
     scan.close()
     files = [write_pptx(tmp_path / "review.pptx"), write_epub(tmp_path / "voyage.epub"), tmp_path / "preface.png"]
     server = start_server(tmp_path / "data", "--engine", "extractive")
-    page = chromium.new_context(viewport={"width": 1600, "height": 1000}).new_page()
+    page = chromium.new_context(viewport={"width": 1600, "height": 1000},
+                                permissions=["clipboard-read", "clipboard-write"]).new_page()
     try:
         open_app(page, server.url)
         page.set_input_files("#jd-upload input[type=file]", [str(f) for f in files])
@@ -29,6 +30,17 @@ def test_slides_chapters_and_photos_are_cited_and_shown(chromium, corpus, tmp_pa
         chip = page.locator("#jd-chat .cite-chip.cite-verified").first
         chip.wait_for(timeout=120_000)
         assert chip.inner_text().strip().endswith("review.pptx, slide\u00a01"), chip.inner_text()
+        # a message's copy button copies the text it shows: Gradio's own copied its source, the answer's
+        # HTML (<button class="cite-chip ...">, &quot;) and the question's escaped Markdown
+        copy = page.locator("#jd-chat button[aria-label='Copy message']")
+        copy.first.click()
+        page.wait_for_timeout(300)
+        assert page.evaluate("navigator.clipboard.readText()") == "Which office opening should the speaker mention?"
+        copy.last.click()
+        page.wait_for_timeout(300)
+        copied = page.evaluate("navigator.clipboard.readText()")
+        assert "Haifa office opening.\u201d [review.pptx, slide 1]" in copied, copied
+        assert "<" not in copied and "&" not in copied and "\u2713" not in copied, copied
         chip.click()
         page.wait_for_selector("#jd-verdict", timeout=60_000)
         head = page.inner_text("#jd-source-head")
