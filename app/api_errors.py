@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
-from app.errors import Conflict, EngineUnavailable, InvalidInput, NotFound
+from app.errors import Conflict, EngineUnavailable, InvalidInput, NotFound, StorageError
 
 log = logging.getLogger("jambadocs.api")
 
@@ -18,7 +18,8 @@ _REASON_BY_STATUS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 
                      405: "method_not_allowed", 409: "conflict", 413: "too_large",
                      422: "invalid_request", 500: "internal", 503: "unavailable"}
 _APP_ERRORS = ((NotFound, 404, "not_found"), (Conflict, 409, "conflict"),
-               (InvalidInput, 400, "invalid_input"), (EngineUnavailable, 503, "engine_unavailable"))
+               (InvalidInput, 400, "invalid_input"), (EngineUnavailable, 503, "engine_unavailable"),
+               (StorageError, 507, "storage"))
 # ingest.IngestError.reason -> HTTP status
 _INGEST_STATUS = {"too_large": 413, "unsupported": 415}
 

@@ -20,3 +20,7 @@ class InvalidInput(AppError):
 
 class EngineUnavailable(AppError):
     """The configured engine cannot be started (no checkpoint, no server...)."""
+
+
+class StorageError(AppError):
+    """The data folder cannot take a write (disk full, read-only, locked too long)."""

@@ -9,10 +9,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from sqlalchemy.exc import DBAPIError
+
 from app.answerers.base import AnswerRequest
 from app.background import run_with_progress
 from app.citations import parse_and_verify
-from app.errors import InvalidInput, NotFound
+from app.errors import InvalidInput, NotFound, StorageError
 from app.events import AskEvent
 from app.records import MessageInfo
 
@@ -152,7 +154,13 @@ class QAService:
                 self._drop_if_empty(chat_id)
             raise
         stopped = req.cancel is not None and req.cancel.is_set()
-        msg = self._save(req, chat_id, doc_ids, run, cancelled=run.final_text is None or stopped)
+        try:
+            msg = self._save(req, chat_id, doc_ids, run, cancelled=run.final_text is None or stopped)
+        except DBAPIError as exc:    # disk full, read-only folder: say so, not SQLAlchemy's dump
+            if new_chat:
+                self._drop_if_empty(chat_id)
+            raise StorageError(f"the answer could not be saved in {self._svc.settings.db_path}: "
+                               f"{exc.orig}") from None
         yield AskEvent("done", text=msg.text, answer=msg, chat_id=chat_id)
         try:        # the engine is up now: record document sizes in its tokens (once per document)
             self._svc._ensure_token_counts(ws_id)

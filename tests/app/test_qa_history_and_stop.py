@@ -154,3 +154,23 @@ def test_a_process_killed_mid_answer_leaves_its_chat_titled_with_the_question(sv
     assert chat.messages == 0 and chat.title == "What does the Wilcoxon rank sum test compare?"
     svc.qa.answer(ws.id, "Wilcoxon rank sum test", chat_id=chat.id)     # it can be continued
     assert svc.chats.get(chat.id).messages == 2
+
+
+def test_an_answer_the_disk_cannot_take_is_a_clear_error_not_a_database_dump(svc, ws, monkeypatch):
+    """Saving the answer on a full disk ended the ask with SQLAlchemy's OperationalError (the SQL and
+    its parameters, the answer's text among them) and left the new chat behind, empty."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from app.errors import StorageError
+
+    def full(*args, **kwargs):
+        raise OperationalError("INSERT INTO messages ...", {"text": "the whole answer"},
+                               sqlite3.OperationalError("database or disk is full"))
+    monkeypatch.setattr(svc.chats, "save_exchange", full)
+    with pytest.raises(StorageError) as err:
+        svc.qa.answer(ws.id, "Which tests are shown?")
+    assert str(err.value) == (f"the answer could not be saved in {svc.settings.db_path}: "
+                              "database or disk is full")
+    assert svc.chats.list(ws.id) == []                  # the chat it opened is not left empty
