@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
+from collections.abc import Callable
 
-# PDFium marks a line-end hyphen of a hyphenated word with U+FFFE ("proceed\ufffeings") and puts no
-# line break after it, so dropping the marker rejoins the word. A hyphen PDFium leaves visible at a
-# line end ("3-\n540", "1-\nJan-1970" in the corpus) is a real one and is kept: guessing would turn
-# "well-\nknown" into "wellknown".
+# PDFium replaces every hyphen between two letters at a line end with a marker ("proceed\ufffeings",
+# "well\ufffeknown") and drops the line break, so dropping the marker rejoins a word hyphenated to
+# break the line but also a compound broken at its own hyphen; `resolve_hyphens` decides per
+# document. A hyphen PDFium leaves visible at a line end ("3-\n540", "1-\nJan-1970") is kept.
 _PDFIUM_SOFT_HYPHEN = "\ufffe\x02"     # get_text_range() gives U+FFFE, get_text_bounded() U+0002
+HYPHEN_MARK = "\ufffe"
 # Bidi embedding / override / isolate / mark controls (pdftotext and some producers add these);
 # logical order is already in the text, the controls only break matching.
 _BIDI_CONTROLS = "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u061c"
 _INVISIBLE = "\u00ad\u200b\u2060\ufeff" + _PDFIUM_SOFT_HYPHEN + _BIDI_CONTROLS
 _DROP = re.compile("\u00ad\n|[" + _INVISIBLE + "]")
+_DROP_BUT_MARKS = re.compile("\u00ad\n|[" + _INVISIBLE.replace(_PDFIUM_SOFT_HYPHEN, "") + "]")
 
 # Compatibility characters folded with NFKC, one by one.
 _FOLD = re.compile(
@@ -42,12 +46,15 @@ def _nfkc(match: re.Match[str]) -> str:
     return unicodedata.normalize("NFKC", match.group())
 
 
-def normalize_text(text: str) -> str:
+def normalize_text(text: str, *, hyphen_marks: bool = False) -> str:
     """Readable, matchable text: folded compatibility forms, NFC, no invisible or control characters,
-    words joined across PDFium-marked line-end hyphens (U+FFFE), single spaces, at most one blank line in a row."""
+    words joined across PDFium-marked line-end hyphens (U+FFFE), single spaces, at most one blank line in a row.
+    With `hyphen_marks` PDFium's markers stay, as HYPHEN_MARK, for `resolve_hyphens`."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if hyphen_marks and "\x02" in text:
+        text = text.replace("\x02", HYPHEN_MARK)
     if not text.isascii():                      # the cheap checks first: most pages need few steps
-        text = _DROP.sub("", text)
+        text = (_DROP_BUT_MARKS if hyphen_marks else _DROP).sub("", text)
         text = _FOLD.sub(_nfkc, text)
         if not unicodedata.is_normalized("NFC", text):
             text = unicodedata.normalize("NFC", text)
@@ -61,6 +68,59 @@ def normalize_text(text: str) -> str:
     if "\n\n\n" in text:
         text = _BLANK_LINES.sub("\n\n", text)
     return text.strip("\n ").rstrip()
+
+
+_WORD = re.compile(r"\w+")
+
+
+def _first_word(text: str) -> str:
+    match = _WORD.match(text)
+    return match.group() if match else ""
+
+
+def _is_word_char(char: str) -> bool:
+    return char.isalnum() or char == "_"                # what \w matches
+
+
+def _last_word(text: str) -> str:
+    start = len(text)
+    while start and _is_word_char(text[start - 1]):
+        start -= 1
+    return text[start:]
+
+
+def _word_count(text: str, word: str) -> int:
+    """Occurrences of `word` as a whole word; the pattern starts with the word, which scans ~20x faster."""
+    if word not in text:
+        return 0
+    return sum(1 for m in re.finditer(re.escape(word) + r"(?!\w)", text)
+               if not m.start() or not _is_word_char(text[m.start() - 1]))
+
+
+def resolve_hyphens(texts: list[str]) -> list[str]:
+    """A document's pages with each HYPHEN_MARK ("well\ufffeknown") made a hyphen where the document
+    writes that pair with one ("well-known", "peut-être", "state-of") more often than joined, else
+    dropped ("docu\ufffement" -> "document", the usual case). Counts ignore case and line-end pairs."""
+    if not any(HYPHEN_MARK in text for text in texts):
+        return texts
+    whole = "\n".join(texts).casefold()
+    chunks = whole.split("-")
+    pairs = Counter(f"{_last_word(a)}-{_first_word(b)}" for a, b in zip(chunks, chunks[1:]))
+
+    def hyphen(left: str, right: str) -> str:
+        pair = f"{left}-{right}".casefold()
+        hyphenated = pairs[pair] if left and right else 0
+        return "-" if hyphenated and hyphenated > _word_count(whole, pair.replace("-", "")) else ""
+
+    return [_resolve_marks(text, hyphen) if HYPHEN_MARK in text else text for text in texts]
+
+
+def _resolve_marks(text: str, hyphen: Callable[[str, str], str]) -> str:
+    parts = text.split(HYPHEN_MARK)
+    out = [parts[0]]
+    for before, after in zip(parts, parts[1:]):
+        out += [hyphen(_last_word(before), _first_word(after)), after]
+    return "".join(out)
 
 
 _NOISE = re.compile("[\ue000-\uf8ff\ufffd\U000f0000-\U0010ffff]")   # private use, replacement char

@@ -24,7 +24,7 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
 from ingest.errors import IngestError
-from ingest.normalize import normalize_text
+from ingest.normalize import normalize_text, resolve_hyphens
 from ingest.pdf_annotations import annotation_text, init_forms
 
 PDFIUM_LOCK = threading.RLock()
@@ -128,13 +128,13 @@ def _extract(pdf: pdfium.PdfDocument, path: str | Path, progress: Progress | Non
                 raw = ""
                 notes.append(f"page {index + 1} could not be read ({err}); kept empty")
             labels.append(pdf.get_page_label(index) or None)
-        texts.append(normalize_text(raw))
+        texts.append(normalize_text(raw, hyphen_marks=True))
         if progress:
             progress(index + 1, n_pages)
     with PDFIUM_LOCK:
         metadata_title = (pdf.get_metadata_dict(skip_empty=True).get("Title") or "").strip() or None
         outline = _outline(pdf, n_pages)
-    return PdfContent(texts, labels, outline, metadata_title, notes)
+    return PdfContent(resolve_hyphens(texts), labels, outline, metadata_title, notes)
 
 
 def _page_text(pdf: pdfium.PdfDocument, index: int) -> str:

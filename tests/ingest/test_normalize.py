@@ -1,7 +1,7 @@
 """Normalisation for reading and matching: what is folded, what is kept."""
 from __future__ import annotations
 
-from ingest.normalize import match_key, normalize_text
+from ingest.normalize import match_key, normalize_text, resolve_hyphens
 
 
 def test_ligatures_presentation_forms_and_math_letters_are_folded():
@@ -21,6 +21,15 @@ def test_bidi_controls_soft_hyphens_and_pdfium_hyphen_markers_are_removed():
     assert normalize_text("co\u00adoperate co\u00ad\noperate") == "cooperate cooperate"
     assert normalize_text("proceed\ufffeings en\x02viron") == "proceedings environ"
     assert normalize_text("well-\nknown 3-\n540") == "well-\nknown 3-\n540"    # visible hyphens stay
+
+
+def test_line_end_hyphen_marks_are_resolved_by_the_words_of_the_whole_document():
+    marked = normalize_text("Peut\x02être, c’est\ufffeà-dire en\ufffeviron; E\ufffemail\r\n", hyphen_marks=True)
+    assert marked == "Peut\ufffeêtre, c’est\ufffeà-dire en\ufffeviron; E\ufffemail"
+    others = "peut-être là, c'est-à-dire environ : e-mail, email, email"
+    assert resolve_hyphens([marked, others]) == ["Peut-être, c’est-à-dire environ; Email", others]
+    assert resolve_hyphens(["x\ufffey \ufffe"]) == ["xy "]       # no evidence: joined; a stray mark dropped
+    assert resolve_hyphens(["plain"]) == ["plain"]
 
 
 def test_whitespace():

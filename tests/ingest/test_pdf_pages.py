@@ -21,3 +21,19 @@ def test_only_the_text_inside_a_cropped_page_is_read(tmp_path):
     doc = read_document(pdf)
     whole = "Body text a reader sees\nSLUG job 4711 plate C\nCropped away header"
     assert [p.text for p in doc.pages] == ["Body text a reader sees"] * 2 + [whole] * 3
+
+
+def test_a_line_end_hyphen_is_kept_where_the_document_writes_the_word_with_one(tmp_path):
+    """PDFium marks every letter-hyphen-letter line end as a hyphenated word, so a compound broken at
+    its own hyphen read "wellknown": the hyphen stays when the document writes the word with it
+    elsewhere and not (more often) without; a word hyphenated only to break the line is joined.
+    Page 2 is cropped, so it is read by the bounded call (PDFium's other marker, U+0002)."""
+    lines = [(72, 700, "The well-"), (72, 686, "known method reads the docu-"), (72, 672, "ment with a long-"),
+             (72, 658, "term view of envi-"), (72, 644, "ronments.")]
+    elsewhere = [(72, 600, "A well-known, long-term document; a well-known state-of-the-art tool.")]
+    pdf = write_text_pdf(tmp_path / "hyphens.pdf", [
+        (lines, ""), ([(72, 700, "It is state-"), (72, 686, "of-the-art. A docu-"), (72, 672, "ment.")] + elsewhere,
+                      "/CropBox [0 0 600 792]")])
+    doc = read_document(pdf)
+    assert doc.page(1).text == "The well-known method reads the document with a long-term view of environments."
+    assert doc.page(2).text.startswith("It is state-of-the-art. A document.\n")
