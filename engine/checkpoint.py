@@ -23,6 +23,7 @@ import os
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -291,12 +292,39 @@ def read_sampling(folder: Path) -> tuple[float, float]:
     return temperature, top_p
 
 
-def read_eos_ids(folder: Path, cfg: JambaConfig) -> list[int]:
-    """eos ids from generation_config.json, else config.json."""
+def read_eos_ids(folder: Path, cfg: JambaConfig, tokenizer: Any = None) -> list[int]:
+    """The ids an answer stops at: generation_config.json's eos ids (else config.json's), then
+    config.json's and the tokenizer's eos, and the special token the chat template ends an
+    assistant turn with (`turn_end_id`). A checkpoint whose generation_config names only
+    <|endoftext|> while its turns end with <|im_end|> (a Jamba2 Mini mirror does) would otherwise
+    write past its turn into a made-up next one."""
     eos = generation_config(folder).get("eos_token_id", cfg.eos_token_id)
-    if eos is None:
-        return []
-    return [int(e) for e in (eos if isinstance(eos, list) else [eos])]
+    out: list[int] = []
+    for found in (eos, cfg.eos_token_id, getattr(tokenizer, "eos_token_id", None), turn_end_id(tokenizer)):
+        for e in (found if isinstance(found, list) else [found]):
+            if e is not None and int(e) not in out:
+                out.append(int(e))
+    return out
+
+
+_TURN = "\u27e6answer\u27e7"       # a sentinel assistant message no template produces
+
+
+def turn_end_id(tokenizer: Any) -> int | None:
+    """The special token right after an assistant message in the tokenizer's chat template
+    (<|eom|>, <|im_end|>, <|eot_id|>), or None (no template, or plain text there)."""
+    if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+        return None
+    try:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "a"}, {"role": "assistant", "content": _TURN}], tokenize=False)
+    except Exception:  # noqa: BLE001 -- a template that cannot render this: no extra stop token
+        return None
+    after = text.partition(_TURN)[2] if isinstance(text, str) else ""
+    ids = tokenizer.encode(after.lstrip(" "), add_special_tokens=False) if after.strip() else []
+    special = set(getattr(tokenizer, "all_special_ids", ())) | {
+        i for i, t in (getattr(tokenizer, "added_tokens_decoder", None) or {}).items() if getattr(t, "special", False)}
+    return ids[0] if ids and ids[0] in special else None
 
 
 def load_tokenizer(folder: Path):

@@ -153,5 +153,5 @@ def load_engine(path: str | Path, device: str | torch.device | None = None, dtyp
     tokenizer = load_tokenizer(folder)
     # states depend on the weights and on how they are computed: dtype and quantization are part of the key
     fp = hashlib.sha256(f"{fingerprint(folder, files)}:{dtype_name(dt)}:{quantize or 'none'}".encode()).hexdigest()
-    return Engine(cfg, weights, tokenizer, fp, read_eos_ids(folder, cfg), folder, chunk_size,
+    return Engine(cfg, weights, tokenizer, fp, read_eos_ids(folder, cfg, tokenizer), folder, chunk_size,
                   sampling=read_sampling(folder))

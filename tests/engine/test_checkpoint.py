@@ -186,3 +186,29 @@ def test_unusable_sampling_values_are_logged_and_decode_greedily(folder, caplog)
         read_sampling(folder)
     path.unlink()
     assert read_sampling(folder) == (0.0, 1.0)
+
+
+def test_an_answer_stops_at_the_end_of_its_turn_whatever_generation_config_names(tmp_path, monkeypatch):
+    """A checkpoint whose generation_config names only <|endoftext|> (a Jamba2 Mini mirror: eos 2
+    there, 519 in config.json) while its chat template ends an assistant turn with another special
+    token: the answer ran past its turn into a made-up next one, up to max_new_tokens."""
+    import engine.generate
+    from engine.checkpoint import turn_end_id
+    from engine.testing import REASONING_TEMPLATE
+
+    ckpt = write_tiny_checkpoint(tmp_path / "c", seed=0, generation={"eos_token_id": 2})
+    eng = load_engine(ckpt, device="cpu")
+    eom = eng.tokenizer.convert_tokens_to_ids("<|eom|>")
+    assert eng.eos_token_ids == [2, eom]
+    script = iter([40, 41, eom, 42, 43])                       # the model writes its turn end third
+    monkeypatch.setattr(engine.generate, "sample", lambda *a, **k: next(script))
+    gen = eng.generate(eng.tokenizer.encode("Hello"), max_new_tokens=5)
+    list(gen)
+    assert gen.finish_reason == "eos" and gen.token_ids == [40, 41]
+    # a ChatML template whose <|im_end|> is a special token of the tokenizer
+    tok = eng.tokenizer
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tok.chat_template = REASONING_TEMPLATE
+    assert turn_end_id(tok) == tok.convert_tokens_to_ids("<|im_end|>")
+    tok.chat_template = None                                   # no template: nothing to add
+    assert turn_end_id(tok) is None
