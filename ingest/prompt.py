@@ -12,11 +12,13 @@ they go where it puts them ("checkpoint"); when it does not (Jamba2, Jamba Reaso
 they go at the end of its system message, after the instructions ("system"), so the model still
 sees the turn format it was trained on. Only a tokenizer with no usable chat template gets the
 built-in Jamba 1.5 template below ("builtin"). The template is rendered once with sentinel
-titles and texts; the rendered text is cut right before the first title (end of the preamble) and
-right after each document's text (end of that document's segment). Unlike the official template,
-which puts documents before the last user turn, we always keep documents first and the conversation
-after them, so the document prefix is the same for every turn; the history is spliced in between the
-documents block and the question, in the template's own turn format.
+titles and texts; the rendered text is cut right before the first title (end of the preamble; spaces
+before it go with the title, as a tokenizer joins a space to the word after it: "Title: [doc 1]" is
+"Title:", " [doc" as in the whole prompt) and right after each document's text (end of that
+document's segment). Unlike the official template, which puts documents before the last user turn, we
+always keep documents first and the conversation after them, so the document prefix is the same for
+every turn; the history is spliced in between the documents block and the question, in the template's
+own turn format.
 """
 from __future__ import annotations
 
@@ -284,8 +286,8 @@ class PromptBuilder:
             title_at, text_at = text.find(_TITLE.format(i)), text.find(_TEXT.format(i))
             if title_at < 0 or text_at < title_at or (cuts and title_at < cuts[-1]):
                 raise PromptFormatError("the chat template does not show documents as title, then text")
-            if not cuts:
-                cuts.append(title_at)
+            if not cuts:                    # spaces before the first title go with it
+                cuts.append(len(text[:title_at].rstrip(" ")))
             cuts.append(text_at + len(_TEXT.format(i)))
         frames = [text[a:b] for a, b in zip(cuts, cuts[1:])]
         return text[: cuts[0]], frames, text[cuts[-1]:]

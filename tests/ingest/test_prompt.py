@@ -153,9 +153,9 @@ def test_opens_thinking():
     assert not opens_thinking("Use <think> tags.\n<|im_start|>assistant\n")
 
 
-def test_dummy_prefix_tokenizer_gets_no_space_at_segment_starts():
-    """A SentencePiece-style tokenizer ("▁" prepended to the input) must not add a space at
-    every segment start: segments are tokenised as continuations."""
+def _sentencepiece_style_tokenizer():
+    """A small BPE tokenizer that writes a space as "▁" joined to the word after it (and prepends
+    one to the input), as Jamba's does."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -166,10 +166,41 @@ def test_dummy_prefix_tokenizer_gets_no_space_at_segment_starts():
         "<unk>", "<s>", "</s>", "<|bom|>", "<|eom|>", "<|system|>", "<|user|>", "<|assistant|>"])
     alphabet = "Fox Lazy What jumps dog brown quick ()?\n 0123456789"
     raw.train_from_iterator([SYSTEM_PROMPT, BUILTIN_TEMPLATE, alphabet] * 5, trainer)
-    tok = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
-    doc = DocumentInput("Fox", [Page(1, None, "The quick brown fox."), Page(2, None, "Lazy dog.")], "fox.txt")
-    seg = PromptBuilder(tok).build([doc, doc], "What jumps?")
+    return PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+
+
+FOX = DocumentInput("Fox", [Page(1, None, "The quick brown fox."), Page(2, None, "Lazy dog.")], "fox.txt")
+
+
+def test_dummy_prefix_tokenizer_gets_no_space_at_segment_starts():
+    """A SentencePiece-style tokenizer ("▁" prepended to the input) must not add a space at
+    every segment start: segments are tokenised as continuations."""
+    tok = _sentencepiece_style_tokenizer()
+    seg = PromptBuilder(tok).build([FOX, FOX], "What jumps?")
     assert tok.decode(seg.ids()) == "".join(seg.texts)
+
+
+# Jamba 1.5 / 1.7's document lines, written for this test: "Title: " right before the title.
+TITLE_AFTER_A_SPACE = (
+    "{{ bos_token }}<|bom|><|system|> {{ messages[0]['content'] }}"
+    "{% for d in documents or [] %}{{ '\\n\\nTitle: ' + d['title'] + '\\nText: ' + d['text'] }}{% endfor %}<|eom|>"
+    "{% for m in messages[1:] %}<|bom|><|{{ m['role'] }}|> {{ m['content'] }}<|eom|>{% endfor %}"
+    "{% if add_generation_prompt %}<|bom|><|assistant|>{% endif %}"
+)
+
+
+def test_segments_tokenise_like_the_whole_prompt_when_a_space_comes_before_the_first_title():
+    """The preamble ended with the space of "Title: ": a "▁" token of its own, then "[doc" without
+    one, where the whole prompt (what the model was trained on) reads "Title:", "▁[doc"."""
+    tok = _sentencepiece_style_tokenizer()
+    tok.chat_template = TITLE_AFTER_A_SPACE
+    pb = PromptBuilder(tok)
+    assert pb.format == "checkpoint"
+    seg = pb.build([FOX, FOX], "What jumps?", history=[("user", "Fox?"), ("assistant", "Dog.")])
+    full = "".join(seg.texts)
+    assert seg.ids() == tok(full, add_special_tokens=False)["input_ids"]
+    assert seg.texts[0].endswith("\nTitle:") and seg.texts[1].startswith(" [doc 1] Fox")
+    assert pb.document_tokens(FOX) == len(seg.documents[0])
 
 
 # Jamba 1.7's layout, written for this test: documents in their own system turn right before the
