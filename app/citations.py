@@ -275,8 +275,9 @@ def _align(quote: str, text: str) -> tuple[bool, float, tuple[int, int] | None]:
         score, lo, hi = float(al.score), al.dest_start, al.dest_end
         if hi <= lo:
             return False, score, None
-    verified = (score >= VERIFY_THRESHOLD and _negated(nq) == _negated(ntext[lo:hi])
-                and _numbers(nq) <= _numbers(ntext[max(0, lo - NUMBER_SLACK): hi + NUMBER_SLACK]))
+    around = ntext[max(0, lo - NUMBER_SLACK): hi + NUMBER_SLACK]
+    verified = (score >= VERIFY_THRESHOLD and _negations(ntext[lo:hi]) <= _negations(nq) <= _negations(around)
+                and _numbers(nq) <= _numbers(around))
     return verified, round(score, 1), (index[lo], index[hi - 1] + 1)
 
 
@@ -294,9 +295,11 @@ _NEGATION = re.compile(r"\b(?:not|no|never|cannot|none|nor|ne|pas|jamais|nicht|k
                        r"|n't\b|\bn'(?=\w)")
 
 
-def _negated(text: str) -> bool:
-    """Whether a normalized text says 'not' (a fuzzy match must not flip a claim's meaning)."""
-    return _NEGATION.search(text) is not None
+def _negations(text: str) -> int:
+    """How many times a normalized text says 'not' (a fuzzy match must not flip a claim's meaning:
+    the quote must say it as often as the matched window, give or take the window's edges; a
+    presence test let a second "not" through in a sentence that already had one)."""
+    return len(_NEGATION.findall(text))
 
 
 def _widen_to_sentences(text: str, start: int, end: int) -> tuple[int, int]:

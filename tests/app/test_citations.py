@@ -171,3 +171,14 @@ def test_a_claim_with_another_figure_is_not_verified(docs):
     page = "There are about 2,5 pack ages supplied with R (called \u201cstandard\u201d and\n\u201crecommended\u201d packages)"
     assert match_quote(reformatted, page.replace("2,5", "25")).verified
     assert match_quote(reformatted.replace("25", "2,5"), page).verified    # separators aside, the same figure
+
+
+def test_a_second_not_in_a_sentence_that_already_has_one_is_not_verified(docs):
+    """The negation guard only asked whether both texts say "not": a claim that adds a second one
+    to a sentence that already had one (and so says the opposite) was verified."""
+    true = ("Our introduction to the R environment did not mention statistics, yet many people use R "
+            "as a statistics system [doc 2, p. 2].")
+    flipped = true.replace("yet many people use", "yet not many people use")
+    assert parse_and_verify(true, docs)[1][0].verified
+    c = parse_and_verify(flipped, docs)[1][0]
+    assert not c.verified and c.score >= VERIFY_THRESHOLD and c.page == 8, c
