@@ -301,7 +301,8 @@ class Handlers:
             yield out
             return
         rows = [render.UploadRow(Path(p).name) for p in paths]
-        pending = list(paths)      # not begun: their copies go if the page goes away (closed, reloaded)
+        pending = list(paths)      # not begun: still added, in order, if the page goes away (closed, reloaded)
+        worker: threading.Thread | None = None
         try:
             needs_password = False
             # The password is for this upload only: this event already holds it, so the box is cleared
@@ -372,8 +373,24 @@ class Handlers:
                         out[self.ui.password_box] = gr.update(open=True)
                 yield out
         finally:
-            for path in pending:
-                drop_upload_copy(path)
+            if pending:               # the page went away mid-upload: the rest is added all the same
+                threading.Thread(target=self._add_rest, args=(ws_id, pending, password, session, worker),
+                                 daemon=True, name="jambadocs-upload-rest").start()
+
+    def _add_rest(self, ws_id: int, paths: list[str], password: str | None, session: str,
+                  reading: threading.Thread | None) -> None:
+        """Add the files of an upload whose page went away before they were begun, after the one
+        being read, in the order dropped (they were dropped without a word); what fails is logged."""
+        if reading is not None:
+            reading.join()
+        for path in paths:
+            try:
+                info = self.svc.documents.add(ws_id, path, filename=Path(path).name, password=password or None)
+                log.info("added %s after its page went away (document %s)", info.filename, info.index)
+            except Exception as err:  # noqa: BLE001 -- nobody is looking: the log says why
+                log.warning("%s: not added after its page went away: %s", Path(path).name, err)
+            finally:
+                self._drop_read_copy(session, path)
 
     def _drop_read_copy(self, session: str, path: str) -> None:
         """The workspace keeps its own copy of a file read (added or refused); Gradio's would linger
