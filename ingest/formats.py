@@ -369,29 +369,39 @@ def _drop_unseen(root: ElementTree.Element) -> None:
                 parent.remove(child)
 
 
-_DGM = "{http://schemas.openxmlformats.org/drawingml/2006/diagram}"
+DGM = "{http://schemas.openxmlformats.org/drawingml/2006/diagram}"
 _A = "{http://schemas.openxmlformats.org/drawingml/2006/main}"
-_R = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
+R = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
 _RELS = "{http://schemas.openxmlformats.org/package/2006/relationships}"
+
+
+def diagram_lines(data_part: bytes) -> list[str]:
+    """A SmartArt diagram's text from its data part (Word and PowerPoint keep it apart from the page,
+    and python-docx / python-pptx do not read it): its points in order, a line per paragraph (the
+    connection and layout points carry none)."""
+    lines = []
+    for text in ElementTree.fromstring(data_part).iter(f"{DGM}t"):
+        for para in text.iter(f"{_A}p"):
+            if (line := "".join(t.text or "" for t in para.iter(f"{_A}t"))).strip():
+                lines.append(line)
+    return lines
 
 
 def _inline_diagrams(body: ElementTree.Element, archive: zipfile.ZipFile) -> None:
     """Put the text of each SmartArt diagram (kept in its own data part, not in document.xml) where
     the diagram stands, a line per paragraph, as line breaks and text the paragraph reader reads."""
-    anchors = list(body.iter(f"{_DGM}relIds"))
+    anchors = list(body.iter(f"{DGM}relIds"))
     if not anchors or "word/_rels/document.xml.rels" not in archive.namelist():
         return
     rels = ElementTree.fromstring(archive.read("word/_rels/document.xml.rels")).iter(f"{_RELS}Relationship")
     targets = {rel.get("Id"): posixpath.normpath(posixpath.join("/word", rel.get("Target", "")))[1:] for rel in rels}
     for anchor in anchors:
-        part = targets.get(anchor.get(f"{_R}dm"))
+        part = targets.get(anchor.get(f"{R}dm"))
         if part is None or part not in archive.namelist():
             continue
-        texts = ElementTree.fromstring(archive.read(part)).iter(f"{_DGM}t")
-        for para in (para for text in texts for para in text.iter(f"{_A}p")):
-            if (line := "".join(t.text or "" for t in para.iter(f"{_A}t"))).strip():
-                ElementTree.SubElement(anchor, f"{_W}br")
-                ElementTree.SubElement(anchor, f"{_W}t").text = line
+        for line in diagram_lines(archive.read(part)):
+            ElementTree.SubElement(anchor, f"{_W}br")
+            ElementTree.SubElement(anchor, f"{_W}t").text = line
         ElementTree.SubElement(anchor, f"{_W}br")
 
 

@@ -26,7 +26,8 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 from ingest.errors import IngestError
-from ingest.formats import Section, TextContent, check_zip, decode_text, html_sections, units_from_sections
+from ingest.formats import (DGM, R, Section, TextContent, check_zip, decode_text, diagram_lines, html_sections,
+                             units_from_sections)
 from ingest.normalize import normalize_text
 
 # ---------------------------------------------------------------- .pptx
@@ -66,31 +67,19 @@ def _shape_texts(shape) -> list[str]:
         return [" | ".join(cell.text for cell in row.cells) for row in shape.table.rows]
     if getattr(shape, "has_chart", False) and shape.has_chart:
         return _chart_texts(shape.chart)
-    if (diagram := shape.element.find(f".//{_DGM}relIds")) is not None:
-        return _diagram_texts(shape, diagram.get(f"{_R}dm"))
+    if (diagram := shape.element.find(f".//{DGM}relIds")) is not None:
+        return _diagram_texts(shape, diagram.get(f"{R}dm"))
     if shape.has_text_frame and shape.text_frame.text.strip():
         return [shape.text_frame.text]
     return []
 
 
-_DGM = "{http://schemas.openxmlformats.org/drawingml/2006/diagram}"
-_A = "{http://schemas.openxmlformats.org/drawingml/2006/main}"
-_R = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
-
-
 def _diagram_texts(shape, data_rid: str | None) -> list[str]:
-    """A SmartArt diagram's text, which python-pptx does not read: the points of its data part in
-    order, a line per paragraph (the connection and layout points carry none)."""
+    """A SmartArt diagram's text (`diagram_lines` of its data part); none when the part is missing or broken."""
     try:
-        root = ElementTree.fromstring(shape.part.related_part(data_rid).blob)
+        return diagram_lines(shape.part.related_part(data_rid).blob)
     except (KeyError, ElementTree.ParseError):
         return []
-    lines = []
-    for text in root.iter(f"{_DGM}t"):
-        for para in text.iter(f"{_A}p"):
-            if (line := "".join(t.text or "" for t in para.iter(f"{_A}t"))).strip():
-                lines.append(line)
-    return lines
 
 
 def _chart_texts(chart) -> list[str]:
