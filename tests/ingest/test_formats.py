@@ -94,6 +94,12 @@ def test_plain_text_parts_and_encoding(tmp_path):
     ("Příliš žluťoučký kůň úpěl ďábelské ódy. Večeře bude v osm hodin.", "cp1250"),
     ("Съешь же ещё этих мягких французских булок, да выпей чаю.", "cp1251"),
     ("השועל החום המהיר קופץ מעל הכלב העצלן. המסמך הזה מכיל מידע חשוב.", "cp1255"),
+    ("It’s done.", "cp1252"),                           # short: no language to recognise
+    ("Köln", "latin-1"),
+    ("Total – €1.200,00", "cp1252"),
+    ("He said “hello” — it’s €5.", "cp1252"),
+    ("日本語のテキストです。", "shift_jis"),                 # other charsets still recognised
+    ("这是一个中文文本文件。", "gb18030"),
 ])
 def test_legacy_encodings_are_read_as_written(tmp_path, text, encoding):
     txt = tmp_path / "legacy.txt"
@@ -152,20 +158,6 @@ def test_docx_text_box_is_read_once_and_hyphens_kept(tmp_path):
     text = read_document(path).page(1).text
     assert text.count("KILO-12") == 1, text
     assert "Body before the box. Body after, non-breaking." in text
-
-
-@pytest.mark.parametrize("text,encoding", [
-    ("It’s done.", "cp1252"),                           # short: no language to recognise
-    ("Köln", "latin-1"),
-    ("Total – €1.200,00", "cp1252"),
-    ("He said “hello” — it’s €5.", "cp1252"),
-    ("日本語のテキストです。", "shift_jis"),                 # other charsets still recognised
-    ("这是一个中文文本文件。", "gb18030"),
-])
-def test_short_legacy_text_is_read_as_written(tmp_path, text, encoding):
-    txt = tmp_path / "short.txt"
-    txt.write_bytes(text.encode(encoding))
-    assert read_document(txt).pages[0].text == text
 
 
 def test_windows_1252_text_ending_in_a_newline_is_read_as_written(tmp_path):
