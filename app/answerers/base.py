@@ -59,10 +59,16 @@ def drop_oldest_turns(history: Sequence[tuple[str, str]],
     return history[cuts[hi]:], cuts[hi]
 
 
-def dropped_turns_note(dropped: int) -> str:
-    """What the omitted summary says of `dropped` oldest messages left out of the prompt."""
+def with_dropped_turns(omitted: dict | None, dropped: int) -> dict | None:
+    """`omitted` (what an answer left out: {"summary", "documents"}, or None) also saying that the
+    `dropped` oldest messages of the chat were left out of the prompt (none: as it was)."""
+    if not dropped:
+        return omitted
     turns = f"the {dropped} oldest messages of this chat" if dropped > 1 else "the oldest message of this chat"
-    return f"{turns} (to leave room for the documents)"
+    out = dict(omitted or {"summary": "", "documents": []})
+    out["summary"] = "; ".join(x for x in (out["summary"], f"{turns} (to leave room for the documents)") if x)
+    out["history_messages"] = dropped
+    return out
 
 
 @runtime_checkable

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from app.answerers.base import HISTORY_SHARE, AnswerEvent, AnswerRequest, dropped_turns_note, drop_oldest_turns
+from app.answerers.base import HISTORY_SHARE, AnswerEvent, AnswerRequest, drop_oldest_turns, with_dropped_turns
 from app.errors import EngineUnavailable, InvalidInput
 from app.reasoning import ANSWER, THINKING, ThinkingSplitter
 from app.state_store import StateStore, chain_keys
@@ -374,9 +374,10 @@ class JambaAnswerer:
         seg = self.builder.build(req.documents, req.question, history=history)
         reserved = req.max_new_tokens + (self._thinking_budget() if seg.thinking else 0)
         room = eng.max_context - reserved
-        history, dropped = drop_oldest_turns(history, lambda h: len(
-            self.builder.build(req.documents, req.question, history=h).tail) > room * HISTORY_SHARE)
-        if dropped:
+        dropped = 0
+        if history and len(seg.tail) > room * HISTORY_SHARE:    # (the usual prompt is built once)
+            history, dropped = drop_oldest_turns(history, lambda h: len(
+                self.builder.build(req.documents, req.question, history=h).tail) > room * HISTORY_SHARE)
             seg = self.builder.build(req.documents, req.question, history=history)
         omitted = None
         if len(seg) > room:
@@ -410,11 +411,7 @@ class JambaAnswerer:
                        "documents": [{"doc": o.doc, "filename": o.filename, "pages": o.pages, "tokens": o.tokens}
                                      for o in fit.omitted]}
             yield AnswerEvent(kind="progress", stage="retrieve", done=1, total=1)
-        if dropped:
-            omitted = omitted or {"summary": "", "documents": []}
-            omitted["summary"] = "; ".join(x for x in (omitted["summary"], dropped_turns_note(dropped)) if x)
-            omitted["history_messages"] = dropped
-        return _Plan(_chain_segments(seg), seg.tail_pieces(), omitted, seg.thinking)
+        return _Plan(_chain_segments(seg), seg.tail_pieces(), with_dropped_turns(omitted, dropped), seg.thinking)
 
     def _share_buffers(self) -> None:
         """A conversation that outgrew the documents' K/V buffer continued in a copy of it: the

@@ -19,7 +19,7 @@ import time
 from collections import OrderedDict
 from typing import Any, Iterator
 
-from app.answerers.base import HISTORY_SHARE, AnswerEvent, AnswerRequest, drop_oldest_turns, dropped_turns_note
+from app.answerers.base import HISTORY_SHARE, AnswerEvent, AnswerRequest, drop_oldest_turns, with_dropped_turns
 from app.errors import EngineUnavailable, InvalidInput
 from app.reasoning import ThinkingSplitter
 
@@ -181,7 +181,7 @@ class RemoteAnswerer:
             raise InvalidInput(f"the question (about {talk([]):,} tokens) leaves no room for the documents in "
                                f"the remote model's context of {self._max_context:,} tokens "
                                f"({req.max_new_tokens:,} reserved for the answer)")
-        omitted = {"summary": "", "documents": []}
+        omitted = None
         documents = list(req.documents)
         fit = fit_documents(documents, req.question, budget, prefer=self._selection(req)) if documents else None
         if fit is not None and not fit.fits:
@@ -190,10 +190,7 @@ class RemoteAnswerer:
             omitted = {"summary": fit.summary(),
                        "documents": [{"doc": o.doc, "file": o.filename, "pages": o.pages, "tokens": o.tokens,
                                       "estimated": True} for o in fit.omitted]}
-        if dropped:
-            omitted["summary"] = "; ".join(x for x in (omitted["summary"], dropped_turns_note(dropped)) if x)
-            omitted["history_messages"] = dropped
-        return documents, history, omitted if omitted["summary"] else None
+        return documents, history, with_dropped_turns(omitted, dropped)
 
     def _selection_key(self, req: AnswerRequest) -> str:
         from ingest.budget import document_set_key
