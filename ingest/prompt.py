@@ -210,9 +210,7 @@ class PromptBuilder:
         used: set[str] = set()                  # cache keys this build has used: never evicted by it
         if docs:
             preamble, doc_frames, after_docs = self._frames(self.template, len(docs), question)
-            doc_texts = [frame.replace(_TITLE.format(i), self._inert(document_title(d, i)))
-                         .replace(_TEXT.format(i), self._inert(document_text(d)))
-                         for i, (frame, d) in enumerate(zip(doc_frames, docs), start=1)]
+            doc_texts = [self._fill(frame, i, d) for i, (frame, d) in enumerate(zip(doc_frames, docs), start=1)]
         else:
             preamble, doc_texts, after_docs = "", [], self._render(self.template, 0, question)
         tail = self._splice_history(after_docs, question, history)
@@ -236,10 +234,7 @@ class PromptBuilder:
         markers and text; a later position's number may add a token). Not cached: counting a
         document must not evict the segments questions reuse."""
         doc = doc if isinstance(doc, DocumentInput) else DocumentInput.from_document(doc)
-        frame = self._frames(self.template, 1, "")[1][0]
-        text = frame.replace(_TITLE.format(1), self._inert(document_title(doc, 1))) \
-            .replace(_TEXT.format(1), self._inert(document_text(doc)))
-        return len(self._encode(text, continuation=True))
+        return len(self._encode(self._fill(self._frames(self.template, 1, "")[1][0], 1, doc), continuation=True))
 
     def frame_tokens(self, history: Sequence[tuple[str, str]] = ()) -> tuple[int, bool]:
         """(tokens, thinking): what a prompt holds besides its documents with an empty question
@@ -251,6 +246,11 @@ class PromptBuilder:
     def encode_continuation(self, text: str) -> list[int]:
         """Ids of `text` as it reads after earlier tokens (no special tokens added)."""
         return self._encode(text, continuation=True)
+
+    def _fill(self, frame: str, number: int, doc: DocumentInput) -> str:
+        """Document `number`'s segment: its frame with the sentinels replaced by its title and text."""
+        return (frame.replace(_TITLE.format(number), self._inert(document_title(doc, number)))
+                .replace(_TEXT.format(number), self._inert(document_text(doc))))
 
     def _inert(self, text: str) -> str:
         """`text` (a question, a turn, a document) with the tokenizer's special tokens written so that
