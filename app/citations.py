@@ -68,9 +68,6 @@ class ParsedAnswer:
 _BRACKET = re.compile(r"\[([^\[\]\n]{1,300})\]|\u3010([^\u3010\u3011\n]{1,300})\u3011|\(([^()\[\]\n]{1,300})\)")
 
 
-def _inside(m: re.Match[str]) -> tuple[str, bool]:
-    """(what a bracket holds, whether it is a parenthesis)."""
-    return next(g for g in m.groups() if g is not None), m.group(3) is not None
 _DOC = re.compile(r"\b(?:doc(?:ument)?|source)\.?\s*#?\s*(\d{1,4})\b", re.I)
 _PAGES = re.compile(r"\b(?:pages?|pgs?\.?|pp\.?|p\.?|s\.)(?![a-z])\s*(.+)$", re.I | re.S)
 _RANGE = re.compile(r"^\s*([0-9ivxlcdmIVXLCDM]+)\s*(?:-|–|—|to)\s*([0-9ivxlcdmIVXLCDM]+)\s*$")
@@ -79,6 +76,11 @@ _BLOCK = re.compile(r"<citations>(.*?)(?:</citations>|$)", re.S | re.I)
 _QUOTED = re.compile(r"\"([^\"]{3,})\"|\u201c([^\u201d]{3,})\u201d|\u00ab\s*([^\u00bb]{3,}?)\s*\u00bb"
                      r"|\u201e([^\u201c\u201d]{3,})[\u201c\u201d]")
 _CLAIM_END = re.compile(r"[.!?;:]\s+|\n")
+
+
+def _inside(m: re.Match[str]) -> tuple[str, bool]:
+    """(what a bracket holds, whether it is a parenthesis)."""
+    return next(g for g in m.groups() if g is not None), m.group(3) is not None
 
 
 def _quotations(text: str) -> list[tuple[int, int, str]]:
