@@ -36,14 +36,30 @@ def sample(logits: Tensor, temperature: float, top_p: float, gen: torch.Generato
     return int(torch.multinomial(probs, 1, generator=gen))
 
 
+# Reasoning tags are text to whoever reads the answer (app/reasoning.py splits on them), even where a
+# tokenizer marks them special; every other special token (eos, turn markers) is left out of the text.
+SHOWN_SPECIAL = ("<think>", "</think>")
+
+
+def hidden_special_ids(tokenizer) -> frozenset[int]:
+    """Ids of the tokenizer's special tokens that decode to no text: all but SHOWN_SPECIAL."""
+    ids = set(getattr(tokenizer, "all_special_ids", []) or [])
+    for i, added in (getattr(tokenizer, "added_tokens_decoder", None) or {}).items():
+        if getattr(added, "special", False):
+            ids.add(int(i))
+    return frozenset(i for i in ids if tokenizer.convert_ids_to_tokens(i) not in SHOWN_SPECIAL)
+
+
 class IncrementalDecoder:
     """Turns a growing list of ids into text pieces; holds back bytes of an unfinished character."""
 
     def __init__(self, tokenizer):
         self.tok, self.ids, self.prefix, self.read = tokenizer, [], 0, 0
+        self.hidden = hidden_special_ids(tokenizer)
 
     def _decode(self, ids: list[int]) -> str:
-        return self.tok.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        return self.tok.decode([i for i in ids if i not in self.hidden],
+                               skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
     def push(self, token: int) -> str:
         self.ids.append(token)

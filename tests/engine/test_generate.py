@@ -96,6 +96,21 @@ def test_incremental_decoding_never_breaks_characters(tiny_engine, text):
     assert "".join(pieces) == text
 
 
+def test_reasoning_tags_stay_in_the_text_when_the_tokenizer_marks_them_special(tiny_engine):
+    """A checkpoint whose tokenizer adds <think>/</think> as special tokens still streams them, so the
+    answer can be told from the reasoning; its other special tokens (eos, turn markers) stay out."""
+    import copy
+    tok = copy.deepcopy(tiny_engine.tokenizer)
+    tok.add_tokens(["<think>", "</think>"], special_tokens=True)
+    text = "<think>\nThe report names 2023.</think>\n\nRevenue rose 12%."
+    ids = tok(text, add_special_tokens=False).input_ids
+    assert tok.convert_tokens_to_ids("</think>") in ids                  # one special token, not text
+    ids += [tok.convert_tokens_to_ids("<|eom|>"), tok.eos_token_id]
+    dec = IncrementalDecoder(tok)
+    pieces = [dec.push(t) for t in ids] + [dec.flush()]
+    assert "".join(pieces) == text
+
+
 def test_sampled_stream_equals_full_decode(tiny_engine):
     eng = tiny_engine
     prompt = eng.tokenizer(ARABIC_HEBREW[0]).input_ids
