@@ -27,6 +27,7 @@ from app.api_auth import AuthSpec, parse_auth
 from app.api_errors import ApiError, JsonErrorRoute, as_api_error, error_body, error_response
 from app.api_openai import add_openai_routes
 from app.api_stream import iterate_in_thread, sse
+from app.documents import clean_filename
 
 API_VERSION = "1"
 DOCS_URL, OPENAPI_URL = "/api/docs", "/api/openapi.json"
@@ -407,12 +408,15 @@ def _max_upload_bytes(services: Any) -> int | None:
 
 def _add_upload(services: Any, ws_id: int, upload: UploadFile, password: str | None,
                 limit: int | None):
-    """Copy one uploaded file to a private temp folder (bounded by `limit`) and add it."""
-    name = Path((upload.filename or "").replace("\\", "/")).name
-    if name in ("", ".", "..") or "\0" in name:
+    """Copy one uploaded file to a private temp folder (bounded by `limit`) and add it. The copy
+    is named by its extension only: the sender's name, which may be longer than a file system takes
+    (255 bytes: 64 emoji), is the document's shown name, never a path."""
+    name = clean_filename((upload.filename or "").replace("\\", "/"))
+    if name in ("", ".", ".."):
         name = "upload"
+    suffix = Path(name).suffix
     with tempfile.TemporaryDirectory(prefix="jambadocs-upload-") as tmp:
-        path = Path(tmp) / name
+        path = Path(tmp) / ("upload" + (suffix if len(suffix.encode()) <= 32 else ""))
         size = 0
         with open(path, "wb") as out:
             while chunk := upload.file.read(_UPLOAD_CHUNK):

@@ -91,6 +91,13 @@ def test_upload_lists_documents_in_order_and_rejects_bad_files(client, workspace
         ("files", ("../../etc/refcard.pdf", (corpus / "pari-refcard.pdf").read_bytes())),
         ("files", ("C:\\Users\\me\\sheet.pdf", (corpus / "latexsheet-de.pdf").read_bytes()))])
     assert [d["filename"] for d in sneaky.json()] == ["refcard.pdf", "sheet.pdf"]   # names only
+    # A name longer than a file system takes (255 bytes) is still the document's name, not a 500.
+    kangaroos, long = "\U0001f998" * 100 + " notes.pdf", "x" * 300 + ".pdf"
+    named = client.post("/api/workspaces/odd-names/documents", files=[
+        ("files", (kangaroos, (corpus / "hsaur-inference.pdf").read_bytes())),
+        ("files", (long, (corpus / "r-intro.pdf").read_bytes()))])
+    assert named.status_code == 201, named.text
+    assert [d["filename"] for d in named.json()] == [kangaroos, "x" * 251 + ".pdf"]
     page = client.get(f"/api/documents/{listed[0]['id']}/pages/3").json()
     assert page["number"] == 3 and page["text"]
 
