@@ -10,16 +10,15 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
-from app.errors import Conflict, EngineUnavailable, InvalidInput, NotFound, StorageError
+from app.errors import Conflict, EngineUnavailable, InvalidInput, NotFound, StorageError, error_reason
 
 log = logging.getLogger("jambadocs.api")
 
 _REASON_BY_STATUS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                      405: "method_not_allowed", 409: "conflict", 413: "too_large",
                      422: "invalid_request", 500: "internal", 503: "unavailable"}
-_APP_ERRORS = ((NotFound, 404, "not_found"), (Conflict, 409, "conflict"),
-               (InvalidInput, 400, "invalid_input"), (EngineUnavailable, 503, "engine_unavailable"),
-               (StorageError, 507, "storage"))
+_APP_STATUS = ((NotFound, 404), (Conflict, 409), (InvalidInput, 400), (EngineUnavailable, 503),
+               (StorageError, 507))
 # ingest.IngestError.reason -> HTTP status
 _INGEST_STATUS = {"too_large": 413, "unsupported": 415}
 
@@ -52,12 +51,12 @@ def as_api_error(exc: BaseException) -> ApiError:
     if isinstance(exc, HTTPException):
         return ApiError(exc.status_code, _REASON_BY_STATUS.get(exc.status_code, "error"),
                         str(exc.detail), dict(exc.headers) if exc.headers else None)
-    reason = getattr(exc, "reason", None)
-    if type(exc).__name__ == "IngestError" and isinstance(reason, str):
+    if type(exc).__name__ == "IngestError":
+        reason = error_reason(exc)
         return ApiError(_INGEST_STATUS.get(reason, 422), reason, str(exc))
-    for cls, status, why in _APP_ERRORS:
+    for cls, status in _APP_STATUS:
         if isinstance(exc, cls):
-            return ApiError(status, why, str(exc))
+            return ApiError(status, error_reason(exc), str(exc))
     if isinstance(exc, ValueError):  # services reject bad input (names, sizes) with ValueError
         return ApiError(400, "bad_request", str(exc))
     log.exception("unexpected error in the API", exc_info=exc)

@@ -15,6 +15,7 @@ from pathlib import Path
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 from app.config import ENGINES, Settings  # noqa: E402
+from app.errors import NotFound, error_reason  # noqa: E402
 from app.records import omitted_text  # noqa: E402
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -118,7 +119,7 @@ def _services(args: argparse.Namespace):
 def _workspace(svc, name: str, create: bool = False):
     ws = svc.workspaces.ensure(name) if create else svc.workspaces.by_name(name)
     if ws is None:
-        raise CliError(f"no workspace named {name!r} (create it with: jambadocs ingest -w {name!r} FILE...)")
+        raise NotFound(f"no workspace named {name!r} (create it with: jambadocs ingest -w {name!r} FILE...)")
     return ws
 
 
@@ -404,7 +405,7 @@ def cmd_docs(args) -> int:
         ref = args.delete.strip()
         found = [d for d in rows if (ref.isdigit() and d.index == int(ref)) or d.filename == ref]
         if not found:
-            raise CliError(f"workspace {ws.name!r} has no document {ref!r} (see: jambadocs docs -w {ws.name})")
+            raise NotFound(f"workspace {ws.name!r} has no document {ref!r} (see: jambadocs docs -w {ws.name})")
         doc = found[0]
         svc.documents.remove(ws.id, doc.id)
         print(f"removed [doc {doc.index}] {doc.filename} from workspace {ws.name!r}"
@@ -425,7 +426,7 @@ def cmd_chats(args) -> int:
     ws = _workspace(svc, args.workspace)
     if args.delete is not None:
         if args.delete not in {c.id for c in svc.chats.list(ws.id)}:
-            raise CliError(f"workspace {ws.name!r} has no chat {args.delete} (see: jambadocs chats -w {ws.name})")
+            raise NotFound(f"workspace {ws.name!r} has no chat {args.delete} (see: jambadocs chats -w {ws.name})")
         svc.chats.delete(args.delete)
         print(f"deleted chat {args.delete} from workspace {ws.name!r}")
         return EXIT_OK
@@ -510,6 +511,7 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("jambadocs: interrupted", file=sys.stderr)
+        _json_error(args, "interrupted", "interrupted")
         return 130
     except BrokenPipeError:
         return EXIT_OK
@@ -517,7 +519,14 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("JAMBADOCS_DEBUG"):
             raise
         print(f"jambadocs: error: {_one_line(exc)}", file=sys.stderr)
+        _json_error(args, error_reason(exc), _one_line(exc))
         return EXIT_ERROR
+
+
+def _json_error(args, reason: str, message: str) -> None:
+    """With --json, stdout stays one JSON object on errors too: the API's {"error": {"reason", "message"}}."""
+    if getattr(args, "json", False):
+        print(json.dumps({"error": {"reason": reason, "message": message}}, ensure_ascii=False, indent=2))
 
 
 def _one_line(exc: BaseException) -> str:

@@ -24,3 +24,16 @@ class EngineUnavailable(AppError):
 
 class StorageError(AppError):
     """The data folder cannot take a write (disk full, read-only, locked too long)."""
+
+
+_REASONS = ((NotFound, "not_found"), (Conflict, "conflict"), (InvalidInput, "invalid_input"),
+            (EngineUnavailable, "engine_unavailable"), (StorageError, "storage"))
+
+
+def error_reason(exc: BaseException) -> str:
+    """One word for what went wrong, as JSON errors give it (the API's, `--json`'s): an
+    ingest.IngestError's own reason (`empty`, `encrypted`, ...), else the app error's kind."""
+    reason = getattr(exc, "reason", None)
+    if type(exc).__name__ == "IngestError" and isinstance(reason, str):
+        return reason
+    return next((word for cls, word in _REASONS if isinstance(exc, cls)), "error")

@@ -304,3 +304,17 @@ def test_serve_without_auth_beyond_loopback_warns_once(run, monkeypatch):
     code, _, err = run("serve", "--host", "0.0.0.0", "--port", "7999")
     assert code == 0
     assert err.count("WITHOUT a password") == 1, err
+
+
+def test_json_output_stays_json_on_errors(run, corpus):
+    """A script reading --json gets one JSON object on stdout whatever happens (exit status 1)."""
+    code, out, err = run("ask", "-w", "nowhere", "What is it?", "--json")
+    assert code == 1 and json.loads(out) == {"error": {"reason": "not_found", "message": err.strip()[len(
+        "jambadocs: error: "):]}} and "'nowhere'" in err
+    assert run("ingest", "-w", "w", str(corpus / "pari-refcard.pdf"))[0] == 0
+    code, out, _ = run("ask", "-w", "w", " \t ", "--json")
+    assert code == 1 and json.loads(out)["error"] == {"reason": "invalid_input", "message": "the question is empty"}
+    code, out, _ = run("docs", "-w", "w", "--delete", "7", "--json")
+    assert code == 1 and json.loads(out)["error"]["reason"] == "not_found"
+    code, out, _ = run("docs", "-w", "w", "--json")             # a success prints no error object
+    assert code == 0 and [d["filename"] for d in json.loads(out)] == ["pari-refcard.pdf"]
