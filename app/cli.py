@@ -406,6 +406,10 @@ def cmd_docs(args) -> int:
         found = [d for d in rows if (ref.isdigit() and d.index == int(ref)) or d.filename == ref]
         if not found:
             raise NotFound(f"workspace {ws.name!r} has no document {ref!r} (see: jambadocs docs -w {ws.name})")
+        if len(found) > 1:                  # the same name, other contents: never guess which
+            from app.errors import InvalidInput
+            raise InvalidInput(f"workspace {ws.name!r} has {len(found)} documents named {ref!r} "
+                               f"({', '.join(f'[doc {d.index}]' for d in found)}); give its number")
         doc = found[0]
         svc.documents.remove(ws.id, doc.id)
         print(f"removed [doc {doc.index}] {doc.filename} from workspace {ws.name!r}"

@@ -255,6 +255,20 @@ def test_docs_and_workspaces_can_be_deleted_from_the_cli(run, corpus, tmp_path):
     assert code == 1 and "contains '/'" in err
 
 
+def test_deleting_by_a_name_two_documents_share_deletes_neither(run, corpus, tmp_path):
+    """Two folders' report.pdf (other contents) in one workspace: the name does not say which."""
+    for folder, source in (("a", "pari-refcard.pdf"), ("b", "latexsheet-de.pdf")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "report.pdf").write_bytes((corpus / source).read_bytes())
+    assert run("ingest", "-w", "w", str(tmp_path / "a" / "report.pdf"), str(tmp_path / "b" / "report.pdf"))[0] == 0
+    code, _, err = run("docs", "-w", "w", "--delete", "report.pdf")
+    assert code == 1 and "2 documents named 'report.pdf' ([doc 1], [doc 2]); give its number" in err
+    assert len(json.loads(run("docs", "-w", "w", "--json")[1])) == 2
+    code, out, _ = run("docs", "-w", "w", "--delete", "2")
+    assert code == 0 and out.startswith("removed [doc 2] report.pdf")
+    assert [d["title"] for d in json.loads(run("docs", "-w", "w", "--json")[1])] == ["Pari-GP reference card"]
+
+
 def test_cache_stats_in_words(run, corpus, tmp_path):
     from engine.testing import write_tiny_checkpoint
     model = write_tiny_checkpoint(tmp_path / "tiny", max_position_embeddings=4096)
