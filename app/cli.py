@@ -144,7 +144,11 @@ def cmd_ingest(args) -> int:
     new_workspace = svc.workspaces.by_name(args.workspace) is None
     ws = _workspace(svc, args.workspace, create=True)
     failed = 0
-    files, skipped = _expand(args.files)
+    files, skipped, empty = _expand(args.files)
+    for folder in empty:                 # a folder that gave nothing is a failed argument, not a no-op
+        if folder not in skipped:
+            print(f"jambadocs: {folder}: no documents in this folder (it is read for its "
+                  f"{' '.join(DOCUMENT_SUFFIXES)} files, in subfolders too)", file=sys.stderr)
     for folder, names in skipped.items():
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         print(f"jambadocs: {folder}: skipped {len(names)} file{'s' if len(names) > 1 else ''} of no document type "
@@ -185,18 +189,21 @@ def cmd_ingest(args) -> int:
         print(f"jambadocs: workspace {ws.name!r} not created (no document could be added)", file=sys.stderr)
     if failed:
         print(f"jambadocs: {failed} of {len(files)} files not added", file=sys.stderr)
-    return EXIT_ERROR if failed else EXIT_OK
+    return EXIT_ERROR if failed or empty else EXIT_OK
 
 
-def _expand(names: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+def _expand(names: list[str]) -> tuple[list[str], dict[str, list[str]], list[str]]:
     """Files as given; a folder stands for the documents in it (recursively, sorted). Also, per
-    folder, the files in it that were skipped as no document type (hidden files are not named)."""
+    folder, the files in it that were skipped as no document type (hidden files are not named),
+    and the folders that held no document."""
     from ingest.kinds import DOCUMENT_SUFFIXES
     out: list[str] = []
     skipped: dict[str, list[str]] = {}
+    empty: list[str] = []
     for name in names:
         path = Path(name)
         if path.is_dir():
+            before = len(out)
             for p in sorted(path.rglob("*")):
                 if not p.is_file() or p.name.startswith("."):
                     continue
@@ -204,9 +211,11 @@ def _expand(names: list[str]) -> tuple[list[str], dict[str, list[str]]]:
                     out.append(str(p))
                 else:
                     skipped.setdefault(name, []).append(str(p.relative_to(path)))
+            if len(out) == before:
+                empty.append(name)
         else:
             out.append(name)
-    return out, skipped
+    return out, skipped, empty
 
 
 def _reason(exc: BaseException, filename: str) -> str:

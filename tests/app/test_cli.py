@@ -105,6 +105,17 @@ def test_ingest_a_folder(run, corpus, tmp_path):
     assert f"{folder}: skipped 2 files of no document type (data.json, notes.bin;" in err, err
     code, out, err = run("ingest", "-w", "f", str(folder / "data.json"))
     assert code == 0 and "data.json: 1 part" in out, err
+    # A folder that gives no document is a failure (exit 1, said), not a silent success.
+    (tmp_path / "nothing").mkdir()
+    (tmp_path / "only-data" / "deep").mkdir(parents=True)
+    (tmp_path / "only-data" / "deep" / "x.bin").write_bytes(b"\x00")
+    code, out, err = run("ingest", "-w", "f", str(tmp_path / "nothing"), str(tmp_path / "only-data"))
+    assert code == 1 and out == "", out
+    assert f"{tmp_path / 'nothing'}: no documents in this folder" in err
+    assert f"{tmp_path / 'only-data'}: skipped 1 file of no document type (deep/x.bin;" in err
+    code, _, err = run("ingest", "-w", "new", str(tmp_path / "nothing"))
+    assert code == 1 and "workspace 'new' not created" in err
+    assert "new" not in run("workspaces")[1]
 
 
 def test_settings_may_follow_the_command(run, corpus, tmp_path, capsys):
