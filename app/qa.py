@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -44,6 +45,13 @@ class _Run:
     t_end: float | None = None
 
 
+def _printable(text: str) -> str:
+    """`text` without control characters (NUL, BEL, a terminal's ESC sequences' ESC, ...) but
+    tab and line breaks: they mean nothing to the model and would reach a terminal through the chat
+    title that `jambadocs chats` prints."""
+    return "".join(c for c in text if c in "\t\n\r" or unicodedata.category(c) != "Cc")
+
+
 class QAService:
     def __init__(self, svc: "Services"):
         self._svc = svc
@@ -62,7 +70,7 @@ class QAService:
         exchange is, in `chat_id` or a new chat). Stopped (`cancel` set, or the stream closed)
         after this returns: the question and the partial answer are saved, marked
         timings["cancelled"]; no "done" event follows a close."""
-        question = (question or "").strip()
+        question = _printable(question or "").strip()
         if not question:
             raise InvalidInput("the question is empty")
         if len(question) > MAX_QUESTION_CHARS:

@@ -67,6 +67,19 @@ def test_bad_asks_fail_before_streaming(svc, ws):
     assert svc.chats.list(empty.id) == []
 
 
+def test_control_characters_leave_the_question(svc, ws):
+    """Pasted or scripted control characters (NUL, BEL, ESC of a colour code) are not kept: not in
+    the saved question, and not in the chat title a terminal prints; line breaks are."""
+    events = list(svc.qa.ask(ws.id, "How do I run a\x00 chi-squared\x07 test\x1b[31m on a\ncontingency table?"))
+    chat = svc.chats.get(events[-1].chat_id)
+    asked = svc.chats.messages(chat.id)[0]
+    assert asked.text == "How do I run a chi-squared test[31m on a\ncontingency table?"
+    assert chat.title == "How do I run a chi-squared test[31m on a contingency table?"
+    assert {c.filename for c in events[-1].answer.citations} == {"hsaur-inference.pdf"}
+    with pytest.raises(InvalidInput, match="empty"):
+        svc.qa.ask(ws.id, "\x00\x1b \x7f")
+
+
 def test_removed_document_keeps_old_citations_readable(svc, ws):
     msg = svc.qa.answer(ws.id, "Qui a fondé Debian en août 1993 ?")
     doc_id = msg.citations[0].doc_id
