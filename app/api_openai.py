@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.api_errors import ApiError, error_response
 from app.api_stream import iterate_in_thread
+from app.qa import printable
 from app.reasoning import ThinkingSplitter
 from ingest.prompt import opens_thinking
 
@@ -160,8 +161,8 @@ def continued_chat(services: Any, ws_id: int, history: list[tuple[str, str]]) ->
     """The saved chat a request continues: the most recent one of the workspace whose messages are
     the request's earlier turns (OpenAI clients send the whole conversation every time), so a
     conversation stays one chat in the UI; None when no chat matches (then a new one is made)."""
-    def plain(turns) -> list[tuple[str, str]]:
-        return [(role, " ".join(text.split())) for role, text in turns]
+    def plain(turns) -> list[tuple[str, str]]:       # as questions are saved: no control characters
+        return [(role, " ".join(printable(text).split())) for role, text in turns]
 
     want = plain(history)
     chats = [c for c in services.chats.list(ws_id) if c.messages == len(want)]

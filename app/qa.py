@@ -45,7 +45,7 @@ class _Run:
     t_end: float | None = None
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
     """`text` without control characters (NUL, BEL, a terminal's ESC sequences' ESC, ...) but
     tab and line breaks: they mean nothing to the model and would reach a terminal through the chat
     title that `jambadocs chats` prints."""
@@ -70,7 +70,7 @@ class QAService:
         exchange is, in `chat_id` or a new chat). Stopped (`cancel` set, or the stream closed)
         after this returns: the question and the partial answer are saved, marked
         timings["cancelled"]; no "done" event follows a close."""
-        question = _printable(question or "").strip()
+        question = printable(question or "").strip()
         if not question:
             raise InvalidInput("the question is empty")
         if len(question) > MAX_QUESTION_CHARS:

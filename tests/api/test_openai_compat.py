@@ -85,6 +85,11 @@ def test_a_conversation_sent_again_with_its_next_question_stays_one_chat(oai, ex
     assert [m.text for m in msgs if m.role == "user"] == ["How are vectors created?", "How is a matrix created?",
                                                           "And a list?"]
     assert " ".join(msgs[-1].text.split()) == " ".join(streamed.split())
+    beep = [{"role": "user", "content": "How are\x07 arrays created?"}]       # saved without the BEL
+    c = oai.chat.completions.create(model=WS, messages=beep)
+    again = beep + [{"role": "assistant", "content": c.choices[0].message.content},
+                    {"role": "user", "content": "And a data frame?"}]
+    assert oai.chat.completions.create(model=WS, messages=again).model_extra["chat_id"] == c.model_extra["chat_id"]
     edited = turn2[:1] + [{"role": "assistant", "content": "Something else."}] + turn2[2:]
     assert oai.chat.completions.create(model=WS, messages=edited).model_extra["chat_id"] != chat
     assert len(extractive_services.chats.messages(chat)) == 6
