@@ -41,6 +41,18 @@ def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
     g.add_argument("--seed", default=d, type=int, help="fix the sampling seed (JAMBADOCS_SEED)")
 
 
+def _port(text: str) -> int:
+    """A TCP port to listen on. Over 65535 the socket layer took it modulo 65536 (99999: 34463) while
+    the server announced the number given, so neither the user nor `ask` found it."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (1-65535)")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jambadocs", description=(
         "Ask questions over whole document sets, with page citations and a persistent state cache."))
@@ -55,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = cmd("serve", "run the web UI and HTTP API")
     sp.add_argument("--host", default=os.environ.get("JAMBADOCS_HOST") or "127.0.0.1",
                     help="address to listen on (JAMBADOCS_HOST; default 127.0.0.1: this machine only)")
-    sp.add_argument("--port", type=int, default=os.environ.get("JAMBADOCS_PORT") or "7860",
+    sp.add_argument("--port", type=_port, default=os.environ.get("JAMBADOCS_PORT") or "7860",
                     help="(JAMBADOCS_PORT; default 7860)")   # a string default: argparse converts it, and
     # reports a bad JAMBADOCS_PORT as a usage error of `serve` only
     sp.add_argument("--auth", default=os.environ.get("JAMBADOCS_AUTH"),

@@ -343,3 +343,16 @@ def test_json_output_stays_json_on_errors(run, corpus):
     assert code == 1 and json.loads(out)["error"]["reason"] == "not_found"
     code, out, _ = run("docs", "-w", "w", "--json")             # a success prints no error object
     assert code == 0 and [d["filename"] for d in json.loads(out)] == ["pari-refcard.pdf"]
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-1", "http"])
+def test_serve_refuses_a_port_outside_1_65535(port, capsys, monkeypatch):
+    """99999 was bound as 34463 (modulo 65536) while `serve` said, and server.json told `ask`, 99999."""
+    from app.cli import build_parser
+    assert build_parser().parse_args(["serve", "--port", "8080"]).port == 8080
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args(["serve", "--port", port])
+    assert stop.value.code == 2 and "--port" in capsys.readouterr().err
+    monkeypatch.setenv("JAMBADOCS_PORT", port)                 # the same from the environment
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve"])
