@@ -401,8 +401,8 @@ def cmd_workspaces(args) -> int:
     if args.delete is not None:
         ws = _workspace(svc, args.delete)
         svc.workspaces.delete(ws.id)
-        print(f"deleted workspace {ws.name!r} ({_count(ws.documents, 'document')} and its chats; cached "
-              "states stay until the cache budget needs their room)")
+        _report(args, {"deleted": ws.to_dict()}, f"deleted workspace {ws.name!r} ({_count(ws.documents, 'document')} "
+                "and its chats; cached states stay until the cache budget needs their room)")
         return EXIT_OK
     rows = svc.workspaces.list()
     if args.json:
@@ -412,6 +412,11 @@ def cmd_workspaces(args) -> int:
     for w in rows if not args.json else []:
         print(f"{w.name}\t{_count(w.documents, 'document')}\t{_count(w.pages, 'page')}")
     return EXIT_OK
+
+
+def _report(args, obj: dict, text: str) -> None:
+    """What a command did: `obj` as JSON with --json (stdout stays JSON), else the sentence."""
+    print(json.dumps(obj, ensure_ascii=False, indent=2, default=str) if args.json else text)
 
 
 def _count(n: int, noun: str, plural: str | None = None) -> str:
@@ -433,8 +438,8 @@ def cmd_docs(args) -> int:
                                f"({', '.join(f'[doc {d.index}]' for d in found)}); give its number")
         doc = found[0]
         svc.documents.remove(ws.id, doc.id)
-        print(f"removed [doc {doc.index}] {doc.filename} from workspace {ws.name!r}"
-              + (" (the documents after it move up one number)" if doc.index < len(rows) else ""))
+        _report(args, {"deleted": doc.to_dict()}, f"removed [doc {doc.index}] {doc.filename} from workspace "
+                f"{ws.name!r}" + (" (the documents after it move up one number)" if doc.index < len(rows) else ""))
         return EXIT_OK
     if args.json:
         print(json.dumps([d.to_dict() for d in rows], ensure_ascii=False, indent=2))
@@ -450,10 +455,11 @@ def cmd_chats(args) -> int:
     svc = _services(args)
     ws = _workspace(svc, args.workspace)
     if args.delete is not None:
-        if args.delete not in {c.id for c in svc.chats.list(ws.id)}:
+        chat = next((c for c in svc.chats.list(ws.id) if c.id == args.delete), None)
+        if chat is None:
             raise NotFound(f"workspace {ws.name!r} has no chat {args.delete} (see: jambadocs chats -w {ws.name})")
         svc.chats.delete(args.delete)
-        print(f"deleted chat {args.delete} from workspace {ws.name!r}")
+        _report(args, {"deleted": chat.to_dict()}, f"deleted chat {args.delete} from workspace {ws.name!r}")
         return EXIT_OK
     rows = svc.chats.list(ws.id)
     if args.json:
@@ -476,7 +482,7 @@ def cmd_cache(args) -> int:
             print(_cache_text(stats))
     else:
         removed = svc.cache_clear()
-        print(f"cleared the state cache ({removed} entries removed)")
+        _report(args, {"removed_entries": removed}, f"cleared the state cache ({removed} entries removed)")
     return EXIT_OK
 
 

@@ -356,3 +356,17 @@ def test_serve_refuses_a_port_outside_1_65535(port, capsys, monkeypatch):
     monkeypatch.setenv("JAMBADOCS_PORT", port)                 # the same from the environment
     with pytest.raises(SystemExit):
         build_parser().parse_args(["serve"])
+
+
+def test_deletions_and_cache_clear_print_json_with_json(run, corpus):
+    """`--json` with --delete (and `cache clear --json`) printed the sentence meant for people."""
+    assert run("ingest", "-w", "w", str(corpus / "pari-refcard.pdf"), str(corpus / "latexsheet-de.pdf"))[0] == 0
+    chat = json.loads(run("ask", "-w", "w", "How do I factor an integer?", "--json")[1])["chat_id"]
+    code, out, _ = run("chats", "-w", "w", "--delete", str(chat), "--json")
+    assert code == 0 and json.loads(out)["deleted"]["id"] == chat
+    code, out, _ = run("docs", "-w", "w", "--delete", "1", "--json")
+    assert code == 0 and json.loads(out)["deleted"]["filename"] == "pari-refcard.pdf"
+    code, out, _ = run("cache", "clear", "--json")
+    assert code == 0 and json.loads(out) == {"removed_entries": 0}
+    code, out, _ = run("workspaces", "--delete", "w", "--json")
+    assert code == 0 and json.loads(out)["deleted"]["name"] == "w"
