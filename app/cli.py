@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -131,7 +132,7 @@ def _services(args: argparse.Namespace):
 def _workspace(svc, name: str, create: bool = False):
     ws = svc.workspaces.ensure(name) if create else svc.workspaces.by_name(name)
     if ws is None:
-        raise NotFound(f"no workspace named {name!r} (create it with: jambadocs ingest -w {name!r} FILE...)")
+        raise NotFound(f"no workspace named {name!r} (create it with: jambadocs ingest -w {shlex.quote(name)} FILE...)")
     return ws
 
 
@@ -431,7 +432,7 @@ def cmd_docs(args) -> int:
         ref = args.delete.strip()
         found = [d for d in rows if (ref.isdigit() and d.index == int(ref)) or d.filename == ref]
         if not found:
-            raise NotFound(f"workspace {ws.name!r} has no document {ref!r} (see: jambadocs docs -w {ws.name})")
+            raise NotFound(f"workspace {ws.name!r} has no document {ref!r} (see: jambadocs docs -w {shlex.quote(ws.name)})")
         if len(found) > 1:                  # the same name, other contents: never guess which
             from app.errors import InvalidInput
             raise InvalidInput(f"workspace {ws.name!r} has {len(found)} documents named {ref!r} "
@@ -457,7 +458,7 @@ def cmd_chats(args) -> int:
     if args.delete is not None:
         chat = next((c for c in svc.chats.list(ws.id) if c.id == args.delete), None)
         if chat is None:
-            raise NotFound(f"workspace {ws.name!r} has no chat {args.delete} (see: jambadocs chats -w {ws.name})")
+            raise NotFound(f"workspace {ws.name!r} has no chat {args.delete} (see: jambadocs chats -w {shlex.quote(ws.name)})")
         svc.chats.delete(args.delete)
         _report(args, {"deleted": chat.to_dict()}, f"deleted chat {args.delete} from workspace {ws.name!r}")
         return EXIT_OK

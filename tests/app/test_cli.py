@@ -370,3 +370,13 @@ def test_deletions_and_cache_clear_print_json_with_json(run, corpus):
     assert code == 0 and json.loads(out) == {"removed_entries": 0}
     code, out, _ = run("workspaces", "--delete", "w", "--json")
     assert code == 0 and json.loads(out)["deleted"]["name"] == "w"
+
+
+def test_commands_suggested_in_errors_can_be_pasted_into_a_shell(run, corpus):
+    """The hints printed `jambadocs docs -w my papers`: two arguments in a shell."""
+    import shlex
+    assert run("ingest", "-w", "my papers", str(corpus / "pari-refcard.pdf"))[0] == 0
+    for argv in (("docs", "-w", "my papers", "--delete", "9"), ("chats", "-w", "my papers", "--delete", "9")):
+        code, _, err = run(*argv)
+        hint = err[err.index("(see: ") + 6: err.rindex(")")]
+        assert code == 1 and shlex.split(hint) == ["jambadocs", argv[0], "-w", "my papers"], err
