@@ -10,7 +10,6 @@ from __future__ import annotations
 import secrets
 import tempfile
 import threading
-import unicodedata
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -28,6 +27,7 @@ from app.api_errors import ApiError, JsonErrorRoute, as_api_error, error_body, e
 from app.api_openai import add_openai_routes
 from app.api_stream import iterate_in_thread, sse
 from app.documents import clean_filename
+from app.workspaces import find_by_name
 
 API_VERSION = "1"
 DOCS_URL, OPENAPI_URL = "/api/docs", "/api/openapi.json"
@@ -306,10 +306,9 @@ def find_workspace(services: Any, ref: str | int):
         for ws in workspaces:
             if ws.id == int(text):
                 return ws
-    name = unicodedata.normalize("NFC", text).strip()         # as names are stored (clean_name)
-    for ws in workspaces:
-        if ws.name == name:
-            return ws
+    found = find_by_name(workspaces, text)
+    if found is not None:
+        return found
     names = ", ".join(repr(w.name) for w in workspaces) or "none yet"
     raise ApiError(404, "workspace_not_found", f"no workspace {text!r} (workspaces: {names})")
 

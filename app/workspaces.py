@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import time
 import unicodedata
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -32,6 +33,28 @@ def clean_name(name: str) -> str:
     return name
 
 
+def name_key(name: str) -> str:
+    """What two workspace names must differ in to be two names: not case, Unicode form
+    (NFKC: "ﬁ" is "fi", a no-break space a space) nor runs of spaces, as on macOS and Windows,
+    where "Reports" and "reports" name one folder."""
+    return " ".join(unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold()).split())
+
+
+def find_by_name(workspaces: Sequence[Any], name: str) -> Any:
+    """The workspace (row or record) of `workspaces` called `name`, or None: the exact name first, else the one whose
+    `name_key` matches. Two that match only by key (made before names were compared so) are
+    ambiguous: Conflict naming them, to be told apart by exact name or id."""
+    name = unicodedata.normalize("NFC", name).strip()       # as clean_name stores names
+    exact = [w for w in workspaces if w.name == name]
+    if exact:
+        return exact[0]
+    same = [w for w in workspaces if name_key(w.name) == name_key(name)]
+    if len(same) > 1:
+        listed = ", ".join(f"{w.name!r} (id {w.id})" for w in same)
+        raise Conflict(f"workspace name {name!r} matches {listed}: give the exact name or the id")
+    return same[0] if same else None
+
+
 def new_name(name: str) -> str:
     """A name for a workspace being created or renamed: `clean_name`, and no "/" (the HTTP API
     addresses workspaces by name in its paths, where a slash cannot be told from a separator)."""
@@ -55,6 +78,7 @@ class WorkspaceService:
         name = new_name(name)
         try:
             with db.transaction(self._svc.sessions) as s:
+                self._refuse_taken(s, name)
                 ws = db.Workspace(name=name, created_at=time.time())
                 s.add(ws)
                 s.flush()
@@ -71,8 +95,10 @@ class WorkspaceService:
             return self._info(s, self._row(s, ws_id))
 
     def by_name(self, name: str) -> WorkspaceInfo | None:
+        """The workspace called `name` (see `find_by_name`: "reports" finds "Reports")."""
+        name = clean_name(name)
         with db.transaction(self._svc.sessions) as s:
-            ws = s.scalar(select(db.Workspace).where(db.Workspace.name == clean_name(name)))
+            ws = find_by_name(list(s.scalars(select(db.Workspace))), name)
             return self._info(s, ws) if ws else None
 
     def ensure(self, name: str) -> WorkspaceInfo:
@@ -92,6 +118,7 @@ class WorkspaceService:
         try:
             with db.transaction(self._svc.sessions) as s:
                 ws = self._row(s, ws_id)
+                self._refuse_taken(s, name, ws_id)
                 ws.name = name
                 s.flush()
                 return self._info(s, ws)
@@ -106,6 +133,17 @@ class WorkspaceService:
                                   .where(db.Document.workspace_id == ws_id)))
             s.delete(ws)       # ON DELETE CASCADE takes documents, pages, chats, messages
         self._svc.documents.drop_unused_files(hashes)
+
+    @staticmethod
+    def _refuse_taken(s, name: str, ws_id: int | None = None) -> None:
+        """Conflict when another workspace has this name up to `name_key`. Every transaction
+        holds the database's write lock from its start (BEGIN IMMEDIATE), so no other process
+        can take the name between this check and the commit."""
+        key = name_key(name)
+        for other_id, other in s.execute(select(db.Workspace.id, db.Workspace.name)):
+            if other_id != ws_id and name_key(other) == key:
+                same = "" if other == name else " (names that differ only in case, spacing or Unicode form are one name)"
+                raise Conflict(f"a workspace named {other!r} already exists{same}")
 
     @staticmethod
     def _row(s, ws_id: int) -> db.Workspace:

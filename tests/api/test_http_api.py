@@ -288,3 +288,14 @@ def test_a_workspace_name_in_the_path_is_read_as_names_are_stored(client):
             assert r.status_code == 200 and r.json()["name"] == "Caf\u00e9 notes", (sent, r.text)
     finally:
         assert client.delete(f"/api/workspaces/{quote('Caf' + chr(0xe9) + ' notes')}").status_code == 204
+
+
+def test_a_workspace_name_is_one_name_whatever_its_case(client):
+    """The API finds and refuses names as the CLI and the UI do ("Reports" and "reports" are one)."""
+    assert client.post("/api/workspaces", json={"name": "Case Notes"}).status_code == 201
+    try:
+        assert client.get("/api/workspaces/case%20NOTES").json()["name"] == "Case Notes"
+        dup = client.post("/api/workspaces", json={"name": "case notes"})
+        assert dup.status_code == 409 and "Case Notes" in dup.json()["error"]["message"]
+    finally:
+        assert client.delete("/api/workspaces/Case%20Notes").status_code == 204

@@ -280,6 +280,13 @@ def test_deleting_by_a_name_two_documents_share_deletes_neither(run, corpus, tmp
     assert [d["title"] for d in json.loads(run("docs", "-w", "w", "--json")[1])] == ["Pari-GP reference card"]
 
 
+def test_a_workspace_named_in_another_case_is_the_same_one(run, corpus):
+    assert run("ingest", "-w", "Reports", str(corpus / "pari-refcard.pdf"))[0] == 0
+    code, out, _ = run("ingest", "-w", "reports", str(corpus / "hsaur-inference.pdf"))
+    assert code == 0 and "added [doc 2] hsaur-inference.pdf" in out
+    assert run("workspaces")[1] == "Reports\t2 documents\t19 pages\n"
+
+
 def test_cache_stats_in_words(run, corpus, tmp_path):
     from engine.testing import write_tiny_checkpoint
     model = write_tiny_checkpoint(tmp_path / "tiny", max_position_embeddings=4096)

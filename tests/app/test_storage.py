@@ -64,6 +64,45 @@ def test_workspace_names(svc):
         svc.workspaces.get(999)
 
 
+@pytest.mark.parametrize("other", ["reports", "REPORTS", "  rePorts  ", "Reports\u00a0", "My  Reports",
+                                   "\uff32\uff45\uff50\uff4f\uff52\uff54\uff53"])
+def test_names_differing_in_case_form_or_spacing_are_one_name(svc, other):
+    """As on macOS and Windows, where "Reports" and "reports" are one folder: creating or renaming
+    to such a name is refused, and looking it up finds the workspace (CLI and API use by_name)."""
+    target = "My Reports" if "My" in other else "Reports"
+    ws = svc.workspaces.create(target)
+    with pytest.raises(Conflict, match=repr(target)):
+        svc.workspaces.create(other)
+    b = svc.workspaces.create("b")
+    with pytest.raises(Conflict):
+        svc.workspaces.rename(b.id, other)
+    assert svc.workspaces.by_name(other).id == ws.id
+    assert svc.workspaces.ensure(other).id == ws.id
+    assert svc.workspaces.rename(ws.id, other.strip()).name == other.strip()     # itself: a new spelling
+    assert [w.name for w in svc.workspaces.list()] == [other.strip(), "b"]
+
+
+def test_names_made_under_the_old_exact_rule_still_open(settings):
+    """A folder may hold "Old" and "old" from before names were compared case-blind: both open,
+    each by its exact name or id, the blind spelling says which it could mean, renaming works."""
+    with Services(settings) as svc:
+        svc.workspaces.create("Old")
+    con = sqlite3.connect(settings.db_path)
+    con.execute("INSERT INTO workspaces (name, created_at) VALUES ('old', 0)")
+    con.commit()
+    con.close()
+    with Services(settings) as svc:
+        first, second = svc.workspaces.list()
+        assert (first.name, second.name) == ("Old", "old")
+        assert svc.workspaces.by_name("Old").id == first.id and svc.workspaces.by_name("old").id == second.id
+        with pytest.raises(Conflict, match="give the exact name or the id"):
+            svc.workspaces.by_name("OLD")
+        with pytest.raises(Conflict):
+            svc.workspaces.create("OLD")
+        assert svc.workspaces.rename(second.id, "older").name == "older"
+        assert svc.workspaces.by_name("OLD").id == first.id
+
+
 def test_add_stores_pages_labels_and_original(svc, corpus):
     ws = svc.workspaces.create("r")
     d = svc.documents.add(ws.id, corpus / "r-intro.pdf", filename="../../etc/R intro.pdf")
