@@ -54,8 +54,8 @@ class ChatService:
             return ChatInfo(c.id, c.workspace_id, c.title, _utc(c.created_at), int(n or 0))
 
     def delete(self, chat_id: int) -> None:
-        with db.transaction(self._svc.sessions) as s:
-            s.delete(self._row(s, chat_id))
+        self._svc.delete_rows(f"chat {chat_id}", lambda s: s.delete(self._row(s, chat_id)))
+        self._svc.after_delete()
 
     def messages(self, chat_id: int) -> list[MessageInfo]:
         with db.transaction(self._svc.sessions) as s:

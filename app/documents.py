@@ -189,13 +189,15 @@ class DocumentService:
 
     def remove(self, ws_id: int, doc_id: int) -> None:
         """Remove a document, its pages, and its original when no other document uses it."""
-        with db.transaction(self._svc.sessions) as s:
+        def delete(s) -> str:
             row = self._row(s, doc_id)
             if row.workspace_id != ws_id:
                 raise NotFound(f"document {doc_id} is not in workspace {ws_id}")
-            content_hash = row.content_hash
             s.delete(row)
+            return row.content_hash
+        content_hash = self._svc.delete_rows(f"document {doc_id}", delete)
         self.drop_unused_files({content_hash})
+        self._svc.after_delete()
 
     def drop_unused_files(self, hashes: set[str]) -> None:
         if not hashes:

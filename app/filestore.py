@@ -7,10 +7,12 @@ removal one step against an add in another process (flock on files.lock beside t
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import os
 import re
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -123,3 +125,59 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+class SpaceReserve:
+    """A file of `size` bytes kept beside the database and given up when a delete finds the disk
+    full: a delete must write a little (its WAL frames) before it frees anything, and without
+    this room it could not run at all. Made again when the disk has room for it twice over."""
+
+    def __init__(self, path: Path, size: int):
+        self.path = Path(path)
+        self.size = size
+
+    def ensure(self) -> bool:
+        """Make the reserve if it is missing and there is room; True when it is there."""
+        try:
+            if self.path.stat().st_size >= self.size:
+                return True
+        except FileNotFoundError:
+            pass
+        try:
+            if shutil.disk_usage(self.path.parent).free < 2 * self.size:
+                return False
+            tmp = self.path.with_name(f"{TMP_PREFIX}{self.path.name}-{os.getpid()}")
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                try:
+                    _allocate(fd, self.size)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(tmp, self.path)
+            finally:
+                tmp.unlink(missing_ok=True)
+        except OSError:
+            return False
+        return True
+
+    def release(self) -> bool:
+        """Give the reserve's space back to the disk; True when there was one to give."""
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+
+def _allocate(fd: int, size: int) -> None:
+    """Real blocks for `size` bytes (a sparse file would reserve nothing)."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+        return
+    except (AttributeError, OSError) as exc:          # macOS; file systems without fallocate
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise
+    block = b"\0" * CHUNK
+    for _ in range(0, size, CHUNK):
+        os.write(fd, block)

@@ -3,17 +3,20 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
 from app import db
 from app.chats import ChatService
 from app.config import Settings
 from app.documents import DocumentService
 from app.engine_queue import EngineQueue
-from app.errors import EngineUnavailable
-from app.filestore import FileStore
+from app.errors import EngineUnavailable, StorageError
+from app.filestore import FileStore, SpaceReserve
 from app.qa import QAService
 from app.records import BudgetInfo, context_fit
 from app.workspaces import WorkspaceService
@@ -29,6 +32,13 @@ log = logging.getLogger(__name__)
 # value here makes every count be taken again.
 TOKEN_COUNT_FORMAT = "prompt-1"
 
+# Room kept on the data folder's disk for deletes (see SpaceReserve): a delete writes about a
+# twentieth of the text it removes to the WAL (bench/storage_space.py), so this covers deleting
+# several hundred MB of documents at once on a full disk.
+RESERVE_BYTES = 32 << 20
+
+T = TypeVar("T")
+
 
 class Services:
     """svc.workspaces / svc.documents / svc.chats / svc.qa, plus engine and cache helpers.
@@ -43,6 +53,8 @@ class Services:
         self.db = db.open_engine(self.settings.db_path)
         self.sessions = db.make_sessionmaker(self.db)
         self.files = FileStore(self.settings.files_dir)
+        self.reserve = SpaceReserve(self.settings.data_dir / "reserved-space", RESERVE_BYTES)
+        self.reserve.ensure()
         self.queue = EngineQueue()
         self._answerer = answerer
         self._answerer_injected = answerer is not None
@@ -220,6 +232,29 @@ class Services:
                 store.close()
 
     # -- housekeeping -------------------------------------------------------------------------
+    def delete_rows(self, what: str, delete: Callable[[Session], T]) -> T:
+        """Run `delete(session)` in one transaction. A full disk must not stop a delete (it is how
+        space is freed): then the reserve is given up and the delete tried once more. Errors are
+        StorageError naming `what` and the database."""
+        for attempt in (1, 2):
+            try:
+                with db.transaction(self.sessions) as s:
+                    return delete(s)
+            except DBAPIError as exc:
+                full = db.is_disk_full(exc)
+                if full and attempt == 1 and self.reserve.release():
+                    log.warning("the disk of %s is full: gave up the reserved space to delete %s",
+                                self.settings.db_path, what)
+                    continue
+                hint = "; free some space on that disk and try again" if full else ""
+                raise StorageError(f"{what} cannot be deleted from {self.settings.db_path}: "
+                                   f"{exc.orig}{hint}") from None
+        raise AssertionError("unreachable")
+
+    def after_delete(self) -> None:
+        """Put the reserve back when there is room again (never raises: the delete is done)."""
+        self.reserve.ensure()
+
     def _collect_garbage(self) -> None:
         with self.files.locked():
             with db.transaction(self.sessions) as s:

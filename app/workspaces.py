@@ -127,12 +127,15 @@ class WorkspaceService:
 
     def delete(self, ws_id: int) -> None:
         """Remove the workspace, its documents, pages, chats, and originals no one else uses."""
-        with db.transaction(self._svc.sessions) as s:
+        def delete(s) -> set[str]:
             ws = self._row(s, ws_id)
             hashes = set(s.scalars(select(db.Document.content_hash)
                                   .where(db.Document.workspace_id == ws_id)))
             s.delete(ws)       # ON DELETE CASCADE takes documents, pages, chats, messages
+            return hashes
+        hashes = self._svc.delete_rows(f"workspace {ws_id}", delete)
         self._svc.documents.drop_unused_files(hashes)
+        self._svc.after_delete()
 
     @staticmethod
     def _refuse_taken(s, name: str, ws_id: int | None = None) -> None:

@@ -269,3 +269,62 @@ def test_another_process_deleting_the_last_user_of_an_original_while_it_is_added
         assert [w.name for w in adder.workspaces.list()] == ["new"]
         assert adder.documents.file_path(doc.id).is_file()
         _check_consistent(settings.data_dir)
+
+
+FULL_DISK_CHILD = textwrap.dedent("""
+    import json, os, shutil, sys
+    from pathlib import Path
+    from app.config import Settings
+    from app.services import Services
+    data, corpus = Path(sys.argv[1]), Path(sys.argv[2])
+    svc = Services(Settings.from_env(data_dir=data, engine="extractive"))
+    ws = svc.workspaces.create("w")
+    docs = [svc.documents.add(ws.id, corpus / n) for n in ("gnuplot.pdf", "r-intro.pdf")]
+    chat = svc.chats.create(ws.id)
+    svc.qa.answer(ws.id, "How do I plot a function?", chat_id=chat.id)
+    try:
+        with open(data / "filler", "wb") as f:      # the disk fills up (another program, say)
+            while True:
+                f.write(b"x" * 65536)
+                f.flush()
+    except OSError as exc:
+        assert exc.errno == 28, exc
+    out = {"free_full": shutil.disk_usage(data).free}
+    for what, delete in (("document", lambda: svc.documents.remove(ws.id, docs[0].id)),
+                         ("chat", lambda: svc.chats.delete(chat.id)),
+                         ("workspace", lambda: svc.workspaces.delete(ws.id))):
+        try:
+            delete()
+            out[what] = "deleted"
+        except Exception as exc:
+            out[what] = f"{type(exc).__name__}: {exc}"
+    out["free_after"] = shutil.disk_usage(data).free
+    out["workspaces"] = [w.name for w in svc.workspaces.list()]
+    out["files"] = sorted(p.name for p in (data / "files").iterdir())
+    print(json.dumps(out))
+""")
+
+
+def test_deleting_on_a_full_disk_works_and_frees_the_space(tmp_path, corpus):
+    """A real full disk: the data folder on an 80 MiB tmpfs (mounted in a user and mount namespace
+    of a child process) that a filler file fills to the last byte. Deleting a document, a chat and
+    the workspace must all work and give the space back: before, each failed with "database or
+    disk is full", since even a delete must write to SQLite's WAL first."""
+    if subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "true"],
+                      capture_output=True).returncode != 0:
+        pytest.skip("this machine lets no process mount a tmpfs of its own (unshare refused)")
+    mnt = tmp_path / "small-disk"
+    mnt.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+         'mount -t tmpfs -o size=80m tmpfs "$0" && exec "$@"', str(mnt),
+         sys.executable, "-c", FULL_DISK_CHILD, str(mnt / "data"), str(corpus)],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    import json
+    out = json.loads(run.stdout.splitlines()[-1])
+    assert out["free_full"] == 0
+    assert (out["document"], out["chat"], out["workspace"]) == ("deleted",) * 3, out
+    assert out["workspaces"] == [] and out["files"] == []
+    assert out["free_after"] >= 32 << 20          # the reserve given up, and both originals
