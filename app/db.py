@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import json
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable
@@ -251,12 +252,16 @@ class SchemaError(AppError):
 def _on_connect(dbapi_conn, _record) -> None:
     dbapi_conn.isolation_level = None      # the driver's implicit BEGIN is off; see "begin" below
     cur = dbapi_conn.cursor()
+    # First (a new database's first write, even journal_mode, fixes the mode): a new database gives
+    # freed pages back in steps (reclaim_space); an older one is converted by the VACUUM that
+    # reclaim_space runs once there is room for it.
+    cur.execute("PRAGMA auto_vacuum = INCREMENTAL")
     cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     cur.execute("PRAGMA foreign_keys = ON")
     cur.execute("PRAGMA journal_mode = WAL")
     cur.execute("PRAGMA synchronous = NORMAL")
     # Deleted rows are not zeroed page by page (this SQLite is built with secure_delete ON): a
-    # delete then writes about a fifteenth as much (bench/storage_space.py), which a full disk can
+    # delete then writes 9-14x less to the WAL (bench/storage_space.py), which a full disk can
     # still take; the freed pages are overwritten or cut off when the space is reclaimed.
     cur.execute("PRAGMA secure_delete = FAST")
     cur.close()
@@ -302,6 +307,44 @@ def migrate(engine: Engine) -> int:
             MIGRATIONS[number - 1](conn)
             conn.execute(text("INSERT INTO schema_version (version) VALUES (:v)"), {"v": number})
     return SCHEMA_VERSION
+
+
+RECLAIM_STEP_PAGES = 2048        # 8 MiB of 4 KiB pages per step
+
+
+def reclaim_space(engine: Engine) -> int:
+    """Give the pages of deleted rows back to the file system; returns the bytes the database and
+    its WAL shrank by.
+
+    A database in incremental auto-vacuum mode (new ones are) is shrunk RECLAIM_STEP_PAGES at a
+    time, each step one short write transaction and a checkpoint, so a writer in another process
+    waits one step at most, and the WAL, which a full disk has little room for, holds one step at
+    a time. An older database is converted by one VACUUM once a quarter of it is free and its disk
+    has room for two copies; until then later adds reuse its free pages."""
+    path = Path(engine.url.database)
+    before = _bytes_on_disk(path)
+    raw = engine.raw_connection()
+    try:
+        con = raw.driver_connection
+        con.execute("PRAGMA busy_timeout = 1000")      # a checkpoint waits on readers: not for long
+        free, pages, page_size, mode = (con.execute(f"PRAGMA {p}").fetchone()[0]
+                                        for p in ("freelist_count", "page_count", "page_size", "auto_vacuum"))
+        if mode == 2:
+            for _ in range(free // RECLAIM_STEP_PAGES + 1):
+                con.executescript(f"PRAGMA incremental_vacuum({RECLAIM_STEP_PAGES});")
+                con.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        elif free and free * 4 >= pages and shutil.disk_usage(path.parent).free > 2 * pages * page_size:
+            con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            con.executescript("VACUUM;")                # auto_vacuum = INCREMENTAL from _on_connect
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        raw.driver_connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        raw.close()
+    return before - _bytes_on_disk(path)
+
+
+def _bytes_on_disk(path: Path) -> int:
+    return sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal")) if p.exists())
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

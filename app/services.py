@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 TOKEN_COUNT_FORMAT = "prompt-1"
 
 # Room kept on the data folder's disk for deletes (see SpaceReserve): a delete writes about a
-# twentieth of the text it removes to the WAL (bench/storage_space.py), so this covers deleting
-# several hundred MB of documents at once on a full disk.
+# tenth of the page text it removes to the WAL (bench/storage_space.py), so this covers deleting
+# some 300 MB of page text at once on a full disk.
 RESERVE_BYTES = 32 << 20
 
 T = TypeVar("T")
@@ -252,7 +252,12 @@ class Services:
         raise AssertionError("unreachable")
 
     def after_delete(self) -> None:
-        """Put the reserve back when there is room again (never raises: the delete is done)."""
+        """Give the deleted rows' space back to the disk (db.reclaim_space), then put the reserve
+        back when there is room. Never raises: the delete is done."""
+        try:
+            db.reclaim_space(self.db)
+        except Exception:  # noqa: BLE001 -- the space comes back at the next delete
+            log.exception("giving the space of deleted rows back from %s failed", self.settings.db_path)
         self.reserve.ensure()
 
     def _collect_garbage(self) -> None:

@@ -178,6 +178,58 @@ def test_encrypted_with_password_and_limits(tmp_path, corpus):
     svc.close()
 
 
+def _on_disk(settings) -> int:
+    """Bytes of the database and its WAL once the WAL is written back (as at a quiet moment)."""
+    con = sqlite3.connect(settings.db_path)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    return sum(p.stat().st_size for p in settings.data_dir.glob("jambadocs.sqlite3*") if not p.name.endswith("-shm"))
+
+
+def _text_bytes(svc, ws_id) -> int:
+    return sum(len(p.text.encode()) for d in svc.documents.load(ws_id)[1] for p in d.pages)
+
+
+def test_deletes_give_the_space_back_to_the_disk(svc, corpus):
+    """Before, the database never shrank: deleted rows' pages stayed in the file as free pages."""
+    assert _sql(svc, "PRAGMA auto_vacuum") == [(2,)]          # a new database: incremental
+    big = svc.workspaces.create("big")
+    gnuplot = svc.documents.add(big.id, corpus / "gnuplot.pdf")
+    svc.documents.add(big.id, corpus / "pari-refcard.pdf")
+    other = svc.workspaces.create("other")
+    for name in ("r-intro.pdf", "debian-history-fr.pdf"):
+        svc.documents.add(other.id, corpus / name)
+    text = {ws: _text_bytes(svc, ws) for ws in (big.id, other.id)}
+    assert text[big.id] > 800_000
+    start = _on_disk(svc.settings)
+    svc.documents.remove(big.id, gnuplot.id)
+    after_doc = _on_disk(svc.settings)
+    assert start - after_doc > 0.8 * (text[big.id] - _text_bytes(svc, big.id)), (start, after_doc)
+    svc.workspaces.delete(other.id)
+    assert after_doc - _on_disk(svc.settings) > 0.8 * text[other.id]
+    assert [d.filename for d in svc.documents.list(big.id)] == ["pari-refcard.pdf"]
+
+
+def test_an_older_database_is_converted_to_give_space_back(settings, corpus):
+    """A database made before incremental auto-vacuum (auto_vacuum NONE) is VACUUMed once, when a
+    delete leaves a quarter of it free, and shrinks in steps from then on."""
+    with Services(settings) as svc:
+        ws = svc.workspaces.create("w")
+        for name in ("gnuplot.pdf", "hsaur-inference.pdf"):
+            svc.documents.add(ws.id, corpus / name)
+    con = sqlite3.connect(settings.db_path)
+    con.executescript("PRAGMA auto_vacuum = NONE; VACUUM;")     # as the release before this one made it
+    assert con.execute("PRAGMA auto_vacuum").fetchone()[0] == 0
+    con.close()
+    with Services(settings) as svc:
+        start = _on_disk(settings)
+        svc.documents.remove(ws.id, svc.documents.list(ws.id)[0].id)
+        assert start - _on_disk(settings) > 800_000
+        assert _sql(svc, "PRAGMA auto_vacuum") == [(2,)]
+        assert [d.filename for d in svc.documents.list(ws.id)] == ["hsaur-inference.pdf"]
+        assert svc.documents.page(svc.documents.list(ws.id)[0].id, 3).text
+
+
 def test_a_file_that_is_not_a_database_is_refused_untouched(settings):
     settings.data_dir.mkdir(parents=True)
     junk = b"not a database at all " * 50
