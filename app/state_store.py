@@ -53,7 +53,7 @@ from typing import Any, Iterator, Protocol, Sequence
 import numpy as np
 import xxhash
 from sqlalchemy import Engine, Float, Integer, String, Text, create_engine, delete, event, exists, func, select, update
-from sqlalchemy.exc import DatabaseError
+from sqlalchemy.exc import DatabaseError, DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, aliased, mapped_column
 
 log = logging.getLogger(__name__)
@@ -281,8 +281,9 @@ class StateStore:
     # ---- writing -------------------------------------------------------------------------
     def put(self, key: str, parent_key: str, fingerprint: str, depth: int, offset: int, n_tokens: int,
             blob: bytes, protect: Sequence[str] = ()) -> bool:
-        """Store one entry atomically; False (not stored) when it alone exceeds the budget or its
-        parent is no longer stored (evicted meanwhile: the entry could never be restored).
+        """Store one entry atomically; False (not stored) when it alone exceeds the budget, its
+        parent is no longer stored (evicted meanwhile: the entry could never be restored), or it
+        cannot be written (disk full: a question never fails for its cache).
 
         ``protect``: keys of the chain in use, evicted only if nothing else frees enough.
         """
@@ -295,22 +296,29 @@ class StateStore:
         digest = blob_checksum(blob)
         path = self._blob_path(key)
         with self._lock, self._shared_flock():
-            path.parent.mkdir(parents=True, exist_ok=True)
+            recorded = self.entry(key) is not None
             tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}{TMP_SUFFIX}")
             try:
+                path.parent.mkdir(parents=True, exist_ok=True)
                 with open(tmp, "wb") as f:
                     f.write(blob)
                     f.flush()
                     os.fsync(f.fileno())
                 os.replace(tmp, path)
                 _fsync_dir(path.parent)
+                now = time.time()
+                with Session(self._db) as s, s.begin():
+                    s.merge(StateEntry(key=key, parent_key=parent_key, fingerprint=fingerprint, depth=depth,
+                                       offset=offset, n_tokens=n_tokens, nbytes=len(blob), sha256=digest,
+                                       created=now, last_used=now))
+            except (OSError, DBAPIError) as exc:   # disk full, folder read-only: the answer goes on
+                log.warning("state %s (%d bytes) not stored in %s: %s", key[:12], len(blob), self.folder,
+                            getattr(exc, "orig", None) or exc)
+                if not recorded:
+                    path.unlink(missing_ok=True)
+                return False
             finally:
                 tmp.unlink(missing_ok=True)
-            now = time.time()
-            with Session(self._db) as s, s.begin():
-                s.merge(StateEntry(key=key, parent_key=parent_key, fingerprint=fingerprint, depth=depth,
-                                   offset=offset, n_tokens=n_tokens, nbytes=len(blob), sha256=digest,
-                                   created=now, last_used=now))
         self.evict(protect=[*protect, key])
         return True
 
@@ -318,8 +326,11 @@ class StateStore:
         """Mark a chain as used now (one timestamp for all, so parents are never older)."""
         if not keys:
             return
-        with Session(self._db) as s, s.begin():
-            s.execute(update(StateEntry).where(StateEntry.key.in_(list(keys))).values(last_used=time.time()))
+        try:
+            with Session(self._db) as s, s.begin():
+                s.execute(update(StateEntry).where(StateEntry.key.in_(list(keys))).values(last_used=time.time()))
+        except DBAPIError as exc:          # disk full: the entries are still there, only older
+            log.warning("state store %s: last use not recorded: %s", self.folder, exc.orig)
 
     def drop(self, key: str) -> int:
         """Remove an entry and all its descendants; returns how many entries were removed."""
@@ -392,13 +403,17 @@ class StateStore:
         return pages
 
     def remember_selection(self, key: str, pages: Sequence[Sequence[int]]) -> None:
-        """Keep `pages` for `key`, dropping the least recently used beyond MAX_SELECTIONS."""
-        with self._lock, Session(self._db) as s, s.begin():
-            s.merge(PageSelection(key=key, pages=json.dumps([list(map(int, d)) for d in pages]),
-                                  last_used=time.time()))
-            s.flush()
-            stale = select(PageSelection.key).order_by(PageSelection.last_used.desc()).offset(self.MAX_SELECTIONS)
-            s.execute(delete(PageSelection).where(PageSelection.key.in_(stale)))
+        """Keep `pages` for `key`, dropping the least recently used beyond MAX_SELECTIONS (not
+        kept, with a warning, when the index cannot be written: the answer goes on)."""
+        try:
+            with self._lock, Session(self._db) as s, s.begin():
+                s.merge(PageSelection(key=key, pages=json.dumps([list(map(int, d)) for d in pages]),
+                                      last_used=time.time()))
+                s.flush()
+                stale = select(PageSelection.key).order_by(PageSelection.last_used.desc()).offset(self.MAX_SELECTIONS)
+                s.execute(delete(PageSelection).where(PageSelection.key.in_(stale)))
+        except DBAPIError as exc:
+            log.warning("state store %s: page selection not kept: %s", self.folder, exc.orig)
 
     # ---- reporting -----------------------------------------------------------------------
     def total_bytes(self) -> int:

@@ -3,6 +3,7 @@ consistent database; bad input never damages what is there."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import signal
@@ -271,7 +272,37 @@ def test_another_process_deleting_the_last_user_of_an_original_while_it_is_added
         _check_consistent(settings.data_dir)
 
 
-FULL_DISK_CHILD = textwrap.dedent("""
+def _on_a_small_disk(tmp_path: Path, size: str, child: str, *args) -> dict:
+    """Run the Python code `child` in a process whose first argument is a folder on a tmpfs of
+    `size` of its own (a user and mount namespace, so no root is needed); its last line of output,
+    read as JSON."""
+    if subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "true"],
+                      capture_output=True).returncode != 0:
+        pytest.skip("this machine lets no process mount a tmpfs of its own (unshare refused)")
+    mnt = tmp_path / "small-disk"
+    mnt.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+         f'mount -t tmpfs -o size={size} tmpfs "$0" && exec "$@"', str(mnt),
+         sys.executable, "-c", child, str(mnt / "data"), *map(str, args)],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.splitlines()[-1])
+
+
+FILL_DISK = """
+def fill_disk(folder):
+    with open(folder / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"x" * 65536)
+                f.flush()
+        except OSError as exc:
+            assert exc.errno == 28, exc
+"""
+
+FULL_DISK_CHILD = FILL_DISK + textwrap.dedent("""
     import json, os, shutil, sys
     from pathlib import Path
     from app.config import Settings
@@ -282,13 +313,7 @@ FULL_DISK_CHILD = textwrap.dedent("""
     docs = [svc.documents.add(ws.id, corpus / n) for n in ("gnuplot.pdf", "r-intro.pdf")]
     chat = svc.chats.create(ws.id)
     svc.qa.answer(ws.id, "How do I plot a function?", chat_id=chat.id)
-    try:
-        with open(data / "filler", "wb") as f:      # the disk fills up (another program, say)
-            while True:
-                f.write(b"x" * 65536)
-                f.flush()
-    except OSError as exc:
-        assert exc.errno == 28, exc
+    fill_disk(data)                                # (another program, say)
     out = {"free_full": shutil.disk_usage(data).free}
     for what, delete in (("document", lambda: svc.documents.remove(ws.id, docs[0].id)),
                          ("chat", lambda: svc.chats.delete(chat.id)),
@@ -310,21 +335,40 @@ def test_deleting_on_a_full_disk_works_and_frees_the_space(tmp_path, corpus):
     of a child process) that a filler file fills to the last byte. Deleting a document, a chat and
     the workspace must all work and give the space back: before, each failed with "database or
     disk is full", since even a delete must write to SQLite's WAL first."""
-    if subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "true"],
-                      capture_output=True).returncode != 0:
-        pytest.skip("this machine lets no process mount a tmpfs of its own (unshare refused)")
-    mnt = tmp_path / "small-disk"
-    mnt.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    run = subprocess.run(
-        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
-         'mount -t tmpfs -o size=80m tmpfs "$0" && exec "$@"', str(mnt),
-         sys.executable, "-c", FULL_DISK_CHILD, str(mnt / "data"), str(corpus)],
-        capture_output=True, text=True, env=env, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
-    import json
-    out = json.loads(run.stdout.splitlines()[-1])
+    out = _on_a_small_disk(tmp_path, "80m", FULL_DISK_CHILD, corpus)
     assert out["free_full"] == 0
     assert (out["document"], out["chat"], out["workspace"]) == ("deleted",) * 3, out
     assert out["workspaces"] == [] and out["files"] == []
     assert out["free_after"] >= 32 << 20          # the reserve given up, and both originals
+
+
+STATE_STORE_CHILD = FILL_DISK + textwrap.dedent("""
+    import json, os, shutil, sys
+    from pathlib import Path
+    from app.state_store import StateStore
+    data = Path(sys.argv[1])
+    store = StateStore(data / "states")
+    first = os.urandom(1 << 20)
+    assert store.put("a" * 64, "", "model", 0, 0, 100, first)
+    fill_disk(data)
+    out = {"free_full": shutil.disk_usage(data).free}
+    out["put"] = store.put("b" * 64, "a" * 64, "model", 1, 100, 200, os.urandom(4 << 20))
+    store.touch(["a" * 64])
+    store.remember_selection("c" * 64, [[1, 2]])
+    out["left"] = sorted(p.name for p in (data / "states" / "blobs").rglob("*") if p.is_file())
+    out["first_intact"] = store.read("a" * 64) == first
+    os.remove(data / "filler")
+    out["put_with_room"] = store.put("b" * 64, "a" * 64, "model", 1, 100, 200, os.urandom(4 << 20))
+    print(json.dumps(out))
+""")
+
+
+def test_a_full_disk_leaves_the_state_cache_unstored_and_the_answer_going(tmp_path):
+    """The state cache on a real full disk (a 16 MiB tmpfs): storing a boundary state, marking
+    entries used and keeping a page selection must not raise (before, the OSError of the blob
+    write ended the question it was cached for), and no partial blob may stay behind."""
+    out = _on_a_small_disk(tmp_path, "16m", STATE_STORE_CHILD)
+    assert out["free_full"] == 0
+    assert out["put"] is False and out["first_intact"] is True
+    assert out["left"] == ["a" * 64 + ".state"]
+    assert out["put_with_room"] is True
