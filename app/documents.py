@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from app import db
-from app.errors import InvalidInput, NotFound
+from app.errors import InvalidInput, NotFound, StorageError
 from app.filestore import sha256_file
 from app.records import DocumentInfo, PageInfo, _utc
 from ingest.kinds import CONVERT_HINTS, SUPPORTED_SUFFIXES
@@ -149,7 +149,11 @@ class DocumentService:
 
     def _insert(self, ws_id: int, path: Path, size: int, doc: "ingest.Document") -> DocumentInfo:
         with self._svc.files.locked():           # add/remove of originals, across processes too
-            self._svc.files.put(path, doc.content_hash)
+            try:
+                self._svc.files.put(path, doc.content_hash)
+            except OSError as exc:                # disk full, read-only folder ...
+                raise StorageError(f"{doc.filename}: cannot be saved in {self._svc.files.folder}: "
+                                   f"{exc.strerror or exc}") from None
             try:
                 with db.transaction(self._svc.sessions) as s:
                     self._svc.workspaces._row(s, ws_id)
@@ -173,8 +177,8 @@ class DocumentService:
                 return found
             except DBAPIError as exc:         # disk full, database locked too long, read-only folder ...
                 self.drop_unused_files({doc.content_hash})
-                raise OSError(f"{doc.filename}: cannot be saved in {self._svc.settings.db_path}: "
-                              f"{exc.orig}") from None
+                raise StorageError(f"{doc.filename}: cannot be saved in {self._svc.settings.db_path}: "
+                                   f"{exc.orig}") from None
             except BaseException:
                 self.drop_unused_files({doc.content_hash})
                 raise

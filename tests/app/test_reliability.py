@@ -315,6 +315,10 @@ FULL_DISK_CHILD = FILL_DISK + textwrap.dedent("""
     svc.qa.answer(ws.id, "How do I plot a function?", chat_id=chat.id)
     fill_disk(data)                                # (another program, say)
     out = {"free_full": shutil.disk_usage(data).free}
+    try:
+        svc.documents.add(ws.id, corpus / "acm-sigconf.pdf")
+    except Exception as exc:
+        out["add"] = f"{type(exc).__name__}: {exc}"
     for what, delete in (("document", lambda: svc.documents.remove(ws.id, docs[0].id)),
                          ("chat", lambda: svc.chats.delete(chat.id)),
                          ("workspace", lambda: svc.workspaces.delete(ws.id))):
@@ -334,9 +338,12 @@ def test_deleting_on_a_full_disk_works_and_frees_the_space(tmp_path, corpus):
     """A real full disk: the data folder on an 80 MiB tmpfs (mounted in a user and mount namespace
     of a child process) that a filler file fills to the last byte. Deleting a document, a chat and
     the workspace must all work and give the space back: before, each failed with "database or
-    disk is full", since even a delete must write to SQLite's WAL first."""
+    disk is full", since even a delete must write to SQLite's WAL first. An add is refused naming the
+    file (before: a bare OSError, "[Errno 28] No space left on device", an HTTP 500)."""
     out = _on_a_small_disk(tmp_path, "80m", FULL_DISK_CHILD, corpus)
     assert out["free_full"] == 0
+    # an add when the disk is full is a StorageError (HTTP 507) naming the file and the reason
+    assert out["add"].startswith("StorageError: acm-sigconf.pdf: cannot be saved in ") and "No space" in out["add"]
     assert (out["document"], out["chat"], out["workspace"]) == ("deleted",) * 3, out
     assert out["workspaces"] == [] and out["files"] == []
     assert out["free_after"] >= 32 << 20          # the reserve given up, and both originals
