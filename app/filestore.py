@@ -146,17 +146,12 @@ class SpaceReserve:
         try:
             if shutil.disk_usage(self.path.parent).free < 2 * self.size:
                 return False
-            tmp = self.path.with_name(f"{TMP_PREFIX}{self.path.name}-{os.getpid()}")
-            try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                try:
-                    _allocate(fd, self.size)
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                os.replace(tmp, self.path)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)    # a part left by a crash is
+            try:                                                        # completed, not leaked
+                _allocate(fd, self.size)
+                os.fsync(fd)
             finally:
-                tmp.unlink(missing_ok=True)
+                os.close(fd)
         except OSError:
             return False
         return True

@@ -379,3 +379,43 @@ def test_a_full_disk_leaves_the_state_cache_unstored_and_the_answer_going(tmp_pa
     assert out["put"] is False and out["first_intact"] is True
     assert out["left"] == ["a" * 64 + ".state"]
     assert out["put_with_room"] is True
+
+
+RESERVE_CHILD = textwrap.dedent("""
+    import os, sys
+    from pathlib import Path
+    import app.services
+    from app.config import Settings
+    app.services.RESERVE_BYTES = 1 << 30       # long enough to be killed in the middle
+    def no_fallocate(fd, offset, size):        # as on macOS, or a file system without fallocate
+        raise OSError(95, "Operation not supported")
+    os.posix_fallocate = no_fallocate
+    app.services.Services(Settings.from_env(data_dir=Path(sys.argv[1]), engine="extractive"))
+""")
+
+
+def test_sigkill_while_the_reserve_is_written_leaves_nothing_that_is_not_reclaimed(tmp_path, monkeypatch):
+    """The reserved space is written in place, so a process killed while writing it leaves a
+    short reserve that the next start completes, not a temp file no one ever removes."""
+    import shutil
+
+    import app.services
+    if shutil.disk_usage(tmp_path).free < 3 << 30:
+        pytest.skip("needs 3 GiB free for a 1 GiB reserve (made only with room for it twice over)")
+    data = tmp_path / "data"
+    child = subprocess.Popen([sys.executable, "-c", RESERVE_CHILD, str(data)],
+                             env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        deadline = time.monotonic() + 60
+        while not any(p.stat().st_size > 0 for p in data.glob("*reserved-space*")):
+            assert child.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait(30)
+    assert [p.name for p in data.iterdir() if "reserved-space" in p.name] == ["reserved-space"]
+    assert (data / "reserved-space").stat().st_size < 1 << 30
+    monkeypatch.setattr(app.services, "RESERVE_BYTES", 1 << 30)
+    with Services(Settings.from_env(data_dir=data, engine="extractive")):
+        assert (data / "reserved-space").stat().st_size == 1 << 30
