@@ -43,6 +43,7 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import threading
 import time
 from contextlib import contextmanager
@@ -166,25 +167,33 @@ class StateStore:
         self._cleanup()
 
     def _open_index(self) -> Engine:
-        """The SQLite index; a damaged one is discarded with the blobs (the cache is disposable)."""
+        """The SQLite index; a damaged one (not a database, or corrupt) is discarded with the blobs
+        (the cache is disposable). Done holding the lock file alone: two processes creating the
+        tables at once made one fail ("table already exists"), and it discarded the index and the
+        blobs the other was writing; any error but damage is a StateStoreError, discarding nothing."""
         path = self.folder / "index.sqlite"
-        for attempt in (1, 2):
-            db = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
-            event.listen(db, "connect", _sqlite_pragmas)
-            try:
-                _Base.metadata.create_all(db)
-                self._check_schema(db)
-                return db
-            except DatabaseError as exc:
-                db.dispose()
-                if attempt == 2:
-                    raise StateStoreError(f"{path}: cannot open the state index: {exc}") from exc
-                log.warning("state index %s is damaged (%s); starting an empty cache", path, exc.orig)
-                for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-                    p.unlink(missing_ok=True)
-                shutil.rmtree(self.blobs, ignore_errors=True)
-                self.blobs.mkdir(parents=True, exist_ok=True)
-        raise AssertionError("unreachable")
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            for attempt in (1, 2):
+                db = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
+                event.listen(db, "connect", _sqlite_pragmas)
+                try:
+                    _Base.metadata.create_all(db)
+                    self._check_schema(db)
+                    return db
+                except DatabaseError as exc:
+                    db.dispose()
+                    code = getattr(exc.orig, "sqlite_errorcode", 0) & 0xFF
+                    if attempt == 2 or code not in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+                        raise StateStoreError(f"{path}: cannot open the state index: {exc.orig}") from exc
+                    log.warning("state index %s is damaged (%s); starting an empty cache", path, exc.orig)
+                    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                        p.unlink(missing_ok=True)
+                    shutil.rmtree(self.blobs, ignore_errors=True)
+                    self.blobs.mkdir(parents=True, exist_ok=True)
+            raise AssertionError("unreachable")
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     # ---- reading -------------------------------------------------------------------------
     def stored_path(self, keys: Sequence[str]) -> tuple[int, list[str]]:
