@@ -28,7 +28,7 @@ def _env_number(name: str, kind: type = int) -> int | float | None:
 
 
 # integer settings (JAMBADOCS_<NAME> in the environment), each positive
-POSITIVE_INTS = ("cache_bytes", "max_upload_bytes", "max_pages", "max_new_tokens", "max_thinking_tokens")
+POSITIVE_INTS = ("cache_bytes", "reserve_bytes", "max_upload_bytes", "max_pages", "max_new_tokens", "max_thinking_tokens")
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,10 @@ class Settings:
     remote_model: str | None = None
     remote_api_key: str | None = field(default=None, repr=False)   # secret: kept out of repr/logs
     cache_bytes: int = 8 * 1024**3     # state-store byte budget
+    # Room kept on the data folder's disk for deletes (app.filestore.SpaceReserve): a delete writes
+    # about a tenth of the page text it removes to the WAL (bench/storage_space.py), so the default
+    # covers deleting some 300 MB of page text at once on a full disk.
+    reserve_bytes: int = 32 * 1024**2
     max_upload_bytes: int = 200 * 1024**2
     max_pages: int = 5000
     max_new_tokens: int = 512

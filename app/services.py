@@ -32,11 +32,6 @@ log = logging.getLogger(__name__)
 # value here makes every count be taken again.
 TOKEN_COUNT_FORMAT = "prompt-1"
 
-# Room kept on the data folder's disk for deletes (see SpaceReserve): a delete writes about a
-# tenth of the page text it removes to the WAL (bench/storage_space.py), so this covers deleting
-# some 300 MB of page text at once on a full disk.
-RESERVE_BYTES = 32 << 20
-
 T = TypeVar("T")
 
 
@@ -53,7 +48,7 @@ class Services:
         self.db = db.open_engine(self.settings.db_path)
         self.sessions = db.make_sessionmaker(self.db)
         self.files = FileStore(self.settings.files_dir)
-        self.reserve = SpaceReserve(self.settings.data_dir / "reserved-space", RESERVE_BYTES)
+        self.reserve = SpaceReserve(self.settings.data_dir / "reserved-space", self.settings.reserve_bytes)
         self.reserve.ensure()
         self.queue = EngineQueue()
         self._answerer = answerer

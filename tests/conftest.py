@@ -14,6 +14,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# Every data folder keeps reserved-space (32 MiB of real blocks by default); hundreds of test data
+# folders kept by pytest would hold gigabytes. The full-disk tests use the default.
+os.environ.setdefault("JAMBADOCS_RESERVE_BYTES", str(1 << 20))
 
 
 @pytest.fixture(scope="session")

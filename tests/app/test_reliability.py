@@ -282,6 +282,7 @@ def _on_a_small_disk(tmp_path: Path, size: str, child: str, *args) -> dict:
     mnt = tmp_path / "small-disk"
     mnt.mkdir()
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env.pop("JAMBADOCS_RESERVE_BYTES", None)       # the default, as users have it
     run = subprocess.run(
         ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
          f'mount -t tmpfs -o size={size} tmpfs "$0" && exec "$@"', str(mnt),
@@ -386,20 +387,20 @@ RESERVE_CHILD = textwrap.dedent("""
     from pathlib import Path
     import app.services
     from app.config import Settings
-    app.services.RESERVE_BYTES = 1 << 30       # long enough to be killed in the middle
     def no_fallocate(fd, offset, size):        # as on macOS, or a file system without fallocate
         raise OSError(95, "Operation not supported")
     os.posix_fallocate = no_fallocate
-    app.services.Services(Settings.from_env(data_dir=Path(sys.argv[1]), engine="extractive"))
+    settings = Settings.from_env(data_dir=Path(sys.argv[1]), engine="extractive",
+                                 reserve_bytes=1 << 30)       # long enough to be killed in the middle
+    app.services.Services(settings)
 """)
 
 
-def test_sigkill_while_the_reserve_is_written_leaves_nothing_that_is_not_reclaimed(tmp_path, monkeypatch):
+def test_sigkill_while_the_reserve_is_written_leaves_nothing_that_is_not_reclaimed(tmp_path):
     """The reserved space is written in place, so a process killed while writing it leaves a
     short reserve that the next start completes, not a temp file no one ever removes."""
     import shutil
 
-    import app.services
     if shutil.disk_usage(tmp_path).free < 3 << 30:
         pytest.skip("needs 3 GiB free for a 1 GiB reserve (made only with room for it twice over)")
     data = tmp_path / "data"
@@ -416,6 +417,5 @@ def test_sigkill_while_the_reserve_is_written_leaves_nothing_that_is_not_reclaim
         child.wait(30)
     assert [p.name for p in data.iterdir() if "reserved-space" in p.name] == ["reserved-space"]
     assert (data / "reserved-space").stat().st_size < 1 << 30
-    monkeypatch.setattr(app.services, "RESERVE_BYTES", 1 << 30)
-    with Services(Settings.from_env(data_dir=data, engine="extractive")):
+    with Services(Settings.from_env(data_dir=data, engine="extractive", reserve_bytes=1 << 30)):
         assert (data / "reserved-space").stat().st_size == 1 << 30

@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import inspect
 
 from app import db
+from app.config import Settings
 from app.errors import Conflict, InvalidInput, NotFound
 from app.services import Services
 from ingest import IngestError
@@ -237,3 +238,11 @@ def test_a_file_that_is_not_a_database_is_refused_untouched(settings):
     with pytest.raises(db.SchemaError, match="not a database"):
         Services(settings)
     assert settings.db_path.read_bytes() == junk
+
+
+def test_the_reserved_space_is_a_setting(tmp_path, monkeypatch):
+    monkeypatch.setenv("JAMBADOCS_RESERVE_BYTES", str(3 << 20))
+    with Services(Settings.from_env(data_dir=tmp_path / "data", engine="extractive")) as svc:
+        assert (svc.settings.data_dir / "reserved-space").stat().st_size == 3 << 20
+    with pytest.raises(ValueError, match="reserve_bytes must be positive"):
+        Settings.from_env(data_dir=tmp_path, reserve_bytes=0)
