@@ -35,9 +35,11 @@ def clean_name(name: str) -> str:
 
 def name_key(name: str) -> str:
     """What two workspace names must differ in to be two names: not case, Unicode form
-    (NFKC: "ﬁ" is "fi", a no-break space a space) nor runs of spaces, as on macOS and Windows,
-    where "Reports" and "reports" name one folder."""
-    return " ".join(unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold()).split())
+    (NFKC: "ﬁ" is "fi", a no-break space a space), invisible format characters (a zero-width
+    space) nor runs of spaces, as on macOS and Windows, where "Reports" and "reports" name one
+    folder."""
+    key = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+    return " ".join("".join(c for c in key if unicodedata.category(c) != "Cf").split())
 
 
 def find_by_name(workspaces: Sequence[Any], name: str) -> Any:

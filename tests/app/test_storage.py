@@ -65,7 +65,7 @@ def test_workspace_names(svc):
         svc.workspaces.get(999)
 
 
-@pytest.mark.parametrize("other", ["reports", "REPORTS", "  rePorts  ", "Reports\u00a0", "My  Reports",
+@pytest.mark.parametrize("other", ["reports", "REPORTS", "  rePorts  ", "Reports\u00a0", "My  Reports", "Re\u200bports",
                                    "\uff32\uff45\uff50\uff4f\uff52\uff54\uff53"])
 def test_names_differing_in_case_form_or_spacing_are_one_name(svc, other):
     """As on macOS and Windows, where "Reports" and "reports" are one folder: creating or renaming
