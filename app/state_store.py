@@ -63,6 +63,9 @@ SCHEMA_VERSION = 1
 BLOB_SUFFIX = ".state"
 TMP_SUFFIX = ".tmp"
 CHECKSUM_PREFIX = "xxh3_128:"
+# Free space a store leaves on its disk for what is not disposable (documents, answers): an entry
+# that would leave less is stored only after older entries make room, else not at all.
+MIN_FREE_BYTES = 512 << 20
 
 
 class StateStoreError(RuntimeError):
@@ -151,10 +154,12 @@ class RestoredPrefix:
 class StateStore:
     """SQLite-indexed blob store of chained hybrid states with an LRU byte budget."""
 
-    def __init__(self, folder: str | os.PathLike, budget_bytes: int | None = None) -> None:
+    def __init__(self, folder: str | os.PathLike, budget_bytes: int | None = None,
+                 min_free_bytes: int = MIN_FREE_BYTES) -> None:
         self.folder = Path(folder)
         self.blobs = self.folder / "blobs"
         self.budget_bytes = budget_bytes
+        self.min_free_bytes = min_free_bytes
         self._lock = threading.RLock()
         self.hits = 0
         self.misses = 0
@@ -291,7 +296,8 @@ class StateStore:
     def put(self, key: str, parent_key: str, fingerprint: str, depth: int, offset: int, n_tokens: int,
             blob: bytes, protect: Sequence[str] = ()) -> bool:
         """Store one entry atomically; False (not stored) when it alone exceeds the budget, its
-        parent is no longer stored (evicted meanwhile: the entry could never be restored), or it
+        parent is no longer stored (evicted meanwhile: the entry could never be restored), it would
+        leave less than min_free_bytes free on the disk once older entries are evicted, or it
         cannot be written (disk full: a question never fails for its cache).
 
         ``protect``: keys of the chain in use, evicted only if nothing else frees enough.
@@ -304,6 +310,16 @@ class StateStore:
             return False
         digest = blob_checksum(blob)
         path = self._blob_path(key)
+        with self._lock:
+            try:
+                room = self._make_room(len(blob), protect=[*protect, parent_key])
+            except (OSError, DBAPIError) as exc:
+                log.warning("state store %s: cannot make room: %s", self.folder, getattr(exc, "orig", None) or exc)
+                room = False
+            if not room:
+                log.info("state %s (%d bytes) not stored: it would leave less than %d bytes free on the "
+                         "disk of %s", key[:12], len(blob), self.min_free_bytes, self.folder)
+                return False
         with self._lock, self._shared_flock():
             recorded = self.entry(key) is not None
             tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}{TMP_SUFFIX}")
@@ -350,6 +366,21 @@ class StateStore:
             for k in doomed:
                 self._blob_path(k).unlink(missing_ok=True)
             return len(doomed)
+
+    def _make_room(self, nbytes: int, protect: Sequence[str]) -> bool:
+        """Evict least recently used leaves outside `protect` until `nbytes` more leave
+        min_free_bytes free on the store's disk; False when even that is not enough."""
+        child = aliased(StateEntry)
+        leaves = (select(StateEntry.key).where(~exists().where(child.parent_key == StateEntry.key))
+                  .where(StateEntry.key.not_in(list(protect))).order_by(StateEntry.last_used))
+        while shutil.disk_usage(self.blobs).free - nbytes < self.min_free_bytes:
+            with Session(self._db) as s:
+                victim = s.scalars(leaves.limit(1)).first()
+            if victim is None:
+                return False
+            log.info("disk of %s nearly full: evicting %s", self.folder, victim[:12])
+            self.drop(victim)
+        return True
 
     def evict(self, protect: Sequence[str] = ()) -> int:
         """Evict least recently used leaves until under the budget; returns entries removed.

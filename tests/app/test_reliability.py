@@ -356,6 +356,7 @@ STATE_STORE_CHILD = FILL_DISK + textwrap.dedent("""
     from app.state_store import StateStore
     data = Path(sys.argv[1])
     store = StateStore(data / "states")
+    store.min_free_bytes = 0                        # let it fill the disk to the last byte
     first = os.urandom(1 << 20)
     assert store.put("a" * 64, "", "model", 0, 0, 100, first)
     fill_disk(data)
@@ -380,6 +381,33 @@ def test_a_full_disk_leaves_the_state_cache_unstored_and_the_answer_going(tmp_pa
     assert out["put"] is False and out["first_intact"] is True
     assert out["left"] == ["a" * 64 + ".state"]
     assert out["put_with_room"] is True
+
+
+STATE_STORE_ROOM_CHILD = textwrap.dedent("""
+    import json, os, shutil, sys
+    from pathlib import Path
+    from app.state_store import StateStore
+    data = Path(sys.argv[1])
+    store = StateStore(data / "states")
+    store.min_free_bytes = 16 << 20
+    out = {"stored": [], "least_free": shutil.disk_usage(data).free}
+    for i in range(12):                             # 48 MiB of states on a 48 MiB disk
+        out["stored"].append(store.put(f"{i:064x}", "", "model", 0, 0, 10, os.urandom(4 << 20)))
+        out["least_free"] = min(out["least_free"], shutil.disk_usage(data).free)
+    out["kept"] = [i for i in range(12) if store.entry(f"{i:064x}") is not None]
+    print(json.dumps(out))
+""")
+
+
+def test_the_state_cache_leaves_room_on_its_disk_for_documents_and_answers(tmp_path):
+    """States are disposable, documents and answers are not: on a 48 MiB disk the cache keeps
+    16 MiB free by evicting its least recently used entries, and goes on storing new ones. Before,
+    it filled the disk (its budget, 8 GiB, knows nothing of the disk), and then an answer or an
+    upload could not be saved."""
+    out = _on_a_small_disk(tmp_path, "48m", STATE_STORE_ROOM_CHILD)
+    assert out["stored"] == [True] * 12
+    assert out["least_free"] >= 16 << 20
+    assert out["kept"] == list(range(12 - len(out["kept"]), 12)) and len(out["kept"]) >= 5
 
 
 RESERVE_CHILD = textwrap.dedent("""
