@@ -260,10 +260,10 @@ def _on_connect(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA foreign_keys = ON")
     cur.execute("PRAGMA journal_mode = WAL")
     cur.execute("PRAGMA synchronous = NORMAL")
-    # Deleted rows are not zeroed page by page (this SQLite is built with secure_delete ON): a
-    # delete then writes 9-14x less to the WAL (bench/storage_space.py), which a full disk can
-    # still take; the freed pages are overwritten or cut off when the space is reclaimed.
-    cur.execute("PRAGMA secure_delete = FAST")
+    # A deleted document's text is zeroed in the file, whatever this SQLite's build default (and
+    # an older database, not yet auto-vacuumed, keeps its freed pages). On a full disk a delete is
+    # retried with FAST (Services.delete_rows), which writes 9-14x less (bench/storage_space.py).
+    cur.execute("PRAGMA secure_delete = ON")
     cur.close()
 
 

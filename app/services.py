@@ -229,12 +229,23 @@ class Services:
     # -- housekeeping -------------------------------------------------------------------------
     def delete_rows(self, what: str, delete: Callable[[Session], T]) -> T:
         """Run `delete(session)` in one transaction. A full disk must not stop a delete (it is how
-        space is freed): then the reserve is given up and the delete tried once more. Errors are
-        StorageError naming `what` and the database."""
+        space is freed): then the reserve is given up and the delete tried once more, writing
+        less. Errors are StorageError naming `what` and the database."""
         for attempt in (1, 2):
             try:
                 with db.transaction(self.sessions) as s:
-                    return delete(s)
+                    if attempt == 1:
+                        return delete(s)
+                    # Retried on a full disk: freed pages are not zeroed (9-14x less to write);
+                    # the next reclaim cuts them off or overwrites them.
+                    conn = s.connection()
+                    conn.exec_driver_sql("PRAGMA secure_delete = FAST")
+                    try:
+                        result = delete(s)
+                        s.flush()
+                    finally:
+                        conn.exec_driver_sql("PRAGMA secure_delete = ON")
+                    return result
             except DBAPIError as exc:
                 full = db.is_disk_full(exc)
                 if full and attempt == 1 and self.reserve.release():

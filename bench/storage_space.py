@@ -1,7 +1,8 @@
 """What a delete writes, and the space it gives back, on a database of realistic size (app/db.py):
 
-  wal      bytes a delete appends to SQLite's WAL with secure_delete ON (this SQLite's build
-           default: every freed page zeroed) and FAST (ours): what a full disk must have room for
+  wal      bytes a delete appends to SQLite's WAL with secure_delete ON (ours, and this SQLite's
+           build default: every freed page zeroed) and FAST (the retry on a full disk): what a
+           full disk must have room for
   reclaim  ms of the delete transaction and of db.reclaim_space after it (incremental vacuum in
            steps + checkpoint), and the database + WAL bytes before and after
   convert  ms of the one VACUUM that converts an older database (auto_vacuum NONE)

@@ -246,3 +246,24 @@ def test_the_reserved_space_is_a_setting(tmp_path, monkeypatch):
         assert (svc.settings.data_dir / "reserved-space").stat().st_size == 3 << 20
     with pytest.raises(ValueError, match="reserve_bytes must be positive"):
         Settings.from_env(data_dir=tmp_path, reserve_bytes=0)
+
+
+def test_a_deleted_documents_text_is_not_left_in_the_database_file(settings, corpus):
+    """Deleting is forgetting: a phrase found only in the deleted document is not in the database
+    file afterwards, also in an older database whose freed pages are not cut off yet (less than a
+    quarter of it free). Before, deletes ran with secure_delete FAST and left the text in them."""
+    with Services(settings) as svc:
+        ws = svc.workspaces.create("w")
+        for name in ("r-intro.pdf", "gnuplot.pdf", "hsaur-inference.pdf"):
+            svc.documents.add(ws.id, corpus / name)
+    con = sqlite3.connect(settings.db_path)
+    con.executescript("PRAGMA auto_vacuum = NONE; VACUUM;")
+    con.close()
+    secret = b"pistonrings"              # in hsaur-inference.pdf (7 times), not in the others
+    assert secret in settings.db_path.read_bytes()
+    with Services(settings) as svc:
+        doc = next(d for d in svc.documents.list(ws.id) if d.filename == "hsaur-inference.pdf")
+        svc.documents.remove(ws.id, doc.id)
+        assert _sql(svc, "PRAGMA auto_vacuum") == [(0,)]      # not converted: freed pages stay
+    on_disk = b"".join(p.read_bytes() for p in settings.data_dir.glob("jambadocs.sqlite3*"))
+    assert secret not in on_disk
