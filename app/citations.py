@@ -2,7 +2,8 @@
 
 Forms understood:
   inline   "... claim [doc 2, p. 14]."  "[doc 1, pp. 3-5]"  "[doc 1, p. 2; doc 3, p. iv]"
-           "[doc 1, p. 2, doc 2, p. 7]"  "[doc 1, pp. 2, 5]"  "【doc 1, p. 2】"  "(doc 2, page 5)"
+           "[doc 1, p. 2, doc 2, p. 7]"  "[doc 1, pp. 2, 5]"  "[doc 1, pp. 3-5, 7]"  "[docs 1 and 2, p. 2]"
+           "【doc 1, p. 2】"  "(doc 2, page 5)"  bare: "[1, p. 3]"  "[1 p3]"  "[doc 2][p. 5]"  "[p. 5]"
   block    "<citations> ... </citations>" after the answer (the checkpoint's grounded form):
            a JSON list of {"doc"|"document", "page"|"pages", "quote"|"text"} objects, or one
            line per citation: '[doc N, p. M] "quoted text"' / 'doc N, p. M: quoted text'.
@@ -68,9 +69,17 @@ class ParsedAnswer:
 _BRACKET = re.compile(r"\[([^\[\]\n]{1,300})\]|\u3010([^\u3010\u3011\n]{1,300})\u3011|\(([^()\[\]\n]{1,300})\)")
 
 
-_DOC = re.compile(r"\b(?:doc(?:ument)?|source)\.?\s*#?\s*(\d{1,4})\b", re.I)
-_PAGES = re.compile(r"\b(?:pages?|pgs?\.?|pp\.?|p\.?|s\.)(?![a-z])\s*(.+)$", re.I | re.S)
-_RANGE = re.compile(r"^\s*([0-9ivxlcdmIVXLCDM]+)\s*(?:-|–|—|to)\s*([0-9ivxlcdmIVXLCDM]+)\s*$")
+_NUM_SEP = r"\s*(?:,|&|\band\b|\bund\b|\bet\b)\s*"
+# "doc 2", "Document #2", "source 2"; a plural names a list: "docs 1 and 2", "documents 1, 3"
+_DOC = re.compile(r"\b(?:(?:docs|documents|sources)\.?\s*(\d{1,4}(?:" + _NUM_SEP + r"\d{1,4})*)"
+                  r"|(?:doc(?:ument)?|source)\.?\s*#?\s*(\d{1,4}))\b", re.I)
+_PAGE_WORD = r"(?:pages?|pgs?\.?|pp\.?|p\.?|s\.)"
+_PAGES = re.compile(r"\b" + _PAGE_WORD + r"(?![a-z])\s*(.+)$", re.I | re.S)
+# the document number alone, at the start of a square bracket or after a ";": "[1, p. 3]", "[1: p. 3]",
+# "[1 p3]", "[1, p. 3; 2, p. 5]" (never "[1]", "[1, 2]", "[2019, p. 3]" or "[1.2, p. 3]")
+_BARE_DOC = re.compile(r"(?:^|;)\s*([1-9]\d{0,2})(?=\s*[,:]?\s*" + _PAGE_WORD + r"(?![a-z])\s*[0-9ivxlcdm§])", re.I)
+_PAGE_ONLY = re.compile(r"^\s*" + _PAGE_WORD + r"(?![a-z])\s*[0-9ivxlcdm§]", re.I)    # "[p. 5]": the prompt's marker
+_RANGE = re.compile(r"^\s*([0-9ivxlcdmIVXLCDM]+)\s*(?:-|–|—|to|through|bis|à)\s*([0-9ivxlcdmIVXLCDM]+)\s*$")
 _TOKEN = re.compile(r"^[\w.\-/§]{1,20}$")
 _BLOCK = re.compile(r"<citations>(.*?)(?:</citations>|$)", re.S | re.I)
 _QUOTED = re.compile(r"\"([^\"]{3,})\"|\u201c([^\u201d]{3,})\u201d|\u00ab\s*([^\u00bb]{3,}?)\s*\u00bb"
@@ -123,35 +132,56 @@ def parse(answer: str) -> ParsedAnswer:
 _UNIT_LABEL = re.compile(r"(?:§\s*|\bpart\s+)(\d{1,5})\b", re.I)   # "§3 Installation", "part 12"
 
 
-def _split_pages(spec: str) -> tuple[list[str], tuple[str, str] | None]:
+_SPLIT = re.compile(r"\s*(?:[,;&]|\band\b|\bund\b|\bet\b)\s*", re.I)
+_LEAD = re.compile(r"^" + _PAGE_WORD + r"(?![a-z])\s*", re.I)       # "p. 5" in "p. 3; p. 5"
+
+
+def _split_pages(spec: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """(single pages, ranges) a page spec names: "3", "iv", "3-5", "3, 5", "3-5, 7", "3 and 5", "p. 3; p. 5",
+    "3 through 5", "§2"."""
     spec = spec.strip().rstrip(".,;")
     if units := _UNIT_LABEL.findall(spec):     # a section / part label: its number is Page.number
-        return units, None
-    if (m := _RANGE.match(spec)) is not None:
-        return [], (m.group(1), m.group(2))
-    pages = [p.strip().rstrip(".") for p in re.split(r",|\band\b|&", spec) if p.strip()]
-    out: list[str] = []
-    for p in pages:
-        if (m := _RANGE.match(p)) is not None:
-            return out, (m.group(1), m.group(2))
-        if _TOKEN.match(p):
-            out.append(p)
-    return out, None
+        return units, []
+    pages: list[str] = []
+    ranges: list[tuple[str, str]] = []
+    for part in _SPLIT.split(spec):
+        part = re.sub(r"(?<=\d)\s*ff?\.?$", "", _LEAD.sub("", part.strip(" ()[]")).rstrip("."))
+        if (m := _RANGE.match(part)) is not None:
+            ranges.append((m.group(1), m.group(2)))
+        elif part and _TOKEN.match(part):
+            pages.append(part)
+    return pages, ranges
 
 
-def _refs_in(inside: str) -> list[tuple[int, list[str], tuple[str, str] | None]]:
-    """(doc, pages, range) for each 'doc N, p. M' inside one bracket."""
-    docs = list(_DOC.finditer(inside))
-    found = []
-    for i, m in enumerate(docs):
-        tail = inside[m.end(): docs[i + 1].start() if i + 1 < len(docs) else len(inside)]
+_Item = tuple[int | None, list[str], tuple[str, str] | None]
+
+
+def _refs_in(inside: str, paren: bool = False) -> tuple[list[_Item], bool]:
+    """(doc, pages, range) for each 'doc N, p. M' inside one bracket (a page list with several ranges
+    gives an item per range), and whether the bracket used a bare form: "[1, p. 3]" (document number
+    without "doc") or "[p. 5]" (page marker alone, doc None). A parenthesis counts only with "doc" and a page."""
+    anchors = [(m, [int(n) for n in re.findall(r"\d+", m.group(1) or m.group(2))]) for m in _DOC.finditer(inside)]
+    bare = not anchors and not paren
+    if bare:
+        anchors = [(m, [int(m.group(1))]) for m in _BARE_DOC.finditer(inside)]
+    found: list[_Item] = []
+    if not anchors:
+        if bare and _PAGE_ONLY.match(inside):
+            pages, ranges = _split_pages(_PAGES.search(inside).group(1))
+            found = [(None, pages, r) for r in ranges or [None]]
+        return found, True
+    for i, (m, docs) in enumerate(anchors):
+        tail = inside[m.end(): anchors[i + 1][0].start() if i + 1 < len(anchors) else len(inside)]
         tail = tail.strip(" ,;:")
         pages: list[str] = []
-        rng = None
+        ranges: list[tuple[str, str]] = []
         if (pm := _PAGES.search(tail)) is not None:
-            pages, rng = _split_pages(pm.group(1).strip(" ,;"))
-        found.append((int(m.group(1)), pages, rng))
-    return found
+            pages, ranges = _split_pages(pm.group(1).strip(" ,;"))
+        if paren and not pages and not ranges:
+            continue
+        for doc in docs:
+            found.extend((doc, pages if k == 0 else [], r) for k, r in enumerate(ranges or [None]))
+    return found, bare
 
 
 def _claim_before(text: str, lo: int, hi: int) -> str:
@@ -181,14 +211,28 @@ def quote_of(claim: str) -> str:
 
 
 def _inline_refs(text: str) -> list[CitationRef]:
+    """Bare forms ("[1, p. 3]", "[p. 5]") inside a quotation are the quoted text's own references, not
+    citations; "[p. 5]" right after "[doc 2]" completes it, and alone cites the last document named (else doc 1)."""
     refs: list[CitationRef] = []
+    quoted = [(a, b) for a, b, _ in _quotations(text)]
     prev_end = 0
     prev_claim = ""
     for m in _BRACKET.finditer(text):
         inside, paren = _inside(m)
-        items = [it for it in _refs_in(inside) if not paren or it[1] or it[2]]
-        if not items:
+        items, bare = _refs_in(inside, paren)
+        if not items or bare and any(a < m.start() < b for a, b in quoted):
             continue
+        if items[0][0] is None:                            # a page marker alone
+            last = [r for r in refs if r.end == prev_end] if refs else []
+            if last and not text[prev_end:m.start()].strip() and not any(r.pages or r.page_range for r in last):
+                for r in last:                             # "[doc 2][p. 5]" / "[doc 2] [p. 5]"
+                    r.pages, r.page_range, r.end = items[0][1], items[0][2], m.end()
+                    refs.extend(CitationRef(r.doc, pages, rng, r.quote, r.start, m.end())
+                                for _, pages, rng in items[1:])
+                prev_end = m.end()
+                continue
+            doc = refs[-1].doc if refs else 1
+            items = [(doc, pages, rng) for _, pages, rng in items]
         between = text[prev_end:m.start()]
         claim = _claim_before(text, prev_end, m.start()) if between.strip(" .,;:") else prev_claim
         quote = quote_of(claim)
@@ -216,11 +260,12 @@ def _block_refs(block: str) -> list[CitationRef]:
             quote = item.get("quote", item.get("text", item.get("snippet", ""))) or ""
             m = _DOC.search(str(doc)) if not str(doc).strip().isdigit() else None
             try:
-                doc_n = int(m.group(1)) if m else int(str(doc).strip())
+                doc_n = int(re.findall(r"\d+", m.group(0))[0]) if m else int(str(doc).strip())
             except (TypeError, ValueError):
                 continue
-            pages, rng = _split_pages(str(page)) if page is not None else ([], None)
-            refs.append(CitationRef(doc_n, pages, rng, str(quote).strip()))
+            pages, ranges = _split_pages(str(page)) if page is not None else ([], [])
+            refs.extend(CitationRef(doc_n, pages if k == 0 else [], rng, str(quote).strip())
+                        for k, rng in enumerate(ranges or [None]))
         return refs
     for line in block.splitlines():
         line = line.strip().lstrip("-*• ")
@@ -231,7 +276,7 @@ def _block_refs(block: str) -> list[CitationRef]:
             inside, rest = _inside(bracket)[0], line[bracket.end():]
         else:
             inside, _, rest = line.partition(":")
-        items = _refs_in(inside)
+        items = [it for it in _refs_in(inside)[0] if it[0] is not None]
         if not items:
             continue
         quote = quote_of(rest.strip(" :-\u2013"))

@@ -182,3 +182,50 @@ def test_a_second_not_in_a_sentence_that_already_has_one_is_not_verified(docs):
     assert parse_and_verify(true, docs)[1][0].verified
     c = parse_and_verify(flipped, docs)[1][0]
     assert not c.verified and c.score >= VERIFY_THRESHOLD and c.page == 8, c
+
+
+@pytest.mark.parametrize("mark, want", [
+    ("[2, p. 9]", [(2, ["9"], None)]),
+    ("[2: p. 9]", [(2, ["9"], None)]),
+    ("[2 p9]", [(2, ["9"], None)]),
+    ("[Doc 2, pp. 8-10]", [(2, [], ("8", "10"))]),
+    ("[doc 2, pages 8 through 10]", [(2, [], ("8", "10"))]),
+    ("(see document 2, page 9)", [(2, ["9"], None)]),
+    ("[docs 1 and 2, p. 9]", [(1, ["9"], None), (2, ["9"], None)]),
+    ("[doc 2, pp. 3, 9]", [(2, ["3", "9"], None)]),
+    ("[doc 2, pp. 3-4, 9]", [(2, ["9"], ("3", "4"))]),     # the page after a range was dropped
+    ("[doc 2, p. 3; p. 9]", [(2, ["3", "9"], None)]),
+    ("[doc 2 (p. 9)]", [(2, ["9"], None)]),
+    ("[doc 2][p. 9]", [(2, ["9"], None)]),                  # the prompt's two markers, copied
+    ("[1, p. 3; 2, p. 9]", [(1, ["3"], None), (2, ["9"], None)]),
+])
+def test_more_citation_forms_are_read_and_verified(docs, mark, want):
+    """Forms an instruction-tuned model writes besides "[doc N, p. M]" were not read at all (no chip,
+    nothing checked): a bare document number, "docs 1 and 2", the page marker after "[doc N]", a page
+    list holding a range."""
+    claim = "Vectors can be used in arithmetic expressions"
+    refs = parse(f"{claim} {mark}.").refs
+    assert [(r.doc, r.pages, r.page_range) for r in refs] == want
+    assert all(r.quote == claim for r in refs)
+    _, cites = parse_and_verify(f"{claim} {mark}.", docs)
+    assert any(c.doc == 2 and c.page == 15 and c.verified for c in cites), cites
+
+
+@pytest.mark.parametrize("text", [
+    "As planned in 1, p. 3 of the plan, vectors can be used.",
+    "It was adopted [2019, p. 3] in the standard.",
+    "See section [1.2, p. 3] for vectors.",
+    "Smith showed this [1] and later [1, 2].",
+    "Vectors are used (1, p. 3) in the text.",
+    "The page says \u201cas shown by Smith [1, p. 3] in [p. 4]\u201d here.",
+])
+def test_ordinary_text_is_not_read_as_a_citation(text):
+    """Prose, years, section numbers, reference markers and a bare form inside a quotation (the
+    quoted text's own reference, copied) are not citations."""
+    assert parse(text).refs == []
+
+
+def test_a_lone_page_marker_cites_the_last_document_named():
+    refs = parse("A [doc 2, p. 3]. B [p. 5]. C [p. 6]").refs
+    assert [(r.doc, r.pages, r.quote) for r in refs] == [(2, ["3"], "A"), (2, ["5"], "B"), (2, ["6"], "C")]
+    assert [(r.doc, r.pages) for r in parse("Only one document [p. 5].").refs] == [(1, ["5"])]
