@@ -11,9 +11,11 @@ Forms understood:
 What is verified: an explicit quotation ("..." / “...” / « ... ») in the cited sentence when
 there is one, else the cited sentence itself. It is fuzzy-matched (rapidfuzz partial ratio on
 normalized text) against the cited page; the best matching window, widened to whole
-sentences, is the supporting passage with its character offsets in the page text. A quote found
-on no page alone may run across a page break (of a cited range, or next to a cited page): it is
-matched against the two pages joined without their running header and footer.
+sentences, is the supporting passage with its character offsets in the page text. The quote's
+words must be the page's words there, in the page's order (a stretch that differs only a few
+letters apart: broken words, accents). A quote found on no page alone may run across a page
+break (of a cited range, or next to a cited page): it is matched against the two pages joined
+without their running header and footer.
 """
 from __future__ import annotations
 
@@ -24,9 +26,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from rapidfuzz import fuzz
+from rapidfuzz.distance import Indel
 
 from app.records import CitationInfo
 from app.textutil import collapse_ws, normalize, sentence_spans
+from ingest.normalize import CJK, strip_marks
 
 VERIFY_THRESHOLD = 80.0     # partial-ratio score (0..100) at or above which a quote counts as found
                             # (and only when quote and match agree on negation)
@@ -324,8 +328,52 @@ def _align(quote: str, text: str) -> tuple[bool, float, tuple[int, int] | None]:
             return False, score, None
     around = ntext[max(0, lo - NUMBER_SLACK): hi + NUMBER_SLACK]
     verified = (score >= VERIFY_THRESHOLD and _negations(ntext[lo:hi]) <= _negations(nq) <= _negations(around)
-                and _numbers(nq) <= _numbers(around))
+                and _numbers(nq) <= _numbers(around) and _in_order(nq, ntext, lo, hi))
     return verified, round(score, 1), (index[lo], index[hi - 1] + 1)
+
+
+# a word: a Chinese, Japanese or Korean letter alone (those scripts write no spaces), else a run of
+# other word characters
+_WORD = re.compile(f"{CJK.pattern}|[^\\W{CJK.pattern[1:-1]}]+")
+WORD_SIMILARITY = 0.85  # a stretch of the quote that differs from the page's: its letters' Indel similarity
+_NEGATING_PREFIX = {"a", "il", "im", "in", "ir", "dis", "non", "un"}
+
+
+def _in_order(nq: str, ntext: str, lo: int, hi: int) -> bool:
+    """Whether the quote's words are the page's words around the match [lo, hi), in the page's order
+    (a character score lets swapped words, or a word replaced by its opposite, through). Words are
+    aligned in order; the page may have words the quote leaves out, and every stretch of the quote
+    between aligned words must be the page's stretch there letter for letter, give or take a few
+    letters and diacritics ("pack ages" for "packages", "aout" for "août"; see _same_letters)."""
+    slack = len(nq) // 2
+    a, b = max(0, lo - slack), min(len(ntext), hi + slack)
+    while a > 0 and _WORD.match(ntext[a - 1]):
+        a -= 1
+    while b < len(ntext) and _WORD.match(ntext[b]):
+        b += 1
+    q, w = _WORD.findall(strip_marks(nq)), _WORD.findall(strip_marks(ntext[a:b]))
+    blocks = Indel.editops(q, w).as_matching_blocks()
+    i = j = 0
+    for k, blk in enumerate(blocks):
+        if blk.a > i:
+            qs, ws = "".join(q[i:blk.a]), "".join(w[j:blk.b])
+            if k == 0 and blk.size:             # before the first aligned word: the page's words just before
+                ws = ws[-len(qs):]
+            elif blk.size == 0 and k:           # after the last: the page's words just after
+                ws = ws[:len(qs)]
+            if not _same_letters(qs, ws):
+                return False
+        i, j = blk.a + blk.size, blk.b + blk.size
+    return True
+
+
+def _same_letters(a: str, b: str) -> bool:
+    """Two stretches of words read as the same: a few letters apart, the same digits, neither the
+    other with a negating prefix."""
+    short, long = sorted((a, b), key=len)
+    if long.endswith(short) and long[:len(long) - len(short)] in _NEGATING_PREFIX:
+        return False
+    return re.sub(r"\D", "", a) == re.sub(r"\D", "", b) and Indel.normalized_similarity(a, b) >= WORD_SIMILARITY
 
 
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")

@@ -178,5 +178,10 @@ def search_form(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).casefold()
     if text.isascii():
         return text
-    text = unicodedata.normalize("NFC", unicodedata.normalize("NFD", text).translate(_marks()))
-    return _CJK_RUN.sub(_cjk_words, text)
+    return _CJK_RUN.sub(_cjk_words, strip_marks(text))
+
+
+def strip_marks(text: str) -> str:
+    """`text` without its combining marks (accents, harakat, niqqud; not the Japanese voicing marks)."""
+    return text if text.isascii() else \
+        unicodedata.normalize("NFC", unicodedata.normalize("NFD", text).translate(_marks()))

@@ -229,3 +229,26 @@ def test_a_lone_page_marker_cites_the_last_document_named():
     refs = parse("A [doc 2, p. 3]. B [p. 5]. C [p. 6]").refs
     assert [(r.doc, r.pages, r.quote) for r in refs] == [(2, ["3"], "A"), (2, ["5"], "B"), (2, ["6"], "C")]
     assert [(r.doc, r.pages) for r in parse("Only one document [p. 5].").refs] == [(1, ["5"])]
+
+
+def test_swapped_or_opposite_words_are_not_verified(docs):
+    """The score is a character alignment: two words swapped, or one replaced by its opposite, cost a
+    few characters of a long quote, and such a quote was verified (the page's words in another order
+    say another thing). The page's words must come in the page's order, each stretch that differs a
+    few letters apart; accents, curly quotes and words split by the PDF still do."""
+    within = ("\u201cpartition the data ultimately into groups that are as homogeneous as possible within, "
+              "and as heterogeneous as possible between.\u201d [doc 2, p. 67]")
+    broad = ("\u201cThe requirements for fitting statistical models are sufficiently well defined to make it "
+             "possible to construct general tools that apply in a broad spectrum of problems.\u201d [doc 2, p. 55]")
+    murdock = "\u201cIan Murdock a fond\u00e9 Debian en ao\u00fbt 1993 et a men\u00e9 le projet jusqu'en mars 1996\u201d [doc 1, p. 2]"
+    vectors = ("Vectors can be used in arithmetic expressions, in which case the operations are performed "
+               "element by element [doc 2, p. 9].")
+    for true in (within, broad, murdock, vectors,
+                 murdock.replace("\u00e9", "e").replace("\u00fb", "u"), murdock.replace("'", "\u2019")):
+        assert parse_and_verify(true, docs)[1][0].verified, true
+    for bad in (within.replace("within", "@").replace("between", "within").replace("@", "between"),
+                murdock.replace("ao\u00fbt 1993", "@").replace("mars 1996", "ao\u00fbt 1993").replace("@", "mars 1996"),
+                vectors.replace("Vectors", "Operations").replace("the operations", "the vectors"),
+                broad.replace("possible", "impossible"), broad.replace("broad", "narrow")):
+        c = parse_and_verify(bad, docs)[1][0]
+        assert not c.verified and c.score >= VERIFY_THRESHOLD, (bad, c)
