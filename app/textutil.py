@@ -6,6 +6,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from ingest.normalize import CJK, strip_marks
+
 # Characters folded to a plain form before comparing texts.
 _FOLD = {
     "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",
@@ -20,8 +22,9 @@ _DROP = set("\u00ad\u200b\u200c\u200d\u2060\ufeff\u200e\u200f\u202a\u202b\u202c\
 
 
 def normalize(text: str) -> tuple[str, list[int]]:
-    """Casefolded, NFKC, quote/dash-folded text with whitespace runs collapsed to one space,
-    and words hyphenated across a line break joined. Returns (normalized, index) where
+    """Casefolded, NFKC, quote/dash-folded text without combining marks (accents, harakat), with
+    whitespace runs collapsed to one space (none next to a Chinese, Japanese or Korean letter), and
+    words hyphenated across a line break joined. Returns (normalized, index) where
     index[i] is the offset in `text` of normalized character i (len(index) == len(normalized))."""
     out: list[str] = []
     index: list[int] = []
@@ -40,14 +43,19 @@ def normalize(text: str) -> tuple[str, list[int]]:
             i += 1
             continue
         if ch.isspace():
-            if out and out[-1] != " ":
+            j = i + 1
+            while j < n and text[j].isspace():
+                j += 1
+            # text without spaces (Chinese, Japanese) broken at a line end: no word ends there
+            cjk = out and CJK.match(out[-1]) or j < n and CJK.match(text[j])
+            if out and out[-1] != " " and not cjk:
                 out.append(" ")
                 index.append(i)
-            i += 1
+            i = j
             continue
         folded = _FOLD.get(ch)
         if folded is None:
-            folded = unicodedata.normalize("NFKC", ch).casefold()
+            folded = strip_marks(unicodedata.normalize("NFKC", ch).casefold())
         for c in folded:
             if c.isspace():
                 if out and out[-1] != " ":

@@ -252,3 +252,36 @@ def test_swapped_or_opposite_words_are_not_verified(docs):
                 broad.replace("possible", "impossible"), broad.replace("broad", "narrow")):
         c = parse_and_verify(bad, docs)[1][0]
         assert not c.verified and c.score >= VERIFY_THRESHOLD, (bad, c)
+
+
+def test_arabic_and_cjk_quotes(corpus, tmp_path):
+    """sexam-ar (bidi runs, words split by a stray space) and generated Chinese, Japanese and vocalised
+    Arabic text. A quote without harakat did not match a vocalised page (67.2), and a short Chinese or
+    Japanese quote that runs over a line end did not match at all (the break read as a space)."""
+    sexam = read_document(corpus / "sexam-ar.pdf")
+    zh = tmp_path / "zh.txt"
+    zh.write_text("东京是日本的首都，也是世界上人口最多的城市之一。北京是中国的首都，\n有三千多年的历史。\n\n"
+                  "東京は日本の首都で、\n人口が最も多い都市です。\n", encoding="utf-8")
+    ar = tmp_path / "ar.txt"
+    ar.write_text("ذَهَبَ الطَّالِبُ إِلَى المَدْرَسَةِ فِي الصَّبَاحِ البَاكِرِ، ثُمَّ عَادَ إِلَى البَيْتِ فِي المَسَاءِ.\n",
+                  encoding="utf-8")
+    docs = [sexam, read_document(zh), read_document(ar)]
+    true = ["\u201cامتحان الفصل الثاني مادة الرياضيات\u201d [doc 1, p. 2]",           # page: "الر ياضيات"
+            "\u201c\u202bبعد ضبط العناوين الرئيسية للامتحان\u202c، ننتقل إلى المضمون ألا وهو التمارين\u201d [doc 1, p. 3]",
+            "\u201cبَعْدَ ضَبْطِ العَنَاوِينِ الرَّئِيسِيَّةِ لِلامْتِحَانِ، نَنْتَقِلُ إِلَى المَضْمُونِ\u201d [doc 1, p. 3]",
+            "\u201cذهب الطالب إلى المدرسة في الصباح الباكر، ثم عاد إلى البيت في المساء\u201d [doc 3, p. 1]",
+            "\u201c的首都，有三千\u201d [doc 2, p. 1]",
+            "\u201c北京是中国的首都，有三千多年的历史。\u201d [doc 2, p. 1]",
+            "\u201c首都で、人口が最も多い\u201d [doc 2]"]
+    false = ["\u201cبعد ضبط العناوين الرئيسية للتمارين، ننتقل إلى المضمون ألا وهو الامتحان\u201d [doc 1, p. 3]",
+             "\u201cذهب الطالب إلى البيت في الصباح الباكر، ثم عاد إلى المدرسة في المساء\u201d [doc 3, p. 1]",
+             "\u201c北京是中国的首都，有三百多年的历史。\u201d [doc 2, p. 1]",
+             "\u201c首都是中国的北京，有三千多年的历史。\u201d [doc 2, p. 1]",
+             "\u201c东京是日本的首都，也是世界上人口最少的城市之一\u201d [doc 2, p. 1]",
+             "\u201c的首都，有三百\u201d [doc 2, p. 1]"]
+    for text in true:
+        _, (c,) = parse_and_verify(text, docs)
+        page = docs[c.doc - 1].pages[c.page - 1].text
+        assert c.verified and page[c.start:c.end] == c.passage, (text, c)
+    for text in false:
+        assert not parse_and_verify(text, docs)[1][0].verified, text
