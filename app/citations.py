@@ -88,7 +88,7 @@ _TOKEN = re.compile(r"^[\w.\-/§]{1,20}$")
 _BLOCK = re.compile(r"<citations>(.*?)(?:</citations>|$)", re.S | re.I)
 _QUOTED = re.compile(r"\"([^\"]{3,})\"|\u201c([^\u201d]{3,})\u201d|\u00ab\s*([^\u00bb]{3,}?)\s*\u00bb"
                      r"|\u201e([^\u201c\u201d]{3,})[\u201c\u201d]")
-_CLAIM_END = re.compile(r"[.!?;:]\s+|\n")
+_CLAIM_END = re.compile(r"[.!?;:]\s+|\n|\|")          # "|": a Markdown table cell ends there
 
 
 def _inside(m: re.Match[str]) -> tuple[str, bool]:
@@ -191,7 +191,7 @@ def _refs_in(inside: str, paren: bool = False) -> tuple[list[_Item], bool]:
 def _claim_before(text: str, lo: int, hi: int) -> str:
     """The sentence that ends at `hi` (not reaching back before `lo`)."""
     seg = text[lo:hi].rstrip()
-    seg = seg.rstrip(".!?;:, ")
+    seg = seg.rstrip(".!?;:,| ")
     quoted = [(a, b) for a, b, _ in _quotations(seg)]
     cut = 0
     for m in _CLAIM_END.finditer(seg):

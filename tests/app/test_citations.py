@@ -285,3 +285,14 @@ def test_arabic_and_cjk_quotes(corpus, tmp_path):
         assert c.verified and page[c.start:c.end] == c.passage, (text, c)
     for text in false:
         assert not parse_and_verify(text, docs)[1][0].verified, text
+
+
+def test_a_table_cell_is_the_claim(docs):
+    """Models answer in Markdown tables: the claim was the whole row ("| Founding | Ian Murdock ..."),
+    so the row's other cells were checked as part of the quote (and, words checked in order, failed)."""
+    answer = ("| Topic | Fact | Source |\n|---|---|---|\n"
+              "| Arithmetic | Vectors can be used in arithmetic expressions | [doc 2, p. 9] |\n"
+              "| Founding | Ian Murdock a fond\u00e9 Debian en ao\u00fbt 1993 [doc 1, p. 2] | |")
+    assert [r.quote for r in parse(answer).refs] == ["Vectors can be used in arithmetic expressions",
+                                                     "Ian Murdock a fond\u00e9 Debian en ao\u00fbt 1993"]
+    assert [(c.page, c.verified) for c in parse_and_verify(answer, docs)[1]] == [(15, True), (8, True)]
