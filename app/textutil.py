@@ -22,9 +22,9 @@ _DROP = set("\u00ad\u200b\u200c\u200d\u2060\ufeff\u200e\u200f\u202a\u202b\u202c\
 
 
 def normalize(text: str) -> tuple[str, list[int]]:
-    """Casefolded, NFKC, quote/dash-folded text without combining marks (accents, harakat), with
-    whitespace runs collapsed to one space (none next to a Chinese, Japanese or Korean letter), and
-    words hyphenated across a line break joined. Returns (normalized, index) where
+    """Casefolded, NFKC, quote/dash-folded text with ASCII digits ("٢٠١٨" is "2018"), without combining
+    marks (accents, harakat), with whitespace runs collapsed to one space (none next to a Chinese,
+    Japanese or Korean letter), and words hyphenated across a line break joined. Returns (normalized, index) where
     index[i] is the offset in `text` of normalized character i (len(index) == len(normalized))."""
     out: list[str] = []
     index: list[int] = []
@@ -53,7 +53,7 @@ def normalize(text: str) -> tuple[str, list[int]]:
                 index.append(i)
             i = j
             continue
-        folded = _FOLD.get(ch)
+        folded = _FOLD.get(ch) or (str(unicodedata.decimal(ch)) if ch.isdecimal() else None)   # ٢٠١٨: 2018
         if folded is None:
             folded = strip_marks(unicodedata.normalize("NFKC", ch).casefold())
         for c in folded:

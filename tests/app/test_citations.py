@@ -296,3 +296,16 @@ def test_a_table_cell_is_the_claim(docs):
     assert [r.quote for r in parse(answer).refs] == ["Vectors can be used in arithmetic expressions",
                                                      "Ian Murdock a fond\u00e9 Debian en ao\u00fbt 1993"]
     assert [(c.page, c.verified) for c in parse_and_verify(answer, docs)[1]] == [(15, True), (8, True)]
+
+
+def test_arabic_indic_digits_are_the_same_figures(tmp_path):
+    """A page that writes its figures in Arabic-Indic digits (١٩٩٣) and a quote in Western ones (1993),
+    or the reverse, state the same figures: the figures guard read them as different numbers."""
+    ar = tmp_path / "ar.txt"
+    ar.write_text("أُسِّسَت المدرسة في عام ١٩٩٣ وكان عدد طلابها ٢٥٠ طالبا في السنة الأولى.\n", encoding="utf-8")
+    doc = read_document(ar)
+    quote = "\u201cأسست المدرسة في عام 1993 وكان عدد طلابها 250 طالبا\u201d [doc 1, p. 1]"
+    assert parse_and_verify(quote, [doc])[1][0].verified
+    assert parse_and_verify(quote.replace("1993", "١٩٩٣"), [doc])[1][0].verified
+    for changed in ("1994", "١٩٩٤"):
+        assert not parse_and_verify(quote.replace("1993", changed), [doc])[1][0].verified, changed
