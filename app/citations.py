@@ -203,13 +203,16 @@ def _claim_before(text: str, lo: int, hi: int) -> str:
     return claim.strip(" \t,;:")
 
 
+MIN_QUOTE_WORDS = 3     # a shorter quotation in a claim is a term ('a clone of "S-PLUS"'), not the quote
+
+
 def quote_of(claim: str) -> str:
-    """The longest explicit quotation in a claim, else the claim."""
+    """The longest explicit quotation in a claim (of MIN_QUOTE_WORDS words or more), else the claim."""
     best = ""
     for _, _, q in _quotations(claim):
         if len(q) > len(best):
             best = q
-    if len(best.strip()) >= 3:
+    if len(_WORD.findall(best)) >= MIN_QUOTE_WORDS:
         return best.strip()
     return claim.strip(" \t\"'\u201c\u201d\u00ab\u00bb")
 

@@ -309,3 +309,15 @@ def test_arabic_indic_digits_are_the_same_figures(tmp_path):
     assert parse_and_verify(quote.replace("1993", "١٩٩٣"), [doc])[1][0].verified
     for changed in ("1994", "١٩٩٤"):
         assert not parse_and_verify(quote.replace("1993", changed), [doc])[1][0].verified, changed
+
+
+def test_a_quoted_term_does_not_stand_for_the_claim(docs):
+    """A claim that put one term in quotation marks was checked as that term alone: an invented claim
+    was verified because the page names "S-PLUS" (a term, not a quote of the page)."""
+    invented = 'R was written by Microsoft in 2005 as a clone of "S-PLUS" [doc 2, p. 2].'
+    (ref,) = parse(invented).refs
+    assert ref.quote.startswith("R was written by Microsoft in 2005")
+    assert not parse_and_verify(invented, docs)[1][0].verified
+    true = 'It has "a suite of operators for calculations on arrays" among other things [doc 2, p. 2].'
+    assert parse(true).refs[0].quote == "a suite of operators for calculations on arrays"
+    assert parse_and_verify(true, docs)[1][0].verified
