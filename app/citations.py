@@ -510,10 +510,10 @@ def _range_pages(doc: _Doc, rng: tuple[str, str]) -> list[_Page]:
 
 def verify(refs: Sequence[CitationRef], documents: Sequence[_Doc],
            doc_ids: Sequence[int | None] | None = None) -> list[CitationInfo]:
-    """One CitationInfo per referenced page (a range gives the page where the quote matched best). A
-    quote that runs from one page onto the next (of a range, or a cited page and its neighbour) is
-    verified when it is found across that break; it reports the page where it starts, the passage
-    and offsets being the part on that page."""
+    """One CitationInfo per referenced page (a range gives the page where the quote is verified, else
+    where it matched best). A quote that runs from one page onto the next (of a range, or a cited page
+    and its neighbour) is verified when it is found across that break; it reports the page where it
+    starts, the passage and offsets being the part on that page."""
     out: list[CitationInfo] = []
     for ref in refs:
         doc = documents[ref.doc - 1] if 1 <= ref.doc <= len(documents) else None
@@ -532,7 +532,7 @@ def verify(refs: Sequence[CitationRef], documents: Sequence[_Doc],
             best: tuple[Match, _Page] | None = None
             for page in candidates:
                 m = match_quote(quote, page.text) if quote else Match(False, 0.0, "", None, None)
-                if best is None or m.score > best[0].score:
+                if best is None or (m.verified, m.score) > (best[0].verified, best[0].score):
                     best = (m, page)
                 if m.verified and m.score >= 100:
                     break

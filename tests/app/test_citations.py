@@ -321,3 +321,18 @@ def test_a_quoted_term_does_not_stand_for_the_claim(docs):
     true = 'It has "a suite of operators for calculations on arrays" among other things [doc 2, p. 2].'
     assert parse(true).refs[0].quote == "a suite of operators for calculations on arrays"
     assert parse_and_verify(true, docs)[1][0].verified
+
+
+def test_a_range_reports_the_page_that_verifies_not_the_best_score(tmp_path):
+    """Of a range (or a whole document) the page with the best score was taken even when a guard
+    rejected it: the other lease's clause (one figure apart, words intact) outscored the cited clause
+    whose words the extraction broke, and the citation read "not found" though that page verifies."""
+    md = tmp_path / "leases.md"
+    md.write_text("# Lease 2023\n\nThe monthly rent is 1,250 euros, due on the first working day of each month, "
+                  "paid by bank transfer.\n\n# Lease 2024\n\nThe month ly rent is 1,350 eu ros, due on the first "
+                  "work ing day of each month, paid by bank trans fer.\n")
+    doc = read_document(md)
+    quote = '"The monthly rent is 1,350 euros, due on the first working day of each month, paid by bank transfer."'
+    for cite in ("[doc 1, pp. 1-2]", "[doc 1]", "[doc 1, p. 2]"):
+        _, (c,) = parse_and_verify(f"{quote} {cite}", [doc])
+        assert (c.verified, c.page) == (True, 2), cite
