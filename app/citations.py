@@ -313,8 +313,29 @@ def match_quote(quote: str, page_text: str) -> Match:
     return Match(verified, score, page_text[start:end], start, end)
 
 
+_ELLIPSIS = re.compile(r"\[\s*(?:\.\.\.|\u2026)\s*\]|\(\s*(?:\.\.\.|\u2026)\s*\)|\.\.\.|\u2026")
+
+
 def _align(quote: str, text: str) -> tuple[bool, float, tuple[int, int] | None]:
-    """(verified, score, the matched window's offsets in `text` or None) of `quote` in `text`."""
+    """(verified, score, the matched window's offsets in `text` or None) of `quote` in `text`. A quote
+    that marks a cut ("...", "…", "[…]") is verified when each part, MIN_FUZZY_CHARS or longer, is,
+    in order, each within PASSAGE_CONTEXT characters of the one before; else it is matched whole."""
+    parts = [p for p in _ELLIPSIS.split(quote) if p.strip(" .,;:")]
+    if len(parts) > 1 and all(len(p.strip()) >= MIN_FUZZY_CHARS for p in parts):
+        start, score, window = 0, 100.0, None
+        for part in parts:
+            end = len(text) if window is None else start + PASSAGE_CONTEXT + 2 * len(part)
+            ok, s, span = _align_one(part, text[start:end])
+            if not ok or span is None:
+                break
+            score, window = min(score, s), (start + span[0] if window is None else window[0], start + span[1])
+            start = window[1]
+        else:
+            return True, score, window
+    return _align_one(" ".join(parts) if parts else quote, text)
+
+
+def _align_one(quote: str, text: str) -> tuple[bool, float, tuple[int, int] | None]:
     nq, _ = normalize(quote)
     ntext, index = normalize(text)
     if not nq or not ntext:

@@ -336,3 +336,18 @@ def test_a_range_reports_the_page_that_verifies_not_the_best_score(tmp_path):
     for cite in ("[doc 1, pp. 1-2]", "[doc 1]", "[doc 1, p. 2]"):
         _, (c,) = parse_and_verify(f"{quote} {cite}", [doc])
         assert (c.verified, c.page) == (True, 2), cite
+
+
+def test_a_quote_cut_with_an_ellipsis(docs):
+    """A quote that leaves out the middle of a sentence and marks it ("[…]", "...") was matched as one
+    string against the page (74.3 here: not verified). Each part is now found, in the page's order."""
+    page = docs[1].pages[14].text
+    for cut in ("[\u2026]", "...", "\u2026"):
+        quote = f"\u201cVectors can be used in arithmetic expressions {cut} performed element by element\u201d"
+        _, (c,) = parse_and_verify(f"{quote} [doc 2, p. 9]", docs)
+        assert c.verified and c.page == 15 and page[c.start:c.end] == c.passage, cut
+    for bad in ("Vectors can be used in arithmetic expressions [\u2026] performed row by row",
+                "performed element by element [\u2026] Vectors can be used in arithmetic expressions",
+                "Vectors cannot be used in arithmetic expressions [\u2026] performed element by element",
+                "Vectors can be used in arithmetic expressions [\u2026] numbers and vectors"):    # before, not after
+        assert not parse_and_verify(f"\u201c{bad}\u201d [doc 2, p. 9]", docs)[1][0].verified, bad
