@@ -75,14 +75,15 @@ _BRACKET = re.compile(r"\[([^\[\]\n]{1,300})\]|\u3010([^\u3010\u3011\n]{1,300})\
 
 _NUM_SEP = r"\s*(?:,|&|\band\b|\bund\b|\bet\b)\s*"
 # "doc 2", "Document #2", "source 2"; a plural names a list: "docs 1 and 2", "documents 1, 3"
-_DOC = re.compile(r"\b(?:(?:docs|documents|sources)\.?\s*(\d{1,4}(?:" + _NUM_SEP + r"\d{1,4})*)"
-                  r"|(?:doc(?:ument)?|source)\.?\s*#?\s*(\d{1,4}))\b", re.I)
-_PAGE_WORD = r"(?:pages?|pgs?\.?|pp\.?|p\.?|s\.)"
-_PAGES = re.compile(r"\b" + _PAGE_WORD + r"(?![a-z])\s*(.+)$", re.I | re.S)
+# (in an answer in German, French, Spanish: "Dok. 2, S. 5", "Dokument 2, Seite 5", "documento 2, pág. 5")
+_DOC = re.compile(r"\b(?:(?:docs|documents|dokumente|documentos|sources)\.?\s*(\d{1,4}(?:" + _NUM_SEP + r"\d{1,4})*)"
+                  r"|(?:doc(?:ument[eo]?)?|dok(?:ument)?|source)\.?\s*#?\s*(\d{1,4}))\b", re.I)
+_PAGE_WORD = r"(?:pages?|pgs?\.?|pp\.?|p\.?|s\.|seiten?|p[áa]g(?:inas?|s)?\.?)"
+_PAGES = re.compile(r"\b" + _PAGE_WORD + r"(?![^\W\d_])\s*(.+)$", re.I | re.S)
 # the document number alone, at the start of a square bracket or after a ";": "[1, p. 3]", "[1: p. 3]",
 # "[1 p3]", "[1, p. 3; 2, p. 5]" (never "[1]", "[1, 2]", "[2019, p. 3]" or "[1.2, p. 3]")
-_BARE_DOC = re.compile(r"(?:^|;)\s*([1-9]\d{0,2})(?=\s*[,:]?\s*" + _PAGE_WORD + r"(?![a-z])\s*[0-9ivxlcdm§])", re.I)
-_PAGE_ONLY = re.compile(r"^\s*" + _PAGE_WORD + r"(?![a-z])\s*[0-9ivxlcdm§]", re.I)    # "[p. 5]": the prompt's marker
+_BARE_DOC = re.compile(r"(?:^|;)\s*([1-9]\d{0,2})(?=\s*[,:]?\s*" + _PAGE_WORD + r"(?![^\W\d_])\s*[0-9ivxlcdm§])", re.I)
+_PAGE_ONLY = re.compile(r"^\s*" + _PAGE_WORD + r"(?![^\W\d_])\s*[0-9ivxlcdm§]", re.I)    # "[p. 5]": the prompt's marker
 _RANGE = re.compile(r"^\s*([0-9ivxlcdmIVXLCDM]+)\s*(?:-|–|—|to|through|bis|à)\s*([0-9ivxlcdmIVXLCDM]+)\s*$")
 _TOKEN = re.compile(r"^[\w.\-/§]{1,20}$")
 _BLOCK = re.compile(r"<citations>(.*?)(?:</citations>|$)", re.S | re.I)
@@ -137,7 +138,7 @@ _UNIT_LABEL = re.compile(r"(?:§\s*|\bpart\s+)(\d{1,5})\b", re.I)   # "§3 Insta
 
 
 _SPLIT = re.compile(r"\s*(?:[,;&]|\band\b|\bund\b|\bet\b)\s*", re.I)
-_LEAD = re.compile(r"^" + _PAGE_WORD + r"(?![a-z])\s*", re.I)       # "p. 5" in "p. 3; p. 5"
+_LEAD = re.compile(r"^" + _PAGE_WORD + r"(?![^\W\d_])\s*", re.I)       # "p. 5" in "p. 3; p. 5"
 
 
 def _split_pages(spec: str) -> tuple[list[str], list[tuple[str, str]]]:

@@ -198,6 +198,11 @@ def test_a_second_not_in_a_sentence_that_already_has_one_is_not_verified(docs):
     ("[doc 2 (p. 9)]", [(2, ["9"], None)]),
     ("[doc 2][p. 9]", [(2, ["9"], None)]),                  # the prompt's two markers, copied
     ("[1, p. 3; 2, p. 9]", [(1, ["3"], None), (2, ["9"], None)]),
+    ("[Dok. 2, S. 9]", [(2, ["9"], None)]),                 # an answer in German, Spanish
+    ("[Dokument 2, Seite 9]", [(2, ["9"], None)]),
+    ("[Dokumente 1 und 2, S. 9]", [(1, ["9"], None), (2, ["9"], None)]),
+    ("[documento 2, p\u00e1g. 9]", [(2, ["9"], None)]),
+    ("[documento 2, p\u00e1ginas 8-10]", [(2, [], ("8", "10"))]),
 ])
 def test_more_citation_forms_are_read_and_verified(docs, mark, want):
     """Forms an instruction-tuned model writes besides "[doc N, p. M]" were not read at all (no chip,
