@@ -207,6 +207,20 @@ def _claim_before(text: str, lo: int, hi: int) -> str:
 MIN_QUOTE_WORDS = 3     # a shorter quotation in a claim is a term ('a clone of "S-PLUS"'), not the quote
 
 
+_AFTER_END = re.compile(r"[.!?](?=\s|$)|\n|[\[\u3010]")
+
+
+def _claim_after(text: str, end: int) -> str:
+    """The rest of the sentence a marker stands in ("According to [doc 2, p. 9], vectors can ..."):
+    "" when the marker ends its sentence or fewer than MIN_QUOTE_WORDS words follow."""
+    rest = text[end:]
+    if not rest.strip() or rest.lstrip(" \t")[:1] in (".", "!", "?", "\n"):
+        return ""
+    cut = _AFTER_END.search(rest)
+    claim = rest[:cut.start() if cut else len(rest)].strip(" \t,;:")
+    return claim if len(_WORD.findall(claim)) >= MIN_QUOTE_WORDS else ""
+
+
 def quote_of(claim: str) -> str:
     """The longest explicit quotation in a claim (of MIN_QUOTE_WORDS words or more), else the claim."""
     best = ""
@@ -243,6 +257,8 @@ def _inline_refs(text: str) -> list[CitationRef]:
             items = [(doc, pages, rng) for _, pages, rng in items]
         between = text[prev_end:m.start()]
         claim = _claim_before(text, prev_end, m.start()) if between.strip(" .,;:") else prev_claim
+        if len(_WORD.findall(claim)) < MIN_QUOTE_WORDS:     # "According to [doc 2, p. 9], vectors can ..."
+            claim = _claim_after(text, m.end()) or claim
         quote = quote_of(claim)
         for doc, pages, rng in items:
             refs.append(CitationRef(doc, pages, rng, quote, m.start(), m.end()))

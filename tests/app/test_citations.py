@@ -356,3 +356,17 @@ def test_a_quote_cut_with_an_ellipsis(docs):
                 "Vectors cannot be used in arithmetic expressions [\u2026] performed element by element",
                 "Vectors can be used in arithmetic expressions [\u2026] numbers and vectors"):    # before, not after
         assert not parse_and_verify(f"\u201c{bad}\u201d [doc 2, p. 9]", docs)[1][0].verified, bad
+
+
+@pytest.mark.parametrize("answer", [
+    "According to [doc 2, p. 9], vectors can be used in arithmetic expressions. R has more.",
+    "[doc 2, p. 9] Vectors can be used in arithmetic expressions.",
+    "As [doc 2, p. 9] puts it, \u201cvectors can be used in arithmetic expressions\u201d.",
+])
+def test_a_marker_that_opens_its_sentence_cites_the_rest_of_it(docs, answer):
+    """"According to [doc 2, p. 9], ..." checked "According to" (or nothing) against the page: the
+    claim is the rest of the sentence when the words before the marker are fewer than 3."""
+    (ref,) = parse(answer).refs
+    assert ref.quote.lower() == "vectors can be used in arithmetic expressions"
+    assert parse_and_verify(answer, docs)[1][0].verified
+    assert parse("Yes [doc 1, p. 2]. Vectors can be used in arithmetic expressions.").refs[0].quote == "Yes"
