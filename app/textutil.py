@@ -16,9 +16,10 @@ _FOLD = {
     "\u00a0": " ", "\u2009": " ", "\u202f": " ", "\u2007": " ",
     "\ufb01": "fi", "\ufb02": "fl", "\ufb00": "ff", "\ufb03": "ffi", "\ufb04": "ffl",
 }
-# Dropped entirely: soft hyphen, zero-width and bidi control characters.
+# Dropped entirely: soft hyphen, zero-width and bidi control characters, and the Arabic tatweel
+# (a letter stretched to justify a line: "الامتحـــان" is "الامتحان").
 _DROP = set("\u00ad\u200b\u200c\u200d\u2060\ufeff\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
-            "\u2066\u2067\u2068\u2069")
+            "\u2066\u2067\u2068\u2069\u0640")
 
 
 def normalize(text: str) -> tuple[str, list[int]]:
