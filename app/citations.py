@@ -30,7 +30,7 @@ from rapidfuzz.distance import Indel
 
 from app.records import CitationInfo
 from app.textutil import collapse_ws, normalize, sentence_spans
-from ingest.normalize import CJK, strip_marks
+from ingest.normalize import CJK
 
 VERIFY_THRESHOLD = 80.0     # partial-ratio score (0..100) at or above which a quote counts as found
                             # (and only when quote and match agree on negation)
@@ -76,14 +76,16 @@ _BRACKET = re.compile(r"\[([^\[\]\n]{1,300})\]|\u3010([^\u3010\u3011\n]{1,300})\
 _NUM_SEP = r"\s*(?:,|&|\band\b|\bund\b|\bet\b)\s*"
 # "doc 2", "Document #2", "source 2"; a plural names a list: "docs 1 and 2", "documents 1, 3"
 # (in an answer in German, French, Spanish: "Dok. 2, S. 5", "Dokument 2, Seite 5", "documento 2, pág. 5")
-_DOC = re.compile(r"\b(?:(?:docs|documents|dokumente|documentos|sources)\.?\s*(\d{1,4}(?:" + _NUM_SEP + r"\d{1,4})*)"
+_DOC = re.compile(r"\b(?:(?:docs|documents|dokumente|documentos|sources)\.?\s*"
+                  r"(\d{1,4}(?:" + _NUM_SEP + r"\d{1,4})*)"
                   r"|(?:doc(?:ument[eo]?)?|dok(?:ument)?|source)\.?\s*#?\s*(\d{1,4}))\b", re.I)
 _PAGE_WORD = r"(?:pages?|pgs?\.?|pp\.?|p\.?|s\.|seiten?|p[áa]g(?:inas?|s)?\.?)"
-_PAGES = re.compile(r"\b" + _PAGE_WORD + r"(?![^\W\d_])\s*(.+)$", re.I | re.S)
+_NOT_LETTER = r"(?![^\W\d_])"          # a page word ends there ("p3", "pág. 5"; not "pdf", "pág" in "página")
+_PAGES = re.compile(r"\b" + _PAGE_WORD + _NOT_LETTER + r"\s*(.+)$", re.I | re.S)
 # the document number alone, at the start of a square bracket or after a ";": "[1, p. 3]", "[1: p. 3]",
 # "[1 p3]", "[1, p. 3; 2, p. 5]" (never "[1]", "[1, 2]", "[2019, p. 3]" or "[1.2, p. 3]")
-_BARE_DOC = re.compile(r"(?:^|;)\s*([1-9]\d{0,2})(?=\s*[,:]?\s*" + _PAGE_WORD + r"(?![^\W\d_])\s*[0-9ivxlcdm§])", re.I)
-_PAGE_ONLY = re.compile(r"^\s*" + _PAGE_WORD + r"(?![^\W\d_])\s*[0-9ivxlcdm§]", re.I)    # "[p. 5]": the prompt's marker
+_BARE_DOC = re.compile(r"(?:^|;)\s*([1-9]\d{0,2})(?=\s*[,:]?\s*" + _PAGE_WORD + _NOT_LETTER + r"\s*[0-9ivxlcdm§])", re.I)
+_PAGE_ONLY = re.compile(r"^\s*" + _PAGE_WORD + _NOT_LETTER + r"\s*[0-9ivxlcdm§]", re.I)    # "[p. 5]", the prompt's marker
 _RANGE = re.compile(r"^\s*([0-9ivxlcdmIVXLCDM]+)\s*(?:-|–|—|to|through|bis|à)\s*([0-9ivxlcdmIVXLCDM]+)\s*$")
 _TOKEN = re.compile(r"^[\w.\-/§]{1,20}$")
 _BLOCK = re.compile(r"<citations>(.*?)(?:</citations>|$)", re.S | re.I)
@@ -138,12 +140,12 @@ _UNIT_LABEL = re.compile(r"(?:§\s*|\bpart\s+)(\d{1,5})\b", re.I)   # "§3 Insta
 
 
 _SPLIT = re.compile(r"\s*(?:[,;&]|\band\b|\bund\b|\bet\b)\s*", re.I)
-_LEAD = re.compile(r"^" + _PAGE_WORD + r"(?![^\W\d_])\s*", re.I)       # "p. 5" in "p. 3; p. 5"
+_LEAD = re.compile(r"^" + _PAGE_WORD + _NOT_LETTER + r"\s*", re.I)       # "p. 5" in "p. 3; p. 5"
 
 
 def _split_pages(spec: str) -> tuple[list[str], list[tuple[str, str]]]:
-    """(single pages, ranges) a page spec names: "3", "iv", "3-5", "3, 5", "3-5, 7", "3 and 5", "p. 3; p. 5",
-    "3 through 5", "§2"."""
+    """(single pages, ranges) a page spec names: "3", "iv", "3-5", "3, 5", "3-5, 7", "3 and 5",
+    "p. 3; p. 5", "3 through 5", "§2"."""
     spec = spec.strip().rstrip(".,;")
     if units := _UNIT_LABEL.findall(spec):     # a section / part label: its number is Page.number
         return units, []
@@ -164,7 +166,8 @@ _Item = tuple[int | None, list[str], tuple[str, str] | None]
 def _refs_in(inside: str, paren: bool = False) -> tuple[list[_Item], bool]:
     """(doc, pages, range) for each 'doc N, p. M' inside one bracket (a page list with several ranges
     gives an item per range), and whether the bracket used a bare form: "[1, p. 3]" (document number
-    without "doc") or "[p. 5]" (page marker alone, doc None). A parenthesis counts only with "doc" and a page."""
+    without "doc") or "[p. 5]" (page marker alone, doc None). A parenthesis counts only with "doc"
+    and a page."""
     anchors = [(m, [int(n) for n in re.findall(r"\d+", m.group(1) or m.group(2))]) for m in _DOC.finditer(inside)]
     bare = not anchors and not paren
     if bare:
@@ -234,7 +237,8 @@ def quote_of(claim: str) -> str:
 
 def _inline_refs(text: str) -> list[CitationRef]:
     """Bare forms ("[1, p. 3]", "[p. 5]") inside a quotation are the quoted text's own references, not
-    citations; "[p. 5]" right after "[doc 2]" completes it, and alone cites the last document named (else doc 1)."""
+    citations; "[p. 5]" right after "[doc 2]" completes it, and alone cites the last document named
+    (else doc 1)."""
     refs: list[CitationRef] = []
     quoted = [(a, b) for a, b, _ in _quotations(text)]
     prev_end = 0
@@ -392,7 +396,7 @@ def _in_order(nq: str, ntext: str, lo: int, hi: int) -> bool:
         a -= 1
     while b < len(ntext) and _WORD.match(ntext[b]):
         b += 1
-    q, w = _WORD.findall(strip_marks(nq)), _WORD.findall(strip_marks(ntext[a:b]))
+    q, w = _WORD.findall(nq), _WORD.findall(ntext[a:b])
     blocks = Indel.editops(q, w).as_matching_blocks()
     i = j = 0
     for k, blk in enumerate(blocks):
