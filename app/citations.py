@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -84,7 +85,7 @@ _NOT_LETTER = r"(?![^\W\d_])"          # a page word ends there ("p3", "pág. 5"
 _PAGES = re.compile(r"\b" + _PAGE_WORD + _NOT_LETTER + r"\s*(.+)$", re.I | re.S)
 # the document number alone, at the start of a square bracket or after a ";": "[1, p. 3]", "[1: p. 3]",
 # "[1 p3]", "[1, p. 3; 2, p. 5]" (never "[1]", "[1, 2]", "[2019, p. 3]" or "[1.2, p. 3]")
-_BARE_DOC = re.compile(r"(?:^|;)\s*([1-9]\d{0,2})(?=\s*[,:]?\s*" + _PAGE_WORD + _NOT_LETTER + r"\s*[0-9ivxlcdm§])", re.I)
+_BARE_DOC = re.compile(r"(?:^|;)\s*([1-9]\d{0,2})(?=\s*[,:\u060c]?\s*" + _PAGE_WORD + _NOT_LETTER + r"\s*[0-9ivxlcdm§])", re.I)
 _PAGE_ONLY = re.compile(r"^\s*" + _PAGE_WORD + _NOT_LETTER + r"\s*[0-9ivxlcdm§]", re.I)    # "[p. 5]", the prompt's marker
 _RANGE = re.compile(r"^\s*([0-9ivxlcdmIVXLCDM]+)\s*(?:-|–|—|to|through|bis|à)\s*([0-9ivxlcdmIVXLCDM]+)\s*$")
 _TOKEN = re.compile(r"^[\w.\-/§]{1,20}$")
@@ -139,14 +140,19 @@ def parse(answer: str) -> ParsedAnswer:
 _UNIT_LABEL = re.compile(r"(?:§\s*|\bpart\s+)(\d{1,5})\b", re.I)   # "§3 Installation", "part 12"
 
 
-_SPLIT = re.compile(r"\s*(?:[,;&]|\band\b|\bund\b|\bet\b)\s*", re.I)
+_SPLIT = re.compile(r"\s*(?:[,;&\u060c\u3001\uff0c]|\band\b|\bund\b|\bet\b)\s*", re.I)   # also ، 、 ，
+
+
+def _ascii_digits(text: str) -> str:
+    """Digits of any script as ASCII: an answer in Arabic may cite "[doc ٢, p. ٩]"."""
+    return text if text.isascii() else re.sub(r"\d", lambda m: str(unicodedata.decimal(m.group())), text)
 _LEAD = re.compile(r"^" + _PAGE_WORD + _NOT_LETTER + r"\s*", re.I)       # "p. 5" in "p. 3; p. 5"
 
 
 def _split_pages(spec: str) -> tuple[list[str], list[tuple[str, str]]]:
     """(single pages, ranges) a page spec names: "3", "iv", "3-5", "3, 5", "3-5, 7", "3 and 5",
     "p. 3; p. 5", "3 through 5", "§2"."""
-    spec = spec.strip().rstrip(".,;")
+    spec = _ascii_digits(spec).strip().rstrip(".,;")
     if units := _UNIT_LABEL.findall(spec):     # a section / part label: its number is Page.number
         return units, []
     pages: list[str] = []
@@ -168,6 +174,7 @@ def _refs_in(inside: str, paren: bool = False) -> tuple[list[_Item], bool]:
     gives an item per range), and whether the bracket used a bare form: "[1, p. 3]" (document number
     without "doc") or "[p. 5]" (page marker alone, doc None). A parenthesis counts only with "doc"
     and a page."""
+    inside = _ascii_digits(inside)
     anchors = [(m, [int(n) for n in re.findall(r"\d+", m.group(1) or m.group(2))]) for m in _DOC.finditer(inside)]
     bare = not anchors and not paren
     if bare:

@@ -382,3 +382,13 @@ def test_arabic_stretched_with_tatweel(tmp_path):
     _, (c,) = parse_and_verify(quote, [doc])
     assert c.verified and c.score == 100 and doc.pages[0].text[c.start:c.end] == c.passage
     assert not parse_and_verify(quote.replace("التالي", "السابق"), [doc])[1][0].verified    # "next" -> "previous"
+
+
+@pytest.mark.parametrize("mark, pages", [("[doc \u0662, p. \u0669]", [15]), ("[\u0662\u060c p. \u0669]", [15]),
+                                         ("[doc 2\u060c pp. 3\u060c 9]", [9, 15]),
+                                         ("[doc 2, pp. \u0668-\u0661\u0660]", [15])])
+def test_a_citation_in_arabic_indic_digits(docs, mark, pages):
+    """An answer in Arabic may cite with Arabic-Indic digits and the Arabic comma: "p. ٩" was looked up
+    as physical page 9 only (not r-intro's printed 9), "٨-١٠" was no range, "3، 9" no page list."""
+    _, cites = parse_and_verify(f"Vectors can be used in arithmetic expressions {mark}.", docs)
+    assert [c.page for c in cites] == pages and cites[-1].verified, cites
