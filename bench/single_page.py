@@ -1,0 +1,70 @@
+"""Citations of single-page sentences: verified rate of true quotes (as extracted, and with curly
+apostrophes) and false ✓ on altered ones (two words swapped, a word replaced by its opposite), on
+the corpus PDFs.
+
+    .venv/bin/python bench/single_page.py [--per-doc 40] [--seed 3] [--show]
+
+Each sample: a sentence of 40-250 characters and 6+ words on one page, quoted and cited as
+"[doc 1, p. M]" with M the page's prompt marker.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from app.citations import parse_and_verify  # noqa: E402
+from app.textutil import sentence_spans  # noqa: E402
+from ingest import read_document  # noqa: E402
+from ingest.prompt import citation_labels  # noqa: E402
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+DOCS = ["r-intro.pdf", "gnuplot.pdf", "hsaur-inference.pdf", "debian-history-fr.pdf", "acm-sigconf.pdf",
+        "latexsheet-de.pdf", "pari-refcard.pdf", "sexam-ar.pdf"]
+OPPOSITE = {"increase": "decrease", "increases": "decreases", "larger": "smaller", "smaller": "larger",
+            "before": "after", "after": "before", "first": "last", "last": "first", "maximum": "minimum",
+            "minimum": "maximum", "left": "right", "right": "left", "more": "less", "less": "more",
+            "true": "false", "false": "true", "lower": "upper", "upper": "lower", "high": "low", "low": "high",
+            "possible": "impossible", "input": "output", "output": "input", "all": "no", "same": "different",
+            "include": "exclude", "always": "sometimes", "above": "below", "below": "above", "start": "end",
+            "end": "start"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--per-doc", type=int, default=40)
+    ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--show", action="store_true", help="print each altered quote that is verified")
+    args = ap.parse_args()
+    rng = random.Random(args.seed)
+    tally = {k: [0, 0] for k in ("true", "curly", "swap", "opposite")}
+    for name in DOCS:
+        doc = read_document(CORPUS / name)
+        shown = citation_labels(doc.pages)
+        sents = [(i, " ".join(p.text[s.start:s.end].split())) for i, p in enumerate(doc.pages)
+                 for s in sentence_spans(p.text)]
+        sents = [(i, t) for i, t in sents if 40 <= len(t) <= 250 and len(t.split()) >= 6]
+        for i, text in rng.sample(sents, min(args.per_doc, len(sents))):
+            words = text.split()
+            a, b = sorted(rng.sample(range(len(words)), 2))
+            swapped = words[:a] + [words[b]] + words[a + 1:b] + [words[a]] + words[b + 1:]
+            k = next((j for j, w in enumerate(words) if w.lower() in OPPOSITE), None)
+            opposite = None if k is None else words[:k] + [OPPOSITE[words[k].lower()]] + words[k + 1:]
+            for kind, quote in (("true", text), ("curly", text.replace("'", "\u2019")),
+                                ("swap", " ".join(swapped) if words[a] != words[b] else None),
+                                ("opposite", opposite and " ".join(opposite))):
+                if quote is None:
+                    continue
+                c = parse_and_verify(f"\u201c{quote}\u201d [doc 1, p. {shown[i]}]", [doc])[1][0]
+                tally[kind][0] += c.verified
+                tally[kind][1] += 1
+                if args.show and c.verified != (kind in ("true", "curly")):
+                    print(f"{name} p.{i + 1} {kind} {c.verified} {c.score} {quote!r}")
+    print("verified: " + ", ".join(f"{k} {v}/{n}" for k, (v, n) in tally.items()))
+
+
+if __name__ == "__main__":
+    main()
