@@ -62,6 +62,7 @@ class CitationRef:
     quote: str
     start: int = 0               # the marker's span in the answer text
     end: int = 0
+    own: bool = False            # the quote is the answer's own sentence (no quotation marks)
 
 
 @dataclass
@@ -231,15 +232,31 @@ def _claim_after(text: str, end: int) -> str:
     return claim if len(_WORD.findall(claim)) >= MIN_QUOTE_WORDS else ""
 
 
+def _quotation(claim: str) -> str:
+    """The longest explicit quotation in a claim, of MIN_QUOTE_WORDS words or more ("" if none)."""
+    best = max((q for _, _, q in _quotations(claim)), key=len, default="")
+    return best.strip() if len(_WORD.findall(best)) >= MIN_QUOTE_WORDS else ""
+
+
 def quote_of(claim: str) -> str:
     """The longest explicit quotation in a claim (of MIN_QUOTE_WORDS words or more), else the claim."""
-    best = ""
-    for _, _, q in _quotations(claim):
-        if len(q) > len(best):
-            best = q
-    if len(_WORD.findall(best)) >= MIN_QUOTE_WORDS:
-        return best.strip()
-    return claim.strip(" \t\"'\u201c\u201d\u00ab\u00bb")
+    return _quotation(claim) or claim.strip(" \t\"'\u201c\u201d\u00ab\u00bb")
+
+
+MAX_LEAD_WORDS = 4      # "According to the manual," / "In R," before a claim's own words
+
+
+def _without_lead(claim: str) -> str:
+    """A claim of the answer's own without a short opening clause ("According to the manual, vectors
+    can ..." -> "vectors can ..."): at most MAX_LEAD_WORDS words, no figure, no "not" (those carry the
+    claim: "The rent is 1,350 euros, due ..."), MIN_QUOTE_WORDS or more after it; else ""."""
+    m = re.search(r"[,\u060c]\s", claim)
+    if m is None:
+        return ""
+    lead, rest = normalize(claim[:m.start()])[0], claim[m.end():].strip()
+    if len(_WORD.findall(lead)) > MAX_LEAD_WORDS or _numbers(lead) or _negations(lead):
+        return ""
+    return rest if len(_WORD.findall(rest)) >= MIN_QUOTE_WORDS else ""
 
 
 def _inline_refs(text: str) -> list[CitationRef]:
@@ -270,9 +287,9 @@ def _inline_refs(text: str) -> list[CitationRef]:
         claim = _claim_before(text, prev_end, m.start()) if between.strip(" .,;:") else prev_claim
         if len(_WORD.findall(claim)) < MIN_QUOTE_WORDS:     # "According to [doc 2, p. 9], vectors can ..."
             claim = _claim_after(text, m.end()) or claim
-        quote = quote_of(claim)
+        quote, own = quote_of(claim), not _quotation(claim)
         for doc, pages, rng in items:
-            refs.append(CitationRef(doc, pages, rng, quote, m.start(), m.end()))
+            refs.append(CitationRef(doc, pages, rng, quote, m.start(), m.end(), own))
         prev_end, prev_claim = m.end(), claim
     return refs
 
@@ -577,14 +594,13 @@ def verify(refs: Sequence[CitationRef], documents: Sequence[_Doc],
             groups.append((None, _range_pages(doc, ref.page_range)))
         if not groups:      # "[doc 2]" alone: search the whole document
             groups.append((None, list(doc.pages)))
+        rest = _without_lead(quote) if ref.own else ""
         for token, candidates in groups:
-            best: tuple[Match, _Page] | None = None
-            for page in candidates:
-                m = match_quote(quote, page.text) if quote else Match(False, 0.0, "", None, None)
-                if best is None or (m.verified, m.score) > (best[0].verified, best[0].score):
-                    best = (m, page)
-                if m.verified and m.score >= 100:
-                    break
+            best = _best_on(quote, candidates)
+            if best is not None and not best[0].verified and rest:    # the claim less its opening clause
+                alt = _best_on(rest, candidates)
+                if alt is not None and alt[0].verified and _opens_clause(alt[1].text, rest):
+                    best = alt
             if best is None:
                 out.append(CitationInfo(ref.doc, doc_id, doc.filename, None, token, quote,
                                         False, "", None, None, unit=unit))
@@ -595,6 +611,32 @@ def verify(refs: Sequence[CitationRef], documents: Sequence[_Doc],
             out.append(CitationInfo(ref.doc, doc_id, doc.filename, page.number, page.label, quote,
                                     m.verified, m.passage, m.start, m.end, m.score, unit))
     return out
+
+
+def _opens_clause(text: str, quote: str) -> bool:
+    """Whether `quote` is found in `text` where a sentence or line begins: the claim's opening clause
+    then stood in for nothing on the page, not for the page's words ("Linus Torvalds, a student,
+    founded Debian" against "Ian Murdock, a student, founded Debian")."""
+    span = _align(quote, text)[2]
+    if span is None:
+        return False
+    i = span[0]
+    while i > 0 and text[i - 1].isalnum():
+        i -= 1
+    before = text[:i].rstrip()
+    return not before or before[-1] in ".!?:;" or "\n" in text[len(before):i] and before[-1] not in ",("
+
+
+def _best_on(quote: str, pages: Sequence[_Page]) -> tuple[Match, _Page] | None:
+    """The page where `quote` is verified (else matches best), and the match."""
+    best: tuple[Match, _Page] | None = None
+    for page in pages:
+        m = match_quote(quote, page.text) if quote else Match(False, 0.0, "", None, None)
+        if best is None or (m.verified, m.score) > (best[0].verified, best[0].score):
+            best = (m, page)
+        if m.verified and m.score >= 100:
+            break
+    return best
 
 
 def parse_and_verify(answer: str, documents: Sequence[_Doc],
