@@ -1,6 +1,7 @@
 """Citations of single-page sentences: verified rate of true quotes (as extracted, and with curly
 apostrophes) and false ✓ on altered ones (two words swapped, a word replaced by its opposite), on
-the corpus PDFs.
+the corpus PDFs; and the same sentences as claims without quotation marks: opened by "According to
+the document, ", with "also" inserted mid-sentence, with two words swapped.
 
     .venv/bin/python bench/single_page.py [--per-doc 40] [--seed 3] [--show]
 
@@ -40,7 +41,7 @@ def main() -> None:
     ap.add_argument("--show", action="store_true", help="print each altered quote that is verified")
     args = ap.parse_args()
     rng = random.Random(args.seed)
-    tally = {k: [0, 0] for k in ("true", "curly", "swap", "opposite")}
+    tally = {k: [0, 0] for k in ("true", "curly", "swap", "opposite", "claim lead-in", "claim also", "claim swap")}
     for name in DOCS:
         doc = read_document(CORPUS / name)
         shown = citation_labels(doc.pages)
@@ -53,15 +54,21 @@ def main() -> None:
             swapped = words[:a] + [words[b]] + words[a + 1:b] + [words[a]] + words[b + 1:]
             k = next((j for j, w in enumerate(words) if w.lower() in OPPOSITE), None)
             opposite = None if k is None else words[:k] + [OPPOSITE[words[k].lower()]] + words[k + 1:]
+            plain, mid = text.rstrip("."), len(words) // 2
             for kind, quote in (("true", text), ("curly", text.replace("'", "\u2019")),
                                 ("swap", " ".join(swapped) if words[a] != words[b] else None),
-                                ("opposite", opposite and " ".join(opposite))):
+                                ("opposite", opposite and " ".join(opposite)),
+                                ("claim lead-in", "According to the document, " + plain[0].lower() + plain[1:]),
+                                ("claim also", " ".join(words[:mid] + ["also"] + words[mid:]).rstrip(".")),
+                                ("claim swap", " ".join(swapped).rstrip(".") if words[a] != words[b] else None)):
                 if quote is None:
                     continue
-                c = parse_and_verify(f"\u201c{quote}\u201d [doc 1, p. {shown[i]}]", [doc])[1][0]
+                cite = f"[doc 1, p. {shown[i]}]"
+                answer = f"{quote} {cite}." if kind.startswith("claim") else f"\u201c{quote}\u201d {cite}"
+                c = parse_and_verify(answer, [doc])[1][0]
                 tally[kind][0] += c.verified
                 tally[kind][1] += 1
-                if args.show and c.verified != (kind in ("true", "curly")):
+                if args.show and c.verified != (kind in ("true", "curly", "claim lead-in")):
                     print(f"{name} p.{i + 1} {kind} {c.verified} {c.score} {quote!r}")
     print("verified: " + ", ".join(f"{k} {v}/{n}" for k, (v, n) in tally.items()))
 
