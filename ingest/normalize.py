@@ -146,14 +146,22 @@ def match_key(text: str) -> str:
     return re.sub(r"\s+", "", normalize_text(text).casefold())
 
 
-# Combining marks, except the Japanese voicing marks (が is not か): accents, the dot of Turkish İ,
-# Arabic harakat and Hebrew niqqud. Python's \w does not match them, so a word that has one was
-# cut in pieces there.
+# What search_form drops or replaces after NFD. Combining marks, except the Japanese voicing marks
+# (が is not か): accents, the dot of Turkish İ, Arabic harakat and Hebrew niqqud (Python's \w does
+# not match them, so a word that has one was cut in pieces there); the Arabic tatweel, a stretching
+# stroke ("كتـــاب" is "كتاب"); alef wasla to plain alef (NFD splits the other alef forms, أ إ آ, into
+# alef and a mark); other scripts' decimal digits to ASCII ("١٩٢٨" is 1928).
 @functools.cache
-def _marks() -> dict[int, None]:
-    """The table of those marks, for str.translate (made on first use, not at import: ~12 ms)."""
-    return dict.fromkeys(c for c in range(0x300, 0x1E950)        # (none lies beyond U+1E94A)
-                         if unicodedata.combining(chr(c)) and c not in (0x3099, 0x309A))
+def _search_table() -> dict[int, int | None]:
+    """That table, for str.translate (made on first use, not at import: ~17 ms)."""
+    table: dict[int, int | None] = {0x640: None, 0x671: 0x627}
+    for c in range(0x300, 0x1FBFA):        # (no mark lies beyond U+1E94A, no digit beyond U+1FBF9)
+        char = chr(c)
+        if unicodedata.combining(char) and c not in (0x3099, 0x309A):
+            table[c] = None
+        elif (digit := unicodedata.decimal(char, None)) is not None:
+            table[c] = 0x30 + digit
+    return table
 
 
 # Chinese, Japanese and Korean letters (Han, kana, Hangul): text in these scripts has no spaces
@@ -171,14 +179,23 @@ def _cjk_words(match: re.Match[str]) -> str:
 def search_form(text: str) -> str:
     """The form word search (BM25: the extractive engine, the page budget) reads: NFKC, case-folded,
     without diacritics, so "resume" finds "résumé", "İstanbul" finds "Istanbul" and a vocalised
-    Arabic or Hebrew question finds the usual unvocalised text. A run of Chinese, Japanese or
+    Arabic or Hebrew question finds the usual unvocalised text; without Arabic tatweel, with one
+    alef and ASCII digits (`_search_table`). A run of Chinese, Japanese or
     Korean letters is written as its overlapping two-letter words (a letter alone stays one), the
     way Lucene's CJK analyzer reads it: "東京は日本" -> "東京 京は は日 日本"; as one word the whole run
     only ever matched the same whole run."""
     text = unicodedata.normalize("NFKC", text).casefold()
     if text.isascii():
         return text
-    return _CJK_RUN.sub(_cjk_words, strip_marks(text))
+    text = unicodedata.normalize("NFC", unicodedata.normalize("NFD", text).translate(_search_table()))
+    return _CJK_RUN.sub(_cjk_words, text)
+
+
+@functools.cache
+def _marks() -> dict[int, None]:
+    """Combining marks but the Japanese voicing marks, for str.translate (made on first use)."""
+    return dict.fromkeys(c for c in range(0x300, 0x1E950)        # (none lies beyond U+1E94A)
+                         if unicodedata.combining(chr(c)) and c not in (0x3099, 0x309A))
 
 
 def strip_marks(text: str) -> str:

@@ -144,6 +144,20 @@ def test_a_question_with_or_without_diacritics_finds_its_page(page, question):
     assert _cited_pages(doc, question)[:1] == ["2"]
 
 
+@pytest.mark.parametrize("page, question", [
+    ("بدأ الامتحـــان في الساعة التاسعة صباحا.", "الامتحان؟"),                          # tatweel on the page
+    ("ٱلرَّحْمَٰنِ ٱلرَّحِيمِ", "الرحمن"),                                                 # alef wasla
+    ("تأسست الجمعية عام ١٩٢٨ في القاهرة.", "1928"),                                     # Arabic-Indic digits
+    ("The society was founded in 1928 in Cairo.", "١٩٢٨"),
+])
+def test_arabic_spellings_of_one_word_find_its_page(page, question):
+    """A tatweel (a stretching stroke), alef wasla or Arabic-Indic digits made a word other than the
+    one the question wrote: no page was found."""
+    doc = _pages_doc(["The weather report mentions rain and wind over the bay. " * 3, page * 3,
+                      "The library opens at nine and closes at six on weekdays. " * 3])
+    assert _cited_pages(doc, question)[:1] == ["2"]
+
+
 @pytest.mark.parametrize("pages, question", [
     (["天气预报说明天会下雨，风很大。", "东京是日本的首都，人口约一千四百万。", "图书馆早上九点开门，晚上六点关门。"],
      "日本的首都是哪里？"),
