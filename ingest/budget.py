@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ingest.model import Document, page_ranges
-from ingest.normalize import CJK, search_form
+from ingest.normalize import CJK, ScriptStemmer, search_form
 from ingest.prompt import DocumentInput, citation_labels, document_title
 
 CHARS_PER_TOKEN_ESTIMATE = 4.0     # UTF-8 bytes per token, used without a tokenizer (an estimate)
@@ -323,7 +323,7 @@ def _rank_pages(docs: list[DocumentInput], question: str) -> tuple[list[tuple[in
         if retriever is None:
             nodes = [TextNode(text=search_form(docs[d].pages[i].text), id_=f"{d}:{i}") for d, i in texted]
             retriever = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=len(nodes), language="en",
-                                                    token_pattern=_TOKEN_PATTERN)
+                                                    token_pattern=_TOKEN_PATTERN, stemmer=ScriptStemmer())
         _INDEXES[key.digest()] = retriever                  # most recently used last
         while len(_INDEXES) > _INDEXES_KEPT:
             _INDEXES.popitem(last=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 import unicodedata
 from collections import Counter
 from collections.abc import Callable
@@ -150,11 +151,12 @@ def match_key(text: str) -> str:
 # (が is not か): accents, the dot of Turkish İ, Arabic harakat and Hebrew niqqud (Python's \w does
 # not match them, so a word that has one was cut in pieces there); the Arabic tatweel, a stretching
 # stroke ("كتـــاب" is "كتاب"); alef wasla to plain alef (NFD splits the other alef forms, أ إ آ, into
-# alef and a mark); other scripts' decimal digits to ASCII ("١٩٢٨" is 1928).
+# alef and a mark); alef maqsura to yeh, as many writers type it ("على", "علي"; the Arabic stemmer
+# strips a final yeh but not a final alef maqsura); other scripts' decimal digits to ASCII ("١٩٢٨").
 @functools.cache
 def _search_table() -> dict[int, int | None]:
     """That table, for str.translate (made on first use, not at import: ~17 ms)."""
-    table: dict[int, int | None] = {0x640: None, 0x671: 0x627}
+    table: dict[int, int | None] = {0x640: None, 0x671: 0x627, 0x649: 0x64A}
     for c in range(0x300, 0x1FBFA):        # (no mark lies beyond U+1E94A, no digit beyond U+1FBF9)
         char = chr(c)
         if unicodedata.combining(char) and c not in (0x3099, 0x309A):
@@ -180,7 +182,7 @@ def search_form(text: str) -> str:
     """The form word search (BM25: the extractive engine, the page budget) reads: NFKC, case-folded,
     without diacritics, so "resume" finds "résumé", "İstanbul" finds "Istanbul" and a vocalised
     Arabic or Hebrew question finds the usual unvocalised text; without Arabic tatweel, with one
-    alef and ASCII digits (`_search_table`). A run of Chinese, Japanese or
+    alef, yeh for alef maqsura and ASCII digits (`_search_table`). A run of Chinese, Japanese or
     Korean letters is written as its overlapping two-letter words (a letter alone stays one), the
     way Lucene's CJK analyzer reads it: "東京は日本" -> "東京 京は は日 日本"; as one word the whole run
     only ever matched the same whole run."""
@@ -202,3 +204,39 @@ def strip_marks(text: str) -> str:
     """`text` without its combining marks (accents, harakat, niqqud; not the Japanese voicing marks)."""
     return text if text.isascii() else \
         unicodedata.normalize("NFC", unicodedata.normalize("NFD", text).translate(_marks()))
+
+
+# Snowball stemmers for the scripts whose words a question inflects otherwise than a page ("книги" /
+# "книга", Arabic "المدرسة" / "مدرسة"); a word in any other script takes the English one (a Latin
+# word's language is not known from its letters).
+_SCRIPT_STEMMERS = {"arabic": re.compile("[\u0600-\u06ff\u0750-\u077f\u08a0-\u08ff]"),
+                    "russian": re.compile("[\u0400-\u052f]"), "greek": re.compile("[\u0370-\u03ff]")}
+
+
+class ScriptStemmer:
+    """PyStemmer's `stemWords` (what bm25s calls) with the stemmer of each word's script: Arabic,
+    Cyrillic (Russian), Greek, else English. Words are those of `search_form`. One set of stemmers
+    per thread (a Snowball stemmer is not thread-safe)."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def _stemmers(self) -> dict:
+        stemmers = getattr(self._local, "stemmers", None)
+        if stemmers is None:
+            import Stemmer
+            stemmers = self._local.stemmers = {name: Stemmer.Stemmer(name)
+                                               for name in ("english", *_SCRIPT_STEMMERS)}
+        return stemmers
+
+    def stemWords(self, words: list[str]) -> list[str]:  # noqa: N802 (PyStemmer's name)
+        stemmers = self._stemmers()
+        if all(w.isascii() for w in words):
+            return stemmers["english"].stemWords(words)
+        return [stemmers[_script(w)].stemWord(w) for w in words]
+
+
+def _script(word: str) -> str:
+    if word.isascii():
+        return "english"
+    return next((name for name, script in _SCRIPT_STEMMERS.items() if script.match(word)), "english")

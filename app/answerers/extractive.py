@@ -12,11 +12,10 @@ from typing import TYPE_CHECKING
 
 import bm25s
 import bm25s.stopwords as sw
-import Stemmer
 
 from app.answerers.base import AnswerEvent, AnswerRequest
 from app.textutil import collapse_ws, norm, passage_spans
-from ingest.normalize import CJK, search_form
+from ingest.normalize import CJK, ScriptStemmer, search_form
 from ingest.prompt import citation_labels
 
 if TYPE_CHECKING:
@@ -27,15 +26,17 @@ INDEX_CACHE = 8                      # document sets whose index is kept in memo
 LABEL = "Extractive answer (no language model is configured): the passages that best match " \
         "your question, quoted verbatim."
 _WORD = re.compile(r"\w+", re.U)
-_STOP = frozenset(sw.STOPWORDS_EN) | frozenset(sw.STOPWORDS_FRENCH) | frozenset(sw.STOPWORDS_GERMAN)
-_stemmer = Stemmer.Stemmer("english")
+_STOP = frozenset(sw.STOPWORDS_EN) | frozenset(sw.STOPWORDS_FRENCH) | frozenset(sw.STOPWORDS_GERMAN) \
+    | frozenset(search_form(w) for w in sw.STOPWORDS_RUSSIAN)
+_stemmer = ScriptStemmer()
 
 
 _DOTTED = re.compile(r"\w+(?:\.\w+)+", re.U)     # version numbers, decimals: "1.1", "0.05"
 
 
 def terms(text: str) -> list[str]:
-    """Index terms: normalized words without diacritics, stop words dropped, English-stemmed;
+    """Index terms: normalized words without diacritics, stop words dropped, stemmed (Arabic,
+    Russian, Greek by their own Snowball stemmer, the rest English);
     dotted numbers such as "1.1" are also kept whole so a version or value matches as such."""
     text = search_form(norm(text))
     words = [w for w in _WORD.findall(text) if w not in _STOP and (len(w) > 1 or w.isdigit() or CJK.match(w))]

@@ -158,6 +158,20 @@ def test_arabic_spellings_of_one_word_find_its_page(page, question):
     assert _cited_pages(doc, question)[:1] == ["2"]
 
 
+@pytest.mark.parametrize("page, question", [
+    ("Библиотека открывается в девять часов утра.", "Часы работы библиотеки"),
+    ("المدرسة مغلقة اليوم بسبب العطلة.", "هل مدرسة"),                                   # article, teh marbuta
+    ("نقل المريض إلى المستشفى.", "مستشفي"),                                            # alef maqsura typed as yeh
+    ("Η βιβλιοθήκη ανοίγει στις εννέα.", "βιβλιοθήκης"),
+])
+def test_an_inflected_russian_arabic_or_greek_word_finds_its_page(page, question):
+    """Every word was stemmed in English, which leaves other scripts alone: "библиотеки" did not
+    find "библиотека", nor "مدرسة" "المدرسة"."""
+    doc = _pages_doc(["The weather report mentions rain and wind over the bay. " * 3, page * 3,
+                      "The library opens at nine and closes at six on weekdays. " * 3])
+    assert _cited_pages(doc, question)[:1] == ["2"]
+
+
 @pytest.mark.parametrize("pages, question", [
     (["天气预报说明天会下雨，风很大。", "东京是日本的首都，人口约一千四百万。", "图书馆早上九点开门，晚上六点关门。"],
      "日本的首都是哪里？"),

@@ -185,6 +185,8 @@ def test_the_summary_stays_one_short_line_with_many_documents():
     ("عاصمة مصر هي القاهرة.", "مَا هِيَ عَاصِمَةُ مِصْرَ"),
     ("بدأ الامتحـــان اليوم.", "الامتحان؟"),                               # Arabic tatweel
     ("تأسست عام ١٩٢٨.", "1928"),                                           # Arabic-Indic digits
+    ("Библиотека открыта.", "библиотеки"),                                  # Russian inflection
+    ("المدرسة مغلقة.", "مدرسة"),                                            # Arabic article
 ])
 def test_pages_are_chosen_with_or_without_diacritics(page, question):
     """A question that writes a word with other diacritics than the page kept the first page instead."""
