@@ -68,6 +68,12 @@ CSS = """
 .jd-page-text.jd-unverified mark {background:#fecaca}
 .jd-docs table, .jd-docs tr, .jd-docs thead, .jd-docs tbody {border:none !important}
 .jd-docs th, .jd-docs td {border-left:none !important; border-right:none !important; border-top:none !important}
+/* Right-to-left text (Arabic, Hebrew): each paragraph, list item, quote, title, typed line and page
+   line takes its direction from its first letter, as dir="auto" would (Gradio writes dir="ltr" on
+   every message and its sanitizer may drop the attribute); a chip is one unit at the end of the line */
+#jd-chat .message-content :is(p, li, blockquote, h1, h2, h3, h4, h5, h6, td, th), .jd-quote, .jd-page-text,
+.jd-source-head .jd-title, .jd-docs .jd-title, .jd-docs .jd-file, .jd-up-name, #jd-question textarea
+{unicode-bidi:plaintext; text-align:start}
 #jd-confirm, #jd-chat-confirm, #jd-doc-confirm {border:1px solid #fca5a5; border-radius:8px; padding:.5rem;
                                                 background:#fef2f2}
 """
