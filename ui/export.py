@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
@@ -74,7 +75,10 @@ def chat_markdown(workspace: str, chat: ChatInfo | None, messages: Sequence[Mess
 
 
 def safe_filename(text: str, suffix: str = ".md") -> str:
-    stem = re.sub(r"[^\w.-]+", "-", text).strip("-.")[:60] or "chat"
+    """`text` as a file name: letters, digits and their combining marks (Arabic harakat, Hebrew niqqud,
+    Indic vowel signs, which \\w does not match) kept, every other run a "-"."""
+    kept = "".join(c if c.isalnum() or c in "_.-" or unicodedata.category(c)[0] == "M" else " " for c in text)
+    stem = re.sub(r" +", "-", kept).strip("-.")[:60] or "chat"
     return stem + suffix
 
 

@@ -319,3 +319,17 @@ def test_a_question_shows_as_typed_not_as_markdown_or_html(services_and_handlers
     svc.documents.add(ws.id, note)
     first = next(h.ask(question, ws.id, None, []))
     assert _as_shown(first["chatbot"][-2]["content"]) == question
+
+
+@pytest.mark.parametrize("title, name", [
+    ("مَا هِيَ الصِّيَغ؟", "مَا-هِيَ-الصِّيَغ.md"),                       # Arabic with harakat
+    ("מָה הַשָּׁעָה", "מָה-הַשָּׁעָה.md"),                                 # Hebrew with niqqud
+    ("हिन्दी दस्तावेज़", "हिन्दी-दस्तावेज़.md"),                          # Devanagari vowel signs
+    ("Ärger / 東京: résumé", "Ärger-東京-résumé.md"),
+])
+def test_an_export_file_is_named_with_the_words_of_its_chat(tmp_path, title, name):
+    """A combining mark is not \\w: the name was cut at each one ("م-ا-ه-ي-ال-ص-ي-غ.md")."""
+    from ui.export import write_export
+
+    path = write_export(tmp_path, title, f"# {title}\n")
+    assert path.name == name and path.read_text(encoding="utf-8") == f"# {title}\n"
