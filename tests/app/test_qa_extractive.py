@@ -1,6 +1,8 @@
 """Asking with the extractive engine: streamed, cited, verified, saved; follow-ups use the chat."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from app.answerers.extractive import LABEL
@@ -183,3 +185,24 @@ def test_a_chinese_japanese_or_korean_question_finds_its_page(pages, question):
     """Text without spaces between words was one word per run of letters: nothing matched."""
     doc = _pages_doc([p * 3 for p in pages])
     assert _cited_pages(doc, question)[:1] == ["2"]
+
+
+def test_a_japanese_answer_quotes_whole_sentences():
+    """Chinese and Japanese write no space after a sentence's 。, so a page was one sentence, cut every
+    900 characters wherever that fell: the quote began and ended inside sentences."""
+    from app.answerers.base import AnswerRequest
+    from app.answerers.extractive import ExtractiveAnswerer
+
+    cities = ["札幌", "仙台", "新潟", "金沢", "静岡", "名古屋", "京都", "大阪", "神戸", "奈良", "岡山", "広島",
+              "松山", "高知", "福岡", "長崎", "熊本", "鹿児島", "那覇", "青森"]
+    sentences = [f"{city}の{what}は{n}番目に有名です。" for n, city in enumerate(cities, start=1)
+                 for what in ("駅前の商店街", "古い寺院", "港の市場", "郷土料理")]
+    sentences[45] = "広島の平和記念公園には毎年多くの修学旅行生が訪れます。"
+    doc = _pages_doc(["".join(sentences)])
+    assert len(doc.pages[0].text) > 1000
+    done = [e for e in ExtractiveAnswerer(top_k=1).answer(AnswerRequest([doc], "平和記念公園には誰が訪れますか"))
+            if e.kind == "done"]
+    quote = re.search(r"\u201c(.*)\u201d", done[0].text)[1]
+    assert "平和記念公園" in quote and len(quote) <= 600
+    assert quote.endswith("。")                                                  # whole sentences
+    assert doc.pages[0].text.startswith(quote) or f"。{quote}" in doc.pages[0].text
