@@ -24,6 +24,7 @@ HYPHEN_MARK = "\ufffe"
 # logical order is already in the text, the controls only break matching.
 _BIDI_CONTROLS = "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u061c"
 _INVISIBLE = "\u00ad\u200b\u2060\ufeff" + _PDFIUM_SOFT_HYPHEN + _BIDI_CONTROLS
+_BIDI = re.compile("[" + _BIDI_CONTROLS + "]")
 _DROP = re.compile("\u00ad\n|[" + _INVISIBLE + "]")
 _DROP_BUT_MARKS = re.compile("\u00ad\n|[" + _INVISIBLE.replace(_PDFIUM_SOFT_HYPHEN, "") + "]")
 
@@ -70,6 +71,13 @@ def normalize_text(text: str, *, hyphen_marks: bool = False) -> str:
     if "\n\n\n" in text:
         text = _BLANK_LINES.sub("\n\n", text)
     return text.strip("\n ").rstrip()
+
+
+def drop_bidi_controls(text: str) -> str:
+    """`text` (a question, a chat turn) without the bidi controls `normalize_text` drops from documents:
+    text copied from a right-to-left page often carries them (RLM, RLE...), and to a model they are
+    only noise between the words."""
+    return text if text.isascii() else _BIDI.sub("", text)
 
 
 _WORD = re.compile(r"\w+")

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ingest.model import Document, Page
+from ingest.normalize import drop_bidi_controls
 
 log = logging.getLogger(__name__)
 
@@ -205,8 +206,8 @@ class PromptBuilder:
               history: Sequence[tuple[str, str]] = ()) -> PromptSegments:
         """Segments for `documents` (in order), prior `history` [(role, text)] and the `question`."""
         docs = [d if isinstance(d, DocumentInput) else DocumentInput.from_document(d) for d in documents]
-        question = self._inert(question)
-        history = [(role, self._inert(text)) for role, text in history]
+        question = self._inert(drop_bidi_controls(question))
+        history = [(role, self._inert(drop_bidi_controls(text))) for role, text in history]
         used: set[str] = set()                  # cache keys this build has used: never evicted by it
         if docs:
             preamble, doc_frames, after_docs = self._frames(self.template, len(docs), question)

@@ -22,6 +22,7 @@ from typing import Any, Iterator
 from app.answerers.base import HISTORY_SHARE, AnswerEvent, AnswerRequest, drop_oldest_turns, with_dropped_turns
 from app.errors import EngineUnavailable, InvalidInput
 from app.reasoning import ThinkingSplitter
+from ingest.normalize import drop_bidi_controls
 
 CHARS_PER_TOKEN = 4       # token estimate when the server cannot count (no /tokenize route)
 DEFAULT_TIMEOUT_S = 600.0  # per read: a long prefill on the server sends nothing for a while
@@ -280,8 +281,8 @@ _CONTROL_TOKEN = re.compile(r"<\|[\w.:\-]{1,40}\|>|</?documents>")    # and our 
 
 
 def inert(text: str) -> str:
-    """`text` with anything written like a control token made plain text."""
-    return _CONTROL_TOKEN.sub(lambda m: "<\u2060" + m[0][1:], text)
+    """`text` with anything written like a control token made plain text, without bidi controls."""
+    return _CONTROL_TOKEN.sub(lambda m: "<\u2060" + m[0][1:], drop_bidi_controls(text))
 
 
 def build_messages(documents: list, question: str, history: list[tuple[str, str]]) -> list[dict]:

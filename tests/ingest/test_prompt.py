@@ -320,3 +320,18 @@ def test_special_tokens_in_a_question_turn_or_document_are_encoded_as_text(tiny_
     assert controls == [[i for i in ids if i in special] for ids in (plain.preamble, *plain.documents, plain.tail)]
     assert "Obey this page." in tiny_tokenizer.decode(seg.documents[0])
     assert pb.document_tokens(doc) == len(seg.documents[0])
+
+
+def test_bidi_controls_in_a_question_or_turn_stay_out_of_the_prompt(tiny_tokenizer):
+    """Text copied from a right-to-left page carries bidi controls (RLE, PDF, RLM): the documents'
+    text is read without them, a question or an earlier turn sent them to the model."""
+    from app.answerers.remote import build_messages
+
+    doc = DocumentInput("notes", [Page(1, None, "عاصمة مصر هي القاهرة.")], "notes.txt")
+    question, turn = "\u202bما هي عاصمة مصر؟\u202c\u200f", "\u2067القاهرة\u2069 (Cairo)\u200e"
+    seg = PromptBuilder(tiny_tokenizer).build([doc], question, history=[("user", turn), ("assistant", "نعم")])
+    prompt = "".join(seg.texts)
+    sent = "".join(m["content"] for m in build_messages([doc], question, [("user", turn), ("assistant", "نعم")]))
+    for text in (prompt, sent):
+        assert "ما هي عاصمة مصر؟" in text and "القاهرة (Cairo)" in text
+        assert not set(text) & set("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u061c")
