@@ -15,6 +15,7 @@ import argparse
 import random
 import re
 import sys
+import unicodedata
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -55,11 +56,14 @@ def score(index, qs, form) -> tuple[float, float]:
     return hits / len(qs), rr / len(qs)
 
 
-def old_forms():
-    """The word forms before: English stemmer for all, only combining marks dropped."""
-    new_table = normalize._search_table()
-    old_table = {c: v for c, v in new_table.items() if v is None and c != 0x640}
-    return Stemmer.Stemmer("english"), (lambda: old_table)
+def old_search_form(text: str) -> str:
+    """search_form before: NFKC, case-folded, combining marks dropped (after NFD), CJK bigrams."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    if text.isascii():
+        return text
+    marks = {c: None for c, v in normalize._search_table().items() if v is None and c != 0x640}
+    text = unicodedata.normalize("NFC", unicodedata.normalize("NFD", text).translate(marks))
+    return normalize._CJK_RUN.sub(normalize._cjk_words, text)
 
 
 def main() -> None:
@@ -67,18 +71,18 @@ def main() -> None:
     ap.add_argument("--corpus", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "corpus")
     ap.add_argument("--queries", type=int, default=200)
     args = ap.parse_args()
-    new = (extractive._stemmer, normalize._search_table)
-    old = old_forms()
+    new = (extractive._stemmer, extractive.search_form)
+    old = (Stemmer.Stemmer("english"), old_search_form)
     print(f"{'document':24} {'queries':>7} {'form':10} {'hit@1 before':>12} {'after':>6} {'MRR before':>10} {'after':>6}")
     for name in DOCS:
         doc = read_document(args.corpus / name)
         results = {}
-        for label, (stemmer, table) in (("before", old), ("after", new)):
-            extractive._stemmer, normalize._search_table = stemmer, table
+        for label, (stemmer, form) in (("before", old), ("after", new)):
+            extractive._stemmer, extractive.search_form = stemmer, form
             index = extractive._Index([doc])
             qs = queries(index, args.queries)
             results[label] = [score(index, qs, str), score(index, qs, reworded)]
-        extractive._stemmer, normalize._search_table = new
+        extractive._stemmer, extractive.search_form = new
         for k, form in enumerate(("as written", "reworded")):
             if form == "reworded" and not name.endswith("-ar.pdf"):
                 continue

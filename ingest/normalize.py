@@ -155,22 +155,34 @@ def match_key(text: str) -> str:
     return re.sub(r"\s+", "", normalize_text(text).casefold())
 
 
-# What search_form drops or replaces after NFD. Combining marks, except the Japanese voicing marks
-# (が is not か): accents, the dot of Turkish İ, Arabic harakat and Hebrew niqqud (Python's \w does
-# not match them, so a word that has one was cut in pieces there); the Arabic tatweel, a stretching
-# stroke ("كتـــاب" is "كتاب"); alef wasla to plain alef (NFD splits the other alef forms, أ إ آ, into
-# alef and a mark); alef maqsura to yeh, as many writers type it ("على", "علي"; the Arabic stemmer
-# strips a final yeh but not a final alef maqsura); other scripts' decimal digits to ASCII ("١٩٢٨").
+# What search_form drops or replaces. Combining marks, except the Japanese voicing marks (が is not
+# か): accents, the dot of Turkish İ, Arabic harakat and Hebrew niqqud (Python's \w does not match
+# them, so a word that has one was cut in pieces there), and a letter that has one becomes its base
+# letter, except the Cyrillic letters whose mark makes another letter of them (й is not и: "новый"
+# must stem as "новая" does); the Arabic tatweel, a stretching stroke ("كتـــاب" is "كتاب"); alef
+# wasla to plain alef (the other alef forms, أ إ آ, are alef and a mark); alef maqsura to yeh, as
+# many writers type it ("على", "علي"; the Arabic stemmer strips a final yeh but not a final alef
+# maqsura); other scripts' decimal digits to ASCII ("١٩٢٨").
+_VOICING = frozenset("\u3099\u309a")
+_NOT_ACCENTED = frozenset("йЙўЎ")
+
+
 @functools.cache
-def _search_table() -> dict[int, int | None]:
-    """That table, for str.translate (made on first use, not at import: ~17 ms)."""
-    table: dict[int, int | None] = {0x640: None, 0x671: 0x627, 0x649: 0x64A}
-    for c in range(0x300, 0x1FBFA):        # (no mark lies beyond U+1E94A, no digit beyond U+1FBF9)
+def _search_table() -> dict[int, str | int | None]:
+    """That table, for str.translate (made on first use, not at import: ~60 ms)."""
+    table: dict[int, str | int | None] = {0x640: None, 0x671: 0x627, 0x649: 0x64A}
+    for c in range(0xC0, 0x1FBFA):         # (no mark lies beyond U+1E94A, no digit beyond U+1FBF9)
         char = chr(c)
-        if unicodedata.combining(char) and c not in (0x3099, 0x309A):
-            table[c] = None
+        if unicodedata.combining(char):
+            if char not in _VOICING:
+                table[c] = None
         elif (digit := unicodedata.decimal(char, None)) is not None:
             table[c] = 0x30 + digit
+        elif char not in _NOT_ACCENTED and unicodedata.decomposition(char)[:1] not in ("", "<"):
+            base = unicodedata.normalize("NFC", "".join(
+                m for m in unicodedata.normalize("NFD", char) if not unicodedata.combining(m) or m in _VOICING))
+            if base != char:
+                table[c] = base
     return table
 
 
@@ -197,7 +209,7 @@ def search_form(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).casefold()
     if text.isascii():
         return text
-    text = unicodedata.normalize("NFC", unicodedata.normalize("NFD", text).translate(_search_table()))
+    text = text.translate(_search_table())
     return _CJK_RUN.sub(_cjk_words, text)
 
 

@@ -165,6 +165,7 @@ def test_arabic_spellings_of_one_word_find_its_page(page, question):
     ("المدرسة مغلقة اليوم بسبب العطلة.", "هل مدرسة"),                                   # article, teh marbuta
     ("نقل المريض إلى المستشفى.", "مستشفي"),                                            # alef maqsura typed as yeh
     ("Η βιβλιοθήκη ανοίγει στις εννέα.", "βιβλιοθήκης"),
+    ("Новый театр открылся вчера.", "новая сцена"),          # й is not и with a mark: "новый" stems as "новая"
 ])
 def test_an_inflected_russian_arabic_or_greek_word_finds_its_page(page, question):
     """Every word was stemmed in English, which leaves other scripts alone: "библиотеки" did not
