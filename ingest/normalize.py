@@ -198,18 +198,24 @@ def _cjk_words(match: re.Match[str]) -> str:
     return " " + " ".join(run[i:i + 2] for i in range(max(1, len(run) - 1))) + " "
 
 
+# A Hebrew acronym's geresh or gershayim (or the quote typed for it) between its letters: "ת״א" (Tel
+# Aviv) is one word, not two letters each too short to be a word.
+_GERSHAYIM = re.compile("(?<=[\u05d0-\u05ea])[\"'\u05f3\u05f4\u2019\u201d](?=[\u05d0-\u05ea])")
+
+
 def search_form(text: str) -> str:
     """The form word search (BM25: the extractive engine, the page budget) reads: NFKC, case-folded,
     without diacritics, so "resume" finds "résumé", "İstanbul" finds "Istanbul" and a vocalised
     Arabic or Hebrew question finds the usual unvocalised text; without Arabic tatweel, with one
-    alef, yeh for alef maqsura and ASCII digits (`_search_table`). A run of Chinese, Japanese or
+    alef, yeh for alef maqsura and ASCII digits (`_search_table`); a Hebrew acronym as one word
+    ("ת״א", 'ת"א' -> "תא"). A run of Chinese, Japanese or
     Korean letters is written as its overlapping two-letter words (a letter alone stays one), the
     way Lucene's CJK analyzer reads it: "東京は日本" -> "東京 京は は日 日本"; as one word the whole run
     only ever matched the same whole run."""
     text = unicodedata.normalize("NFKC", text).casefold()
     if text.isascii():
         return text
-    text = text.translate(_search_table())
+    text = _GERSHAYIM.sub("", text.translate(_search_table()))
     return _CJK_RUN.sub(_cjk_words, text)
 
 

@@ -151,10 +151,13 @@ def test_a_question_with_or_without_diacritics_finds_its_page(page, question):
     ("ٱلرَّحْمَٰنِ ٱلرَّحِيمِ", "الرحمن"),                                                 # alef wasla
     ("تأسست الجمعية عام ١٩٢٨ في القاهرة.", "1928"),                                     # Arabic-Indic digits
     ("The society was founded in 1928 in Cairo.", "١٩٢٨"),
+    ("ת״א היא עיר גדולה.", 'מה גודלה של ת"א'),                                           # Hebrew acronym
+    ('ד"ר כהן מרצה באוניברסיטה.', "ד״ר"),
 ])
-def test_arabic_spellings_of_one_word_find_its_page(page, question):
+def test_arabic_and_hebrew_spellings_of_one_word_find_its_page(page, question):
     """A tatweel (a stretching stroke), alef wasla or Arabic-Indic digits made a word other than the
-    one the question wrote: no page was found."""
+    one the question wrote, and a Hebrew acronym ("ת״א") two letters too short to be words: no page
+    was found."""
     doc = _pages_doc(["The weather report mentions rain and wind over the bay. " * 3, page * 3,
                       "The library opens at nine and closes at six on weekdays. " * 3])
     assert _cited_pages(doc, question)[:1] == ["2"]
