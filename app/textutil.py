@@ -78,10 +78,10 @@ def norm(text: str) -> str:
 
 
 # A sentence ends at . ! ? (Arabic ؟, Devanagari ।, Urdu ۔) and its closing quotes or brackets before
-# a space; Chinese and Japanese write no space after a sentence: there it ends at 。 ！ ？, or at . ! ?
-# (normalize_text folds full-width ！ ？ ．) right before a Chinese or Japanese letter.
+# a space; Chinese and Japanese write no space after a sentence: there it ends at 。 ！ ？ ．, or at
+# . ! ? right before a Chinese or Japanese letter.
 _CLOSERS = "[\"'\u201d\u2019)\\]\u300d\u300f\uff09]*"
-_SENTENCE_END = re.compile(rf"(?<=[.!?。؟।۔]){_CLOSERS}\s+|(?<=[。！？]){_CLOSERS}|(?<=[.!?]){_CLOSERS}(?={CJK.pattern})"
+_SENTENCE_END = re.compile(rf"(?<=[.!?。؟।۔]){_CLOSERS}\s+|(?<=[。！？．]){_CLOSERS}|(?<=[.!?]){_CLOSERS}(?={CJK.pattern})"
                            r"|\n\s*\n")
 
 

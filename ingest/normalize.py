@@ -3,7 +3,7 @@
 Deliberately narrower than NFKC: NFKC would also turn "x²" into "x2" and "½" into "1⁄2", which
 changes meaning in technical text. We fold only the compatibility characters that hurt reading
 and matching (ligatures, Arabic/Hebrew presentation forms, math-alphanumeric letters, full-width
-forms, odd spaces), then compose everything to NFC.
+letters and digits, half-width forms, odd spaces), then compose everything to NFC.
 """
 from __future__ import annotations
 
@@ -34,7 +34,9 @@ _FOLD = re.compile(
     "\ufb13-\ufb17"         # Armenian ligatures
     "\ufb1d-\ufdff"         # Hebrew and Arabic presentation forms A
     "\ufe70-\ufefe"         # Arabic presentation forms B
-    "\uff01-\uffee"         # full-width / half-width forms
+    "\uff10-\uff19\uff21-\uff3a\uff41-\uff5a"   # full-width digits and Latin letters (Ａ１ -> A1)
+    "\uff61-\uffdc\uffe8-\uffee"    # half-width forms (ｶﾅ -> カナ); not full-width punctuation (，（）！),
+                                    # how Chinese and Japanese text is printed
     "\U0001d400-\U0001d7ff" # mathematical alphanumeric symbols (𝑥 -> x, 𝜋 -> π)
     "]+"
 )

@@ -16,6 +16,13 @@ def test_meaningful_compatibility_characters_are_kept():
     assert normalize_text("x² + ½ ≤ 3µm") == "x² + ½ ≤ 3µm"
 
 
+def test_chinese_and_japanese_punctuation_is_kept_as_printed():
+    """Full-width punctuation is how Chinese and Japanese are printed: it was made ASCII ("首都,人口"),
+    beside the 。 that stayed, in the page text, the viewer and the prompt."""
+    assert normalize_text("北京是首都，人口约两千万（注１）！对吗？") == "北京是首都，人口约两千万（注1）！对吗？"
+    assert normalize_text("ｶﾀｶﾅ｡") == "カタカナ。"                                  # half-width forms still fold
+
+
 def test_bidi_controls_soft_hyphens_and_pdfium_hyphen_markers_are_removed():
     assert normalize_text("\u202bمرحبا\u202c \u200fworld\u200e") == "مرحبا world"
     assert normalize_text("co\u00adoperate co\u00ad\noperate") == "cooperate cooperate"
