@@ -26,6 +26,7 @@ INDEX_CACHE = 8                      # document sets whose index is kept in memo
 LABEL = "Extractive answer (no language model is configured): the passages that best match " \
         "your question, quoted verbatim."
 _WORD = re.compile(r"\w+", re.U)
+_TOKEN = re.compile(f"{CJK.pattern}|(?:(?!{CJK.pattern})\\w)+")
 _STOP = frozenset(sw.STOPWORDS_EN) | frozenset(sw.STOPWORDS_FRENCH) | frozenset(sw.STOPWORDS_GERMAN) \
     | frozenset(search_form(w) for w in sw.STOPWORDS_RUSSIAN)
 _stemmer = ScriptStemmer()
@@ -86,10 +87,12 @@ class ExtractiveAnswerer:
 
     def info(self) -> dict:
         return {"engine": self.name, "model": None, "device": "cpu", "dtype": None,
-                "max_context": None, "fingerprint": "bm25-v1"}
+                "max_context": None, "fingerprint": "bm25-v2"}
 
     def count_tokens(self, text: str) -> int:
-        return len(_WORD.findall(text))
+        """Words; each Chinese, Japanese or Korean letter counts as one (those scripts put no space
+        between words, so a sentence was one "token")."""
+        return len(_TOKEN.findall(text))
 
     def _index(self, documents: Sequence["Document"]) -> tuple[_Index, bool]:
         key = tuple((d.content_hash, d.text_hash) for d in documents)

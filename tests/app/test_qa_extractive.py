@@ -210,3 +210,13 @@ def test_a_japanese_answer_quotes_whole_sentences():
     assert "平和記念公園" in quote and len(quote) <= 600
     assert quote.endswith("。")                                                  # whole sentences
     assert doc.pages[0].text.startswith(quote) or f"。{quote}" in doc.pages[0].text
+
+
+def test_a_japanese_document_counts_a_token_a_letter(svc, tmp_path):
+    """Japanese puts no space between words: a sentence counted as one token, so the documents
+    panel said 2 tokens for this page."""
+    path = tmp_path / "tokyo.txt"
+    path.write_text("東京は日本の首都です。人口は約千四百万人です。", encoding="utf-8")
+    ws = svc.workspaces.create("ja")
+    svc.documents.add(ws.id, path)
+    assert [d.tokens for d in svc.documents.list(ws.id)] == [21]                # its 21 letters
