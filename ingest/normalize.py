@@ -228,10 +228,17 @@ def _marks() -> dict[int, None]:
                          if unicodedata.combining(chr(c)) and c not in (0x3099, 0x309A))
 
 
+_KEPT_LETTERS = re.compile("([" + "".join(sorted(_NOT_ACCENTED)) + "])")
+
+
 def strip_marks(text: str) -> str:
-    """`text` without its combining marks (accents, harakat, niqqud; not the Japanese voicing marks)."""
-    return text if text.isascii() else \
-        unicodedata.normalize("NFC", unicodedata.normalize("NFD", text).translate(_marks()))
+    """`text` without its combining marks (accents, harakat, niqqud; not the Japanese voicing marks),
+    letters whose mark makes another letter (й, ў) kept whole, as `search_form` keeps them."""
+    if text.isascii():
+        return text
+    parts = _KEPT_LETTERS.split(unicodedata.normalize("NFC", text))     # odd items: a kept letter
+    return "".join(part if i % 2 else unicodedata.normalize("NFC", unicodedata.normalize("NFD", part).translate(_marks()))
+                   for i, part in enumerate(parts))
 
 
 # Snowball stemmers for the scripts whose words a question inflects otherwise than a page ("книги" /
