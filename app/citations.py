@@ -349,9 +349,10 @@ class Match:
     end: int | None
 
 
-def match_quote(quote: str, page_text: str) -> Match:
-    """Fuzzy-find `quote` in `page_text`; the passage is the match widened to whole sentences."""
-    verified, score, span = _align(quote, page_text)
+def match_quote(quote: str, page_text: str, own: bool = False) -> Match:
+    """Fuzzy-find `quote` in `page_text`; the passage is the match widened to whole sentences. `own`:
+    the quote is a claim in the answer's own words, which may add a word or two (see _in_order)."""
+    verified, score, span = _align(quote, page_text, own)
     if span is None:
         return Match(False, score, "", None, None)
     start, end = _widen_to_sentences(page_text, *span)
@@ -361,7 +362,7 @@ def match_quote(quote: str, page_text: str) -> Match:
 _ELLIPSIS = re.compile(r"\[\s*(?:\.\.\.|\u2026)\s*\]|\(\s*(?:\.\.\.|\u2026)\s*\)|\.\.\.|\u2026")
 
 
-def _align(quote: str, text: str) -> tuple[bool, float, tuple[int, int] | None]:
+def _align(quote: str, text: str, own: bool = False) -> tuple[bool, float, tuple[int, int] | None]:
     """(verified, score, the matched window's offsets in `text` or None) of `quote` in `text`. A quote
     that marks a cut ("...", "…", "[…]") is verified when each part, MIN_FUZZY_CHARS or longer, is,
     in order, each within PASSAGE_CONTEXT characters of the one before; else it is matched whole."""
@@ -370,17 +371,17 @@ def _align(quote: str, text: str) -> tuple[bool, float, tuple[int, int] | None]:
         start, score, window = 0, 100.0, None
         for part in parts:
             end = len(text) if window is None else start + PASSAGE_CONTEXT + 2 * len(part)
-            ok, s, span = _align_one(part, text[start:end])
+            ok, s, span = _align_one(part, text[start:end], own)
             if not ok or span is None:
                 break
             score, window = min(score, s), (start + span[0] if window is None else window[0], start + span[1])
             start = window[1]
         else:
             return True, score, window
-    return _align_one(" ".join(parts) if parts else quote, text)
+    return _align_one(" ".join(parts) if parts else quote, text, own)
 
 
-def _align_one(quote: str, text: str) -> tuple[bool, float, tuple[int, int] | None]:
+def _align_one(quote: str, text: str, own: bool = False) -> tuple[bool, float, tuple[int, int] | None]:
     nq, _ = normalize(quote)
     ntext, index = normalize(text)
     if not nq or not ntext:
@@ -397,7 +398,7 @@ def _align_one(quote: str, text: str) -> tuple[bool, float, tuple[int, int] | No
             return False, score, None
     around = ntext[max(0, lo - NUMBER_SLACK): hi + NUMBER_SLACK]
     verified = (score >= VERIFY_THRESHOLD and _negations(ntext[lo:hi]) <= _negations(nq) <= _negations(around)
-                and _numbers(nq) <= _numbers(around) and _in_order(nq, ntext, lo, hi))
+                and _numbers(nq) <= _numbers(around) and _in_order(nq, ntext, lo, hi, own))
     return verified, round(score, 1), (index[lo], index[hi - 1] + 1)
 
 
@@ -408,12 +409,16 @@ WORD_SIMILARITY = 0.85  # a stretch of the quote that differs from the page's: i
 _NEGATING_PREFIX = {"a", "il", "im", "in", "ir", "dis", "non", "un"}
 
 
-def _in_order(nq: str, ntext: str, lo: int, hi: int) -> bool:
+def _in_order(nq: str, ntext: str, lo: int, hi: int, own: bool = False) -> bool:
     """Whether the quote's words are the page's words around the match [lo, hi), in the page's order
     (a character score lets swapped words, or a word replaced by its opposite, through). Words are
     aligned in order; the page may have words the quote leaves out, and every stretch of the quote
     between aligned words must be the page's stretch there letter for letter, give or take a few
-    letters and diacritics ("pack ages" for "packages", "aout" for "août"; see _same_letters)."""
+    letters and diacritics ("pack ages" for "packages", "aout" for "août"; see _same_letters).
+    A claim in the answer's `own` words may also add words between two of the page's words that are
+    next to each other ("R is also free"): at most one in ADDED_WORDS_PER of its words, none of them
+    a word of the page's window (a word moved, as in a swap) nor one of MEANING_WORDS ("only",
+    "always", "two"). (At its ends an added word cannot be told from a replaced one.)"""
     slack = len(nq) // 2
     a, b = max(0, lo - slack), min(len(ntext), hi + slack)
     while a > 0 and _WORD.match(ntext[a - 1]):
@@ -422,18 +427,38 @@ def _in_order(nq: str, ntext: str, lo: int, hi: int) -> bool:
         b += 1
     q, w = _WORD.findall(nq), _WORD.findall(ntext[a:b])
     blocks = Indel.editops(q, w).as_matching_blocks()
+    added = max(1, len(q) // ADDED_WORDS_PER) if own else 0
     i = j = 0
     for k, blk in enumerate(blocks):
         if blk.a > i:
             qs, ws = "".join(q[i:blk.a]), "".join(w[j:blk.b])
+            inside = 0 < k and blk.size and blk.b == j      # between aligned words, none of the page's there
             if k == 0 and blk.size:             # before the first aligned word: the page's words just before
                 ws = ws[-len(qs):]
             elif blk.size == 0 and k:           # after the last: the page's words just after
                 ws = ws[:len(qs)]
             if not _same_letters(qs, ws):
-                return False
+                extra = q[i:blk.a]
+                if inside and len(extra) <= added and not set(extra) & (set(w) | MEANING_WORDS):
+                    added -= len(extra)         # words the claim adds, where the page has none
+                else:
+                    return False
         i, j = blk.a + blk.size, blk.b + blk.size
     return True
+
+
+ADDED_WORDS_PER = 8     # a claim in its own words may add one word in 8 (at least one) to the page's
+# Words that change what a sentence claims when added to it: quantity, frequency, exclusivity,
+# order, number (English, French, German, Spanish); an added "not" is the negation guard's.
+MEANING_WORDS = frozenset(normalize(w)[0] for w in """
+only just solely merely always never ever often rarely seldom sometimes usually all every each none no not any
+both either neither more less most least many few several much first last before after except without but
+more fewer larger smaller higher lower zero one two three four five six seven eight nine ten hundred thousand
+million billion twice half double triple
+seulement toujours jamais souvent rarement tous toutes chaque aucun aucune plus moins premier dernier avant apres sans sauf
+nur immer nie niemals oft selten alle jeder jede kein keine mehr weniger erst letzte vor nach ohne ausser
+solo sólo siempre nunca todos todas cada ningún ninguna más menos primero último antes después sin excepto
+""".split())
 
 
 def _same_letters(a: str, b: str) -> bool:
@@ -506,7 +531,7 @@ def _body(pages: Sequence[_Page], i: int) -> tuple[int, int]:
     return min(start, len(text)), max(start, min(end, len(text)))
 
 
-def _across(quote: str, pages: Sequence[_Page], i: int) -> Match | None:
+def _across(quote: str, pages: Sequence[_Page], i: int, own: bool = False) -> Match | None:
     """The quote verified across the break after page i (running header and footer left out), as a
     Match on page i: its passage is the part on that page. None unless it is found across the break,
     MIN_SIDE_CHARS or more on each side."""
@@ -515,7 +540,7 @@ def _across(quote: str, pages: Sequence[_Page], i: int) -> Match | None:
     reach = 2 * len(quote) + PASSAGE_CONTEXT
     lo = max(a_start, a_end - reach)
     tail = a.text[lo:a_end]
-    verified, score, span = _align(quote, tail + "\n" + b.text[b_start:min(b_end, b_start + reach)])
+    verified, score, span = _align(quote, tail + "\n" + b.text[b_start:min(b_end, b_start + reach)], own)
     if not verified or span is None or min(len(tail) - span[0], span[1] - len(tail) - 1) < MIN_SIDE_CHARS:
         return None                       # not found, or not across the break
     start, end = _widen_to_sentences(a.text, lo + span[0], a_end)
@@ -535,11 +560,11 @@ def _breaks(doc: _Doc, candidates: Sequence[_Page], neighbours: bool) -> list[in
 
 
 def _best_across(quote: str, doc: _Doc, candidates: Sequence[_Page],
-                 neighbours: bool) -> tuple[Match, _Page] | None:
+                 neighbours: bool, own: bool = False) -> tuple[Match, _Page] | None:
     """The best verified match of a quote that runs from one page onto the next, and the page it starts on."""
     best: tuple[Match, _Page] | None = None
     for i in _breaks(doc, candidates, neighbours):
-        m = _across(quote, doc.pages, i)
+        m = _across(quote, doc.pages, i, own)
         if m is not None and (best is None or m.score > best[0].score):
             best = (m, doc.pages[i])
     return best
@@ -596,9 +621,9 @@ def verify(refs: Sequence[CitationRef], documents: Sequence[_Doc],
             groups.append((None, list(doc.pages)))
         rest = _without_lead(quote) if ref.own else ""
         for token, candidates in groups:
-            best = _best_on(quote, candidates)
+            best = _best_on(quote, candidates, ref.own)
             if best is not None and not best[0].verified and rest:    # the claim less its opening clause
-                alt = _best_on(rest, candidates)
+                alt = _best_on(rest, candidates, True)
                 if alt is not None and alt[0].verified and _opens_clause(alt[1].text, rest):
                     best = alt
             if best is None:
@@ -607,7 +632,7 @@ def verify(refs: Sequence[CitationRef], documents: Sequence[_Doc],
                 continue
             m, page = best
             if quote and not m.verified:      # perhaps across a page break: reported where it starts
-                m, page = _best_across(quote, doc, candidates, neighbours=token is not None) or best
+                m, page = _best_across(quote, doc, candidates, token is not None, ref.own) or best
             out.append(CitationInfo(ref.doc, doc_id, doc.filename, page.number, page.label, quote,
                                     m.verified, m.passage, m.start, m.end, m.score, unit))
     return out
@@ -627,11 +652,11 @@ def _opens_clause(text: str, quote: str) -> bool:
     return not before or before[-1] in ".!?:;" or "\n" in text[len(before):i] and before[-1] not in ",("
 
 
-def _best_on(quote: str, pages: Sequence[_Page]) -> tuple[Match, _Page] | None:
-    """The page where `quote` is verified (else matches best), and the match."""
+def _best_on(quote: str, pages: Sequence[_Page], own: bool = False) -> tuple[Match, _Page] | None:
+    """The page where `quote` is verified (else matches best), and the match (`own`: see match_quote)."""
     best: tuple[Match, _Page] | None = None
     for page in pages:
-        m = match_quote(quote, page.text) if quote else Match(False, 0.0, "", None, None)
+        m = match_quote(quote, page.text, own) if quote else Match(False, 0.0, "", None, None)
         if best is None or (m.verified, m.score) > (best[0].verified, best[0].score):
             best = (m, page)
         if m.verified and m.score >= 100:

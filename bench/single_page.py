@@ -1,7 +1,8 @@
 """Citations of single-page sentences: verified rate of true quotes (as extracted, and with curly
 apostrophes) and false ✓ on altered ones (two words swapped, a word replaced by its opposite), on
 the corpus PDFs; and the same sentences as claims without quotation marks: opened by "According to
-the document, ", with "also" inserted mid-sentence, with two words swapped.
+the document, ", with "also" inserted mid-sentence (true), with two words swapped, a word replaced by
+its opposite, or "only" inserted (false).
 
     .venv/bin/python bench/single_page.py [--per-doc 40] [--seed 3] [--show]
 
@@ -41,7 +42,8 @@ def main() -> None:
     ap.add_argument("--show", action="store_true", help="print each altered quote that is verified")
     args = ap.parse_args()
     rng = random.Random(args.seed)
-    tally = {k: [0, 0] for k in ("true", "curly", "swap", "opposite", "claim lead-in", "claim also", "claim swap")}
+    tally = {k: [0, 0] for k in ("true", "curly", "swap", "opposite", "claim lead-in", "claim also", "claim swap",
+                                  "claim opposite", "claim only")}
     for name in DOCS:
         doc = read_document(CORPUS / name)
         shown = citation_labels(doc.pages)
@@ -60,7 +62,9 @@ def main() -> None:
                                 ("opposite", opposite and " ".join(opposite)),
                                 ("claim lead-in", "According to the document, " + plain[0].lower() + plain[1:]),
                                 ("claim also", " ".join(words[:mid] + ["also"] + words[mid:]).rstrip(".")),
-                                ("claim swap", " ".join(swapped).rstrip(".") if words[a] != words[b] else None)):
+                                ("claim swap", " ".join(swapped).rstrip(".") if words[a] != words[b] else None),
+                                ("claim opposite", opposite and " ".join(opposite).rstrip(".")),
+                                ("claim only", " ".join(words[:mid] + ["only"] + words[mid:]).rstrip("."))):
                 if quote is None:
                     continue
                 cite = f"[doc 1, p. {shown[i]}]"
@@ -68,7 +72,7 @@ def main() -> None:
                 c = parse_and_verify(answer, [doc])[1][0]
                 tally[kind][0] += c.verified
                 tally[kind][1] += 1
-                if args.show and c.verified != (kind in ("true", "curly", "claim lead-in")):
+                if args.show and c.verified != (kind in ("true", "curly", "claim lead-in", "claim also")):
                     print(f"{name} p.{i + 1} {kind} {c.verified} {c.score} {quote!r}")
     print("verified: " + ", ".join(f"{k} {v}/{n}" for k, (v, n) in tally.items()))
 
