@@ -72,7 +72,8 @@ class ParsedAnswer:
 
 
 # [doc 1, p. 2]; also 【doc 1, p. 2】 and (doc 1, p. 2), which count only when they name a page
-_BRACKET = re.compile(r"\[([^\[\]\n]{1,300})\]|\u3010([^\u3010\u3011\n]{1,300})\u3011|\(([^()\[\]\n]{1,300})\)")
+_BRACKET = re.compile(r"\[([^\[\]\n]{1,300})\]|\u3010([^\u3010\u3011\n]{1,300})\u3011|\uff3b([^\uff3b\uff3d\n]{1,300})\uff3d"
+                      r"|\(([^()\[\]\n]{1,300})\)|\uff08([^\uff08\uff09\n]{1,300})\uff09")   # [] 【】 ［］, () （）
 
 
 _NUM_SEP = r"\s*(?:,|&|\band\b|\bund\b|\bet\b)\s*"
@@ -98,7 +99,7 @@ _CLAIM_END = re.compile(r"[.!?;:]\s+|\n|\|")          # "|": a Markdown table ce
 
 def _inside(m: re.Match[str]) -> tuple[str, bool]:
     """(what a bracket holds, whether it is a parenthesis)."""
-    return next(g for g in m.groups() if g is not None), m.group(3) is not None
+    return next(g for g in m.groups() if g is not None), m.lastindex in (4, 5)
 
 
 def _quotations(text: str) -> list[tuple[int, int, str]]:

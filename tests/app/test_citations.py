@@ -130,9 +130,11 @@ def test_section_and_part_citations_name_their_unit(tmp_path):
     assert (c.page, c.verified) == (last.number, True)
 
 
-@pytest.mark.parametrize("mark", ["(doc 2, p. 9)", "(document 2, page 9)", "\u3010doc 2, p. 9\u3011"])
+@pytest.mark.parametrize("mark", ["(doc 2, p. 9)", "(document 2, page 9)", "\u3010doc 2, p. 9\u3011",
+                                  "\uff3bdoc 2, p. 9\uff3d", "\uff08doc 2, p. 9\uff09"])
 def test_parenthesised_and_lenticular_citations_are_read(docs, mark):
-    """Models also cite as "(doc 2, page 9)" or "【doc 2, p. 9】": such a citation was not read at all
+    """Models also cite as "(doc 2, page 9)" or "【doc 2, p. 9】", and in Chinese or Japanese text
+    with full-width brackets "［doc 2, p. 9］" / "（doc 2, p. 9）": such a citation was not read at all
     (no chip, nothing checked). A parenthesis that names no page is not a citation."""
     claim = "Vectors can be used in arithmetic expressions"
     _, cites = parse_and_verify(f"{claim} {mark}.", docs)
