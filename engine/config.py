@@ -18,6 +18,14 @@ from typing import Any
 from .errors import CheckpointError
 
 
+_POSITIVE = ("vocab_size", "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads",
+             "attn_layer_period", "expert_layer_period", "mamba_d_state", "mamba_d_conv", "mamba_expand",
+             "max_position_embeddings")
+_NON_NEGATIVE = ("num_hidden_layers", "num_experts", "num_experts_per_tok")
+_OFFSETS = ("attn_layer_offset", "expert_layer_offset")      # a negative one: no layer of that kind
+_FLAGS = ("mamba_conv_bias", "mamba_proj_bias", "tie_word_embeddings")
+
+
 @dataclass(frozen=True)
 class JambaConfig:
     vocab_size: int = 65536
@@ -49,6 +57,8 @@ class JambaConfig:
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        if problems := self._type_problems():      # before anything divides by a size
+            raise ValueError("; ".join(problems))
         if self.mamba_dt_rank == "auto":
             object.__setattr__(self, "mamba_dt_rank", math.ceil(self.hidden_size / 16))
         if self.head_dim is None:
@@ -64,8 +74,31 @@ class JambaConfig:
             problems.append("num_experts_per_tok must be in [1, num_experts]")
         if self.hidden_act != "silu":
             problems.append(f"hidden_act {self.hidden_act!r} is not supported (only silu)")
+        if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
+            problems.append(f"pad_token_id {self.pad_token_id} is outside the vocabulary (vocab_size {self.vocab_size})")
         if problems:
             raise ValueError("; ".join(problems))
+
+    def _type_problems(self) -> list[str]:
+        """Each field of the wrong type or range, by name (as transformers' strict JambaConfig types them)."""
+        def integer(v: Any, least: int | None) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool) and (least is None or v >= least)
+
+        checks = [(n, 1) for n in _POSITIVE] + [(n, 0) for n in _NON_NEGATIVE] + [(n, None) for n in _OFFSETS]
+        problems = [f"{n} must be an integer{'' if least is None else f' >= {least}'}, not {getattr(self, n)!r}"
+                    for n, least in checks if not integer(getattr(self, n), least)]
+        problems += [f"{n} must be true or false, not {getattr(self, n)!r}" for n in _FLAGS
+                     if not isinstance(getattr(self, n), bool)]
+        if not (self.mamba_dt_rank == "auto" or integer(self.mamba_dt_rank, 1)):
+            problems.append(f"mamba_dt_rank must be 'auto' or an integer >= 1, not {self.mamba_dt_rank!r}")
+        if not (self.head_dim is None or integer(self.head_dim, 1)):
+            problems.append(f"head_dim must be an integer >= 1, not {self.head_dim!r}")
+        if self.pad_token_id is not None and not integer(self.pad_token_id, None):
+            problems.append(f"pad_token_id must be an integer or null, not {self.pad_token_id!r}")
+        eps = self.rms_norm_eps
+        if not (isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0 <= eps < math.inf):
+            problems.append(f"rms_norm_eps must be a number >= 0, not {eps!r}")
+        return problems
 
     # -- layer layout ---------------------------------------------------------------------------
     def is_attention(self, i: int) -> bool:

@@ -110,6 +110,25 @@ def test_wrong_model_type(folder):
     assert err.path.endswith("config.json") and "'llama'" in str(err) and "jamba" in str(err)
 
 
+# config.json values transformers' JambaConfig refuses (its strict types) or cannot build a model with
+# (pad id outside the embedding, zero sizes, no head), and a context no prompt fits in: each named.
+INVALID = [
+    ("num_key_value_heads", None), ("hidden_size", 64.0), ("hidden_size", 0), ("num_attention_heads", 0),
+    ("mamba_dt_rank", "big"), ("mamba_conv_bias", "false"), ("mamba_d_conv", 0), ("intermediate_size", -1),
+    ("pad_token_id", 512), ("max_position_embeddings", 0), ("rms_norm_eps", -1e-6), ("head_dim", 0),
+    ("num_hidden_layers", True),
+]
+
+
+@pytest.mark.parametrize("field, value", INVALID, ids=[f"{f}={v!r}" for f, v in INVALID])
+def test_invalid_config_value_is_refused_naming_config_json_and_the_field(folder, field, value):
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg[field] = value
+    (folder / "config.json").write_text(json.dumps(cfg))
+    err = _error(folder)
+    assert err.path.endswith("config.json") and field in err.problem, str(err)
+
+
 def test_missing_weights_file(folder):
     (folder / "model.safetensors").unlink()
     assert "missing file" in str(_error(folder))
