@@ -99,6 +99,8 @@ class Engine:
         """One token -> logits [1, V] and the next state."""
         if state.offset:
             raise EngineError(f"cannot continue from a partial state (K/V rows start at {state.offset}); join it first")
+        if state.n_tokens + 1 > self.max_context:
+            raise EngineError(f"{state.n_tokens + 1} tokens exceed the model's context of {self.max_context}")
         ids = torch.tensor([token], dtype=torch.long, device=self.device)
         return forward_chunk(self.config, self.weights, ids, state, "last")
 

@@ -111,7 +111,8 @@ class Generation:
     `text`, `finish_reason` ("eos" | "stop" | "length" | "cancelled"), `state`: the state
     after the prompt and every generated token that was fed back (all but the last one), and
     `prompt_state`: the state after the prompt alone (a later turn of a conversation continues it).
-    `max_new_tokens` may be lowered while iterating (read before each new token)."""
+    `max_new_tokens` may be lowered while iterating (read before each new token); prompt and answer
+    together never pass the model's context ("length" there)."""
 
     def __init__(self, eng: "Engine", token_ids: Sequence[int], state: "HybridState | None",
                  max_new_tokens: int, temperature: float, top_p: float, seed: int | None,
@@ -141,11 +142,12 @@ class Generation:
             self.finish_reason = "cancelled"
             return
         self.state = self.prompt_state = state
+        room = eng.max_context - state.n_tokens         # prompt and answer stay within the model's context
         while True:
             if self.cancel is not None and self.cancel.is_set():
                 self.finish_reason = "cancelled"
                 break
-            if len(self.token_ids) >= self.max_new_tokens:
+            if len(self.token_ids) >= min(self.max_new_tokens, room):
                 self.finish_reason = "length"
                 break
             token = sample(logits[-1], self.temperature, self.top_p, gen)
@@ -160,7 +162,7 @@ class Generation:
             if stopped:
                 self.finish_reason = "stop"
                 return
-            if len(self.token_ids) < self.max_new_tokens:
+            if len(self.token_ids) < min(self.max_new_tokens, room):
                 logits, state = eng.decode_step(token, state)
                 self.state = state
         rest, stopped = stops.feed(decoder.flush())

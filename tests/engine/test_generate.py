@@ -153,3 +153,26 @@ def test_generate_continues_from_a_state(tiny_engine, prompt):
     b = eng.generate(prompt, max_new_tokens=6)
     list(a), list(b)
     assert a.token_ids == b.token_ids
+
+
+def test_generation_and_decode_stop_at_the_models_context(tmp_path, tiny_checkpoint):
+    """Prefill refuses tokens past max_position_embeddings; decode and generate must too (they ran on
+    past it, leaving a state no prefill could continue)."""
+    import json
+    import shutil
+
+    from engine import EngineError, load_engine
+    folder = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint, folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["max_position_embeddings"] = 24
+    (folder / "config.json").write_text(json.dumps(cfg))
+    eng = load_engine(folder, device="cpu", dtype="float32")
+    ids = list(range(300, 320))                                         # 20 tokens: room for 4 more
+    gen = eng.generate(ids, max_new_tokens=10)
+    list(gen)
+    assert gen.finish_reason == "length" and len(gen.token_ids) == 4 and gen.state.n_tokens == 23
+    assert gen.token_ids == _manual_greedy(eng, ids, 4)
+    _, full = eng.prefill(ids + gen.token_ids, logits="none")
+    with pytest.raises(EngineError, match="exceed the model's context of 24"):
+        eng.decode_step(5, full)
