@@ -101,6 +101,8 @@ class Engine:
             raise EngineError(f"cannot continue from a partial state (K/V rows start at {state.offset}); join it first")
         if state.n_tokens + 1 > self.max_context:
             raise EngineError(f"{state.n_tokens + 1} tokens exceed the model's context of {self.max_context}")
+        if not 0 <= token < self.config.vocab_size:
+            raise EngineError(f"token id {token} out of range [0, {self.config.vocab_size})")
         ids = torch.tensor([token], dtype=torch.long, device=self.device)
         return forward_chunk(self.config, self.weights, ids, state, "last")
 

@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-from engine import HybridState, StateError, load_engine
+from engine import EngineError, HybridState, StateError, load_engine
 from engine.config import JambaConfig
 from engine.state import state_bytes
 from engine.state_size import ALL_ATTENTION, JAMBA_MINI, kv_bytes
@@ -323,3 +323,13 @@ def test_state_size_table_for_a_checkpoint_folder(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--config", str(tmp_path / "missing")])
     assert "missing: no such checkpoint folder or config.json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("token", [-1, 512, 10**6])
+def test_a_token_outside_the_vocabulary_is_refused_by_prefill_and_decode(tiny_engine, token):
+    """Both name the id and the range (decode_step raised a bare IndexError from the embedding)."""
+    _, state = tiny_engine.prefill([5, 6])
+    with pytest.raises(EngineError, match=r"out of range \[0, 512\)"):
+        tiny_engine.prefill([5, token], state)
+    with pytest.raises(EngineError, match=rf"token id {token} out of range \[0, 512\)"):
+        tiny_engine.decode_step(token, state)
