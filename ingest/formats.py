@@ -262,11 +262,12 @@ def read_docx(data: bytes, path: str | Path) -> TextContent:
             raise IngestError("corrupt", path, "not a valid .docx (no word/document.xml)") from None
         try:
             body = ElementTree.fromstring(archive.read(info))
-            _drop_unseen(body)
+            hidden = _docx_hidden_styles(archive)
+            _drop_unseen(body, hidden)
             _inline_diagrams(body, archive)
             styles = _docx_heading_styles(archive)
             title = _docx_core_title(archive)
-            notes = _docx_notes(archive)
+            notes = _docx_notes(archive, hidden)
         except (ElementTree.ParseError, zipfile.BadZipFile, OSError, EOFError) as err:
             raise IngestError("corrupt", path, f"damaged .docx ({err})") from None
     sections: list[Section] = [Section(None, 0, "")]
@@ -303,7 +304,7 @@ _DOCX_NOTES = (("word/footnotes.xml", "footnote", "Footnotes"), ("word/endnotes.
                ("word/comments.xml", "comment", "Comments"))
 
 
-def _docx_notes(archive: zipfile.ZipFile) -> list[tuple[str, list[str]]]:
+def _docx_notes(archive: zipfile.ZipFile, hidden: set[str]) -> list[tuple[str, list[str]]]:
     """(heading, lines) for the footnotes, endnotes, comments and page headers/footers the file has:
     "[3] text" for a note (its number in the text), "Author: text" for a comment. Word's separator
     notes are skipped."""
@@ -314,7 +315,7 @@ def _docx_notes(archive: zipfile.ZipFile) -> list[tuple[str, list[str]]]:
             continue
         lines = []
         root = ElementTree.fromstring(archive.read(part))
-        _drop_unseen(root)
+        _drop_unseen(root, hidden)
         for note in root.iter(f"{_W}{tag}"):
             if note.get(f"{_W}type") in ("separator", "continuationSeparator", "continuationNotice"):
                 continue
@@ -328,7 +329,7 @@ def _docx_notes(archive: zipfile.ZipFile) -> list[tuple[str, list[str]]]:
                 lines.append(f"[{note.get(f'{_W}id', '?')}] {text}")
         if lines:
             out.append((heading, lines))
-    if lines := _docx_headers_footers(archive):
+    if lines := _docx_headers_footers(archive, hidden):
         out.append(("Headers and footers", lines))
     return out
 
@@ -336,7 +337,7 @@ def _docx_notes(archive: zipfile.ZipFile) -> list[tuple[str, list[str]]]:
 _HEADER_FOOTER = re.compile(r"word/(header|footer)(\d*)\.xml")
 
 
-def _docx_headers_footers(archive: zipfile.ZipFile) -> list[str]:
+def _docx_headers_footers(archive: zipfile.ZipFile, hidden: set[str]) -> list[str]:
     """The distinct lines of the page headers, then footers: a reader sees them on every page (a
     document number, "Confidential", the company). First-page, even-page and default ones are
     separate parts, often alike, so a line is kept once."""
@@ -345,7 +346,7 @@ def _docx_headers_footers(archive: zipfile.ZipFile) -> list[str]:
     lines: list[str] = []
     for *_, name in parts:
         root = ElementTree.fromstring(archive.read(name))
-        _drop_unseen(root)
+        _drop_unseen(root, hidden)
         for para in root.iter(f"{_W}p"):
             text = " ".join(_docx_paragraph_text(para).split())
             if text and text not in lines:
@@ -357,16 +358,76 @@ _MC_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fal
 # Not on the page: a text box's VML copy, and text deleted or moved away under track changes (Word
 # writes moved-away text as w:t, and some tools deleted text too, not w:delText).
 _UNSEEN = {_MC_FALLBACK, f"{_W}del", f"{_W}moveFrom"}
+# Hidden text (Font > Hidden): not shown, nor printed, unless the reader turns on "show hidden text".
+# w:webHidden is not among them: it hides only in Web Layout view (a contents' page numbers).
+_VANISH = (f"{_W}vanish", f"{_W}specVanish")
 
 
-def _drop_unseen(root: ElementTree.Element) -> None:
+def _drop_unseen(root: ElementTree.Element, hidden_styles: set[str] = frozenset()) -> None:
     """Remove what a reader of the document does not see: Word writes a text box twice, as a
     DrawingML shape (mc:Choice) and as a VML copy for old readers (mc:Fallback), so the copy goes or
-    its text is read twice; and tracked deletions and moved-away text go (insertions stay)."""
-    for parent in list(root.iter()):
+    its text is read twice; tracked deletions and moved-away text go (insertions stay); and so do
+    runs of hidden text, set on the run or by its character or paragraph style (`hidden_styles`)."""
+    stack = [(root, False)]                 # (element, its paragraph's style hides text), no recursion
+    hidden_marks = []                       # (parent, paragraph) whose paragraph mark is hidden
+    while stack:
+        parent, para_hidden = stack.pop()
         for child in list(parent):
-            if child.tag in _UNSEEN:
+            if child.tag in _UNSEEN or (child.tag == f"{_W}r" and _run_hidden(child, para_hidden, hidden_styles)):
                 parent.remove(child)
+            elif child.tag == f"{_W}p":
+                style = child.find(f"{_W}pPr/{_W}pStyle")
+                styled = style is not None and style.get(f"{_W}val") in hidden_styles
+                props = child.find(f"{_W}pPr")      # its w:rPr is the paragraph mark's
+                if _run_hidden(props, styled, hidden_styles) if props is not None else styled:
+                    hidden_marks.append((parent, child))
+                stack.append((child, styled))
+            else:
+                stack.append((child, para_hidden))
+    for parent, para in hidden_marks:       # all its text hidden too: the paragraph is not there at all
+        if not any(t.text for t in para.iter(f"{_W}t")):
+            parent.remove(para)
+
+
+def _toggle(el: ElementTree.Element) -> bool:
+    """An on/off property's value: on unless w:val says 0, false or off."""
+    return el.get(f"{_W}val", "true").lower() not in ("0", "false", "off")
+
+
+def _run_hidden(run: ElementTree.Element, para_hidden: bool, hidden_styles: set[str]) -> bool:
+    """Whether a run (or a paragraph mark: w:pPr) is hidden: its own w:vanish (on or off) wins, then
+    its character style, then its paragraph's style."""
+    props = run.find(f"{_W}rPr")
+    if props is not None:
+        for tag in _VANISH:
+            if (mark := props.find(tag)) is not None:
+                return _toggle(mark)
+        style = props.find(f"{_W}rStyle")
+        if style is not None and style.get(f"{_W}val") in hidden_styles:
+            return True
+    return para_hidden
+
+
+def _docx_hidden_styles(archive: zipfile.ZipFile) -> set[str]:
+    """The ids of styles.xml styles whose text is hidden (w:vanish in their run properties, or
+    inherited through w:basedOn)."""
+    if "word/styles.xml" not in archive.namelist():
+        return set()
+    own: dict[str, bool | None] = {}
+    parent: dict[str, str] = {}
+    for style in ElementTree.fromstring(archive.read("word/styles.xml")).iter(f"{_W}style"):
+        sid = style.get(f"{_W}styleId")
+        mark = style.find(f"{_W}rPr/{_W}vanish")
+        own[sid] = _toggle(mark) if mark is not None else None
+        if (based := style.find(f"{_W}basedOn")) is not None:
+            parent[sid] = based.get(f"{_W}val")
+
+    def hidden(sid: str | None, seen: frozenset = frozenset()) -> bool:
+        if sid is None or sid in seen or sid not in own:
+            return False
+        return own[sid] if own[sid] is not None else hidden(parent.get(sid), seen | {sid})
+
+    return {sid for sid in own if hidden(sid)}
 
 
 DGM = "{http://schemas.openxmlformats.org/drawingml/2006/diagram}"

@@ -299,3 +299,30 @@ def test_docx_smartart_text_is_read_where_it_stands(tmp_path):
         for name, content in files.items():
             z.writestr(name, content)
     assert read_document(path).page(1).text == "Before.\n\nPlan\nBuild\nShip\n\nAfter."
+
+
+def test_docx_hidden_text_is_not_read(tmp_path):
+    """Text formatted as hidden (w:vanish on the run, or from its character or paragraph style, also
+    through w:basedOn) is neither shown nor printed by Word: it is not read. A run that turns its
+    style's hidden off, and w:webHidden text (hidden in Web Layout view only), are read."""
+    path = write_docx(tmp_path / "offer.docx", [(None, "PLACEHOLDER"), ("DraftNote", "Internal: walk away below 800."),
+                                                (None, "Payment in 30 days.")])
+    runs = ('<w:r><w:t xml:space="preserve">Price: </w:t></w:r>'
+            '<w:r><w:rPr><w:vanish/></w:rPr><w:t xml:space="preserve">850 (floor) </w:t></w:r>'
+            '<w:r><w:rPr><w:rStyle w:val="Secret"/></w:rPr><w:t xml:space="preserve">or 820 </w:t></w:r>'
+            '<w:r><w:rPr><w:rStyle w:val="Secret"/><w:vanish w:val="0"/></w:rPr><w:t xml:space="preserve">1000 euros</w:t></w:r>'
+            '<w:r><w:rPr><w:webHidden/></w:rPr><w:t xml:space="preserve"> net</w:t></w:r>'
+            '<w:hyperlink><w:r><w:rPr><w:specVanish/></w:rPr><w:t xml:space="preserve"> (do not show)</w:t></w:r></w:hyperlink>'
+            '<w:r><w:t>.</w:t></w:r>')
+    hidden_styles = ('<w:style w:type="character" w:styleId="Hush"><w:rPr><w:vanish/></w:rPr></w:style>'
+                     '<w:style w:type="character" w:styleId="Secret"><w:basedOn w:val="Hush"/></w:style>'
+                     '<w:style w:type="paragraph" w:styleId="DraftNote"><w:rPr><w:vanish/></w:rPr></w:style>')
+    with zipfile.ZipFile(path) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    files["word/document.xml"] = files["word/document.xml"].replace(
+        b'<w:r><w:t xml:space="preserve">PLACEHOLDER</w:t></w:r>', runs.encode())
+    files["word/styles.xml"] = files["word/styles.xml"].replace(b"</w:styles>", hidden_styles.encode() + b"</w:styles>")
+    with zipfile.ZipFile(path, "w") as z:
+        for name, content in files.items():
+            z.writestr(name, content)
+    assert read_document(path).page(1).text == "Price: 1000 euros net.\nPayment in 30 days."
