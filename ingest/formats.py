@@ -198,6 +198,22 @@ _HTML_DROP = ["script", "style", "noscript", "template", "svg", "head"]
 _HEADING_MARK = "\x1e"       # record separator: cannot occur in normalised text
 
 
+_HIDDEN_STYLE = re.compile(r"(?:^|;)\s*(?:display\s*:\s*none|visibility\s*:\s*(?:hidden|collapse))"
+                           r"\s*(?:!important\s*)?(?:;|$)", re.I)
+
+
+def _html_hidden(tag) -> bool:
+    """An element a browser does not show: the `hidden` attribute (not "until-found", which the
+    page's find reveals), an inline style `display: none` or `visibility: hidden`, a closed <dialog>.
+    (aria-hidden hides from screen readers only: seen, so read. Stylesheet rules are not applied.)"""
+    hidden = tag.get("hidden")
+    if hidden is not None and str(hidden).lower() != "until-found":
+        return True
+    if tag.name == "dialog" and not tag.has_attr("open"):
+        return True
+    return bool(_HIDDEN_STYLE.search(str(tag.get("style") or "")))
+
+
 def read_html(data: bytes, path: str | Path) -> TextContent:
     """Visible text of an HTML file, cut into sections at <h1>..<h6>."""
     title, sections = html_sections(decode_text(data, path))
@@ -207,12 +223,13 @@ def read_html(data: bytes, path: str | Path) -> TextContent:
 
 
 def html_sections(markup: str | bytes) -> tuple[str, list[Section]]:
-    """The <title> and the visible text of an HTML page as sections cut at <h1>..<h6> (the text before
+    """The <title> and the visible text of an HTML page (not its scripts, styles, templates, nor
+    elements hidden by attribute or inline style) as sections cut at <h1>..<h6> (the text before
     the first heading is a section without one)."""
     soup = BeautifulSoup(markup, HTML_PARSER)
     title_tag = soup.find("title")
     title = normalize_text(title_tag.get_text(" ")) if title_tag else ""
-    for tag in soup.find_all(_HTML_DROP):
+    for tag in soup.find_all(_HTML_DROP) + soup.find_all(_html_hidden):
         tag.decompose()
     # Tag.insert_after / replace_with look the tag up among its siblings (linear), which made a page
     # of many sibling blocks (<p> or <br> lines in one <body>) quadratic; appending inside is not.

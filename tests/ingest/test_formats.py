@@ -326,3 +326,24 @@ def test_docx_hidden_text_is_not_read(tmp_path):
         for name, content in files.items():
             z.writestr(name, content)
     assert read_document(path).page(1).text == "Price: 1000 euros net.\nPayment in 30 days."
+
+
+def test_html_hidden_elements_are_not_read(tmp_path):
+    """What a browser does not show is not read: the `hidden` attribute, an inline display: none or
+    visibility: hidden, a closed <dialog>, <template> and <noscript>. Text hidden only from screen
+    readers (aria-hidden), hidden="until-found" (the page's find shows it) and a collapsed
+    <details> (a click opens it) are seen, so read."""
+    (tmp_path / "pricing.html").write_text(
+        "<html><body><h1>Pricing</h1><p>Basic plan: 10 € a month.</p>"
+        "<p hidden>Legacy plan: 3 € a month.</p>"
+        "<div style='color: red; DISPLAY:none'>Staff discount code XYZ</div>"
+        "<span style=\"visibility: hidden !important\">Draft price 7 €</span>"
+        "<dialog><p>Are you sure?</p></dialog><template><p>Row template</p></template>"
+        "<noscript>Enable JavaScript</noscript>"
+        "<p><span aria-hidden='true'>★</span> Rated 4.8</p>"
+        "<div hidden='until-found'>Taxes included.</div>"
+        "<details><summary>Refunds</summary>Within 14 days.</details>"
+        "<p style='display: block'>Cancel any time.</p></body></html>", encoding="utf-8")
+    lines = [line for line in read_document(tmp_path / "pricing.html").page(1).text.splitlines() if line]
+    assert lines == ["Pricing", "Basic plan: 10 € a month.", "★ Rated 4.8", "Taxes included.", "Refunds",
+                     "Within 14 days.", "Cancel any time."]
