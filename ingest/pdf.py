@@ -153,15 +153,25 @@ def _page_text(pdf: pdfium.PdfDocument, index: int) -> str:
         page.close()
 
 
+_EVERYWHERE = (-1e7, -1e7, 1e7, 1e7)
+
+
 def _visible_text(page: pdfium.PdfPage, textpage: pdfium.PdfTextPage) -> str:
-    """The text a viewer shows: only what lies in the CropBox (within the MediaBox) when the page is
-    cropped, so a print PDF's crop marks and slug, or text cropped away, are not read. An uncropped
-    page (no CropBox, or one not smaller than its own MediaBox) is read whole, by the faster range
-    call. Both boxes are in unrotated page space, as the text is, so /Rotate needs nothing."""
+    """The text a viewer shows: only what lies in the CropBox (within the MediaBox), so a print PDF's
+    crop marks and slug, text cropped away, and text set beyond the page's edge (an overfull line)
+    are not read. A page with no text outside its box is read whole, by the faster range call. Both
+    boxes are in unrotated page space, as the text is, so /Rotate needs nothing."""
     box = page.get_bbox()                               # CropBox ∩ MediaBox, inherited from the page tree
-    if box == page.get_mediabox(fallback_ok=False):     # None when the MediaBox is inherited: bounded then
+    uncropped = box == page.get_mediabox(fallback_ok=False)     # None when inherited: bounded then
+    if uncropped and _bounded_len(textpage, box) == _bounded_len(textpage, _EVERYWHERE):
         return textpage.get_text_range()
     return textpage.get_text_bounded(*box)
+
+
+def _bounded_len(textpage: pdfium.PdfTextPage, box: tuple[float, float, float, float]) -> int:
+    """How long the text inside `box` (left, bottom, right, top) is, without copying it."""
+    left, bottom, right, top = box
+    return pdfium_c.FPDFText_GetBoundedText(textpage.raw, left, top, right, bottom, None, 0)
 
 
 def _outline(pdf: pdfium.PdfDocument, n_pages: int) -> list[tuple[str, int, int]]:

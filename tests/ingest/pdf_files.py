@@ -56,7 +56,12 @@ def write_text_pdf(path: Path, pages: list[tuple[list[tuple[float, float, str]],
                        b" /Contents %d 0 R %s >>" % (len(objects) + 2, extra.encode()))
         objects.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream))
     objects[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(b"%d 0 R" % k for k in kids), len(kids))
-    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    return write_pdf_objects(path, objects)
+
+
+def write_pdf_objects(path: Path, objects: list[bytes]) -> Path:
+    """A PDF of these objects (numbered from 1, the first the catalog), with its xref table."""
+    out, offsets = bytearray(b"%PDF-1.5\n"), []
     for number, body in enumerate(objects, start=1):
         offsets.append(len(out))
         out += b"%d 0 obj\n%s\nendobj\n" % (number, body)

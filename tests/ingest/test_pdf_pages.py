@@ -1,4 +1,5 @@
-"""PDF pages built at test time for what the corpus lacks: cropped and rotated pages."""
+"""PDF pages built at test time for what the corpus lacks: cropped and rotated pages, text off the
+page."""
 from __future__ import annotations
 
 from ingest import read_document
@@ -37,3 +38,17 @@ def test_a_line_end_hyphen_is_kept_where_the_document_writes_the_word_with_one(t
     doc = read_document(pdf)
     assert doc.page(1).text == "The well-known method reads the document with a long-term view of environments."
     assert doc.page(2).text.startswith("It is state-of-the-art. A document.\n")
+
+
+def test_text_beyond_the_page_edge_is_not_read(tmp_path, read):
+    """Text set outside the MediaBox of a page without a CropBox is on no page a reader sees: a line
+    right of the edge or below it is not read. gnuplot.pdf p. 290 has an overfull line whose last
+    word ("(‘plot‘).") runs off the right edge; the rest of the line stays."""
+    pdf = write_text_pdf(tmp_path / "edges.pdf", [
+        ([(72, 700, "Kept on the page"), (700, 500, "Right of the edge"), (72, -40, "Below the page")], ""),
+        ([(72, 700, "Second page")], ""),
+    ])
+    assert [p.text for p in read_document(pdf).pages] == ["Kept on the page", "Second page"]
+    page = read("gnuplot.pdf").page(290).text
+    assert "coordinates. It works only for 2-dimensional plotting\n" in page
+    assert "coordinates. It works only for 2-dimensional plotting (‘plot‘)" not in page
