@@ -26,7 +26,8 @@ from PIL import Image, ImageDraw
 from rapidfuzz import fuzz
 
 from ingest.normalize import unreadable
-from ingest.pdf import PDFIUM_LOCK, looks_like_pdf, open_document  # PDFium is not thread-safe: one lock for every user
+from ingest.pdf import (PDFIUM_LOCK, hidden_layers, hide_layers, looks_like_pdf,  # PDFium is not thread-safe:
+                        open_document)                                            # one lock for every user
 
 HIGHLIGHT_FILL = (255, 214, 0, 96)      # RGBA, translucent yellow
 HIGHLIGHT_OUTLINE = (230, 150, 0, 255)
@@ -83,6 +84,9 @@ def render_page(path: str | Path, page_number: int, highlight: str | None = None
             kind = "pdf" if looks_like_pdf(f.read(1024)) or path.suffix.lower() == ".pdf" else "image"
     if kind == "image":
         return _render_image(path, page_number, highlight)
+    # The passage is looked for in the text a reader sees, as ingest read it: not in layers the
+    # document's default view turns off (which PDFium does not render, but has in its text page).
+    layers_off = hidden_layers(str(path), password) if highlight and highlight.strip() else frozenset()
     with _open_pdf(path, password) as pdf:
         count = len(pdf)
         if not 1 <= page_number <= count:
@@ -92,6 +96,7 @@ def render_page(path: str | Path, page_number: int, highlight: str | None = None
         result = RenderedPage(image=image, page_number=page_number, page_count=count)
         if not (highlight and highlight.strip()):
             return result
+        hide_layers(page, layers_off)
         chars = _page_chars(page)
         if chars and not unreadable("".join(chars)):  # a text layer: mark the quote's own glyphs
             found = _match(chars, highlight)

@@ -8,12 +8,16 @@ Why PDFium for everything here (measured, see docs/ingest.md and bench/ingest.py
   gnuplot.pdf, which would break the 1.3x overhead target);
 - encryption: PDFium opens AES-256 files itself; pypdf needs the `cryptography` package for them;
 - damaged files: pypdf (strict=False) recovered nothing that PDFium did not.
+pypdf reads only the catalog's optional content settings (`hidden_layers`), which PDFium has no API for.
 
 PDFium is not thread-safe, so every call into it holds `PDFIUM_LOCK`; other packages that use
 pypdfium2 in the same process should take the same lock.
 """
 from __future__ import annotations
 
+import ctypes
+import io
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +32,7 @@ from ingest.normalize import normalize_text, resolve_hyphens
 from ingest.pdf_annotations import annotation_text, init_forms
 
 PDFIUM_LOCK = threading.RLock()
+log = logging.getLogger(__name__)
 
 _PERM_COPY = 1 << 4          # PDF permission bit 5: copy or otherwise extract text and graphics
 Progress = Callable[[int, int], None]
@@ -60,7 +65,7 @@ def read_pdf(data: bytes, path: str | Path, *, password: str | None = None,
     with PDFIUM_LOCK:
         pdf = _open(data, path, password)
     try:
-        return _extract(pdf, path, progress, max_pages, deadline, timeout_s)
+        return _extract(pdf, path, progress, max_pages, deadline, timeout_s, hidden_layers(data, password))
     finally:
         with PDFIUM_LOCK:
             pdf.close()
@@ -106,8 +111,8 @@ def _open_error(code: int | None, path: str | Path, password: str | None) -> Ing
     return IngestError("corrupt", path, f"damaged or truncated PDF: {_OPEN_ERRORS.get(code, 'it cannot be opened')}")
 
 
-def _extract(pdf: pdfium.PdfDocument, path: str | Path, progress: Progress | None,
-             max_pages: int | None, deadline: float | None, timeout_s: float | None) -> PdfContent:
+def _extract(pdf: pdfium.PdfDocument, path: str | Path, progress: Progress | None, max_pages: int | None,
+             deadline: float | None, timeout_s: float | None, layers_off: frozenset[str]) -> PdfContent:
     with PDFIUM_LOCK:
         n_pages = len(pdf)
         notes = _permission_notes(pdf)
@@ -123,7 +128,7 @@ def _extract(pdf: pdfium.PdfDocument, path: str | Path, progress: Progress | Non
                               f"of {n_pages} (malformed or pathologically complex PDF)")
         with PDFIUM_LOCK:
             try:
-                raw = _page_text(pdf, index)
+                raw = _page_text(pdf, index, layers_off)
             except pdfium.PdfiumError as err:
                 raw = ""
                 notes.append(f"page {index + 1} could not be read ({err}); kept empty")
@@ -137,11 +142,12 @@ def _extract(pdf: pdfium.PdfDocument, path: str | Path, progress: Progress | Non
     return PdfContent(resolve_hyphens(texts), labels, outline, metadata_title, notes)
 
 
-def _page_text(pdf: pdfium.PdfDocument, index: int) -> str:
-    """Raw PDFium text of one page, then what was added on it: filled-in fields, typed text, comments
-    (ingest/pdf_annotations.py; PDFIUM_LOCK held by the caller)."""
+def _page_text(pdf: pdfium.PdfDocument, index: int, layers_off: frozenset[str]) -> str:
+    """Raw PDFium text of one page (without its layers in `layers_off`), then what was added on it:
+    filled-in fields, typed text, comments (ingest/pdf_annotations.py; PDFIUM_LOCK held by the caller)."""
     page = pdf[index]
     try:
+        hide_layers(page, layers_off)
         textpage = page.get_textpage()
         try:
             text = _visible_text(page, textpage)
@@ -172,6 +178,59 @@ def _bounded_len(textpage: pdfium.PdfTextPage, box: tuple[float, float, float, f
     """How long the text inside `box` (left, bottom, right, top) is, without copying it."""
     left, bottom, right, top = box
     return pdfium_c.FPDFText_GetBoundedText(textpage.raw, left, top, right, bottom, None, 0)
+
+
+def hidden_layers(source: bytes | str | Path, password: str | None = None) -> frozenset[str]:
+    """Names of the optional content groups (layers) that the document's default view turns off:
+    a viewer does not show them (a draft's notes, an alternative language, a print-only watermark),
+    PDFium's text extraction reads them all the same. Read with pypdf (PDFium has no API for the
+    catalog); a group named like one that is on is not hidden; a file pypdf cannot read has none."""
+    from pypdf import PdfReader
+
+    try:
+        reader = PdfReader(io.BytesIO(source) if isinstance(source, bytes) else source, strict=False)
+        if reader.is_encrypted and not reader.decrypt(password or ""):
+            return frozenset()
+        props = reader.trailer["/Root"].get("/OCProperties")
+        if props is None:
+            return frozenset()
+        props = props.get_object()
+        config = props.get("/D").get_object() if props.get("/D") is not None else {}
+        off = {ref.idnum for ref in config.get("/OFF") or []}
+        on = {ref.idnum for ref in config.get("/ON") or []}
+        names: dict[bool, set[str]] = {True: set(), False: set()}           # off? -> group names
+        for ref in props.get("/OCGs") or []:
+            group_off = ref.idnum not in on if config.get("/BaseState") == "/OFF" else ref.idnum in off
+            names[group_off].add(str(ref.get_object().get("/Name", "")))
+        return frozenset(names[True] - names[False])
+    except Exception as err:        # pypdf's many errors on a file PDFium reads: its layers stay unknown
+        log.info("optional content of a PDF not read (%s: %s); all its layers are read", type(err).__name__, err)
+        return frozenset()
+
+
+def hide_layers(page: pdfium.PdfPage, names: frozenset[str]) -> None:
+    """Leave the page's objects in an optional content group named in `names` out of its text (and
+    out of a render, which PDFium already does): marked inactive, so no text page sees them. The
+    file is not changed. Under PDFIUM_LOCK."""
+    if not names:
+        return
+    for obj in page.get_objects():                      # into form XObjects too
+        for i in range(pdfium_c.FPDFPageObj_CountMarks(obj.raw)):
+            mark = pdfium_c.FPDFPageObj_GetMark(obj.raw, i)
+            if _mark_string(pdfium_c.FPDFPageObjMark_GetName, mark) == "OC" and _mark_string(
+                    pdfium_c.FPDFPageObjMark_GetParamStringValue, mark, b"Name") in names:
+                pdfium_c.FPDFPageObj_SetIsActive(obj.raw, False)
+                break
+
+
+def _mark_string(getter, mark, *key: bytes) -> str | None:
+    """A content mark's name or string parameter (`getter`: PDFium's function for it), None if absent."""
+    size = ctypes.c_ulong()
+    if not getter(mark, *key, None, 0, ctypes.byref(size)) or size.value < 2:
+        return None
+    buffer = ctypes.create_string_buffer(size.value)
+    getter(mark, *key, ctypes.cast(buffer, ctypes.POINTER(pdfium_c.FPDF_WCHAR)), size.value, ctypes.byref(size))
+    return buffer.raw[:size.value - 2].decode("utf-16-le", errors="replace")
 
 
 def _outline(pdf: pdfium.PdfDocument, n_pages: int) -> list[tuple[str, int, int]]:

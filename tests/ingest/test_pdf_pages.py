@@ -1,9 +1,11 @@
 """PDF pages built at test time for what the corpus lacks: cropped and rotated pages, text off the
-page."""
+page, layers."""
 from __future__ import annotations
 
+import pytest
+
 from ingest import read_document
-from tests.ingest.pdf_files import write_text_pdf
+from tests.ingest.pdf_files import write_pdf_objects, write_text_pdf
 
 _PRINT_SHEET = [(100, 700, "Body text a reader sees"), (10, 10, "SLUG job 4711 plate C"),
                 (300, 780, "Cropped away header")]
@@ -52,3 +54,50 @@ def test_text_beyond_the_page_edge_is_not_read(tmp_path, read):
     page = read("gnuplot.pdf").page(290).text
     assert "coordinates. It works only for 2-dimensional plotting\n" in page
     assert "coordinates. It works only for 2-dimensional plotting (‘plot‘)" not in page
+
+
+def _layered_pdf(path, config: bytes):
+    """Two pages; on page 1 text in layer "Draft", in layer "Final", in a form XObject drawn inside
+    "Draft", and in a form whose own content marks a line "Draft"; page 2 a "Draft" line. `config` is
+    the default view's settings (/OCProperties /D)."""
+    resources = b"/Font << /F1 3 0 R >> /Properties << /d 8 0 R /f 9 0 R >>"
+
+    def stream(body: bytes, entries: bytes = b"") -> bytes:
+        return b"<< %s /Length %d >>\nstream\n%s\nendstream" % (entries, len(body), body)
+
+    def page(contents: int) -> bytes:
+        return (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << %s "
+                b"/XObject << /X1 10 0 R /X2 11 0 R >> >> /Contents %d 0 R >>" % (resources, contents))
+
+    form = b"/Type /XObject /Subtype /Form /BBox [0 0 612 792] /Resources << %s >>" % resources
+    return write_pdf_objects(path, [
+        b"<< /Type /Catalog /Pages 2 0 R /OCProperties << /OCGs [8 0 R 9 0 R] /D << %s >> >> >>" % config,
+        b"<< /Type /Pages /Kids [4 0 R 5 0 R] /Count 2 >>",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        page(6), page(7),
+        stream(b"BT /F1 12 Tf 72 700 Td (Rent is 1000 euros a month) Tj ET\n"
+               b"/OC /d BDC BT /F1 12 Tf 72 680 Td (Landlord may accept 850) Tj ET EMC\n"
+               b"/OC /f BDC BT /F1 12 Tf 72 660 Td (Final version) Tj ET EMC\n"
+               b"/OC /d BDC /X1 Do EMC /X2 Do\n"),
+        stream(b"BT /F1 12 Tf 72 700 Td (Page two) Tj ET /OC /d BDC BT /F1 12 Tf 72 680 Td (Draft on two) Tj ET EMC"),
+        b"<< /Type /OCG /Name (Draft) >>", b"<< /Type /OCG /Name (Final) >>",
+        stream(b"BT /F1 12 Tf 72 600 Td (Old clause 7) Tj ET", form),
+        stream(b"/OC /d BDC BT /F1 12 Tf 72 560 Td (Rent is 900 euros a month) Tj ET EMC "
+               b"BT /F1 12 Tf 72 540 Td (Signed in Porto) Tj ET", form),
+    ])
+
+
+@pytest.mark.parametrize("config", [b"/OFF [8 0 R]", b"/BaseState /OFF /ON [9 0 R]"])
+def test_layers_off_in_the_default_view_are_not_read(tmp_path, config):
+    """Optional content (layers) that the default view turns off is not shown by a viewer, nor by
+    the source viewer's render: it is not read, wherever it is drawn; page numbers stay. The viewer
+    looks for a passage only in what is shown: the hidden "900" line is not marked as the quote."""
+    from app.page_images import render_page
+
+    pdf = _layered_pdf(tmp_path / "lease.pdf", config)
+    doc = read_document(pdf)
+    assert [p.text for p in doc.pages] == ["Rent is 1000 euros a month\nFinal version\nSigned in Porto", "Page two"]
+    shown = render_page(pdf, 1, highlight="Rent is 1000 euros a month", scale=1)
+    assert shown.highlighted and shown.match_score == 100 and shown.boxes[0][1] < 792 - 690
+    hidden = render_page(pdf, 1, highlight="Rent is 900 euros a month", scale=1)
+    assert hidden.match_score < 100 and all(box[1] < 792 - 690 for box in hidden.boxes)
