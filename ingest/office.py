@@ -251,7 +251,11 @@ def read_xlsx(data: bytes, path: str | Path) -> TextContent:
     """Each worksheet's rows as "cell | cell | ..." lines (formulas as the values the spreadsheet
     last computed and saved), one unit per sheet ("Sales"), or per range of rows ("Log (rows
     128-249)") for a long sheet, each range after the first starting with the sheet's first row (its
-    header, usually). The unit is "sheet" when no sheet was cut, else "part"."""
+    header, usually). The unit is "sheet" when no sheet was cut, else "part".
+
+    What the workbook tucks away is read but marked, so an answer can say so: a hidden sheet's
+    label ends "(hidden sheet)", a hidden row starts "(hidden row)", a cell of a hidden column starts
+    "(hidden)"."""
     from openpyxl import load_workbook
 
     check_zip(data, path, ".xlsx")
@@ -261,15 +265,23 @@ def read_xlsx(data: bytes, path: str | Path) -> TextContent:
         book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
         try:
             for sheet in book.worksheets:
+                with sheet._get_source() as source:      # the sheet's XML: what openpyxl's read-only mode skips
+                    xml = source.read()
+                hidden_rows, hidden_columns = _hidden_rows_columns(xml) if b"hidden" in xml else (set(), set())
                 sheet.reset_dimensions()     # a sheet's stated size ("A1" from some writers) would cut its rows
-                rows = [(number, line) for number, row in enumerate(sheet.iter_rows(), start=1)
-                        if (line := _row_text(row))]
-                outline.append((sheet.title, 1, len(units) + 1))
-                units.extend(_sheet_units(sheet.title, rows))
+                rows = []
+                for number, row in enumerate(sheet.iter_rows(), start=1):
+                    line = _row_text(row, hidden_columns)
+                    if line:
+                        rows.append((number, f"(hidden row) {line}" if number in hidden_rows else line))
+                name = sheet.title if sheet.sheet_state == "visible" else f"{sheet.title} (hidden sheet)"
+                outline.append((name, 1, len(units) + 1))
+                units.extend(_sheet_units(name, rows))
             title = book.properties.title
         finally:
             book.close()
-    except (KeyError, ValueError, TypeError, AttributeError, SyntaxError, zipfile.BadZipFile) as err:
+    except (KeyError, ValueError, TypeError, AttributeError, SyntaxError, zipfile.BadZipFile,
+            ElementTree.ParseError) as err:
         raise IngestError("corrupt", path, f"damaged .xlsx ({type(err).__name__}: {err})") from None
     if not units:
         raise IngestError("no_text", path, "the workbook has no cells with values")
@@ -277,9 +289,37 @@ def read_xlsx(data: bytes, path: str | Path) -> TextContent:
     return TextContent(normalize_text(title) if title and title.strip() else None, unit, units, outline)
 
 
-def _row_text(row: tuple) -> str:
-    """One row's cells with values, " | " between them (empty cells inside the row kept as "")."""
-    cells = [_percent(cell.value, cell.number_format) or _cell_text(cell.value) for cell in row]
+_SHEET_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+_MAX_COLUMNS = 16384          # XFD, a sheet's last column (a damaged <col max> stays within it)
+
+
+def _hidden_rows_columns(xml: bytes) -> tuple[set[int], set[int]]:
+    """The hidden rows' numbers and hidden columns' indices (1-based) of a sheet's XML: rows hidden
+    by hand, by a filter or in a collapsed group, and <col> ranges marked hidden."""
+    rows, columns, row = set(), set(), 0
+    for _, el in ElementTree.iterparse(io.BytesIO(xml)):
+        if el.tag == f"{_SHEET_NS}col" and _xml_true(el.get("hidden")):
+            first = int(el.get("min", 0))
+            columns.update(range(first, min(int(el.get("max", first)), _MAX_COLUMNS) + 1))
+        elif el.tag == f"{_SHEET_NS}row":
+            row = int(el.get("r") or row + 1)
+            if _xml_true(el.get("hidden")):
+                rows.add(row)
+            el.clear()
+    return rows, columns
+
+
+def _xml_true(value: str | None) -> bool:
+    return value in ("1", "true")
+
+
+def _row_text(row: tuple, hidden_columns: set[int] = frozenset()) -> str:
+    """One row's cells with values, " | " between them (empty cells inside the row kept as ""); a
+    cell in a hidden column marked."""
+    cells = []
+    for column, cell in enumerate(row, start=1):
+        text = _percent(cell.value, cell.number_format) or _cell_text(cell.value)
+        cells.append(f"(hidden) {text}" if text and column in hidden_columns else text)
     while cells and not cells[-1]:
         cells.pop()
     return normalize_text(" | ".join(cells)) if any(cells) else ""

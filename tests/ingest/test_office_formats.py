@@ -368,3 +368,31 @@ def test_eml_text_around_an_inline_picture_is_all_read(tmp_path):
     (tmp_path / "obra.eml").write_bytes(raw)
     text = read_document(tmp_path / "obra.eml").page(1).text
     assert "A fachada ficou assim:\n\nO custo final foi 12 400 €." in text, text
+
+
+def test_xlsx_hidden_sheets_rows_and_columns_are_read_marked(tmp_path):
+    """What a workbook tucks away is read but marked: a hidden (or very hidden) sheet, a hidden row,
+    the cells of hidden columns."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    budget = book.active
+    budget.title = "Budget"
+    for row in (["item", "cost", "vat", "note", "owner"], ["rent", 900, 0.23, "monthly", "Ana"],
+                ["bonus", 5000, 0, "one-off", "Rui"]):
+        budget.append(row)
+    budget.row_dimensions[3].hidden = True
+    budget.column_dimensions.group("C", "D", hidden=True)
+    book.create_sheet("Workings").append(["internal rate", 0.07])
+    book["Workings"].sheet_state = "hidden"
+    book.create_sheet("Keys").append(["key", 42])
+    book["Keys"].sheet_state = "veryHidden"
+    book.save(tmp_path / "budget.xlsx")
+
+    doc = read_document(tmp_path / "budget.xlsx")
+    assert [p.label for p in doc.pages] == ["Budget", "Workings (hidden sheet)", "Keys (hidden sheet)"]
+    assert doc.page(1).text.splitlines() == [
+        "item | cost | (hidden) vat | (hidden) note | owner",
+        "rent | 900 | (hidden) 0.23 | (hidden) monthly | Ana",
+        "(hidden row) bonus | 5000 | (hidden) 0 | (hidden) one-off | Rui"]
+    assert [doc.page(2).text, doc.page(3).text] == ["internal rate | 0.07", "key | 42"]
