@@ -255,12 +255,14 @@ def read_xlsx(data: bytes, path: str | Path) -> TextContent:
 
     What the workbook tucks away is read but marked, so an answer can say so: a hidden sheet's
     label ends "(hidden sheet)", a hidden row starts "(hidden row)", a cell of a hidden column starts
-    "(hidden)"."""
+    "(hidden)". A formula saved without its value (a workbook written by a program, never opened
+    in a spreadsheet) reads as its formula, "=SUM(B2:B3) (formula, value not saved)", not as nothing."""
     from openpyxl import load_workbook
 
     check_zip(data, path, ".xlsx")
     units: list[tuple[str, str]] = []
     outline: list[tuple[str, int, int]] = []
+    formula_book = None
     try:
         book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
         try:
@@ -268,10 +270,16 @@ def read_xlsx(data: bytes, path: str | Path) -> TextContent:
                 with sheet._get_source() as source:      # the sheet's XML: what openpyxl's read-only mode skips
                     xml = source.read()
                 hidden_rows, hidden_columns = _hidden_rows_columns(xml) if b"hidden" in xml else (set(), set())
+                formulas = None
+                if _UNSAVED_VALUE.search(xml):
+                    formula_book = formula_book or load_workbook(io.BytesIO(data), read_only=True, data_only=False)
+                    formula_sheet = formula_book[sheet.title]
+                    formula_sheet.reset_dimensions()
+                    formulas = formula_sheet.iter_rows()
                 sheet.reset_dimensions()     # a sheet's stated size ("A1" from some writers) would cut its rows
                 rows = []
                 for number, row in enumerate(sheet.iter_rows(), start=1):
-                    line = _row_text(row, hidden_columns)
+                    line = _row_text(row, next(formulas, ()) if formulas else (), hidden_columns)
                     if line:
                         rows.append((number, f"(hidden row) {line}" if number in hidden_rows else line))
                 name = sheet.title if sheet.sheet_state == "visible" else f"{sheet.title} (hidden sheet)"
@@ -280,6 +288,8 @@ def read_xlsx(data: bytes, path: str | Path) -> TextContent:
             title = book.properties.title
         finally:
             book.close()
+            if formula_book is not None:
+                formula_book.close()
     except (KeyError, ValueError, TypeError, AttributeError, SyntaxError, zipfile.BadZipFile,
             ElementTree.ParseError) as err:
         raise IngestError("corrupt", path, f"damaged .xlsx ({type(err).__name__}: {err})") from None
@@ -291,6 +301,9 @@ def read_xlsx(data: bytes, path: str | Path) -> TextContent:
 
 _SHEET_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 _MAX_COLUMNS = 16384          # XFD, a sheet's last column (a damaged <col max> stays within it)
+# A formula cell with no value after it: <f>SUM(B2:B3)</f></c>, <f t="shared" si="0"/><v></v></c>
+_UNSAVED_VALUE = re.compile(rb"(?:</(?:\w+:)?f>|<(?:\w+:)?f\b[^>]*/>)\s*"
+                            rb"(?:<(?:\w+:)?v\s*/>|<(?:\w+:)?v>\s*</(?:\w+:)?v>)?\s*</(?:\w+:)?c>")
 
 
 def _hidden_rows_columns(xml: bytes) -> tuple[set[int], set[int]]:
@@ -313,16 +326,26 @@ def _xml_true(value: str | None) -> bool:
     return value in ("1", "true")
 
 
-def _row_text(row: tuple, hidden_columns: set[int] = frozenset()) -> str:
+def _row_text(row: tuple, formulas: tuple = (), hidden_columns: set[int] = frozenset()) -> str:
     """One row's cells with values, " | " between them (empty cells inside the row kept as ""); a
-    cell in a hidden column marked."""
+    cell whose formula's value was not saved as its formula (from `formulas`, the same row read
+    without values); a cell in a hidden column marked."""
     cells = []
     for column, cell in enumerate(row, start=1):
         text = _percent(cell.value, cell.number_format) or _cell_text(cell.value)
+        if (not text and cell.data_type not in ("s", "str") and column <= len(formulas)   # (a saved empty text)
+                and (formula := _formula(formulas[column - 1].value))):
+            text = f"{formula} (formula, value not saved)"
         cells.append(f"(hidden) {text}" if text and column in hidden_columns else text)
     while cells and not cells[-1]:
         cells.pop()
     return normalize_text(" | ".join(cells)) if any(cells) else ""
+
+
+def _formula(value) -> str | None:
+    """A cell's formula as openpyxl reads it without values ("=SUM(B2:B3)", or an array formula's)."""
+    text = getattr(value, "text", value)              # ArrayFormula keeps its formula in .text
+    return text if isinstance(text, str) and text.startswith("=") else None
 
 
 _PERCENT = re.compile(r'^[^"\\]*?0(?:\.(0+))?%')       # "0%", "0.00%", "#,##0.0%" (not a quoted "%")

@@ -396,3 +396,32 @@ def test_xlsx_hidden_sheets_rows_and_columns_are_read_marked(tmp_path):
         "rent | 900 | (hidden) 0.23 | (hidden) monthly | Ana",
         "(hidden row) bonus | 5000 | (hidden) 0 | (hidden) one-off | Rui"]
     assert [doc.page(2).text, doc.page(3).text] == ["internal rate | 0.07", "key | 42"]
+
+
+def test_xlsx_formula_without_a_saved_value_reads_as_its_formula(tmp_path):
+    """A workbook written by a program (openpyxl here) saves formulas without values: such a cell
+    read as nothing ("total |"); it now reads as its formula, marked. A value a spreadsheet saved,
+    or a saved empty text (a formula that shows ""), stays as it is."""
+    import re
+
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    for row in (["item", "cost", "note"], ["rent", 900, "monthly"], ["fees", 50, ""],
+                ["total", "=SUM(B2:B3)", "=C3"], ["check", "=B4*2", None]):
+        sheet.append(row)
+    book.save(tmp_path / "costs.xlsx")
+    with zipfile.ZipFile(tmp_path / "costs.xlsx") as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    xml = files["xl/worksheets/sheet1.xml"]        # as a spreadsheet saves them: B5 computed, C4 an empty text
+    xml, found = re.subn(rb'<c r="B5"><f>B4\*2</f><v\s*/?>(</v>)?', b'<c r="B5"><f>B4*2</f><v>1900</v>', xml)
+    xml, found_too = re.subn(rb'<c r="C4"><f>C3</f><v\s*/?>(</v>)?', b'<c r="C4" t="str"><f>C3</f><v></v>', xml)
+    assert found == found_too == 1
+    files["xl/worksheets/sheet1.xml"] = xml
+    with zipfile.ZipFile(tmp_path / "costs.xlsx", "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    assert read_document(tmp_path / "costs.xlsx").page(1).text.splitlines() == [
+        "item | cost | note", "rent | 900 | monthly", "fees | 50",
+        "total | =SUM(B2:B3) (formula, value not saved)", "check | 1900"]
