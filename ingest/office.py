@@ -253,9 +253,9 @@ def read_xlsx(data: bytes, path: str | Path) -> TextContent:
     128-249)") for a long sheet, each range after the first starting with the sheet's first row (its
     header, usually). The unit is "sheet" when no sheet was cut, else "part".
 
-    What the workbook tucks away is read but marked, so an answer can say so: a hidden sheet's
-    label ends "(hidden sheet)", a hidden row starts "(hidden row)", a cell of a hidden column starts
-    "(hidden)". A formula saved without its value (a workbook written by a program, never opened
+    What the workbook tucks away is read but marked, so an answer can say so: each unit of a hidden
+    sheet starts with a line "(hidden sheet)", a hidden row with "(hidden row)", a cell of a hidden
+    column with "(hidden)". A formula saved without its value (a workbook written by a program, never opened
     in a spreadsheet) reads as its formula, "=SUM(B2:B3) (formula, value not saved)", not as nothing."""
     from openpyxl import load_workbook
 
@@ -282,9 +282,10 @@ def read_xlsx(data: bytes, path: str | Path) -> TextContent:
                     line = _row_text(row, next(formulas, ()) if formulas else (), hidden_columns)
                     if line:
                         rows.append((number, f"(hidden row) {line}" if number in hidden_rows else line))
-                name = sheet.title if sheet.sheet_state == "visible" else f"{sheet.title} (hidden sheet)"
-                outline.append((name, 1, len(units) + 1))
-                units.extend(_sheet_units(name, rows))
+                outline.append((sheet.title, 1, len(units) + 1))
+                mark = "" if sheet.sheet_state == "visible" else "(hidden sheet)\n"   # (the label stays citable)
+                units.extend((label, mark + text if text else text)
+                             for label, text in _sheet_units(sheet.title, rows))
             title = book.properties.title
         finally:
             book.close()

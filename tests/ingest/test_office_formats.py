@@ -390,12 +390,12 @@ def test_xlsx_hidden_sheets_rows_and_columns_are_read_marked(tmp_path):
     book.save(tmp_path / "budget.xlsx")
 
     doc = read_document(tmp_path / "budget.xlsx")
-    assert [p.label for p in doc.pages] == ["Budget", "Workings (hidden sheet)", "Keys (hidden sheet)"]
+    assert [p.label for p in doc.pages] == ["Budget", "Workings", "Keys"]
     assert doc.page(1).text.splitlines() == [
         "item | cost | (hidden) vat | (hidden) note | owner",
         "rent | 900 | (hidden) 0.23 | (hidden) monthly | Ana",
         "(hidden row) bonus | 5000 | (hidden) 0 | (hidden) one-off | Rui"]
-    assert [doc.page(2).text, doc.page(3).text] == ["internal rate | 0.07", "key | 42"]
+    assert [doc.page(2).text, doc.page(3).text] == ["(hidden sheet)\ninternal rate | 0.07", "(hidden sheet)\nkey | 42"]
 
 
 def test_xlsx_formula_without_a_saved_value_reads_as_its_formula(tmp_path):
