@@ -33,7 +33,8 @@ from ingest.normalize import normalize_text
 # ---------------------------------------------------------------- .pptx
 
 def read_pptx(data: bytes, path: str | Path) -> TextContent:
-    """One unit per slide ("slide 3"), its text in shape order, then its speaker notes."""
+    """One unit per slide ("slide 3"), its text in shape order, then its speaker notes; a hidden
+    slide is read, its text starting with a line "(hidden slide)"."""
     from pptx import Presentation
     from pptx.exc import PackageNotFoundError
 
@@ -43,6 +44,8 @@ def read_pptx(data: bytes, path: str | Path) -> TextContent:
         units, outline = [], []
         for number, slide in enumerate(deck.slides, start=1):
             lines = [text for shape in slide.shapes for text in _shape_texts(shape)]
+            if slide.element.get("show") in ("0", "false"):     # skipped in the slide show, kept in the deck
+                lines.insert(0, "(hidden slide)")
             if slide.has_notes_slide and (notes := slide.notes_slide.notes_text_frame) is not None:
                 if notes.text.strip():
                     lines.append(f"Notes: {notes.text}")

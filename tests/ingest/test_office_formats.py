@@ -425,3 +425,18 @@ def test_xlsx_formula_without_a_saved_value_reads_as_its_formula(tmp_path):
     assert read_document(tmp_path / "costs.xlsx").page(1).text.splitlines() == [
         "item | cost | note", "rent | 900 | monthly", "fees | 50",
         "total | =SUM(B2:B3) (formula, value not saved)", "check | 1900"]
+
+
+def test_pptx_hidden_slide_is_read_marked(tmp_path):
+    """A hidden slide (show="0": skipped in the slide show, still in the deck) is read, marked, and
+    keeps its number, so slide 3 is still "slide 3"."""
+    from pptx import Presentation
+
+    deck = Presentation()
+    for title in ("Plan", "Backup figures", "Next steps"):
+        deck.slides.add_slide(deck.slide_layouts[5]).shapes.title.text = title
+    deck.slides[1].element.set("show", "0")
+    deck.save(tmp_path / "talk.pptx")
+    doc = read_document(tmp_path / "talk.pptx")
+    assert [(p.label, p.text) for p in doc.pages] == [
+        ("slide 1", "Plan"), ("slide 2", "(hidden slide)\nBackup figures"), ("slide 3", "Next steps")]
