@@ -123,7 +123,8 @@ def read_odt(data: bytes, path: str | Path) -> TextContent:
     check_zip(data, path, ".odt")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            body = ElementTree.fromstring(archive.read("content.xml")).find(f"{_OFFICE}body/{_OFFICE}text")
+            content = ElementTree.fromstring(archive.read("content.xml"))
+            body = content.find(f"{_OFFICE}body/{_OFFICE}text")
             names = archive.namelist()
             meta = ElementTree.fromstring(archive.read("meta.xml")) if "meta.xml" in names else None
             styles = ElementTree.fromstring(archive.read("styles.xml")) if "styles.xml" in names else None
@@ -133,6 +134,7 @@ def read_odt(data: bytes, path: str | Path) -> TextContent:
         raise IngestError("corrupt", path, f"damaged .odt ({err})") from None
     if body is None:
         raise IngestError("corrupt", path, "not an OpenDocument text (no office:text in content.xml)")
+    hidden = _odf_hidden_styles(content, styles)
     sections: list[Section] = [Section(None, 0, "")]
     lines: list[str] = []
 
@@ -142,57 +144,67 @@ def read_odt(data: bytes, path: str | Path) -> TextContent:
 
     def walk(node: ElementTree.Element) -> None:
         for child in node:
+            if _odf_unseen(child, hidden):
+                continue
             if child.tag == f"{_TEXT}h":
-                heading = normalize_text(_odf_text(child))
+                heading = normalize_text(_odf_text(child, hidden))
                 if heading:
                     close_section()
                     level = child.get(f"{_TEXT}outline-level", "1")
                     sections.append(Section(heading, int(level) if level.isdigit() else 1, ""))
                 lines.append(heading)
             elif child.tag == f"{_TEXT}p":
-                lines.append(_odf_text(child))
+                lines.append(_odf_text(child, hidden))
             elif child.tag == f"{_TABLE}table-row" and len(cells := child.findall(f"{_TABLE}table-cell")) > 1:
-                lines.append(" | ".join(" ".join(_odf_text(p).strip() for p in _odf_paragraphs(cell)).strip()
-                                        for cell in cells))          # a row as it is read across the page
+                lines.append(" | ".join(" ".join(_odf_text(p, hidden).strip() for p in _odf_paragraphs(cell, hidden))
+                                        .strip() for cell in cells))     # a row as it is read across the page
             elif child.tag != f"{_TEXT}tracked-changes":     # (its deleted text is not the document's)
                 walk(child)              # lists, tables, frames, sections: the paragraphs inside
 
     walk(body)
     close_section()
-    if styles is not None and (margins := _odf_headers_footers(styles)):
+    if styles is not None and (margins := _odf_headers_footers(styles, hidden)):
         sections.append(Section("Headers and footers", 1, normalize_text("\n".join(["Headers and footers", *margins]))))
     title_el = meta.find(f".//{_DC_TITLE}") if meta is not None else None
     title = normalize_text(title_el.text) if title_el is not None and title_el.text and title_el.text.strip() else None
     return units_from_sections(sections, title or next((s.heading for s in sections if s.heading), None))
 
 
-def _odf_paragraphs(node: ElementTree.Element):
-    """The paragraphs and headings inside `node` (a table cell, a header), not those nested in them."""
+def _odf_paragraphs(node: ElementTree.Element, hidden: set[str]):
+    """The shown paragraphs and headings inside `node` (a table cell, a header), not those nested in them."""
     for child in node:
+        if _odf_unseen(child, hidden):
+            continue
         if child.tag in (f"{_TEXT}p", f"{_TEXT}h"):
             yield child
         else:
-            yield from _odf_paragraphs(child)
+            yield from _odf_paragraphs(child, hidden)
 
 
-def _odf_headers_footers(styles: ElementTree.Element) -> list[str]:
+def _odf_headers_footers(styles: ElementTree.Element, hidden: set[str]) -> list[str]:
     """The distinct lines of the master pages' headers, then footers (styles.xml): what a reader
     sees on every page, as for .docx."""
     lines: list[str] = []
     for kind in ("header", "footer"):
         for margin in styles.iter():
             if margin.tag.startswith(f"{_STYLE}{kind}") and not margin.tag.endswith("-style"):
-                for para in _odf_paragraphs(margin):
-                    if (text := " ".join(_odf_text(para).split())) and text not in lines:
+                for para in _odf_paragraphs(margin, hidden):
+                    if (text := " ".join(_odf_text(para, hidden).split())) and text not in lines:
                         lines.append(text)
     return lines
 
 
-def _odf_text(el: ElementTree.Element) -> str:
-    """The text of a paragraph or heading: spans and links inline, `text:s` spaces, tabs, line breaks."""
+def _odf_text(el: ElementTree.Element, hidden: set[str] = frozenset()) -> str:
+    """The text of a paragraph or heading: spans and links inline, `text:s` spaces, tabs, line breaks;
+    not spans in a hidden style (`hidden`) nor hidden text fields, a shown one's text."""
     out = [el.text or ""]
     for child in el:
-        if child.tag == f"{_TEXT}s":
+        if child.tag == f"{_TEXT}hidden-text":
+            if child.get(f"{_TEXT}is-hidden") != "true":
+                out.append(child.get(f"{_TEXT}string-value", ""))
+        elif _odf_unseen(child, hidden):
+            pass
+        elif child.tag == f"{_TEXT}s":
             count = child.get(f"{_TEXT}c", "1")
             out.append(" " * (int(count) if count.isdigit() else 1))
         elif child.tag == f"{_TEXT}tab":
@@ -200,9 +212,43 @@ def _odf_text(el: ElementTree.Element) -> str:
         elif child.tag == f"{_TEXT}line-break":
             out.append("\n")
         else:
-            out.append(_odf_text(child))
+            out.append(_odf_text(child, hidden))
         out.append(child.tail or "")
     return "".join(out)
+
+
+def _odf_unseen(el: ElementTree.Element, hidden: set[str]) -> bool:
+    """Whether LibreOffice hides this element: a paragraph, heading or span in a style with the
+    Hidden effect, a section set not to display, a paragraph whose hidden-paragraph field held."""
+    if el.get(f"{_TEXT}style-name") in hidden:
+        return True
+    if el.tag == f"{_TEXT}section":
+        return el.get(f"{_TEXT}display") == "none"
+    return el.tag in (f"{_TEXT}p", f"{_TEXT}h") and any(
+        field.get(f"{_TEXT}is-hidden") == "true" for field in el.iter(f"{_TEXT}hidden-paragraph"))
+
+
+def _odf_hidden_styles(*roots: ElementTree.Element | None) -> set[str]:
+    """Names of the text and paragraph styles (content.xml's automatic ones, styles.xml's) whose
+    text properties hide their text (text:display="none"), also through their parent styles."""
+    own: dict[str, bool | None] = {}
+    parent: dict[str, str | None] = {}
+    for root in (r for r in roots if r is not None):
+        for st in root.iter(f"{_STYLE}style"):
+            name = st.get(f"{_STYLE}name")
+            props = st.find(f"{_STYLE}text-properties")
+            display = props.get(f"{_TEXT}display") if props is not None else None
+            own[name] = display == "none" if display in ("none", "true") else None
+            parent[name] = st.get(f"{_STYLE}parent-style-name")
+    hidden = set()
+    for name in own:
+        seen, current = set(), name
+        while current in own and current not in seen and own[current] is None:
+            seen.add(current)
+            current = parent[current]
+        if own.get(current):
+            hidden.add(name)
+    return hidden
 
 
 # ---------------------------------------------------------------- .epub

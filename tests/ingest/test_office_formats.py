@@ -440,3 +440,37 @@ def test_pptx_hidden_slide_is_read_marked(tmp_path):
     doc = read_document(tmp_path / "talk.pptx")
     assert [(p.label, p.text) for p in doc.pages] == [
         ("slide 1", "Plan"), ("slide 2", "(hidden slide)\nBackup figures"), ("slide 3", "Next steps")]
+
+
+def test_odt_hidden_text_is_not_read(tmp_path):
+    """What LibreOffice hides is not read: characters or a paragraph whose style has the Hidden
+    effect (text:display="none", also through a parent style), a hidden section, hidden text and a
+    hidden paragraph fields whose condition held when the file was saved. Their visible
+    neighbours, and a field whose condition did not hold, are read."""
+    from odf import style, text
+    from odf.opendocument import OpenDocumentText
+
+    odt = OpenDocumentText()
+    hush = style.Style(name="Hush", family="text")
+    hush.addElement(style.TextProperties(display="none"))
+    odt.styles.addElement(hush)
+    odt.styles.addElement(style.Style(name="Whisper", family="text", parentstylename="Hush"))
+    note = style.Style(name="DraftNote", family="paragraph")
+    note.addElement(style.TextProperties(display="none"))
+    odt.automaticstyles.addElement(note)
+    para = text.P(text="Rent is ")
+    para.addElement(text.Span(stylename="Whisper", text="900 or "))
+    para.addElement(text.Span(text="1000 euros"))
+    para.addElement(text.HiddenText(condition="ooow:1", stringvalue=" (floor 850)", ishidden="true"))
+    para.addElement(text.HiddenText(condition="ooow:0", stringvalue=" a month"))
+    odt.text.addElement(para)
+    odt.text.addElement(text.P(stylename=note, text="Internal: walk away below 800."))
+    gone = text.P(text="Old clause 7.")
+    gone.addElement(text.HiddenParagraph(condition="ooow:1", ishidden="true"))
+    odt.text.addElement(gone)
+    section = text.Section(name="Drafts", display="none")
+    section.addElement(text.P(text="Draft wording."))
+    odt.text.addElement(section)
+    odt.text.addElement(text.P(text="Payment in 30 days."))
+    odt.save(str(tmp_path / "lease.odt"))
+    assert read_document(tmp_path / "lease.odt").page(1).text == "Rent is 1000 euros a month\nPayment in 30 days."
