@@ -27,6 +27,9 @@ _COMMENTED = {pdfium_c.FPDF_ANNOT_TEXT, pdfium_c.FPDF_ANNOT_HIGHLIGHT, pdfium_c.
               pdfium_c.FPDF_ANNOT_INK, pdfium_c.FPDF_ANNOT_LINE, pdfium_c.FPDF_ANNOT_POLYGON,
               pdfium_c.FPDF_ANNOT_POLYLINE}
 
+# flagged Hidden (neither shown nor printed: a hidden form field, a retracted note) or NoView (print only)
+_NOT_SHOWN = pdfium_c.FPDF_ANNOT_FLAG_HIDDEN | pdfium_c.FPDF_ANNOT_FLAG_NOVIEW
+
 
 def init_forms(pdf: pdfium.PdfDocument) -> bool:
     """Set up PDFium's form environment when the document has a form (before any page is loaded)."""
@@ -38,13 +41,15 @@ def init_forms(pdf: pdfium.PdfDocument) -> bool:
 
 def annotation_text(pdf: pdfium.PdfDocument, page: pdfium.PdfPage) -> str:
     """The page's filled fields, added text and comments as the blocks above ("" when none), each
-    line once, in annotation order."""
+    line once, in annotation order; not those a viewer does not show (flagged Hidden or NoView)."""
     form = getattr(pdf, "formenv", None)
     blocks: dict[str, list[str]] = {FORM_HEADING: [], ADDED_HEADING: [], COMMENT_HEADING: []}
     for index in range(pdfium_c.FPDFPage_GetAnnotCount(page.raw)):
         annot = pdfium_c.FPDFPage_GetAnnot(page.raw, index)
         try:
             kind = pdfium_c.FPDFAnnot_GetSubtype(annot)
+            if pdfium_c.FPDFAnnot_GetFlags(annot) & _NOT_SHOWN:
+                continue
             if kind == pdfium_c.FPDF_ANNOT_WIDGET and form is not None:
                 value = _field_value(form.raw, annot)
                 name = _wide(pdfium_c.FPDFAnnot_GetFormFieldName, form.raw, annot).strip() if value else ""

@@ -1,6 +1,7 @@
 """What people add on a PDF page (not page content, so not in PDFium's text), read into the page
 text: filled-in form fields (text, choice, checkbox, radio), typed text (FreeText) and comments
-(sticky notes, a highlight's note); links and empty fields add nothing; the page's own text stays."""
+(sticky notes, a highlight's note); links, empty fields and annotations a viewer hides add nothing; the
+page's own text stays."""
 from __future__ import annotations
 
 import pytest
@@ -113,3 +114,28 @@ def test_typed_text_and_comments_are_read_links_are_not(tmp_path, corpus):
     assert page.startswith(plain) and page[len(plain):].strip().splitlines() == [
         "Text added on the page:", "Signed: Ana Ribeiro, Lisboa, 3 March 2026", "",
         "Comments:", "Check the factor() example with Bruno", "this is the key command"]
+
+
+def test_annotations_a_viewer_does_not_show_are_not_read(tmp_path, corpus):
+    """Typed text, a comment or a filled field flagged Hidden (neither shown nor printed) or NoView
+    (printed only) is on no page a reader sees: not read; the shown ones are."""
+    from pypdf.annotations import FreeText, Text
+
+    form = write_form(tmp_path / "form.pdf", corpus / "pari-refcard.pdf",
+                      [("tx", "Name", "Ana Ribeiro"), ("tx", "Internal score", "12")])
+    writer = PdfWriter(clone_from=form)
+    for annotation, flags in ((FreeText(text="Approved by Ana", rect=(50, 50, 400, 70)), 4),
+                              (FreeText(text="Draft signature, remove", rect=(50, 80, 400, 100)), 2),
+                              (FreeText(text="Print-only stamp", rect=(50, 110, 400, 130)), 32 | 4),
+                              (Text(text="Retracted note", rect=(500, 700, 520, 720)), 2)):
+        writer.add_annotation(page_number=0, annotation=annotation)
+        writer.pages[0]["/Annots"][-1].get_object()[NameObject("/F")] = NumberObject(flags)
+    for annot in writer.pages[0]["/Annots"]:
+        if annot.get_object().get("/T") == "Internal score":
+            annot.get_object()[NameObject("/F")] = NumberObject(2)
+    writer.write(tmp_path / "flags.pdf")
+
+    page = read_document(tmp_path / "flags.pdf").pages[0].text
+    plain = read_document(corpus / "pari-refcard.pdf").pages[0].text
+    assert page.startswith(plain) and page[len(plain):].strip().splitlines() == [
+        "Form fields:", "Name: Ana Ribeiro", "", "Text added on the page:", "Approved by Ana"]
