@@ -32,6 +32,8 @@ from ingest.normalize import normalize_text
 
 # ---------------------------------------------------------------- .pptx
 
+_P = "{http://schemas.openxmlformats.org/presentationml/2006/main}"
+
 def read_pptx(data: bytes, path: str | Path) -> TextContent:
     """One unit per slide ("slide 3"), its text in shape order, then its speaker notes; a hidden
     slide is read, its text starting with a line "(hidden slide)"."""
@@ -64,6 +66,8 @@ def _shape_texts(shape) -> list[str]:
     """Text of one shape: a text frame's paragraphs, a table row by row, a group's shapes in order."""
     from pptx.enum.shapes import MSO_SHAPE_TYPE
 
+    if _shape_hidden(shape):
+        return []
     if shape.shape_type == MSO_SHAPE_TYPE.GROUP:
         return [text for inner in shape.shapes for text in _shape_texts(inner)]
     if getattr(shape, "has_table", False) and shape.has_table:
@@ -75,6 +79,13 @@ def _shape_texts(shape) -> list[str]:
     if shape.has_text_frame and shape.text_frame.text.strip():
         return [shape.text_frame.text]
     return []
+
+
+def _shape_hidden(shape) -> bool:
+    """Whether the shape is hidden (the Selection Pane's eye: hidden="1" on its cNvPr): not shown on
+    the slide, in the show or in print."""
+    props = shape.element[0].find(f"{_P}cNvPr") if len(shape.element) else None
+    return props is not None and props.get("hidden") in ("1", "true")
 
 
 def _diagram_texts(shape, data_rid: str | None) -> list[str]:

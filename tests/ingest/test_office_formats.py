@@ -474,3 +474,23 @@ def test_odt_hidden_text_is_not_read(tmp_path):
     odt.text.addElement(text.P(text="Payment in 30 days."))
     odt.save(str(tmp_path / "lease.odt"))
     assert read_document(tmp_path / "lease.odt").page(1).text == "Rent is 1000 euros a month\nPayment in 30 days."
+
+
+def test_pptx_hidden_shapes_are_not_read(tmp_path):
+    """A shape hidden in the Selection Pane (hidden="1") is not on the slide, in the show or in
+    print: not read, nor the shapes of a hidden group; its visible neighbours are."""
+    from pptx import Presentation
+    from pptx.util import Inches
+
+    deck = Presentation()
+    slide = deck.slides.add_slide(deck.slide_layouts[5])
+    slide.shapes.title.text = "Offer"
+    slide.shapes.add_textbox(Inches(1), Inches(2), Inches(4), Inches(1)).text_frame.text = "Price 1000 euros"
+    floor = slide.shapes.add_textbox(Inches(1), Inches(3), Inches(4), Inches(1))
+    floor.text_frame.text = "Floor 850, do not show"
+    group = slide.shapes.add_group_shape()
+    group.shapes.add_textbox(Inches(1), Inches(4), Inches(4), Inches(1)).text_frame.text = "Old price 900"
+    for shape in (floor, group):
+        shape.element[0][0].set("hidden", "1")          # nvSpPr/cNvPr, nvGrpSpPr/cNvPr
+    deck.save(tmp_path / "offer.pptx")
+    assert read_document(tmp_path / "offer.pptx").page(1).text == "Offer\nPrice 1000 euros"
