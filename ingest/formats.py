@@ -378,19 +378,23 @@ _UNSEEN = {_MC_FALLBACK, f"{_W}del", f"{_W}moveFrom"}
 # Hidden text (Font > Hidden): not shown, nor printed, unless the reader turns on "show hidden text".
 # w:webHidden is not among them: it hides only in Web Layout view (a contents' page numbers).
 _VANISH = (f"{_W}vanish", f"{_W}specVanish")
+# A drawing (text box, shape) hidden in the Selection Pane: <wp:docPr hidden="1">
+_DOC_PR = "{http://schemas.openxmlformats.org/drawingml/2006/wordprocessingDrawing}docPr"
 
 
 def _drop_unseen(root: ElementTree.Element, hidden_styles: set[str] = frozenset()) -> None:
     """Remove what a reader of the document does not see: Word writes a text box twice, as a
     DrawingML shape (mc:Choice) and as a VML copy for old readers (mc:Fallback), so the copy goes or
     its text is read twice; tracked deletions and moved-away text go (insertions stay); and so do
-    runs of hidden text, set on the run or by its character or paragraph style (`hidden_styles`)."""
+    runs of hidden text, set on the run or by its character or paragraph style (`hidden_styles`),
+    and drawings (a text box) hidden in the Selection Pane."""
     stack = [(root, False)]                 # (element, its paragraph's style hides text), no recursion
     hidden_marks = []                       # (parent, paragraph) whose paragraph mark is hidden
     while stack:
         parent, para_hidden = stack.pop()
         for child in list(parent):
-            if child.tag in _UNSEEN or (child.tag == f"{_W}r" and _run_hidden(child, para_hidden, hidden_styles)):
+            if (child.tag in _UNSEEN or (child.tag == f"{_W}r" and _run_hidden(child, para_hidden, hidden_styles))
+                    or (child.tag == f"{_W}drawing" and _drawing_hidden(child))):
                 parent.remove(child)
             elif child.tag == f"{_W}p":
                 style = child.find(f"{_W}pPr/{_W}pStyle")
@@ -409,6 +413,10 @@ def _drop_unseen(root: ElementTree.Element, hidden_styles: set[str] = frozenset(
 def _toggle(el: ElementTree.Element) -> bool:
     """An on/off property's value: on unless w:val says 0, false or off."""
     return el.get(f"{_W}val", "true").lower() not in ("0", "false", "off")
+
+
+def _drawing_hidden(drawing: ElementTree.Element) -> bool:
+    return any((p.get("hidden") or "").lower() in ("1", "true", "on") for p in drawing.iter(_DOC_PR))
 
 
 def _run_hidden(run: ElementTree.Element, para_hidden: bool, hidden_styles: set[str]) -> bool:

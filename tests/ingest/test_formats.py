@@ -347,3 +347,25 @@ def test_html_hidden_elements_are_not_read(tmp_path):
     lines = [line for line in read_document(tmp_path / "pricing.html").page(1).text.splitlines() if line]
     assert lines == ["Pricing", "Basic plan: 10 € a month.", "★ Rated 4.8", "Taxes included.", "Refunds",
                      "Within 14 days.", "Cancel any time."]
+
+
+def test_docx_text_box_hidden_in_the_selection_pane_is_not_read(tmp_path):
+    """A drawing hidden in the Selection Pane (wp:docPr hidden="1") is neither shown nor printed:
+    its text box is not read; a shown one is."""
+    wp = "http://schemas.openxmlformats.org/drawingml/2006/wordprocessingDrawing"
+
+    def box(text: str, hidden: str) -> str:
+        return (f'<w:r><w:drawing><wp:anchor xmlns:wp="{wp}"><wp:docPr id="1" name="Text Box 1"{hidden}/>'
+                f"<w:txbxContent><w:p><w:r><w:t>{text}</w:t></w:r></w:p></w:txbxContent></wp:anchor></w:drawing></w:r>")
+
+    path = write_docx(tmp_path / "memo.docx", [(None, "PLACEHOLDER")])
+    with zipfile.ZipFile(path) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    files["word/document.xml"] = files["word/document.xml"].replace(
+        b'<w:r><w:t xml:space="preserve">PLACEHOLDER</w:t></w:r>',
+        ('<w:r><w:t xml:space="preserve">Memo.</w:t></w:r>' + box("Shown box.", "")
+         + box("Old figures, hidden.", ' hidden="1"')).encode())
+    with zipfile.ZipFile(path, "w") as z:
+        for name, content in files.items():
+            z.writestr(name, content)
+    assert read_document(path).page(1).text == "Memo.\nShown box."
