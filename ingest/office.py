@@ -390,17 +390,33 @@ def _xml_true(value: str | None) -> bool:
 def _row_text(row: tuple, formulas: tuple = (), hidden_columns: set[int] = frozenset()) -> str:
     """One row's cells with values, " | " between them (empty cells inside the row kept as ""); a
     cell whose formula's value was not saved as its formula (from `formulas`, the same row read
-    without values); a cell in a hidden column marked."""
+    without values); a cell in a hidden column, or whose number format shows nothing, marked."""
     cells = []
     for column, cell in enumerate(row, start=1):
         text = _percent(cell.value, cell.number_format) or _cell_text(cell.value)
         if (not text and cell.data_type not in ("s", "str") and column <= len(formulas)   # (a saved empty text)
                 and (formula := _formula(formulas[column - 1].value))):
             text = f"{formula} (formula, value not saved)"
-        cells.append(f"(hidden) {text}" if text and column in hidden_columns else text)
+        hidden = column in hidden_columns or _format_hides(cell.value, cell.number_format)
+        cells.append(f"(hidden) {text}" if text and hidden else text)
     while cells and not cells[-1]:
         cells.pop()
     return normalize_text(" | ".join(cells)) if any(cells) else ""
+
+
+def _format_hides(value, number_format: str | None) -> bool:
+    """Whether the cell's number format shows nothing for this value: the format's section for it
+    (positive;negative;zero;text) is empty, as in ";;;", the usual way to hide a cell's content."""
+    if value is None or not number_format or ";" not in number_format:
+        return False
+    sections = re.sub(r'"[^"]*"|\\.', "x", number_format).split(";")     # (a quoted or escaped ";" is text)
+    if isinstance(value, str):
+        index = 3 if len(sections) > 3 else None
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        index = 0 if value > 0 or len(sections) < 2 else 1 if value < 0 else 2 if len(sections) > 2 else 0
+    else:
+        index = 0
+    return index is not None and not sections[index].strip()
 
 
 def _formula(value) -> str | None:

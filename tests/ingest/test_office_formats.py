@@ -494,3 +494,20 @@ def test_pptx_hidden_shapes_are_not_read(tmp_path):
         shape.element[0][0].set("hidden", "1")          # nvSpPr/cNvPr, nvGrpSpPr/cNvPr
     deck.save(tmp_path / "offer.pptx")
     assert read_document(tmp_path / "offer.pptx").page(1).text == "Offer\nPrice 1000 euros"
+
+
+def test_xlsx_cells_a_number_format_hides_are_marked(tmp_path):
+    """A number format whose section for the value is empty shows nothing: ";;;" hides any value,
+    "0;-0;;@" hides zeros. Such a cell is read, marked "(hidden)"; a quoted ";" is text, not a section."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["item", "cost", "margin", "label"])
+    sheet.append(["rent", 900, 0, "ok"])
+    sheet.append(["bonus", -50, 12, "internal"])
+    for row in sheet.iter_rows(min_row=2):
+        row[1].number_format, row[2].number_format, row[3].number_format = ";;;", "0;-0;;@", '0;-0;";;"'
+    book.save(tmp_path / "costs.xlsx")
+    assert read_document(tmp_path / "costs.xlsx").page(1).text.splitlines() == [
+        "item | cost | margin | label", "rent | (hidden) 900 | (hidden) 0 | ok", "bonus | (hidden) -50 | 12 | internal"]
