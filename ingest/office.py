@@ -547,15 +547,54 @@ def _part_text(part, path: str | Path) -> str:
 # ---------------------------------------------------------------- .rtf
 
 def read_rtf(data: bytes, path: str | Path) -> TextContent:
-    """The text of an RTF file (its \\'xx escapes decoded by striprtf), cut like plain text."""
+    """The text of an RTF file (its \\'xx escapes decoded by striprtf), cut like plain text; hidden
+    text (\\v) left out."""
     from striprtf.striprtf import rtf_to_text
 
     source = decode_text(data, path)
     if not source.lstrip().startswith("{\\rtf"):
         raise IngestError("corrupt", path, "not an RTF file (no {\\rtf header)")
+    if _RTF_HIDDEN.search(source):
+        source = _drop_rtf_hidden(source)
     text = normalize_text(rtf_to_text(source, errors="replace"))
     first = next((line.strip() for line in text.splitlines() if line.strip()), None)
     return units_from_sections([Section(None, 0, text)], first[:150] if first else None)
+
+
+_RTF_HIDDEN = re.compile(r"\\v(?![a-z])")                 # the \v control word (hidden text), not \viewkind
+_RTF_TOKEN = re.compile(r"\\([a-z]+)(-?\d+)? ?|\\'[0-9a-f]{2}|\\.|[{}]|[^\\{}]+", re.I | re.S)
+# control words that write text (striprtf turns them into characters), dropped while text is hidden
+_RTF_TEXT_WORDS = {"par", "line", "tab", "u", "emdash", "endash", "bullet", "lquote", "rquote", "ldblquote",
+                   "rdblquote", "emspace", "enspace", "qmspace", "sect", "page"}
+
+
+def _drop_rtf_hidden(source: str) -> str:
+    """The RTF without its hidden text (\\v ... \\v0, or to the end of its group; \\plain ends it
+    too), which striprtf reads as text: formatting and groups stay, characters go."""
+    out, stack, hidden = [], [], False
+    for m in _RTF_TOKEN.finditer(source):
+        token, word = m.group(0), (m.group(1) or "").lower()
+        if token == "{":
+            stack.append(hidden)
+        elif token == "}":
+            hidden = stack.pop() if stack else False
+        elif word == "v":
+            hidden = m.group(2) != "0"
+        elif word == "plain":
+            hidden = False
+        if not (hidden and _rtf_writes_text(token, word)):
+            out.append(token)
+    return "".join(out)
+
+
+def _rtf_writes_text(token: str, word: str) -> bool:
+    """Whether an RTF token is text: characters, a \\'hh or \\uN character, an escaped \\ { },
+    a non-breaking space or hyphen, or a control word that writes one (\\par, \\tab, ...)."""
+    if token in "{}":
+        return False
+    if not token.startswith("\\"):
+        return True
+    return token.startswith("\\'") or (not word and token[1:2] in "\\{}~-_") or word in _RTF_TEXT_WORDS
 
 
 READERS = {"pptx": read_pptx, "odt": read_odt, "epub": read_epub, "rtf": read_rtf, "xlsx": read_xlsx,

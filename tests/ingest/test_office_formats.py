@@ -511,3 +511,15 @@ def test_xlsx_cells_a_number_format_hides_are_marked(tmp_path):
     book.save(tmp_path / "costs.xlsx")
     assert read_document(tmp_path / "costs.xlsx").page(1).text.splitlines() == [
         "item | cost | margin | label", "rent | (hidden) 900 | (hidden) 0 | ok", "bonus | (hidden) -50 | 12 | internal"]
+
+
+def test_rtf_hidden_text_is_not_read(tmp_path):
+    """RTF hidden text (\\v, as Word saves its hidden text) is neither shown nor printed: not read,
+    to \\v0, \\plain or the end of its group, escapes and special characters in it included."""
+    rtf = tmp_path / "offer.rtf"
+    rtf.write_bytes(rb"{\rtf1\ansi\deff0{\fonttbl{\f0 Times;}}\f0 Offer\par"
+                    rb" Rent is {\v 900 or \'e9\u1513? \{x\} }1000 euros\v  (floor 850)\v0  a month.\par"
+                    rb"{\v\b Internal: walk away below 800.\par}"
+                    rb"Payment in 30 days\v hidden\plain .\par}")
+    assert read_document(rtf).page(1).text.splitlines() == ["Offer", "Rent is 1000 euros a month.",
+                                                            "Payment in 30 days."]
