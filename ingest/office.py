@@ -4,7 +4,7 @@
   and data), SmartArt text and grouped shapes in the slide's shape order (PowerPoint's reading
   order for screen readers), then the speaker notes ("Notes: ...").
 - .odt (ElementTree, as .docx): sections at `text:h` headings (their outline level), tables (a row
-  as "a | b") and lists included; the page headers and footers as a section at the end.
+  as "a | b") and lists included; the comments and the page headers and footers as sections at the end.
 - .epub (EbookLib): the spine's chapters in reading order (not its table-of-contents page), each
   cut at its <h1>..<h6> like HTML; a chapter that opens without a heading takes its
   table-of-contents title.
@@ -123,6 +123,8 @@ def _chart_texts(chart) -> list[str]:
 _TEXT = "{urn:oasis:names:tc:opendocument:xmlns:text:1.0}"
 _OFFICE = "{urn:oasis:names:tc:opendocument:xmlns:office:1.0}"
 _DC_TITLE = "{http://purl.org/dc/elements/1.1/}title"
+_DC_CREATOR = "{http://purl.org/dc/elements/1.1/}creator"
+_ANNOTATION = "{urn:oasis:names:tc:opendocument:xmlns:office:1.0}annotation"
 _TABLE = "{urn:oasis:names:tc:opendocument:xmlns:table:1.0}"
 _STYLE = "{urn:oasis:names:tc:opendocument:xmlns:style:1.0}"
 
@@ -174,11 +176,25 @@ def read_odt(data: bytes, path: str | Path) -> TextContent:
 
     walk(body)
     close_section()
+    if comments := _odf_comments(body, hidden):
+        sections.append(Section("Comments", 1, normalize_text("\n".join(["Comments", *comments]))))
     if styles is not None and (margins := _odf_headers_footers(styles, hidden)):
         sections.append(Section("Headers and footers", 1, normalize_text("\n".join(["Headers and footers", *margins]))))
     title_el = meta.find(f".//{_DC_TITLE}") if meta is not None else None
     title = normalize_text(title_el.text) if title_el is not None and title_el.text and title_el.text.strip() else None
     return units_from_sections(sections, title or next((s.heading for s in sections if s.heading), None))
+
+
+def _odf_comments(body: ElementTree.Element, hidden: set[str]) -> list[str]:
+    """The comments (office:annotation) as "Author: text" lines, as for .docx; a reader sees them in
+    the margin, not in the sentence they are anchored in."""
+    lines = []
+    for note in body.iter(_ANNOTATION):
+        text = " ".join(" ".join(_odf_text(p, hidden).split()) for p in _odf_paragraphs(note, hidden)).strip()
+        author = (note.findtext(_DC_CREATOR) or "").strip()
+        if text:
+            lines.append(f"{author}: {text}" if author else text)
+    return lines
 
 
 def _odf_paragraphs(node: ElementTree.Element, hidden: set[str]):
@@ -213,7 +229,7 @@ def _odf_text(el: ElementTree.Element, hidden: set[str] = frozenset()) -> str:
         if child.tag == f"{_TEXT}hidden-text":
             if child.get(f"{_TEXT}is-hidden") != "true":
                 out.append(child.get(f"{_TEXT}string-value", ""))
-        elif _odf_unseen(child, hidden):
+        elif _odf_unseen(child, hidden) or child.tag == _ANNOTATION:   # (a comment: in the margin, read apart)
             pass
         elif child.tag == f"{_TEXT}s":
             count = child.get(f"{_TEXT}c", "1")

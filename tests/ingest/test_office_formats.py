@@ -523,3 +523,24 @@ def test_rtf_hidden_text_is_not_read(tmp_path):
                     rb"Payment in 30 days\v hidden\plain .\par}")
     assert read_document(rtf).page(1).text.splitlines() == ["Offer", "Rent is 1000 euros a month.",
                                                             "Payment in 30 days."]
+
+
+def test_odt_comments_are_a_section_not_part_of_the_sentence(tmp_path):
+    """A comment (office:annotation) sits in the margin; its author, date and text were read into
+    the sentence it is anchored in ("Rent is 1000Ana2026-01-05T10:00:00check with Rui euros"). The
+    sentence reads as written and the comments are a section at the end, "Author: text", as for .docx."""
+    from odf import dc, office, text
+    from odf.opendocument import OpenDocumentText
+
+    odt = OpenDocumentText()
+    para = text.P(text="Rent is 1000")
+    note = office.Annotation()
+    note.addElement(dc.Creator(text="Ana"))
+    note.addElement(dc.Date(text="2026-01-05T10:00:00"))
+    note.addElement(text.P(text="check with Rui"))
+    para.addElement(note)
+    para.addText(" euros a month.")
+    odt.text.addElement(para)
+    odt.save(str(tmp_path / "lease.odt"))
+    assert [p.text for p in read_document(tmp_path / "lease.odt").pages] == [
+        "Rent is 1000 euros a month.", "Comments\nAna: check with Rui"]
