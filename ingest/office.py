@@ -4,7 +4,8 @@
   and data), SmartArt text and grouped shapes in the slide's shape order (PowerPoint's reading
   order for screen readers), then the speaker notes ("Notes: ...").
 - .odt (ElementTree, as .docx): sections at `text:h` headings (their outline level), tables (a row
-  as "a | b") and lists included; the comments and the page headers and footers as sections at the end.
+  as "a | b") and lists included; the foot/endnotes, comments and page headers and footers as
+  sections at the end.
 - .epub (EbookLib): the spine's chapters in reading order (not its table-of-contents page), each
   cut at its <h1>..<h6> like HTML; a chapter that opens without a heading takes its
   table-of-contents title.
@@ -176,6 +177,8 @@ def read_odt(data: bytes, path: str | Path) -> TextContent:
 
     walk(body)
     close_section()
+    for heading, notes in _odf_notes(body, hidden):
+        sections.append(Section(heading, 1, normalize_text("\n".join([heading, *notes]))))
     if comments := _odf_comments(body, hidden):
         sections.append(Section("Comments", 1, normalize_text("\n".join(["Comments", *comments]))))
     if styles is not None and (margins := _odf_headers_footers(styles, hidden)):
@@ -183,6 +186,23 @@ def read_odt(data: bytes, path: str | Path) -> TextContent:
     title_el = meta.find(f".//{_DC_TITLE}") if meta is not None else None
     title = normalize_text(title_el.text) if title_el is not None and title_el.text and title_el.text.strip() else None
     return units_from_sections(sections, title or next((s.heading for s in sections if s.heading), None))
+
+
+def _odf_notes(body: ElementTree.Element, hidden: set[str]) -> list[tuple[str, list[str]]]:
+    """("Footnotes" / "Endnotes", "[1] text" lines) for the notes the document has, as for .docx: a
+    reader finds them at the page's or the document's end, not inside the sentence."""
+    out = []
+    for kind, heading in (("footnote", "Footnotes"), ("endnote", "Endnotes")):
+        lines = []
+        for note in body.iter(f"{_TEXT}note"):
+            if note.get(f"{_TEXT}note-class") != kind or (note_body := note.find(f"{_TEXT}note-body")) is None:
+                continue
+            text = " ".join(" ".join(_odf_text(p, hidden).split()) for p in _odf_paragraphs(note_body, hidden)).strip()
+            if text:
+                lines.append(f"[{(note.findtext(f'{_TEXT}note-citation') or '?').strip()}] {text}")
+        if lines:
+            out.append((heading, lines))
+    return out
 
 
 def _odf_comments(body: ElementTree.Element, hidden: set[str]) -> list[str]:
@@ -229,8 +249,8 @@ def _odf_text(el: ElementTree.Element, hidden: set[str] = frozenset()) -> str:
         if child.tag == f"{_TEXT}hidden-text":
             if child.get(f"{_TEXT}is-hidden") != "true":
                 out.append(child.get(f"{_TEXT}string-value", ""))
-        elif _odf_unseen(child, hidden) or child.tag == _ANNOTATION:   # (a comment: in the margin, read apart)
-            pass
+        elif _odf_unseen(child, hidden) or child.tag in (_ANNOTATION, f"{_TEXT}note"):
+            pass                # a comment (in the margin) or a foot/endnote (at the page's end): read apart
         elif child.tag == f"{_TEXT}s":
             count = child.get(f"{_TEXT}c", "1")
             out.append(" " * (int(count) if count.isdigit() else 1))

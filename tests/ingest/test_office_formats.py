@@ -544,3 +544,26 @@ def test_odt_comments_are_a_section_not_part_of_the_sentence(tmp_path):
     odt.save(str(tmp_path / "lease.odt"))
     assert [p.text for p in read_document(tmp_path / "lease.odt").pages] == [
         "Rent is 1000 euros a month.", "Comments\nAna: check with Rui"]
+
+
+def test_odt_footnotes_and_endnotes_are_sections_not_part_of_the_sentence(tmp_path):
+    """A footnote's text is at the foot of the page (an endnote's at the end), not in the sentence:
+    it was read into it ("Rent is 1000 euros1Before tax. a month."). The sentence reads as written
+    and the notes are sections at the end, "[1] text", as for .docx."""
+    from odf import text
+    from odf.opendocument import OpenDocumentText
+
+    odt = OpenDocumentText()
+    para = text.P(text="Rent is 1000 euros")
+    for note_class, mark, body_text in (("footnote", "1", "Before tax."), ("endnote", "i", "See annex B.")):
+        note = text.Note(id=f"n{mark}", noteclass=note_class)
+        note.addElement(text.NoteCitation(text=mark))
+        body = text.NoteBody()
+        body.addElement(text.P(text=body_text))
+        note.addElement(body)
+        para.addElement(note)
+    para.addText(" a month.")
+    odt.text.addElement(para)
+    odt.save(str(tmp_path / "lease.odt"))
+    assert [p.text for p in read_document(tmp_path / "lease.odt").pages] == [
+        "Rent is 1000 euros a month.", "Footnotes\n[1] Before tax.", "Endnotes\n[i] See annex B."]
