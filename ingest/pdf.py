@@ -18,8 +18,10 @@ from __future__ import annotations
 import ctypes
 import io
 import logging
+import re
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,11 +186,16 @@ def hidden_layers(source: bytes | str | Path, password: str | None = None) -> fr
     """Names of the optional content groups (layers) that the document's default view turns off:
     a viewer does not show them (a draft's notes, an alternative language, a print-only watermark),
     PDFium's text extraction reads them all the same. Read with pypdf (PDFium has no API for the
-    catalog); a group named like one that is on is not hidden; a file pypdf cannot read has none."""
+    catalog); a group named like one that is on is not hidden; a file pypdf cannot read has none.
+    pypdf reads only files that may have layers (`_may_name_layers`): its parse of the cross-reference
+    table costs about as much as the text of a short file (bench/pdf_visibility.py)."""
     from pypdf import PdfReader
 
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    if not _may_name_layers(data):
+        return frozenset()
     try:
-        reader = PdfReader(io.BytesIO(source) if isinstance(source, bytes) else source, strict=False)
+        reader = PdfReader(io.BytesIO(data), strict=False)
         if reader.is_encrypted and not reader.decrypt(password or ""):
             return frozenset()
         props = reader.trailer["/Root"].get("/OCProperties")
@@ -206,6 +213,37 @@ def hidden_layers(source: bytes | str | Path, password: str | None = None) -> fr
     except Exception as err:        # pypdf's many errors on a file PDFium reads: its layers stay unknown
         log.info("optional content of a PDF not read (%s: %s); all its layers are read", type(err).__name__, err)
         return frozenset()
+
+
+_OBJECT_STREAM = re.compile(rb"/Type\s*/ObjStm\b")
+_INFLATE_CHUNK = 1 << 16
+
+
+def _may_name_layers(data: bytes) -> bool:
+    """False only when the catalog cannot have optional content: "/OCProperties" is neither in the
+    file's bytes nor in its object streams (where a compressed catalog is), inflated here with zlib.
+    An object stream that is not plain Flate (another filter, a predictor, encrypted) counts as a
+    maybe, and pypdf reads the catalog."""
+    if b"/OCProperties" in data:
+        return True
+    view = memoryview(data)
+    for match in _OBJECT_STREAM.finditer(data):
+        start = data.find(b"stream", match.end())
+        head = data[data.rfind(b"obj", 0, match.start()) + 3:start]         # the stream's dictionary
+        if start < 0 or b"/FlateDecode" not in head or b"/DecodeParms" in head or b"[" in head:
+            return True
+        start += 6
+        start += 2 if data[start:start + 2] == b"\r\n" else 1
+        inflate, found = zlib.decompressobj(), b""
+        try:
+            while not inflate.eof and start < len(data):
+                found = found[-16:] + inflate.decompress(view[start:start + _INFLATE_CHUNK])
+                if b"/OCProperties" in found:
+                    return True
+                start += _INFLATE_CHUNK
+        except zlib.error:
+            return True
+    return False
 
 
 def hide_layers(page: pdfium.PdfPage, names: frozenset[str]) -> None:

@@ -59,15 +59,38 @@ def write_text_pdf(path: Path, pages: list[tuple[list[tuple[float, float, str]],
     return write_pdf_objects(path, objects)
 
 
-def write_pdf_objects(path: Path, objects: list[bytes]) -> Path:
-    """A PDF of these objects (numbered from 1, the first the catalog), with its xref table."""
-    out, offsets = bytearray(b"%PDF-1.5\n"), []
+def write_pdf_objects(path: Path, objects: list[bytes], packed: tuple[int, ...] = ()) -> Path:
+    """A PDF of these objects (numbered from 1, the first the catalog), with its xref table; or, when
+    `packed` names object numbers, those in a Flate object stream (as pdfTeX or Acrobat compress a
+    catalog) and a cross-reference stream."""
+    import zlib
+
+    stream_number = len(objects) + 1
+    if packed:
+        offsets, parts = [], b""
+        for number in packed:
+            offsets.append(b"%d %d" % (number, len(parts)))
+            parts += objects[number - 1] + b"\n"
+        header = b" ".join(offsets) + b"\n"
+        data = zlib.compress(header + parts)
+        objects = [*objects, b"<< /Type /ObjStm /N %d /First %d /Length %d /Filter /FlateDecode >>\nstream\n%s\n"
+                   b"endstream" % (len(packed), len(header), len(data), data)]
+    out, offsets = bytearray(b"%PDF-1.5\n"), {}
     for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+        if number not in packed:
+            offsets[number] = len(out)
+            out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
     xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    if not packed:
+        out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+        out += b"".join(b"%010d 00000 n \n" % offsets[n] for n in range(1, len(objects) + 1))
+        out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    else:                        # entries: type (0 free, 1 at an offset, 2 in the object stream), field, field
+        size = len(objects) + 2
+        rows = [(0, 0, 65535)] + [(2, stream_number, packed.index(n)) if n in packed else (1, offsets[n], 0)
+                                  for n in range(1, len(objects) + 1)] + [(1, xref, 0)]
+        table = b"".join(bytes([kind]) + a.to_bytes(4, "big") + b.to_bytes(2, "big") for kind, a, b in rows)
+        out += (b"%d 0 obj\n<< /Type /XRef /Size %d /W [1 4 2] /Root 1 0 R /Length %d >>\nstream\n%s\nendstream\n"
+                b"endobj\nstartxref\n%d\n%%%%EOF\n" % (size, size, len(table), table, xref))
     path.write_bytes(bytes(out))
     return path

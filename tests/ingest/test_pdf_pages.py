@@ -56,10 +56,10 @@ def test_text_beyond_the_page_edge_is_not_read(tmp_path, read):
     assert "coordinates. It works only for 2-dimensional plotting (‘plot‘)" not in page
 
 
-def _layered_pdf(path, config: bytes):
+def _layered_pdf(path, config: bytes, packed: tuple[int, ...] = ()):
     """Two pages; on page 1 text in layer "Draft", in layer "Final", in a form XObject drawn inside
     "Draft", and in a form whose own content marks a line "Draft"; page 2 a "Draft" line. `config` is
-    the default view's settings (/OCProperties /D)."""
+    the default view's settings (/OCProperties /D); `packed`: objects put in a compressed object stream."""
     resources = b"/Font << /F1 3 0 R >> /Properties << /d 8 0 R /f 9 0 R >>"
 
     def stream(body: bytes, entries: bytes = b"") -> bytes:
@@ -70,7 +70,7 @@ def _layered_pdf(path, config: bytes):
                 b"/XObject << /X1 10 0 R /X2 11 0 R >> >> /Contents %d 0 R >>" % (resources, contents))
 
     form = b"/Type /XObject /Subtype /Form /BBox [0 0 612 792] /Resources << %s >>" % resources
-    return write_pdf_objects(path, [
+    return write_pdf_objects(path, packed=packed, objects=[
         b"<< /Type /Catalog /Pages 2 0 R /OCProperties << /OCGs [8 0 R 9 0 R] /D << %s >> >> >>" % config,
         b"<< /Type /Pages /Kids [4 0 R 5 0 R] /Count 2 >>",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
@@ -87,14 +87,16 @@ def _layered_pdf(path, config: bytes):
     ])
 
 
-@pytest.mark.parametrize("config", [b"/OFF [8 0 R]", b"/BaseState /OFF /ON [9 0 R]"])
-def test_layers_off_in_the_default_view_are_not_read(tmp_path, config):
+@pytest.mark.parametrize("config,packed", [(b"/OFF [8 0 R]", ()), (b"/BaseState /OFF /ON [9 0 R]", ()),
+                                           (b"/OFF [8 0 R]", (1, 8, 9))])
+def test_layers_off_in_the_default_view_are_not_read(tmp_path, config, packed):
     """Optional content (layers) that the default view turns off is not shown by a viewer, nor by
-    the source viewer's render: it is not read, wherever it is drawn; page numbers stay. The viewer
-    looks for a passage only in what is shown: the hidden "900" line is not marked as the quote."""
+    the source viewer's render: it is not read, wherever it is drawn, also when the catalog is in a
+    compressed object stream; page numbers stay. The viewer looks for a passage only in what is
+    shown: the hidden "900" line is not marked as the quote."""
     from app.page_images import render_page
 
-    pdf = _layered_pdf(tmp_path / "lease.pdf", config)
+    pdf = _layered_pdf(tmp_path / "lease.pdf", config, packed)
     doc = read_document(pdf)
     assert [p.text for p in doc.pages] == ["Rent is 1000 euros a month\nFinal version\nSigned in Porto", "Page two"]
     shown = render_page(pdf, 1, highlight="Rent is 1000 euros a month", scale=1)
