@@ -198,13 +198,15 @@ _HTML_DROP = ["script", "style", "noscript", "template", "svg", "head"]
 _HEADING_MARK = "\x1e"       # record separator: cannot occur in normalised text
 
 
-_HIDDEN_STYLE = re.compile(r"(?:^|;)\s*(?:display\s*:\s*none|visibility\s*:\s*(?:hidden|collapse))"
+_HIDDEN_STYLE = re.compile(r"(?:^|;)\s*(?:display\s*:\s*none|visibility\s*:\s*(?:hidden|collapse)"
+                           r"|font-size\s*:\s*0*\.?0+[a-z%]*|opacity\s*:\s*0*\.?0+%?)"
                            r"\s*(?:!important\s*)?(?:;|$)", re.I)
 
 
 def _html_hidden(tag) -> bool:
     """An element a browser does not show: the `hidden` attribute (not "until-found", which the
-    page's find reveals), an inline style `display: none` or `visibility: hidden`, a closed <dialog>.
+    page's find reveals), an inline style `display: none`, `visibility: hidden`, `font-size: 0` or
+    `opacity: 0` (e-mails hide text so), a closed <dialog>.
     (aria-hidden hides from screen readers only: seen, so read. Stylesheet rules are not applied.)"""
     hidden = tag.get("hidden")
     if hidden is not None and str(hidden).lower() != "until-found":
