@@ -249,8 +249,9 @@ def _may_name_layers(data: bytes) -> bool:
 def hide_layers(page: pdfium.PdfPage, names: frozenset[str]) -> None:
     """Leave the page's objects in an optional content group named in `names` out of its text (and
     out of a render, which PDFium already does): marked inactive, so no text page sees them. The
-    file is not changed. Under PDFIUM_LOCK."""
-    if not names:
+    file is not changed (an older PDFium build, without FPDFPageObj_SetIsActive, still
+    reads them). Under PDFIUM_LOCK."""
+    if not names or not hasattr(pdfium_c, "FPDFPageObj_SetIsActive"):
         return
     for obj in page.get_objects():                      # into form XObjects too
         for i in range(pdfium_c.FPDFPageObj_CountMarks(obj.raw)):

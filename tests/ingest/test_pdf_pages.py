@@ -103,3 +103,13 @@ def test_layers_off_in_the_default_view_are_not_read(tmp_path, config, packed):
     assert shown.highlighted and shown.match_score == 100 and shown.boxes[0][1] < 792 - 690
     hidden = render_page(pdf, 1, highlight="Rent is 900 euros a month", scale=1)
     assert hidden.match_score < 100 and all(box[1] < 792 - 690 for box in hidden.boxes)
+
+
+def test_a_pdfium_without_object_switches_reads_layers_as_before(tmp_path, monkeypatch):
+    """pyproject allows older pypdfium2 builds; one without FPDFPageObj_SetIsActive reads every layer
+    (as before layers were hidden) rather than refusing the file as corrupt."""
+    import pypdfium2.raw as pdfium_c
+
+    monkeypatch.delattr(pdfium_c, "FPDFPageObj_SetIsActive")
+    doc = read_document(_layered_pdf(tmp_path / "lease.pdf", b"/OFF [8 0 R]"))
+    assert "Landlord may accept 850" in doc.page(1).text and doc.page(2).text == "Page two\nDraft on two"
