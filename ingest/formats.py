@@ -172,10 +172,11 @@ def read_markdown(data: bytes, path: str | Path) -> TextContent:
         if (t := re.search(r"(?m)^title\s*[:=]\s*[\"']?(.+?)[\"']?\s*$", fm.group(2) or "")) is not None:
             meta_title = normalize_text(t.group(1)) or None
     tokens = MarkdownIt("commonmark").parse(parsed)
+    _drop_comments(lines, tokens)
     starts: list[tuple[int, int, str]] = []       # (line, level, heading text)
     for i, tok in enumerate(tokens):
         if tok.type == "heading_open" and tok.map and tok.level == 0:
-            starts.append((tok.map[0], int(tok.tag[1]), _one_line(tokens[i + 1].content)))
+            starts.append((tok.map[0], int(tok.tag[1]), _one_line(_HTML_COMMENT.sub("", tokens[i + 1].content))))
     sections: list[Section] = []
     bounds = [s[0] for s in starts] + [len(lines)]
     if not starts or starts[0][0] > 0:
@@ -183,7 +184,30 @@ def read_markdown(data: bytes, path: str | Path) -> TextContent:
     for (line, level, heading), end in zip(starts, bounds[1:]):
         sections.append(Section(heading, level, normalize_text("\n".join(lines[line:end]))))
     h1 = next((h for _, lvl, h in starts if lvl == 1), None)
-    return units_from_sections(sections, meta_title or h1 or _first_line_title(normalize_text(parsed)))
+    body = "\n".join(lines[fm.group(0).count("\n"):] if fm is not None else lines)
+    return units_from_sections(sections, meta_title or h1 or _first_line_title(normalize_text(body)))
+
+
+_HTML_COMMENT = re.compile(r"<!--.*?-->", re.S)
+
+
+def _drop_comments(lines: list[str], tokens) -> None:
+    """Blank out the HTML comments of Markdown source `lines` (a rendered page does not show them:
+    drafts' notes, TODOs), as markdown-it found them: a comment block's lines, an inline comment's
+    text; in code they are text and stay. The line count is kept, so the token maps still hold."""
+    for tok in tokens:
+        if not tok.map:
+            continue
+        first, end = tok.map
+        if tok.type == "html_block" and not _HTML_COMMENT.sub("", tok.content).strip():
+            lines[first:end] = [""] * (end - first)
+            continue
+        comments = [c.content for c in tok.children or [] if c.type == "html_inline" and c.content.startswith("<!--")]
+        if comments:
+            chunk = "\n".join(lines[first:end])
+            for comment in comments:
+                chunk = chunk.replace(comment, "\n" * comment.count("\n"), 1)
+            lines[first:end] = chunk.split("\n")
 
 
 _HTML_BLOCKS = ["p", "div", "li", "tr", "br", "pre", "blockquote", "section", "article", "table",

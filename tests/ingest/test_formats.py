@@ -381,3 +381,18 @@ def test_html_text_at_size_or_opacity_zero_is_not_read(tmp_path, style):
         "<p style='font-size: 0.8em; opacity: 0.5'>Track it online.</p>", encoding="utf-8")
     lines = [line for line in read_document(tmp_path / "mail.html").page(1).text.splitlines() if line]
     assert lines == ["Your order shipped.", "Track it online."]
+
+
+def test_markdown_html_comments_are_not_read(tmp_path):
+    """An HTML comment is not shown when Markdown is rendered (a draft's note, a TODO): a comment
+    block, an inline comment and one in a heading are not read, nor taken as the title; in code it
+    is text and stays. Sections keep their lines."""
+    (tmp_path / "guide.md").write_text(
+        "<!-- TODO: internal note, remove before release -->\n\nIntro text.\n\n# Guide <!-- draft -->\n\n"
+        "<!--\nOld pricing: 900 euros\n-->\n\nInline <!-- hidden --> text, `<!-- in code -->` kept.\n\n"
+        "```html\n<!-- a comment in a code block stays -->\n```\n\n## Next\n\nLast.\n", encoding="utf-8")
+    doc = read_document(tmp_path / "guide.md")
+    assert doc.title == "Guide" and [p.label for p in doc.pages] == ["§1 (untitled)", "§2 Guide", "§3 Next"]
+    assert doc.page(1).text == "Intro text."
+    assert [line for line in doc.page(2).text.splitlines() if line] == [
+        "# Guide", "Inline text, `<!-- in code -->` kept.", "```html", "<!-- a comment in a code block stays -->", "```"]
