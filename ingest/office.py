@@ -365,7 +365,7 @@ def read_xlsx(data: bytes, path: str | Path) -> TextContent:
             for sheet in book.worksheets:
                 with sheet._get_source() as source:      # the sheet's XML: what openpyxl's read-only mode skips
                     xml = source.read()
-                hidden_rows, hidden_columns = _hidden_rows_columns(xml) if b"hidden" in xml else (set(), set())
+                hidden_rows, hidden_columns = _hidden_rows_columns(xml) if _HIDDEN.search(xml) else (set(), set())
                 formulas = None
                 if _UNSAVED_VALUE.search(xml):
                     formula_book = formula_book or load_workbook(io.BytesIO(data), read_only=True, data_only=False)
@@ -397,6 +397,7 @@ def read_xlsx(data: bytes, path: str | Path) -> TextContent:
 
 
 _SHEET_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+_HIDDEN = re.compile(rb"""\bhidden=["'](?:1|true)["']""")   # a hidden row or column somewhere: look closer
 _MAX_COLUMNS = 16384          # XFD, a sheet's last column (a damaged <col max> stays within it)
 # A formula cell with no value after it: <f>SUM(B2:B3)</f></c>, <f t="shared" si="0"/><v></v></c>
 _UNSAVED_VALUE = re.compile(rb"(?:</(?:\w+:)?f>|<(?:\w+:)?f\b[^>]*/>)\s*"
