@@ -37,7 +37,8 @@ _P = "{http://schemas.openxmlformats.org/presentationml/2006/main}"
 
 def read_pptx(data: bytes, path: str | Path) -> TextContent:
     """One unit per slide ("slide 3"), its text in shape order, then its speaker notes; a hidden
-    slide is read, its text starting with a line "(hidden slide)"."""
+    slide is read, its text starting with a line "(hidden slide)", and a shape off the slide (on
+    the pasteboard) is read marked "(off the slide)"."""
     from pptx import Presentation
     from pptx.exc import PackageNotFoundError
 
@@ -46,7 +47,8 @@ def read_pptx(data: bytes, path: str | Path) -> TextContent:
         deck = Presentation(io.BytesIO(data))
         units, outline = [], []
         for number, slide in enumerate(deck.slides, start=1):
-            lines = [text for shape in slide.shapes for text in _shape_texts(shape)]
+            lines = [f"(off the slide) {text}" if _off_slide(shape, deck) else text
+                     for shape in slide.shapes for text in _shape_texts(shape)]
             if slide.element.get("show") in ("0", "false"):     # skipped in the slide show, kept in the deck
                 lines.insert(0, "(hidden slide)")
             if slide.has_notes_slide and (notes := slide.notes_slide.notes_text_frame) is not None:
@@ -80,6 +82,15 @@ def _shape_texts(shape) -> list[str]:
     if shape.has_text_frame and shape.text_frame.text.strip():
         return [shape.text_frame.text]
     return []
+
+
+def _off_slide(shape, deck) -> bool:
+    """Whether the shape lies wholly outside the slide (on the editor's pasteboard: not in the slide
+    show, nor in print or a PDF export)."""
+    left, top, width, height = shape.left, shape.top, shape.width, shape.height
+    if None in (left, top, width, height, deck.slide_width, deck.slide_height):
+        return False                    # a placeholder placed by its layout: on the slide
+    return left >= deck.slide_width or top >= deck.slide_height or left + width <= 0 or top + height <= 0
 
 
 def _shape_hidden(shape) -> bool:

@@ -567,3 +567,21 @@ def test_odt_footnotes_and_endnotes_are_sections_not_part_of_the_sentence(tmp_pa
     odt.save(str(tmp_path / "lease.odt"))
     assert [p.text for p in read_document(tmp_path / "lease.odt").pages] == [
         "Rent is 1000 euros a month.", "Footnotes\n[1] Before tax.", "Endnotes\n[i] See annex B."]
+
+
+def test_pptx_shape_off_the_slide_is_read_marked(tmp_path):
+    """A shape left on the pasteboard, wholly outside the slide, is not in the slide show, nor in
+    print: read, marked "(off the slide)". One that only overlaps the edge is on the slide."""
+    from pptx import Presentation
+    from pptx.util import Inches
+
+    deck = Presentation()
+    slide = deck.slides.add_slide(deck.slide_layouts[5])
+    slide.shapes.title.text = "Offer"
+    width = deck.slide_width
+    slide.shapes.add_textbox(width - Inches(1), Inches(2), Inches(3), Inches(1)).text_frame.text = "Overlaps the edge"
+    slide.shapes.add_textbox(width + Inches(1), Inches(2), Inches(3), Inches(1)).text_frame.text = "Floor 850"
+    slide.shapes.add_textbox(Inches(1), -Inches(2), Inches(3), Inches(1)).text_frame.text = "Above the slide"
+    deck.save(tmp_path / "offer.pptx")
+    assert read_document(tmp_path / "offer.pptx").page(1).text.splitlines() == [
+        "Offer", "Overlaps the edge", "(off the slide) Floor 850", "(off the slide) Above the slide"]
