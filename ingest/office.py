@@ -35,6 +35,7 @@ from ingest.normalize import normalize_text
 
 _P = "{http://schemas.openxmlformats.org/presentationml/2006/main}"
 
+
 def read_pptx(data: bytes, path: str | Path) -> TextContent:
     """One unit per slide ("slide 3"), its text in shape order, then its speaker notes; a hidden
     slide is read, its text starting with a line "(hidden slide)", and a shape off the slide (on
@@ -362,8 +363,9 @@ def read_xlsx(data: bytes, path: str | Path) -> TextContent:
 
     What the workbook tucks away is read but marked, so an answer can say so: each unit of a hidden
     sheet starts with a line "(hidden sheet)", a hidden row with "(hidden row)", a cell of a hidden
-    column with "(hidden)". A formula saved without its value (a workbook written by a program, never opened
-    in a spreadsheet) reads as its formula, "=SUM(B2:B3) (formula, value not saved)", not as nothing."""
+    column with "(hidden)". A formula saved without its value (a workbook written by a program,
+    never opened in a spreadsheet) reads as its formula, "=SUM(B2:B3) (formula, value not saved)",
+    not as nothing."""
     from openpyxl import load_workbook
 
     check_zip(data, path, ".xlsx")
