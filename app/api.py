@@ -147,6 +147,17 @@ def create_router(services: Any, auth: AuthSpec = None, local_token: str | None 
             "added": added,
             "failed": [{"file": name, "reason": e.reason, "message": e.message} for name, e in failed]})
 
+    @private.get("/api/workspaces/{workspace}/failures", tags=["documents"],
+                 summary="Files dropped in the browser that could not be added after the page went away",
+                 description="Kept until dismissed: [{id, filename, reason, message, failed_at}], oldest first.")
+    def list_failures(workspace: str) -> list[dict]:
+        return [f.to_dict() for f in services.documents.failures(find_workspace(services, workspace).id)]
+
+    @private.delete("/api/workspaces/{workspace}/failures", status_code=204, tags=["documents"],
+                    summary="Dismiss the failures (those with id <= up_to when given)")
+    def dismiss_failures(workspace: str, up_to: int | None = None) -> None:
+        services.documents.dismiss_failures(find_workspace(services, workspace).id, up_to)
+
     @private.delete("/api/workspaces/{workspace}/documents/{doc_id}", status_code=204,
                     tags=["documents"], summary="Remove a document")
     def remove_document(workspace: str, doc_id: int) -> None:

@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = cmd("docs", "list a workspace's documents, or remove one")
     sp.add_argument("-w", "--workspace", required=True)
     sp.add_argument("--delete", metavar="DOC", help="remove this document: its N of [doc N], or its file name")
+    sp.add_argument("--dismiss-failed", action="store_true",
+                    help="forget the files listed as not added (dropped in the browser, failed after the page went away)")
     sp.add_argument("--json", action="store_true")
 
     sp = cmd("chats", "list a workspace's chats (ids for ask --chat), or delete one")
@@ -442,13 +444,24 @@ def cmd_docs(args) -> int:
         _report(args, {"deleted": doc.to_dict()}, f"removed [doc {doc.index}] {doc.filename} from workspace "
                 f"{ws.name!r}" + (" (the documents after it move up one number)" if doc.index < len(rows) else ""))
         return EXIT_OK
+    if args.dismiss_failed:
+        n = svc.documents.dismiss_failures(ws.id)
+        print(f"dismissed {_count(n, 'file')} not added to workspace {ws.name!r}")
+        return EXIT_OK
     if args.json:
         print(json.dumps([d.to_dict() for d in rows], ensure_ascii=False, indent=2))
-        return EXIT_OK
-    if not rows:
-        print(f"workspace {ws.name!r} has no documents")
-    for d in rows:
-        print(f"[doc {d.index}] {d.filename}\t{d.extent}\t{d.title}")
+    else:
+        if not rows:
+            print(f"workspace {ws.name!r} has no documents")
+        for d in rows:
+            print(f"[doc {d.index}] {d.filename}\t{d.extent}\t{d.title}")
+    failures = svc.documents.failures(ws.id)
+    if failures:        # on stderr: --json's output stays the documents' list
+        print(f"jambadocs: {_count(len(failures), 'file')} dropped in the browser could not be added (the page "
+              f"went away before {'they were' if len(failures) > 1 else 'it was'} read):", file=sys.stderr)
+        for f in failures:
+            print(f"  {f.filename}: {f.message} ({f.failed_at.astimezone():%Y-%m-%d %H:%M})", file=sys.stderr)
+        print(f"  (forget them with: jambadocs docs -w {shlex.quote(ws.name)} --dismiss-failed)", file=sys.stderr)
     return EXIT_OK
 
 

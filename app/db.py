@@ -151,6 +151,19 @@ class Citation(Base):
     unit: Mapped[str] = mapped_column(String, default="page")    # of the cited document: page, slide, ...
 
 
+class FailedUpload(Base):
+    """A file dropped into a workspace that could not be added while nobody was watching (its page
+    was closed or reloaded first): kept until dismissed, so the failure reaches the user."""
+
+    __tablename__ = "failed_uploads"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    filename: Mapped[str] = mapped_column(String)
+    reason: Mapped[str] = mapped_column(String)
+    message: Mapped[str] = mapped_column(Text)
+    failed_at: Mapped[float] = mapped_column(Float, default=time.time)
+
+
 # ---------------------------------------------------------------------------------------------
 # Migrations: append only. Each runs in one transaction with the version bump.
 
@@ -234,7 +247,19 @@ def _migration_3(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE citations ADD COLUMN unit TEXT NOT NULL DEFAULT 'page'")
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1, _migration_2, _migration_3]
+def _migration_4(conn: Connection) -> None:
+    """Files that failed to be added after their page went away, until dismissed."""
+    conn.exec_driver_sql("""CREATE TABLE failed_uploads (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        workspace_id INTEGER NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+        filename TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        message TEXT NOT NULL,
+        failed_at REAL NOT NULL)""")
+    conn.exec_driver_sql("CREATE INDEX failed_uploads_workspace ON failed_uploads(workspace_id)")
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1, _migration_2, _migration_3, _migration_4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -9,13 +9,13 @@ from dataclasses import replace
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from app import db
 from app.errors import InvalidInput, NotFound, StorageError
 from app.filestore import sha256_file
-from app.records import DocumentInfo, PageInfo, _utc
+from app.records import DocumentInfo, FailedUploadInfo, PageInfo, _utc
 from ingest.kinds import CONVERT_HINTS, SUPPORTED_SUFFIXES
 
 # What the upload box takes: what is read, and the formats whose refusal says how to convert them.
@@ -190,6 +190,55 @@ class DocumentService:
         except Exception:  # noqa: BLE001
             log.exception("reading back document %s after adding it failed", added.id)
             return added
+
+    def add_unwatched(self, ws_id: int, path: str | Path, filename: str | None = None,
+                      password: str | None = None) -> DocumentInfo | None:
+        """`add` for a file nobody is watching being added (its page went away): a failure is not
+        raised but recorded with the workspace (`record_failure`), to be shown until dismissed."""
+        name = clean_filename(filename if filename is not None else Path(path).name)
+        try:
+            return self.add(ws_id, path, filename=name, password=password)
+        except Exception as err:  # noqa: BLE001 -- every failure is reported, through the workspace
+            self.record_failure(ws_id, name, err)
+            return None
+
+    def record_failure(self, ws_id: int, filename: str, err: BaseException) -> None:
+        """Keep "`filename` could not be added, because `err`" with the workspace until dismissed
+        (logged, not raised, when the workspace is gone meanwhile)."""
+        name = clean_filename(filename)
+        reason = getattr(err, "reason", None)
+        if not isinstance(reason, str):
+            reason = "".join(f"_{c.lower()}" if c.isupper() else c for c in type(err).__name__).lstrip("_")
+        message = " ".join(str(err).split()) or reason.replace("_", " ")
+        if message.startswith(f"{name}: "):
+            message = message[len(name) + 2:]
+        log.warning("%s: not added to workspace %s: %s", name, ws_id, message)
+        try:
+            with db.transaction(self._svc.sessions) as s:
+                self._svc.workspaces._row(s, ws_id)
+                s.add(db.FailedUpload(workspace_id=ws_id, filename=name, reason=reason, message=message,
+                                      failed_at=time.time()))
+        except NotFound:
+            log.warning("%s: workspace %s was deleted meanwhile; the failure is not kept", name, ws_id)
+
+    def failures(self, ws_id: int) -> list[FailedUploadInfo]:
+        """Files that could not be added while nobody was watching, oldest first, until dismissed."""
+        with db.transaction(self._svc.sessions) as s:
+            self._svc.workspaces._row(s, ws_id)
+            rows = s.scalars(select(db.FailedUpload).where(db.FailedUpload.workspace_id == ws_id)
+                             .order_by(db.FailedUpload.id))
+            return [FailedUploadInfo(r.id, r.workspace_id, r.filename, r.reason, r.message, _utc(r.failed_at))
+                    for r in rows]
+
+    def dismiss_failures(self, ws_id: int, up_to: int | None = None) -> int:
+        """Forget the workspace's failures (those with id <= `up_to`: the ones shown, not one
+        recorded since); returns how many."""
+        with db.transaction(self._svc.sessions) as s:
+            self._svc.workspaces._row(s, ws_id)
+            query = delete(db.FailedUpload).where(db.FailedUpload.workspace_id == ws_id)
+            if up_to is not None:
+                query = query.where(db.FailedUpload.id <= up_to)
+            return s.execute(query).rowcount
 
     def remove(self, ws_id: int, doc_id: int) -> None:
         """Remove a document, its pages, and its original when no other document uses it."""

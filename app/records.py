@@ -62,6 +62,18 @@ class DocumentInfo(_Record):
 
 
 @dataclass
+class FailedUploadInfo(_Record):
+    """A file that could not be added while nobody was watching (see DocumentService.failures)."""
+
+    id: int
+    workspace_id: int
+    filename: str
+    reason: str             # ingest.IngestError's reason (not_pdf, encrypted ...) or the app error's kind
+    message: str            # why, in plain words, without the file name
+    failed_at: datetime
+
+
+@dataclass
 class PageInfo(_Record):
     document_id: int
     number: int             # 1-based physical page

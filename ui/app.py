@@ -75,6 +75,10 @@ def build_ui(services) -> gr.Blocks:
                     password = gr.Textbox(show_label=False, type="password", max_lines=1,
                                           placeholder="used for the next upload only", elem_id="jd-password")
                 uploads = gr.HTML(render.upload_progress([]), padding=False)
+                with gr.Column(visible=False, elem_id="jd-failed") as failed_box:   # see Handlers._failures
+                    failed_html = gr.HTML("", padding=False)
+                    dismiss_btn = gr.Button("Dismiss", size="sm", elem_id="jd-failed-dismiss")
+                failed_seen = gr.State(None)
                 docs_html = gr.HTML(render.documents_table([], None), padding=False)
                 budget_html = gr.HTML(render.budget_gauge(None, []), padding=False)
                 with gr.Row(equal_height=True):
@@ -124,7 +128,7 @@ def build_ui(services) -> gr.Blocks:
                               show_label=False)
 
         view_outputs = [ws_dd, docs_html, budget_html, doc_dd, chat_dd, chatbot, export_btn, stats_html,
-                        ws_id, chat_id, prefs]
+                        ws_id, chat_id, prefs, failed_box, failed_html, failed_seen]
         viewer_outputs = [source_head, page_image, nav_row, page_text, viewer]
         page_turns = [prev_btn, next_btn]     # turning pages: enabled where there is a page to turn to
         h.bind(ws_dd=ws_dd, docs_html=docs_html, budget_html=budget_html, doc_dd=doc_dd, chat_dd=chat_dd,
@@ -132,7 +136,7 @@ def build_ui(services) -> gr.Blocks:
                prefs=prefs, source_head=source_head, page_image=page_image, nav_row=nav_row,
                page_text=page_text, viewer=viewer, engine_line=engine_line, ws_name=ws_name,
                confirm_box=confirm_box, chat_confirm=chat_confirm, doc_confirm=doc_confirm, uploads=uploads, files=files, password=password,
-               password_box=password_box,
+               password_box=password_box, failed_box=failed_box, failed_html=failed_html, failed_seen=failed_seen,
                question=question, prefill_html=prefill_html, create_btn=create_btn, delete_btn=delete_btn,
                new_chat_btn=new_chat_btn, delete_chat_btn=delete_chat_btn, prev_btn=prev_btn, next_btn=next_btn,
                ask_btn=ask_btn)
@@ -157,6 +161,7 @@ def build_ui(services) -> gr.Blocks:
         # default, "once", would drop them without a word)
         files.upload(h.upload, inputs=[files, ws_id, password, chat_id],
                      outputs=[uploads, files, password, password_box] + view_outputs, trigger_mode="multiple")
+        dismiss_btn.click(h.dismiss_failures, inputs=[ws_id, failed_seen], outputs=[failed_box, failed_html, failed_seen])
         remove_btn.click(h.ask_remove_document, inputs=[ws_id, doc_dd],
                          outputs=[doc_confirm, doc_confirm_text, doc_to_remove])
         doc_confirm_no.click(_dismiss, outputs=[doc_confirm, doc_to_remove])

@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 import weakref
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -111,6 +112,7 @@ class Handlers:
             ws_id = workspaces[0].id if workspaces else None
         out = {self.ui.ws_dd: gr.update(choices=[(w.name, w.id) for w in workspaces], value=ws_id),
                self.ui.ws_id: ws_id}
+        out.update(self._failures(ws_id))
         if ws_id is None:
             out.update({self.ui.docs_html: render.documents_table([], None), self.ui.budget_html: render.budget_gauge(None, []),
                         self.ui.doc_dd: gr.update(choices=[], value=None), self.ui.chat_dd: gr.update(choices=[], value=None),
@@ -146,6 +148,24 @@ class Handlers:
             out[self.ui.chat_id] = chat_id
         out[self.ui.prefs] = {"ws": ws_id, "chat": chat_id}
         return out
+
+    def _failures(self, ws_id: int | None) -> dict:
+        """The box listing files of an earlier drop that failed after their page went away (hidden
+        when there are none), and the newest one's id, which Dismiss forgets up to."""
+        failures = self.svc.documents.failures(ws_id) if ws_id is not None else []
+        return {self.ui.failed_box: gr.update(visible=bool(failures)),
+                self.ui.failed_html: render.failed_uploads(failures),
+                self.ui.failed_seen: failures[-1].id if failures else None}
+
+    @toasts_refusals
+    def dismiss_failures(self, ws_id: int | None, up_to: int | None) -> dict:
+        """Dismiss: forget the failures shown (not one recorded since the box was drawn)."""
+        if ws_id is not None and up_to is not None:
+            try:
+                self.svc.documents.dismiss_failures(ws_id, up_to)
+            except NotFound:                        # the workspace was deleted meanwhile
+                pass
+        return self._failures(ws_id)
 
     def _budget_panels(self, ws_id: int, docs) -> dict:
         """Documents table and context gauge; when the engine cannot start, say so in the gauge."""
@@ -302,7 +322,7 @@ class Handlers:
             return
         rows = [render.UploadRow(Path(p).name) for p in paths]
         pending = list(paths)      # not begun: still added, in order, if the page goes away (closed, reloaded)
-        worker: threading.Thread | None = None
+        unshown: tuple[str, Future] | None = None   # the file being read, until the page has its outcome
         try:
             needs_password = False
             # The password is for this upload only: this event already holds it, so the box is cleared
@@ -313,82 +333,81 @@ class Handlers:
             # file): each redraw lists the whole workspace, and per file that made a batch's cost grow
             # with the workspace (2.9 s a file at 333 documents in a helper's run, 0.2 s when empty).
             known = {d.id for d in self.svc.documents.list(ws_id)}
-            last_view, unshown = -VIEW_REFRESH_S, False      # the first added file shows at once
+            last_view, changed = -VIEW_REFRESH_S, False      # the first added file shows at once
             for n, (row, path) in enumerate(zip(rows, paths), 1):
                 pending.remove(path)
                 row.status = "reading"
-                events: queue.Queue = queue.Queue()
+                events: queue.Queue = queue.Queue()        # (done, total) while reading; None at the end
+                outcome: Future = Future()
 
-                def work(path=path, name=row.filename) -> None:
+                def work(path=path, name=row.filename, events=events, outcome=outcome) -> None:
                     try:
-                        info = self.svc.documents.add(ws_id, path, filename=name, password=password or None,
-                                                      progress=lambda done, total: events.put(("progress", done, total)))
-                        events.put(("ok", info))
+                        outcome.set_result(self.svc.documents.add(
+                            ws_id, path, filename=name, password=password or None,
+                            progress=lambda done, total: events.put((done, total))))
                     except Exception as err:      # noqa: BLE001 -- shown to the user, per file
-                        events.put(("error", err))
+                        outcome.set_exception(err)
                     finally:                      # (also when the page has gone away meanwhile)
                         self._drop_read_copy(session, path)
+                        events.put(None)
 
-                worker = threading.Thread(target=work, daemon=True, name="jambadocs-upload")
-                worker.start()
+                unshown = (row.filename, outcome)
+                threading.Thread(target=work, daemon=True, name="jambadocs-upload").start()
                 last_yield = 0.0
-                while True:
-                    kind, *rest = events.get()
-                    if kind == "progress":
-                        row.done, row.total = rest
-                        if time.monotonic() - last_yield > 0.1:
-                            last_yield = time.monotonic()
-                            yield {self.ui.uploads: render.upload_progress(rows)}
-                        continue
-                    if kind == "ok":
-                        info = rest[0]
-                        row.total = row.done = info.pages
-                        if info.id in known:
-                            row.status = "duplicate"
-                            row.message = (f"already in this workspace as document {info.index} "
-                                           f"\u201c{info.title or info.filename}\u201d (same content)")
-                        else:
-                            known.add(info.id)
-                            row.status = "added"
-                            row.message = f"added: {info.extent}" + (
-                                f", {render.fmt_tokens(info.tokens)} tokens" if info.tokens else "")
+                while (progress := events.get()) is not None:
+                    row.done, row.total = progress
+                    if time.monotonic() - last_yield > 0.1:
+                        last_yield = time.monotonic()
+                        yield {self.ui.uploads: render.upload_progress(rows)}
+                err = outcome.exception()
+                if err is None:
+                    info = outcome.result()
+                    row.total = row.done = info.pages
+                    if info.id in known:
+                        row.status = "duplicate"
+                        row.message = (f"already in this workspace as document {info.index} "
+                                       f"\u201c{info.title or info.filename}\u201d (same content)")
                     else:
-                        err = rest[0]
-                        if not (is_refusal(err) or isinstance(err, (ValueError, OSError))):
-                            log.exception("upload of %s failed", row.filename, exc_info=err)
-                        row.status = "error"
-                        row.message = render.ingest_error_text(err, row.filename)
-                        needs_password = needs_password or getattr(err, "reason", None) == "encrypted"
-                    break
-                worker.join()
-                unshown = unshown or row.status == "added"
+                        known.add(info.id)
+                        row.status = "added"
+                        row.message = f"added: {info.extent}" + (
+                            f", {render.fmt_tokens(info.tokens)} tokens" if info.tokens else "")
+                else:
+                    if not (is_refusal(err) or isinstance(err, (ValueError, OSError))):
+                        log.exception("upload of %s failed", row.filename, exc_info=err)
+                    row.status = "error"
+                    row.message = render.ingest_error_text(err, row.filename)
+                    needs_password = needs_password or getattr(err, "reason", None) == "encrypted"
+                changed = changed or row.status == "added"
                 out = {}
-                if unshown and (n == len(rows) or time.monotonic() - last_view >= VIEW_REFRESH_S):
+                if changed and (n == len(rows) or time.monotonic() - last_view >= VIEW_REFRESH_S):
                     out = self._view(ws_id, chat_id, chat=False)      # the documents panel grows
-                    last_view, unshown = time.monotonic(), False
+                    last_view, changed = time.monotonic(), False
                 out[self.ui.uploads] = render.upload_progress(rows)
                 if n == len(rows):
                     out[self.ui.files] = None
                     if needs_password:           # open the password box where the user will type it
                         out[self.ui.password_box] = gr.update(open=True)
                 yield out
+                unshown = None
         finally:
-            if pending:               # the page went away mid-upload: the rest is added all the same
-                threading.Thread(target=self._add_rest, args=(ws_id, pending, password, session, worker),
+            if pending or unshown:    # the page went away mid-upload: the rest is added all the same
+                threading.Thread(target=self._add_rest, args=(ws_id, pending, password, session, unshown),
                                  daemon=True, name="jambadocs-upload-rest").start()
 
     def _add_rest(self, ws_id: int, paths: list[str], password: str | None, session: str,
-                  reading: threading.Thread | None) -> None:
-        """Add the files of an upload whose page went away before they were begun, after the one
-        being read, in the order dropped (they were dropped without a word); what fails is logged."""
+                  reading: tuple[str, Future] | None) -> None:
+        """Finish an upload whose page went away: wait for the file being read (`reading`: its name
+        and outcome), then add the files not yet begun, in the order dropped. Nobody sees these
+        outcomes, so a failure is recorded with the workspace, shown when it is next opened."""
         if reading is not None:
-            reading.join()
+            name, outcome = reading
+            err = outcome.exception()
+            if err is not None:
+                self.svc.documents.record_failure(ws_id, name, err)
         for path in paths:
             try:
-                info = self.svc.documents.add(ws_id, path, filename=Path(path).name, password=password or None)
-                log.info("added %s after its page went away (document %s)", info.filename, info.index)
-            except Exception as err:  # noqa: BLE001 -- nobody is looking: the log says why
-                log.warning("%s: not added after its page went away: %s", Path(path).name, err)
+                self.svc.documents.add_unwatched(ws_id, path, filename=Path(path).name, password=password or None)
             finally:
                 self._drop_read_copy(session, path)
 

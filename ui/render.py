@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from app.citations import CitationRef, parse
-from app.records import BudgetInfo, CitationInfo, DocumentInfo, MessageInfo, context_fit, omitted_text
+from app.records import (BudgetInfo, CitationInfo, DocumentInfo, FailedUploadInfo, MessageInfo, context_fit,
+                         omitted_text)
 
 
 FRIENDLY_REASONS = {     # for errors that come without a message of their own
@@ -251,6 +252,22 @@ def upload_progress(rows: Iterable[UploadRow]) -> str:
             f'<div class="jd-bar"><div class="jd-bar-fill" style="width:{frac * 100:.0f}%"></div></div></li>')
     return f'<ul class="jd-uploads" id="jd-uploads">{"".join(items)}</ul>' if items else \
         '<ul class="jd-uploads" id="jd-uploads"></ul>'
+
+
+def failed_uploads(failures: Sequence[FailedUploadInfo]) -> str:
+    """The files of an earlier drop that could not be added after their page went away (closed or
+    reloaded before they were read): name, why, and when."""
+    if not failures:
+        return ""
+    items = "".join(
+        f'<li class="jd-up jd-up-error"><div class="jd-up-name">{esc(f.filename)}</div>'
+        f'<div class="jd-up-text">{esc(f.message)} '
+        f'<span class="jd-note">({f.failed_at.astimezone():%Y-%m-%d %H:%M})</span></div></li>'
+        for f in failures)
+    many = len(failures) > 1
+    return (f'<div id="jd-failed-list"><b>{len(failures)} file{"s" if many else ""} dropped earlier could not be '
+            f'added</b> (the page was closed or reloaded before {"they were" if many else "it was"} read):'
+            f'<ul class="jd-uploads">{items}</ul></div>')
 
 
 def ingest_error_text(err: Exception, filename: str | None = None) -> str:

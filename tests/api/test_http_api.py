@@ -299,3 +299,21 @@ def test_a_workspace_name_is_one_name_whatever_its_case(client):
         assert dup.status_code == 409 and "Case Notes" in dup.json()["error"]["message"]
     finally:
         assert client.delete("/api/workspaces/Case%20Notes").status_code == 204
+
+
+def test_files_that_failed_after_their_page_went_away_are_listed_until_dismissed(client, extractive_services,
+                                                                                    corpus):
+    """A file of a browser drop that failed after its page went away is kept with the workspace:
+    the API lists it (name, reason, message) until dismissed, up to the one a client has seen."""
+    ws = client.post("/api/workspaces", json={"name": "dropped"}).json()
+    docs = extractive_services.documents
+    for name in ("fake.pdf", "encrypted.pdf"):
+        assert docs.add_unwatched(ws["id"], corpus / name) is None
+    listed = client.get("/api/workspaces/dropped/failures").json()
+    assert [(f["filename"], f["reason"]) for f in listed] == [("fake.pdf", "not_pdf"), ("encrypted.pdf", "encrypted")]
+    assert listed[0]["message"] and listed[0]["failed_at"]
+    assert client.delete(f"/api/workspaces/dropped/failures?up_to={listed[0]['id']}").status_code == 204
+    assert [f["filename"] for f in client.get("/api/workspaces/dropped/failures").json()] == ["encrypted.pdf"]
+    assert client.delete("/api/workspaces/dropped/failures").status_code == 204
+    assert client.get("/api/workspaces/dropped/failures").json() == []
+    assert client.get("/api/workspaces/nowhere/failures").status_code == 404

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -19,6 +20,7 @@ def run(tmp_path, capsys, monkeypatch):
         code = main(["--data-dir", str(data), *argv])
         out = capsys.readouterr()
         return code, out.out, out.err
+    _run.data = data
     return _run
 
 
@@ -387,3 +389,24 @@ def test_commands_suggested_in_errors_can_be_pasted_into_a_shell(run, corpus):
         code, _, err = run(*argv)
         hint = err[err.index("(see: ") + 6: err.rindex(")")]
         assert code == 1 and shlex.split(hint) == ["jambadocs", argv[0], "-w", "my papers"], err
+
+
+def test_docs_lists_the_files_a_closed_page_could_not_add_until_dismissed(run, corpus):
+    """Files of a browser drop that failed after the page went away: `docs` names each with its
+    reason (on stderr, so --json stays the documents' list) until `--dismiss-failed`."""
+    from app.config import Settings
+    from app.services import Services
+
+    assert run("ingest", "-w", "lib", str(corpus / "pari-refcard.pdf"))[0] == 0
+    with Services(Settings.from_env(data_dir=run.data, engine="extractive")) as svc:
+        ws = svc.workspaces.by_name("lib")
+        assert svc.documents.add_unwatched(ws.id, corpus / "fake.pdf") is None
+    code, out, err = run("docs", "-w", "lib")
+    assert code == 0 and "pari-refcard.pdf" in out
+    assert "1 file dropped in the browser could not be added" in err
+    assert re.search(r"fake\.pdf: .*PDF", err) and "--dismiss-failed" in err
+    code, out, err = run("docs", "-w", "lib", "--json")
+    assert [d["filename"] for d in json.loads(out)] == ["pari-refcard.pdf"] and "fake.pdf" in err
+    assert run("docs", "-w", "lib", "--dismiss-failed")[1].startswith("dismissed 1 file")
+    code, out, err = run("docs", "-w", "lib")
+    assert code == 0 and "fake.pdf" not in err

@@ -155,3 +155,46 @@ def test_a_page_closed_or_reloaded_during_an_upload_still_adds_every_file_and_le
     while any(p.exists() for p in (first, later, last)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any((ui.upload_dir / g).exists() for g in ("g1", "g2", "g3"))
+
+
+def _wait_for(condition, timeout: float = 120.0) -> None:
+    import time
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def test_files_that_fail_after_their_page_went_away_are_shown_with_the_workspace_until_dismissed(ui, corpus):
+    """The files of a drop still added after its page went away were only logged when they failed:
+    the user never learned that a file was missing. Now each failure is kept with the workspace
+    (file name and reason) and shown when the workspace is next opened, until dismissed; the
+    file being read when the page went away included, and only the failures the box showed go."""
+    fake = _as_gradio_upload(corpus / "fake.pdf", ui.upload_dir, "h1")
+    enc = _as_gradio_upload(corpus / "encrypted.pdf", ui.upload_dir, "h2")
+    good = _as_gradio_upload(corpus / "pari-refcard.pdf", ui.upload_dir, "h3")
+    cut = _as_gradio_upload(corpus / "truncated.pdf", ui.upload_dir, "h4")
+    events = ui.h.upload([str(fake), str(enc), str(good), str(cut)], ui.ws, None, None)
+    next(events)                                       # the list of files, nothing read yet
+    assert "jd-up-error" in next(events)["uploads"]     # fake.pdf's refusal, on its way to the page ...
+    events.close()                                     # ... which went away
+    _wait_for(lambda: len(ui.svc.documents.failures(ui.ws)) == 3)
+    failures = ui.svc.documents.failures(ui.ws)
+    assert [(f.filename, f.reason) for f in failures] == [("fake.pdf", "not_pdf"), ("encrypted.pdf", "encrypted"),
+                                                          ("truncated.pdf", "corrupt")]
+    assert all(f.message and not f.message.startswith(f.filename) for f in failures)
+    assert [d.filename for d in ui.svc.documents.list(ui.ws)] == ["pari-refcard.pdf"]
+
+    page = ui.h.on_load({"ws": ui.ws})                 # the workspace opened again (a reload, a new tab)
+    assert page["failed_box"]["visible"] is True
+    for f in failures:
+        assert f.filename in page["failed_html"] and f.message in page["failed_html"]
+    assert ui.h.switch_workspace(ui.ws)["failed_box"]["visible"] is True
+    late = _as_gradio_upload(corpus / "empty.pdf", ui.upload_dir, "h5")     # fails after the box was drawn
+    ui.h._add_rest(ui.ws, [str(late)], None, "", None)
+    out = ui.h.dismiss_failures(ui.ws, page["failed_seen"])
+    assert [f.filename for f in ui.svc.documents.failures(ui.ws)] == ["empty.pdf"]    # not seen: kept
+    assert out["failed_box"]["visible"] is True and "empty.pdf" in out["failed_html"]
+    out = ui.h.dismiss_failures(ui.ws, out["failed_seen"])
+    assert out["failed_box"]["visible"] is False and ui.svc.documents.failures(ui.ws) == []
+    assert ui.h.on_load({"ws": ui.ws})["failed_box"]["visible"] is False
+    assert not any((ui.upload_dir / g).exists() for g in ("h1", "h2", "h3", "h4", "h5"))
