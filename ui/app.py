@@ -143,13 +143,19 @@ def build_ui(services) -> gr.Blocks:
         # what an ask locks while its answer is written (Handlers.navigation)
         lock_outputs = [ws_dd, chat_dd, new_chat_btn, create_btn, delete_btn, delete_chat_btn, ask_btn]
 
-        demo.load(h.on_load, inputs=[prefs], outputs=view_outputs + [engine_line]) \
-            .then(h.after_load, inputs=[ws_id], outputs=[engine_line, docs_html, budget_html])
+        loaded = demo.load(h.on_load, inputs=[prefs], outputs=view_outputs + [engine_line])
+        loaded.then(h.after_load, inputs=[ws_id], outputs=[engine_line, docs_html, budget_html])
+        # an answer still being written into the chat opened (e.g. the page was reloaded mid-answer)
+        follow_event = loaded.then(h.follow, inputs=[ws_id, chat_id], outputs=[prefill_html] + view_outputs,
+                                   concurrency_limit=ASKS_AT_ONCE)
+        leaves = [follow_event]       # what opens another chat stops following that answer (not the answer)
 
         # workspaces
-        ws_dd.input(h.switch_workspace, inputs=[ws_dd], outputs=view_outputs + viewer_outputs)
-        create_btn.click(h.create_workspace, inputs=[ws_name], outputs=view_outputs + viewer_outputs + [ws_name])
-        ws_name.submit(h.create_workspace, inputs=[ws_name], outputs=view_outputs + viewer_outputs + [ws_name])
+        ws_dd.input(h.switch_workspace, inputs=[ws_dd], outputs=view_outputs + viewer_outputs, cancels=leaves)
+        create_btn.click(h.create_workspace, inputs=[ws_name], outputs=view_outputs + viewer_outputs + [ws_name],
+                         cancels=leaves)
+        ws_name.submit(h.create_workspace, inputs=[ws_name], outputs=view_outputs + viewer_outputs + [ws_name],
+                       cancels=leaves)
         rename_btn.click(h.rename_workspace, inputs=[ws_id, ws_name, chat_id], outputs=view_outputs + [ws_name])
         delete_btn.click(h.ask_delete, inputs=[ws_id], outputs=[confirm_box, confirm_text, ws_to_delete])
         confirm_no.click(_dismiss, outputs=[confirm_box, ws_to_delete])
@@ -169,8 +175,8 @@ def build_ui(services) -> gr.Blocks:
                               outputs=view_outputs + viewer_outputs + [doc_confirm])
 
         # chat
-        chat_dd.input(h.switch_chat, inputs=[ws_id, chat_dd], outputs=view_outputs)
-        new_chat_btn.click(h.new_chat, inputs=[ws_id], outputs=view_outputs)
+        chat_dd.input(h.switch_chat, inputs=[ws_id, chat_dd], outputs=view_outputs, cancels=leaves)
+        new_chat_btn.click(h.new_chat, inputs=[ws_id], outputs=view_outputs, cancels=leaves)
         delete_chat_btn.click(h.ask_delete_chat, inputs=[chat_id],
                               outputs=[chat_confirm, chat_confirm_text, chat_to_delete])
         chat_confirm_no.click(_dismiss, outputs=[chat_confirm, chat_to_delete])
@@ -184,7 +190,7 @@ def build_ui(services) -> gr.Blocks:
                           trigger_mode="once", concurrency_limit=ASKS_AT_ONCE)
         ask_event.then(h.unlocked, outputs=lock_outputs)    # unlocked however the ask ended (a bug's error too)
         stop_btn.click(h.stopped, inputs=[ws_id, chat_id], outputs=[prefill_html] + view_outputs + lock_outputs[2:],
-                       cancels=[ask_event])
+                       cancels=[ask_event, follow_event])
 
         # source viewer
         cite_box.change(h.open_citation, inputs=[cite_box, ws_id, chat_id], outputs=viewer_outputs + page_turns) \

@@ -42,6 +42,7 @@ NO_WORKSPACE = "No workspace is open yet (the page may still be loading): wait a
 VIEW_REFRESH_S = 2.0           # an upload batch redraws the documents panel at most this often
 STREAM_EVERY_S = 0.05          # at most ~20 chat repaints per second while tokens stream
 MAX_TRACKED = 256              # closed asks kept for `stopped` (a page closed mid-answer never sends Stop)
+FOLLOW_EVERY_S = 0.25          # a page that came back to an answer being written repaints it at most this often
 STOP_WAIT_S = 30.0             # Stop waits this long for the ask to let go (engine load is not stoppable)
 MAX_READ_COPIES = 4096         # upload copies remembered as read (see Handlers._read_copies)
 
@@ -68,9 +69,21 @@ class _AskRun:
 
     chat_id: int | None                      # None until the first event names the (new) chat
     ws_id: int | None = None
+    question: str = ""
+    text: str = ""                           # the answer so far, and a reasoning model's reasoning:
+    thinking: str = ""                       # what a page that comes back mid-answer shows
     cancel: threading.Event = field(default_factory=threading.Event)
     settled: threading.Event = field(default_factory=threading.Event)   # saved (or failed), stream closed
     stopped: bool = False                    # the user pressed Stop (set before `cancel`)
+
+    def note(self, event) -> None:
+        """Keep what an ask event brings."""
+        if event.chat_id is not None:
+            self.chat_id = event.chat_id
+        if event.kind == "token":
+            self.text += event.text
+        elif event.kind == "thinking":
+            self.thinking += event.text
 
 
 def _session_key(request: gr.Request | None) -> str:
@@ -141,7 +154,7 @@ class Handlers:
                 chat_id = None
             out[self.ui.chat_dd] = gr.update(choices=[(self._chat_label(c), c.id) for c in chats], value=chat_id)
             messages = self.svc.chats.messages(chat_id) if chat_id is not None else []
-            out[self.ui.chatbot] = render.chat_messages(messages)
+            out[self.ui.chatbot] = render.chat_messages(messages) + self._live_messages(chat_id)
             out[self.ui.export_btn] = self._export(ws_id, chat_id, messages, docs)
             last = next((m for m in reversed(messages) if m.role == "assistant"), None)
             out[self.ui.stats_html] = render.answer_stats(last.timings if last else None)
@@ -178,6 +191,25 @@ class Handlers:
             docs = self.svc.documents.list(ws_id)
         return {self.ui.docs_html: render.documents_table(docs, info),
                 self.ui.budget_html: render.budget_gauge(info, docs)}
+
+    def _live(self, chat_id: int | None) -> tuple[str, "_AskRun"] | tuple[None, None]:
+        """(session, ask) of the answer being written into chat `chat_id`, by any session."""
+        with self._asks_lock:
+            return next(((k, r) for k, r in self._asks.items() if chat_id is not None and r.chat_id == chat_id
+                         and not r.settled.is_set()), (None, None))
+
+    def _live_messages(self, chat_id: int | None) -> list[dict]:
+        """The question being answered in chat `chat_id` and its answer so far (none when there is
+        no such answer): it is saved only once it ends, and a page shows it meanwhile."""
+        _, run = self._live(chat_id)
+        if run is None:
+            return []
+        out = [{"role": "user", "content": render.question_text(run.question)}]
+        if run.thinking:
+            out.append(render.reasoning_message(run.thinking, pending=not run.text))
+        out.append({"role": "assistant", "content": render.answer_html(run.text, pending=True) if run.text
+                    else "\u2026"})
+        return out
 
     def _chat_label(self, chat) -> str:
         if chat.messages:
@@ -220,7 +252,9 @@ class Handlers:
         workspaces = self.svc.workspaces.list() or [self.svc.workspaces.create(DEFAULT_WORKSPACE)]
         ws_id = prefs.get("ws") if prefs.get("ws") in {w.id for w in workspaces} else workspaces[0].id
         chat_id = prefs.get("chat")       # remembered per browser, so possibly another tab's new chat
-        if chat_id not in {c.id for c in self.svc.chats.list(ws_id) if c.messages}:
+        # (or this page's before a reload), whose first answer may still be being written: then it shows
+        # the question and the answer so far (`_view`, `follow`), and refuses another question (`ask`)
+        if chat_id not in {c.id for c in self.svc.chats.list(ws_id) if c.messages or self._live(c.id)[1]}:
             chat_id = self._latest_chat(ws_id)
         loaded = bool(getattr(self.svc, "answerer_loaded", True))
         out = self._view(ws_id, chat_id, budget=loaded)
@@ -245,6 +279,25 @@ class Handlers:
                 out[self.ui.docs_html] = render.documents_error(str(err))
                 out[self.ui.budget_html] = render.budget_error(str(err))
         yield out
+
+    @toasts_refusals
+    def follow(self, ws_id: int | None, chat_id: int | None, request: gr.Request | None = None) -> Iterator[dict]:
+        """Third step of a page load: when an answer is still being written into the open chat by
+        another page (this one before a reload, or another tab), show it growing, then the chat as
+        saved. Stop stops it (`stopped`); opening another chat or workspace stops following it
+        (ui.app cancels this event) and the answer goes on; a question in that chat is refused."""
+        key, run = self._live(chat_id)
+        if run is None or key == _session_key(request):
+            yield gr.skip()        # (a generator that yields nothing sets every output to None)
+            return
+        saved = render.chat_messages(self.svc.chats.messages(chat_id))
+        yield {self.ui.chatbot: saved + self._live_messages(chat_id)}
+        shown = (run.text, run.thinking)
+        while not run.settled.wait(FOLLOW_EVERY_S):
+            if (run.text, run.thinking) != shown:
+                shown = (run.text, run.thinking)
+                yield {self.ui.chatbot: saved + self._live_messages(chat_id)}
+        yield self._stopped_view(ws_id, run.chat_id, "Stopped.") if run.stopped else self._view(ws_id, run.chat_id)
 
     @toasts_refusals
     def switch_workspace(self, ws_id: int | None) -> dict:
@@ -530,7 +583,10 @@ class Handlers:
             raise Refused("Type a question first")
         if ws_id is None:
             raise Refused(NO_WORKSPACE)
-        run, key = _AskRun(chat_id=chat_id, ws_id=ws_id), _session_key(request)
+        if chat_id is not None and self._answering(chat_id=chat_id):
+            raise Refused("An answer is still being written in this chat (in another tab, or from before the "
+                          "page was reloaded): wait for it, or press Stop")
+        run, key = _AskRun(chat_id=chat_id, ws_id=ws_id, question=question), _session_key(request)
         kwargs: dict = {"chat_id": chat_id}
         if "cancel" in inspect.signature(self.svc.qa.ask).parameters:
             kwargs["cancel"] = run.cancel
@@ -538,18 +594,22 @@ class Handlers:
         shown = list(history or []) + [{"role": "user", "content": render.question_text(question)},
                                        {"role": "assistant", "content": "\u2026"}]
         self._track(key, run)
-        closed = False
+        handed_on = False
         try:
             yield self._with_navigation({self.ui.question: "", self.ui.chatbot: shown, self.ui.prefill_html: "",
                                          self.ui.stats_html: render.answer_stats(None)}, False)
             done = yield from self._stream_answer(events, question, ws_id, shown, run)
-        except GeneratorExit:      # Stop (or the page went away): `stopped` still needs run.chat_id
-            closed = True
+        except GeneratorExit:
+            # Stop, or the page went away (closed, reloaded: Gradio closes the event alike). The answer
+            # is finished without its page, saved in the chat, and shown to a page that comes back
+            # (`follow`); Stop's `stopped` cancels it. It stays tracked: `stopped` and `_answering`.
+            handed_on = True
+            threading.Thread(target=self._finish, args=(events, run), daemon=True, name="jambadocs-answer").start()
             raise
         finally:
-            events.close()         # (Stop before the first update: no-op when the stream has ended)
-            run.settled.set()
-            if not closed:
+            if not handed_on:
+                events.close()     # (no-op when the stream has ended)
+                run.settled.set()
                 self._untrack(key, run)
         if run.stopped:
             # Stop landed while this ask was between events: its last update may reach the page after
@@ -572,31 +632,31 @@ class Handlers:
                        run: "_AskRun") -> Iterator[dict]:
         """Relay `qa.ask`'s events as chat / progress updates; returns the "done" event, None, or
         (the engine failed: a toast says why) the last update to show: the reason in place of the
-        answer, and the question back in the box when nothing of an answer came.
-        Closing this (Stop, a lost client) closes the ask stream, which saves the question and
-        the partial answer before `close()` returns (app/qa.py); `run.settled` follows that."""
-        text, thinking, last_paint, done = "", "", 0.0, None
+        answer, and the question back in the box when nothing of an answer came. What came is kept
+        in `run` too. Closing this leaves `events` open: `ask` hands it on (see there)."""
+        last_paint, done = 0.0, None
         eta: tuple[str, float | None] = ("", None)     # (stage, last ETA): engines send some without
         try:
             for event in events:
                 out: dict = {}
-                if event.chat_id is not None and event.chat_id != run.chat_id:
-                    run.chat_id = event.chat_id        # a new chat: Stop must show this one
+                new_chat = event.chat_id is not None and event.chat_id != run.chat_id
+                first_thought = event.kind == "thinking" and not run.thinking
+                run.note(event)
+                text, thinking = run.text, run.thinking
+                if new_chat:                           # Stop must show this chat
                     out.update(self._chat_picked(ws_id, run.chat_id))
                 if event.kind == "progress":
                     if event.eta_s is not None or event.stage != eta[0]:
                         eta = (event.stage, event.eta_s)
                     out[self.ui.prefill_html] = render.progress_bar(event.stage, event.done, event.total, eta[1])
                 elif event.kind == "thinking":         # a reasoning model: its reasoning, before the answer
-                    if not thinking:
+                    if first_thought:
                         shown.insert(len(shown) - 1, render.reasoning_message("", pending=True))
-                    thinking += event.text
                     if time.monotonic() - last_paint >= STREAM_EVERY_S:
                         last_paint = time.monotonic()
                         shown[-2] = render.reasoning_message(thinking, pending=True)
                         out.update({self.ui.chatbot: shown, self.ui.prefill_html: ""})
                 elif event.kind == "token":
-                    text += event.text
                     if time.monotonic() - last_paint >= STREAM_EVERY_S:
                         last_paint = time.monotonic()
                         if thinking:
@@ -614,13 +674,28 @@ class Handlers:
             shown[-1] = {"role": "assistant", "content": f"\u26a0 {render.esc(err)}"}
             failed = self._view(ws_id, run.chat_id)   # a new chat of a failed first ask is gone
             failed.update({self.ui.chatbot: shown, self.ui.prefill_html: ""})
-            if not text and not thinking:      # nothing of it was saved: the question is not lost
+            if not run.text and not run.thinking:   # nothing of it was saved: the question is not lost
                 failed[self.ui.question] = question
             return failed
-        finally:
-            run.cancel.set()       # no-op after a normal end; stops the engine if the user pressed Stop
-            events.close()         # saves a stopped ask now, not whenever the generator is collected
         return done
+
+    def _finish(self, events: Iterator, run: "_AskRun") -> None:
+        """Finish, in this thread, an ask whose page went away (or whose Stop is on its way): the
+        engine goes on to the end and app.qa saves the answer; when `run.cancel` is set (Stop),
+        the stream is closed at its next event, which saves what there is, labelled "(stopped)".
+        Either way the engine's turn ends, so the next question is served."""
+        try:
+            for event in events:
+                run.note(event)
+                if run.cancel.is_set():
+                    break
+        except Exception:  # noqa: BLE001 -- nobody is looking: the log says why
+            log.exception("the answer in chat %s, finished after its page went away, failed", run.chat_id)
+        finally:
+            try:
+                events.close()
+            finally:
+                run.settled.set()
 
     def _track(self, key: str, run: "_AskRun") -> None:
         """Remember `run` as session `key`'s ask; forget the oldest settled ones beyond MAX_TRACKED."""
@@ -648,6 +723,8 @@ class Handlers:
         answer, then show the chat as saved (the answer labelled "(stopped)") and a note."""
         with self._asks_lock:
             run = self._asks.pop(_session_key(request), None)
+        if run is None:        # the answer this page follows (written before a reload, or by another tab)
+            _, run = self._live(chat_id)
         note = "Stopped."
         if run is not None:
             run.stopped = True

@@ -383,7 +383,7 @@ def question_text(text: str) -> str:
     return esc(MARKDOWN_PUNCTUATION.sub(r"\\\1", text))
 
 
-STOPPED_LABEL = ('<em class="jd-stopped" title="Stop was pressed, or the page was closed or reloaded, before the '
+STOPPED_LABEL = ('<em class="jd-stopped" title="Stop was pressed (or the server stopped) before the '
                  'answer was complete">(stopped)</em>')
 
 

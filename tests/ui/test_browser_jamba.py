@@ -12,7 +12,7 @@ import re
 import pytest
 
 from tests.ui.live_server import start_server
-from tests.ui.pages import count, open_app, recorded, text_input, wait_rows
+from tests.ui.pages import count, open_app, recorded, text_input, wait_rows, workspace
 
 MAX_CONTEXT = 4096      # small on purpose: the two documents do not fit
 SLOW_ENOUGH = dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=8, attn_layer_period=8,
@@ -113,6 +113,33 @@ def test_flow_with_tiny_jamba(chromium, corpus, tmp_path, tiny_checkpoint, scree
         page.wait_for_selector("#jd-chat .jd-stopped", timeout=30_000)
         assert stop_question in page.inner_text("#jd-chat")
         page.screenshot(path=str(screenshots / "stopped.png"))
+
+        # -- reload mid-answer: the answer is finished without its page, and the page that comes back
+        # shows the question at once and the whole answer when it is done; the engine is free after
+        text_input(page, "jd-ws-name").fill("Reloaded")
+        page.click("#jd-ws-create")
+        page.wait_for_function("() => document.querySelector('#jd-ws input').value === 'Reloaded'")
+        page.set_input_files("#jd-upload input[type=file]", [str(corpus / "debian-history-fr.pdf")])
+        wait_rows(page, 1)            # over the context: pages picked to fill it, a slow prefill
+        reload_question = "Quand le projet Debian a-t-il commenc\u00e9 ?"
+        text_input(page, "jd-question").fill(reload_question)
+        page.click("#jd-ask")
+        page.wait_for_function("() => /Reading the documents/.test(document.querySelector('#jd-prefill')"
+                               "?.innerText || '')", timeout=120_000)
+        open_app(page, server.url)                                          # reload
+        page.wait_for_function("q => (document.querySelector('#jd-chat')?.innerText || '').includes(q)",
+                               arg=reload_question, timeout=30_000)
+        page.wait_for_function("() => /first token/.test(document.querySelector('#jd-answer-stats')"
+                               "?.innerText || '')", timeout=240_000)
+        chat = page.locator("#jd-chat .message-row").all_inner_texts()
+        assert len(chat) == 2 and reload_question in chat[0] and "(stopped)" not in chat[1], chat
+        page.wait_for_function("() => !document.querySelector('#jd-ws input').disabled", timeout=30_000)
+        text_input(page, "jd-question").fill("Et ensuite ?")
+        page.click("#jd-ask")
+        page.wait_for_function("() => document.querySelectorAll('#jd-chat .message-row').length === 4 && "
+                               "/first token/.test(document.querySelector('#jd-answer-stats')?.innerText || '')",
+                               timeout=240_000)
+        assert workspace(page) == "Reloaded"
     finally:
         context.close()
         server.stop()

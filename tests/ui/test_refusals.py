@@ -106,20 +106,27 @@ def test_a_name_in_a_confirmation_is_shown_as_text(ui):
     assert "&lt;i&gt;italic&lt;i&gt; &amp; co" in text and "<i>" not in text
 
 
-def test_another_tab_does_not_open_a_new_chat_whose_first_answer_is_being_written(ui):
+def test_another_tab_opening_a_new_chat_whose_first_answer_is_being_written_shows_it(ui):
     """Tab A's new chat is created (empty) when its first question is sent, and the browser remembers
-    it for every tab. Tab B opened it as an empty "New chat" and its question became turn 2 of A's."""
+    it for every tab. Tab B opened it as an empty "New chat" and its question became turn 2 of A's.
+    Now B shows A's question being answered there (a page reloaded mid-answer must find it), and a
+    question of B's in that chat is refused until the answer is saved."""
     saved = ui.svc.chats.create(ui.ws).id
     ui.svc.chats.save_exchange(saved, "an earlier question", "an answer", "extractive", {}, [])
     gen = ui.h.ask("Wilcoxon rank sum test", ui.ws, None, [], _session("a"))
     next(gen)
     a_chat = next(gen)["chat_id"]                      # A's new chat, still empty, answer in flight
     out = ui.h.on_load({"ws": ui.ws, "chat": a_chat})  # tab B (same browser storage)
-    assert out["chat_id"] == saved
+    assert out["chat_id"] == a_chat
+    assert [m["role"] for m in out["chatbot"]] == ["user", "assistant"] and "Wilcoxon" in out["chatbot"][0]["content"]
     labels = dict((v, k) for k, v in out["chat_dd"]["choices"])
     assert labels[a_chat] == "New chat (first answer being written)"
+    with pytest.warns(UserWarning, match="still being written in this chat"):
+        assert next(ui.h.ask("B's question", ui.ws, a_chat, out["chatbot"], _session("b"))) == gr.skip()
     list(gen)                                          # A's answer is saved
     assert ui.h.on_load({"ws": ui.ws, "chat": a_chat})["chat_id"] == a_chat
+    assert [m.text for m in ui.svc.chats.messages(a_chat)][0] == "Wilcoxon rank sum test"
+    assert len(ui.svc.chats.messages(a_chat)) == 2
 
 
 def test_a_page_out_of_date_says_so(ui):

@@ -119,3 +119,46 @@ def test_a_reasoning_model_streams_its_reasoning_as_a_thought_before_the_answer(
     final = shown[-1]
     assert [m.get("metadata", {}).get("title") for m in final] == [None, "Reasoning", None]
     assert final[1]["content"] == "Page 3 has it." and "It is there." in final[2]["content"]
+
+
+def test_a_page_reloaded_mid_answer_finds_the_answer_finished_in_the_chat(ui):
+    """Reloading (or closing) the page closes the ask's event like Stop does: the answer was stopped
+    and saved as "(stopped)", and the reloaded page, which opened before that save, showed neither
+    the question nor the answer. Now the answer is finished without its page and saved whole; a
+    page opened meanwhile shows the question being answered and follows it to the end; the engine
+    is then free for the next question."""
+    blocker = ui.svc.queue.take()                      # another ask holds the engine: this one waits
+    gen, state = _ask_until_first_event(ui, _session("e"))
+    assert state is not None
+    gen.close()                                        # the page went away (no Stop)
+    page = ui.h.on_load({"ws": ui.ws, "chat": state}) # the reloaded page: a new session
+    assert page["chat_id"] == state
+    assert _bubbles(page) == [("user", QUESTION), ("assistant", "\u2026")]        # not lost, being written
+    refused = ui.h.ask("Another question", ui.ws, state, page["chatbot"], _session("f"))
+    with pytest.warns(UserWarning, match="still being written in this chat"):
+        next(refused)                                  # its prompt would lack the exchange being written
+    following = ui.h.follow(ui.ws, state, _session("f"))
+    assert _bubbles(next(following)) == [("user", QUESTION), ("assistant", "\u2026")]
+    ui.svc.queue.release(blocker)                      # the engine's turn comes
+    last = list(following)[-1]
+    bubbles = _bubbles(last)
+    assert bubbles[0] == ("user", QUESTION) and "cite-chip" in bubbles[1][1] and "(stopped)" not in bubbles[1][1]
+    assert "first token" in last["stats_html"]
+    saved = ui.svc.chats.messages(state)
+    assert [m.role for m in saved] == ["user", "assistant"] and not saved[1].timings.get("cancelled")
+    assert saved[1].citations
+    answer = list(ui.h.ask("Kruskal-Wallis test", ui.ws, state, last["chatbot"], _session("f")))[-1]
+    assert [r for r, _ in _bubbles(answer)] == ["user", "assistant"] * 2          # the engine is free
+
+
+def test_stop_on_the_reloaded_page_stops_the_answer_it_follows(ui):
+    blocker = ui.svc.queue.take()
+    gen, state = _ask_until_first_event(ui, _session("g"))
+    gen.close()                                        # reloaded
+    ui.h.on_load({"ws": ui.ws, "chat": state})
+    out = ui.h.stopped(ui.ws, state, _session("h"))    # Stop on the new page
+    ui.svc.queue.release(blocker)
+    assert "(stopped)" in _bubbles(out)[1][1] and "Stopped." in out["prefill_html"]
+    assert ui.svc.chats.messages(state)[1].timings["cancelled"] is True
+    import gradio as gr
+    assert list(ui.h.follow(ui.ws, state, _session("h"))) == [gr.skip()]     # nothing left to follow
