@@ -288,7 +288,6 @@ class Handlers:
         (ui.app cancels this event) and the answer goes on; a question in that chat is refused."""
         key, run = self._live(chat_id)
         if run is None or key == _session_key(request):
-            yield gr.skip()        # (a generator that yields nothing sets every output to None)
             return
         saved = render.chat_messages(self.svc.chats.messages(chat_id))
         yield {self.ui.chatbot: saved + self._live_messages(chat_id)}

@@ -39,7 +39,8 @@ def warn(err: BaseException | str) -> None:
 
 def toasts_refusals(fn: Callable) -> Callable:
     """Wrap a handler (function or generator): a refusal becomes a toast and `gr.skip()` (every output
-    left as it is). Other exceptions (bugs) go to Gradio as before."""
+    left as it is), as does a generator's end without an update. Other exceptions (bugs) go to
+    Gradio as before."""
     def skip_after_toast(err: Exception) -> Any:
         if not is_refusal(err):
             raise err
@@ -49,10 +50,18 @@ def toasts_refusals(fn: Callable) -> Callable:
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def stream(*args: Any, **kwargs: Any):
+            updates, shown = fn(*args, **kwargs), False
             try:
-                return (yield from fn(*args, **kwargs))
+                for update in updates:
+                    shown = True
+                    yield update
             except Exception as err:
                 yield skip_after_toast(err)
+                return
+            finally:
+                updates.close()        # (closing this closes the handler at its update, as `yield from` did)
+            if not shown:              # Gradio sets every output, states too, to None after a generator
+                yield gr.skip()        # that yields nothing: the open workspace and chat were forgotten
         return stream
 
     @functools.wraps(fn)

@@ -198,3 +198,17 @@ def test_files_that_fail_after_their_page_went_away_are_shown_with_the_workspace
     assert out["failed_box"]["visible"] is False and ui.svc.documents.failures(ui.ws) == []
     assert ui.h.on_load({"ws": ui.ws})["failed_box"]["visible"] is False
     assert not any((ui.upload_dir / g).exists() for g in ("h1", "h2", "h3", "h4", "h5"))
+
+
+def test_an_upload_event_with_only_files_already_read_leaves_the_page_as_it_is(ui, corpus):
+    """A drop whose files were all read already (the same file dropped twice within a second: Gradio
+    gives both drops one copy, read and deleted by the first) made the upload handler end without an update, and Gradio
+    then sets every output to None: the open workspace and chat states, the remembered ones, the
+    chat and the documents panel. The next question was refused ("No workspace is open yet")."""
+    import gradio as gr
+
+    first = _as_gradio_upload(corpus / "pari-refcard.pdf", ui.upload_dir, "k1")
+    list(ui.h.upload([str(first)], ui.ws, None, None))
+    assert not first.exists()
+    assert list(ui.h.upload([str(first), str(first)], ui.ws, None, None)) == [gr.skip()]
+    assert list(ui.h.upload([], ui.ws, None, None)) == [gr.skip()]
