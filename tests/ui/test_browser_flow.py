@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import re
+import time
+
+import httpx
 
 from tests.ui.live_server import start_server
 from tests.ui.pages import (count, doc_rows, hosts, open_app, pick, recorded, report, text_input, wait_idle,
@@ -181,6 +184,24 @@ def test_whole_flow_extractive(chromium, corpus, tmp_path, screenshots):
         page.set_input_files("#jd-upload input[type=file]", [str(corpus / "pari-refcard.pdf")])
         rows = wait_rows(page, 2)
         assert "gnuplot.pdf" in rows[0] and "311 pages" in rows[0] and "pari-refcard.pdf" in rows[1], rows
+
+        # -- the page reloaded mid-upload: a file that then fails is shown when the workspace opens again --
+        wait_idle(page)
+        page.set_input_files("#jd-upload input[type=file]", [str(corpus / "r-intro.pdf"), str(corpus / "fake.pdf")])
+        page.wait_for_function("() => /r-intro\\.pdf\\s+reading/.test("
+                               "document.querySelector('#jd-uploads')?.innerText || '')", timeout=60_000)
+        open_app(page, server.url)                                    # reload: the rest is read without it
+        failures = f"{server.url}api/workspaces/Scratch/failures"
+        deadline = time.monotonic() + 120
+        while not httpx.get(failures).json() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        open_app(page, server.url)                                    # the workspace opened again
+        page.wait_for_selector("#jd-failed-list", timeout=30_000)
+        assert "fake.pdf" in page.inner_text("#jd-failed") and "not a PDF" in page.inner_text("#jd-failed")
+        assert "r-intro.pdf" in wait_rows(page, 3)[2]
+        page.click("#jd-failed-dismiss")
+        page.wait_for_selector("#jd-failed", state="hidden", timeout=30_000)
+        assert httpx.get(failures).json() == []
 
         text_input(page, "jd-ws-name").fill("Scratch 2")
         page.click("#jd-ws-rename")
