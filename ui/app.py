@@ -146,7 +146,7 @@ def build_ui(services) -> gr.Blocks:
         loaded = demo.load(h.on_load, inputs=[prefs], outputs=view_outputs + [engine_line])
         loaded.then(h.after_load, inputs=[ws_id], outputs=[engine_line, docs_html, budget_html])
         # an answer still being written into the chat opened (e.g. the page was reloaded mid-answer)
-        follow_event = loaded.then(h.follow, inputs=[ws_id, chat_id], outputs=[prefill_html] + view_outputs,
+        follow_event = loaded.then(h.follow, inputs=[ws_id, chat_id], outputs=[question, prefill_html] + view_outputs,
                                    concurrency_limit=ASKS_AT_ONCE)
         leaves = [follow_event]       # what opens another chat stops following that answer (not the answer)
 

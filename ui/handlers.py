@@ -75,6 +75,7 @@ class _AskRun:
     cancel: threading.Event = field(default_factory=threading.Event)
     settled: threading.Event = field(default_factory=threading.Event)   # saved (or failed), stream closed
     stopped: bool = False                    # the user pressed Stop (set before `cancel`)
+    error: str | None = None                 # why it failed after its page went away (see `_finish`)
 
     def note(self, event) -> None:
         """Keep what an ask event brings."""
@@ -285,7 +286,9 @@ class Handlers:
         """Third step of a page load: when an answer is still being written into the open chat by
         another page (this one before a reload, or another tab), show it growing, then the chat as
         saved. Stop stops it (`stopped`); opening another chat or workspace stops following it
-        (ui.app cancels this event) and the answer goes on; a question in that chat is refused."""
+        (ui.app cancels this event) and the answer goes on; a question in that chat is refused.
+        When the engine fails (nothing is saved then), a toast says why and the question is put
+        back in the box."""
         key, run = self._live(chat_id)
         if run is None or key == _session_key(request):
             return
@@ -296,7 +299,12 @@ class Handlers:
             if (run.text, run.thinking) != shown:
                 shown = (run.text, run.thinking)
                 yield {self.ui.chatbot: saved + self._live_messages(chat_id)}
-        yield self._stopped_view(ws_id, run.chat_id, "Stopped.") if run.stopped else self._view(ws_id, run.chat_id)
+        out = self._stopped_view(ws_id, run.chat_id, "Stopped.") if run.stopped else self._view(ws_id, run.chat_id)
+        if run.error is not None:
+            warn(f"The answer to \u201c{run.question}\u201d could not be written: {run.error}. The question is "
+                 "back in its box.")
+            out[self.ui.question] = run.question
+        yield out
 
     @toasts_refusals
     def switch_workspace(self, ws_id: int | None) -> dict:
@@ -688,8 +696,9 @@ class Handlers:
                 run.note(event)
                 if run.cancel.is_set():
                     break
-        except Exception:  # noqa: BLE001 -- nobody is looking: the log says why
-            log.exception("the answer in chat %s, finished after its page went away, failed", run.chat_id)
+        except Exception as err:  # noqa: BLE001 -- nobody may be looking: the log says why, and `follow`
+            log.warning("the answer in chat %s, finished after its page went away, failed: %s", run.chat_id, err)
+            run.error = str(err) if is_refusal(err) else f"{type(err).__name__}: {err}"
         finally:
             try:
                 events.close()

@@ -162,3 +162,40 @@ def test_stop_on_the_reloaded_page_stops_the_answer_it_follows(ui):
     assert ui.svc.chats.messages(state)[1].timings["cancelled"] is True
     import gradio as gr
     assert list(ui.h.follow(ui.ws, state, _session("h"))) == [gr.skip()]     # nothing left to follow
+
+
+def test_an_answer_that_fails_after_its_page_went_away_puts_the_question_back_on_the_page_that_follows(
+        tmp_path, corpus):
+    """The engine (here a remote server that is down) fails while nobody watches the answer: nothing
+    is saved, and the question vanished from the page that came back. Now that page says why in a
+    toast and puts the question back in its box."""
+    import socket
+
+    from app.config import Settings
+    from app.services import Services
+    from tests.ui.conftest import HANDLER_COMPONENTS
+    from ui.handlers import Handlers
+
+    with socket.socket() as s:                         # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = Settings.from_env(data_dir=tmp_path / "data", engine="remote",
+                                 remote_url=f"http://127.0.0.1:{port}/v1", remote_model="m")
+    with Services(settings) as svc:
+        h = Handlers(svc)
+        h.bind(**{name: name for name in HANDLER_COMPONENTS})
+        ws = svc.workspaces.create("w").id
+        svc.documents.add(ws, corpus / "pari-refcard.pdf")
+        old = svc.chats.create(ws).id
+        svc.chats.save_exchange(old, "an earlier question", "an answer", "remote", {}, [])
+        blocker = svc.queue.take()                     # another ask holds the engine: this one waits
+        gen = h.ask(QUESTION, ws, old, [], _session("x"))
+        next(gen)
+        gen.close()                                    # the page went away before the engine answered
+        following = h.follow(ws, old, _session("y"))   # the page that came back
+        assert _bubbles(next(following))[-2:] == [("user", QUESTION), ("assistant", "\u2026")]
+        svc.queue.release(blocker)
+        with pytest.warns(UserWarning, match="could not be written: .*The question is back in its box"):
+            last = list(following)[-1]
+        assert last["question"] == QUESTION
+        assert [m.text for m in svc.chats.messages(old)] == ["an earlier question", "an answer"]
