@@ -54,9 +54,12 @@ class Base(DeclarativeBase):
     pass
 
 
+SQLITE_INTEGERS = range(-2**63, 2**63)    # what a key can be; SQLite raises OverflowError past it
+
+
 def get_row(s: Session, model: type, row_id: int, what: str):
     """The `model` row with primary key `row_id`, or NotFound("<what> <id> does not exist")."""
-    row = s.get(model, row_id)
+    row = s.get(model, row_id) if row_id in SQLITE_INTEGERS else None
     if row is None:
         raise NotFound(f"{what} {row_id} does not exist")
     return row

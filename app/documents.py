@@ -80,7 +80,7 @@ class DocumentService:
     def page(self, doc_id: int, number: int) -> PageInfo:
         with db.transaction(self._svc.sessions) as s:
             row = self._row(s, doc_id)
-            page = s.get(db.Page, (doc_id, number))
+            page = s.get(db.Page, (doc_id, number)) if number in db.SQLITE_INTEGERS else None
             if page is None:
                 raise NotFound(f"{row.filename} has no page {number} (1..{row.page_count})")
             return PageInfo(doc_id, page.number, page.label, page.text)

@@ -156,6 +156,14 @@ def test_ask_errors_are_json_with_reasons(client, workspace):
         "content-type": "application/json"})
     assert not_json.status_code == 422 and not_json.json()["error"]["reason"] == "invalid_request"
     assert client.get("/api/no/such/route").json()["error"]["reason"] == "not_found"
+    # An id or page number past SQLite's 64-bit integers does not exist: a 404, not a 500 OverflowError.
+    huge, doc = 2**64, workspace[0]["id"]
+    for r in (client.post(f"/api/workspaces/{WS}/ask", json={"question": "hi", "chat_id": huge}),
+              client.get(f"/api/chats/{huge}/messages"), client.delete(f"/api/chats/{huge}"),
+              client.get(f"/api/documents/{doc}/pages/{huge}"), client.get(f"/api/documents/{huge}/pages/1"),
+              client.delete(f"/api/workspaces/{WS}/documents/{huge}"), client.get(f"/api/workspaces/{huge}")):
+        assert r.status_code == 404 and r.json()["error"]["reason"].endswith("not_found"), r.text
+    assert client.get(f"/api/chats/{huge}/messages").json()["error"]["message"] == f"chat {huge} does not exist"
 
 
 def test_openapi_docs(server):
