@@ -23,9 +23,17 @@ _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bf
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The torch device for "cpu" / "cuda[:N]" / None or "auto"; EngineError for one that cannot run
+    here (a misspelt name, or cuda without a GPU that torch can use)."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise EngineError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise EngineError(f"device {device!r}: this torch sees no CUDA GPU; use cpu")
+    return dev
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:

@@ -3,6 +3,7 @@ token counts stay None, and only asking (and the engine/budget views) reports wh
 from __future__ import annotations
 
 import pytest
+import torch
 
 from app.config import Settings
 from app.errors import EngineUnavailable
@@ -51,3 +52,19 @@ def test_documents_list_and_add_while_the_engine_cannot_start(broken, corpus):
     assert [c.id for c in svc.chats.list(ws.id)] == [chat.id]  # a chat the user opened stays
     assert len(svc.documents.list(ws.id)) == 2
     assert not svc.answerer_loaded and "no-checkpoint-here" in svc.engine_error
+
+
+@pytest.mark.parametrize("device, says", [("tpu", "unknown device 'tpu'; use cpu, cuda or cuda:N"),
+                                          ("gpu0", "unknown device 'gpu0'"),
+                                          pytest.param("cuda", "this torch sees no CUDA GPU; use cpu", marks=
+                                                       pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU"))])
+def test_a_device_that_cannot_run_here_is_one_clear_reason(tmp_path, corpus, device, says):
+    """--device tpu failed with torch's RuntimeError and a logged traceback, as a crash of the engine."""
+    from engine.testing import write_tiny_checkpoint
+    model = write_tiny_checkpoint(tmp_path / "tiny")
+    with Services(Settings.from_env(data_dir=tmp_path / "data", model=str(model), device=device)) as svc:
+        ws = svc.workspaces.create("w")
+        svc.documents.add(ws.id, corpus / "pari-refcard.pdf")
+        with pytest.raises(EngineUnavailable) as err:
+            list(svc.qa.ask(ws.id, "How do I invert a matrix?"))
+        assert str(err.value).startswith("cannot load the Jamba checkpoint: ") and says in str(err.value)
