@@ -152,11 +152,21 @@ def cmd_serve(args) -> int:
 
 
 def cmd_ingest(args) -> int:
-    from ingest import IngestError
-    from ingest.kinds import DOCUMENT_SUFFIXES
-    from app.errors import AppError
+    from app.sigterm import sigterm_raises
     svc = _services(args)
     new_workspace = svc.workspaces.by_name(args.workspace) is None
+    try:
+        with sigterm_raises(lambda signum: KeyboardInterrupt()):   # kill: cleaned up like Ctrl-C
+            return _ingest(svc, args, new_workspace)
+    except KeyboardInterrupt:       # stopped: the file being read is not added, nor a workspace
+        ws = svc.workspaces.by_name(args.workspace) if new_workspace else None   # made for it, left empty
+        if ws is not None and not svc.documents.list(ws.id):
+            svc.workspaces.delete(ws.id)
+        raise
+
+
+def _ingest(svc, args, new_workspace: bool) -> int:
+    from ingest.kinds import DOCUMENT_SUFFIXES
     ws = _workspace(svc, args.workspace, create=True)
     failed = 0
     files, skipped, empty = _expand(args.files)
@@ -171,40 +181,47 @@ def cmd_ingest(args) -> int:
               "code file to add it)", file=sys.stderr)
     known = {d.id for d in svc.documents.list(ws.id)}
     for name in files:
-        path = Path(name)
-        bar = None
-        if _tty():
-            from tqdm import tqdm
-            bar = tqdm(total=0, unit="page", desc=path.name[:30], leave=False, file=sys.stderr)
-
-        def progress(done: int, total: int, bar=bar) -> None:
-            if bar is not None:
-                bar.total = total
-                bar.n = done
-                bar.refresh()
-        try:
-            doc = svc.documents.add(ws.id, path, password=args.password, progress=progress)
-        except (IngestError, AppError, OSError) as exc:
-            failed += 1
-            hint = (" (give it with --password)" if getattr(exc, "reason", None) == "encrypted"
-                    and not args.password else "")
-            print(f"jambadocs: {name}: not added: {_reason(exc, path.name)}{hint}", file=sys.stderr)
-            continue
-        finally:
-            if bar is not None:
-                bar.close()
-        if doc.id in known:
-            print(f"already there [doc {doc.index}] {doc.filename} (same content as {name})")
-            continue
-        known.add(doc.id)
-        print(f"added [doc {doc.index}] {doc.filename}: {doc.extent} "
-              f"({doc.title}) to workspace {ws.name!r}" + "".join(f"; {note}" for note in doc.notes))
+        failed += not _ingest_one(svc, ws, name, args.password, known)
     if new_workspace and not known:        # nothing went in: do not leave an empty workspace behind
         svc.workspaces.delete(ws.id)
         print(f"jambadocs: workspace {ws.name!r} not created (no document could be added)", file=sys.stderr)
     if failed:
         print(f"jambadocs: {failed} of {len(files)} files not added", file=sys.stderr)
     return EXIT_ERROR if failed or empty else EXIT_OK
+
+
+def _ingest_one(svc, ws, name: str, password: str | None, known: set[int]) -> bool:
+    """Add one file, saying what happened; False when it could not be added. `known`: the ids of
+    the workspace's documents, grown by this one."""
+    from ingest import IngestError
+    from app.errors import AppError
+    path = Path(name)
+    bar = None
+    if _tty():
+        from tqdm import tqdm
+        bar = tqdm(total=0, unit="page", desc=path.name[:30], leave=False, file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+    try:
+        doc = svc.documents.add(ws.id, path, password=password, progress=progress)
+    except (IngestError, AppError, OSError) as exc:
+        hint = " (give it with --password)" if getattr(exc, "reason", None) == "encrypted" and not password else ""
+        print(f"jambadocs: {name}: not added: {_reason(exc, path.name)}{hint}", file=sys.stderr)
+        return False
+    finally:
+        if bar is not None:
+            bar.close()
+    if doc.id in known:
+        print(f"already there [doc {doc.index}] {doc.filename} (same content as {name})")
+        return True
+    known.add(doc.id)
+    print(f"added [doc {doc.index}] {doc.filename}: {doc.extent} "
+          f"({doc.title}) to workspace {ws.name!r}" + "".join(f"; {note}" for note in doc.notes))
+    return True
 
 
 def _expand(names: list[str]) -> tuple[list[str], dict[str, list[str]], list[str]]:

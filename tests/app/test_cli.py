@@ -410,3 +410,36 @@ def test_docs_lists_the_files_a_closed_page_could_not_add_until_dismissed(run, c
     assert run("docs", "-w", "lib", "--dismiss-failed")[1].startswith("dismissed 1 file")
     code, out, err = run("docs", "-w", "lib")
     assert code == 0 and "fake.pdf" not in err
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_ingest_stopped_before_any_document_leaves_no_workspace(corpus, tmp_path, signal_name):
+    """Ctrl-C (or kill) while the first file of a new workspace was read left the workspace, empty."""
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    from pypdf import PdfReader, PdfWriter
+    pages, big = PdfReader(corpus / "pari-refcard.pdf").pages, PdfWriter()
+    for i in range(4000):                                       # seconds of reading, at least
+        big.add_page(pages[i % 4])
+    big.write(tmp_path / "big.pdf")
+    data = tmp_path / "data"
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "--data-dir", str(data), "ingest", "-w", "fresh",
+                             str(tmp_path / "big.pdf")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:                          # the workspace exists: reading has begun
+        try:
+            with sqlite3.connect(data / "jambadocs.sqlite3") as db:
+                if db.execute("select count(*) from workspaces").fetchone()[0]:
+                    break
+        except sqlite3.Error:
+            pass
+        time.sleep(0.05)
+    proc.send_signal(getattr(signal, signal_name))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted" in err and "added" not in out, (out, err)
+    with sqlite3.connect(data / "jambadocs.sqlite3") as db:
+        assert db.execute("select count(*) from workspaces").fetchone()[0] == 0
