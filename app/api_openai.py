@@ -62,6 +62,7 @@ class ChatCompletionBody(BaseModel):
     top_p: float | None = Field(None, gt=0, le=1)
     seed: int | None = None
     stop: str | list[str] | None = None
+    n: int = Field(1, ge=1, le=1, description="one answer per request (more were ignored: one choice came back)")
 
 
 ENGINE_MODEL = "engine"   # model id of the bundled language model itself (no workspace)

@@ -102,6 +102,9 @@ def test_errors_reach_the_client(oai, server):
     assert err.value.body["reason"] == "model_not_found"
     with pytest.raises(openai.BadRequestError):
         oai.chat.completions.create(model=WS, messages=[{"role": "assistant", "content": "hi"}])
+    with pytest.raises(openai.UnprocessableEntityError) as err:   # was a 200 with one choice, not 3
+        oai.chat.completions.create(model=WS, n=3, messages=[{"role": "user", "content": "How are vectors created?"}])
+    assert "n: Input should be less than or equal to 1" in err.value.body["message"]
     bad_key = openai.OpenAI(base_url=f"{server.url}/v1", api_key="alice:wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         bad_key.models.list()
