@@ -20,6 +20,9 @@ def parse_auth(auth: AuthSpec) -> Callable[[str, str], bool] | None:
     pairs = list(_pairs(auth))
     if not pairs:
         raise ValueError("auth is set but names no user:password pair")
+    for user, password in pairs:     # "me:" let in anyone who typed the name, and silenced the
+        if not password:             # warning of a server exposed without a password
+            raise ValueError(f"auth for user {user!r} has an empty password")
 
     def check(user: str, password: str) -> bool:
         ok = False

@@ -325,3 +325,12 @@ def test_files_that_failed_after_their_page_went_away_are_listed_until_dismissed
     assert client.delete("/api/workspaces/dropped/failures").status_code == 204
     assert client.get("/api/workspaces/dropped/failures").json() == []
     assert client.get("/api/workspaces/nowhere/failures").status_code == 404
+
+
+@pytest.mark.parametrize("auth", ["me:", "ann:secret, me:", ("me", "")])
+def test_an_empty_password_is_refused(auth):
+    """`serve --host 0.0.0.0 --auth me:` served everyone who typed "me", with no exposure warning."""
+    from app.api_auth import parse_auth
+    with pytest.raises(ValueError, match="auth for user 'me' has an empty password"):
+        parse_auth(auth)
+    assert parse_auth("me:x")("me", "x") and not parse_auth("me:x")("me", "")
