@@ -79,7 +79,9 @@ def read_pdf(data: bytes, path: str | Path, *, password: str | None = None,
 # PDFium's reasons for not opening a file, in words (its own text reads "Failed to load document
 # (PDFium: Data format error).")
 _OPEN_ERRORS = {pdfium_c.FPDF_ERR_FORMAT: "its structure is broken (the end of the file may be missing)",
-                pdfium_c.FPDF_ERR_FILE: "the file cannot be read", pdfium_c.FPDF_ERR_PAGE: "its pages cannot be found"}
+                pdfium_c.FPDF_ERR_FILE: "the file cannot be read", pdfium_c.FPDF_ERR_PAGE: "its pages cannot be found",
+                # what PDFium says of a PDF whose page tree is empty (/Count 0: pypdf writes one)
+                pdfium_c.FPDF_ERR_SUCCESS: "it has no pages (or its page tree cannot be read)"}
 
 
 def open_document(source: bytes | str, password: str | None = None) -> pdfium.PdfDocument:

@@ -67,6 +67,16 @@ def test_time_bound_stops_long_extraction(corpus):
     assert info.value.reason == "corrupt" and "stopped after" in str(info.value)
 
 
+def test_a_pdf_with_no_pages_says_so(tmp_path):
+    """A well-formed PDF of 0 pages was "damaged or truncated PDF: it cannot be opened"."""
+    from pypdf import PdfWriter
+    PdfWriter().write(tmp_path / "zero pages.pdf")
+    with pytest.raises(IngestError) as info:
+        read_document(tmp_path / "zero pages.pdf")
+    assert info.value.reason == "corrupt"
+    assert str(info.value) == "zero pages.pdf: damaged or truncated PDF: it has no pages (or its page tree cannot be read)"
+
+
 def test_time_bound_counts_work_not_waiting(corpus):
     """A sound PDF read while PDFium is busy elsewhere (a page drawn for the UI holds its lock), or
     on a loaded machine, is not refused as malformed: the bound is on the reading's own CPU time."""
