@@ -104,9 +104,29 @@ def _open(data: bytes, path: str | Path, password: str | None) -> pdfium.PdfDocu
     try:
         pdf = open_document(data, password)
     except pdfium.PdfiumError as err:
-        raise _open_error(getattr(err, "err_code", None), path, password) from None
+        code = getattr(err, "err_code", None)
+        if code in _STALE_PRONE and not _names_encryption(data):
+            code = pdfium_c.FPDF_ERR_SUCCESS
+        raise _open_error(code, path, password) from None
     init_forms(pdf)                           # filled-in fields are read with the pages (pdf_annotations.py)
     return pdf
+
+
+# PDFium's last error is process-wide and only set by some failures: a PDF it refuses without
+# setting one (no pages) read as the previous failure's reason, e.g. "it is encrypted" after
+# encrypted.pdf. A password reason is believed only when the file's trailer names /Encrypt.
+_STALE_PRONE = (pdfium_c.FPDF_ERR_PASSWORD, pdfium_c.FPDF_ERR_SECURITY)
+
+
+def _names_encryption(data: bytes) -> bool:
+    """Whether pypdf finds an /Encrypt entry in the trailer (True when it cannot tell)."""
+    import io
+
+    from pypdf import PdfReader
+    try:
+        return PdfReader(io.BytesIO(data), strict=False).is_encrypted
+    except Exception:  # noqa: BLE001 -- pypdf cannot read it either: keep PDFium's reason
+        return True
 
 
 def _open_error(code: int | None, path: str | Path, password: str | None) -> IngestError:

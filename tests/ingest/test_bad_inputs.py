@@ -67,10 +67,13 @@ def test_time_bound_stops_long_extraction(corpus):
     assert info.value.reason == "corrupt" and "stopped after" in str(info.value)
 
 
-def test_a_pdf_with_no_pages_says_so(tmp_path):
-    """A well-formed PDF of 0 pages was "damaged or truncated PDF: it cannot be opened"."""
+def test_a_pdf_with_no_pages_says_so(tmp_path, corpus):
+    """A well-formed PDF of 0 pages was "damaged or truncated PDF: it cannot be opened", and after
+    an encrypted PDF (PDFium's last error is kept) "encrypted: needs a password"."""
     from pypdf import PdfWriter
     PdfWriter().write(tmp_path / "zero pages.pdf")
+    with pytest.raises(IngestError, match="password"):
+        read_document(corpus / "encrypted.pdf")
     with pytest.raises(IngestError) as info:
         read_document(tmp_path / "zero pages.pdf")
     assert info.value.reason == "corrupt"
