@@ -16,7 +16,7 @@ from pathlib import Path
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 from app.config import ENGINES, Settings  # noqa: E402
-from app.errors import NotFound, error_reason  # noqa: E402
+from app.errors import AppError, InvalidInput, NotFound, error_reason  # noqa: E402
 from app.records import omitted_text  # noqa: E402
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -194,7 +194,6 @@ def _ingest_one(svc, ws, name: str, password: str | None, known: set[int]) -> bo
     """Add one file, saying what happened; False when it could not be added. `known`: the ids of
     the workspace's documents, grown by this one."""
     from ingest import IngestError
-    from app.errors import AppError
     path = Path(name)
     bar = None
     if _tty():
@@ -453,7 +452,6 @@ def cmd_docs(args) -> int:
         if not found:
             raise NotFound(f"workspace {ws.name!r} has no document {ref!r} (see: jambadocs docs -w {shlex.quote(ws.name)})")
         if len(found) > 1:                  # the same name, other contents: never guess which
-            from app.errors import InvalidInput
             raise InvalidInput(f"workspace {ws.name!r} has {len(found)} documents named {ref!r} "
                                f"({', '.join(f'[doc {d.index}]' for d in found)}); give its number")
         doc = found[0]
@@ -592,7 +590,6 @@ def _json_error(args, reason: str, message: str) -> None:
 
 
 def _one_line(exc: BaseException) -> str:
-    from app.errors import AppError
     msg = " ".join(str(exc).split())
     if isinstance(exc, (CliError, AppError, ValueError, OSError)) and msg:
         return msg
