@@ -37,3 +37,10 @@ def error_reason(exc: BaseException) -> str:
     if type(exc).__name__ == "IngestError" and isinstance(reason, str):
         return reason
     return next((word for cls, word in _REASONS if isinstance(exc, cls)), "error")
+
+
+def error_from_reason(reason: str, message: str) -> AppError:
+    """The app error a JSON error's reason stands for (a plain AppError for any other reason):
+    a server's error, raised in the CLI, keeps its kind."""
+    cls = next((c for c, word in _REASONS if word == reason), AppError)
+    return cls(message)

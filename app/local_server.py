@@ -23,7 +23,7 @@ from typing import Iterator
 from urllib.parse import quote
 
 from app.config import Settings
-from app.errors import AppError
+from app.errors import AppError, error_from_reason
 
 SERVER_FILE = "server.json"
 TOKEN_PREFIX = "jdl_"                    # a local token is recognisable in a log or a config
@@ -127,11 +127,11 @@ def ask_through(server: LocalServer, workspace: str, question: str, chat_id: int
                 connect_sse(client, "POST", url, json=body) as source:
             if source.response.status_code != 200:          # the CLI shows the server's message as its own
                 source.response.read()
-                raise AppError(_error_message(source.response.text))
+                raise _error(source.response.text)
             for sse in source.iter_sse():
                 data = sse.json()
                 if sse.event == "error":
-                    raise AppError(_error_message(sse.data))
+                    raise _error(sse.data)
                 if sse.event == "done":
                     done = True
                     yield SimpleNamespace(kind="done", answer=data)
@@ -144,11 +144,13 @@ def ask_through(server: LocalServer, workspace: str, question: str, chat_id: int
         raise AppError(f"the server at {server.url} ended the answer without finishing it; ask again")
 
 
-def _error_message(text: str) -> str:
+def _error(text: str) -> AppError:
+    """The server's JSON error as the app error it stands for (its message, its kind)."""
     try:
-        return str(json.loads(text)["error"]["message"])
+        err = json.loads(text)["error"]
+        return error_from_reason(str(err["reason"]), str(err["message"]))
     except (ValueError, KeyError, TypeError):
-        return text.strip() or "the server gave no reason"
+        return AppError(text.strip() or "the server gave no reason")
 
 
 def _write(path: Path, record: dict) -> None:

@@ -101,6 +101,10 @@ def test_ask_goes_through_the_running_server_and_its_loaded_engine(run, tmp_path
             assert third["timings"]["conversation_tokens"] > 0, third["timings"]
             code, _, err = run("ask", "-w", "w", "Anything?", "--chat", "999")
             assert code == 1 and "chat 999 does not exist" in err, err
+            code, out, _ = run("ask", "-w", "w", "Anything?", "--chat", "999", "--json")   # as when asked here
+            assert json.loads(out) == {"error": {"reason": "not_found", "message": "chat 999 does not exist"}}
+            code, out, _ = run("ask", "-w", "w", "\x07 ", "--json")
+            assert code == 1 and json.loads(out)["error"]["reason"] == "invalid_input"
 
         messages = httpx.get(f"{server.url}api/chats/{first['chat_id']}/messages", auth=("me", "pw")).json()
         assert [m["role"] for m in messages] == ["user", "assistant"] * 3
