@@ -157,7 +157,12 @@ class QAService:
             except Exception:  # noqa: BLE001 -- e.g. the chat was deleted meanwhile; closing must not fail
                 log.exception("saving the stopped ask in chat %s failed", chat_id)
             raise
-        except Exception:            # the engine failed (could not start, ran out of memory ...)
+        except Exception as exc:     # the engine failed (could not start, ran out of memory ...)
+            if run.pieces or run.thinking:   # mid-answer: the question and the answer so far are kept
+                try:
+                    self._save(req, chat_id, doc_ids, run, cancelled=True, error=exc)
+                except Exception:  # noqa: BLE001 -- the engine's error is the one to report
+                    log.exception("saving the failed ask in chat %s failed", chat_id)
             if new_chat:             # the chat this ask opened would stay behind, empty and untitled
                 self._drop_if_empty(chat_id)
             raise
@@ -221,8 +226,9 @@ class QAService:
             queue.release(ticket)
 
     def _save(self, req: AnswerRequest, chat_id: int, doc_ids: list[int], run: _Run,
-              cancelled: bool) -> MessageInfo:
-        """Save the question and the answer as it stands, with verified citations and timings."""
+              cancelled: bool, error: BaseException | None = None) -> MessageInfo:
+        """Save the question and the answer as it stands, with verified citations and timings
+        (`error`: why the engine stopped mid-answer, kept as timings["error"])."""
         text = run.final_text if run.final_text is not None else "".join(run.pieces)
         body, citations = parse_and_verify(text, req.documents, doc_ids)
         et = run.engine_timings
@@ -243,6 +249,8 @@ class QAService:
             timings["omitted_summary"] = str(raw_omitted["summary"])
         if cancelled:
             timings["cancelled"] = True
+        if error is not None:
+            timings["error"] = " ".join(str(error).split())[:300] or type(error).__name__
         reasoning = run.reasoning if run.reasoning is not None else "".join(run.thinking).strip()
         return self._svc.chats.save_exchange(chat_id, req.question, body, run.engine, timings, citations,
                                              reasoning=reasoning or None)

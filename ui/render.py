@@ -110,7 +110,9 @@ def answer_stats(timings: dict | None) -> str:
     if sampling.get("seed") is not None:
         parts.append(f"sampled at temperature {sampling['temperature']:g}, top-p {sampling['top_p']:g}, "
                      f"seed {sampling['seed']}")
-    if timings.get("cancelled"):
+    if timings.get("error"):
+        parts.append(f'<span class="jd-warn">the engine failed before the end: {esc(timings["error"])}</span>')
+    elif timings.get("cancelled"):
         parts.append('<span class="jd-warn">stopped before the end</span>')
     line = f'<div class="jd-stats" id="jd-answer-stats">{" &middot; ".join(parts)}'
     left_out = omitted_text(timings)

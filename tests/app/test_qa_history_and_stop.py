@@ -174,3 +174,33 @@ def test_an_answer_the_disk_cannot_take_is_a_clear_error_not_a_database_dump(svc
     assert str(err.value) == (f"the answer could not be saved in {svc.settings.db_path}: "
                               "database or disk is full")
     assert svc.chats.list(ws.id) == []                  # the chat it opened is not left empty
+
+
+def test_an_engine_that_fails_mid_answer_keeps_the_question_and_the_answer_so_far(svc, ws, monkeypatch):
+    """The engine failing after it has written part of the answer (out of memory, a remote server
+    gone) lost both the question and the text the user had read; they are saved, marked stopped,
+    with the engine's reason, and the engine is free for the next question."""
+    answerer = svc.answerer
+    real = answerer.answer
+
+    def failing(req):
+        tokens = 0
+        for ev in real(req):
+            yield ev
+            tokens += ev.kind == "token"
+            if tokens == 3:
+                raise RuntimeError("CUDA out of memory.\nTried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(answerer, "answer", failing)
+    pieces, chat_id = [], None
+    with pytest.raises(RuntimeError, match="out of memory"):
+        for ev in svc.qa.ask(ws.id, "Wilcoxon rank sum test"):
+            chat_id = ev.chat_id
+            pieces += [ev.text] if ev.kind == "token" else []
+    saved = svc.chats.messages(chat_id)
+    assert [m.role for m in saved] == ["user", "assistant"] and saved[0].text == "Wilcoxon rank sum test"
+    assert saved[1].text.strip() == "".join(pieces).strip() != ""
+    assert saved[1].timings["cancelled"] is True
+    assert saved[1].timings["error"] == "CUDA out of memory. Tried to allocate 2.00 GiB"
+    monkeypatch.setattr(answerer, "answer", real)
+    assert svc.qa.answer(ws.id, "chi-squared test").citations      # the engine is free again

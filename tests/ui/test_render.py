@@ -333,3 +333,12 @@ def test_an_export_file_is_named_with_the_words_of_its_chat(tmp_path, title, nam
 
     path = write_export(tmp_path, title, f"# {title}\n")
     assert path.name == name and path.read_text(encoding="utf-8") == f"# {title}\n"
+
+
+def test_answer_stats_say_why_an_answer_ended_early():
+    from ui.render import answer_stats
+
+    assert "stopped before the end" in answer_stats({"ttft_s": 0.1, "cancelled": True})
+    failed = answer_stats({"ttft_s": 0.1, "cancelled": True, "error": "CUDA out of memory <2 GiB>"})
+    assert "the engine failed before the end: CUDA out of memory &lt;2 GiB&gt;" in failed
+    assert "stopped before the end" not in failed
