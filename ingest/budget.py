@@ -152,10 +152,15 @@ class FitResult:
             rest = len(parts) - SUMMARY_DOCUMENTS + 1
             parts = parts[:SUMMARY_DOCUMENTS - 1] + [
                 f"and {rest} more documents ({unread} of the {len(parts)} with pages left out were not read at all)"]
-        why = ("chosen for an earlier question; they match this one nearly as well as a fresh choice"
-               if self.strategy == "kept" else "chosen by relevance to the question")
+        smallest = min((t for pages in self.page_tokens for t in pages), default=0)
+        if not any(d.pages for d in self.documents):        # not one page fits: say so, and why
+            why = f"no page was kept: the smallest alone needs {approx}{smallest:,} tokens"
+        else:
+            why = "the pages kept were " + (
+                "chosen for an earlier question; they match this one nearly as well as a fresh choice"
+                if self.strategy == "kept" else "chosen by relevance to the question")
         return (f"left out {approx}{self.omitted_tokens:,} tokens to fit {self.budget:,}: " + "; ".join(parts) +
-                f" (the pages kept were {why})")
+                f" ({why})")
 
 
 def count_pages(documents: Sequence[Document | DocumentInput], counter: Counter | None = None) -> list[list[int]]:

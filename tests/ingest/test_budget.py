@@ -37,6 +37,18 @@ def test_relevant_pages_kept_in_reading_order_and_omissions_exact(read):
     assert result.omitted_tokens >= 1000 and "," in result.summary().split(" tokens")[0]   # 18,475 not 18475
 
 
+def test_a_budget_no_page_fits_in_says_so(read):
+    """A budget smaller than every page (a long document on a small model) keeps no page: the summary
+    said the pages kept were "chosen by relevance" when there were none."""
+    docs = [read("pari-refcard.pdf")]
+    smallest = min(fit_documents(docs, "x", budget=1_000_000).page_tokens[0])
+    result = fit_documents(docs, "arithmetic functions", budget=smallest // 2)
+    assert not any(d.pages for d in result.documents)
+    summary = result.summary()
+    assert f"no page was kept: the smallest alone needs ~{smallest:,} tokens" in summary
+    assert "relevance" not in summary
+
+
 def test_exact_counts_with_a_tokenizer(read, tiny_tokenizer):
     doc = read("sexam-ar.pdf")
     counts = count_pages([doc], tokenizer_counter(tiny_tokenizer))[0]
