@@ -82,6 +82,25 @@ def yellow_pixels(png: bytes) -> int:
     return int(((r > 235) & (g >= 215) & (g <= 250) & (b >= 110) & (b <= 195)).sum())
 
 
+def ask_and_open_first_chip(page, question: str, source: str):
+    """Ask `question`, wait for its answer's verified chips, check the first names `source` and open
+    it; returns the viewer's page image, visible."""
+    before = page.locator("#jd-chat .cite-chip.cite-verified").count()
+    text_input(page, "jd-question").fill(question)
+    page.click("#jd-ask")
+    # the new answer is saved when its chips become verified ones (earlier answers' are there too)
+    page.wait_for_function("() => document.querySelectorAll('#jd-chat .cite-chip.cite-verified').length > "
+                           f"{before}", timeout=120_000)
+    chip = page.locator("#jd-chat .message-row").last.locator(".cite-chip.cite-verified").first
+    assert f"{source}, p." in chip.inner_text().replace("\u00a0", " "), chip.inner_text()
+    chip.click()
+    page.wait_for_function(f"() => document.querySelector('#jd-source-head')?.innerText.includes({source!r})",
+                           timeout=60_000)
+    image = page.locator("#jd-page-image img")
+    image.wait_for(state="visible", timeout=60_000)
+    return image
+
+
 def hosts(urls: list[str]) -> set[str]:
     return {urlparse(u).netloc for u in urls if not u.startswith(("data:", "blob:", "about:"))}
 

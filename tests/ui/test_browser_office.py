@@ -6,7 +6,7 @@ import pypdfium2 as pdfium
 
 from tests.ingest.office_files import write_epub, write_pptx
 from tests.ui.live_server import start_server
-from tests.ui.pages import open_app, report, text_input, wait_rows, yellow_pixels
+from tests.ui.pages import ask_and_open_first_chip, open_app, report, text_input, wait_rows, yellow_pixels
 
 
 def test_slides_chapters_and_photos_are_cited_and_shown(chromium, corpus, tmp_path, screenshots):
@@ -49,20 +49,9 @@ def test_slides_chapters_and_photos_are_cited_and_shown(chromium, corpus, tmp_pa
         assert not page.locator("#jd-page-image img").is_visible()          # no page image for a slide
         page.screenshot(path=str(screenshots / "slide-source.png"))
 
-        before = page.locator("#jd-chat .cite-chip.cite-verified").count()
-        text_input(page, "jd-question").fill("Who wrote the original notes that the introduction to R is derived from?")
-        page.click("#jd-ask")
-        # the new answer is saved when its chips become verified ones (the first answer's are there too)
-        page.wait_for_function("() => document.querySelectorAll('#jd-chat .cite-chip.cite-verified').length > "
-                               f"{before}", timeout=120_000)
-        chip = page.locator("#jd-chat .message-row").last.locator(".cite-chip.cite-verified").first
-        assert "preface.png, p.\u00a01" in chip.inner_text(), chip.inner_text()
-        chip.click()
-        page.wait_for_function("() => /preface\\.png/.test(document.querySelector('#jd-source-head')?.innerText)",
-                               timeout=60_000)
+        image = ask_and_open_first_chip(page, "Who wrote the original notes that the introduction to R is derived from?",
+                                        "preface.png")
         assert "page 1 of 1" in page.inner_text("#jd-source-head")
-        image = page.locator("#jd-page-image img")
-        image.wait_for(state="visible", timeout=60_000)
         assert yellow_pixels(image.screenshot()) > 300, "the passage is not marked on the photo"
         page.evaluate("() => window.scrollTo(0, 0)")
         page.screenshot(path=str(screenshots / "photo-source.png"))

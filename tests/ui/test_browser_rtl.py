@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tests.ingest.test_formats import write_docx
 from tests.ui.live_server import start_server
-from tests.ui.pages import open_app, report, text_input, wait_rows, yellow_pixels
+from tests.ui.pages import ask_and_open_first_chip, open_app, report, text_input, wait_rows, yellow_pixels
 
 # The box of the first occurrence of a word inside an element (a Range over its text node).
 WORD_BOX = """(element, word) => {
@@ -61,18 +61,7 @@ def test_arabic_answers_and_passages_read_right_to_left(chromium, corpus, tmp_pa
         assert side(text, FIRST) == "right" and side(text, LAST) == "left"
         assert side(page.locator("#jd-source-head .jd-quote"), FIRST) == "right"
 
-        before = page.locator("#jd-chat .cite-chip.cite-verified").count()
-        text_input(page, "jd-question").fill("كيف نغير نوع الخط الرئيسي")
-        page.click("#jd-ask")
-        page.wait_for_function("() => document.querySelectorAll('#jd-chat .cite-chip.cite-verified').length > "
-                               f"{before}", timeout=120_000)
-        chip = page.locator("#jd-chat .message-row").last.locator(".cite-chip.cite-verified").first
-        assert "sexam-ar.pdf, p." in chip.inner_text(), chip.inner_text()
-        chip.click()
-        page.wait_for_function("() => /sexam-ar/.test(document.querySelector('#jd-source-head')?.innerText)",
-                               timeout=60_000)
-        image = page.locator("#jd-page-image img")
-        image.wait_for(state="visible", timeout=60_000)
+        image = ask_and_open_first_chip(page, "كيف نغير نوع الخط الرئيسي", "sexam-ar.pdf")
         assert yellow_pixels(image.screenshot()) > 300, "the Arabic passage is not marked on the page image"
         page.screenshot(path=str(screenshots / "rtl-source.png"))
     except Exception:
