@@ -32,6 +32,7 @@ import pypdfium2.raw as pdfium_c
 from ingest.errors import IngestError
 from ingest.normalize import normalize_text, resolve_hyphens
 from ingest.pdf_annotations import annotation_text, init_forms
+from ingest.pdf_hidden import hide_unseen_text
 
 PDFIUM_LOCK = threading.RLock()
 log = logging.getLogger(__name__)
@@ -170,11 +171,12 @@ def _extract(pdf: pdfium.PdfDocument, path: str | Path, progress: Progress | Non
 
 
 def _page_text(pdf: pdfium.PdfDocument, index: int, layers_off: frozenset[str]) -> str:
-    """Raw PDFium text of one page (without its layers in `layers_off`), then what was added on it:
-    filled-in fields, typed text, comments (ingest/pdf_annotations.py; PDFIUM_LOCK held by the caller)."""
+    """Raw PDFium text of one page (without its layers in `layers_off`, nor text drawn unseen:
+    ingest/pdf_hidden.py), then what was added on it: filled-in fields, typed text, comments (ingest/pdf_annotations.py; PDFIUM_LOCK held by the caller)."""
     page = pdf[index]
     try:
         hide_layers(page, layers_off)
+        hide_unseen_text(page)
         textpage = page.get_textpage()
         try:
             text = _visible_text(page, textpage)

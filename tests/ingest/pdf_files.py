@@ -94,3 +94,23 @@ def write_pdf_objects(path: Path, objects: list[bytes], packed: tuple[int, ...] 
                 b"endobj\nstartxref\n%d\n%%%%EOF\n" % (size, size, len(table), table, xref))
     path.write_bytes(bytes(out))
     return path
+
+
+def write_stream_pdf(path: Path, streams: list[bytes], form: bytes = b"") -> Path:
+    """A PDF written by hand with these content streams, one US Letter page each; the font /F1 is
+    Helvetica, /GS0 an ExtGState with fill opacity 0, /Fm0 a form XObject drawing `form` (in its own
+    space, scaled by half and moved to (300, 100) on the page)."""
+    form_stream = b"<< /Type /XObject /Subtype /Form /BBox [0 0 612 792] /Matrix [0.5 0 0 0.5 300 100]" \
+                  b" /Resources << /Font << /F1 3 0 R >> >> /Length %d >>\nstream\n%s\nendstream" % (len(form), form)
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"",
+               b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+               b"<< /Type /ExtGState /ca 0 >>", form_stream]
+    kids = []
+    for stream in streams:
+        kids.append(len(objects) + 1)
+        objects.append(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >>"
+                       b" /ExtGState << /GS0 4 0 R >> /XObject << /Fm0 5 0 R >> >> /Contents %d 0 R >>"
+                       % (len(objects) + 2))
+        objects.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream))
+    objects[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(b"%d 0 R" % k for k in kids), len(kids))
+    return write_pdf_objects(path, objects)

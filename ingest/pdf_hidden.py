@@ -1,0 +1,130 @@
+"""Text drawn so that a reader cannot see it: in the colour of what lies under it (white on a white
+page) or too small to read. PDFium's text page reads it all the same; it is how instructions to a
+model are slipped into a résumé or a paper. See docs/ingest.md ("Unseen text").
+
+Cheap first: the page's text objects are checked by their fill colour and size (no render). Only a
+page with near-white text is rendered, small, to compare that colour with the pixels under it, so
+white text on a dark box or slide stays read. Render mode 3 (invisible: a scan's OCR layer) is read.
+"""
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
+
+MIN_SIZE_PT = 1.0        # effective font size (both axes) under which text cannot be read
+PALE = 230               # every RGB channel at least this: near white, a candidate for the render check
+SAME_COLOUR = 40         # largest channel difference of a pixel that does not stand out from the text
+SEEN_SHARE = 0.1         # the text is visible when this share of the pixels under its box differ from it
+RENDER_SCALE = 0.5       # 36 dpi: enough to tell the background under a line of text
+
+_KEPT_MODES = {pdfium_c.FPDF_TEXTRENDERMODE_INVISIBLE, pdfium_c.FPDF_TEXTRENDERMODE_CLIP}
+_STROKED = {1, 2, 5, 6}  # render modes that stroke the glyphs' outline (its colour is not checked)
+
+
+def hide_unseen_text(page: pdfium.PdfPage) -> int:
+    """Mark the page's text objects that a reader cannot see inactive, so no text page made after
+    this reads them (the file is not changed); return how many. Under PDFIUM_LOCK."""
+    if not hasattr(pdfium_c, "FPDFPageObj_SetIsActive"):
+        return 0
+    hidden, pale = [], []
+    for obj, outer, why, colour in _candidates(page.raw, pdfium_c.FPDFPage_CountObjects, pdfium_c.FPDFPage_GetObject,
+                                               _IDENTITY):
+        mode = pdfium_c.FPDFTextObj_GetTextRenderMode(obj)
+        if mode in _KEPT_MODES or (why != "tiny" and mode in _STROKED):    # its outline shows
+            continue
+        if why == "pale":
+            pale.append((obj, colour, outer))
+        else:
+            hidden.append(obj)
+    for obj in hidden + [obj for obj, _, _ in pale]:
+        pdfium_c.FPDFPageObj_SetIsActive(obj, False)
+    if pale:                                     # the page as drawn without them: what lies under each
+        pixels = np.asarray(page.render(scale=RENDER_SCALE, may_draw_forms=False).to_pil().convert("RGB"))
+        for obj, colour, outer in pale:
+            if _stands_out(page, pixels, colour, _page_box(obj, outer)):
+                pdfium_c.FPDFPageObj_SetIsActive(obj, True)
+            else:
+                hidden.append(obj)
+    return len(hidden)
+
+
+_IDENTITY = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
+# Out-parameters, reused (every call holds PDFIUM_LOCK): new ctypes objects per text object cost
+# more than the PDFium calls themselves on a long manual.
+_RGBA = [ctypes.c_uint() for _ in range(4)]
+_RGBA_REFS = [ctypes.pointer(v) for v in _RGBA]
+_MATRIX = pdfium_c.FS_MATRIX()
+_MATRIX_REF = ctypes.pointer(_MATRIX)
+_FONT_SIZE = ctypes.c_float()
+_FONT_SIZE_REF = ctypes.pointer(_FONT_SIZE)
+
+
+def _candidates(parent, count, get, outer: tuple):
+    """(text object, the matrix from its parent to the page, why: "clear" (fill opacity 0), "tiny"
+    (under 1 pt) or "pale" (filled near white), its fill RGB) for each text object under `parent` (a
+    page, or a form XObject whose matrix to the page is `outer`) that may be unseen, into nested
+    forms. Few raw PDFium calls and plain arithmetic: this runs for every text object of every page."""
+    get_type, text, form = pdfium_c.FPDFPageObj_GetType, pdfium_c.FPDF_PAGEOBJ_TEXT, pdfium_c.FPDF_PAGEOBJ_FORM
+    fill, font_size, get_matrix = (pdfium_c.FPDFPageObj_GetFillColor, pdfium_c.FPDFTextObj_GetFontSize,
+                                   pdfium_c.FPDFPageObj_GetMatrix)
+    red, green, blue, alpha = _RGBA
+    m, size = _MATRIX, _FONT_SIZE
+    for i in range(count(parent)):
+        obj = get(parent, i)
+        kind = get_type(obj)
+        if kind == text:
+            if not fill(obj, *_RGBA_REFS):
+                continue                         # a pattern or shading: colour unknown
+            if alpha.value == 0:
+                yield obj, outer, "clear", None
+                continue
+            font_size(obj, _FONT_SIZE_REF)
+            get_matrix(obj, _MATRIX_REF)
+            a, b, c, d = (m.a, m.b, m.c, m.d) if outer is _IDENTITY else _matrix(obj, outer)[:4]
+            # font size on the page along its narrower axis (Tz squashes only the width) under 1 pt
+            if min(a * a + b * b, c * c + d * d) * size.value * size.value < MIN_SIZE_PT * MIN_SIZE_PT:
+                yield obj, outer, "tiny", None
+            elif red.value >= PALE and green.value >= PALE and blue.value >= PALE:
+                yield obj, outer, "pale", (red.value, green.value, blue.value)
+        elif kind == form:
+            yield from _candidates(obj, pdfium_c.FPDFFormObj_CountObjects, pdfium_c.FPDFFormObj_GetObject,
+                                   _matrix(obj, outer))
+
+
+def _matrix(obj, outer: tuple) -> tuple:
+    """The object's matrix followed by `outer` (a, b, c, d, e, f)."""
+    m = _MATRIX
+    pdfium_c.FPDFPageObj_GetMatrix(obj, _MATRIX_REF)
+    a, b, c, d, e, f = outer
+    return (m.a * a + m.b * c, m.a * b + m.b * d, m.c * a + m.d * c, m.c * b + m.d * d,
+            m.e * a + m.f * c + e, m.e * b + m.f * d + f)
+
+
+def _page_box(obj, outer: tuple) -> tuple[float, float, float, float]:
+    """The text object's box (left, bottom, right, top) on the page: its box in its parent's space
+    taken through `outer`."""
+    box = [ctypes.c_float() for _ in range(4)]
+    pdfium_c.FPDFPageObj_GetBounds(obj, *(ctypes.byref(v) for v in box))
+    return pdfium.PdfMatrix(*outer).on_rect(*(v.value for v in box))
+
+
+def _stands_out(page: pdfium.PdfPage, pixels: np.ndarray, colour: tuple, box: tuple) -> bool:
+    """Whether text of `colour` differs from enough of the rendered pixels under its `box`."""
+    height, width = pixels.shape[:2]
+    corners = [_to_device(page, width, height, x, y) for x, y in ((box[0], box[1]), (box[2], box[3]))]
+    (x0, x1), (y0, y1) = (sorted(v) for v in zip(*corners))
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(max(x1, x0 + 1), width), min(max(y1, y0 + 1), height)
+    under = pixels[y0:y1, x0:x1].astype(int)
+    if under.size == 0:                          # outside the rendered box: not seen
+        return False
+    differ = np.abs(under - np.array(colour)).max(axis=2) > SAME_COLOUR
+    return differ.mean() >= SEEN_SHARE
+
+
+def _to_device(page: pdfium.PdfPage, width: int, height: int, x: float, y: float) -> tuple[int, int]:
+    dx, dy = ctypes.c_int(), ctypes.c_int()
+    pdfium_c.FPDF_PageToDevice(page.raw, 0, 0, width, height, 0, x, y, ctypes.byref(dx), ctypes.byref(dy))
+    return dx.value, dy.value
