@@ -2,6 +2,8 @@
 nor looked for by the viewer; white text on a dark box and a scan's invisible OCR layer are read."""
 from __future__ import annotations
 
+import pytest
+
 from ingest import read_document
 from tests.ingest.pdf_files import write_stream_pdf
 
@@ -57,3 +59,18 @@ def test_the_viewer_does_not_mark_unseen_text_as_the_quote(tmp_path):
     seen = render_page(pdf, 1, highlight="Skills: Python and SQL", scale=1)
     assert seen.highlighted and seen.match_score == 100
     assert 792 - 560 < seen.boxes[0][1] < seen.boxes[0][3] < 792 - 520
+
+
+@pytest.mark.parametrize("rotate", [90, 270])
+def test_unseen_text_is_found_on_a_rotated_page(tmp_path, rotate):
+    """The render check looks under each line where the rotated page draws it: the white line on the
+    black box is still read, the white line on the white page is not."""
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    writer.append(write_stream_pdf(tmp_path / "resume.pdf", [_RESUME], form=_FORM))
+    writer.pages[0].rotate(rotate)
+    writer.write(tmp_path / "rotated.pdf")
+    lines = read_document(tmp_path / "rotated.pdf").page(1).text.splitlines()
+    assert sorted(lines) == sorted(["Jane Doe, data engineer", "Skills: Python and SQL", "Experience: five years",
+                                    "Outlined heading", "Form caption on black"])
