@@ -30,13 +30,15 @@ def hide_unseen_text(page: pdfium.PdfPage) -> int:
     if not hasattr(pdfium_c, "FPDFPageObj_SetIsActive"):
         return 0
     hidden, pale = [], []
-    for obj, outer, why, colour in _candidates(page.raw, pdfium_c.FPDFPage_CountObjects, pdfium_c.FPDFPage_GetObject,
+    for obj, outer, why, detail in _candidates(page.raw, pdfium_c.FPDFPage_CountObjects, pdfium_c.FPDFPage_GetObject,
                                                _IDENTITY):
         mode = pdfium_c.FPDFTextObj_GetTextRenderMode(obj)
         if mode in _KEPT_MODES or (why != "tiny" and mode in _STROKED):    # its outline shows
             continue
+        if why == "tiny" and detail * _em_height(obj) >= MIN_SIZE_PT:
+            continue                             # glyphs drawn larger than the size says (a Type 3 font's matrix)
         if why == "pale":
-            pale.append((obj, colour, outer))
+            pale.append((obj, detail, outer))
         else:
             hidden.append(obj)
     for obj in hidden + [obj for obj, _, _ in pale]:
@@ -64,7 +66,7 @@ _FONT_SIZE_REF = ctypes.pointer(_FONT_SIZE)
 
 def _candidates(parent, count, get, outer: tuple):
     """(text object, the matrix from its parent to the page, why: "clear" (fill opacity 0), "tiny"
-    (under 1 pt) or "pale" (filled near white), its fill RGB) for each text object under `parent` (a
+    (under 1 pt: its size on the page) or "pale" (filled near white: its fill RGB)) for each text object under `parent` (a
     page, or a form XObject whose matrix to the page is `outer`) that may be unseen, into nested
     forms. Few raw PDFium calls and plain arithmetic: this runs for every text object of every page."""
     get_type, text, form = pdfium_c.FPDFPageObj_GetType, pdfium_c.FPDF_PAGEOBJ_TEXT, pdfium_c.FPDF_PAGEOBJ_FORM
@@ -85,8 +87,9 @@ def _candidates(parent, count, get, outer: tuple):
             get_matrix(obj, _MATRIX_REF)
             a, b, c, d = (m.a, m.b, m.c, m.d) if outer is _IDENTITY else _matrix(obj, outer)[:4]
             # font size on the page along its narrower axis (Tz squashes only the width) under 1 pt
-            if min(a * a + b * b, c * c + d * d) * size.value * size.value < MIN_SIZE_PT * MIN_SIZE_PT:
-                yield obj, outer, "tiny", None
+            squared = min(a * a + b * b, c * c + d * d) * size.value * size.value
+            if squared < MIN_SIZE_PT * MIN_SIZE_PT:
+                yield obj, outer, "tiny", squared ** 0.5
             elif red.value >= PALE and green.value >= PALE and blue.value >= PALE:
                 yield obj, outer, "pale", (red.value, green.value, blue.value)
         elif kind == form:
@@ -101,6 +104,17 @@ def _matrix(obj, outer: tuple) -> tuple:
     a, b, c, d, e, f = outer
     return (m.a * a + m.b * c, m.a * b + m.b * d, m.c * a + m.d * c, m.c * b + m.d * d,
             m.e * a + m.f * c + e, m.e * b + m.f * d + f)
+
+
+def _em_height(obj) -> float:
+    """How tall the font draws at size 1 (ascent - descent) when that is over 2, else 1: a Type 3
+    font whose matrix draws glyphs 10 units tall at 1 Tf is judged by what it draws."""
+    font, ascent, descent = pdfium_c.FPDFTextObj_GetFont(obj), ctypes.c_float(), ctypes.c_float()
+    if not (pdfium_c.FPDFFont_GetAscent(font, 1.0, ctypes.byref(ascent))
+            and pdfium_c.FPDFFont_GetDescent(font, 1.0, ctypes.byref(descent))):
+        return 1.0
+    height = ascent.value - descent.value
+    return height if height > 2 else 1.0
 
 
 def _page_box(obj, outer: tuple) -> tuple[float, float, float, float]:

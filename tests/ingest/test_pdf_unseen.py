@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ingest import read_document
-from tests.ingest.pdf_files import write_stream_pdf
+from tests.ingest.pdf_files import write_pdf_objects, write_stream_pdf
 
 
 def _line(y: int, text: bytes, size: float = 12, state: bytes = b"") -> bytes:
@@ -74,3 +74,20 @@ def test_unseen_text_is_found_on_a_rotated_page(tmp_path, rotate):
     lines = read_document(tmp_path / "rotated.pdf").page(1).text.splitlines()
     assert sorted(lines) == sorted(["Jane Doe, data engineer", "Skills: Python and SQL", "Experience: five years",
                                     "Outlined heading", "Form caption on black"])
+
+
+def test_small_font_size_with_large_glyphs_is_read(tmp_path):
+    """Size is judged by what is drawn: a Type 3 font whose matrix draws a glyph 10 units tall reads
+    at 0.5 Tf as 5 pt boxes (read), at 0.05 Tf as 0.5 pt (not read)."""
+    glyph = b"12 0 0 0 10 10 d1 0 0 10 10 re f"
+    content = b"BT /T3 0.5 Tf 72 700 Td (cat) Tj ET\nBT /T3 0.05 Tf 72 650 Td (act) Tj ET"
+    font = (b"<< /Type /Font /Subtype /Type3 /FontBBox [0 0 10 10] /FontMatrix [1 0 0 1 0 0] /CharProcs"
+            b" << /a 6 0 R /c 6 0 R /t 6 0 R >> /Encoding << /Type /Encoding /Differences [97 /a 99 /c 116 /t] >>"
+            b" /FirstChar 97 /LastChar 116 /Widths [%s] /Resources << >> >>" % b" ".join([b"12"] * 20))
+    pdf = write_pdf_objects(tmp_path / "type3.pdf", [
+        b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /T3 5 0 R >> >>"
+        b" /Contents 4 0 R >>",
+        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content), font,
+        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(glyph), glyph)])
+    assert read_document(pdf).page(1).text == "cat"
