@@ -64,21 +64,33 @@ _FONT_SIZE = ctypes.c_float()
 _FONT_SIZE_REF = ctypes.pointer(_FONT_SIZE)
 
 
+def _bare(fn):
+    """The same PDFium function, returning an int, without ctypes' per-argument conversion (half the
+    cost of a call: this runs for every text object). Callers pass only PDFium object handles as
+    PDFium returned them and the prebuilt pointers above, as the function's argtypes say."""
+    return ctypes.CFUNCTYPE(ctypes.c_int)(ctypes.cast(fn, ctypes.c_void_p).value)
+
+
+_GET_TYPE, _GET_FILL, _GET_FONT_SIZE, _GET_MATRIX = (
+    _bare(f) for f in (pdfium_c.FPDFPageObj_GetType, pdfium_c.FPDFPageObj_GetFillColor,
+                       pdfium_c.FPDFTextObj_GetFontSize, pdfium_c.FPDFPageObj_GetMatrix))
+
+
 def _candidates(parent, count, get, outer: tuple):
     """(text object, the matrix from its parent to the page, why: "clear" (fill opacity 0), "tiny"
     (under 1 pt: its size on the page) or "pale" (filled near white: its fill RGB)) for each text object under `parent` (a
     page, or a form XObject whose matrix to the page is `outer`) that may be unseen, into nested
     forms. Few raw PDFium calls and plain arithmetic: this runs for every text object of every page."""
-    get_type, text, form = pdfium_c.FPDFPageObj_GetType, pdfium_c.FPDF_PAGEOBJ_TEXT, pdfium_c.FPDF_PAGEOBJ_FORM
-    fill, font_size, get_matrix = (pdfium_c.FPDFPageObj_GetFillColor, pdfium_c.FPDFTextObj_GetFontSize,
-                                   pdfium_c.FPDFPageObj_GetMatrix)
+    get_type, text, form = _GET_TYPE, pdfium_c.FPDF_PAGEOBJ_TEXT, pdfium_c.FPDF_PAGEOBJ_FORM
+    fill, font_size, get_matrix = _GET_FILL, _GET_FONT_SIZE, _GET_MATRIX
     red, green, blue, alpha = _RGBA
+    red_ref, green_ref, blue_ref, alpha_ref = _RGBA_REFS
     m, size = _MATRIX, _FONT_SIZE
     for i in range(count(parent)):
         obj = get(parent, i)
         kind = get_type(obj)
         if kind == text:
-            if not fill(obj, *_RGBA_REFS):
+            if not fill(obj, red_ref, green_ref, blue_ref, alpha_ref):
                 continue                         # a pattern or shading: colour unknown
             if alpha.value == 0:
                 yield obj, outer, "clear", None
