@@ -11,7 +11,7 @@ from ingest.errors import IngestError
 from ingest.kinds import CONVERT_HINTS, KIND_BY_SUFFIX, SUPPORTED_KINDS
 from ingest.isolated import read_pdf_isolated
 from ingest.model import Document, Page, page_ranges
-from ingest.normalize import unreadable
+from ingest.normalize import normalize_text, unreadable
 from ingest.ocr import OCR_NAME, ocr_available, ocr_pages, stamped_scans
 from ingest.pdf import Progress, looks_like_pdf, read_pdf
 
@@ -24,6 +24,8 @@ MAX_OCR_PAGES = 300          # per document: ~20 minutes on 2 cores; later scann
 STAMP_CHARS = 200            # a text layer this short over a page-covering image is a stamp on a scan
 
 _JUNK_TITLES = re.compile(r"^(untitled|document\d*|title|microsoft word\s*-.*|\s*)$", re.IGNORECASE)
+# A table-of-contents entry: dot leaders ("Introduction . . . . 1", "Intro ....... 1", "Intro …… 1")
+_TOC_LINE = re.compile(r"(?:\.\s*){4,}\S*\s*$|…{2,}")
 
 
 def read_document(path: str | Path, password: str | None = None, progress: Progress | None = None, *,
@@ -237,15 +239,17 @@ def _read_pdf_document(path: Path, data: bytes, name: str, password: str | None,
 
 
 def pdf_title(metadata_title: str | None, texts: list[str], name: str) -> str:
-    """Metadata title unless it is junk, else the first line with 4+ letters on the first text page,
-    else the file name without extension."""
+    """Metadata title (control characters made spaces) unless it is junk, else the first line with
+    4+ letters on the first text page that is not a table-of-contents entry, else the file name
+    without extension."""
     stem = Path(name).stem
     if metadata_title:
-        title = re.sub(r"^microsoft word\s*-\s*", "", metadata_title.strip(), flags=re.IGNORECASE)
+        title = " ".join(normalize_text(metadata_title).split())
+        title = re.sub(r"^microsoft word\s*-\s*", "", title, flags=re.IGNORECASE)
         if not _JUNK_TITLES.match(title) and title.lower() != stem.lower():
             return title
     first = next((t for t in texts if t), "")
     for line in first.splitlines()[:15]:
-        if len(re.findall(r"[^\W\d_]", line)) >= 4:
+        if len(re.findall(r"[^\W\d_]", line)) >= 4 and not _TOC_LINE.search(line):
             return line.strip()[:150]
     return stem

@@ -122,3 +122,24 @@ def test_reading_from_several_threads_gives_the_same_documents(corpus, read):
     for name, doc in zip(names, docs):
         assert doc.text_hash == read(name).text_hash
         assert [p.label for p in doc.pages] == [p.label for p in read(name).pages]
+
+
+def test_title_drops_control_characters_and_skips_toc_lines(corpus, tmp_path):
+    """A metadata title's NUL/control characters are not kept; a dot-leader contents line
+    (r-intro's physical page 4 read alone, without metadata) is not taken as the title."""
+    from pypdf import PdfReader, PdfWriter
+
+    from ingest import read_document
+
+    src = PdfReader(corpus / "r-intro.pdf")
+    titled = PdfWriter()
+    titled.add_page(src.pages[0])
+    titled.add_metadata({"/Title": "An Introduction\x00to R\x07\x1f"})
+    titled.write(tmp_path / "titled.pdf")
+    assert read_document(tmp_path / "titled.pdf").title == "An Introduction to R"
+
+    toc = PdfWriter()
+    toc.add_page(src.pages[3])          # "ii", then "5.4.1 Mixed vector ... . . . . . 22"
+    toc.write(tmp_path / "contents.pdf")
+    title = read_document(tmp_path / "contents.pdf").title
+    assert ". . ." not in title and not title[-1].isdigit()
