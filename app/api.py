@@ -126,17 +126,22 @@ def create_router(services: Any, auth: AuthSpec = None, local_token: str | None 
 
     @private.post("/api/workspaces/{workspace}/documents", status_code=201, tags=["documents"],
                   summary="Upload documents (multipart field `files`, one or more)",
-                  description="201 with the added documents. When a file cannot be read, the "
-                              "others are still added and the answer is the first failure's "
+                  description="201 with the added documents, each with `already_there`: true "
+                              "when the same content was in the workspace already (or earlier in "
+                              "this upload) and nothing new was added. When a file cannot be read, "
+                              "the others are still added and the answer is the first failure's "
                               "status with {error, added, failed: [{file, reason, message}]}.")
     def upload_documents(workspace: str, files: list[UploadFile] = File(...),
                          password: str | None = Form(None)) -> list[dict]:
         ws = find_workspace(services, workspace)
         limit = _max_upload_bytes(services)
+        known = {d.id for d in services.documents.list(ws.id)}
         added, failed = [], []
         for upload in files:        # one bad file does not stop the others
             try:
-                added.append(_add_upload(services, ws.id, upload, password, limit).to_dict())
+                info = _add_upload(services, ws.id, upload, password, limit)
+                added.append({**info.to_dict(), "already_there": info.id in known})
+                known.add(info.id)
             except Exception as exc:  # noqa: BLE001 -- reported per file below
                 failed.append((upload.filename, as_api_error(exc)))
         if not failed:

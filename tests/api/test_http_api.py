@@ -102,6 +102,22 @@ def test_upload_lists_documents_in_order_and_rejects_bad_files(client, workspace
     assert page["number"] == 3 and page["text"]
 
 
+def test_an_upload_marks_files_whose_content_is_already_there(client, corpus):
+    """The same content twice in one upload, or again later, is one document, marked already_there."""
+    client.post("/api/workspaces", json={"name": "twice"})
+    card, sheet = (corpus / "pari-refcard.pdf").read_bytes(), (corpus / "latexsheet-de.pdf").read_bytes()
+    r = client.post("/api/workspaces/twice/documents", files=[
+        ("files", ("card.pdf", card)), ("files", ("sheet.pdf", sheet)),
+        ("files", ("card copy.pdf", card))])
+    assert r.status_code == 201, r.text
+    assert [(d["filename"], d["already_there"]) for d in r.json()] == [
+        ("card.pdf", False), ("sheet.pdf", False), ("card.pdf", True)]
+    assert r.json()[0]["id"] == r.json()[2]["id"]
+    again = client.post("/api/workspaces/twice/documents", files=[("files", ("sheet.pdf", sheet))])
+    assert [d["already_there"] for d in again.json()] == [True]
+    assert len(client.get("/api/workspaces/twice/documents").json()) == 2
+
+
 def test_ask_streams_progress_tokens_and_the_cli_json(client, workspace, sse, extractive_services):
     question = "What does the Wilcoxon signed rank test say about the mooring data?"
     with client.stream("POST", f"/api/workspaces/{WS}/ask", json={"question": question}) as r:
