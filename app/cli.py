@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = cmd("ingest", "add documents to a workspace (created if new)")
     sp.add_argument("-w", "--workspace", required=True)
-    sp.add_argument("files", nargs="+", metavar="FILE", help="documents, or folders of them")
+    sp.add_argument("files", nargs="+", metavar="FILE", help="documents, or folders of them (linked subfolders too)")
     sp.add_argument("--password", help="password of encrypted PDFs")
 
     sp = cmd("ask", "ask a question over a workspace's documents")
@@ -169,7 +169,9 @@ def _ingest(svc, args, new_workspace: bool) -> int:
     from ingest.kinds import DOCUMENT_SUFFIXES
     ws = _workspace(svc, args.workspace, create=True)
     failed = 0
-    files, skipped, empty = _expand(args.files)
+    files, skipped, empty, repeats = _expand(args.files)
+    for link in repeats:
+        print(f"jambadocs: {link}: not read again (a link to a folder already read)", file=sys.stderr)
     for folder in empty:                 # a folder that gave nothing is a failed argument, not a no-op
         if folder not in skipped:
             print(f"jambadocs: {folder}: no documents in this folder (it is read for its "
@@ -223,21 +225,21 @@ def _ingest_one(svc, ws, name: str, password: str | None, known: set[int]) -> bo
     return True
 
 
-def _expand(names: list[str]) -> tuple[list[str], dict[str, list[str]], list[str]]:
-    """Files as given; a folder stands for the documents in it (recursively, sorted). Also, per
-    folder, the files in it that were skipped as no document type (hidden files are not named),
-    and the folders that held no document."""
+def _expand(names: list[str]) -> tuple[list[str], dict[str, list[str]], list[str], list[str]]:
+    """Files as given; a folder stands for the documents in it (recursively, sorted, linked
+    subfolders followed once). Also, per folder, the files in it that were skipped as no document
+    type (hidden files are not named), the folders that held no document, and the links to a
+    folder already read (a loop, or a second way in) that were not followed."""
     from ingest.kinds import DOCUMENT_SUFFIXES
     out: list[str] = []
     skipped: dict[str, list[str]] = {}
     empty: list[str] = []
+    repeats: list[str] = []
     for name in names:
         path = Path(name)
         if path.is_dir():
             before = len(out)
-            for p in sorted(path.rglob("*")):
-                if not p.is_file() or p.name.startswith("."):
-                    continue
+            for p in _folder_files(path, repeats):
                 if p.suffix.lower() in DOCUMENT_SUFFIXES:
                     out.append(str(p))
                 else:
@@ -246,7 +248,23 @@ def _expand(names: list[str]) -> tuple[list[str], dict[str, list[str]], list[str
                 empty.append(name)
         else:
             out.append(name)
-    return out, skipped, empty
+    return out, skipped, empty, repeats
+
+
+def _folder_files(folder: Path, repeats: list[str]) -> list[Path]:
+    """The files under `folder` but hidden ones, sorted; a linked subfolder is read once, and a
+    link to a folder already read is added to `repeats` instead."""
+    seen: set[str] = set()
+    files: list[Path] = []
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            repeats.append(f"{root} -> {real}")
+            dirs[:] = []
+            continue
+        seen.add(real)
+        files += [Path(root, n) for n in names if not n.startswith(".") and Path(root, n).is_file()]
+    return sorted(files)
 
 
 def _reason(exc: BaseException, filename: str) -> str:

@@ -120,6 +120,21 @@ def test_ingest_a_folder(run, corpus, tmp_path):
     assert "new" not in run("workspaces")[1]
 
 
+def test_ingest_a_folder_follows_linked_subfolders_once(run, corpus, tmp_path):
+    """A linked subfolder is read; a link back to a folder already read (a loop) is named, not read."""
+    shelf, folder = tmp_path / "shelf", tmp_path / "in"
+    shelf.mkdir()
+    folder.mkdir()
+    (shelf / "a.pdf").write_bytes((corpus / "latexsheet-de.pdf").read_bytes())
+    (folder / "b.pdf").write_bytes((corpus / "pari-refcard.pdf").read_bytes())
+    (folder / "linked").symlink_to(shelf, target_is_directory=True)
+    (shelf / "back").symlink_to(folder, target_is_directory=True)     # in/linked/back -> in: a loop
+    code, out, err = run("ingest", "-w", "l", str(folder))
+    assert code == 0, err
+    assert [line.split()[3].rstrip(":") for line in out.splitlines()] == ["b.pdf", "a.pdf"]
+    assert f"{folder / 'linked' / 'back'} -> {folder.resolve()}: not read again (a link to a folder already read)" in err
+
+
 def test_settings_may_follow_the_command(run, corpus, tmp_path, capsys):
     assert run("ingest", "-w", "late", str(corpus / "pari-refcard.pdf"))[0] == 0
     assert main(["workspaces", "--json", "--data-dir", str(tmp_path / "data")]) == 0
