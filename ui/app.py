@@ -25,6 +25,21 @@ TEMP_FILES_MAX_AGE_S = 24 * 3600
 ASKS_AT_ONCE = 16          # asks (of different tabs) in the handler at once; app.qa runs one at a time
 
 
+def _keep_sent_names(box: gr.File) -> gr.File:
+    """Make the file box's paths also carry the name the browser sent (`orig_name`): Gradio names
+    its copy by that name cut to 200 bytes, so a longer name (64 emoji) would reach the workspace
+    cut. (An instance hook: a gr.File subclass would need a frontend and write a .pyi next to us.)"""
+    process = box._process_single_file
+
+    def with_sent_name(f):
+        path = process(f)
+        path.orig_name = f.orig_name
+        return path
+
+    box._process_single_file = with_sent_name
+    return box
+
+
 def _confirmation(elem_id: str, yes_label: str = "Yes, delete it"):
     """A hidden "delete?" box: (box, its text, the yes button, "Cancel"); ids `elem_id`, -yes, -no."""
     with gr.Column(visible=False, elem_id=elem_id) as box:
@@ -69,8 +84,8 @@ def build_ui(services) -> gr.Blocks:
                     rename_btn = gr.Button("Rename", size="sm", min_width=60, elem_id="jd-ws-rename")
                     delete_btn = gr.Button("Delete", size="sm", min_width=60, variant="stop", elem_id="jd-ws-delete")
                 confirm_box, confirm_text, confirm_yes, confirm_no = _confirmation("jd-confirm")
-                files = gr.File(label="Add documents (drop several files)", file_count="multiple",
-                                file_types=UPLOAD_TYPES, elem_id="jd-upload", height=120)
+                files = _keep_sent_names(gr.File(label="Add documents (drop several files)", file_count="multiple",
+                                                 file_types=UPLOAD_TYPES, elem_id="jd-upload", height=120))
                 with gr.Accordion("Password for protected PDFs", open=False, elem_id="jd-password-box") as password_box:
                     password = gr.Textbox(show_label=False, type="password", max_lines=1,
                                           placeholder="used for the next upload only", elem_id="jd-password")

@@ -47,6 +47,11 @@ STOP_WAIT_S = 30.0             # Stop waits this long for the ask to let go (eng
 MAX_READ_COPIES = 4096         # upload copies remembered as read (see Handlers._read_copies)
 
 
+def _sent_name(path: str) -> str:
+    """The file's name as the browser sent it (ui.app._keep_sent_names keeps it), else its copy's name."""
+    return getattr(path, "orig_name", None) or Path(path).name
+
+
 def drop_upload_copy(path: str | Path) -> bool:
     """Delete Gradio's temporary copy of an uploaded file (and its folder, when empty) once the file
     has been read. Only files inside Gradio's upload folder are touched, never a file of the user's."""
@@ -380,7 +385,7 @@ class Handlers:
             out.update({self.ui.files: None, self.ui.uploads: render.upload_progress([])})
             yield out
             return
-        rows = [render.UploadRow(Path(p).name) for p in paths]
+        rows = [render.UploadRow(_sent_name(p)) for p in paths]
         pending = list(paths)      # not begun: still added, in order, if the page goes away (closed, reloaded)
         unshown: tuple[str, Future] | None = None   # the file being read, until the page has its outcome
         try:
@@ -467,7 +472,7 @@ class Handlers:
                 self.svc.documents.record_failure(ws_id, name, err)
         for path in paths:
             try:
-                self.svc.documents.add_unwatched(ws_id, path, filename=Path(path).name, password=password or None)
+                self.svc.documents.add_unwatched(ws_id, path, filename=_sent_name(path), password=password or None)
             finally:
                 self._drop_read_copy(session, path)
 

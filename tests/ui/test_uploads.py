@@ -212,3 +212,24 @@ def test_an_upload_event_with_only_files_already_read_leaves_the_page_as_it_is(u
     assert not first.exists()
     assert list(ui.h.upload([str(first), str(first)], ui.ws, None, None)) == [gr.skip()]
     assert list(ui.h.upload([], ui.ws, None, None)) == [gr.skip()]
+
+
+def test_a_name_longer_than_the_file_system_takes_is_kept_whole(ui, corpus):
+    """Gradio names its copy by the sent name cut to 200 bytes; the page's upload box (the real one,
+    from build_ui) passes the sent name on, and the document keeps it whole."""
+    from gradio.data_classes import FileData, ListFiles
+    from gradio_client.utils import strip_invalid_filename_characters
+
+    from ui.app import build_ui
+
+    box = next(b for b in build_ui(ui.svc).blocks.values() if getattr(b, "elem_id", None) == "jd-upload")
+    sent = "\U0001f998" * 100 + " notes.pdf"                             # 410 bytes
+    copy = ui.upload_dir / "c3" / strip_invalid_filename_characters(sent)
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes((corpus / "pari-refcard.pdf").read_bytes())
+    paths = box.preprocess(ListFiles(root=[FileData(path=str(copy), orig_name=sent)]))
+    updates = list(ui.h.upload(paths, ui.ws, None, None))
+    assert "added" in updates[-1]["uploads"]
+    [doc] = ui.svc.documents.list(ui.ws)
+    assert doc.filename == sent and doc.pages == 4
+    assert not copy.exists()
