@@ -29,11 +29,16 @@ def _keep_sent_names(box: gr.File) -> gr.File:
     """Make the file box's paths also carry the name the browser sent (`orig_name`): Gradio names
     its copy by that name cut to 200 bytes, so a longer name (64 emoji) would reach the workspace
     cut. (An instance hook: a gr.File subclass would need a frontend and write a .pyi next to us.)"""
-    process = box._process_single_file
+    process = getattr(box, "_process_single_file", None)
+    if process is None:             # another Gradio: its names stand (cut at 200 bytes at worst)
+        return box
 
     def with_sent_name(f):
         path = process(f)
-        path.orig_name = f.orig_name
+        try:
+            path.orig_name = f.orig_name
+        except AttributeError:      # a plain str path: the name Gradio gave it stands
+            pass
         return path
 
     box._process_single_file = with_sent_name
