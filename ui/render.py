@@ -295,7 +295,9 @@ def _chip(cite: CitationInfo | None, label: str, key: str | None) -> str:
         return (f'<span class="cite-chip cite-removed" title="{esc(cite.filename)} was removed from this '
                 f'workspace after this answer">{esc(short)}{where} (removed)</span>')
     if cite is None or key is None:
-        return f'<span class="cite-chip cite-missing" title="cites a page that does not exist">{esc(label)} ?</span>'
+        unit = (cite.unit if cite is not None and cite.unit else "page")
+        return (f'<span class="cite-chip cite-missing" title="cites a {esc(unit)} that does not exist">'
+                f'{esc(label)} ?</span>')
     mark, cls, tip = ("&#10003;", "cite-verified", f"verified: the quoted text is on this {cite.unit}") \
         if cite.verified else ("!", "cite-unverified", f"unverified: the quote was not found on this {cite.unit}")
     # Gradio's HTML sanitizer drops data-* attributes but keeps classes: the key rides in one.

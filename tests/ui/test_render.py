@@ -55,6 +55,18 @@ def test_citation_to_a_missing_page_is_flagged(hsaur):
     assert "cite-missing" in html and "jd-cite-8" not in html
 
 
+def test_a_missing_unit_is_named_by_its_own_word(tmp_path):
+    """A citation to a part of a text file that does not exist said "cites a page"."""
+    from ingest import read_document
+    notes = tmp_path / "notes.txt"
+    notes.write_text("The rent is due on the first day of each month.\n", encoding="utf-8")
+    doc = read_document(notes)
+    assert doc.unit == "part"
+    text, citations = parse_and_verify("The rent is due monthly [doc 1, p. part 9].", [doc], doc_ids=[4])
+    html = answer_html(text, MessageInfo(id=9, chat_id=3, role="assistant", text=text, citations=citations))
+    assert 'title="cites a part that does not exist"' in html
+
+
 def test_a_citation_of_a_removed_document_names_it_as_removed(message):
     removed = [c.__class__(**{**c.to_dict(), "doc_id": None}) for c in message.citations]
     msg = MessageInfo(id=9, chat_id=3, role="assistant", text=message.text, citations=removed)
