@@ -2,6 +2,7 @@
 sentence and passage splitting (all offsets refer to the original text)."""
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -54,10 +55,7 @@ def normalize(text: str) -> tuple[str, list[int]]:
                 index.append(i)
             i = j
             continue
-        folded = _FOLD.get(ch) or (str(unicodedata.decimal(ch)) if ch.isdecimal() else None)   # ٢٠١٨: 2018
-        if folded is None:
-            folded = strip_marks(unicodedata.normalize("NFKC", ch).casefold())
-        for c in folded:
+        for c in _fold(ch):
             if c.isspace():
                 if out and out[-1] != " ":
                     out.append(" ")
@@ -70,6 +68,13 @@ def normalize(text: str) -> tuple[str, list[int]]:
         out.pop()
         index.pop()
     return "".join(out), index
+
+
+@functools.lru_cache(maxsize=8192)
+def _fold(ch: str) -> str:
+    """One character as `normalize` compares it (once per distinct character: pages repeat theirs)."""
+    folded = _FOLD.get(ch) or (str(unicodedata.decimal(ch)) if ch.isdecimal() else None)   # ٢٠١٨: 2018
+    return folded if folded is not None else strip_marks(unicodedata.normalize("NFKC", ch).casefold())
 
 
 def norm(text: str) -> str:
