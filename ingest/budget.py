@@ -152,8 +152,8 @@ class FitResult:
             rest = len(parts) - SUMMARY_DOCUMENTS + 1
             parts = parts[:SUMMARY_DOCUMENTS - 1] + [
                 f"and {rest} more documents ({unread} of the {len(parts)} with pages left out were not read at all)"]
-        smallest = min((t for pages in self.page_tokens for t in pages), default=0)
         if not any(d.pages for d in self.documents):        # not one page fits: say so, and why
+            smallest = min((t for pages in self.page_tokens for t in pages), default=0)
             why = f"no page was kept: the smallest alone needs {approx}{smallest:,} tokens"
         else:
             why = "the pages kept were " + (
