@@ -153,6 +153,9 @@ class _TensorSource:
             t = self.handles[path].get_tensor(name)
         except Exception as e:
             raise CheckpointError(path, f"cannot read tensor {name!r} ({e})") from None
+        if not t.is_floating_point() or t.element_size() < 2:
+            raise CheckpointError(path, f"tensor {name!r} is stored as {str(t.dtype).removeprefix('torch.')}, "
+                                        "not as 16- or 32-bit floats (a quantized checkpoint is not supported)")
         if tuple(t.shape) != tuple(shape):
             raise CheckpointError(path, f"tensor {name!r} has shape {tuple(t.shape)}, config expects {tuple(shape)}")
         return t

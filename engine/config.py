@@ -145,6 +145,11 @@ class JambaConfig:
             raise CheckpointError(path, "not a JSON object")
         if d.get("model_type") != "jamba":
             raise CheckpointError(path, f"model_type is {d.get('model_type')!r}, expected 'jamba'")
+        if d.get("quantization_config"):      # fp8 / bitsandbytes / GPTQ weights need their scales
+            q = d["quantization_config"]
+            method = q.get("quant_method", "unknown") if isinstance(q, dict) else "unknown"
+            raise CheckpointError(path, f"a quantized checkpoint (quantization_config: {method}) is not supported; "
+                                        "use the bf16 / fp32 checkpoint (--quantize int8 quantizes that one at load)")
         try:
             return cls.from_dict(d)
         except (TypeError, ValueError) as e:

@@ -231,3 +231,29 @@ def test_an_answer_stops_at_the_end_of_its_turn_whatever_generation_config_names
     assert turn_end_id(tok) == tok.convert_tokens_to_ids("<|im_end|>")
     tok.chat_template = None                                   # no template: nothing to add
     assert turn_end_id(tok) is None
+
+
+def _fp8(folder):
+    """The checkpoint's projection matrices as float8 plus a per-tensor `weight_scale`, as an fp8
+    release of a model (quant_method "fp8") stores them: same names and shapes, other values."""
+    w = load_file(str(folder / "model.safetensors"))
+    for name in [n for n in w if n.endswith("proj.weight") and w[n].dim() == 2]:
+        scale = w[name].abs().amax() / 448
+        w[name] = (w[name] / scale).to(torch.float8_e4m3fn)
+        w[name.removesuffix("weight") + "weight_scale"] = scale.reshape(1).float()
+    save_file(w, str(folder / "model.safetensors"))
+
+
+def test_a_quantized_checkpoint_is_refused_not_read_without_its_scales(folder):
+    """fp8 weights have the names and shapes the config calls for: they loaded, cast to fp32 without
+    their scales, and the model answered garbage. config.json's quantization_config says so first;
+    without it, the weights' own dtype does."""
+    _fp8(folder)
+    path = folder / "config.json"
+    cfg = json.loads(path.read_text())
+    path.write_text(json.dumps({**cfg, "quantization_config": {"quant_method": "fp8", "activation_scheme": "dynamic"}}))
+    err = _error(folder)
+    assert err.path.endswith("config.json") and "quantized" in err.problem and "fp8" in err.problem
+    path.write_text(json.dumps(cfg))
+    err = _error(folder)
+    assert err.path.endswith("model.safetensors") and "float8_e4m3fn" in err.problem and "proj.weight" in err.problem
