@@ -69,7 +69,24 @@ def _open_names(path: Path) -> list[str]:
         with safe_open(str(path), framework="pt") as f:
             return list(f.keys())
     except Exception as e:  # safetensors raises several types for corrupt files
-        raise CheckpointError(path, f"not a valid safetensors file ({e})") from None
+        raise _unreadable(path, f"not a valid safetensors file ({e})") from None
+
+
+_LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+
+
+def _unreadable(path: Path, problem: str) -> CheckpointError:
+    """The error for a file that does not parse; a Git LFS pointer (the text file a clone without
+    git-lfs holds in place of a large file) is named as such."""
+    try:
+        with open(path, "rb") as f:
+            pointer = f.read(len(_LFS_POINTER)) == _LFS_POINTER
+    except OSError:
+        pointer = False
+    if pointer:
+        problem = ("a Git LFS pointer, not the file itself (the repository was cloned without git-lfs): "
+                   "run `git lfs pull` in that folder, or get the checkpoint with `jambadocs download`")
+    return CheckpointError(path, problem)
 
 
 def fingerprint(folder: Path, files: list[Path]) -> str:
@@ -139,7 +156,7 @@ class _TensorSource:
             try:
                 self.handles[path] = stack.enter_context(safe_open(str(path), framework="pt"))
             except Exception as e:
-                raise CheckpointError(path, f"not a valid safetensors file ({e})") from None
+                raise _unreadable(path, f"not a valid safetensors file ({e})") from None
         self.folder = next(iter(self.handles)).parent if self.handles else Path(".")
 
     def has(self, name: str) -> bool:
@@ -339,4 +356,6 @@ def load_tokenizer(folder: Path):
     try:
         return AutoTokenizer.from_pretrained(str(folder))
     except Exception as e:
-        raise CheckpointError(folder / "tokenizer.json", f"cannot load tokenizer ({e})") from None
+        path = next((p for p in (folder / "tokenizer.json", folder / "tokenizer.model") if p.exists()),
+                    folder / "tokenizer.json")
+        raise _unreadable(path, f"cannot load tokenizer ({e})") from None

@@ -257,3 +257,27 @@ def test_a_quantized_checkpoint_is_refused_not_read_without_its_scales(folder):
     path.write_text(json.dumps(cfg))
     err = _error(folder)
     assert err.path.endswith("model.safetensors") and "float8_e4m3fn" in err.problem and "proj.weight" in err.problem
+
+
+def _lfs_pointer(path):
+    """Replace `path` by the pointer a `git clone` without git-lfs leaves in its place."""
+    import hashlib
+    data = path.read_bytes()
+    path.write_text(f"version https://git-lfs.github.com/spec/v1\noid sha256:{hashlib.sha256(data).hexdigest()}\n"
+                    f"size {len(data)}\n")
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "tokenizer.json"])
+def test_a_git_lfs_pointer_is_named_as_such(folder, name):
+    """A checkpoint cloned from the hub without git-lfs holds ~130-byte pointers in place of its
+    weights (and of a large tokenizer.json): the error said "header too large" / "expected value"."""
+    _lfs_pointer(folder / name)
+    err = _error(folder)
+    assert err.path.endswith(name) and "Git LFS pointer" in err.problem and "git lfs pull" in err.problem
+
+
+def test_a_git_lfs_pointer_shard_is_named(tmp_path):
+    path = write_tiny_checkpoint(tmp_path, shards=2)
+    _lfs_pointer(path / "model-00002-of-00002.safetensors")
+    err = _error(path)
+    assert err.path.endswith("model-00002-of-00002.safetensors") and "Git LFS pointer" in err.problem
