@@ -77,16 +77,33 @@ _LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 
 def _unreadable(path: Path, problem: str) -> CheckpointError:
     """The error for a file that does not parse; a Git LFS pointer (the text file a clone without
-    git-lfs holds in place of a large file) is named as such."""
+    git-lfs holds in place of a large file) and a truncated safetensors file are named as such."""
     try:
         with open(path, "rb") as f:
-            pointer = f.read(len(_LFS_POINTER)) == _LFS_POINTER
+            head = f.read(len(_LFS_POINTER))
+            if head == _LFS_POINTER:
+                problem = ("a Git LFS pointer, not the file itself (the repository was cloned without git-lfs): "
+                           "run `git lfs pull` in that folder, or get the checkpoint with `jambadocs download`")
+            elif (expected := _safetensors_size(f)) and path.stat().st_size < expected:
+                problem = (f"truncated: {path.stat().st_size:,} of the {expected:,} bytes its header lists "
+                           "(an interrupted download?)")
     except OSError:
-        pointer = False
-    if pointer:
-        problem = ("a Git LFS pointer, not the file itself (the repository was cloned without git-lfs): "
-                   "run `git lfs pull` in that folder, or get the checkpoint with `jambadocs download`")
+        pass
     return CheckpointError(path, problem)
+
+
+def _safetensors_size(f) -> int | None:
+    """The size the open safetensors file `f` should have, from its header (None
+    when the header itself is not there whole)."""
+    f.seek(0)
+    n = int.from_bytes(f.read(8), "little")
+    if not 2 <= n <= 100 << 20:
+        return None
+    try:
+        header = json.loads(f.read(n))
+        return 8 + n + max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return None
 
 
 def fingerprint(folder: Path, files: list[Path]) -> str:

@@ -281,3 +281,15 @@ def test_a_git_lfs_pointer_shard_is_named(tmp_path):
     _lfs_pointer(path / "model-00002-of-00002.safetensors")
     err = _error(path)
     assert err.path.endswith("model-00002-of-00002.safetensors") and "Git LFS pointer" in err.problem
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.999])
+def test_a_truncated_weight_file_is_named_as_such(folder, keep):
+    """An interrupted download leaves a file shorter than its header says: the error read "incomplete
+    metadata, file not fully covered"."""
+    import os
+    path = folder / "model.safetensors"
+    size = path.stat().st_size
+    os.truncate(path, int(size * keep))
+    err = _error(folder)
+    assert err.path.endswith("model.safetensors") and "truncated" in err.problem and f"{size:,} bytes" in err.problem
