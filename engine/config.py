@@ -145,6 +145,10 @@ class JambaConfig:
             raise CheckpointError(path, "not a JSON object")
         if d.get("model_type") != "jamba":
             raise CheckpointError(path, f"model_type is {d.get('model_type')!r}, expected 'jamba'")
+        archs = d.get("architectures")
+        if isinstance(archs, list) and archs and not any(str(a).endswith("ForCausalLM") for a in archs):
+            raise CheckpointError(path, f"architectures {archs} is not a text generator (JambaForCausalLM); "
+                                        "a classifier or reward model cannot answer questions")
         if d.get("quantization_config"):      # fp8 / bitsandbytes / GPTQ weights need their scales
             q = d["quantization_config"]
             method = q.get("quant_method", "unknown") if isinstance(q, dict) else "unknown"

@@ -293,3 +293,21 @@ def test_a_truncated_weight_file_is_named_as_such(folder, keep):
     os.truncate(path, int(size * keep))
     err = _error(folder)
     assert err.path.endswith("model.safetensors") and "truncated" in err.problem and f"{size:,} bytes" in err.problem
+
+
+def test_a_classifier_checkpoint_is_refused_naming_its_architecture(folder):
+    """A JambaForSequenceClassification checkpoint (a reward model: `score.weight`, no head of its
+    own) is model_type jamba too; with tied embeddings it loaded the embedding as its head and
+    answered garbage."""
+    path, weights = folder / "config.json", folder / "model.safetensors"
+    cfg, original = json.loads(path.read_text()), weights.read_bytes()
+    w = load_file(str(weights))
+    w["score.weight"] = w.pop("lm_head.weight")[:1].clone()
+    save_file(w, str(weights))
+    path.write_text(json.dumps({**cfg, "architectures": ["JambaForSequenceClassification"], "num_labels": 1,
+                                "tie_word_embeddings": True}))
+    err = _error(folder)
+    assert err.path.endswith("config.json") and "JambaForSequenceClassification" in err.problem
+    path.write_text(json.dumps({**cfg, "architectures": ["JambaForCausalLM"]}))      # the published ones
+    weights.write_bytes(original)
+    load_engine(folder)
