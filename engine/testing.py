@@ -7,7 +7,8 @@
     model.safetensors               or model-0000i-of-0000n.safetensors + model.safetensors.index.json
     tokenizer.json                  byte-level BPE trained at write time on built-in multilingual text
     tokenizer_config.json           special tokens + a Jamba-1.5-style chat_template taking `documents`
-                                    (or `chat_template=REASONING_TEMPLATE`: Jamba Reasoning's layout)
+                                    (or `chat_template=REASONING_TEMPLATE`: Jamba Reasoning's layout,
+                                    with its ChatML special tokens and <|im_end|> as an eos id)
 
 Tensor names are the hub names (per-expert `feed_forward.experts.{e}.{gate,up,down}_proj.weight`,
 `feed_forward.router.weight`, `mamba.{in_proj,conv1d,x_proj,dt_proj,out_proj}`, ...): transformers 5
@@ -28,6 +29,8 @@ from safetensors.torch import save_file
 SPECIAL_TOKENS = ["<|pad|>", "<|startoftext|>", "<|endoftext|>", "<|unk|>"]
 CHAT_TOKENS = ["<|bom|>", "<|eom|>", "<|system|>", "<|user|>", "<|assistant|>", "<|tool|>",
                "<documents>", "</documents>"]
+# ChatML turn markers (Jamba2, Jamba Reasoning), special tokens of a checkpoint whose template uses them.
+CHATML_TOKENS = ["<|im_start|>", "<|im_end|>"]
 
 DEFAULT_CONFIG: dict[str, Any] = dict(
     vocab_size=512,
@@ -111,7 +114,7 @@ def tiny_config(**overrides: Any) -> dict[str, Any]:
     cfg.update(overrides)
     if cfg["mamba_dt_rank"] == "auto":
         cfg["mamba_dt_rank"] = math.ceil(cfg["hidden_size"] / 16)
-    n_special = len(SPECIAL_TOKENS) + len(CHAT_TOKENS)
+    n_special = len(SPECIAL_TOKENS) + len(CHAT_TOKENS) + len(CHATML_TOKENS)
     if cfg["vocab_size"] < 256 + n_special:
         raise ValueError(f"vocab_size must be >= {256 + n_special} (bytes + special tokens)")
     full = {
@@ -221,8 +224,9 @@ def _write_weights(folder: Path, weights: dict[str, torch.Tensor], shards: int) 
     (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
 
 
-def build_tokenizer(vocab_size: int):
-    """Byte-level BPE (`tokenizers`) trained on the built-in multilingual text; adds <|startoftext|>."""
+def build_tokenizer(vocab_size: int, chat_tokens: list[str] = CHAT_TOKENS):
+    """Byte-level BPE (`tokenizers`) trained on the built-in multilingual text, with Jamba's special
+    tokens and `chat_tokens`; adds <|startoftext|>."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     tok = Tokenizer(models.BPE(unk_token=None, byte_fallback=False))
@@ -230,7 +234,7 @@ def build_tokenizer(vocab_size: int):
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, min_frequency=1, show_progress=False,
-        special_tokens=SPECIAL_TOKENS + CHAT_TOKENS,
+        special_tokens=SPECIAL_TOKENS + chat_tokens,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator([line for line in _TRAINING_TEXT.splitlines() if line] * 2, trainer=trainer)
@@ -259,20 +263,21 @@ REASONING_TEMPLATE = (
 
 def _write_tokenizer(folder: Path, vocab_size: int, max_len: int,
                      chat_template: str = CHAT_TEMPLATE) -> dict[str, int]:
-    tok = build_tokenizer(vocab_size)
+    chat_tokens = CHAT_TOKENS + [t for t in CHATML_TOKENS if t in chat_template]
+    tok = build_tokenizer(vocab_size, chat_tokens)
     tok.save(str(folder / "tokenizer.json"))
-    ids = {t: tok.token_to_id(t) for t in SPECIAL_TOKENS + CHAT_TOKENS}
+    ids = {t: tok.token_to_id(t) for t in SPECIAL_TOKENS + chat_tokens}
     added = {
         str(ids[t]): {"content": t, "lstrip": False, "normalized": False, "rstrip": False,
                       "single_word": False, "special": True}
-        for t in SPECIAL_TOKENS + CHAT_TOKENS
+        for t in SPECIAL_TOKENS + chat_tokens
     }
     tok_cfg = {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "added_tokens_decoder": added,
         "pad_token": "<|pad|>", "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
         "unk_token": "<|unk|>",
-        "additional_special_tokens": CHAT_TOKENS,
+        "additional_special_tokens": chat_tokens,
         "add_bos_token": True, "add_eos_token": False,
         "clean_up_tokenization_spaces": False,
         "model_max_length": max_len,
@@ -286,7 +291,8 @@ def write_tiny_checkpoint(folder: str | Path, seed: int = 0, shards: int = 1, ch
                           generation: dict[str, Any] | None = None,
                           **overrides: Any) -> Path:
     """Write a random tiny Jamba checkpoint (HF layout, tokenizer included) into `folder`; return it.
-    `chat_template`: the tokenizer's (default: Jamba 1.5's layout; REASONING_TEMPLATE: Jamba Reasoning's)."""
+    `chat_template`: the tokenizer's (default: Jamba 1.5's layout; REASONING_TEMPLATE: Jamba Reasoning's,
+    whose <|im_start|> / <|im_end|> are then special tokens and <|im_end|> an eos id, as there)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     cfg = tiny_config(**overrides)
@@ -294,8 +300,9 @@ def write_tiny_checkpoint(folder: str | Path, seed: int = 0, shards: int = 1, ch
     cfg["pad_token_id"], cfg["bos_token_id"], cfg["eos_token_id"] = (
         ids["<|pad|>"], ids["<|startoftext|>"], ids["<|endoftext|>"])
     (folder / "config.json").write_text(json.dumps(cfg, indent=2))
+    turn_end = ids.get("<|im_end|>", ids["<|eom|>"])      # what the template ends a turn with
     gen_cfg = {"bos_token_id": ids["<|startoftext|>"], "pad_token_id": ids["<|pad|>"],
-               "eos_token_id": [ids["<|endoftext|>"], ids["<|eom|>"]], **(generation or {})}
+               "eos_token_id": [ids["<|endoftext|>"], turn_end], **(generation or {})}
     (folder / "generation_config.json").write_text(json.dumps(gen_cfg, indent=2))
     _write_weights(folder, random_weights(cfg, seed), shards)
     return folder

@@ -66,3 +66,19 @@ def test_seed_changes_weights(tmp_path):
     b = write_tiny_checkpoint(tmp_path / "b", seed=1)
     with safe_open(str(a / "model.safetensors"), "pt") as fa, safe_open(str(b / "model.safetensors"), "pt") as fb:
         assert not torch.equal(fa.get_tensor("lm_head.weight"), fb.get_tensor("lm_head.weight"))
+
+
+def test_a_tiny_reasoning_checkpoint_has_jamba_reasonings_turn_tokens(tmp_path):
+    """Jamba Reasoning 3B's <|im_start|> / <|im_end|> are special tokens and its answers end at
+    <|im_end|> (eos [2, 519]). The tiny checkpoint with its template spelt them as BPE text, so the
+    reasoning tests' answers could only stop at <|endoftext|>."""
+    from engine import load_engine
+    from engine.checkpoint import turn_end_id
+    from engine.testing import REASONING_TEMPLATE
+
+    eng = load_engine(write_tiny_checkpoint(tmp_path, chat_template=REASONING_TEMPLATE), device="cpu")
+    tok = eng.tokenizer
+    start, end = tok.convert_tokens_to_ids(["<|im_start|>", "<|im_end|>"])
+    assert tok.encode("<|im_start|>user\nHi<|im_end|>", add_special_tokens=False)[0] == start
+    assert end in tok.all_special_ids and turn_end_id(tok) == end
+    assert eng.eos_token_ids == [tok.convert_tokens_to_ids("<|endoftext|>"), end]
