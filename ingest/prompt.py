@@ -181,6 +181,7 @@ class PromptBuilder:
         # The first usable of: the checkpoint's documents template, its chat template with the
         # documents in the system message, the built-in Jamba 1.5 template.
         candidates = [(_documents_template(tokenizer), "checkpoint"), (_chat_template(tokenizer), "system")]
+        problems = []
         for template, fmt in candidates:
             if template is None:
                 continue
@@ -190,7 +191,11 @@ class PromptBuilder:
                 break
             except PromptFormatError as err:
                 log.info("chat template not used as %r: %s", fmt, err)
+                problems.append(str(err))
         else:
+            if problems:        # a model trained on another turn format answers worse in this one: say so
+                log.warning("the checkpoint's chat template cannot be used (%s); prompts use the built-in "
+                            "Jamba 1.5 format instead", problems[-1])
             self.template, self.format = BUILTIN_TEMPLATE, "builtin"
             self._check_stable(self.template)
         self._anchor = _continuation_anchor(tokenizer)

@@ -143,6 +143,23 @@ def test_builtin_format_without_a_usable_chat_template(tiny_tokenizer, docs):
     assert PromptBuilder(tok).format == "builtin"
 
 
+def test_a_checkpoint_template_that_cannot_be_used_is_reported(tiny_tokenizer, caplog):
+    """A ChatML template that refuses a system message: the prompt falls back to the built-in
+    Jamba 1.5 format, a turn format the model was not trained on. That was logged at INFO only,
+    so nothing told the user why answers were poor; no template at all stays quiet."""
+    tok = copy.deepcopy(tiny_tokenizer)
+    tok.chat_template = ("{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+                         "{% endif %}" + CHATML)
+    with caplog.at_level("WARNING", logger="ingest.prompt"):
+        assert PromptBuilder(tok).format == "builtin"
+    assert "chat template cannot be used" in caplog.text and "System role not supported" in caplog.text
+    caplog.clear()
+    tok.chat_template = None
+    with caplog.at_level("WARNING", logger="ingest.prompt"):
+        PromptBuilder(tok)
+    assert not caplog.records
+
+
 def test_opens_thinking():
     from ingest.prompt import opens_thinking
 
