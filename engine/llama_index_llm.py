@@ -8,6 +8,9 @@
 Chat calls render the checkpoint's own chat template (Jamba's `<|bom|><|user|> ...` turns), so
 llama-index pipelines (query engines, chat engines) talk to the model in the format it was trained
 on; plain `complete` tokenizes the prompt as given. Generation is greedy unless temperature > 0.
+A reasoning model's <think> block (Jamba Reasoning's template opens it) is kept out of the chat
+answer: the message holds it as a `ThinkingBlock` and streaming sends it as
+`additional_kwargs["thinking_delta"]`, as llama-index's own reasoning LLMs do.
 """
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ from llama_index.core.base.llms.types import (
     CompletionResponseGen,
     LLMMetadata,
     MessageRole,
+    TextBlock,
+    ThinkingBlock,
 )
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
@@ -88,19 +93,28 @@ class JambaLLM(CustomLLM):
     # -- chat: the checkpoint's chat template --------------------------------------------------
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        text = "".join(self._pieces(self._encode_chat(messages), **kwargs))
-        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text))
+        reasoning, answer = "", ""
+        for kind, text in self._chat_parts(*self._encode_chat(messages), **kwargs):
+            if kind == "thinking":
+                reasoning += text
+            else:
+                answer += text
+        return ChatResponse(message=_answer_message(reasoning, answer))
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        ids = self._encode_chat(messages)
+        parts = self._chat_parts(*self._encode_chat(messages), **kwargs)  # errors raise here
 
         def gen() -> ChatResponseGen:
-            text = ""
-            for piece in self._pieces(ids, **kwargs):
-                text += piece
-                yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text),
-                                   delta=piece)
+            reasoning, answer = "", ""
+            for kind, text in parts:
+                if kind == "thinking":
+                    reasoning += text
+                    yield ChatResponse(message=_answer_message(reasoning, answer), delta="",
+                                       additional_kwargs={"thinking_delta": text})
+                else:
+                    answer += text
+                    yield ChatResponse(message=_answer_message(reasoning, answer), delta=text)
 
         return gen()
 
@@ -110,15 +124,29 @@ class JambaLLM(CustomLLM):
             prompt = self.completion_to_prompt(prompt)
         return self._check_length(list(self._engine.tokenizer(prompt)["input_ids"]))
 
-    def _encode_chat(self, messages: Sequence[ChatMessage]) -> list[int]:
+    def _encode_chat(self, messages: Sequence[ChatMessage]) -> tuple[list[int], bool]:
+        """The prompt's ids, and whether it ends inside an open <think> block."""
+        from ingest.prompt import opens_thinking
+
         tok = self._engine.tokenizer
         if getattr(tok, "chat_template", None):
             turns = [{"role": _role(m.role), "content": m.content or ""} for m in messages]
             text = tok.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
             ids = tok(text, add_special_tokens=False)["input_ids"]  # the template has its BOS
         else:
-            ids = tok(self.messages_to_prompt(messages))["input_ids"]
-        return self._check_length(list(ids))
+            text = self.messages_to_prompt(messages)
+            ids = tok(text)["input_ids"]
+        return self._check_length(list(ids)), opens_thinking(text[-64:])
+
+    def _chat_parts(self, ids: list[int], thinking: bool, **kwargs: Any) -> Iterator[tuple[str, str]]:
+        """("thinking" | "token", text) parts of the answer to the prompt `ids`, as they stream;
+        `thinking`: the prompt opened a <think> block."""
+        from app.reasoning import ThinkingSplitter
+
+        split = ThinkingSplitter(thinking)
+        for piece in self._pieces(ids, **kwargs):
+            yield from split.feed(piece)
+        yield from split.flush()
 
     def _check_length(self, ids: list[int]) -> list[int]:
         if not ids:
@@ -138,6 +166,12 @@ class JambaLLM(CustomLLM):
             temperature=float(kwargs.get("temperature", self.temperature)),
             top_p=float(kwargs.get("top_p", self.top_p)), seed=kwargs.get("seed", self.seed),
             stop=tuple([stop] if isinstance(stop, str) else stop))
+
+
+def _answer_message(reasoning: str, answer: str) -> ChatMessage:
+    """The assistant's message: its reasoning (if any) as a ThinkingBlock, then the answer text."""
+    blocks: list[Any] = [ThinkingBlock(content=reasoning)] if reasoning else []
+    return ChatMessage(role=MessageRole.ASSISTANT, blocks=blocks + [TextBlock(text=answer)])
 
 
 def _role(role: MessageRole | str) -> str:

@@ -58,3 +58,43 @@ def test_a_prompt_longer_than_the_context_is_refused(tiny_engine):
     small = JambaLLM(tiny_engine)
     with pytest.raises(ValueError, match="context"):
         small.complete("word " * (tiny_engine.max_context + 10))
+
+
+@pytest.fixture(scope="module")
+def reasoning_llm(tmp_path_factory) -> JambaLLM:
+    from engine import load_engine
+    from engine.testing import REASONING_TEMPLATE, write_tiny_checkpoint
+
+    folder = write_tiny_checkpoint(tmp_path_factory.mktemp("reasoning"), seed=2, chat_template=REASONING_TEMPLATE)
+    return JambaLLM(load_engine(folder), max_new_tokens=8)
+
+
+def test_a_reasoning_models_think_block_is_not_the_chat_answer(reasoning_llm):
+    """Jamba Reasoning's template opens <think>: what the model writes before closing it is its
+    reasoning (a ThinkingBlock, streamed as thinking_delta), not the answer's content."""
+    eng = reasoning_llm.engine
+    messages = [ChatMessage(role="user", content="Name a prime number.")]
+    text = eng.tokenizer.apply_chat_template([{"role": "user", "content": "Name a prime number."}],
+                                             tokenize=False, add_generation_prompt=True)
+    assert text.endswith("<think>\n")
+    written = "".join(eng.generate(eng.tokenizer(text, add_special_tokens=False)["input_ids"],
+                                   max_new_tokens=8))
+    assert written.strip() and "</think>" not in written      # random weights: it never closes it
+    message = reasoning_llm.chat(messages).message
+    assert message.content == "" and message.blocks[0].content == written.lstrip()
+    streamed = list(reasoning_llm.stream_chat(messages))
+    assert "".join(r.additional_kwargs.get("thinking_delta", "") for r in streamed) == written.lstrip()
+    assert all(r.delta == "" for r in streamed)
+
+
+def test_the_answer_after_think_is_the_content(reasoning_llm, monkeypatch):
+    """The text after </think> (a tag cut across pieces) is the answer; before it, the reasoning."""
+    pieces = ["Two is even", " and prime.</th", "ink>\n\n", "It is 2", "."]
+    monkeypatch.setattr(reasoning_llm.engine, "generate", lambda ids, **kw: iter(pieces))
+    messages = [ChatMessage(role="user", content="Name a prime number.")]
+    message = reasoning_llm.chat(messages).message
+    assert message.content == "It is 2." and message.blocks[0].content == "Two is even and prime."
+    streamed = list(reasoning_llm.stream_chat(messages))
+    assert "".join(r.delta for r in streamed) == "It is 2."
+    assert "".join(r.additional_kwargs.get("thinking_delta", "") for r in streamed) == "Two is even and prime."
+    assert streamed[-1].message.content == "It is 2."
