@@ -146,6 +146,7 @@ def _tty() -> bool:
 
 def cmd_serve(args) -> int:
     svc = _services(args)
+    svc.reread_in_background()          # documents read by an older reader
     from ui.server import serve
     serve(svc, host=args.host, port=args.port, auth=args.auth)
     return EXIT_OK

@@ -89,6 +89,7 @@ class Document(Base):
     outline: Mapped[list | None] = mapped_column(JSONText)
     notes: Mapped[list | None] = mapped_column(JSONText)
     added_at: Mapped[float] = mapped_column(Float, default=time.time)
+    reader_version: Mapped[int] = mapped_column(Integer, default=0)   # ingest.READER_VERSION that read it
     workspace: Mapped[Workspace] = relationship(back_populates="documents")
     pages: Mapped[list["Page"]] = relationship(order_by="Page.number", passive_deletes=True)
 
@@ -262,7 +263,14 @@ def _migration_4(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX failed_uploads_workspace ON failed_uploads(workspace_id)")
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1, _migration_2, _migration_3, _migration_4]
+def _migration_5(conn: Connection) -> None:
+    """The version of the reader that read each document (0: one before the stamp), so that a
+    better reader reads stored documents again."""
+    conn.exec_driver_sql("ALTER TABLE documents ADD COLUMN reader_version INTEGER NOT NULL DEFAULT 0")
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [
+    _migration_1, _migration_2, _migration_3, _migration_4, _migration_5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

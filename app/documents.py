@@ -16,6 +16,7 @@ from app import db
 from app.errors import InvalidInput, NotFound, StorageError
 from app.filestore import sha256_file
 from app.records import DocumentInfo, FailedUploadInfo, PageInfo, _utc
+from ingest import READER_VERSION
 from ingest.kinds import CONVERT_HINTS, SUPPORTED_SUFFIXES
 
 # What the upload box takes: what is read, and the formats whose refusal says how to convert them.
@@ -40,6 +41,19 @@ def clean_filename(name: str) -> str:
         stem, dot, ext = name.rpartition(".")
         name = (stem[: MAX_FILENAME - len(ext) - 1] + dot + ext) if dot and len(ext) < 16 else name[:MAX_FILENAME]
     return name or "document"
+
+
+def _changes(row: db.Document, pages: list[db.Page], doc: "ingest.Document") -> str:
+    """What of a stored document's prompt (title, page texts and labels) `doc` reads otherwise,
+    in words ("the title and pages 2, 5"); "" when nothing."""
+    old = {p.number: (p.label, p.text) for p in pages}
+    new = {p.number: (p.label, p.text) for p in doc.pages}
+    numbers = sorted(n for n in old.keys() | new.keys() if old.get(n) != new.get(n))
+    parts = ["the title"] if (doc.title or row.filename) != row.title else []
+    if numbers:
+        shown = ", ".join(map(str, numbers[:20])) + (", ..." if len(numbers) > 20 else "")
+        parts.append(f"{row.unit}{'s' if len(numbers) > 1 else ''} {shown}")
+    return " and ".join(parts)
 
 
 def to_ingest_document(row: db.Document, pages: Iterable[db.Page]) -> "ingest.Document":
@@ -162,7 +176,7 @@ class DocumentService:
                         kind=doc.kind, unit=doc.unit, content_hash=doc.content_hash,
                         text_hash=doc.text_hash, size_bytes=size, page_count=len(doc.pages),
                         outline=[list(o) for o in doc.outline], notes=list(doc.notes),
-                        added_at=time.time())
+                        added_at=time.time(), reader_version=READER_VERSION)
                     s.add(row)
                     s.flush()
                     s.add_all(db.Page(document_id=row.id, number=p.number, label=p.label, text=p.text)
@@ -251,6 +265,91 @@ class DocumentService:
         content_hash = self._svc.delete_rows(f"document {doc_id}", delete)
         self.drop_unused_files({content_hash})
         self._svc.after_delete()
+
+    def reread_outdated(self, stop: Callable[[], bool] = lambda: False) -> dict[str, list[int]]:
+        """Read again, from its kept original, each document an older reader read (its
+        `reader_version` below ingest.READER_VERSION), one content at a time until `stop()`.
+
+        A document whose title, page texts or page labels (what its prompt is made of) come out
+        different gets them in one transaction, with its token counts dropped and a note saying
+        what changed; the others only get the new stamp. Cached states need no clearing: their keys
+        are made of the prompt's tokens, so a changed document's old states are never matched again
+        and an unchanged one's stay valid. A document whose original is missing, or that the new
+        reader refuses, keeps its text (an encrypted one is tried again once its password is
+        given). Returns the document ids by outcome: changed, unchanged, kept."""
+        from ingest import IngestError, read_document
+
+        outcome: dict[str, list[int]] = {"changed": [], "unchanged": [], "kept": []}
+        with db.transaction(self._svc.sessions) as s:
+            todo = list(s.execute(select(db.Document.content_hash, db.Document.filename)
+                                  .where(db.Document.reader_version < READER_VERSION)
+                                  .order_by(db.Document.id)))
+        names: dict[str, str] = {}
+        for content_hash, filename in todo:                   # a content is read once, by its first name
+            names.setdefault(content_hash, filename)
+        settings = self._svc.settings
+        for content_hash, filename in names.items():
+            if stop():
+                break
+            path, failure = self._svc.files.path(content_hash), None
+            try:
+                doc = read_document(path, password=self._passwords.get(content_hash), filename=filename,
+                                    max_bytes=settings.max_upload_bytes, max_pages=settings.max_pages)
+                if doc.content_hash != content_hash:
+                    raise IngestError("corrupt", filename, "its kept original is not the file that was added")
+            except IngestError as err:
+                if err.reason == "encrypted" or not path.is_file():
+                    log.warning("%s: not read again by the newer reader: %s", filename, err)
+                    outcome["kept"] += self._ids(content_hash)
+                    continue
+                doc, failure = None, err
+            except Exception:  # noqa: BLE001 -- one document must not stop the others
+                log.exception("%s: reading it again failed", filename)
+                outcome["kept"] += self._ids(content_hash)
+                continue
+            for doc_id, changed in self._store_reread(content_hash, doc, failure):
+                outcome["changed" if changed else "kept" if failure else "unchanged"].append(doc_id)
+        return outcome
+
+    def _store_reread(self, content_hash: str, doc: "ingest.Document | None",
+                      failure: Exception | None) -> list[tuple[int, bool]]:
+        """Stamp the outdated documents of this content as read by this reader, replacing what
+        `doc` changes of their prompt (`doc` None: the reader refused the file, `failure` says
+        why; the text stays, with a note). Returns (id, changed) per document."""
+        done = []
+        day = time.strftime("%Y-%m-%d", time.gmtime())
+        with db.transaction(self._svc.sessions) as s:
+            rows = s.scalars(select(db.Document).where(db.Document.content_hash == content_hash,
+                                                       db.Document.reader_version < READER_VERSION))
+            for row in rows:
+                row.reader_version = READER_VERSION
+                if doc is None:
+                    row.notes = list(row.notes or []) + [
+                        f"a newer reader could not read it again on {day} ({failure}); its text "
+                        "is the one read when it was added"]
+                    done.append((row.id, False))
+                    continue
+                pages = list(s.scalars(select(db.Page).where(db.Page.document_id == row.id)
+                                       .order_by(db.Page.number)))
+                changes = _changes(row, pages, doc)
+                row.outline = [list(o) for o in doc.outline]
+                earlier = [n for n in (row.notes or []) if n.startswith("re-read ")]
+                row.notes = list(doc.notes) + earlier
+                if changes:
+                    row.title, row.text_hash = doc.title or row.filename, doc.text_hash
+                    row.page_count = len(doc.pages)
+                    row.notes.append(f"re-read {day} by a newer reader: {changes} changed (answers "
+                                     "before then quoted the earlier text)")
+                    s.execute(delete(db.Page).where(db.Page.document_id == row.id))
+                    s.execute(delete(db.TokenCount).where(db.TokenCount.document_id == row.id))
+                    s.add_all(db.Page(document_id=row.id, number=p.number, label=p.label, text=p.text)
+                              for p in doc.pages)
+                done.append((row.id, bool(changes)))
+        return done
+
+    def _ids(self, content_hash: str) -> list[int]:
+        with db.transaction(self._svc.sessions) as s:
+            return list(s.scalars(select(db.Document.id).where(db.Document.content_hash == content_hash)))
 
     def drop_unused_files(self, hashes: set[str]) -> None:
         if not hashes:

@@ -60,6 +60,11 @@ class DocumentInfo(_Record):
         """The notes saying which pages were read by OCR ([] for a document with a text layer)."""
         return [note for note in self.notes if "OCR" in note]
 
+    @property
+    def reread_notes(self) -> list[str]:
+        """The notes saying a newer reader read it again (and what changed), or could not."""
+        return [note for note in self.notes if "newer reader" in note]
+
 
 @dataclass
 class FailedUploadInfo(_Record):

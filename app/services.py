@@ -61,6 +61,8 @@ class Services:
         self.documents = DocumentService(self)
         self.chats = ChatService(self)
         self.qa = QAService(self)
+        self._stopping = threading.Event()
+        self._rereading: threading.Thread | None = None
         self._collect_garbage()
 
     # -- engine -------------------------------------------------------------------------------
@@ -266,6 +268,22 @@ class Services:
             log.exception("giving the space of deleted rows back from %s failed", self.settings.db_path)
         self.reserve.ensure()
 
+    def reread_in_background(self) -> threading.Thread:
+        """Read again, in a thread, the documents an older reader read (`documents.reread_outdated`);
+        `close` stops it between two documents. For a long-running process (the server)."""
+        def run() -> None:
+            try:
+                done = self.documents.reread_outdated(stop=self._stopping.is_set)
+            except Exception:  # noqa: BLE001 -- the documents keep their text; tried at the next start
+                log.exception("reading stored documents again failed")
+                return
+            if done["changed"] or done["unchanged"]:
+                log.warning("read %d stored documents again with a newer reader: %d changed (see their notes)",
+                            len(done["changed"]) + len(done["unchanged"]), len(done["changed"]))
+        self._rereading = threading.Thread(target=run, name="reread-documents", daemon=True)
+        self._rereading.start()
+        return self._rereading
+
     def _collect_garbage(self) -> None:
         with self.files.locked():
             with db.transaction(self.sessions) as s:
@@ -273,6 +291,9 @@ class Services:
             self.files.collect_garbage(referenced)
 
     def close(self) -> None:
+        self._stopping.set()
+        if self._rereading is not None:
+            self._rereading.join(timeout=30)      # a document being read is finished and stored
         closer = getattr(self._answerer, "close", None)
         if callable(closer):
             closer()

@@ -20,6 +20,11 @@ log = logging.getLogger(__name__)
 MAX_BYTES = 256 * 1024 * 1024
 MAX_PAGES = 10_000
 TIMEOUT_S = 120.0            # per document; PDFium fails fast on damage, this bounds the rest
+# What this reader makes of a file (text, labels, title) changes with it: one more whenever a change
+# here gives a stored document other text, so documents read before are read again from their
+# kept originals (app DocumentService.reread_outdated). 1: text drawn unseen left out, control
+# characters out of PDF titles (documents stored before the stamp count as 0).
+READER_VERSION = 1
 MAX_OCR_PAGES = 300          # per document: ~20 minutes on 2 cores; later scanned pages stay empty (noted)
 STAMP_CHARS = 200            # a text layer this short over a page-covering image is a stamp on a scan
 

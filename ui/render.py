@@ -162,6 +162,8 @@ def documents_table(docs: Sequence[DocumentInfo], budget: BudgetInfo | None) -> 
         if doc.ocr_notes:
             notes = "; ".join(doc.ocr_notes)
             pills.append(f'<span class="jd-pill" title="{esc(notes)}; a scan may have misread words">OCR</span>')
+        if doc.reread_notes:
+            pills.append(f'<span class="jd-pill" title="{esc("; ".join(doc.reread_notes))}">re-read</span>')
         rows.append(
             f'<tr data-doc-id="{doc.id}"><td class="jd-n">{doc.index}</td>'
             f'<td><div class="jd-title">{esc(doc.title or doc.filename)}</div>'
