@@ -7,9 +7,16 @@ Every route but /api/health and the docs needs the UI's user:password (HTTP Basi
 """
 from __future__ import annotations
 
+import fcntl
+import os
 import secrets
+import shutil
+import stat
 import tempfile
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -27,6 +34,7 @@ from app.api_errors import ApiError, JsonErrorRoute, as_api_error, error_body, e
 from app.api_openai import add_openai_routes
 from app.api_stream import iterate_in_thread, sse
 from app.documents import clean_filename
+from app.errors import StorageError
 from app.workspaces import find_by_name
 
 API_VERSION = "1"
@@ -56,6 +64,7 @@ def create_router(services: Any, auth: AuthSpec = None, local_token: str | None 
     """All API routes (under /api and /v1) for one Services object, guarded by the UI's auth;
     `local_token`: also accepted as "Bearer <token>" (the CLI on this data folder, app.local_server)."""
     require_user = make_auth_dependency(auth, local_token)
+    remove_stale_upload_folders()
     public = APIRouter(route_class=JsonErrorRoute)
 
     class PrivateRoute(JsonErrorRoute):
@@ -430,14 +439,68 @@ def _add_upload(services: Any, ws_id: int, upload: UploadFile, password: str | N
     if name in ("", ".", ".."):
         name = "upload"
     suffix = Path(name).suffix
-    with tempfile.TemporaryDirectory(prefix="jambadocs-upload-") as tmp:
-        path = Path(tmp) / ("upload" + (suffix if len(suffix.encode()) <= 32 else ""))
+    with _upload_folder(name) as tmp:
+        path = tmp / ("upload" + (suffix if len(suffix.encode()) <= 32 else ""))
         size = 0
-        with open(path, "wb") as out:
-            while chunk := upload.file.read(_UPLOAD_CHUNK):
-                size += len(chunk)
-                if limit is not None and size > limit:
-                    raise ApiError(413, "too_large",
-                                   f"{name}: larger than the upload limit of {limit} bytes")
-                out.write(chunk)
+        try:
+            with open(path, "wb") as out:
+                while chunk := upload.file.read(_UPLOAD_CHUNK):
+                    size += len(chunk)
+                    if limit is not None and size > limit:
+                        raise ApiError(413, "too_large",
+                                       f"{name}: larger than the upload limit of {limit} bytes")
+                    out.write(chunk)
+        except OSError as exc:             # a full (or read-only) temp disk
+            raise _temp_error(name, exc) from None
         return services.documents.add(ws_id, path, filename=name, password=password or None)
+
+
+UPLOAD_PREFIX = "jambadocs-upload-"
+STALE_UPLOAD_S = 60.0       # a folder this old and unlocked is left by a process killed mid-upload
+
+
+def _temp_error(name: str, exc: OSError) -> StorageError:
+    return StorageError(f"{name}: cannot be received in the temp folder {tempfile.gettempdir()}: "
+                        f"{exc.strerror or exc}; free space there, or point TMPDIR at a larger disk")
+
+
+@contextmanager
+def _upload_folder(name: str) -> Iterator[Path]:
+    """A private temp folder for one upload, removed after it; flocked while in use, so that
+    `remove_stale_upload_folders` (in this or another process) never takes a live upload's."""
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=UPLOAD_PREFIX))
+    except OSError as exc:
+        raise _temp_error(name, exc) from None
+    fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.close(fd)
+
+
+def remove_stale_upload_folders(folder: Path | None = None) -> int:
+    """Remove the upload folders (`_upload_folder`) of processes killed mid-upload (kill -9, power
+    cut) from the temp folder: only this user's, older than STALE_UPLOAD_S and whose flock is free
+    (a live upload holds its own). Returns how many."""
+    removed = 0
+    for path in Path(folder or tempfile.gettempdir()).glob(UPLOAD_PREFIX + "*"):
+        try:
+            st = path.lstat()
+            if (not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid()
+                    or time.time() - st.st_mtime < STALE_UPLOAD_S):
+                continue
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            shutil.rmtree(path)
+            removed += 1
+        except OSError:                   # locked: a live upload (or gone meanwhile)
+            pass
+        finally:
+            os.close(fd)
+    return removed

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from typing import Any, Callable, Coroutine
 
 from fastapi import Request, Response
@@ -49,6 +50,11 @@ def as_api_error(exc: BaseException) -> ApiError:
     if isinstance(exc, RequestValidationError):
         return ApiError(422, "invalid_request", _validation_message(exc))
     if isinstance(exc, HTTPException):
+        cause = exc.__cause__
+        if exc.status_code == 400 and isinstance(cause, OSError):   # spooling an upload part failed
+            return ApiError(507, "storage", f"the upload cannot be received in the temp folder "
+                            f"{tempfile.gettempdir()}: {cause.strerror or cause}; free space there, "
+                            "or point TMPDIR at a larger disk")
         return ApiError(exc.status_code, _REASON_BY_STATUS.get(exc.status_code, "error"),
                         str(exc.detail), dict(exc.headers) if exc.headers else None)
     if type(exc).__name__ == "IngestError":
