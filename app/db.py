@@ -355,7 +355,7 @@ def reclaim_space(engine: Engine) -> int:
     A database in incremental auto-vacuum mode (new ones are) is shrunk RECLAIM_STEP_PAGES at a
     time, each step one short write transaction and a checkpoint, so a writer in another process
     waits one step at most, and the WAL, which a full disk has little room for, holds one step at
-    a time. An older database is converted by one VACUUM once a quarter of it is free and its disk
+    a time (steps down to 1/64 of that when even one does not fit). An older database is converted by one VACUUM once a quarter of it is free and its disk
     has room for two copies; until then later adds reuse its free pages."""
     path = Path(engine.url.database)
     before = _bytes_on_disk(path)
@@ -366,9 +366,17 @@ def reclaim_space(engine: Engine) -> int:
         free, pages, page_size, mode = (con.execute(f"PRAGMA {p}").fetchone()[0]
                                         for p in ("freelist_count", "page_count", "page_size", "auto_vacuum"))
         if mode == 2:
-            for _ in range(free // RECLAIM_STEP_PAGES + 1):
-                con.executescript(f"PRAGMA incremental_vacuum({RECLAIM_STEP_PAGES});")
+            step = RECLAIM_STEP_PAGES
+            while free:
+                try:
+                    con.executescript(f"PRAGMA incremental_vacuum({step});")
+                except sqlite3.OperationalError as exc:     # on a full disk, a step's WAL frames
+                    if not is_disk_full(exc) or step <= RECLAIM_STEP_PAGES // 64:   # may not fit:
+                        raise                                                  # smaller steps
+                    step //= 4
+                    continue
                 con.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                free = con.execute("PRAGMA freelist_count").fetchone()[0]
         elif free and free * 4 >= pages and shutil.disk_usage(path.parent).free > 2 * pages * page_size:
             con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             con.executescript("VACUUM;")                # auto_vacuum = INCREMENTAL from _on_connect
@@ -377,6 +385,16 @@ def reclaim_space(engine: Engine) -> int:
         raw.driver_connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         raw.close()
     return before - _bytes_on_disk(path)
+
+
+def checkpoint(engine: Engine) -> None:
+    """Copy the WAL into the database (PASSIVE: waits for no reader), so that the next write
+    starts the WAL over instead of growing it."""
+    raw = engine.raw_connection()
+    try:
+        raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    finally:
+        raw.close()
 
 
 def _bytes_on_disk(path: Path) -> int:

@@ -229,12 +229,18 @@ class Services:
                 store.close()
 
     # -- housekeeping -------------------------------------------------------------------------
-    def delete_rows(self, what: str, delete: Callable[[Session], T]) -> T:
+    def delete_rows(self, what: str, delete: Callable[[Session], T],
+                    pieces: Callable[[Session], list[Callable[[Session], object]]] | None = None) -> T:
         """Run `delete(session)` in one transaction. A full disk must not stop a delete (it is how
         space is freed): then the reserve is given up and the delete tried once more, writing
-        less. Errors are StorageError naming `what` and the database."""
+        less, and first in `pieces(session)` (each deleting a part of it, say a document of a
+        workspace), each its own transaction with a checkpoint after, so the WAL needs room for
+        one piece, not for the whole delete (a large workspace's is more than the reserve).
+        Errors are StorageError naming `what` and the database."""
         for attempt in (1, 2):
             try:
+                if attempt == 2 and pieces is not None:
+                    self._delete_in_pieces(pieces)
                 with db.transaction(self.sessions) as s:
                     if attempt == 1:
                         return delete(s)
@@ -258,6 +264,22 @@ class Services:
                 raise StorageError(f"{what} cannot be deleted from {self.settings.db_path}: "
                                    f"{exc.orig}{hint}") from None
         raise AssertionError("unreachable")
+
+    def _delete_in_pieces(self, pieces: Callable[[Session], list[Callable[[Session], object]]]) -> None:
+        """Each of `pieces` in its own transaction (secure_delete FAST, as the retry), the WAL
+        checkpointed after each so the next one writes it over from its start."""
+        with db.transaction(self.sessions) as s:
+            todo = pieces(s)
+        for piece in todo:
+            with db.transaction(self.sessions) as s:
+                conn = s.connection()
+                conn.exec_driver_sql("PRAGMA secure_delete = FAST")
+                try:
+                    piece(s)
+                    s.flush()
+                finally:
+                    conn.exec_driver_sql("PRAGMA secure_delete = ON")
+            db.checkpoint(self.db)
 
     def after_delete(self) -> None:
         """Give the deleted rows' space back to the disk (db.reclaim_space), then put the reserve

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import time
 import unicodedata
+from functools import partial
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete as sql_delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from app import db
@@ -64,6 +65,11 @@ def new_name(name: str) -> str:
     if "/" in name:
         raise InvalidInput(f"workspace name {name!r} contains '/', which a web address cannot hold in a name")
     return name
+
+
+def _delete_document(doc_id: int, content_hash: str, hashes: set[str], s) -> None:
+    hashes.add(content_hash)
+    s.execute(sql_delete(db.Document).where(db.Document.id == doc_id))
 
 
 class WorkspaceService:
@@ -129,13 +135,20 @@ class WorkspaceService:
 
     def delete(self, ws_id: int) -> None:
         """Remove the workspace, its documents, pages, chats, and originals no one else uses."""
+        hashes: set[str] = set()
+
         def delete(s) -> set[str]:
             ws = self._row(s, ws_id)
-            hashes = set(s.scalars(select(db.Document.content_hash)
-                                  .where(db.Document.workspace_id == ws_id)))
+            hashes.update(s.scalars(select(db.Document.content_hash).where(db.Document.workspace_id == ws_id)))
             s.delete(ws)       # ON DELETE CASCADE takes documents, pages, chats, messages
             return hashes
-        hashes = self._svc.delete_rows(f"workspace {ws_id}", delete)
+
+        def documents(s) -> list:          # on a full disk: one document at a time first
+            self._row(s, ws_id)
+            return [partial(_delete_document, doc_id, content_hash, hashes) for doc_id, content_hash in
+                    s.execute(select(db.Document.id, db.Document.content_hash).where(db.Document.workspace_id == ws_id))]
+
+        self._svc.delete_rows(f"workspace {ws_id}", delete, pieces=documents)
         self._svc.documents.drop_unused_files(hashes)
         self._svc.after_delete()
 
