@@ -137,9 +137,10 @@ class SpaceReserve:
         self.size = size
 
     def ensure(self) -> bool:
-        """Make the reserve if it is missing and there is room; True when it is there."""
+        """Make the reserve if it is missing (or holds no real blocks: a copy made sparse by
+        `cp --sparse`, `rsync -S`) and there is room; True when it is there."""
         try:
-            if self.path.stat().st_size >= self.size:
+            if _allocated(self.path.stat()) >= self.size:
                 return True
         except FileNotFoundError:
             pass
@@ -165,14 +166,22 @@ class SpaceReserve:
         return True
 
 
+def _allocated(st: os.stat_result) -> int:
+    """Bytes of real blocks a file holds (its size where the system does not say)."""
+    return min(st.st_size, st.st_blocks * 512) if hasattr(st, "st_blocks") else st.st_size
+
+
 def _allocate(fd: int, size: int) -> None:
     """Real blocks for `size` bytes (a sparse file would reserve nothing)."""
     try:
         os.posix_fallocate(fd, 0, size)
-        return
+        if _allocated(os.fstat(fd)) >= size:
+            return
     except (AttributeError, OSError) as exc:          # macOS; file systems without fallocate
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             raise
-    block = b"\0" * CHUNK
+    # not zeros: a file system that compresses (ZFS, btrfs) stores a block of zeros as nothing
+    block = os.urandom(CHUNK)
+    os.lseek(fd, 0, os.SEEK_SET)
     for _ in range(0, size, CHUNK):
         os.write(fd, block)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 
 import pytest
 from sqlalchemy import inspect
@@ -246,6 +247,24 @@ def test_the_reserved_space_is_a_setting(tmp_path, monkeypatch):
         assert (svc.settings.data_dir / "reserved-space").stat().st_size == 3 << 20
     with pytest.raises(ValueError, match="reserve_bytes must be positive"):
         Settings.from_env(data_dir=tmp_path, reserve_bytes=0)
+
+
+def test_a_data_folder_copied_sparse_gets_a_real_reserve_again(tmp_path, corpus):
+    """A data folder copied to another disk or machine by `cp --sparse=always` (or `rsync -S`)
+    turns the reserve, blocks of zeros, into a hole: 4 MiB long, no byte of disk held. The copy
+    kept it as it was (its size looked right), so a delete on a full disk there had no room to
+    give up; now its first start makes the blocks real again."""
+    size = 4 << 20
+    with Services(Settings.from_env(data_dir=tmp_path / "data", engine="extractive", reserve_bytes=size)) as svc:
+        ws = svc.workspaces.create("w")
+        svc.documents.add(ws.id, corpus / "pari-refcard.pdf")
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-r", "--sparse=always", str(tmp_path / "data"), str(copy)], check=True)
+    reserve = copy / "reserved-space"
+    assert reserve.stat().st_size == size and reserve.stat().st_blocks * 512 < size
+    with Services(Settings.from_env(data_dir=copy, engine="extractive", reserve_bytes=size)) as svc:
+        assert reserve.stat().st_blocks * 512 >= size
+        assert [d.filename for d in svc.documents.list(svc.workspaces.by_name("w").id)] == ["pari-refcard.pdf"]
 
 
 def test_a_deleted_documents_text_is_not_left_in_the_database_file(settings, corpus):
