@@ -213,6 +213,13 @@ class StateStore:
         with Session(self._db) as s:
             parent = dict(s.execute(select(StateEntry.key, StateEntry.parent_key)
                                     .where(StateEntry.key.in_(list(keys)))).all())
+        gone = [k for k in parent if not self._blob_path(k).is_file()]
+        if gone:          # files deleted by hand (to free space) since: unreachable, not cached
+            log.warning("state store %s: %d blobs are gone; dropping their entries", self.folder, len(gone))
+            for key in gone:
+                if self.entry(key) is not None:
+                    self.drop(key)
+            return self.stored_path(keys)
         in_chain = set(keys)
         for depth in range(len(keys), 0, -1):
             path, key = [], keys[depth - 1]
@@ -305,7 +312,7 @@ class StateStore:
         if self.budget_bytes is not None and len(blob) > self.budget_bytes:
             log.info("state %s (%d bytes) exceeds the cache budget; not stored", key[:12], len(blob))
             return False
-        if parent_key and self.entry(parent_key) is None:
+        if parent_key and (self.entry(parent_key) is None or not self._blob_path(parent_key).is_file()):
             log.info("state %s: parent %s is gone; not stored", key[:12], parent_key[:12])
             return False
         digest = blob_checksum(blob)

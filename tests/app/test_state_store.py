@@ -285,6 +285,20 @@ def test_an_entry_whose_parent_is_gone_is_not_stored(tmp_path):
     assert store.stored_depth([root, child]) == 2
 
 
+def test_state_files_deleted_by_hand_are_not_counted_as_stored(tmp_path):
+    """Blobs removed by hand while the server runs (to free space): their rows stayed until a
+    question tried to read them, so the document list said 'cached', the budget and `cache stats`
+    counted bytes no longer on disk, and a child was stored under a parent that cannot be read."""
+    store = StateStore(tmp_path / "states")
+    a, b, c = chain_keys("m", 1, [[1], [2], [3]])
+    assert store.put(a, "", "m", 0, 0, 1, b"root") and store.put(b, a, "m", 1, 1, 2, b"delta")
+    subprocess.run(["rm", "-r", str(store._blob_path(b).parent)], check=True)   # its folder, by hand
+    assert store.stored_depth([a, b]) == 1
+    assert (store.stats()["entries"], store.stats()["bytes"]) == (1, 4)
+    assert not store.put(c, b, "m", 2, 2, 3, b"delta")
+    assert store.put(b, a, "m", 1, 1, 2, b"delta") and store.stored_depth([a, b]) == 2
+
+
 def test_page_selections_are_kept_per_key_bounded_and_never_trusted_blindly(tmp_path, monkeypatch):
     store = StateStore(tmp_path / "states")
     assert store.selection("k1") is None
