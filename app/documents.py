@@ -281,20 +281,22 @@ class DocumentService:
 
         outcome: dict[str, list[int]] = {"changed": [], "unchanged": [], "kept": []}
         with db.transaction(self._svc.sessions) as s:
-            todo = list(s.execute(select(db.Document.content_hash, db.Document.filename)
+            todo = list(s.execute(select(db.Document.content_hash, db.Document.filename,
+                                         db.Document.size_bytes, db.Document.page_count)
                                   .where(db.Document.reader_version < READER_VERSION)
                                   .order_by(db.Document.id)))
-        names: dict[str, str] = {}
-        for content_hash, filename in todo:                   # a content is read once, by its first name
-            names.setdefault(content_hash, filename)
+        first: dict[str, tuple] = {}
+        for row in todo:                                      # a content is read once, by its first name
+            first.setdefault(row[0], row[1:])
         settings = self._svc.settings
-        for content_hash, filename in names.items():
+        for content_hash, (filename, size, pages) in first.items():
             if stop():
                 break
             path, failure = self._svc.files.path(content_hash), None
-            try:
+            try:                          # (limits lowered since it was added do not refuse it now)
                 doc = read_document(path, password=self._passwords.get(content_hash), filename=filename,
-                                    max_bytes=settings.max_upload_bytes, max_pages=settings.max_pages)
+                                    max_bytes=max(settings.max_upload_bytes, size),
+                                    max_pages=max(settings.max_pages, pages))
                 if doc.content_hash != content_hash:
                     raise IngestError("corrupt", filename, "its kept original is not the file that was added")
             except IngestError as err:

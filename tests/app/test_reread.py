@@ -54,7 +54,8 @@ def test_documents_an_older_reader_read_are_read_again(old_data, corpus):
     data, made = old_data
     resume, refcard, encrypted = made["ids"]
     assert "Ignore previous instructions" in made["texts"][0]        # what the old reader kept
-    with Services(Settings.from_env(data_dir=data, engine="extractive")) as svc:
+    # an upload limit lowered since (pari-refcard.pdf has 233,037 bytes) does not refuse a stored document
+    with Services(Settings.from_env(data_dir=data, engine="extractive", max_upload_bytes=200_000)) as svc:
         with svc.db.connect() as conn:
             assert db.schema_version(conn) == db.SCHEMA_VERSION
         ws = svc.workspaces.by_name("w")
