@@ -218,7 +218,7 @@ class DocumentService:
 
     def record_failure(self, ws_id: int, filename: str, err: BaseException) -> None:
         """Keep "`filename` could not be added, because `err`" with the workspace until dismissed
-        (logged, not raised, when the workspace is gone meanwhile)."""
+        (logged, not raised, when the workspace is gone meanwhile or the database cannot take it)."""
         name = clean_filename(filename)
         reason = getattr(err, "reason", None)
         if not isinstance(reason, str):
@@ -234,6 +234,8 @@ class DocumentService:
                                       failed_at=time.time()))
         except NotFound:
             log.warning("%s: workspace %s was deleted meanwhile; the failure is not kept", name, ws_id)
+        except DBAPIError as exc:     # disk full, locked too long: the log line above is all there is
+            log.error("%s: the failure could not be kept in %s: %s", name, self._svc.settings.db_path, exc.orig)
 
     def failures(self, ws_id: int) -> list[FailedUploadInfo]:
         """Files that could not be added while nobody was watching, oldest first, until dismissed."""

@@ -286,3 +286,22 @@ def test_a_deleted_documents_text_is_not_left_in_the_database_file(settings, cor
         assert _sql(svc, "PRAGMA auto_vacuum") == [(0,)]      # not converted: freed pages stay
     on_disk = b"".join(p.read_bytes() for p in settings.data_dir.glob("jambadocs.sqlite3*"))
     assert secret not in on_disk
+
+
+def test_an_unwatched_add_whose_failure_cannot_be_kept_does_not_raise(settings, corpus, monkeypatch, caplog):
+    """A drop finished after its page went away (ui `_add_rest`) adds file after file with
+    add_unwatched, which must never raise. With the database locked past its timeout by another
+    process (or its disk full), keeping the failure raised again, and the files after it were never
+    added; now the failure is logged with the file name and the next file is added."""
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 300)
+    with Services(settings) as svc:
+        ws = svc.workspaces.create("w")
+        other = sqlite3.connect(settings.db_path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")                      # another process writing, for long
+        try:
+            assert svc.documents.add_unwatched(ws.id, corpus / "pari-refcard.pdf") is None
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert "pari-refcard.pdf: the failure could not be kept" in caplog.text
+        assert svc.documents.add_unwatched(ws.id, corpus / "hsaur-inference.pdf").filename == "hsaur-inference.pdf"
