@@ -151,6 +151,8 @@ class DocumentService:
         if existing is not None:
             if password:                   # added again with its password: its page images can be drawn
                 self._passwords.setdefault(content_hash, password)
+            if not self._svc.files.has(content_hash):      # its original was deleted by hand: this
+                self._put_original(path, name, content_hash)   # copy takes its place
             return existing
         doc = read_document(path, password=password, progress=progress, filename=name,
                             max_bytes=settings.max_upload_bytes, max_pages=settings.max_pages)
@@ -161,13 +163,17 @@ class DocumentService:
             self._passwords[content_hash] = password
         return self._insert(ws_id, path, size, doc)
 
+    def _put_original(self, path: Path, name: str, content_hash: str) -> None:
+        with self._svc.files.locked():
+            try:
+                self._svc.files.put(path, content_hash)
+            except OSError as exc:                # disk full, read-only folder ...
+                raise StorageError(f"{name}: cannot be saved in {self._svc.files.folder}: "
+                                   f"{exc.strerror or exc}") from None
+
     def _insert(self, ws_id: int, path: Path, size: int, doc: "ingest.Document") -> DocumentInfo:
         with self._svc.files.locked():           # add/remove of originals, across processes too
-            try:
-                self._svc.files.put(path, doc.content_hash)
-            except OSError as exc:                # disk full, read-only folder ...
-                raise StorageError(f"{doc.filename}: cannot be saved in {self._svc.files.folder}: "
-                                   f"{exc.strerror or exc}") from None
+            self._put_original(path, doc.filename, doc.content_hash)
             try:
                 with db.transaction(self._svc.sessions) as s:
                     self._svc.workspaces._row(s, ws_id)

@@ -305,3 +305,17 @@ def test_an_unwatched_add_whose_failure_cannot_be_kept_does_not_raise(settings, 
             other.close()
         assert "pari-refcard.pdf: the failure could not be kept" in caplog.text
         assert svc.documents.add_unwatched(ws.id, corpus / "hsaur-inference.pdf").filename == "hsaur-inference.pdf"
+
+
+def test_adding_a_document_again_brings_back_its_original_deleted_by_hand(svc, corpus):
+    """An original removed from files/ by hand (to save space, or lost in a partial copy of the data
+    folder): the viewer says it is missing. Adding the same file again found the document there and
+    returned it, leaving the original missing for good; now the file given takes its place."""
+    ws = svc.workspaces.create("w")
+    doc = svc.documents.add(ws.id, corpus / "pari-refcard.pdf")
+    original = svc.documents.file_path(doc.id)
+    original.unlink()
+    with pytest.raises(NotFound, match="the original of pari-refcard.pdf is missing"):
+        svc.documents.file_path(doc.id)
+    assert svc.documents.add(ws.id, corpus / "pari-refcard.pdf").id == doc.id
+    assert svc.documents.file_path(doc.id).read_bytes() == (corpus / "pari-refcard.pdf").read_bytes()
