@@ -355,8 +355,9 @@ def reclaim_space(engine: Engine) -> int:
     A database in incremental auto-vacuum mode (new ones are) is shrunk RECLAIM_STEP_PAGES at a
     time, each step one short write transaction and a checkpoint, so a writer in another process
     waits one step at most, and the WAL, which a full disk has little room for, holds one step at
-    a time (steps down to 1/64 of that when even one does not fit). An older database is converted by one VACUUM once a quarter of it is free and its disk
-    has room for two copies; until then later adds reuse its free pages."""
+    a time (steps down to 1/64 of that when even one does not fit). An older database is
+    converted by one VACUUM once a quarter of it is free and its disk has room for two copies;
+    until then later adds reuse its free pages."""
     path = Path(engine.url.database)
     before = _bytes_on_disk(path)
     raw = engine.raw_connection()

@@ -329,8 +329,8 @@ class DocumentService:
         done = []
         day = time.strftime("%Y-%m-%d", time.gmtime())
         with db.transaction(self._svc.sessions) as s:
-            rows = s.scalars(select(db.Document).where(db.Document.content_hash == content_hash,
-                                                       db.Document.reader_version < READER_VERSION))
+            rows = list(s.scalars(select(db.Document).where(db.Document.content_hash == content_hash,
+                                                            db.Document.reader_version < READER_VERSION)))
             for row in rows:
                 row.reader_version = READER_VERSION
                 if doc is None:
