@@ -67,9 +67,14 @@ def new_name(name: str) -> str:
     return name
 
 
-def _delete_document(doc_id: int, content_hash: str, hashes: set[str], s) -> None:
-    hashes.add(content_hash)
-    s.execute(sql_delete(db.Document).where(db.Document.id == doc_id))
+# A piece of a workspace deleted on a full disk has as many pages as its reserve has KiB: a page
+# holds a few KB of text, and a delete with secure_delete FAST writes 9-14x less than the freed
+# pages (bench/storage_space.py), so a piece needs well under the reserve.
+PIECE_BYTES_PER_PAGE = 1024
+
+
+def _delete_documents(ids: list[int], s) -> None:
+    s.execute(sql_delete(db.Document).where(db.Document.id.in_(ids)))
 
 
 class WorkspaceService:
@@ -143,10 +148,19 @@ class WorkspaceService:
             s.delete(ws)       # ON DELETE CASCADE takes documents, pages, chats, messages
             return hashes
 
-        def documents(s) -> list:          # on a full disk: one document at a time first
+        def documents(s) -> list:          # on a full disk: its documents a few at a time first
             self._row(s, ws_id)
-            return [partial(_delete_document, doc_id, content_hash, hashes) for doc_id, content_hash in
-                    s.execute(select(db.Document.id, db.Document.content_hash).where(db.Document.workspace_id == ws_id))]
+            pieces, ids, pages = [], [], 0
+            for doc_id, content_hash, count in s.execute(
+                    select(db.Document.id, db.Document.content_hash, db.Document.page_count)
+                    .where(db.Document.workspace_id == ws_id).order_by(db.Document.id)):
+                hashes.add(content_hash)
+                ids.append(doc_id)
+                pages += count
+                if pages >= self._svc.reserve.size // PIECE_BYTES_PER_PAGE:
+                    pieces.append(partial(_delete_documents, ids))
+                    ids, pages = [], 0
+            return pieces + ([partial(_delete_documents, ids)] if ids else [])
 
         self._svc.delete_rows(f"workspace {ws_id}", delete, pieces=documents)
         self._svc.documents.drop_unused_files(hashes)
