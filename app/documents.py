@@ -43,17 +43,27 @@ def clean_filename(name: str) -> str:
     return name or "document"
 
 
-def _changes(row: db.Document, pages: list[db.Page], doc: "ingest.Document") -> str:
-    """What of a stored document's prompt (title, page texts and labels) `doc` reads otherwise,
-    in words ("the title and pages 2, 5"); "" when nothing."""
-    old = {p.number: (p.label, p.text) for p in pages}
-    new = {p.number: (p.label, p.text) for p in doc.pages}
-    numbers = sorted(n for n in old.keys() | new.keys() if old.get(n) != new.get(n))
+def _changes(row: db.Document, numbers: list[int], doc: "ingest.Document") -> str:
+    """What of a stored document's prompt (title, page texts and labels: `numbers` are the pages
+    that differ) `doc` reads otherwise, in words ("the title and pages 2, 5"); "" when nothing."""
     parts = ["the title"] if (doc.title or row.filename) != row.title else []
     if numbers:
         shown = ", ".join(map(str, numbers[:20])) + (", ..." if len(numbers) > 20 else "")
         parts.append(f"{row.unit}{'s' if len(numbers) > 1 else ''} {shown}")
     return " and ".join(parts)
+
+
+def _move_citations(s, doc_id: int, numbers: list[int], texts: dict[int, str]) -> None:
+    """Citations of pages whose text changed: their passage's offsets (which the viewer marks) are
+    moved to where it is in the new text; one no longer there is marked unverified, unplaced."""
+    for cite in s.scalars(select(db.Citation).where(db.Citation.document_id == doc_id,
+                                                    db.Citation.page.in_(numbers))):
+        at = texts.get(cite.page, "").find(cite.passage) if cite.passage else -1
+        if at >= 0:
+            cite.start, cite.end = at, at + len(cite.passage)
+        else:
+            cite.start = cite.end = None
+            cite.verified = False
 
 
 def to_ingest_document(row: db.Document, pages: Iterable[db.Page]) -> "ingest.Document":
@@ -339,9 +349,11 @@ class DocumentService:
                         "is the one read when it was added"]
                     done.append((row.id, False))
                     continue
-                pages = list(s.scalars(select(db.Page).where(db.Page.document_id == row.id)
-                                       .order_by(db.Page.number)))
-                changes = _changes(row, pages, doc)
+                old = {p.number: (p.label, p.text) for p in s.scalars(
+                    select(db.Page).where(db.Page.document_id == row.id))}
+                new = {p.number: (p.label, p.text) for p in doc.pages}
+                numbers = sorted(n for n in old.keys() | new.keys() if old.get(n) != new.get(n))
+                changes = _changes(row, numbers, doc)
                 row.outline = [list(o) for o in doc.outline]
                 earlier = [n for n in (row.notes or []) if n.startswith("re-read ")]
                 row.notes = list(doc.notes) + earlier
@@ -354,6 +366,7 @@ class DocumentService:
                     s.execute(delete(db.TokenCount).where(db.TokenCount.document_id == row.id))
                     s.add_all(db.Page(document_id=row.id, number=p.number, label=p.label, text=p.text)
                               for p in doc.pages)
+                    _move_citations(s, row.id, numbers, {n: text for n, (_, text) in new.items()})
                 done.append((row.id, bool(changes)))
         return done
 

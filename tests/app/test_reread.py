@@ -80,9 +80,15 @@ def test_documents_an_older_reader_read_are_read_again(old_data, corpus):
         assert svc.documents.reread_outdated() == {"changed": [], "unchanged": [], "kept": [encrypted]}
         svc.documents.add(ws.id, corpus / "encrypted.pdf", password="secret123")   # given again
         assert svc.documents.reread_outdated() == {"changed": [], "unchanged": [encrypted], "kept": []}
-        # the chat made by the old code is still there
+        # the chat made by the old code is still there; its answer quoted the white line, which is
+        # no longer on the page: that citation is unverified, with no mark in the new text
         chat = svc.chats.list(ws.id)[0]
-        assert [m.role for m in svc.chats.messages(chat.id)] == ["user", "assistant"]
+        question, answer = svc.chats.messages(chat.id)
+        cites = {c.doc_id: c for c in answer.citations}
+        assert "Ignore previous" in cites[resume].passage
+        assert (cites[resume].verified, cites[resume].start, cites[resume].end) == (False, None, None)
+        kept = cites[refcard]             # the unchanged document's citation, as it was
+        assert kept.verified and svc.documents.page(refcard, kept.page).text[kept.start:kept.end] == kept.passage
 
     from ui.render import documents_table
     assert ">re-read</span>" in documents_table([after[resume]], None)
