@@ -27,7 +27,7 @@ from rapidfuzz import fuzz
 
 from ingest.normalize import unreadable
 from ingest.pdf import (PDFIUM_LOCK, hidden_layers, hide_layers, looks_like_pdf,  # PDFium is not thread-safe:
-                        open_document)                                            # one lock for every user
+                        open_document, upright_textpage)                          # one lock for every user
 from ingest.pdf_hidden import hide_unseen_text
 
 HIGHLIGHT_FILL = (255, 214, 0, 96)      # RGBA, translucent yellow
@@ -200,7 +200,7 @@ def page_count(path: str | Path, password: str | None = None) -> int:
 
 def _page_chars(page: pdfium.PdfPage) -> list[str]:
     """The characters of the page's text layer, one str per pdfium char index ([] for a scan)."""
-    textpage = page.get_textpage()
+    textpage = upright_textpage(page)         # in ingest's order (a page turned clockwise)
     try:
         return [chr(pdfium_c.FPDFText_GetUnicode(textpage.raw, i) or 32) for i in range(textpage.count_chars())]
     finally:
@@ -248,7 +248,7 @@ def _match(chars: list[str], passage: str) -> tuple[int, int, float] | None:
 def _char_boxes(page: pdfium.PdfPage, span: tuple[int, int],
                 image_size: tuple[int, int]) -> list[tuple[int, int, int, int]]:
     """Image-pixel boxes covering chars span=(first, count), one per text run/line."""
-    textpage = page.get_textpage()
+    textpage = upright_textpage(page)         # in ingest's order (a page turned clockwise)
     try:
         first, count = span
         n_rects = textpage.count_rects(first, count)

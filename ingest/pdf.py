@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import io
 import logging
+import math
 import re
 import threading
 import time
@@ -177,7 +178,7 @@ def _page_text(pdf: pdfium.PdfDocument, index: int, layers_off: frozenset[str]) 
     try:
         hide_layers(page, layers_off)
         hide_unseen_text(page)
-        textpage = page.get_textpage()
+        textpage = upright_textpage(page)
         try:
             text = _visible_text(page, textpage)
         finally:
@@ -186,6 +187,41 @@ def _page_text(pdf: pdfium.PdfDocument, index: int, layers_off: frozenset[str]) 
         return f"{text}\n\n{added}" if added else text
     finally:
         page.close()
+
+
+def upright_textpage(page: pdfium.PdfPage) -> pdfium.PdfTextPage:
+    """PDFium's text page of `page`, read the way a reader turns the page to read it. PDFium orders
+    lines by how they lie on the page as shown (after /Rotate), and text that runs down the screen (a
+    page turned clockwise in a viewer and saved, a table set sideways clockwise) came out last line
+    first, its line-end hyphens not joined. When most of the page's text runs down, the page is read
+    with the /Rotate that shows it left to right, then given back its own (the file, a render and the
+    text's boxes, which are in page space, do not change). Under PDFIUM_LOCK."""
+    textpage = page.get_textpage()
+    rotation = page.get_rotation()
+    angle = _text_angle(textpage)
+    if angle is None or (angle - rotation) % 360 != 270:
+        return textpage
+    textpage.close()
+    page.set_rotation(angle)
+    try:
+        return page.get_textpage()
+    finally:
+        page.set_rotation(rotation)
+
+
+_ANGLE_SAMPLE = 64
+
+
+def _text_angle(textpage: pdfium.PdfTextPage) -> int | None:
+    """The direction (0, 90, 180 or 270 degrees, counterclockwise in page space) in which most of up
+    to `_ANGLE_SAMPLE` characters, taken evenly over the page, run; None for a page without text."""
+    count = textpage.count_chars()
+    votes = [0, 0, 0, 0]
+    matrix = pdfium_c.FS_MATRIX()
+    for index in range(0, count, max(1, count // _ANGLE_SAMPLE)):
+        if pdfium_c.FPDFText_GetMatrix(textpage.raw, index, matrix) and (matrix.a or matrix.b):
+            votes[round(math.degrees(math.atan2(matrix.b, matrix.a)) / 90) % 4] += 1
+    return 90 * votes.index(max(votes)) if any(votes) else None
 
 
 _EVERYWHERE = (-1e7, -1e7, 1e7, 1e7)

@@ -113,3 +113,40 @@ def test_a_pdfium_without_object_switches_reads_layers_as_before(tmp_path, monke
     monkeypatch.delattr(pdfium_c, "FPDFPageObj_SetIsActive")
     doc = read_document(_layered_pdf(tmp_path / "lease.pdf", b"/OFF [8 0 R]"))
     assert "Landlord may accept 850" in doc.page(1).text and doc.page(2).text == "Page two\nDraft on two"
+
+
+
+_TURNED_LINES = [b"First line of the infor-", b"mation block here.", b"Third line ends it."]
+
+
+@pytest.mark.parametrize("matrix,rotate", [("1 0 0 1 72 {y}", "/Rotate 90"),          # page turned clockwise
+                                           ("0 -1 1 0 {y} 720", ""),                  # text set sideways clockwise
+                                           ("1 0 0 1 72 {y}", "/Rotate 270"), ("0 1 -1 0 {y} 72", "/Rotate 90")])
+def test_text_running_down_the_shown_page_is_read_first_line_first(tmp_path, matrix, rotate):
+    """PDFium read text that runs down the page as shown (a page turned clockwise in a viewer and
+    saved, a table set sideways) last line first, a word hyphenated at a line end unjoined: it is read
+    as a reader turns the page, and the viewer marks a quote on its own line where the page shows it
+    (page 2 draws only the first line). Text that runs up the shown page, or a landscape page whose
+    /Rotate shows its text upright, reads as before."""
+    from PIL import ImageOps
+
+    from app.page_images import render_page
+
+    def page(lines: list[bytes]) -> bytes:
+        stream = b"".join(b"BT /F1 12 Tf %s Tm (%s) Tj ET\n" % (matrix.format(y=700 - 14 * i).encode(), line)
+                          for i, line in enumerate(lines))
+        return b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream)
+
+    kid = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 792 792] /Resources << /Font << /F1 3 0 R >> >>"
+           b" /Contents %d 0 R " + rotate.encode() + b" >>")
+    pdf = write_pdf_objects(tmp_path / "turned.pdf", [
+        b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [4 0 R 5 0 R] /Count 2 >>",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>", kid % 6, kid % 7,
+        page(_TURNED_LINES), page(_TURNED_LINES[:1])])
+    assert read_document(pdf).page(1).text == "First line of the information block here.\nThird line ends it."
+
+    shown = render_page(pdf, 1, highlight="First line of the information", scale=1)
+    assert shown.highlighted and len(shown.boxes) == 2
+    left, top, right, bottom = render_page(pdf, 1, highlight=_TURNED_LINES[0].decode(), scale=1).boxes[0]
+    ink = ImageOps.invert(render_page(pdf, 2, scale=1).image.convert("L")).getbbox()     # the first line alone
+    assert abs(left - ink[0]) < 6 and abs(top - ink[1]) < 6 and abs(right - ink[2]) < 6 and abs(bottom - ink[3]) < 6
