@@ -28,6 +28,7 @@ from rapidfuzz import fuzz
 from ingest.normalize import unreadable
 from ingest.pdf import (PDFIUM_LOCK, hidden_layers, hide_layers, looks_like_pdf,  # PDFium is not thread-safe:
                         open_document, upright_textpage)                          # one lock for every user
+from ingest.pdf_covered import hide_covered_text
 from ingest.pdf_hidden import hide_unseen_text
 
 HIGHLIGHT_FILL = (255, 214, 0, 96)      # RGBA, translucent yellow
@@ -87,7 +88,8 @@ def render_page(path: str | Path, page_number: int, highlight: str | None = None
         return _render_image(path, page_number, highlight)
     # The passage is looked for in the text a reader sees, as ingest read it: not in layers the
     # document's default view turns off (which PDFium does not render, but has in its text page),
-    # nor in text drawn unseen (white on white, under 1 pt: ingest/pdf_hidden.py).
+    # nor in text drawn unseen (white on white, under 1 pt: ingest/pdf_hidden.py; under a box drawn
+    # over it, black on black: ingest/pdf_covered.py).
     layers_off = hidden_layers(str(path), password) if highlight and highlight.strip() else frozenset()
     with _open_pdf(path, password) as pdf:
         count = len(pdf)
@@ -100,6 +102,7 @@ def render_page(path: str | Path, page_number: int, highlight: str | None = None
             return result
         hide_layers(page, layers_off)
         hide_unseen_text(page)
+        hide_covered_text(page)
         chars = _page_chars(page)
         if chars and not unreadable("".join(chars)):  # a text layer: mark the quote's own glyphs
             found = _match(chars, highlight)

@@ -33,6 +33,7 @@ import pypdfium2.raw as pdfium_c
 from ingest.errors import IngestError
 from ingest.normalize import normalize_text, resolve_hyphens
 from ingest.pdf_annotations import annotation_text, init_forms
+from ingest.pdf_covered import hide_covered_text
 from ingest.pdf_hidden import hide_unseen_text
 
 PDFIUM_LOCK = threading.RLock()
@@ -173,11 +174,12 @@ def _extract(pdf: pdfium.PdfDocument, path: str | Path, progress: Progress | Non
 
 def _page_text(pdf: pdfium.PdfDocument, index: int, layers_off: frozenset[str]) -> str:
     """Raw PDFium text of one page (without its layers in `layers_off`, nor text drawn unseen:
-    ingest/pdf_hidden.py), then what was added on it: filled-in fields, typed text, comments (ingest/pdf_annotations.py; PDFIUM_LOCK held by the caller)."""
+    ingest/pdf_hidden.py, ingest/pdf_covered.py), then what was added on it: filled-in fields, typed text, comments (ingest/pdf_annotations.py; PDFIUM_LOCK held by the caller)."""
     page = pdf[index]
     try:
         hide_layers(page, layers_off)
         hide_unseen_text(page)
+        hide_covered_text(page)
         textpage = upright_textpage(page)
         try:
             text = _visible_text(page, textpage)

@@ -1,0 +1,186 @@
+"""Text a reader cannot see because of what is drawn with it: under an opaque box drawn over it (a
+redaction done by drawing a black box over the text, which a viewer shows as a box while the text
+stays in the file) or in the colour of a box drawn under it (black on black). PDFium's
+text page reads it all the same. ingest/pdf_hidden.py does white on white, tiny and transparent
+text; this module the rest, by the same kind of render check:
+
+- cheap first: only a page with a filled box at least a line tall is looked at further, and only a
+  text object that such a box covers (at least half of it), drawn after it, or under it in nearly
+  its colour, is a candidate;
+- the page is rendered small with and without the candidates; a candidate whose pixels do not
+  change is not seen and is marked inactive (no text page made after this reads it).
+
+A text object is judged whole: a line that stays partly visible is read whole. Text under an image
+is read: a scan's OCR layer is often drawn in plain text under the page's picture (which shows the
+same words). PDFIUM_LOCK is held by the callers (ingest/pdf.py, app/page_images.py).
+"""
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
+
+MIN_BOX_PT = 4.0         # a box narrower or lower than this (a rule, an underline) covers no line
+COVERED_SHARE = 0.5      # share of a text object's box that a box must cover to make it a candidate
+SAME_COLOUR = 40         # largest channel difference of colours a reader does not tell apart
+RENDER_SCALE = 0.5       # 36 dpi, as ingest/pdf_hidden.py
+MIN_CHANGED = 2          # pixels that must change for a text object to count as seen
+
+_TEXT, _PATH, _FORM = pdfium_c.FPDF_PAGEOBJ_TEXT, pdfium_c.FPDF_PAGEOBJ_PATH, pdfium_c.FPDF_PAGEOBJ_FORM
+
+
+def _bare(fn, restype):
+    """The same PDFium function without ctypes' per-argument conversion (a third of the cost of this
+    module's walk over every object): callers pass only PDFium handles, ints and the prebuilt
+    pointers below."""
+    return ctypes.CFUNCTYPE(restype)(ctypes.cast(fn, ctypes.c_void_p).value)
+
+
+_GET_TYPE = _bare(pdfium_c.FPDFPageObj_GetType, ctypes.c_int)
+_PAGE_OBJECT = _bare(pdfium_c.FPDFPage_GetObject, pdfium_c.FPDF_PAGEOBJECT)
+_FORM_OBJECT = _bare(pdfium_c.FPDFFormObj_GetObject, pdfium_c.FPDF_PAGEOBJECT)
+_KEPT_MODES = {pdfium_c.FPDF_TEXTRENDERMODE_INVISIBLE, pdfium_c.FPDF_TEXTRENDERMODE_CLIP}
+
+
+def hide_covered_text(page: pdfium.PdfPage) -> int:
+    """Mark the page's text objects hidden under a box drawn over them, or drawn in the colour of
+    the box under them, inactive; return how many. Under PDFIUM_LOCK."""
+    if not hasattr(pdfium_c, "FPDFPageObj_SetIsActive"):
+        return 0
+    texts: list = []                               # (drawing order, text object, its parent's matrix to the page)
+    boxes: list = []                               # (drawing order, page box, fill RGB or None: a pattern)
+    _collect(page.raw, pdfium_c.FPDFPage_CountObjects, _PAGE_OBJECT, None, texts, boxes)
+    if not boxes or not texts:
+        return 0
+    candidates = _candidates(texts, boxes)
+    if not candidates:
+        return 0
+    shown = _render(page)
+    for obj, _ in candidates:
+        pdfium_c.FPDFPageObj_SetIsActive(obj, False)
+    without = _render(page)
+    hidden = 0
+    for obj, box in candidates:
+        x0, y0, x1, y1 = _pixel_box(page, shown.shape, box)
+        changed = np.abs(shown[y0:y1, x0:x1] - without[y0:y1, x0:x1]).max(axis=2, initial=0) > SAME_COLOUR
+        if changed.sum() >= MIN_CHANGED:
+            pdfium_c.FPDFPageObj_SetIsActive(obj, True)
+        else:
+            hidden += 1
+    return hidden
+
+
+def _collect(parent, count, get, outer: pdfium.PdfMatrix | None, texts: list, boxes: list) -> None:
+    """Add the text objects and the big boxes under `parent` (a page: `outer` None, or a form XObject
+    whose matrix to the page is `outer`) to `texts` and `boxes`, numbered in drawing order, into nested forms.
+    One raw call per object (this runs for every object of every page); an object already inactive
+    is looked at all the same: the render shows what is drawn."""
+    get_type = _GET_TYPE
+    for i in range(count(parent)):
+        obj = get(parent, i)
+        kind = get_type(obj)
+        if kind == _TEXT:
+            texts.append((len(texts) + len(boxes), obj, outer))
+        elif kind == _FORM:
+            matrix = pdfium_c.FS_MATRIX()
+            pdfium_c.FPDFPageObj_GetMatrix(obj, matrix)
+            inner = pdfium.PdfMatrix(matrix.a, matrix.b, matrix.c, matrix.d, matrix.e, matrix.f)
+            inner = inner if outer is None else inner.multiply(outer)
+            _collect(obj, pdfium_c.FPDFFormObj_CountObjects, _FORM_OBJECT, inner, texts, boxes)
+        elif kind == _PATH and (box := _big_box(obj, outer)) is not None:
+            boxes.append((len(texts) + len(boxes), box, _fill(obj)))
+
+
+# out-parameters, reused (every call holds PDFIUM_LOCK), as pointers for the bare functions
+_BOX = [ctypes.c_float() for _ in range(4)]
+_BOX_REFS = [ctypes.pointer(v) for v in _BOX]
+_RGBA = [ctypes.c_uint() for _ in range(4)]
+_RGBA_REFS = [ctypes.pointer(v) for v in _RGBA]
+_GET_BOUNDS = _bare(pdfium_c.FPDFPageObj_GetBounds, ctypes.c_int)
+_GET_FILL = _bare(pdfium_c.FPDFPageObj_GetFillColor, ctypes.c_int)
+
+
+def _bounds(obj, outer: pdfium.PdfMatrix | None) -> tuple[float, float, float, float]:
+    """The object's box (left, bottom, right, top) on the page (`outer`: its parent's matrix to the
+    page, None on the page itself)."""
+    _GET_BOUNDS(obj, *_BOX_REFS)
+    box = (_BOX[0].value, _BOX[1].value, _BOX[2].value, _BOX[3].value)
+    return box if outer is None else outer.on_rect(*box)
+
+
+def _big_box(obj, outer: pdfium.PdfMatrix | None):
+    """The page box of a filled path at least MIN_BOX_PT both ways, else None."""
+    fill_mode, stroke = ctypes.c_int(), ctypes.c_int()
+    if not pdfium_c.FPDFPath_GetDrawMode(obj, ctypes.byref(fill_mode), ctypes.byref(stroke)) or not fill_mode.value:
+        return None
+    box = _bounds(obj, outer)
+    return box if box[2] - box[0] >= MIN_BOX_PT and box[3] - box[1] >= MIN_BOX_PT else None
+
+
+def _fill(obj) -> tuple[int, int, int] | None:
+    """The object's fill colour (RGB), None when it has none (a pattern)."""
+    if not _GET_FILL(obj, *_RGBA_REFS):
+        return None
+    return _RGBA[0].value, _RGBA[1].value, _RGBA[2].value
+
+
+def _candidates(texts: list, boxes: list) -> list:
+    """(text object, its page box) for each text object that a big box covers by COVERED_SHARE or
+    more, drawn after it or under it in nearly its colour, so the render decides; not render mode 3
+    (a scan's OCR layer) or 7. With numpy, pairs first by the text's centre, which a box covering
+    half of the text's width and height contains (a chart has thousands of boxes)."""
+    text_box = np.array([_bounds(obj, outer) for _, obj, outer in texts])
+    box = np.array([b for _, b, _ in boxes])
+    x, y = (text_box[:, 0] + text_box[:, 2]) / 2, (text_box[:, 1] + text_box[:, 3]) / 2
+    found: dict[int, tuple] = {}
+    for start in range(0, len(texts), _CHUNK):
+        cx, cy = x[start:start + _CHUNK, None], y[start:start + _CHUNK, None]
+        inside = (box[:, 0] <= cx) & (cx <= box[:, 2]) & (box[:, 1] <= cy) & (cy <= box[:, 3])
+        for t, b in zip(*np.nonzero(inside)):
+            t = int(t) + start
+            order, obj, _ = texts[t]
+            if t in found or not _hides(order, obj, boxes[b]):
+                continue
+            if _covered(text_box[t], box[b]) >= COVERED_SHARE and \
+                    pdfium_c.FPDFTextObj_GetTextRenderMode(obj) not in _KEPT_MODES:
+                found[t] = (obj, tuple(text_box[t]))
+    return list(found.values())
+
+
+_CHUNK = 1000                                    # text rows per numpy step: bounded memory
+
+
+def _hides(order: int, obj, box: tuple) -> bool:
+    """Whether a box may hide the text object: drawn after it, or under it in nearly its colour."""
+    box_order, _, box_colour = box
+    if box_order > order:
+        return True
+    colour = _fill(obj)
+    return colour is not None and box_colour is not None and \
+        max(abs(p - q) for p, q in zip(colour, box_colour)) <= SAME_COLOUR
+
+
+def _covered(text: tuple, box: tuple) -> float:
+    """The share of `text`'s area inside `box` (both left, bottom, right, top)."""
+    width = min(text[2], box[2]) - max(text[0], box[0])
+    height = min(text[3], box[3]) - max(text[1], box[1])
+    area = (text[2] - text[0]) * (text[3] - text[1])
+    return width * height / area if width > 0 and height > 0 and area > 0 else 0.0
+
+
+def _render(page: pdfium.PdfPage) -> np.ndarray:
+    return np.asarray(page.render(scale=RENDER_SCALE, may_draw_forms=False).to_pil().convert("RGB"), dtype=np.int16)
+
+
+def _pixel_box(page: pdfium.PdfPage, shape: tuple, box: tuple) -> tuple[int, int, int, int]:
+    """The rendered image's pixels (x0, y0, x1, y1) of a page box, one pixel wider each way."""
+    height, width = shape[:2]
+    xs, ys = [], []
+    for x, y in ((box[0], box[1]), (box[2], box[3])):
+        dx, dy = ctypes.c_int(), ctypes.c_int()
+        pdfium_c.FPDF_PageToDevice(page.raw, 0, 0, width, height, 0, x, y, ctypes.byref(dx), ctypes.byref(dy))
+        xs.append(dx.value)
+        ys.append(dy.value)
+    return (max(min(xs) - 1, 0), max(min(ys) - 1, 0), min(max(xs) + 2, width), min(max(ys) + 2, height))

@@ -1,0 +1,61 @@
+"""Text a reader cannot see because of what is drawn with it (ingest/pdf_covered.py): under a box
+drawn over it (a redaction done by drawing a black box) or in the colour of the box under it is not
+read, nor looked for by the viewer; text on a box in another colour, under a transparent box, only
+partly covered or underlined, and a scan's text layer under its page picture, are read."""
+from __future__ import annotations
+
+from ingest import read_document
+from tests.ingest.pdf_files import write_stream_pdf
+
+
+def _line(y: int, text: bytes, state: bytes = b"") -> bytes:
+    """One line of 12 pt Helvetica at (72, y), with graphics/text state operators `state`, in q ... Q."""
+    return b"q %s BT /F1 12 Tf 72 %d Td (%s) Tj ET Q\n" % (state, y, text)
+
+
+def _box(y: int, colour: bytes, width: int = 300, state: bytes = b"") -> bytes:
+    """A filled box a line tall from x = 70 under the line at `y`."""
+    return b"q %s %s 70 %d %d 16 re f Q\n" % (state, colour, y - 4, width)
+
+
+_SECRET = b"Settlement amount 4.2 million euros"
+_CONTRACT = b"".join([
+    _line(700, b"Contract between Acme and the supplier"),
+    _line(680, _SECRET), _box(680, b"0 g"),                              # a black box drawn over the line
+    _line(660, b"Red text under the black box", b"1 0 0 rg"), _box(660, b"0 g"),
+    _line(640, b"Whited out clause 7"), _box(640, b"1 g"),               # a white box over it
+    _box(620, b"0 0 0.1 rg"), _line(620, b"Navy on navy note", b"0 0 0.15 rg"),       # dark on dark
+    _box(600, b"0 0 0.1 rg"), _line(600, b"White on navy heading", b"1 1 1 rg"),
+    _box(580, b"0.85 g"), _line(580, b"Black on a grey panel"),
+    _line(560, b"Under a transparent box"), _box(560, b"0 g", state=b"/GS0 gs"),
+    _line(540, b"Partly covered: the box hides only its start"), _box(540, b"0 g", width=60),
+    _line(520, b"Underlined text"), b"q 0 g 72 518 100 0.5 re f Q\n",
+    b"q /Fm0 Do Q\n",
+])
+# in the form (drawn at half size at (300, 100)): a line under a black box, a line beside it
+_FORM = _line(300, b"Form line under a box") + b"q 0 g 60 290 400 30 re f Q\n" + _line(200, b"Form line shown")
+# a scan whose text layer is plain text drawn under the page's picture (as some OCR programs write it)
+_SCAN = _line(700, b"Scanned invoice number 4711") + b"q 612 0 0 792 0 0 cm BI /W 2 /H 2 /CS /G /BPC 8 ID " \
+    b"\xc0\xc8\xd0\xd8 EI Q\n"
+
+
+def test_text_under_a_box_or_in_its_colour_is_not_read(tmp_path):
+    doc = read_document(write_stream_pdf(tmp_path / "contract.pdf", [_CONTRACT, _SCAN], form=_FORM))
+    assert doc.page(1).text.splitlines() == [
+        "Contract between Acme and the supplier", "White on navy heading", "Black on a grey panel",
+        "Under a transparent box", "Partly covered: the box hides only its start", "Underlined text",
+        "Form line shown"]
+    assert doc.page(2).text == "Scanned invoice number 4711"
+
+
+def test_the_viewer_does_not_mark_covered_text_as_the_quote(tmp_path):
+    """The redacted line is not found under its box (only a weak fuzzy match elsewhere); a line
+    shown is marked where it is drawn."""
+    from app.page_images import render_page
+
+    pdf = write_stream_pdf(tmp_path / "contract.pdf", [_CONTRACT], form=_FORM)
+    covered = render_page(pdf, 1, highlight=_SECRET.decode(), scale=1)
+    assert covered.match_score < 90 and all(not 792 - 696 < box[1] < 792 - 676 for box in covered.boxes)
+    shown = render_page(pdf, 1, highlight="White on navy heading", scale=1)
+    assert shown.highlighted and shown.match_score == 100
+    assert 792 - 620 < shown.boxes[0][1] < shown.boxes[0][3] < 792 - 590
