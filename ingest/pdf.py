@@ -32,7 +32,7 @@ import pypdfium2.raw as pdfium_c
 
 from ingest.errors import IngestError
 from ingest.normalize import normalize_text, resolve_hyphens
-from ingest.pdf_annotations import annotation_text, init_forms
+from ingest.pdf_annotations import annotation_text, form_notes, init_forms
 from ingest.pdf_covered import hide_covered_text
 from ingest.pdf_hidden import hide_unseen_text
 
@@ -145,7 +145,7 @@ def _extract(pdf: pdfium.PdfDocument, path: str | Path, progress: Progress | Non
              deadline: float | None, timeout_s: float | None, layers_off: frozenset[str]) -> PdfContent:
     with PDFIUM_LOCK:
         n_pages = len(pdf)
-        notes = _permission_notes(pdf)
+        notes = _permission_notes(pdf) + form_notes(pdf)
     if max_pages is not None and n_pages > max_pages:
         raise IngestError("too_large", path, f"{n_pages} pages, more than the limit of {max_pages}")
     texts: list[str] = []

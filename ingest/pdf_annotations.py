@@ -39,6 +39,19 @@ def init_forms(pdf: pdfium.PdfDocument) -> bool:
     return True
 
 
+# PDFium here is built without XFA (pypdfium2's wheels are): the XFA part of a form is not read
+XFA_NOTE = ("an XFA form (Adobe LiveCycle Designer, AEM Forms): its XFA content and field data are not read; its "
+            "pages are read as a viewer without XFA shows them, with the fields it also has as an ordinary form. A "
+            "form made only of XFA shows there just a message such as \"Please wait...\": to read it, open it in "
+            "Adobe Acrobat or Reader, print it to PDF and add that file")
+
+
+def form_notes(pdf: pdfium.PdfDocument) -> list[str]:
+    """XFA_NOTE for a document whose form has an XFA part, else nothing."""
+    xfa = (pdfium_c.FORMTYPE_XFA_FULL, pdfium_c.FORMTYPE_XFA_FOREGROUND)
+    return [XFA_NOTE] if pdfium_c.FPDF_GetFormType(pdf.raw) in xfa else []
+
+
 def annotation_text(pdf: pdfium.PdfDocument, page: pdfium.PdfPage) -> str:
     """The page's filled fields, added text and comments as the blocks above ("" when none), each
     line once, in annotation order; not those a viewer does not show (flagged Hidden or NoView)."""

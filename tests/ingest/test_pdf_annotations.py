@@ -139,3 +139,30 @@ def test_annotations_a_viewer_does_not_show_are_not_read(tmp_path, corpus):
     plain = read_document(corpus / "pari-refcard.pdf").pages[0].text
     assert page.startswith(plain) and page[len(plain):].strip().splitlines() == [
         "Form fields:", "Name: Ana Ribeiro", "", "Text added on the page:", "Approved by Ana"]
+
+
+def test_an_xfa_form_is_read_as_shown_with_a_note_saying_so(tmp_path, form_pdf):
+    """An XFA-only form (LiveCycle) keeps its fields in XFA data, which this PDFium cannot read; a
+    viewer without XFA shows a "Please wait..." page. That page is read, and the document's notes say
+    why its content is missing and what to do; an ordinary form gets no such note."""
+    from tests.ingest.pdf_files import write_pdf_objects
+
+    def stream(body: bytes) -> bytes:
+        return b"<< /Length %d >>\nstream\n%s\nendstream" % (len(body), body)
+
+    wait = b"Please wait... If this message is not eventually replaced by the proper contents of the document"
+    pdf = write_pdf_objects(tmp_path / "xfa.pdf", [
+        b"<< /Type /Catalog /Pages 2 0 R /AcroForm << /Fields [] /XFA [(template) 6 0 R (datasets) 7 0 R]"
+        b" /NeedsRendering true >> >>",
+        b"<< /Type /Pages /Kids [4 0 R] /Count 1 >>", b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >>"
+        b" /Contents 5 0 R >>",
+        stream(b"BT /F1 10 Tf 40 700 Td (%s) Tj ET" % wait),
+        stream(b'<template xmlns="http://www.xfa.org/schema/xfa-template/3.3/"><subform name="form1">'
+               b'<field name="Name"/></subform></template>'),
+        stream(b'<xfa:datasets xmlns:xfa="http://www.xfa.org/schema/xfa-data/1.0/"><xfa:data><form1>'
+               b'<Name>Ana Ribeiro</Name></form1></xfa:data></xfa:datasets>')])
+    doc = read_document(pdf)
+    xfa_notes = [note for note in doc.notes if "XFA" in note]
+    assert doc.page(1).text == wait.decode() and len(xfa_notes) == 1 and "print it to PDF" in xfa_notes[0]
+    assert not any("XFA" in note for note in read_document(form_pdf).notes)
