@@ -5,7 +5,8 @@ does not see it; it is read from the page's annotations and added after the page
 
     Form fields:            one "Field name: value" line per filled field (text, list, combo, ticked
                             checkboxes, the chosen radio button)
-    Text added on the page: each FreeText annotation's text
+    Text added on the page: each FreeText annotation's text, each stamp's name in words ("Stamp:
+                            Not approved": a viewer draws a standard stamp from its name)
     Comments:               each comment's text
 
 PDFIUM_LOCK is held by the callers (ingest/pdf.py).
@@ -13,6 +14,7 @@ PDFIUM_LOCK is held by the callers (ingest/pdf.py).
 from __future__ import annotations
 
 import ctypes
+import re
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
@@ -73,11 +75,29 @@ def annotation_text(pdf: pdfium.PdfDocument, page: pdfium.PdfPage) -> str:
                 heading, line = COMMENT_HEADING, _contents(annot)
             else:
                 continue
-            if line and line not in blocks[heading]:     # a field with several widgets shows once
-                blocks[heading].append(line)
+            found = [(heading, line)]
+            if kind == pdfium_c.FPDF_ANNOT_STAMP and (words := _stamp_words(annot)):
+                found.insert(0, (ADDED_HEADING, f"Stamp: {words}"))
+            for heading, line in found:
+                if line and line not in blocks[heading]:     # a field with several widgets shows once
+                    blocks[heading].append(line)
         finally:
             pdfium_c.FPDFPage_CloseAnnot(annot)
     return "\n\n".join("\n".join([heading, *lines]) for heading, lines in blocks.items() if lines)
+
+
+_STAMP_PREFIX = re.compile(r"^#?(?:SB|SH|D)(?=[A-Z][a-z])")     # Acrobat's "SBApproved", "#DApproved"
+_STAMP_WORD = re.compile(r"[A-Z][a-z]+")
+
+
+def _stamp_words(annot) -> str:
+    """A stamp's /Name in words ("NotForPublicRelease" -> "Not for public release"), "" when it is not
+    made of words (a custom stamp's generated name: its picture is all a viewer shows)."""
+    name = _STAMP_PREFIX.sub("", _wide(pdfium_c.FPDFAnnot_GetStringValue, annot, b"Name").strip())
+    words = _STAMP_WORD.findall(name)
+    if not words or "".join(words) != name:
+        return ""
+    return " ".join([words[0], *(word.lower() for word in words[1:])])
 
 
 def _contents(annot) -> str:

@@ -166,3 +166,26 @@ def test_an_xfa_form_is_read_as_shown_with_a_note_saying_so(tmp_path, form_pdf):
     xfa_notes = [note for note in doc.notes if "XFA" in note]
     assert doc.page(1).text == wait.decode() and len(xfa_notes) == 1 and "print it to PDF" in xfa_notes[0]
     assert not any("XFA" in note for note in read_document(form_pdf).notes)
+
+
+def test_a_stamp_is_read_by_its_name(tmp_path, corpus):
+    """A viewer draws a standard stamp ("Approved", Acrobat's "SBConfidential") from its /Name: the
+    name is read in words, with the stamp's note as a comment; a custom stamp's generated name (its
+    picture is all a reader sees) is not."""
+    writer = PdfWriter()
+    writer.append(corpus / "pari-refcard.pdf", pages=[0])
+    for name, note in (("/Approved", ""), ("/SBConfidential", "Sent to legal on Monday"),
+                       ("/3KNqbrZKtBEpOT3bEfuJHD", ""), ("/NotForPublicRelease", "")):
+        stamp = DictionaryObject({NameObject("/Type"): NameObject("/Annot"), NameObject("/Subtype"): NameObject("/Stamp"),
+                                  NameObject("/Rect"): ArrayObject([FloatObject(v) for v in (300, 300, 450, 350)]),
+                                  NameObject("/Name"): NameObject(name), NameObject("/F"): NumberObject(4)})
+        if note:
+            stamp[NameObject("/Contents")] = TextStringObject(note)
+        writer.add_annotation(page_number=0, annotation=stamp)
+    writer.write(tmp_path / "stamped.pdf")
+
+    page = read_document(tmp_path / "stamped.pdf").pages[0].text
+    plain = read_document(corpus / "pari-refcard.pdf").pages[0].text
+    assert page.startswith(plain) and page[len(plain):].strip().splitlines() == [
+        "Text added on the page:", "Stamp: Approved", "Stamp: Confidential", "Stamp: Not for public release", "",
+        "Comments:", "Sent to legal on Monday"]
