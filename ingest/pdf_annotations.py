@@ -112,6 +112,14 @@ def _field_value(form, annot) -> str:
         if kind == pdfium_c.FPDF_FORMFIELD_CHECKBOX:
             return "yes"
         return _wide(pdfium_c.FPDFAnnot_GetFormFieldExportValue, form, annot).strip() or "yes"
+    if kind in (pdfium_c.FPDF_FORMFIELD_COMBOBOX, pdfium_c.FPDF_FORMFIELD_LISTBOX):
+        # what the reader sees chosen: every selected option (a list may have several), by its label,
+        # not its export value ("Portugal", not "PT"); else the value (typed into an editable combo box)
+        chosen = [_wide(pdfium_c.FPDFAnnot_GetOptionLabel, form, annot, i)
+                  for i in range(pdfium_c.FPDFAnnot_GetOptionCount(form, annot))
+                  if pdfium_c.FPDFAnnot_IsOptionSelected(form, annot, i)]
+        if any(label.strip() for label in chosen):
+            return ", ".join(" ".join(label.split()) for label in chosen if label.strip())
     if kind in (pdfium_c.FPDF_FORMFIELD_TEXTFIELD, pdfium_c.FPDF_FORMFIELD_COMBOBOX,
                 pdfium_c.FPDF_FORMFIELD_LISTBOX):
         return " ".join(_wide(pdfium_c.FPDFAnnot_GetFormFieldValue, form, annot).split())

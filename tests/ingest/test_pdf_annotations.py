@@ -189,3 +189,41 @@ def test_a_stamp_is_read_by_its_name(tmp_path, corpus):
     assert page.startswith(plain) and page[len(plain):].strip().splitlines() == [
         "Text added on the page:", "Stamp: Approved", "Stamp: Confidential", "Stamp: Not for public release", "",
         "Comments:", "Sent to legal on Monday"]
+
+
+def test_choice_fields_read_what_the_reader_sees_chosen_on_its_page(tmp_path, corpus):
+    """A list box shows every option selected (not only the first) and a combo box its option's
+    label, not the export value written in /V ("Portugal", not "PT"); a field whose widgets are on
+    pages 1 and 2 is read on both, each field only on its own pages."""
+    writer = PdfWriter()
+    writer.append(corpus / "pari-refcard.pdf", pages=[0, 1])
+
+    def widget(page: int, entries: dict, y: float):
+        annot = DictionaryObject({NameObject("/Type"): NameObject("/Annot"), NameObject("/Subtype"): NameObject("/Widget"),
+                                  NameObject("/Rect"): ArrayObject([FloatObject(v) for v in (50, y, 200, y + 20)]),
+                                  NameObject("/F"): NumberObject(4)})
+        annot.update({NameObject(k): v for k, v in entries.items()})
+        ref = writer._add_object(annot)
+        writer.pages[page].setdefault(NameObject("/Annots"), ArrayObject()).append(ref)
+        return ref
+
+    def texts(*values):
+        return ArrayObject([TextStringObject(v) for v in values])
+
+    languages = widget(1, {"/FT": NameObject("/Ch"), "/T": TextStringObject("Languages"), "/Ff": NumberObject(1 << 21),
+                           "/Opt": texts("English", "French", "German"), "/V": texts("English", "German")}, 500)
+    country = widget(1, {"/FT": NameObject("/Ch"), "/T": TextStringObject("Country"), "/Ff": NumberObject(1 << 17),
+                         "/Opt": ArrayObject([texts("PT", "Portugal"), texts("ES", "Spain")]),
+                         "/V": TextStringObject("PT")}, 400)
+    case = writer._add_object(DictionaryObject({NameObject("/FT"): NameObject("/Tx"),
+                                                NameObject("/T"): TextStringObject("Case number"),
+                                                NameObject("/V"): TextStringObject("CN-2026-77")}))
+    case.get_object()[NameObject("/Kids")] = ArrayObject([widget(page, {"/Parent": case}, 50) for page in (0, 1)])
+    writer._root_object[NameObject("/AcroForm")] = DictionaryObject({
+        NameObject("/Fields"): ArrayObject([languages, country, case]), NameObject("/NeedAppearances"): BooleanObject(True)})
+    writer.write(tmp_path / "choices.pdf")
+
+    doc, plain = read_document(tmp_path / "choices.pdf"), read_document(corpus / "pari-refcard.pdf")
+    added = [doc.pages[i].text[len(plain.pages[i].text):].strip().splitlines() for i in (0, 1)]
+    assert added == [["Form fields:", "Case number: CN-2026-77"],
+                     ["Form fields:", "Languages: English, German", "Country: Portugal", "Case number: CN-2026-77"]]
