@@ -194,10 +194,11 @@ def _page_text(pdf: pdfium.PdfDocument, index: int, layers_off: frozenset[str]) 
 def upright_textpage(page: pdfium.PdfPage) -> pdfium.PdfTextPage:
     """PDFium's text page of `page`, read the way a reader turns the page to read it. PDFium orders
     lines by how they lie on the page as shown (after /Rotate), and text that runs down the screen (a
-    page turned clockwise in a viewer and saved, a table set sideways clockwise) came out last line
-    first, its line-end hyphens not joined. When most of the page's text runs down, the page is read
-    with the /Rotate that shows it left to right, then given back its own (the file, a render and the
-    text's boxes, which are in page space, do not change). Under PDFIUM_LOCK."""
+    page turned clockwise in a viewer and saved, a table set sideways clockwise, vertical Chinese or
+    Japanese) came out last line (or leftmost column) first, its line-end hyphens not joined. When
+    most of the page's text runs down, the page is read with the /Rotate that shows it running left
+    to right, then given back its own (the file, a render and the text's boxes, which are in page
+    space, do not change). Under PDFIUM_LOCK."""
     textpage = page.get_textpage()
     rotation = page.get_rotation()
     angle = _text_angle(textpage)
@@ -216,13 +217,19 @@ _ANGLE_SAMPLE = 64
 
 def _text_angle(textpage: pdfium.PdfTextPage) -> int | None:
     """The direction (0, 90, 180 or 270 degrees, counterclockwise in page space) in which most of up
-    to `_ANGLE_SAMPLE` characters, taken evenly over the page, run; None for a page without text."""
+    to `_ANGLE_SAMPLE` pairs of neighbouring characters, taken evenly over the page, run (from one
+    origin to the next: vertical writing runs down with upright glyphs); None for a page without text."""
     count = textpage.count_chars()
     votes = [0, 0, 0, 0]
-    matrix = pdfium_c.FS_MATRIX()
-    for index in range(0, count, max(1, count // _ANGLE_SAMPLE)):
-        if pdfium_c.FPDFText_GetMatrix(textpage.raw, index, matrix) and (matrix.a or matrix.b):
-            votes[round(math.degrees(math.atan2(matrix.b, matrix.a)) / 90) % 4] += 1
+    here, there = (ctypes.c_double(), ctypes.c_double()), (ctypes.c_double(), ctypes.c_double())
+    for index in range(0, count - 1, max(1, count // _ANGLE_SAMPLE)):
+        if not all(chr(pdfium_c.FPDFText_GetUnicode(textpage.raw, i)).isalnum() for i in (index, index + 1)):
+            continue                                     # a space, line break or mark: not a run
+        if pdfium_c.FPDFText_GetCharOrigin(textpage.raw, index, *here) and \
+                pdfium_c.FPDFText_GetCharOrigin(textpage.raw, index + 1, *there):
+            dx, dy = there[0].value - here[0].value, there[1].value - here[1].value
+            if dx or dy:
+                votes[round(math.degrees(math.atan2(dy, dx)) / 90) % 4] += 1
     return 90 * votes.index(max(votes)) if any(votes) else None
 
 

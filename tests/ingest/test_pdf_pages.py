@@ -2,6 +2,8 @@
 page, layers."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ingest import read_document
@@ -150,3 +152,44 @@ def test_text_running_down_the_shown_page_is_read_first_line_first(tmp_path, mat
     left, top, right, bottom = render_page(pdf, 1, highlight=_TURNED_LINES[0].decode(), scale=1).boxes[0]
     ink = ImageOps.invert(render_page(pdf, 2, scale=1).image.convert("L")).getbbox()     # the first line alone
     assert abs(left - ink[0]) < 6 and abs(top - ink[1]) < 6 and abs(right - ink[2]) < 6 and abs(bottom - ink[3]) < 6
+
+
+_VERTICAL_FONT = Path("/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf")
+
+
+@pytest.mark.skipif(not _VERTICAL_FONT.is_file(), reason="needs a TrueType font to embed (fonts-liberation)")
+def test_vertical_japanese_is_read_right_column_first(tmp_path):
+    """Vertical writing (Identity-V: upright glyphs, each column running down, columns read right to
+    left) was read leftmost column first; it is read as a reader reads it, and the viewer marks a
+    column where it is drawn. The embedded font's glyphs are Latin letters: only the ToUnicode map
+    and the vertical metrics matter to the text."""
+    from app.page_images import render_page
+
+    columns = ["日本語の文章は縦に書きます。", "右から左へ読みます。", "三行目です。"]
+    cid = {ch: 36 + i for i, ch in enumerate(sorted(set("".join(columns))))}
+    content = b"".join(b"BT /F1 20 Tf 1 0 0 1 %d 700 Tm <%s> Tj ET\n" % (500 - 30 * i, b"".join(b"%04x" % cid[ch] for ch in col))
+                       for i, col in enumerate(columns))
+    to_unicode = (b"/CIDInit /ProcSet findresource begin 12 dict begin begincmap /CMapName /U def 1 begincodespacerange"
+                  b" <0000> <FFFF> endcodespacerange %d beginbfchar\n" % len(cid)
+                  + b"".join(b"<%04x> <%s>\n" % (code, ch.encode("utf-16-be").hex().encode()) for ch, code in cid.items())
+                  + b"endbfchar endcmap CMapName currentdict /CMap defineresource pop end end")
+    font = _VERTICAL_FONT.read_bytes()
+
+    def stream(body: bytes, entries: bytes = b"") -> bytes:
+        return b"<< %s /Length %d >>\nstream\n%s\nendstream" % (entries, len(body), body)
+
+    pdf = write_pdf_objects(tmp_path / "tategaki.pdf", [
+        b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>",
+        stream(content),
+        b"<< /Type /Font /Subtype /Type0 /BaseFont /F /Encoding /Identity-V /DescendantFonts [6 0 R] /ToUnicode 8 0 R >>",
+        b"<< /Type /Font /Subtype /CIDFontType2 /BaseFont /F /CIDSystemInfo << /Registry (Adobe) /Ordering (Identity)"
+        b" /Supplement 0 >> /FontDescriptor 7 0 R /DW 1000 /CIDToGIDMap /Identity >>",
+        b"<< /Type /FontDescriptor /FontName /F /Flags 4 /FontBBox [0 -200 1000 900] /ItalicAngle 0 /Ascent 900"
+        b" /Descent -200 /CapHeight 700 /StemV 80 /FontFile2 9 0 R >>",
+        stream(to_unicode), stream(font, b"/Length1 %d" % len(font))])
+    assert read_document(pdf).page(1).text.splitlines() == columns
+    shown = render_page(pdf, 1, highlight=columns[1], scale=1)
+    assert shown.highlighted and shown.match_score == 100
+    left, top, right, bottom = shown.boxes[0]                  # the middle column: x = 470, from y = 700 down
+    assert left < 470 < right and right - left < 40 and top < 792 - 680 and bottom > 792 - 600
