@@ -28,7 +28,7 @@ from rapidfuzz import fuzz
 from ingest.normalize import unreadable
 from ingest.pdf import (PDFIUM_LOCK, hidden_layers, hide_layers, looks_like_pdf,  # PDFium is not thread-safe:
                         open_document, upright_textpage)                          # one lock for every user
-from ingest.pdf_covered import hide_covered_text
+from ingest.pdf_covered import Covered, hide_covered_text
 from ingest.pdf_hidden import hide_unseen_text
 
 HIGHLIGHT_FILL = (255, 214, 0, 96)      # RGBA, translucent yellow
@@ -102,8 +102,8 @@ def render_page(path: str | Path, page_number: int, highlight: str | None = None
             return result
         hide_layers(page, layers_off)
         hide_unseen_text(page)
-        hide_covered_text(page)
-        chars = _page_chars(page)
+        covered = hide_covered_text(page)
+        chars = _page_chars(page, covered)
         if chars and not unreadable("".join(chars)):  # a text layer: mark the quote's own glyphs
             found = _match(chars, highlight)
             if found is not None:
@@ -201,11 +201,15 @@ def page_count(path: str | Path, password: str | None = None) -> int:
         return len(pdf)
 
 
-def _page_chars(page: pdfium.PdfPage) -> list[str]:
-    """The characters of the page's text layer, one str per pdfium char index ([] for a scan)."""
+def _page_chars(page: pdfium.PdfPage, covered: Covered) -> list[str]:
+    """The characters of the page's text layer, one str per pdfium char index ([] for a scan); a
+    character under a box drawn over it (ingest/pdf_covered.py) as a space."""
     textpage = upright_textpage(page)         # in ingest's order (a page turned clockwise)
     try:
-        return [chr(pdfium_c.FPDFText_GetUnicode(textpage.raw, i) or 32) for i in range(textpage.count_chars())]
+        chars = [chr(pdfium_c.FPDFText_GetUnicode(textpage.raw, i) or 32) for i in range(textpage.count_chars())]
+        for index in covered.hidden_chars(page, textpage):
+            chars[index] = " "
+        return chars
     finally:
         textpage.close()
 

@@ -34,9 +34,9 @@ def main() -> None:
     counts = {"hidden": 0, "renders": 0}
 
     def counted(page):
-        n = _CHECK(page)
-        counts["hidden"] += n
-        return n
+        found = _CHECK(page)
+        counts["hidden"] += found.hidden
+        return found
 
     def counted_render(page):
         counts["renders"] += 1
@@ -49,7 +49,7 @@ def main() -> None:
         best, texts = {}, {}
         for _ in range(args.repeat):
             for setting in ("off", "on"):
-                pdf.hide_covered_text = counted if setting == "on" else (lambda page: 0)
+                pdf.hide_covered_text = counted if setting == "on" else (lambda page: covered.Covered())
                 start = time.process_time()
                 doc = read_document(args.corpus / name)
                 spent = time.process_time() - start

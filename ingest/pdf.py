@@ -179,10 +179,10 @@ def _page_text(pdf: pdfium.PdfDocument, index: int, layers_off: frozenset[str]) 
     try:
         hide_layers(page, layers_off)
         hide_unseen_text(page)
-        hide_covered_text(page)
+        covered = hide_covered_text(page)
         textpage = upright_textpage(page)
         try:
-            text = _visible_text(page, textpage)
+            text = _visible_text(page, textpage, covered.hidden_chars(page, textpage))
         finally:
             textpage.close()
         added = annotation_text(pdf, page)
@@ -236,16 +236,42 @@ def _text_angle(textpage: pdfium.PdfTextPage) -> int | None:
 _EVERYWHERE = (-1e7, -1e7, 1e7, 1e7)
 
 
-def _visible_text(page: pdfium.PdfPage, textpage: pdfium.PdfTextPage) -> str:
+def _visible_text(page: pdfium.PdfPage, textpage: pdfium.PdfTextPage, hidden: set[int] | None = None) -> str:
     """The text a viewer shows: only what lies in the CropBox (within the MediaBox), so a print PDF's
     crop marks and slug, text cropped away, and text set beyond the page's edge (an overfull line)
-    are not read. A page with no text outside its box is read whole, by the faster range call. Both
-    boxes are in unrotated page space, as the text is, so /Rotate needs nothing."""
+    are not read, nor the characters `hidden` (ingest/pdf_covered.py). A page with no text outside its
+    box is read whole, by the faster range call. Both boxes are in unrotated page space, as the text
+    is, so /Rotate needs nothing."""
     box = page.get_bbox()                               # CropBox ∩ MediaBox, inherited from the page tree
+    if hidden:
+        return _text_without(textpage, hidden, box)
     uncropped = box == page.get_mediabox(fallback_ok=False)     # None when inherited: bounded then
     if uncropped and _bounded_len(textpage, box) == _bounded_len(textpage, _EVERYWHERE):
         return textpage.get_text_range()
     return textpage.get_text_bounded(*box)
+
+
+def _text_without(textpage: pdfium.PdfTextPage, hidden: set[int], box: tuple[float, float, float, float]) -> str:
+    """The page's text without the characters `hidden` nor those centred outside `box`, read by
+    runs of the characters kept (a line break or space PDFium adds is kept)."""
+    left, bottom, right, top = box
+    keep = []
+    for index in range(textpage.count_chars()):
+        if index in hidden:
+            keep.append(False)
+        elif pdfium_c.FPDFText_IsGenerated(textpage.raw, index) == 1:
+            keep.append(True)
+        else:
+            char_left, char_bottom, char_right, char_top = textpage.get_charbox(index)
+            keep.append(left <= (char_left + char_right) / 2 <= right and bottom <= (char_bottom + char_top) / 2 <= top)
+    runs, start = [], None
+    for index, kept in enumerate([*keep, False]):
+        if kept and start is None:
+            start = index
+        elif not kept and start is not None:
+            runs.append(textpage.get_text_range(start, index - start))
+            start = None
+    return "".join(runs)
 
 
 def _bounded_len(textpage: pdfium.PdfTextPage, box: tuple[float, float, float, float]) -> int:

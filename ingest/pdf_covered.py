@@ -5,25 +5,29 @@ text page reads it all the same. ingest/pdf_hidden.py does white on white, tiny 
 text; this module the rest, by the same kind of render check:
 
 - cheap first: only a page with a filled box at least a line tall is looked at further, and only a
-  text object that such a box covers (at least half of it), drawn after it, or under it in nearly
-  its colour, is a candidate;
+  text object that such a box overlaps, drawn after it, or covers by half, under it in nearly its
+  colour, is a candidate;
 - the page is rendered small with and without the candidates; a candidate whose pixels do not
-  change is not seen and is marked inactive (no text page made after this reads it).
+  change is not seen and is marked inactive (no text page made after this reads it);
+- a candidate that stays partly seen (a box over a few words of a line) loses the characters
+  whose centre is under a box drawn over it and whose pixels do not change: `Covered.hidden_chars`,
+  which the callers leave out of the text page's text.
 
-A text object is judged whole: a line that stays partly visible is read whole. Text under an image
-is read: a scan's OCR layer is often drawn in plain text under the page's picture (which shows the
-same words). PDFIUM_LOCK is held by the callers (ingest/pdf.py, app/page_images.py).
+Text under an image is read: a scan's OCR layer is often drawn in plain text under the page's
+picture (which shows the same words). PDFIUM_LOCK is held by the callers (ingest/pdf.py,
+app/page_images.py).
 """
 from __future__ import annotations
 
 import ctypes
+from dataclasses import dataclass, field
 
 import numpy as np
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
 MIN_BOX_PT = 4.0         # a box narrower or lower than this (a rule, an underline) covers no line
-COVERED_SHARE = 0.5      # share of a text object's box that a box must cover to make it a candidate
+COVERED_SHARE = 0.5      # share of a text object's box that a box under it must cover (same colour)
 SAME_COLOUR = 40         # largest channel difference of colours a reader does not tell apart
 RENDER_SCALE = 0.5       # 36 dpi, as ingest/pdf_hidden.py
 MIN_CHANGED = 2          # pixels that must change for a text object to count as seen
@@ -44,32 +48,66 @@ _FORM_OBJECT = _bare(pdfium_c.FPDFFormObj_GetObject, pdfium_c.FPDF_PAGEOBJECT)
 _KEPT_MODES = {pdfium_c.FPDF_TEXTRENDERMODE_INVISIBLE, pdfium_c.FPDF_TEXTRENDERMODE_CLIP}
 
 
-def hide_covered_text(page: pdfium.PdfPage) -> int:
+@dataclass
+class Covered:
+    """What `hide_covered_text` found on a page: `hidden` text objects marked inactive, and for text
+    objects only partly hidden, the boxes drawn over them and which pixels their drawing changes."""
+    hidden: int = 0
+    parts: dict[int, list[tuple]] = field(default_factory=dict)   # object address -> page boxes over it
+    changed: np.ndarray | None = None                            # pixels the candidates change
+
+    def hidden_chars(self, page: pdfium.PdfPage, textpage: pdfium.PdfTextPage) -> set[int]:
+        """Indices (into `textpage`) of the characters of partly hidden objects that a reader
+        cannot see: centred under a box drawn over them, not changing a pixel. Under PDFIUM_LOCK."""
+        if not self.parts:
+            return set()
+        hidden = set()
+        for index in range(textpage.count_chars()):
+            boxes = self.parts.get(ctypes.cast(pdfium_c.FPDFText_GetTextObject(textpage.raw, index), ctypes.c_void_p).value)
+            if not boxes:
+                continue
+            left, bottom, right, top = textpage.get_charbox(index)
+            x, y = (left + right) / 2, (bottom + top) / 2
+            if not any(b[0] <= x <= b[2] and b[1] <= y <= b[3] for b in boxes):
+                continue
+            if chr(pdfium_c.FPDFText_GetUnicode(textpage.raw, index)).isspace():      # no ink: goes with
+                if index - 1 in hidden:                                             # the word before it
+                    hidden.add(index)
+                continue
+            x0, y0, x1, y1 = _pixel_box(page, self.changed.shape, (left, bottom, right, top))
+            if not self.changed[y0:y1, x0:x1].any():
+                hidden.add(index)
+        return hidden
+
+
+def hide_covered_text(page: pdfium.PdfPage) -> Covered:
     """Mark the page's text objects hidden under a box drawn over them, or drawn in the colour of
-    the box under them, inactive; return how many. Under PDFIUM_LOCK."""
+    the box under them, inactive; what was found, with the characters of objects only partly
+    hidden to leave out of the text (`Covered.hidden_chars`). Under PDFIUM_LOCK."""
     if not hasattr(pdfium_c, "FPDFPageObj_SetIsActive"):
-        return 0
+        return Covered()
     texts: list = []                               # (drawing order, text object, its parent's matrix to the page)
     boxes: list = []                               # (drawing order, page box, fill RGB or None: a pattern)
     _collect(page.raw, pdfium_c.FPDFPage_CountObjects, _PAGE_OBJECT, None, texts, boxes)
     if not boxes or not texts:
-        return 0
+        return Covered()
     candidates = _candidates(texts, boxes)
     if not candidates:
-        return 0
+        return Covered()
     shown = _render(page)
-    for obj, _ in candidates:
+    for obj, _, _ in candidates:
         pdfium_c.FPDFPageObj_SetIsActive(obj, False)
-    without = _render(page)
-    hidden = 0
-    for obj, box in candidates:
-        x0, y0, x1, y1 = _pixel_box(page, shown.shape, box)
-        changed = np.abs(shown[y0:y1, x0:x1] - without[y0:y1, x0:x1]).max(axis=2, initial=0) > SAME_COLOUR
-        if changed.sum() >= MIN_CHANGED:
-            pdfium_c.FPDFPageObj_SetIsActive(obj, True)
-        else:
-            hidden += 1
-    return hidden
+    changed = np.abs(shown - _render(page)).max(axis=2) > SAME_COLOUR
+    found = Covered(changed=changed)
+    for obj, box, over in candidates:
+        x0, y0, x1, y1 = _pixel_box(page, changed.shape, box)
+        if changed[y0:y1, x0:x1].sum() < MIN_CHANGED:
+            found.hidden += 1
+            continue
+        pdfium_c.FPDFPageObj_SetIsActive(obj, True)
+        if over:
+            found.parts[ctypes.cast(obj, ctypes.c_void_p).value] = over
+    return found
 
 
 def _collect(parent, count, get, outer: pdfium.PdfMatrix | None, texts: list, boxes: list) -> None:
@@ -127,37 +165,36 @@ def _fill(obj) -> tuple[int, int, int] | None:
 
 
 def _candidates(texts: list, boxes: list) -> list:
-    """(text object, its page box) for each text object that a big box covers by COVERED_SHARE or
-    more, drawn after it or under it in nearly its colour, so the render decides; not render mode 3
-    (a scan's OCR layer) or 7. With numpy, pairs first by the text's centre, which a box covering
-    half of the text's width and height contains (a chart has thousands of boxes)."""
+    """(text object, its page box, the boxes drawn over it) for each text object that a big box
+    overlaps, drawn after it, or covers by COVERED_SHARE, under it in nearly its colour, so the render
+    decides; not render mode 3 (a scan's OCR layer) or 7. Overlaps first with numpy (a chart has
+    thousands of boxes)."""
     text_box = np.array([_bounds(obj, outer) for _, obj, outer in texts])
     box = np.array([b for _, b, _ in boxes])
-    x, y = (text_box[:, 0] + text_box[:, 2]) / 2, (text_box[:, 1] + text_box[:, 3]) / 2
-    found: dict[int, tuple] = {}
+    found = []
     for start in range(0, len(texts), _CHUNK):
-        cx, cy = x[start:start + _CHUNK, None], y[start:start + _CHUNK, None]
-        inside = (box[:, 0] <= cx) & (cx <= box[:, 2]) & (box[:, 1] <= cy) & (cy <= box[:, 3])
-        for t, b in zip(*np.nonzero(inside)):
-            t = int(t) + start
-            order, obj, _ = texts[t]
-            if t in found or not _hides(order, obj, boxes[b]):
-                continue
-            if _covered(text_box[t], box[b]) >= COVERED_SHARE and \
-                    pdfium_c.FPDFTextObj_GetTextRenderMode(obj) not in _KEPT_MODES:
-                found[t] = (obj, tuple(text_box[t]))
-    return list(found.values())
+        t = text_box[start:start + _CHUNK, None, :]
+        overlap = (box[:, 0] < t[..., 2]) & (t[..., 0] < box[:, 2]) & (box[:, 1] < t[..., 3]) & (t[..., 1] < box[:, 3])
+        for row in np.flatnonzero(overlap.any(axis=1)):
+            order, obj, _ = texts[start + row]
+            over, under = [], False
+            for b in np.flatnonzero(overlap[row]):
+                box_order, page_box, _ = boxes[b]
+                if box_order > order:
+                    over.append(page_box)
+                elif not under and _covered(tuple(text_box[start + row]), page_box) >= COVERED_SHARE:
+                    under = _same_colour(obj, boxes[b])
+            if (over or under) and pdfium_c.FPDFTextObj_GetTextRenderMode(obj) not in _KEPT_MODES:
+                found.append((obj, tuple(text_box[start + row]), over))
+    return found
 
 
 _CHUNK = 1000                                    # text rows per numpy step: bounded memory
 
 
-def _hides(order: int, obj, box: tuple) -> bool:
-    """Whether a box may hide the text object: drawn after it, or under it in nearly its colour."""
-    box_order, _, box_colour = box
-    if box_order > order:
-        return True
-    colour = _fill(obj)
+def _same_colour(obj, box: tuple) -> bool:
+    """Whether the text object is filled in nearly the colour of the box."""
+    colour, box_colour = _fill(obj), box[2]
     return colour is not None and box_colour is not None and \
         max(abs(p - q) for p, q in zip(colour, box_colour)) <= SAME_COLOUR
 
