@@ -10,8 +10,8 @@ text; this module the rest, by the same kind of render check:
 - the page is rendered small with and without the candidates; a candidate whose pixels do not
   change is not seen and is marked inactive (no text page made after this reads it);
 - a candidate that stays partly seen (a box over a few words of a line) loses the characters
-  whose centre is under a box drawn over it and whose pixels do not change: `Covered.hidden_chars`,
-  which the callers leave out of the text page's text.
+  whose centre is under a box drawn over it and whose pixels do not change (and a space after
+  one): `Covered.hidden_chars`, which the callers leave out of the text page's text.
 
 Text under an image is read: a scan's OCR layer is often drawn in plain text under the page's
 picture (which shows the same words). PDFIUM_LOCK is held by the callers (ingest/pdf.py,
@@ -63,19 +63,18 @@ class Covered:
             return set()
         hidden = set()
         for index in range(textpage.count_chars()):
+            if index - 1 in hidden and pdfium_c.FPDFText_GetUnicode(textpage.raw, index) == 0x20:
+                hidden.add(index)                 # a space (no ink) goes with the word before it
+                continue
             boxes = self.parts.get(ctypes.cast(pdfium_c.FPDFText_GetTextObject(textpage.raw, index), ctypes.c_void_p).value)
-            if not boxes:
+            if not boxes or chr(pdfium_c.FPDFText_GetUnicode(textpage.raw, index)).isspace():
                 continue
             left, bottom, right, top = textpage.get_charbox(index)
             x, y = (left + right) / 2, (bottom + top) / 2
             if not any(b[0] <= x <= b[2] and b[1] <= y <= b[3] for b in boxes):
                 continue
-            if chr(pdfium_c.FPDFText_GetUnicode(textpage.raw, index)).isspace():      # no ink: goes with
-                if index - 1 in hidden:                                             # the word before it
-                    hidden.add(index)
-                continue
-            x0, y0, x1, y1 = _pixel_box(page, self.changed.shape, (left, bottom, right, top))
-            if not self.changed[y0:y1, x0:x1].any():
+            x0, y0, x1, y1 = _pixel_box(page, self.changed.shape, (left, bottom, right, top), grow=0)
+            if not self.changed[y0:y1, x0:x1].any():      # its own box: a line above may show
                 hidden.add(index)
         return hidden
 
@@ -211,8 +210,9 @@ def _render(page: pdfium.PdfPage) -> np.ndarray:
     return np.asarray(page.render(scale=RENDER_SCALE, may_draw_forms=False).to_pil().convert("RGB"), dtype=np.int16)
 
 
-def _pixel_box(page: pdfium.PdfPage, shape: tuple, box: tuple) -> tuple[int, int, int, int]:
-    """The rendered image's pixels (x0, y0, x1, y1) of a page box, one pixel wider each way."""
+def _pixel_box(page: pdfium.PdfPage, shape: tuple, box: tuple, grow: int = 1) -> tuple[int, int, int, int]:
+    """The rendered image's pixels (x0, y0, x1, y1) of a page box, `grow` pixels wider each way (at
+    least one pixel)."""
     height, width = shape[:2]
     xs, ys = [], []
     for x, y in ((box[0], box[1]), (box[2], box[3])):
@@ -220,4 +220,5 @@ def _pixel_box(page: pdfium.PdfPage, shape: tuple, box: tuple) -> tuple[int, int
         pdfium_c.FPDF_PageToDevice(page.raw, 0, 0, width, height, 0, x, y, ctypes.byref(dx), ctypes.byref(dy))
         xs.append(dx.value)
         ys.append(dy.value)
-    return (max(min(xs) - 1, 0), max(min(ys) - 1, 0), min(max(xs) + 2, width), min(max(ys) + 2, height))
+    return (max(min(xs) - grow, 0), max(min(ys) - grow, 0), min(max(xs) + grow + 1, width),
+            min(max(ys) + grow + 1, height))

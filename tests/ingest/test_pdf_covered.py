@@ -85,3 +85,35 @@ def test_the_words_of_a_line_under_a_box_are_not_read(tmp_path):
     assert hidden.match_score < 90
     shown = render_page(pdf, 1, highlight="was admitted on 3 May", scale=1)
     assert shown.highlighted and shown.match_score == 100 and shown.boxes[0][0] > 201
+
+
+def test_a_word_boxed_over_in_a_real_paper_is_the_only_change(tmp_path, corpus):
+    """acm-sigconf.pdf p. 2 with a black box drawn (as a new content stream, the way an editor adds
+    it) over the characters of "double-blind" in "a double-blind initial submission": the page reads
+    as before without that word; the lines above and below, whose boxes the black box touches, keep
+    every character."""
+    import pypdfium2 as pdfium
+    from pypdf import PdfWriter
+    from pypdf.generic import ArrayObject, DecodedStreamObject, NameObject
+
+    source = corpus / "acm-sigconf.pdf"
+    with pdfium.PdfDocument(source) as pdf:
+        textpage = pdf[1].get_textpage()
+        at = textpage.get_text_range().index("double-blind initial submission")
+        chars = [textpage.get_charbox(i) for i in range(at, at + len("double-blind"))]
+    left, bottom = min(c[0] for c in chars) - 0.5, min(c[1] for c in chars) - 1
+    right, top = max(c[2] for c in chars) + 0.5, max(c[3] for c in chars) + 1
+    writer = PdfWriter()
+    writer.append(source, pages=[1])
+    box = DecodedStreamObject()
+    box.set_data(b"q 0 g %.2f %.2f %.2f %.2f re f Q" % (left, bottom, right - left, top - bottom))
+    page = writer.pages[0]
+    contents = page.raw_get("/Contents")                   # a stream, or an array of them
+    streams = list(contents.get_object()) if isinstance(contents.get_object(), ArrayObject) else [contents]
+    page[NameObject("/Contents")] = ArrayObject([*streams, writer._add_object(box)])
+    writer.write(tmp_path / "boxed.pdf")
+
+    before = read_document(source).page(2).text
+    assert "a\ndouble-blind initial submission" in before
+    assert read_document(tmp_path / "boxed.pdf").page(1).text == before.replace(
+        "a\ndouble-blind initial submission", "a\ninitial submission")
