@@ -1,10 +1,12 @@
 """Text a reader cannot see because of what is drawn with it: under an opaque box drawn over it (a
-redaction done by drawing a black box over the text, which a viewer shows as a box while the text
-stays in the file) or in the colour of a box drawn under it (black on black). PDFium's
+redaction done by drawing a black box over the text, in the content or as a rectangle comment, which
+a viewer shows as a box while the text stays in the file) or in the colour of a box drawn under it
+(black on black). PDFium's
 text page reads it all the same. ingest/pdf_hidden.py does white on white, tiny and transparent
 text; this module the rest, by the same kind of render check:
 
-- cheap first: only a page with a filled box at least a line tall is looked at further, and only a
+- cheap first: only a page with a filled box (or a shape, stamp or typed-text annotation) at least a
+  line tall is looked at further, and only a
   text object that such a box overlaps, drawn after it, or covers by half, under it in nearly its
   colour, is a candidate;
 - the page is rendered small with and without the candidates; a candidate whose pixels do not
@@ -29,7 +31,7 @@ import pypdfium2.raw as pdfium_c
 MIN_BOX_PT = 4.0         # a box narrower or lower than this (a rule, an underline) covers no line
 COVERED_SHARE = 0.5      # share of a text object's box that a box under it must cover (same colour)
 SAME_COLOUR = 40         # largest channel difference of colours a reader does not tell apart
-RENDER_SCALE = 0.5       # 36 dpi, as ingest/pdf_hidden.py
+RENDER_SCALE = 1.0       # 72 dpi: a comma shows (only a page with a candidate is rendered)
 MIN_CHANGED = 2          # pixels that must change for a text object to count as seen
 
 _TEXT, _PATH, _FORM = pdfium_c.FPDF_PAGEOBJ_TEXT, pdfium_c.FPDF_PAGEOBJ_PATH, pdfium_c.FPDF_PAGEOBJ_FORM
@@ -54,11 +56,13 @@ class Covered:
     objects only partly hidden, the boxes drawn over them and which pixels their drawing changes."""
     hidden: int = 0
     parts: dict[int, list[tuple]] = field(default_factory=dict)   # object address -> page boxes over it
-    changed: np.ndarray | None = None                            # pixels the candidates change
+    seen: np.ndarray | None = None       # pixels drawing the candidates changes, as the page is shown
+    ink: np.ndarray | None = None        # ... with the boxes and annotations not drawn
 
     def hidden_chars(self, page: pdfium.PdfPage, textpage: pdfium.PdfTextPage) -> set[int]:
         """Indices (into `textpage`) of the characters of partly hidden objects that a reader
-        cannot see: centred under a box drawn over them, not changing a pixel. Under PDFIUM_LOCK."""
+        cannot see: centred under a box drawn over them, drawing pixels of their own where nothing
+        of them shows. Under PDFIUM_LOCK."""
         if not self.parts:
             return set()
         hidden = set()
@@ -73,9 +77,9 @@ class Covered:
             x, y = (left + right) / 2, (bottom + top) / 2
             if not any(b[0] <= x <= b[2] and b[1] <= y <= b[3] for b in boxes):
                 continue
-            x0, y0, x1, y1 = _pixel_box(page, self.changed.shape, (left, bottom, right, top), grow=0)
-            if not self.changed[y0:y1, x0:x1].any():      # its own box: a line above may show
-                hidden.add(index)
+            x0, y0, x1, y1 = _pixel_box(page, self.seen.shape, (left, bottom, right, top), grow=0)
+            if self.ink[y0:y1, x0:x1].any() and not self.seen[y0:y1, x0:x1].any():    # its own box only:
+                hidden.add(index)                                                     # a line above may show
         return hidden
 
 
@@ -86,27 +90,45 @@ def hide_covered_text(page: pdfium.PdfPage) -> Covered:
     if not hasattr(pdfium_c, "FPDFPageObj_SetIsActive"):
         return Covered()
     texts: list = []                               # (drawing order, text object, its parent's matrix to the page)
-    boxes: list = []                               # (drawing order, page box, fill RGB or None: a pattern)
+    boxes: list = []                   # (drawing order, page box, fill RGB or None, path object or None)
     _collect(page.raw, pdfium_c.FPDFPage_CountObjects, _PAGE_OBJECT, None, texts, boxes)
-    if not boxes or not texts:
+    if not texts:
+        return Covered()
+    boxes += [(len(texts) + len(boxes), box, None, None) for box in _annotation_boxes(page)]     # drawn last
+    if not boxes:
         return Covered()
     candidates = _candidates(texts, boxes)
     if not candidates:
         return Covered()
-    shown = _render(page)
-    for obj, _, _ in candidates:
-        pdfium_c.FPDFPageObj_SetIsActive(obj, False)
-    changed = np.abs(shown - _render(page)).max(axis=2) > SAME_COLOUR
-    found = Covered(changed=changed)
+    seen, ink = _changes(page, [obj for obj, _, _ in candidates], [b[3] for b in boxes if _active(b[3])])
+    found = Covered(seen=seen, ink=ink)
     for obj, box, over in candidates:
-        x0, y0, x1, y1 = _pixel_box(page, changed.shape, box)
-        if changed[y0:y1, x0:x1].sum() < MIN_CHANGED:
-            found.hidden += 1
+        x0, y0, x1, y1 = _pixel_box(page, seen.shape, box)
+        if ink[y0:y1, x0:x1].sum() >= MIN_CHANGED and seen[y0:y1, x0:x1].sum() < MIN_CHANGED:
+            found.hidden += 1                     # it draws, but nothing of it shows
             continue
         pdfium_c.FPDFPageObj_SetIsActive(obj, True)
         if over:
             found.parts[ctypes.cast(obj, ctypes.c_void_p).value] = over
     return found
+
+
+def _changes(page: pdfium.PdfPage, candidates: list, paths: list) -> tuple[np.ndarray, np.ndarray]:
+    """Which pixels drawing the candidate text objects changes: as the page is shown (`seen`), and
+    with the big boxes (`paths`) and annotations not drawn (`ink`: where the text draws at all, so a
+    glyph too small for the render is not taken for hidden). The candidates are left inactive."""
+    def off(objects: list, active: bool = False) -> None:
+        for obj in objects:
+            pdfium_c.FPDFPageObj_SetIsActive(obj, active)
+
+    shown = _render(page)
+    off(paths)
+    bare = _render(page, annotations=False)
+    off(candidates)
+    ink = np.abs(bare - _render(page, annotations=False)).max(axis=2) > SAME_COLOUR
+    off(paths, active=True)
+    seen = np.abs(shown - _render(page)).max(axis=2) > SAME_COLOUR
+    return seen, ink
 
 
 def _collect(parent, count, get, outer: pdfium.PdfMatrix | None, texts: list, boxes: list) -> None:
@@ -127,7 +149,7 @@ def _collect(parent, count, get, outer: pdfium.PdfMatrix | None, texts: list, bo
             inner = inner if outer is None else inner.multiply(outer)
             _collect(obj, pdfium_c.FPDFFormObj_CountObjects, _FORM_OBJECT, inner, texts, boxes)
         elif kind == _PATH and (box := _big_box(obj, outer)) is not None:
-            boxes.append((len(texts) + len(boxes), box, _fill(obj)))
+            boxes.append((len(texts) + len(boxes), box, _fill(obj), obj))
 
 
 # out-parameters, reused (every call holds PDFIUM_LOCK), as pointers for the bare functions
@@ -163,13 +185,39 @@ def _fill(obj) -> tuple[int, int, int] | None:
     return _RGBA[0].value, _RGBA[1].value, _RGBA[2].value
 
 
+# annotations a viewer draws as a shape over the page: a filled rectangle comment over text is a
+# common redaction done wrong, typed text on an opaque box ("whiteout") another
+_COVERING = {pdfium_c.FPDF_ANNOT_SQUARE, pdfium_c.FPDF_ANNOT_CIRCLE, pdfium_c.FPDF_ANNOT_POLYGON,
+             pdfium_c.FPDF_ANNOT_FREETEXT, pdfium_c.FPDF_ANNOT_STAMP}
+_NOT_SHOWN = pdfium_c.FPDF_ANNOT_FLAG_HIDDEN | pdfium_c.FPDF_ANNOT_FLAG_NOVIEW
+
+
+def _annotation_boxes(page: pdfium.PdfPage) -> list[tuple]:
+    """The page boxes of the shapes and stamps annotated on the page (drawn over its content) at least
+    MIN_BOX_PT both ways; whether they hide anything is for the render to say."""
+    found = []
+    for index in range(pdfium_c.FPDFPage_GetAnnotCount(page.raw)):
+        annot = pdfium_c.FPDFPage_GetAnnot(page.raw, index)
+        try:
+            rect = pdfium_c.FS_RECTF()
+            if pdfium_c.FPDFAnnot_GetSubtype(annot) in _COVERING and not pdfium_c.FPDFAnnot_GetFlags(annot) & _NOT_SHOWN \
+                    and pdfium_c.FPDFAnnot_GetRect(annot, rect):
+                left, right = sorted((rect.left, rect.right))
+                bottom, top = sorted((rect.bottom, rect.top))
+                if right - left >= MIN_BOX_PT and top - bottom >= MIN_BOX_PT:
+                    found.append((left, bottom, right, top))
+        finally:
+            pdfium_c.FPDFPage_CloseAnnot(annot)
+    return found
+
+
 def _candidates(texts: list, boxes: list) -> list:
     """(text object, its page box, the boxes drawn over it) for each text object that a big box
     overlaps, drawn after it, or covers by COVERED_SHARE, under it in nearly its colour, so the render
     decides; not render mode 3 (a scan's OCR layer) or 7. Overlaps first with numpy (a chart has
     thousands of boxes)."""
     text_box = np.array([_bounds(obj, outer) for _, obj, outer in texts])
-    box = np.array([b for _, b, _ in boxes])
+    box = np.array([b[1] for b in boxes])
     found = []
     for start in range(0, len(texts), _CHUNK):
         t = text_box[start:start + _CHUNK, None, :]
@@ -178,17 +226,23 @@ def _candidates(texts: list, boxes: list) -> list:
             order, obj, _ = texts[start + row]
             over, under = [], False
             for b in np.flatnonzero(overlap[row]):
-                box_order, page_box, _ = boxes[b]
+                box_order, page_box = boxes[b][:2]
                 if box_order > order:
                     over.append(page_box)
                 elif not under and _covered(tuple(text_box[start + row]), page_box) >= COVERED_SHARE:
                     under = _same_colour(obj, boxes[b])
-            if (over or under) and pdfium_c.FPDFTextObj_GetTextRenderMode(obj) not in _KEPT_MODES:
+            if (over or under) and pdfium_c.FPDFTextObj_GetTextRenderMode(obj) not in _KEPT_MODES and _active(obj):
                 found.append((obj, tuple(text_box[start + row]), over))
     return found
 
 
 _CHUNK = 1000                                    # text rows per numpy step: bounded memory
+
+
+def _active(obj) -> bool:
+    """Whether the object is drawn (not already left out: a layer turned off, unseen text)."""
+    active = pdfium_c.FPDF_BOOL()
+    return obj is not None and bool(pdfium_c.FPDFPageObj_GetIsActive(obj, ctypes.byref(active))) and bool(active.value)
 
 
 def _same_colour(obj, box: tuple) -> bool:
@@ -206,8 +260,9 @@ def _covered(text: tuple, box: tuple) -> float:
     return width * height / area if width > 0 and height > 0 and area > 0 else 0.0
 
 
-def _render(page: pdfium.PdfPage) -> np.ndarray:
-    return np.asarray(page.render(scale=RENDER_SCALE, may_draw_forms=False).to_pil().convert("RGB"), dtype=np.int16)
+def _render(page: pdfium.PdfPage, annotations: bool = True) -> np.ndarray:
+    bitmap = page.render(scale=RENDER_SCALE, may_draw_forms=False, draw_annots=annotations)
+    return np.asarray(bitmap.to_pil().convert("RGB"), dtype=np.int16)
 
 
 def _pixel_box(page: pdfium.PdfPage, shape: tuple, box: tuple, grow: int = 1) -> tuple[int, int, int, int]:

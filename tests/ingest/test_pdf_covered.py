@@ -117,3 +117,26 @@ def test_a_word_boxed_over_in_a_real_paper_is_the_only_change(tmp_path, corpus):
     assert "a\ndouble-blind initial submission" in before
     assert read_document(tmp_path / "boxed.pdf").page(1).text == before.replace(
         "a\ndouble-blind initial submission", "a\ninitial submission")
+
+
+def test_text_under_a_filled_rectangle_comment_is_not_read(tmp_path):
+    """A viewer's rectangle comment filled black over a line (a redaction done with the comment
+    tools) and a typed-text box on an opaque white background over a line ("whiteout", the typed
+    text read as added text) hide those lines; a rectangle comment only outlining a line does not."""
+    from pypdf import PdfWriter
+    from pypdf.annotations import FreeText, Rectangle
+
+    from tests.ingest.pdf_files import write_text_pdf
+
+    source = write_text_pdf(tmp_path / "letter.pdf", [([
+        (72, 700, "Salary of Ana Ribeiro: 84000 euros"), (72, 680, "Start date: 1 March"),
+        (72, 660, "Old address: Rua Augusta 12"), (72, 640, "Signed in Lisboa")], "")])
+    writer = PdfWriter(clone_from=source)
+    writer.add_annotation(0, Rectangle(rect=(70, 676, 300, 694), interior_color="000000"))
+    writer.add_annotation(0, FreeText(text="New address: Rua do Ouro 5", rect=(70, 656, 300, 674),
+                                      background_color="ffffff", border_color=None))
+    writer.add_annotation(0, Rectangle(rect=(70, 636, 300, 654)))
+    writer.write(tmp_path / "commented.pdf")
+    assert read_document(tmp_path / "commented.pdf").page(1).text.splitlines() == [
+        "Salary of Ana Ribeiro: 84000 euros", "Signed in Lisboa", "", "Text added on the page:",
+        "New address: Rua do Ouro 5"]
