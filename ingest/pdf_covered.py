@@ -1,19 +1,18 @@
 """Text a reader cannot see because of what is drawn with it: under an opaque box drawn over it (a
 redaction done by drawing a black box over the text, in the content or as a rectangle comment, which
 a viewer shows as a box while the text stays in the file) or in the colour of a box drawn under it
-(black on black). PDFium's
-text page reads it all the same. ingest/pdf_hidden.py does white on white, tiny and transparent
-text; this module the rest, by the same kind of render check:
+(black on black). PDFium's text page reads it all the same. ingest/pdf_hidden.py does white on
+white, tiny and transparent text; this module the rest, by the same kind of render check:
 
 - cheap first: only a page with a filled box (or a shape, stamp or typed-text annotation) at least a
-  line tall is looked at further, and only a
-  text object that such a box overlaps, drawn after it, or covers by half, under it in nearly its
-  colour, is a candidate;
-- the page is rendered small with and without the candidates; a candidate whose pixels do not
-  change is not seen and is marked inactive (no text page made after this reads it);
+  line tall is looked at further, and only a text object that such a box overlaps, drawn after it,
+  or covers by half, under it in nearly its colour, is a candidate;
+- the page is rendered with and without the candidates, with and without the boxes (`_changes`); a
+  candidate that draws pixels but shows none is not seen and is marked inactive (no text page made
+  after this reads it);
 - a candidate that stays partly seen (a box over a few words of a line) loses the characters
-  whose centre is under a box drawn over it and whose pixels do not change (and a space after
-  one): `Covered.hidden_chars`, which the callers leave out of the text page's text.
+  centred under a box drawn over it that draw but do not show (and a space after one):
+  `Covered.hidden_chars`, which the callers leave out of the text page's text.
 
 Text under an image is read: a scan's OCR layer is often drawn in plain text under the page's
 picture (which shows the same words). PDFIUM_LOCK is held by the callers (ingest/pdf.py,
@@ -134,8 +133,7 @@ def _changes(page: pdfium.PdfPage, candidates: list, paths: list) -> tuple[np.nd
 def _collect(parent, count, get, outer: pdfium.PdfMatrix | None, texts: list, boxes: list) -> None:
     """Add the text objects and the big boxes under `parent` (a page: `outer` None, or a form XObject
     whose matrix to the page is `outer`) to `texts` and `boxes`, numbered in drawing order, into nested forms.
-    One raw call per object (this runs for every object of every page); an object already inactive
-    is looked at all the same: the render shows what is drawn."""
+    One raw call per object (this runs for every object of every page)."""
     get_type = _GET_TYPE
     for i in range(count(parent)):
         obj = get(parent, i)
