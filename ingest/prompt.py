@@ -211,26 +211,56 @@ class PromptBuilder:
               history: Sequence[tuple[str, str]] = ()) -> PromptSegments:
         """Segments for `documents` (in order), prior `history` [(role, text)] and the `question`."""
         docs = [d if isinstance(d, DocumentInput) else DocumentInput.from_document(d) for d in documents]
+        seg, doc_frames = self._outline(len(docs), question, history)
+        used: set[str] = set()                  # cache keys this build has used: never evicted by it
+        doc_texts = [self._fill(frame, i, d) for i, (frame, d) in enumerate(zip(doc_frames, docs), start=1)]
+        seg.documents = [self._encode_cached(t, used) for t in doc_texts]
+        seg.texts = [seg.texts[0], *doc_texts, seg.texts[-1]]
+        return seg
+
+    def frame(self, n_docs: int, question: str, history: Sequence[tuple[str, str]] = ()) -> PromptSegments:
+        """The segments `build` makes for `n_docs` documents, less the documents (`documents` empty):
+        the preamble, and the tail with the conversation and question, neither of which depends on
+        what the documents hold."""
+        return self._outline(n_docs, question, history)[0]
+
+    def documents_over(self, documents: Sequence[DocumentInput | Document], question: str, limit: int) -> bool:
+        """Do the document segments `build` makes take more than `limit` tokens together? They are
+        tokenised smallest first and only until they are over: a set far larger than the context is
+        not tokenised whole to learn that it does not fit (`build` finds the segments done here cached)."""
+        docs = [d if isinstance(d, DocumentInput) else DocumentInput.from_document(d) for d in documents]
+        if not docs:
+            return limit < 0
+        frames = self._frames(self.template, len(docs), self._inert(drop_bidi_controls(question)))[1]
+        texts = sorted((self._fill(f, i, d) for i, (f, d) in enumerate(zip(frames, docs), start=1)), key=len)
+        used: set[str] = set()
+        total = 0
+        for text in texts:
+            total += len(self._encode_cached(text, used))
+            if total > limit:
+                return True
+        return False
+
+    def _outline(self, n_docs: int, question: str,
+                 history: Sequence[tuple[str, str]]) -> tuple[PromptSegments, list[str]]:
+        """(the segments without documents, each document's frame with its sentinels)."""
         question = self._inert(drop_bidi_controls(question))
         history = [(role, self._inert(drop_bidi_controls(text))) for role, text in history]
-        used: set[str] = set()                  # cache keys this build has used: never evicted by it
-        if docs:
-            preamble, doc_frames, after_docs = self._frames(self.template, len(docs), question)
-            doc_texts = [self._fill(frame, i, d) for i, (frame, d) in enumerate(zip(doc_frames, docs), start=1)]
+        if n_docs:
+            preamble, doc_frames, after_docs = self._frames(self.template, n_docs, question)
         else:
-            preamble, doc_texts, after_docs = "", [], self._render(self.template, 0, question)
+            preamble, doc_frames, after_docs = "", [], self._render(self.template, 0, question)
         tail = self._splice_history(after_docs, question, history)
         tail_ids, turn_ends = [], []
-        for i, piece in enumerate(self._turn_pieces(tail, len(docs), history)):
+        for i, piece in enumerate(self._turn_pieces(tail, n_docs, history)):
             if i:
                 turn_ends.append(len(tail_ids))
             tail_ids += self._encode(piece, continuation=bool(preamble) or i > 0)
         seg = PromptSegments(
             preamble=self._encode(preamble, continuation=False) if preamble else [],
-            documents=[self._encode_cached(t, used) for t in doc_texts],
-            tail=tail_ids, format=self.format, texts=[preamble, *doc_texts, tail],
+            documents=[], tail=tail_ids, format=self.format, texts=[preamble, tail],
             thinking=opens_thinking(tail), turn_ends=turn_ends)
-        return seg
+        return seg, doc_frames
 
     def count_tokens(self, text: str) -> int:
         return len(self.encode_continuation(text))

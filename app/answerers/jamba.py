@@ -370,23 +370,28 @@ class JambaAnswerer:
     def _plan(self, eng: Any, req: AnswerRequest) -> Iterator[AnswerEvent]:
         """Token segments of the prompt; the budget picks pages by retrieval when the set does not fit,
         and a conversation longer than HISTORY_SHARE of the context loses its oldest turns."""
-        history = list(req.history)
-        seg = self.builder.build(req.documents, req.question, history=history)
+        history, n_docs = list(req.history), len(req.documents)
+        # the preamble and the tail first: they do not depend on what the documents hold
+        seg = self.builder.frame(n_docs, req.question, history=history)
         reserved = req.max_new_tokens + (self._thinking_budget() if seg.thinking else 0)
         room = eng.max_context - reserved
         dropped = 0
-        if history and len(seg.tail) > room * HISTORY_SHARE:    # (the usual prompt is built once)
+        if history and len(seg.tail) > room * HISTORY_SHARE:
             history, dropped = drop_oldest_turns(history, lambda h: len(
-                self.builder.build(req.documents, req.question, history=h).tail) > room * HISTORY_SHARE)
-            seg = self.builder.build(req.documents, req.question, history=history)
+                self.builder.frame(n_docs, req.question, history=h).tail) > room * HISTORY_SHARE)
+            seg = self.builder.frame(n_docs, req.question, history=history)
         omitted = None
-        if len(seg) > room:
+        # a set far larger than the context is not tokenised whole only to learn that it does not fit
+        if not self.builder.documents_over(req.documents, req.question, room - len(seg)):
+            seg = self.builder.build(req.documents, req.question, history=history)
+        else:
             from ingest.budget import document_set_key, fit_documents
 
             yield AnswerEvent(kind="progress", stage="retrieve", done=0, total=1)
             budget = room - len(seg.preamble) - len(seg.tail)
             selection_key = document_set_key(req.documents, eng.fingerprint)
             earlier = self.store.selection(selection_key)
+            fit = None
             for _ in range(4):  # frames are estimated by fit_documents: shrink until it really fits
                 if budget <= 0:
                     break
@@ -396,9 +401,9 @@ class JambaAnswerer:
                 if len(seg) <= room:
                     break
                 budget -= len(seg) - room + 64
-            if len(seg) > room:
+            if fit is None or len(seg) > room:
                 frames = len(seg) - len(seg.tail)        # what is left of the documents: titles, markers
-                if len(seg.tail) <= room * HISTORY_SHARE:
+                if fit is not None and len(seg.tail) <= room * HISTORY_SHARE:
                     raise InvalidInput(
                         f"the {len(req.documents)} documents' titles and page markers alone take {frames:,} "
                         f"tokens, more than the model's context of {eng.max_context:,} leaves "

@@ -537,3 +537,76 @@ def test_more_documents_than_their_titles_fit_is_refused_for_that_reason(tmp_pat
                      content_hash=f"{i:064x}", text_hash=f"{i:064x}") for i in range(120)]
     with pytest.raises(InvalidInput, match="120 documents' titles and page markers alone take .* smaller workspaces"):
         ask(a, docs, "Where is the meeting?", max_new_tokens=8)
+
+
+def _slow_plan(a, documents, question, history, max_new_tokens):
+    """The plan as it was made until 2026-11-29: the whole set's prompt built first, then its pages
+    chosen (fit_documents) and the prompt built again of those."""
+    from app.answerers.jamba import FOLLOW_UP_TOKENS
+    from ingest.budget import fit_documents
+
+    room = a.engine.max_context - max_new_tokens
+    seg = a.builder.build(documents, question, history=history)
+    assert len(seg) > room                          # the set does not fit: pages are chosen
+    budget = room - len(seg.preamble) - len(seg.tail)
+    for _ in range(4):
+        fit = fit_documents(documents, question, budget, tokenizer=a.engine.tokenizer, reserve=FOLLOW_UP_TOKENS)
+        seg = a.builder.build(fit.documents, question, history=history)
+        if len(seg) <= room:
+            return seg, fit
+        budget -= len(seg) - room + 64
+    raise AssertionError("no fit")
+
+
+def _plan(a, documents, question, history, max_new_tokens):
+    gen = a._plan(a.engine, AnswerRequest(list(documents), question, list(history), max_new_tokens=max_new_tokens))
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        return stop.value
+
+
+@pytest.fixture(scope="module")
+def big_set(corpus):
+    """Real documents, about 90 times a 4K context."""
+    return [read_document(corpus / name) for name in ("hsaur-inference.pdf", "debian-history-fr.pdf",
+                                                       "r-intro.pdf", "gnuplot.pdf")]
+
+
+def test_a_set_far_over_the_context_gets_the_same_pages_and_prompt_without_being_tokenised_whole(
+        big_set, tmp_path_factory, monkeypatch):
+    """A question on a set far larger than the context built the whole set's prompt (every document
+    tokenised) only to learn that it did not fit: minutes to the first token for thousands of pages.
+    Now the preamble and tail come first and the documents are tokenised only until they are over:
+    the same pages are chosen and the prompt is token for token the one of the slow path."""
+    from app.answerers.jamba import _chain_segments
+
+    small = write_tiny_checkpoint(tmp_path_factory.mktemp("small5"), seed=0, max_position_embeddings=4096)
+    a = JambaAnswerer(_settings(small, tmp_path_factory.mktemp("data5")))
+    question, history = "How do I set the title of a plot?", [("user", "What is R?"), ("assistant", "A language.")]
+    encoded: list[int] = []                         # characters the prompt builder tokenised
+    encode = a.builder._encode
+    monkeypatch.setattr(a.builder, "_encode", lambda text, continuation: encoded.append(len(text)) or
+                        encode(text, continuation))
+    plan = _plan(a, big_set, question, history, 8)
+    monkeypatch.undo()
+    whole = sum(len(p.text) for d in big_set for p in d.pages)
+    assert sum(encoded) < whole / 10
+
+    slow, fit = _slow_plan(a, big_set, question, history, 8)
+    assert plan.segments == _chain_segments(slow) and plan.tail_pieces == slow.tail_pieces()
+    assert plan.omitted["summary"] == fit.summary() and "relevance to the question" in fit.summary()
+    assert [o["pages"] for o in plan.omitted["documents"]] == [o.pages for o in fit.omitted]
+    assert any(d.pages for d in fit.documents[2:])   # pages of r-intro / gnuplot were kept
+
+    # a set that fits exactly is not cut: the whole prompt, as before
+    short = [dataclasses.replace(d, pages=d.pages[:1]) for d in big_set[:2]]
+    full = a.builder.build(short, question, history=history)
+    just = write_tiny_checkpoint(tmp_path_factory.mktemp("just"), seed=0, max_position_embeddings=len(full) + 8)
+    b = JambaAnswerer(_settings(just, tmp_path_factory.mktemp("data6")))
+    plan = _plan(b, short, question, history, 8)
+    assert plan.omitted is None and plan.segments == _chain_segments(full)
+    over = write_tiny_checkpoint(tmp_path_factory.mktemp("over"), seed=0, max_position_embeddings=len(full) + 7)
+    c = JambaAnswerer(_settings(over, tmp_path_factory.mktemp("data7")))
+    assert _plan(c, short, question, history, 8).omitted is not None      # one token over: pages are chosen

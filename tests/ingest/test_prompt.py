@@ -352,3 +352,28 @@ def test_bidi_controls_in_a_question_or_turn_stay_out_of_the_prompt(tiny_tokeniz
     for text in (prompt, sent):
         assert "ما هي عاصمة مصر؟" in text and "القاهرة (Cairo)" in text
         assert not set(text) & set("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u061c")
+
+
+@pytest.mark.parametrize("template", [None, REASONING])
+def test_frame_and_documents_over_agree_with_the_whole_build(tiny_tokenizer, docs, template):
+    """`frame` gives the preamble and tail of `build` without tokenising a document, and
+    `documents_over` answers exactly whether the documents' segments exceed a limit (to the token),
+    tokenising the smallest first and no more than it needs."""
+    tok = copy.copy(tiny_tokenizer)
+    if template is not None:
+        tok.chat_template = template
+    history = [("user", "What is R?"), ("assistant", "A language.")]
+    whole = PromptBuilder(tok).build(docs, "Who wrote it?", history=history)
+    pb = PromptBuilder(tok)
+    frame = pb.frame(len(docs), "Who wrote it?", history=history)
+    assert (frame.preamble, frame.tail, frame.turn_ends, frame.thinking, frame.documents) == \
+        (whole.preamble, whole.tail, whole.turn_ends, whole.thinking, [])
+    total = sum(map(len, whole.documents))
+    assert [pb.documents_over(docs, "Who wrote it?", n) for n in (total - 1, total, total + 1)] == [True, False, False]
+    pb = PromptBuilder(tok)
+    encoded = []
+    original = pb._encode
+    pb._encode = lambda text, continuation: encoded.append(text) or original(text, continuation)
+    smallest = min(map(len, whole.documents))
+    assert pb.documents_over(docs, "Who wrote it?", smallest - 1)
+    assert len(encoded) == 1 and encoded[0] in whole.texts      # only the smallest document was tokenised
