@@ -45,9 +45,12 @@ _COUNTS_LOCK = threading.Lock()
 
 
 # BM25 indexes of the last page sets ranked (keyed by their texts): the next question on the same
-# set, the usual case, is ranked without indexing every page again.
-_INDEXES: "OrderedDict[bytes, Any]" = OrderedDict()
+# set, the usual case, is ranked without indexing every page again. With each, the scores of its last
+# questions: the answerer fits a question again when its estimate was short, and gets the ranking of
+# the first try (retrieving every page of a large set takes a second).
+_INDEXES: "OrderedDict[bytes, tuple[Any, OrderedDict[str, dict[tuple[int, int], float]]]]" = OrderedDict()
 _INDEXES_KEPT = 2
+_QUESTIONS_KEPT = 4
 # The retriever's words (its default pattern) and a Chinese / Japanese / Korean letter standing alone
 # (search_form writes the rest of such text as two-letter words).
 _TOKEN_PATTERN = r"(?u)\b\w\w+\b|" + CJK.pattern
@@ -324,21 +327,25 @@ def _rank_pages(docs: list[DocumentInput], question: str) -> tuple[list[tuple[in
         key.update(f"{d}:{i}:".encode())
         key.update(hashlib.sha1(docs[d].pages[i].text.encode("utf-8", "surrogatepass")).digest())
     with _INDEX_LOCK:
-        retriever = _INDEXES.pop(key.digest(), None)
+        retriever, asked = _INDEXES.pop(key.digest(), (None, OrderedDict()))
         if retriever is None:
             nodes = [TextNode(text=search_form(docs[d].pages[i].text), id_=f"{d}:{i}") for d, i in texted]
             retriever = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=len(nodes), language="en",
                                                     token_pattern=_TOKEN_PATTERN, stemmer=ScriptStemmer())
-        _INDEXES[key.digest()] = retriever                  # most recently used last
+        _INDEXES[key.digest()] = retriever, asked           # most recently used last
         while len(_INDEXES) > _INDEXES_KEPT:
             _INDEXES.popitem(last=False)
-        hits = retriever.retrieve(search_form(question))
-    scores: dict[tuple[int, int], float] = {}
-    for hit in hits:
-        if hit.score and hit.score > 0:
-            d, i = map(int, hit.node.node_id.split(":"))
-            scores[(d, i)] = float(hit.score)
-    return list(scores) + [key for key in reading if key not in scores], scores
+        scores = asked.pop(question, None)
+        if scores is None:
+            scores = {}
+            for hit in retriever.retrieve(search_form(question)):
+                if hit.score and hit.score > 0:
+                    d, i = map(int, hit.node.node_id.split(":"))
+                    scores[(d, i)] = float(hit.score)
+        asked[question] = scores
+        while len(asked) > _QUESTIONS_KEPT:
+            asked.popitem(last=False)
+    return list(scores) + [key for key in reading if key not in scores], dict(scores)
 
 
 def _gaps(chosen: list[int], n_pages: int) -> int:

@@ -225,3 +225,30 @@ def test_pages_are_chosen_for_a_chinese_question():
                    content_hash="0" * 64, text_hash=str(hash(tuple(texts))))
     result = fit_documents([doc], "日本的首都是哪里？", budget=90)
     assert [p.number for p in result.documents[0].pages] == [2]
+
+
+def test_a_question_fitted_again_is_ranked_once(read, monkeypatch):
+    """The answerer fits a question again with a smaller budget when its prompt came out longer than
+    the estimate (4 tries for a set of 40 documents): each try retrieved every page of the set again
+    (a second each for 4,000 pages). The ranking of the question is kept with the set's index."""
+    from llama_index.retrievers.bm25 import BM25Retriever
+
+    import ingest.budget as budget
+    docs = [read("r-intro.pdf"), read("hsaur-inference.pdf")]
+    retrieved = []
+    real = BM25Retriever.retrieve
+
+    def counting(self, query):
+        retrieved.append(query)
+        return real(self, query)
+    monkeypatch.setattr(BM25Retriever, "retrieve", counting)
+    monkeypatch.setattr(budget, "_INDEXES", type(budget._INDEXES)())
+    question = "How do I read a data frame?"
+    tries = [fit_documents(docs, question, budget=b) for b in (6_000, 5_500, 5_000)]
+    assert len(retrieved) == 1
+    budget._INDEXES.clear()
+    fresh = [fit_documents(docs, question, budget=b) for b in (6_000, 5_500, 5_000)]
+    assert [_kept(r) for r in fresh] == [_kept(r) for r in tries]      # the same choices as ranked afresh
+    assert len({tuple(map(tuple, _kept(r))) for r in tries}) == 3      # (three different budgets)
+    fit_documents(docs, "Which test compares two means?", budget=6_000)
+    assert len(retrieved) == 3                                         # another question: ranked
