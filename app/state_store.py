@@ -53,7 +53,7 @@ from typing import Any, Iterator, Protocol, Sequence
 
 import numpy as np
 import xxhash
-from sqlalchemy import Engine, Float, Integer, String, Text, create_engine, delete, event, exists, func, select, update
+from sqlalchemy import Engine, Float, Integer, LargeBinary, String, Text, create_engine, delete, event, exists, func, select, update
 from sqlalchemy.exc import DatabaseError, DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, aliased, mapped_column
 
@@ -100,6 +100,18 @@ class PageSelection(_Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)   # model + document set digest
     pages: Mapped[str] = mapped_column(Text)  # JSON: per document, the kept physical page numbers
     last_used: Mapped[float] = mapped_column(Float, index=True)
+
+
+class TextTokenCount(_Base):
+    """How many tokens one tokenizer makes of one text (a page as the prompt shows it), by the text's
+    digest: a question on a set larger than the context counts every page, and a new process (or
+    the next question past the in-memory counts) finds them here instead of tokenising the set."""
+
+    __tablename__ = "text_token_counts"
+    tokenizer: Mapped[str] = mapped_column(String(64), primary_key=True)   # digest of the tokenizer
+    digest: Mapped[bytes] = mapped_column(LargeBinary(20), primary_key=True)   # sha1 of the text
+    tokens: Mapped[int] = mapped_column(Integer)
+    created: Mapped[float] = mapped_column(Float, index=True)
 
 
 class _Meta(_Base):
@@ -462,6 +474,41 @@ class StateStore:
         except DBAPIError as exc:
             log.warning("state store %s: page selection not kept: %s", self.folder, exc.orig)
 
+    # ---- token counts of texts (pages of sets larger than the context) --------------------
+    MAX_TOKEN_COUNTS = 1_000_000          # rows (~80 MB); the oldest go first
+    _IN_BATCH = 500                       # digests per SQLite IN (...) query
+
+    def token_counts(self, tokenizer: str, digests: Sequence[bytes]) -> dict[bytes, int]:
+        """The stored counts of those of `digests` that `tokenizer` has counted (see TextTokenCount)."""
+        out: dict[bytes, int] = {}
+        with Session(self._db) as s:
+            for i in range(0, len(digests), self._IN_BATCH):
+                rows = s.execute(select(TextTokenCount.digest, TextTokenCount.tokens).where(
+                    TextTokenCount.tokenizer == tokenizer, TextTokenCount.digest.in_(digests[i: i + self._IN_BATCH])))
+                out.update((digest, tokens) for digest, tokens in rows)
+        return out
+
+    def remember_token_counts(self, tokenizer: str, counts: dict[bytes, int]) -> None:
+        """Keep `counts` (text digest -> tokens) for `tokenizer`, dropping the oldest beyond
+        MAX_TOKEN_COUNTS (not kept, with a warning, when the index cannot be written)."""
+        if not counts:
+            return
+        now = time.time()
+        try:
+            with self._lock, Session(self._db) as s, s.begin():
+                s.execute(TextTokenCount.__table__.insert().prefix_with("OR REPLACE"),
+                          [{"tokenizer": tokenizer, "digest": d, "tokens": n, "created": now} for d, n in counts.items()])
+                over = s.scalar(select(func.count()).select_from(TextTokenCount)) - self.MAX_TOKEN_COUNTS
+                if over > 0:
+                    oldest = select(TextTokenCount.created).order_by(TextTokenCount.created).offset(over - 1).limit(1)
+                    s.execute(delete(TextTokenCount).where(TextTokenCount.created <= oldest.scalar_subquery()))
+        except DBAPIError as exc:
+            log.warning("state store %s: token counts not kept: %s", self.folder, exc.orig)
+
+    def counts_of(self, tokenizer: str) -> "StoredCounts":
+        """The stored counts of one tokenizer, as `ingest.budget.tokenizer_counter(stored=)` takes them."""
+        return StoredCounts(self, tokenizer)
+
     # ---- reporting -----------------------------------------------------------------------
     def total_bytes(self) -> int:
         with Session(self._db) as s:
@@ -549,6 +596,20 @@ class StateStore:
                 log.warning("state store %s: removed %d unreachable entries", self.folder, len(doomed))
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True)
+class StoredCounts:
+    """One tokenizer's token counts in a store: `get` those known, `put` new ones."""
+
+    store: StateStore
+    tokenizer: str
+
+    def get(self, digests: Sequence[bytes]) -> dict[bytes, int]:
+        return self.store.token_counts(self.tokenizer, digests)
+
+    def put(self, counts: dict[bytes, int]) -> None:
+        self.store.remember_token_counts(self.tokenizer, counts)
 
 
 def blob_checksum(blob: bytes, like: str = "") -> str:

@@ -16,7 +16,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ingest.model import Document, page_ranges
 from ingest.normalize import CJK, ScriptStemmer, search_form
@@ -57,9 +57,18 @@ _TOKEN_PATTERN = r"(?u)\b\w\w+\b|" + CJK.pattern
 _INDEX_LOCK = threading.Lock()
 
 
-def tokenizer_counter(tokenizer: Any) -> Counter:
+class KnownCounts(Protocol):
+    """Token counts kept elsewhere (the state store), by sha1 of the text, for one tokenizer."""
+
+    def get(self, digests: Sequence[bytes]) -> dict[bytes, int]: ...
+
+    def put(self, counts: dict[bytes, int]) -> None: ...
+
+
+def tokenizer_counter(tokenizer: Any, stored: KnownCounts | None = None) -> Counter:
     """Exact counts with a transformers tokenizer (its fast backend in one batch when it has one);
-    counts of texts this tokenizer has counted before are remembered, not recomputed."""
+    counts of texts this tokenizer has counted before are remembered, not recomputed: in memory, and
+    in `stored` (of this tokenizer, see `tokenizer_digest`) for other processes."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
         def count(texts: list[str]) -> list[int]:
@@ -77,17 +86,34 @@ def tokenizer_counter(tokenizer: Any) -> Counter:
         keys = [hashlib.sha1(t.encode("utf-8", "surrogatepass")).digest() for t in texts]
         with _COUNTS_LOCK:
             out = [known.get(k) for k in keys]
-        todo = [j for j, n in enumerate(out) if n is None]
+        missing = todo = [j for j, n in enumerate(out) if n is None]
+        if todo and stored is not None:
+            found = stored.get(list({keys[j] for j in todo}))
+            for j in todo:
+                out[j] = found.get(keys[j])
+            todo = [j for j in todo if out[j] is None]
         if todo:
             for j, n in zip(todo, count([texts[j] for j in todo])):
                 out[j] = n
+            if stored is not None:
+                stored.put({keys[j]: out[j] for j in todo})
+        if missing:
             with _COUNTS_LOCK:
-                for j in todo:
+                for j in missing:
                     known[keys[j]] = out[j]
                 while len(known) > _COUNTS_KEPT:
                     known.popitem(last=False)
         return out
     return remembered
+
+
+def tokenizer_digest(tokenizer: Any) -> str | None:
+    """Names a tokenizer by what it does (its fast backend's whole definition: vocabulary, merges,
+    normalizer, added tokens), for counts kept across processes; None without a fast backend."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    return hashlib.sha256(backend.to_str().encode()).hexdigest()
 
 
 def estimate_counter(texts: list[str]) -> list[int]:

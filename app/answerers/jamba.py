@@ -100,6 +100,7 @@ class JambaAnswerer:
         self._engine = engine
         self._store = store
         self._builder = None
+        self._counter = None
         self._warm: _WarmPrefix | None = None
         self._turn: _Turn | None = None
         self._load_lock = threading.Lock()
@@ -395,8 +396,8 @@ class JambaAnswerer:
             for _ in range(4):  # frames are estimated by fit_documents: shrink until it really fits
                 if budget <= 0:
                     break
-                fit = fit_documents(req.documents, req.question, budget, tokenizer=eng.tokenizer, prefer=earlier,
-                                    reserve=FOLLOW_UP_TOKENS)
+                fit = fit_documents(req.documents, req.question, budget, counter=self._page_counter(eng),
+                                    prefer=earlier, reserve=FOLLOW_UP_TOKENS)
                 seg = self.builder.build(fit.documents, req.question, history=history)
                 if len(seg) <= room:
                     break
@@ -417,6 +418,16 @@ class JambaAnswerer:
                                      for o in fit.omitted]}
             yield AnswerEvent(kind="progress", stage="retrieve", done=1, total=1)
         return _Plan(_chain_segments(seg), seg.tail_pieces(), with_dropped_turns(omitted, dropped), seg.thinking)
+
+    def _page_counter(self, eng: Any) -> Any:
+        """Exact token counts of pages with the engine's tokenizer, remembered in memory and in the
+        state store (a new process does not tokenise a large set's pages again)."""
+        if self._counter is None:
+            from ingest.budget import tokenizer_counter, tokenizer_digest
+
+            digest = tokenizer_digest(eng.tokenizer)
+            self._counter = tokenizer_counter(eng.tokenizer, self.store.counts_of(digest) if digest else None)
+        return self._counter
 
     def _share_buffers(self) -> None:
         """A conversation that outgrew the documents' K/V buffer continued in a copy of it: the

@@ -610,3 +610,63 @@ def test_a_set_far_over_the_context_gets_the_same_pages_and_prompt_without_being
     over = write_tiny_checkpoint(tmp_path_factory.mktemp("over"), seed=0, max_position_embeddings=len(full) + 7)
     c = JambaAnswerer(_settings(over, tmp_path_factory.mktemp("data7")))
     assert _plan(c, short, question, history, 8).omitted is not None      # one token over: pages are chosen
+
+
+class _CountingBackend:
+    """A fast tokenizer's backend that records the texts it is asked to count (encode_batch)."""
+
+    def __init__(self, real):
+        self.real, self.counted = real, []
+
+    def encode_batch(self, texts, **kw):
+        self.counted.extend(texts)
+        return self.real.encode_batch(texts, **kw)
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+def test_page_counts_of_a_set_over_the_context_are_kept_for_a_new_process(big_set, tmp_path_factory, monkeypatch):
+    """Every question on a set larger than the context counts the tokens of every page (4,000 pages:
+    6-10 s on this machine); the counts lived in the process only, so a new one (`jambadocs ask`, a
+    restarted server) tokenised the whole set again. They are kept in the state store, per tokenizer
+    and page text: a new process counts only what changed, and picks the same pages."""
+    import weakref
+
+    import ingest.budget as budget
+
+    small = write_tiny_checkpoint(tmp_path_factory.mktemp("small8"), seed=0, max_position_embeddings=4096)
+    data = tmp_path_factory.mktemp("data8")
+    eng = load_engine(small)
+    tok = eng.tokenizer
+    backend = _CountingBackend(tok.backend_tokenizer)
+    monkeypatch.setattr(type(tok), "backend_tokenizer", property(lambda self: backend if self is tok else
+                                                                 self._tokenizer))
+    question = "How do I set the title of a plot?"
+    big_set = big_set[:3]                                               # 154 pages, ~75 times the context
+    pages = sum(len(d.pages) for d in big_set)
+
+    def new_process():
+        monkeypatch.setattr(budget, "_COUNTS", weakref.WeakKeyDictionary())
+        monkeypatch.setattr(budget, "_INDEXES", type(budget._INDEXES)())
+        backend.counted.clear()
+        return JambaAnswerer(_settings(small, data), engine=eng)
+
+    first = _plan(new_process(), big_set, question, (), 8)
+    assert len(backend.counted) >= pages                               # every page counted once
+    again = _plan(new_process(), big_set, question, (), 8)
+    assert len(backend.counted) < len(big_set) + 5                     # frames and a gap line, no page
+    assert again.segments == first.segments and again.omitted["documents"] == first.omitted["documents"]
+
+    edited = [dataclasses.replace(big_set[0], pages=[dataclasses.replace(big_set[0].pages[0], text="Edited.")]
+                                  + big_set[0].pages[1:])] + big_set[1:]
+    _plan(new_process(), edited, question, (), 8)
+    assert sum("Edited." in t for t in backend.counted) == 1 and len(backend.counted) < len(big_set) + 6
+
+    other = write_tiny_checkpoint(tmp_path_factory.mktemp("other8"), seed=0, vocab_size=1024,
+                                  max_position_embeddings=4096)
+    a = JambaAnswerer(_settings(other, data))                           # another tokenizer: its own counts
+    monkeypatch.setattr(budget, "_COUNTS", weakref.WeakKeyDictionary())
+    summary = _plan(a, big_set, question, (), 8).omitted["summary"]
+    monkeypatch.setattr(budget, "_COUNTS", weakref.WeakKeyDictionary())
+    assert summary == _slow_plan(a, big_set, question, (), 8)[1].summary() != first.omitted["summary"]

@@ -359,3 +359,20 @@ def test_stores_opened_at_once_on_a_new_folder_share_one_index(tmp_path):
         finally:
             for store in stores:
                 store.close()
+
+
+def test_token_counts_are_kept_per_tokenizer_and_bounded(tmp_path, monkeypatch):
+    store = StateStore(tmp_path / "states")
+    a, b = bytes(20), bytes([1]) * 20
+    store.remember_token_counts("tok1", {a: 10, b: 20})
+    store.remember_token_counts("tok2", {a: 99})
+    store.close()
+    store = StateStore(tmp_path / "states")                       # another process
+    assert store.token_counts("tok1", [a, b, bytes([2]) * 20]) == {a: 10, b: 20}
+    assert store.counts_of("tok2").get([a, b]) == {a: 99}          # another tokenizer's own count
+    monkeypatch.setattr(StateStore, "MAX_TOKEN_COUNTS", 3)
+    time.sleep(0.01)
+    store.counts_of("tok1").put({bytes([3]) * 20: 3, bytes([4]) * 20: 4})
+    assert store.token_counts("tok1", [bytes([3]) * 20, bytes([4]) * 20]) == {bytes([3]) * 20: 3, bytes([4]) * 20: 4}
+    assert store.token_counts("tok1", [a, b]) == {} and store.token_counts("tok2", [a]) == {a: 99}   # the oldest went
+    store.close()
