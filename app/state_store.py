@@ -441,6 +441,7 @@ class StateStore:
             if fingerprint is None:
                 with Session(self._db) as s, s.begin():
                     s.execute(delete(PageSelection))
+                    s.execute(delete(TextTokenCount))
             return sum(self.drop(k) for k in roots if self.entry(k) is not None)
 
     # ---- page selections (document sets larger than the context) -------------------------

@@ -375,4 +375,6 @@ def test_token_counts_are_kept_per_tokenizer_and_bounded(tmp_path, monkeypatch):
     store.counts_of("tok1").put({bytes([3]) * 20: 3, bytes([4]) * 20: 4})
     assert store.token_counts("tok1", [bytes([3]) * 20, bytes([4]) * 20]) == {bytes([3]) * 20: 3, bytes([4]) * 20: 4}
     assert store.token_counts("tok1", [a, b]) == {} and store.token_counts("tok2", [a]) == {a: 99}   # the oldest went
+    store.clear()                                                  # `jambadocs cache clear` drops them too
+    assert store.token_counts("tok2", [a]) == {}
     store.close()
