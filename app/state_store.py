@@ -497,8 +497,8 @@ class StateStore:
         now = time.time()
         try:
             with self._lock, Session(self._db) as s, s.begin():
-                s.execute(TextTokenCount.__table__.insert().prefix_with("OR REPLACE"),
-                          [{"tokenizer": tokenizer, "digest": d, "tokens": n, "created": now} for d, n in counts.items()])
+                rows = [{"tokenizer": tokenizer, "digest": d, "tokens": n, "created": now} for d, n in counts.items()]
+                s.execute(TextTokenCount.__table__.insert().prefix_with("OR REPLACE"), rows)
                 over = s.scalar(select(func.count()).select_from(TextTokenCount)) - self.MAX_TOKEN_COUNTS
                 if over > 0:
                     oldest = select(TextTokenCount.created).order_by(TextTokenCount.created).offset(over - 1).limit(1)
