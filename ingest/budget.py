@@ -246,11 +246,13 @@ def fit_documents(documents: Sequence[Document | DocumentInput], question: str, 
     if total <= budget:
         return FitResult(docs, budget, total, total, estimated, [], page_tokens, "all")
 
+    # every document stays in the prompt, a page of it kept or not: its frame and one "not included" line
+    fixed = sum(overheads) + gap_tokens * len(docs)
     ranked, scores = _rank_pages(docs, question)
-    keep = _select(ranked, page_tokens, overheads, gap_tokens, budget - max(0, min(reserve, budget // 4)))
+    keep = _select(ranked, page_tokens, gap_tokens, budget - fixed - max(0, min(reserve, budget // 4)))
     strategy = "bm25"
     earlier = _pages_by_number(docs, prefer) if prefer is not None else None
-    if earlier and _cost(earlier, page_tokens, overheads, gap_tokens) <= budget and \
+    if earlier and fixed + _cost(earlier, page_tokens, gap_tokens) <= budget and \
             _relevance(earlier, scores) >= KEEP_RELEVANCE * _relevance(keep, scores):
         keep, strategy = earlier, "kept"
     kept_docs, omitted, used = [], [], 0
@@ -258,8 +260,8 @@ def fit_documents(documents: Sequence[Document | DocumentInput], question: str, 
         chosen = sorted(keep.get(d_index, ()))
         kept_docs.append(DocumentInput(doc.title, [doc.pages[i] for i in chosen], doc.filename,
                                        doc.page_count or len(doc.pages)))
-        if chosen:
-            used += overheads[d_index] + sum(tokens[i] for i in chosen) + gap_tokens * _gaps(chosen, len(tokens))
+        gaps = _gaps(chosen, len(tokens)) if chosen else int(bool(tokens))
+        used += overheads[d_index] + sum(tokens[i] for i in chosen) + gap_tokens * gaps
         dropped = [i for i in range(len(doc.pages)) if i not in keep.get(d_index, set())]
         if dropped:
             omitted.append(Omission(d_index + 1, doc.filename or doc.title, [doc.pages[i].number for i in dropped],
@@ -267,16 +269,15 @@ def fit_documents(documents: Sequence[Document | DocumentInput], question: str, 
     return FitResult(kept_docs, budget, used, total, estimated, omitted, page_tokens, strategy)
 
 
-def _select(order: list[tuple[int, int]], page_tokens: list[list[int]], overheads: list[int],
-            gap_tokens: int, budget: int) -> dict[int, set[int]]:
+def _select(order: list[tuple[int, int]], page_tokens: list[list[int]], gap_tokens: int,
+            budget: int) -> dict[int, set[int]]:
     """Greedy by relevance: pages in `order` (BM25, then reading order for pages without a match),
-    each taken if it still fits with its document's frame and a gap marker."""
+    each taken if it still fits with one more gap marker (`budget`: what the documents' frames and
+    their first gap markers leave)."""
     keep: dict[int, set[int]] = {}
     used = 0
     for d, i in order:
-        # each kept page may open one more gap line; the first page of a document adds its frame and
-        # the closing gap line
-        cost = page_tokens[d][i] + gap_tokens + (overheads[d] + gap_tokens if d not in keep else 0)
+        cost = page_tokens[d][i] + gap_tokens      # each kept page may open one more gap line
         if used + cost <= budget:
             keep.setdefault(d, set()).add(i)
             used += cost
@@ -299,10 +300,9 @@ def _relevance(keep: dict[int, set[int]], scores: dict[tuple[int, int], float]) 
     return sum(kept[:COVER_PAGES])
 
 
-def _cost(keep: dict[int, set[int]], page_tokens: list[list[int]], overheads: list[int], gap_tokens: int) -> int:
-    """Tokens `keep` takes, counted as `_select` counts them (an upper bound on the gap markers)."""
-    return sum(overheads[d] + gap_tokens + sum(page_tokens[d][i] + gap_tokens for i in pages)
-               for d, pages in keep.items() if pages)
+def _cost(keep: dict[int, set[int]], page_tokens: list[list[int]], gap_tokens: int) -> int:
+    """Tokens the pages of `keep` add to the frames, counted as `_select` counts them."""
+    return sum(page_tokens[d][i] + gap_tokens for d, pages in keep.items() for i in pages)
 
 
 def _pages_by_number(docs: list[DocumentInput], numbers: Sequence[Sequence[int]]) -> dict[int, set[int]] | None:

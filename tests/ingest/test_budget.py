@@ -71,6 +71,25 @@ def test_fitted_documents_build_a_prompt_within_budget(read, tiny_tokenizer):
     assert "not included" in seg.texts[1]
 
 
+def test_documents_left_unread_are_counted_in_the_budget(tiny_tokenizer):
+    """A document none of whose pages is kept still stands in the prompt (its title and a "pages
+    left out" line). Those frames were not counted, so with many documents the prompt came out
+    hundreds of tokens over the budget (the answerer had to shrink it and try again, up to 4 times)."""
+    from ingest.model import Document, Page
+
+    docs = [Document(title=f"Memo {i} on the quarterly budget review", filename=f"memo-{i}.txt", kind="txt",
+                     unit="part", pages=[Page(n, f"part {n}", f"Memo {i}, part {n}: the meeting moved to "
+                                                           f"room {i * 10 + n}. " * 12) for n in (1, 2)],
+                     content_hash=f"{i:064x}", text_hash=f"{i:064x}") for i in range(80)]
+    builder = PromptBuilder(tiny_tokenizer)
+    for budget in (12_000, 16_000, 24_000):
+        result = fit_documents(docs, "Which room did memo 7's meeting move to?", budget, tokenizer=tiny_tokenizer)
+        assert not result.fits and any(d.pages for d in result.documents)
+        seg = builder.build(result.documents, "Which room did memo 7's meeting move to?")
+        assert sum(map(len, seg.documents)) <= budget
+        assert result.tokens <= budget
+
+
 def test_context_budget():
     assert context_budget(262_144) == 262_144 - 1024 - 1024 - 256
     with pytest.raises(ValueError):
