@@ -150,8 +150,23 @@ def _first_line_title(text: str) -> str | None:
 # ---------------------------------------------------------------- formats
 
 def read_txt(data: bytes, path: str | Path) -> TextContent:
-    text = normalize_text(decode_text(data, path))
+    text = decode_text(data, path)
+    if _tab_separated(text, path):
+        text = "\n".join(" | ".join(cell.strip() for cell in line.split("\t")) for line in text.splitlines())
+    text = normalize_text(text)
     return units_from_sections([Section(None, 0, text)], _first_line_title(text))
+
+
+def _tab_separated(text: str, path: str | Path) -> bool:
+    """Tab-separated values: a .tsv file, or a .txt whose lines (two or more) all hold the same
+    number of tabs between their first and last cell, as a spreadsheet exports a sheet. Its rows
+    are then read as `a | b | c`, like a table's in the other formats: normalising makes each tab
+    one space, and the cells ("São Paulo", "12 million") ran together."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".tsv":
+        return True
+    counts = [line.strip().count("\t") for line in text.splitlines() if line.strip()]
+    return suffix in (".txt", ".text") and len(counts) >= 2 and counts[0] > 0 and len(set(counts)) == 1
 
 
 def _one_line(heading: str) -> str:

@@ -396,3 +396,21 @@ def test_markdown_html_comments_are_not_read(tmp_path):
     assert doc.page(1).text == "Intro text."
     assert [line for line in doc.page(2).text.splitlines() if line] == [
         "# Guide", "Inline text, `<!-- in code -->` kept.", "```html", "<!-- a comment in a code block stays -->", "```"]
+
+
+def test_tab_separated_rows_keep_their_cells_apart(tmp_path):
+    """A .tsv, and a sheet exported by a spreadsheet as "Unicode Text" (UTF-16 with a BOM, tabs,
+    CRLF, named .txt), read as `a | b | c` rows: a tab normalised to one space ran the cells together."""
+    rows = [["city", "country", "note"], ["São Paulo", "Brazil", "12 million people"],
+            ["New York", "", "8 million people"]]
+    tsv = tmp_path / "cities.tsv"
+    tsv.write_text("\n".join("\t".join(row) for row in rows) + "\n", encoding="utf-8")
+    export = tmp_path / "cities.txt"
+    export.write_bytes("\r\n".join("\t".join(row) for row in rows).encode("utf-16"))
+    expected = "city | country | note\nSão Paulo | Brazil | 12 million people\nNew York | | 8 million people"
+    assert read_document(tsv).page(1).text == expected
+    assert read_document(export).page(1).text == expected
+    # text with a tab here and there (aligned notes, indented lines) is read as before
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Name:\tAda Lovelace\nBorn in London.\n\tIndented line.\n", encoding="utf-8")
+    assert read_document(notes).page(1).text == "Name: Ada Lovelace\nBorn in London.\n Indented line."
