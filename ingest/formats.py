@@ -8,6 +8,7 @@ resolves to the same unit whether it uses the number or the label's position.
 """
 from __future__ import annotations
 
+import codecs
 import io
 import posixpath
 import re
@@ -19,6 +20,7 @@ from xml.etree import ElementTree
 
 import charset_normalizer
 from bs4 import BeautifulSoup
+from bs4.dammit import EncodingDetector
 from markdown_it import MarkdownIt
 
 from ingest.errors import IngestError
@@ -62,8 +64,9 @@ UTF16_PROBE_BYTES = 1 << 16
 
 def decode_text(data: bytes, path: str | Path) -> str:
     """Bytes of a text file to str: UTF-8 (with or without BOM), UTF-16 without a BOM (ASCII-range
-    text: every other byte 0), else the charset charset-normalizer finds, Windows-1252 where it has
-    no better evidence; binary data is refused as `unsupported`."""
+    text: every other byte 0), the charset an HTML or XML file declares, else the charset
+    charset-normalizer finds, Windows-1252 where it has no better evidence; binary data is refused
+    as `unsupported`."""
     head = data[:UTF16_PROBE_BYTES]          # a file is UTF-16 throughout: its start tells
     if len(data) >= 4 and data[:2] not in (b"\xff\xfe", b"\xfe\xff"):
         for encoding, zeros in (("utf-16-le", head[1::2]), ("utf-16-be", head[0::2])):
@@ -76,6 +79,8 @@ def decode_text(data: bytes, path: str | Path) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         pass
+    if (declared := _declared_encoding(data, path)) is not None:
+        return declared
     matches = charset_normalizer.from_bytes(data)
     best = matches.best()
     if best is None:
@@ -93,6 +98,29 @@ def decode_text(data: bytes, path: str | Path) -> str:
         if western is not None and western.chaos <= best.chaos + CP1252_CHAOS_MARGIN:
             return str(western)
     return str(best)
+
+
+def _declared_encoding(data: bytes, path: str | Path) -> str | None:
+    """An HTML or XML file's text in the charset it declares (`<meta charset>`, `<?xml encoding>`),
+    as a browser reads it; None when it declares none (or a UTF-16 one, which ASCII markup cannot
+    be) or the bytes do not decode so."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in (".html", ".htm", ".xhtml", ".xml"):
+        return None
+    declared = EncodingDetector.find_declared_encoding(data, is_html=suffix != ".xml")
+    try:
+        codec = codecs.lookup(declared or "").name
+        if codec.startswith(("utf-16", "utf-32")):
+            return None
+        return data.decode(_AS_BROWSERS_READ.get(codec, codec))
+    except (LookupError, UnicodeDecodeError):
+        return None
+
+
+# Declared charsets that browsers read as the Windows code page that extends them (WHATWG Encoding):
+# a page saying "iso-8859-1" has its curly quotes and € at 0x80-0x9f, as Windows wrote it.
+_AS_BROWSERS_READ = {"ascii": "cp1252", "iso8859-1": "cp1252", "iso8859-9": "cp1254", "iso8859-11": "cp874",
+                     "tis-620": "cp874"}
 
 
 # ---------------------------------------------------------------- splitting

@@ -414,3 +414,23 @@ def test_tab_separated_rows_keep_their_cells_apart(tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("Name:\tAda Lovelace\nBorn in London.\n\tIndented line.\n", encoding="utf-8")
     assert read_document(notes).page(1).text == "Name: Ada Lovelace\nBorn in London.\n Indented line."
+
+
+@pytest.mark.parametrize("name,declared,text,encoding", [
+    ("notice.html", "iso-8859-7", "Συνάντηση τη Δευτέρα.", "iso-8859-7"),
+    # "iso-8859-1" is read as Windows-1252, as browsers do: what Windows wrote at 0x80-0x9f is there
+    ("prices.htm", "ISO-8859-1", "Le menu coûte 12 € à Noël.", "cp1252"),
+    ("record.xml", "iso-8859-1", "Le “menu” coûte 12 €.", "cp1252"),
+])
+def test_html_and_xml_are_read_in_the_charset_they_declare(tmp_path, name, declared, text, encoding):
+    """A short page has too little text for charset detection, which took another charset over the
+    one the page declares ("ÓõíÜíôçóç ôç ÄåõôÝñá", "coűte", "â€œmenuâ€")."""
+    if name.endswith(".xml"):
+        markup = f'<?xml version="1.0" encoding="{declared}"?>\n<note>{text}</note>\n'
+    else:
+        markup = (f'<!DOCTYPE html><html><head><meta http-equiv="Content-Type" content="text/html; '
+                  f'charset={declared}"><title>Notice</title><style>body {{ margin: 0 auto; max-width: 40em }}'
+                  f"</style></head><body><h1>Notice</h1><p>{text}</p></body></html>")
+    path = tmp_path / name
+    path.write_bytes(markup.encode(encoding))
+    assert text in read_document(path).pages[0].text
