@@ -262,7 +262,7 @@ _HTML_BLOCKS = ["p", "div", "li", "tr", "br", "pre", "blockquote", "section", "a
 # of 40 real HTML pages is the same with either.
 HTML_PARSER = "lxml"
 _HTML_DROP = ["script", "style", "noscript", "template", "svg", "head"]
-_HEADING_MARK = "\x1e"       # record separator: cannot occur in normalised text
+_HEADING_MARK = "\x1e"       # record separator: taken out of the page's own text first (a control character)
 
 
 _HIDDEN_STYLE = re.compile(r"(?:^|;)\s*(?:display\s*:\s*none|visibility\s*:\s*(?:hidden|collapse)"
@@ -300,6 +300,10 @@ def html_sections(markup: str | bytes) -> tuple[str, list[Section]]:
     title = normalize_text(title_tag.get_text(" ")) if title_tag else ""
     for tag in soup.find_all(_HTML_DROP) + soup.find_all(_html_hidden):
         tag.decompose()
+    # The page's own U+001E (an export of records) would read as a heading mark: a space, as
+    # normalising makes it anyway (a comment stays a comment)
+    for text in soup.find_all(string=re.compile(_HEADING_MARK)):
+        text.replace_with(type(text)(text.replace(_HEADING_MARK, " ")))
     # Tag.insert_after / replace_with look the tag up among its siblings (linear), which made a page
     # of many sibling blocks (<p> or <br> lines in one <body>) quadratic; appending inside is not.
     for heading in soup.find_all(re.compile(r"^h[1-6]$")):

@@ -434,3 +434,14 @@ def test_html_and_xml_are_read_in_the_charset_they_declare(tmp_path, name, decla
     path = tmp_path / name
     path.write_bytes(markup.encode(encoding))
     assert text in read_document(path).pages[0].text
+
+
+def test_html_record_separator_in_the_text_is_no_heading(tmp_path):
+    """The reader marks headings with U+001E; the same character in a page's own text (an export of
+    records, `&#30;` or raw) made the text after it a heading, its next letter the level (a crash:
+    "could not be read (ValueError ...)") or its digit one ("§2 field2")."""
+    page = tmp_path / "export.html"
+    page.write_bytes(b"<html><body><h1>Export</h1><p>id 1&#30;7 records</p><p>raw\x1eAB sep</p></body></html>")
+    doc = read_document(page)
+    assert [p.label for p in doc.pages] == ["§1 Export"]
+    assert doc.page(1).text == "Export\n\nid 1 7 records\n\nraw AB sep"
