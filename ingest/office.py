@@ -8,7 +8,7 @@
   sections at the end.
 - .epub (EbookLib): the spine's chapters in reading order (not its table-of-contents page), each
   cut at its <h1>..<h6> like HTML; a chapter that opens without a heading takes its
-  table-of-contents title.
+  table-of-contents title. A DRM-protected book (its chapters encrypted) is refused, saying so.
 - .xlsx (openpyxl): one unit per worksheet, rows as "a | b | c" lines; a long sheet in ranges of rows.
 - .eml (the standard library's email): headers and body (plain text, else the HTML's text).
 - .rtf (striprtf): plain text, cut like a .txt file.
@@ -317,6 +317,10 @@ def read_epub(data: bytes, path: str | Path) -> TextContent:
     from ebooklib import ITEM_DOCUMENT, epub
 
     check_zip(data, path, ".epub")
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        if (scheme := _epub_drm(archive)) is not None:
+            raise IngestError("unsupported", path, f"a DRM-protected e-book ({scheme}): its text is encrypted "
+                              "and cannot be read; add a copy without DRM")
     try:
         book = epub.read_epub(io.BytesIO(data), options={"ignore_ncx": False})
     except (epub.EpubException, KeyError, ValueError, AttributeError, SyntaxError,
@@ -336,6 +340,32 @@ def read_epub(data: bytes, path: str | Path) -> TextContent:
     titles = book.get_metadata("DC", "title")
     title = normalize_text(titles[0][0]) if titles and titles[0][0] else None
     return units_from_sections(sections, title or next((s.heading for s in sections if s.heading), None))
+
+
+_XMLENC = "{http://www.w3.org/2001/04/xmlenc#}"
+# What META-INF/encryption.xml also lists in a book without DRM: its embedded fonts, obfuscated
+# (IDPF's and Adobe's algorithms) so they cannot be reused outside it.
+_FONT_OBFUSCATION = ("http://www.idpf.org/2008/embedding", "http://ns.adobe.com/pdf/enc#RC")
+_DRM_FILES = (("META-INF/rights.xml", "Adobe ADEPT"), ("META-INF/license.lcpl", "Readium LCP"),
+              ("META-INF/sinf.xml", "Apple FairPlay"))
+
+
+def _epub_drm(archive: zipfile.ZipFile) -> str | None:
+    """The DRM scheme of an e-book whose files are encrypted (encryption.xml lists a file under an
+    algorithm other than font obfuscation), None for a readable one. A store's DRM leaves the
+    chapters ciphertext, which read as no text or as noise."""
+    if "META-INF/encryption.xml" not in archive.namelist():
+        return None
+    try:
+        root = ElementTree.fromstring(archive.read("META-INF/encryption.xml"))
+    except ElementTree.ParseError:
+        return None
+    for entry in root.iter(f"{_XMLENC}EncryptedData"):
+        method = entry.find(f"{_XMLENC}EncryptionMethod")
+        if method is None or method.get("Algorithm") not in _FONT_OBFUSCATION:
+            names = set(archive.namelist())
+            return next((scheme for name, scheme in _DRM_FILES if name in names), "encrypted files")
+    return None
 
 
 def _toc_titles(toc) -> dict[str, str]:

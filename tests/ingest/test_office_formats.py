@@ -585,3 +585,43 @@ def test_pptx_shape_off_the_slide_is_read_marked(tmp_path):
     deck.save(tmp_path / "offer.pptx")
     assert read_document(tmp_path / "offer.pptx").page(1).text.splitlines() == [
         "Offer", "Overlaps the edge", "(off the slide) Floor 850", "(off the slide) Above the slide"]
+
+
+def _encrypt_epub(path, algorithm: str, which: str, extra: dict[str, str] | None = None) -> None:
+    """Rewrite an e-book as a store's DRM leaves it: the files ending in `which` replaced by
+    ciphertext (random bytes) and listed in META-INF/encryption.xml under `algorithm`."""
+    import random
+
+    rng = random.Random(7)
+    with zipfile.ZipFile(path) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    entries = ""
+    for name in [n for n in files if n.endswith(which)]:
+        files[name] = bytes(rng.getrandbits(8) for _ in range(len(files[name]) // 16 * 16 + 16))
+        entries += (f'<enc:EncryptedData><enc:EncryptionMethod Algorithm="{algorithm}"/><enc:CipherData>'
+                    f'<enc:CipherReference URI="{name}"/></enc:CipherData></enc:EncryptedData>')
+    files["META-INF/encryption.xml"] = ('<?xml version="1.0"?><encryption xmlns="urn:oasis:names:tc:opendocument:'
+                                        'xmlns:container" xmlns:enc="http://www.w3.org/2001/04/xmlenc#">'
+                                        f"{entries}</encryption>").encode()
+    files.update({name: text.encode() for name, text in (extra or {}).items()})
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data, zipfile.ZIP_STORED if name == "mimetype" else zipfile.ZIP_DEFLATED)
+
+
+def test_drm_protected_epub_is_refused_as_such(tmp_path):
+    """A bookshop's e-book (Adobe ADEPT) has its chapters encrypted: it was refused as "contains no
+    text" (or read as noise); now the reason says DRM. An e-book whose fonts alone are obfuscated
+    (encryption.xml, IDPF's algorithm) is no DRM and is read."""
+    book = write_epub(tmp_path / "novel.epub")
+    _encrypt_epub(book, "http://www.w3.org/2001/04/xmlenc#aes128-cbc", "sea.xhtml",
+                  {"META-INF/rights.xml": '<adept:rights xmlns:adept="http://ns.adobe.com/adept"/>'})
+    with pytest.raises(IngestError) as err:
+        read_document(book)
+    assert err.value.reason == "unsupported"
+    assert str(err.value).startswith("novel.epub: a DRM-protected e-book (Adobe ADEPT)"), err.value
+    fonts = write_epub(tmp_path / "fonts.epub")
+    with zipfile.ZipFile(fonts, "a") as z:
+        z.writestr("EPUB/fonts/serif.otf", b"OTTO" + bytes(60))
+    _encrypt_epub(fonts, "http://www.idpf.org/2008/embedding", ".otf")
+    assert "The ship sailed at six." in [p.text.splitlines()[-1] for p in read_document(fonts).pages]
