@@ -24,6 +24,7 @@ from bs4.dammit import EncodingDetector
 from markdown_it import MarkdownIt
 
 from ingest.errors import IngestError
+from ingest.kinds import CONVERT_HINTS
 from ingest.normalize import normalize_text
 
 PART_CHARS = 3000            # about one printed page of prose (the corpus PDFs average ~2,800 chars/page)
@@ -327,8 +328,23 @@ def html_sections(markup: str | bytes) -> tuple[str, list[Section]]:
     return title, sections
 
 
+# A Compound File (CFB): what Office 97-2003 saved, and what a password-protected .docx, .xlsx or
+# .pptx is (its ZIP encrypted in an "EncryptedPackage" stream). Streams by their UTF-16 names.
+_CFB_MAGIC = bytes.fromhex("d0cf11e0a1b11ae1")
+_CFB_STREAMS = (("EncryptedPackage", None), ("WordDocument", ".doc"), ("Workbook", ".xls"), ("Book", ".xls"),
+                ("PowerPoint Document", ".ppt"))
+
+
 def check_zip(data: bytes, path: str | Path, what: str) -> None:
-    """Refuse bytes that are not a ZIP archive, or one that unpacks to more than MAX_UNPACKED_BYTES."""
+    """Refuse bytes that are not a ZIP archive, or one that unpacks to more than MAX_UNPACKED_BYTES;
+    a password-protected Office file, or an old binary one under a new name, is named as such."""
+    if data.startswith(_CFB_MAGIC):
+        stream = next(((name, old) for name, old in _CFB_STREAMS if name.encode("utf-16-le") in data), None)
+        if stream is not None and stream[1] is None:
+            raise IngestError("unsupported", path, f"a password-protected {what} (encrypted): open it with its "
+                              "password, save a copy without one and add that")
+        if stream is not None:
+            raise IngestError("unsupported", path, f"{CONVERT_HINTS[stream[1]]} (it is a {stream[1]} file named {what})")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             unpacked = sum(info.file_size for info in archive.infolist())

@@ -85,3 +85,34 @@ def write_epub(path: Path) -> Path:
     book.spine = ["nav", harbour, sea]
     epub.write_epub(str(path), book)
     return path
+
+
+def write_compound_file(path: Path, streams: dict[str, bytes]) -> Path:
+    """A Compound File (CFB v3, [MS-CFB]) holding `streams`: the container of Office 97-2003 files
+    ("WordDocument", ...) and of a password-protected .docx / .xlsx / .pptx ("EncryptionInfo",
+    "EncryptedPackage"). Each stream is padded to 4096 bytes, so all live in regular sectors."""
+    import struct
+
+    end, free, fat_sect, none = 0xFFFFFFFE, 0xFFFFFFFF, 0xFFFFFFFD, 0xFFFFFFFF
+    fat, body, entries = [fat_sect, end], b"", []           # sector 0: the FAT, sector 1: the directory
+    for i, (name, data) in enumerate(streams.items(), start=1):
+        data = data.ljust(max(4096, -(-len(data) // 512) * 512), b"\0")
+        first = len(fat)
+        fat += list(range(first + 1, first + len(data) // 512)) + [end]
+        body += data
+        right = i + 1 if i < len(streams) else none         # the streams as a chain of right siblings
+        entries.append((name, 2, none, right, none, first, len(data)))
+    assert len(fat) <= 128 and len(entries) < 4
+    entries.insert(0, ("Root Entry", 5, none, none, 1, end, 0))
+
+    def entry(name: str, kind: int, left: int, right: int, child: int, start: int, size: int) -> bytes:
+        encoded = (name + "\0").encode("utf-16-le")
+        return struct.pack("<64sHBBIII16sIQQIQ", encoded, len(encoded), kind, 1, left, right, child,
+                           b"", 0, 0, 0, start, size)
+
+    directory = b"".join(entry(*e) for e in entries).ljust(512, b"\0")
+    header = struct.pack("<8s16sHHHHH6sIIIIIIIII", bytes.fromhex("d0cf11e0a1b11ae1"), b"", 0x3E, 3, 0xFFFE,
+                         9, 6, b"", 0, 1, 1, 0, 4096, end, 0, end, 0)
+    header += struct.pack("<109I", 0, *[free] * 108)
+    path.write_bytes(header + struct.pack("<128I", *fat, *[free] * (128 - len(fat))) + directory + body)
+    return path

@@ -9,7 +9,7 @@ import pytest
 
 from ingest import IngestError, read_document
 from ingest import formats, office
-from tests.ingest.office_files import write_epub, write_odt, write_pptx
+from tests.ingest.office_files import write_compound_file, write_epub, write_odt, write_pptx
 
 
 def test_pptx_one_unit_per_slide_with_tables_groups_and_notes(tmp_path):
@@ -625,3 +625,18 @@ def test_drm_protected_epub_is_refused_as_such(tmp_path):
         z.writestr("EPUB/fonts/serif.otf", b"OTTO" + bytes(60))
     _encrypt_epub(fonts, "http://www.idpf.org/2008/embedding", ".otf")
     assert "The ship sailed at six." in [p.text.splitlines()[-1] for p in read_document(fonts).pages]
+
+
+@pytest.mark.parametrize("name,streams,message", [
+    ("salaries.xlsx", {"EncryptionInfo": b"\x04\x00\x04\x00\x40\x00\x00\x00", "EncryptedPackage": bytes(5000)},
+     "salaries.xlsx: a password-protected .xlsx (encrypted): open it with its password, save a copy without one"),
+    ("minutes.docx", {"WordDocument": bytes(5000), "1Table": bytes(600)},
+     "minutes.docx: an old binary Word file: save it as .docx or PDF and add that (it is a .doc file named .docx)"),
+])
+def test_password_protected_or_old_binary_office_file_says_so(tmp_path, name, streams, message):
+    """A password-protected .docx/.xlsx/.pptx is a Compound File holding the encrypted package, as is a
+    Word 97-2003 file renamed .docx: both were refused as "not a valid .xlsx (not a ZIP archive)",
+    which reads as a damaged file."""
+    with pytest.raises(IngestError) as err:
+        read_document(write_compound_file(tmp_path / name, streams))
+    assert err.value.reason == "unsupported" and str(err.value).startswith(message), err.value
