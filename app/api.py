@@ -137,7 +137,8 @@ def create_router(services: Any, auth: AuthSpec = None, local_token: str | None 
                   summary="Upload documents (multipart field `files`, one or more)",
                   description="201 with the added documents, each with `already_there`: true "
                               "when the same content was in the workspace already (or earlier in "
-                              "this upload) and nothing new was added. When a file cannot be read, "
+                              "this upload) and nothing new was added, and `same_name`: the ids of "
+                              "other documents with its file name (earlier versions?). When a file cannot be read, "
                               "the others are still added and the answer is the first failure's "
                               "status with {error, added, failed: [{file, reason, message}]}.")
     def upload_documents(workspace: str, files: list[UploadFile] = File(...),
@@ -149,7 +150,8 @@ def create_router(services: Any, auth: AuthSpec = None, local_token: str | None 
         for upload in files:        # one bad file does not stop the others
             try:
                 info = _add_upload(services, ws.id, upload, password, limit)
-                added.append({**info.to_dict(), "already_there": info.id in known})
+                added.append({**info.to_dict(), "already_there": info.id in known,
+                              "same_name": [d.id for d in services.documents.namesakes(ws.id, info.id)]})
                 known.add(info.id)
             except Exception as exc:  # noqa: BLE001 -- reported per file below
                 failed.append((upload.filename, as_api_error(exc)))

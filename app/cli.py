@@ -223,6 +223,9 @@ def _ingest_one(svc, ws, name: str, password: str | None, known: set[int]) -> bo
     known.add(doc.id)
     print(f"added [doc {doc.index}] {doc.filename}: {doc.extent} "
           f"({doc.title}) to workspace {ws.name!r}" + "".join(f"; {note}" for note in doc.notes))
+    if others := svc.documents.namesakes(ws.id, doc.id):
+        from app.documents import namesakes_note
+        print(f"  note: {namesakes_note(others)} (jambadocs docs -w {shlex.quote(ws.name)} --delete N)")
     return True
 
 

@@ -66,6 +66,13 @@ def _move_citations(s, doc_id: int, numbers: list[int], texts: dict[int, str]) -
             cite.verified = False
 
 
+def namesakes_note(others: list[DocumentInfo]) -> str:
+    """What the CLI and the page say when a file is added beside documents of the same name."""
+    which = ", ".join(f"document {d.index} (added {d.added_at.astimezone():%Y-%m-%d %H:%M})" for d in others)
+    return (f"{which} has the same name and other content: an earlier version? Both are read for every "
+            "question until one is removed")
+
+
 def to_ingest_document(row: db.Document, pages: Iterable[db.Page]) -> "ingest.Document":
     from ingest import Document, Page
     return Document(
@@ -117,6 +124,19 @@ class DocumentService:
         if not path.is_file():
             raise NotFound(f"the original of {row.filename} is missing from {path.parent}")
         return path
+
+    def namesakes(self, ws_id: int, doc_id: int) -> list[DocumentInfo]:
+        """The workspace's other documents with this one's file name: most likely other versions of
+        it, a file changed and added again (the same content is never added twice). Both are read
+        for every question until one is removed."""
+        with db.transaction(self._svc.sessions) as s:
+            name = self._row(s, doc_id).filename
+            ids = list(s.scalars(select(db.Document.id).where(db.Document.workspace_id == ws_id)
+                                 .order_by(db.Document.id)))
+            rows = s.scalars(select(db.Document).where(
+                db.Document.workspace_id == ws_id, db.Document.filename == name, db.Document.id != doc_id)
+                .order_by(db.Document.id))
+            return [self._info(r, ids.index(r.id) + 1, None, False) for r in rows]
 
     def password(self, content_hash: str) -> str | None:
         """The password a file with this content was added with since the server started, if any."""

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator
 import gradio as gr
 
 from app.background import run_with_progress
-from app.documents import UPLOAD_SUFFIXES
+from app.documents import UPLOAD_SUFFIXES, namesakes_note
 from app.errors import AppError, NotFound
 from app.records import CitationInfo, DocumentInfo, MessageInfo
 from ui import render
@@ -437,6 +437,8 @@ class Handlers:
                         row.status = "added"
                         row.message = f"added: {info.extent}" + (
                             f", {render.fmt_tokens(info.tokens)} tokens" if info.tokens else "")
+                        if others := self.svc.documents.namesakes(ws_id, info.id):
+                            row.message += f"; {namesakes_note(others)}"
                 else:
                     if not (is_refusal(err) or isinstance(err, (ValueError, OSError))):
                         log.exception("upload of %s failed", row.filename, exc_info=err)

@@ -118,6 +118,18 @@ def test_an_upload_marks_files_whose_content_is_already_there(client, corpus):
     assert len(client.get("/api/workspaces/twice/documents").json()) == 2
 
 
+def test_an_upload_names_the_documents_it_shares_its_file_name_with(client, corpus):
+    """A changed report.pdf uploaded again is a second document (new content): `same_name` gives the
+    first one's id, since both are read for every question."""
+    client.post("/api/workspaces", json={"name": "versions"})
+    first = client.post("/api/workspaces/versions/documents", files=[
+        ("files", ("report.pdf", (corpus / "pari-refcard.pdf").read_bytes()))]).json()[0]
+    assert first["same_name"] == []
+    second = client.post("/api/workspaces/versions/documents", files=[
+        ("files", ("report.pdf", (corpus / "latexsheet-de.pdf").read_bytes()))]).json()[0]
+    assert second["already_there"] is False and second["same_name"] == [first["id"]]
+
+
 def test_ask_streams_progress_tokens_and_the_cli_json(client, workspace, sse, extractive_services):
     question = "What does the Wilcoxon signed rank test say about the mooring data?"
     with client.stream("POST", f"/api/workspaces/{WS}/ask", json={"question": question}) as r:

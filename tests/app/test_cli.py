@@ -458,3 +458,21 @@ def test_ingest_stopped_before_any_document_leaves_no_workspace(corpus, tmp_path
     assert proc.returncode == 130 and "interrupted" in err and "added" not in out, (out, err)
     with sqlite3.connect(data / "jambadocs.sqlite3") as db:
         assert db.execute("select count(*) from workspaces").fetchone()[0] == 0
+
+
+def test_a_file_changed_and_added_again_is_added_beside_the_first_and_says_so(run, tmp_path):
+    """An edited file added again is new content, so a second document; both are read for every
+    question (the extractive answer quoted the old date and the new), which nothing said."""
+    plan = tmp_path / "plan.txt"
+    plan.write_text("Quarterly plan. The launch date is March 3.\n", encoding="utf-8")
+    assert run("ingest", "-w", "my plans", str(plan))[0] == 0
+    plan.write_text("Quarterly plan. The launch date is June 9.\n", encoding="utf-8")
+    code, out, _ = run("ingest", "-w", "my plans", str(plan))
+    assert code == 0 and out.startswith("added [doc 2] plan.txt"), out
+    note = out.splitlines()[1]
+    assert re.fullmatch(r"  note: document 1 \(added \d{4}-\d\d-\d\d \d\d:\d\d\) has the same name and other "
+                        r"content: an earlier version\? Both are read for every question until one is removed "
+                        r"\(jambadocs docs -w 'my plans' --delete N\)", note), note
+    other = tmp_path / "other.txt"                          # another name: no note
+    other.write_text("Budget notes.\n", encoding="utf-8")
+    assert "note:" not in run("ingest", "-w", "my plans", str(other))[1]

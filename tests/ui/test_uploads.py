@@ -233,3 +233,17 @@ def test_a_name_longer_than_the_file_system_takes_is_kept_whole(ui, corpus):
     [doc] = ui.svc.documents.list(ui.ws)
     assert doc.filename == sent and doc.pages == 4
     assert not copy.exists()
+
+
+def test_a_file_of_the_same_name_with_other_content_says_the_earlier_one_is_still_read(ui, corpus, tmp_path):
+    """report.pdf added, then a changed report.pdf: both stay (nothing is lost), and the upload says
+    so, since both are read for every question."""
+    for folder, source in (("v1", "pari-refcard.pdf"), ("v2", "latexsheet-de.pdf")):
+        (tmp_path / folder).mkdir()
+        shutil.copyfile(corpus / source, tmp_path / folder / "report.pdf")
+        updates = list(ui.h.upload([str(_as_gradio_upload(tmp_path / folder / "report.pdf", ui.upload_dir, folder))],
+                                   ui.ws, None, None))
+    panel = updates[-1]["uploads"]
+    assert "added: 2 pages" in panel and "document 1 (added " in panel, panel
+    assert "has the same name and other content: an earlier version? Both are read" in panel, panel
+    assert [d.filename for d in ui.svc.documents.list(ui.ws)] == ["report.pdf", "report.pdf"]
