@@ -82,10 +82,14 @@ def decode_text(data: bytes, path: str | Path) -> str:
         pass
     if (declared := _declared_encoding(data, path)) is not None:
         return declared
-    matches = charset_normalizer.from_bytes(data)
-    best = matches.best()
-    if best is None:
+    # UTF-16 or -32 text of any language has zero bytes (its newlines, spaces, digits): bytes without
+    # one are no such reading, though charset-normalizer may rank it first on short text (a Big5 or
+    # GB18030 list of names read as UTF-16 came out as Hangul noise)
+    matches = [m for m in charset_normalizer.from_bytes(data)
+               if b"\0" in data or not m.encoding.startswith(("utf_16", "utf_32"))]
+    if not matches:
         raise IngestError("unsupported", path, "binary data, not text in any known encoding")
+    best = matches[0]
     least_chaos = min(m.chaos for m in matches)
     for encoding in PREFERRED_ON_TIE:
         for m in matches:               # could_be_from_charset: charsets charset-normalizer grouped with m

@@ -100,11 +100,12 @@ def test_plain_text_parts_and_encoding(tmp_path):
     ("He said “hello” — it’s €5.", "cp1252"),
     ("日本語のテキストです。", "shift_jis"),                 # other charsets still recognised
     ("这是一个中文文本文件。", "gb18030"),
+    ("姓名,城市\n張三,台北\n", "big5"),                  # short: charset-normalizer's first reading was UTF-16
 ])
 def test_legacy_encodings_are_read_as_written(tmp_path, text, encoding):
     txt = tmp_path / "legacy.txt"
     txt.write_bytes(text.encode(encoding))
-    assert read_document(txt).pages[0].text == text
+    assert read_document(txt).pages[0].text == text.strip()
 
 
 def test_long_section_is_cut_into_continued_pieces(tmp_path):
