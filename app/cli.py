@@ -257,7 +257,8 @@ def _expand(names: list[str]) -> tuple[list[str], dict[str, list[str]], list[str
 
 def _folder_files(folder: Path, repeats: list[str]) -> list[Path]:
     """The files under `folder` but hidden ones, sorted; a linked subfolder is read once, and a
-    link to a folder already read is added to `repeats` instead."""
+    link to a folder already read is added to `repeats` instead. A link to a file that is gone is
+    a file here, so that adding it says so."""
     seen: set[str] = set()
     files: list[Path] = []
     for root, dirs, names in os.walk(folder, followlinks=True):
@@ -267,7 +268,8 @@ def _folder_files(folder: Path, repeats: list[str]) -> list[Path]:
             dirs[:] = []
             continue
         seen.add(real)
-        files += [Path(root, n) for n in names if not n.startswith(".") and Path(root, n).is_file()]
+        files += [p for n in names if not n.startswith(".")
+                  and ((p := Path(root, n)).is_file() or (p.is_symlink() and not p.exists()))]
     return sorted(files)
 
 

@@ -476,3 +476,16 @@ def test_a_file_changed_and_added_again_is_added_beside_the_first_and_says_so(ru
     other = tmp_path / "other.txt"                          # another name: no note
     other.write_text("Budget notes.\n", encoding="utf-8")
     assert "note:" not in run("ingest", "-w", "my plans", str(other))[1]
+
+
+def test_ingest_a_folder_reports_a_link_to_a_file_that_is_gone(run, corpus, tmp_path):
+    """A link in the folder whose file is gone (moved, on a drive not mounted) was skipped without a
+    word, so the folder seemed added whole; now it is named as not added."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "card.pdf").write_bytes((corpus / "pari-refcard.pdf").read_bytes())
+    (folder / "minutes.pdf").symlink_to(tmp_path / "usb" / "minutes.pdf")
+    code, out, err = run("ingest", "-w", "f", str(folder))
+    assert code == 1 and "added [doc 1] card.pdf" in out, (out, err)
+    assert f"jambadocs: {folder / 'minutes.pdf'}: not added: cannot read the file (No such file or directory)" in err, err
+    assert err.strip().splitlines()[-1].endswith("1 of 2 files not added")
