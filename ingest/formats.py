@@ -612,15 +612,28 @@ def _docx_row_cells(row: ElementTree.Element) -> list[ElementTree.Element]:
 
 
 def _docx_paragraph_text(para: ElementTree.Element) -> str:
-    """The runs of this paragraph; a text box inside it (w:txbxContent) holds paragraphs of its own,
-    which body.iter() reaches by themselves."""
+    """The runs of this paragraph, its equations in a linear form (`_math_marks`); a text box inside
+    it (w:txbxContent) holds paragraphs of its own, which body.iter() reaches by themselves."""
     out = []
-    stack = list(reversed(para))                 # document order, without recursion
+    stack: list = list(reversed(para))           # document order, without recursion
     while stack:
         el = stack.pop()
+        if isinstance(el, str):                 # the end of an equation's part: its closing mark
+            if el and out and out[-1] == " ":   # (a one-character superscript's space: "x_i|", not "x_i |")
+                out.pop()
+            out.append(el)
+            continue
         if el.tag == f"{_W}txbxContent":
             continue
-        if el.tag == f"{_W}t" and el.text:
+        if el.tag.startswith(_M):
+            if el.tag == f"{_M}deg":            # read with its root
+                continue
+            if el.tag == f"{_M}t" and el.text:
+                out.append(el.text)
+            elif (marks := _math_marks(el)) is not None:
+                out.append(marks[0])
+                stack.append(marks[1])
+        elif el.tag == f"{_W}t" and el.text:
             out.append(el.text)
         elif el.tag == f"{_W}tab":
             out.append("\t")
@@ -630,6 +643,43 @@ def _docx_paragraph_text(para: ElementTree.Element) -> str:
             out.append("-")
         stack.extend(reversed(el))
     return "".join(out)
+
+
+_M = "{http://schemas.openxmlformats.org/officeDocument/2006/math}"
+
+
+def _math_text(el: ElementTree.Element) -> str:
+    return "".join(t.text or "" for t in el.iter(f"{_M}t"))
+
+
+def _math_marks(el: ElementTree.Element) -> tuple[str, str] | None:
+    """What an equation's (Office Math) part is read between, as it is typed in Word's linear form:
+    a superscript ^(n+1) (^2 and a space for one character), a subscript _(i), a fraction (a)/(b), a root
+    √(x) or √[3](x), a sum's or integral's sign, brackets, a function's name and a space (sin x).
+    None for the rest, whose text is read as it stands."""
+    tag = el.tag[len(_M):]
+    if tag in ("sup", "sub", "lim", "num", "den"):
+        text = _math_text(el)
+        if not text:
+            return None
+        lead = {"sup": "^", "sub": "_", "lim": "_", "den": "/"}.get(tag, "")
+        return (lead, " ") if len(text) == 1 else (f"{lead}(", ")")
+    if tag == "rad":
+        degree = el.find(f"{_M}deg")
+        degree = _math_text(degree) if degree is not None else ""
+        return (f"√[{degree}](" if degree else "√("), ")"
+    if tag == "naryPr":
+        sign = el.find(f"{_M}chr")
+        return (sign.get(f"{_M}val") if sign is not None else "∫") or "∫", ""
+    if tag == "d":
+        props = el.find(f"{_M}dPr")
+        begin = props.find(f"{_M}begChr") if props is not None else None
+        end = props.find(f"{_M}endChr") if props is not None else None
+        return (begin.get(f"{_M}val", "(") if begin is not None else "(",
+                end.get(f"{_M}val", ")") if end is not None else ")")
+    if tag == "fName":
+        return "", " "
+    return None
 
 
 def _docx_heading_styles(archive: zipfile.ZipFile) -> dict[str, int]:

@@ -446,3 +446,35 @@ def test_html_record_separator_in_the_text_is_no_heading(tmp_path):
     doc = read_document(page)
     assert [p.label for p in doc.pages] == ["§1 Export"]
     assert doc.page(1).text == "Export\n\nid 1 7 records\n\nraw AB sep"
+
+
+def test_docx_equations_are_read_in_a_linear_form(tmp_path):
+    """Word keeps an equation's text in Office Math runs (m:t), not w:t: an equation was left out
+    ("The energy is  in joules."). Now it reads as typed in Word's linear form."""
+    m = "http://schemas.openxmlformats.org/officeDocument/2006/math"
+
+    def run(text: str) -> str:
+        return f"<m:r><m:t>{text}</m:t></m:r>"
+
+    def sup(base: str, power: str) -> str:
+        return f"<m:sSup><m:e>{run(base)}</m:e><m:sup>{run(power)}</m:sup></m:sSup>"
+
+    energy = (f'<w:r><w:t xml:space="preserve">The energy is </w:t></w:r><m:oMath xmlns:m="{m}">{run("E=m")}'
+              f'{sup("c", "2")}</m:oMath><w:r><w:t xml:space="preserve"> in joules.</w:t></w:r>')
+    quadratic = (f'<m:oMathPara xmlns:m="{m}"><m:oMath>{run("x=")}<m:f><m:fPr><m:ctrlPr/></m:fPr><m:num>{run("-b±")}'
+                 f'<m:rad><m:radPr><m:degHide m:val="1"/></m:radPr><m:deg/><m:e>{sup("b", "2")}{run("-4ac")}</m:e>'
+                 f'</m:rad></m:num><m:den>{run("2a")}</m:den></m:f></m:oMath></m:oMathPara>')
+    total = (f'<m:oMath xmlns:m="{m}">{run("S=")}<m:nary><m:naryPr><m:chr m:val="∑"/></m:naryPr><m:sub>{run("i=1")}'
+             f'</m:sub><m:sup>{run("n")}</m:sup><m:e><m:d><m:dPr><m:begChr m:val="|"/><m:endChr m:val="|"/></m:dPr>'
+             f'<m:e><m:sSub><m:e>{run("x")}</m:e><m:sub>{run("i")}</m:sub></m:sSub></m:e></m:d></m:e></m:nary></m:oMath>')
+    path = write_docx(tmp_path / "physics.docx", [(None, "ONE"), (None, "TWO"), (None, "THREE")])
+    with zipfile.ZipFile(path) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    for mark, xml in (("ONE", energy), ("TWO", quadratic), ("THREE", total)):
+        files["word/document.xml"] = files["word/document.xml"].replace(
+            f'<w:r><w:t xml:space="preserve">{mark}</w:t></w:r>'.encode(), xml.encode())
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    assert read_document(path).page(1).text.splitlines() == [
+        "The energy is E=mc^2 in joules.", "x=(-b±√(b^2 -4ac))/(2a)", "S=∑_(i=1)^n |x_i|"]
