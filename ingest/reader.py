@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import re
+import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
@@ -150,13 +152,16 @@ def read_documents(paths: Iterable[str | Path], passwords: Mapping[str, str] | s
 
 
 def detect_kind(data: bytes, name: str) -> str:
-    """Format from the extension, checked against the content; a PDF header wins over any extension."""
+    """Format from the extension, checked against the content; what the content shows (a PDF
+    header, an Office or e-book package, a picture, RTF) wins over any extension."""
     ext = Path(name).suffix.lower()
     kind = KIND_BY_SUFFIX.get(ext)
     if kind == "pdf" and looks_like_pdf(data[:1024]):
         return "pdf"
     if data.lstrip()[:5] == b"%PDF-":          # a PDF under another name (a text about PDFs is not)
         return "pdf"
+    if (shown := sniff_kind(data)) is not None:
+        return shown
     if kind == "pdf":
         raise IngestError("not_pdf", name, "named .pdf but it is not a PDF (no %PDF header)")
     if kind is None and ext in CONVERT_HINTS:
@@ -165,6 +170,36 @@ def detect_kind(data: bytes, name: str) -> str:
         raise IngestError("unsupported", name, f"unsupported file type {ext or '(no extension)'}; "
                           f"supported: {SUPPORTED_KINDS}")
     return kind
+
+
+# The part each ZIP-based format must have; an OpenDocument or EPUB file names itself in "mimetype".
+_PACKAGE_PARTS = (("word/document.xml", "docx"), ("ppt/presentation.xml", "pptx"), ("xl/workbook.xml", "xlsx"))
+_PACKAGE_MIMETYPES = {b"application/epub+zip": "epub", b"application/vnd.oasis.opendocument.text": "odt"}
+_HEIF_BRANDS = (b"heic", b"heix", b"mif1", b"msf1", b"hevc")
+
+
+def sniff_kind(data: bytes) -> str | None:
+    """The format the bytes show by their signature, for a file under a wrong or missing extension
+    (a deck saved as .docx, a download named .bin): a .docx/.pptx/.xlsx by its main part, an .epub
+    or .odt by its mimetype, a picture, RTF. None when they show none of these."""
+    if data.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                names = set(archive.namelist())
+                if found := next((kind for part, kind in _PACKAGE_PARTS if part in names), None):
+                    return found
+                if "mimetype" in names:
+                    with archive.open("mimetype") as f:
+                        return _PACKAGE_MIMETYPES.get(f.read(64).strip())
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError):
+            return None
+        return None
+    if (data.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*"))
+            or (data[:4] == b"RIFF" and data[8:12] == b"WEBP") or (data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS)):
+        return "image"
+    if data.startswith(b"{\\rtf"):
+        return "rtf"
+    return None
 
 
 def sha256_hex(data: bytes) -> str:

@@ -640,3 +640,22 @@ def test_password_protected_or_old_binary_office_file_says_so(tmp_path, name, st
     with pytest.raises(IngestError) as err:
         read_document(write_compound_file(tmp_path / name, streams))
     assert err.value.reason == "unsupported" and str(err.value).startswith(message), err.value
+
+
+def test_a_file_under_a_wrong_or_missing_extension_is_read_as_what_it_is(tmp_path):
+    """What the content shows wins over the name, as a PDF header always did: a deck saved as .docx
+    was "not a valid .docx (no word/document.xml)", an e-book or OpenDocument file under .zip / .doc /
+    no extension was refused as that type, and RTF named .txt was read as its markup."""
+    import shutil
+
+    deck, book, report = write_pptx(tmp_path / "d.pptx"), write_epub(tmp_path / "b.epub"), write_odt(tmp_path / "r.odt")
+    cases = {"minutes.docx": (deck, "pptx", "slide"), "voyage.zip": (book, "epub", "section"),
+             "rapport.doc": (report, "odt", "section"), "attachment": (report, "odt", "section")}
+    for name, (source, kind, unit) in cases.items():
+        doc = read_document(shutil.copyfile(source, tmp_path / name))
+        assert (doc.filename, doc.kind, doc.unit) == (name, kind, unit)
+    assert "Mention the Haifa office opening." in read_document(tmp_path / "minutes.docx").page(1).text
+    letter = tmp_path / "letter.txt"
+    letter.write_text(r"{\rtf1\ansi{\fonttbl\f0 Times;}\f0 Dear Ann,\par the keys are under the mat.\par}")
+    doc = read_document(letter)
+    assert doc.kind == "rtf" and doc.page(1).text == "Dear Ann,\nthe keys are under the mat."
