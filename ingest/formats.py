@@ -114,18 +114,24 @@ def _declared_encoding(data: bytes, path: str | Path) -> str | None:
         return None
     declared = EncodingDetector.find_declared_encoding(data, is_html=suffix != ".xml")
     try:
-        codec = codecs.lookup(declared or "").name
-        if codec.startswith(("utf-16", "utf-32")):
-            return None
-        return data.decode(_AS_BROWSERS_READ.get(codec, codec))
+        codec = as_browsers_read(declared or "")
+        return None if codec.startswith(("utf-16", "utf-32")) else data.decode(codec)
     except (LookupError, UnicodeDecodeError):
         return None
 
 
-# Declared charsets that browsers read as the Windows code page that extends them (WHATWG Encoding):
-# a page saying "iso-8859-1" has its curly quotes and € at 0x80-0x9f, as Windows wrote it.
+# Declared charsets that browsers and mail clients read as the Windows code page that extends them
+# (WHATWG Encoding): a page or e-mail saying "iso-8859-1" has its curly quotes, dashes and € at
+# 0x80-0x9f, as Windows wrote it.
 _AS_BROWSERS_READ = {"ascii": "cp1252", "iso8859-1": "cp1252", "iso8859-9": "cp1254", "iso8859-11": "cp874",
                      "tis-620": "cp874"}
+
+
+def as_browsers_read(charset: str) -> str:
+    """The Python codec for a declared charset, as browsers and mail clients read it (LookupError
+    for an unknown one)."""
+    codec = codecs.lookup(charset).name
+    return _AS_BROWSERS_READ.get(codec, codec)
 
 
 # ---------------------------------------------------------------- splitting

@@ -27,8 +27,8 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 from ingest.errors import IngestError
-from ingest.formats import (DGM, R, Section, TextContent, check_zip, decode_text, diagram_lines, html_sections,
-                             units_from_sections)
+from ingest.formats import (DGM, R, Section, TextContent, as_browsers_read, check_zip, decode_text, diagram_lines,
+                             html_sections, units_from_sections)
 from ingest.normalize import normalize_text
 
 # ---------------------------------------------------------------- .pptx
@@ -608,14 +608,15 @@ def _inline_text(part, path: str | Path) -> str:
 
 
 def _part_text(part, path: str | Path) -> str:
-    """A text part decoded by its declared charset. Without one (the standard's us-ascii default,
+    """A text part decoded by its declared charset, as mail clients read it ("iso-8859-1" as
+    Windows-1252, whose quotes, dashes and € Outlook writes under that name). Without one (the standard's us-ascii default,
     which 8-bit UTF-8 or Latin-1 bodies ignore), or with one Python does not know, it is decoded like
     a text file (UTF-8, else the charset found), not with a U+FFFD per byte, nor refused."""
     payload = part.get_payload(decode=True) or b""
     charset = part.get_content_charset()
     if charset and charset not in ("us-ascii", "ascii"):
         try:
-            return payload.decode(charset, errors="replace")
+            return payload.decode(as_browsers_read(charset), errors="replace")
         except LookupError:
             pass
     try:

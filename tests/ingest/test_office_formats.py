@@ -659,3 +659,15 @@ def test_a_file_under_a_wrong_or_missing_extension_is_read_as_what_it_is(tmp_pat
     letter.write_text(r"{\rtf1\ansi{\fonttbl\f0 Times;}\f0 Dear Ann,\par the keys are under the mat.\par}")
     doc = read_document(letter)
     assert doc.kind == "rtf" and doc.page(1).text == "Dear Ann,\nthe keys are under the mat."
+
+
+def test_eml_declared_latin1_is_read_as_windows_1252_as_mail_clients_do(tmp_path):
+    """Outlook labels its Windows-1252 text "iso-8859-1": its ’, – and € (0x92, 0x96, 0x80, here in
+    quoted-printable) were read as Latin-1 control characters and came out as spaces."""
+    mail = (b'From: Ann <ann@example.com>\r\nTo: bob@example.com\r\nSubject: Price\r\n'
+            b'Date: Mon, 02 Mar 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n'
+            b'Content-Type: text/plain; charset="iso-8859-1"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
+            b'We don=92t sell it for less than =80 500 =96 final.\r\n')
+    (tmp_path / "price.eml").write_bytes(mail)
+    assert read_document(tmp_path / "price.eml").page(1).text.splitlines()[-1] == \
+        "We don’t sell it for less than € 500 – final."
