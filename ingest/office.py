@@ -23,6 +23,7 @@ import io
 import posixpath
 import re
 import zipfile
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -473,7 +474,8 @@ def _row_text(row: tuple, formulas: tuple = (), hidden_columns: set[int] = froze
     without values); a cell in a hidden column, or whose number format shows nothing, marked."""
     cells = []
     for column, cell in enumerate(row, start=1):
-        text = _percent(cell.value, cell.number_format) or _cell_text(cell.value)
+        text = (_percent(cell.value, cell.number_format) or _money(cell.value, cell.number_format)
+                or _cell_text(cell.value))
         if (not text and cell.data_type not in ("s", "str") and column <= len(formulas)   # (a saved empty text)
                 and (formula := _formula(formulas[column - 1].value))):
             text = f"{formula} (formula, value not saved)"
@@ -516,6 +518,37 @@ def _percent(value, number_format: str | None) -> str | None:
     if (m := _PERCENT.match(number_format)) is None:
         return None
     return f"{value * 100:.{len(m.group(1) or '')}f}%"
+
+
+# What a number format writes beside the number: a currency of a locale ("[$€-407]", "[$USD]"),
+# quoted text ('"$"', '" kg"') or a bare currency sign; and the number's digits ("#,##0.00").
+_FORMAT_TEXT = re.compile(r'\[\$([^\]\-]+)[^\]]*\]|"([^"]+)"|([$€£¥₹₽₩₪₫₴₦₱฿¢])')
+_DIGITS = re.compile(r"[0#?][0#?,]*(?:\.([0#?]+))?")
+
+
+def _money(value, number_format: str | None) -> str | None:
+    """A number under a format that writes a currency or a unit beside it, as the spreadsheet shows
+    it: 1234.5 under '"$"#,##0.00' as "$1,234.50", under '#,##0.00 [$€-407]' as "1,234.50 €", under
+    '0.0 "kg"' as "12.3 kg" (the stored value has neither); None for any other cell."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not number_format:
+        return None
+    section = number_format.split(";")[0]               # the positive numbers' section
+    text = _FORMAT_TEXT.search(section)
+    digits = _DIGITS.search(_FORMAT_TEXT.sub(lambda m: "\0" * len(m.group()), section))
+    if text is None or digits is None or "%" in section:
+        return None
+    written = next(g for g in text.groups() if g).strip()
+    places = Decimal(1).scaleb(-len(digits.group(1) or ""))
+    try:
+        rounded = Decimal(repr(abs(value))).quantize(places, ROUND_HALF_UP)   # half up, as a spreadsheet rounds
+    except InvalidOperation:                            # more digits than a Decimal holds (1e300)
+        return None
+    number = f"{rounded:{',' if ',' in digits.group() else ''}f}"
+    if text.start() < digits.start():
+        shown = written + (" " if " " in section[text.end():digits.start()] else "") + number
+    else:
+        shown = number + (" " if " " in section[digits.end():text.start()] else "") + written
+    return f"-{shown}" if value < 0 else shown
 
 
 def _cell_text(value) -> str:

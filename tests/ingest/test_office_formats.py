@@ -671,3 +671,24 @@ def test_eml_declared_latin1_is_read_as_windows_1252_as_mail_clients_do(tmp_path
     (tmp_path / "price.eml").write_bytes(mail)
     assert read_document(tmp_path / "price.eml").page(1).text.splitlines()[-1] == \
         "We don’t sell it for less than € 500 – final."
+
+
+def test_xlsx_currencies_and_units_read_as_shown(tmp_path):
+    """A price showing "$1,234.50" stores 1234.5: the currency (or unit) its format writes was lost,
+    so a sheet of dollars and euros read as bare numbers. Read as the spreadsheet shows it, rounded
+    half up to the format's decimals; a plain number is read as before."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    cells = [("rent", 1234.5, '"$"#,##0.00'), ("fees", 1234.5, "#,##0.00 [$€-407]"),
+             ("refund", -99, "[$£-809]#,##0"), ("tax", 1234.5, '_("$"* #,##0.00_);_("$"* (#,##0.00);_("$"* "-"??_);_(@_)'),
+             ("ticket", 5000, "[$¥-411]#,##0"), ("weight", 12.25, '0.0 "kg"'), ("visits", 1234.5, "General"),
+             ("ratio", 0.25, "0%")]
+    for name, value, number_format in cells:
+        sheet.append([name, value])
+        sheet.cell(sheet.max_row, 2).number_format = number_format
+    book.save(tmp_path / "costs.xlsx")
+    assert read_document(tmp_path / "costs.xlsx").page(1).text.splitlines() == [
+        "rent | $1,234.50", "fees | 1,234.50 €", "refund | -£99", "tax | $ 1,234.50", "ticket | ¥5,000",
+        "weight | 12.3 kg", "visits | 1234.5", "ratio | 25%"]
