@@ -12,6 +12,7 @@ import codecs
 import io
 import posixpath
 import re
+import unicodedata
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ TIE_CHAOS_MARGIN = 0.01
 # Windows-1252 is taken then, unless it reads the bytes clearly worse (more chaos by this much).
 CP1252_CHAOS_MARGIN = 0.15
 UTF16_PROBE_BYTES = 1 << 16
+ODD_SAMPLE_BYTES = 1 << 13     # the start of a reading, looked at for marks of a wrong charset
 
 
 def decode_text(data: bytes, path: str | Path) -> str:
@@ -89,20 +91,64 @@ def decode_text(data: bytes, path: str | Path) -> str:
                if b"\0" in data or not m.encoding.startswith(("utf_16", "utf_32"))]
     if not matches:
         raise IngestError("unsupported", path, "binary data, not text in any known encoding")
-    best = matches[0]
     least_chaos = min(m.chaos for m in matches)
+    tied = [m for m in matches if m.chaos <= least_chaos + TIE_CHAOS_MARGIN]
+    # Of readings alike in chaos, those that put the fewest signs against letters ("£ódŸ" is Polish
+    # "Łódź" read as Windows-1252): charset-normalizer's measure misses them in short text
+    odd = {m.encoding: _odd_in_words(data[:ODD_SAMPLE_BYTES].decode(m.encoding, errors="ignore")) for m in tied}
+    fewest = min(odd.values())
     for encoding in PREFERRED_ON_TIE:
-        for m in matches:               # could_be_from_charset: charsets charset-normalizer grouped with m
-            if m.chaos <= least_chaos + TIE_CHAOS_MARGIN and encoding in m.could_be_from_charset:
+        for m in tied:                  # could_be_from_charset: charsets charset-normalizer grouped with m
+            if encoding in m.could_be_from_charset:
                 try:                    # str(m) is m.encoding's text, which may differ (utf_16_le on "Köln")
-                    return data.decode(encoding)
+                    text = data.decode(encoding)
                 except UnicodeDecodeError:
                     continue
+                if _odd_in_words(text[:ODD_SAMPLE_BYTES]) == fewest:
+                    return text
+    best = next(m for m in tied if odd[m.encoding] == fewest)
     if best.coherence == 0:             # no language recognised in any reading
         western = charset_normalizer.from_bytes(data, cp_isolation=["cp1252"]).best()
-        if western is not None and western.chaos <= best.chaos + CP1252_CHAOS_MARGIN:
+        if (western is not None and western.chaos <= best.chaos + CP1252_CHAOS_MARGIN
+                and _odd_in_words(str(western)[:ODD_SAMPLE_BYTES]) <= fewest):
             return str(western)
     return str(best)
+
+
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
+def _odd_in_words(text: str) -> int:
+    """How many marks of a wrong charset a reading has in words: a sign before a letter ("£ódŸ",
+    "Za¿ó³æ": Polish read as Windows-1252; not a unit, "25 °C", "©Acme"), ¿ or ¡ after one, a letter
+    of another script than the letter beside it ("Аuro": Cyrillic А). A sign by a number ("€5"),
+    after a word ("m²") or a quote ("It’s") is no such mark."""
+    odd = 0
+    for m in _NON_ASCII.finditer(text):
+        i, c = m.start(), m.group()
+        prev, next_ = text[i - 1:i], text[i + 1:i + 2]
+        if c.isalpha():
+            script = _script(c)
+            odd += script is not None and any(n.isalpha() and _script(n) not in (None, script) for n in (prev, next_))
+        elif c in "¿¡":
+            odd += prev.isalpha()
+        elif (unicodedata.category(c)[0] == "S" or unicodedata.category(c) == "No") and c not in _UNIT_SIGNS:
+            odd += next_.isalpha() and not prev.isdigit()
+    return odd
+
+
+_UNIT_SIGNS = "°©®™§¶•€"                          # signs that stand before a word in any text
+
+
+# Scripts by the first word of a letter's Unicode name; Japanese writes kana and kanji together
+_SCRIPTS = {"LATIN": "LATIN", "CYRILLIC": "CYRILLIC", "GREEK": "GREEK", "ARMENIAN": "ARMENIAN",
+            "HEBREW": "HEBREW", "ARABIC": "ARABIC", "THAI": "THAI", "HANGUL": "HANGUL",
+            "CJK": "CJK", "HIRAGANA": "CJK", "KATAKANA": "CJK"}
+
+
+def _script(letter: str) -> str | None:
+    """A letter's script (LATIN, CYRILLIC, CJK, ...); None for a letter of no one script (µ)."""
+    return _SCRIPTS.get(unicodedata.name(letter, "?").split(" ", 1)[0])
 
 
 def _declared_encoding(data: bytes, path: str | Path) -> str | None:

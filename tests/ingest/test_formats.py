@@ -101,6 +101,12 @@ def test_plain_text_parts_and_encoding(tmp_path):
     ("日本語のテキストです。", "shift_jis"),                 # other charsets still recognised
     ("这是一个中文文本文件。", "gb18030"),
     ("姓名,城市\n張三,台北\n", "big5"),                  # short: charset-normalizer's first reading was UTF-16
+    # short lists of names, as a spreadsheet exports them: read as Windows-1252 ("Kowalski,£ódŸ",
+    # "Jan,¯eglarska") or Korean ("潔졀,텃뿔") before
+    ("Nazwisko,Miasto\nKowalski,Łódź\nNowak,Kraków\n", "cp1250"),
+    ("Imię,Ulica\nJan,Żeglarska 5\nAnna,Świętojańska 12\n", "cp1250"),
+    ("名前,都市\n山田,東京\n", "euc_jp"),
+    ("姓名,城市\n张三,北京\n", "gb18030"),
 ])
 def test_legacy_encodings_are_read_as_written(tmp_path, text, encoding):
     txt = tmp_path / "legacy.txt"
