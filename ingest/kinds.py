@@ -15,6 +15,7 @@ KIND_BY_SUFFIX = {
     ".pdf": "pdf", ".txt": "txt", ".text": "txt", ".md": "md", ".markdown": "md",
     ".html": "html", ".htm": "html", ".xhtml": "html", ".docx": "docx",
     ".pptx": "pptx", ".odt": "odt", ".epub": "epub", ".rtf": "rtf", ".xlsx": "xlsx", ".eml": "eml",
+    ".mhtml": "mhtml", ".mht": "mhtml",
     **{suffix: "txt" for suffix in PLAIN_TEXT_SUFFIXES},
     **{suffix: "image" for suffix in IMAGE_SUFFIXES},
 }
@@ -36,5 +37,5 @@ CONVERT_HINTS = {
     **{suffix: "an archive: unpack it and add the files inside"
        for suffix in (".zip", ".7z", ".rar", ".tar", ".gz", ".tgz")},
 }
-SUPPORTED_KINDS = (".pdf, .docx, .pptx, .xlsx, .odt, .epub, .rtf, .eml, .html, .md, plain text (.txt, .csv, .json, "
+SUPPORTED_KINDS = (".pdf, .docx, .pptx, .xlsx, .odt, .epub, .rtf, .eml, .html, .mhtml, .md, plain text (.txt, .csv, .json, "
                    ".xml, .tex, source code, ...) and images of pages (.png, .jpg, .tiff, .webp, .bmp, .heic)")

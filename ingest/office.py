@@ -11,6 +11,7 @@
   table-of-contents title. A DRM-protected book (its chapters encrypted) is refused, saying so.
 - .xlsx (openpyxl): one unit per worksheet, rows as "a | b | c" lines; a long sheet in ranges of rows.
 - .eml (the standard library's email): headers and body (plain text, else the HTML's text).
+- .mhtml / .mht (the same): a web page saved as one file, read as its HTML part.
 - .rtf (striprtf): plain text, cut like a .txt file.
 
 The ZIP formats are checked before a library opens them (`ingest.formats.check_zip`: a valid
@@ -605,6 +606,26 @@ def read_eml(data: bytes, path: str | Path) -> TextContent:
     return units_from_sections([Section(None, 0, text)], subject)
 
 
+def read_mhtml(data: bytes, path: str | Path) -> TextContent:
+    """A web page saved as one file (.mhtml / .mht: "Web Page, Single File" in Chrome, Edge, Word):
+    a MIME package whose first HTML part is the page, read as an .html file is (its pictures,
+    styles and frames are the other parts)."""
+    from email import policy
+    from email.parser import BytesParser
+
+    try:
+        package = BytesParser(policy=policy.default).parsebytes(data)
+        page = next((part for part in package.walk() if part.get_content_type() == "text/html"), None)
+        markup = _part_text(page, path) if page is not None else None
+    except (ValueError, TypeError, LookupError) as err:
+        raise IngestError("corrupt", path, f"not a readable saved web page ({err})") from None
+    if markup is None:
+        raise IngestError("corrupt", path, "not a web page saved as one file (no HTML part in it)")
+    title, sections = html_sections(markup)
+    subject = normalize_text(str(package.get("Subject") or ""))
+    return units_from_sections(sections, title or subject or next((s.heading for s in sections if s.heading), None))
+
+
 _MAX_ATTACHED_DEPTH = 5       # e-mails attached inside attached e-mails: read this deep
 
 
@@ -712,4 +733,4 @@ def _rtf_writes_text(token: str, word: str) -> bool:
 
 
 READERS = {"pptx": read_pptx, "odt": read_odt, "epub": read_epub, "rtf": read_rtf, "xlsx": read_xlsx,
-           "eml": read_eml}
+           "eml": read_eml, "mhtml": read_mhtml}

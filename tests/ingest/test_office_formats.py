@@ -692,3 +692,30 @@ def test_xlsx_currencies_and_units_read_as_shown(tmp_path):
     assert read_document(tmp_path / "costs.xlsx").page(1).text.splitlines() == [
         "rent | $1,234.50", "fees | 1,234.50 €", "refund | -£99", "tax | $ 1,234.50", "ticket | ¥5,000",
         "weight | 12.3 kg", "visits | 1234.5", "ratio | 25%"]
+
+
+def test_a_web_page_saved_as_one_file_is_read_as_its_page(tmp_path):
+    """A page saved as "Web Page, Single File" (.mhtml, as Chrome and Edge write it: a MIME package
+    of the page, its styles and pictures, the HTML in quoted-printable) was refused as an unknown
+    type; it is read as the page's visible text, cut at its headings."""
+    boundary = "----MultipartBoundary--Q3tYpRhZ8----"
+    page = ('<!DOCTYPE html><html><head><meta charset="utf-8"><title>Café opening hours</title>'
+            '<script>track()</script></head><body><h1>Opening hours</h1><p>Open daily from 8 to 18 \u2013 '
+            'closed on 25 December.</p><h2>Prices</h2><p>Espresso costs 1,20 \u20ac.</p></body></html>')
+    import quopri
+
+    mhtml = (f"From: <Saved by Blink>\r\nSnapshot-Content-Location: https://cafe.example/hours\r\n"
+             f"Subject: =?utf-8?Q?Caf=C3=A9_opening_hours?=\r\nDate: Sun, 29 Nov 2026 09:00:00 -0000\r\n"
+             f'MIME-Version: 1.0\r\nContent-Type: multipart/related;\r\n\ttype="text/html";\r\n\tboundary="{boundary}"\r\n\r\n\r\n'
+             f"--{boundary}\r\nContent-Type: text/html\r\nContent-ID: <frame-1@mhtml.blink>\r\n"
+             f"Content-Transfer-Encoding: quoted-printable\r\nContent-Location: https://cafe.example/hours\r\n\r\n"
+             + quopri.encodestring(page.encode()).decode().replace("\n", "\r\n")
+             + f"\r\n--{boundary}\r\nContent-Type: text/css\r\nContent-Transfer-Encoding: quoted-printable\r\n"
+             f"Content-Location: cid:css-1@mhtml.blink\r\n\r\nbody {{ color: red }}\r\n"
+             f"--{boundary}\r\nContent-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n"
+             f"Content-Location: https://cafe.example/logo.png\r\n\r\niVBORw0KGgo=\r\n--{boundary}--\r\n")
+    (tmp_path / "hours.mhtml").write_bytes(mhtml.encode())
+    doc = read_document(tmp_path / "hours.mhtml")
+    assert (doc.kind, doc.unit, doc.title) == ("mhtml", "section", "Café opening hours")
+    assert [p.text for p in doc.pages] == ["Opening hours\n\nOpen daily from 8 to 18 \u2013 closed on 25 December.",
+                                           "Prices\n\nEspresso costs 1,20 \u20ac."]
