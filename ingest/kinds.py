@@ -34,6 +34,12 @@ CONVERT_HINTS = {
     ".odp": "an OpenDocument presentation: export it as PDF or .pptx and add that",
     ".ods": "an OpenDocument spreadsheet: save it as .xlsx and add that",
     ".msg": "an Outlook message: save it as .eml (or print it to PDF) and add that",
+    **{suffix: "a Kindle e-book: convert it to EPUB (Calibre does, for a book without DRM) and add that"
+       for suffix in (".mobi", ".azw", ".azw3", ".kfx")},
+    ".fb2": "a FictionBook e-book: convert it to EPUB (Calibre does) and add that",
+    ".djvu": "a DjVu scan: export it as PDF (DjView does) and add that",
+    ".xps": "an XPS document: print it to PDF and add that", ".oxps": "an XPS document: print it to PDF and add that",
+    ".ipynb": "a Jupyter notebook: export it as Markdown, HTML or PDF (File > Save and Export Notebook As) and add that",
     **{suffix: "an archive: unpack it and add the files inside"
        for suffix in (".zip", ".7z", ".rar", ".tar", ".gz", ".tgz")},
 }

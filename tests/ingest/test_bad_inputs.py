@@ -194,3 +194,17 @@ def test_a_password_given_for_several_files_does_not_lock_out_one_that_needs_non
     with pytest.raises(IngestError, match="the password is wrong"):
         read_document(corpus / "encrypted.pdf", password="owner-only-has-none")
     assert len(read_document(corpus / "encrypted.pdf", password="secret123").pages) == 26
+
+
+@pytest.mark.parametrize("name,head,hint", [
+    ("novel.azw3", b"BOOKMOBI" + bytes(60), "a Kindle e-book: convert it to EPUB"),
+    ("scan.djvu", b"AT&TFORM\x00\x00\x10\x00DJVU", "a DjVu scan: export it as PDF"),
+    ("analysis.ipynb", b'{"cells": [], "nbformat": 4}', "a Jupyter notebook: export it as Markdown, HTML or PDF"),
+])
+def test_formats_people_have_that_are_not_read_say_how_to_convert_them(tmp_path, name, head, hint):
+    """A Kindle book, a DjVu scan, a notebook: refused with the list of supported types, and the
+    browser's upload box refused them with no word of what to do; now the reason says it."""
+    (tmp_path / name).write_bytes(head)
+    with pytest.raises(IngestError) as info:
+        read_document(tmp_path / name)
+    assert info.value.reason == "unsupported" and str(info.value).startswith(f"{name}: {hint}"), info.value
