@@ -357,6 +357,12 @@ def html_sections(markup: str | bytes) -> tuple[str, list[Section]]:
     title = normalize_text(title_tag.get_text(" ")) if title_tag else ""
     for tag in soup.find_all(_HTML_DROP) + soup.find_all(_html_hidden):
         tag.decompose()
+    # A frame shows its srcdoc page, never what is written inside the tag ("Your browser does not
+    # support iframes"); a frame of another file (src) is that file's, not this page's
+    for frame in soup.find_all("iframe"):
+        inner = "\n\n".join(s.text for s in html_sections(frame["srcdoc"])[1]) if frame.get("srcdoc") else ""
+        frame.clear()
+        frame.append(f"\n{inner}\n")
     # The page's own U+001E (an export of records) would read as a heading mark: a space, as
     # normalising makes it anyway (a comment stays a comment)
     for text in soup.find_all(string=re.compile(_HEADING_MARK)):

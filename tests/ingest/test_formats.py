@@ -484,3 +484,13 @@ def test_docx_equations_are_read_in_a_linear_form(tmp_path):
             z.writestr(name, data)
     assert read_document(path).page(1).text.splitlines() == [
         "The energy is E=mc^2 in joules.", "x=(-b±√(b^2 -4ac))/(2a)", "S=∑_(i=1)^n |x_i|"]
+
+
+def test_html_frame_shows_its_srcdoc_not_its_fallback_text(tmp_path):
+    """What is written inside <iframe> is never shown (a browser shows the frame), yet was read
+    ("Your browser does not support iframes."); a frame's inline page (srcdoc) is shown and was not."""
+    page = tmp_path / "report.html"
+    page.write_text('<html><body><h1>Report</h1><p>Main text.</p><iframe src="chart.html">Your browser does not '
+                    'support iframes.</iframe><iframe srcdoc="&lt;p&gt;Sales rose 5%.&lt;/p&gt;&lt;script&gt;x()'
+                    '&lt;/script&gt;"></iframe><p>After.</p></body></html>', encoding="utf-8")
+    assert read_document(page).page(1).text == "Report\n\nMain text.\n\nSales rose 5%.\n\nAfter."
