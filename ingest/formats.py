@@ -670,28 +670,18 @@ def _docx_row_cells(row: ElementTree.Element) -> list[ElementTree.Element]:
 
 
 def _docx_paragraph_text(para: ElementTree.Element) -> str:
-    """The runs of this paragraph, its equations in a linear form (`_math_marks`); a text box inside
+    """The runs of this paragraph, its equations in a linear form (`math_text`); a text box inside
     it (w:txbxContent) holds paragraphs of its own, which body.iter() reaches by themselves."""
     out = []
-    stack: list = list(reversed(para))           # document order, without recursion
+    stack = list(reversed(para))                 # document order, without recursion
     while stack:
         el = stack.pop()
-        if isinstance(el, str):                 # the end of an equation's part: its closing mark
-            if el and out and out[-1] == " ":   # (a one-character superscript's space: "x_i|", not "x_i |")
-                out.pop()
-            out.append(el)
-            continue
         if el.tag == f"{_W}txbxContent":
             continue
-        if el.tag.startswith(_M):
-            if el.tag == f"{_M}deg":            # read with its root
-                continue
-            if el.tag == f"{_M}t" and el.text:
-                out.append(el.text)
-            elif (marks := _math_marks(el)) is not None:
-                out.append(marks[0])
-                stack.append(marks[1])
-        elif el.tag == f"{_W}t" and el.text:
+        if el.tag in (f"{_M}oMath", f"{_M}oMathPara"):
+            out.append(math_text(el))
+            continue
+        if el.tag == f"{_W}t" and el.text:
             out.append(el.text)
         elif el.tag == f"{_W}tab":
             out.append("\t")
@@ -699,6 +689,31 @@ def _docx_paragraph_text(para: ElementTree.Element) -> str:
             out.append("\n")
         elif el.tag == f"{_W}noBreakHyphen":
             out.append("-")
+        stack.extend(reversed(el))
+    return "".join(out)
+
+
+def math_text(root) -> str:
+    """An equation (Office Math, m:oMath or m:oMathPara, in Word or PowerPoint) in Word's linear form:
+    its text with the marks of `_math_marks`, one line per equation of a group."""
+    out: list[str] = []
+    stack: list = list(reversed(root))
+    while stack:
+        el = stack.pop()
+        if isinstance(el, str):                 # the end of an equation's part: its closing mark
+            if el and out and out[-1] == " ":   # (a one-character superscript's space: "x_i|", not "x_i |")
+                out.pop()
+            out.append(el)
+            continue
+        if not isinstance(el.tag, str) or el.tag == f"{_M}deg":      # (a comment; a degree, read with its root)
+            continue
+        if el.tag == f"{_M}oMath" and out:
+            out.append("\n")
+        if el.tag == f"{_M}t" and el.text:
+            out.append(el.text)
+        elif (marks := _math_marks(el)) is not None:
+            out.append(marks[0])
+            stack.append(marks[1])
         stack.extend(reversed(el))
     return "".join(out)
 

@@ -30,7 +30,7 @@ from xml.etree import ElementTree
 
 from ingest.errors import IngestError
 from ingest.formats import (DGM, R, Section, TextContent, as_browsers_read, check_zip, decode_text, diagram_lines,
-                             html_sections, units_from_sections)
+                             html_sections, math_text, units_from_sections)
 from ingest.normalize import normalize_text
 
 # ---------------------------------------------------------------- .pptx
@@ -50,8 +50,8 @@ def read_pptx(data: bytes, path: str | Path) -> TextContent:
         deck = Presentation(io.BytesIO(data))
         units, outline = [], []
         for number, slide in enumerate(deck.slides, start=1):
-            lines = [f"(off the slide) {text}" if _off_slide(shape, deck) else text
-                     for shape in slide.shapes for text in _shape_texts(shape)]
+            lines = [f"(off the slide) {text}" if not isinstance(shape, str) and _off_slide(shape, deck) else text
+                     for shape in _slide_shapes(slide) for text in _shape_texts(shape)]
             if slide.element.get("show") in ("0", "false"):     # skipped in the slide show, kept in the deck
                 lines.insert(0, "(hidden slide)")
             if slide.has_notes_slide and (notes := slide.notes_slide.notes_text_frame) is not None:
@@ -68,10 +68,53 @@ def read_pptx(data: bytes, path: str | Path) -> TextContent:
     return TextContent(title, "slide", units, outline)
 
 
+_MC = "{http://schemas.openxmlformats.org/markup-compatibility/2006}"
+_A = "{http://schemas.openxmlformats.org/drawingml/2006/main}"
+_A14_MATH = "{http://schemas.microsoft.com/office/drawing/2010/main}m"
+
+
+def _slide_shapes(slide) -> list:
+    """The slide's shapes in their order; a shape that PowerPoint writes as an alternative (a text
+    box holding an equation, with a picture of it for older readers), which python-pptx does not
+    list, as the text of the alternative PowerPoint shows."""
+    listed = {shape.element: shape for shape in slide.shapes}
+    out = []
+    for el in slide.shapes._spTree.iterchildren():
+        if el in listed:
+            out.append(listed[el])
+        elif el.tag == f"{_MC}AlternateContent" and (choice := el.find(f"{_MC}Choice")) is not None:
+            out += [text for shape in choice if not _element_hidden(shape) and (text := _drawing_text(shape))]
+    return out
+
+
+def _element_hidden(el) -> bool:
+    props = el.find(f".//{_P}cNvPr")
+    return props is not None and props.get("hidden") in ("1", "true")
+
+
+def _drawing_text(el) -> str:
+    """The paragraphs of the text in a shape's XML, its equations (a14:m) in a linear form."""
+    lines = []
+    for para in el.iter(f"{_A}p"):
+        parts = []
+        for child in para:
+            if child.tag in (f"{_A}r", f"{_A}fld"):
+                parts.append("".join(t.text or "" for t in child.iter(f"{_A}t")))
+            elif child.tag == f"{_A}br":
+                parts.append("\n")
+            elif child.tag == _A14_MATH:
+                parts.append(" ".join(math_text(m) for m in child))
+        lines.append("".join(parts))
+    return "\n".join(lines).strip()
+
+
 def _shape_texts(shape) -> list[str]:
-    """Text of one shape: a text frame's paragraphs, a table row by row, a group's shapes in order."""
+    """Text of one shape: a text frame's paragraphs (read from its XML when it holds an equation),
+    a table row by row, a group's shapes in order; an alternative's text (`_slide_shapes`) as it is."""
     from pptx.enum.shapes import MSO_SHAPE_TYPE
 
+    if isinstance(shape, str):
+        return [shape]
     if _shape_hidden(shape):
         return []
     if shape.shape_type == MSO_SHAPE_TYPE.GROUP:
@@ -82,6 +125,8 @@ def _shape_texts(shape) -> list[str]:
         return _chart_texts(shape.chart)
     if (diagram := shape.element.find(f".//{DGM}relIds")) is not None:
         return _diagram_texts(shape, diagram.get(f"{R}dm"))
+    if shape.has_text_frame and shape.element.find(f".//{_A14_MATH}") is not None:
+        return [text] if (text := _drawing_text(shape.element)) else []
     if shape.has_text_frame and shape.text_frame.text.strip():
         return [shape.text_frame.text]
     return []

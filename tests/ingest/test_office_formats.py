@@ -719,3 +719,38 @@ def test_a_web_page_saved_as_one_file_is_read_as_its_page(tmp_path):
     assert (doc.kind, doc.unit, doc.title) == ("mhtml", "section", "Café opening hours")
     assert [p.text for p in doc.pages] == ["Opening hours\n\nOpen daily from 8 to 18 \u2013 closed on 25 December.",
                                            "Prices\n\nEspresso costs 1,20 \u20ac."]
+
+
+def test_pptx_text_box_with_an_equation_is_read(tmp_path):
+    """PowerPoint writes a text box holding an equation as an alternative (mc:AlternateContent: the
+    box with its a14:m equation, and a picture of it for older readers), which python-pptx does not
+    list: the whole box was left out. It is read, the equation in Word's linear form."""
+    import copy
+
+    from lxml import etree
+    from pptx import Presentation
+    from pptx.util import Inches
+
+    deck = Presentation()
+    slide = deck.slides.add_slide(deck.slide_layouts[5])
+    slide.shapes.title.text = "Physics"
+    box = slide.shapes.add_textbox(Inches(1), Inches(2), Inches(6), Inches(1))
+    box.text_frame.text = "The energy is "
+    slide.shapes.add_textbox(Inches(1), Inches(4), Inches(6), Inches(1)).text_frame.text = "Next box."
+    a14, m = "http://schemas.microsoft.com/office/drawing/2010/main", "http://schemas.openxmlformats.org/officeDocument/2006/math"
+    box.text_frame.paragraphs[0]._p.append(etree.fromstring(
+        f'<a14:m xmlns:a14="{a14}"><m:oMathPara xmlns:m="{m}"><m:oMath><m:r><m:t>E=m</m:t></m:r><m:sSup><m:e><m:r>'
+        f"<m:t>c</m:t></m:r></m:e><m:sup><m:r><m:t>2</m:t></m:r></m:sup></m:sSup></m:oMath></m:oMathPara></a14:m>"))
+    mc = "http://schemas.openxmlformats.org/markup-compatibility/2006"
+    alternative = etree.fromstring(f'<mc:AlternateContent xmlns:mc="{mc}"><mc:Choice xmlns:a14="{a14}" Requires="a14"/>'
+                                   "<mc:Fallback/></mc:AlternateContent>")
+    tree, shape = box._element.getparent(), box._element
+    tree.insert(tree.index(shape), alternative)
+    picture = copy.deepcopy(shape)                                  # the fallback: the box drawn as a picture
+    for para in picture.iter("{http://schemas.openxmlformats.org/drawingml/2006/main}p"):
+        para.getparent().remove(para)
+    alternative[0].append(shape)
+    alternative[1].append(picture)
+    deck.save(tmp_path / "physics.pptx")
+    assert read_document(tmp_path / "physics.pptx").page(1).text.splitlines() == [
+        "Physics", "The energy is E=mc^2", "Next box."]
