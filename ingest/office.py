@@ -201,6 +201,7 @@ def read_odt(data: bytes, path: str | Path) -> TextContent:
             names = archive.namelist()
             meta = ElementTree.fromstring(archive.read("meta.xml")) if "meta.xml" in names else None
             styles = ElementTree.fromstring(archive.read("styles.xml")) if "styles.xml" in names else None
+            _odf_formulas(content, archive)
     except KeyError:
         raise IngestError("corrupt", path, "not a valid .odt (no content.xml)") from None
     except (ElementTree.ParseError, zipfile.BadZipFile, OSError, EOFError) as err:
@@ -245,6 +246,30 @@ def read_odt(data: bytes, path: str | Path) -> TextContent:
     title_el = meta.find(f".//{_DC_TITLE}") if meta is not None else None
     title = normalize_text(title_el.text) if title_el is not None and title_el.text and title_el.text.strip() else None
     return units_from_sections(sections, title or next((s.heading for s in sections if s.heading), None))
+
+
+_DRAW_OBJECT = "{urn:oasis:names:tc:opendocument:xmlns:drawing:1.0}object"
+_XLINK_HREF = "{http://www.w3.org/1999/xlink}href"
+_MATHML = "{http://www.w3.org/1998/Math/MathML}"
+
+
+def _odf_formulas(content: ElementTree.Element, archive: zipfile.ZipFile) -> None:
+    """Put each formula (an embedded LibreOffice Math object, kept in its own folder) in the text
+    where it stands, as its StarMath source ("E = m c^2"), else its MathML's characters."""
+    names = set(archive.namelist())
+    for obj in content.iter(_DRAW_OBJECT):
+        part = posixpath.normpath(obj.get(_XLINK_HREF, "").removeprefix("./")) + "/content.xml"
+        if part not in names:
+            continue
+        try:
+            math = ElementTree.fromstring(archive.read(part))
+        except ElementTree.ParseError:
+            continue                       # a damaged formula: the text around it is still read
+        if math.tag != f"{_MATHML}math":
+            continue                       # a chart or another document, not a formula
+        source = math.find(f".//{_MATHML}annotation")
+        text = source.text if source is not None and source.text else " ".join(math.itertext())
+        obj.text = f" {' '.join(text.split())} "
 
 
 def _odf_notes(body: ElementTree.Element, hidden: set[str]) -> list[tuple[str, list[str]]]:

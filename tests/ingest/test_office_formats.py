@@ -754,3 +754,24 @@ def test_pptx_text_box_with_an_equation_is_read(tmp_path):
     deck.save(tmp_path / "physics.pptx")
     assert read_document(tmp_path / "physics.pptx").page(1).text.splitlines() == [
         "Physics", "The energy is E=mc^2", "Next box."]
+
+
+def test_odt_formula_is_read_where_it_stands(tmp_path):
+    """A LibreOffice Math formula is an object in its own folder ("Object 1/content.xml", MathML with
+    its StarMath source), drawn in the text by a frame: it was left out ("The energy is  in joules.")."""
+    path = write_odt(tmp_path / "physics.odt")
+    with zipfile.ZipFile(path) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    frame = ('The energy is <draw:frame xmlns:draw="urn:oasis:names:tc:opendocument:xmlns:drawing:1.0" '
+             'xmlns:xlink="http://www.w3.org/1999/xlink" draw:name="Object1" text:anchor-type="as-char">'
+             '<draw:object xlink:href="./Object 1" xlink:type="simple" xlink:show="embed" xlink:actuate="onLoad"/>'
+             '<draw:image xlink:href="./ObjectReplacements/Object 1" xlink:type="simple"/></draw:frame> in joules.')
+    files["content.xml"] = files["content.xml"].replace(b"cellule 42", frame.encode())
+    files["Object 1/content.xml"] = (
+        b'<math xmlns="http://www.w3.org/1998/Math/MathML" display="block"><semantics><mrow><mi>E</mi><mo>=</mo>'
+        b'<mi>m</mi><msup><mi>c</mi><mn>2</mn></msup></mrow><annotation encoding="StarMath 5.0">E = m c^2'
+        b"</annotation></semantics></math>")
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    assert read_document(path).page(3).text.splitlines() == ["Détails", "The energy is E = m c^2 in joules."]
