@@ -689,8 +689,24 @@ def _docx_paragraph_text(para: ElementTree.Element) -> str:
             out.append("\n")
         elif el.tag == f"{_W}noBreakHyphen":
             out.append("-")
+        elif el.tag in (f"{_W}checkBox", f"{_W}ddList"):
+            out.append(_form_field_value(el))
         stack.extend(reversed(el))
     return "".join(out)
+
+
+def _form_field_value(field: ElementTree.Element) -> str:
+    """What a legacy form field (Developer > Legacy Forms) shows, which is no text in the file: a
+    check box as ☒ or ☐, a drop-down list as its chosen entry."""
+    if field.tag == f"{_W}checkBox":
+        state = field.find(f"{_W}checked")
+        if state is None:
+            state = field.find(f"{_W}default")
+        return "☒" if state is not None and _toggle(state) else "☐"
+    entries = [e.get(f"{_W}val", "") for e in field.findall(f"{_W}listEntry")]
+    chosen = field.find(f"{_W}result")
+    index = int(chosen.get(f"{_W}val", "0")) if chosen is not None and chosen.get(f"{_W}val", "0").isdigit() else 0
+    return entries[index] if index < len(entries) else ""
 
 
 def math_text(root) -> str:

@@ -494,3 +494,32 @@ def test_html_frame_shows_its_srcdoc_not_its_fallback_text(tmp_path):
                     'support iframes.</iframe><iframe srcdoc="&lt;p&gt;Sales rose 5%.&lt;/p&gt;&lt;script&gt;x()'
                     '&lt;/script&gt;"></iframe><p>After.</p></body></html>', encoding="utf-8")
     assert read_document(page).page(1).text == "Report\n\nMain text.\n\nSales rose 5%.\n\nAfter."
+
+
+def test_docx_legacy_form_fields_read_as_filled_in(tmp_path):
+    """A form made with Word's legacy form fields keeps a check box's state and a drop-down's choice
+    in the field's data, not as text: a filled-in form read "Married:  Children:  Region: "."""
+    def field(data: str, result: str = "") -> str:
+        runs = '<w:r><w:fldChar w:fldCharType="begin"><w:ffData><w:name w:val="f"/><w:enabled/>' + data + \
+               "</w:ffData></w:fldChar></w:r>"
+        return runs + (f'<w:r><w:fldChar w:fldCharType="separate"/></w:r><w:r><w:t>{result}</w:t></w:r>' if result else "") + \
+            '<w:r><w:fldChar w:fldCharType="end"/></w:r>'
+
+    form = ('<w:r><w:t xml:space="preserve">Married: </w:t></w:r>'
+            + field('<w:checkBox><w:sizeAuto/><w:default w:val="0"/><w:checked/></w:checkBox>')
+            + '<w:r><w:t xml:space="preserve"> Children: </w:t></w:r>'
+            + field('<w:checkBox><w:sizeAuto/><w:default w:val="1"/><w:checked w:val="0"/></w:checkBox>')
+            + '<w:r><w:t xml:space="preserve"> Region: </w:t></w:r>'
+            + field('<w:ddList><w:result w:val="2"/><w:listEntry w:val="North"/><w:listEntry w:val="South"/>'
+                    '<w:listEntry w:val="East"/></w:ddList>')
+            + '<w:r><w:t xml:space="preserve"> Name: </w:t></w:r>'
+            + field('<w:textInput><w:maxLength w:val="40"/></w:textInput>', "Ada Lovelace"))
+    path = write_docx(tmp_path / "application.docx", [(None, "PLACEHOLDER")])
+    with zipfile.ZipFile(path) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    files["word/document.xml"] = files["word/document.xml"].replace(
+        b'<w:r><w:t xml:space="preserve">PLACEHOLDER</w:t></w:r>', form.encode())
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    assert read_document(path).page(1).text == "Married: ☒ Children: ☐ Region: East Name: Ada Lovelace"
