@@ -234,12 +234,19 @@ def _first_line_title(text: str) -> str | None:
 
 # ---------------------------------------------------------------- formats
 
+# Plain text whose first line is a title; the first line of data or code (a CSV's header row,
+# "import os", "\documentclass{article}") is not, and such a file is titled by its name
+PROSE_SUFFIXES = (".txt", ".text", ".rst", ".org", ".adoc")
+
+
 def read_txt(data: bytes, path: str | Path) -> TextContent:
     text = decode_text(data, path)
+    prose = Path(path).suffix.lower() in PROSE_SUFFIXES
     if _tab_separated(text, path):
         text = "\n".join(" | ".join(cell.strip() for cell in line.split("\t")) for line in text.splitlines())
+        prose = False
     text = normalize_text(text)
-    return units_from_sections([Section(None, 0, text)], _first_line_title(text))
+    return units_from_sections([Section(None, 0, text)], _first_line_title(text) if prose else None)
 
 
 def _tab_separated(text: str, path: str | Path) -> bool:

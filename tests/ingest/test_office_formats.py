@@ -60,10 +60,13 @@ def test_rtf_escapes_are_decoded(tmp_path):
                                        ("analysis.py", "def mean(xs):\n    return sum(xs) / len(xs)\n"),
                                        ("paper.tex", "\\section{Results}\nThe effect was 0.4.\n")])
 def test_plain_text_suffixes_are_read_as_text(tmp_path, name, body):
+    """Read as text, and titled by the file's name: their first line is no title (it was: the
+    documents panel and the prompt called data.csv "city,population", analysis.py "def mean(xs):")."""
     path = tmp_path / name
     path.write_text(body, encoding="utf-8")
     doc = read_document(path)
     assert doc.kind == "txt" and doc.unit == "part" and doc.page(1).text == body.strip()
+    assert doc.title == path.stem
 
 
 def test_damaged_office_files_are_refused_by_name(tmp_path, monkeypatch):
