@@ -698,8 +698,42 @@ def _docx_paragraph_text(para: ElementTree.Element) -> str:
             out.append("-")
         elif el.tag in (f"{_W}checkBox", f"{_W}ddList"):
             out.append(_form_field_value(el))
+        elif el.tag == f"{_W}sym":
+            out.append(_symbol(el.get(f"{_W}font", ""), el.get(f"{_W}char", "")))
         stack.extend(reversed(el))
     return "".join(out)
+
+
+# Insert > Symbol in a symbol font writes w:sym, no text: the font's code (in the private-use F0xx
+# range for these fonts) is mapped to the character shown. Symbol is Adobe's Symbol encoding (Greek
+# letters and mathematics, "α = 0.05"); Wingdings and Wingdings 2, their check marks and boxes.
+_SYMBOL_FONT = dict(zip(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    "αβχδεφγηιϕκλμνοπθρστυϖωξψζΑΒΧΔΕΦΓΗΙϑΚΛΜΝΟΠΘΡΣΤΥςΩΞΨΖ"))
+_SYMBOL_FONT.update({chr(code): char for code, char in (
+    (0x22, "∀"), (0x24, "∃"), (0x27, "∋"), (0x2A, "∗"), (0x2D, "−"), (0x40, "≅"), (0x5C, "∴"), (0x5E, "⊥"),
+    (0x7E, "∼"), (0xA2, "′"), (0xA3, "≤"), (0xA5, "∞"), (0xAB, "↔"), (0xAC, "←"), (0xAD, "↑"), (0xAE, "→"),
+    (0xAF, "↓"), (0xB0, "°"), (0xB1, "±"), (0xB2, "″"), (0xB3, "≥"), (0xB4, "×"), (0xB5, "∝"), (0xB6, "∂"),
+    (0xB7, "•"), (0xB8, "÷"), (0xB9, "≠"), (0xBA, "≡"), (0xBB, "≈"), (0xBC, "…"), (0xC4, "⊗"), (0xC5, "⊕"),
+    (0xC6, "∅"), (0xC7, "∩"), (0xC8, "∪"), (0xC9, "⊃"), (0xCA, "⊇"), (0xCB, "⊄"), (0xCC, "⊂"), (0xCD, "⊆"),
+    (0xCE, "∈"), (0xCF, "∉"), (0xD0, "∠"), (0xD1, "∇"), (0xD5, "∏"), (0xD6, "√"), (0xD7, "⋅"), (0xD8, "¬"),
+    (0xD9, "∧"), (0xDA, "∨"), (0xDB, "⇔"), (0xDC, "⇐"), (0xDD, "⇑"), (0xDE, "⇒"), (0xDF, "⇓"), (0xE5, "∑"),
+    (0xF2, "∫"))})
+_SYMBOL_FONTS = {"symbol": _SYMBOL_FONT,
+                 "wingdings": {"\xa8": "☐", "\xfb": "✗", "\xfc": "✓", "\xfd": "☒", "\xfe": "☑"},
+                 "wingdings 2": {"\xa3": "☐", "\x4f": "✗", "\x50": "✓", "\x52": "☑", "\x53": "☒"}}
+
+
+def _symbol(font: str, code: str) -> str:
+    """The character a w:sym shows: its code itself when that is no private-use code, else the
+    symbol font's character for it ("" for a font or code not known)."""
+    try:
+        value = int(code, 16)
+    except ValueError:
+        return ""
+    if not 0xE000 <= value <= 0xF8FF:
+        return chr(value) if 0 < value <= 0x10FFFF else ""
+    return _SYMBOL_FONTS.get(font.strip().lower(), {}).get(chr(value & 0xFF), "")
 
 
 def _form_field_value(field: ElementTree.Element) -> str:

@@ -523,3 +523,26 @@ def test_docx_legacy_form_fields_read_as_filled_in(tmp_path):
         for name, data in files.items():
             z.writestr(name, data)
     assert read_document(path).page(1).text == "Married: ☒ Children: ☐ Region: East Name: Ada Lovelace"
+
+
+def test_docx_symbols_inserted_from_a_symbol_font_are_read(tmp_path):
+    """Insert > Symbol in the Symbol or Wingdings font writes w:sym (a font and a private-use code),
+    no text: "The test used α = 0.05" read "The test used  = 0.05", and a form's ☑ / ☐ nothing."""
+    def sym(font: str, code: str) -> str:
+        return f'<w:r><w:sym w:font="{font}" w:char="{code}"/></w:r>'
+
+    def text(t: str) -> str:
+        return f'<w:r><w:t xml:space="preserve">{t}</w:t></w:r>'
+
+    body = (text("The test used ") + sym("Symbol", "F061") + text(" = 0.05, p ") + sym("Symbol", "F0A3")
+            + text(" 0.01. Agreed: ") + sym("Wingdings", "F0FE") + text(" yes ") + sym("Wingdings", "F0A8")
+            + text(" no ") + sym("Segoe UI Symbol", "2713"))
+    path = write_docx(tmp_path / "stats.docx", [(None, "PLACEHOLDER")])
+    with zipfile.ZipFile(path) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    files["word/document.xml"] = files["word/document.xml"].replace(
+        b'<w:r><w:t xml:space="preserve">PLACEHOLDER</w:t></w:r>', body.encode())
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    assert read_document(path).page(1).text == "The test used α = 0.05, p ≤ 0.01. Agreed: ☑ yes ☐ no ✓"
