@@ -94,7 +94,8 @@ _TOKEN = re.compile(r"^[\w.\-/§]{1,20}$")
 _BLOCK = re.compile(r"<citations>(.*?)(?:</citations>|$)", re.S | re.I)
 _QUOTED = re.compile(r"\"([^\"]{3,})\"|\u201c([^\u201d]{3,})\u201d|\u00ab\s*([^\u00bb]{3,}?)\s*\u00bb"
                      r"|\u201e([^\u201c\u201d]{3,})[\u201c\u201d]")
-_CLAIM_END = re.compile(r"[.!?;:]\s+|\n|\|")          # "|": a Markdown table cell ends there
+_CLAIM_END = re.compile(r"[.!?]\s+|\n")
+_CELL_END = re.compile(r"[.!?]\s+|\n|\|")         # in a Markdown table row a cell ends at "|"
 
 
 def _inside(m: re.Match[str]) -> tuple[str, bool]:
@@ -202,12 +203,14 @@ def _refs_in(inside: str, paren: bool = False) -> tuple[list[_Item], bool]:
 
 
 def _claim_before(text: str, lo: int, hi: int) -> str:
-    """The sentence that ends at `hi` (not reaching back before `lo`)."""
+    """The sentence (or table cell) that ends at `hi` (not reaching back before `lo`), its clauses
+    before a ":" or ";" included: they are part of what the marker cites."""
     seg = text[lo:hi].rstrip()
     seg = seg.rstrip(".!?;:,| ")
     quoted = [(a, b) for a, b, _ in _quotations(seg)]
+    row = text[text.rfind("\n", 0, hi) + 1:hi].lstrip().startswith("|")
     cut = 0
-    for m in _CLAIM_END.finditer(seg):
+    for m in (_CELL_END if row else _CLAIM_END).finditer(seg):
         inside = any(a < m.start() < b for a, b in quoted)
         if m.end() < len(seg) and not inside:
             cut = m.end()
@@ -252,12 +255,17 @@ def _without_lead(claim: str) -> str:
     can ..." -> "vectors can ..."): at most MAX_LEAD_WORDS words, no figure, no "not" (those carry the
     claim: "The rent is 1,350 euros, due ..."), MIN_QUOTE_WORDS or more after it; else ""."""
     m = re.search(r"[,\u060c]\s", claim)
-    if m is None:
+    if m is None or not _is_lead(claim[:m.start()]):
         return ""
-    lead, rest = normalize(claim[:m.start()])[0], claim[m.end():].strip()
-    if len(_WORD.findall(lead)) > MAX_LEAD_WORDS or _numbers(lead) or _negations(lead):
-        return ""
+    rest = claim[m.end():].strip()
     return rest if len(_WORD.findall(rest)) >= MIN_QUOTE_WORDS else ""
+
+
+def _is_lead(text: str) -> bool:
+    """Whether text may be an opening clause of the answer's own: MAX_LEAD_WORDS words at most, no
+    figure, no "not"."""
+    lead = normalize(text)[0]
+    return len(_WORD.findall(lead)) <= MAX_LEAD_WORDS and not _numbers(lead) and not _negations(lead)
 
 
 def _inline_refs(text: str) -> list[CitationRef]:
@@ -620,13 +628,8 @@ def verify(refs: Sequence[CitationRef], documents: Sequence[_Doc],
             groups.append((None, _range_pages(doc, ref.page_range)))
         if not groups:      # "[doc 2]" alone: search the whole document
             groups.append((None, list(doc.pages)))
-        rest = _without_lead(quote) if ref.own else ""
         for token, candidates in groups:
-            best = _best_on(quote, candidates, ref.own)
-            if best is not None and not best[0].verified and rest:    # the claim less its opening clause
-                alt = _best_on(rest, candidates, True)
-                if alt is not None and alt[0].verified and _opens_clause(alt[1].text, rest):
-                    best = alt
+            best = _best_claim(quote, candidates) if ref.own else _best_on(quote, candidates)
             if best is None:
                 out.append(CitationInfo(ref.doc, doc_id, doc.filename, None, token, quote,
                                         False, "", None, None, unit=unit))
@@ -637,6 +640,57 @@ def verify(refs: Sequence[CitationRef], documents: Sequence[_Doc],
             out.append(CitationInfo(ref.doc, doc_id, doc.filename, page.number, page.label, quote,
                                     m.verified, m.passage, m.start, m.end, m.score, unit))
     return out
+
+
+def _best_claim(claim: str, pages: Sequence[_Page]) -> tuple[Match, _Page] | None:
+    """_best_on for a claim in the answer's own words: found whole, or less a short opening clause
+    (_without_lead), or clause by clause (_by_clauses)."""
+    best = _best_on(claim, pages, True)
+    if best is None or best[0].verified:
+        return best
+    if rest := _without_lead(claim):
+        alt = _best_on(rest, pages, True)
+        if alt is not None and alt[0].verified and _opens_clause(alt[1].text, rest):
+            return alt
+    return _by_clauses(claim, pages) or best
+
+
+_CLAUSE_END = re.compile(r"\s*[;:\u061b]\s+")       # also the Arabic semicolon
+
+
+def _clauses(claim: str) -> list[tuple[str, str]]:
+    """(clause, the separator after it) of a claim cut at each ";" or ":" outside a quotation."""
+    quoted = _quotations(claim)
+    out, start = [], 0
+    for m in _CLAUSE_END.finditer(claim):
+        if not any(a < m.start() < b for a, b, _ in quoted):
+            out.append((claim[start:m.start()], m.group().strip()))
+            start = m.end()
+    out.append((claim[start:], ""))
+    return [(c, sep) for c, sep in out if c.strip(" ,")]
+
+
+def _by_clauses(claim: str, pages: Sequence[_Page]) -> tuple[Match, _Page] | None:
+    """A claim of several clauses ("A; B", "A: B") that the page states apart: verified on the page
+    where each clause is (a short heading before a ":", as "Key points:", may be no page text; see
+    _without_lead), reported by its longest clause's match. None unless so verified."""
+    parts = _clauses(claim)
+    if len(parts) < 2:
+        return None
+    for page in pages:
+        found = [_best_claim(c, [page]) for c, _ in parts]
+        ms = [f[0] if f else None for f in found]
+        head, sep = parts[0]
+        if (ms[0] is None or not ms[0].verified) and sep == ":" and _is_lead(head) \
+                and _opens_clause(page.text, parts[1][0]):
+            ms, parts_left = ms[1:], parts[1:]
+        else:
+            parts_left = parts
+        if all(m is not None and m.verified for m in ms):
+            k = max(range(len(ms)), key=lambda i: len(parts_left[i][0]))
+            m = ms[k]
+            return Match(True, min(x.score for x in ms), m.passage, m.start, m.end), page
+    return None
 
 
 def _opens_clause(text: str, quote: str) -> bool:

@@ -429,3 +429,30 @@ def test_a_claim_may_open_with_a_short_clause_of_its_own(docs):
                 "The rent is 1,350 euros, subsequent help requests are sent to the HTML-based help system "
                 "[doc 2, p. 4]."):
         assert not parse_and_verify(bad, docs)[1][0].verified, bad
+
+
+def test_a_claim_is_checked_before_its_colon_semicolon_or_pipe(docs):
+    """A claim in the answer's own words was checked from its last ":" or ";" (or any "|") onward, so
+    a change before it went unseen: "Three new architectures were introduced: arm64 and ppc64el" was
+    verified because the page has "arm64 and ppc64el". Each clause is now checked; a short heading
+    before a ":" ("Key points:") may be no page text; a "|" ends a claim only in a table row."""
+    true = {"Two new architectures were introduced: arm64 and ppc64el [doc 1, p. 5].",
+            "C\u2019est la distribution Linux disponible contenant le plus de bogues et la plus mal maintenue ; "
+            "malheureusement, c\u2019est certainement aussi la plus populaire [doc 1, p. 19].",
+            "You can also use two given variables with a command like > coplot(a ~ b | c + d) which produces "
+            "scatterplots of a against b for every joint conditioning interval of c and d [doc 2, p. 69].",
+            "Key points: vectors can be used in arithmetic expressions [doc 2, p. 9].",
+            "Vectors can be used in arithmetic expressions; the operations are performed element by element "
+            "[doc 2, p. 9]."}
+    for claim in true:
+        assert parse_and_verify(claim, docs)[1][0].verified, claim
+    bad = [c.replace("Two new", "Three new") for c in true if c.startswith("Two")] + [
+        next(c for c in true if c.startswith("C\u2019est")).replace("le plus de bogues", "le moins de bogues"),
+        next(c for c in true if c.startswith("You")).replace("use two given", "use three given"),
+        "Key points: vectors cannot be used in arithmetic expressions [doc 2, p. 9].",
+        "In general: arm64 and ppc64el were dropped [doc 1, p. 5].",
+        "Vectors cannot be used in arithmetic expressions; the operations are performed element by element "
+        "[doc 2, p. 9]."]
+    for claim in bad:
+        c = parse_and_verify(claim, docs)[1][0]
+        assert not c.verified, (claim, c)
