@@ -98,6 +98,12 @@ _CLAIM_END = re.compile(r"[.!?]\s+|\n")
 _CELL_END = re.compile(r"[.!?]\s+|\n|\|")         # in a Markdown table row a cell ends at "|"
 
 
+def _mid_sentence(text: str, m: re.Match[str]) -> bool:
+    """Whether a ".", "!" or "?" matched by m is followed by a lower-case letter: an abbreviation
+    ("e.g. a matrix", "approx. 5"), not a sentence end."""
+    return m.group()[:1] in ".!?" and text[m.end():].lstrip()[:1].islower()
+
+
 def _inside(m: re.Match[str]) -> tuple[str, bool]:
     """(what a bracket holds, whether it is a parenthesis)."""
     return next(g for g in m.groups() if g is not None), m.lastindex in (4, 5)
@@ -212,7 +218,7 @@ def _claim_before(text: str, lo: int, hi: int) -> str:
     cut = 0
     for m in (_CELL_END if row else _CLAIM_END).finditer(seg):
         inside = any(a < m.start() < b for a, b in quoted)
-        if m.end() < len(seg) and not inside:
+        if m.end() < len(seg) and not inside and not _mid_sentence(seg, m):
             cut = m.end()
     claim = seg[cut:].strip()
     claim = re.sub(r"^(?:[-*•]|\d{1,3}[.)])\s+", "", claim)      # list bullets
@@ -231,7 +237,7 @@ def _claim_after(text: str, end: int) -> str:
     rest = text[end:]
     if not rest.strip() or rest.lstrip(" \t")[:1] in (".", "!", "?", "\n"):
         return ""
-    cut = _AFTER_END.search(rest)
+    cut = next((m for m in _AFTER_END.finditer(rest) if not _mid_sentence(rest, m)), None)
     claim = rest[:cut.start() if cut else len(rest)].strip(" \t,;:")
     return claim if len(_WORD.findall(claim)) >= MIN_QUOTE_WORDS else ""
 

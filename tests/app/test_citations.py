@@ -456,3 +456,16 @@ def test_a_claim_is_checked_before_its_colon_semicolon_or_pipe(docs):
     for claim in bad:
         c = parse_and_verify(claim, docs)[1][0]
         assert not c.verified, (claim, c)
+
+
+def test_an_abbreviation_does_not_end_the_claim(docs):
+    """"e.g. rotating point clouds" was read as a sentence of its own, so only those three words were
+    checked and a claim that says the opposite before them was verified. A "." before a lower-case
+    letter ends no sentence."""
+    true = ("R does not have builtin capabilities for dynamic or interactive graphics, e.g. rotating point "
+            "clouds [doc 2, p. 82].")
+    assert parse(true).refs[0].quote.startswith("R does not have")
+    assert parse_and_verify(true, docs)[1][0].verified
+    for bad in (true.replace("does not have", "has"), "According to [doc 2, p. 82], R has builtin "
+                "capabilities for dynamic or interactive graphics, e.g. rotating point clouds."):
+        assert not parse_and_verify(bad, docs)[1][0].verified, bad
