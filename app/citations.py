@@ -688,7 +688,7 @@ def _by_clauses(claim: str, pages: Sequence[_Page]) -> tuple[Match, _Page] | Non
         ms = [f[0] if f else None for f in found]
         head, sep = parts[0]
         if (ms[0] is None or not ms[0].verified) and sep == ":" and _is_lead(head) \
-                and _opens_clause(page.text, parts[1][0]):
+                and _opens_clause(page.text, parts[1][0], ":"):
             ms, parts_left = ms[1:], parts[1:]
         else:
             parts_left = parts
@@ -699,10 +699,11 @@ def _by_clauses(claim: str, pages: Sequence[_Page]) -> tuple[Match, _Page] | Non
     return None
 
 
-def _opens_clause(text: str, quote: str) -> bool:
-    """Whether `quote` is found in `text` where a sentence or line begins: the claim's opening clause
-    then stood in for nothing on the page, not for the page's words ("Linus Torvalds, a student,
-    founded Debian" against "Ian Murdock, a student, founded Debian")."""
+def _opens_clause(text: str, quote: str, sep: str = ",") -> bool:
+    """Whether `quote` is found in `text` where a sentence or line begins, not after a `sep` (the one
+    after the claim's opening clause): that clause then stood in for nothing on the page, not for the
+    page's words ("Linus Torvalds, a student, founded Debian" against "Ian Murdock, a student, founded
+    Debian"; "New architectures dropped: arm64" against "introduced: arm64")."""
     span = _align(quote, text)[2]
     if span is None:
         return False
@@ -710,7 +711,8 @@ def _opens_clause(text: str, quote: str) -> bool:
     while i > 0 and text[i - 1].isalnum():
         i -= 1
     before = text[:i].rstrip()
-    return not before or before[-1] in ".!?:;" or "\n" in text[len(before):i] and before[-1] not in ",("
+    return not before or before[-1] in ".!?:;".replace(sep, "") \
+        or "\n" in text[len(before):i] and before[-1] not in ",(" + sep
 
 
 def _best_on(quote: str, pages: Sequence[_Page], own: bool = False) -> tuple[Match, _Page] | None:
