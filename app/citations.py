@@ -91,6 +91,12 @@ _BARE_DOC = re.compile(r"(?:^|;)\s*([1-9]\d{0,2})(?=\s*[,:\u060c]?\s*" + _PAGE_W
 _PAGE_ONLY = re.compile(r"^\s*" + _PAGE_WORD + _NOT_LETTER + r"\s*[0-9ivxlcdm§]", re.I)    # "[p. 5]", the prompt's marker
 _RANGE = re.compile(r"^\s*([0-9ivxlcdmIVXLCDM]+)\s*(?:-|–|—|to|through|bis|à)\s*([0-9ivxlcdmIVXLCDM]+)\s*$")
 _TOKEN = re.compile(r"^[\w.\-/§]{1,20}$")
+# a unit named by its own word, as a slide deck, workbook or Markdown file cites it: "slide 3", "sheet
+# "Q3 Plan"", "§2", "section 2", "part 4" (also German, Spanish: "Folie 3", "Blatt Budget", "hoja 2")
+_UNITS = re.compile(r"(?<!\w)(?:(slides?|folien?|diapositivas?)|(sheets?|tabellenbl[äa]tt(?:er)?|bl[äa]tt(?:er)?|hojas?)"
+                    r"|(sections?|sect\.|abschnitte?|secci[óo]n(?:es)?|§)|(parts?|teile?))"
+                    + _NOT_LETTER + r"\.?\s*(.+)$", re.I | re.S)
+MAX_LABEL_CHARS = 60    # a page spec of several words ("Q3 Plan", "Log (rows 2-40)") is one label up to this
 _BLOCK = re.compile(r"<citations>(.*?)(?:</citations>|$)", re.S | re.I)
 _QUOTED = re.compile(r"\"([^\"]{3,})\"|\u201c([^\u201d]{3,})\u201d|\u00ab\s*([^\u00bb]{3,}?)\s*\u00bb"
                      r"|\u201e([^\u201c\u201d]{3,})[\u201c\u201d]")
@@ -160,18 +166,35 @@ _LEAD = re.compile(r"^" + _PAGE_WORD + _NOT_LETTER + r"\s*", re.I)       # "p. 5
 
 def _split_pages(spec: str) -> tuple[list[str], list[tuple[str, str]]]:
     """(single pages, ranges) a page spec names: "3", "iv", "3-5", "3, 5", "3-5, 7", "3 and 5",
-    "p. 3; p. 5", "3 through 5", "§2"."""
+    "p. 3; p. 5", "3 through 5", "§2"; a spec of several words that is no list is one label when
+    quoted, capitalised or numbered ("Q3 Plan", "slide 3", "Log (rows 2-40)"; not "layout notes")."""
     spec = _ascii_digits(spec).strip().rstrip(".,;")
+    bare = spec.strip(" \"'\u201c\u201d\u2018\u2019\u00ab\u00bb")
+    named = bare != spec or bare[:1].isupper() or any(ch.isdigit() for ch in bare)   # a label, not prose
+    spec = bare
     if units := _UNIT_LABEL.findall(spec):     # a section / part label: its number is Page.number
         return units, []
     pages: list[str] = []
     ranges: list[tuple[str, str]] = []
-    for part in _SPLIT.split(spec):
+    parts = _SPLIT.split(spec)
+    for part in parts:
         part = re.sub(r"(?<=\d)\s*ff?\.?$", "", _LEAD.sub("", part.strip(" ()[]")).rstrip("."))
         if (m := _RANGE.match(part)) is not None:
             ranges.append((m.group(1), m.group(2)))
         elif part and _TOKEN.match(part):
             pages.append(part)
+    if len(parts) == 1 and not pages and not ranges and named and len(spec) <= MAX_LABEL_CHARS:
+        pages = [" ".join(spec.split())]
+    return pages, ranges
+
+
+def _unit_pages(m: re.Match[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """(pages, ranges) of a unit named by its word (_UNITS): a section's number as "§N" (it names a
+    section only in a document cut into sections)."""
+    pages, ranges = _split_pages(m.group(5))
+    if m.group(3):
+        pages = [f"§{p}" for p in pages if p.isdigit()]
+        ranges = [(f"§{a}", f"§{b}") for a, b in ranges if a.isdigit() and b.isdigit()]
     return pages, ranges
 
 
@@ -201,6 +224,8 @@ def _refs_in(inside: str, paren: bool = False) -> tuple[list[_Item], bool]:
         ranges: list[tuple[str, str]] = []
         if (pm := _PAGES.search(tail)) is not None:
             pages, ranges = _split_pages(pm.group(1).strip(" ,;"))
+        elif (um := _UNITS.search(tail)) is not None:
+            pages, ranges = _unit_pages(um)
         if paren and not pages and not ranges:
             continue
         for doc in docs:
@@ -592,14 +617,23 @@ def _resolve_pages(doc: _Doc, token: str) -> list[_Page]:
 
     t = token.strip().lower()
     pages = list(doc.pages)
+    if t.startswith("§"):                  # a section by number ("§2", "section 2")
+        return [p for p in pages if t[1:].isdigit() and p.number == int(t[1:])] if _unit(doc) == "section" else []
     shown = [p for p, c in zip(pages, citation_labels(pages)) if c.strip().lower() == t]
     by_label = [p for p in pages if p.label is not None and p.label.strip().lower() == t]
     by_number = [p for p in pages if t.isdigit() and p.number == int(t)]
+    rows = [p for p in pages if p.label is not None and p.label.strip().lower().startswith(t + " (rows ")]
     out: list[_Page] = []
-    for p in shown + by_label + by_number:
+    for p in shown + by_label + by_number + rows:       # rows: a sheet cut into row ranges, each
         if all(p is not q for q in out):
             out.append(p)
+    if not out and " " in t:               # "slide 3" of a PDF, "3 (Figure 2)": a word of it
+        return next((found for w in t.split() if (found := _resolve_pages(doc, w.strip("()[]")))), [])
     return out
+
+
+def _unit(doc: _Doc) -> str:
+    return getattr(doc, "unit", None) or "page"          # a document that names no unit is paged
 
 
 def _range_pages(doc: _Doc, rng: tuple[str, str]) -> list[_Page]:
@@ -628,8 +662,9 @@ def verify(refs: Sequence[CitationRef], documents: Sequence[_Doc],
         if doc is None:
             out.append(CitationInfo(ref.doc, None, "", None, None, quote, False, "", None, None))
             continue
-        unit = getattr(doc, "unit", None) or "page"          # a document that names no unit is paged
-        groups: list[tuple[str | None, list[_Page]]] = [(t, _resolve_pages(doc, t)) for t in ref.pages]
+        unit = _unit(doc)
+        groups: list[tuple[str | None, list[_Page]]] = [(t, _resolve_pages(doc, t)) for t in ref.pages
+                                                        if unit == "section" or not t.startswith("§")]
         if ref.page_range:
             groups.append((None, _range_pages(doc, ref.page_range)))
         if not groups:      # "[doc 2]" alone: search the whole document

@@ -310,14 +310,16 @@ def _chip(cite: CitationInfo | None, label: str, key: str | None) -> str:
 
 def _same_page(cite: CitationInfo, doc: int, page: str | tuple[str, str] | None) -> bool:
     """Whether `cite` is the checked citation of page token `page` (a range: one of its pages; None:
-    the document as a whole) of document `doc`."""
+    the document as a whole) of document `doc`. A token may name a unit by the start of its label
+    (a sheet "Log" cut into "Log (rows 2-90)", ...) or a section by number ("§2": "§2 Lease 2024")."""
     if cite.doc != doc:
         return False
     if page is None:
         return True
     shown = {str(cite.page_label or "").lower(), str(cite.page or "")}
     if isinstance(page, str):
-        return page.lower() in shown
+        t = page.lower()
+        return t in shown or any(s.startswith(t + " ") for s in shown) or t == f"§{cite.page}"
     first, last = (p.lower() for p in page)
     if first in shown or last in shown:
         return True

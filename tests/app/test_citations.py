@@ -224,6 +224,7 @@ def test_more_citation_forms_are_read_and_verified(docs, mark, want):
     "See section [1.2, p. 3] for vectors.",
     "Smith showed this [1] and later [1, 2].",
     "Vectors are used (1, p. 3) in the text.",
+    "The layout (doc 2 sections are short, page layout plain) is used.",
     "The page says \u201cas shown by Smith [1, p. 3] in [p. 4]\u201d here.",
 ])
 def test_ordinary_text_is_not_read_as_a_citation(text):
@@ -470,3 +471,64 @@ def test_an_abbreviation_does_not_end_the_claim(docs):
     for bad in (true.replace("does not have", "has"), "According to [doc 2, p. 82], R has builtin "
                 "capabilities for dynamic or interactive graphics, e.g. rotating point clouds."):
         assert not parse_and_verify(bad, docs)[1][0].verified, bad
+
+
+@pytest.fixture
+def office(tmp_path):
+    """A deck of three slides, a workbook (a sheet named with a space, a sheet long enough to be cut
+    into row ranges) and a Markdown file of two sections that differ by one figure."""
+    from openpyxl import Workbook
+    from pptx import Presentation
+    from pptx.util import Inches
+
+    deck = Presentation()
+    for text in ("The Lisbon office opens in March with twelve engineers on the second floor.",
+                 "The Porto office closes in June and its staff move to the Lisbon office.",
+                 "Travel between the offices is paid by the company for every employee."):
+        slide = deck.slides.add_slide(deck.slide_layouts[6])
+        slide.shapes.add_textbox(Inches(1), Inches(1), Inches(8), Inches(2)).text_frame.text = text
+    deck.save(tmp_path / "offices.pptx")
+    book = Workbook()
+    book.active.title = "Budget"
+    book.active.append(["item", "amount"])
+    book.active.append(["rent for the Lisbon office", 4200])
+    plan = book.create_sheet("Q3 Plan")
+    plan.append(["task", "owner"])
+    plan.append(["move the Porto servers to the Lisbon data room", "Ana"])
+    log = book.create_sheet("Log")
+    log.append(["id", "event"])
+    for i in range(1, 400):
+        log.append([i, f"event {i}: a delivery of spare parts arrived at the warehouse dock"])
+    book.save(tmp_path / "plan.xlsx")
+    md = tmp_path / "leases.md"
+    clause = "The monthly rent is {} euros, due on the first working day of each month, paid by bank transfer."
+    md.write_text(f"# Lease 2023\n\n{clause.format('1,250')}\n\n# Lease 2024\n\n{clause.format('1,350')}\n")
+    return [read_document(tmp_path / n) for n in ("offices.pptx", "plan.xlsx", "leases.md")]
+
+
+@pytest.mark.parametrize("claim, mark, want", [
+    ("The Porto office closes in June", "[doc 1, slide 2]", (2, True)),
+    ("The Porto office closes in June", "[doc 1, slide 3]", (3, False)),
+    ("The Porto office closes in June", "(doc 1, slide 3)", (3, False)),
+    ("The Porto office closes in June", "[doc 1, p. slide 3]", (3, False)),
+    ("The Porto office closes in June", "[Dokument 1, Folie 3]", (3, False)),
+    ("Ana will move the Porto servers to the Lisbon data room", '[doc 2, sheet "Q3 Plan"]', (2, False)),
+    ("move the Porto servers to the Lisbon data room", '[doc 2, sheet "Q3 Plan"]', (2, True)),
+    ("move the Porto servers to the Lisbon data room", "[doc 2, p. Q3 Plan]", (2, True)),
+    ("move the Porto servers to the Lisbon data room", "[doc 2, sheet Budget]", (1, False)),
+    ("event 300: a delivery of spare parts arrived at the warehouse dock", "[doc 2, sheet Log]", (None, True)),
+    ("The monthly rent is 1,250 euros, due on the first working day", "[doc 3, \u00a72]", (2, False)),
+    ("The monthly rent is 1,250 euros, due on the first working day", "[doc 3, section 2]", (2, False)),
+    ("The monthly rent is 1,250 euros, due on the first working day", "[doc 3, \u00a71]", (1, True)),
+])
+def test_a_slide_sheet_or_section_is_the_unit_checked(office, claim, mark, want):
+    """"[doc 1, slide 3]", "[doc 2, sheet "Q3 Plan"]", "[doc 3, §2]" and a label of several words after
+    "p." named no unit: the whole document was searched, so a claim from another slide, sheet or
+    section was verified. The cited unit is checked (a sheet cut into row ranges: each of its ranges)."""
+    _, cites = parse_and_verify(f"{claim} {mark}.", office)
+    assert len(cites) == 1, cites
+    c = cites[0]
+    page, verified = want
+    assert c.verified is verified and (page is None or c.page == page), (mark, c)
+    if mark.endswith("sheet Log]"):
+        assert c.page_label.startswith("Log (rows ") and "event 300:" in office[1].pages[c.page - 1].text

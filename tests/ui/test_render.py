@@ -354,3 +354,28 @@ def test_answer_stats_say_why_an_answer_ended_early():
     failed = answer_stats({"ttft_s": 0.1, "cancelled": True, "error": "CUDA out of memory <2 GiB>"})
     assert "the engine failed before the end: CUDA out of memory &lt;2 GiB&gt;" in failed
     assert "stopped before the end" not in failed
+
+
+@pytest.mark.parametrize("mark", ["[doc 1, sheet Log]", "[doc 2, \u00a72]", "[doc 2, section 2]"])
+def test_a_sheet_or_section_named_by_its_word_gets_its_chip(tmp_path, monkeypatch, mark):
+    """A sheet cut into row ranges ("Log (rows 40-80)") or a section cited by number ("§2") was checked,
+    but its chip read "cites a page that does not exist" and the citation went to "Sources"."""
+    from openpyxl import Workbook
+
+    from ingest import office, read_document
+    book = Workbook()
+    book.active.title = "Log"
+    book.active.append(["id", "event"])
+    for i in range(1, 60):
+        book.active.append([i, f"event {i} in the warehouse"])
+    book.save(tmp_path / "log.xlsx")
+    monkeypatch.setattr(office, "SHEET_UNIT_CHARS", 400)
+    md = tmp_path / "leases.md"
+    md.write_text("# Lease 2023\n\nThe monthly rent is 1,250 euros.\n\n# Lease 2024\n\nThe monthly rent is 1,350 euros.\n")
+    docs = [read_document(tmp_path / "log.xlsx"), read_document(md)]
+    claim = "event 50 in the warehouse" if "Log" in mark else "The monthly rent is 1,350 euros"
+    text, citations = parse_and_verify(f"{claim} {mark}.", docs, doc_ids=[4, 5])
+    assert [c.verified for c in citations] == [True]
+    html = answer_html(text, MessageInfo(id=12, chat_id=3, role="assistant", text=text, citations=citations))
+    assert re.findall(r'class="cite-chip (cite-\w+) jd-cite-12-(\d)"', html) == [("cite-verified", "0")]
+    assert "cite-missing" not in html and "jd-more-cites" not in html
