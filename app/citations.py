@@ -299,16 +299,24 @@ def _is_lead(text: str) -> bool:
     return len(_WORD.findall(lead)) <= MAX_LEAD_WORDS and not _numbers(lead) and not _negations(lead)
 
 
+# Markdown code: a fenced block (``` or ~~~, to its closing fence or the end) or an inline `span`
+_CODE = re.compile(r"^[ \t]*(`{3,}|~{3,})[^\n]*\n.*?(?:^[ \t]*\1[ \t]*$|\Z)|(`+)[^`\n](?:[^\n]*?[^`\n])?\2(?!`)",
+                   re.S | re.M)
+
+
 def _inline_refs(text: str) -> list[CitationRef]:
     """Bare forms ("[1, p. 3]", "[p. 5]") inside a quotation are the quoted text's own references, not
     citations; "[p. 5]" right after "[doc 2]" completes it, and alone cites the last document named
-    (else doc 1)."""
+    (else doc 1). Nothing inside Markdown code (a fenced block, an inline `span`) is a citation."""
     refs: list[CitationRef] = []
     quoted = [(a, b) for a, b, _ in _quotations(text)]
+    code = [(c.start(), c.end()) for c in _CODE.finditer(text)]
     prev_end = 0
     prev_claim = ""
     for m in _BRACKET.finditer(text):
         inside, paren = _inside(m)
+        if any(a <= m.start() < b for a, b in code):
+            continue
         items, bare = _refs_in(inside, paren)
         if not items or bare and any(a < m.start() < b for a, b in quoted):
             continue

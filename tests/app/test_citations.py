@@ -532,3 +532,15 @@ def test_a_slide_sheet_or_section_is_the_unit_checked(office, claim, mark, want)
     assert c.verified is verified and (page is None or c.page == page), (mark, c)
     if mark.endswith("sheet Log]"):
         assert c.page_label.startswith("Log (rows ") and "event 300:" in office[1].pages[c.page - 1].text
+
+
+def test_a_citation_inside_code_is_not_read(docs):
+    """A bracket in a code block or inline code (`x[1, p. 3]`, an example of the marker format) was read
+    as a citation: a chip in the middle of code, and a claim checked against a page it never cited."""
+    answer = ("Vectors can be used in arithmetic expressions [doc 2, p. 9]. In code:\n\n```r\n"
+              "x <- m[1, p. 3]   # [doc 1, p. 4]\n```\n\nThe marker looks like `[doc 1, p. 5]` and "
+              "``[2, p. 7]``; element by element [doc 2, p. 9].\n~~~\n[doc 1, p. 6]")
+    refs = parse(answer).refs
+    assert [(r.doc, r.pages) for r in refs] == [(2, ["9"]), (2, ["9"])], refs
+    assert refs[1].start == answer.index("[doc 2, p. 9].", refs[0].end)
+    assert parse("Inline `x` then a claim about vectors [doc 2, p. 9].").refs[0].pages == ["9"]
