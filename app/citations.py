@@ -76,20 +76,22 @@ _BRACKET = re.compile(r"\[([^\[\]\n]{1,300})\]|\u3010([^\u3010\u3011\n]{1,300})\
                       r"|\(([^()\[\]\n]{1,300})\)|\uff08([^\uff08\uff09\n]{1,300})\uff09")   # [] 【】 ［］, () （）
 
 
-_NUM_SEP = r"\s*(?:,|&|\band\b|\bund\b|\bet\b)\s*"
+_NUM_SEP = r"\s*(?:,|\u060c|&|\band\b|\bund\b|\bet\b|(?<!\w)\u0648)\s*"        # also Arabic "،", "و" (and)
 # "doc 2", "Document #2", "source 2"; a plural names a list: "docs 1 and 2", "documents 1, 3"
-# (in an answer in German, French, Spanish: "Dok. 2, S. 5", "Dokument 2, Seite 5", "documento 2, pág. 5")
-_DOC = re.compile(r"\b(?:(?:docs|documents|dokumente|documentos|sources)\.?\s*"
+# (in an answer in German, French, Spanish: "Dok. 2, S. 5", "Dokument 2, Seite 5", "documento 2, pág. 5";
+# in Arabic: "المستند 2، ص 5", "الوثيقة 2، الصفحة 5", "المصدر 2": document, source, page)
+_DOC = re.compile(r"\b(?:(?:docs|documents|dokumente|documentos|sources|(?:ال)?(?:مستندات|وثائق|مصادر))\.?\s*"
                   r"(\d{1,4}(?:" + _NUM_SEP + r"\d{1,4})*)"
-                  r"|(?:doc(?:ument[eo]?)?|dok(?:ument)?|source)\.?\s*#?\s*(\d{1,4}))\b", re.I)
-_PAGE_WORD = r"(?:pages?|pgs?\.?|pp\.?|p\.?|s\.|seiten?|p[áa]g(?:inas?|s)?\.?)"
+                  r"|(?:doc(?:ument[eo]?)?|dok(?:ument)?|source|(?:ال)?(?:مستند|وثيقة|مصدر))\.?\s*#?\s*(\d{1,4}))\b",
+                  re.I)
+_PAGE_WORD = r"(?:pages?|pgs?\.?|pp\.?|p\.?|s\.|seiten?|p[áa]g(?:inas?|s)?\.?|(?:ال)?صفح(?:ة|ات)|ص\.?)"
 _NOT_LETTER = r"(?![^\W\d_])"          # a page word ends there ("p3", "pág. 5"; not "pdf", "pág" in "página")
 _PAGES = re.compile(r"\b" + _PAGE_WORD + _NOT_LETTER + r"\s*(.+)$", re.I | re.S)
 # the document number alone, at the start of a square bracket or after a ";": "[1, p. 3]", "[1: p. 3]",
 # "[1 p3]", "[1, p. 3; 2, p. 5]" (never "[1]", "[1, 2]", "[2019, p. 3]" or "[1.2, p. 3]")
 _BARE_DOC = re.compile(r"(?:^|;)\s*([1-9]\d{0,2})(?=\s*[,:\u060c]?\s*" + _PAGE_WORD + _NOT_LETTER + r"\s*[0-9ivxlcdm§])", re.I)
 _PAGE_ONLY = re.compile(r"^\s*" + _PAGE_WORD + _NOT_LETTER + r"\s*[0-9ivxlcdm§]", re.I)    # "[p. 5]", the prompt's marker
-_RANGE = re.compile(r"^\s*([0-9ivxlcdmIVXLCDM]+)\s*(?:-|–|—|to|through|bis|à)\s*([0-9ivxlcdmIVXLCDM]+)\s*$")
+_RANGE = re.compile(r"^\s*([0-9ivxlcdmIVXLCDM]+)\s*(?:-|–|—|to|through|bis|à|[إا]لى)\s*([0-9ivxlcdmIVXLCDM]+)\s*$")
 _TOKEN = re.compile(r"^[\w.\-/§]{1,20}$")
 # a unit named by its own word, as a slide deck, workbook or Markdown file cites it: "slide 3", "sheet
 # "Q3 Plan"", "§2", "section 2", "part 4" (also German, Spanish: "Folie 3", "Blatt Budget", "hoja 2")
@@ -155,7 +157,7 @@ def parse(answer: str) -> ParsedAnswer:
 _UNIT_LABEL = re.compile(r"(?:§\s*|\bpart\s+)(\d{1,5})\b", re.I)   # "§3 Installation", "part 12"
 
 
-_SPLIT = re.compile(r"\s*(?:[,;&\u060c\u3001\uff0c]|\band\b|\bund\b|\bet\b)\s*", re.I)   # also ، 、 ，
+_SPLIT = re.compile(r"\s*(?:[,;&\u060c\u3001\uff0c]|\band\b|\bund\b|\bet\b|(?<!\w)\u0648)\s*", re.I)   # also ، 、 ， و
 
 
 def _ascii_digits(text: str) -> str:

@@ -544,3 +544,25 @@ def test_a_citation_inside_code_is_not_read(docs):
     assert [(r.doc, r.pages) for r in refs] == [(2, ["9"]), (2, ["9"])], refs
     assert refs[1].start == answer.index("[doc 2, p. 9].", refs[0].end)
     assert parse("Inline `x` then a claim about vectors [doc 2, p. 9].").refs[0].pages == ["9"]
+
+
+@pytest.mark.parametrize("mark, want", [
+    ("[\u0627\u0644\u0645\u0633\u062a\u0646\u062f 2\u060c \u0635 9]", [(2, ["9"], None)]),          # [المستند 2، ص 9]
+    ("[\u0627\u0644\u0645\u0633\u062a\u0646\u062f \u0662\u060c \u0635. \u0669]", [(2, ["9"], None)]),  # Arabic-Indic digits
+    ("[\u0645\u0633\u062a\u0646\u062f 2\u060c \u0627\u0644\u0635\u0641\u062d\u0629 9]", [(2, ["9"], None)]),  # مستند 2، الصفحة 9
+    ("[\u0627\u0644\u0648\u062b\u064a\u0642\u0629 2\u060c \u0635\u0641\u062d\u0629 9]", [(2, ["9"], None)]),  # الوثيقة 2، صفحة 9
+    ("[\u0627\u0644\u0645\u0635\u062f\u0631 2\u060c \u0627\u0644\u0635\u0641\u062d\u0627\u062a 8-10]", [(2, [], ("8", "10"))]),
+    ("[\u0627\u0644\u0645\u0633\u062a\u0646\u062f 2\u060c \u0635 8 \u0625\u0644\u0649 10]", [(2, [], ("8", "10"))]),  # ص 8 إلى 10
+    ("[\u0627\u0644\u0645\u0633\u062a\u0646\u062f 2\u060c \u0635 3 \u06489]", [(2, ["3", "9"], None)]),     # ص 3 و9
+    ("[2\u060c \u0635 9]", [(2, ["9"], None)]),
+    ("[\u0627\u0644\u0645\u0633\u062a\u0646\u062f\u0627\u062a 1 \u0648 2\u060c \u0635 9]", [(1, ["9"], None), (2, ["9"], None)]),
+])
+def test_a_citation_worded_in_arabic(docs, mark, want):
+    """An answer in Arabic cites in Arabic words ("[المستند 2، ص 9]": document, page): such a marker was
+    not read at all (no chip, nothing checked), while the German and Spanish forms were."""
+    claim = "Vectors can be used in arithmetic expressions"
+    refs = parse(f"{claim} {mark}.").refs
+    assert [(r.doc, r.pages, r.page_range) for r in refs] == want
+    _, cites = parse_and_verify(f"{claim} {mark}.", docs)
+    assert any(c.doc == 2 and c.page == 15 and c.verified for c in cites), cites
+    assert parse("\u0630\u0647\u0628 \u0635\u062f\u064a\u0642\u064a \u0625\u0644\u0649 \u0627\u0644\u0645\u0633\u062a\u0646\u062f (\u0635\u0628\u0627\u062d\u0627 3).").refs == []
