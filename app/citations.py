@@ -269,10 +269,17 @@ def _claim_after(text: str, end: int) -> str:
     return claim if len(_WORD.findall(claim)) >= MIN_QUOTE_WORDS else ""
 
 
+TERM_RATIO = 2          # a quotation in a claim more than this many times its words long is a term in it
+
+
 def _quotation(claim: str) -> str:
-    """The longest explicit quotation in a claim, of MIN_QUOTE_WORDS words or more ("" if none)."""
-    best = max((q for _, _, q in _quotations(claim)), key=len, default="")
-    return best.strip() if len(_WORD.findall(best)) >= MIN_QUOTE_WORDS else ""
+    """The longest explicit quotation in a claim, of MIN_QUOTE_WORDS words or more, unless the claim
+    around it has more than TERM_RATIO times its words: then it is a name or title the claim mentions
+    ('using the ESS (“Emacs Speaks Statistics”) package'), and the claim is checked ("" if none)."""
+    a, b, best = max(_quotations(claim), key=lambda q: len(q[2]), default=(0, 0, ""))
+    n = len(_WORD.findall(best))
+    around = len(_WORD.findall(claim[:a] + " " + claim[b:]))
+    return best.strip() if n >= MIN_QUOTE_WORDS and around <= TERM_RATIO * n else ""
 
 
 def quote_of(claim: str) -> str:

@@ -350,6 +350,23 @@ def test_a_quoted_term_does_not_stand_for_the_claim(docs):
     assert parse_and_verify(true, docs)[1][0].verified
 
 
+def test_a_quoted_name_in_a_longer_claim_does_not_stand_for_it(docs):
+    """A claim that names something in quotation marks of 3 words or more ("Emacs Speaks Statistics",
+    « Softlanding Linux System ») was checked as that name alone, so the claim around it could say
+    anything ("only" added, words swapped) and was verified. A quotation is the quote checked only when
+    the claim around it is at most twice as long."""
+    emacs = ("This is useful when running R from within Emacs using the ESS (\u201cEmacs Speaks Statistics\u201d) "
+             "package [doc 2, p. 94].")
+    sls = "La \u00ab Softlanding Linux System \u00bb (mieux connue comme SLS) est un cas exemplaire [doc 1, p. 19]."
+    for true in (emacs, sls):
+        assert parse_and_verify(true, docs)[1][0].verified, true
+    for bad in (emacs.replace("within Emacs", "within only Emacs"), emacs.replace("This is useful", "This is harmful"),
+                sls.replace("un cas exemplaire", "un cas rare"), sls.replace("SLS)", "SLS) jamais")):
+        assert not parse_and_verify(bad, docs)[1][0].verified, bad
+    framed = "The manual says vectors \u201ccan be used in arithmetic expressions\u201d [doc 2, p. 9]."
+    assert parse(framed).refs[0].quote == "can be used in arithmetic expressions"
+
+
 def test_a_range_reports_the_page_that_verifies_not_the_best_score(tmp_path):
     """Of a range (or a whole document) the page with the best score was taken even when a guard
     rejected it: the other lease's clause (one figure apart, words intact) outscored the cited clause
