@@ -19,6 +19,7 @@ without their running header and footer.
 """
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import unicodedata
@@ -469,7 +470,9 @@ _NEGATING_PREFIX = {"a", "il", "im", "in", "ir", "dis", "non", "un"}
 def _in_order(nq: str, ntext: str, lo: int, hi: int, own: bool = False) -> bool:
     """Whether the quote's words are the page's words around the match [lo, hi), in the page's order
     (a character score lets swapped words, or a word replaced by its opposite, through). Words are
-    aligned in order; the page may have words the quote leaves out, and every stretch of the quote
+    aligned in order, longest common runs first; the page may have words the quote leaves out (inside
+    it one in LEFT_OUT_PER of its words, at least one: more is a word matched further on, as after a
+    swap), and every stretch of the quote
     between aligned words must be the page's stretch there letter for letter, give or take a few
     letters and diacritics ("pack ages" for "packages", "aout" for "août"; see _same_letters).
     A claim in the answer's `own` words may also add words between two of the page's words that are
@@ -483,10 +486,17 @@ def _in_order(nq: str, ntext: str, lo: int, hi: int, own: bool = False) -> bool:
     while b < len(ntext) and _WORD.match(ntext[b]):
         b += 1
     q, w = _WORD.findall(nq), _WORD.findall(ntext[a:b])
-    blocks = Indel.editops(q, w).as_matching_blocks()
+    # the longest runs of words in common first (an alignment by edit distance alone, Indel, may match
+    # a moved word to a later occurrence of it and leave out the page's words between)
+    blocks = difflib.SequenceMatcher(None, q, w, autojunk=False).get_matching_blocks()
     added = max(1, len(q) // ADDED_WORDS_PER) if own else 0
+    left_out = max(1, len(q) // LEFT_OUT_PER)
     i = j = 0
     for k, blk in enumerate(blocks):
+        if 0 < k and blk.size and blk.a == i and blk.b > j:     # the page's words between two aligned ones
+            left_out -= blk.b - j
+            if left_out < 0:
+                return False
         if blk.a > i:
             qs, ws = "".join(q[i:blk.a]), "".join(w[j:blk.b])
             inside = 0 < k and blk.size and blk.b == j      # between aligned words, none of the page's there
@@ -505,6 +515,7 @@ def _in_order(nq: str, ntext: str, lo: int, hi: int, own: bool = False) -> bool:
 
 
 ADDED_WORDS_PER = 8     # a claim in its own words may add one word in 8 (at least one) to the page's
+LEFT_OUT_PER = 8        # a quote or claim may leave out one of the page's words in 8 (at least one) inside it
 # Words that change what a sentence claims when added to it: quantity, frequency, exclusivity,
 # order, number (English, French, German, Spanish); an added "not" is the negation guard's.
 MEANING_WORDS = frozenset(normalize(w)[0] for w in """

@@ -583,3 +583,16 @@ def test_a_citation_worded_in_arabic(docs, mark, want):
     _, cites = parse_and_verify(f"{claim} {mark}.", docs)
     assert any(c.doc == 2 and c.page == 15 and c.verified for c in cites), cites
     assert parse("\u0630\u0647\u0628 \u0635\u062f\u064a\u0642\u064a \u0625\u0644\u0649 \u0627\u0644\u0645\u0633\u062a\u0646\u062f (\u0635\u0628\u0627\u062d\u0627 3).").refs == []
+
+
+def test_a_word_moved_to_the_end_is_not_matched_further_on(corpus):
+    """Words were aligned by edit distance alone, which may match a moved word to a later occurrence of
+    it, leaving the page's words between out: "R: A Language and Environment for Computing Statistical"
+    was verified against "... for Statistical Computing. R Foundation for Statistical Computing"."""
+    acm = [read_document(corpus / "acm-sigconf.pdf")]
+    true = "R: A Language and Environment for Statistical Computing"
+    assert parse_and_verify(f"\u201c{true}\u201d [doc 1, p. 6]", acm)[1][0].verified
+    bad = true.replace("Statistical Computing", "Computing Statistical")
+    for answer in (f"\u201c{bad}\u201d [doc 1, p. 6]", f"{bad} [doc 1, p. 6]."):
+        c = parse_and_verify(answer, acm)[1][0]
+        assert not c.verified and c.score >= VERIFY_THRESHOLD, (answer, c)
