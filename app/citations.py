@@ -304,9 +304,11 @@ def _without_lead(claim: str) -> str:
 
 def _is_lead(text: str) -> bool:
     """Whether text may be an opening clause of the answer's own: MAX_LEAD_WORDS words at most, no
-    figure, no "not"."""
+    figure, no "not", none of MEANING_WORDS ("Except in R") or CONTRAST_WORDS ("Contrary to the manual")."""
     lead = normalize(text)[0]
-    return len(_WORD.findall(lead)) <= MAX_LEAD_WORDS and not _numbers(lead) and not _negations(lead)
+    words = _WORD.findall(lead)
+    return (len(words) <= MAX_LEAD_WORDS and not _numbers(lead) and not _negations(lead)
+            and not set(words) & (MEANING_WORDS | CONTRAST_WORDS))
 
 
 # Markdown code: a fenced block (``` or ~~~, to its closing fence or the end) or an inline `span`
@@ -522,10 +524,18 @@ MEANING_WORDS = frozenset(normalize(w)[0] for w in """
 only just solely merely always never ever often rarely seldom sometimes usually all every each none no not any
 both either neither more less most least many few several much first last before after except without but
 more fewer larger smaller higher lower zero one two three four five six seven eight nine ten hundred thousand
-million billion twice half double triple
+million billion twice half double triple hardly barely scarcely almost nearly partly partially
 seulement toujours jamais souvent rarement tous toutes chaque aucun aucune plus moins premier dernier avant apres sans sauf
-nur immer nie niemals oft selten alle jeder jede kein keine mehr weniger erst letzte vor nach ohne ausser
-solo sólo siempre nunca todos todas cada ningún ninguna más menos primero último antes después sin excepto
+presque guere
+nur immer nie niemals oft selten alle jeder jede kein keine mehr weniger erst letzte vor nach ohne ausser kaum fast beinahe
+solo sólo siempre nunca todos todas cada ningún ninguna más menos primero último antes después sin excepto apenas casi
+""".split())
+# Words that set an opening clause against what follows ("Contrary to the manual, ...", "Unlike in S,
+# ...", "In older versions, ..."): such a clause is no framing the page may leave out.
+CONTRAST_WORDS = frozenset(normalize(w)[0] for w in """
+contrary unlike despite unless although though whereas instead otherwise older earlier former formerly previously
+until contrairement malgré autrefois sinon anciennes anciens trotz anders entgegen früher
+contrario diferencia pesar salvo anteriormente
 """.split())
 
 

@@ -596,3 +596,22 @@ def test_a_word_moved_to_the_end_is_not_matched_further_on(corpus):
     for answer in (f"\u201c{bad}\u201d [doc 1, p. 6]", f"{bad} [doc 1, p. 6]."):
         c = parse_and_verify(answer, acm)[1][0]
         assert not c.verified and c.score >= VERIFY_THRESHOLD, (answer, c)
+
+
+def test_an_opening_clause_or_added_word_that_turns_the_claim_is_not_verified(docs):
+    """A short opening clause was left out whatever it said, so "Contrary to the manual, vectors can be
+    used ..." or "Except in R, ..." was verified; and "hardly", "barely", "presque" were words a claim
+    could add. "According to the manual, " still opens a claim, and "also" may still be added."""
+    rest = "vectors can be used in arithmetic expressions [doc 2, p. 9]."
+    assert parse_and_verify(f"According to the manual, {rest}", docs)[1][0].verified
+    for lead in ("Contrary to the manual", "Unlike in S", "Despite the manual", "Except in R",
+                 "In older versions"):
+        assert not parse_and_verify(f"{lead}, {rest}", docs)[1][0].verified, lead
+    base = "Vectors can be used in arithmetic expressions, in which case the operations are performed element by element"
+    assert parse_and_verify(f"{base.replace('can be', 'can also be')} [doc 2, p. 9].", docs)[1][0].verified
+    murdock = "Ian Murdock a fondé Debian en août 1993 et a mené le projet jusqu'en mars 1996 [doc 1, p. 2]."
+    for bad in (base.replace("can be", "can hardly be") + " [doc 2, p. 9].",
+                base.replace("can be", "can barely be") + " [doc 2, p. 9].",
+                murdock.replace("a fondé", "a presque fondé")):
+        c = parse_and_verify(bad, docs)[1][0]
+        assert not c.verified and c.score >= VERIFY_THRESHOLD, (bad, c)
