@@ -751,25 +751,30 @@ def _clauses(claim: str) -> list[tuple[str, str]]:
 
 def _by_clauses(claim: str, pages: Sequence[_Page]) -> tuple[Match, _Page] | None:
     """A claim of several clauses ("A; B", "A: B") that the page states apart: verified on the page
-    where each clause is (a short heading before a ":", as "Key points:", may be no page text; see
-    _without_lead), reported by its longest clause's match. None unless so verified."""
+    where each clause is, what follows a ":" right after what comes before it (COLON_GAP; a short
+    heading before a ":", as "Key points:", may be no page text, see _without_lead), reported by its
+    longest clause's match. None unless so verified."""
     parts = _clauses(claim)
     if len(parts) < 2:
         return None
     for page in pages:
         found = [_best_claim(c, [page]) for c, _ in parts]
-        ms = [f[0] if f else None for f in found]
-        head, sep = parts[0]
-        if (ms[0] is None or not ms[0].verified) and sep == ":" and _is_lead(head) \
+        if (found[0] is None or not found[0][0].verified) and parts[0][1] == ":" and _is_lead(parts[0][0]) \
                 and _opens_clause(page.text, parts[1][0], ":"):
-            ms, parts_left = ms[1:], parts[1:]
+            found, kept = found[1:], parts[1:]
         else:
-            parts_left = parts
-        if all(m is not None and m.verified for m in ms):
-            k = max(range(len(ms)), key=lambda i: len(parts_left[i][0]))
-            m = ms[k]
-            return Match(True, min(x.score for x in ms), m.passage, m.start, m.end), page
+            kept = parts
+        if not all(f is not None and f[0].verified for f in found):
+            continue
+        spans = [_align(c, page.text, True)[2] for c, _ in kept]
+        if all(a is not None and b is not None and 0 <= b[0] - a[1] <= COLON_GAP
+               for (_, sep), a, b in zip(kept, spans, spans[1:]) if sep == ":"):
+            m = max(zip(kept, found), key=lambda x: len(x[0][0]))[1][0]
+            return Match(True, min(f[0].score for f in found), m.passage, m.start, m.end), page
     return None
+
+
+COLON_GAP = 20          # characters on the page between what a claim puts before and after a ":"
 
 
 def _opens_clause(text: str, quote: str, sep: str = ",") -> bool:

@@ -470,6 +470,7 @@ def test_a_claim_is_checked_before_its_colon_semicolon_or_pipe(docs):
         "Key points: vectors cannot be used in arithmetic expressions [doc 2, p. 9].",
         "In general: arm64 and ppc64el were dropped [doc 1, p. 5].",
         "New architectures dropped: arm64 and ppc64el [doc 1, p. 5].",    # the page's own "introduced:"
+        "Three architectures were dropped: arm64 and ppc64el [doc 1, p. 5].",   # each on the page, apart
         "Vectors cannot be used in arithmetic expressions; the operations are performed element by element "
         "[doc 2, p. 9]."]
     for claim in bad:
