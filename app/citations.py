@@ -751,7 +751,8 @@ def _clauses(claim: str) -> list[tuple[str, str]]:
 
 def _by_clauses(claim: str, pages: Sequence[_Page]) -> tuple[Match, _Page] | None:
     """A claim of several clauses ("A; B", "A: B") that the page states apart: verified on the page
-    where each clause is, what follows a ":" right after what comes before it (COLON_GAP; a short
+    where each clause is, in the claim's order, each at most PASSAGE_CONTEXT characters after the one
+    before, what follows a ":" right after it (COLON_GAP; a short
     heading before a ":", as "Key points:", may be no page text, see _without_lead), reported by its
     longest clause's match. None unless so verified."""
     parts = _clauses(claim)
@@ -767,8 +768,8 @@ def _by_clauses(claim: str, pages: Sequence[_Page]) -> tuple[Match, _Page] | Non
         if not all(f is not None and f[0].verified for f in found):
             continue
         spans = [_align(c, page.text, True)[2] for c, _ in kept]
-        if all(a is not None and b is not None and 0 <= b[0] - a[1] <= COLON_GAP
-               for (_, sep), a, b in zip(kept, spans, spans[1:]) if sep == ":"):
+        if all(a is not None and b is not None and 0 <= b[0] - a[1] <= (COLON_GAP if sep == ":" else PASSAGE_CONTEXT)
+               for (_, sep), a, b in zip(kept, spans, spans[1:])):
             m = max(zip(kept, found), key=lambda x: len(x[0][0]))[1][0]
             return Match(True, min(f[0].score for f in found), m.passage, m.start, m.end), page
     return None

@@ -471,6 +471,7 @@ def test_a_claim_is_checked_before_its_colon_semicolon_or_pipe(docs):
         "In general: arm64 and ppc64el were dropped [doc 1, p. 5].",
         "New architectures dropped: arm64 and ppc64el [doc 1, p. 5].",    # the page's own "introduced:"
         "Three architectures were dropped: arm64 and ppc64el [doc 1, p. 5].",   # each on the page, apart
+        "Three architectures were dropped; arm64 and ppc64el [doc 1, p. 5].",   # and in the other order
         "Vectors cannot be used in arithmetic expressions; the operations are performed element by element "
         "[doc 2, p. 9]."]
     for claim in bad:
