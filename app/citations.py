@@ -447,10 +447,10 @@ def _align_one(quote: str, text: str, own: bool = False) -> tuple[bool, float, t
     if not nq or not ntext:
         return False, 0.0, None
     if len(nq) < MIN_FUZZY_CHARS or len(nq) > len(ntext):
-        pos = ntext.find(nq)
-        if pos < 0:
+        found = _whole_words(nq).search(ntext)
+        if found is None:
             return False, 0.0, None
-        score, lo, hi = 100.0, pos, pos + len(nq)
+        score, lo, hi = 100.0, found.start(), found.end()
     else:
         al = fuzz.partial_ratio_alignment(nq, ntext)
         score, lo, hi = float(al.score), al.dest_start, al.dest_end
@@ -460,6 +460,14 @@ def _align_one(quote: str, text: str, own: bool = False) -> tuple[bool, float, t
     verified = (score >= VERIFY_THRESHOLD and _negations(ntext[lo:hi]) <= _negations(nq) <= _negations(around)
                 and _numbers(nq) <= _numbers(around) and _in_order(nq, ntext, lo, hi, own))
     return verified, round(score, 1), (index[lo], index[hi - 1] + 1)
+
+
+def _whole_words(nq: str) -> re.Pattern[str]:
+    """`nq` as a pattern that starts and ends at a word's edge ("Ian Murdo" is not in "Ian Murdock"),
+    where its edge is a word character of a script written with spaces (not Chinese, Japanese, Korean)."""
+    head = r"(?<!\w)" if _WORD.match(nq[0]) and not CJK.match(nq[0]) else ""
+    tail = r"(?!\w)" if _WORD.match(nq[-1]) and not CJK.match(nq[-1]) else ""
+    return re.compile(head + re.escape(nq) + tail)
 
 
 # a word: a Chinese, Japanese or Korean letter alone (those scripts write no spaces), else a run of

@@ -617,3 +617,11 @@ def test_an_opening_clause_or_added_word_that_turns_the_claim_is_not_verified(do
                 murdock.replace("a fondé", "a presque fondé")):
         c = parse_and_verify(bad, docs)[1][0]
         assert not c.verified and c.score >= VERIFY_THRESHOLD, (bad, c)
+
+
+def test_a_short_claim_is_found_as_whole_words(docs):
+    """A claim under 12 characters must appear exactly, but was found inside a longer word: "Ian Murdo"
+    was verified in "Ian Murdock", "Vectors c" in "Vectors can"."""
+    for short, ok in (("Ian Murdock [doc 1, p. 2]", True), ("Ian Murdo [doc 1, p. 2]", False),
+                      ("Vectors can [doc 2, p. 9]", True), ("Vectors c [doc 2, p. 9]", False)):
+        assert parse_and_verify(short, docs)[1][0].verified is ok, short
