@@ -511,9 +511,9 @@ def _in_order(nq: str, ntext: str, lo: int, hi: int, own: bool = False) -> bool:
             qs, ws = "".join(q[i:blk.a]), "".join(w[j:blk.b])
             inside = 0 < k and blk.size and blk.b == j      # between aligned words, none of the page's there
             if k == 0 and blk.size:             # before the first aligned word: the page's words just before
-                ws = ws[-len(qs):]
+                ws = _covering(w[j:blk.b][::-1], len(qs), reverse=True)
             elif blk.size == 0 and k:           # after the last: the page's words just after
-                ws = ws[:len(qs)]
+                ws = _covering(w[j:blk.b], len(qs))
             if not _same_letters(qs, ws):
                 extra = q[i:blk.a]
                 if inside and len(extra) <= added and not set(extra) & (set(w) | MEANING_WORDS):
@@ -522,6 +522,18 @@ def _in_order(nq: str, ntext: str, lo: int, hi: int, own: bool = False) -> bool:
                     return False
         i, j = blk.a + blk.size, blk.b + blk.size
     return True
+
+
+def _covering(words: list[str], n: int, reverse: bool = False) -> str:
+    """The fewest whole words, from the first on, that hold n letters, joined (`reverse`: `words` runs
+    backwards from the quote, and the result is put back in the page's order): a quote that starts
+    or ends inside a page's word is compared with the whole word ("efficient" with "inefficient")."""
+    out: list[str] = []
+    for word in words:
+        if sum(map(len, out)) >= n:
+            break
+        out.append(word)
+    return "".join(out[::-1] if reverse else out)
 
 
 ADDED_WORDS_PER = 8     # a claim in its own words may add one word in 8 (at least one) to the page's

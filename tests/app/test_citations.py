@@ -625,3 +625,21 @@ def test_a_short_claim_is_found_as_whole_words(docs):
     for short, ok in (("Ian Murdock [doc 1, p. 2]", True), ("Ian Murdo [doc 1, p. 2]", False),
                       ("Vectors can [doc 2, p. 9]", True), ("Vectors c [doc 2, p. 9]", False)):
         assert parse_and_verify(short, docs)[1][0].verified is ok, short
+
+
+def test_a_quote_that_starts_inside_a_word_of_the_page_is_not_verified(docs):
+    """A quote's first word was compared with as many of the page's letters as it has, so a quote that
+    drops a negating prefix at its start was verified: "stable to compute x <- solve(A) %*% b" against
+    "potentially unstable to compute ...", "efficient as to be impractical" against "inefficient"."""
+    for true in ("\u201cunstable to compute x <- solve(A) %*% b instead of solve(A,b)\u201d [doc 2, p. 25]",
+                 "\u201cinefficient as to be impractical. It is also perhaps surprising that about 1 in 20 such "
+                 "matrices is singular.\u201d [doc 2, p. 23]",
+                 "\u201cunlikely thing to do) produces a character vector of length 16\u201d [doc 2, p. 12]"):
+        assert parse_and_verify(true, docs)[1][0].verified, true
+        for cut in ("unstable", "inefficient", "unlikely"):
+            if cut in true:
+                bad = true.replace(cut, cut[2:])
+                c = parse_and_verify(bad, docs)[1][0]
+                assert not c.verified and c.score >= VERIFY_THRESHOLD, (bad, c)
+                if ". " not in bad:                                       # as a claim of one sentence
+                    assert not parse_and_verify(bad.replace("\u201c", "").replace("\u201d", ""), docs)[1][0].verified
