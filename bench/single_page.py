@@ -2,7 +2,10 @@
 apostrophes) and false ✓ on altered ones (two words swapped, a word replaced by its opposite), on
 the corpus PDFs; and the same sentences as claims without quotation marks: opened by "According to
 the document, ", with "also" inserted mid-sentence (true), with two words swapped, a word replaced by
-its opposite, or "only" inserted (false).
+its opposite, or "only" inserted (false). A swap of two words that read the same (case and punctuation
+aside: "The" and "the", "gel" and "gel."), or of a "word" without letters or digits ("." or "≤": the check
+reads words, so a formula's symbols swapped go unseen), is no sample; a claim's words are swapped
+without its final period.
 
     .venv/bin/python bench/single_page.py [--per-doc 40] [--seed 3] [--show]
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import sys
 from pathlib import Path
 
@@ -35,6 +39,11 @@ OPPOSITE = {"increase": "decrease", "increases": "decreases", "larger": "smaller
             "end": "start"}
 
 
+def _key(word: str) -> str:
+    """A word as the check reads it: letters and digits, case aside."""
+    return re.sub(r"\W", "", word).casefold()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--per-doc", type=int, default=40)
@@ -54,15 +63,19 @@ def main() -> None:
             words = text.split()
             a, b = sorted(rng.sample(range(len(words)), 2))
             swapped = words[:a] + [words[b]] + words[a + 1:b] + [words[a]] + words[b + 1:]
+            # a claim is the sentence without its final period (moved inside, it would end the claim there)
+            pw = words[:-1] + [words[-1].rstrip(".")]
+            claim_swapped = [w for w in pw[:a] + [pw[b]] + pw[a + 1:b] + [pw[a]] + pw[b + 1:] if w]
+            differ = _key(words[a]) != _key(words[b]) and "" not in (_key(words[a]), _key(words[b]))   # "The"/"the", "."
             k = next((j for j, w in enumerate(words) if w.lower() in OPPOSITE), None)
             opposite = None if k is None else words[:k] + [OPPOSITE[words[k].lower()]] + words[k + 1:]
             plain, mid = text.rstrip("."), len(words) // 2
             for kind, quote in (("true", text), ("curly", text.replace("'", "\u2019")),
-                                ("swap", " ".join(swapped) if words[a] != words[b] else None),
+                                ("swap", " ".join(swapped) if differ else None),
                                 ("opposite", opposite and " ".join(opposite)),
                                 ("claim lead-in", "According to the document, " + plain[0].lower() + plain[1:]),
                                 ("claim also", " ".join(words[:mid] + ["also"] + words[mid:]).rstrip(".")),
-                                ("claim swap", " ".join(swapped).rstrip(".") if words[a] != words[b] else None),
+                                ("claim swap", " ".join(claim_swapped) if differ else None),
                                 ("claim opposite", opposite and " ".join(opposite).rstrip(".")),
                                 ("claim only", " ".join(words[:mid] + ["only"] + words[mid:]).rstrip("."))):
                 if quote is None:
