@@ -486,9 +486,10 @@ def _in_order(nq: str, ntext: str, lo: int, hi: int, own: bool = False) -> bool:
     between aligned words must be the page's stretch there letter for letter, give or take a few
     letters and diacritics ("pack ages" for "packages", "aout" for "août"; see _same_letters).
     A claim in the answer's `own` words may also add words between two of the page's words that are
-    next to each other ("R is also free"): at most one in ADDED_WORDS_PER of its words, none of them
-    a word of the page's window (a word moved, as in a swap) nor one of MEANING_WORDS ("only",
-    "always", "two"). (At its ends an added word cannot be told from a replaced one.)"""
+    next to each other ("R is also free"): at most one in ADDED_WORDS_PER of its words, each one of
+    FILLER_WORDS ("also", "then", "the"; any other word may change what it says: "only", "two",
+    "expensive") and none a word of the page's window (a word moved, as in a swap). (At its ends an
+    added word cannot be told from a replaced one.)"""
     slack = len(nq) // 2
     a, b = max(0, lo - slack), min(len(ntext), hi + slack)
     while a > 0 and _WORD.match(ntext[a - 1]):
@@ -516,7 +517,7 @@ def _in_order(nq: str, ntext: str, lo: int, hi: int, own: bool = False) -> bool:
                 ws = _covering(w[j:blk.b], len(qs))
             if not _same_letters(qs, ws):
                 extra = q[i:blk.a]
-                if inside and len(extra) <= added and not set(extra) & (set(w) | MEANING_WORDS):
+                if inside and len(extra) <= added and set(extra) <= FILLER_WORDS and not set(extra) & set(w):
                     added -= len(extra)         # words the claim adds, where the page has none
                 else:
                     return False
@@ -538,6 +539,14 @@ def _covering(words: list[str], n: int, reverse: bool = False) -> str:
 
 ADDED_WORDS_PER = 8     # a claim in its own words may add one word in 8 (at least one) to the page's
 LEFT_OUT_PER = 8        # a quote or claim may leave out one of the page's words in 8 (at least one) inside it
+# Words a claim may add to the page's without changing what it says: connectives and articles
+# (English, French, German, Spanish).
+FILLER_WORDS = frozenset(normalize(w)[0] for w in """
+also then too thus therefore hence however indeed moreover furthermore additionally so the a an that
+aussi également alors donc ainsi ensuite puis cependant toutefois le la les l un une des que
+auch dann somit daher jedoch allerdings zudem außerdem der die das den dem ein eine einen dass
+también entonces luego así además el los las una que
+""".split())
 # Words that change what a sentence claims when added to it: quantity, frequency, exclusivity,
 # order, number (English, French, German, Spanish); an added "not" is the negation guard's.
 MEANING_WORDS = frozenset(normalize(w)[0] for w in """
