@@ -482,7 +482,7 @@ def _in_order(nq: str, ntext: str, lo: int, hi: int, own: bool = False) -> bool:
     (a character score lets swapped words, or a word replaced by its opposite, through). Words are
     aligned in order, longest common runs first; the page may have words the quote leaves out (inside
     it one in LEFT_OUT_PER of its words, at least one: more is a word matched further on, as after a
-    swap), and every stretch of the quote
+    swap; none of MEANING_WORDS: "but rarely is needed" is not "but is needed"), and every stretch of the quote
     between aligned words must be the page's stretch there letter for letter, give or take a few
     letters and diacritics ("pack ages" for "packages", "aout" for "août"; see _same_letters).
     A claim in the answer's `own` words may also add words between two of the page's words that are
@@ -506,7 +506,7 @@ def _in_order(nq: str, ntext: str, lo: int, hi: int, own: bool = False) -> bool:
     for k, blk in enumerate(blocks):
         if 0 < k and blk.size and blk.a == i and blk.b > j:     # the page's words between two aligned ones
             left_out -= blk.b - j
-            if left_out < 0:
+            if left_out < 0 or set(w[j:blk.b]) & MEANING_WORDS:   # "rarely is needed" -> "is needed"
                 return False
         if blk.a > i:
             qs, ws = "".join(q[i:blk.a]), "".join(w[j:blk.b])
