@@ -311,7 +311,8 @@ def _chip(cite: CitationInfo | None, label: str, key: str | None) -> str:
 def _same_page(cite: CitationInfo, doc: int, page: str | tuple[str, str] | None) -> bool:
     """Whether `cite` is the checked citation of page token `page` (a range: one of its pages; None:
     the document as a whole) of document `doc`. A token may name a unit by the start of its label
-    (a sheet "Log" cut into "Log (rows 2-90)", ...) or a section by number ("§2": "§2 Lease 2024")."""
+    (a sheet "Log" cut into "Log (rows 2-90)", ...), a section by number ("§2": "§2 Lease 2024"), or,
+    a label of several words that names nothing, by one of its words, as app.citations looks it up."""
     if cite.doc != doc:
         return False
     if page is None:
@@ -319,7 +320,8 @@ def _same_page(cite: CitationInfo, doc: int, page: str | tuple[str, str] | None)
     shown = {str(cite.page_label or "").lower(), str(cite.page or "")}
     if isinstance(page, str):
         t = page.lower()
-        return t in shown or any(s.startswith(t + " ") for s in shown) or t == f"§{cite.page}"
+        return (t in shown or any(s.startswith(t + " ") for s in shown) or t == f"§{cite.page}"
+                or " " in t and any(w.strip("()[]") in shown for w in t.split()))  # "p. 3 of the book"
     first, last = (p.lower() for p in page)
     if first in shown or last in shown:
         return True

@@ -294,7 +294,7 @@ def test_an_error_toast_shows_a_typed_name_as_text_not_html(tmp_path):
 
 
 @pytest.mark.parametrize("mark", ["[doc 1, pp. 2-3]", "[doc 1, p. 3, 5]", "[doc 1, pages 3 and 5]",
-                                  "[Doc 1, page 3]", "[doc 1 p. 3]"])
+                                  "[Doc 1, page 3]", "[doc 1 p. 3]", "[doc 1, p. 3 of the book]"])
 def test_every_citation_form_the_parser_reads_gets_its_own_chips(hsaur, mark):
     """A verified "[doc 1, pp. 2-3]" or "[doc 1, p. 3, 5]" was drawn inline as one "cites a page that does
     not exist" chip (the UI read markers with its own narrower pattern); "[Doc 1, page 3]" was no chip."""
