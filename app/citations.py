@@ -457,9 +457,21 @@ def _align_one(quote: str, text: str, own: bool = False) -> tuple[bool, float, t
         if hi <= lo:
             return False, score, None
     around = ntext[max(0, lo - NUMBER_SLACK): hi + NUMBER_SLACK]
-    verified = (score >= VERIFY_THRESHOLD and _negations(ntext[lo:hi]) <= _negations(nq) <= _negations(around)
+    verified = (score >= VERIFY_THRESHOLD and _negations(ntext[_clause_start(nq, ntext, lo):hi]) <= _negations(nq)
+                <= _negations(around)
                 and _numbers(nq) <= _numbers(around) and _in_order(nq, ntext, lo, hi, own))
     return verified, round(score, 1), (index[lo], index[hi - 1] + 1)
+
+
+def _clause_start(nq: str, ntext: str, lo: int) -> int:
+    """Where the page's clause holding the match at `lo` begins (a "not" earlier in it counts against
+    the quote: "It is not assumed that | X has full column rank"); `lo` when the match starts it or
+    no clause mark comes within PASSAGE_CONTEXT before its first word."""
+    first = ntext.find(_WORD.findall(nq)[0], lo, lo + 40) if _WORD.search(nq) else -1
+    anchor = first if first >= 0 else lo
+    cut = max(ntext.rfind(ch, max(0, anchor - PASSAGE_CONTEXT), anchor) for ch in ".!?;:,\n")
+    start = cut + 1 if cut >= 0 else 0 if anchor <= PASSAGE_CONTEXT else anchor
+    return min(start, lo)
 
 
 def _whole_words(nq: str) -> re.Pattern[str]:

@@ -674,3 +674,16 @@ def test_a_quote_or_claim_that_leaves_out_a_word_of_meaning_is_not_verified(docs
     assert not c.verified and c.score >= VERIFY_THRESHOLD, c
     vectors = "Vectors can be used in arithmetic expressions, in which case the operations are performed"
     assert parse_and_verify(f"{vectors.replace('arithmetic ', '')} [doc 2, p. 9].", docs)[1][0].verified
+
+
+def test_a_not_earlier_in_the_page_clause_counts(docs):
+    """The page says "It is not assumed that X has full column rank": the claim "X has full column rank"
+    (or a quote of it) was verified, the "not" being just before the matched words. A "not" earlier in
+    the page's clause now counts against a quote or claim that does not say it."""
+    assert parse_and_verify("It is not assumed that X has full column rank [doc 2, p. 26].", docs)[1][0].verified
+    for bad in ("X has full column rank [doc 2, p. 26].",
+                "\u201cX has full column rank. Redundancies will be discovered\u201d [doc 2, p. 26]"):
+        c = parse_and_verify(bad, docs)[1][0]
+        assert not c.verified and c.score >= VERIFY_THRESHOLD, (bad, c)
+    assert parse_and_verify("Redundancies will be discovered and removed as they are found [doc 2, p. 26].",
+                            docs)[1][0].verified
