@@ -1,7 +1,9 @@
 """Cost of leaving out text drawn unseen (ingest/pdf_hidden.py: white on white, under 1 pt) when
-reading the real corpus: `read_document` with the check on and off (as before 2026-11-29), the two
-interleaved file by file in the same run, CPU time of this process, best of --repeat. Also checks
-that the check changes no corpus PDF's page text, and counts its candidates and hidden objects.
+reading the real corpus: `read_document` with the check off (as before 2026-11-29), on, and on with
+its per-object scan (and the page-edge check's) in Python instead of C (ingest/pdf_native.py, as on a
+machine without a C compiler), interleaved file by file in the same run, CPU time of this process,
+best of --repeat. Also checks that the check changes no corpus PDF's page text, and counts its
+hidden objects and renders.
 
     .venv/bin/python bench/pdf_unseen.py [--corpus DIR] [--repeat 3]
 """
@@ -17,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ingest.pdf as pdf  # noqa: E402
 import ingest.pdf_hidden as hidden  # noqa: E402
+import ingest.pdf_native as native  # noqa: E402
 from ingest import read_document  # noqa: E402
 
 REAL_PDFS = ["pari-refcard.pdf", "latexsheet-de.pdf", "acm-sigconf.pdf", "hsaur-inference.pdf",
@@ -43,14 +46,17 @@ def main() -> None:
         return render(*a, **k)
 
     hidden.np.asarray = counting_asarray
-    total = {"off": 0.0, "on": 0.0}
-    print(f"{'file':24} {'off s':>8} {'on s':>8} {'ratio':>6}  same text")
+    total = {"off": 0.0, "on": 0.0, "python": 0.0}
+    c_lib = native.lib()
+    print(f"{'file':24} {'off s':>8} {'on s':>8} {'ratio':>6} {'python s':>8}  same text"
+          + ("" if c_lib else "  (no C library: 'on' runs in Python too)"))
     for name in REAL_PDFS:
         path = args.corpus / name
         best, texts = {}, {}
         for _ in range(args.repeat):
-            for setting in ("off", "on"):
-                pdf.hide_unseen_text = counted if setting == "on" else (lambda page: 0)
+            for setting in ("off", "on", "python"):
+                pdf.hide_unseen_text = (lambda page: 0) if setting == "off" else counted
+                native._lib = None if setting == "python" else c_lib
                 start = time.process_time()
                 doc = read_document(path)
                 spent = time.process_time() - start
@@ -58,11 +64,13 @@ def main() -> None:
                 texts[setting] = [page.text for page in doc.pages]
         for setting in total:
             total[setting] += best[setting]
-        same = texts["on"] == texts["off"]
-        print(f"{name:24} {best['off']:8.3f} {best['on']:8.3f} {best['on'] / best['off']:6.2f}  {same}")
+        same = texts["on"] == texts["off"] == texts["python"]
+        print(f"{name:24} {best['off']:8.3f} {best['on']:8.3f} {best['on'] / best['off']:6.2f} {best['python']:8.3f}"
+              f"  {same}")
     hidden.np.asarray = render
-    print(f"{'all':24} {total['off']:8.3f} {total['on']:8.3f} {total['on'] / total['off']:6.2f}")
-    print(f"over {args.repeat} runs with the check on: {counts['hidden']} text objects left out, "
+    native._lib = c_lib
+    print(f"{'all':24} {total['off']:8.3f} {total['on']:8.3f} {total['on'] / total['off']:6.2f} {total['python']:8.3f}")
+    print(f"over {args.repeat} runs with the check on (C and Python): {counts['hidden']} text objects left out, "
           f"{counts['renders']} page renders")
 
 

@@ -35,6 +35,7 @@ from ingest.normalize import normalize_text, resolve_hyphens
 from ingest.pdf_annotations import annotation_text, form_notes, init_forms
 from ingest.pdf_covered import hide_covered_text
 from ingest.pdf_hidden import hide_unseen_text
+from ingest.pdf_native import chars_inside
 
 PDFIUM_LOCK = threading.RLock()
 log = logging.getLogger(__name__)
@@ -240,13 +241,15 @@ def _visible_text(page: pdfium.PdfPage, textpage: pdfium.PdfTextPage, hidden: se
     """The text a viewer shows: only what lies in the CropBox (within the MediaBox), so a print PDF's
     crop marks and slug, text cropped away, and text set beyond the page's edge (an overfull line)
     are not read, nor the characters `hidden` (ingest/pdf_covered.py). A page with no text outside its
-    box is read whole, by the faster range call. Both boxes are in unrotated page space, as the text
-    is, so /Rotate needs nothing."""
+    box is read whole, by the faster range call: known when every character's box lies inside
+    (`chars_inside`, one C call), else when the text inside is as long as all of it. Both boxes are
+    in unrotated page space, as the text is, so /Rotate needs nothing."""
     box = page.get_bbox()                               # CropBox ∩ MediaBox, inherited from the page tree
     if hidden:
         return _text_without(textpage, hidden, box)
     uncropped = box == page.get_mediabox(fallback_ok=False)     # None when inherited: bounded then
-    if uncropped and _bounded_len(textpage, box) == _bounded_len(textpage, _EVERYWHERE):
+    if uncropped and (chars_inside(textpage.raw, box, _EVERYWHERE)           # in C, no text copied
+                      or _bounded_len(textpage, box) == _bounded_len(textpage, _EVERYWHERE)):
         return textpage.get_text_range()
     return textpage.get_text_bounded(*box)
 

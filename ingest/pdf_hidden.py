@@ -2,7 +2,8 @@
 page) or too small to read. PDFium's text page reads it all the same; it is how instructions to a
 model are slipped into a résumé or a paper. See docs/ingest.md ("Unseen text").
 
-Cheap first: the page's text objects are checked by their fill colour and size (no render). Only a
+Cheap first: the page's text objects are checked by their fill colour and size (no render; the scan
+of every text object runs in C, ingest/pdf_native.py, with `_candidates` its Python reference). Only a
 page with near-white text is rendered, small, to compare that colour with the pixels under it, so
 white text on a dark box or slide stays read. Render mode 3 (invisible: a scan's OCR layer) is read.
 """
@@ -13,6 +14,8 @@ import ctypes
 import numpy as np
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
+
+from ingest.pdf_native import unseen_candidates
 
 MIN_SIZE_PT = 1.0        # effective font size (both axes) under which text cannot be read
 PALE = 230               # every RGB channel at least this: near white, a candidate for the render check
@@ -30,8 +33,10 @@ def hide_unseen_text(page: pdfium.PdfPage) -> int:
     if not hasattr(pdfium_c, "FPDFPageObj_SetIsActive"):
         return 0
     hidden, pale = [], []
-    for obj, outer, why, detail in _candidates(page.raw, pdfium_c.FPDFPage_CountObjects, pdfium_c.FPDFPage_GetObject,
-                                               _IDENTITY):
+    found = unseen_candidates(page.raw, PALE, MIN_SIZE_PT * MIN_SIZE_PT)      # in C (ingest/pdf_native.py)
+    if found is None:
+        found = _candidates(page.raw, pdfium_c.FPDFPage_CountObjects, pdfium_c.FPDFPage_GetObject, _IDENTITY)
+    for obj, outer, why, detail in found:
         mode = pdfium_c.FPDFTextObj_GetTextRenderMode(obj)
         if mode in _KEPT_MODES or (why != "tiny" and mode in _STROKED):    # its outline shows
             continue

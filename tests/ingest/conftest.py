@@ -31,3 +31,17 @@ def tiny_tokenizer(tmp_path_factory):
 
     folder = write_tiny_checkpoint(tmp_path_factory.mktemp("tiny-jamba"))
     return AutoTokenizer.from_pretrained(folder)
+
+
+@pytest.fixture(params=["C", "Python"])
+def pdf_checks(request, monkeypatch):
+    """The test runs twice: with the page checks' loops in C (ingest/pdf_native.py; skipped without
+    a C compiler) and in Python, their reference, as on a machine without one."""
+    from ingest import pdf_native
+
+    if request.param == "C" and pdf_native.lib() is None:
+        pytest.skip("no C compiler: the checks run in Python")
+    if request.param == "Python":
+        monkeypatch.setattr(pdf_native, "_lib", None)
+        monkeypatch.setattr(pdf_native, "_tried", True)
+    return request.param

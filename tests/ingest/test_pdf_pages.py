@@ -13,7 +13,7 @@ _PRINT_SHEET = [(100, 700, "Body text a reader sees"), (10, 10, "SLUG job 4711 p
                 (300, 780, "Cropped away header")]
 
 
-def test_only_the_text_inside_a_cropped_page_is_read(tmp_path):
+def test_only_the_text_inside_a_cropped_page_is_read(tmp_path, pdf_checks):
     """A viewer shows the CropBox (within the MediaBox): a print sheet's slug and text cropped away
     are not on the page a reader sees, rotated or not; a missing, empty or oversized CropBox crops nothing."""
     pdf = write_text_pdf(tmp_path / "cropped.pdf", [
@@ -44,7 +44,7 @@ def test_a_line_end_hyphen_is_kept_where_the_document_writes_the_word_with_one(t
     assert doc.page(2).text.startswith("It is state-of-the-art. A document.\n")
 
 
-def test_text_beyond_the_page_edge_is_not_read(tmp_path, read):
+def test_text_beyond_the_page_edge_is_not_read(tmp_path, read, pdf_checks):
     """Text set outside the MediaBox of a page without a CropBox is on no page a reader sees: a line
     right of the edge or below it is not read. gnuplot.pdf p. 290 has an overfull line whose last
     word ("(‘plot‘).") runs off the right edge; the rest of the line stays."""

@@ -39,7 +39,7 @@ _SCAN = (b"q 612 0 0 792 0 0 cm BI /W 2 /H 2 /CS /G /BPC 8 ID \xc0\xc8\xd0\xd8 E
          + _line(680, b"Total due 98 euros", state=b"3 Tr 1 1 1 rg"))
 
 
-def test_text_a_reader_cannot_see_is_not_read(tmp_path):
+def test_text_a_reader_cannot_see_is_not_read(tmp_path, pdf_checks):
     pdf = write_stream_pdf(tmp_path / "resume.pdf", [_RESUME, _SCAN], form=_FORM)
     doc = read_document(pdf)
     assert doc.page(1).text.splitlines() == ["Jane Doe, data engineer", "Skills: Python and SQL",
@@ -62,7 +62,7 @@ def test_the_viewer_does_not_mark_unseen_text_as_the_quote(tmp_path):
 
 
 @pytest.mark.parametrize("rotate", [90, 270])
-def test_unseen_text_is_found_on_a_rotated_page(tmp_path, rotate):
+def test_unseen_text_is_found_on_a_rotated_page(tmp_path, rotate, pdf_checks):
     """The render check looks under each line where the rotated page draws it: the white line on the
     black box is still read, the white line on the white page is not."""
     from pypdf import PdfWriter
@@ -76,7 +76,7 @@ def test_unseen_text_is_found_on_a_rotated_page(tmp_path, rotate):
                                     "Outlined heading", "Form caption on black"])
 
 
-def test_small_font_size_with_large_glyphs_is_read(tmp_path):
+def test_small_font_size_with_large_glyphs_is_read(tmp_path, pdf_checks):
     """Size is judged by what is drawn: a Type 3 font whose matrix draws a glyph 10 units tall reads
     at 0.5 Tf as 5 pt boxes (read), at 0.05 Tf as 0.5 pt (not read)."""
     glyph = b"12 0 0 0 10 10 d1 0 0 10 10 re f"
@@ -91,3 +91,39 @@ def test_small_font_size_with_large_glyphs_is_read(tmp_path):
         b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content), font,
         b"<< /Length %d >>\nstream\n%s\nendstream" % (len(glyph), glyph)])
     assert read_document(pdf).page(1).text == "cat"
+
+
+def _nested_forms_pdf(path):
+    """A page that draws form A (half size), which draws form B (half size again, moved): in B, 12 pt
+    lines draw at 3 pt on the page (read) and a 3 pt line at 0.75 pt (not read); a white line on
+    white (not read) and one on a black box (read)."""
+    def form(matrix: bytes, resources: bytes, body: bytes) -> bytes:
+        return (b"<< /Type /XObject /Subtype /Form /BBox [0 0 612 792] /Matrix [%s] /Resources << %s >> "
+                b"/Length %d >>\nstream\n%s\nendstream" % (matrix, resources, len(body), body))
+
+    page = _line(700, b"Page line") + b"q /Fa Do Q\n"
+    deep = (_line(700, b"Deep but legible") + _line(650, b"Deep and tiny", size=3)
+            + _line(600, b"Deep white on white", state=b"1 1 1 rg")
+            + b"q 0 g 60 490 400 40 re f Q\n" + _line(505, b"Deep white on black", state=b"1 1 1 rg"))
+    return write_pdf_objects(path, [
+        b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [4 0 R] /Count 1 >>",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> "
+        b"/XObject << /Fa 6 0 R >> >> /Contents 5 0 R >>",
+        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(page), page),
+        form(b"0.5 0 0 0.5 0 0", b"/XObject << /Fb 7 0 R >>", b"q /Fb Do Q"),
+        form(b"0.5 0 0 0.5 100 100", b"/Font << /F1 3 0 R >>", deep)])
+
+
+def test_unseen_text_in_a_form_inside_a_form_is_judged_on_the_page(tmp_path, pdf_checks):
+    """Sizes and places inside nested forms are taken through both forms' matrices."""
+    doc = read_document(_nested_forms_pdf(tmp_path / "nested.pdf"))
+    assert doc.page(1).text.splitlines() == ["Page line", "Deep but legible", "Deep white on black"]
+
+
+def test_every_unseen_line_of_a_page_with_many_is_left_out(tmp_path, pdf_checks):
+    """A page with more unseen lines than the C scan's first buffer holds: none of them is read."""
+    tiny = b"".join(_line(760 - 8 * i, b"tiny line %d" % i, size=0.5) for i in range(80))
+    white = b"".join(_line(90 - 12 * i, b"white line %d" % i, state=b"1 1 1 rg") for i in range(3))
+    pdf = write_stream_pdf(tmp_path / "many.pdf", [tiny + _line(100, b"The only line to read") + white])
+    assert read_document(pdf).page(1).text == "The only line to read"

@@ -1,0 +1,142 @@
+/* Per-object and per-character loops of PDF ingestion (ingest/pdf_native.py), over PDFium's C API
+ * through the function pointers pypdfium2 loaded (the same library, the same handles). Each
+ * function is the C form of a Python reference that stays the fallback and must give the same
+ * result: the arithmetic is in double, in the reference's order (built with -ffp-contract=off).
+ * Read-only: nothing here changes a page. */
+#include <stddef.h>
+
+typedef void *H;
+typedef struct { float a, b, c, d, e, f; } Matrix;          /* FS_MATRIX */
+
+typedef struct {                                           /* filled by ingest/pdf_native.py */
+    int (*page_count_objects)(H page);
+    H (*page_get_object)(H page, int index);
+    int (*form_count_objects)(H form);
+    H (*form_get_object)(H form, unsigned long index);
+    int (*get_type)(H obj);
+    int (*get_fill)(H obj, unsigned *r, unsigned *g, unsigned *b, unsigned *a);
+    int (*font_size)(H obj, float *size);
+    int (*get_matrix)(H obj, Matrix *m);
+    int (*count_chars)(H textpage);
+    int (*char_box)(H textpage, int index, double *left, double *right, double *bottom, double *top);
+    int type_text, type_form;                              /* FPDF_PAGEOBJ_TEXT, FPDF_PAGEOBJ_FORM */
+} Pdfium;
+
+enum { CLEAR = 0, TINY = 1, PALE = 2 };
+
+typedef struct {
+    H obj;
+    int why;            /* CLEAR, TINY (detail[0]: the squared size on the page), PALE (detail: fill RGB) */
+    double detail[3];
+    double outer[6];    /* the matrix from the object's parent to the page */
+} Candidate;
+
+typedef struct {
+    const Pdfium *f;
+    unsigned pale;
+    double min_squared;
+    Candidate *out;
+    int cap, n;
+} Scan;
+
+/* The object's matrix followed by `outer` (pdf_hidden._matrix). */
+static void compose(const Pdfium *f, H obj, const double *outer, double *to) {
+    Matrix m;
+    f->get_matrix(obj, &m);
+    double a = outer[0], b = outer[1], c = outer[2], d = outer[3], e = outer[4], ff = outer[5];
+    to[0] = (double)m.a * a + (double)m.b * c;
+    to[1] = (double)m.a * b + (double)m.b * d;
+    to[2] = (double)m.c * a + (double)m.d * c;
+    to[3] = (double)m.c * b + (double)m.d * d;
+    to[4] = (double)m.e * a + (double)m.f * c + e;
+    to[5] = (double)m.e * b + (double)m.f * d + ff;
+}
+
+static void add(Scan *s, H obj, const double *outer, int why, double x, double y, double z) {
+    if (s->n < s->cap) {
+        Candidate *c = &s->out[s->n];
+        c->obj = obj;
+        c->why = why;
+        c->detail[0] = x, c->detail[1] = y, c->detail[2] = z;
+        for (int i = 0; i < 6; i++) c->outer[i] = outer[i];
+    }
+    s->n++;
+}
+
+/* pdf_hidden._candidates: `parent` is the page (form == 0, outer the identity, used as is) or a
+ * form XObject (its matrix to the page `outer`). */
+static void scan(Scan *s, H parent, int form, const double *outer) {
+    const Pdfium *f = s->f;
+    int count = form ? f->form_count_objects(parent) : f->page_count_objects(parent);
+    for (int i = 0; i < count; i++) {
+        H obj = form ? f->form_get_object(parent, (unsigned long)i) : f->page_get_object(parent, i);
+        int kind = f->get_type(obj);
+        if (kind == f->type_text) {
+            unsigned r = 0, g = 0, b = 0, alpha = 0;
+            if (!f->get_fill(obj, &r, &g, &b, &alpha))
+                continue;                                   /* a pattern or shading: colour unknown */
+            if (alpha == 0) {
+                add(s, obj, outer, CLEAR, 0, 0, 0);
+                continue;
+            }
+            float size = 0;
+            f->font_size(obj, &size);
+            double m[6];
+            if (form) {
+                compose(f, obj, outer, m);
+            } else {
+                Matrix raw;
+                f->get_matrix(obj, &raw);
+                m[0] = raw.a, m[1] = raw.b, m[2] = raw.c, m[3] = raw.d;
+            }
+            double x = m[0] * m[0] + m[1] * m[1], y = m[2] * m[2] + m[3] * m[3];
+            double squared = (y < x ? y : x) * (double)size * (double)size;    /* Python's min(x, y) */
+            if (squared < s->min_squared)
+                add(s, obj, outer, TINY, squared, 0, 0);
+            else if (r >= s->pale && g >= s->pale && b >= s->pale)
+                add(s, obj, outer, PALE, r, g, b);
+        } else if (kind == f->type_form) {
+            double inner[6];
+            compose(f, obj, outer, inner);
+            scan(s, obj, 1, inner);
+        }
+    }
+}
+
+/* The text objects of `page` that may be unseen, in the reference's order: how many there are
+ * (only the first `cap` are written to `out`; call again with room for all). */
+int jd_unseen_candidates(const Pdfium *f, H page, unsigned pale, double min_squared, Candidate *out, int cap) {
+    static const double identity[6] = {1, 0, 0, 1, 0, 0};
+    Scan s = {f, pale, min_squared, out, cap, 0};
+    scan(&s, page, 0, identity);
+    return s.n;
+}
+
+static int inside(double l, double r, double b, double t, const float *box) {   /* box: l, b, r, t */
+    return l >= box[0] && r <= box[2] && b >= box[1] && t <= box[3];
+}
+
+/* 1 when every character's box (normalised, as PDFium's rectangle intersection takes it) lies
+ * inside both rectangles (left, bottom, right, top as FPDFText_GetBoundedText takes them: float):
+ * then each character meets each rectangle exactly when it meets the other, and the bounded text
+ * of the two is the same. 0 when a character lies (partly) outside, or its box cannot be read. */
+int jd_chars_inside(const Pdfium *f, H textpage, const double *rect_a, const double *rect_b) {
+    float a[4], b[4];
+    for (int i = 0; i < 4; i++) a[i] = (float)rect_a[i], b[i] = (float)rect_b[i];
+    for (int k = 0; k < 2; k++) {                                     /* normalised, like PDFium's */
+        float *box = k ? b : a, tmp;
+        if (box[0] > box[2]) tmp = box[0], box[0] = box[2], box[2] = tmp;
+        if (box[1] > box[3]) tmp = box[1], box[1] = box[3], box[3] = tmp;
+    }
+    int n = f->count_chars(textpage);
+    for (int i = 0; i < n; i++) {
+        double l, r, bottom, top;
+        if (!f->char_box(textpage, i, &l, &r, &bottom, &top))
+            return 0;
+        if (l > r) { double tmp = l; l = r; r = tmp; }
+        if (bottom > top) { double tmp = bottom; bottom = top; top = tmp; }
+        if (!(inside(l, r, bottom, top, a) && inside(l, r, bottom, top, b)))
+            return 0;                                                 /* NaN too */
+    }
+    return 1;
+}

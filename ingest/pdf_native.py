@@ -1,0 +1,145 @@
+"""The per-object and per-character loops of PDF ingestion in C (ingest/csrc/pdf_scan.c): the
+unseen-text check's scan of every text object (`unseen_candidates`, for ingest/pdf_hidden.py) and the
+page-edge check (`chars_inside`, for ingest/pdf.py). In Python each PDFium call through ctypes costs
+~1 us, more than the call itself; these loops make one call per page.
+
+The C file is compiled on first use with the machine's C compiler (`cc`, or $CC), as the engine's
+kernels are (engine/cpu_kernels.py), into a per-user cache keyed by the source and the flags. It
+calls PDFium through the function pointers pypdfium2 loaded. Without a compiler, or with
+JAMBADOCS_PDF_C=0, `lib()` is None and the callers run their Python loops, the reference, which give
+the same result (tests/ingest/test_pdf_native.py). Every call holds PDFIUM_LOCK (the callers').
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import pypdfium2.raw as pdfium_c
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).parent / "csrc" / "pdf_scan.c"
+# no -march=native (nothing to vectorise), no FMA contraction: the arithmetic matches Python's
+FLAGS = ["-O2", "-shared", "-fPIC", "-ffp-contract=off"]
+CLEAR, TINY, PALE = 0, 1, 2            # Candidate.why
+
+
+class Pdfium(ctypes.Structure):
+    """The PDFium functions the C code calls (the order of `Pdfium` in pdf_scan.c)."""
+    _fields_ = [(name, ctypes.c_void_p) for name in (
+        "page_count_objects", "page_get_object", "form_count_objects", "form_get_object", "get_type",
+        "get_fill", "font_size", "get_matrix", "count_chars", "char_box")] + [
+        ("type_text", ctypes.c_int), ("type_form", ctypes.c_int)]
+
+
+class Candidate(ctypes.Structure):
+    _fields_ = [("obj", ctypes.c_void_p), ("why", ctypes.c_int), ("detail", ctypes.c_double * 3),
+                ("outer", ctypes.c_double * 6)]
+
+
+_lib: ctypes.CDLL | None = None
+_pdfium: Pdfium | None = None
+_tried = False
+_lock = threading.Lock()
+
+
+def cache_dir() -> Path:
+    """Where engine/cpu_kernels.py keeps its built kernels (without importing torch)."""
+    base = os.environ.get("JAMBADOCS_KERNEL_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "jambadocs", "kernels")
+    return Path(base)
+
+
+def build(compiler: str | None = None) -> Path:
+    """Compile pdf_scan.c (once per source and flags) and return the library's path. Raises
+    RuntimeError with the compiler's message when it cannot be built."""
+    cc = compiler or os.environ.get("CC") or "cc"
+    if shutil.which(cc) is None:
+        raise RuntimeError(f"no C compiler ({cc!r} not found)")
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join([cc, *FLAGS]).encode()).hexdigest()[:16]
+    out = cache_dir() / f"jambadocs-pdf-{key}.so"
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)         # built aside, then renamed: atomic
+    os.close(fd)
+    try:
+        res = subprocess.run([cc, *FLAGS, "-o", tmp, str(SOURCE)], capture_output=True, text=True, timeout=120)
+        if res.returncode != 0:
+            raise RuntimeError(f"{cc} failed on {SOURCE.name}: {res.stderr.strip()[-2000:]}")
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
+
+
+def _address(function) -> int:
+    return ctypes.cast(function, ctypes.c_void_p).value
+
+
+def lib() -> ctypes.CDLL | None:
+    """The built library, or None (no compiler, a failed build, JAMBADOCS_PDF_C=0): use Python."""
+    global _lib, _pdfium, _tried
+    if _tried:
+        return _lib
+    with _lock:
+        if _tried:
+            return _lib
+        if os.environ.get("JAMBADOCS_PDF_C", "1") != "0":
+            try:
+                loaded = ctypes.CDLL(str(build()))
+                p = ctypes.c_void_p
+                loaded.jd_unseen_candidates.argtypes = [p, p, ctypes.c_uint, ctypes.c_double, p, ctypes.c_int]
+                loaded.jd_unseen_candidates.restype = ctypes.c_int
+                loaded.jd_chars_inside.argtypes = [p, p, p, p]
+                loaded.jd_chars_inside.restype = ctypes.c_int
+                c = pdfium_c
+                _pdfium = Pdfium(*map(_address, (
+                    c.FPDFPage_CountObjects, c.FPDFPage_GetObject, c.FPDFFormObj_CountObjects, c.FPDFFormObj_GetObject,
+                    c.FPDFPageObj_GetType, c.FPDFPageObj_GetFillColor, c.FPDFTextObj_GetFontSize,
+                    c.FPDFPageObj_GetMatrix, c.FPDFText_CountChars, c.FPDFText_GetCharBox)),
+                    c.FPDF_PAGEOBJ_TEXT, c.FPDF_PAGEOBJ_FORM)
+                _lib = loaded
+            except (RuntimeError, OSError, AttributeError, subprocess.SubprocessError) as err:
+                log.warning("PDF ingestion runs its checks in Python (slower): %s", err)
+        _tried = True
+    return _lib
+
+
+def unseen_candidates(page_raw, pale: int, min_squared: float) -> list[tuple] | None:
+    """pdf_hidden._candidates(page) as a list (None without the library): (text object, matrix from
+    its parent to the page, "clear" | "tiny" | "pale", None | size on the page | fill RGB)."""
+    if lib() is None:
+        return None
+    page, buffer = ctypes.cast(page_raw, ctypes.c_void_p), (Candidate * 64)()
+    n = _lib.jd_unseen_candidates(ctypes.byref(_pdfium), page, pale, min_squared, buffer, len(buffer))
+    if n > len(buffer):                                  # a page of many: room for all, once more
+        buffer = (Candidate * n)()
+        n = _lib.jd_unseen_candidates(ctypes.byref(_pdfium), page, pale, min_squared, buffer, n)
+    found = []
+    for c in buffer[:n]:
+        obj = ctypes.cast(c.obj, pdfium_c.FPDF_PAGEOBJECT)
+        if c.why == CLEAR:
+            found.append((obj, tuple(c.outer), "clear", None))
+        elif c.why == TINY:
+            found.append((obj, tuple(c.outer), "tiny", c.detail[0] ** 0.5))
+        else:
+            found.append((obj, tuple(c.outer), "pale", tuple(int(v) for v in c.detail)))
+    return found
+
+
+def chars_inside(textpage_raw, rect_a: tuple, rect_b: tuple) -> bool | None:
+    """Whether every character of the text page lies inside both rectangles (left, bottom, right,
+    top), so that PDFium's bounded text of each is the same; None without the library."""
+    if lib() is None:
+        return None
+    a, b = (ctypes.c_double * 4)(*rect_a), (ctypes.c_double * 4)(*rect_b)
+    return bool(_lib.jd_chars_inside(ctypes.byref(_pdfium), ctypes.cast(textpage_raw, ctypes.c_void_p), a, b))

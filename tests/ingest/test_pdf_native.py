@@ -1,0 +1,80 @@
+"""The C loops of the page checks (ingest/pdf_native.py) give what their Python references give."""
+from __future__ import annotations
+
+import ctypes
+
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
+import pytest
+
+from ingest import pdf_hidden, pdf_native
+from ingest.pdf import _EVERYWHERE, _bounded_len
+from tests.ingest.pdf_files import write_text_pdf, write_stream_pdf
+from tests.ingest.test_pdf_unseen import _FORM, _RESUME, _SCAN, _nested_forms_pdf
+
+
+@pytest.fixture(autouse=True)
+def _needs_the_library():
+    if pdf_native.lib() is None:
+        pytest.skip("no C compiler: the checks run in Python (tested by the pdf_checks tests)")
+
+
+def _key(found):
+    return [(ctypes.cast(obj, ctypes.c_void_p).value, outer, why, detail) for obj, outer, why, detail in found]
+
+
+def _python_scan(page):
+    return list(pdf_hidden._candidates(page.raw, pdfium_c.FPDFPage_CountObjects, pdfium_c.FPDFPage_GetObject,
+                                       pdf_hidden._IDENTITY))
+
+
+def test_the_c_scan_finds_the_objects_the_python_scan_finds(tmp_path, corpus):
+    """Same objects, in the same order, with the same matrices, reasons and sizes or colours: on
+    pages made to hold every kind (in forms, nested, many) and on corpus pages (sexam-ar's have
+    white text on dark boxes)."""
+    made = [write_stream_pdf(tmp_path / "resume.pdf", [_RESUME, _SCAN], form=_FORM),
+            _nested_forms_pdf(tmp_path / "nested.pdf"),
+            write_stream_pdf(tmp_path / "many.pdf", [b"".join(
+                b"BT /F1 %g Tf 72 %d Td (line) Tj ET\n" % (0.1 * (i % 12), 5 * i) for i in range(150))])]
+    pages, kinds = 0, set()
+    for path, numbers in [(p, None) for p in made] + [(corpus / "sexam-ar.pdf", None),
+                                                     (corpus / "gnuplot.pdf", range(0, 311, 31))]:
+        pdf = pdfium.PdfDocument(path)
+        for index in numbers or range(len(pdf)):
+            page = pdf[index]
+            expected = _python_scan(page)
+            assert _key(pdf_native.unseen_candidates(page.raw, pdf_hidden.PALE, 1.0)) == _key(expected)
+            kinds |= {why for _, _, why, _ in expected}
+            pages += 1
+            page.close()
+        pdf.close()
+    assert kinds == {"clear", "tiny", "pale"} and pages > 20
+
+
+def test_chars_inside_holds_only_when_no_character_is_outside(tmp_path, corpus):
+    """A page with a line beyond its right edge, and gnuplot.pdf p. 290 (an overfull line), have
+    characters outside: False, and the bounded text is shorter. Pages without: True, and the
+    bounded text of the page's box and of everywhere is the same."""
+    edges = write_text_pdf(tmp_path / "edges.pdf", [([(72, 700, "Kept"), (700, 500, "Right of the edge")], ""),
+                                                    ([(72, 700, "Second page")], "")])
+    for path, index, inside in [(edges, 0, False), (edges, 1, True), (corpus / "gnuplot.pdf", 289, False),
+                                (corpus / "gnuplot.pdf", 288, True), (corpus / "sexam-ar.pdf", 0, True)]:
+        pdf = pdfium.PdfDocument(path)
+        page = pdf[index]
+        textpage = page.get_textpage()
+        box = page.get_bbox()
+        assert pdf_native.chars_inside(textpage.raw, box, _EVERYWHERE) is inside
+        assert (_bounded_len(textpage, box) == _bounded_len(textpage, _EVERYWHERE)) is inside
+        textpage.close()
+        page.close()
+        pdf.close()
+
+
+def test_without_a_compiler_the_library_is_none(monkeypatch):
+    with pytest.raises(RuntimeError, match="no C compiler"):
+        pdf_native.build("no-such-cc")
+    monkeypatch.setattr(pdf_native, "_lib", None)
+    monkeypatch.setattr(pdf_native, "_tried", False)
+    monkeypatch.setenv("CC", "no-such-cc")
+    monkeypatch.setenv("JAMBADOCS_KERNEL_CACHE", "/nonexistent-cache")
+    assert pdf_native.lib() is None and pdf_native.unseen_candidates(None, 230, 1.0) is None
