@@ -40,6 +40,11 @@ _FOLD = re.compile(
     "\U0001d400-\U0001d7ff" # mathematical alphanumeric symbols (𝑥 -> x, 𝜋 -> π)
     "]+"
 )
+# Any character that _DROP(_BUT_MARKS) or _FOLD would change: one scan finds none on most non-ASCII
+# pages (accents, quotes, Arabic), and both substitutions, each a scan, are then skipped.
+_FOLDED = _FOLD.pattern[1:-2]                           # the class's ranges, without "[", "]+"
+_CHANGED = re.compile("[" + _INVISIBLE + _FOLDED + "]")
+_CHANGED_BUT_MARKS = re.compile("[" + _INVISIBLE.replace(_PDFIUM_SOFT_HYPHEN, "") + _FOLDED + "]")
 # Odd spaces and control characters (but not \n) become one space.
 _ODD_SPACES = re.compile(r"[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\t\f\v\x00-\x08\x0e-\x1f\x7f-\x9f]+")
 _SPACES = re.compile(r"(?<=\S) {2,}")        # runs inside a line; indentation stays
@@ -59,8 +64,9 @@ def normalize_text(text: str, *, hyphen_marks: bool = False) -> str:
     if hyphen_marks and "\x02" in text:
         text = text.replace("\x02", HYPHEN_MARK)
     if not text.isascii():                      # the cheap checks first: most pages need few steps
-        text = (_DROP_BUT_MARKS if hyphen_marks else _DROP).sub("", text)
-        text = _FOLD.sub(_nfkc, text)
+        if (_CHANGED_BUT_MARKS if hyphen_marks else _CHANGED).search(text):
+            text = (_DROP_BUT_MARKS if hyphen_marks else _DROP).sub("", text)
+            text = _FOLD.sub(_nfkc, text)
         if not unicodedata.is_normalized("NFC", text):
             text = unicodedata.normalize("NFC", text)
     elif "\x02" in text:
@@ -143,11 +149,14 @@ def unreadable(text: str) -> bool:
     private-use or U+FFFD. A font whose ToUnicode map is missing or wrong gives that while its
     glyphs print fine, so such a page is read by OCR instead. (A few symbol-font bullets, which map
     to private use, are far below the threshold.) Runs on every PDF page: ASCII text returns at once,
-    the rest is counted by regex."""
+    the rest is counted by regex (and a page with no such character is done)."""
     if text.isascii():
         return False
+    noise = len(_NOISE.findall(text))
+    if not noise:
+        return False
     visible = len("".join(text.split()))
-    return visible >= 20 and len(_NOISE.findall(text)) >= 0.3 * visible
+    return visible >= 20 and noise >= 0.3 * visible
 
 
 def match_key(text: str) -> str:

@@ -47,3 +47,20 @@ def test_whitespace():
 def test_match_key_ignores_case_and_spaces():
     assert match_key("الثانو ية") == match_key("الثانوية")
     assert match_key("Shorter  vectors\nare") == match_key("shorter vectors are")
+
+
+def test_no_character_that_normalisation_drops_or_folds_escapes_its_first_scan():
+    """normalize_text drops and folds only when one scan finds a character to drop or fold (most
+    pages have none): every character of planes 0 and 1 that either step changes, in either mode,
+    is one the scan finds; e.g. a lone math letter is still folded beside a hyphen mark."""
+    from ingest import normalize
+
+    missed = []
+    for code in [*range(0x80, 0xD800), *range(0xE000, 0x20000)]:
+        text = "é" + chr(code)
+        for scan, drop in ((normalize._CHANGED, normalize._DROP), (normalize._CHANGED_BUT_MARKS,
+                                                                   normalize._DROP_BUT_MARKS)):
+            if not scan.search(text) and (drop.sub("", text) != text or normalize._FOLD.sub(normalize._nfkc, text) != text):
+                missed.append(hex(code))
+    assert not missed
+    assert normalize_text("x\ufffey \U0001d465\u00ad", hyphen_marks=True) == "x\ufffey x"
