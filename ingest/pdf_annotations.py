@@ -31,6 +31,7 @@ _COMMENTED = {pdfium_c.FPDF_ANNOT_TEXT, pdfium_c.FPDF_ANNOT_HIGHLIGHT, pdfium_c.
 
 # flagged Hidden (neither shown nor printed: a hidden form field, a retracted note) or NoView (print only)
 _NOT_SHOWN = pdfium_c.FPDF_ANNOT_FLAG_HIDDEN | pdfium_c.FPDF_ANNOT_FLAG_NOVIEW
+_READ = _COMMENTED | {pdfium_c.FPDF_ANNOT_WIDGET, pdfium_c.FPDF_ANNOT_FREETEXT}
 
 
 def init_forms(pdf: pdfium.PdfDocument) -> bool:
@@ -63,8 +64,8 @@ def annotation_text(pdf: pdfium.PdfDocument, page: pdfium.PdfPage) -> str:
         annot = pdfium_c.FPDFPage_GetAnnot(page.raw, index)
         try:
             kind = pdfium_c.FPDFAnnot_GetSubtype(annot)
-            if pdfium_c.FPDFAnnot_GetFlags(annot) & _NOT_SHOWN:
-                continue
+            if kind not in _READ or pdfium_c.FPDFAnnot_GetFlags(annot) & _NOT_SHOWN:
+                continue                                  # a link (most annotations) is not asked for flags
             if kind == pdfium_c.FPDF_ANNOT_WIDGET and form is not None:
                 value = _field_value(form.raw, annot)
                 name = _wide(pdfium_c.FPDFAnnot_GetFormFieldName, form.raw, annot).strip() if value else ""
