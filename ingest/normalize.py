@@ -45,8 +45,11 @@ _FOLD = re.compile(
 _FOLDED = _FOLD.pattern[1:-2]                           # the class's ranges, without "[", "]+"
 _CHANGED = re.compile("[" + _INVISIBLE + _FOLDED + "]")
 _CHANGED_BUT_MARKS = re.compile("[" + _INVISIBLE.replace(_PDFIUM_SOFT_HYPHEN, "") + _FOLDED + "]")
-# Odd spaces and control characters (but not \n) become one space.
-_ODD_SPACES = re.compile(r"[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\t\f\v\x00-\x08\x0e-\x1f\x7f-\x9f]+")
+# Odd spaces and control characters (but not \n) become one space. Written "[...][...]*", not
+# "[...]+": a pattern that starts with a character class lets re skip ahead to a candidate
+# character; one that starts with a repeat is tried at every position (2.6x slower on the corpus).
+_ODD_SPACE = r"[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\t\f\v\x00-\x08\x0e-\x1f\x7f-\x9f]"
+_ODD_SPACES = re.compile(_ODD_SPACE + _ODD_SPACE + "*")
 _SPACES = re.compile(r"(?<=\S) {2,}")        # runs inside a line; indentation stays
 _TRAILING = re.compile(r" +(?=\n)")
 _BLANK_LINES = re.compile(r"\n{3,}")
