@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from app.answerers.base import AnswerRequest
 from app.background import run_with_progress
 from app.citations import parse_and_verify
-from app.errors import InvalidInput, NotFound, StorageError
+from app.errors import EngineUnavailable, InvalidInput, NotFound, StorageError
 from app.events import AskEvent
 from app.records import MessageInfo
 
@@ -43,6 +43,7 @@ class _Run:
     t_turn: float | None = None            # the engine was ours from here
     t_first: float | None = None
     t_end: float | None = None
+    stopped_by: str | None = None          # why it was stopped from outside (the server stopping)
 
 
 def printable(text: str) -> str:
@@ -55,6 +56,22 @@ def printable(text: str) -> str:
 class QAService:
     def __init__(self, svc: "Services"):
         self._svc = svc
+        self._running: dict[int, tuple[AnswerRequest, _Run]] = {}   # asks being answered, until saved
+        self._running_changed = threading.Condition()
+        self._closing: str | None = None       # why no more asks are taken (see `stop_all`)
+
+    def stop_all(self, reason: str, timeout: float) -> int:
+        """Stop every ask being answered and take no new one (`reason` says why, e.g. the server
+        stops): each is saved with its question and answer so far, marked timings["cancelled"] and
+        timings["stopped_by"] = `reason`. Waits up to `timeout` s for the saves (an engine still
+        loading its checkpoint does not stop); returns how many were still unsaved then."""
+        with self._running_changed:
+            self._closing = reason
+            for req, run in self._running.values():
+                run.stopped_by = reason
+                req.cancel.set()
+            self._running_changed.wait_for(lambda: not self._running, timeout)
+            return len(self._running)
 
     def ask(self, ws_id: int, question: str, chat_id: int | None = None,
             max_new_tokens: int | None = None, cancel: threading.Event | None = None,
@@ -70,6 +87,8 @@ class QAService:
         exchange is, in `chat_id` or a new chat). Stopped (`cancel` set, or the stream closed)
         after this returns: the question and the partial answer are saved, marked
         timings["cancelled"]; no "done" event follows a close."""
+        if self._closing is not None:
+            raise EngineUnavailable(f"no new questions are taken: {self._closing}")
         question = printable(question or "").strip()
         if not question:
             raise InvalidInput("the question is empty")
@@ -148,6 +167,27 @@ class QAService:
         loaded = self._svc._answerer
         run = _Run(t_start=time.monotonic(),
                    engine=loaded.name if loaded is not None else self._svc.settings.resolved_engine())
+        with self._running_changed:              # `stop_all` finds it from here until it is saved
+            self._running[id(req)] = (req, run)
+            if self._closing is not None:        # asked just before: saved with its question, stopped
+                run.stopped_by = self._closing
+                req.cancel.set()
+        try:
+            msg = yield from self._answer_and_save(req, chat_id, doc_ids, run, new_chat)
+        finally:
+            with self._running_changed:
+                self._running.pop(id(req), None)
+                self._running_changed.notify_all()
+        yield AskEvent("done", text=msg.text, answer=msg, chat_id=chat_id)
+        try:        # the engine is up now: record document sizes in its tokens (once per document)
+            self._svc._ensure_token_counts(ws_id)
+        except Exception:  # noqa: BLE001 -- sizes are informative; never fail an answered ask
+            log.exception("counting document tokens failed")
+
+    def _answer_and_save(self, req: AnswerRequest, chat_id: int, doc_ids: list[int], run: _Run,
+                         new_chat: bool) -> Iterator[AskEvent]:
+        """Stream the engine's answer, then save it; returns the saved message. Stopped or failed
+        midway, saves what there is and re-raises."""
         try:
             yield from self._run_engine(req, chat_id, run)
         except (GeneratorExit, KeyboardInterrupt):   # the consumer went away (UI Stop, hung up, Ctrl-C)
@@ -174,11 +214,7 @@ class QAService:
                 self._drop_if_empty(chat_id)
             raise StorageError(f"the answer could not be saved in {self._svc.settings.db_path}: "
                                f"{exc.orig}") from None
-        yield AskEvent("done", text=msg.text, answer=msg, chat_id=chat_id)
-        try:        # the engine is up now: record document sizes in its tokens (once per document)
-            self._svc._ensure_token_counts(ws_id)
-        except Exception:  # noqa: BLE001 -- sizes are informative; never fail an answered ask
-            log.exception("counting document tokens failed")
+        return msg
 
     def _drop_if_empty(self, chat_id: int) -> None:
         try:
@@ -249,6 +285,8 @@ class QAService:
             timings["omitted_summary"] = str(raw_omitted["summary"])
         if cancelled:
             timings["cancelled"] = True
+            if run.stopped_by:
+                timings["stopped_by"] = run.stopped_by
         if error is not None:
             timings["error"] = " ".join(str(error).split())[:300] or type(error).__name__
         reasoning = run.reasoning if run.reasoning is not None else "".join(run.thinking).strip()

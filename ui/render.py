@@ -113,7 +113,8 @@ def answer_stats(timings: dict | None) -> str:
     if timings.get("error"):
         parts.append(f'<span class="jd-warn">the engine failed before the end: {esc(timings["error"])}</span>')
     elif timings.get("cancelled"):
-        parts.append('<span class="jd-warn">stopped before the end</span>')
+        why = f": {esc(timings['stopped_by'])}" if timings.get("stopped_by") else ""
+        parts.append(f'<span class="jd-warn">stopped before the end{why}</span>')
     line = f'<div class="jd-stats" id="jd-answer-stats">{" &middot; ".join(parts)}'
     left_out = omitted_text(timings)
     if left_out:

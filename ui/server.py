@@ -6,13 +6,15 @@ telemetry off and a theme with local fonts, so neither the server nor the page r
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
+import gc
 import ipaddress
 import os
 import socket
 import sys
-from typing import Any
+from typing import Any, Callable
 
 # Before gradio / huggingface_hub are imported anywhere: no analytics, no telemetry, no hub calls.
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -21,6 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
 import gradio as gr  # noqa: E402
+import uvicorn  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 
 from app.api_auth import AuthSpec, parse_auth  # noqa: E402
@@ -30,6 +33,10 @@ from ui.theme import CSS, JS, make_theme  # noqa: E402
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
+# Stopping (Ctrl-C, SIGTERM; docker stop kills 10 s later): answers being written are stopped and
+# saved as they stand within STOP_ANSWERS_S, then connections still open get GRACEFUL_S to close.
+STOP_ANSWERS_S = 5.0
+GRACEFUL_S = 3.0
 
 
 def is_loopback(host: str) -> bool:
@@ -78,9 +85,7 @@ def create_app(services: Any, auth: AuthSpec = None, local_token: str | None = N
 
 def serve(services: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, auth: AuthSpec = None,
           log_level: str = "warning") -> None:
-    """Run the UI and API until interrupted (blocks)."""
-    import uvicorn
-
+    """Run the UI and API until interrupted (blocks); answers being written then are saved as stopped."""
     warning = exposure_warning(host, auth)
     if warning:
         bar = "!" * 78
@@ -99,12 +104,35 @@ def serve(services: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, aut
     settings = getattr(services, "settings", None)
     announced = (local_server.announce(settings, host, port, token) if settings is not None
                  else contextlib.nullcontext())
-    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, server_header=False))
+    config = uvicorn.Config(app, log_level=log_level, server_header=False, timeout_graceful_shutdown=GRACEFUL_S)
+    server = _Server(config, lambda: services.qa.stop_all("the server stopped", STOP_ANSWERS_S))
     # SIGTERM (docker stop, kill) ends by SystemExit, so cleanups run: uvicorn shuts down gracefully,
     # then re-raises the signal with the handler it found, and the default one would kill the process
     # at once (the server file of app.local_server would stay behind)
-    with sock, announced, sigterm_raises(lambda signum: SystemExit(128 + signum)):
-        server.run(sockets=[sock])
+    try:
+        with sock, announced, sigterm_raises(lambda signum: SystemExit(128 + signum)):
+            server.run(sockets=[sock])
+    finally:
+        # the process ends now: its last garbage collections over every module's objects (Gradio,
+        # torch, the engine) took seconds of docker stop's 10, and freed nothing the system keeps
+        gc.freeze()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server that, when stopping, first stops the answers being written (`stop_answers`,
+    returning how many it could not save in time): their streams end, saved, instead of the
+    server waiting for answers that may run for minutes and being killed meanwhile."""
+
+    def __init__(self, config: uvicorn.Config, stop_answers: Callable[[], int]) -> None:
+        super().__init__(config)
+        self._stop_answers = stop_answers
+
+    async def shutdown(self, sockets=None) -> None:
+        left = await asyncio.to_thread(self._stop_answers)
+        if left:
+            print(f"jambadocs: {left} answer(s) still being written could not be saved before stopping",
+                  file=sys.stderr, flush=True)
+        await super().shutdown(sockets)
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

@@ -1,0 +1,116 @@
+"""Stopping `jambadocs serve` (Ctrl-C, SIGTERM: docker stop, which kills 10 s later) while an answer
+is being written: the server stops the answer, saves the question and what was written, marked
+stopped by the server, and exits in time. A real server process, a real signal."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+import time
+
+import httpx
+import pytest
+
+from app.cli import main
+from app.config import Settings
+from app.services import Services
+from tests.ui.live_server import start_server
+
+NOTE = ("The lighthouse keeper logs the weather at dawn and at dusk. In storms he lights the second lamp. "
+        "The supply boat comes every second Tuesday, weather permitting.")
+QUESTION = "When does the boat come?"
+DOCKER_STOP_S = 10          # docker stop's grace period before SIGKILL
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from engine.testing import BENCH_CONFIG, write_tiny_checkpoint
+
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("model"), **BENCH_CONFIG)
+
+
+def _server_with_a_note(tmp_path, checkpoint):
+    """A server on a data folder with workspace "w" holding one note; answers may run long."""
+    data = tmp_path / "data"
+    note = tmp_path / "lighthouse.txt"
+    note.write_text(NOTE, encoding="utf-8")
+    assert main(["--data-dir", str(data), "ingest", "-w", "w", str(note)]) == 0
+    return start_server(data, "--model", str(checkpoint), env={"JAMBADOCS_MAX_NEW_TOKENS": "20000"})
+
+
+def _saved(data) -> list:
+    with Services(Settings.from_env(data_dir=data, engine="extractive")) as svc:
+        ws = svc.workspaces.by_name("w")
+        return [m for c in svc.chats.list(ws.id) for m in svc.chats.messages(c.id)]
+
+
+def _stops_in_time(server, signum) -> None:
+    server.proc.send_signal(signum)
+    try:
+        server.proc.wait(timeout=DOCKER_STOP_S)
+    except subprocess.TimeoutExpired:
+        server.stop()
+        pytest.fail(f"the server was still running {DOCKER_STOP_S} s after {signal.Signals(signum).name}:\n"
+                    + server.log.read_text(errors="replace")[-3000:])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_an_api_answer_is_saved_as_stopped_when_the_server_stops(tmp_path, checkpoint, signum):
+    server = _server_with_a_note(tmp_path, checkpoint)
+    events: list[tuple[str, dict]] = []
+
+    def ask() -> None:
+        try:
+            with httpx.stream("POST", f"{server.url}api/workspaces/w/ask", json={"question": QUESTION},
+                              timeout=httpx.Timeout(10, read=None)) as reply:
+                kind = None
+                for line in reply.iter_lines():
+                    if line.startswith("event: "):
+                        kind = line[7:]
+                    elif line.startswith("data: "):
+                        events.append((kind, json.loads(line[6:])))
+        except httpx.HTTPError:
+            pass
+
+    asker = threading.Thread(target=ask, daemon=True)
+    try:
+        asker.start()
+        deadline = time.monotonic() + 180
+        while sum(k == "token" for k, _ in events) < 5:        # the answer is being written
+            assert not any(k in ("done", "error") for k, _ in events), events
+            assert time.monotonic() < deadline and server.proc.poll() is None, server.log.read_text()
+            time.sleep(0.05)
+        _stops_in_time(server, signum)
+    finally:
+        server.stop()
+    asker.join(10)
+    streamed = "".join(d["text"] for k, d in events if k == "token")
+    question, answer = _saved(server.data_dir)
+    assert question.role == "user" and question.text == QUESTION
+    assert answer.role == "assistant" and answer.timings["cancelled"] is True
+    assert answer.timings["stopped_by"] == "the server stopped"
+    assert answer.text and streamed.startswith(answer.text[:20].rstrip()), (streamed[:80], answer.text[:80])
+
+
+def test_a_browser_answer_is_saved_as_stopped_when_the_server_stops(tmp_path, checkpoint, chromium):
+    from tests.ui.pages import open_app, recorded, text_input
+
+    server = _server_with_a_note(tmp_path, checkpoint)
+    page = chromium.new_context().new_page()
+    try:
+        open_app(page, server.url)
+        text_input(page, "jd-question").fill(QUESTION)
+        page.click("#jd-ask")
+        page.wait_for_function("() => window.__jd.chat.filter(t => t.trim() && t.trim() !== '\u2026').length >= 3",
+                               timeout=180_000)                    # the answer is being written
+        assert not page.locator("#jd-answer-stats .jd-warn, #jd-chat .jd-stopped").count()
+        shown = recorded(page, "chat")[-1]
+        _stops_in_time(server, signal.SIGTERM)
+    finally:
+        page.context.close()
+        server.stop()
+    question, answer = _saved(server.data_dir)
+    assert question.text == QUESTION
+    assert answer.timings["cancelled"] is True and answer.timings["stopped_by"] == "the server stopped"
+    assert answer.text and len(answer.text) >= len(shown.strip()) // 2, (shown, answer.text)
