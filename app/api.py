@@ -33,6 +33,7 @@ from app.api_auth import AuthSpec, parse_auth
 from app.api_errors import ApiError, JsonErrorRoute, as_api_error, error_body, error_response
 from app.api_openai import add_openai_routes
 from app.api_stream import iterate_in_thread, sse
+from app.config import MAX_NEW_TOKENS
 from app.documents import clean_filename
 from app.errors import StorageError
 from app.workspaces import find_by_name
@@ -56,8 +57,9 @@ class AskBody(BaseModel):
     question: str = Field(description="the question to answer from the workspace")
     chat_id: int | None = Field(None, description="continue this chat (its history is used)")
     stream: bool = Field(True, description="server-sent events (progress, token, done) or one JSON")
-    max_new_tokens: int | None = Field(None, ge=1, le=32768,
-                                       description="answer length limit (default: the server's)")
+    # checked by app.qa, so a refusal says what `ask --max-new-tokens` says without a server
+    max_new_tokens: int | None = Field(None, description=f"answer length limit, 1 to {MAX_NEW_TOKENS} "
+                                                         "(default: the server's)")
 
 
 def create_router(services: Any, auth: AuthSpec = None, local_token: str | None = None) -> APIRouter:

@@ -27,6 +27,10 @@ def _env_number(name: str, kind: type = int) -> int | float | None:
         raise ValueError(f"JAMBADOCS_{name}={value!r} is not {what}") from None
 
 
+# The longest answer a question may ask for (`ask --max-new-tokens`, the API's max_new_tokens,
+# JAMBADOCS_MAX_NEW_TOKENS), one rule with or without a server; the model's context may allow less.
+MAX_NEW_TOKENS = 32768
+
 # integer settings (JAMBADOCS_<NAME> in the environment), each positive
 POSITIVE_INTS = ("cache_bytes", "reserve_bytes", "max_upload_bytes", "max_pages", "max_new_tokens", "max_thinking_tokens")
 
@@ -69,6 +73,8 @@ class Settings:
         for name in POSITIVE_INTS:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.max_new_tokens > MAX_NEW_TOKENS:
+            raise ValueError(f"max_new_tokens must be from 1 to {MAX_NEW_TOKENS}, got {self.max_new_tokens}")
         if self.temperature is not None and not 0 <= self.temperature <= 100:
             raise ValueError(f"temperature must be >= 0 (0: greedy), got {self.temperature}")
         if self.top_p is not None and not 0 < self.top_p <= 1:

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from app.answerers.base import AnswerRequest
 from app.background import run_with_progress
 from app.citations import parse_and_verify
+from app.config import MAX_NEW_TOKENS
 from app.errors import EngineUnavailable, InvalidInput, NotFound, StorageError
 from app.events import AskEvent
 from app.records import MessageInfo
@@ -95,8 +96,9 @@ class QAService:
         if len(question) > MAX_QUESTION_CHARS:
             raise InvalidInput(f"the question is longer than {MAX_QUESTION_CHARS} characters")
         if max_new_tokens is not None and (isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int)
-                                           or max_new_tokens < 1):
-            raise InvalidInput(f"max_new_tokens must be a whole number of at least 1, got {max_new_tokens!r}")
+                                           or not 1 <= max_new_tokens <= MAX_NEW_TOKENS):
+            raise InvalidInput(f"max_new_tokens must be a whole number from 1 to {MAX_NEW_TOKENS}, "
+                               f"got {max_new_tokens!r}")
         if history is not None:
             history = self._check_history(history)
         ws = self._svc.workspaces.get(ws_id)

@@ -222,3 +222,30 @@ def test_sigterm_during_a_cli_ask_saves_the_question_as_stopped(tmp_path):
         saved = svc.chats.messages(chat.id)
     assert [m.role for m in saved] == ["user", "assistant"] and saved[0].text == "When does the boat come?"
     assert saved[1].timings["cancelled"] is True
+
+
+def test_max_new_tokens_follows_one_rule_with_and_without_a_server(run, tmp_path):
+    """`ask --max-new-tokens N` is accepted or refused alike, in the same words, whether a server
+    answers it or this process does (the API refused above 32768 with pydantic's words, a local
+    ask took any size; a server's JAMBADOCS_MAX_NEW_TOKENS above it was refused only by the API)."""
+    MAX_NEW_TOKENS = 32768                            # the documented limit (app.config.MAX_NEW_TOKENS)
+    note = tmp_path / "lighthouse.txt"
+    note.write_text(NOTE, encoding="utf-8")
+    assert run("ingest", "-w", "w", str(note))[0] == 0
+    server = start_server(run.data, "--engine", "extractive")
+    try:
+        for n, ok in (("0", False), (str(MAX_NEW_TOKENS), True), (str(MAX_NEW_TOKENS + 1), False)):
+            outcomes = []
+            for where in ((), ("--local",)):
+                code, out, err = run("--engine", "extractive", "ask", "-w", "w", "When does the boat come?",
+                                     "--json", "--max-new-tokens", n, *where)
+                outcomes.append((code, json.loads(out).get("error")))
+            assert outcomes[0] == outcomes[1], (n, outcomes)
+            assert (outcomes[0][0] == 0) is ok, (n, outcomes)
+            if not ok:
+                assert outcomes[0][1]["reason"] == "invalid_input"
+                assert f"from 1 to {MAX_NEW_TOKENS}" in outcomes[0][1]["message"], outcomes
+    finally:
+        server.stop()
+    with pytest.raises(ValueError, match=f"max_new_tokens must be from 1 to {MAX_NEW_TOKENS}"):
+        Settings.from_env(data_dir=run.data, max_new_tokens=MAX_NEW_TOKENS + 1)
