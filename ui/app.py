@@ -15,7 +15,7 @@ import gradio as gr  # noqa: E402
 
 from ui import render  # noqa: E402
 from ui.handlers import UPLOAD_TYPES, Handlers  # noqa: E402
-from ui.theme import SCROLL_TO_PASSAGE  # noqa: E402
+from ui.theme import RESTORE_DRAFT, SAVE_DRAFT, SCROLL_TO_PASSAGE  # noqa: E402
 
 
 # Gradio's temporary files (page images, chat exports) are swept every hour and removed once a day
@@ -211,6 +211,10 @@ def build_ui(services) -> gr.Blocks:
         ask_event.then(h.unlocked, outputs=lock_outputs)    # unlocked however the ask ended (a bug's error too)
         stop_btn.click(h.stopped, inputs=[ws_id, chat_id], outputs=[prefill_html] + view_outputs + lock_outputs[2:],
                        cancels=[ask_event, follow_event])
+
+        # the unsent question, per workspace, in the browser (no server round trip)
+        question.change(None, inputs=[question, ws_dd], js=SAVE_DRAFT, queue=False)
+        ws_dd.change(None, inputs=[ws_dd], outputs=[question], js=RESTORE_DRAFT, queue=False)
 
         # source viewer
         cite_box.change(h.open_citation, inputs=[cite_box, ws_id, chat_id], outputs=viewer_outputs + page_turns) \

@@ -121,6 +121,25 @@ JS = """
 }
 """
 
+# The question box's unsent text, kept in this browser per workspace (localStorage key
+# "jambadocs-draft:<workspace id>"), so a reload or a workspace switch does not lose it. It follows
+# the box, whoever changes it: typing, the ask emptying it, a refusal putting the question back.
+SAVE_DRAFT = """
+(text, ws) => {
+  if (ws === null || ws === undefined || ws === '') return;
+  try {
+    if (text) localStorage.setItem('jambadocs-draft:' + ws, text);
+    else localStorage.removeItem('jambadocs-draft:' + ws);
+  } catch (e) {}                      // storage off or full: the box works as before
+}
+"""
+RESTORE_DRAFT = """
+(ws) => {
+  if (ws === null || ws === undefined || ws === '') return '';
+  try { return localStorage.getItem('jambadocs-draft:' + ws) || ''; } catch (e) { return ''; }
+}
+"""
+
 SCROLL_TO_PASSAGE = """
 () => {
   setTimeout(() => {
