@@ -597,17 +597,21 @@ class Handlers:
             raise Refused("Type a question first")
         if ws_id is None:
             raise Refused(NO_WORKSPACE)
-        if chat_id is not None and self._answering(chat_id=chat_id):
+        run, key = _AskRun(chat_id=chat_id, ws_id=ws_id, question=question), _session_key(request)
+        if not self._track(key, run):
             raise Refused("An answer is still being written in this chat (in another tab, or from before the "
                           "page was reloaded): wait for it, or press Stop")
-        run, key = _AskRun(chat_id=chat_id, ws_id=ws_id, question=question), _session_key(request)
         kwargs: dict = {"chat_id": chat_id}
         if "cancel" in inspect.signature(self.svc.qa.ask).parameters:
             kwargs["cancel"] = run.cancel
-        events = self.svc.qa.ask(ws_id, question, **kwargs)   # refusals come here, before anything changes
+        try:
+            events = self.svc.qa.ask(ws_id, question, **kwargs)   # refusals come here, before anything changes
+        except BaseException:
+            run.settled.set()
+            self._untrack(key, run)
+            raise
         shown = list(history or []) + [{"role": "user", "content": render.question_text(question)},
                                        {"role": "assistant", "content": "\u2026"}]
-        self._track(key, run)
         handed_on = False
         try:
             yield self._with_navigation({self.ui.question: "", self.ui.chatbot: shown, self.ui.prefill_html: "",
@@ -712,14 +716,20 @@ class Handlers:
             finally:
                 run.settled.set()
 
-    def _track(self, key: str, run: "_AskRun") -> None:
-        """Remember `run` as session `key`'s ask; forget the oldest settled ones beyond MAX_TRACKED."""
+    def _track(self, key: str, run: "_AskRun") -> bool:
+        """Remember `run` as session `key`'s ask, unless an answer is being written into its chat
+        already (False); forget the oldest settled ones beyond MAX_TRACKED. One check-and-track:
+        two tabs asking in one chat at once both passed a check made apart from the tracking."""
         with self._asks_lock:
+            if run.chat_id is not None and any(not r.settled.is_set() and r.chat_id == run.chat_id
+                                               for r in self._asks.values()):
+                return False
             self._asks.pop(key, None)
             self._asks[key] = run                      # dicts keep insertion order: oldest first
             excess = len(self._asks) - MAX_TRACKED
             for old in [k for k, r in self._asks.items() if r.settled.is_set()][:max(0, excess)]:
                 del self._asks[old]
+        return True
 
     def _untrack(self, key: str, run: "_AskRun") -> None:
         with self._asks_lock:
