@@ -68,6 +68,9 @@ def build_ui(services) -> gr.Blocks:
                    delete_cache=(TEMP_FILES_SWEEP_S, TEMP_FILES_MAX_AGE_S)) as demo:
         prefs = gr.BrowserState({"ws": None, "chat": None}, storage_key="jambadocs-ui")
         ws_id = gr.State(None)
+        # the open workspace and chat as the page itself holds them (gr.State lives on the server, and
+        # a restarted server has none for a page left open): Handlers._restored
+        shown = gr.JSON({"ws": None, "chat": None}, visible=False)
         chat_id = gr.State(None)
         viewer = gr.State(None)
         ws_to_delete = gr.State(None)        # what a visible confirmation names (not what is open later)
@@ -148,12 +151,12 @@ def build_ui(services) -> gr.Blocks:
                               show_label=False)
 
         view_outputs = [ws_dd, docs_html, budget_html, doc_dd, chat_dd, chatbot, export_btn, stats_html,
-                        ws_id, chat_id, prefs, failed_box, failed_html, failed_seen]
+                        ws_id, chat_id, prefs, shown, failed_box, failed_html, failed_seen]
         viewer_outputs = [source_head, page_image, nav_row, page_text, viewer]
         page_turns = [prev_btn, next_btn]     # turning pages: enabled where there is a page to turn to
         h.bind(ws_dd=ws_dd, docs_html=docs_html, budget_html=budget_html, doc_dd=doc_dd, chat_dd=chat_dd,
                chatbot=chatbot, export_btn=export_btn, stats_html=stats_html, ws_id=ws_id, chat_id=chat_id,
-               prefs=prefs, source_head=source_head, page_image=page_image, nav_row=nav_row,
+               prefs=prefs, shown=shown, source_head=source_head, page_image=page_image, nav_row=nav_row,
                page_text=page_text, viewer=viewer, engine_line=engine_line, ws_name=ws_name,
                confirm_box=confirm_box, chat_confirm=chat_confirm, doc_confirm=doc_confirm, uploads=uploads, files=files, password=password,
                password_box=password_box, failed_box=failed_box, failed_html=failed_html, failed_seen=failed_seen,
@@ -185,7 +188,8 @@ def build_ui(services) -> gr.Blocks:
         # documents
         # "multiple": files dropped while an upload is still being read queue behind it (Gradio's
         # default, "once", would drop them without a word)
-        files.upload(h.upload, inputs=[files, ws_id, password, chat_id],
+        # (`shown` too: after a server restart the session's states are gone, the page's are not)
+        files.upload(h.upload, inputs=[files, ws_id, password, chat_id, shown],
                      outputs=[uploads, files, password, password_box] + view_outputs, trigger_mode="multiple")
         dismiss_btn.click(h.dismiss_failures, inputs=[ws_id, failed_seen], outputs=[failed_box, failed_html, failed_seen])
         remove_btn.click(h.ask_remove_document, inputs=[ws_id, doc_dd],
@@ -205,7 +209,7 @@ def build_ui(services) -> gr.Blocks:
         # One event for Ask and Enter: "once" ignores a second question sent while one is answered (two
         # listeners queued it behind the first, and Stop then left both as "..." on the page). Asks of
         # other tabs run beside it: app.qa serves them in turn and shows them their place in the queue.
-        ask_event = gr.on([ask_btn.click, question.submit], h.ask, inputs=[question, ws_id, chat_id, chatbot],
+        ask_event = gr.on([ask_btn.click, question.submit], h.ask, inputs=[question, ws_id, chat_id, chatbot, shown],
                           outputs=[question, prefill_html] + view_outputs + lock_outputs[2:],
                           trigger_mode="once", concurrency_limit=ASKS_AT_ONCE)
         ask_event.then(h.unlocked, outputs=lock_outputs)    # unlocked however the ask ended (a bug's error too)

@@ -92,6 +92,16 @@ class _AskRun:
             self.thinking += event.text
 
 
+def _restored(ws_id: int | None, chat_id: int | None, shown: dict | None) -> tuple[int | None, int | None]:
+    """The open workspace and chat: the session's (server-side) state, else, when the server has
+    none for this page (it was restarted while the page stayed open), what the page itself holds
+    (`shown`, a hidden value each view writes: {"ws", "chat"})."""
+    if ws_id is None and isinstance(shown, dict) and isinstance(shown.get("ws"), int):
+        chat = shown.get("chat")
+        return shown["ws"], chat if isinstance(chat, int) else None
+    return ws_id, chat_id
+
+
 def _session_key(request: gr.Request | None) -> str:
     """Asks are tracked per browser session (Gradio's session hash)."""
     return str(getattr(request, "session_hash", None) or "")
@@ -137,7 +147,7 @@ class Handlers:
                         self.ui.doc_dd: gr.update(choices=[], value=None), self.ui.chat_dd: gr.update(choices=[], value=None),
                         self.ui.chatbot: [], self.ui.export_btn: gr.update(value=None, interactive=False),
                         self.ui.stats_html: render.answer_stats(None), self.ui.chat_id: None,
-                        self.ui.prefs: {"ws": None, "chat": None}})
+                        self.ui.prefs: {"ws": None, "chat": None}, self.ui.shown: {"ws": None, "chat": None}})
             return out
         try:
             docs, failed = self.svc.documents.list(ws_id), False
@@ -166,6 +176,8 @@ class Handlers:
             out[self.ui.stats_html] = render.answer_stats(last.timings if last else None)
             out[self.ui.chat_id] = chat_id
         out[self.ui.prefs] = {"ws": ws_id, "chat": chat_id}
+        if chat:
+            out[self.ui.shown] = {"ws": ws_id, "chat": chat_id}
         return out
 
     def _failures(self, ws_id: int | None) -> dict:
@@ -367,9 +379,11 @@ class Handlers:
     # ---- documents ------------------------------------------------------------------------
     @toasts_refusals
     def upload(self, paths: list[str] | None, ws_id: int | None, password: str | None,
-               chat_id: int | None, request: gr.Request | None = None) -> Iterator[dict]:
+               chat_id: int | None, request: gr.Request | None = None, shown: dict | None = None) -> Iterator[dict]:
         """Add each file in turn; per-file progress (pages read) and plain-words errors. Files this
         session has read already (still in the file box when more were dropped) are left out."""
+        lost = ws_id is None                     # (see _restored): the first update gives them back
+        ws_id, chat_id = _restored(ws_id, chat_id, shown)
         session = _session_key(request)
         paths = [p for p in paths or [] if (session, str(p)) not in self._read_copies or Path(p).exists()]
         if not paths:
@@ -393,7 +407,10 @@ class Handlers:
             # The password is for this upload only: this event already holds it, so the box is cleared
             # now, in the first update. Gradio sends a generator's last update a second time when it
             # finishes: cleared there, a password typed in between could be wiped.
-            yield {self.ui.uploads: render.upload_progress(rows), self.ui.password: ""}
+            first = {self.ui.uploads: render.upload_progress(rows), self.ui.password: ""}
+            if lost:
+                first.update({self.ui.ws_id: ws_id, self.ui.chat_id: chat_id})
+            yield first
             # The documents panel and gauge are redrawn at most every VIEW_REFRESH_S (and after the last
             # file): each redraw lists the whole workspace, and per file that made a batch's cost grow
             # with the workspace (2.9 s a file at 333 documents in a helper's run, 0.2 s when empty).
@@ -584,7 +601,7 @@ class Handlers:
 
     @toasts_refusals
     def ask(self, question: str, ws_id: int | None, chat_id: int | None,
-            history: list | None, request: gr.Request | None = None) -> Iterator[dict]:
+            history: list | None, request: gr.Request | None = None, shown: dict | None = None) -> Iterator[dict]:
         """Stream the answer into the chat; progress bar during prefill; chips when it is saved.
 
         A question the app refuses (too long, no documents ...) stays in the box and the chat is left
@@ -595,6 +612,7 @@ class Handlers:
         question = (question or "").strip()
         if not question:
             raise Refused("Type a question first")
+        ws_id, chat_id = _restored(ws_id, chat_id, shown)
         if ws_id is None:
             raise Refused(NO_WORKSPACE)
         run, key = _AskRun(chat_id=chat_id, ws_id=ws_id, question=question), _session_key(request)
@@ -740,6 +758,7 @@ class Handlers:
         """The chat_id state, the chat picker and the browser's remembered chat set to `chat_id`."""
         chats = self.svc.chats.list(ws_id)
         return {self.ui.chat_id: chat_id, self.ui.prefs: {"ws": ws_id, "chat": chat_id},
+                self.ui.shown: {"ws": ws_id, "chat": chat_id},
                 self.ui.chat_dd: gr.update(choices=[(self._chat_label(c), c.id) for c in chats], value=chat_id)}
 
     @toasts_refusals

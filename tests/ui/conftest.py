@@ -40,7 +40,7 @@ HANDLER_COMPONENTS = ("ws_dd", "docs_html", "budget_html", "doc_dd", "chat_dd", 
                       "password", "password_box", "confirm_box", "chat_confirm", "source_head", "page_image",
                       "nav_row", "page_text", "viewer", "engine_line", "ws_name", "create_btn", "delete_btn",
                       "new_chat_btn", "delete_chat_btn", "prev_btn", "next_btn",
-                      "doc_confirm", "ask_btn", "failed_box", "failed_html", "failed_seen")
+                      "doc_confirm", "ask_btn", "failed_box", "failed_html", "failed_seen", "shown")
 
 
 @pytest.fixture

@@ -38,9 +38,11 @@ class Server:
                 self.proc.wait(timeout=10)
 
 
-def start_server(data_dir: Path, *args: str, env: dict | None = None, timeout: float = 120) -> Server:
-    """`python -m app.cli serve` on a free loopback port with its own data folder; waits until it answers."""
-    port = free_port()
+def start_server(data_dir: Path, *args: str, env: dict | None = None, timeout: float = 120,
+                 port: int | None = None) -> Server:
+    """`python -m app.cli serve` on a free loopback port (or `port`) with its own data folder; waits
+    until it answers."""
+    port = port or free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith("JAMBADOCS_")}
     clean.update({"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
                   "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1"})
