@@ -616,9 +616,11 @@ class Handlers:
         if ws_id is None:
             raise Refused(NO_WORKSPACE)
         run, key = _AskRun(chat_id=chat_id, ws_id=ws_id, question=question), _session_key(request)
-        if not self._track(key, run):
-            raise Refused("An answer is still being written in this chat (in another tab, or from before the "
-                          "page was reloaded): wait for it, or press Stop")
+        if not self._track(key, run):    # its prompt would lack the exchange being written: follow that
+            warn("An answer is still being written in this chat (in another tab, or from before the page was "
+                 "reloaded): it is shown here as it comes; your question stays in its box for when it is done")
+            yield from self.follow(ws_id, chat_id, request)
+            return
         kwargs: dict = {"chat_id": chat_id}
         if "cancel" in inspect.signature(self.svc.qa.ask).parameters:
             kwargs["cancel"] = run.cancel

@@ -110,7 +110,7 @@ def test_another_tab_opening_a_new_chat_whose_first_answer_is_being_written_show
     """Tab A's new chat is created (empty) when its first question is sent, and the browser remembers
     it for every tab. Tab B opened it as an empty "New chat" and its question became turn 2 of A's.
     Now B shows A's question being answered there (a page reloaded mid-answer must find it), and a
-    question of B's in that chat is refused until the answer is saved."""
+    question of B's in that chat is not asked until the answer is saved: B follows that answer."""
     saved = ui.svc.chats.create(ui.ws).id
     ui.svc.chats.save_exchange(saved, "an earlier question", "an answer", "extractive", {}, [])
     gen = ui.h.ask("Wilcoxon rank sum test", ui.ws, None, [], _session("a"))
@@ -121,9 +121,15 @@ def test_another_tab_opening_a_new_chat_whose_first_answer_is_being_written_show
     assert [m["role"] for m in out["chatbot"]] == ["user", "assistant"] and "Wilcoxon" in out["chatbot"][0]["content"]
     labels = dict((v, k) for k, v in out["chat_dd"]["choices"])
     assert labels[a_chat] == "New chat (first answer being written)"
+    b = ui.h.ask("B's question", ui.ws, a_chat, out["chatbot"], _session("b"))
     with pytest.warns(UserWarning, match="still being written in this chat"):
-        assert next(ui.h.ask("B's question", ui.ws, a_chat, out["chatbot"], _session("b"))) == gr.skip()
+        following = next(b)                            # not asked: B follows A's answer instead
+    assert "question" not in following                 # B's question stays in its box
+    assert [m["role"] for m in following["chatbot"]] == ["user", "assistant"]
+    assert "Wilcoxon" in following["chatbot"][0]["content"] and following["chatbot"][1]["content"] == "\u2026"
     list(gen)                                          # A's answer is saved
+    last = list(b)[-1]                                 # and B shows it, saved
+    assert "cite-chip" in last["chatbot"][1]["content"] and "question" not in last
     assert ui.h.on_load({"ws": ui.ws, "chat": a_chat})["chat_id"] == a_chat
     assert [m.text for m in ui.svc.chats.messages(a_chat)][0] == "Wilcoxon rank sum test"
     assert len(ui.svc.chats.messages(a_chat)) == 2
