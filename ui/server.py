@@ -113,8 +113,9 @@ def serve(services: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, aut
         with sock, announced, sigterm_raises(lambda signum: SystemExit(128 + signum)):
             server.run(sockets=[sock])
     finally:
-        # the process ends now: its last garbage collections over every module's objects (Gradio,
-        # torch, the engine) took seconds of docker stop's 10, and freed nothing the system keeps
+        # the process ends now: its last full garbage collections walk every module's objects
+        # (Gradio, torch, the engine), slow against docker stop's 10 s, to free nothing that
+        # outlives the process (atexit handlers still run)
         gc.freeze()
 
 
