@@ -35,7 +35,7 @@ from ingest.normalize import normalize_text, resolve_hyphens
 from ingest.pdf_annotations import annotation_text, form_notes, init_forms
 from ingest.pdf_covered import hide_covered_text
 from ingest.pdf_hidden import hide_unseen_text
-from ingest.pdf_native import chars_inside
+from ingest.pdf_native import char_runs, chars_inside
 
 PDFIUM_LOCK = threading.RLock()
 log = logging.getLogger(__name__)
@@ -221,17 +221,31 @@ def _text_angle(textpage: pdfium.PdfTextPage) -> int | None:
     to `_ANGLE_SAMPLE` pairs of neighbouring characters, taken evenly over the page, run (from one
     origin to the next: vertical writing runs down with upright glyphs); None for a page without text."""
     count = textpage.count_chars()
+    step = max(1, count // _ANGLE_SAMPLE)
+    samples = char_runs(textpage.raw, step, len(range(0, count - 1, step)))     # in C, one call
+    if samples is None:
+        samples = _char_runs(textpage, count, step)
     votes = [0, 0, 0, 0]
-    here, there = (ctypes.c_double(), ctypes.c_double()), (ctypes.c_double(), ctypes.c_double())
-    for index in range(0, count - 1, max(1, count // _ANGLE_SAMPLE)):
-        if not all(chr(pdfium_c.FPDFText_GetUnicode(textpage.raw, i)).isalnum() for i in (index, index + 1)):
+    for first, second, dx, dy in samples:
+        if not (chr(first).isalnum() and chr(second).isalnum()):
             continue                                     # a space, line break or mark: not a run
-        if pdfium_c.FPDFText_GetCharOrigin(textpage.raw, index, *here) and \
-                pdfium_c.FPDFText_GetCharOrigin(textpage.raw, index + 1, *there):
-            dx, dy = there[0].value - here[0].value, there[1].value - here[1].value
-            if dx or dy:
-                votes[round(math.degrees(math.atan2(dy, dx)) / 90) % 4] += 1
+        if (dx or dy) and not math.isnan(dx):
+            votes[round(math.degrees(math.atan2(dy, dx)) / 90) % 4] += 1
     return 90 * votes.index(max(votes)) if any(votes) else None
+
+
+def _char_runs(textpage: pdfium.PdfTextPage, count: int, step: int) -> list[tuple[int, int, float, float]]:
+    """`pdf_native.char_runs` in Python (the reference, and the way without a C compiler)."""
+    raw, samples = textpage.raw, []
+    here, there = (ctypes.c_double(), ctypes.c_double()), (ctypes.c_double(), ctypes.c_double())
+    for index in range(0, count - 1, step):
+        codes = pdfium_c.FPDFText_GetUnicode(raw, index), pdfium_c.FPDFText_GetUnicode(raw, index + 1)
+        if pdfium_c.FPDFText_GetCharOrigin(raw, index, *here) and \
+                pdfium_c.FPDFText_GetCharOrigin(raw, index + 1, *there):
+            samples.append((*codes, there[0].value - here[0].value, there[1].value - here[1].value))
+        else:
+            samples.append((*codes, math.nan, math.nan))
+    return samples
 
 
 _EVERYWHERE = (-1e7, -1e7, 1e7, 1e7)

@@ -197,9 +197,10 @@ def _annotation_boxes(page: pdfium.PdfPage) -> list[tuple]:
     for index in range(pdfium_c.FPDFPage_GetAnnotCount(page.raw)):
         annot = pdfium_c.FPDFPage_GetAnnot(page.raw, index)
         try:
+            if pdfium_c.FPDFAnnot_GetSubtype(annot) not in _COVERING:       # a link (thousands in a manual)
+                continue
             rect = pdfium_c.FS_RECTF()
-            if pdfium_c.FPDFAnnot_GetSubtype(annot) in _COVERING and not pdfium_c.FPDFAnnot_GetFlags(annot) & _NOT_SHOWN \
-                    and pdfium_c.FPDFAnnot_GetRect(annot, rect):
+            if not pdfium_c.FPDFAnnot_GetFlags(annot) & _NOT_SHOWN and pdfium_c.FPDFAnnot_GetRect(annot, rect):
                 left, right = sorted((rect.left, rect.right))
                 bottom, top = sorted((rect.bottom, rect.top))
                 if right - left >= MIN_BOX_PT and top - bottom >= MIN_BOX_PT:

@@ -36,7 +36,8 @@ class Pdfium(ctypes.Structure):
     _fields_ = [(name, ctypes.c_void_p) for name in (
         "page_count_objects", "page_get_object", "form_count_objects", "form_get_object", "get_type",
         "get_fill", "font_size", "get_matrix", "count_chars", "char_box")] + [
-        ("type_text", ctypes.c_int), ("type_form", ctypes.c_int)]
+        ("type_text", ctypes.c_int), ("type_form", ctypes.c_int),
+        ("get_unicode", ctypes.c_void_p), ("char_origin", ctypes.c_void_p)]
 
 
 class Candidate(ctypes.Structure):
@@ -101,12 +102,15 @@ def lib() -> ctypes.CDLL | None:
                 loaded.jd_unseen_candidates.restype = ctypes.c_int
                 loaded.jd_chars_inside.argtypes = [p, p, p, p]
                 loaded.jd_chars_inside.restype = ctypes.c_int
+                loaded.jd_char_runs.argtypes = [p, p, ctypes.c_int, p, p, ctypes.c_int]
+                loaded.jd_char_runs.restype = ctypes.c_int
                 c = pdfium_c
                 _pdfium = Pdfium(*map(_address, (
                     c.FPDFPage_CountObjects, c.FPDFPage_GetObject, c.FPDFFormObj_CountObjects, c.FPDFFormObj_GetObject,
                     c.FPDFPageObj_GetType, c.FPDFPageObj_GetFillColor, c.FPDFTextObj_GetFontSize,
                     c.FPDFPageObj_GetMatrix, c.FPDFText_CountChars, c.FPDFText_GetCharBox)),
-                    c.FPDF_PAGEOBJ_TEXT, c.FPDF_PAGEOBJ_FORM)
+                    c.FPDF_PAGEOBJ_TEXT, c.FPDF_PAGEOBJ_FORM,
+                    _address(c.FPDFText_GetUnicode), _address(c.FPDFText_GetCharOrigin))
                 _lib = loaded
             except (RuntimeError, OSError, AttributeError, subprocess.SubprocessError) as err:
                 log.warning("PDF ingestion runs its checks in Python (slower): %s", err)
@@ -143,3 +147,14 @@ def chars_inside(textpage_raw, rect_a: tuple, rect_b: tuple) -> bool | None:
         return None
     a, b = (ctypes.c_double * 4)(*rect_a), (ctypes.c_double * 4)(*rect_b)
     return bool(_lib.jd_chars_inside(ctypes.byref(_pdfium), ctypes.cast(textpage_raw, ctypes.c_void_p), a, b))
+
+
+def char_runs(textpage_raw, step: int, cap: int) -> list[tuple[int, int, float, float]] | None:
+    """pdf._text_angle's samples in one call (None without the library): for index 0, step, ...
+    below the character count - 1, at most `cap`: (code point of index, of index + 1, dx, dy from
+    the first's origin to the second's; NaN when an origin cannot be read)."""
+    if lib() is None:
+        return None
+    codes, moves = (ctypes.c_uint * (2 * cap))(), (ctypes.c_double * (2 * cap))()
+    n = _lib.jd_char_runs(ctypes.byref(_pdfium), ctypes.cast(textpage_raw, ctypes.c_void_p), step, codes, moves, cap)
+    return [(codes[2 * k], codes[2 * k + 1], moves[2 * k], moves[2 * k + 1]) for k in range(n)]

@@ -20,6 +20,8 @@ typedef struct {                                           /* filled by ingest/p
     int (*count_chars)(H textpage);
     int (*char_box)(H textpage, int index, double *left, double *right, double *bottom, double *top);
     int type_text, type_form;                              /* FPDF_PAGEOBJ_TEXT, FPDF_PAGEOBJ_FORM */
+    unsigned (*get_unicode)(H textpage, int index);
+    int (*char_origin)(H textpage, int index, double *x, double *y);
 } Pdfium;
 
 enum { CLEAR = 0, TINY = 1, PALE = 2 };
@@ -139,4 +141,24 @@ int jd_chars_inside(const Pdfium *f, H textpage, const double *rect_a, const dou
             return 0;                                                 /* NaN too */
     }
     return 1;
+}
+
+/* pdf._text_angle's samples: for index = 0, step, 2 step, ... below count - 1 (at most `cap`), the
+ * code points of characters index and index + 1 (`codes`, two per sample) and the move from the
+ * first's origin to the second's (`moves`: dx, dy; NaN when an origin cannot be read). Returns
+ * the number of samples written. */
+int jd_char_runs(const Pdfium *f, H textpage, int step, unsigned *codes, double *moves, int cap) {
+    int count = f->count_chars(textpage), n = 0;
+    for (int index = 0; index < count - 1 && n < cap; index += step, n++) {
+        double x0, y0, x1, y1;
+        codes[2 * n] = f->get_unicode(textpage, index);
+        codes[2 * n + 1] = f->get_unicode(textpage, index + 1);
+        if (f->char_origin(textpage, index, &x0, &y0) && f->char_origin(textpage, index + 1, &x1, &y1)) {
+            moves[2 * n] = x1 - x0;
+            moves[2 * n + 1] = y1 - y0;
+        } else {
+            moves[2 * n] = moves[2 * n + 1] = 0.0 / 0.0;
+        }
+    }
+    return n;
 }

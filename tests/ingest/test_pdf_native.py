@@ -78,3 +78,29 @@ def test_without_a_compiler_the_library_is_none(monkeypatch):
     monkeypatch.setenv("CC", "no-such-cc")
     monkeypatch.setenv("JAMBADOCS_KERNEL_CACHE", "/nonexistent-cache")
     assert pdf_native.lib() is None and pdf_native.unseen_candidates(None, 230, 1.0) is None
+
+
+def test_the_c_character_runs_are_the_python_ones(tmp_path, corpus):
+    """The samples the reading direction is judged from (pdf._text_angle): the same code points and
+    moves, bit for bit, on corpus pages (two-column, Arabic, dense) and on a page turned clockwise
+    whose text runs down."""
+    from ingest.pdf import _ANGLE_SAMPLE, _char_runs
+    from tests.ingest.test_pdf_pages import _TURNED_LINES
+
+    turned = write_stream_pdf(tmp_path / "turned.pdf", [b"".join(
+        b"BT /F1 12 Tf 0 -1 1 0 %d 720 Tm (%s) Tj ET\n" % (100 + 20 * k, line)
+        for k, line in enumerate(_TURNED_LINES))])
+    compared = 0
+    for path in [turned] + [corpus / name for name in ("acm-sigconf.pdf", "sexam-ar.pdf", "pari-refcard.pdf")]:
+        pdf = pdfium.PdfDocument(str(path))
+        for page in pdf:
+            textpage = page.get_textpage()
+            count = textpage.count_chars()
+            step = max(1, count // _ANGLE_SAMPLE)
+            expected = _char_runs(textpage, count, step)
+            assert pdf_native.char_runs(textpage.raw, step, len(range(0, count - 1, step))) == expected
+            compared += len(expected)
+            textpage.close()
+            page.close()
+        pdf.close()
+    assert compared > 500

@@ -124,7 +124,7 @@ _TURNED_LINES = [b"First line of the infor-", b"mation block here.", b"Third lin
 @pytest.mark.parametrize("matrix,rotate", [("1 0 0 1 72 {y}", "/Rotate 90"),          # page turned clockwise
                                            ("0 -1 1 0 {y} 720", ""),                  # text set sideways clockwise
                                            ("1 0 0 1 72 {y}", "/Rotate 270"), ("0 1 -1 0 {y} 72", "/Rotate 90")])
-def test_text_running_down_the_shown_page_is_read_first_line_first(tmp_path, matrix, rotate):
+def test_text_running_down_the_shown_page_is_read_first_line_first(tmp_path, matrix, rotate, pdf_checks):
     """PDFium read text that runs down the page as shown (a page turned clockwise in a viewer and
     saved, a table set sideways) last line first, a word hyphenated at a line end unjoined: it is read
     as a reader turns the page, and the viewer marks a quote on its own line where the page shows it
@@ -158,7 +158,7 @@ _VERTICAL_FONT = Path("/usr/share/fonts/truetype/liberation/LiberationSans-Regul
 
 
 @pytest.mark.skipif(not _VERTICAL_FONT.is_file(), reason="needs a TrueType font to embed (fonts-liberation)")
-def test_vertical_japanese_is_read_right_column_first(tmp_path):
+def test_vertical_japanese_is_read_right_column_first(tmp_path, pdf_checks):
     """Vertical writing (Identity-V: upright glyphs, each column running down, columns read right to
     left) was read leftmost column first; it is read as a reader reads it, and the viewer marks a
     column where it is drawn. The embedded font's glyphs are Latin letters: only the ToUnicode map
