@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--delete", metavar="DOC", help="remove this document: its N of [doc N], or its file name")
     sp.add_argument("--dismiss-failed", action="store_true",
                     help="forget the files listed as not added (dropped in the browser, failed after the page went away)")
+    sp.add_argument("--reread", action="store_true",
+                    help="read again, from their kept originals, the documents (of every workspace) an older "
+                         "version of the reader read; `jambadocs serve` does it in the background at start")
     sp.add_argument("--json", action="store_true")
 
     sp = cmd("chats", "list a workspace's chats (ids for ask --chat), or delete one")
@@ -487,6 +490,13 @@ def cmd_docs(args) -> int:
         n = svc.documents.dismiss_failures(ws.id)
         print(f"dismissed {_count(n, 'file')} not added to workspace {ws.name!r}")
         return EXIT_OK
+    if args.reread:
+        done = svc.documents.reread_outdated()
+        _report(args, done, f"read {_count(len(done['changed']) + len(done['unchanged']), 'document')} again with "
+                f"this version's reader: {len(done['changed'])} changed (a note on each says what), "
+                f"{len(done['unchanged'])} unchanged" + (f"; {len(done['kept'])} kept their text (original "
+                                                         "missing, or a password needed)" if done["kept"] else ""))
+        return EXIT_OK
     if args.json:
         print(json.dumps([d.to_dict() for d in rows], ensure_ascii=False, indent=2))
     else:
@@ -494,6 +504,13 @@ def cmd_docs(args) -> int:
             print(f"workspace {ws.name!r} has no documents")
         for d in rows:
             print(f"[doc {d.index}] {d.filename}\t{d.extent}\t{d.title}")
+            for note in d.reread_notes:
+                print(f"\t({note})")
+    outdated = svc.documents.outdated(ws.id)
+    if outdated:        # on stderr, as below
+        print(f"jambadocs: {_count(outdated, 'document')} of this workspace {'were' if outdated > 1 else 'was'} "
+              f"read by an older version of the reader; read {'them' if outdated > 1 else 'it'} again with: "
+              f"jambadocs docs -w {shlex.quote(ws.name)} --reread (jambadocs serve does it at start)", file=sys.stderr)
     failures = svc.documents.failures(ws.id)
     if failures:        # on stderr: --json's output stays the documents' list
         print(f"jambadocs: {_count(len(failures), 'file')} dropped in the browser could not be added (the page "

@@ -304,6 +304,12 @@ class DocumentService:
         self.drop_unused_files({content_hash})
         self._svc.after_delete()
 
+    def outdated(self, ws_id: int) -> int:
+        """How many of the workspace's documents an older reader read (`reread_outdated` reads them again)."""
+        with db.transaction(self._svc.sessions) as s:
+            return s.scalar(select(func.count()).select_from(db.Document).where(
+                db.Document.workspace_id == ws_id, db.Document.reader_version < READER_VERSION)) or 0
+
     def reread_outdated(self, stop: Callable[[], bool] = lambda: False) -> dict[str, list[int]]:
         """Read again, from its kept original, each document an older reader read (its
         `reader_version` below ingest.READER_VERSION), one content at a time until `stop()`.

@@ -25,8 +25,11 @@ TIMEOUT_S = 120.0            # per document; PDFium fails fast on damage, this b
 # What this reader makes of a file (text, labels, title) changes with it: one more whenever a change
 # here gives a stored document other text, so documents read before are read again from their
 # kept originals (app DocumentService.reread_outdated). 1: text drawn unseen left out, control
-# characters out of PDF titles (documents stored before the stamp count as 0).
-READER_VERSION = 1
+# characters out of PDF titles (documents stored before the stamp count as 0). 2: PDF text under a
+# box drawn over it left out, text running down a page read upright, stamps and choice fields as
+# shown; .tsv cells, declared charsets, Office equations and symbols, .xlsx currencies and units,
+# data files titled by their name.
+READER_VERSION = 2
 MAX_OCR_PAGES = 300          # per document: ~20 minutes on 2 cores; later scanned pages stay empty (noted)
 STAMP_CHARS = 200            # a text layer this short over a page-covering image is a stamp on a scan
 

@@ -489,3 +489,34 @@ def test_ingest_a_folder_reports_a_link_to_a_file_that_is_gone(run, corpus, tmp_
     assert code == 1 and "added [doc 1] card.pdf" in out, (out, err)
     assert f"jambadocs: {folder / 'minutes.pdf'}: not added: cannot read the file (No such file or directory)" in err, err
     assert err.strip().splitlines()[-1].endswith("1 of 2 files not added")
+
+
+def test_docs_reread_reads_documents_an_older_reader_read(run, corpus, tmp_path):
+    """Only `serve` read stored documents again after the reader improved: a user of the command line
+    kept the old text with no word of it. `docs` now says so, and `docs --reread` reads them again."""
+    import sqlite3
+
+    table = tmp_path / "cities.tsv"
+    table.write_text("city\tcountry\tpeople\nSão Paulo\tBrazil\t12 million\n", encoding="utf-8")
+    assert run("ingest", "-w", "lib", str(corpus / "pari-refcard.pdf"), str(table))[0] == 0
+    code, out, err = run("docs", "-w", "lib")
+    assert code == 0 and "older version" not in err
+    with sqlite3.connect(run.data / "jambadocs.sqlite3") as con:      # as an older reader left them
+        con.execute("UPDATE documents SET reader_version = 0")
+        read_now = con.execute("SELECT p.text FROM pages p JOIN documents d ON d.id = p.document_id "
+                               "WHERE d.filename = 'cities.tsv'").fetchone()[0]
+        assert "São Paulo | Brazil | 12 million" in read_now
+        con.execute("UPDATE pages SET text = replace(text, ' | ', ' ') WHERE document_id = "
+                    "(SELECT id FROM documents WHERE filename = 'cities.tsv')")
+    code, out, err = run("docs", "-w", "lib")
+    assert code == 0 and "2 documents of this workspace were read by an older version" in err
+    assert "jambadocs docs -w lib --reread" in err
+    code, out, err = run("docs", "-w", "lib", "--reread", "--json")
+    done = json.loads(out)
+    assert code == 0 and len(done["changed"]) == 1 and len(done["unchanged"]) == 1 and not done["kept"]
+    code, out, err = run("docs", "-w", "lib")
+    assert code == 0 and "older version" not in err
+    assert re.search(r"\(re-read \S+ by a newer reader: part 1 changed", out), out
+    with sqlite3.connect(run.data / "jambadocs.sqlite3") as con:
+        assert con.execute("SELECT p.text FROM pages p JOIN documents d ON d.id = p.document_id "
+                           "WHERE d.filename = 'cities.tsv'").fetchone()[0] == read_now
