@@ -27,6 +27,8 @@ import numpy as np
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
+from ingest.pdf_native import cover_counts
+
 MIN_BOX_PT = 4.0         # a box narrower or lower than this (a rule, an underline) covers no line
 COVERED_SHARE = 0.5      # share of a text object's box that a box under it must cover (same colour)
 SAME_COLOUR = 40         # largest channel difference of colours a reader does not tell apart
@@ -87,6 +89,9 @@ def hide_covered_text(page: pdfium.PdfPage) -> Covered:
     the box under them, inactive; what was found, with the characters of objects only partly
     hidden to leave out of the text (`Covered.hidden_chars`). Under PDFIUM_LOCK."""
     if not hasattr(pdfium_c, "FPDFPageObj_SetIsActive"):
+        return Covered()
+    counts = cover_counts(page.raw, MIN_BOX_PT - 1e-3)      # in C (pdf_native): most pages end here
+    if counts is not None and (not counts[0] or not counts[1] and not _annotation_boxes(page)):
         return Covered()
     texts: list = []                               # (drawing order, text object, its parent's matrix to the page)
     boxes: list = []                   # (drawing order, page box, fill RGB or None, path object or None)

@@ -37,7 +37,8 @@ class Pdfium(ctypes.Structure):
         "page_count_objects", "page_get_object", "form_count_objects", "form_get_object", "get_type",
         "get_fill", "font_size", "get_matrix", "count_chars", "char_box")] + [
         ("type_text", ctypes.c_int), ("type_form", ctypes.c_int),
-        ("get_unicode", ctypes.c_void_p), ("char_origin", ctypes.c_void_p)]
+        ("get_unicode", ctypes.c_void_p), ("char_origin", ctypes.c_void_p),
+        ("get_draw_mode", ctypes.c_void_p), ("get_bounds", ctypes.c_void_p), ("type_path", ctypes.c_int)]
 
 
 class Candidate(ctypes.Structure):
@@ -104,13 +105,16 @@ def lib() -> ctypes.CDLL | None:
                 loaded.jd_chars_inside.restype = ctypes.c_int
                 loaded.jd_char_runs.argtypes = [p, p, ctypes.c_int, p, p, ctypes.c_int]
                 loaded.jd_char_runs.restype = ctypes.c_int
+                loaded.jd_cover_counts.argtypes = [p, p, ctypes.c_double, p]
+                loaded.jd_cover_counts.restype = ctypes.c_int
                 c = pdfium_c
                 _pdfium = Pdfium(*map(_address, (
                     c.FPDFPage_CountObjects, c.FPDFPage_GetObject, c.FPDFFormObj_CountObjects, c.FPDFFormObj_GetObject,
                     c.FPDFPageObj_GetType, c.FPDFPageObj_GetFillColor, c.FPDFTextObj_GetFontSize,
                     c.FPDFPageObj_GetMatrix, c.FPDFText_CountChars, c.FPDFText_GetCharBox)),
                     c.FPDF_PAGEOBJ_TEXT, c.FPDF_PAGEOBJ_FORM,
-                    _address(c.FPDFText_GetUnicode), _address(c.FPDFText_GetCharOrigin))
+                    _address(c.FPDFText_GetUnicode), _address(c.FPDFText_GetCharOrigin),
+                    _address(c.FPDFPath_GetDrawMode), _address(c.FPDFPageObj_GetBounds), c.FPDF_PAGEOBJ_PATH)
                 _lib = loaded
             except (RuntimeError, OSError, AttributeError, subprocess.SubprocessError) as err:
                 log.warning("PDF ingestion runs its checks in Python (slower): %s", err)
@@ -158,3 +162,15 @@ def char_runs(textpage_raw, step: int, cap: int) -> list[tuple[int, int, float, 
     codes, moves = (ctypes.c_uint * (2 * cap))(), (ctypes.c_double * (2 * cap))()
     n = _lib.jd_char_runs(ctypes.byref(_pdfium), ctypes.cast(textpage_raw, ctypes.c_void_p), step, codes, moves, cap)
     return [(codes[2 * k], codes[2 * k + 1], moves[2 * k], moves[2 * k + 1]) for k in range(n)]
+
+
+def cover_counts(page_raw, min_box: float) -> tuple[int, int] | None:
+    """(text objects, filled paths at least `min_box` pt both ways on the page) of the page, into
+    its forms, in one call (None without the library): pdf_covered walks the page in Python only
+    when both are there."""
+    if lib() is None:
+        return None
+    boxes = ctypes.c_int()
+    texts = _lib.jd_cover_counts(ctypes.byref(_pdfium), ctypes.cast(page_raw, ctypes.c_void_p), min_box,
+                                 ctypes.byref(boxes))
+    return texts, boxes.value

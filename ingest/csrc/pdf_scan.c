@@ -22,6 +22,9 @@ typedef struct {                                           /* filled by ingest/p
     int type_text, type_form;                              /* FPDF_PAGEOBJ_TEXT, FPDF_PAGEOBJ_FORM */
     unsigned (*get_unicode)(H textpage, int index);
     int (*char_origin)(H textpage, int index, double *x, double *y);
+    int (*get_draw_mode)(H path, int *fill_mode, int *stroke);
+    int (*get_bounds)(H obj, float *left, float *bottom, float *right, float *top);
+    int type_path;                                         /* FPDF_PAGEOBJ_PATH */
 } Pdfium;
 
 enum { CLEAR = 0, TINY = 1, PALE = 2 };
@@ -161,4 +164,58 @@ int jd_char_runs(const Pdfium *f, H textpage, int step, unsigned *codes, double 
         }
     }
     return n;
+}
+
+/* pdf_covered._collect's question, cheaply: does `parent` (the page, or a form XObject whose matrix
+ * to the page is `outer`) hold a text object (`texts`) and a filled path whose page box is at least
+ * `min_box` both ways (`boxes`)? Counts both, into nested forms. The box is found as _big_box finds
+ * it (bounds through `outer` as PdfMatrix.on_rect does), with `min_box` given a hair lower by the
+ * caller: a page this calls boxless has none for the Python walk either. */
+static void cover_scan(const Pdfium *f, H parent, int form, const double *outer, double min_box,
+                       int *texts, int *boxes) {
+    int count = form ? f->form_count_objects(parent) : f->page_count_objects(parent);
+    for (int i = 0; i < count; i++) {
+        H obj = form ? f->form_get_object(parent, (unsigned long)i) : f->page_get_object(parent, i);
+        int kind = f->get_type(obj);
+        if (kind == f->type_text) {
+            (*texts)++;
+        } else if (kind == f->type_form) {
+            double inner[6];
+            compose(f, obj, outer, inner);
+            cover_scan(f, obj, 1, inner, min_box, texts, boxes);
+        } else if (kind == f->type_path) {
+            int fill_mode = 0, stroke = 0;
+            float l, b, r, t;
+            if (!f->get_draw_mode(obj, &fill_mode, &stroke) || !fill_mode)
+                continue;
+            if (!f->get_bounds(obj, &l, &b, &r, &t)) {
+                (*boxes)++;                                 /* unknown: let the Python walk decide */
+                continue;
+            }
+            double xs[4], ys[4], corner[4][2] = {{l, t}, {l, b}, {r, t}, {r, b}};
+            for (int k = 0; k < 4; k++) {
+                xs[k] = outer[0] * corner[k][0] + outer[2] * corner[k][1] + outer[4];
+                ys[k] = outer[1] * corner[k][0] + outer[3] * corner[k][1] + outer[5];
+            }
+            double x0 = xs[0], x1 = xs[0], y0 = ys[0], y1 = ys[0];
+            for (int k = 1; k < 4; k++) {
+                if (xs[k] < x0) x0 = xs[k];
+                if (xs[k] > x1) x1 = xs[k];
+                if (ys[k] < y0) y0 = ys[k];
+                if (ys[k] > y1) y1 = ys[k];
+            }
+            if (!(x1 - x0 < min_box) && !(y1 - y0 < min_box))   /* NaN counts as a box */
+                (*boxes)++;
+        }
+    }
+}
+
+/* The page's text objects and possible covering boxes, counted (boxes into `*boxes`); returns the
+ * number of text objects. */
+int jd_cover_counts(const Pdfium *f, H page, double min_box, int *boxes) {
+    static const double identity[6] = {1, 0, 0, 1, 0, 0};
+    int texts = 0;
+    *boxes = 0;
+    cover_scan(f, page, 0, identity, min_box, &texts, boxes);
+    return texts;
 }

@@ -39,7 +39,7 @@ _SCAN = _line(700, b"Scanned invoice number 4711") + b"q 612 0 0 792 0 0 cm BI /
     b"\xc0\xc8\xd0\xd8 EI Q\n"
 
 
-def test_text_under_a_box_or_in_its_colour_is_not_read(tmp_path):
+def test_text_under_a_box_or_in_its_colour_is_not_read(tmp_path, pdf_checks):
     doc = read_document(write_stream_pdf(tmp_path / "contract.pdf", [_CONTRACT, _SCAN], form=_FORM))
     assert doc.page(1).text.splitlines() == [
         "Contract between Acme and the supplier", "White on navy heading", "Black on a grey panel",
@@ -119,7 +119,7 @@ def test_a_word_boxed_over_in_a_real_paper_is_the_only_change(tmp_path, corpus):
         "a\ndouble-blind initial submission", "a\ninitial submission")
 
 
-def test_text_under_a_filled_rectangle_comment_is_not_read(tmp_path):
+def test_text_under_a_filled_rectangle_comment_is_not_read(tmp_path, pdf_checks):
     """A viewer's rectangle comment filled black over a line (a redaction done with the comment
     tools) and a typed-text box on an opaque white background over a line ("whiteout", the typed
     text read as added text) hide those lines; a rectangle comment only outlining a line does not."""
@@ -140,3 +140,11 @@ def test_text_under_a_filled_rectangle_comment_is_not_read(tmp_path):
     assert read_document(tmp_path / "commented.pdf").page(1).text.splitlines() == [
         "Salary of Ana Ribeiro: 84000 euros", "Signed in Lisboa", "", "Text added on the page:",
         "New address: Rua do Ouro 5"]
+
+
+def test_a_box_only_inside_a_form_still_hides_its_line(tmp_path, pdf_checks):
+    """The page's own content has no box (the C count that lets most pages skip the walk must look
+    into form XObjects, scaled): the form's box still hides the form's line under it."""
+    doc = read_document(write_stream_pdf(tmp_path / "form.pdf", [_line(700, b"Page line") + b"q /Fm0 Do Q\n"],
+                                         form=_FORM))
+    assert doc.page(1).text.splitlines() == ["Page line", "Form line shown"]

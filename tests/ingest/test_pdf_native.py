@@ -104,3 +104,24 @@ def test_the_c_character_runs_are_the_python_ones(tmp_path, corpus):
             page.close()
         pdf.close()
     assert compared > 500
+
+
+def test_the_c_cover_counts_agree_with_the_python_walk(tmp_path, corpus):
+    """pdf_covered walks a page in Python only when the C count finds text and a box: the counts are
+    the walk's, on made pages (boxes in the page, in a form, under text, thin rules) and corpus pages."""
+    from ingest import pdf_covered
+    from tests.ingest.test_pdf_covered import _CONTRACT, _FORM, _SCAN, _line
+
+    made = [write_stream_pdf(tmp_path / "contract.pdf", [_CONTRACT, _SCAN, _line(700, b"Plain") + b"q /Fm0 Do Q\n",
+                                                         _line(700, b"Plain")], form=_FORM)]
+    with_boxes = 0
+    for path in made + [corpus / name for name in ("hsaur-inference.pdf", "acm-sigconf.pdf", "sexam-ar.pdf")]:
+        pdf = pdfium.PdfDocument(str(path))
+        for page in pdf:
+            texts, boxes = [], []
+            pdf_covered._collect(page.raw, pdfium_c.FPDFPage_CountObjects, pdf_covered._PAGE_OBJECT, None, texts, boxes)
+            assert pdf_native.cover_counts(page.raw, pdf_covered.MIN_BOX_PT - 1e-3) == (len(texts), len(boxes))
+            with_boxes += bool(boxes)
+            page.close()
+        pdf.close()
+    assert with_boxes >= 3
