@@ -13,7 +13,8 @@ there is one, else the cited sentence itself. It is fuzzy-matched (rapidfuzz par
 normalized text) against the cited page; the best matching window, widened to whole
 sentences, is the supporting passage with its character offsets in the page text. The quote's
 words must be the page's words there, in the page's order (a stretch that differs only a few
-letters apart: broken words, accents). A quote found on no page alone may run across a page
+letters apart: broken words, accents), and so must its relation and operator symbols ("≤", "<=" for
+"≤", "±", "%": the word check cannot see them). A quote found on no page alone may run across a page
 break (of a cited range, or next to a cited page): it is matched against the two pages joined
 without their running header and footer.
 """
@@ -459,7 +460,8 @@ def _align_one(quote: str, text: str, own: bool = False) -> tuple[bool, float, t
     around = ntext[max(0, lo - NUMBER_SLACK): hi + NUMBER_SLACK]
     verified = (score >= VERIFY_THRESHOLD and _negations(ntext[_clause_start(nq, ntext, lo):hi]) <= _negations(nq)
                 <= _negations(around)
-                and _numbers(nq) <= _numbers(around) and _in_order(nq, ntext, lo, hi, own))
+                and _numbers(nq) <= _numbers(around) and _same_symbols(nq, around, ntext[lo:hi])
+                and _in_order(nq, ntext, lo, hi, own))
     return verified, round(score, 1), (index[lo], index[hi - 1] + 1)
 
 
@@ -597,6 +599,32 @@ def _numbers(text: str) -> set[str]:
     """The numbers a normalized text states, without their separators ("1,000" and "1000" alike): a
     quote whose figure differs from the page's ("5.0 M€" for "4.0 M€") scores high on text alone."""
     return {re.sub(r"\D", "", m) for m in _NUMBER.findall(text)}
+
+
+# relation and operator symbols, which the word check cannot see ("x ≤ 5" is not "x = 5"); ASCII
+# spellings of a symbol count as it ("<=" is "≤", "!=" is "≠", "+/-" is "±")
+_SPELLINGS = {"<=": "\u2264", ">=": "\u2265", "!=": "\u2260", "+/-": "\u00b1", "+-": "\u00b1"}
+_SPELLING = re.compile(r"<\s?=(?!=)|>\s?=(?!=)|!=|\+\s?/?\s?-(?!\d)")
+_SYMBOL = re.compile(r"==|[<>=+%\u2030\u00b1\u2213\u2260\u2264\u2265\u2248\u00d7\u00f7]")
+
+
+def _symbols(text: str) -> list[str]:
+    """The relation and operator symbols of a normalized text, in order, ASCII spellings folded."""
+    return _SYMBOL.findall(_SPELLING.sub(lambda m: _SPELLINGS[re.sub(r"\s", "", m.group())], text))
+
+
+def _subsequence(a: list[str], b: list[str]) -> bool:
+    """Whether the items of `a` are items of `b`, in b's order."""
+    rest = iter(b)
+    return all(x in rest for x in a)
+
+
+def _same_symbols(nq: str, around: str, window: str) -> bool:
+    """Whether the quote's symbols are the page's there, in order: each of the quote's is in the window
+    with its edges (`around`), and each of the window's is in the quote ("a > b" is not "a < b",
+    "a - b" not "a + b")."""
+    q = _symbols(nq)
+    return _subsequence(q, _symbols(around)) and _subsequence(_symbols(window), q)
 
 
 _NEGATION = re.compile(r"\b(?:not|no|never|cannot|none|nor|ne|pas|jamais|nicht|kein\w*|nie)\b"

@@ -3,8 +3,8 @@ apostrophes) and false ✓ on altered ones (two words swapped, a word replaced b
 the corpus PDFs; and the same sentences as claims without quotation marks: opened by "According to
 the document, ", with "also" inserted mid-sentence (true), with two words swapped, a word replaced by
 its opposite, or "only" inserted (false). A swap of two words that read the same (case and punctuation
-aside: "The" and "the", "gel" and "gel."), or of a "word" without letters or digits ("." or "≤": the check
-reads words, so a formula's symbols swapped go unseen), is no sample; a claim's words are swapped
+aside: "The" and "the", "gel" and "gel."), or of a "word" without letters or digits ("." or "≤": swapping
+two such symbols is a separate check's, app.citations._same_symbols), is no sample; a claim's words are swapped
 without its final period.
 
     .venv/bin/python bench/single_page.py [--per-doc 40] [--seed 3] [--show]

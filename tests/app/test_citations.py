@@ -687,3 +687,25 @@ def test_a_not_earlier_in_the_page_clause_counts(docs):
         assert not c.verified and c.score >= VERIFY_THRESHOLD, (bad, c)
     assert parse_and_verify("Redundancies will be discovered and removed as they are found [doc 2, p. 26].",
                             docs)[1][0].verified
+
+
+@pytest.fixture(scope="module")
+def refcard(corpus):
+    return read_document(corpus / "pari-refcard.pdf")
+
+
+@pytest.mark.parametrize("quote, found", [
+    ("eval. seq for a ≤ X ≤ b", True),
+    ("eval. seq for a <= X <= b", True),             # the ASCII spelling of "≤"
+    ("comparison operators <=, <, >=, >, ==, !=", True),
+    ("comparison operators ≤, <, ≥, >, ==, ≠", True),
+    ("eval. seq for a < X ≤ b", False),              # a relation swapped
+    ("eval. seq for a = X ≤ b", False),
+    ("eval. seq for a ≥ X ≤ b", False),
+    ("comparison operators <, <, >=, >, ==, =", False),
+    ("π = 3.14, γ ≈ 0.57, C ≈ 0.91", False),          # "≈" is not "="
+    ("t REAL. Reals 3.14, 6.022 E23", False),          # "±" lost
+])
+def test_relation_and_operator_symbols_must_be_the_pages(refcard, quote, found):
+    answer = f"\u201c{quote}\u201d [doc 1, p. 1]"
+    assert parse_and_verify(answer, [refcard])[1][0].verified is found
