@@ -14,7 +14,7 @@ normalized text) against the cited page; the best matching window, widened to wh
 sentences, is the supporting passage with its character offsets in the page text. The quote's
 words must be the page's words there, in the page's order (a stretch that differs only a few
 letters apart: broken words, accents), and so must its relation and operator symbols ("≤", "<=" for
-"≤", "±", "%": the word check cannot see them). A quote found on no page alone may run across a page
+"≤", "±", "%": the word check cannot see them) and its figures, sign and decimal point included. A quote found on no page alone may run across a page
 break (of a cited range, or next to a cited page): it is matched against the two pages joined
 without their running header and footer.
 """
@@ -24,6 +24,7 @@ import difflib
 import json
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -591,14 +592,28 @@ def _same_letters(a: str, b: str) -> bool:
     return re.sub(r"\D", "", a) == re.sub(r"\D", "", b) and Indel.normalized_similarity(a, b) >= WORD_SIMILARITY
 
 
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+# a number, with its minus sign when it has one: "-" (U+2212 is folded to it) right before a digit, not
+# right after an operand ("x-3", "2022-11" subtract or join; "gives -1", "(-3" are negative), or "- "
+# after "=", "(" or a relation ("= - 3"; "x - 3" subtracts, "- 3 items" is a list's dash)
+_NUMBER = re.compile(r"(?:(?<![\w)\]])-(?=\d)|(?:(?<=[=(<>\u2264\u2265\u2260\u2248])|(?<=[=(<>\u2264\u2265\u2260\u2248]\s))-\s)?"
+                     r"\d+(?:[.,]\d+)*")
 NUMBER_SLACK = 8        # characters around the matched window where the quote's numbers may also be
 
 
-def _numbers(text: str) -> set[str]:
-    """The numbers a normalized text states, without their separators ("1,000" and "1000" alike): a
-    quote whose figure differs from the page's ("5.0 M€" for "4.0 M€") scores high on text alone."""
-    return {re.sub(r"\D", "", m) for m in _NUMBER.findall(text)}
+def _number_key(number: str) -> str:
+    """A number as it is compared: its sign, its digits, and a decimal point unless each group after a
+    separator has three digits (thousands: "1,000", "1.000" and "1000" alike; "1.5" and "1,5" alike,
+    not "15")."""
+    sign = "-" if number.startswith("-") else ""
+    head, *groups = re.split(r"[.,]", number.lstrip("- "))
+    return sign + (head + "".join(groups) if all(len(g) == 3 for g in groups) else ".".join([head, *groups]))
+
+
+def _numbers(text: str) -> Counter[str]:
+    """The numbers a normalized text states, each as many times as it does (_number_key): a quote whose
+    figure differs from the page's ("5.0 M€" for "4.0 M€", "1.5" for "15", "3" for "−3") scores high
+    on text alone."""
+    return Counter(_number_key(m) for m in _NUMBER.findall(text))
 
 
 # relation and operator symbols, which the word check cannot see ("x ≤ 5" is not "x = 5"); ASCII

@@ -5,6 +5,7 @@ import pytest
 
 from app.citations import VERIFY_THRESHOLD, match_quote, parse, parse_and_verify
 from ingest import read_document
+from ingest.prompt import citation_labels
 
 
 @pytest.fixture(scope="module")
@@ -709,3 +710,20 @@ def refcard(corpus):
 def test_relation_and_operator_symbols_must_be_the_pages(refcard, quote, found):
     answer = f"\u201c{quote}\u201d [doc 1, p. 1]"
     assert parse_and_verify(answer, [refcard])[1][0].verified is found
+
+
+@pytest.mark.parametrize("doc, quote, found", [
+    ("pari-refcard.pdf", "sign of x (gives −1, 0, 1)", True),
+    ("pari-refcard.pdf", "sign of x (gives -1, 0, 1)", True),        # ASCII minus for U+2212
+    ("pari-refcard.pdf", "sign of x (gives 1, 0, 1)", False),        # the minus sign lost
+    ("pari-refcard.pdf", "t REAL. Reals ±3,14, 6.022 E23", True),     # a decimal comma for the point
+    ("pari-refcard.pdf", "t REAL. Reals ±31.4, 6.022 E23", False),    # the decimal point moved
+    ("pari-refcard.pdf", "t REAL. Reals ±314, 6.022 E23", False),     # ... or lost
+    ("hsaur-inference.pdf", "each by 3.28 then we would like to test the hypothesis", True),
+    ("hsaur-inference.pdf", "each by 32.8 then we would like to test the hypothesis", False),
+])
+def test_a_number_with_another_sign_or_decimal_point_is_not_verified(corpus, doc, quote, found):
+    document = read_document(corpus / doc)
+    marker = next(m for p, m in zip(document.pages, citation_labels(document.pages)) if quote[:9] in p.text)
+    answer = f"\u201c{quote}\u201d [doc 1, p. {marker}]"
+    assert parse_and_verify(answer, [document])[1][0].verified is found
