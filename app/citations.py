@@ -620,7 +620,7 @@ def _numbers(text: str) -> Counter[str]:
 # spellings of a symbol count as it ("<=" is "≤", "!=" is "≠", "+/-" is "±")
 _SPELLINGS = {"<=": "\u2264", ">=": "\u2265", "!=": "\u2260", "+/-": "\u00b1", "+-": "\u00b1"}
 _SPELLING = re.compile(r"<\s?=(?!=)|>\s?=(?!=)|!=|\+\s?/?\s?-(?!\d)")
-_SYMBOL = re.compile(r"==|[<>=+%\u2030\u00b1\u2213\u2260\u2264\u2265\u2248\u00d7\u00f7]")
+_SYMBOL = re.compile(r"==|[<>=+%\u2030\u00b1\u2213\u2260\u2264\u2265\u2248\u00d7\u00f7\u226e\u226f\u2270\u2271\u2262]")
 
 
 def _symbols(text: str) -> list[str]:

@@ -16,6 +16,8 @@ _FOLD = {
     "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2212": "-",
     "\u00a0": " ", "\u2009": " ", "\u202f": " ", "\u2007": " ",
     "\ufb01": "fi", "\ufb02": "fl", "\ufb00": "ff", "\ufb03": "ffi", "\ufb04": "ffl",
+    # negated relations kept whole (their stroke is a combining mark: "≠" would read as "=")
+    **{ch: ch for ch in "\u2260\u226e\u226f\u2270\u2271\u2262\u2209\u2284\u2285\u2288\u2289\u2224\u2226"},
 }
 # Dropped entirely: soft hyphen, zero-width and bidi control characters, and the Arabic tatweel
 # (a letter stretched to justify a line: "الامتحـــان" is "الامتحان").

@@ -727,3 +727,16 @@ def test_a_number_with_another_sign_or_decimal_point_is_not_verified(corpus, doc
     marker = next(m for p, m in zip(document.pages, citation_labels(document.pages)) if quote[:9] in p.text)
     answer = f"\u201c{quote}\u201d [doc 1, p. {marker}]"
     assert parse_and_verify(answer, [document])[1][0].verified is found
+
+
+@pytest.mark.parametrize("doc, quote, found", [
+    ("pari-refcard.pdf", "comparison operators ≤, <, ≥, >, ==, ≠", True),     # "≠" for the page's "!="
+    ("pari-refcard.pdf", "comparison operators <=, <, >=, >, ==, ==", False),
+    ("r-intro.pdf", "evaluate the function f(x; y) = cos(y)/(1 + x", True),
+    ("r-intro.pdf", "evaluate the function f(x; y) ≠ cos(y)/(1 + x", False),  # "≠" is not "="
+])
+def test_not_equal_is_its_own_symbol(corpus, doc, quote, found):
+    document = read_document(corpus / doc)
+    marker = next(m for p, m in zip(document.pages, citation_labels(document.pages)) if quote[:20] in p.text)
+    answer = f"\u201c{quote}\u201d [doc 1, p. {marker}]"
+    assert parse_and_verify(answer, [document])[1][0].verified is found
