@@ -2,7 +2,9 @@
 apostrophes) and false ✓ on altered ones (two words swapped, a word replaced by its opposite), on
 the corpus PDFs; and the same sentences as claims without quotation marks: opened by "According to
 the document, ", with "also" inserted mid-sentence (true), with two words swapped, a word replaced by
-its opposite, or "only" inserted (false). A swap of two words that read the same (case and punctuation
+its opposite, or "only" inserted (false). Also false: a quote with a relation or operator symbol
+changed ("≤" for "<", "≠" for "=", "−" for "+", "‰" for "%"; kind "symbol") or a figure changed (its
+minus sign dropped, its decimal point moved one place: "32.8" for "3.28"; kind "figure"). A swap of two words that read the same (case and punctuation
 aside: "The" and "the", "gel" and "gel."), or of a "word" without letters or digits ("." or "≤": swapping
 two such symbols is a separate check's, app.citations._same_symbols), is no sample; a claim's words are swapped
 without its final period.
@@ -39,6 +41,28 @@ OPPOSITE = {"increase": "decrease", "increases": "decreases", "larger": "smaller
             "end": "start"}
 
 
+SYMBOL = {"<": "\u2264", "\u2264": "<", ">": "\u2265", "\u2265": ">", "=": "\u2260", "\u2260": "=", "+": "\u2212",
+          "\u2212": "+", "\u00b1": "+", "%": "\u2030", "\u2248": "="}
+_SYMBOL = re.compile("|".join(map(re.escape, SYMBOL)))
+_FIGURE = re.compile(r"(?<![\w.])[-\u2212](?=\d)|(?<![\w.])(\d+)\.(\d)(\d*)(?![\d.])")
+
+
+def _symbol_changed(text: str) -> str | None:
+    """The sentence with its first relation or operator symbol changed (SYMBOL), or None."""
+    m = _SYMBOL.search(text)
+    return None if m is None else text[:m.start()] + SYMBOL[m.group()] + text[m.end():]
+
+
+def _figure_changed(text: str) -> str | None:
+    """The sentence with its first signed or decimal number changed: the sign dropped, the decimal
+    point moved one digit right ("3.28" -> "32.8", "1.5" -> "15"), or None."""
+    m = _FIGURE.search(text)
+    if m is None:
+        return None
+    new = "" if m.group(1) is None else m.group(1) + m.group(2) + ("." + m.group(3) if m.group(3) else "")
+    return text[:m.start()] + new + text[m.end():]
+
+
 def _key(word: str) -> str:
     """A word as the check reads it: letters and digits, case aside."""
     return re.sub(r"\W", "", word).casefold()
@@ -52,7 +76,7 @@ def main() -> None:
     args = ap.parse_args()
     rng = random.Random(args.seed)
     tally = {k: [0, 0] for k in ("true", "curly", "swap", "opposite", "claim lead-in", "claim also", "claim swap",
-                                  "claim opposite", "claim only")}
+                                  "claim opposite", "claim only", "symbol", "figure")}
     for name in DOCS:
         doc = read_document(CORPUS / name)
         shown = citation_labels(doc.pages)
@@ -77,7 +101,8 @@ def main() -> None:
                                 ("claim also", " ".join(words[:mid] + ["also"] + words[mid:]).rstrip(".")),
                                 ("claim swap", " ".join(claim_swapped) if differ else None),
                                 ("claim opposite", opposite and " ".join(opposite).rstrip(".")),
-                                ("claim only", " ".join(words[:mid] + ["only"] + words[mid:]).rstrip("."))):
+                                ("claim only", " ".join(words[:mid] + ["only"] + words[mid:]).rstrip(".")),
+                                ("symbol", _symbol_changed(text)), ("figure", _figure_changed(text))):
                 if quote is None:
                     continue
                 cite = f"[doc 1, p. {shown[i]}]"
