@@ -54,6 +54,12 @@ class ChatService:
             return ChatInfo(c.id, c.workspace_id, c.title, _utc(c.created_at), int(n or 0))
 
     def delete(self, chat_id: int) -> None:
+        """Remove the chat and its messages (Conflict while one of its answers is being written)."""
+        self._svc.qa.refuse_if_answering(chat_id=chat_id, what=f"chat {chat_id}")
+        self.drop(chat_id)
+
+    def drop(self, chat_id: int) -> None:
+        """`delete` without the busy check: for the ask itself (its chat left empty)."""
         self._svc.delete_rows(f"chat {chat_id}", lambda s: s.delete(self._row(s, chat_id)))
         self._svc.after_delete()
 

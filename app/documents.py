@@ -293,7 +293,9 @@ class DocumentService:
             return s.execute(query).rowcount
 
     def remove(self, ws_id: int, doc_id: int) -> None:
-        """Remove a document, its pages, and its original when no other document uses it."""
+        """Remove a document, its pages, and its original when no other document uses it
+        (Conflict while an answer is being written in its workspace: that answer may cite it)."""
+        self._svc.qa.refuse_if_answering(ws_id=ws_id, what=f"document {doc_id}")
         def delete(s) -> str:
             row = self._row(s, doc_id)
             if row.workspace_id != ws_id:

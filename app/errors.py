@@ -11,7 +11,7 @@ class NotFound(AppError):
 
 
 class Conflict(AppError):
-    """A name already taken."""
+    """A name already taken, or something busy (an answer being written in it)."""
 
 
 class InvalidInput(AppError):

@@ -16,7 +16,7 @@ from app.answerers.base import AnswerRequest
 from app.background import run_with_progress
 from app.citations import parse_and_verify
 from app.config import MAX_NEW_TOKENS
-from app.errors import EngineUnavailable, InvalidInput, NotFound, StorageError
+from app.errors import Conflict, EngineUnavailable, InvalidInput, NotFound, StorageError
 from app.events import AskEvent
 from app.records import MessageInfo
 
@@ -57,7 +57,8 @@ def printable(text: str) -> str:
 class QAService:
     def __init__(self, svc: "Services"):
         self._svc = svc
-        self._running: dict[int, tuple[AnswerRequest, _Run]] = {}   # asks being answered, until saved
+        # asks being answered, until saved: id(req) -> (req, run, workspace id, chat id)
+        self._running: dict[int, tuple[AnswerRequest, _Run, int, int]] = {}
         self._running_changed = threading.Condition()
         self._closing: str | None = None       # why no more asks are taken (see `stop_all`)
 
@@ -68,11 +69,23 @@ class QAService:
         loading its checkpoint does not stop); returns how many were still unsaved then."""
         with self._running_changed:
             self._closing = reason
-            for req, run in self._running.values():
+            for req, run, _ws, _chat in self._running.values():
                 run.stopped_by = reason
                 req.cancel.set()
             self._running_changed.wait_for(lambda: not self._running, timeout)
             return len(self._running)
+
+    def refuse_if_answering(self, *, ws_id: int | None = None, chat_id: int | None = None,
+                            what: str) -> None:
+        """Raise Conflict naming `what` while an answer is being written into workspace `ws_id`
+        (any of its chats) or into chat `chat_id`: deleting it (or a document it cites) would
+        fail that answer or leave it citing what is gone. The one rule for UI, API and CLI."""
+        with self._running_changed:
+            busy = sorted({c for _req, _run, w, c in self._running.values() if w == ws_id or c == chat_id})
+        if busy:
+            chats = ", ".join(str(c) for c in busy)
+            raise Conflict(f"{what} is busy: an answer is being written in chat{'s' if len(busy) > 1 else ''} "
+                           f"{chats}; stop it or wait until it is saved, then try again")
 
     def ask(self, ws_id: int, question: str, chat_id: int | None = None,
             max_new_tokens: int | None = None, cancel: threading.Event | None = None,
@@ -170,7 +183,7 @@ class QAService:
         run = _Run(t_start=time.monotonic(),
                    engine=loaded.name if loaded is not None else self._svc.settings.resolved_engine())
         with self._running_changed:              # `stop_all` finds it from here until it is saved
-            self._running[id(req)] = (req, run)
+            self._running[id(req)] = (req, run, ws_id, chat_id)
             if self._closing is not None:        # asked just before: saved with its question, stopped
                 run.stopped_by = self._closing
                 req.cancel.set()
@@ -221,7 +234,7 @@ class QAService:
     def _drop_if_empty(self, chat_id: int) -> None:
         try:
             if self._svc.chats.get(chat_id).messages == 0:
-                self._svc.chats.delete(chat_id)
+                self._svc.chats.drop(chat_id)
         except Exception:  # noqa: BLE001 -- tidying up must not hide the engine's error
             log.exception("removing the empty chat %s failed", chat_id)
 

@@ -139,7 +139,9 @@ class WorkspaceService:
             raise Conflict(f"a workspace named {name!r} already exists") from None
 
     def delete(self, ws_id: int) -> None:
-        """Remove the workspace, its documents, pages, chats, and originals no one else uses."""
+        """Remove the workspace, its documents, pages, chats, and originals no one else uses
+        (Conflict while an answer is being written in it)."""
+        self._svc.qa.refuse_if_answering(ws_id=ws_id, what=f"workspace {ws_id}")
         hashes: set[str] = set()
 
         def delete(s) -> set[str]:

@@ -362,3 +362,39 @@ def test_an_empty_password_is_refused(auth):
     with pytest.raises(ValueError, match="auth for user 'me' has an empty password"):
         parse_auth(auth)
     assert parse_auth("me:x")("me", "x") and not parse_auth("me:x")("me", "")
+
+
+def test_nothing_an_answer_is_being_written_into_can_be_deleted_until_it_is_saved(client, workspace, sse,
+                                                                                  extractive_services):
+    """An answer in flight (the engine held): its chat, its workspace and the documents it may cite
+    are refused with a 409 naming what is busy; the answer is then saved whole, citations and all."""
+    queue = extractive_services.queue
+    held = queue.take()
+    assert queue.wait(held, 30)
+    try:
+        with client.stream("POST", f"/api/workspaces/{WS}/ask",
+                           json={"question": "What is a t-test?"}) as r:
+            events = sse(r)
+            event, data = next(events)
+            assert event == "progress"
+            chat_id = json.loads(data)["chat_id"]
+            doc_id = client.get(f"/api/workspaces/{WS}/documents").json()[0]["id"]
+            for path, busy in ((f"/api/chats/{chat_id}", f"chat {chat_id}"),
+                               (f"/api/workspaces/{WS}/documents/{doc_id}", f"document {doc_id}"),
+                               (f"/api/workspaces/{WS}", "workspace")):
+                refused = client.delete(path)
+                assert refused.status_code == 409, (path, refused.text)
+                message = refused.json()["error"]["message"]
+                assert refused.json()["error"]["reason"] == "conflict" and busy in message
+                assert f"being written in chat {chat_id}" in message, message
+            queue.release(held)
+            held = None
+            done = [json.loads(d) for e, d in events if e == "done"]
+        assert done and done[0]["citations"], done
+    finally:
+        if held is not None:
+            queue.release(held)
+    saved = extractive_services.chats.messages(chat_id)
+    assert saved[-1].role == "assistant" and saved[-1].citations
+    assert doc_id in {d["id"] for d in client.get(f"/api/workspaces/{WS}/documents").json()}
+    assert client.delete(f"/api/chats/{chat_id}").status_code == 204     # saved: now it can go
