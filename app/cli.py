@@ -446,7 +446,7 @@ def cmd_workspaces(args) -> int:
     svc = _services(args)
     if args.delete is not None:
         ws = _workspace(svc, args.delete)
-        svc.workspaces.delete(ws.id)
+        _delete(args, f"/api/workspaces/{ws.id}", lambda: svc.workspaces.delete(ws.id))
         _report(args, {"deleted": ws.to_dict()}, f"deleted workspace {ws.name!r} ({_count(ws.documents, 'document')} "
                 "and its chats; cached states stay until the cache budget needs their room)")
         return EXIT_OK
@@ -458,6 +458,17 @@ def cmd_workspaces(args) -> int:
     for w in rows if not args.json else []:
         print(f"{w.name}\t{_count(w.documents, 'document')}\t{_count(w.pages, 'page')}")
     return EXIT_OK
+
+
+def _delete(args, path: str, here) -> None:
+    """Delete through the `jambadocs serve` on this data folder (API `path`) when one runs, so what
+    an answer it is writing needs is refused (Conflict: exit 1, its message); else `here()`."""
+    from app.local_server import delete_through, find
+    server = find(_settings(args))
+    if server is None:
+        here()
+    else:
+        delete_through(server, path)
 
 
 def _report(args, obj: dict, text: str) -> None:
@@ -482,7 +493,7 @@ def cmd_docs(args) -> int:
             raise InvalidInput(f"workspace {ws.name!r} has {len(found)} documents named {ref!r} "
                                f"({', '.join(f'[doc {d.index}]' for d in found)}); give its number")
         doc = found[0]
-        svc.documents.remove(ws.id, doc.id)
+        _delete(args, f"/api/workspaces/{ws.id}/documents/{doc.id}", lambda: svc.documents.remove(ws.id, doc.id))
         _report(args, {"deleted": doc.to_dict()}, f"removed [doc {doc.index}] {doc.filename} from workspace "
                 f"{ws.name!r}" + (" (the documents after it move up one number)" if doc.index < len(rows) else ""))
         return EXIT_OK
@@ -528,7 +539,7 @@ def cmd_chats(args) -> int:
         chat = next((c for c in svc.chats.list(ws.id) if c.id == args.delete), None)
         if chat is None:
             raise NotFound(f"workspace {ws.name!r} has no chat {args.delete} (see: jambadocs chats -w {shlex.quote(ws.name)})")
-        svc.chats.delete(args.delete)
+        _delete(args, f"/api/chats/{args.delete}", lambda: svc.chats.delete(args.delete))
         _report(args, {"deleted": chat.to_dict()}, f"deleted chat {args.delete} from workspace {ws.name!r}")
         return EXIT_OK
     rows = svc.chats.list(ws.id)

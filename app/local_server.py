@@ -144,6 +144,19 @@ def ask_through(server: LocalServer, workspace: str, question: str, chat_id: int
         raise AppError(f"the server at {server.url} ended the answer without finishing it; ask again")
 
 
+def delete_through(server: LocalServer, path: str) -> None:
+    """DELETE `path` (e.g. "/api/chats/7") on the server, so its rule applies: what an answer it is
+    writing needs is refused (Conflict), as any error of its is, as the app error it stands for."""
+    import httpx
+
+    try:
+        reply = httpx.delete(f"{server.url}{path}", headers=server.headers(), timeout=60)
+    except httpx.TransportError as exc:
+        raise AppError(f"the server at {server.url} did not answer ({type(exc).__name__}); try again") from None
+    if reply.status_code != 204:
+        raise _error(reply.text)
+
+
 def _error(text: str) -> AppError:
     """The server's JSON error as the app error it stands for (its message, its kind)."""
     try:

@@ -249,3 +249,44 @@ def test_max_new_tokens_follows_one_rule_with_and_without_a_server(run, tmp_path
         server.stop()
     with pytest.raises(ValueError, match=f"max_new_tokens must be from 1 to {MAX_NEW_TOKENS}"):
         Settings.from_env(data_dir=run.data, max_new_tokens=MAX_NEW_TOKENS + 1)
+
+
+
+def test_the_cli_cannot_delete_what_the_servers_answer_in_flight_needs(run, tmp_path):
+    """`chats --delete`, `docs --delete` and `workspaces --delete` deleted in the CLI's own process while
+    the server on the same data folder was writing an answer there: the answer then failed ("chat N
+    does not exist") or was saved citing a removed document. Now they go through the server's rule:
+    exit 1 and a message naming what is busy; nothing is deleted, and the answer is saved."""
+    from fastapi import FastAPI
+
+    from app.api import create_router
+    from tests.api.conftest import LiveServer
+
+    note = tmp_path / "lighthouse.txt"
+    note.write_text(NOTE, encoding="utf-8")
+    assert run("ingest", "-w", "w", str(note))[0] == 0
+    settings = Settings.from_env(data_dir=run.data, engine="extractive")
+    token = local_server.new_token()
+    with Services(settings) as svc:
+        app = FastAPI()
+        app.include_router(create_router(svc, None, token))
+        with LiveServer(app) as live, local_server.announce(settings, "127.0.0.1", live.port, token):
+            held = svc.queue.take()                    # the engine is busy: the answer waits, in flight
+            assert svc.queue.wait(held, 30)
+            events = local_server.ask_through(local_server.find(settings), "w", "When does the boat come?")
+            try:
+                first = next(events)
+                chat_id = first.chat_id
+                for argv, busy in ((("chats", "-w", "w", "--delete", str(chat_id)), f"chat {chat_id} is busy"),
+                                   (("docs", "-w", "w", "--delete", "1"), "is busy"),
+                                   (("workspaces", "--delete", "w"), "is busy")):
+                    code, out, err = run(*argv)
+                    assert code == 1 and busy in err and f"being written in chat {chat_id}" in err, (argv, err)
+                    code, out, _ = run(*argv, "--json")
+                    assert code == 1 and json.loads(out)["error"]["reason"] == "conflict", out
+            finally:
+                svc.queue.release(held)
+            done = [ev.answer for ev in events if ev.kind == "done"]
+            assert done and done[0]["citations"], done          # saved whole, citing the document
+            code, out, err = run("chats", "-w", "w", "--delete", str(chat_id))     # saved: now it can go
+            assert code == 0 and f"deleted chat {chat_id}" in out, err
