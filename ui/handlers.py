@@ -359,9 +359,13 @@ class Handlers:
                 "removed for good.")
         return gr.update(visible=True), text, ws_id          # the confirmed one, whatever is open by then
 
-    def _refuse_if_answering(self, ws_id: int) -> None:
-        if self._answering(ws_id=ws_id):
-            raise Refused("An answer is still being written in this workspace: stop it or wait, then try again")
+    def _refuse_if_answering(self, ws_id: int | None = None, chat_id: int | None = None) -> None:
+        """The app's rule (`QAService.refuse_if_answering`: answers from the API and the CLI count
+        too), and this page's asks not yet begun in the app."""
+        where = "chat" if chat_id is not None else "workspace"
+        if self._answering(ws_id=ws_id, chat_id=chat_id):
+            raise Refused(f"An answer is still being written in this {where}: stop it or wait, then try again")
+        self.svc.qa.refuse_if_answering(ws_id=ws_id, chat_id=chat_id, what=f"this {where}")
 
     @toasts_refusals
     def delete_workspace(self, ws_id: int | None) -> dict:
@@ -509,6 +513,7 @@ class Handlers:
         """Show the confirmation for removing the picked document."""
         if ws_id is None or doc_id is None:
             raise Refused("Pick the document to remove first")
+        self._refuse_if_answering(ws_id)
         doc = self.svc.documents.get(doc_id)
         name = f"\u201c{doc.title}\u201d ({doc.filename})" if doc.title else f"\u201c{doc.filename}\u201d"
         text = (f"<b>Remove document {doc.index}, {render.esc(name)}?</b> The documents after it move up one "
@@ -548,6 +553,7 @@ class Handlers:
         """Show the confirmation for deleting the open chat."""
         if chat_id is None:
             raise Refused("This is a new chat: nothing is saved in it yet")
+        self._refuse_if_answering(chat_id=chat_id)
         chat = self.svc.chats.get(chat_id)
         questions = (chat.messages + 1) // 2
         text = (f"<b>Delete chat \u201c{render.esc(chat.title or 'untitled')}\u201d?</b> Its {questions} question"
@@ -559,8 +565,7 @@ class Handlers:
         """Delete the chat the confirmation named (`chat_id`; not while one of its answers is still
         being written); the open chat stays open unless it was that one (then the latest other)."""
         if chat_id is not None:
-            if self._answering(chat_id=chat_id):
-                raise Refused("An answer is still being written in this chat: stop it or wait, then delete")
+            self._refuse_if_answering(chat_id=chat_id)
             try:
                 self.svc.chats.delete(chat_id)
             except NotFound:

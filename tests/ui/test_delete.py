@@ -100,3 +100,29 @@ def test_the_chats_exports_leave_the_temp_folder_with_the_process(tmp_path):
     export = Path(run.stdout.strip().splitlines()[-1])
     assert export.name.endswith(".md") and "jambadocs-export-" in str(export)
     assert not export.exists() and not export.parent.parent.exists()
+
+
+def test_an_answer_the_api_is_writing_keeps_the_pages_confirmations_shut(ui, tmp_path):
+    """An answer in flight outside this page (the API, the CLI through the server): the page offered to
+    delete its chat, its workspace and the documents it may cite (only its own asks counted)."""
+    note = tmp_path / "lighthouse.txt"
+    note.write_text("The supply boat comes every second Tuesday, weather permitting.", encoding="utf-8")
+    ws = ui.svc.workspaces.create("w").id
+    doc = ui.svc.documents.add(ws, note).id
+    held = ui.svc.queue.take()                  # the engine is busy: the answer waits, in flight
+    assert ui.svc.queue.wait(held, 30)
+    events = ui.svc.qa.ask(ws, "When does the boat come?")
+    try:
+        chat = next(events).chat_id
+        for confirm in (lambda: ui.h.ask_delete(ws), lambda: ui.h.ask_delete_chat(chat),
+                        lambda: ui.h.ask_remove_document(ws, doc)):
+            with pytest.warns(UserWarning, match=f"is busy: an answer is being written in chat {chat}"):
+                assert confirm() == gr.skip()
+        with pytest.warns(UserWarning, match="is busy"):
+            assert ui.h.delete_chat(ws, chat, chat) == gr.skip()
+    finally:
+        ui.svc.queue.release(held)
+    done = [ev for ev in events if ev.kind == "done"]
+    assert done and done[0].answer.citations and [c.id for c in ui.svc.chats.list(ws)] == [chat]
+    shown, _, pending = ui.h.ask_delete_chat(chat)          # saved: now it can go
+    assert shown["visible"] is True and pending == chat
