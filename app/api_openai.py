@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.api_errors import ApiError, error_response
 from app.api_stream import iterate_in_thread
+from app.config import check_max_new_tokens
 from app.qa import printable
 from app.reasoning import ThinkingSplitter
 from ingest.prompt import opens_thinking
@@ -140,6 +141,7 @@ def _start(services: Any, body: ChatCompletionBody, cancel: threading.Event, fin
            start_ask, answer_json) -> Iterator[_Out]:
     """Validate the request and start it (in a worker thread: may touch the database/engine)."""
     max_new = body.max_completion_tokens or body.max_tokens
+    check_max_new_tokens(max_new)          # the one rule, for a workspace and for the bare engine alike
     try:
         ws = find_workspace(services, body.model)
     except ApiError:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import platformdirs
 
+from app.errors import InvalidInput
+
 ENGINES = ("auto", "extractive", "jamba", "remote")
 
 
@@ -30,6 +32,14 @@ def _env_number(name: str, kind: type = int) -> int | float | None:
 # The longest answer a question may ask for (`ask --max-new-tokens`, the API's max_new_tokens,
 # JAMBADOCS_MAX_NEW_TOKENS), one rule with or without a server; the model's context may allow less.
 MAX_NEW_TOKENS = 32768
+
+
+def check_max_new_tokens(value: object) -> None:
+    """The one rule for a requested answer length: a whole number from 1 to MAX_NEW_TOKENS, or
+    None (the settings' own); InvalidInput otherwise. The model's context may then allow less."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or not 1 <= value <= MAX_NEW_TOKENS):
+        raise InvalidInput(f"max_new_tokens must be a whole number from 1 to {MAX_NEW_TOKENS}, got {value!r}")
 
 # integer settings (JAMBADOCS_<NAME> in the environment), each positive
 POSITIVE_INTS = ("cache_bytes", "reserve_bytes", "max_upload_bytes", "max_pages", "max_new_tokens", "max_thinking_tokens")

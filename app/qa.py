@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from app.answerers.base import AnswerRequest
 from app.background import run_with_progress
 from app.citations import parse_and_verify
-from app.config import MAX_NEW_TOKENS
+from app.config import check_max_new_tokens
 from app.errors import Conflict, EngineUnavailable, InvalidInput, NotFound, StorageError
 from app.events import AskEvent
 from app.records import MessageInfo
@@ -108,10 +108,7 @@ class QAService:
             raise InvalidInput("the question is empty")
         if len(question) > MAX_QUESTION_CHARS:
             raise InvalidInput(f"the question is longer than {MAX_QUESTION_CHARS} characters")
-        if max_new_tokens is not None and (isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int)
-                                           or not 1 <= max_new_tokens <= MAX_NEW_TOKENS):
-            raise InvalidInput(f"max_new_tokens must be a whole number from 1 to {MAX_NEW_TOKENS}, "
-                               f"got {max_new_tokens!r}")
+        check_max_new_tokens(max_new_tokens)
         if history is not None:
             history = self._check_history(history)
         ws = self._svc.workspaces.get(ws_id)

@@ -247,3 +247,28 @@ def test_control_tokens_written_in_a_question_or_a_document_stay_text_for_the_se
         return sum(i in specials for i in (ids["input_ids"] if hasattr(ids, "keys") else ids))
     assert control_ids(messages) == control_ids(plain) > 0           # the turns' own frames only
     assert messages[-1]["content"].replace("\u2060", "") == attack        # only a word joiner added
+
+
+def test_max_tokens_follows_one_rule_for_a_workspace_and_for_the_engine_model(jamba_server, tmp_path):
+    """The bare engine (model "engine") trimmed any max_tokens to the context's room (10**9 was taken
+    without a word) while a workspace refused it: both now apply 1..MAX_NEW_TOKENS, in the same words."""
+    from app.config import MAX_NEW_TOKENS
+
+    note = tmp_path / "note.txt"
+    note.write_text("The supply boat comes every second Tuesday.", encoding="utf-8")
+    with httpx.Client(base_url=jamba_server.url, timeout=120) as c:
+        c.post("/api/workspaces", json={"name": "tides"})
+        with open(note, "rb") as f:
+            assert c.post("/api/workspaces/tides/documents", files={"files": ("note.txt", f)}).status_code == 201
+        for key in ("max_tokens", "max_completion_tokens"):
+            for n in (MAX_NEW_TOKENS + 1, 10**9):
+                replies = [c.post("/v1/chat/completions", json={
+                    "model": model, key: n, "messages": [{"role": "user", "content": "When does the boat come?"}]})
+                    for model in ("tides", "engine")]
+                assert [r.status_code for r in replies] == [400, 400], [r.text for r in replies]
+                assert replies[0].json() == replies[1].json()
+                assert replies[0].json()["error"]["reason"] == "invalid_input"
+                assert f"from 1 to {MAX_NEW_TOKENS}, got {n}" in replies[0].json()["error"]["message"]
+        ok = c.post("/v1/chat/completions", json={"model": "engine", "max_tokens": 2,
+                                                  "messages": [{"role": "user", "content": "hi"}]})
+        assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] <= 2, ok.text
