@@ -206,7 +206,7 @@ def test_sigterm_during_a_cli_ask_saves_the_question_as_stopped(tmp_path):
     assert main(["--data-dir", str(data), "ingest", "-w", "w", str(note)]) == 0
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAMBADOCS_")}
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "--data-dir", str(data), "--model", str(model),
-                             "ask", "-w", "w", "When does the boat come?", "--max-new-tokens", "100000"],
+                             "ask", "-w", "w", "When does the boat come?", "--max-new-tokens", "32768"],
                             env={**env, "HF_HUB_OFFLINE": "1"}, stderr=subprocess.PIPE, text=True)
     settings = Settings.from_env(data_dir=data, engine="extractive")
     with Services(settings) as svc:
