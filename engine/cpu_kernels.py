@@ -21,19 +21,18 @@ everything runs on torch ops.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
 import os
 import platform
-import shutil
 import subprocess
-import tempfile
 import threading
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from engine.cbuild import build_library
 
 log = logging.getLogger(__name__)
 
@@ -63,35 +62,11 @@ def _cpu_id() -> str:
     return "\n".join(parts)
 
 
-def cache_dir() -> Path:
-    base = os.environ.get("JAMBADOCS_KERNEL_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "jambadocs", "kernels")
-    return Path(base)
-
-
 def build(compiler: str | None = None) -> Path:
     """Compile the C sources (once per sources, flags and CPU) and return the shared library's path.
     Raises RuntimeError with the compiler's message when it cannot be built."""
-    cc = compiler or os.environ.get("CC") or "cc"
-    if shutil.which(cc) is None:
-        raise RuntimeError(f"no C compiler ({cc!r} not found)")
-    src = b"".join(p.read_bytes() for p in SOURCES + HEADERS)
-    key = hashlib.sha256(src + " ".join([cc, *FLAGS, *LIBS]).encode() + _cpu_id().encode()).hexdigest()[:16]
-    out = cache_dir() / f"jambadocs-kernels-{key}.so"
-    if out.exists():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)         # built aside, then renamed: atomic
-    os.close(fd)
-    try:
-        res = subprocess.run([cc, *FLAGS, "-o", tmp, *map(str, SOURCES), *LIBS], capture_output=True, text=True, timeout=120)
-        if res.returncode != 0:
-            raise RuntimeError(f"{cc} failed on {', '.join(p.name for p in SOURCES)}: {res.stderr.strip()[-2000:]}")
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return out
+    return build_library("jambadocs-kernels", SOURCES, FLAGS, LIBS, key_extra=_cpu_id().encode(),
+                         headers=HEADERS, compiler=compiler)
 
 
 def _load(path: Path) -> ctypes.CDLL:

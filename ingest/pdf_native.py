@@ -12,16 +12,15 @@ the same result (tests/ingest/test_pdf_native.py). Every call holds PDFIUM_LOCK 
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
 import os
-import shutil
 import subprocess
-import tempfile
 import threading
 from pathlib import Path
 
 import pypdfium2.raw as pdfium_c
+
+from engine.cbuild import build_library
 
 log = logging.getLogger(__name__)
 
@@ -52,35 +51,10 @@ _tried = False
 _lock = threading.Lock()
 
 
-def cache_dir() -> Path:
-    """Where engine/cpu_kernels.py keeps its built kernels (without importing torch)."""
-    base = os.environ.get("JAMBADOCS_KERNEL_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "jambadocs", "kernels")
-    return Path(base)
-
-
 def build(compiler: str | None = None) -> Path:
     """Compile pdf_scan.c (once per source and flags) and return the library's path. Raises
     RuntimeError with the compiler's message when it cannot be built."""
-    cc = compiler or os.environ.get("CC") or "cc"
-    if shutil.which(cc) is None:
-        raise RuntimeError(f"no C compiler ({cc!r} not found)")
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join([cc, *FLAGS]).encode()).hexdigest()[:16]
-    out = cache_dir() / f"jambadocs-pdf-{key}.so"
-    if out.exists():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)         # built aside, then renamed: atomic
-    os.close(fd)
-    try:
-        res = subprocess.run([cc, *FLAGS, "-o", tmp, str(SOURCE)], capture_output=True, text=True, timeout=120)
-        if res.returncode != 0:
-            raise RuntimeError(f"{cc} failed on {SOURCE.name}: {res.stderr.strip()[-2000:]}")
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return out
+    return build_library("jambadocs-pdf", [SOURCE], FLAGS, compiler=compiler)
 
 
 def _address(function) -> int:
