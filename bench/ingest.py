@@ -29,6 +29,7 @@ from ingest import read_document  # noqa: E402
 
 REAL_PDFS = ["pari-refcard.pdf", "latexsheet-de.pdf", "acm-sigconf.pdf", "hsaur-inference.pdf",
              "debian-history-fr.pdf", "sexam-ar.pdf", "r-intro.pdf", "gnuplot.pdf"]
+CORPUS = Path(os.environ.get("JAMBADOCS_CORPUS", Path(__file__).resolve().parents[2] / "shared" / "corpus"))
 
 
 def raw_pdfium(path: Path) -> int:
@@ -106,9 +107,8 @@ def agreement(path: Path) -> dict:
 
 
 def main() -> None:
-    default_corpus = Path(__file__).resolve().parents[2] / "shared" / "corpus"
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--corpus", type=Path, default=Path(os.environ.get("JAMBADOCS_CORPUS", default_corpus)))
+    ap.add_argument("--corpus", type=Path, default=CORPUS)
     ap.add_argument("--repeat", type=int, default=3, help="best of N runs per file and method")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()

@@ -10,7 +10,6 @@ hidden objects and renders.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -20,17 +19,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import ingest.pdf as pdf  # noqa: E402
 import ingest.pdf_hidden as hidden  # noqa: E402
 import ingest.pdf_native as native  # noqa: E402
+from bench.ingest import CORPUS, REAL_PDFS  # noqa: E402
 from ingest import read_document  # noqa: E402
 
-REAL_PDFS = ["pari-refcard.pdf", "latexsheet-de.pdf", "acm-sigconf.pdf", "hsaur-inference.pdf",
-             "debian-history-fr.pdf", "sexam-ar.pdf", "r-intro.pdf", "gnuplot.pdf"]
 _CHECK = pdf.hide_unseen_text
 
 
 def main() -> None:
-    default_corpus = Path(__file__).resolve().parents[2] / "shared" / "corpus"
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--corpus", type=Path, default=Path(os.environ.get("JAMBADOCS_CORPUS", default_corpus)))
+    ap.add_argument("--corpus", type=Path, default=CORPUS)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     counts = {"hidden": 0, "renders": 0}

@@ -12,7 +12,6 @@ CPU time of this process, best of --repeat, the four settings interleaved file b
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -20,10 +19,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ingest.pdf as pdf  # noqa: E402
+from bench.ingest import CORPUS, REAL_PDFS  # noqa: E402
 from ingest import read_document  # noqa: E402
 
-REAL_PDFS = ["pari-refcard.pdf", "latexsheet-de.pdf", "acm-sigconf.pdf", "hsaur-inference.pdf",
-             "debian-history-fr.pdf", "sexam-ar.pdf", "r-intro.pdf", "gnuplot.pdf"]
 SETTINGS = ["both off", "layers only", "edges only", "both on"]
 _LAYERS, _BOUNDED = pdf.hidden_layers, pdf._bounded_len
 
@@ -35,9 +33,8 @@ def use(setting: str) -> None:
 
 
 def main() -> None:
-    default_corpus = Path(__file__).resolve().parents[2] / "shared" / "corpus"
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--corpus", type=Path, default=Path(os.environ.get("JAMBADOCS_CORPUS", default_corpus)))
+    ap.add_argument("--corpus", type=Path, default=CORPUS)
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
     best = {(name, s): float("inf") for name in REAL_PDFS for s in SETTINGS}
