@@ -137,6 +137,26 @@ def test_state_of_another_model_is_refused_by_the_engine_and_dropped(eng, other_
     assert got.depth == 0 and got.dropped == keys and store.entry(keys[0]) is None
 
 
+def test_a_blob_of_another_prefix_of_the_same_model_is_refused(eng, segments, tmp_path):
+    """Blobs of one model whose prefixes have as many tokens are alike in size and each passes the
+    engine's own checks: only the row's checksum tells that a file is not the one stored under its
+    key (swapped by hand, or copied from another data folder), so a restore checks it too."""
+    store = StateStore(tmp_path / "states")
+    other = [*segments[0][:-1], (segments[0][-1] + 1) % eng.config.vocab_size]
+    keys, other_keys = (chain_keys(eng.fingerprint, "test-format", [ids]) for ids in (segments[0], other))
+    states = {}
+    for k, ids in ((keys[0], segments[0]), (other_keys[0], other)):
+        _, states[k] = eng.prefill(ids, logits="none")
+        assert store.put(k, "", eng.fingerprint, 0, 0, len(ids), states[k].to_bytes())
+    mine, theirs = store._blob_path(keys[0]), store._blob_path(other_keys[0])
+    mine_bytes = mine.read_bytes()
+    mine.write_bytes(theirs.read_bytes())
+    theirs.write_bytes(mine_bytes)
+    for k in (keys[0], other_keys[0]):
+        got = store.restore(eng, [k])
+        assert (got.depth, got.state, got.dropped) == (0, None, [k]) and store.entry(k) is None
+
+
 def test_lru_eviction_keeps_the_budget_and_recent_chains(tmp_path):
     blob = os.urandom(1000)
     store = StateStore(tmp_path / "states", budget_bytes=4500)
