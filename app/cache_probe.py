@@ -33,6 +33,7 @@ def cached_flags(answerer: Any, documents: Sequence[Any], max_new_tokens: int) -
 
 
 def _jamba_flags(answerer: Any, documents: Sequence[Any], max_new_tokens: int) -> list[bool]:
+    from app.answerers.jamba import computed_by
     from app.state_store import chain_keys
     from ingest.prompt import PROMPT_FORMAT_VERSION
 
@@ -42,7 +43,7 @@ def _jamba_flags(answerer: Any, documents: Sequence[Any], max_new_tokens: int) -
         return [False] * len(documents)      # does not fit: pages are picked per question
     segments = [(None, list(seg.preamble))] + [(i, list(ids)) for i, ids in enumerate(seg.documents)]
     kept = [(i, ids) for i, ids in segments if ids]
-    keys = chain_keys(engine.fingerprint, PROMPT_FORMAT_VERSION, [ids for _, ids in kept])
+    keys = chain_keys(computed_by(engine), PROMPT_FORMAT_VERSION, [ids for _, ids in kept])
     depth = answerer.store.stored_depth(keys)
     flags: list[bool] = []
     for doc in range(len(documents)):

@@ -3,9 +3,10 @@
 A prompt is ``[preamble][doc 1]..[doc N][tail]``. The state after each document
 boundary is stored once, as a chain: entry *k* is keyed by
 ``sha256(model fingerprint, prompt format version, key of entry k-1, token ids
-of segment k)`` (the preamble is the root segment, parent key ``""``), so a key
-names exactly one prefix of one model and a changed document, order, model or
-prompt format simply misses.
+of segment k)`` (the preamble is the root segment, parent key ``""``; the answerer's
+"fingerprint" also names the device type and kernels, app.answerers.jamba.computed_by),
+so a key names exactly one prefix of one model computed one way, and a changed
+document, order, model or prompt format simply misses.
 
 Each entry holds a *delta*: the KV rows of the tokens since its parent entry plus
 the Mamba (conv + SSM) state at its end, i.e. ``state.since(parent n_tokens)``;

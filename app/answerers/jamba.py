@@ -192,7 +192,7 @@ class JambaAnswerer:
 
         eng = self.engine
         seg = self.builder.build(documents, "?")  # document segments do not depend on the question
-        keys = chain_keys(eng.fingerprint, PROMPT_FORMAT_VERSION, _chain_segments(seg))
+        keys = chain_keys(computed_by(eng), PROMPT_FORMAT_VERSION, _chain_segments(seg))
         depth = self.store.stored_depth(keys)
         if self._warm_matches(keys):
             depth = max(depth, len(self._warm.keys))
@@ -206,7 +206,7 @@ class JambaAnswerer:
 
         t0 = time.perf_counter()
         plan = yield from self._plan(eng, req)
-        keys = chain_keys(eng.fingerprint, PROMPT_FORMAT_VERSION, plan.segments)
+        keys = chain_keys(computed_by(eng), PROMPT_FORMAT_VERSION, plan.segments)
         ends = _cumsum(len(s) for s in plan.segments)  # prefix tokens at the end of each segment
         # the conversation's earlier turns continue the last answer's prompt when it is theirs; a kept
         # state nobody continues is dropped now (alive, it would make the prefills below copy the K/V)
@@ -554,6 +554,15 @@ def resolve_model(model: str | None, models_dir: Path | None = None) -> Path:
         where = f"{models_dir} or " if models_dir is not None else ""
         raise EngineUnavailable(f"model {model!r} is not downloaded (not in {where}the Hugging Face cache); "
                                 f"get it with `jambadocs download {model}`") from None
+
+
+def computed_by(eng: Any) -> str:
+    """What a stored state depends on besides the prompt, for its key: the model (fingerprint: weights,
+    dtype, quantization) and how this process computes it (device type, kernels: C or torch ops on a
+    CPU, fused or plain on a GPU; not thread counts). States of two kernel paths differ in their last
+    bits, and a restored state must give the answer a cold run here gives."""
+    kernels = sorted((op, "C" if name.startswith("C on") else name) for op, name in eng.kernels.items())
+    return f"{eng.fingerprint}:{eng.device.type}:{kernels}"
 
 
 def _chain_segments(seg: Any) -> list[list[int]]:

@@ -670,3 +670,30 @@ def test_page_counts_of_a_set_over_the_context_are_kept_for_a_new_process(big_se
     summary = _plan(a, big_set, question, (), 8).omitted["summary"]
     monkeypatch.setattr(budget, "_COUNTS", weakref.WeakKeyDictionary())
     assert summary == _slow_plan(a, big_set, question, (), 8)[1].summary() != first.omitted["summary"]
+
+
+def test_states_computed_on_another_kernel_path_are_not_reused(checkpoint, docs, tmp_path, monkeypatch):
+    """The C kernels and torch ops give slightly different states (found: the same prefix restored
+    from C-computed states gave other first-token logits than a cold torch-ops run), so a data folder
+    used by both (a machine that lost its compiler, JAMBADOCS_KERNELS=torch, CPU and GPU on one
+    volume) must keep their cached states apart, or an answer would differ from a cold one."""
+    from engine import cpu_kernels
+
+    c_eng = load_engine(checkpoint)
+    if not cpu_kernels.active():
+        pytest.skip("no C compiler: the CPU kernels are not built here")
+    ask(JambaAnswerer(_settings(checkpoint, tmp_path), engine=c_eng), docs[:2], "What is this about?")
+    try:
+        with monkeypatch.context() as m:
+            m.setenv("JAMBADOCS_KERNELS", "torch")
+            cpu_kernels.disable()
+            torch_eng = load_engine(checkpoint)
+            assert not cpu_kernels.active()
+            warm, t, _ = ask(JambaAnswerer(_settings(checkpoint, tmp_path), engine=torch_eng), docs[:2],
+                             "What is this about?", max_new_tokens=24)
+            cold, _, _ = ask(JambaAnswerer(_settings(checkpoint, tmp_path / "cold"), engine=torch_eng), docs[:2],
+                             "What is this about?", max_new_tokens=24)
+    finally:
+        cpu_kernels.enable()
+    assert (t["cached_tokens"], t["restored_from"]) == (0, "none") and warm == cold
+    assert torch_eng.fingerprint == c_eng.fingerprint     # one model: a state blob stays portable
