@@ -32,7 +32,7 @@ import pypdfium2.raw as pdfium_c
 
 from ingest.errors import IngestError
 from ingest.normalize import normalize_text, resolve_hyphens
-from ingest.pdf_annotations import annotation_text, form_notes, init_forms
+from ingest.pdf_annotations import annotation_text, form_notes, init_forms, shown_annotations
 from ingest.pdf_covered import hide_covered_text
 from ingest.pdf_hidden import hide_unseen_text
 from ingest.pdf_native import char_runs, chars_inside
@@ -180,13 +180,14 @@ def _page_text(pdf: pdfium.PdfDocument, index: int, layers_off: frozenset[str]) 
     try:
         hide_layers(page, layers_off)
         hide_unseen_text(page)
-        covered = hide_covered_text(page)
+        shown = shown_annotations(page)                 # one pass over the annotations, for both uses
+        covered = hide_covered_text(page, shown)
         textpage = upright_textpage(page)
         try:
             text = _visible_text(page, textpage, covered.hidden_chars(page, textpage))
         finally:
             textpage.close()
-        added = annotation_text(pdf, page)
+        added = annotation_text(pdf, page, shown)
         return f"{text}\n\n{added}" if added else text
     finally:
         page.close()

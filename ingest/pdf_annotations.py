@@ -19,6 +19,8 @@ import re
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
+from ingest.pdf_native import shown_annots
+
 FORM_HEADING = "Form fields:"
 ADDED_HEADING = "Text added on the page:"
 COMMENT_HEADING = "Comments:"
@@ -55,17 +57,39 @@ def form_notes(pdf: pdfium.PdfDocument) -> list[str]:
     return [XFA_NOTE] if pdfium_c.FPDF_GetFormType(pdf.raw) in xfa else []
 
 
-def annotation_text(pdf: pdfium.PdfDocument, page: pdfium.PdfPage) -> str:
-    """The page's filled fields, added text and comments as the blocks above ("" when none), each
-    line once, in annotation order; not those a viewer does not show (flagged Hidden or NoView)."""
-    form = getattr(pdf, "formenv", None)
-    blocks: dict[str, list[str]] = {FORM_HEADING: [], ADDED_HEADING: [], COMMENT_HEADING: []}
+def shown_annotations(page: pdfium.PdfPage) -> list[tuple[int, int]]:
+    """(index, subtype) of the page's annotations that `annotation_text` reads and that may cover
+    text (ingest/pdf_covered.py), those of a subtype in _READ that a viewer shows (not flagged Hidden
+    or NoView), in order: one pass over the annotations (a manual has thousands of links) for both,
+    in C (ingest/pdf_native.py) when built. Under PDFIUM_LOCK."""
+    found = shown_annots(page.raw, _READ, _NOT_SHOWN)
+    return found if found is not None else _shown_annotations(page)
+
+
+def _shown_annotations(page: pdfium.PdfPage) -> list[tuple[int, int]]:
+    """`shown_annotations` in Python (the reference, and the way without a C compiler)."""
+    found = []
     for index in range(pdfium_c.FPDFPage_GetAnnotCount(page.raw)):
         annot = pdfium_c.FPDFPage_GetAnnot(page.raw, index)
         try:
             kind = pdfium_c.FPDFAnnot_GetSubtype(annot)
-            if kind not in _READ or pdfium_c.FPDFAnnot_GetFlags(annot) & _NOT_SHOWN:
-                continue                                  # a link (most annotations) is not asked for flags
+            if kind in _READ and not pdfium_c.FPDFAnnot_GetFlags(annot) & _NOT_SHOWN:
+                found.append((index, kind))               # a link (most annotations) is not asked for flags
+        finally:
+            pdfium_c.FPDFPage_CloseAnnot(annot)
+    return found
+
+
+def annotation_text(pdf: pdfium.PdfDocument, page: pdfium.PdfPage,
+                    shown: list[tuple[int, int]] | None = None) -> str:
+    """The page's filled fields, added text and comments as the blocks above ("" when none), each
+    line once, in annotation order; not those a viewer does not show (flagged Hidden or NoView).
+    `shown`: the page's `shown_annotations`, when the caller has them."""
+    form = getattr(pdf, "formenv", None)
+    blocks: dict[str, list[str]] = {FORM_HEADING: [], ADDED_HEADING: [], COMMENT_HEADING: []}
+    for index, kind in shown_annotations(page) if shown is None else shown:
+        annot = pdfium_c.FPDFPage_GetAnnot(page.raw, index)
+        try:
             if kind == pdfium_c.FPDF_ANNOT_WIDGET and form is not None:
                 value = _field_value(form.raw, annot)
                 name = _wide(pdfium_c.FPDFAnnot_GetFormFieldName, form.raw, annot).strip() if value else ""

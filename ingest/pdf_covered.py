@@ -27,6 +27,7 @@ import numpy as np
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
+from ingest.pdf_annotations import shown_annotations
 from ingest.pdf_native import cover_counts
 
 MIN_BOX_PT = 4.0         # a box narrower or lower than this (a rule, an underline) covers no line
@@ -84,21 +85,25 @@ class Covered:
         return hidden
 
 
-def hide_covered_text(page: pdfium.PdfPage) -> Covered:
+def hide_covered_text(page: pdfium.PdfPage, shown: list[tuple[int, int]] | None = None) -> Covered:
     """Mark the page's text objects hidden under a box drawn over them, or drawn in the colour of
     the box under them, inactive; what was found, with the characters of objects only partly
-    hidden to leave out of the text (`Covered.hidden_chars`). Under PDFIUM_LOCK."""
+    hidden to leave out of the text (`Covered.hidden_chars`). `shown`: the page's
+    pdf_annotations.shown_annotations, when the caller has them. Under PDFIUM_LOCK."""
     if not hasattr(pdfium_c, "FPDFPageObj_SetIsActive"):
         return Covered()
     counts = cover_counts(page.raw, MIN_BOX_PT - 1e-3)      # in C (pdf_native): most pages end here
-    if counts is not None and (not counts[0] or not counts[1] and not _annotation_boxes(page)):
+    if counts is not None and not counts[0]:
+        return Covered()
+    annotated = _annotation_boxes(page, shown_annotations(page) if shown is None else shown)
+    if counts is not None and not counts[1] and not annotated:
         return Covered()
     texts: list = []                               # (drawing order, text object, its parent's matrix to the page)
     boxes: list = []                   # (drawing order, page box, fill RGB or None, path object or None)
     _collect(page.raw, pdfium_c.FPDFPage_CountObjects, _PAGE_OBJECT, None, texts, boxes)
     if not texts:
         return Covered()
-    boxes += [(len(texts) + len(boxes), box, None, None) for box in _annotation_boxes(page)]     # drawn last
+    boxes += [(len(texts) + len(boxes), box, None, None) for box in annotated]     # drawn last
     if not boxes:
         return Covered()
     candidates = _candidates(texts, boxes)
@@ -192,20 +197,20 @@ def _fill(obj) -> tuple[int, int, int] | None:
 # common redaction done wrong, typed text on an opaque box ("whiteout") another
 _COVERING = {pdfium_c.FPDF_ANNOT_SQUARE, pdfium_c.FPDF_ANNOT_CIRCLE, pdfium_c.FPDF_ANNOT_POLYGON,
              pdfium_c.FPDF_ANNOT_FREETEXT, pdfium_c.FPDF_ANNOT_STAMP}
-_NOT_SHOWN = pdfium_c.FPDF_ANNOT_FLAG_HIDDEN | pdfium_c.FPDF_ANNOT_FLAG_NOVIEW
 
 
-def _annotation_boxes(page: pdfium.PdfPage) -> list[tuple]:
+def _annotation_boxes(page: pdfium.PdfPage, shown: list[tuple[int, int]]) -> list[tuple]:
     """The page boxes of the shapes and stamps annotated on the page (drawn over its content) at least
-    MIN_BOX_PT both ways; whether they hide anything is for the render to say."""
+    MIN_BOX_PT both ways, of its `shown` annotations (pdf_annotations.shown_annotations: no links, none
+    a viewer hides); whether they hide anything is for the render to say."""
     found = []
-    for index in range(pdfium_c.FPDFPage_GetAnnotCount(page.raw)):
+    for index, kind in shown:
+        if kind not in _COVERING:
+            continue
         annot = pdfium_c.FPDFPage_GetAnnot(page.raw, index)
         try:
-            if pdfium_c.FPDFAnnot_GetSubtype(annot) not in _COVERING:       # a link (thousands in a manual)
-                continue
             rect = pdfium_c.FS_RECTF()
-            if not pdfium_c.FPDFAnnot_GetFlags(annot) & _NOT_SHOWN and pdfium_c.FPDFAnnot_GetRect(annot, rect):
+            if pdfium_c.FPDFAnnot_GetRect(annot, rect):
                 left, right = sorted((rect.left, rect.right))
                 bottom, top = sorted((rect.bottom, rect.top))
                 if right - left >= MIN_BOX_PT and top - bottom >= MIN_BOX_PT:

@@ -37,7 +37,8 @@ class Pdfium(ctypes.Structure):
         "get_fill", "font_size", "get_matrix", "count_chars", "char_box")] + [
         ("type_text", ctypes.c_int), ("type_form", ctypes.c_int),
         ("get_unicode", ctypes.c_void_p), ("char_origin", ctypes.c_void_p),
-        ("get_draw_mode", ctypes.c_void_p), ("get_bounds", ctypes.c_void_p), ("type_path", ctypes.c_int)]
+        ("get_draw_mode", ctypes.c_void_p), ("get_bounds", ctypes.c_void_p), ("type_path", ctypes.c_int)] + [
+        (name, ctypes.c_void_p) for name in ("annot_count", "get_annot", "annot_subtype", "annot_flags", "close_annot")]
 
 
 class Candidate(ctypes.Structure):
@@ -81,6 +82,8 @@ def lib() -> ctypes.CDLL | None:
                 loaded.jd_char_runs.restype = ctypes.c_int
                 loaded.jd_cover_counts.argtypes = [p, p, ctypes.c_double, p]
                 loaded.jd_cover_counts.restype = ctypes.c_int
+                loaded.jd_shown_annots.argtypes = [p, p, ctypes.c_ulonglong, ctypes.c_int, p, p, ctypes.c_int]
+                loaded.jd_shown_annots.restype = ctypes.c_int
                 c = pdfium_c
                 _pdfium = Pdfium(*map(_address, (
                     c.FPDFPage_CountObjects, c.FPDFPage_GetObject, c.FPDFFormObj_CountObjects, c.FPDFFormObj_GetObject,
@@ -88,7 +91,9 @@ def lib() -> ctypes.CDLL | None:
                     c.FPDFPageObj_GetMatrix, c.FPDFText_CountChars, c.FPDFText_GetCharBox)),
                     c.FPDF_PAGEOBJ_TEXT, c.FPDF_PAGEOBJ_FORM,
                     _address(c.FPDFText_GetUnicode), _address(c.FPDFText_GetCharOrigin),
-                    _address(c.FPDFPath_GetDrawMode), _address(c.FPDFPageObj_GetBounds), c.FPDF_PAGEOBJ_PATH)
+                    _address(c.FPDFPath_GetDrawMode), _address(c.FPDFPageObj_GetBounds), c.FPDF_PAGEOBJ_PATH,
+                    *map(_address, (c.FPDFPage_GetAnnotCount, c.FPDFPage_GetAnnot, c.FPDFAnnot_GetSubtype,
+                                    c.FPDFAnnot_GetFlags, c.FPDFPage_CloseAnnot)))
                 _lib = loaded
             except (RuntimeError, OSError, AttributeError, subprocess.SubprocessError) as err:
                 log.warning("PDF ingestion runs its checks in Python (slower): %s", err)
@@ -148,3 +153,22 @@ def cover_counts(page_raw, min_box: float) -> tuple[int, int] | None:
     texts = _lib.jd_cover_counts(ctypes.byref(_pdfium), ctypes.cast(page_raw, ctypes.c_void_p), min_box,
                                  ctypes.byref(boxes))
     return texts, boxes.value
+
+
+_ANNOT_ROOM = 256
+_annot_indices, _annot_kinds = (ctypes.c_int * _ANNOT_ROOM)(), (ctypes.c_int * _ANNOT_ROOM)()
+
+
+def shown_annots(page_raw, wanted: frozenset[int] | set[int], not_shown: int) -> list[tuple[int, int]] | None:
+    """pdf_annotations._shown_annotations in one call (None without the library): (index, subtype)
+    of the page's annotations of a subtype in `wanted` whose flags have none of `not_shown`."""
+    if lib() is None:
+        return None
+    mask = sum(1 << kind for kind in wanted if 0 <= kind < 64)
+    page = ctypes.cast(page_raw, ctypes.c_void_p)
+    indices, kinds = _annot_indices, _annot_kinds              # reused: every call holds PDFIUM_LOCK
+    n = _lib.jd_shown_annots(ctypes.byref(_pdfium), page, mask, not_shown, indices, kinds, _ANNOT_ROOM)
+    if n > _ANNOT_ROOM:                                         # a page of many: room for all, once more
+        indices, kinds = (ctypes.c_int * n)(), (ctypes.c_int * n)()
+        n = _lib.jd_shown_annots(ctypes.byref(_pdfium), page, mask, not_shown, indices, kinds, n)
+    return list(zip(indices[:n], kinds[:n]))

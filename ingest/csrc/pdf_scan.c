@@ -25,6 +25,11 @@ typedef struct {                                           /* filled by ingest/p
     int (*get_draw_mode)(H path, int *fill_mode, int *stroke);
     int (*get_bounds)(H obj, float *left, float *bottom, float *right, float *top);
     int type_path;                                         /* FPDF_PAGEOBJ_PATH */
+    int (*annot_count)(H page);
+    H (*get_annot)(H page, int index);
+    int (*annot_subtype)(H annot);
+    int (*annot_flags)(H annot);
+    void (*close_annot)(H annot);
 } Pdfium;
 
 enum { CLEAR = 0, TINY = 1, PALE = 2 };
@@ -218,4 +223,24 @@ int jd_cover_counts(const Pdfium *f, H page, double min_box, int *boxes) {
     *boxes = 0;
     cover_scan(f, page, 0, identity, min_box, &texts, boxes);
     return texts;
+}
+
+/* pdf_annotations._shown_annotations: the index and subtype of each annotation of `page` whose
+ * subtype has its bit in `wanted` and whose flags have none of `not_shown`, in order (the flags are
+ * read only for those subtypes: a manual's thousands of links are only asked their subtype). Returns
+ * how many there are; only the first `cap` are written (call again with room for all). */
+int jd_shown_annots(const Pdfium *f, H page, unsigned long long wanted, int not_shown, int *indices, int *kinds,
+                    int cap) {
+    int count = f->annot_count(page), n = 0;
+    for (int i = 0; i < count; i++) {
+        H annot = f->get_annot(page, i);
+        int kind = f->annot_subtype(annot);
+        if (kind >= 0 && kind < 64 && (wanted >> kind & 1) && !(f->annot_flags(annot) & not_shown)) {
+            if (n < cap)
+                indices[n] = i, kinds[n] = kind;
+            n++;
+        }
+        f->close_annot(annot);
+    }
+    return n;
 }

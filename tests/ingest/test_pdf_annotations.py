@@ -90,7 +90,7 @@ def test_the_answer_can_cite_a_field(form_pdf, tmp_path):
         assert top.filename == "application.pdf" and top.verified and "Ana Ribeiro" in top.passage
 
 
-def test_typed_text_and_comments_are_read_links_are_not(tmp_path, corpus):
+def test_typed_text_and_comments_are_read_links_are_not(tmp_path, corpus, pdf_checks):
     from pypdf import PdfReader
     from pypdf.annotations import FreeText, Highlight, Link, Text
     from pypdf.generic import ArrayObject, FloatObject
@@ -117,7 +117,7 @@ def test_typed_text_and_comments_are_read_links_are_not(tmp_path, corpus):
         "Comments:", "Check the factor() example with Bruno", "this is the key command"]
 
 
-def test_annotations_a_viewer_does_not_show_are_not_read(tmp_path, corpus):
+def test_annotations_a_viewer_does_not_show_are_not_read(tmp_path, corpus, pdf_checks):
     """Typed text, a comment or a filled field flagged Hidden (neither shown nor printed) or NoView
     (printed only) is on no page a reader sees: not read; the shown ones are."""
     from pypdf.annotations import FreeText, Text

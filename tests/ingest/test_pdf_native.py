@@ -125,3 +125,39 @@ def test_the_c_cover_counts_agree_with_the_python_walk(tmp_path, corpus):
             page.close()
         pdf.close()
     assert with_boxes >= 3
+
+
+def test_the_c_annotation_pass_finds_what_the_python_pass_finds(tmp_path, corpus):
+    """One pass over a page's annotations serves the added text and the covering boxes: the C pass
+    gives the Python one's (index, subtype) list on a made page (typed text, notes, shapes, a stamp,
+    some flagged Hidden or NoView, and more links than the first buffer holds) and on corpus pages
+    full of links (gnuplot.pdf), where both find nothing to read."""
+    from pypdf import PdfWriter
+    from pypdf.annotations import FreeText, Link, Rectangle, Text
+    from pypdf.generic import NameObject, NumberObject
+
+    from ingest import pdf_annotations, pdf_covered
+
+    assert pdf_covered._COVERING <= pdf_annotations._READ         # the boxes come from the same list
+    writer = PdfWriter(clone_from=write_text_pdf(tmp_path / "plain.pdf", [([(72, 700, "Plain line")], "")]))
+    made = [(FreeText(text="Shown", rect=(50, 50, 400, 70)), 4), (Text(text="Retracted", rect=(5, 5, 20, 20)), 2),
+            (Rectangle(rect=(70, 676, 300, 694), interior_color="000000"), 0),
+            (FreeText(text="Print only", rect=(50, 80, 400, 100)), 32 | 4)]
+    made += [(Link(rect=(10, y, 60, y + 2), url=f"https://example.org/{y}"), 4) for y in range(300)]
+    made += [(Text(text="Last note", rect=(500, 700, 520, 720)), 0)]
+    for annotation, flags in made:
+        writer.add_annotation(page_number=0, annotation=annotation)
+        writer.pages[0]["/Annots"][-1].get_object()[NameObject("/F")] = NumberObject(flags)
+    writer.write(tmp_path / "annotated.pdf")
+    found = 0
+    for path, numbers in [(tmp_path / "annotated.pdf", [0]), (corpus / "gnuplot.pdf", range(0, 311, 10)),
+                          (corpus / "acm-sigconf.pdf", range(6))]:
+        pdf = pdfium.PdfDocument(str(path))
+        for index in numbers:
+            page = pdf[index]
+            expected = pdf_annotations._shown_annotations(page)
+            assert pdf_annotations.shown_annotations(page) == expected
+            found += len(expected)
+            page.close()
+        pdf.close()
+    assert found == 3                             # Shown, the rectangle, Last note: links and flagged ones are not
