@@ -35,7 +35,7 @@ from ingest.normalize import normalize_text, resolve_hyphens
 from ingest.pdf_annotations import annotation_text, form_notes, init_forms, shown_annotations
 from ingest.pdf_covered import hide_covered_text
 from ingest.pdf_hidden import hide_unseen_text
-from ingest.pdf_native import char_runs, chars_inside
+from ingest.pdf_native import angle_votes, chars_inside
 
 PDFIUM_LOCK = threading.RLock()
 log = logging.getLogger(__name__)
@@ -221,32 +221,46 @@ def _text_angle(textpage: pdfium.PdfTextPage) -> int | None:
     """The direction (0, 90, 180 or 270 degrees, counterclockwise in page space) in which most of up
     to `_ANGLE_SAMPLE` pairs of neighbouring characters, taken evenly over the page, run (from one
     origin to the next: vertical writing runs down with upright glyphs); None for a page without text."""
+    votes = _angle_votes(textpage)
+    return 90 * votes.index(max(votes)) if any(votes) else None
+
+
+def _angle_votes(textpage: pdfium.PdfTextPage) -> list[int]:
+    """How many of the sampled pairs of letters or digits run at 0, 90, 180 and 270 degrees: in C
+    (`pdf_native.angle_votes`, one call) but for the pairs it leaves to Python (beyond ASCII), else
+    all in Python (`_char_runs`, the reference)."""
     count = textpage.count_chars()
     step = max(1, count // _ANGLE_SAMPLE)
-    samples = char_runs(textpage.raw, step, len(range(0, count - 1, step)))     # in C, one call
-    if samples is None:
-        samples = _char_runs(textpage, count, step)
-    votes = [0, 0, 0, 0]
+    cap = len(range(0, count - 1, step))
+    found = angle_votes(textpage.raw, step, cap)
+    if found is None:
+        votes, samples = [0, 0, 0, 0], _char_runs(textpage, count, step)
+    else:
+        votes, deferred = found
+        samples = [_char_run(textpage, index) for index in deferred]
     for first, second, dx, dy in samples:
         if not (chr(first).isalnum() and chr(second).isalnum()):
             continue                                     # a space, line break or mark: not a run
         if (dx or dy) and not math.isnan(dx):
             votes[round(math.degrees(math.atan2(dy, dx)) / 90) % 4] += 1
-    return 90 * votes.index(max(votes)) if any(votes) else None
+    return votes
 
 
 def _char_runs(textpage: pdfium.PdfTextPage, count: int, step: int) -> list[tuple[int, int, float, float]]:
-    """`pdf_native.char_runs` in Python (the reference, and the way without a C compiler)."""
-    raw, samples = textpage.raw, []
-    here, there = (ctypes.c_double(), ctypes.c_double()), (ctypes.c_double(), ctypes.c_double())
-    for index in range(0, count - 1, step):
-        codes = pdfium_c.FPDFText_GetUnicode(raw, index), pdfium_c.FPDFText_GetUnicode(raw, index + 1)
-        if pdfium_c.FPDFText_GetCharOrigin(raw, index, *here) and \
-                pdfium_c.FPDFText_GetCharOrigin(raw, index + 1, *there):
-            samples.append((*codes, there[0].value - here[0].value, there[1].value - here[1].value))
-        else:
-            samples.append((*codes, math.nan, math.nan))
-    return samples
+    """The samples for index 0, step, ... below count - 1: code points of the character and the next,
+    and the move from the first's origin to the second's (NaN when an origin cannot be read)."""
+    return [_char_run(textpage, index) for index in range(0, count - 1, step)]
+
+
+_HERE, _THERE = (ctypes.c_double(), ctypes.c_double()), (ctypes.c_double(), ctypes.c_double())
+
+
+def _char_run(textpage: pdfium.PdfTextPage, index: int) -> tuple[int, int, float, float]:
+    raw, here, there = textpage.raw, _HERE, _THERE                # reused: under PDFIUM_LOCK
+    codes = pdfium_c.FPDFText_GetUnicode(raw, index), pdfium_c.FPDFText_GetUnicode(raw, index + 1)
+    if pdfium_c.FPDFText_GetCharOrigin(raw, index, *here) and pdfium_c.FPDFText_GetCharOrigin(raw, index + 1, *there):
+        return (*codes, there[0].value - here[0].value, there[1].value - here[1].value)
+    return (*codes, math.nan, math.nan)
 
 
 _EVERYWHERE = (-1e7, -1e7, 1e7, 1e7)

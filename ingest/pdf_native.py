@@ -1,6 +1,6 @@
 """The per-object and per-character loops of PDF ingestion in C (ingest/csrc/pdf_scan.c): the
 unseen-text check's scan of every text object (`unseen_candidates`, for ingest/pdf_hidden.py) and the
-page-edge check (`chars_inside`, for ingest/pdf.py). In Python each PDFium call through ctypes costs
+page-edge check and the reading direction's votes (`chars_inside`, `angle_votes`, for ingest/pdf.py). In Python each PDFium call through ctypes costs
 ~1 us, more than the call itself; these loops make one call per page.
 
 The C file is compiled on first use with the machine's C compiler (`cc`, or $CC), as the engine's
@@ -55,7 +55,7 @@ _lock = threading.Lock()
 def build(compiler: str | None = None) -> Path:
     """Compile pdf_scan.c (once per source and flags) and return the library's path. Raises
     RuntimeError with the compiler's message when it cannot be built."""
-    return build_library("jambadocs-pdf", [SOURCE], FLAGS, compiler=compiler)
+    return build_library("jambadocs-pdf", [SOURCE], FLAGS, ["-lm"], compiler=compiler)
 
 
 def _address(function) -> int:
@@ -78,8 +78,8 @@ def lib() -> ctypes.CDLL | None:
                 loaded.jd_unseen_candidates.restype = ctypes.c_int
                 loaded.jd_chars_inside.argtypes = [p, p, p, p]
                 loaded.jd_chars_inside.restype = ctypes.c_int
-                loaded.jd_char_runs.argtypes = [p, p, ctypes.c_int, p, p, ctypes.c_int]
-                loaded.jd_char_runs.restype = ctypes.c_int
+                loaded.jd_angle_votes.argtypes = [p, p, ctypes.c_int, ctypes.c_int, p, p]
+                loaded.jd_angle_votes.restype = ctypes.c_int
                 loaded.jd_cover_counts.argtypes = [p, p, ctypes.c_double, p]
                 loaded.jd_cover_counts.restype = ctypes.c_int
                 loaded.jd_shown_annots.argtypes = [p, p, ctypes.c_ulonglong, ctypes.c_int, p, p, ctypes.c_int]
@@ -132,15 +132,20 @@ def chars_inside(textpage_raw, rect_a: tuple, rect_b: tuple) -> bool | None:
     return bool(_lib.jd_chars_inside(ctypes.byref(_pdfium), ctypes.cast(textpage_raw, ctypes.c_void_p), a, b))
 
 
-def char_runs(textpage_raw, step: int, cap: int) -> list[tuple[int, int, float, float]] | None:
-    """pdf._text_angle's samples in one call (None without the library): for index 0, step, ...
-    below the character count - 1, at most `cap`: (code point of index, of index + 1, dx, dy from
-    the first's origin to the second's; NaN when an origin cannot be read)."""
+_VOTES, _DEFERRED = (ctypes.c_int * 4)(), (ctypes.c_int * 256)()
+
+
+def angle_votes(textpage_raw, step: int, cap: int) -> tuple[list[int], list[int]] | None:
+    """pdf._angle_votes in one call (None without the library): the votes of the sampled pairs of
+    ASCII letters and digits (for index 0, step, ... below the character count - 1, at most `cap`),
+    and the indices of the pairs left to Python (a character beyond ASCII)."""
     if lib() is None:
         return None
-    codes, moves = (ctypes.c_uint * (2 * cap))(), (ctypes.c_double * (2 * cap))()
-    n = _lib.jd_char_runs(ctypes.byref(_pdfium), ctypes.cast(textpage_raw, ctypes.c_void_p), step, codes, moves, cap)
-    return [(codes[2 * k], codes[2 * k + 1], moves[2 * k], moves[2 * k + 1]) for k in range(n)]
+    votes, deferred = _VOTES, _DEFERRED if cap <= len(_DEFERRED) else (ctypes.c_int * cap)()  # reused: under the lock
+    votes[:] = [0, 0, 0, 0]
+    n = _lib.jd_angle_votes(ctypes.byref(_pdfium), ctypes.cast(textpage_raw, ctypes.c_void_p), step, cap, votes,
+                            deferred)
+    return votes[:], deferred[:n]
 
 
 def cover_counts(page_raw, min_box: float) -> tuple[int, int] | None:

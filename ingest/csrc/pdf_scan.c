@@ -3,6 +3,7 @@
  * function is the C form of a Python reference that stays the fallback and must give the same
  * result: the arithmetic is in double, in the reference's order (built with -ffp-contract=off).
  * Read-only: nothing here changes a page. */
+#include <math.h>
 #include <stddef.h>
 
 typedef void *H;
@@ -151,24 +152,42 @@ int jd_chars_inside(const Pdfium *f, H textpage, const double *rect_a, const dou
     return 1;
 }
 
-/* pdf._text_angle's samples: for index = 0, step, 2 step, ... below count - 1 (at most `cap`), the
- * code points of characters index and index + 1 (`codes`, two per sample) and the move from the
- * first's origin to the second's (`moves`: dx, dy; NaN when an origin cannot be read). Returns
- * the number of samples written. */
-int jd_char_runs(const Pdfium *f, H textpage, int step, unsigned *codes, double *moves, int cap) {
-    int count = f->count_chars(textpage), n = 0;
+static int ascii_alnum(unsigned c) {
+    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+
+/* pdf._angle_votes: for index = 0, step, 2 step, ... below count - 1 (at most `cap` samples), the
+ * pair of characters index and index + 1 votes for the direction (0..3, quarter turns
+ * counterclockwise) of the move from the first's origin to the second's when both are letters or
+ * digits: round(degrees(atan2(dy, dx)) / 90) % 4, as Python computes it (same libm, round half to
+ * even, -ffp-contract=off). Only ASCII pairs are judged here (Python's isalnum is [0-9A-Za-z]
+ * there); a pair with a character beyond ASCII, or a move that is not finite, is left to Python:
+ * its index goes to `deferred` (room for `cap`). Adds to `votes` (4); returns how many deferred. */
+int jd_angle_votes(const Pdfium *f, H textpage, int step, int cap, int *votes, int *deferred) {
+    int count = f->count_chars(textpage), n = 0, d = 0;
     for (int index = 0; index < count - 1 && n < cap; index += step, n++) {
-        double x0, y0, x1, y1;
-        codes[2 * n] = f->get_unicode(textpage, index);
-        codes[2 * n + 1] = f->get_unicode(textpage, index + 1);
-        if (f->char_origin(textpage, index, &x0, &y0) && f->char_origin(textpage, index + 1, &x1, &y1)) {
-            moves[2 * n] = x1 - x0;
-            moves[2 * n + 1] = y1 - y0;
-        } else {
-            moves[2 * n] = moves[2 * n + 1] = 0.0 / 0.0;
+        unsigned first = f->get_unicode(textpage, index), second = f->get_unicode(textpage, index + 1);
+        if ((first < 128 && !ascii_alnum(first)) || (second < 128 && !ascii_alnum(second)))
+            continue;                                    /* a space, line break or mark: not a run */
+        if (first >= 128 || second >= 128) {
+            deferred[d++] = index;
+            continue;
         }
+        double x0, y0, x1, y1;
+        if (!(f->char_origin(textpage, index, &x0, &y0) && f->char_origin(textpage, index + 1, &x1, &y1)))
+            continue;                                    /* NaN in Python: no vote */
+        double dx = x1 - x0, dy = y1 - y0;
+        if (dx == 0 && dy == 0)
+            continue;
+        if (!isfinite(dx) || !isfinite(dy)) {
+            deferred[d++] = index;
+            continue;
+        }
+        double quarter = atan2(dy, dx) * (180.0 / 3.141592653589793) / 90;   /* math.degrees(x) / 90 */
+        long k = (long)nearbyint(quarter);                                 /* Python's round() */
+        votes[((k % 4) + 4) % 4]++;
     }
-    return n;
+    return d;
 }
 
 /* pdf_covered._collect's question, cheaply: does `parent` (the page, or a form XObject whose matrix

@@ -80,30 +80,33 @@ def test_without_a_compiler_the_library_is_none(monkeypatch):
     assert pdf_native.lib() is None and pdf_native.unseen_candidates(None, 230, 1.0) is None
 
 
-def test_the_c_character_runs_are_the_python_ones(tmp_path, corpus):
-    """The samples the reading direction is judged from (pdf._text_angle): the same code points and
-    moves, bit for bit, on corpus pages (two-column, Arabic, dense) and on a page turned clockwise
-    whose text runs down."""
-    from ingest.pdf import _ANGLE_SAMPLE, _char_runs
+def test_the_c_direction_votes_are_the_python_ones(tmp_path, corpus, monkeypatch):
+    """The reading direction (pdf._text_angle) is voted by sampled pairs of letters: C votes the ASCII
+    pairs and leaves the rest to Python; the votes are those of the Python loop over every pair, on
+    corpus pages (two-column, Arabic, German, dense math) and on pages whose text runs down or up."""
+    from ingest import pdf
     from tests.ingest.test_pdf_pages import _TURNED_LINES
 
     turned = write_stream_pdf(tmp_path / "turned.pdf", [b"".join(
-        b"BT /F1 12 Tf 0 -1 1 0 %d 720 Tm (%s) Tj ET\n" % (100 + 20 * k, line)
-        for k, line in enumerate(_TURNED_LINES))])
-    compared = 0
-    for path in [turned] + [corpus / name for name in ("acm-sigconf.pdf", "sexam-ar.pdf", "pari-refcard.pdf")]:
-        pdf = pdfium.PdfDocument(str(path))
-        for page in pdf:
+        b"BT /F1 12 Tf %d %d %d 0 %d 720 Tm (%s) Tj ET\n" % (0, sign, -sign, 100 + 20 * k, line)
+        for k, line in enumerate(_TURNED_LINES)) for sign in (-1, 1)])
+    compared, directions = 0, set()
+    for path in [turned] + [corpus / name for name in ("acm-sigconf.pdf", "sexam-ar.pdf", "pari-refcard.pdf",
+                                                       "latexsheet-de.pdf")]:
+        pdf_doc = pdfium.PdfDocument(str(path))
+        for page in pdf_doc:
             textpage = page.get_textpage()
-            count = textpage.count_chars()
-            step = max(1, count // _ANGLE_SAMPLE)
-            expected = _char_runs(textpage, count, step)
-            assert pdf_native.char_runs(textpage.raw, step, len(range(0, count - 1, step))) == expected
-            compared += len(expected)
+            with monkeypatch.context() as python:
+                python.setattr(pdf_native, "_lib", None)
+                python.setattr(pdf_native, "_tried", True)
+                expected = pdf._angle_votes(textpage)
+            assert pdf._angle_votes(textpage) == expected
+            compared += sum(expected)
+            directions.add(pdf._text_angle(textpage))
             textpage.close()
             page.close()
-        pdf.close()
-    assert compared > 500
+        pdf_doc.close()
+    assert compared > 500 and {0, 90, 270} <= directions
 
 
 def test_the_c_cover_counts_agree_with_the_python_walk(tmp_path, corpus):
