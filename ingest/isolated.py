@@ -26,9 +26,10 @@ _KILL_GRACE_S = 5.0
 
 def read_pdf_isolated(path: str | Path, name: str, *, password: str | None = None,
                       progress: Progress | None = None, max_pages: int | None = None,
-                      timeout_s: float | None = None) -> PdfContent:
+                      timeout_s: float | None = None, cover_under: int = 0) -> PdfContent:
     """Like `ingest.pdf.read_pdf`, on the file at `path`, in a child process killed after `timeout_s`."""
-    request = json.dumps({"path": str(path), "name": name, "password": password, "max_pages": max_pages})
+    request = json.dumps({"path": str(path), "name": name, "password": password, "max_pages": max_pages,
+                          "cover_under": cover_under})
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]),
                                                        os.environ.get("PYTHONPATH", "")]))
     child = subprocess.Popen([sys.executable, "-m", "ingest.isolated"], stdin=subprocess.PIPE,
@@ -65,7 +66,7 @@ def read_pdf_isolated(path: str | Path, name: str, *, password: str | None = Non
             elif "result" in message:
                 r = message["result"]
                 return PdfContent(r["texts"], r["labels"], [tuple(o) for o in r["outline"]],
-                                  r["metadata_title"], r["notes"])
+                                  r["metadata_title"], r["notes"], {int(n): c for n, c in r["image_covers"].items()})
     except BrokenPipeError:
         code = child.wait(timeout=_KILL_GRACE_S)
         raise IngestError("corrupt", name, f"the PDF reader process failed (exit status {code})") from None
@@ -87,12 +88,13 @@ def _child() -> None:
         data = Path(request["path"]).read_bytes()
         content = read_pdf(data, request["name"], password=request["password"],
                            progress=lambda done, total: emit({"progress": [done, total]}),
-                           max_pages=request["max_pages"], timeout_s=None)
+                           max_pages=request["max_pages"], timeout_s=None, cover_under=request["cover_under"])
     except IngestError as err:
         emit({"error": {"reason": err.reason, "detail": err.detail}})
         return
     emit({"result": {"texts": content.texts, "labels": content.labels, "outline": content.outline,
-                     "metadata_title": content.metadata_title, "notes": content.notes}})
+                     "metadata_title": content.metadata_title, "notes": content.notes,
+                     "image_covers": content.image_covers}})
 
 
 if __name__ == "__main__":

@@ -251,17 +251,21 @@ _SCAN_COVER = 0.5        # a page is a scan when images cover at least half of i
 _DETECT_SCALE = 1.0      # 72 dpi for the text-detection check (RapidOCR resizes the input itself)
 
 
-def stamped_scans(data: bytes, texts: Mapping[int, str], password: str | None = None) -> list[int]:
+def stamped_scans(data: bytes, texts: Mapping[int, str], password: str | None = None,
+                  covers: Mapping[int, float] | None = None) -> list[int]:
     """Of the given pages that have a few words of text (1-based number -> text), the scans that carry
     them (a Bates number, "Page 2 of 9"): images cover half the page or more, and text detection finds
     more lines on it than the text layer has (a slide's background picture under its title does not
-    qualify). Detection only: about a third of the time of a full recognition."""
+    qualify). Detection only: about a third of the time of a full recognition. `covers`: the pages'
+    image cover as read_pdf measured it (PdfContent.image_covers); a page it has under half covered
+    is ruled out without opening the PDF again."""
+    covers = covers or {}
+    texts = {n: text for n, text in texts.items() if covers.get(n, _SCAN_COVER) >= _SCAN_COVER}
     if not texts or not ocr_available():
         return []
     import pypdfium2 as pdfium
-    import pypdfium2.raw as pdfium_c
 
-    from ingest.pdf import PDFIUM_LOCK
+    from ingest.pdf import PDFIUM_LOCK, image_cover
 
     with PDFIUM_LOCK:
         pdf = pdfium.PdfDocument(data, password=password)
@@ -271,8 +275,7 @@ def stamped_scans(data: bytes, texts: Mapping[int, str], password: str | None = 
             with PDFIUM_LOCK:                        # page by page: a render elsewhere waits one page
                 page = pdf[number - 1]
                 try:
-                    images = list(page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE]))
-                    covered = bool(images) and _image_cover(page, images) >= _SCAN_COVER
+                    covered = image_cover(page) >= _SCAN_COVER
                     image = page.render(scale=_DETECT_SCALE).to_numpy() if covered else None
                 finally:
                     page.close()
@@ -290,15 +293,3 @@ def _detected_lines(image) -> int:
         out = _engine()(image, use_det=True, use_cls=False, use_rec=False)
     boxes = getattr(out, "boxes", None)
     return 0 if boxes is None else len(boxes)
-
-
-def _image_cover(page, images) -> float:
-    """The share of the page's visible area under its images (their bounds clipped to it, summed, at
-    most 1)."""
-    left, bottom, right, top = page.get_bbox()
-    area = (right - left) * (top - bottom)
-    covered = 0.0
-    for image in images:
-        x0, y0, x1, y1 = image.get_bounds()
-        covered += max(0.0, min(x1, right) - max(x0, left)) * max(0.0, min(y1, top) - max(y0, bottom))
-    return min(1.0, covered / area) if area > 0 else 0.0

@@ -31,7 +31,7 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
 from ingest.errors import IngestError
-from ingest.normalize import normalize_text, resolve_hyphens
+from ingest.normalize import HYPHEN_MARK, normalize_text, resolve_hyphens
 from ingest.pdf_annotations import annotation_text, form_notes, init_forms, shown_annotations
 from ingest.pdf_covered import hide_covered_text
 from ingest.pdf_hidden import hide_unseen_text
@@ -51,6 +51,10 @@ class PdfContent:
     outline: list[tuple[str, int, int]]                # (title, level, 1-based page)
     metadata_title: str | None
     notes: list[str] = field(default_factory=list)
+    # share of the page under images (`image_cover`), for the pages read with text that may end up
+    # shorter than read_pdf's `cover_under` characters (1-based page -> share): measured while the page
+    # was open, so ingest/ocr.stamped_scans need not open the PDF again to rule them out
+    image_covers: dict[int, float] = field(default_factory=dict)
 
 
 def looks_like_pdf(head: bytes) -> bool:
@@ -60,8 +64,9 @@ def looks_like_pdf(head: bytes) -> bool:
 
 def read_pdf(data: bytes, path: str | Path, *, password: str | None = None,
              progress: Progress | None = None, max_pages: int | None = None,
-             timeout_s: float | None = None) -> PdfContent:
-    """Extract a PDF held in `data` (the bytes of `path`, which only names the file in errors).
+             timeout_s: float | None = None, cover_under: int = 0) -> PdfContent:
+    """Extract a PDF held in `data` (the bytes of `path`, which only names the file in errors);
+    the pages whose text may be shorter than `cover_under` characters get their `image_cover`.
 
     PDFium is entered page by page under `PDFIUM_LOCK`, so a page render elsewhere in the app waits
     at most one page. Raises IngestError: `encrypted` (password missing or wrong), `corrupt`
@@ -74,7 +79,8 @@ def read_pdf(data: bytes, path: str | Path, *, password: str | None = None,
     with PDFIUM_LOCK:
         pdf = _open(data, path, password)
     try:
-        return _extract(pdf, path, progress, max_pages, deadline, timeout_s, hidden_layers(data, password))
+        return _extract(pdf, path, progress, max_pages, deadline, timeout_s, hidden_layers(data, password),
+                        cover_under)
     finally:
         with PDFIUM_LOCK:
             pdf.close()
@@ -143,7 +149,8 @@ def _open_error(code: int | None, path: str | Path, password: str | None) -> Ing
 
 
 def _extract(pdf: pdfium.PdfDocument, path: str | Path, progress: Progress | None, max_pages: int | None,
-             deadline: float | None, timeout_s: float | None, layers_off: frozenset[str]) -> PdfContent:
+             deadline: float | None, timeout_s: float | None, layers_off: frozenset[str],
+             cover_under: int = 0) -> PdfContent:
     with PDFIUM_LOCK:
         n_pages = len(pdf)
         notes = _permission_notes(pdf) + form_notes(pdf)
@@ -151,6 +158,7 @@ def _extract(pdf: pdfium.PdfDocument, path: str | Path, progress: Progress | Non
         raise IngestError("too_large", path, f"{n_pages} pages, more than the limit of {max_pages}")
     texts: list[str] = []
     labels: list[str | None] = []
+    covers: dict[int, float] = {}
     if progress:
         progress(0, n_pages)
     for index in range(n_pages):
@@ -159,23 +167,29 @@ def _extract(pdf: pdfium.PdfDocument, path: str | Path, progress: Progress | Non
                               f"of {n_pages} (malformed or pathologically complex PDF)")
         with PDFIUM_LOCK:
             try:
-                raw = _page_text(pdf, index, layers_off)
+                text, cover = _page_text(pdf, index, layers_off, cover_under)
             except pdfium.PdfiumError as err:
-                raw = ""
+                text, cover = "", None
                 notes.append(f"page {index + 1} could not be read ({err}); kept empty")
             labels.append(pdf.get_page_label(index) or None)
-        texts.append(normalize_text(raw, hyphen_marks=True))
+        texts.append(text)
+        if cover is not None:
+            covers[index + 1] = cover
         if progress:
             progress(index + 1, n_pages)
     with PDFIUM_LOCK:
         metadata_title = (pdf.get_metadata_dict(skip_empty=True).get("Title") or "").strip() or None
         outline = _outline(pdf, n_pages)
-    return PdfContent(resolve_hyphens(texts), labels, outline, metadata_title, notes)
+    return PdfContent(resolve_hyphens(texts), labels, outline, metadata_title, notes, covers)
 
 
-def _page_text(pdf: pdfium.PdfDocument, index: int, layers_off: frozenset[str]) -> str:
-    """Raw PDFium text of one page (without its layers in `layers_off`, nor text drawn unseen:
-    ingest/pdf_hidden.py, ingest/pdf_covered.py), then what was added on it: filled-in fields, typed text, comments (ingest/pdf_annotations.py; PDFIUM_LOCK held by the caller)."""
+def _page_text(pdf: pdfium.PdfDocument, index: int, layers_off: frozenset[str],
+               cover_under: int = 0) -> tuple[str, float | None]:
+    """PDFium's text of one page (without its layers in `layers_off`, nor text drawn unseen:
+    ingest/pdf_hidden.py, ingest/pdf_covered.py), then what was added on it: filled-in fields, typed
+    text, comments (ingest/pdf_annotations.py), normalised with its hyphen marks; and the page's
+    `image_cover` when that text, its marks resolved, may be shorter than `cover_under` (a mark
+    becomes a hyphen or nothing), else None. PDFIUM_LOCK held by the caller."""
     page = pdf[index]
     try:
         hide_layers(page, layers_off)
@@ -188,9 +202,26 @@ def _page_text(pdf: pdfium.PdfDocument, index: int, layers_off: frozenset[str]) 
         finally:
             textpage.close()
         added = annotation_text(pdf, page, shown)
-        return f"{text}\n\n{added}" if added else text
+        text = normalize_text(f"{text}\n\n{added}" if added else text, hyphen_marks=True)
+        short = text.strip() and len(text) - text.count(HYPHEN_MARK) < cover_under
+        return text, image_cover(page) if short else None
     finally:
         page.close()
+
+
+def image_cover(page: pdfium.PdfPage) -> float:
+    """The share of the page's visible area under its images (their bounds clipped to it, summed, at
+    most 1); 0 without images. Under PDFIUM_LOCK."""
+    images = list(page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE]))
+    if not images:
+        return 0.0
+    left, bottom, right, top = page.get_bbox()
+    area = (right - left) * (top - bottom)
+    covered = 0.0
+    for image in images:
+        x0, y0, x1, y1 = image.get_bounds()
+        covered += max(0.0, min(x1, right) - max(x0, left)) * max(0.0, min(y1, top) - max(y0, bottom))
+    return min(1.0, covered / area) if area > 0 else 0.0
 
 
 def upright_textpage(page: pdfium.PdfPage) -> pdfium.PdfTextPage:

@@ -223,22 +223,23 @@ def text_hash(pages: list[Page]) -> str:
 
 def _read_pdf_document(path: Path, data: bytes, name: str, password: str | None, progress: Progress | None,
                        max_pages: int, timeout_s: float | None, ocr_pages_max: int, isolate: bool) -> Document:
+    use_ocr = ocr_pages_max > 0 and ocr_available()
+    cover_under = STAMP_CHARS if use_ocr else 0     # thin pages' image cover, measured as they are read
     if isolate:
         content = read_pdf_isolated(path, name, password=password, progress=progress, max_pages=max_pages,
-                                    timeout_s=timeout_s)
+                                    timeout_s=timeout_s, cover_under=cover_under)
     else:
         content = read_pdf(data, name, password=password, progress=progress, max_pages=max_pages,
-                           timeout_s=timeout_s)
+                           timeout_s=timeout_s, cover_under=cover_under)
     texts, notes = list(content.texts), list(content.notes)
     garbled = [i + 1 for i, text in enumerate(texts) if unreadable(text)]
     for n in garbled:                                # its characters are noise: read it like a scan
         texts[n - 1] = ""
     missing = [i + 1 for i, text in enumerate(texts) if not text.strip()]
-    use_ocr = ocr_pages_max > 0 and ocr_available()
     stamped: list[int] = []          # a scan that carries a few words of text (a Bates number, "Page 2 of 9")
     if use_ocr and len(missing) < ocr_pages_max:
         thin = {i + 1: text for i, text in enumerate(texts) if text.strip() and len(text) < STAMP_CHARS}
-        stamped = stamped_scans(data, thin, password)[:ocr_pages_max - len(missing)]
+        stamped = stamped_scans(data, thin, password, content.image_covers)[:ocr_pages_max - len(missing)]
     if (missing or stamped) and use_ocr:             # scanned pages: recognise the text on their images
         found = ocr_pages(data, sorted(missing[:ocr_pages_max] + stamped), password, progress=progress,
                           text_pages=set(garbled) | set(stamped))

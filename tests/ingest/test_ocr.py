@@ -206,3 +206,29 @@ def test_a_scan_with_a_stamped_number_is_read_by_ocr(corpus, tmp_path, monkeypat
     assert [p.text for p in doc.pages[1:]] == ["Exhibit B: a title page", "Our team in Porto"]
     assert [note for note in doc.notes if "OCR" in note] == [
         "only a few words of text over a scanned image on p. 1: text recognised by OCR (RapidOCR, PP-OCR models)"]
+
+
+def test_short_pages_without_a_scan_are_ruled_out_without_opening_the_pdf_again(corpus, monkeypatch):
+    """Pages of a few words are checked for a scan under them (the test above): their image cover is
+    measured while the page is read, the same as on the page opened afresh, so a document whose short
+    pages have no picture under half of them (r-intro's title page and p. 13, sexam-ar's last pages with
+    screenshots) is opened once."""
+    import pypdfium2 as pdfium
+
+    from ingest import ocr
+    from ingest.pdf import image_cover, read_pdf
+
+    for name, short in (("r-intro.pdf", {1, 13}), ("sexam-ar.pdf", {6, 7, 8})):
+        data = (corpus / name).read_bytes()
+        covers = read_pdf(data, name, cover_under=200).image_covers
+        assert set(covers) == short
+        pdf = pdfium.PdfDocument(data)
+        assert covers == {n: image_cover(pdf[n - 1]) for n in short} and any(covers.values()) == (name == "sexam-ar.pdf")
+        pdf.close()
+
+        opened = []
+        monkeypatch.setattr(pdfium, "PdfDocument", lambda *a, _open=pdfium.PdfDocument, **k: opened.append(a) or _open(*a, **k))
+        doc = read_document(corpus / name)
+        monkeypatch.undo()
+        assert len(opened) == 1 and ocr.ocr_available()
+        assert [p.number for p in doc.pages if 0 < len(p.text) < 200] == sorted(short)
