@@ -32,10 +32,10 @@ import pypdfium2.raw as pdfium_c
 
 from ingest.errors import IngestError
 from ingest.normalize import HYPHEN_MARK, normalize_text, resolve_hyphens
-from ingest.pdf_annotations import annotation_text, form_notes, init_forms, shown_annotations
+from ingest.pdf_annotations import READ_NAMES, annotation_text, form_notes, init_forms, shown_annotations
 from ingest.pdf_covered import hide_covered_text
 from ingest.pdf_hidden import hide_unseen_text
-from ingest.pdf_native import angle_votes, chars_inside
+from ingest.pdf_native import angle_votes, chars_inside, names_present
 
 PDFIUM_LOCK = threading.RLock()
 log = logging.getLogger(__name__)
@@ -79,8 +79,9 @@ def read_pdf(data: bytes, path: str | Path, *, password: str | None = None,
     with PDFIUM_LOCK:
         pdf = _open(data, path, password)
     try:
-        return _extract(pdf, path, progress, max_pages, deadline, timeout_s, hidden_layers(data, password),
-                        cover_under)
+        may_name_layers, annotated = _file_holds(data, [_names_layers, _names_annotation])   # one pass
+        return _extract(pdf, path, progress, max_pages, deadline, timeout_s,
+                        hidden_layers(data, password, may_name_layers), cover_under, annotated)
     finally:
         with PDFIUM_LOCK:
             pdf.close()
@@ -150,7 +151,9 @@ def _open_error(code: int | None, path: str | Path, password: str | None) -> Ing
 
 def _extract(pdf: pdfium.PdfDocument, path: str | Path, progress: Progress | None, max_pages: int | None,
              deadline: float | None, timeout_s: float | None, layers_off: frozenset[str],
-             cover_under: int = 0) -> PdfContent:
+             cover_under: int = 0, annotated: bool = True) -> PdfContent:
+    """The document's content; `annotated` False when it has no annotation to read
+    (`_may_read_annotations`): its pages' annotations are not looked at."""
     with PDFIUM_LOCK:
         n_pages = len(pdf)
         notes = _permission_notes(pdf) + form_notes(pdf)
@@ -167,7 +170,7 @@ def _extract(pdf: pdfium.PdfDocument, path: str | Path, progress: Progress | Non
                               f"of {n_pages} (malformed or pathologically complex PDF)")
         with PDFIUM_LOCK:
             try:
-                text, cover = _page_text(pdf, index, layers_off, cover_under)
+                text, cover = _page_text(pdf, index, layers_off, cover_under, annotated)
             except pdfium.PdfiumError as err:
                 text, cover = "", None
                 notes.append(f"page {index + 1} could not be read ({err}); kept empty")
@@ -184,17 +187,18 @@ def _extract(pdf: pdfium.PdfDocument, path: str | Path, progress: Progress | Non
 
 
 def _page_text(pdf: pdfium.PdfDocument, index: int, layers_off: frozenset[str],
-               cover_under: int = 0) -> tuple[str, float | None]:
+               cover_under: int = 0, annotated: bool = True) -> tuple[str, float | None]:
     """PDFium's text of one page (without its layers in `layers_off`, nor text drawn unseen:
     ingest/pdf_hidden.py, ingest/pdf_covered.py), then what was added on it: filled-in fields, typed
     text, comments (ingest/pdf_annotations.py), normalised with its hyphen marks; and the page's
     `image_cover` when that text, its marks resolved, may be shorter than `cover_under` (a mark
-    becomes a hyphen or nothing), else None. PDFIUM_LOCK held by the caller."""
+    becomes a hyphen or nothing), else None. `annotated` False: the document has no annotation to
+    read (`_may_read_annotations`). PDFIUM_LOCK held by the caller."""
     page = pdf[index]
     try:
         hide_layers(page, layers_off)
         hide_unseen_text(page)
-        shown = shown_annotations(page)                 # one pass over the annotations, for both uses
+        shown = shown_annotations(page) if annotated else []     # one pass over the annotations, for both uses
         covered = hide_covered_text(page, shown)
         textpage = upright_textpage(page)
         try:
@@ -343,17 +347,19 @@ def _bounded_len(textpage: pdfium.PdfTextPage, box: tuple[float, float, float, f
     return pdfium_c.FPDFText_GetBoundedText(textpage.raw, left, top, right, bottom, None, 0)
 
 
-def hidden_layers(source: bytes | str | Path, password: str | None = None) -> frozenset[str]:
+def hidden_layers(source: bytes | str | Path, password: str | None = None,
+                  may_name: bool | None = None) -> frozenset[str]:
     """Names of the optional content groups (layers) that the document's default view turns off:
     a viewer does not show them (a draft's notes, an alternative language, a print-only watermark),
     PDFium's text extraction reads them all the same. Read with pypdf (PDFium has no API for the
     catalog); a group named like one that is on is not hidden; a file pypdf cannot read has none.
     pypdf reads only files that may have layers (`_may_name_layers`): its parse of the cross-reference
-    table costs about as much as the text of a short file (bench/pdf_visibility.py)."""
+    table costs about as much as the text of a short file (bench/pdf_visibility.py); `may_name`:
+    that answer when the caller has it."""
     from pypdf import PdfReader
 
     data = source if isinstance(source, bytes) else Path(source).read_bytes()
-    if not _may_name_layers(data):
+    if not (_may_name_layers(data) if may_name is None else may_name):
         return frozenset()
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
@@ -378,6 +384,7 @@ def hidden_layers(source: bytes | str | Path, password: str | None = None) -> fr
 
 _OBJECT_STREAM = re.compile(rb"/Type\s*/ObjStm\b")
 _INFLATE_CHUNK = 1 << 16
+_OVERLAP = 64                       # bytes of one inflated piece seen again with the next: a name cut between them
 
 
 def _may_name_layers(data: bytes) -> bool:
@@ -385,26 +392,57 @@ def _may_name_layers(data: bytes) -> bool:
     file's bytes nor in its object streams (where a compressed catalog is), inflated here with zlib.
     An object stream that is not plain Flate (another filter, a predictor, encrypted) counts as a
     maybe, and pypdf reads the catalog."""
-    if b"/OCProperties" in data:
-        return True
+    return _file_holds(data, [_names_layers])[0]
+
+
+def _names_layers(part: bytes) -> bool:
+    return b"/OCProperties" in part
+
+
+def _may_read_annotations(data: bytes) -> bool:
+    """False only when no annotation of the file can be one that pdf_annotations reads or
+    pdf_covered takes as a box (a subtype in READ_NAMES): none of those names is in the file's bytes
+    or its object streams, with #xx escapes decoded, /Subtype is followed by no /Text (/Text is also
+    in every /ProcSet) and by nothing but a name (PDFium takes only a direct name), and every object
+    stream could be inflated. Then each page's annotation pass is skipped: PDFium parsing every
+    annotation to learn its subtype is most of that pass on a manual of links. True without the C
+    library (`pdf_native.names_present`)."""
+    return _file_holds(data, [_names_annotation])[0]
+
+
+_ANNOTATION_NAMES = [name for name in READ_NAMES if name != b"Text"]
+
+
+def _names_annotation(part: bytes) -> bool:
+    found = names_present(part, _ANNOTATION_NAMES, [b"Text"])
+    return True if found is None else found
+
+
+def _file_holds(data: bytes, tests: list[Callable[[bytes], bool]]) -> list[bool]:
+    """Which `tests` hold for some part of the file: its bytes, or a piece of one of its object
+    streams (inflated with zlib in pieces that overlap by _OVERLAP bytes). All hold when an object
+    stream is not plain Flate (another filter, a predictor, encrypted) or cannot be inflated."""
+    found = [test(data) for test in tests]
     view = memoryview(data)
     for match in _OBJECT_STREAM.finditer(data):
+        if all(found):
+            break
         start = data.find(b"stream", match.end())
         head = data[data.rfind(b"obj", 0, match.start()) + 3:start]         # the stream's dictionary
         if start < 0 or b"/FlateDecode" not in head or b"/DecodeParms" in head or b"[" in head:
-            return True
+            return [True] * len(tests)
         start += 6
         start += 2 if data[start:start + 2] == b"\r\n" else 1
-        inflate, found = zlib.decompressobj(), b""
+        inflate, tail = zlib.decompressobj(), b""
         try:
-            while not inflate.eof and start < len(data):
-                found = found[-16:] + inflate.decompress(view[start:start + _INFLATE_CHUNK])
-                if b"/OCProperties" in found:
-                    return True
+            while not inflate.eof and start < len(data) and not all(found):
+                part = tail + inflate.decompress(view[start:start + _INFLATE_CHUNK])
+                found = [done or test(part) for done, test in zip(found, tests)]
+                tail = part[-_OVERLAP:]
                 start += _INFLATE_CHUNK
         except zlib.error:
-            return True
-    return False
+            return [True] * len(tests)
+    return found
 
 
 def hide_layers(page: pdfium.PdfPage, names: frozenset[str]) -> None:

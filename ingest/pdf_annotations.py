@@ -34,6 +34,15 @@ _COMMENTED = {pdfium_c.FPDF_ANNOT_TEXT, pdfium_c.FPDF_ANNOT_HIGHLIGHT, pdfium_c.
 # flagged Hidden (neither shown nor printed: a hidden form field, a retracted note) or NoView (print only)
 _NOT_SHOWN = pdfium_c.FPDF_ANNOT_FLAG_HIDDEN | pdfium_c.FPDF_ANNOT_FLAG_NOVIEW
 _READ = _COMMENTED | {pdfium_c.FPDF_ANNOT_WIDGET, pdfium_c.FPDF_ANNOT_FREETEXT}
+# the /Subtype names of _READ's subtypes, as PDFium maps them (PDF 32000-1, table 169): a file with
+# none of them has no annotation to read (pdf._may_read_annotations)
+READ_NAMES = {b"Text": pdfium_c.FPDF_ANNOT_TEXT, b"Highlight": pdfium_c.FPDF_ANNOT_HIGHLIGHT,
+              b"Underline": pdfium_c.FPDF_ANNOT_UNDERLINE, b"Squiggly": pdfium_c.FPDF_ANNOT_SQUIGGLY,
+              b"StrikeOut": pdfium_c.FPDF_ANNOT_STRIKEOUT, b"Square": pdfium_c.FPDF_ANNOT_SQUARE,
+              b"Circle": pdfium_c.FPDF_ANNOT_CIRCLE, b"Stamp": pdfium_c.FPDF_ANNOT_STAMP,
+              b"Caret": pdfium_c.FPDF_ANNOT_CARET, b"Ink": pdfium_c.FPDF_ANNOT_INK, b"Line": pdfium_c.FPDF_ANNOT_LINE,
+              b"Polygon": pdfium_c.FPDF_ANNOT_POLYGON, b"PolyLine": pdfium_c.FPDF_ANNOT_POLYLINE,
+              b"Widget": pdfium_c.FPDF_ANNOT_WIDGET, b"FreeText": pdfium_c.FPDF_ANNOT_FREETEXT}
 
 
 def init_forms(pdf: pdfium.PdfDocument) -> bool:

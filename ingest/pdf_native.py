@@ -12,6 +12,7 @@ the same result (tests/ingest/test_pdf_native.py). Every call holds PDFIUM_LOCK 
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import subprocess
@@ -84,6 +85,8 @@ def lib() -> ctypes.CDLL | None:
                 loaded.jd_cover_counts.restype = ctypes.c_int
                 loaded.jd_shown_annots.argtypes = [p, p, ctypes.c_ulonglong, ctypes.c_int, p, p, ctypes.c_int]
                 loaded.jd_shown_annots.restype = ctypes.c_int
+                loaded.jd_names_present.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_char_p]
+                loaded.jd_names_present.restype = ctypes.c_int
                 c = pdfium_c
                 _pdfium = Pdfium(*map(_address, (
                     c.FPDFPage_CountObjects, c.FPDFPage_GetObject, c.FPDFFormObj_CountObjects, c.FPDFFormObj_GetObject,
@@ -177,3 +180,19 @@ def shown_annots(page_raw, wanted: frozenset[int] | set[int], not_shown: int) ->
         indices, kinds = (ctypes.c_int * n)(), (ctypes.c_int * n)()
         n = _lib.jd_shown_annots(ctypes.byref(_pdfium), page, mask, not_shown, indices, kinds, n)
     return list(zip(indices[:n], kinds[:n]))
+
+
+def names_present(part: bytes, names: list[bytes], after_subtype: list[bytes]) -> bool | None:
+    """Whether a name token of the PDF bytes `part` is one of `names` (#xx escapes decoded), or the
+    name Subtype is followed by one of `after_subtype`, by anything but a name, or by the end of
+    `part`; in one pass in C (None without the library)."""
+    if lib() is None:
+        return None
+    return bool(_lib.jd_names_present(part, len(part), _name_list(tuple(names)), _name_list(tuple(after_subtype))))
+
+
+@functools.lru_cache(maxsize=8)
+def _name_list(names: tuple[bytes, ...]) -> bytes:
+    """`names` as jd_names_present takes them: each as its length (one byte) and its bytes, then 0."""
+    assert all(0 < len(name) < 40 for name in names)
+    return b"".join(bytes([len(name)]) + name for name in names) + b"\0"

@@ -5,6 +5,7 @@
  * Read-only: nothing here changes a page. */
 #include <math.h>
 #include <stddef.h>
+#include <string.h>
 
 typedef void *H;
 typedef struct { float a, b, c, d, e, f; } Matrix;          /* FS_MATRIX */
@@ -262,4 +263,76 @@ int jd_shown_annots(const Pdfium *f, H page, unsigned long long wanted, int not_
         f->close_annot(annot);
     }
     return n;
+}
+
+/* PDF syntax: white-space and delimiter characters (PDF 32000-1, 7.2.2), as PDFium's lexer has them. */
+static int pdf_space(unsigned char c) { return c == 0 || c == 9 || c == 10 || c == 12 || c == 13 || c == 32; }
+static int pdf_delim(unsigned char c) {
+    return c == '(' || c == ')' || c == '<' || c == '>' || c == '[' || c == ']' || c == '{' || c == '}' ||
+           c == '/' || c == '%';
+}
+static int hex_value(unsigned char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* The name token starting after the '/' at `p`, its #xx escapes decoded (as PDFium decodes names),
+ * into `out` (at most `room` - 1 bytes, then 0-terminated; a longer name is cut, which no watched
+ * name is). Returns the position after the token. */
+static const unsigned char *read_name(const unsigned char *p, const unsigned char *end, char *out, int room,
+                                      int *length) {
+    int n = 0;
+    while (p < end && !pdf_space(*p) && !pdf_delim(*p)) {
+        int c = *p++;
+        if (c == '#' && end - p >= 2 && hex_value(p[0]) >= 0 && hex_value(p[1]) >= 0) {
+            c = hex_value(p[0]) * 16 + hex_value(p[1]);
+            p += 2;
+        }
+        if (n < room - 1)
+            out[n] = (char)c;
+        n++;
+    }
+    out[n < room - 1 ? n : room - 1] = 0;
+    *length = n;
+    return p;
+}
+
+/* Whether `name` is in `list`: names, each as its length (one byte) and its bytes, a 0 length last. */
+static int in_list(const char *name, int length, const unsigned char *list) {
+    for (; *list; list += *list + 1)
+        if (*list == length && list[1] == (unsigned char)name[0] && memcmp(name, list + 1, (size_t)length) == 0)
+            return 1;
+    return 0;
+}
+
+/* pdf._may_read_annotations on one part of a file (its bytes, or a piece of an object stream
+ * inflated): 1 when some name token in it is one of `names` (see in_list; #xx escapes decoded),
+ * or the name Subtype is followed (past white space and comments) by one of `after_subtype`, by
+ * anything but a name, or by the end of the part (where the next piece cannot tell); else 0. Binary
+ * stream data is scanned too: a name found there only costs the skip. */
+int jd_names_present(const unsigned char *data, size_t size, const unsigned char *names,
+                     const unsigned char *after_subtype) {
+    const unsigned char *p = data, *end = data + size;
+    char name[40];
+    int length;
+    while (p < end && (p = memchr(p, '/', (size_t)(end - p))) != NULL) {
+        p = read_name(p + 1, end, name, sizeof name, &length);
+        if (in_list(name, length, names))
+            return 1;
+        if (length != 7 || memcmp(name, "Subtype", 7) != 0)
+            continue;
+        for (;;) {                                                       /* white space and comments */
+            while (p < end && pdf_space(*p)) p++;
+            if (p < end && *p == '%') {
+                while (p < end && *p != '\n' && *p != '\r') p++;
+                continue;
+            }
+            break;
+        }
+        if (p >= end || *p != '/')
+            return 1;                                                    /* not a name, or cut off here */
+        const unsigned char *value = read_name(p + 1, end, name, sizeof name, &length);
+        if (in_list(name, length, after_subtype) || value >= end)
+            return 1;
+    }
+    return 0;
 }

@@ -228,3 +228,57 @@ def test_choice_fields_read_what_the_reader_sees_chosen_on_its_page(tmp_path, co
     added = [doc.pages[i].text[len(plain.pages[i].text):].strip().splitlines() for i in (0, 1)]
     assert added == [["Form fields:", "Case number: CN-2026-77"],
                      ["Form fields:", "Languages: English, German", "Country: Portugal", "Case number: CN-2026-77"]]
+
+
+def _annotated_pdf(path, annotation: bytes, packed: bool = False):
+    """A one-page PDF (the line "Plain line") with one annotation dictionary written as given, in
+    the file or in a compressed object stream."""
+    from tests.ingest.pdf_files import write_pdf_objects
+
+    content = b"BT /F1 12 Tf 72 700 Td (Plain line) Tj ET"
+    return write_pdf_objects(path, [
+        b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> "
+        b"/ProcSet [/PDF /Text] >> /Contents 5 0 R /Annots [6 0 R] >>",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content), annotation],
+        packed=(1, 2, 3, 4, 6) if packed else ())
+
+
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize("annotation", [
+    b"<< /Type /Annot /Subtype /Text /Rect [500 700 520 720] /Contents (A note) /F 4 >>",
+    b"<< /Type /Annot /Subtype/Text /Rect [500 700 520 720] /Contents (A note) /F 4 >>",
+    b"<< /Type /Annot /Subtype %% a comment\n /Text /Rect [500 700 520 720] /Contents (A note) /F 4 >>",
+    b"<< /Type /Annot /Sub#74ype /T#65xt /Rect [500 700 520 720] /Contents (A note) /F 4 >>",
+    b"<< /Type /Annot /Subtype /Free#54ext /Rect [50 50 400 70] /Contents (A note) /F 4 >>",
+    b"<< /Type /Annot /Subtype /Highlight /Rect [50 600 300 620] /Contents (A note) /F 4 >>"])
+def test_a_file_is_let_skip_its_annotations_only_when_none_can_be_read(tmp_path, corpus, annotation, packed):
+    """The annotation pass, PDFium parsing every annotation (a manual's thousands of links) to learn
+    its subtype, is skipped for a file none of whose annotations can be read: one whose bytes and
+    object streams name no subtype it reads. A comment written however PDF allows (/Subtype/Text, a
+    comment before the name, #xx escapes in the key or the name, in an object stream) is still read;
+    the corpus PDFs, with only links, skip the pass and read the same text as with it."""
+    from ingest import pdf
+
+    path = _annotated_pdf(tmp_path / "note.pdf", annotation, packed)
+    assert pdf._may_read_annotations(path.read_bytes())
+    assert read_document(path).pages[0].text.splitlines()[-2:] in (["Comments:", "A note"],
+                                                                   ["Text added on the page:", "A note"])
+    if packed or b"Highlight" not in annotation:
+        return
+    for name in ("gnuplot.pdf", "r-intro.pdf", "acm-sigconf.pdf"):
+        data = (corpus / name).read_bytes()
+        assert not pdf._may_read_annotations(data)
+        skipped = pdf.read_pdf(data, name).texts
+        pdf._names_annotation, kept = (lambda part: True), pdf._names_annotation
+        try:
+            assert pdf.read_pdf(data, name).texts == skipped
+        finally:
+            pdf._names_annotation = kept
+
+
+def test_without_the_c_scan_the_annotations_are_always_looked_at(corpus, pdf_checks):
+    from ingest import pdf
+
+    assert pdf._may_read_annotations((corpus / "gnuplot.pdf").read_bytes()) == (pdf_checks == "Python")
