@@ -111,11 +111,21 @@ def _last_word(text: str) -> str:
 
 
 def _word_count(text: str, word: str) -> int:
-    """Occurrences of `word` as a whole word; the pattern starts with the word, which scans ~20x faster."""
-    if word not in text:
+    """Occurrences of `word` as a whole word: the matches of `word(?!\\w)` that re.finditer would find
+    (one search resumes after a match) not preceded by a word character, found with str.find, which
+    scans a long document ~10x faster than the pattern. `word` is not empty (two joined words)."""
+    if not word:
         return 0
-    return sum(1 for m in re.finditer(re.escape(word) + r"(?!\w)", text)
-               if not m.start() or not _is_word_char(text[m.start() - 1]))
+    count, end, start = 0, len(word), text.find(word)
+    while start >= 0:
+        after = start + end
+        if after < len(text) and _is_word_char(text[after]):
+            start = text.find(word, start + 1)
+            continue
+        if not start or not _is_word_char(text[start - 1]):
+            count += 1
+        start = text.find(word, after)
+    return count
 
 
 def resolve_hyphens(texts: list[str]) -> list[str]:
