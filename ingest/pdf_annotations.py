@@ -94,9 +94,12 @@ def annotation_text(pdf: pdfium.PdfDocument, page: pdfium.PdfPage,
     """The page's filled fields, added text and comments as the blocks above ("" when none), each
     line once, in annotation order; not those a viewer does not show (flagged Hidden or NoView).
     `shown`: the page's `shown_annotations`, when the caller has them."""
+    shown = shown_annotations(page) if shown is None else shown
+    if not shown:
+        return ""
     form = getattr(pdf, "formenv", None)
     blocks: dict[str, list[str]] = {FORM_HEADING: [], ADDED_HEADING: [], COMMENT_HEADING: []}
-    for index, kind in shown_annotations(page) if shown is None else shown:
+    for index, kind in shown:
         annot = pdfium_c.FPDFPage_GetAnnot(page.raw, index)
         try:
             if kind == pdfium_c.FPDF_ANNOT_WIDGET and form is not None:

@@ -104,13 +104,18 @@ def lib() -> ctypes.CDLL | None:
     return _lib
 
 
+_CANDIDATES = (Candidate * 64)()
+
+
 def unseen_candidates(page_raw, pale: int, min_squared: float) -> list[tuple] | None:
     """pdf_hidden._candidates(page) as a list (None without the library): (text object, matrix from
     its parent to the page, "clear" | "tiny" | "pale", None | size on the page | fill RGB)."""
     if lib() is None:
         return None
-    page, buffer = ctypes.cast(page_raw, ctypes.c_void_p), (Candidate * 64)()
+    page, buffer = ctypes.cast(page_raw, ctypes.c_void_p), _CANDIDATES       # reused: under PDFIUM_LOCK
     n = _lib.jd_unseen_candidates(ctypes.byref(_pdfium), page, pale, min_squared, buffer, len(buffer))
+    if not n:
+        return []
     if n > len(buffer):                                  # a page of many: room for all, once more
         buffer = (Candidate * n)()
         n = _lib.jd_unseen_candidates(ctypes.byref(_pdfium), page, pale, min_squared, buffer, n)
@@ -126,12 +131,16 @@ def unseen_candidates(page_raw, pale: int, min_squared: float) -> list[tuple] | 
     return found
 
 
+_RECT_A, _RECT_B = (ctypes.c_double * 4)(), (ctypes.c_double * 4)()
+
+
 def chars_inside(textpage_raw, rect_a: tuple, rect_b: tuple) -> bool | None:
     """Whether every character of the text page lies inside both rectangles (left, bottom, right,
     top), so that PDFium's bounded text of each is the same; None without the library."""
     if lib() is None:
         return None
-    a, b = (ctypes.c_double * 4)(*rect_a), (ctypes.c_double * 4)(*rect_b)
+    a, b = _RECT_A, _RECT_B                                  # reused: under PDFIUM_LOCK
+    a[:], b[:] = rect_a, rect_b
     return bool(_lib.jd_chars_inside(ctypes.byref(_pdfium), ctypes.cast(textpage_raw, ctypes.c_void_p), a, b))
 
 
