@@ -262,8 +262,8 @@ def _text_angle(textpage: pdfium.PdfTextPage) -> int | None:
 
 def _angle_votes(textpage: pdfium.PdfTextPage) -> list[int]:
     """How many of the sampled pairs of letters or digits run at 0, 90, 180 and 270 degrees: in C
-    (`pdf_native.angle_votes`, one call) but for the pairs it leaves to Python (beyond ASCII), else
-    all in Python (`_char_runs`, the reference)."""
+    (`pdf_native.angle_votes`, one call) but for the pairs it leaves to Python (a code point from
+    pdf_native.ALNUM_LIMIT on: Chinese, Japanese), else all in Python (`_char_runs`, the reference)."""
     count = textpage.count_chars()
     step = max(1, count // _ANGLE_SAMPLE)
     cap = len(range(0, count - 1, step))

@@ -79,7 +79,7 @@ def lib() -> ctypes.CDLL | None:
                 loaded.jd_unseen_candidates.restype = ctypes.c_int
                 loaded.jd_chars_inside.argtypes = [p, p, p, p]
                 loaded.jd_chars_inside.restype = ctypes.c_int
-                loaded.jd_angle_votes.argtypes = [p, p, ctypes.c_int, ctypes.c_int, p, p]
+                loaded.jd_angle_votes.argtypes = [p, p, ctypes.c_int, ctypes.c_int, p, p, ctypes.c_char_p, ctypes.c_uint]
                 loaded.jd_angle_votes.restype = ctypes.c_int
                 loaded.jd_cover_counts.argtypes = [p, p, ctypes.c_double, p]
                 loaded.jd_cover_counts.restype = ctypes.c_int
@@ -145,18 +145,31 @@ def chars_inside(textpage_raw, rect_a: tuple, rect_b: tuple) -> bool | None:
 
 
 _VOTES, _DEFERRED = (ctypes.c_int * 4)(), (ctypes.c_int * 256)()
+# code points whose str.isalnum C is given (alphabets up to Hangul Jamo and Indic scripts: a few ms
+# once); Chinese and Japanese characters are judged in Python
+ALNUM_LIMIT = 0x3000
+
+
+@functools.lru_cache(maxsize=1)
+def _alnum_bits() -> bytes:
+    """str.isalnum of every code point below ALNUM_LIMIT, one bit each (bit c % 8 of byte c // 8)."""
+    bits = bytearray(ALNUM_LIMIT // 8)
+    for code in range(ALNUM_LIMIT):
+        if chr(code).isalnum():
+            bits[code >> 3] |= 1 << (code & 7)
+    return bytes(bits)
 
 
 def angle_votes(textpage_raw, step: int, cap: int) -> tuple[list[int], list[int]] | None:
     """pdf._angle_votes in one call (None without the library): the votes of the sampled pairs of
-    ASCII letters and digits (for index 0, step, ... below the character count - 1, at most `cap`),
-    and the indices of the pairs left to Python (a character beyond ASCII)."""
+    letters and digits (for index 0, step, ... below the character count - 1, at most `cap`), and the
+    indices of the pairs left to Python (a code point beyond ALNUM_LIMIT, a move that is not finite)."""
     if lib() is None:
         return None
     votes, deferred = _VOTES, _DEFERRED if cap <= len(_DEFERRED) else (ctypes.c_int * cap)()  # reused: under the lock
     votes[:] = [0, 0, 0, 0]
     n = _lib.jd_angle_votes(ctypes.byref(_pdfium), ctypes.cast(textpage_raw, ctypes.c_void_p), step, cap, votes,
-                            deferred)
+                            deferred, _alnum_bits(), ALNUM_LIMIT)
     return votes[:], deferred[:n]
 
 

@@ -153,24 +153,23 @@ int jd_chars_inside(const Pdfium *f, H textpage, const double *rect_a, const dou
     return 1;
 }
 
-static int ascii_alnum(unsigned c) {
-    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
-}
-
 /* pdf._angle_votes: for index = 0, step, 2 step, ... below count - 1 (at most `cap` samples), the
  * pair of characters index and index + 1 votes for the direction (0..3, quarter turns
  * counterclockwise) of the move from the first's origin to the second's when both are letters or
  * digits: round(degrees(atan2(dy, dx)) / 90) % 4, as Python computes it (same libm, round half to
- * even, -ffp-contract=off). Only ASCII pairs are judged here (Python's isalnum is [0-9A-Za-z]
- * there); a pair with a character beyond ASCII, or a move that is not finite, is left to Python:
- * its index goes to `deferred` (room for `cap`). Adds to `votes` (4); returns how many deferred. */
-int jd_angle_votes(const Pdfium *f, H textpage, int step, int cap, int *votes, int *deferred) {
+ * even, -ffp-contract=off). Letters and digits are Python's str.isalnum, given for the code points
+ * below `limit` as a bitmap (`alnum`, bit c % 8 of byte c / 8); a pair with a code point at or over
+ * `limit`, or a move that is not finite, is left to Python: its index goes to `deferred` (room for
+ * `cap`). Adds to `votes` (4); returns how many deferred. */
+int jd_angle_votes(const Pdfium *f, H textpage, int step, int cap, int *votes, int *deferred,
+                   const unsigned char *alnum, unsigned limit) {
     int count = f->count_chars(textpage), n = 0, d = 0;
     for (int index = 0; index < count - 1 && n < cap; index += step, n++) {
         unsigned first = f->get_unicode(textpage, index), second = f->get_unicode(textpage, index + 1);
-        if ((first < 128 && !ascii_alnum(first)) || (second < 128 && !ascii_alnum(second)))
+        if ((first < limit && !(alnum[first >> 3] >> (first & 7) & 1)) ||
+            (second < limit && !(alnum[second >> 3] >> (second & 7) & 1)))
             continue;                                    /* a space, line break or mark: not a run */
-        if (first >= 128 || second >= 128) {
+        if (first >= limit || second >= limit) {
             deferred[d++] = index;
             continue;
         }

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
@@ -80,19 +81,26 @@ def test_without_a_compiler_the_library_is_none(monkeypatch):
     assert pdf_native.lib() is None and pdf_native.unseen_candidates(None, 230, 1.0) is None
 
 
-def test_the_c_direction_votes_are_the_python_ones(tmp_path, corpus, monkeypatch):
-    """The reading direction (pdf._text_angle) is voted by sampled pairs of letters: C votes the ASCII
-    pairs and leaves the rest to Python; the votes are those of the Python loop over every pair, on
-    corpus pages (two-column, Arabic, German, dense math) and on pages whose text runs down or up."""
+@pytest.mark.parametrize("limit", [128, pdf_native.ALNUM_LIMIT])
+def test_the_c_direction_votes_are_the_python_ones(tmp_path, corpus, monkeypatch, limit):
+    """The reading direction (pdf._text_angle) is voted by sampled pairs of letters: C votes the pairs
+    whose code points are below its isalnum table's limit and leaves the rest to Python; the votes are
+    those of the Python loop over every pair, on corpus pages (two-column, Arabic, German, French,
+    dense math) and on pages whose text runs down or up, with the table's limit and with only ASCII
+    in C (Arabic, umlauts and accents then left to Python)."""
     from ingest import pdf
     from tests.ingest.test_pdf_pages import _TURNED_LINES
+
+    monkeypatch.setattr(pdf_native, "ALNUM_LIMIT", limit)
+    pdf_native._alnum_bits.cache_clear()
+    monkeypatch.setattr(pdf_native, "_alnum_bits", functools.lru_cache(maxsize=1)(pdf_native._alnum_bits.__wrapped__))
 
     turned = write_stream_pdf(tmp_path / "turned.pdf", [b"".join(
         b"BT /F1 12 Tf %d %d %d 0 %d 720 Tm (%s) Tj ET\n" % (0, sign, -sign, 100 + 20 * k, line)
         for k, line in enumerate(_TURNED_LINES)) for sign in (-1, 1)])
     compared, directions = 0, set()
     for path in [turned] + [corpus / name for name in ("acm-sigconf.pdf", "sexam-ar.pdf", "pari-refcard.pdf",
-                                                       "latexsheet-de.pdf")]:
+                                                       "latexsheet-de.pdf", "debian-history-fr.pdf")]:
         pdf_doc = pdfium.PdfDocument(str(path))
         for page in pdf_doc:
             textpage = page.get_textpage()
