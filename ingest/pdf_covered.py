@@ -233,15 +233,17 @@ def _candidates(texts: list, boxes: list) -> list:
         overlap = (box[:, 0] < t[..., 2]) & (t[..., 0] < box[:, 2]) & (box[:, 1] < t[..., 3]) & (t[..., 1] < box[:, 3])
         for row in np.flatnonzero(overlap.any(axis=1)):
             order, obj, _ = texts[start + row]
+            text, colour = tuple(text_box[start + row]), False        # its fill, read when first needed
             over, under = [], False
             for b in np.flatnonzero(overlap[row]):
                 box_order, page_box = boxes[b][:2]
                 if box_order > order:
                     over.append(page_box)
-                elif not under and _covered(tuple(text_box[start + row]), page_box) >= COVERED_SHARE:
-                    under = _same_colour(obj, boxes[b])
+                elif not under and _covered(text, page_box) >= COVERED_SHARE:
+                    colour = _fill(obj) if colour is False else colour
+                    under = _same_colour(colour, boxes[b])
             if (over or under) and pdfium_c.FPDFTextObj_GetTextRenderMode(obj) not in _KEPT_MODES and _active(obj):
-                found.append((obj, tuple(text_box[start + row]), over))
+                found.append((obj, text, over))
     return found
 
 
@@ -254,9 +256,9 @@ def _active(obj) -> bool:
     return obj is not None and bool(pdfium_c.FPDFPageObj_GetIsActive(obj, ctypes.byref(active))) and bool(active.value)
 
 
-def _same_colour(obj, box: tuple) -> bool:
-    """Whether the text object is filled in nearly the colour of the box."""
-    colour, box_colour = _fill(obj), box[2]
+def _same_colour(colour: tuple[int, int, int] | None, box: tuple) -> bool:
+    """Whether a text object filled in `colour` (its `_fill`) is nearly the colour of the box."""
+    box_colour = box[2]
     return colour is not None and box_colour is not None and \
         max(abs(p - q) for p, q in zip(colour, box_colour)) <= SAME_COLOUR
 
