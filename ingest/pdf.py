@@ -79,9 +79,9 @@ def read_pdf(data: bytes, path: str | Path, *, password: str | None = None,
     with PDFIUM_LOCK:
         pdf = _open(data, path, password)
     try:
-        may_name_layers, annotated = _file_holds(data, [_names_layers, _names_annotation])   # one pass
+        may_name_layers, annotated, labelled = _file_holds(data, [_names_layers, _names_annotation, _names_labels])
         return _extract(pdf, path, progress, max_pages, deadline, timeout_s,
-                        hidden_layers(data, password, may_name_layers), cover_under, annotated)
+                        hidden_layers(data, password, may_name_layers), cover_under, annotated, labelled)
     finally:
         with PDFIUM_LOCK:
             pdf.close()
@@ -151,9 +151,10 @@ def _open_error(code: int | None, path: str | Path, password: str | None) -> Ing
 
 def _extract(pdf: pdfium.PdfDocument, path: str | Path, progress: Progress | None, max_pages: int | None,
              deadline: float | None, timeout_s: float | None, layers_off: frozenset[str],
-             cover_under: int = 0, annotated: bool = True) -> PdfContent:
+             cover_under: int = 0, annotated: bool = True, labelled: bool = True) -> PdfContent:
     """The document's content; `annotated` False when it has no annotation to read
-    (`_may_read_annotations`): its pages' annotations are not looked at."""
+    (`_may_read_annotations`): its pages' annotations are not looked at; `labelled` False when its
+    catalog has no /PageLabels (`_names_labels`): PDFium is not asked for each page's label."""
     with PDFIUM_LOCK:
         n_pages = len(pdf)
         notes = _permission_notes(pdf) + form_notes(pdf)
@@ -174,7 +175,7 @@ def _extract(pdf: pdfium.PdfDocument, path: str | Path, progress: Progress | Non
             except pdfium.PdfiumError as err:
                 text, cover = "", None
                 notes.append(f"page {index + 1} could not be read ({err}); kept empty")
-            labels.append(pdf.get_page_label(index) or None)
+            labels.append(pdf.get_page_label(index) or None if labelled else None)
         texts.append(text)
         if cover is not None:
             covers[index + 1] = cover
@@ -397,6 +398,13 @@ def _may_name_layers(data: bytes) -> bool:
 
 def _names_layers(part: bytes) -> bool:
     return b"/OCProperties" in part
+
+
+def _names_labels(part: bytes) -> bool:
+    """Whether `part` may hold the catalog's /PageLabels (#xx escapes decoded; True without the C
+    library): without it PDFium gives every page an empty label."""
+    found = names_present(part, [b"PageLabels"], [])
+    return True if found is None else found
 
 
 def _may_read_annotations(data: bytes) -> bool:

@@ -205,9 +205,9 @@ def shown_annots(page_raw, wanted: frozenset[int] | set[int], not_shown: int) ->
 
 
 def names_present(part: bytes, names: list[bytes], after_subtype: list[bytes]) -> bool | None:
-    """Whether a name token of the PDF bytes `part` is one of `names` (#xx escapes decoded), or the
-    name Subtype is followed by one of `after_subtype`, by anything but a name, or by the end of
-    `part`; in one pass in C (None without the library)."""
+    """Whether a name token of the PDF bytes `part` is one of `names` (#xx escapes decoded), or (when
+    `after_subtype` is not empty) the name Subtype is followed by one of `after_subtype`, by anything
+    but a name, or by the end of `part`; in one pass in C (None without the library)."""
     if lib() is None:
         return None
     return bool(_lib.jd_names_present(part, len(part), _name_list(tuple(names)), _name_list(tuple(after_subtype))))

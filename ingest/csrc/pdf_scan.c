@@ -306,7 +306,8 @@ static int in_list(const char *name, int length, const unsigned char *list) {
 /* pdf._may_read_annotations on one part of a file (its bytes, or a piece of an object stream
  * inflated): 1 when some name token in it is one of `names` (see in_list; #xx escapes decoded),
  * or the name Subtype is followed (past white space and comments) by one of `after_subtype`, by
- * anything but a name, or by the end of the part (where the next piece cannot tell); else 0. Binary
+ * anything but a name, or by the end of the part (where the next piece cannot tell; this rule only
+ * when `after_subtype` names one); else 0. Binary
  * stream data is scanned too: a name found there only costs the skip. */
 int jd_names_present(const unsigned char *data, size_t size, const unsigned char *names,
                      const unsigned char *after_subtype) {
@@ -317,8 +318,8 @@ int jd_names_present(const unsigned char *data, size_t size, const unsigned char
         p = read_name(p + 1, end, name, sizeof name, &length);
         if (in_list(name, length, names))
             return 1;
-        if (length != 7 || memcmp(name, "Subtype", 7) != 0)
-            continue;
+        if (!*after_subtype || length != 7 || memcmp(name, "Subtype", 7) != 0)
+            continue;                                                    /* no Subtype rule when none */
         for (;;) {                                                       /* white space and comments */
             while (p < end && pdf_space(*p)) p++;
             if (p < end && *p == '%') {

@@ -193,3 +193,32 @@ def test_vertical_japanese_is_read_right_column_first(tmp_path, pdf_checks):
     assert shown.highlighted and shown.match_score == 100
     left, top, right, bottom = shown.boxes[0]                  # the middle column: x = 470, from y = 700 down
     assert left < 470 < right and right - left < 40 and top < 792 - 680 and bottom > 792 - 600
+
+
+@pytest.mark.parametrize("key", [b"/PageLabels", b"/PageL#61bels"])
+@pytest.mark.parametrize("packed", [(), (1,)])
+def test_printed_labels_are_asked_for_only_in_a_file_that_has_them(tmp_path, read, corpus, key, packed):
+    """PDFium is asked for each page's printed label only when the file may have /PageLabels (in its
+    bytes or object streams, the name written plainly or with #xx escapes); a file without them reads
+    None for every page, as PDFium's answer was, and the corpus labels are the same either way."""
+    from ingest import pdf
+    from tests.ingest.pdf_files import write_pdf_objects
+
+    page = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents %d 0 R >>"
+    content = b"<< /Length 0 >>\nstream\n\nendstream"
+    path = write_pdf_objects(tmp_path / "labelled.pdf", [
+        b"<< /Type /Catalog /Pages 2 0 R %s << /Nums [0 << /S /r >> 1 << /S /D /P (A-) >>] >> >>" % key,
+        b"<< /Type /Pages /Kids [3 0 R 4 0 R] /Count 2 >>", page % 5, page % 5, content], packed=packed)
+    assert pdf.read_pdf(path.read_bytes(), "labelled.pdf").labels == ["i", "A-1"]
+    if packed or b"#" in key:
+        return
+    assert not pdf._file_holds((corpus / "gnuplot.pdf").read_bytes(), [pdf._names_labels])[0]
+    for name in ("gnuplot.pdf", "r-intro.pdf", "debian-history-fr.pdf"):
+        data = (corpus / name).read_bytes()
+        pdf._names_labels, kept = (lambda part: True), pdf._names_labels
+        try:
+            asked = pdf.read_pdf(data, name).labels
+        finally:
+            pdf._names_labels = kept
+        assert pdf.read_pdf(data, name).labels == asked == [p.label for p in read(name).pages]
+    assert read("r-intro.pdf").page(15).label == "9" and read("gnuplot.pdf").page(15).label is None
