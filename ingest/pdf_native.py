@@ -1,13 +1,18 @@
 """The per-object and per-character loops of PDF ingestion in C (ingest/csrc/pdf_scan.c): the
-unseen-text check's scan of every text object (`unseen_candidates`, for ingest/pdf_hidden.py) and the
-page-edge check and the reading direction's votes (`chars_inside`, `angle_votes`, for ingest/pdf.py). In Python each PDFium call through ctypes costs
-~1 us, more than the call itself; these loops make one call per page.
+unseen-text check's scan of every text object (`unseen_candidates`, for ingest/pdf_hidden.py), the
+page-edge check and the reading direction's votes (`chars_inside`, `angle_votes`, for ingest/pdf.py),
+the count that lets most pages skip pdf_covered's walk (`cover_counts`), the pass over a page's
+annotations (`shown_annots`, ingest/pdf_annotations.py) and the scan of a file's bytes for names
+(`names_present`, ingest/pdf.py). In Python each PDFium call through ctypes costs ~1 us, more than
+the call itself; these loops make one call per page.
 
 The C file is compiled on first use with the machine's C compiler (`cc`, or $CC), as the engine's
 kernels are (engine/cpu_kernels.py), into a per-user cache keyed by the source and the flags. It
 calls PDFium through the function pointers pypdfium2 loaded. Without a compiler, or with
 JAMBADOCS_PDF_C=0, `lib()` is None and the callers run their Python loops, the reference, which give
-the same result (tests/ingest/test_pdf_native.py). Every call holds PDFIUM_LOCK (the callers').
+the same result (tests/ingest/test_pdf_native.py); without the name scan every page's annotations and
+label are looked at, as before. Every call into PDFium holds PDFIUM_LOCK (the callers'), which also
+guards the reused buffers here; `names_present` reads only bytes.
 """
 from __future__ import annotations
 
@@ -79,7 +84,8 @@ def lib() -> ctypes.CDLL | None:
                 loaded.jd_unseen_candidates.restype = ctypes.c_int
                 loaded.jd_chars_inside.argtypes = [p, p, p, p]
                 loaded.jd_chars_inside.restype = ctypes.c_int
-                loaded.jd_angle_votes.argtypes = [p, p, ctypes.c_int, ctypes.c_int, p, p, ctypes.c_char_p, ctypes.c_uint]
+                loaded.jd_angle_votes.argtypes = [p, p, ctypes.c_int, ctypes.c_int, p, p, ctypes.c_char_p,
+                                                  ctypes.c_uint]
                 loaded.jd_angle_votes.restype = ctypes.c_int
                 loaded.jd_cover_counts.argtypes = [p, p, ctypes.c_double, p]
                 loaded.jd_cover_counts.restype = ctypes.c_int

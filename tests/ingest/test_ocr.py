@@ -223,11 +223,13 @@ def test_short_pages_without_a_scan_are_ruled_out_without_opening_the_pdf_again(
         covers = read_pdf(data, name, cover_under=200).image_covers
         assert set(covers) == short
         pdf = pdfium.PdfDocument(data)
-        assert covers == {n: image_cover(pdf[n - 1]) for n in short} and any(covers.values()) == (name == "sexam-ar.pdf")
+        assert covers == {n: image_cover(pdf[n - 1]) for n in short}
+        assert any(covers.values()) == (name == "sexam-ar.pdf")
         pdf.close()
 
         opened = []
-        monkeypatch.setattr(pdfium, "PdfDocument", lambda *a, _open=pdfium.PdfDocument, **k: opened.append(a) or _open(*a, **k))
+        monkeypatch.setattr(pdfium, "PdfDocument",
+                            lambda *a, _open=pdfium.PdfDocument, **k: opened.append(a) or _open(*a, **k))
         doc = read_document(corpus / name)
         monkeypatch.undo()
         assert len(opened) == 1 and ocr.ocr_available()
