@@ -150,6 +150,7 @@ def _tty() -> bool:
 def cmd_serve(args) -> int:
     svc = _services(args)
     svc.reread_in_background()          # documents read by an older reader
+    svc.count_pages_in_background()     # page token counts, once the engine has started
     from ui.server import serve
     serve(svc, host=args.host, port=args.port, auth=args.auth)
     return EXIT_OK

@@ -236,7 +236,9 @@ class DocumentService:
         # its tokens or to re-read it must not look like a failed add).
         try:
             tokens = self._svc.count_tokens_later(added.id, doc)
-            return self._find(ws_id, doc.content_hash) or replace(added, tokens=tokens)
+            found = self._find(ws_id, doc.content_hash) or replace(added, tokens=tokens)
+            self._svc.count_pages_later(ws_id)            # its pages' tokens, in a thread
+            return found
         except Exception:  # noqa: BLE001
             log.exception("reading back document %s after adding it failed", added.id)
             return added

@@ -75,6 +75,11 @@ class QAService:
             self._running_changed.wait_for(lambda: not self._running, timeout)
             return len(self._running)
 
+    def wait_until_idle(self, timeout: float) -> bool:
+        """Wait until no answer is being written (True), or `timeout` s (False)."""
+        with self._running_changed:
+            return self._running_changed.wait_for(lambda: not self._running, timeout)
+
     def refuse_if_answering(self, *, ws_id: int | None = None, chat_id: int | None = None,
                             what: str) -> None:
         """Raise Conflict naming `what` while an answer is being written into workspace `ws_id`

@@ -15,7 +15,7 @@ from app.chats import ChatService
 from app.config import Settings
 from app.documents import DocumentService
 from app.engine_queue import EngineQueue
-from app.errors import EngineUnavailable, StorageError
+from app.errors import EngineUnavailable, NotFound, StorageError
 from app.filestore import FileStore, SpaceReserve
 from app.qa import QAService
 from app.records import BudgetInfo, context_fit
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 TOKEN_COUNT_FORMAT = "prompt-1"
 
 T = TypeVar("T")
+
+COUNT_POLL_S = 0.5      # how often the page counting, waiting for an answer to be written, checks for a stop
 
 
 class Services:
@@ -63,6 +65,10 @@ class Services:
         self.qa = QAService(self)
         self._stopping = threading.Event()
         self._rereading: threading.Thread | None = None
+        self._count_pages = False                 # see count_pages_in_background
+        self._to_count: set[int] = set()          # workspaces whose pages are to be counted
+        self._counting: threading.Thread | None = None
+        self._counting_changed = threading.Condition()
         self._collect_garbage()
 
     # -- engine -------------------------------------------------------------------------------
@@ -110,6 +116,7 @@ class Services:
                     raise EngineUnavailable(self.engine_error) from exc
                 self.engine_error = None
                 self._engine_info = info
+                self.count_pages_later()
         return self._engine_info
 
     def engine_info(self) -> dict:
@@ -149,6 +156,68 @@ class Services:
             log.exception("counting the tokens of document %s failed", doc_id)
             return None
         return tokens
+
+    def count_pages_in_background(self) -> None:
+        """For a long-running process (the server): count the tokens of every page of the stored
+        documents under the loaded engine's tokenizer in a thread, once the engine has started, and
+        of each document added from then on, after its upload returns (`count_pages_later`). A
+        question asked meanwhile counts what is still missing itself, and the counting waits while
+        an answer is being written."""
+        self._count_pages = True
+        self.count_pages_later()
+
+    def count_pages_later(self, ws_id: int | None = None) -> None:
+        """Queue the page counts of workspace `ws_id` (None: of every workspace) for the counting
+        thread, started when none runs. A no-op unless `count_pages_in_background` was called and
+        the engine, one that counts pages (the bundled engine's `count_pages`), has started."""
+        if not self._count_pages or self._engine_info is None \
+                or not callable(getattr(self._answerer, "count_pages", None)):
+            return
+        try:
+            with db.transaction(self.sessions) as s:
+                todo = set(s.scalars(select(db.Workspace.id))) if ws_id is None else {ws_id}
+        except DBAPIError as exc:         # the questions count what is missing
+            log.warning("page token counts not queued: %s", exc.orig)
+            return
+        with self._counting_changed:
+            self._to_count |= todo
+            if self._counting is None and todo and not self._stopping.is_set():
+                self._counting = threading.Thread(target=self._count_queued, name="count-pages", daemon=True)
+                self._counting.start()
+
+    def wait_for_page_counts(self, timeout: float | None = None) -> bool:
+        """Wait until the counting thread has nothing left to count (True), or `timeout` s (False)."""
+        with self._counting_changed:
+            return self._counting_changed.wait_for(lambda: self._counting is None, timeout)
+
+    def _count_queued(self) -> None:
+        while True:
+            with self._counting_changed:
+                if not self._to_count or self._stopping.is_set():
+                    self._counting = None
+                    self._counting_changed.notify_all()
+                    return
+                ws_id = min(self._to_count)
+                self._to_count.discard(ws_id)
+            try:
+                doc_ids, docs = self.documents.load(ws_id)
+                for doc_id, doc in zip(doc_ids, docs):
+                    self._answerer.count_pages([doc], go_on=lambda: self._may_count(doc_id))
+            except NotFound:                  # the workspace was deleted meanwhile
+                pass
+            except Exception:  # noqa: BLE001 -- the next question counts what is missing
+                log.exception("counting the page tokens of workspace %s failed", ws_id)
+
+    def _may_count(self, doc_id: int) -> bool:
+        """May the counting thread go on with document `doc_id`: after any answer being written,
+        unless the process is stopping or the document was deleted meanwhile."""
+        while not self.qa.wait_until_idle(COUNT_POLL_S):
+            if self._stopping.is_set():
+                return False
+        if self._stopping.is_set():
+            return False
+        with db.transaction(self.sessions) as s:
+            return s.get(db.Document, doc_id) is not None
 
     def _ensure_token_counts(self, ws_id: int) -> dict[int, int]:
         self.start_engine()
@@ -299,6 +368,8 @@ class Services:
             except Exception:  # noqa: BLE001 -- the documents keep their text; tried at the next start
                 log.exception("reading stored documents again failed")
                 return
+            if done["changed"]:
+                self.count_pages_later()          # their new text's pages
             if done["changed"] or done["unchanged"]:
                 log.warning("read %d stored documents again with a newer reader: %d changed (see their notes)",
                             len(done["changed"]) + len(done["unchanged"]), len(done["changed"]))
@@ -316,6 +387,9 @@ class Services:
         self._stopping.set()
         if self._rereading is not None:
             self._rereading.join(timeout=30)      # a document being read is finished and stored
+        counting = self._counting
+        if counting is not None:
+            counting.join(timeout=30)             # stops after the pages it is counting
         closer = getattr(self._answerer, "close", None)
         if callable(closer):
             closer()

@@ -192,14 +192,19 @@ class FitResult:
                 f" ({why})")
 
 
+def page_bodies(doc: Document | DocumentInput) -> list[str]:
+    """Each page's body as the prompt shows it ("[p. 5]\\n" + text + separator): what `count_pages`
+    counts (the marker depends on the whole document's labels)."""
+    return [f"[p. {c}]\n{p.text}\n\n" for c, p in zip(citation_labels(doc.pages), doc.pages)]
+
+
 def count_pages(documents: Sequence[Document | DocumentInput], counter: Counter | None = None) -> list[list[int]]:
-    """Tokens of each page's body as the prompt shows it ("[p. 5]\\n" + text + separator)."""
+    """Tokens of each page's body as the prompt shows it (`page_bodies`)."""
     counter = counter or estimate_counter
     bodies: list[str] = []
     sizes: list[int] = []
     for doc in documents:
-        cites = citation_labels(doc.pages)
-        bodies.extend(f"[p. {c}]\n{p.text}\n\n" for c, p in zip(cites, doc.pages))
+        bodies.extend(page_bodies(doc))
         sizes.append(len(doc.pages))
     flat = counter(bodies) if bodies else []
     out, pos = [], 0

@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from app.answerers.base import HISTORY_SHARE, AnswerEvent, AnswerRequest, drop_oldest_turns, with_dropped_turns
 from app.errors import EngineUnavailable, InvalidInput
@@ -38,6 +38,9 @@ PROGRESS_EVERY_S = 0.25  # at most this often a prefill progress event
 # and their stored states. The documents' state keeps as many spare K/V rows, beyond the first
 # question and answer, so that follow-ups append to it in place.
 FOLLOW_UP_TOKENS = 2048
+# Pages `count_pages` counts in one batch: enough for the tokenizer's threads, few enough that
+# counting stops soon after it is told to (a document deleted meanwhile).
+COUNT_PAGES_AT_ONCE = 64
 
 
 @dataclass
@@ -418,6 +421,24 @@ class JambaAnswerer:
                                      for o in fit.omitted]}
             yield AnswerEvent(kind="progress", stage="retrieve", done=1, total=1)
         return _Plan(_chain_segments(seg), seg.tail_pieces(), with_dropped_turns(omitted, dropped), seg.thinking)
+
+    def count_pages(self, documents: Sequence[Any], go_on: Callable[[], bool] = lambda: True) -> int:
+        """Count the tokens of every page of `documents` as a question on a set larger than the
+        context counts them, and keep the counts (in memory and in the state store, under the
+        engine's tokenizer), COUNT_PAGES_AT_ONCE pages at a time while `go_on()`: the server does
+        it in the background when documents are added, so that the first question does not count.
+        Pages counted before are looked up, not counted again. Returns the pages done."""
+        from ingest.budget import page_bodies
+
+        counter = self._page_counter(self.engine)
+        done = 0
+        for doc in documents:
+            bodies = page_bodies(doc)
+            for i in range(0, len(bodies), COUNT_PAGES_AT_ONCE):
+                if not go_on():
+                    return done
+                done += len(counter(bodies[i: i + COUNT_PAGES_AT_ONCE]))
+        return done
 
     def _page_counter(self, eng: Any) -> Any:
         """Exact token counts of pages with the engine's tokenizer, remembered in memory and in the

@@ -1,0 +1,165 @@
+"""Page token counts taken in the background when documents are added (and, at start, of those
+stored before), under the loaded engine's tokenizer: the first question on a set far over the
+context finds them instead of tokenising every page."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+
+import pytest
+
+from app.config import Settings
+from app.services import Services
+from engine.testing import write_tiny_checkpoint
+from ingest.budget import page_bodies, tokenizer_digest
+
+QUESTION = "How do I read a data frame from a file with read.table?"
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Two tiny checkpoints with a 4K context and different tokenizers (vocabularies)."""
+    root = tmp_path_factory.mktemp("ckpt")
+    return (write_tiny_checkpoint(root / "a", seed=0, max_position_embeddings=4096),
+            write_tiny_checkpoint(root / "b", seed=0, vocab_size=1024, max_position_embeddings=4096))
+
+
+def _services(data, checkpoint) -> Services:
+    return Services(Settings.from_env(data_dir=data, model=str(checkpoint), engine="jamba", device="cpu",
+                                      max_new_tokens=4))
+
+
+def _stored(svc: Services, ws_id: int) -> tuple[int, dict[bytes, int], list[int]]:
+    """(pages of the workspace, the counts its pages have in the state store under the engine's
+    tokenizer, those pages counted by that tokenizer now)."""
+    tok = svc.answerer.engine.tokenizer
+    bodies = [b for doc in svc.documents.load(ws_id)[1] for b in page_bodies(doc)]
+    digests = [hashlib.sha1(b.encode()).digest() for b in bodies]
+    stored = svc.answerer.store.token_counts(tokenizer_digest(tok), digests)
+    real = [len(e.ids) for e in tok.backend_tokenizer.encode_batch(bodies, add_special_tokens=False)]
+    return len(bodies), {d: stored[d] for d in digests if d in stored}, [
+        n for d, n in zip(digests, real) if d in stored]
+
+
+def test_page_counts_are_stored_when_documents_are_added_and_at_start(corpus, checkpoints, tmp_path):
+    """A question on a set larger than the context counted every page first (4,079 pages: most of a
+    90 s first token). Now the server counts them in the background: those of the documents stored
+    before once its engine has started, those of a document added after the upload returns."""
+    svc = _services(tmp_path / "d", checkpoints[0])
+    ws = svc.workspaces.create("w")
+    svc.documents.add(ws.id, corpus / "hsaur-inference.pdf")       # before the engine starts
+    svc.count_pages_in_background()                                # as `jambadocs serve` does
+    svc.start_engine()
+    svc.documents.add(ws.id, corpus / "r-intro.pdf")
+    assert svc.wait_for_page_counts(timeout=300)
+    pages, stored, real = _stored(svc, ws.id)
+    assert pages == 15 + 113 and len(stored) == pages               # every page, before any question
+    assert list(stored.values()) == real                            # as the tokenizer counts them
+    assert not svc.chats.list(ws.id)
+    svc.close()
+
+
+def test_a_question_during_the_counting_gets_the_prompt_it_gets_after(corpus, checkpoints, tmp_path):
+    """A question asked while the pages are being counted does not wait for the counting: it counts
+    what is still missing itself, and reads the same pages, the same prompt, as once all are counted."""
+    svc = _services(tmp_path / "d", checkpoints[0])
+    ws = svc.workspaces.create("w")
+    svc.start_engine()
+    for name in ("hsaur-inference.pdf", "r-intro.pdf"):
+        svc.documents.add(ws.id, corpus / name)
+    paused, release = threading.Event(), threading.Event()
+    checks = []
+    may_count = svc._may_count
+
+    def held(doc_id):                  # the counting stops before its second batch until released
+        checks.append(doc_id)
+        if len(checks) == 2:
+            paused.set()
+            release.wait(300)
+        return may_count(doc_id)
+
+    svc._may_count = held
+    svc.count_pages_in_background()
+    assert paused.wait(300)
+    pages, stored, _ = _stored(svc, ws.id)
+    assert 0 < len(stored) < pages                                  # counting is under way
+    during = svc.qa.answer(ws.id, QUESTION)
+    assert not release.is_set()                                     # it did not wait for the counting
+    release.set()
+    assert svc.wait_for_page_counts(timeout=300)
+    svc.close()
+
+    after_svc = _services(tmp_path / "d2", checkpoints[0])
+    ws2 = after_svc.workspaces.create("w")
+    after_svc.start_engine()
+    after_svc.count_pages_in_background()
+    for name in ("hsaur-inference.pdf", "r-intro.pdf"):
+        after_svc.documents.add(ws2.id, corpus / name)
+    assert after_svc.wait_for_page_counts(timeout=300)
+    assert len(_stored(after_svc, ws2.id)[1]) == pages
+    after = after_svc.qa.answer(ws2.id, QUESTION)
+    after_svc.close()
+    assert during.timings["omitted"] and during.timings["omitted"] == after.timings["omitted"]
+    assert during.timings["prompt_tokens"] == after.timings["prompt_tokens"]
+    assert during.text == after.text
+
+
+def test_another_tokenizer_does_not_reuse_the_page_counts(corpus, checkpoints, tmp_path):
+    """The counts are kept per tokenizer: a server started on another model (another vocabulary)
+    counts the stored documents' pages again, with its own tokenizer."""
+    svc = _services(tmp_path / "d", checkpoints[0])
+    ws = svc.workspaces.create("w")
+    svc.count_pages_in_background()
+    svc.start_engine()
+    svc.documents.add(ws.id, corpus / "hsaur-inference.pdf")
+    assert svc.wait_for_page_counts(timeout=300)
+    first = _stored(svc, ws.id)[1]
+    svc.close()
+
+    other = _services(tmp_path / "d", checkpoints[1])
+    assert len(_stored(other, ws.id)[1]) == 0                       # none under its tokenizer yet
+    other.count_pages_in_background()
+    other.start_engine()
+    assert other.wait_for_page_counts(timeout=300)
+    pages, stored, real = _stored(other, ws.id)
+    assert len(stored) == len(first) == pages and list(stored.values()) == real
+    assert list(stored.values()) != list(first.values())
+    other.close()
+
+
+def test_deleting_a_document_stops_its_counting_cleanly(corpus, checkpoints, tmp_path, caplog):
+    """A document deleted while its pages are being counted: the counting stops at the next batch,
+    without an error, and goes on with the workspace's other documents."""
+    svc = _services(tmp_path / "d", checkpoints[0])
+    ws = svc.workspaces.create("w")
+    svc.start_engine()
+    big = svc.documents.add(ws.id, corpus / "r-intro.pdf")
+    small = svc.documents.add(ws.id, corpus / "hsaur-inference.pdf")
+    paused, release = threading.Event(), threading.Event()
+    checks = []
+    may_count = svc._may_count
+
+    def held(doc_id):
+        checks.append(doc_id)
+        if len(checks) == 2:
+            paused.set()
+            release.wait(300)
+        return may_count(doc_id)
+
+    svc._may_count = held
+    svc.count_pages_in_background()
+    assert paused.wait(300)
+    bodies = page_bodies(svc.documents.load(ws.id)[1][0])
+    svc.documents.remove(ws.id, big.id)
+    release.set()
+    with caplog.at_level(logging.WARNING):
+        assert svc.wait_for_page_counts(timeout=300)
+    assert checks[:2] == [big.id, big.id] and checks[2:] == [small.id]   # stopped, then the next one
+    store, digest = svc.answerer.store, tokenizer_digest(svc.answerer.engine.tokenizer)
+    counted = store.token_counts(digest, [hashlib.sha1(b.encode()).digest() for b in bodies])
+    assert 0 < len(counted) < len(bodies)                          # the first batch only
+    pages, stored, _ = _stored(svc, ws.id)
+    assert pages == 15 and len(stored) == 15
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    svc.close()
