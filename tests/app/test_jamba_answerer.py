@@ -613,7 +613,7 @@ def test_a_set_far_over_the_context_gets_the_same_pages_and_prompt_without_being
 
 
 class _CountingBackend:
-    """A fast tokenizer's backend that records the texts it is asked to count (encode_batch)."""
+    """A fast tokenizer's backend that records the texts it is asked to count (encode_batch[_fast])."""
 
     def __init__(self, real):
         self.real, self.counted = real, []
@@ -621,6 +621,10 @@ class _CountingBackend:
     def encode_batch(self, texts, **kw):
         self.counted.extend(texts)
         return self.real.encode_batch(texts, **kw)
+
+    def encode_batch_fast(self, texts, **kw):
+        self.counted.extend(texts)
+        return self.real.encode_batch_fast(texts, **kw)
 
     def __getattr__(self, name):
         return getattr(self.real, name)
