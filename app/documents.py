@@ -307,6 +307,7 @@ class DocumentService:
         content_hash = self._svc.delete_rows(f"document {doc_id}", delete)
         self.drop_unused_files({content_hash})
         self._svc.after_delete()
+        self._svc.count_pages_later(ws_id)        # the index of the workspace's new set
 
     def outdated(self, ws_id: int) -> int:
         """How many of the workspace's documents an older reader read (`reread_outdated` reads them again)."""

@@ -160,9 +160,10 @@ class Services:
     def count_pages_in_background(self) -> None:
         """For a long-running process (the server): count the tokens of every page of the stored
         documents under the loaded engine's tokenizer in a thread, once the engine has started, and
-        of each document added from then on, after its upload returns (`count_pages_later`). A
-        question asked meanwhile counts what is still missing itself, and the counting waits while
-        an answer is being written."""
+        of each document added from then on, after its upload returns (`count_pages_later`); then,
+        for a workspace whose pages take more than the context, build the index its questions rank
+        pages with. A question asked meanwhile counts (and indexes) what is still missing itself,
+        and the counting waits while an answer is being written."""
         self._count_pages = True
         self.count_pages_later()
 
@@ -201,23 +202,30 @@ class Services:
                 self._to_count.discard(ws_id)
             try:
                 doc_ids, docs = self.documents.load(ws_id)
-                for doc_id, doc in zip(doc_ids, docs):
-                    self._answerer.count_pages([doc], go_on=lambda: self._may_count(doc_id))
+                done = [self._answerer.count_pages([doc], go_on=lambda: self._may_count(doc_id)) == len(doc.pages)
+                        for doc_id, doc in zip(doc_ids, docs)]
+                index = getattr(self._answerer, "index_pages", None)
+                if docs and all(done) and callable(index) and self._idle():
+                    index(docs)               # (a document deleted meanwhile queued the workspace again)
             except NotFound:                  # the workspace was deleted meanwhile
                 pass
             except Exception:  # noqa: BLE001 -- the next question counts what is missing
                 log.exception("counting the page tokens of workspace %s failed", ws_id)
 
     def _may_count(self, doc_id: int) -> bool:
-        """May the counting thread go on with document `doc_id`: after any answer being written,
-        unless the process is stopping or the document was deleted meanwhile."""
-        while not self.qa.wait_until_idle(COUNT_POLL_S):
-            if self._stopping.is_set():
-                return False
-        if self._stopping.is_set():
+        """May the counting thread go on with document `doc_id` (`_idle`, and the document was not
+        deleted meanwhile)?"""
+        if not self._idle():
             return False
         with db.transaction(self.sessions) as s:
             return s.get(db.Document, doc_id) is not None
+
+    def _idle(self) -> bool:
+        """Wait until no answer is being written; False when the process is stopping."""
+        while not self.qa.wait_until_idle(COUNT_POLL_S):
+            if self._stopping.is_set():
+                return False
+        return not self._stopping.is_set()
 
     def _ensure_token_counts(self, ws_id: int) -> dict[int, int]:
         self.start_engine()

@@ -350,25 +350,13 @@ def _rank_pages(docs: list[DocumentInput], question: str) -> tuple[list[tuple[in
     """(doc index, page index) of every page, most relevant to `question` first, and the BM25 score
     of each page that matches the question (score > 0); pages without a match follow in reading order."""
     reading = [(d, i) for d, doc in enumerate(docs) for i in range(len(doc.pages))]
-    texted = [(d, i) for d, i in reading if docs[d].pages[i].text.strip()]
-    if not question.strip() or not texted:
+    if not question.strip():
         return reading, {}
-    from llama_index.core.schema import TextNode
-    from llama_index.retrievers.bm25 import BM25Retriever
-
-    key = hashlib.sha1()
-    for d, i in texted:
-        key.update(f"{d}:{i}:".encode())
-        key.update(hashlib.sha1(docs[d].pages[i].text.encode("utf-8", "surrogatepass")).digest())
     with _INDEX_LOCK:
-        retriever, asked = _INDEXES.pop(key.digest(), (None, OrderedDict()))
-        if retriever is None:
-            nodes = [TextNode(text=search_form(docs[d].pages[i].text), id_=f"{d}:{i}") for d, i in texted]
-            retriever = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=len(nodes), language="en",
-                                                    token_pattern=_TOKEN_PATTERN, stemmer=ScriptStemmer())
-        _INDEXES[key.digest()] = retriever, asked           # most recently used last
-        while len(_INDEXES) > _INDEXES_KEPT:
-            _INDEXES.popitem(last=False)
+        index = _page_index(docs)
+        if index is None:
+            return reading, {}
+        retriever, asked = index
         scores = asked.pop(question, None)
         if scores is None:
             scores = {}
@@ -380,6 +368,39 @@ def _rank_pages(docs: list[DocumentInput], question: str) -> tuple[list[tuple[in
         while len(asked) > _QUESTIONS_KEPT:
             asked.popitem(last=False)
     return list(scores) + [key for key in reading if key not in scores], dict(scores)
+
+
+def index_pages(documents: Sequence[Document | DocumentInput]) -> None:
+    """Build the BM25 index `fit_documents` ranks the pages of `documents` with (kept in memory with
+    the last _INDEXES_KEPT), so that the first question on a set larger than the context does not
+    index every page (4,079 pages: seconds). For the server, in the background."""
+    docs = [d if isinstance(d, DocumentInput) else DocumentInput.from_document(d) for d in documents]
+    with _INDEX_LOCK:
+        _page_index(docs)
+
+
+def _page_index(docs: list[DocumentInput]) -> tuple[Any, OrderedDict[str, dict[tuple[int, int], float]]] | None:
+    """(the BM25 retriever of the pages with text of `docs`, the scores of its last questions),
+    from _INDEXES or built and kept there; None when no page has text. Call with _INDEX_LOCK held."""
+    texted = [(d, i) for d, doc in enumerate(docs) for i, page in enumerate(doc.pages) if page.text.strip()]
+    if not texted:
+        return None
+    from llama_index.core.schema import TextNode
+    from llama_index.retrievers.bm25 import BM25Retriever
+
+    key = hashlib.sha1()
+    for d, i in texted:
+        key.update(f"{d}:{i}:".encode())
+        key.update(hashlib.sha1(docs[d].pages[i].text.encode("utf-8", "surrogatepass")).digest())
+    retriever, asked = _INDEXES.pop(key.digest(), (None, OrderedDict()))
+    if retriever is None:
+        nodes = [TextNode(text=search_form(docs[d].pages[i].text), id_=f"{d}:{i}") for d, i in texted]
+        retriever = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=len(nodes), language="en",
+                                                token_pattern=_TOKEN_PATTERN, stemmer=ScriptStemmer())
+    _INDEXES[key.digest()] = retriever, asked           # most recently used last
+    while len(_INDEXES) > _INDEXES_KEPT:
+        _INDEXES.popitem(last=False)
+    return retriever, asked
 
 
 def _gaps(chosen: list[int], n_pages: int) -> int:

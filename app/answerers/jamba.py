@@ -440,6 +440,19 @@ class JambaAnswerer:
                 done += len(counter(bodies[i: i + COUNT_PAGES_AT_ONCE]))
         return done
 
+    def index_pages(self, documents: Sequence[Any]) -> bool:
+        """When the pages of `documents` (a workspace's set, counted: `count_pages`) take more than
+        the context, build the BM25 index a question on them ranks its pages with
+        (`ingest.budget.index_pages`, kept in memory), so that the first question does not index
+        every page; returns whether it did."""
+        from ingest.budget import count_pages, index_pages
+
+        eng = self.engine
+        if sum(map(sum, count_pages(documents, self._page_counter(eng)))) <= eng.max_context:
+            return False
+        index_pages(documents)
+        return True
+
     def _page_counter(self, eng: Any) -> Any:
         """Exact token counts of pages with the engine's tokenizer, remembered in memory and in the
         state store (a new process does not tokenise a large set's pages again)."""

@@ -155,11 +155,59 @@ def test_deleting_a_document_stops_its_counting_cleanly(corpus, checkpoints, tmp
     release.set()
     with caplog.at_level(logging.WARNING):
         assert svc.wait_for_page_counts(timeout=300)
-    assert checks[:2] == [big.id, big.id] and checks[2:] == [small.id]   # stopped, then the next one
+    assert checks[:3] == [big.id, big.id, small.id] and big.id not in checks[2:]   # stopped, then the next
     store, digest = svc.answerer.store, tokenizer_digest(svc.answerer.engine.tokenizer)
     counted = store.token_counts(digest, [hashlib.sha1(b.encode()).digest() for b in bodies])
     assert 0 < len(counted) < len(bodies)                          # the first batch only
     pages, stored, _ = _stored(svc, ws.id)
     assert pages == 15 and len(stored) == 15
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    svc.close()
+
+
+def test_the_first_question_after_the_counting_neither_counts_nor_indexes_pages(corpus, checkpoints, tmp_path,
+                                                                                monkeypatch):
+    """Once counted, a workspace whose pages take more than the context gets its BM25 index built in
+    the background too (indexing 4,079 pages took seconds of the first question): the first question
+    tokenises no page and builds no index."""
+    from llama_index.retrievers.bm25 import BM25Retriever
+    from transformers import PreTrainedTokenizerFast
+
+    counted, built, watching = [], [], threading.Event()
+
+    class Recording:
+        """A fast tokenizer's backend recording the texts counted once `watching` is set."""
+
+        def __init__(self, real):
+            self.real = real
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+        def encode_batch_fast(self, texts, **kw):
+            if watching.is_set():
+                counted.extend(texts)
+            return self.real.encode_batch_fast(texts, **kw)
+
+        def encode_batch(self, texts, **kw):
+            if watching.is_set():
+                counted.extend(texts)
+            return self.real.encode_batch(texts, **kw)
+
+    monkeypatch.setattr(PreTrainedTokenizerFast, "backend_tokenizer", property(lambda self: Recording(self._tokenizer)))
+    from_defaults = BM25Retriever.from_defaults.__func__
+    monkeypatch.setattr(BM25Retriever, "from_defaults", classmethod(
+        lambda cls, *a, **kw: (built.append(1) if watching.is_set() else None) or from_defaults(cls, *a, **kw)))
+    svc = _services(tmp_path / "d", checkpoints[0])
+    ws = svc.workspaces.create("w")
+    svc.count_pages_in_background()
+    svc.start_engine()
+    for name in ("hsaur-inference.pdf", "r-intro.pdf"):
+        svc.documents.add(ws.id, corpus / name)
+    assert svc.wait_for_page_counts(timeout=300)
+    watching.set()
+    answer = svc.qa.answer(ws.id, QUESTION)
+    assert answer.timings["omitted"]                                # pages were chosen
+    bodies = {b for doc in svc.documents.load(ws.id)[1] for b in page_bodies(doc)}
+    assert counted and not bodies & set(counted) and not built      # (counted: frames, a gap line)
     svc.close()
