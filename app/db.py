@@ -101,6 +101,9 @@ class Page(Base):
     number: Mapped[int] = mapped_column(Integer, primary_key=True)
     label: Mapped[str | None] = mapped_column(String)
     text: Mapped[str] = mapped_column(Text)
+    # What OCR read on the page, when it was run there (ingest.ocr.OcrPage.to_json: the engine, the
+    # lines), so that a re-read does not OCR it again; loaded only when asked for
+    ocr: Mapped[dict | None] = mapped_column(JSONText, deferred=True)
 
 
 class TokenCount(Base):
@@ -269,8 +272,14 @@ def _migration_5(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE documents ADD COLUMN reader_version INTEGER NOT NULL DEFAULT 0")
 
 
+def _migration_6(conn: Connection) -> None:
+    """What OCR read on a page (NULL: no OCR there, or a page stored before), so that a re-read
+    does not OCR it again."""
+    conn.exec_driver_sql("ALTER TABLE pages ADD COLUMN ocr TEXT")
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
-    _migration_1, _migration_2, _migration_3, _migration_4, _migration_5]
+    _migration_1, _migration_2, _migration_3, _migration_4, _migration_5, _migration_6]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

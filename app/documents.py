@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import time
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING
@@ -25,6 +25,7 @@ UPLOAD_SUFFIXES = SUPPORTED_SUFFIXES + tuple(CONVERT_HINTS)
 if TYPE_CHECKING:
     import ingest
     from app.services import Services
+    from ingest.ocr import OcrPage
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,18 @@ def namesakes_note(others: list[DocumentInfo]) -> str:
     which = ", ".join(f"document {d.index} (added {d.added_at.astimezone():%Y-%m-%d %H:%M})" for d in others)
     return (f"{which} has the same name and other content: an earlier version? Both are read for every "
             "question until one is removed")
+
+
+def _ocr_json(doc: "ingest.Document", number: int) -> dict | None:
+    page = doc.ocr.get(number)
+    return None if page is None else page.to_json()
+
+
+def _page_rows(doc_id: int, doc: "ingest.Document") -> Iterator[db.Page]:
+    """The rows of a read document's pages, with what OCR read on them."""
+    for p in doc.pages:
+        yield db.Page(document_id=doc_id, number=p.number, label=p.label, text=p.text,
+                      ocr=_ocr_json(doc, p.number))
 
 
 def to_ingest_document(row: db.Document, pages: Iterable[db.Page]) -> "ingest.Document":
@@ -215,8 +228,7 @@ class DocumentService:
                         added_at=time.time(), reader_version=READER_VERSION)
                     s.add(row)
                     s.flush()
-                    s.add_all(db.Page(document_id=row.id, number=p.number, label=p.label, text=p.text)
-                              for p in doc.pages)
+                    s.add_all(_page_rows(row.id, doc))
                     index = s.scalar(select(func.count(db.Document.id)).where(
                         db.Document.workspace_id == ws_id, db.Document.id <= row.id))
                     added = self._info(row, int(index or 1), None, False)
@@ -325,7 +337,9 @@ class DocumentService:
         are made of the prompt's tokens, so a changed document's old states are never matched again
         and an unchanged one's stay valid. A document whose original is missing, or that the new
         reader refuses, keeps its text (an encrypted one is tried again once its password is
-        given). Returns the document ids by outcome: changed, unchanged, kept."""
+        given). A page that was OCR'd is not OCR'd again while the OCR engine is the same: what it
+        read is kept with the page (documents stored before that are OCR'd again, once). Returns
+        the document ids by outcome: changed, unchanged, kept."""
         from ingest import IngestError, read_document
 
         outcome: dict[str, list[int]] = {"changed": [], "unchanged": [], "kept": []}
@@ -345,7 +359,7 @@ class DocumentService:
             try:                          # (limits lowered since it was added do not refuse it now)
                 doc = read_document(path, password=self._passwords.get(content_hash), filename=filename,
                                     max_bytes=max(settings.max_upload_bytes, size),
-                                    max_pages=max(settings.max_pages, pages))
+                                    max_pages=max(settings.max_pages, pages), known_ocr=self._ocr(content_hash))
                 if doc.content_hash != content_hash:
                     raise IngestError("corrupt", filename, "its kept original is not the file that was added")
             except IngestError as err:
@@ -380,8 +394,8 @@ class DocumentService:
                         "is the one read when it was added"]
                     done.append((row.id, False))
                     continue
-                old = {p.number: (p.label, p.text) for p in s.scalars(
-                    select(db.Page).where(db.Page.document_id == row.id))}
+                stored = list(s.scalars(select(db.Page).where(db.Page.document_id == row.id)))
+                old = {p.number: (p.label, p.text) for p in stored}
                 new = {p.number: (p.label, p.text) for p in doc.pages}
                 numbers = sorted(n for n in old.keys() | new.keys() if old.get(n) != new.get(n))
                 changes = _changes(row, numbers, doc)
@@ -395,11 +409,21 @@ class DocumentService:
                                      "before then quoted the earlier text)")
                     s.execute(delete(db.Page).where(db.Page.document_id == row.id))
                     s.execute(delete(db.TokenCount).where(db.TokenCount.document_id == row.id))
-                    s.add_all(db.Page(document_id=row.id, number=p.number, label=p.label, text=p.text)
-                              for p in doc.pages)
+                    s.add_all(_page_rows(row.id, doc))
                     _move_citations(s, row.id, numbers, {n: text for n, (_, text) in new.items()})
+                else:
+                    for page in stored:
+                        page.ocr = _ocr_json(doc, page.number)
                 done.append((row.id, bool(changes)))
         return done
+
+    def _ocr(self, content_hash: str) -> dict[int, "OcrPage"]:
+        """What OCR read on pages of stored documents with this content (page number -> OcrPage)."""
+        from ingest.ocr import OcrPage
+        with db.transaction(self._svc.sessions) as s:
+            found = s.execute(select(db.Page.number, db.Page.ocr).join(db.Document).where(
+                db.Document.content_hash == content_hash, db.Page.ocr.is_not(None)))
+            return {number: OcrPage.from_json(ocr) for number, ocr in found}
 
     def _ids(self, content_hash: str) -> list[int]:
         with db.transaction(self._svc.sessions) as s:

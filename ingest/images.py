@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ingest.errors import IngestError
+
+if TYPE_CHECKING:
+    from ingest.ocr import OcrPage
 
 # Larger frames are scaled down to this long side before OCR: about the resolution PDF pages are
 # OCR'd at (144 dpi, a letter page 1584 px high; bench/ocr.py: word recall 0.99-1.0). RapidOCR's
@@ -69,20 +73,26 @@ def frame_count(image: Image.Image) -> int:
 
 
 def ocr_frames(data: bytes, path: str | Path, max_pages: int,
-               progress: Callable[[int, int], None] | None = None) -> list[str]:
-    """The OCR text of every frame (`max_pages` at most: more is `too_large`), in reading order."""
+               progress: Callable[[int, int], None] | None = None,
+               known: Mapping[int, "OcrPage"] | None = None) -> list["OcrPage"]:
+    """What OCR reads on every frame (`max_pages` at most: more is `too_large`); a frame that this
+    engine read before (`known`: frame number -> OcrPage) is not read again."""
     import numpy as np
 
-    from ingest.ocr import page_text, recognise_upright
+    from ingest.ocr import OcrPage, known_page, ocr_engine
 
     image = open_image(data, path)
     total = frame_count(image)
     if total > max_pages:
         raise IngestError("too_large", path, f"{total} frames, more than {max_pages}")
-    texts = []
+    engine = f"{ocr_engine()}, frame at most {MAX_OCR_SIDE} px"
+    read = []
     for done, frame in enumerate(frames(image, path), start=1):
-        frame.thumbnail((MAX_OCR_SIDE, MAX_OCR_SIDE))                    # only ever shrinks
-        texts.append(page_text(*recognise_upright(np.asarray(frame))))   # [H, W, 3]
+        page = known_page(known, done, engine)
+        if page is None:
+            frame.thumbnail((MAX_OCR_SIDE, MAX_OCR_SIDE))                # only ever shrinks
+            page = OcrPage.read(np.asarray(frame), engine)               # [H, W, 3]
+        read.append(page)
         if progress is not None:
             progress(done, total)
-    return texts
+    return read

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ingest.ocr import OcrPage
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,9 @@ class Document:
     text_hash: str                           # sha256 hex of the normalised page texts (see hashing.py)
     outline: list[tuple[str, int, int]] = field(default_factory=list)   # (title, level, page_number)
     notes: list[str] = field(default_factory=list)   # deliberate choices worth showing, e.g. ignored copy restrictions
+    # What OCR read on pages it was run on (page number -> ingest.ocr.OcrPage), whether or not their
+    # text is its: kept with the stored pages so that reading the file again does not OCR them again
+    ocr: dict[int, "OcrPage"] = field(default_factory=dict)
 
     @property
     def page_count(self) -> int:

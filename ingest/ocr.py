@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 
 OCR_SCALE = 2.0          # 144 dpi: word recall 0.99-1.0 in bench/ocr.py (72 dpi: 0.94-0.99)
 OCR_NAME = "RapidOCR, PP-OCR models"
+# What OCR reads on a page (its lines and their boxes) changes with it: one more whenever a change
+# here (rendering, orientation) makes OCR read other lines, so pages read before are OCR'd again.
+# Reading order and normalisation are applied to kept lines again (`OcrPage.text`): no bump for them.
+OCR_VERSION = 1
 _MIN_GUTTER = 0.01       # a gutter is at least 1% of the page width with no line crossing it
 _lock = threading.Lock()
 
@@ -46,6 +50,49 @@ def ocr_available() -> bool:
 def _engine():
     from rapidocr import RapidOCR
     return RapidOCR(params={"Global.log_level": "error"})
+
+
+@lru_cache(maxsize=1)
+def ocr_engine() -> str:
+    """Who reads a page's lines: this module's OCR_VERSION and the OCR packages' versions (RapidOCR
+    ships its models in its wheel). Lines kept from another engine are not reused."""
+    from importlib.metadata import version
+    return f"v{OCR_VERSION}, rapidocr {version('rapidocr')}, onnxruntime {version('onnxruntime')}"
+
+
+@dataclass(frozen=True)
+class OcrPage:
+    """What OCR read on one page: its lines in the page's upright frame, that frame's width, and
+    who read them from what image (`engine`). Kept with a stored page, so that reading the file
+    again need not OCR the page again while the engine is the same."""
+
+    engine: str
+    width: float
+    lines: tuple[Line, ...]
+
+    @property
+    def text(self) -> str:
+        return page_text(self.lines, self.width)
+
+    def to_json(self) -> dict:
+        return {"engine": self.engine, "width": self.width,
+                "lines": [[ln.text, ln.x0, ln.y0, ln.x1, ln.y1] for ln in self.lines]}
+
+    @classmethod
+    def from_json(cls, value: dict) -> "OcrPage":
+        return cls(value["engine"], value["width"], tuple(Line(*line) for line in value["lines"]))
+
+    @classmethod
+    def read(cls, image, engine: str) -> "OcrPage":
+        """Recognise a page image (numpy [H, W, 3]) rendered as `engine` says."""
+        lines, width = recognise_upright(image)
+        return cls(engine, width, tuple(lines))
+
+
+def known_page(known: Mapping[int, OcrPage] | None, number: int, engine: str) -> OcrPage | None:
+    """What `engine` read on page `number` before, if `known` has it."""
+    page = (known or {}).get(number)
+    return page if page is not None and page.engine == engine else None
 
 
 def recognise(image) -> list[Line]:
@@ -218,9 +265,10 @@ def page_text(lines: Sequence[Line], width: float) -> str:
 
 def ocr_pages(data: bytes, numbers: Sequence[int], password: str | None = None,
               progress: Callable[[int, int], None] | None = None,
-              text_pages: Collection[int] = ()) -> dict[int, str]:
-    """Normalised OCR text of the given 1-based physical pages ({} when OCR is unavailable). A page
-    without an image is blank and skipped, unless it is in `text_pages` (text drawn with fonts)."""
+              text_pages: Collection[int] = (), known: Mapping[int, OcrPage] | None = None) -> dict[int, OcrPage]:
+    """What OCR reads on the given 1-based physical pages ({} when OCR is unavailable). A page
+    without an image is blank and skipped, unless it is in `text_pages` (text drawn with fonts). A
+    page that this engine read before (`known`: page number -> OcrPage) is not rendered nor read again."""
     if not ocr_available() or not numbers:
         return {}
     import pypdfium2 as pdfium
@@ -229,22 +277,30 @@ def ocr_pages(data: bytes, numbers: Sequence[int], password: str | None = None,
 
     import pypdfium2.raw as pdfium_c
 
-    texts: dict[int, str] = {}
+    engine = pdf_ocr_engine()
+    found: dict[int, OcrPage] = {}
     for done, number in enumerate(numbers, start=1):
+        before = known_page(known, number, engine)
         with PDFIUM_LOCK:                            # PDFium is not thread-safe: render under the lock
             pdf = pdfium.PdfDocument(data, password=password)
             try:
                 page = pdf[number - 1]
                 has_image = any(True for _ in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE]))
                 drawn = has_image or number in text_pages
-                image = page.render(scale=OCR_SCALE).to_numpy() if drawn else None   # [H, W, 3]
+                render = drawn and before is None
+                image = page.render(scale=OCR_SCALE).to_numpy() if render else None   # [H, W, 3]
             finally:
                 pdf.close()
-        if image is not None:                        # a blank page has no image: nothing to read
-            texts[number] = page_text(*recognise_upright(image))
+        if drawn:                                    # a blank page has no image: nothing to read
+            found[number] = before or OcrPage.read(image, engine)
         if progress is not None:
             progress(done, len(numbers))
-    return texts
+    return found
+
+
+def pdf_ocr_engine() -> str:
+    """`ocr_engine()` reading PDF pages rendered at OCR_SCALE."""
+    return f"{ocr_engine()}, PDF page at {OCR_SCALE * 72:g} dpi"
 
 
 _SCAN_COVER = 0.5        # a page is a scan when images cover at least half of it

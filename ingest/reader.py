@@ -14,7 +14,7 @@ from ingest.kinds import CONVERT_HINTS, KIND_BY_SUFFIX, SUPPORTED_KINDS
 from ingest.isolated import read_pdf_isolated
 from ingest.model import Document, Page, page_ranges
 from ingest.normalize import normalize_text, unreadable
-from ingest.ocr import OCR_NAME, ocr_available, ocr_pages, stamped_scans
+from ingest.ocr import OCR_NAME, OcrPage, ocr_available, ocr_pages, stamped_scans
 from ingest.pdf import Progress, looks_like_pdf, read_pdf
 
 log = logging.getLogger(__name__)
@@ -41,12 +41,14 @@ _TOC_LINE = re.compile(r"(?:\.\s*){4,}\S*\s*$|…{2,}")
 def read_document(path: str | Path, password: str | None = None, progress: Progress | None = None, *,
                   filename: str | None = None, max_bytes: int = MAX_BYTES, max_pages: int = MAX_PAGES,
                   timeout_s: float | None = TIMEOUT_S, ocr: bool = True, isolate: bool = False,
-                  max_ocr_pages: int = MAX_OCR_PAGES) -> Document:
+                  max_ocr_pages: int = MAX_OCR_PAGES, known_ocr: Mapping[int, OcrPage] | None = None) -> Document:
     """Read one file. `filename` (default: the path's name) is shown in errors and picks the format
     by extension; `progress(pages_done, pages_total)` is called as pages are read (then as scanned
     pages are recognised). `isolate` parses PDFs in a child process that is killed at `timeout_s`
     (see ingest/isolated.py). `ocr`: read pages without a text layer by OCR, at most `max_ocr_pages`
-    of them (the rest stay empty, and the document's notes say so)."""
+    of them (the rest stay empty, and the document's notes say so). `known_ocr`: what OCR read on
+    pages of this file before (page number -> OcrPage, `Document.ocr` of an earlier read): a page to
+    OCR that the same engine read is not read again."""
     path = Path(path)
     name = filename or path.name
     try:
@@ -71,9 +73,9 @@ def read_document(path: str | Path, password: str | None = None, progress: Progr
     try:
         if kind == "pdf":
             return _read_pdf_document(path, data, name, password, guarded, max_pages, timeout_s,
-                                      max_ocr_pages if ocr else 0, isolate)
+                                      max_ocr_pages if ocr else 0, isolate, known_ocr)
         if kind == "image":
-            return _read_image_document(data, name, guarded, min(max_pages, max_ocr_pages), ocr)
+            return _read_image_document(data, name, guarded, min(max_pages, max_ocr_pages), ocr, known_ocr)
         return _read_text_document(data, name, kind, guarded, max_pages)
     except IngestError:
         raise
@@ -117,21 +119,22 @@ def _read_text_document(data: bytes, name: str, kind: str, progress: Progress | 
 
 
 def _read_image_document(data: bytes, name: str, progress: Progress | None, max_frames: int,
-                         ocr: bool) -> Document:
+                         ocr: bool, known_ocr: Mapping[int, OcrPage] | None) -> Document:
     """A picture of one page per frame, its text recognised by OCR."""
     from ingest.images import ocr_frames
 
     if not (ocr and ocr_available()):
         hint = "no OCR engine is installed: pip install rapidocr onnxruntime" if ocr else "OCR is turned off"
         raise IngestError("no_text", name, f"an image is read by OCR, and {hint}")
-    texts = ocr_frames(data, name, max_frames, progress)
+    read = ocr_frames(data, name, max_frames, progress, known_ocr)
+    texts = [page.text for page in read]
     if not any(texts):
         raise IngestError("no_text", name, "OCR found no text in the image"
                           + (f"'s {len(texts)} frames" if len(texts) > 1 else ""))
     pages = [Page(i, None, text) for i, text in enumerate(texts, start=1)]
     return Document(title=pdf_title(None, texts, name), filename=name, kind="image", unit="page", pages=pages,
                     content_hash=sha256_hex(data), text_hash=text_hash(pages),
-                    notes=[f"an image: text recognised by OCR ({OCR_NAME})"])
+                    notes=[f"an image: text recognised by OCR ({OCR_NAME})"], ocr=dict(enumerate(read, start=1)))
 
 
 def read_documents(paths: Iterable[str | Path], passwords: Mapping[str, str] | str | None = None,
@@ -222,7 +225,8 @@ def text_hash(pages: list[Page]) -> str:
 
 
 def _read_pdf_document(path: Path, data: bytes, name: str, password: str | None, progress: Progress | None,
-                       max_pages: int, timeout_s: float | None, ocr_pages_max: int, isolate: bool) -> Document:
+                       max_pages: int, timeout_s: float | None, ocr_pages_max: int, isolate: bool,
+                       known_ocr: Mapping[int, OcrPage] | None) -> Document:
     use_ocr = ocr_pages_max > 0 and ocr_available()
     cover_under = STAMP_CHARS if use_ocr else 0     # thin pages' image cover, measured as they are read
     if isolate:
@@ -237,12 +241,14 @@ def _read_pdf_document(path: Path, data: bytes, name: str, password: str | None,
         texts[n - 1] = ""
     missing = [i + 1 for i, text in enumerate(texts) if not text.strip()]
     stamped: list[int] = []          # a scan that carries a few words of text (a Bates number, "Page 2 of 9")
+    read: dict[int, OcrPage] = {}
     if use_ocr and len(missing) < ocr_pages_max:
         thin = {i + 1: text for i, text in enumerate(texts) if text.strip() and len(text) < STAMP_CHARS}
         stamped = stamped_scans(data, thin, password, content.image_covers)[:ocr_pages_max - len(missing)]
     if (missing or stamped) and use_ocr:             # scanned pages: recognise the text on their images
-        found = ocr_pages(data, sorted(missing[:ocr_pages_max] + stamped), password, progress=progress,
-                          text_pages=set(garbled) | set(stamped))
+        read = ocr_pages(data, sorted(missing[:ocr_pages_max] + stamped), password, progress=progress,
+                         text_pages=set(garbled) | set(stamped), known=known_ocr)
+        found = {n: page.text for n, page in read.items()}
         stamped = [n for n in stamped if len(found.get(n, "")) > len(texts[n - 1])]   # kept if OCR read more
         recognised = sorted(n for n, text in found.items() if text and (n in stamped or n in missing))
         for n in recognised:
@@ -279,7 +285,7 @@ def _read_pdf_document(path: Path, data: bytes, name: str, password: str | None,
     pages = [Page(i + 1, label, text) for i, (label, text) in enumerate(zip(content.labels, texts))]
     return Document(title=pdf_title(content.metadata_title, texts, name), filename=name, kind="pdf",
                     unit="page", pages=pages, content_hash=sha256_hex(data), text_hash=text_hash(pages),
-                    outline=content.outline, notes=notes)
+                    outline=content.outline, notes=notes, ocr=read)
 
 
 def pdf_title(metadata_title: str | None, texts: list[str], name: str) -> str:
