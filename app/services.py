@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app import db
+from app.background import lowest_priority
 from app.chats import ChatService
 from app.config import Settings
 from app.documents import DocumentService
@@ -369,10 +370,14 @@ class Services:
 
     def reread_in_background(self) -> threading.Thread:
         """Read again, in a thread, the documents an older reader read (`documents.reread_outdated`);
-        `close` stops it between two documents. For a long-running process (the server)."""
+        `close` stops it between two documents. For a long-running process (the server). Questions
+        go first: the thread runs at the lowest CPU priority, and OCR in it on one core."""
         def run() -> None:
+            from ingest.ocr import one_core
+            lowest_priority()
             try:
-                done = self.documents.reread_outdated(stop=self._stopping.is_set)
+                with one_core():
+                    done = self.documents.reread_outdated(stop=self._stopping.is_set)
             except Exception:  # noqa: BLE001 -- the documents keep their text; tried at the next start
                 log.exception("reading stored documents again failed")
                 return

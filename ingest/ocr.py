@@ -10,7 +10,9 @@ from __future__ import annotations
 import importlib.util
 import logging
 import threading
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -46,10 +48,33 @@ def ocr_available() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("rapidocr", "onnxruntime"))
 
 
-@lru_cache(maxsize=1)
-def _engine():
+@lru_cache(maxsize=2)
+def _engine(threads: int):
     from rapidocr import RapidOCR
-    return RapidOCR(params={"Global.log_level": "error"})
+    return RapidOCR(params={"Global.log_level": "error", "EngineConfig.onnxruntime.intra_op_num_threads": threads})
+
+
+_ONE_CORE: ContextVar[bool] = ContextVar("ocr_one_core", default=False)
+
+
+@contextmanager
+def one_core() -> Iterator[None]:
+    """OCR in this context on one core: onnxruntime's work in the calling thread alone (for
+    background work, so the other cores stay for questions; the lines read are the same)."""
+    token = _ONE_CORE.set(True)
+    try:
+        yield
+    finally:
+        _ONE_CORE.reset(token)
+
+
+def ocr_threads() -> int | None:
+    """How many threads OCR uses here: 1 inside `one_core()`, else None (onnxruntime's default: a core each)."""
+    return 1 if _ONE_CORE.get() else None
+
+
+def _reader():
+    return _engine(ocr_threads() or -1)
 
 
 @lru_cache(maxsize=1)
@@ -99,7 +124,7 @@ def recognise(image) -> list[Line]:
     """Text lines of a rendered page (numpy [H, W, 3], as PDFium renders it) in RapidOCR's order,
     boxes in pixels."""
     with _lock:                                      # one recognition at a time (2 cores; shared engine)
-        out = _engine()(image, use_det=True, use_cls=True, use_rec=True)   # (a call's flags persist)
+        out = _reader()(image, use_det=True, use_cls=True, use_rec=True)   # (a call's flags persist)
     lines = []
     for text, box in zip(out.txts or (), out.boxes if out.boxes is not None else ()):
         xs, ys = [float(p[0]) for p in box], [float(p[1]) for p in box]
@@ -166,7 +191,7 @@ def _upside_down(image, lines: Sequence[Line]) -> bool:
     with _lock:
         for ln in longest:
             crop = image[int(ln.y0):int(ln.y1) + 1, int(ln.x0):int(ln.x1) + 1]
-            out = _engine()(crop, use_det=False, use_cls=True, use_rec=False)
+            out = _reader()(crop, use_det=False, use_cls=True, use_rec=False)
             for label, score in getattr(out, "cls_res", None) or ():
                 vote += float(score) if label == "180" else -float(score)
     return vote > 0
@@ -346,6 +371,6 @@ def stamped_scans(data: bytes, texts: Mapping[int, str], password: str | None = 
 def _detected_lines(image) -> int:
     """How many text lines RapidOCR's detector finds on an image (no recognition)."""
     with _lock:
-        out = _engine()(image, use_det=True, use_cls=False, use_rec=False)
+        out = _reader()(image, use_det=True, use_cls=False, use_rec=False)
     boxes = getattr(out, "boxes", None)
     return 0 if boxes is None else len(boxes)

@@ -3,13 +3,16 @@ OCR engine is the same: what OCR read is kept with each page. Another engine rea
 a document stored before pages kept it (an older schema) is OCR'd once more, then not again."""
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 import textwrap
+import threading
 from importlib.metadata import version
 
 import pypdfium2 as pdfium
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app import db, documents
 from app.config import Settings
@@ -99,6 +102,31 @@ def test_another_ocr_engine_reads_the_scanned_page_again(stored, tmp_path, monke
         assert [svc.documents.page(doc_id, n).text for n in (1, 2)] == texts
         assert _engines(svc, doc_id) == {1: ocr.pdf_ocr_engine(), 2: None}
         assert other in _engines(svc, doc_id)[1]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own CPU priority is Linux's")
+def test_the_background_reread_leaves_the_cores_to_questions(stored, tmp_path, monkeypatch):
+    """What `jambadocs serve` re-reads at start is read at the lowest CPU priority, its OCR on one
+    core (in that thread alone), and reads the same text."""
+    data, doc_id, texts = _copy(stored, tmp_path)
+    priorities, threads, real = [], [], ocr.recognise
+
+    def spy(image):
+        priorities.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        threads.append(ocr.ocr_threads())
+        return real(image)
+
+    monkeypatch.setattr(ocr, "recognise", spy)
+    monkeypatch.setattr(documents, "READER_VERSION", READER_VERSION + 1)
+    with Services(Settings.from_env(data_dir=data, engine="extractive")) as svc:
+        with db.transaction(svc.sessions) as s:              # nothing kept: OCR'd again
+            s.execute(update(db.Page).values(ocr=None))
+        svc.reread_in_background().join(600)
+        assert priorities and set(priorities) == {19} and set(threads) == {1}, (priorities, threads)
+        assert [svc.documents.page(doc_id, n).text for n in (1, 2)] == texts
+        assert svc.documents.outdated(svc.workspaces.by_name("w").id) == 0
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) < 19      # this thread's own
+    assert ocr.ocr_threads() is None
 
 
 def test_a_stored_picture_of_a_page_is_not_ocrd_again(tmp_path, corpus, monkeypatch, recognised):
