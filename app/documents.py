@@ -173,7 +173,8 @@ class DocumentService:
             password: str | None = None,
             progress: Callable[[int, int], None] | None = None) -> DocumentInfo:
         """Read `path` and add it to the workspace (returns the existing document if the same
-        content is already there). Raises ingest.IngestError for an unreadable file."""
+        content is already there; the same file's pages OCR'd in another workspace are not OCR'd
+        again). Raises ingest.IngestError for an unreadable file."""
         from ingest import IngestError, read_document
 
         path = Path(path)
@@ -198,7 +199,8 @@ class DocumentService:
                 self._put_original(path, name, content_hash)   # copy takes its place
             return existing
         doc = read_document(path, password=password, progress=progress, filename=name,
-                            max_bytes=settings.max_upload_bytes, max_pages=settings.max_pages)
+                            max_bytes=settings.max_upload_bytes, max_pages=settings.max_pages,
+                            known_ocr=self._ocr(content_hash))
         if doc.content_hash != content_hash:
             raise InvalidInput(f"{name}: the file changed while it was being added")
         doc.filename = name

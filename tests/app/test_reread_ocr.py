@@ -104,6 +104,15 @@ def test_another_ocr_engine_reads_the_scanned_page_again(stored, tmp_path, monke
         assert other in _engines(svc, doc_id)[1]
 
 
+def test_the_same_scan_added_to_another_workspace_is_not_ocrd_again(stored, tmp_path, scan, recognised):
+    data, doc_id, texts = _copy(stored, tmp_path)
+    with Services(Settings.from_env(data_dir=data, engine="extractive")) as svc:
+        doc = svc.documents.add(svc.workspaces.create("other").id, scan)
+        assert doc.id != doc_id and recognised == []
+        assert [svc.documents.page(doc.id, n).text for n in (1, 2)] == texts
+        assert _engines(svc, doc.id) == {1: ocr.pdf_ocr_engine(), 2: None}
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own CPU priority is Linux's")
 def test_the_background_reread_leaves_the_cores_to_questions(stored, tmp_path, monkeypatch):
     """What `jambadocs serve` re-reads at start is read at the lowest CPU priority, its OCR on one
