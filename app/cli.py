@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     # reports a bad JAMBADOCS_PORT as a usage error of `serve` only
     sp.add_argument("--auth", default=os.environ.get("JAMBADOCS_AUTH"),
                     help="user:password required by the UI and API (JAMBADOCS_AUTH)")
+    sp.add_argument("--allowed-host", action="append", metavar="NAME",
+                    default=[n for n in (os.environ.get("JAMBADOCS_ALLOWED_HOSTS") or "").split(",") if n.strip()],
+                    help="without --auth, a name besides localhost, IP addresses and --host this server "
+                         "answers to (e.g. a name in /etc/hosts; repeat for more; JAMBADOCS_ALLOWED_HOSTS, "
+                         "comma-separated); other names are refused, so a web page cannot re-point its "
+                         "own name at this machine (DNS rebinding) and read your documents")
 
     sp = cmd("ingest", "add documents to a workspace (created if new)")
     sp.add_argument("-w", "--workspace", required=True)
@@ -152,7 +158,7 @@ def cmd_serve(args) -> int:
     svc.reread_in_background()          # documents read by an older reader
     svc.count_pages_in_background()     # page token counts, once the engine has started
     from ui.server import serve
-    serve(svc, host=args.host, port=args.port, auth=args.auth)
+    serve(svc, host=args.host, port=args.port, auth=args.auth, allowed_hosts=tuple(args.allowed_host))
     return EXIT_OK
 
 

@@ -1,6 +1,7 @@
 """One FastAPI app serving the HTTP API (app.api) and the Gradio UI at "/", with safe defaults.
 
-Safe defaults: binds 127.0.0.1; a loud warning when bound beyond loopback without auth; an upload
+Safe defaults: binds 127.0.0.1; a loud warning when bound beyond loopback without auth; without
+auth, answers only the names it is reached by (app.host_guard: no DNS rebinding); an upload
 size limit (Settings.max_upload_bytes) enforced by Gradio; Gradio analytics and Hugging Face
 telemetry off and a theme with local fonts, so neither the server nor the page reaches outside.
 """
@@ -27,6 +28,7 @@ import uvicorn  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 
 from app.api_auth import AuthSpec, parse_auth  # noqa: E402
+from app.host_guard import HostGuard, allowed_host_names  # noqa: E402
 from app.sigterm import sigterm_raises  # noqa: E402
 from ui.app import build_ui  # noqa: E402
 from ui.theme import CSS, JS, make_theme  # noqa: E402
@@ -63,10 +65,14 @@ def _gradio_auth(auth: AuthSpec):
     return parse_auth(auth)
 
 
-def create_app(services: Any, auth: AuthSpec = None, local_token: str | None = None) -> FastAPI:
+def create_app(services: Any, auth: AuthSpec = None, local_token: str | None = None,
+               host: str = DEFAULT_HOST, allowed_hosts: tuple[str, ...] = ()) -> FastAPI:
     """The FastAPI app: API routes (when app.api exists) plus the Gradio UI mounted at "/";
-    `local_token` lets the CLI on the same data folder in without the password (app.local_server)."""
+    `local_token` lets the CLI on the same data folder in without the password (app.local_server);
+    without auth, only requests to loopback, `host` or `allowed_hosts` names are answered."""
     app = FastAPI(title="jambadocs", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(HostGuard, allowed=None if parse_auth(auth) is not None
+                       else allowed_host_names(host, allowed_hosts))
     try:
         from app.api import create_router
     except ImportError:                        # API-less build: UI only
@@ -84,7 +90,7 @@ def create_app(services: Any, auth: AuthSpec = None, local_token: str | None = N
 
 
 def serve(services: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, auth: AuthSpec = None,
-          log_level: str = "warning") -> None:
+          log_level: str = "warning", allowed_hosts: tuple[str, ...] = ()) -> None:
     """Run the UI and API until interrupted (blocks); answers being written then are saved as stopped."""
     warning = exposure_warning(host, auth)
     if warning:
@@ -93,7 +99,7 @@ def serve(services: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, aut
     from app import local_server
 
     token = local_server.new_token()
-    app = create_app(services, auth, local_token=token)
+    app = create_app(services, auth, local_token=token, host=host, allowed_hosts=allowed_hosts)
     from ingest.budget import preload_retrieval
 
     preload_retrieval()                        # while nobody has asked yet
