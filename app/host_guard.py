@@ -6,17 +6,24 @@ answered, so a server without auth answers only the names it is reached by: loca
 and other IP addresses (an address cannot be re-pointed), the name it is bound to, and the names
 the user allows (`serve --allowed-host`, JAMBADOCS_ALLOWED_HOSTS). With a password the name is not
 checked (an exposed server is reached by any name, and a re-pointed page has no password).
+
+Cross-site requests, with or without auth: a request whose Origin is not the server's own (or an
+allowed name, for a proxy that changes the Host), or a write that Sec-Fetch-Site says comes from
+another site, is refused. So a page elsewhere can neither read through CORS nor upload, ask or
+delete with a form or a no-cors fetch. Clients that are not browsers send neither header.
 """
 from __future__ import annotations
 
 import ipaddress
 from typing import Iterable
+from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 LOCAL_NAMES = ("localhost",)
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 def host_name(host: str) -> str:
@@ -44,21 +51,46 @@ def allowed_host_names(bound: str, configured: Iterable[str] = ()) -> frozenset[
 
 class HostGuard:
     """ASGI middleware: refuses (403, JSON error) a request whose Host is not one of `allowed`
-    (None: any Host, for a server with auth)."""
+    (None: any Host, for a server with auth), and one sent by a page of another site."""
 
-    def __init__(self, app: ASGIApp, allowed: frozenset[str] | None) -> None:
-        self.app, self.allowed = app, allowed
+    def __init__(self, app: ASGIApp, allowed: frozenset[str] | None,
+                 origins: frozenset[str] = frozenset()) -> None:
+        self.app, self.allowed, self.origins = app, allowed, origins
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket") and self.allowed is not None:
-            name = host_name(Headers(scope=scope).get("host", ""))
-            if name and name not in self.allowed and not _is_ip(name):   # no Host: not a browser
-                await _refuse(scope, receive, send, f"this server does not answer to the name {name!r} "
-                              "(a page may have re-pointed its name at this machine); open it by "
-                              "http://127.0.0.1 or http://localhost, or allow the name with "
-                              "`jambadocs serve --allowed-host NAME`")
+        if scope["type"] in ("http", "websocket"):
+            refusal = self.refusal(Headers(scope=scope), scope.get("method", "GET"))
+            if refusal:
+                await _refuse(scope, receive, send, refusal)
                 return
         await self.app(scope, receive, send)
+
+    def refusal(self, headers: Headers, method: str) -> str | None:
+        """Why a request with these headers is refused, or None."""
+        host = headers.get("host", "")
+        name = host_name(host)
+        if self.allowed is not None and name and name not in self.allowed and not _is_ip(name):
+            return (f"this server does not answer to the name {name!r} (a page may have re-pointed "
+                    "its name at this machine); open it by http://127.0.0.1 or http://localhost, or "
+                    "allow the name with `jambadocs serve --allowed-host NAME`")
+        # Cross-site requests: a form or fetch(..., {mode: "no-cors"}) on another site can POST an
+        # upload here without a preflight, with the browser's login. A browser names the page's
+        # origin (Origin) on every POST, fetch and WebSocket; older ones say Sec-Fetch-Site.
+        origin = headers.get("origin")
+        if origin is not None:
+            if not _same_origin(origin, host) and host_name(urlsplit(origin).netloc) not in self.origins:
+                return (f"a request from a page of another site ({origin}) is refused; open jambadocs "
+                        "itself, or send the request without a browser")
+        elif headers.get("sec-fetch-site") in ("cross-site", "same-site") and method not in SAFE_METHODS:
+            return "a request from a page of another site is refused; open jambadocs itself"
+        return None
+
+
+def _same_origin(origin: str, host: str) -> bool:
+    """Whether Origin "http://localhost:7860" names the server at Host "localhost:7860"."""
+    parts = urlsplit(origin)
+    default = {"http": ":80", "https": ":443"}.get(parts.scheme, "")
+    return bool(parts.netloc) and parts.netloc.lower().removesuffix(default) == host.strip().lower().removesuffix(default)
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, message: str) -> None:

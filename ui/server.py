@@ -28,7 +28,7 @@ import uvicorn  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 
 from app.api_auth import AuthSpec, parse_auth  # noqa: E402
-from app.host_guard import HostGuard, allowed_host_names  # noqa: E402
+from app.host_guard import HostGuard, allowed_host_names, host_name  # noqa: E402
 from app.sigterm import sigterm_raises  # noqa: E402
 from ui.app import build_ui  # noqa: E402
 from ui.theme import CSS, JS, make_theme  # noqa: E402
@@ -69,10 +69,12 @@ def create_app(services: Any, auth: AuthSpec = None, local_token: str | None = N
                host: str = DEFAULT_HOST, allowed_hosts: tuple[str, ...] = ()) -> FastAPI:
     """The FastAPI app: API routes (when app.api exists) plus the Gradio UI mounted at "/";
     `local_token` lets the CLI on the same data folder in without the password (app.local_server);
-    without auth, only requests to loopback, `host` or `allowed_hosts` names are answered."""
+    without auth, only requests to loopback, `host` or `allowed_hosts` names are answered; requests
+    from pages of other sites (Origin, Sec-Fetch-Site) never are."""
     app = FastAPI(title="jambadocs", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(HostGuard, allowed=None if parse_auth(auth) is not None
-                       else allowed_host_names(host, allowed_hosts))
+                       else allowed_host_names(host, allowed_hosts),
+                       origins=frozenset(host_name(n) for n in allowed_hosts))
     try:
         from app.api import create_router
     except ImportError:                        # API-less build: UI only
