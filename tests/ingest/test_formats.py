@@ -546,3 +546,16 @@ def test_docx_symbols_inserted_from_a_symbol_font_are_read(tmp_path):
         for name, data in files.items():
             z.writestr(name, data)
     assert read_document(path).page(1).text == "The test used α = 0.05, p ≤ 0.01. Agreed: ☑ yes ☐ no ✓"
+
+
+def test_html_of_deeply_nested_blocks_is_read(tmp_path):
+    """A hostile page of 100,000 nested <div>s (1 MB) with text at several depths: each block starts
+    and ends a line and the text is read whole. Marking the blocks by appending a line break inside
+    each walked the tree below it, so such a page was read for hours (bench/html_reading.py --nested)."""
+    depth = 100_000
+    lines = {10: "near the top", 50_000: "half way", depth: "at the bottom"}
+    page = "".join("<div>" + (lines.get(i, "")) for i in range(1, depth + 1)) + "<table><tr><td>a</td><td>b</td></tr></table>" \
+        + "</div>" * depth
+    (tmp_path / "nested.html").write_text(f"<html><body>{page}</body></html>", encoding="utf-8")
+    text = read_document(tmp_path / "nested.html").page(1).text
+    assert [line for line in text.splitlines() if line.strip()] == [*lines.values(), "a b"]
