@@ -6,6 +6,11 @@ from pathlib import Path
 REASONS = ("empty", "not_pdf", "corrupt", "encrypted", "no_text", "too_large", "unsupported")
 
 
+class XmlTooLarge(Exception):
+    """An XML part of a document with more elements than can be read in bounded memory (the reader
+    turns it into IngestError "too_large", naming the file)."""
+
+
 class IngestError(ValueError):
     """A document that cannot be read. `reason` is one of `REASONS`; str(err) names the file."""
 

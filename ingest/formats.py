@@ -24,13 +24,17 @@ from bs4 import BeautifulSoup, CData, NavigableString, Tag
 from bs4.dammit import EncodingDetector
 from markdown_it import MarkdownIt
 
-from ingest.errors import IngestError
+from ingest.errors import IngestError, XmlTooLarge
 from ingest.kinds import CONVERT_HINTS
 from ingest.normalize import normalize_text
 
 PART_CHARS = 3000            # about one printed page of prose (the corpus PDFs average ~2,800 chars/page)
 MAX_SECTION_CHARS = 6000
 MAX_UNPACKED_BYTES = 512 * 1024 * 1024   # zip-bomb guard for .docx, .pptx, .xlsx, .odt, .epub
+# An XML part parsed whole (.docx, .odt) holds at most this many elements: ElementTree takes ~210
+# bytes an element, so ~0.85 GB; a .docx of 1,000 full pages has ~1 M. Within MAX_UNPACKED_BYTES a
+# few hundred KB zipped unpack to 400 MB of "<w:p/>": 67 M elements, 14 GB.
+MAX_XML_ELEMENTS = 4_000_000
 
 
 @dataclass
@@ -427,6 +431,25 @@ _CFB_STREAMS = (("EncryptedPackage", None), ("WordDocument", ".doc"), ("Workbook
                 ("PowerPoint Document", ".ppt"))
 
 
+def parse_xml(data: bytes, part: str) -> ElementTree.Element:
+    """ElementTree.fromstring(data), counting the elements as it parses: a part of more than
+    MAX_XML_ELEMENTS raises XmlTooLarge before it is built whole (ParseError when not XML)."""
+    parser = ElementTree.XMLPullParser(events=("start",))
+    root, count, step = None, 0, 1 << 20
+    for offset in range(0, len(data), step):
+        parser.feed(data[offset:offset + step])
+        for _, element in parser.read_events():
+            root = element if root is None else root
+            count += 1
+        if count > MAX_XML_ELEMENTS:
+            raise XmlTooLarge(f"{part} has more than {MAX_XML_ELEMENTS:,} XML elements, too many to read "
+                              "in bounded memory")
+    parser.close()
+    if root is None:
+        raise ElementTree.ParseError(f"{part}: no element found")
+    return root
+
+
 def check_zip(data: bytes, path: str | Path, what: str) -> None:
     """Refuse bytes that are not a ZIP archive, or one that unpacks to more than MAX_UNPACKED_BYTES;
     a password-protected Office file, or an old binary one under a new name, is named as such."""
@@ -459,7 +482,7 @@ def read_docx(data: bytes, path: str | Path) -> TextContent:
         except KeyError:
             raise IngestError("corrupt", path, "not a valid .docx (no word/document.xml)") from None
         try:
-            body = ElementTree.fromstring(archive.read(info))
+            body = parse_xml(archive.read(info), info.filename)
             hidden = _docx_hidden_styles(archive)
             _drop_unseen(body, hidden)
             _inline_diagrams(body, archive)
@@ -512,7 +535,7 @@ def _docx_notes(archive: zipfile.ZipFile, hidden: set[str]) -> list[tuple[str, l
         if part not in names:
             continue
         lines = []
-        root = ElementTree.fromstring(archive.read(part))
+        root = parse_xml(archive.read(part), part)
         _drop_unseen(root, hidden)
         for note in root.iter(f"{_W}{tag}"):
             if note.get(f"{_W}type") in ("separator", "continuationSeparator", "continuationNotice"):
@@ -543,7 +566,7 @@ def _docx_headers_footers(archive: zipfile.ZipFile, hidden: set[str]) -> list[st
                    for name in archive.namelist() if (m := _HEADER_FOOTER.fullmatch(name)))
     lines: list[str] = []
     for *_, name in parts:
-        root = ElementTree.fromstring(archive.read(name))
+        root = parse_xml(archive.read(name), name)
         _drop_unseen(root, hidden)
         for para in root.iter(f"{_W}p"):
             text = " ".join(_docx_paragraph_text(para).split())
@@ -621,7 +644,7 @@ def _docx_hidden_styles(archive: zipfile.ZipFile) -> set[str]:
         return set()
     own: dict[str, bool | None] = {}
     parent: dict[str, str] = {}
-    for style in ElementTree.fromstring(archive.read("word/styles.xml")).iter(f"{_W}style"):
+    for style in parse_xml(archive.read("word/styles.xml"), "word/styles.xml").iter(f"{_W}style"):
         sid = style.get(f"{_W}styleId")
         mark = style.find(f"{_W}rPr/{_W}vanish")
         own[sid] = _toggle(mark) if mark is not None else None
@@ -647,7 +670,7 @@ def diagram_lines(data_part: bytes) -> list[str]:
     and python-docx / python-pptx do not read it): its points in order, a line per paragraph (the
     connection and layout points carry none)."""
     lines = []
-    for text in ElementTree.fromstring(data_part).iter(f"{DGM}t"):
+    for text in parse_xml(data_part, "a diagram").iter(f"{DGM}t"):
         for para in text.iter(f"{_A}p"):
             if (line := "".join(t.text or "" for t in para.iter(f"{_A}t"))).strip():
                 lines.append(line)
@@ -660,7 +683,7 @@ def _inline_diagrams(body: ElementTree.Element, archive: zipfile.ZipFile) -> Non
     anchors = list(body.iter(f"{DGM}relIds"))
     if not anchors or "word/_rels/document.xml.rels" not in archive.namelist():
         return
-    rels = ElementTree.fromstring(archive.read("word/_rels/document.xml.rels")).iter(f"{_RELS}Relationship")
+    rels = parse_xml(archive.read("word/_rels/document.xml.rels"), "word/_rels/document.xml.rels").iter(f"{_RELS}Relationship")
     targets = {rel.get("Id"): posixpath.normpath(posixpath.join("/word", rel.get("Target", "")))[1:] for rel in rels}
     for anchor in anchors:
         part = targets.get(anchor.get(f"{R}dm"))
@@ -842,7 +865,7 @@ def _docx_heading_styles(archive: zipfile.ZipFile) -> dict[str, int]:
     levels.update({f"Heading{n}": n for n in range(1, 10)})
     if "word/styles.xml" not in archive.namelist():
         return levels
-    root = ElementTree.fromstring(archive.read("word/styles.xml"))
+    root = parse_xml(archive.read("word/styles.xml"), "word/styles.xml")
     for style in root.iter(f"{_W}style"):
         sid = style.get(f"{_W}styleId")
         name_el = style.find(f"{_W}name")
@@ -860,7 +883,7 @@ def _docx_heading_styles(archive: zipfile.ZipFile) -> dict[str, int]:
 def _docx_core_title(archive: zipfile.ZipFile) -> str | None:
     if "docProps/core.xml" not in archive.namelist():
         return None
-    root = ElementTree.fromstring(archive.read("docProps/core.xml"))
+    root = parse_xml(archive.read("docProps/core.xml"), "docProps/core.xml")
     el = root.find("{http://purl.org/dc/elements/1.1/}title")
     return normalize_text(el.text) if el is not None and el.text and el.text.strip() else None
 

@@ -30,7 +30,7 @@ from xml.etree import ElementTree
 
 from ingest.errors import IngestError
 from ingest.formats import (DGM, R, Section, TextContent, as_browsers_read, check_zip, decode_text, diagram_lines,
-                             html_sections, math_text, units_from_sections)
+                             html_sections, math_text, parse_xml, units_from_sections)
 from ingest.normalize import normalize_text
 
 # ---------------------------------------------------------------- .pptx
@@ -196,11 +196,11 @@ def read_odt(data: bytes, path: str | Path) -> TextContent:
     check_zip(data, path, ".odt")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            content = ElementTree.fromstring(archive.read("content.xml"))
+            content = parse_xml(archive.read("content.xml"), "content.xml")
             body = content.find(f"{_OFFICE}body/{_OFFICE}text")
             names = archive.namelist()
-            meta = ElementTree.fromstring(archive.read("meta.xml")) if "meta.xml" in names else None
-            styles = ElementTree.fromstring(archive.read("styles.xml")) if "styles.xml" in names else None
+            meta = parse_xml(archive.read("meta.xml"), "meta.xml") if "meta.xml" in names else None
+            styles = parse_xml(archive.read("styles.xml"), "styles.xml") if "styles.xml" in names else None
             _odf_formulas(content, archive)
     except KeyError:
         raise IngestError("corrupt", path, "not a valid .odt (no content.xml)") from None
@@ -262,7 +262,7 @@ def _odf_formulas(content: ElementTree.Element, archive: zipfile.ZipFile) -> Non
         if part not in names:
             continue
         try:
-            math = ElementTree.fromstring(archive.read(part))
+            math = parse_xml(archive.read(part), part)
         except ElementTree.ParseError:
             continue                       # a damaged formula: the text around it is still read
         if math.tag != f"{_MATHML}math":
@@ -429,7 +429,7 @@ def _epub_drm(archive: zipfile.ZipFile) -> str | None:
     if "META-INF/encryption.xml" not in archive.namelist():
         return None
     try:
-        root = ElementTree.fromstring(archive.read("META-INF/encryption.xml"))
+        root = parse_xml(archive.read("META-INF/encryption.xml"), "META-INF/encryption.xml")
     except ElementTree.ParseError:
         return None
     for entry in root.iter(f"{_XMLENC}EncryptedData"):

@@ -9,7 +9,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from ingest.errors import IngestError
+from ingest.errors import IngestError, XmlTooLarge
 from ingest.kinds import CONVERT_HINTS, KIND_BY_SUFFIX, SUPPORTED_KINDS
 from ingest.isolated import read_pdf_isolated
 from ingest.model import Document, Page, page_ranges
@@ -79,6 +79,8 @@ def read_document(path: str | Path, password: str | None = None, progress: Progr
         return _read_text_document(data, name, kind, guarded, max_pages)
     except IngestError:
         raise
+    except XmlTooLarge as err:
+        raise IngestError("too_large", name, str(err)) from None
     except Exception as err:
         if callback_errors and err is callback_errors[-1]:
             raise                       # the caller's own progress callback (e.g. a cancellation)

@@ -559,3 +559,30 @@ def test_html_of_deeply_nested_blocks_is_read(tmp_path):
     (tmp_path / "nested.html").write_text(f"<html><body>{page}</body></html>", encoding="utf-8")
     text = read_document(tmp_path / "nested.html").page(1).text
     assert [line for line in text.splitlines() if line.strip()] == [*lines.values(), "a b"]
+
+
+def test_xml_parts_too_large_for_memory_are_refused_by_name(tmp_path, monkeypatch):
+    """A .docx or .odt of a few hundred KB can unpack, within the zip-bomb limit, to 400 MB of empty
+    paragraphs: 67 M elements, ~14 GB once parsed. A part of more than MAX_XML_ELEMENTS is refused,
+    naming the file and the part; one under it is read. (Here the limit is lowered to 5,000.)"""
+    from ingest import IngestError
+    from ingest import formats
+    from tests.ingest.office_files import write_odt
+
+    monkeypatch.setattr(formats, "MAX_XML_ELEMENTS", 5_000, raising=False)
+    small = write_docx(tmp_path / "small.docx", [(None, f"line {i}") for i in range(1_000)])   # 3,002 elements
+    assert "line 999" in read_document(small).pages[-1].text
+    big = write_docx(tmp_path / "big.docx", [(None, f"line {i}") for i in range(2_000)])
+    with pytest.raises(IngestError) as err:
+        read_document(big)
+    assert err.value.reason == "too_large" and "big.docx" in str(err.value) and "word/document.xml" in str(err.value)
+    odt = write_odt(tmp_path / "report.odt")
+    with zipfile.ZipFile(odt) as z:
+        parts = {n: z.read(n) for n in z.namelist()}
+    parts["content.xml"] = parts["content.xml"].replace(b"<office:text>", b"<office:text>" + b"<text:p/>" * 6_000, 1)
+    with zipfile.ZipFile(odt, "w") as z:
+        for name, data in parts.items():
+            z.writestr(name, data)
+    with pytest.raises(IngestError) as err:
+        read_document(odt)
+    assert err.value.reason == "too_large" and "report.odt" in str(err.value) and "content.xml" in str(err.value)
