@@ -25,6 +25,7 @@ import pypdfium2.raw as pdfium_c
 from PIL import Image, ImageDraw
 from rapidfuzz import fuzz
 
+from ingest.images import render_scale
 from ingest.normalize import unreadable
 from ingest.pdf import (PDFIUM_LOCK, hidden_layers, hide_layers, looks_like_pdf,  # PDFium is not thread-safe:
                         open_document, upright_textpage)                          # one lock for every user
@@ -96,7 +97,7 @@ def render_page(path: str | Path, page_number: int, highlight: str | None = None
         if not 1 <= page_number <= count:
             raise PageImageError(f"{path.name}: page {page_number} is outside 1..{count}")
         page = pdf[page_number - 1]
-        image = page.render(scale=scale).to_pil().convert("RGB")
+        image = page.render(scale=render_scale(page, scale)).to_pil().convert("RGB")
         result = RenderedPage(image=image, page_number=page_number, page_count=count)
         if not (highlight and highlight.strip()):
             return result

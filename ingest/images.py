@@ -23,6 +23,18 @@ if TYPE_CHECKING:
 # recognition varies with scale: on the corpus scan at its own 150 dpi (1651 px) one line in 11 came
 # out garbled, at 1600 px none on its three pages.
 MAX_OCR_SIDE = 1600
+# A PDF page is rendered (OCR, the viewer, the hidden-text checks) at most this many pixels: A4 at
+# 600 dpi has 35 M. A page box may be 200 x 200 inches (14,400 pt; more with UserUnit): at the
+# viewer's 1.5x that was 466 M pixels, a few hundred bytes of PDF taking 5 GB when its chip was clicked.
+MAX_RENDER_PIXELS = 36_000_000
+
+
+def render_scale(page, scale: float) -> float:
+    """`scale`, lowered where rendering the PDF page (a pypdfium2 PdfPage) at it would make more than
+    MAX_RENDER_PIXELS pixels."""
+    width, height = page.get_size()
+    pixels = width * height * scale * scale
+    return scale if pixels <= MAX_RENDER_PIXELS else scale * (MAX_RENDER_PIXELS / pixels) ** 0.5
 
 
 @lru_cache(maxsize=1)

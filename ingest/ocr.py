@@ -298,6 +298,7 @@ def ocr_pages(data: bytes, numbers: Sequence[int], password: str | None = None,
         return {}
     import pypdfium2 as pdfium
 
+    from ingest.images import render_scale
     from ingest.pdf import PDFIUM_LOCK
 
     import pypdfium2.raw as pdfium_c
@@ -313,7 +314,7 @@ def ocr_pages(data: bytes, numbers: Sequence[int], password: str | None = None,
                 has_image = any(True for _ in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE]))
                 drawn = has_image or number in text_pages
                 render = drawn and before is None
-                image = page.render(scale=OCR_SCALE).to_numpy() if render else None   # [H, W, 3]
+                image = page.render(scale=render_scale(page, OCR_SCALE)).to_numpy() if render else None   # [H, W, 3]
             finally:
                 pdf.close()
         if drawn:                                    # a blank page has no image: nothing to read
@@ -346,6 +347,7 @@ def stamped_scans(data: bytes, texts: Mapping[int, str], password: str | None = 
         return []
     import pypdfium2 as pdfium
 
+    from ingest.images import render_scale
     from ingest.pdf import PDFIUM_LOCK, image_cover
 
     with PDFIUM_LOCK:
@@ -357,7 +359,7 @@ def stamped_scans(data: bytes, texts: Mapping[int, str], password: str | None = 
                 page = pdf[number - 1]
                 try:
                     covered = image_cover(page) >= _SCAN_COVER
-                    image = page.render(scale=_DETECT_SCALE).to_numpy() if covered else None
+                    image = page.render(scale=render_scale(page, _DETECT_SCALE)).to_numpy() if covered else None
                 finally:
                     page.close()
             if image is not None and _detected_lines(image) > 2 * len(text.splitlines()) + 2:

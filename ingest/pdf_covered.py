@@ -27,6 +27,7 @@ import numpy as np
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
+from ingest.images import render_scale
 from ingest.pdf_annotations import shown_annotations
 from ingest.pdf_native import cover_counts
 
@@ -272,7 +273,7 @@ def _covered(text: tuple, box: tuple) -> float:
 
 
 def _render(page: pdfium.PdfPage, annotations: bool = True) -> np.ndarray:
-    bitmap = page.render(scale=RENDER_SCALE, may_draw_forms=False, draw_annots=annotations)
+    bitmap = page.render(scale=render_scale(page, RENDER_SCALE), may_draw_forms=False, draw_annots=annotations)
     return np.asarray(bitmap.to_pil().convert("RGB"), dtype=np.int16)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
+from ingest.images import render_scale
 from ingest.pdf_native import unseen_candidates
 
 MIN_SIZE_PT = 1.0        # effective font size (both axes) under which text cannot be read
@@ -49,7 +50,7 @@ def hide_unseen_text(page: pdfium.PdfPage) -> int:
     for obj in hidden + [obj for obj, _, _ in pale]:
         pdfium_c.FPDFPageObj_SetIsActive(obj, False)
     if pale:                                     # the page as drawn without them: what lies under each
-        pixels = np.asarray(page.render(scale=RENDER_SCALE, may_draw_forms=False).to_pil().convert("RGB"))
+        pixels = np.asarray(page.render(scale=render_scale(page, RENDER_SCALE), may_draw_forms=False).to_pil().convert("RGB"))
         for obj, colour, outer in pale:
             if _stands_out(page, pixels, colour, _page_box(obj, outer)):
                 pdfium_c.FPDFPageObj_SetIsActive(obj, True)

@@ -142,3 +142,26 @@ def test_a_passage_on_a_page_scanned_upside_down_or_sideways_is_marked_on_its_wo
         for left, top, right, bottom in want:                   # and each of its words marked
             cx, cy = (left + right) / 2, (top + bottom) / 2
             assert any(b[0] <= cx <= b[2] and b[1] <= cy <= b[3] for b in page.boxes), (angle, page.boxes)
+
+
+def test_a_page_box_too_large_to_render_is_rendered_smaller(tmp_path, monkeypatch):
+    """A PDF page may be 200 x 200 inches (a few hundred bytes of PDF): at the viewer's 1.5x that
+    was 466 M pixels, 5 GB when its chip was clicked. The page is rendered at most MAX_RENDER_PIXELS
+    (lowered here to 4 M for a 3,000 pt page, 20 M pixels at 1.5x), and the passage is still marked."""
+    import ingest.images
+    from tests.ingest.pdf_files import write_pdf_objects
+
+    monkeypatch.setattr(ingest.images, "MAX_RENDER_PIXELS", 4_000_000, raising=False)
+    content = b"BT /F1 40 Tf 200 2600 Td (The poster announces the spring lecture series) Tj ET\n"
+    path = write_pdf_objects(tmp_path / "poster.pdf", [
+        b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [4 0 R] /Count 1 >>",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 3000 3000] /Resources << /Font << /F1 3 0 R >> >>"
+        b" /Contents 5 0 R >>",
+        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content)])
+    page = render_page(path, 1, highlight="announces the spring lecture series", scale=1.5)
+    width, height = page.image.size
+    assert width * height <= 4_000_000 and width == height >= 1_900
+    assert page.highlighted and len(page.boxes) == 1
+    left, top, right, bottom = page.boxes[0]
+    assert top < height * 0.2 and _highlight_share(page.image, page.boxes[0]) > 0.5
