@@ -35,6 +35,10 @@ MAX_UNPACKED_BYTES = 512 * 1024 * 1024   # zip-bomb guard for .docx, .pptx, .xls
 # bytes an element, so ~0.85 GB; a .docx of 1,000 full pages has ~1 M. Within MAX_UNPACKED_BYTES a
 # few hundred KB zipped unpack to 400 MB of "<w:p/>": 67 M elements, 14 GB.
 MAX_XML_ELEMENTS = 4_000_000
+# An HTML page (.html, an e-book's chapter, an e-mail's HTML body) has at most this many "<": its
+# tags cannot be more. BeautifulSoup takes ~600 bytes a tag (300,000 nested <div>s: 220 MB), so
+# ~1.2 GB at most. A 350 KB .epub unpacked to 90 M tags and took 4 GB.
+MAX_HTML_TAGS = 2_000_000
 
 
 @dataclass
@@ -362,7 +366,10 @@ def read_html(data: bytes, path: str | Path) -> TextContent:
 def html_sections(markup: str | bytes) -> tuple[str, list[Section]]:
     """The <title> and the visible text of an HTML page (not its scripts, styles, templates, nor
     elements hidden by attribute or inline style) as sections cut at <h1>..<h6> (the text before
-    the first heading is a section without one)."""
+    the first heading is a section without one). XmlTooLarge for a page of more than MAX_HTML_TAGS
+    "<" (tags)."""
+    if markup.count(b"<" if isinstance(markup, bytes) else "<") > MAX_HTML_TAGS:
+        raise XmlTooLarge(f"an HTML page of more than {MAX_HTML_TAGS:,} tags, too many to read in bounded memory")
     soup = BeautifulSoup(markup, HTML_PARSER)
     title_tag = soup.find("title")
     title = normalize_text(title_tag.get_text(" ")) if title_tag else ""
@@ -450,9 +457,14 @@ def parse_xml(data: bytes, part: str) -> ElementTree.Element:
     return root
 
 
-def check_zip(data: bytes, path: str | Path, what: str) -> None:
+_MARKUP_SUFFIXES = (".xml", ".rels", ".xhtml", ".html", ".htm", ".opf", ".ncx")
+
+
+def check_zip(data: bytes, path: str | Path, what: str, parsed_whole: bool = False) -> None:
     """Refuse bytes that are not a ZIP archive, or one that unpacks to more than MAX_UNPACKED_BYTES;
-    a password-protected Office file, or an old binary one under a new name, is named as such."""
+    a password-protected Office file, or an old binary one under a new name, is named as such.
+    `parsed_whole` (for a library that parses every part whole): also refuse (XmlTooLarge) an archive
+    whose XML and HTML parts hold more than MAX_XML_ELEMENTS "<" (tags), counted unpacking in chunks."""
     if data.startswith(_CFB_MAGIC):
         stream = next(((name, old) for name, old in _CFB_STREAMS if name.encode("utf-16-le") in data), None)
         if stream is not None and stream[1] is None:
@@ -467,6 +479,21 @@ def check_zip(data: bytes, path: str | Path, what: str) -> None:
         raise IngestError("corrupt", path, f"not a valid {what} (not a ZIP archive)") from None
     if unpacked > MAX_UNPACKED_BYTES:
         raise IngestError("too_large", path, f"unpacks to {unpacked} bytes, more than {MAX_UNPACKED_BYTES}")
+    if parsed_whole and _tags(data) > MAX_XML_ELEMENTS:
+        raise XmlTooLarge(f"its XML parts hold more than {MAX_XML_ELEMENTS:,} tags, too many to read in "
+                          "bounded memory")
+
+
+def _tags(data: bytes) -> int:
+    """The "<" in the archive's XML and HTML parts (an upper bound of their elements)."""
+    count = 0
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for info in archive.infolist():
+            if info.filename.lower().endswith(_MARKUP_SUFFIXES):
+                with archive.open(info) as part:
+                    while chunk := part.read(1 << 20):
+                        count += chunk.count(b"<")
+    return count
 
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"

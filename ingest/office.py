@@ -45,7 +45,7 @@ def read_pptx(data: bytes, path: str | Path) -> TextContent:
     from pptx import Presentation
     from pptx.exc import PackageNotFoundError
 
-    check_zip(data, path, ".pptx")
+    check_zip(data, path, ".pptx", parsed_whole=True)         # python-pptx parses its parts whole
     try:
         deck = Presentation(io.BytesIO(data))
         units, outline = [], []
@@ -388,7 +388,7 @@ def read_epub(data: bytes, path: str | Path) -> TextContent:
     """The chapters of the spine, in reading order, as sections at their headings."""
     from ebooklib import ITEM_DOCUMENT, epub
 
-    check_zip(data, path, ".epub")
+    check_zip(data, path, ".epub", parsed_whole=True)         # EbookLib parses its parts whole
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         if (scheme := _epub_drm(archive)) is not None:
             raise IngestError("unsupported", path, f"a DRM-protected e-book ({scheme}): its text is encrypted "

@@ -586,3 +586,32 @@ def test_xml_parts_too_large_for_memory_are_refused_by_name(tmp_path, monkeypatc
     with pytest.raises(IngestError) as err:
         read_document(odt)
     assert err.value.reason == "too_large" and "report.odt" in str(err.value) and "content.xml" in str(err.value)
+
+
+def test_html_and_zipped_markup_too_large_for_memory_are_refused_by_name(tmp_path, monkeypatch):
+    """BeautifulSoup takes ~600 bytes a tag, python-pptx and EbookLib parse every part whole: a page
+    of more than MAX_HTML_TAGS tags, or a .pptx / .epub whose parts hold more than MAX_XML_ELEMENTS,
+    is refused naming the file (a 350 KB .epub of 90 M tags took 4 GB). Limits lowered here."""
+    from ingest import IngestError
+    from ingest import formats
+    from tests.ingest.office_files import write_epub, write_pptx
+
+    monkeypatch.setattr(formats, "MAX_HTML_TAGS", 3_000, raising=False)
+    monkeypatch.setattr(formats, "MAX_XML_ELEMENTS", 20_000, raising=False)
+    (tmp_path / "ok.html").write_text("<p>kept</p>" * 1_000)
+    assert "kept" in read_document(tmp_path / "ok.html").page(1).text
+    (tmp_path / "tags.html").write_text("<p>x</p>" * 2_000)
+    for name, grow in (("tags.html", None), ("deck.pptx", write_pptx), ("book.epub", write_epub)):
+        path = tmp_path / name
+        if grow is not None:
+            assert read_document(grow(path)).pages          # as written: read
+            with zipfile.ZipFile(path) as z:
+                parts = {n: z.read(n) for n in z.namelist()}
+            part = next(n for n in parts if n.endswith((".xhtml", "slide1.xml")))
+            parts[part] = parts[part].replace(b"</", b"<b/>" * 20_000 + b"</", 1)
+            with zipfile.ZipFile(path, "w") as z:
+                for n, data in parts.items():
+                    z.writestr(n, data)
+        with pytest.raises(IngestError) as err:
+            read_document(path)
+        assert err.value.reason == "too_large" and name in str(err.value), err.value
