@@ -71,11 +71,19 @@ def frames(image: Image.Image, path: str | Path) -> Iterator[Image.Image]:
 
 
 def frame(image: Image.Image, number: int, path: str | Path) -> Image.Image:
-    """Frame `number` (1-based), upright and in RGB."""
+    """Frame `number` (1-based), upright and in RGB; one of more than Pillow's MAX_IMAGE_PIXELS (a
+    small first frame passes `open_image`, a later one may be a decompression bomb) is `too_large`."""
     try:
-        image.seek(number - 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image.seek(number - 1)
+        width, height = image.size
+        if Image.MAX_IMAGE_PIXELS and width * height > Image.MAX_IMAGE_PIXELS:
+            raise Image.DecompressionBombError(f"{width} x {height} pixels, more than {Image.MAX_IMAGE_PIXELS}")
         upright = ImageOps.exif_transpose(image)
         return (upright if upright is not None else image).convert("RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise IngestError("too_large", path, f"frame {number}: too many pixels ({err})") from None
     except (OSError, ValueError, SyntaxError, EOFError) as err:
         raise IngestError("corrupt", path, f"damaged image ({err})") from None
 

@@ -107,3 +107,19 @@ def test_bad_images_are_refused_by_name(scans, tmp_path, monkeypatch):
     with pytest.raises(IngestError) as err:
         read_document(folder / "scan.png")
     assert err.value.reason == "too_large" and "scan.png" in str(err.value)
+
+
+def test_a_later_frame_too_large_is_refused_by_name(tmp_path, monkeypatch):
+    """A TIFF whose first frame is small passes the check Image.open makes; a later frame of more than
+    Pillow's MAX_IMAGE_PIXELS (a decompression bomb: 30,000 x 30,000 blank pixels are 750 KB) was
+    decoded into RGB (2.7 GB), or failed as "corrupt". It is `too_large`, naming the file and frame."""
+    from PIL import ImageDraw
+
+    first = Image.new("L", (900, 300), 255)
+    ImageDraw.Draw(first).text((20, 100), "Inventory of the north warehouse", fill=0)
+    bomb = Image.new("1", (3_000, 3_000), 1)
+    first.save(tmp_path / "scans.tiff", save_all=True, append_images=[bomb], compression="tiff_lzw")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000_000)      # 2 x 1 M: errors; 1 M..2 M warns
+    with pytest.raises(IngestError) as err:
+        read_document(tmp_path / "scans.tiff")
+    assert err.value.reason == "too_large" and "scans.tiff" in str(err.value) and "frame 2" in str(err.value)
