@@ -34,6 +34,12 @@ def esc(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
+def model_text(text: str) -> str:
+    """Text a model wrote (or a document it quotes), for the chat's Markdown: escaped, and an image
+    ("![x](url)", "![x][ref]") shown as the text it is, not loaded (the page's CSP would block it)."""
+    return esc(text).replace("![", "!\\[")
+
+
 def fmt_tokens(n: int | None) -> str:
     if n is None:
         return "?"
@@ -371,10 +377,10 @@ def answer_html(text: str, message: MessageInfo | None = None, pending: bool = F
             markers.setdefault((ref.start, ref.end), []).append(ref)
     pieces, last = [], 0
     for (start, end), refs in markers.items():
-        pieces.append(esc(text[last:start]))
+        pieces.append(model_text(text[last:start]))
         pieces.append(chips_for(refs))
         last = end
-    pieces.append(esc(text[last:]))
+    pieces.append(model_text(text[last:]))
     body = "".join(pieces)
     # Citations the text does not mark inline (e.g. listed by the engine): show them at the end.
     if message and not pending:
@@ -406,7 +412,7 @@ def was_stopped(message: MessageInfo) -> bool:
 def reasoning_message(text: str, pending: bool = False) -> dict:
     """A reasoning model's <think> block as a Gradio "thought": a collapsible message before the
     answer, titled "Thinking…" while it streams."""
-    return {"role": "assistant", "content": esc(text.strip()).replace("\n", "<br>"),
+    return {"role": "assistant", "content": model_text(text.strip()).replace("\n", "<br>"),
             "metadata": {"title": "Thinking\u2026" if pending else "Reasoning",
                          "status": "pending" if pending else "done"}}
 

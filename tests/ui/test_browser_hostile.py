@@ -59,7 +59,8 @@ def test_a_hostile_document_runs_and_leaks_nothing(chromium, collector, tmp_path
         page.wait_for_function(f"() => document.querySelector('#jd-source-head')?.innerText.includes({name!r})",
                                timeout=60_000)
         page.wait_for_timeout(1000)
-        assert not answer.locator("script, [onerror]").count()
+        assert not answer.locator("script, [onerror], img").count()
+        assert f"![chart]({elsewhere}/md-image?d=private)" in answer.inner_text()     # shown as written
     finally:
         context.close()
         server.stop()
