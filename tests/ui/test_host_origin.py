@@ -148,3 +148,16 @@ def test_the_ui_works_by_localhost(open_server, chromium, tmp_path):
         assert "note.txt" in wait_rows(page, 1)[0]
     finally:
         context.close()
+
+
+def test_no_cors_grant_to_another_site(open_server):
+    """Gradio's CORS middleware answered any Origin, with credentials, when the Host was not a
+    localhost name (a LAN address): a page elsewhere could then read and delete. Now refused."""
+    port = open_server.port
+    for path, method in (("/api/workspaces/private", "DELETE"), ("/config", "GET"), ("/v1/models", "GET")):
+        reply = httpx.options(f"http://127.0.0.1:{port}{path}", headers={
+            "Host": f"192.168.1.20:{port}", "Origin": "http://evil.example", "Access-Control-Request-Method": method})
+        assert reply.status_code == 403 and "access-control-allow-origin" not in reply.headers, (path, reply.headers)
+        read = httpx.get(f"http://127.0.0.1:{port}{path}", headers={"Host": f"192.168.1.20:{port}",
+                                                                     "Origin": "http://evil.example"})
+        assert read.status_code == 403 and "access-control-allow-origin" not in read.headers
