@@ -25,6 +25,7 @@ import posixpath
 import re
 import zipfile
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from itertools import islice
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -480,6 +481,9 @@ def read_xlsx(data: bytes, path: str | Path) -> TextContent:
             for sheet in book.worksheets:
                 with sheet._get_source() as source:      # the sheet's XML: what openpyxl's read-only mode skips
                     xml = source.read()
+                if next(islice(_ROW_TAG.finditer(xml), MAX_SHEET_ROWS, None), None) is not None:
+                    raise IngestError("too_large", path, f"sheet {sheet.title!r} has more than {MAX_SHEET_ROWS:,} "
+                                      "rows, more than a spreadsheet holds")
                 hidden_rows, hidden_columns = _hidden_rows_columns(xml) if _HIDDEN.search(xml) else (set(), set())
                 formulas = None
                 if _UNSAVED_VALUE.search(xml):
@@ -502,6 +506,8 @@ def read_xlsx(data: bytes, path: str | Path) -> TextContent:
             book.close()
             if formula_book is not None:
                 formula_book.close()
+    except IngestError:
+        raise
     except (KeyError, ValueError, TypeError, AttributeError, SyntaxError, zipfile.BadZipFile,
             ElementTree.ParseError) as err:
         raise IngestError("corrupt", path, f"damaged .xlsx ({type(err).__name__}: {err})") from None
@@ -512,6 +518,10 @@ def read_xlsx(data: bytes, path: str | Path) -> TextContent:
 
 
 _SHEET_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+# Excel's last row: a sheet of more rows is no workbook a spreadsheet wrote (60 M empty rows zip to
+# 530 KB within the zip-bomb limit, and kept the reader busy for minutes)
+MAX_SHEET_ROWS = 1_048_576
+_ROW_TAG = re.compile(rb"<(?:\w+:)?row\b")
 _HIDDEN = re.compile(rb"""\bhidden=["'](?:1|true)["']""")   # a hidden row or column somewhere: look closer
 _MAX_COLUMNS = 16384          # XFD, a sheet's last column (a damaged <col max> stays within it)
 # A formula cell with no value after it: <f>SUM(B2:B3)</f></c>, <f t="shared" si="0"/><v></v></c>

@@ -778,3 +778,22 @@ def test_odt_formula_is_read_where_it_stands(tmp_path):
         for name, data in files.items():
             z.writestr(name, data)
     assert read_document(path).page(3).text.splitlines() == ["Détails", "The energy is E = m c^2 in joules."]
+
+
+def test_xlsx_sheet_of_more_rows_than_a_spreadsheet_holds_is_refused_by_name(tmp_path, monkeypatch):
+    """60 M empty rows zip to 530 KB within the zip-bomb limit and kept the reader busy for minutes;
+    a sheet of more rows than Excel's last (1,048,576; lowered here to 50) is too_large, naming the
+    file and the sheet, while one of that many rows is read."""
+    from openpyxl import Workbook
+
+    monkeypatch.setattr(office, "MAX_SHEET_ROWS", 50, raising=False)
+    for rows in (50, 51):
+        book = Workbook()
+        book.active.title = "Log"
+        for i in range(1, rows + 1):
+            book.active.append([i, f"event {i}"])
+        book.save(tmp_path / f"log{rows}.xlsx")
+    assert "50 | event 50" in read_document(tmp_path / "log50.xlsx").pages[-1].text
+    with pytest.raises(IngestError) as err:
+        read_document(tmp_path / "log51.xlsx")
+    assert err.value.reason == "too_large" and "log51.xlsx" in str(err.value) and "'Log'" in str(err.value)
