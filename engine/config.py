@@ -74,7 +74,8 @@ class JambaConfig:
             problems.append("num_experts_per_tok must be in [1, num_experts]")
         if self.hidden_act != "silu":
             problems.append(f"hidden_act {self.hidden_act!r} is not supported (only silu)")
-        if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
+        if self.pad_token_id is not None and not -self.vocab_size <= self.pad_token_id < self.vocab_size:
+            # an embedding's padding_idx may count from the end (-1: the last row), as in torch
             problems.append(f"pad_token_id {self.pad_token_id} is outside the vocabulary (vocab_size {self.vocab_size})")
         if problems:
             raise ValueError("; ".join(problems))

@@ -129,6 +129,23 @@ def test_invalid_config_value_is_refused_naming_config_json_and_the_field(folder
     assert err.path.endswith("config.json") and field in err.problem, str(err)
 
 
+# config.json values transformers' JambaConfig accepts and builds the same model with: loaded, not refused.
+ACCEPTED = [("pad_token_id", -1)]      # -1: the embedding's last row, as torch's padding_idx counts
+
+
+@pytest.mark.parametrize("field, value", ACCEPTED, ids=[f"{f}={v!r}" for f, v in ACCEPTED])
+def test_config_value_transformers_accepts_loads_and_matches_it(folder, field, value):
+    from transformers import JambaForCausalLM
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg[field] = value
+    (folder / "config.json").write_text(json.dumps(cfg))
+    ids = list(range(3, 30))
+    ref = JambaForCausalLM.from_pretrained(folder, dtype=torch.float32, experts_implementation="eager").eval()
+    with torch.no_grad():
+        expected = ref(torch.tensor([ids]), use_cache=False).logits[0]
+    torch.testing.assert_close(load_engine(folder).prefill(ids)[0], expected, atol=1e-4, rtol=0)
+
+
 def test_missing_weights_file(folder):
     (folder / "model.safetensors").unlink()
     assert "missing file" in str(_error(folder))
