@@ -24,6 +24,7 @@ _POSITIVE = ("vocab_size", "hidden_size", "intermediate_size", "num_attention_he
 _NON_NEGATIVE = ("num_hidden_layers", "num_experts", "num_experts_per_tok")
 _OFFSETS = ("attn_layer_offset", "expert_layer_offset")      # a negative one: no layer of that kind
 _FLAGS = ("mamba_conv_bias", "mamba_proj_bias", "tie_word_embeddings")
+_SILU = ("silu", "swish")      # transformers' ACT2FN: both are SiLU
 
 
 @dataclass(frozen=True)
@@ -72,8 +73,8 @@ class JambaConfig:
             problems.append("num_attention_heads must be a multiple of num_key_value_heads")
         if self.num_experts > 1 and not 1 <= self.num_experts_per_tok <= self.num_experts:
             problems.append("num_experts_per_tok must be in [1, num_experts]")
-        if self.hidden_act != "silu":
-            problems.append(f"hidden_act {self.hidden_act!r} is not supported (only silu)")
+        if self.hidden_act not in _SILU:
+            problems.append(f"hidden_act {self.hidden_act!r} is not supported (only silu, or swish: the same function)")
         if self.pad_token_id is not None and not -self.vocab_size <= self.pad_token_id < self.vocab_size:
             # an embedding's padding_idx may count from the end (-1: the last row), as in torch
             problems.append(f"pad_token_id {self.pad_token_id} is outside the vocabulary (vocab_size {self.vocab_size})")

@@ -111,12 +111,13 @@ def test_wrong_model_type(folder):
 
 
 # config.json values transformers' JambaConfig refuses (its strict types) or cannot build a model with
-# (pad id outside the embedding, zero sizes, no head), and a context no prompt fits in: each named.
+# (pad id outside the embedding, zero sizes, no head), a context no prompt fits in, and an activation
+# the engine does not compute (only SiLU): each named.
 INVALID = [
     ("num_key_value_heads", None), ("hidden_size", 64.0), ("hidden_size", 0), ("num_attention_heads", 0),
     ("mamba_dt_rank", "big"), ("mamba_conv_bias", "false"), ("mamba_d_conv", 0), ("intermediate_size", -1),
     ("pad_token_id", 512), ("max_position_embeddings", 0), ("rms_norm_eps", -1e-6), ("head_dim", 0),
-    ("num_hidden_layers", True),
+    ("num_hidden_layers", True), ("hidden_act", "gelu"),
 ]
 
 
@@ -130,7 +131,8 @@ def test_invalid_config_value_is_refused_naming_config_json_and_the_field(folder
 
 
 # config.json values transformers' JambaConfig accepts and builds the same model with: loaded, not refused.
-ACCEPTED = [("pad_token_id", -1)]      # -1: the embedding's last row, as torch's padding_idx counts
+ACCEPTED = [("pad_token_id", -1),      # -1: the embedding's last row, as torch's padding_idx counts
+            ("hidden_act", "swish")]   # another name of SiLU (transformers' ACT2FN)
 
 
 @pytest.mark.parametrize("field, value", ACCEPTED, ids=[f"{f}={v!r}" for f, v in ACCEPTED])
