@@ -365,13 +365,18 @@ def turn_end_id(tokenizer: Any) -> int | None:
 
 
 def load_tokenizer(folder: Path):
-    """The checkpoint's tokenizer as a transformers fast tokenizer."""
+    """The checkpoint's tokenizer as a transformers fast tokenizer. transformers reads config.json
+    on the way (its model type picks the tokenizer class): a field its strict JambaConfig refuses
+    (`use_cache: "yes"`, `rms_norm_eps: 1`) is named in config.json, not blamed on the tokenizer."""
     if not (folder / "tokenizer.json").exists() and not (folder / "tokenizer.model").exists():
         raise CheckpointError(folder / "tokenizer.json", "missing file (the checkpoint has no tokenizer)")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from huggingface_hub.errors import StrictDataclassError
     from transformers import AutoTokenizer
     try:
         return AutoTokenizer.from_pretrained(str(folder))
+    except StrictDataclassError as e:       # it reads config.json too, as transformers' strict JambaConfig
+        raise CheckpointError(folder / "config.json", f"invalid Jamba config ({e})") from None
     except Exception as e:
         path = next((p for p in (folder / "tokenizer.json", folder / "tokenizer.model") if p.exists()),
                     folder / "tokenizer.json")

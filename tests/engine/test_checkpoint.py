@@ -130,6 +130,22 @@ def test_invalid_config_value_is_refused_naming_config_json_and_the_field(folder
     assert err.path.endswith("config.json") and field in err.problem, str(err)
 
 
+# Fields our config does not use, typed as transformers' strict JambaConfig refuses them: transformers
+# reads config.json to load the tokenizer, and the error must name config.json, before any weight is read.
+STRICT = [("use_cache", "yes"), ("rms_norm_eps", 1), ("bos_token_id", "1"), ("eos_token_id", [2, "x"])]
+
+
+@pytest.mark.parametrize("field, value", STRICT, ids=[f"{f}={v!r}" for f, v in STRICT])
+def test_a_field_transformers_refuses_is_named_in_config_json_before_the_weights(folder, field, value):
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg[field] = value
+    (folder / "config.json").write_text(json.dumps(cfg))
+    stages = []
+    with pytest.raises(CheckpointError) as e:
+        load_engine(folder, progress=lambda stage, done, total: stages.append(stage))
+    assert e.value.path.endswith("config.json") and field in e.value.problem and not stages, str(e.value)
+
+
 # config.json values transformers' JambaConfig accepts and builds the same model with: loaded, not refused.
 ACCEPTED = [("pad_token_id", -1),      # -1: the embedding's last row, as torch's padding_idx counts
             ("hidden_act", "swish")]   # another name of SiLU (transformers' ACT2FN)
