@@ -280,11 +280,14 @@ def load_weights(folder: Path, cfg: JambaConfig, dtype: torch.dtype, device: tor
                                        pre_ff_norm=src.get(p + "pre_ff_layernorm.weight", D), ffn=ffn))
             if progress is not None:
                 progress(i + 1, cfg.num_hidden_layers + 1)
-        embed = src.get("model.embed_tokens.weight", V, D)
-        if cfg.tie_word_embeddings and not src.has("lm_head.weight"):
-            lm_head = embed
+        if cfg.tie_word_embeddings and not src.has("model.embed_tokens.weight") and src.has("lm_head.weight"):
+            # the shared tensor stored once, under the head's name (safetensors' save_model keeps that
+            # one of a tied pair); transformers ties the embedding to it
+            embed = lm_head = src.get("lm_head.weight", V, D)
         else:
-            lm_head = src.linear("lm_head.weight", V, D)
+            embed = src.get("model.embed_tokens.weight", V, D)
+            tied = cfg.tie_word_embeddings and not src.has("lm_head.weight")
+            lm_head = embed if tied else src.linear("lm_head.weight", V, D)
         weights = ModelWeights(embed=embed, layers=layers, final_norm=src.get("model.final_layernorm.weight", D),
                                lm_head=lm_head, dtype=dtype, device=device)
         if progress is not None:

@@ -90,6 +90,26 @@ def test_fused_expert_layout_is_read(folder, tiny_engine):
     torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
 
 
+def test_tied_weights_saved_once_under_the_heads_name_are_read(tmp_path):
+    """safetensors' own `save_model` stores a tied pair once, as `lm_head.weight` (no
+    `model.embed_tokens.weight`); transformers ties the embedding to it, and so do we."""
+    from safetensors.torch import save_model
+    from transformers import JambaForCausalLM
+    folder = write_tiny_checkpoint(tmp_path / "ckpt", tie_word_embeddings=True)
+    model = JambaForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    save_model(model, str(folder / "model.safetensors"))
+    names = set(load_file(str(folder / "model.safetensors")))
+    assert "lm_head.weight" in names and "model.embed_tokens.weight" not in names
+    ids = list(range(3, 30))
+    with torch.no_grad():
+        expected = JambaForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()(
+            torch.tensor([ids]), use_cache=False).logits[0]
+    eng = load_engine(folder, dtype="float32")
+    logits, state = eng.prefill(ids[:-1])
+    step, _ = eng.decode_step(ids[-1], state)
+    torch.testing.assert_close(torch.cat([logits, step]), expected, atol=1e-4, rtol=0)
+
+
 def _error(folder) -> CheckpointError:
     with pytest.raises(CheckpointError) as e:
         load_engine(folder)
