@@ -159,11 +159,12 @@ def load_engine(path: str | Path, device: str | torch.device | None = None, dtyp
         return None if progress is None else (lambda done, total: progress(name, done, total))
 
     tokenizer = load_tokenizer(folder)      # seconds, and checks config.json as transformers does: before the weights
+    eos_ids = read_eos_ids(folder, cfg, tokenizer)
     weights, files = load_weights(folder, cfg, dt, dev if quantize is None else torch.device("cpu"), stage("weights"))
     if quantize is not None:
         from .quant import quantize_weights
         weights = quantize_weights(weights, quantize, dev, stage("int8"))
     # states depend on the weights and on how they are computed: dtype and quantization are part of the key
     fp = hashlib.sha256(f"{fingerprint(folder, files)}:{dtype_name(dt)}:{quantize or 'none'}".encode()).hexdigest()
-    return Engine(cfg, weights, tokenizer, fp, read_eos_ids(folder, cfg, tokenizer), folder, chunk_size,
+    return Engine(cfg, weights, tokenizer, fp, eos_ids, folder, chunk_size,
                   sampling=read_sampling(folder))

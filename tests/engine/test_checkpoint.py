@@ -299,6 +299,18 @@ def _fp8(folder):
     save_file(w, str(folder / "model.safetensors"))
 
 
+@pytest.mark.parametrize("eos", ["<|eom|>", 2.5, True, {"id": 2}, [2, "3"]])
+def test_an_eos_id_that_is_no_token_id_is_named_in_generation_config(folder, eos):
+    """A token's text, a float (2.5 was read as id 2), a boolean (true as id 1): refused naming the file
+    and the field, before the weights are read; never a bare ValueError, never a guessed id."""
+    gen = json.loads((folder / "generation_config.json").read_text())
+    (folder / "generation_config.json").write_text(json.dumps({**gen, "eos_token_id": eos}))
+    stages = []
+    with pytest.raises(CheckpointError) as e:
+        load_engine(folder, progress=lambda stage, done, total: stages.append(stage))
+    assert e.value.path.endswith("generation_config.json") and "eos_token_id" in e.value.problem and not stages
+
+
 def test_a_quantized_checkpoint_is_refused_not_read_without_its_scales(folder):
     """fp8 weights have the names and shapes the config calls for: they loaded, cast to fp32 without
     their scales, and the model answered garbage. config.json's quantization_config says so first;
