@@ -339,9 +339,10 @@ def read_eos_ids(folder: Path, cfg: JambaConfig, tokenizer: Any = None) -> list[
     <|endoftext|> while its turns end with <|im_end|> (a Jamba2 Mini mirror does) would otherwise
     write past its turn into a made-up next one."""
     eos = generation_config(folder).get("eos_token_id", cfg.eos_token_id)
-    if not all(e is None or (isinstance(e, int) and not isinstance(e, bool)) for e in (eos if isinstance(eos, list) else [eos])):
-        raise CheckpointError(folder / GENERATION_CONFIG, f"eos_token_id must be a token id, a list of token ids "
-                                                          f"or null, not {eos!r}")
+    if not all(e is None or (isinstance(e, int) and not isinstance(e, bool)) for e in
+               (eos if isinstance(eos, list) else [eos])):
+        raise CheckpointError(folder / GENERATION_CONFIG,
+                              f"eos_token_id must be a token id, a list of token ids or null, not {eos!r}")
     out: list[int] = []
     for found in (eos, cfg.eos_token_id, getattr(tokenizer, "eos_token_id", None), turn_end_id(tokenizer)):
         for e in (found if isinstance(found, list) else [found]):
