@@ -71,7 +71,8 @@ class JambaConfig:
             problems.append("expert_layer_offset must be < expert_layer_period")
         if self.num_attention_heads % self.num_key_value_heads:
             problems.append("num_attention_heads must be a multiple of num_key_value_heads")
-        if self.num_experts > 1 and not 1 <= self.num_experts_per_tok <= self.num_experts:
+        moe = any(map(self.is_moe, range(self.num_hidden_layers)))     # no MoE layer: top-k is never used
+        if moe and not 1 <= self.num_experts_per_tok <= self.num_experts:
             problems.append("num_experts_per_tok must be in [1, num_experts]")
         if self.hidden_act not in _SILU:
             problems.append(f"hidden_act {self.hidden_act!r} is not supported (only silu, or swish: the same function)")

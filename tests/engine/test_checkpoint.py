@@ -167,15 +167,18 @@ def test_a_field_transformers_refuses_is_named_in_config_json_before_the_weights
 
 
 # config.json values transformers' JambaConfig accepts and builds the same model with: loaded, not refused.
-ACCEPTED = [("pad_token_id", -1),      # -1: the embedding's last row, as torch's padding_idx counts
-            ("hidden_act", "swish")]   # another name of SiLU (transformers' ACT2FN)
+# A checkpoint written with `layout`, then `fields` set in its config.json.
+ACCEPTED = [({}, {"pad_token_id": -1}),          # -1: the embedding's last row, as torch's padding_idx counts
+            ({}, {"hidden_act": "swish"}),       # another name of SiLU (transformers' ACT2FN)
+            ({"expert_layer_offset": -1}, {"num_experts_per_tok": 6})]    # top-6 of 4 experts, but no MoE layer
 
 
-@pytest.mark.parametrize("field, value", ACCEPTED, ids=[f"{f}={v!r}" for f, v in ACCEPTED])
-def test_config_value_transformers_accepts_loads_and_matches_it(folder, field, value):
+@pytest.mark.parametrize("layout, fields", ACCEPTED, ids=["pad=-1", "swish", "top-k-without-moe-layers"])
+def test_config_value_transformers_accepts_loads_and_matches_it(tmp_path, layout, fields):
     from transformers import JambaForCausalLM
+    folder = write_tiny_checkpoint(tmp_path / "ckpt", **layout)
     cfg = json.loads((folder / "config.json").read_text())
-    cfg[field] = value
+    cfg.update(fields)
     (folder / "config.json").write_text(json.dumps(cfg))
     ids = list(range(3, 30))
     ref = JambaForCausalLM.from_pretrained(folder, dtype=torch.float32, experts_implementation="eager").eval()
