@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -54,11 +54,34 @@ def printable(text: str) -> str:
     return "".join(c for c in text if c in "\t\n\r" or unicodedata.category(c) != "Cc")
 
 
+class _Stream(Iterator[AskEvent]):
+    """`QAService.ask`'s events: the `events` generator, whose ask is forgotten (`forget`) when the
+    stream is closed (or dropped) before its first event, as the generator's own end does after."""
+
+    def __init__(self, events: Iterator[AskEvent], forget: Callable[[], None]) -> None:
+        self._events, self._forget, self._started = events, forget, False
+
+    def __next__(self) -> AskEvent:
+        self._started = True
+        return next(self._events)
+
+    def close(self) -> None:
+        if not self._started:
+            self._started = True
+            self._forget()
+        self._events.close()
+
+    def __del__(self) -> None:
+        if not self._started:
+            self._forget()
+
+
 class QAService:
     def __init__(self, svc: "Services"):
         self._svc = svc
-        # asks being answered, until saved: id(req) -> (req, run, workspace id, chat id)
-        self._running: dict[int, tuple[AnswerRequest, _Run, int, int]] = {}
+        # asks being answered, from `ask`'s return until saved: id(run) -> (cancel, run, workspace id,
+        # chat id: None until a new chat is made)
+        self._running: dict[int, tuple[threading.Event, _Run, int, int | None]] = {}
         self._running_changed = threading.Condition()
         self._closing: str | None = None       # why no more asks are taken (see `stop_all`)
 
@@ -69,9 +92,9 @@ class QAService:
         loading its checkpoint does not stop); returns how many were still unsaved then."""
         with self._running_changed:
             self._closing = reason
-            for req, run, _ws, _chat in self._running.values():
+            for cancel, run, _ws, _chat in self._running.values():
                 run.stopped_by = reason
-                req.cancel.set()
+                cancel.set()
             self._running_changed.wait_for(lambda: not self._running, timeout)
             return len(self._running)
 
@@ -86,11 +109,14 @@ class QAService:
         (any of its chats) or into chat `chat_id`: deleting it (or a document it cites) would
         fail that answer or leave it citing what is gone. The one rule for UI, API and CLI."""
         with self._running_changed:
-            busy = sorted({c for _req, _run, w, c in self._running.values() if w == ws_id or c == chat_id})
+            busy = [c for _cancel, _run, w, c in self._running.values()
+                    if w == ws_id or (chat_id is not None and c == chat_id)]
         if busy:
-            chats = ", ".join(str(c) for c in busy)
-            raise Conflict(f"{what} is busy: an answer is being written in chat{'s' if len(busy) > 1 else ''} "
-                           f"{chats}; stop it or wait until it is saved, then try again")
+            chats = sorted({c for c in busy if c is not None})
+            where = (f"chat{'s' if len(chats) > 1 else ''} {', '.join(map(str, chats))}" if chats
+                     else "a new chat")
+            raise Conflict(f"{what} is busy: an answer is being written in {where}; stop it or wait "
+                           "until it is saved, then try again")
 
     def ask(self, ws_id: int, question: str, chat_id: int | None = None,
             max_new_tokens: int | None = None, cancel: threading.Event | None = None,
@@ -116,25 +142,51 @@ class QAService:
         check_max_new_tokens(max_new_tokens)
         if history is not None:
             history = self._check_history(history)
-        ws = self._svc.workspaces.get(ws_id)
-        if chat_id is not None:
-            chat = self._svc.chats.get(chat_id)
-            if chat.workspace_id != ws_id:
-                raise NotFound(f"chat {chat_id} is not in workspace {ws.name!r}")
-        doc_ids, documents = self._svc.documents.load(ws_id)
-        if not documents:
-            raise InvalidInput(f"workspace {ws.name!r} has no documents; add some first")
-        new_chat = chat_id is None
-        if new_chat:
-            # titled with the question now: a process killed before the exchange is saved leaves a
-            # chat that says what was asked, not an untitled empty one
-            chat_id = self._svc.chats.create(ws_id, title=" ".join(question.split())).id
-        if history is None:
-            history = self._svc.chats.history(chat_id)
-        req = AnswerRequest(documents=documents, question=question, history=history,
-                            max_new_tokens=max_new_tokens or self._svc.settings.max_new_tokens,
-                            cancel=cancel if cancel is not None else threading.Event())
-        return self._stream(req, chat_id, doc_ids, ws_id, new_chat)
+        cancel = cancel if cancel is not None else threading.Event()
+        loaded = self._svc._answerer
+        run = _Run(t_start=time.monotonic(),
+                   engine=loaded.name if loaded is not None else self._svc.settings.resolved_engine())
+        # Being answered from here, before the workspace is read, not from the stream's first event
+        # (the API iterates it in another thread, the UI after a round trip): a delete in between
+        # would take what the answer reads, cites and is saved in.
+        self._track(cancel, run, ws_id, chat_id)
+        try:
+            ws = self._svc.workspaces.get(ws_id)
+            if chat_id is not None:
+                chat = self._svc.chats.get(chat_id)
+                if chat.workspace_id != ws_id:
+                    raise NotFound(f"chat {chat_id} is not in workspace {ws.name!r}")
+            doc_ids, documents = self._svc.documents.load(ws_id)
+            if not documents:
+                raise InvalidInput(f"workspace {ws.name!r} has no documents; add some first")
+            new_chat = chat_id is None
+            if new_chat:
+                # titled with the question now: a process killed before the exchange is saved leaves a
+                # chat that says what was asked, not an untitled empty one
+                chat_id = self._svc.chats.create(ws_id, title=" ".join(question.split())).id
+                self._track(cancel, run, ws_id, chat_id)
+            if history is None:
+                history = self._svc.chats.history(chat_id)
+            req = AnswerRequest(documents=documents, question=question, history=history,
+                                max_new_tokens=max_new_tokens or self._svc.settings.max_new_tokens,
+                                cancel=cancel)
+        except BaseException:
+            self._untrack(run)
+            raise
+        return _Stream(self._stream(req, chat_id, doc_ids, ws_id, run, new_chat), lambda: self._untrack(run))
+
+    def _track(self, cancel: threading.Event, run: _Run, ws_id: int, chat_id: int | None) -> None:
+        """Count the ask as being answered (`refuse_if_answering`, `stop_all`) in this chat."""
+        with self._running_changed:
+            self._running[id(run)] = (cancel, run, ws_id, chat_id)
+            if self._closing is not None:        # asked just before: saved with its question, stopped
+                run.stopped_by = self._closing
+                cancel.set()
+
+    def _untrack(self, run: _Run) -> None:
+        with self._running_changed:
+            self._running.pop(id(run), None)
+            self._running_changed.notify_all()
 
     def _start_engine(self, chat_id: int | None) -> Iterator[AskEvent]:
         """Start the engine in a thread; meanwhile, every LOAD_POLL_S, "load" progress (layers of the
@@ -180,21 +232,11 @@ class QAService:
         return turns
 
     def _stream(self, req: AnswerRequest, chat_id: int, doc_ids: list[int],
-                ws_id: int, new_chat: bool = False) -> Iterator[AskEvent]:
-        loaded = self._svc._answerer
-        run = _Run(t_start=time.monotonic(),
-                   engine=loaded.name if loaded is not None else self._svc.settings.resolved_engine())
-        with self._running_changed:              # `stop_all` finds it from here until it is saved
-            self._running[id(req)] = (req, run, ws_id, chat_id)
-            if self._closing is not None:        # asked just before: saved with its question, stopped
-                run.stopped_by = self._closing
-                req.cancel.set()
+                ws_id: int, run: _Run, new_chat: bool = False) -> Iterator[AskEvent]:
         try:
             msg = yield from self._answer_and_save(req, chat_id, doc_ids, run, new_chat)
         finally:
-            with self._running_changed:
-                self._running.pop(id(req), None)
-                self._running_changed.notify_all()
+            self._untrack(run)
         yield AskEvent("done", text=msg.text, answer=msg, chat_id=chat_id)
         try:        # the engine is up now: record document sizes in its tokens (once per document)
             self._svc._ensure_token_counts(ws_id)

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from app.errors import InvalidInput
+from app.errors import Conflict, InvalidInput
 
 TERSE = "Any examples?"       # under 3 terms: the extractive engine borrows the last user question
 
@@ -63,6 +63,32 @@ def test_a_finished_ask_is_saved_once_even_if_closed_after_done(svc, ws):
     saved = svc.chats.messages(done.chat_id)
     assert [m.id for m in saved][-1] == done.answer.id and len(saved) == 2
     assert "cancelled" not in done.answer.timings
+
+
+def test_a_delete_between_ask_and_its_first_event_is_refused(svc, ws):
+    """qa.ask returns its stream before the first event (the API iterates it in another thread, the
+    UI after a round trip to the page): from that return the ask is being answered, so deleting its
+    workspace, a document it reads or its chat is refused, and its answer is saved whole."""
+    doc = svc.documents.list(ws.id)[0]
+    chat = svc.chats.create(ws.id).id
+    stream = svc.qa.ask(ws.id, "Wilcoxon rank sum test", chat_id=chat)
+    with pytest.raises(Conflict):
+        svc.workspaces.delete(ws.id)
+    with pytest.raises(Conflict):
+        svc.documents.remove(ws.id, doc.id)
+    with pytest.raises(Conflict):
+        svc.chats.delete(chat)
+    done = [ev for ev in stream if ev.kind == "done"][-1]
+    assert done.answer.citations and {c.doc_id for c in done.answer.citations} == {doc.id}
+    assert [m.role for m in svc.chats.messages(chat)] == ["user", "assistant"]
+    svc.workspaces.delete(ws.id)                     # saved: the workspace is free again
+
+
+def test_a_stream_closed_before_its_first_event_frees_its_workspace(svc, ws):
+    stream = svc.qa.ask(ws.id, "Wilcoxon rank sum test")
+    stream.close()
+    svc.workspaces.delete(ws.id)
+    assert svc.workspaces.list() == []
 
 
 def test_stopped_while_queued_keeps_the_question_with_an_empty_answer(svc, ws):
