@@ -171,6 +171,18 @@ class FailedUpload(Base):
     failed_at: Mapped[float] = mapped_column(Float, default=time.time)
 
 
+class KeptUpload(Base):
+    """A file dropped into a workspace, its original kept under files/, not yet read into a document
+    (or refused): one a stopped server was reading is read again at its next start."""
+
+    __tablename__ = "kept_uploads"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    filename: Mapped[str] = mapped_column(String)
+    content_hash: Mapped[str] = mapped_column(String)
+    kept_at: Mapped[float] = mapped_column(Float, default=time.time)
+
+
 # ---------------------------------------------------------------------------------------------
 # Migrations: append only. Each runs in one transaction with the version bump.
 
@@ -278,8 +290,20 @@ def _migration_6(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE pages ADD COLUMN ocr TEXT")
 
 
+def _migration_7(conn: Connection) -> None:
+    """Uploads kept until read, so that a server stopped while reading one reads it at its next start."""
+    conn.exec_driver_sql("""CREATE TABLE kept_uploads (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        workspace_id INTEGER NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+        filename TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        kept_at REAL NOT NULL)""")
+    conn.exec_driver_sql("CREATE INDEX kept_uploads_workspace ON kept_uploads(workspace_id)")
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
-    _migration_1, _migration_2, _migration_3, _migration_4, _migration_5, _migration_6]
+    _migration_1, _migration_2, _migration_3, _migration_4, _migration_5, _migration_6,
+    _migration_7]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

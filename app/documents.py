@@ -175,21 +175,13 @@ class DocumentService:
         """Read `path` and add it to the workspace (returns the existing document if the same
         content is already there; the same file's pages OCR'd in another workspace are not OCR'd
         again). Raises ingest.IngestError for an unreadable file."""
-        from ingest import IngestError, read_document
+        from ingest import read_document
 
         path = Path(path)
         name = clean_filename(filename if filename is not None else path.name)
         self._svc.workspaces.get(ws_id)                          # NotFound early
-        try:
-            size = path.stat().st_size
-        except OSError as exc:
-            raise InvalidInput(f"{name}: cannot read the file ({exc.strerror or exc})") from None
-        if not path.is_file():
-            raise InvalidInput(f"{name}: not a regular file")
+        size = self._size(path, name)
         settings = self._svc.settings
-        if size > settings.max_upload_bytes:
-            raise IngestError("too_large", name, f"{size:,} bytes is over the upload limit of "
-                              f"{settings.max_upload_bytes:,} bytes")
         content_hash = sha256_file(path)
         existing = self._find(ws_id, content_hash)
         if existing is not None:
@@ -207,6 +199,100 @@ class DocumentService:
         if password:
             self._passwords[content_hash] = password
         return self._insert(ws_id, path, size, doc)
+
+    def _size(self, path: Path, name: str) -> int:
+        """The size of a file to add; InvalidInput when it is not a readable file, too_large over the limit."""
+        from ingest import IngestError
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise InvalidInput(f"{name}: cannot read the file ({exc.strerror or exc})") from None
+        if not path.is_file():
+            raise InvalidInput(f"{name}: not a regular file")
+        limit = self._svc.settings.max_upload_bytes
+        if size > limit:
+            raise IngestError("too_large", name, f"{size:,} bytes is over the upload limit of {limit:,} bytes")
+        return size
+
+    # -- uploads kept until read ------------------------------------------------------------
+    def keep(self, ws_id: int, path: str | Path, filename: str | None = None) -> int:
+        """Keep an upload's original in the data folder until `add_kept` has read it (or refused it),
+        so that one a stopped server had not read is read at its next start (`add_kept_uploads`).
+        Returns its id; raises as `add` does for a file that cannot be taken (unreadable, over the
+        limit, no room)."""
+        path = Path(path)
+        name = clean_filename(filename if filename is not None else path.name)
+        self._svc.workspaces.get(ws_id)
+        self._size(path, name)
+        content_hash = sha256_file(path)
+        with self._svc.files.locked():
+            self._put_original(path, name, content_hash)
+            try:
+                with db.transaction(self._svc.sessions) as s:
+                    self._svc.workspaces._row(s, ws_id)
+                    row = db.KeptUpload(workspace_id=ws_id, filename=name, content_hash=content_hash,
+                                        kept_at=time.time())
+                    s.add(row)
+                    s.flush()
+                    return row.id
+            except DBAPIError as exc:
+                self.drop_unused_files({content_hash})
+                raise StorageError(f"{name}: cannot be saved in {self._svc.settings.db_path}: {exc.orig}") from None
+            except BaseException:
+                self.drop_unused_files({content_hash})
+                raise
+
+    def add_kept(self, kept_id: int, password: str | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> DocumentInfo:
+        """`add` for an upload `keep` kept; it is forgotten once added or refused (the caller
+        reports why). Stopped midway (the process ends), it stays kept, to be read again."""
+        ws_id, name, content_hash = self._kept(kept_id)
+        try:
+            info = self.add(ws_id, self._svc.files.path(content_hash), filename=name, password=password,
+                            progress=progress)
+        except Exception:
+            self._forget_kept(kept_id, content_hash)
+            raise
+        self._forget_kept(kept_id, content_hash)
+        return info
+
+    def add_kept_unwatched(self, kept_id: int, password: str | None = None) -> DocumentInfo | None:
+        """`add_kept` for an upload nobody is watching: a failure is recorded (`record_failure`)."""
+        try:
+            ws_id, name, _ = self._kept(kept_id)
+        except NotFound:                  # its workspace was deleted meanwhile
+            return None
+        try:
+            return self.add_kept(kept_id, password=password)
+        except Exception as err:  # noqa: BLE001 -- every failure is reported, through the workspace
+            self.record_failure(ws_id, name, err)
+            return None
+
+    def add_kept_uploads(self, stop: Callable[[], bool] = lambda: False) -> int:
+        """Read the uploads kept and not read when the last server stopped, oldest first, until
+        `stop()`: each is added or its failure recorded with its workspace. Returns how many."""
+        with db.transaction(self._svc.sessions) as s:
+            ids = list(s.scalars(select(db.KeptUpload.id).order_by(db.KeptUpload.id)))
+        done = 0
+        for kept_id in ids:
+            if stop():
+                break
+            self.add_kept_unwatched(kept_id)
+            done += 1
+        return done
+
+    def _kept(self, kept_id: int) -> tuple[int, str, str]:
+        with db.transaction(self._svc.sessions) as s:
+            row = db.get_row(s, db.KeptUpload, kept_id, "kept upload")
+            return row.workspace_id, row.filename, row.content_hash
+
+    def _forget_kept(self, kept_id: int, content_hash: str) -> None:
+        try:
+            with db.transaction(self._svc.sessions) as s:
+                s.execute(delete(db.KeptUpload).where(db.KeptUpload.id == kept_id))
+            self.drop_unused_files({content_hash})
+        except Exception:  # noqa: BLE001 -- read again at the next start: a no-op once added
+            log.exception("forgetting kept upload %s failed", kept_id)
 
     def _put_original(self, path: Path, name: str, content_hash: str) -> None:
         with self._svc.files.locked():
@@ -438,6 +524,8 @@ class DocumentService:
             with db.transaction(self._svc.sessions) as s:
                 used = set(s.scalars(select(db.Document.content_hash)
                                      .where(db.Document.content_hash.in_(hashes))))
+                used.update(s.scalars(select(db.KeptUpload.content_hash)
+                                      .where(db.KeptUpload.content_hash.in_(hashes))))
             for h in hashes - used:
                 self._svc.files.remove(h)
 

@@ -369,11 +369,17 @@ class Services:
         self.reserve.ensure()
 
     def reread_in_background(self) -> threading.Thread:
-        """Read again, in a thread, the documents an older reader read (`documents.reread_outdated`);
-        `close` stops it between two documents. For a long-running process (the server). Questions
-        go first: the thread runs at the lowest CPU priority, and OCR in it on one core."""
+        """In a thread, read the uploads a stopped server kept but had not read
+        (`documents.add_kept_uploads`), then again the documents an older reader read
+        (`documents.reread_outdated`); `close` stops it between two documents. For a long-running
+        process (the server). Re-reading leaves the cores to questions: it runs at the lowest CPU
+        priority, and OCR in it on one core (kept uploads are read first, as any upload is)."""
         def run() -> None:
             from ingest.ocr import one_core
+            try:
+                self.documents.add_kept_uploads(stop=self._stopping.is_set)
+            except Exception:  # noqa: BLE001 -- kept: tried at the next start
+                log.exception("reading the uploads kept by a stopped server failed")
             lowest_priority()
             try:
                 with one_core():
@@ -394,6 +400,7 @@ class Services:
         with self.files.locked():
             with db.transaction(self.sessions) as s:
                 referenced = set(s.scalars(select(db.Document.content_hash).distinct()))
+                referenced.update(s.scalars(select(db.KeptUpload.content_hash)))
             self.files.collect_garbage(referenced)
 
     def close(self) -> None:

@@ -404,6 +404,9 @@ class Handlers:
             yield out
             return
         rows = [render.UploadRow(_sent_name(p)) for p in paths]
+        # Each kept in the data folder first (its id, or why not): one the server stops before reading
+        # is read at its next start (app.documents.keep), not lost with Gradio's temp copy.
+        kept: dict[str, int | Exception] = {}
         pending = list(paths)      # not begun: still added, in order, if the page goes away (closed, reloaded)
         unshown: tuple[str, Future] | None = None   # the file being read, until the page has its outcome
         try:
@@ -414,6 +417,11 @@ class Handlers:
             first = {self.ui.uploads: render.upload_progress(rows), self.ui.password: ""}
             if lost:
                 first.update({self.ui.ws_id: ws_id, self.ui.chat_id: chat_id})
+            for path, row in zip(paths, rows):
+                try:
+                    kept[path] = self.svc.documents.keep(ws_id, path, filename=row.filename)
+                except Exception as err:  # noqa: BLE001 -- shown with its file, as a failed read
+                    kept[path] = err
             yield first
             # The documents panel and gauge are redrawn at most every VIEW_REFRESH_S (and after the last
             # file): each redraw lists the whole workspace, and per file that made a batch's cost grow
@@ -426,10 +434,12 @@ class Handlers:
                 events: queue.Queue = queue.Queue()        # (done, total) while reading; None at the end
                 outcome: Future = Future()
 
-                def work(path=path, name=row.filename, events=events, outcome=outcome) -> None:
+                def work(path=path, events=events, outcome=outcome) -> None:
                     try:
-                        outcome.set_result(self.svc.documents.add(
-                            ws_id, path, filename=name, password=password or None,
+                        if isinstance(kept[path], Exception):
+                            raise kept[path]
+                        outcome.set_result(self.svc.documents.add_kept(
+                            kept[path], password=password or None,
                             progress=lambda done, total: events.put((done, total))))
                     except Exception as err:      # noqa: BLE001 -- shown to the user, per file
                         outcome.set_exception(err)
@@ -480,22 +490,30 @@ class Handlers:
                 unshown = None
         finally:
             if pending or unshown:    # the page went away mid-upload: the rest is added all the same
-                threading.Thread(target=self._add_rest, args=(ws_id, pending, password, session, unshown),
+                rest = [(path, kept.get(path)) for path in pending]
+                threading.Thread(target=self._add_rest, args=(ws_id, rest, password, session, unshown),
                                  daemon=True, name="jambadocs-upload-rest").start()
 
-    def _add_rest(self, ws_id: int, paths: list[str], password: str | None, session: str,
-                  reading: tuple[str, Future] | None) -> None:
+    def _add_rest(self, ws_id: int, rest: list[tuple[str, int | Exception | None]], password: str | None,
+                  session: str, reading: tuple[str, Future] | None) -> None:
         """Finish an upload whose page went away: wait for the file being read (`reading`: its name
-        and outcome), then add the files not yet begun, in the order dropped. Nobody sees these
-        outcomes, so a failure is recorded with the workspace, shown when it is next opened."""
+        and outcome), then add the files not yet begun (`rest`: path and kept id, or why it could
+        not be kept, or None if not kept yet), in the order dropped. Nobody sees these outcomes, so
+        a failure is recorded with the workspace, shown when it is next opened."""
         if reading is not None:
             name, outcome = reading
             err = outcome.exception()
             if err is not None:
                 self.svc.documents.record_failure(ws_id, name, err)
-        for path in paths:
+        for path, kept_id in rest:
             try:
-                self.svc.documents.add_unwatched(ws_id, path, filename=_sent_name(path), password=password or None)
+                if kept_id is None:
+                    self.svc.documents.add_unwatched(ws_id, path, filename=_sent_name(path),
+                                                     password=password or None)
+                elif isinstance(kept_id, Exception):
+                    self.svc.documents.record_failure(ws_id, _sent_name(path), kept_id)
+                else:
+                    self.svc.documents.add_kept_unwatched(kept_id, password=password or None)
             finally:
                 self._drop_read_copy(session, path)
 

@@ -190,7 +190,7 @@ def test_files_that_fail_after_their_page_went_away_are_shown_with_the_workspace
         assert f.filename in page["failed_html"] and f.message in page["failed_html"]
     assert ui.h.switch_workspace(ui.ws)["failed_box"]["visible"] is True
     late = _as_gradio_upload(corpus / "empty.pdf", ui.upload_dir, "h5")     # fails after the box was drawn
-    ui.h._add_rest(ui.ws, [str(late)], None, "", None)
+    ui.h._add_rest(ui.ws, [(str(late), None)], None, "", None)
     out = ui.h.dismiss_failures(ui.ws, page["failed_seen"])
     assert [f.filename for f in ui.svc.documents.failures(ui.ws)] == ["empty.pdf"]    # not seen: kept
     assert out["failed_box"]["visible"] is True and "empty.pdf" in out["failed_html"]
