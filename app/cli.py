@@ -306,8 +306,12 @@ def cmd_ask(args) -> int:
         events = svc.qa.ask(ws.id, args.question, chat_id=args.chat, max_new_tokens=args.max_new_tokens)
     stream = not args.json and sys.stdout.isatty()
     from app.sigterm import sigterm_raises
-    with sigterm_raises(lambda signum: KeyboardInterrupt()):   # kill / docker stop: saved as stopped, like Ctrl-C
-        final = _follow(events, args, stream)
+    try:
+        with sigterm_raises(lambda signum: KeyboardInterrupt()):   # kill / docker stop: saved as stopped, like Ctrl-C
+            final = _follow(events, args, stream)
+    except KeyboardInterrupt:
+        svc.close()          # a checkpoint being loaded stops at its next tensor, before the process ends
+        raise
     if args.json:
         print(json.dumps(final, ensure_ascii=False, indent=2))
         return EXIT_OK

@@ -88,14 +88,18 @@ class QAService:
     def stop_all(self, reason: str, timeout: float) -> int:
         """Stop every ask being answered and take no new one (`reason` says why, e.g. the server
         stops): each is saved with its question and answer so far, marked timings["cancelled"] and
-        timings["stopped_by"] = `reason`. Waits up to `timeout` s for the saves (an engine still
-        loading its checkpoint does not stop); returns how many were still unsaved then."""
+        timings["stopped_by"] = `reason`; a checkpoint being loaded stops loading
+        (`Services.stop_engine_start`). Waits up to `timeout` s for the saves and the load; returns
+        how many asks were still unsaved then."""
+        end = time.monotonic() + timeout
         with self._running_changed:
             self._closing = reason
             for cancel, run, _ws, _chat in self._running.values():
                 run.stopped_by = reason
                 cancel.set()
-            self._running_changed.wait_for(lambda: not self._running, timeout)
+        self._svc.stop_engine_start(timeout)
+        with self._running_changed:
+            self._running_changed.wait_for(lambda: not self._running, max(0.0, end - time.monotonic()))
             return len(self._running)
 
     def wait_until_idle(self, timeout: float) -> bool:
@@ -296,7 +300,12 @@ class QAService:
             run.t_turn = time.monotonic()
             if not self._svc.answerer_loaded:       # first ask: the engine starts (a checkpoint: slow)
                 yield AskEvent("progress", stage="load", done=0, total=1, chat_id=chat_id)
-                yield from self._start_engine(chat_id)   # EngineUnavailable says why
+                try:
+                    yield from self._start_engine(chat_id)   # EngineUnavailable says why
+                except EngineUnavailable:
+                    if req.cancel is not None and req.cancel.is_set():
+                        return           # stopped meanwhile (the server stopping): saved as stopped
+                    raise
             answerer = self._svc.answerer
             run.engine = answerer.name
             stream = answerer.answer(req)

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 TOKEN_COUNT_FORMAT = "prompt-1"
 
 T = TypeVar("T")
+STOP_START_S = 5.0          # `close` waits this long for a checkpoint's load to stop
 
 COUNT_POLL_S = 0.5      # how often the page counting, waiting for an answer to be written, checks for a stop
 
@@ -119,6 +120,18 @@ class Services:
                 self._engine_info = info
                 self.count_pages_later()
         return self._engine_info
+
+    def stop_engine_start(self, timeout: float) -> bool:
+        """The process is stopping: stop a checkpoint being loaded (at its next tensor: seconds, not
+        the minutes of a large load, which would outlast docker stop's 10 s and end in a kill) and
+        start none from now on; wait up to `timeout` s for the start to end. True when none runs."""
+        stop = getattr(self._answerer, "stop_loading", None)
+        if callable(stop):
+            stop()
+        if not self._start_lock.acquire(timeout=max(0.0, timeout)):
+            return False
+        self._start_lock.release()
+        return True
 
     def engine_info(self) -> dict:
         """{"engine", "model", "device", "dtype", "max_context", ...}; starts the engine if needed
@@ -405,6 +418,7 @@ class Services:
 
     def close(self) -> None:
         self._stopping.set()
+        self.stop_engine_start(STOP_START_S)
         if self._rereading is not None:
             self._rereading.join(timeout=30)      # a document being read is finished and stored
         counting = self._counting

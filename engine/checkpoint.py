@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -30,7 +31,7 @@ from safetensors import safe_open
 
 from . import cpu_kernels
 from .config import JambaConfig
-from .errors import CheckpointError
+from .errors import Cancelled, CheckpointError
 from .weights import (AttentionWeights, LayerWeights, MambaWeights, MLPWeights, ModelWeights,
                       MoEWeights)
 
@@ -166,8 +167,9 @@ def _column_major(out_dim: int, in_dim: int, device: torch.device, dtype: torch.
 class _TensorSource:
     """Reads named tensors from the checkpoint's files, checking shapes, converting dtype/device."""
 
-    def __init__(self, files: dict[str, Path], stack: ExitStack, dtype: torch.dtype, device: torch.device):
-        self.files, self.dtype, self.device = files, dtype, device
+    def __init__(self, files: dict[str, Path], stack: ExitStack, dtype: torch.dtype, device: torch.device,
+                 cancel: threading.Event | None = None):
+        self.files, self.dtype, self.device, self.cancel = files, dtype, device, cancel
         self.handles: dict[Path, object] = {}
         for path in sorted(set(files.values())):
             try:
@@ -180,6 +182,8 @@ class _TensorSource:
         return name in self.files
 
     def raw(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled(f"loading {self.folder} was stopped")
         if name not in self.files:
             raise CheckpointError(self.folder, f"missing tensor {name!r}")
         path = self.files[name]
@@ -264,12 +268,14 @@ def _moe(src: _TensorSource, p: str, cfg: JambaConfig) -> MoEWeights:
 
 
 def load_weights(folder: Path, cfg: JambaConfig, dtype: torch.dtype, device: torch.device,
-                 progress: Callable[[int, int], None] | None = None) -> tuple[ModelWeights, list[Path]]:
+                 progress: Callable[[int, int], None] | None = None,
+                 cancel: threading.Event | None = None) -> tuple[ModelWeights, list[Path]]:
     """Read and check every tensor the config calls for; returns the weights and the files read.
-    `progress(done, total)` after each layer (total: the layers, plus 1 for embeddings and head)."""
+    `progress(done, total)` after each layer (total: the layers, plus 1 for embeddings and head).
+    `cancel` set: Cancelled before the next tensor (a large checkpoint's load stops in seconds)."""
     files = weight_files(folder)
     with ExitStack() as stack:
-        src = _TensorSource(files, stack, dtype, device)
+        src = _TensorSource(files, stack, dtype, device, cancel)
         D, V = cfg.hidden_size, cfg.vocab_size
         layers = []
         for i in range(cfg.num_hidden_layers):

@@ -138,10 +138,12 @@ class Engine:
 
 def load_engine(path: str | Path, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
                 quantize: str | None = None, chunk_size: int = 1024,
-                progress: Callable[[str, int, int], None] | None = None) -> Engine:
+                progress: Callable[[str, int, int], None] | None = None,
+                cancel: threading.Event | None = None) -> Engine:
     """Load a Jamba checkpoint folder (HF layout). device None -> cuda if present else cpu;
     dtype None -> bf16 on cuda, fp32 on cpu. `progress(stage, done, total)`: stage "weights"
-    (layers read), then "int8" (layers quantized) when asked to quantize."""
+    (layers read), then "int8" (layers quantized) when asked to quantize. `cancel` set (the
+    process is stopping): Cancelled before the next tensor read or quantized."""
     folder = Path(path)
     if not folder.is_dir():
         raise CheckpointError(folder, "not a folder")
@@ -160,10 +162,11 @@ def load_engine(path: str | Path, device: str | torch.device | None = None, dtyp
 
     tokenizer = load_tokenizer(folder)      # seconds, and checks config.json as transformers does: before the weights
     eos_ids = read_eos_ids(folder, cfg, tokenizer)
-    weights, files = load_weights(folder, cfg, dt, dev if quantize is None else torch.device("cpu"), stage("weights"))
+    weights, files = load_weights(folder, cfg, dt, dev if quantize is None else torch.device("cpu"), stage("weights"),
+                                  cancel)
     if quantize is not None:
         from .quant import quantize_weights
-        weights = quantize_weights(weights, quantize, dev, stage("int8"))
+        weights = quantize_weights(weights, quantize, dev, stage("int8"), cancel)
     # states depend on the weights and on how they are computed: dtype and quantization are part of the key
     fp = hashlib.sha256(f"{fingerprint(folder, files)}:{dtype_name(dt)}:{quantize or 'none'}".encode()).hexdigest()
     return Engine(cfg, weights, tokenizer, fp, eos_ids, folder, chunk_size,

@@ -17,5 +17,9 @@ class CheckpointError(EngineError):
         super().__init__(f"{self.path}: {problem}")
 
 
+class Cancelled(EngineError):
+    """Raised when a prefill, a generation or a checkpoint's load is cancelled through its threading.Event."""
+
+
 class StateError(EngineError):
     """A hybrid state that belongs to another model, is damaged, or cannot be used as asked."""

@@ -11,7 +11,7 @@ from torch import Tensor
 from .attention import attention_mixer
 from .config import JambaConfig
 from .cpu_kernels import linear
-from .errors import EngineError
+from .errors import Cancelled, EngineError  # noqa: F401 -- Cancelled: imported from here too
 from .mamba import mamba_mixer
 from .moe import feed_forward
 from .norm import rms_norm
@@ -23,10 +23,6 @@ from .weights import AttentionWeights, ModelWeights
 # them the first decode step copies the whole K/V once more (after 65K tokens on the bench model,
 # one thread: that step 30-43 ms without them, 11-18 ms with).
 DECODE_ROOM = 256
-
-
-class Cancelled(EngineError):
-    """Raised when a prefill or generation is cancelled through its threading.Event."""
 
 
 def forward_chunk(cfg: JambaConfig, w: ModelWeights, ids: Tensor, state: HybridState,

@@ -13,6 +13,7 @@ calls it exactly like a tensor. Routers, attention, Mamba mixers, embeddings and
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import EngineError
+from .errors import Cancelled, EngineError
 from .weights import LayerWeights, MLPWeights, ModelWeights, MoEWeights
 
 METHODS = ("int8",)
@@ -76,7 +77,9 @@ def int8_linear(x: Tensor, weight: Int8Weight, bias: Tensor | None = None) -> Te
 
 # -- whole models ---------------------------------------------------------------------------------
 
-def _quantize_mlp(w: MLPWeights, device: torch.device) -> MLPWeights:
+def _quantize_mlp(w: MLPWeights, device: torch.device, cancel: threading.Event | None = None) -> MLPWeights:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("quantizing the checkpoint was stopped")
     return MLPWeights(*(Int8Weight.quantize(t).to(device) for t in (w.gate_up, w.down)))
 
 
@@ -93,10 +96,11 @@ def _move(obj, device: torch.device):
 
 
 def quantize_weights(weights: ModelWeights, method: str = "int8", device: torch.device | str | None = None,
-                     progress: Callable[[int, int], None] | None = None) -> ModelWeights:
+                     progress: Callable[[int, int], None] | None = None,
+                     cancel: threading.Event | None = None) -> ModelWeights:
     """New ModelWeights with every expert / dense MLP weight in int8, all on `device` (default: where
     they are). Load on CPU and quantize there to never hold the full-precision FFNs on a GPU.
-    `progress(done, total)` after each layer."""
+    `progress(done, total)` after each layer; `cancel` set: Cancelled before the next MLP."""
     if method not in METHODS:
         raise EngineError(f"unknown quantization {method!r}; use one of {METHODS} or None")
     device = torch.device(device) if device is not None else weights.device
@@ -104,10 +108,10 @@ def quantize_weights(weights: ModelWeights, method: str = "int8", device: torch.
     for layer in weights.layers:
         ffn = layer.ffn
         if isinstance(ffn, MoEWeights):
-            ffn = MoEWeights(router=ffn.router.to(device), experts=[_quantize_mlp(e, device) for e in ffn.experts],
-                             top_k=ffn.top_k)
+            ffn = MoEWeights(router=ffn.router.to(device),
+                             experts=[_quantize_mlp(e, device, cancel) for e in ffn.experts], top_k=ffn.top_k)
         else:
-            ffn = _quantize_mlp(ffn, device)
+            ffn = _quantize_mlp(ffn, device, cancel)
         layers.append(LayerWeights(input_norm=layer.input_norm.to(device), mixer=_move(layer.mixer, device),
                                    pre_ff_norm=layer.pre_ff_norm.to(device), ffn=ffn))
         if progress is not None:

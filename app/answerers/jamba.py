@@ -110,19 +110,23 @@ class JambaAnswerer:
         self._run_lock = threading.Lock()  # one engine: questions run one after the other
         self.load_s: float | None = None
         self.load_progress: tuple[str, int, int] | None = None  # (stage, done, total) while the checkpoint loads
+        self._stop_loading = threading.Event()
 
     # ---- lazily built parts ----------------------------------------------------------------
     @property
     def engine(self) -> Any:
         with self._load_lock:
             if self._engine is None:
-                from engine import EngineError, load_engine
+                from engine import Cancelled, EngineError, load_engine
 
                 path = resolve_model(self.settings.model, getattr(self.settings, "models_dir", None))
                 t0 = time.perf_counter()
                 try:
                     self._engine = load_engine(path, device=self.settings.device, dtype=self.settings.dtype,
-                                               quantize=self.settings.quantize, progress=self._loading)
+                                               quantize=self.settings.quantize, progress=self._loading,
+                                               cancel=self._stop_loading)
+                except Cancelled:
+                    raise EngineUnavailable("loading the checkpoint was stopped: jambadocs is stopping") from None
                 except EngineError as exc:  # CheckpointError (bad folder) included
                     raise EngineUnavailable(f"cannot load the Jamba checkpoint: {exc}") from exc
                 self.load_s = time.perf_counter() - t0
@@ -130,6 +134,11 @@ class JambaAnswerer:
 
     def _loading(self, stage: str, done: int, total: int) -> None:
         self.load_progress = (stage, done, total)
+
+    def stop_loading(self) -> None:
+        """The process is stopping: a checkpoint being loaded stops before its next tensor (its start
+        fails with EngineUnavailable), and none is loaded from now on."""
+        self._stop_loading.set()
 
     @property
     def store(self) -> StateStore:

@@ -381,3 +381,23 @@ def test_a_classifier_checkpoint_is_refused_naming_its_architecture(folder):
     path.write_text(json.dumps({**cfg, "architectures": ["JambaForCausalLM"]}))      # the published ones
     weights.write_bytes(original)
     load_engine(folder)
+
+
+@pytest.mark.parametrize("quantize, stage", [(None, "weights"), ("int8", "int8")])
+def test_a_load_stops_at_its_next_tensor_once_cancelled(tiny_checkpoint, quantize, stage):
+    """A process stopping while a checkpoint loads sets `cancel`: the load ends before its next
+    tensor (read or made int8) instead of running on for the minutes a large checkpoint takes."""
+    import threading
+
+    from engine import Cancelled
+
+    cancel, seen = threading.Event(), []
+
+    def progress(at: str, done: int, total: int) -> None:
+        seen.append((at, done))
+        if at == stage and done == 1:
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        load_engine(tiny_checkpoint, quantize=quantize, progress=progress, cancel=cancel)
+    assert seen[-1] == (stage, 1)

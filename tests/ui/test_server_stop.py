@@ -114,3 +114,67 @@ def test_a_browser_answer_is_saved_as_stopped_when_the_server_stops(tmp_path, ch
     assert question.text == QUESTION
     assert answer.timings["cancelled"] is True and answer.timings["stopped_by"] == "the server stopped"
     assert answer.text and len(answer.text) >= len(shown.strip()) // 2, (shown, answer.text)
+
+
+@pytest.fixture(scope="module")
+def slow_checkpoint(tmp_path_factory):
+    """A random Jamba of 1.2 GB (hidden 1024, 4 experts of 4096): read and made int8 (--quantize) in
+    about 15 s here, long enough to stop the server in the middle (a real one loads for minutes)."""
+    import shutil
+
+    from engine.testing import BENCH_CONFIG, write_tiny_checkpoint
+
+    folder = write_tiny_checkpoint(tmp_path_factory.mktemp("slow-model"),
+                                   **dict(BENCH_CONFIG, hidden_size=1024, intermediate_size=4096))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_the_server_stops_in_time_while_a_checkpoint_loads(tmp_path, slow_checkpoint):
+    """SIGTERM while the engine loaded its checkpoint: the load went on to its end (a request thread
+    that started it kept the process alive; the thread of an ask was killed mid-tensor at exit, an
+    abort), far past docker stop's 10 s for a real checkpoint. Now the load stops at its next tensor,
+    the server exits in time, and the question that was waiting is saved as stopped."""
+    data = tmp_path / "data"
+    note = tmp_path / "lighthouse.txt"
+    note.write_text(NOTE, encoding="utf-8")
+    assert main(["--data-dir", str(data), "ingest", "-w", "w", str(note)]) == 0
+    server = start_server(data, "--model", str(slow_checkpoint), "--quantize", "int8")
+    events: list[tuple[str, dict]] = []
+
+    def ask() -> None:
+        try:
+            with httpx.stream("POST", f"{server.url}api/workspaces/w/ask", json={"question": QUESTION},
+                              timeout=httpx.Timeout(10, read=None)) as reply:
+                kind = None
+                for line in reply.iter_lines():
+                    if line.startswith("event: "):
+                        kind = line[7:]
+                    elif line.startswith("data: "):
+                        events.append((kind, json.loads(line[6:])))
+        except httpx.HTTPError:
+            pass
+
+    def info() -> None:                  # starts the engine in a request's thread (as /budget does)
+        try:
+            httpx.get(f"{server.url}api/info", timeout=120)
+        except httpx.HTTPError:
+            pass
+
+    threading.Thread(target=info, daemon=True).start()
+    asker = threading.Thread(target=ask, daemon=True)
+    try:
+        asker.start()
+        deadline = time.monotonic() + 180
+        while not any(k == "progress" and d["stage"] == "load" and d["done"] >= 2 for k, d in events):
+            assert time.monotonic() < deadline and server.proc.poll() is None, server.log.read_text()[-3000:]
+            assert not any(k in ("done", "error") for k, _ in events), events
+            time.sleep(0.05)
+        _stops_in_time(server, signal.SIGTERM)
+    finally:
+        server.stop()
+    asker.join(10)
+    assert server.proc.returncode == 128 + signal.SIGTERM, server.log.read_text()[-3000:]   # not an abort
+    question, answer = _saved(data)
+    assert question.text == QUESTION
+    assert answer.text == "" and answer.timings["stopped_by"] == "the server stopped"
