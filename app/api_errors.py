@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
-from app.errors import Conflict, EngineUnavailable, InvalidInput, NotFound, StorageError, error_reason
+from app.errors import Conflict, EngineUnavailable, InvalidInput, NotFound, StorageError, Stopping, error_reason
 
 log = logging.getLogger("jambadocs.api")
 
@@ -19,7 +19,7 @@ _REASON_BY_STATUS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 
                      405: "method_not_allowed", 409: "conflict", 413: "too_large",
                      422: "invalid_request", 500: "internal", 503: "unavailable"}
 _APP_STATUS = ((NotFound, 404), (Conflict, 409), (InvalidInput, 400), (EngineUnavailable, 503),
-               (StorageError, 507))
+               (StorageError, 507), (Stopping, 503))
 # ingest.IngestError.reason -> HTTP status
 _INGEST_STATUS = {"too_large": 413, "unsupported": 415}
 

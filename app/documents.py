@@ -13,7 +13,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from app import db
-from app.errors import InvalidInput, NotFound, StorageError
+from app.errors import InvalidInput, NotFound, Stopping, StorageError
 from app.filestore import sha256_file
 from app.records import DocumentInfo, FailedUploadInfo, PageInfo, _utc
 from ingest import READER_VERSION
@@ -179,6 +179,7 @@ class DocumentService:
 
         path = Path(path)
         name = clean_filename(filename if filename is not None else path.name)
+        self._refuse_if_stopping(name)
         self._svc.workspaces.get(ws_id)                          # NotFound early
         size = self._size(path, name)
         settings = self._svc.settings
@@ -190,7 +191,12 @@ class DocumentService:
             if not self._svc.files.has(content_hash):      # its original was deleted by hand: this
                 self._put_original(path, name, content_hash)   # copy takes its place
             return existing
-        doc = read_document(path, password=password, progress=progress, filename=name,
+        def pages_read(done: int, total: int) -> None:       # the process stopping ends the read
+            self._refuse_if_stopping(name)
+            if progress is not None:
+                progress(done, total)
+
+        doc = read_document(path, password=password, progress=pages_read, filename=name,
                             max_bytes=settings.max_upload_bytes, max_pages=settings.max_pages,
                             known_ocr=self._ocr(content_hash))
         if doc.content_hash != content_hash:
@@ -199,6 +205,10 @@ class DocumentService:
         if password:
             self._passwords[content_hash] = password
         return self._insert(ws_id, path, size, doc)
+
+    def _refuse_if_stopping(self, name: str) -> None:
+        if getattr(self._svc, "stopping", False):
+            raise Stopping(f"{name}: not read: jambadocs is stopping")
 
     def _size(self, path: Path, name: str) -> int:
         """The size of a file to add; InvalidInput when it is not a readable file, too_large over the limit."""
@@ -250,6 +260,8 @@ class DocumentService:
         try:
             info = self.add(ws_id, self._svc.files.path(content_hash), filename=name, password=password,
                             progress=progress)
+        except Stopping:
+            raise                         # kept: read at the next start
         except Exception:
             self._forget_kept(kept_id, content_hash)
             raise
@@ -264,6 +276,8 @@ class DocumentService:
             return None
         try:
             return self.add_kept(kept_id, password=password)
+        except Stopping:
+            return None                   # kept: read at the next start
         except Exception as err:  # noqa: BLE001 -- every failure is reported, through the workspace
             self.record_failure(ws_id, name, err)
             return None

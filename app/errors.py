@@ -26,8 +26,12 @@ class StorageError(AppError):
     """The data folder cannot take a write (disk full, read-only, locked too long)."""
 
 
+class Stopping(AppError):
+    """The process is stopping (Ctrl-C, SIGTERM): the work asked for was left off."""
+
+
 _REASONS = ((NotFound, "not_found"), (Conflict, "conflict"), (InvalidInput, "invalid_input"),
-            (EngineUnavailable, "engine_unavailable"), (StorageError, "storage"))
+            (EngineUnavailable, "engine_unavailable"), (StorageError, "storage"), (Stopping, "stopping"))
 
 
 def error_reason(exc: BaseException) -> str:

@@ -121,6 +121,18 @@ class Services:
                 self.count_pages_later()
         return self._engine_info
 
+    def stop(self, reason: str, timeout: float) -> int:
+        """The process is stopping (`reason`): documents being read stop at their next page (an
+        upload kept for it is read at the next start), a checkpoint's load at its next tensor, and
+        the answers being written are saved as they stand (`qa.stop_all`); returns how many answers
+        were not saved within `timeout` s."""
+        self._stopping.set()
+        return self.qa.stop_all(reason, timeout)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
     def stop_engine_start(self, timeout: float) -> bool:
         """The process is stopping: stop a checkpoint being loaded (at its next tensor: seconds, not
         the minutes of a large load, which would outlast docker stop's 10 s and end in a kill) and

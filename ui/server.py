@@ -139,7 +139,7 @@ def serve(services: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, aut
     announced = (local_server.announce(settings, host, port, token) if settings is not None
                  else contextlib.nullcontext())
     config = uvicorn.Config(app, log_level=log_level, server_header=False, timeout_graceful_shutdown=GRACEFUL_S)
-    server = _Server(config, lambda: services.qa.stop_all("the server stopped", STOP_ANSWERS_S))
+    server = _Server(config, lambda: services.stop("the server stopped", STOP_ANSWERS_S))
     # SIGTERM (docker stop, kill) ends by SystemExit, so cleanups run: uvicorn shuts down gracefully,
     # then re-raises the signal with the handler it found, and the default one would kill the process
     # at once (the server file of app.local_server would stay behind)
