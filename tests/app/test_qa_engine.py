@@ -2,7 +2,6 @@
 on a second question and after a restart, and never across models."""
 from __future__ import annotations
 
-import sys
 import time
 
 import pytest
@@ -121,19 +120,20 @@ def test_the_first_ask_reports_how_far_the_checkpoint_has_loaded(tmp_path, tiny,
     "quantize" ones with int8), in order, before the answer; a failed start still says why."""
     import app.qa as qa
     import engine.checkpoint as checkpoint
+    import engine.engine as engine_module          # (engine/__init__ imports it on first use only)
     from app.errors import EngineUnavailable
 
     monkeypatch.setattr(qa, "LOAD_POLL_S", 0.01)
     real_load = checkpoint.load_weights
 
-    def slow_load(folder, cfg, dtype, device, progress=None):      # a checkpoint that takes a while
+    def slow_load(folder, cfg, dtype, device, progress=None, cancel=None):      # a checkpoint that takes a while
         def slowly(done, total):
             time.sleep(0.05)
             progress(done, total)
-        return real_load(folder, cfg, dtype, device, slowly if progress else None)
+        return real_load(folder, cfg, dtype, device, slowly if progress else None, cancel)
 
     monkeypatch.setattr(checkpoint, "load_weights", slow_load)
-    monkeypatch.setattr(sys.modules["engine.engine"], "load_weights", slow_load)
+    monkeypatch.setattr(engine_module, "load_weights", slow_load)
     settings = Settings.from_env(data_dir=tmp_path / "d", model=str(tiny[0]), engine="jamba", device="cpu",
                                  max_new_tokens=2, quantize="int8")
     svc = Services(settings)
