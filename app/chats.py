@@ -55,13 +55,17 @@ class ChatService:
 
     def delete(self, chat_id: int) -> None:
         """Remove the chat and its messages (Conflict while one of its answers is being written)."""
-        self._svc.qa.refuse_if_answering(chat_id=chat_id, what=f"chat {chat_id}")
-        self.drop(chat_id)
+        with self._svc.qa.deleting(chat_id=chat_id, what=f"chat {chat_id}"):
+            self._delete_row(chat_id)
+        self._svc.after_delete()
 
     def drop(self, chat_id: int) -> None:
         """`delete` without the busy check: for the ask itself (its chat left empty)."""
-        self._svc.delete_rows(f"chat {chat_id}", lambda s: s.delete(self._row(s, chat_id)))
+        self._delete_row(chat_id)
         self._svc.after_delete()
+
+    def _delete_row(self, chat_id: int) -> None:
+        self._svc.delete_rows(f"chat {chat_id}", lambda s: s.delete(self._row(s, chat_id)))
 
     def messages(self, chat_id: int) -> list[MessageInfo]:
         with db.transaction(self._svc.sessions) as s:

@@ -411,14 +411,14 @@ class DocumentService:
     def remove(self, ws_id: int, doc_id: int) -> None:
         """Remove a document, its pages, and its original when no other document uses it
         (Conflict while an answer is being written in its workspace: that answer may cite it)."""
-        self._svc.qa.refuse_if_answering(ws_id=ws_id, what=f"document {doc_id}")
         def delete(s) -> str:
             row = self._row(s, doc_id)
             if row.workspace_id != ws_id:
                 raise NotFound(f"document {doc_id} is not in workspace {ws_id}")
             s.delete(row)
             return row.content_hash
-        content_hash = self._svc.delete_rows(f"document {doc_id}", delete)
+        with self._svc.qa.deleting(ws_id=ws_id, what=f"document {doc_id}"):
+            content_hash = self._svc.delete_rows(f"document {doc_id}", delete)
         self.drop_unused_files({content_hash})
         self._svc.after_delete()
         self._svc.count_pages_later(ws_id)        # the index of the workspace's new set

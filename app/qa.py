@@ -7,6 +7,7 @@ import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -84,6 +85,7 @@ class QAService:
         self._running: dict[int, tuple[threading.Event, _Run, int, int | None]] = {}
         self._running_changed = threading.Condition()
         self._closing: str | None = None       # why no more asks are taken (see `stop_all`)
+        self._delete_gate = threading.Lock()    # a delete's busy check + commit vs an ask's registration
 
     def stop_all(self, reason: str, timeout: float) -> int:
         """Stop every ask being answered and take no new one (`reason` says why, e.g. the server
@@ -122,6 +124,15 @@ class QAService:
             raise Conflict(f"{what} is busy: an answer is being written in {where}; stop it or wait "
                            "until it is saved, then try again")
 
+    @contextmanager
+    def deleting(self, *, ws_id: int | None = None, chat_id: int | None = None, what: str) -> Iterator[None]:
+        """`refuse_if_answering`, then hold off new asks until the block (the delete's commit) is done:
+        an ask registered between the check and the commit would read, cite and be saved in what the
+        delete takes. An ask that comes meanwhile then finds its workspace or chat gone (NotFound)."""
+        with self._delete_gate:
+            self.refuse_if_answering(ws_id=ws_id, chat_id=chat_id, what=what)
+            yield
+
     def ask(self, ws_id: int, question: str, chat_id: int | None = None,
             max_new_tokens: int | None = None, cancel: threading.Event | None = None,
             history: list[tuple[str, str]] | None = None) -> Iterator[AskEvent]:
@@ -153,7 +164,8 @@ class QAService:
         # Being answered from here, before the workspace is read, not from the stream's first event
         # (the API iterates it in another thread, the UI after a round trip): a delete in between
         # would take what the answer reads, cites and is saved in.
-        self._track(cancel, run, ws_id, chat_id)
+        with self._delete_gate:             # not between a delete's busy check and its commit
+            self._track(cancel, run, ws_id, chat_id)
         try:
             ws = self._svc.workspaces.get(ws_id)
             if chat_id is not None:

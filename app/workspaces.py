@@ -141,7 +141,6 @@ class WorkspaceService:
     def delete(self, ws_id: int) -> None:
         """Remove the workspace, its documents, pages, chats, and originals no one else uses
         (Conflict while an answer is being written in it)."""
-        self._svc.qa.refuse_if_answering(ws_id=ws_id, what=f"workspace {ws_id}")
         hashes: set[str] = set()
 
         def delete(s) -> set[str]:
@@ -164,7 +163,8 @@ class WorkspaceService:
                     ids, pages = [], 0
             return pieces + ([partial(_delete_documents, ids)] if ids else [])
 
-        self._svc.delete_rows(f"workspace {ws_id}", delete, pieces=documents)
+        with self._svc.qa.deleting(ws_id=ws_id, what=f"workspace {ws_id}"):
+            self._svc.delete_rows(f"workspace {ws_id}", delete, pieces=documents)
         self._svc.documents.drop_unused_files(hashes)
         self._svc.after_delete()
 

@@ -230,3 +230,69 @@ def test_an_engine_that_fails_mid_answer_keeps_the_question_and_the_answer_so_fa
     assert saved[1].timings["error"] == "CUDA out of memory. Tried to allocate 2.00 GiB"
     monkeypatch.setattr(answerer, "answer", real)
     assert svc.qa.answer(ws.id, "chi-squared test").citations      # the engine is free again
+
+
+class _SignallingLock:
+    """A lock that tells `attempted` when `thread` tries to take it."""
+
+    def __init__(self, lock, thread_name: str, attempted: threading.Event):
+        self._lock, self._name, self._attempted = lock, thread_name, attempted
+
+    def __enter__(self):
+        if threading.current_thread().name == self._name:
+            self._attempted.set()
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc):
+        return self._lock.__exit__(*exc)
+
+
+@pytest.mark.parametrize("target", ["workspace", "document", "chat"])
+def test_an_ask_registered_between_a_deletes_check_and_its_commit_does_not_read_what_it_takes(
+        svc, ws, monkeypatch, target):
+    """A delete that passed the busy check just before an ask registered must not commit under that
+    ask (which would then answer from, cite and be saved in what is gone): the ask waits for the
+    delete and finds its workspace, chat or documents gone. Forced: the delete is held after its
+    check until the ask has returned its stream or waits to register."""
+    from app.errors import NotFound
+
+    doc = svc.documents.list(ws.id)[0]
+    chat = svc.chats.create(ws.id).id
+    ask_reached = threading.Event()            # the ask returned its stream, or waits to register
+    checked = threading.Event()                # the delete passed its busy check
+    real_delete_rows = svc.delete_rows
+
+    def held_delete_rows(what, *args, **kwargs):
+        checked.set()
+        assert ask_reached.wait(30), "the ask neither returned nor waited"
+        return real_delete_rows(what, *args, **kwargs)
+
+    monkeypatch.setattr(svc, "delete_rows", held_delete_rows)
+    if hasattr(svc.qa, "_delete_gate"):
+        monkeypatch.setattr(svc.qa, "_delete_gate", _SignallingLock(svc.qa._delete_gate, "asker", ask_reached))
+    delete = {"workspace": lambda: svc.workspaces.delete(ws.id),
+              "document": lambda: svc.documents.remove(ws.id, doc.id),
+              "chat": lambda: svc.chats.delete(chat)}[target]
+    outcome: dict = {}
+
+    def ask():
+        try:
+            outcome["stream"] = svc.qa.ask(ws.id, "Wilcoxon rank sum test",
+                                           chat_id=None if target == "document" else chat)
+        except Exception as exc:  # noqa: BLE001 -- what the ask met is the assertion
+            outcome["error"] = exc
+        finally:
+            ask_reached.set()
+
+    deleter = threading.Thread(target=delete)
+    deleter.start()
+    assert checked.wait(30)
+    asker = threading.Thread(target=ask, name="asker")
+    asker.start()
+    deleter.join(30)
+    asker.join(30)
+    assert not deleter.is_alive() and not asker.is_alive()
+    expected = InvalidInput if target == "document" else NotFound      # "has no documents" / gone
+    assert isinstance(outcome.get("error"), expected), outcome
+    assert (svc.workspaces.list() == []) if target == "workspace" else (
+        svc.documents.list(ws.id) == [] if target == "document" else chat not in [c.id for c in svc.chats.list(ws.id)])
