@@ -307,12 +307,13 @@ class Services:
         return budget
 
     # -- state cache --------------------------------------------------------------------------
-    def _state_store(self):
-        from app.state_store import StateStore
+    def _state_store(self, discard_newer: bool = False):
+        from app.state_store import NoStore, StateStore
         store = getattr(self._answerer, "store", None)
-        if store is not None:
+        if store is not None and not isinstance(store, NoStore):
             return store, False
-        return StateStore(self.settings.data_dir / "states", self.settings.cache_bytes), True
+        return StateStore(self.settings.data_dir / "states", self.settings.cache_bytes,
+                          discard_newer=discard_newer), True
 
     def cache_stats(self) -> dict:
         store, own = self._state_store()
@@ -323,10 +324,11 @@ class Services:
                 store.close()
 
     def cache_clear(self) -> int:
-        """Drop every stored state; returns what `StateStore.clear` reports (entries removed)."""
-        store, own = self._state_store()
+        """Drop every stored state; returns how many entries were removed. A newer jambadocs' cache
+        (which this one cannot read) is removed whole."""
+        store, own = self._state_store(discard_newer=True)
         try:
-            return store.clear()
+            return store.clear() + store.discarded
         finally:
             if own:
                 store.close()

@@ -73,6 +73,10 @@ class StateStoreError(RuntimeError):
     """The store folder cannot be used (names the path and the reason)."""
 
 
+class NewerStoreError(StateStoreError):
+    """The index was written by a newer jambadocs (its schema is above ours)."""
+
+
 class _Base(DeclarativeBase):
     pass
 
@@ -168,8 +172,12 @@ class StateStore:
     """SQLite-indexed blob store of chained hybrid states with an LRU byte budget."""
 
     def __init__(self, folder: str | os.PathLike, budget_bytes: int | None = None,
-                 min_free_bytes: int = MIN_FREE_BYTES) -> None:
+                 min_free_bytes: int = MIN_FREE_BYTES, discard_newer: bool = False) -> None:
+        """Open (or create) the store in `folder`. An index of a newer jambadocs is a NewerStoreError,
+        or with `discard_newer` (`jambadocs cache clear`) discarded with its blobs, counted in
+        `self.discarded`."""
         self.folder = Path(folder)
+        self.discarded = 0
         self.blobs = self.folder / "blobs"
         self.budget_bytes = budget_bytes
         self.min_free_bytes = min_free_bytes
@@ -181,14 +189,15 @@ class StateStore:
             self._lock_fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise StateStoreError(f"{self.folder}: cannot use as state store folder: {exc}") from exc
-        self._db = self._open_index()
+        self._db = self._open_index(discard_newer)
         self._cleanup()
 
-    def _open_index(self) -> Engine:
+    def _open_index(self, discard_newer: bool) -> Engine:
         """The SQLite index; a damaged one (not a database, or corrupt) is discarded with the blobs
-        (the cache is disposable). Done holding the lock file alone: two processes creating the
-        tables at once made one fail ("table already exists"), and it discarded the index and the
-        blobs the other was writing; any error but damage is a StateStoreError, discarding nothing."""
+        (the cache is disposable), as is a newer jambadocs' one with `discard_newer`. Done holding
+        the lock file alone: two processes creating the tables at once made one fail ("table
+        already exists"), and it discarded the index and the blobs the other was writing; any other
+        error is a StateStoreError, discarding nothing."""
         path = self.folder / "index.sqlite"
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
@@ -199,19 +208,30 @@ class StateStore:
                     _Base.metadata.create_all(db)
                     self._check_schema(db)
                     return db
+                except NewerStoreError:
+                    db.dispose()
+                    if attempt == 2 or not discard_newer:
+                        raise
+                    log.warning("state index %s is a newer jambadocs' cache; discarding it", path)
+                    self._discard(path)
                 except DatabaseError as exc:
                     db.dispose()
                     code = getattr(exc.orig, "sqlite_errorcode", 0) & 0xFF
                     if attempt == 2 or code not in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
                         raise StateStoreError(f"{path}: cannot open the state index: {exc.orig}") from exc
                     log.warning("state index %s is damaged (%s); starting an empty cache", path, exc.orig)
-                    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-                        p.unlink(missing_ok=True)
-                    shutil.rmtree(self.blobs, ignore_errors=True)
-                    self.blobs.mkdir(parents=True, exist_ok=True)
+                    self._discard(path)
             raise AssertionError("unreachable")
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _discard(self, index: Path) -> None:
+        """Remove the index and every blob (counted in `self.discarded`); the caller holds the lock alone."""
+        self.discarded += sum(1 for _ in self.blobs.glob(f"*/*{BLOB_SUFFIX}"))
+        for p in (index, index.with_name(index.name + "-wal"), index.with_name(index.name + "-shm")):
+            p.unlink(missing_ok=True)
+        shutil.rmtree(self.blobs, ignore_errors=True)
+        self.blobs.mkdir(parents=True, exist_ok=True)
 
     # ---- reading -------------------------------------------------------------------------
     def stored_path(self, keys: Sequence[str]) -> tuple[int, list[str]]:
@@ -562,8 +582,9 @@ class StateStore:
             if row is None:
                 s.add(_Meta(name="schema_version", value=str(SCHEMA_VERSION)))
             elif int(row.value) > SCHEMA_VERSION:
-                raise StateStoreError(f"{self.folder / 'index.sqlite'}: state store schema {row.value} is newer "
-                                      f"than this jambadocs ({SCHEMA_VERSION}); upgrade or clear the cache")
+                raise NewerStoreError(f"{self.folder / 'index.sqlite'}: state store schema {row.value} is newer "
+                                      f"than this jambadocs ({SCHEMA_VERSION}); upgrade, or clear the cache "
+                                      "(jambadocs cache clear)")
 
     def _cleanup(self) -> None:
         """Remove what a crash left: temp files, unrecorded blobs, rows without a blob.
@@ -601,11 +622,75 @@ class StateStore:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
 
+class NoStore:
+    """What a question uses when the store cannot be opened (`reason`, a StateStoreError's text):
+    nothing is found, nothing is kept; answers are computed in full."""
+
+    budget_bytes = None
+
+    def __init__(self, folder: str | os.PathLike, reason: str) -> None:
+        self.folder, self.reason = Path(folder), reason
+        self.hits = self.misses = 0
+
+    def stored_path(self, keys: Sequence[str]) -> tuple[int, list[str]]:
+        return 0, []
+
+    def stored_depth(self, keys: Sequence[str]) -> int:
+        return 0
+
+    def entry(self, key: str) -> None:
+        return None
+
+    def read(self, key: str, verify: bool = True) -> None:
+        return None
+
+    def restore(self, engine: Any, keys: Sequence[str], room: int = 0) -> RestoredPrefix:
+        self.misses += bool(keys)
+        return RestoredPrefix(None, 0, 0, 0, [])
+
+    def put(self, *args: Any, **kwargs: Any) -> bool:
+        return False
+
+    def touch(self, keys: Sequence[str]) -> None:
+        pass
+
+    def drop(self, key: str) -> int:
+        return 0
+
+    def selection(self, key: str) -> None:
+        return None
+
+    def remember_selection(self, key: str, pages: Sequence[Sequence[int]]) -> None:
+        pass
+
+    def token_counts(self, tokenizer: str, digests: Sequence[bytes]) -> dict[bytes, int]:
+        return {}
+
+    def remember_token_counts(self, tokenizer: str, counts: dict[bytes, int]) -> None:
+        pass
+
+    def counts_of(self, tokenizer: str) -> "StoredCounts":
+        return StoredCounts(self, tokenizer)
+
+    def close(self) -> None:
+        pass
+
+
+def open_or_none(folder: str | os.PathLike, budget_bytes: int | None = None) -> StateStore | NoStore:
+    """The store in `folder`, or a NoStore, with one warning naming why, when it cannot be opened
+    (a newer jambadocs' index, a folder that cannot be written): a question never fails for its cache."""
+    try:
+        return StateStore(folder, budget_bytes)
+    except StateStoreError as exc:
+        log.warning("answering without the state cache: %s", exc)
+        return NoStore(folder, str(exc))
+
+
 @dataclass(frozen=True)
 class StoredCounts:
     """One tokenizer's token counts in a store: `get` those known, `put` new ones."""
 
-    store: StateStore
+    store: "StateStore | NoStore"
     tokenizer: str
 
     def get(self, digests: Sequence[bytes]) -> dict[bytes, int]:

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator, Sequence
 from app.answerers.base import HISTORY_SHARE, AnswerEvent, AnswerRequest, drop_oldest_turns, with_dropped_turns
 from app.errors import EngineUnavailable, InvalidInput
 from app.reasoning import ANSWER, THINKING, ThinkingSplitter
-from app.state_store import StateStore, chain_keys
+from app.state_store import NoStore, StateStore, chain_keys, open_or_none
 from ingest.prompt import THINK_CLOSE
 
 log = logging.getLogger(__name__)
@@ -141,11 +141,13 @@ class JambaAnswerer:
         self._stop_loading.set()
 
     @property
-    def store(self) -> StateStore:
+    def store(self) -> StateStore | NoStore:
+        """The state store, opened on first use; a NoStore (answers computed in full, one warning)
+        when it cannot be opened."""
         with self._load_lock:
             if self._store is None:
-                self._store = StateStore(Path(self.settings.data_dir) / "states",
-                                         budget_bytes=getattr(self.settings, "cache_bytes", None))
+                self._store = open_or_none(Path(self.settings.data_dir) / "states",
+                                           getattr(self.settings, "cache_bytes", None))
             return self._store
 
     @property

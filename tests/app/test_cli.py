@@ -520,3 +520,27 @@ def test_docs_reread_reads_documents_an_older_reader_read(run, corpus, tmp_path)
     with sqlite3.connect(run.data / "jambadocs.sqlite3") as con:
         assert con.execute("SELECT p.text FROM pages p JOIN documents d ON d.id = p.document_id "
                            "WHERE d.filename = 'cities.tsv'").fetchone()[0] == read_now
+
+
+def test_cache_clear_removes_a_newer_jambadocs_cache(run):
+    """After a downgrade, states/index.sqlite of a newer jambadocs (schema above ours) made `cache
+    clear` fail with the very error that told the user to clear the cache: it is removed, blobs and
+    all, and the cache works again."""
+    import sqlite3
+
+    from app.state_store import SCHEMA_VERSION, StateStore, chain_keys
+
+    store = StateStore(run.data / "states")
+    keys = chain_keys("m", 1, [[1], [2]])
+    store.put(keys[0], "", "m", 0, 0, 1, b"first state")
+    store.put(keys[1], keys[0], "m", 1, 1, 2, b"second state")
+    store.close()
+    with sqlite3.connect(run.data / "states" / "index.sqlite") as conn:
+        conn.execute("UPDATE store_meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    code, _, err = run("cache", "stats")
+    assert code == 1 and "newer" in err and "jambadocs cache clear" in err
+    code, out, err = run("cache", "clear", "--json")
+    assert code == 0 and json.loads(out) == {"removed_entries": 2}, (out, err)
+    assert not list((run.data / "states" / "blobs").glob("*/*"))
+    code, out, _ = run("cache", "stats", "--json")
+    assert code == 0 and json.loads(out)["entries"] == 0

@@ -134,6 +134,34 @@ def test_damaged_blob_is_recomputed(eng, checkpoint, docs, tmp_path):
     assert b.store.stored_depth(keys) == 4 and b.store.read(keys[3]) is not None  # recomputed and stored again
 
 
+def test_a_newer_jambadocs_cache_is_left_alone_and_questions_are_answered_without_it(eng, checkpoint, docs,
+                                                                                      tmp_path, caplog):
+    """A downgrade: states/index.sqlite written by a newer jambadocs (its schema above ours) failed every
+    question with StateStoreError. Questions are answered without the cache (one warning naming the
+    index), and that cache is neither read nor changed."""
+    import sqlite3
+
+    from app.state_store import SCHEMA_VERSION
+
+    settings = _settings(checkpoint, tmp_path)
+    first, _, _ = ask(JambaAnswerer(settings, engine=eng), docs[:2], "What is this about?")
+    index = settings.data_dir / "states" / "index.sqlite"
+    with sqlite3.connect(index) as conn:
+        conn.execute("UPDATE store_meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    blobs = sorted(p.name for p in (settings.data_dir / "states" / "blobs").glob("*/*"))
+    a = JambaAnswerer(settings, engine=eng)
+    with caplog.at_level("WARNING", logger="app.state_store"):
+        again, t, _ = ask(a, docs[:2], "What is this about?")
+        ask(a, docs[:2], "And the year?")
+    assert again == first and t["cached_tokens"] == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "without the state cache" in warnings[0] and str(index) in warnings[0], warnings
+    assert "newer" in warnings[0] and "jambadocs cache clear" in warnings[0]
+    with sqlite3.connect(index) as conn:
+        assert conn.execute("SELECT value FROM store_meta").fetchone()[0] == str(SCHEMA_VERSION + 1)
+    assert sorted(p.name for p in (settings.data_dir / "states" / "blobs").glob("*/*")) == blobs
+
+
 def test_another_model_never_reuses_the_states(eng, checkpoint, docs, tmp_path, tmp_path_factory):
     settings = _settings(checkpoint, tmp_path)
     ask(JambaAnswerer(settings, engine=eng), docs[:2], "What is this about?")
