@@ -381,10 +381,10 @@ class StateStore:
                 log.warning("state %s (%d bytes) not stored in %s: %s", key[:12], len(blob), self.folder,
                             getattr(exc, "orig", None) or exc)
                 if not recorded:
-                    path.unlink(missing_ok=True)
+                    _remove(path)
                 return False
             finally:
-                tmp.unlink(missing_ok=True)
+                _remove(tmp)
         self.evict(protect=[*protect, key])
         return True
 
@@ -405,7 +405,7 @@ class StateStore:
                 doomed = self._with_descendants(s, [key])
                 s.execute(delete(StateEntry).where(StateEntry.key.in_(doomed)))
             for k in doomed:
-                self._blob_path(k).unlink(missing_ok=True)
+                _remove(self._blob_path(k))
             return len(doomed)
 
     def _make_room(self, nbytes: int, protect: Sequence[str]) -> bool:
@@ -602,10 +602,10 @@ class StateStore:
                 recorded = set(s.scalars(select(StateEntry.key)))
             for path in self.blobs.glob("*/*"):
                 if path.name.endswith(TMP_SUFFIX):
-                    path.unlink(missing_ok=True)
+                    _remove(path)
                 elif path.name.endswith(BLOB_SUFFIX) and path.name[: -len(BLOB_SUFFIX)] not in recorded:
-                    path.unlink(missing_ok=True)  # renamed but never recorded: the writer died
-            missing = [k for k in recorded if not self._blob_path(k).exists()]
+                    _remove(path)  # renamed but never recorded: the writer died
+            missing = [k for k in recorded if not self._blob_path(k).is_file()]
             with Session(self._db) as s, s.begin():
                 # rows without a blob, and rows whose parent is gone, are unreachable
                 doomed = self._with_descendants(s, missing) if missing else []
@@ -615,7 +615,7 @@ class StateStore:
                 if doomed:
                     s.execute(delete(StateEntry).where(StateEntry.key.in_(doomed)))
             for k in doomed:
-                self._blob_path(k).unlink(missing_ok=True)
+                _remove(self._blob_path(k))
             if doomed:
                 log.warning("state store %s: removed %d unreachable entries", self.folder, len(doomed))
         finally:
@@ -725,6 +725,15 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
+
+
+def _remove(path: Path) -> None:
+    """Delete a blob (or temp) file; what cannot be deleted (a folder put at its path, a file
+    the store may not remove) is left, with a warning: the cache never fails a question."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("state store: cannot remove %s (%s); left as it is", path, exc.strerror or exc)
 
 
 def _fsync_dir(path: Path) -> None:

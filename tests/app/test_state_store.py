@@ -240,6 +240,33 @@ def test_damaged_index_starts_an_empty_cache(tmp_path):
     assert store.read(key) == b"state bytes"
 
 
+def test_a_folder_at_a_blobs_path_is_skipped_with_a_warning(tmp_path, caplog):
+    """A folder where a blob belongs (made by hand, a sync tool) made drop raise IsADirectoryError
+    (through read, restore, put's clean-up and the start's clean-up, so into a question): each
+    skips it with a warning naming it, drops the entry, and leaves the folder as it is."""
+    store = StateStore(tmp_path / "states")
+    keys = chain_keys("m", 1, [[1], [2], [3]])
+    store.put(keys[0], "", "m", 0, 0, 1, b"first state")
+    store.put(keys[1], keys[0], "m", 1, 1, 2, b"second state")
+    second = store._blob_path(keys[1])
+    second.unlink()
+    second.mkdir()
+    (second / "something.txt").write_text("not a state")
+    with caplog.at_level("WARNING", logger="app.state_store"):
+        assert store.read(keys[1]) is None and store.entry(keys[1]) is None    # dropped
+        assert store.read(keys[0]) == b"first state"
+        assert store.put(keys[1], keys[0], "m", 1, 1, 2, b"second state") is False   # cannot replace a folder
+        third = store._blob_path(keys[2])
+        third.parent.mkdir(parents=True, exist_ok=True)
+        third.mkdir()
+        store.close()
+        store = StateStore(tmp_path / "states")         # the start's clean-up meets both folders
+    assert store.stored_depth(keys) == 1 and store.read(keys[0]) == b"first state"
+    assert second.is_dir() and (second / "something.txt").exists() and third.is_dir()
+    assert any(str(second) in r.getMessage() and "cannot remove" in r.getMessage() for r in caplog.records)
+    store.close()
+
+
 _WRITER = textwrap.dedent("""
     import os, sys
     sys.path.insert(0, {repo!r})
