@@ -1,7 +1,8 @@
 """The HTTP API served beside the UI: workspaces, documents, streaming ask (SSE), OpenAI-compatible /v1.
 
 `create_router(services, auth)` returns one APIRouter; `ui.server.serve` includes it in the app that
-also mounts Gradio, and `create_app` builds a stand-alone FastAPI app around it (tests, API-only).
+also mounts Gradio, and `create_app` builds a stand-alone FastAPI app around it for the tests: no
+command serves it (`jambadocs serve`, the Docker image and scripts/serve.sh run ui.server's app).
 Every route but /api/health and the docs needs the UI's user:password (HTTP Basic, or Bearer
 "user:password" as OpenAI clients send their api_key). Errors are JSON {"error": {"reason", "message"}}.
 """
@@ -279,7 +280,9 @@ def _methods_for(routes: list, request: Request) -> list[str]:
 
 
 def create_app(services: Any, auth: AuthSpec = None) -> FastAPI:
-    """A FastAPI app serving only the API (the UI server includes the same router)."""
+    """A FastAPI app serving only the API (the UI server includes the same router), for tests on
+    loopback. It has no Host/Origin guard (app.host_guard): no user path serves it; a server built
+    on it must add HostGuard as ui.server.create_app does."""
     app = FastAPI(title="jambadocs API", docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(create_router(services, auth))
     return app
