@@ -81,6 +81,9 @@ def read_document(path: str | Path, password: str | None = None, progress: Progr
         raise
     except XmlTooLarge as err:
         raise IngestError("too_large", name, str(err)) from None
+    except RecursionError:          # the readers (e-mail parts, ODF sections, slide groups) recurse
+        raise IngestError("unsupported", name, "nested too deeply to be read (parts inside parts, "
+                          "more levels deep than jambadocs follows); save or print it as PDF and add that") from None
     except Exception as err:
         if callback_errors and err is callback_errors[-1]:
             raise                       # the caller's own progress callback (e.g. a cancellation)

@@ -208,3 +208,55 @@ def test_formats_people_have_that_are_not_read_say_how_to_convert_them(tmp_path,
     with pytest.raises(IngestError) as info:
         read_document(tmp_path / name)
     assert info.value.reason == "unsupported" and str(info.value).startswith(f"{name}: {hint}"), info.value
+
+
+def _nested_eml(depth: int) -> str:
+    """An e-mail forwarded as an attachment (message/rfc822) inside another, `depth` times."""
+    msg = "Subject: the original\nContent-Type: text/plain\n\nThe text of the original message.\n"
+    for level in range(depth):
+        msg = f"Subject: forward {level}\nContent-Type: message/rfc822\n\n{msg}"
+    return "From: a@example.org\nTo: b@example.org\n" + msg
+
+
+def _nested_mhtml(depth: int) -> str:
+    """A saved web page whose multipart parts are nested `depth` deep."""
+    body = "Content-Type: text/html\n\n<p>The text of the page.</p>\n"
+    for level in range(depth):
+        body = f'Content-Type: multipart/related; boundary="b{level}"\n\n--b{level}\n{body}\n--b{level}--\n'
+    return "From: <Saved by Blink>\nSubject: a page\nMIME-Version: 1.0\n" + body
+
+
+def _nested_odt(depth: int) -> bytes:
+    """An OpenDocument text whose paragraph lies `depth` sections deep."""
+    import io
+    import zipfile
+
+    ns = ('xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+          'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"')
+    sections = "<text:section>" * depth + "<text:p>The text of the document.</text:p>" + "</text:section>" * depth
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        z.writestr("mimetype", "application/vnd.oasis.opendocument.text")
+        z.writestr("content.xml", f'<?xml version="1.0"?><office:document-content {ns}><office:body>'
+                                  f"<office:text>{sections}</office:text></office:body></office:document-content>")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("name,make", [("forwarded.eml", _nested_eml), ("page.mhtml", _nested_mhtml),
+                                       ("report.odt", _nested_odt)])
+def test_a_file_nested_thousands_of_levels_deep_says_so(tmp_path, name, make):
+    """A 3000-deep nested file failed as "corrupt: could not be read (RecursionError: maximum
+    recursion depth exceeded ...)": it is refused as nested too deeply, naming the file; the same
+    file a few levels deep is read."""
+    def write(depth: int):
+        content = make(depth)
+        path = tmp_path / name
+        (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)
+        return path
+
+    assert read_document(write(3)).pages
+    with pytest.raises(IngestError) as info:
+        read_document(write(3000))
+    assert info.value.reason == "unsupported" and info.value.path == name
+    assert str(info.value).startswith(f"{name}: nested too deeply to be read")
+    assert "RecursionError" not in str(info.value)
