@@ -14,15 +14,17 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def cached_flags(answerer: Any, documents: Sequence[Any], max_new_tokens: int) -> list[bool]:
-    """One bool per document; all False when the engine keeps no states or cannot tell."""
+def cached_flags(answerer: Any, documents: Sequence[Any], max_new_tokens: int, compute: bool = True) -> list[bool]:
+    """One bool per document; all False when the engine keeps no states or cannot tell. Not
+    `compute`: the engine's `cached_documents` tokenises no document (those it has no keys of yet
+    are taken as not stored)."""
     none = [False] * len(documents)
     if not documents:
         return none
     try:
         probe = getattr(answerer, "cached_documents", None)
         if callable(probe):
-            got = [bool(x) for x in probe(documents)]
+            got = [bool(x) for x in (probe(documents) if compute else probe(documents, compute=False))]
             return (got + none)[: len(documents)]
         if getattr(answerer, "name", None) != "jamba":
             return none

@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import LargeBinary, cast, delete, func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from app import db
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_FILENAME = 255
+PAGE_MARKER_BYTES = 12    # a page's "[p. 12]\n" marker and separator, for token estimates
 
 
 def clean_filename(name: str) -> str:
@@ -104,14 +105,31 @@ class DocumentService:
         self._passwords: dict[str, str] = {}
 
     # -- reading ------------------------------------------------------------------------------
-    def list(self, ws_id: int) -> list[DocumentInfo]:
+    def list(self, ws_id: int, estimate: bool = False) -> list[DocumentInfo]:
+        """The workspace's documents; `estimate`: those not counted yet get a cheap estimate of their
+        tokens (from their text's stored size, nothing tokenised), marked `estimated`."""
         with db.transaction(self._svc.sessions) as s:
             self._svc.workspaces._row(s, ws_id)
             rows = list(s.scalars(select(db.Document).where(db.Document.workspace_id == ws_id)
                                   .order_by(db.Document.id)))
             counts = self._token_counts(s, rows)
+            guesses = self._estimates(s, [r.id for r in rows if r.id not in counts]) if estimate else {}
         cached = self._svc.cached_flags(ws_id, rows)
-        return [self._info(r, i + 1, counts.get(r.id), cached[i]) for i, r in enumerate(rows)]
+        return [replace(self._info(r, i + 1, counts.get(r.id, guesses.get(r.id)), cached[i]),
+                        estimated=r.id in guesses) for i, r in enumerate(rows)]
+
+    @staticmethod
+    def _estimates(s, doc_ids: list[int]) -> dict[int, int]:
+        """doc id -> its tokens estimated as `ingest.budget.estimate_counter` does (UTF-8 bytes of its
+        pages' text and markers / CHARS_PER_TOKEN_ESTIMATE), summed by SQLite."""
+        if not doc_ids:
+            return {}
+        from ingest.budget import CHARS_PER_TOKEN_ESTIMATE
+        size = func.sum(func.length(cast(db.Page.text, LargeBinary)) + PAGE_MARKER_BYTES)
+        q = select(db.Page.document_id, size).where(db.Page.document_id.in_(doc_ids)).group_by(db.Page.document_id)
+        found = {d: 0 for d in doc_ids}
+        found.update({d: round((n or 0) / CHARS_PER_TOKEN_ESTIMATE) for d, n in s.execute(q)})
+        return found
 
     def get(self, doc_id: int) -> DocumentInfo:
         with db.transaction(self._svc.sessions) as s:
@@ -349,7 +367,7 @@ class DocumentService:
         # Committed: from here on nothing may raise (the document is there; a failure to count
         # its tokens or to re-read it must not look like a failed add).
         try:
-            tokens = self._svc.count_tokens_later(added.id, doc)
+            tokens = None if self._svc.counts_in_background else self._svc.count_tokens_later(added.id, doc)
             found = self._find(ws_id, doc.content_hash) or replace(added, tokens=tokens)
             self._svc.count_pages_later(ws_id)            # its pages' tokens, in a thread
             return found

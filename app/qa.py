@@ -255,7 +255,7 @@ class QAService:
             self._untrack(run)
         yield AskEvent("done", text=msg.text, answer=msg, chat_id=chat_id)
         try:        # the engine is up now: record document sizes in its tokens (once per document)
-            self._svc._ensure_token_counts(ws_id)
+            self._svc.count_document_tokens(ws_id)
         except Exception:  # noqa: BLE001 -- sizes are informative; never fail an answered ask
             log.exception("counting document tokens failed")
 

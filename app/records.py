@@ -49,6 +49,7 @@ class DocumentInfo(_Record):
     added_at: datetime
     size_bytes: int = 0
     notes: list[str] = field(default_factory=list)   # what reading it involved, e.g. pages read by OCR
+    estimated: bool = False  # `tokens` is an estimate (UTF-8 bytes / 4) until the document is counted
 
     @property
     def extent(self) -> str:
@@ -150,6 +151,7 @@ class BudgetInfo(_Record):
     fits: bool              # used <= room: asked now with a short question, nothing is left out
     documents: int
     reserved: int = 0       # of `max`, not for documents: instructions, question turn, answer budget
+    estimated: bool = False  # `used` holds estimates of documents not counted yet
 
     @property
     def room(self) -> int | None:

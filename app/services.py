@@ -194,11 +194,11 @@ class Services:
         self.count_pages_later()
 
     def count_pages_later(self, ws_id: int | None = None) -> None:
-        """Queue the page counts of workspace `ws_id` (None: of every workspace) for the counting
-        thread, started when none runs. A no-op unless `count_pages_in_background` was called and
-        the engine, one that counts pages (the bundled engine's `count_pages`), has started."""
-        if not self._count_pages or self._engine_info is None \
-                or not callable(getattr(self._answerer, "count_pages", None)):
+        """Queue the token counts of workspace `ws_id` (None: of every workspace) for the counting
+        thread, started when none runs: each document's (any engine) and each page's (an engine
+        that counts pages: the bundled engine's `count_pages`). A no-op unless
+        `count_pages_in_background` was called and the engine has started."""
+        if not self._count_pages or self._engine_info is None:
             return
         try:
             with db.transaction(self.sessions) as s:
@@ -211,6 +211,20 @@ class Services:
             if self._counting is None and todo and not self._stopping.is_set():
                 self._counting = threading.Thread(target=self._count_queued, name="count-pages", daemon=True)
                 self._counting.start()
+
+    @property
+    def counts_in_background(self) -> bool:
+        """Token counts are the counting thread's (`count_pages_in_background`): requests never count."""
+        return self._count_pages
+
+    def count_document_tokens(self, ws_id: int) -> None:
+        """Store the tokens of the workspace's documents that have none under the engine's tokenizer:
+        now, or, when counting runs in the background (the server), by the counting thread, so that
+        no request tokenises a whole document (a 2,000-page one: seconds)."""
+        if not self._count_pages:
+            self._ensure_token_counts(ws_id)
+        elif self._uncounted(ws_id):
+            self.count_pages_later(ws_id)
 
     def wait_for_page_counts(self, timeout: float | None = None) -> bool:
         """Wait until the counting thread has nothing left to count (True), or `timeout` s (False)."""
@@ -228,11 +242,19 @@ class Services:
                 self._to_count.discard(ws_id)
             try:
                 doc_ids, docs = self.documents.load(ws_id)
-                done = [self._answerer.count_pages([doc], go_on=lambda: self._may_count(doc_id)) == len(doc.pages)
-                        for doc_id, doc in zip(doc_ids, docs)]
+                counted = self._counted(ws_id)
+                pages = getattr(self._answerer, "count_pages", None)
+                done = []
+                for doc_id, doc in zip(doc_ids, docs):
+                    if doc_id not in counted and self._may_count(doc_id):
+                        self.count_tokens_later(doc_id, doc)
+                    done.append(callable(pages) and pages([doc], go_on=lambda: self._may_count(doc_id)) == len(doc.pages))
                 index = getattr(self._answerer, "index_pages", None)
                 if docs and all(done) and callable(index) and self._idle():
                     index(docs)               # (a document deleted meanwhile queued the workspace again)
+                probe = getattr(self._answerer, "cached_documents", None)
+                if docs and callable(probe) and self._idle():
+                    probe(docs)               # the chain keys the listing's cached flags look up
             except NotFound:                  # the workspace was deleted meanwhile
                 pass
             except Exception:  # noqa: BLE001 -- the next question counts what is missing
@@ -253,26 +275,35 @@ class Services:
                 return False
         return not self._stopping.is_set()
 
-    def _ensure_token_counts(self, ws_id: int) -> dict[int, int]:
-        self.start_engine()
+    def _counted(self, ws_id: int) -> dict[int, int]:
+        """doc id -> tokens, of the workspace's documents counted under the engine's tokenizer."""
         key = self.tokenizer_key()
-        assert key is not None
         with db.transaction(self.sessions) as s:
-            have = {tc.document_id: tc.tokens for tc in s.scalars(
+            return {tc.document_id: tc.tokens for tc in s.scalars(
                 select(db.TokenCount).join(db.Document)
                 .where(db.Document.workspace_id == ws_id, db.TokenCount.tokenizer == key))}
-            ids = list(s.scalars(select(db.Document.id).where(db.Document.workspace_id == ws_id)))
-        if all(i in have for i in ids):
-            return {i: have[i] for i in ids}
-        ids, docs = self.documents.load(ws_id)
-        for doc_id, doc in zip(ids, docs):
-            if doc_id not in have:
-                have[doc_id] = self.count_tokens_later(doc_id, doc) or 0
-        return {i: have[i] for i in ids}
+
+    def _uncounted(self, ws_id: int) -> list[int]:
+        """Ids of the workspace's documents not counted under the engine's tokenizer."""
+        have = self._counted(ws_id)
+        with db.transaction(self.sessions) as s:
+            ids = s.scalars(select(db.Document.id).where(db.Document.workspace_id == ws_id))
+            return [i for i in ids if i not in have]
+
+    def _ensure_token_counts(self, ws_id: int) -> None:
+        """Count the workspace's uncounted documents now (`count_tokens_later`)."""
+        self.start_engine()
+        missing = set(self._uncounted(ws_id))
+        if missing:
+            for doc_id, doc in zip(*self.documents.load(ws_id)):
+                if doc_id in missing:
+                    self.count_tokens_later(doc_id, doc)
 
     def cached_flags(self, ws_id: int, rows: list) -> list[bool]:
         """Per document: is its prefix state in the state store (False before the engine starts,
-        and when the lookup fails: listing documents never depends on the engine)."""
+        and when the lookup fails: listing documents never depends on the engine). When counting
+        runs in the background, no document is tokenised for it: False until the counting thread
+        has computed the document's chain key."""
         a = self._answerer
         if (a is None or self._engine_info is None or not rows
                 or (getattr(a, "cached_documents", None) is None and a.name != "jamba")):
@@ -280,7 +311,7 @@ class Services:
         from app.cache_probe import cached_flags
         _, docs = self.documents.load(ws_id)
         try:
-            return cached_flags(a, docs, self.settings.max_new_tokens)[: len(rows)]
+            return cached_flags(a, docs, self.settings.max_new_tokens, compute=not self._count_pages)[: len(rows)]
         except Exception:  # noqa: BLE001 -- an informative flag
             log.exception("looking up cached document states failed")
             return [False] * len(rows)
@@ -289,16 +320,17 @@ class Services:
         """Tokens the workspace's documents take under the engine, against the part of its context
         they can have (the rest is `reserved` for the instructions, the question turn and the
         answer). Starts the engine (counts are in its tokens): EngineUnavailable with the reason
-        when it cannot."""
+        when it cannot. Documents the counting thread has not counted yet are estimated (`estimated`)."""
         self.start_engine()
-        counts = self._ensure_token_counts(ws_id)
-        used = sum(counts.values())
+        self.count_document_tokens(ws_id)
         info = self.answerer.info()
         limit = info.get("max_context")
         reserve = getattr(self.answerer, "reserved_tokens", None)
         reserved = min(limit, reserve(self.settings.max_new_tokens)) if limit and callable(reserve) else 0
-        rows = self.documents.list(ws_id)
-        budget = BudgetInfo(used=used, max=limit, cached=0, fits=True, documents=len(rows), reserved=reserved)
+        rows = self.documents.list(ws_id, estimate=True)
+        used = sum(d.tokens or 0 for d in rows)
+        budget = BudgetInfo(used=used, max=limit, cached=0, fits=True, documents=len(rows), reserved=reserved,
+                            estimated=any(d.estimated for d in rows))
         # Cached tokens: of the documents read whole. One over the context is read in part, pages
         # picked per question, so its flag says "as the last question read it": not its size.
         fit = context_fit(rows, budget.room)

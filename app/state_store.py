@@ -140,10 +140,11 @@ class _Engine(Protocol):
     def state_from_bytes(self, blob: bytes) -> _State: ...
 
 
-def chain_keys(fingerprint: str, format_version: int | str, segments: Sequence[Sequence[int]]) -> list[str]:
-    """Keys of the prefixes ``segments[:1]``, ``segments[:2]``, ... (segment 0 = preamble)."""
+def chain_keys(fingerprint: str, format_version: int | str, segments: Sequence[Sequence[int]],
+               parent: str = "") -> list[str]:
+    """Keys of the prefixes ``segments[:1]``, ``segments[:2]``, ... (segment 0 = preamble), after
+    the prefix whose key is `parent` ("": none)."""
     keys: list[str] = []
-    parent = ""
     for ids in segments:
         h = hashlib.sha256()
         for field in (b"jambadocs-state-v1", fingerprint.encode(), str(format_version).encode(), parent.encode()):

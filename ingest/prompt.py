@@ -210,13 +210,19 @@ class PromptBuilder:
     def build(self, documents: Sequence[DocumentInput | Document], question: str,
               history: Sequence[tuple[str, str]] = ()) -> PromptSegments:
         """Segments for `documents` (in order), prior `history` [(role, text)] and the `question`."""
-        docs = [d if isinstance(d, DocumentInput) else DocumentInput.from_document(d) for d in documents]
-        seg, doc_frames = self._outline(len(docs), question, history)
+        seg, doc_texts = self.outline(documents, question, history)
         used: set[str] = set()                  # cache keys this build has used: never evicted by it
-        doc_texts = [self._fill(frame, i, d) for i, (frame, d) in enumerate(zip(doc_frames, docs), start=1)]
         seg.documents = [self._encode_cached(t, used) for t in doc_texts]
         seg.texts = [seg.texts[0], *doc_texts, seg.texts[-1]]
         return seg
+
+    def outline(self, documents: Sequence[DocumentInput | Document], question: str,
+                history: Sequence[tuple[str, str]] = ()) -> tuple[PromptSegments, list[str]]:
+        """(`build`'s segments less the documents, each document's segment text): no document is
+        tokenised (`encode_continuation` of a text gives `build`'s segment)."""
+        docs = [d if isinstance(d, DocumentInput) else DocumentInput.from_document(d) for d in documents]
+        seg, doc_frames = self._outline(len(docs), question, history)
+        return seg, [self._fill(frame, i, d) for i, (frame, d) in enumerate(zip(doc_frames, docs), start=1)]
 
     def frame(self, n_docs: int, question: str, history: Sequence[tuple[str, str]] = ()) -> PromptSegments:
         """The segments `build` makes for `n_docs` documents, less the documents (`documents` empty):

@@ -205,8 +205,8 @@ class Handlers:
         except AppError as err:               # the engine may be unavailable: still list documents
             return {self.ui.docs_html: render.documents_table(docs, None),
                     self.ui.budget_html: render.budget_error(str(err))}
-        if any(d.tokens is None for d in docs):   # listed before the budget counted them
-            docs = self.svc.documents.list(ws_id)
+        if info.estimated or any(d.tokens is None for d in docs):   # listed before the budget counted them
+            docs = self.svc.documents.list(ws_id, estimate=True)
         return {self.ui.docs_html: render.documents_table(docs, info),
                 self.ui.budget_html: render.budget_gauge(info, docs)}
 

@@ -176,7 +176,7 @@ def documents_table(docs: Sequence[DocumentInfo], budget: BudgetInfo | None) -> 
             f'<td><div class="jd-title">{esc(doc.title or doc.filename)}</div>'
             f'<div class="jd-file">{esc(doc.filename)} {" ".join(pills)}</div></td>'
             f'<td class="jd-pages">{esc(doc.extent)}</td>'
-            f'<td class="jd-tokens">{fmt_tokens(doc.tokens)}</td></tr>')
+            f'<td class="jd-tokens">{"~" if doc.estimated else ""}{fmt_tokens(doc.tokens)}</td></tr>')
     return ('<div class="jd-docs" id="jd-docs"><table><thead><tr><th>#</th><th>document</th>'
             '<th>pages</th><th>tokens</th></tr></thead><tbody>'
             + "".join(rows) + "</tbody></table></div>")
@@ -214,8 +214,10 @@ def budget_gauge(budget: BudgetInfo | None, docs: Sequence[DocumentInfo]) -> str
         cls = "jd-warn"
     why = (f' &middot; the model\'s {fmt_tokens(budget.max)} less {fmt_tokens(budget.reserved)} for the '
            f'instructions, the question and the answer' if budget.reserved else "")
+    if budget.estimated:
+        note += " Estimated: the documents' tokens are still being counted."
     return (f'<div class="jd-budget" id="jd-budget"><div class="jd-progress-label">Context: '
-            f'<b>{fmt_tokens(budget.used)}</b> of {fmt_tokens(room)} tokens for documents '
+            f'<b>{"~" if budget.estimated else ""}{fmt_tokens(budget.used)}</b> of {fmt_tokens(room)} tokens for documents '
             f'({fmt_tokens(budget.cached)} cached){why}</div>'
             f'<div class="jd-bar{" jd-bar-over" if over else ""}">'
             f'<div class="jd-bar-fill" style="width:{used_pct:.1f}%"></div>'

@@ -14,12 +14,14 @@ it; a follow-up question prefills only the new tail.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import queue
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -41,6 +43,8 @@ FOLLOW_UP_TOKENS = 2048
 # Pages `count_pages` counts in one batch: enough for the tokenizer's threads, few enough that
 # counting stops soon after it is told to (a document deleted meanwhile).
 COUNT_PAGES_AT_ONCE = 64
+# Chain keys of document segments remembered (`_prefix_keys`): a document list finds them untokenised.
+KEYS_KEPT = 4096
 
 
 @dataclass
@@ -70,6 +74,7 @@ class _Plan:
     tail_pieces: list[list[int]]  # conversation + question, cut where each earlier turn's prompt ended
     omitted: dict | None  # what the budget left out (summary, documents), None when everything fit
     thinking: bool = False  # the prompt opened a <think> block (reasoning models)
+    texts: list[str] = field(default_factory=list)  # the documents' segment texts
 
     @property
     def tail_tokens(self) -> int:
@@ -104,6 +109,7 @@ class JambaAnswerer:
         self._store = store
         self._builder = None
         self._counter = None
+        self._keys: OrderedDict[bytes, str] = OrderedDict()   # see _prefix_keys
         self._warm: _WarmPrefix | None = None
         self._turn: _Turn | None = None
         self._load_lock = threading.Lock()
@@ -185,33 +191,57 @@ class JambaAnswerer:
         with self._run_lock:
             yield from self._answer(eng, req)
 
-    def cached_documents(self, documents: Sequence[Any]) -> list[bool]:
+    def cached_documents(self, documents: Sequence[Any], compute: bool = True) -> list[bool]:
         """Per document (workspace order): is the prefix up to and including it stored? For a set
-        larger than the context, also as the last answer read it (the pages it kept)."""
+        larger than the context, also as the last answer read it (the pages it kept). Not
+        `compute`: no document is tokenised, one whose chain key was not computed before (by a call
+        with `compute`) is taken as not stored."""
         from ingest.budget import document_set_key
         from ingest.prompt import DocumentInput
 
         eng = self.engine
-        cached = self._cached_prefix(documents)
+        cached = self._cached_prefix(documents, compute)
         kept = self.store.selection(document_set_key(documents, eng.fingerprint))
         if kept is not None and len(kept) == len(documents):
             as_read = [DocumentInput.from_document(d, [p for p in d.pages if p.number in numbers])
                        for d, numbers in zip(documents, map(set, kept))]
             # a document none of whose pages were read is not in the cached prompt, whatever its segment
-            cached = [a or (b and bool(n)) for a, b, n in zip(cached, self._cached_prefix(as_read), kept)]
+            cached = [a or (b and bool(n)) for a, b, n in zip(cached, self._cached_prefix(as_read, compute), kept)]
         return cached
 
-    def _cached_prefix(self, documents: Sequence[Any]) -> list[bool]:
-        from ingest.prompt import PROMPT_FORMAT_VERSION
-
-        eng = self.engine
-        seg = self.builder.build(documents, "?")  # document segments do not depend on the question
-        keys = chain_keys(computed_by(eng), PROMPT_FORMAT_VERSION, _chain_segments(seg))
+    def _cached_prefix(self, documents: Sequence[Any], compute: bool) -> list[bool]:
+        keys, first_doc = self._prefix_keys(documents, compute)   # (first_doc: 1 with a preamble, else 0)
         depth = self.store.stored_depth(keys)
         if self._warm_matches(keys):
             depth = max(depth, len(self._warm.keys))
-        first_doc = len(keys) - len(seg.documents)  # 1 with a preamble, else 0
-        return [first_doc + i < depth for i in range(len(seg.documents))]
+        return [first_doc + i < depth for i in range(len(documents))]
+
+    def _prefix_keys(self, documents: Sequence[Any], compute: bool) -> tuple[list[str], int]:
+        """(chain keys of the documents' prefix: the preamble, then each document's segment, each
+        remembered by its parent and segment text; keys before the first document). Not `compute`:
+        the keys up to the first one not remembered (no document is tokenised)."""
+        from ingest.prompt import PROMPT_FORMAT_VERSION
+
+        fingerprint = computed_by(self.engine)
+        seg, texts = self.builder.outline(documents, "?")   # document segments do not depend on the question
+        keys = chain_keys(fingerprint, PROMPT_FORMAT_VERSION, [seg.preamble]) if len(seg.preamble) else []
+        for text in texts:
+            parent = keys[-1] if keys else ""
+            key = self._keys.get(_memo_key(parent, text))
+            if key is None:
+                if not compute:
+                    break
+                (key,) = chain_keys(fingerprint, PROMPT_FORMAT_VERSION, [self.builder.encode_continuation(text)],
+                                    parent)
+                self._remember_key(parent, text, key)
+            keys.append(key)
+        return keys, int(len(seg.preamble) > 0)
+
+    def _remember_key(self, parent: str, text: str, key: str) -> None:
+        """Keep `key`: the chain key of the document segment `text` after the prefix `parent`."""
+        self._keys[_memo_key(parent, text)] = key
+        while len(self._keys) > KEYS_KEPT:
+            self._keys.popitem(last=False)
 
     # ---- the walk --------------------------------------------------------------------------
     def _answer(self, eng: Any, req: AnswerRequest) -> Iterator[AnswerEvent]:
@@ -221,6 +251,9 @@ class JambaAnswerer:
         t0 = time.perf_counter()
         plan = yield from self._plan(eng, req)
         keys = chain_keys(computed_by(eng), PROMPT_FORMAT_VERSION, plan.segments)
+        first = len(keys) - len(plan.texts)
+        for i, text in enumerate(plan.texts):            # for the cached flags of a listing: `_prefix_keys`
+            self._remember_key(keys[first + i - 1] if first + i else "", text, keys[first + i])
         ends = _cumsum(len(s) for s in plan.segments)  # prefix tokens at the end of each segment
         # the conversation's earlier turns continue the last answer's prompt when it is theirs; a kept
         # state nobody continues is dropped now (alive, it would make the prefills below copy the K/V)
@@ -431,7 +464,8 @@ class JambaAnswerer:
                        "documents": [{"doc": o.doc, "filename": o.filename, "pages": o.pages, "tokens": o.tokens}
                                      for o in fit.omitted]}
             yield AnswerEvent(kind="progress", stage="retrieve", done=1, total=1)
-        return _Plan(_chain_segments(seg), seg.tail_pieces(), with_dropped_turns(omitted, dropped), seg.thinking)
+        return _Plan(_chain_segments(seg), seg.tail_pieces(), with_dropped_turns(omitted, dropped), seg.thinking,
+                     seg.texts[1:-1])
 
     def count_pages(self, documents: Sequence[Any], go_on: Callable[[], bool] = lambda: True) -> int:
         """Count the tokens of every page of `documents` as a question on a set larger than the
@@ -608,6 +642,12 @@ def computed_by(eng: Any) -> str:
     bits, and a restored state must give the answer a cold run here gives."""
     kernels = sorted((op, "C" if name.startswith("C on") else name) for op, name in eng.kernels.items())
     return f"{eng.fingerprint}:{eng.device.type}:{kernels}"
+
+
+def _memo_key(parent: str, text: str) -> bytes:
+    """What `_prefix_keys` remembers a segment's chain key by: its parent's key (the model, the
+    prompt format and the segments before it) and its text."""
+    return hashlib.sha256(parent.encode() + b"\0" + text.encode("utf-8", "surrogatepass")).digest()
 
 
 def _chain_segments(seg: Any) -> list[list[int]]:

@@ -211,3 +211,70 @@ def test_the_first_question_after_the_counting_neither_counts_nor_indexes_pages(
     bodies = {b for doc in svc.documents.load(ws.id)[1] for b in page_bodies(doc)}
     assert counted and not bodies & set(counted) and not built      # (counted: frames, a gap line)
     svc.close()
+
+
+def test_an_upload_and_the_gauge_tokenise_no_uncounted_document_on_the_request_thread(corpus, checkpoints, tmp_path,
+                                                                                     monkeypatch):
+    """An upload, and the context gauge of a page load, a workspace switch or /budget, counted each
+    uncounted document whole on the request's thread (a 2,000-page document: seconds of a frozen
+    page). Now the counting thread counts it; until then the gauge shows an estimate and says so,
+    and once counted the exact count."""
+    from transformers import PreTrainedTokenizerFast
+
+    from ui import render
+
+    encoded: list[tuple[threading.Thread, str]] = []
+
+    class Recording:
+        """A fast tokenizer's backend recording each text it encodes, with the thread encoding it."""
+
+        def __init__(self, real):
+            self.real = real
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+        def encode(self, text, *a, **kw):
+            encoded.append((threading.current_thread(), text))
+            return self.real.encode(text, *a, **kw)
+
+        def encode_batch(self, texts, *a, **kw):
+            encoded.extend((threading.current_thread(), t) for t in texts)
+            return self.real.encode_batch(texts, *a, **kw)
+
+        def encode_batch_fast(self, texts, *a, **kw):
+            encoded.extend((threading.current_thread(), t) for t in texts)
+            return self.real.encode_batch_fast(texts, *a, **kw)
+
+    monkeypatch.setattr(PreTrainedTokenizerFast, "backend_tokenizer", property(lambda self: Recording(self._tokenizer)))
+    svc = _services(tmp_path / "d", checkpoints[0])
+    ws = svc.workspaces.create("w")
+    svc.count_pages_in_background()                                # as `jambadocs serve` does
+    svc.start_engine()
+    release = threading.Event()
+    may_count = svc._may_count
+    svc._may_count = lambda doc_id: release.wait(300) and may_count(doc_id)   # counting held back
+    try:
+        svc.documents.add(ws.id, corpus / "r-intro.pdf")           # the upload request
+        budget = svc.budget(ws.id)                                 # the gauge's request
+        (doc,) = svc.documents.load(ws.id)[1]
+        here = [t for thread, t in encoded if thread is threading.current_thread()]
+        assert not [p.number for p in doc.pages if p.text.strip() and any(p.text in t for t in here)]
+        (row,) = svc.documents.list(ws.id, estimate=True)
+        assert budget.estimated and row.estimated and budget.used == row.tokens > 113
+        assert "still being counted" in render.budget_gauge(budget, [row])
+        assert f"~{render.fmt_tokens(row.tokens)}" in render.documents_table([row], budget)
+    finally:
+        release.set()
+    assert svc.wait_for_page_counts(timeout=300)
+    exact = svc.budget(ws.id)
+    (row,) = svc.documents.list(ws.id)
+    assert not exact.estimated and not row.estimated
+    assert exact.used == row.tokens == svc.answerer.document_tokens(doc)
+    assert "still being counted" not in render.budget_gauge(exact, [row])
+    svc.qa.answer(ws.id, QUESTION)
+    encoded.clear()
+    (row,) = svc.documents.list(ws.id)                             # its cached flag: looked up, not tokenised
+    assert not [t for thread, t in encoded if thread is threading.current_thread() and doc.pages[20].text in t]
+    assert row.cached and svc.answerer.cached_documents([doc]) == [True]   # as computing the keys finds
+    svc.close()

@@ -105,7 +105,7 @@ def test_a_batch_lists_the_workspace_a_bounded_number_of_times(ui, tmp_path, mon
     _as_gradio_upload(tmp_path / "src" / "note-0.txt", ui.upload_dir, "dup")
     listed = []
     original = ui.svc.documents.list
-    monkeypatch.setattr(ui.svc.documents, "list", lambda ws_id: listed.append(ws_id) or original(ws_id))
+    monkeypatch.setattr(ui.svc.documents, "list", lambda ws_id, **kw: listed.append(ws_id) or original(ws_id, **kw))
     updates = list(ui.h.upload(files, ui.ws, None, None))
     assert updates[-1]["uploads"].count("added") >= 12 and "already in this workspace" in updates[-1]["uploads"]
     assert len(original(ui.ws)) == 12
