@@ -1,6 +1,8 @@
 """Retrieval quality of the extractive engine per language: known-item search over the passages of
 real corpus documents, the current word forms against the ones before 2026-11-29 (every word
-stemmed in English; search_form dropping only combining marks), in the same run.
+stemmed in English; search_form dropping only combining marks), in the same run. Then the time
+search_form takes over every page of each document, translating only the non-ASCII runs (now) against
+translating the whole text (before), and whether both give the same text.
 
     .venv/bin/python bench/multilingual_retrieval.py [--corpus ../shared/corpus] [--queries 200]
 
@@ -15,6 +17,7 @@ import argparse
 import random
 import re
 import sys
+import time
 import unicodedata
 from pathlib import Path
 
@@ -66,6 +69,37 @@ def old_search_form(text: str) -> str:
     return normalize._CJK_RUN.sub(normalize._cjk_words, text)
 
 
+def whole_text_search_form(text: str) -> str:
+    """search_form translating the whole text (before translating only its non-ASCII runs)."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    if text.isascii():
+        return text
+    text = normalize._GERSHAYIM.sub("", text.translate(normalize._search_table()))
+    return normalize._CJK_RUN.sub(normalize._cjk_words, text)
+
+
+def best_of(fn, texts: list[str], repeat: int = 5) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for t in texts:
+            fn(t)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def speed(corpus: Path) -> None:
+    print(f"\n{'document':24} {'pages':>5} {'whole text ms':>13} {'runs ms':>8} {'ratio':>6} same")
+    total = [0.0, 0.0]
+    for name in (*DOCS, "acm-sigconf.pdf", "r-intro.pdf", "gnuplot.pdf"):
+        texts = [p.text for p in read_document(corpus / name).pages]
+        before, now = best_of(whole_text_search_form, texts), best_of(normalize.search_form, texts)
+        same = [whole_text_search_form(t) for t in texts] == [normalize.search_form(t) for t in texts]
+        total = [total[0] + before, total[1] + now]
+        print(f"{name:24} {len(texts):5} {before * 1e3:13.1f} {now * 1e3:8.1f} {before / now:6.2f} {same}")
+    print(f"{'all':24} {'':5} {total[0] * 1e3:13.1f} {total[1] * 1e3:8.1f} {total[0] / total[1]:6.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--corpus", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "corpus")
@@ -88,6 +122,7 @@ def main() -> None:
                 continue
             (h0, m0), (h1, m1) = results["before"][k], results["after"][k]
             print(f"{name:24} {len(qs):7} {form:10} {h0:12.3f} {h1:6.3f} {m0:10.3f} {m1:6.3f}")
+    speed(args.corpus)
 
 
 if __name__ == "__main__":
