@@ -193,7 +193,7 @@ def budget_gauge(budget: BudgetInfo | None, docs: Sequence[DocumentInfo]) -> str
         return '<div class="jd-budget" id="jd-budget"></div>'
     if not budget.max:
         return (f'<div class="jd-budget" id="jd-budget"><div class="jd-progress-label">Context: '
-                f'{fmt_tokens(budget.used)} tokens in {budget.documents} document'
+                f'{"~" if budget.estimated else ""}{fmt_tokens(budget.used)} tokens in {budget.documents} document'
                 f'{"" if budget.documents == 1 else "s"}; this engine has '
                 f'no context limit, nothing is left out.</div></div>')
     room = max(1, budget.room or 0)

@@ -379,3 +379,14 @@ def test_a_sheet_or_section_named_by_its_word_gets_its_chip(tmp_path, monkeypatc
     html = answer_html(text, MessageInfo(id=12, chat_id=3, role="assistant", text=text, citations=citations))
     assert re.findall(r'class="cite-chip (cite-\w+) jd-cite-12-(\d)"', html) == [("cite-verified", "0")]
     assert "cite-missing" not in html and "jd-more-cites" not in html
+
+
+def test_the_gauge_marks_an_estimate():
+    """Documents the server has not counted yet are estimated: the gauge said nothing of it."""
+    docs = [DocumentInfo(id=1, workspace_id=1, index=1, filename="a.pdf", title="A", kind="pdf", unit="page",
+                         pages=2000, tokens=900_000, content_hash="h", cached=False, added_at=datetime.now(timezone.utc),
+                         estimated=True)]
+    limited = budget_gauge(BudgetInfo(used=900_000, max=4096, cached=0, fits=False, documents=1, estimated=True), docs)
+    unlimited = budget_gauge(BudgetInfo(used=900_000, max=None, cached=0, fits=True, documents=1, estimated=True), docs)
+    assert "still being counted" in limited and "~900" in limited and "~900" in unlimited
+    assert "~900" in documents_table(docs, None)
