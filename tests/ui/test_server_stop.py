@@ -4,10 +4,12 @@ stopped by the server, and exits in time. A real server process, a real signal."
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -116,30 +118,30 @@ def test_a_browser_answer_is_saved_as_stopped_when_the_server_stops(tmp_path, ch
     assert answer.text and len(answer.text) >= len(shown.strip()) // 2, (shown, answer.text)
 
 
-@pytest.fixture(scope="module")
-def slow_checkpoint(tmp_path_factory):
-    """A random Jamba of 1.2 GB (hidden 1024, 4 experts of 4096): read and made int8 (--quantize) in
-    about 15 s here, long enough to stop the server in the middle (a real one loads for minutes)."""
-    import shutil
-
-    from engine.testing import BENCH_CONFIG, write_tiny_checkpoint
-
-    folder = write_tiny_checkpoint(tmp_path_factory.mktemp("slow-model"),
-                                   **dict(BENCH_CONFIG, hidden_size=1024, intermediate_size=4096))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
+SLOW_LOAD = Path(__file__).resolve().parent / "slow_load"     # its sitecustomize slows each tensor read
+TENSOR_READ_S = 0.2         # the bench checkpoint's 171 tensors: about 35 s to load, as a real one takes minutes
 
 
-def test_the_server_stops_in_time_while_a_checkpoint_loads(tmp_path, slow_checkpoint):
+def _slow_loading_server(data, checkpoint):
+    """A server whose every safetensors tensor read waits TENSOR_READ_S first (tests/ui/slow_load)."""
+    path = os.pathsep.join(filter(None, [str(SLOW_LOAD), os.environ.get("PYTHONPATH")]))
+    server = start_server(data, "--model", str(checkpoint), "--quantize", "int8",
+                          env={"PYTHONPATH": path, "SLOW_TENSOR_READ_S": str(TENSOR_READ_S)})
+    assert f"slow tensor reads: {TENSOR_READ_S} s each" in server.log.read_text(), server.log.read_text()
+    return server
+
+
+def test_the_server_stops_in_time_while_a_checkpoint_loads(tmp_path, checkpoint):
     """SIGTERM while the engine loaded its checkpoint: the load went on to its end (a request thread
     that started it kept the process alive; the thread of an ask was killed mid-tensor at exit, an
-    abort), far past docker stop's 10 s for a real checkpoint. Now the load stops at its next tensor,
+    abort), far past docker stop's 10 s for a real checkpoint (here: tensor reads slowed to about
+    35 s in all, stopped after the first layer). Now the load stops at its next tensor,
     the server exits in time, and the question that was waiting is saved as stopped."""
     data = tmp_path / "data"
     note = tmp_path / "lighthouse.txt"
     note.write_text(NOTE, encoding="utf-8")
     assert main(["--data-dir", str(data), "ingest", "-w", "w", str(note)]) == 0
-    server = start_server(data, "--model", str(slow_checkpoint), "--quantize", "int8")
+    server = _slow_loading_server(data, checkpoint)
     events: list[tuple[str, dict]] = []
 
     def ask() -> None:
@@ -166,7 +168,7 @@ def test_the_server_stops_in_time_while_a_checkpoint_loads(tmp_path, slow_checkp
     try:
         asker.start()
         deadline = time.monotonic() + 180
-        while not any(k == "progress" and d["stage"] == "load" and d["done"] >= 2 for k, d in events):
+        while not any(k == "progress" and d["stage"] == "load" and d["done"] >= 1 for k, d in events):
             assert time.monotonic() < deadline and server.proc.poll() is None, server.log.read_text()[-3000:]
             assert not any(k in ("done", "error") for k, _ in events), events
             time.sleep(0.05)
