@@ -24,6 +24,7 @@ UPLOAD_SUFFIXES = SUPPORTED_SUFFIXES + tuple(CONVERT_HINTS)
 
 if TYPE_CHECKING:
     import ingest
+    from app.page_images import RenderedPage
     from app.services import Services
     from ingest.ocr import OcrPage
 
@@ -168,6 +169,21 @@ class DocumentService:
                 db.Document.workspace_id == ws_id, db.Document.filename == name, db.Document.id != doc_id)
                 .order_by(db.Document.id))
             return [self._info(r, ids.index(r.id) + 1, None, False) for r in rows]
+
+    def page_image(self, doc_id: int, number: int, highlight: str | None = None) -> "RenderedPage":
+        """Page `number` of a PDF or image document drawn, `highlight` marked on it (app.page_images);
+        on a scanned page, on the lines OCR read there when the document was read."""
+        from app.page_images import render_page
+        from ingest.ocr import OcrPage
+
+        path = self.file_path(doc_id)
+        with db.transaction(self._svc.sessions) as s:
+            row = self._row(s, doc_id)
+            kind, content_hash = row.kind, row.content_hash
+            kept = s.scalar(select(db.Page.ocr).where(db.Page.document_id == doc_id, db.Page.number == number)
+                            ) if highlight and number in db.SQLITE_INTEGERS else None
+        return render_page(path, number, highlight=highlight, kind=kind, password=self.password(content_hash),
+                           ocr=OcrPage.from_json(kept) if kept else None)
 
     def password(self, content_hash: str) -> str | None:
         """The password a file with this content was added with since the server started, if any."""

@@ -5,10 +5,11 @@ Used by the source viewer: a citation names (document, page, supporting quote); 
 the page and paints translucent boxes over the characters of the quote. The quote is found in the
 page's own text layer (exact match after whitespace/case folding, else the best fuzzy alignment
 via rapidfuzz), so boxes land on the real glyphs whatever the layout (columns, tables, rotation).
-A scanned page has no text layer: there the quote is found in OCR lines of the rendered image
-(ingest.ocr; a few seconds the first time, cached per file and page) and whole lines are marked. A
-page scanned upside down or sideways is read upright, as ingest reads it, and its lines are marked
-where they are on the image as shown.
+A scanned page has no text layer: there the quote is found in the OCR lines ingest kept with the
+page (ingest.ocr.OcrPage, scaled to the rendered image), or, for a page stored without them, in OCR
+lines of the rendered image (a few seconds the first time, cached per file and page); whole lines
+are marked. A page scanned upside down or sideways is read upright, as ingest reads it, and its
+lines are marked where they are on the image as shown.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
@@ -31,6 +33,9 @@ from ingest.pdf import (PDFIUM_LOCK, hidden_layers, hide_layers, looks_like_pdf,
                         open_document, upright_textpage)                          # one lock for every user
 from ingest.pdf_covered import Covered, hide_covered_text
 from ingest.pdf_hidden import hide_unseen_text
+
+if TYPE_CHECKING:
+    from ingest.ocr import OcrPage
 
 HIGHLIGHT_FILL = (255, 214, 0, 96)      # RGBA, translucent yellow
 HIGHLIGHT_OUTLINE = (230, 150, 0, 255)
@@ -75,10 +80,12 @@ def _open_pdf(path: Path, password: str | None):
 
 
 def render_page(path: str | Path, page_number: int, highlight: str | None = None,
-                scale: float = 1.5, password: str | None = None, kind: str | None = None) -> RenderedPage:
+                scale: float = 1.5, password: str | None = None, kind: str | None = None,
+                ocr: "OcrPage | None" = None) -> RenderedPage:
     """Render physical page `page_number` (1-based) of the PDF at `path`, or frame `page_number` of
     an image document (`kind="image"`; None: an image when the file has no PDF header and its name
-    does not end in .pdf); mark `highlight` if given."""
+    does not end in .pdf); mark `highlight` if given. `ocr`: what ingest's OCR read on this page,
+    where the passage is looked for on a page without a (readable) text layer instead of OCR'ing it."""
     path = Path(path)
     if not path.is_file():
         raise PageImageError(f"{path.name}: file not found")
@@ -86,7 +93,7 @@ def render_page(path: str | Path, page_number: int, highlight: str | None = None
         with path.open("rb") as f:
             kind = "pdf" if looks_like_pdf(f.read(1024)) or path.suffix.lower() == ".pdf" else "image"
     if kind == "image":
-        return _render_image(path, page_number, highlight)
+        return _render_image(path, page_number, highlight, ocr)
     # The passage is looked for in the text a reader sees, as ingest read it: not in layers the
     # document's default view turns off (which PDFium does not render, but has in its text page),
     # nor in text drawn unseen (white on white, under 1 pt: ingest/pdf_hidden.py; under a box drawn
@@ -114,16 +121,16 @@ def render_page(path: str | Path, page_number: int, highlight: str | None = None
                     result.image = _paint(image, boxes)
                     result.boxes, result.highlighted, result.match_score = boxes, True, score
             return result
-    # A scanned page has no text layer (or an unreadable one): find the passage in OCR lines of this
-    # very image (outside the PDFium lock; a few seconds the first time, then cached).
-    boxes, score = _ocr_boxes(str(path), page_number, scale, image, highlight)
+    # A scanned page has no text layer (or an unreadable one): find the passage in its kept OCR lines,
+    # else in OCR lines of this very image (outside the PDFium lock; a few seconds the first time, then cached).
+    boxes, score = _ocr_boxes(str(path), page_number, scale, image, highlight, ocr)
     if boxes:
         result.image = _paint(image, boxes)
         result.boxes, result.highlighted, result.match_score = boxes, True, score
     return result
 
 
-def _render_image(path: Path, page_number: int, highlight: str | None) -> RenderedPage:
+def _render_image(path: Path, page_number: int, highlight: str | None, ocr: "OcrPage | None") -> RenderedPage:
     """Frame `page_number` of an image document, upright, at the size it was OCR'd at; the passage is
     found in OCR lines of the shown image, as on a scanned PDF page."""
     from ingest.errors import IngestError
@@ -140,7 +147,7 @@ def _render_image(path: Path, page_number: int, highlight: str | None) -> Render
     image.thumbnail((MAX_OCR_SIDE, MAX_OCR_SIDE))
     result = RenderedPage(image=image, page_number=page_number, page_count=count)
     if highlight and highlight.strip():
-        boxes, score = _ocr_boxes(str(path), page_number, float(image.width), image, highlight)
+        boxes, score = _ocr_boxes(str(path), page_number, float(image.width), image, highlight, ocr)
         if boxes:
             result.image = _paint(image, boxes)
             result.boxes, result.highlighted, result.match_score = boxes, True, score
@@ -174,13 +181,16 @@ def _ocr_rows(path: str, page_number: int, scale: float, image: Image.Image) -> 
     return rows
 
 
-def _ocr_boxes(path: str, page_number: int, scale: float, image: Image.Image,
-               passage: str) -> tuple[list[tuple[int, int, int, int]], float]:
-    """Image-pixel boxes of the OCR lines the passage falls on, and the match score ([] if not found)."""
+def _ocr_boxes(path: str, page_number: int, scale: float, image: Image.Image, passage: str,
+               kept: "OcrPage | None" = None) -> tuple[list[tuple[int, int, int, int]], float]:
+    """Image-pixel boxes of the OCR lines the passage falls on, and the match score ([] if not found):
+    the lines `kept` with the page when they can be placed on the image, else those OCR reads on it."""
     from ingest.ocr import ocr_available
-    if not ocr_available():
-        return [], 0.0
-    rows = _ocr_rows(path, page_number, scale, image)
+    rows = kept.rows_in(image.size) if kept is not None else None
+    if rows is None:
+        if not ocr_available():
+            return [], 0.0
+        rows = _ocr_rows(path, page_number, scale, image)
     chars: list[str] = []
     owner: list = []                                   # the OCR line of each char
     for row in rows:

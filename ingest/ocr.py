@@ -89,29 +89,42 @@ def ocr_engine() -> str:
 class OcrPage:
     """What OCR read on one page: its lines in the page's upright frame, that frame's width, and
     who read them from what image (`engine`). Kept with a stored page, so that reading the file
-    again need not OCR the page again while the engine is the same."""
+    again need not OCR the page again while the engine is the same, and the viewer marks a passage
+    on these lines (`in_image`). `turns`: quarter turns clockwise from the image read to the upright
+    frame (`upright_lines`); None in lines kept before it was recorded."""
 
     engine: str
     width: float
     lines: tuple[Line, ...]
+    turns: int | None = None
 
     @property
     def text(self) -> str:
         return page_text(self.lines, self.width)
 
     def to_json(self) -> dict:
-        return {"engine": self.engine, "width": self.width,
+        return {"engine": self.engine, "width": self.width, "turns": self.turns,
                 "lines": [[ln.text, ln.x0, ln.y0, ln.x1, ln.y1] for ln in self.lines]}
 
     @classmethod
     def from_json(cls, value: dict) -> "OcrPage":
-        return cls(value["engine"], value["width"], tuple(Line(*line) for line in value["lines"]))
+        return cls(value["engine"], value["width"], tuple(Line(*line) for line in value["lines"]),
+                   value.get("turns"))
 
     @classmethod
     def read(cls, image, engine: str) -> "OcrPage":
         """Recognise a page image (numpy [H, W, 3]) rendered as `engine` says."""
-        lines, width = recognise_upright(image)
-        return cls(engine, width, tuple(lines))
+        lines, turns = upright_lines(image)
+        return cls(engine, image.shape[1 if turns % 2 == 0 else 0], tuple(lines), turns)
+
+    def rows_in(self, size: tuple[int, int]) -> list[list[Line]] | None:
+        """The lines in reading order (as `text` has them), boxes in the pixels of the same page
+        drawn upright-as-shown at `size` (width, height), at any scale; None when `turns` is unknown."""
+        if self.turns is None or not self.width:
+            return None
+        scale = size[0 if self.turns % 2 == 0 else 1] / self.width
+        return [[in_image(Line(ln.text, ln.x0 * scale, ln.y0 * scale, ln.x1 * scale, ln.y1 * scale),
+                          self.turns, size) for ln in row] for row in reading_order(self.lines, self.width)]
 
 
 def known_page(known: Mapping[int, OcrPage] | None, number: int, engine: str) -> OcrPage | None:
@@ -131,12 +144,6 @@ def recognise(image) -> list[Line]:
         if text and text.strip():
             lines.append(Line(text.strip(), min(xs), min(ys), max(xs), max(ys)))
     return lines
-
-
-def recognise_upright(image) -> tuple[list[Line], int]:
-    """Text lines of a page image in the page's upright frame, and that frame's width (see `upright_lines`)."""
-    lines, turns = upright_lines(image)
-    return lines, image.shape[1 if turns % 2 == 0 else 0]
 
 
 def upright_lines(image) -> tuple[list[Line], int]:

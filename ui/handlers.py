@@ -851,7 +851,7 @@ class Handlers:
         image, marked = None, False
         if doc.kind in ("pdf", "image"):
             try:
-                rendered = self._render(doc, number, highlight)
+                rendered = self.svc.documents.page_image(doc.id, number, highlight)
                 image, marked = rendered.image, rendered.highlighted
             except Exception as err:          # noqa: BLE001 -- the text view still works
                 log.warning("cannot render page %s of %s: %s", number, doc.filename, err)
@@ -874,10 +874,3 @@ class Handlers:
                 self.ui.prev_btn: gr.update(interactive=number > 1),
                 self.ui.next_btn: gr.update(interactive=number < doc.pages),
                 self.ui.page_text: text_html, self.ui.viewer: state}
-
-    def _render(self, doc: DocumentInfo, number: int, highlight: str | None):
-        from app.page_images import render_page
-
-        documents = self.svc.documents
-        return render_page(documents.file_path(doc.id), number, highlight=highlight, kind=doc.kind,
-                           password=documents.password(doc.content_hash))

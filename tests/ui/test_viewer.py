@@ -76,3 +76,52 @@ def test_a_password_protected_pdf_shows_its_page_images_while_the_server_runs(se
     assert svc.documents.add(ws, pdf, password="secret123").id == doc.id      # "add the file again with its
     out = h.open_citation(f"{msg.id}:0|n", ws, chat)                          #  password": the same document
     assert out["page_image"]["visible"] is True
+
+
+def test_a_chip_on_a_scanned_page_marks_the_passage_on_the_lines_ocr_kept(services_and_handlers, corpus,
+                                                                           tmp_path, monkeypatch):
+    """A page read by OCR keeps its lines; the viewer OCR'd the page again at its own scale to mark a
+    passage (seconds a click). It marks the kept lines, scaled to its image, on the cited words (the
+    text layer of the page the scan was made from is the truth), and OCRs only a page stored
+    without them where they can be placed."""
+    import numpy as np
+    import pypdfium2 as pdfium
+    from sqlalchemy import select, update
+
+    from app import db
+    from app.page_images import render_page
+    from ingest import ocr
+    if not ocr.ocr_available():
+        pytest.skip("rapidocr / onnxruntime not installed")
+    scan = tmp_path / "scan.pdf"                       # image-only.pdf page 1: r-intro.pdf page 7 at 150 dpi
+    pdf = pdfium.PdfDocument.new()
+    pdf.import_pages(pdfium.PdfDocument(str(corpus / "image-only.pdf")), [0])
+    pdf.save(scan)
+    svc, h = services_and_handlers
+    ws = svc.workspaces.create("w").id
+    doc = svc.documents.add(ws, scan)
+    passage = "written in 1990–2 by Bill Venables and David M. Smith when at the University of Adelaide"
+    text, citations = parse_and_verify(f'"{passage}" [doc 1, p. 1].', svc.documents.load(ws)[1], doc_ids=[doc.id])
+    chat = svc.chats.create(ws).id
+    msg = svc.chats.save_exchange(chat, "q", text, "extractive", {}, citations)
+    assert msg.citations[0].verified
+    truth = render_page(corpus / "r-intro.pdf", 7, highlight=passage, scale=1.5)
+    assert truth.highlighted and len(truth.boxes) == 2
+
+    calls, real = [], ocr.recognise
+    monkeypatch.setattr(ocr, "recognise", lambda image: calls.append(image.shape) or real(image))
+
+    def marked_words() -> list[float]:
+        image = h.open_citation(f"{msg.id}:0|n", ws, chat)["page_image"]["value"]
+        assert image.size == truth.image.size
+        px = np.asarray(image.convert("RGB")).astype(int)
+        tinted = (px[..., 0] > 200) & (px[..., 2] < px[..., 0] - 60)
+        assert tinted.mean() < 0.05                     # the passage's lines, not the page
+        return [float(tinted[top + 4:bottom - 4, left + 4:right - 4].mean()) for left, top, right, bottom in truth.boxes]
+
+    assert min(marked_words()) > 0.6 and calls == []   # each cited line marked (but its ink), nothing OCR'd
+    with db.transaction(svc.sessions) as s:            # as kept before the lines' turn was
+        kept = s.scalar(select(db.Page.ocr).where(db.Page.document_id == doc.id))
+        s.execute(update(db.Page).where(db.Page.document_id == doc.id).values(
+            ocr={k: v for k, v in kept.items() if k != "turns"}))
+    assert min(marked_words()) > 0.6 and calls != []   # read again from the image shown
