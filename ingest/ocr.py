@@ -341,17 +341,27 @@ _DETECT_SCALE = 1.0      # 72 dpi for the text-detection check (RapidOCR resizes
 
 
 def stamped_scans(data: bytes, texts: Mapping[int, str], password: str | None = None,
-                  covers: Mapping[int, float] | None = None) -> list[int]:
+                  covers: Mapping[int, float] | None = None, known: Mapping[int, OcrPage] | None = None) -> list[int]:
     """Of the given pages that have a few words of text (1-based number -> text), the scans that carry
     them (a Bates number, "Page 2 of 9"): images cover half the page or more, and text detection finds
     more lines on it than the text layer has (a slide's background picture under its title does not
     qualify). Detection only: about a third of the time of a full recognition. `covers`: the pages'
     image cover as read_pdf measured it (PdfContent.image_covers); a page it has under half covered
-    is ruled out without opening the PDF again."""
+    is ruled out without opening the PDF again. A page that this engine OCR'd before (`known`, as in
+    `ocr_pages`) was found a scan then: it is one without a detection."""
     covers = covers or {}
     texts = {n: text for n, text in texts.items() if covers.get(n, _SCAN_COVER) >= _SCAN_COVER}
     if not texts or not ocr_available():
         return []
+    engine = pdf_ocr_engine()
+    seen = [n for n in texts if known_page(known, n, engine) is not None]
+    texts = {n: text for n, text in texts.items() if n not in seen}
+    return sorted(seen + _detected_scans(data, texts, password)) if texts else seen
+
+
+def _detected_scans(data: bytes, texts: Mapping[int, str], password: str | None) -> list[int]:
+    """Of the given pages (number -> text), those images cover half of, on which text detection finds
+    more lines than the text has."""
     import pypdfium2 as pdfium
 
     from ingest.images import render_scale

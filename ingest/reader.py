@@ -249,7 +249,7 @@ def _read_pdf_document(path: Path, data: bytes, name: str, password: str | None,
     read: dict[int, OcrPage] = {}
     if use_ocr and len(missing) < ocr_pages_max:
         thin = {i + 1: text for i, text in enumerate(texts) if text.strip() and len(text) < STAMP_CHARS}
-        stamped = stamped_scans(data, thin, password, content.image_covers)[:ocr_pages_max - len(missing)]
+        stamped = stamped_scans(data, thin, password, content.image_covers, known_ocr)[:ocr_pages_max - len(missing)]
     if (missing or stamped) and use_ocr:             # scanned pages: recognise the text on their images
         read = ocr_pages(data, sorted(missing[:ocr_pages_max] + stamped), password, progress=progress,
                          text_pages=set(garbled) | set(stamped), known=known_ocr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import replace
 
 import pypdfium2 as pdfium
 import pytest
@@ -234,3 +235,30 @@ def test_short_pages_without_a_scan_are_ruled_out_without_opening_the_pdf_again(
         monkeypatch.undo()
         assert len(opened) == 1 and ocr.ocr_available()
         assert [p.number for p in doc.pages if 0 < len(p.text) < 200] == sorted(short)
+
+
+def test_a_reread_of_a_stamped_scan_does_not_detect_its_text_again(corpus, tmp_path, monkeypatch):
+    """A scan carrying a few words of text is found by a text detection on its image (the test above);
+    its OCR is kept with the page, and a re-read (`known_ocr`) reused that but detected text on the
+    page again. The kept OCR says it was a scan: no detection, nothing recognised, the same text."""
+    from pypdf import PdfReader, PdfWriter
+
+    from ingest import ocr
+    from tests.ingest.pdf_files import write_text_pdf
+
+    stamps = write_text_pdf(tmp_path / "stamps.pdf", [([(400, 20, "ACME-0001234")], "")])
+    writer = PdfWriter()
+    writer.append(corpus / "image-only.pdf", pages=[0])
+    writer.pages[0].merge_page(PdfReader(stamps).pages[0])
+    writer.write(tmp_path / "stamped.pdf")
+    first = read_document(tmp_path / "stamped.pdf")
+    assert "ACME-0001234" in first.page(1).text and set(first.ocr) == {1}
+    detected, detect = [], ocr._detected_lines
+    monkeypatch.setattr(ocr, "_detected_lines", lambda image: detected.append(image.shape) or detect(image))
+    recognised, recognise = [], ocr.recognise
+    monkeypatch.setattr(ocr, "recognise", lambda image: recognised.append(image.shape) or recognise(image))
+    again = read_document(tmp_path / "stamped.pdf", known_ocr=first.ocr)
+    assert detected == [] and recognised == []
+    assert [p.text for p in again.pages] == [p.text for p in first.pages] and again.notes == first.notes
+    other = read_document(tmp_path / "stamped.pdf", known_ocr={1: replace(first.ocr[1], engine="another")})
+    assert len(detected) == 1 and recognised and other.page(1).text == first.page(1).text
