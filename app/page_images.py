@@ -5,10 +5,10 @@ Used by the source viewer: a citation names (document, page, supporting quote); 
 the page and paints translucent boxes over the characters of the quote. The quote is found in the
 page's own text layer (exact match after whitespace/case folding, else the best fuzzy alignment
 via rapidfuzz), so boxes land on the real glyphs whatever the layout (columns, tables, rotation).
-A scanned page has no text layer: there the quote is found in the OCR lines ingest kept with the
-page (ingest.ocr.OcrPage, scaled to the rendered image), or, for a page stored without them, in OCR
-lines of the rendered image (a few seconds the first time, cached per file and page); whole lines
-are marked. A page scanned upside down or sideways is read upright, as ingest reads it, and its
+A scanned page has no text layer (or a few words of one, a stamp, where the quote is not): there the
+quote is found in the OCR lines ingest kept with the page (ingest.ocr.OcrPage, scaled to the
+rendered image), or, for a page stored without them, in OCR lines of the rendered image (a few
+seconds the first time, cached per file and page); whole lines are marked. A page scanned upside down or sideways is read upright, as ingest reads it, and its
 lines are marked where they are on the image as shown.
 """
 from __future__ import annotations
@@ -120,7 +120,9 @@ def render_page(path: str | Path, page_number: int, highlight: str | None = None
                 if boxes:
                     result.image = _paint(image, boxes)
                     result.boxes, result.highlighted, result.match_score = boxes, True, score
-            return result
+            if result.highlighted or ocr is None:
+                return result
+            # not in a text layer OCR was run over: a few words on a scan (a stamp), read as what OCR read
     # A scanned page has no text layer (or an unreadable one): find the passage in its kept OCR lines,
     # else in OCR lines of this very image (outside the PDFium lock; a few seconds the first time, then cached).
     boxes, score = _ocr_boxes(str(path), page_number, scale, image, highlight, ocr)

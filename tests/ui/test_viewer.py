@@ -125,3 +125,33 @@ def test_a_chip_on_a_scanned_page_marks_the_passage_on_the_lines_ocr_kept(servic
         s.execute(update(db.Page).where(db.Page.document_id == doc.id).values(
             ocr={k: v for k, v in kept.items() if k != "turns"}))
     assert min(marked_words()) > 0.6 and calls != []   # read again from the image shown
+
+
+def test_a_chip_on_a_stamped_scan_marks_the_passage_on_the_lines_ocr_kept(services_and_handlers, corpus, tmp_path):
+    """A scan carrying a few words of text (a Bates number) reads as what OCR read on it; the viewer
+    looked for the passage in the page's text layer (the stamp alone), found nothing and marked
+    nothing. It marks it on the lines OCR kept with the page."""
+    from pypdf import PdfReader, PdfWriter
+
+    from app.page_images import render_page
+    from ingest import ocr
+    from tests.ingest.pdf_files import write_text_pdf
+    if not ocr.ocr_available():
+        pytest.skip("rapidocr / onnxruntime not installed")
+    stamps = write_text_pdf(tmp_path / "stamps.pdf", [([(400, 20, "ACME-0001234")], "")])
+    writer = PdfWriter()
+    writer.append(corpus / "image-only.pdf", pages=[0])
+    writer.pages[0].merge_page(PdfReader(stamps).pages[0])
+    writer.write(tmp_path / "stamped.pdf")
+    svc, h = services_and_handlers
+    ws = svc.workspaces.create("w").id
+    doc = svc.documents.add(ws, tmp_path / "stamped.pdf")
+    passage = "written in 1990–2 by Bill Venables and David M. Smith when at the University of Adelaide"
+    assert passage in " ".join(svc.documents.page(doc.id, 1).text.split())
+    page = svc.documents.page_image(doc.id, 1, passage)
+    truth = render_page(corpus / "r-intro.pdf", 7, highlight=passage, scale=1.5)       # the scan's source
+    assert page.highlighted and len(page.boxes) == len(truth.boxes) == 2
+    for (left, top, right, bottom), want in zip(sorted(page.boxes, key=lambda b: b[1]), sorted(truth.boxes, key=lambda b: b[1])):
+        cx, cy = (want[0] + want[2]) / 2, (want[1] + want[3]) / 2
+        assert left <= cx <= right and top <= cy <= bottom
+    assert not svc.documents.page_image(doc.id, 1, "Gnuplot draws surfaces with splot").highlighted
