@@ -165,3 +165,31 @@ def test_a_page_box_too_large_to_render_is_rendered_smaller(tmp_path, monkeypatc
     assert page.highlighted and len(page.boxes) == 1
     left, top, right, bottom = page.boxes[0]
     assert top < height * 0.2 and _highlight_share(page.image, page.boxes[0]) > 0.5
+
+
+def test_kept_ocr_lines_of_a_page_scanned_upside_down_or_sideways_are_marked_where_shown(corpus, tmp_path,
+                                                                                       monkeypatch):
+    """The lines ingest's OCR kept with a turned page are in its upright frame, at OCR's scale: the
+    viewer places them on its own image as shown (OcrPage.turns), on the passage's words, reading nothing."""
+    import pypdfium2 as pdfium
+
+    from ingest import ocr, read_document
+    if not ocr.ocr_available():
+        pytest.skip("rapidocr / onnxruntime not installed")
+    passage = ("Readers wishing to get a feel for R at a computer before proceeding are strongly advised to\n"
+               "work through the introductory session given in Appendix A [A sample session], page 88.")
+    src = pdfium.PdfDocument(str(corpus / "r-intro.pdf"))
+    upright = src[9].render(scale=2.0).to_pil()
+    src.close()
+    turned = [upright.rotate(angle, expand=True) for angle in (180, 90)]
+    turned[0].save(tmp_path / "turned.pdf", resolution=144.0, save_all=True, append_images=turned[1:])
+    kept = read_document(tmp_path / "turned.pdf").ocr
+    assert [kept[n].turns for n in (1, 2)] == [2, 1]
+    truth = render_page(corpus / "r-intro.pdf", 10, highlight=passage, scale=1.5)     # its text layer
+    monkeypatch.setattr(ocr, "recognise", lambda image: pytest.fail("OCR'd again"))
+    for number, angle in ((1, 180), (2, 90)):
+        page = render_page(tmp_path / "turned.pdf", number, highlight=passage, scale=1.5, ocr=kept[number])
+        assert page.highlighted and len(page.boxes) == 2, angle                  # its two lines
+        for left, top, right, bottom in (_turned_box(box, angle, truth.image.size) for box in truth.boxes):
+            cx, cy = (left + right) / 2, (top + bottom) / 2
+            assert any(b[0] <= cx <= b[2] and b[1] <= cy <= b[3] for b in page.boxes), (angle, page.boxes)
