@@ -8,8 +8,9 @@ via rapidfuzz), so boxes land on the real glyphs whatever the layout (columns, t
 A scanned page has no text layer (or a few words of one, a stamp, where the quote is not): there the
 quote is found in the OCR lines ingest kept with the page (ingest.ocr.OcrPage, scaled to the
 rendered image), or, for a page stored without them, in OCR lines of the rendered image (a few
-seconds the first time, cached per file and page); whole lines are marked. A page scanned upside down or sideways is read upright, as ingest reads it, and its
-lines are marked where they are on the image as shown.
+seconds the first time, cached per file and page); whole lines are marked. A page scanned upside
+down or sideways is read upright, as ingest reads it, and its lines are marked where they are on
+the image as shown.
 """
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ import gradio as gr
 from app.background import run_with_progress
 from app.documents import UPLOAD_SUFFIXES, namesakes_note
 from app.errors import AppError, NotFound
-from app.records import CitationInfo, DocumentInfo, MessageInfo
+from app.records import CitationInfo, MessageInfo
 from ui import render
 from ui.export import chat_markdown, write_export
 from ui.refusals import Refused, is_refusal, toasts_refusals, warn
