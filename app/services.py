@@ -69,6 +69,7 @@ class Services:
         self._rereading: threading.Thread | None = None
         self._count_pages = False                 # see count_pages_in_background
         self._to_count: set[int] = set()          # workspaces whose pages are to be counted
+        self._count_every = False                 # ... and every workspace (listed by the counting thread)
         self._counting: threading.Thread | None = None
         self._counting_changed = threading.Condition()
         self._collect_garbage()
@@ -200,15 +201,12 @@ class Services:
         `count_pages_in_background` was called and the engine has started."""
         if not self._count_pages or self._engine_info is None:
             return
-        try:
-            with db.transaction(self.sessions) as s:
-                todo = set(s.scalars(select(db.Workspace.id))) if ws_id is None else {ws_id}
-        except DBAPIError as exc:         # the questions count what is missing
-            log.warning("page token counts not queued: %s", exc.orig)
-            return
-        with self._counting_changed:
-            self._to_count |= todo
-            if self._counting is None and todo and not self._stopping.is_set():
+        with self._counting_changed:          # (no database work here: a caller may hold a transaction)
+            if ws_id is None:
+                self._count_every = True     # the counting thread lists the workspaces
+            else:
+                self._to_count.add(ws_id)
+            if self._counting is None and not self._stopping.is_set():
                 self._counting = threading.Thread(target=self._count_queued, name="count-pages", daemon=True)
                 self._counting.start()
 
@@ -234,6 +232,19 @@ class Services:
     def _count_queued(self) -> None:
         while True:
             with self._counting_changed:
+                every, self._count_every = self._count_every, False
+            if every:
+                try:
+                    with db.transaction(self.sessions) as s:
+                        every_id = set(s.scalars(select(db.Workspace.id)))
+                except DBAPIError as exc:     # the questions count what is missing
+                    log.warning("page token counts not queued: %s", exc.orig)
+                    every_id = set()
+                with self._counting_changed:
+                    self._to_count |= every_id
+            with self._counting_changed:
+                if self._count_every:
+                    continue
                 if not self._to_count or self._stopping.is_set():
                     self._counting = None
                     self._counting_changed.notify_all()

@@ -278,3 +278,26 @@ def test_an_upload_and_the_gauge_tokenise_no_uncounted_document_on_the_request_t
     assert not [t for thread, t in encoded if thread is threading.current_thread() and doc.pages[20].text in t]
     assert row.cached and svc.answerer.cached_documents([doc]) == [True]   # as computing the keys finds
     svc.close()
+
+
+def test_a_listing_that_starts_the_engine_does_not_wait_on_its_own_transaction(corpus, tmp_path, caplog,
+                                                                               monkeypatch):
+    """A listing reads the documents in a transaction and asks for the tokenizer key, which starts a
+    cheap engine (extractive) there; starting queued every workspace for counting with a query of
+    its own, which waited on the listing's transaction for the whole busy timeout (30 s: a page
+    load, `GET .../documents` timed out) and then gave up counting. The counting thread now lists
+    the workspaces itself."""
+    from app import db
+
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 2000)       # the old wait, shortened
+    svc = Services(Settings.from_env(data_dir=tmp_path / "d", engine="extractive"))
+    svc.count_pages_in_background()                        # as `jambadocs serve` does
+    ws = svc.workspaces.create("w")
+    svc.documents.add(ws.id, corpus / "hsaur-inference.pdf")   # counted once the engine has started
+    with caplog.at_level(logging.WARNING, logger="app.services"):
+        [doc] = svc.documents.list(ws.id, estimate=True)   # starts the extractive engine
+        assert svc.wait_for_page_counts(timeout=120)
+    assert not [r for r in caplog.records if "not queued" in r.getMessage()]
+    [counted] = svc.documents.list(ws.id, estimate=True)
+    assert doc.estimated and not counted.estimated and counted.tokens > 0
+    svc.close()
