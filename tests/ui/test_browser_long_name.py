@@ -20,3 +20,5 @@ def test_a_long_file_name_is_kept_whole(chromium, corpus, tmp_path):
     except Exception:
         report(page, server)
         raise
+    finally:
+        server.stop()
