@@ -301,10 +301,3 @@ def _paint(image: Image.Image, boxes: list[tuple[int, int, int, int]]) -> Image.
         draw.rectangle(box, fill=HIGHLIGHT_FILL, outline=HIGHLIGHT_OUTLINE, width=2)
     return Image.alpha_composite(image.convert("RGBA"), overlay).convert("RGB")
 
-
-def render_stored_page(files_dir: str | Path, content_hash: str, page_number: int,
-                       highlight: str | None = None, scale: float = 1.5) -> RenderedPage:
-    """Render a page of an original kept by app.filestore (files/<sha256>)."""
-    from app.filestore import FileStore
-
-    return render_page(FileStore(Path(files_dir)).path(content_hash), page_number, highlight, scale)
