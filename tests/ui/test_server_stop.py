@@ -57,23 +57,29 @@ def _stops_in_time(server, signum) -> None:
                     + server.log.read_text(errors="replace")[-3000:])
 
 
+def _collect_answer_events(server, events: list[tuple[str, dict]]) -> None:
+    """Ask QUESTION in workspace w through the API, appending each (event, data) of the stream to
+    `events` until it ends or the connection drops."""
+    try:
+        with httpx.stream("POST", f"{server.url}api/workspaces/w/ask", json={"question": QUESTION},
+                          timeout=httpx.Timeout(10, read=None)) as reply:
+            kind = None
+            for line in reply.iter_lines():
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: "):
+                    events.append((kind, json.loads(line[6:])))
+    except httpx.HTTPError:
+        pass
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_an_api_answer_is_saved_as_stopped_when_the_server_stops(tmp_path, checkpoint, signum):
     server = _server_with_a_note(tmp_path, checkpoint)
     events: list[tuple[str, dict]] = []
 
     def ask() -> None:
-        try:
-            with httpx.stream("POST", f"{server.url}api/workspaces/w/ask", json={"question": QUESTION},
-                              timeout=httpx.Timeout(10, read=None)) as reply:
-                kind = None
-                for line in reply.iter_lines():
-                    if line.startswith("event: "):
-                        kind = line[7:]
-                    elif line.startswith("data: "):
-                        events.append((kind, json.loads(line[6:])))
-        except httpx.HTTPError:
-            pass
+        _collect_answer_events(server, events)
 
     asker = threading.Thread(target=ask, daemon=True)
     try:
@@ -145,17 +151,7 @@ def test_the_server_stops_in_time_while_a_checkpoint_loads(tmp_path, checkpoint)
     events: list[tuple[str, dict]] = []
 
     def ask() -> None:
-        try:
-            with httpx.stream("POST", f"{server.url}api/workspaces/w/ask", json={"question": QUESTION},
-                              timeout=httpx.Timeout(10, read=None)) as reply:
-                kind = None
-                for line in reply.iter_lines():
-                    if line.startswith("event: "):
-                        kind = line[7:]
-                    elif line.startswith("data: "):
-                        events.append((kind, json.loads(line[6:])))
-        except httpx.HTTPError:
-            pass
+        _collect_answer_events(server, events)
 
     def info() -> None:                  # starts the engine in a request's thread (as /budget does)
         try:
