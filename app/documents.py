@@ -109,11 +109,12 @@ class DocumentService:
     def list(self, ws_id: int, estimate: bool = False) -> list[DocumentInfo]:
         """The workspace's documents; `estimate`: those not counted yet get a cheap estimate of their
         tokens (from their text's stored size, nothing tokenised), marked `estimated`."""
+        key = self._svc.tokenizer_key()
         with db.transaction(self._svc.sessions) as s:
             self._svc.workspaces._row(s, ws_id)
             rows = list(s.scalars(select(db.Document).where(db.Document.workspace_id == ws_id)
                                   .order_by(db.Document.id)))
-            counts = self._token_counts(s, rows)
+            counts = self._token_counts(s, rows, key)
             guesses = self._estimates(s, [r.id for r in rows if r.id not in counts]) if estimate else {}
         cached = self._svc.cached_flags(ws_id, rows)
         return [replace(self._info(r, i + 1, counts.get(r.id, guesses.get(r.id)), cached[i]),
@@ -133,11 +134,12 @@ class DocumentService:
         return found
 
     def get(self, doc_id: int) -> DocumentInfo:
+        key = self._svc.tokenizer_key()
         with db.transaction(self._svc.sessions) as s:
             row = self._row(s, doc_id)
             ids = list(s.scalars(select(db.Document.id).where(
                 db.Document.workspace_id == row.workspace_id).order_by(db.Document.id)))
-            counts = self._token_counts(s, [row])
+            counts = self._token_counts(s, [row], key)
         return self._info(row, ids.index(row.id) + 1, counts.get(row.id), False)
 
     def page(self, doc_id: int, number: int) -> PageInfo:
@@ -579,6 +581,7 @@ class DocumentService:
 
     # -- helpers ------------------------------------------------------------------------------
     def _find(self, ws_id: int, content_hash: str) -> DocumentInfo | None:
+        key = self._svc.tokenizer_key()
         with db.transaction(self._svc.sessions) as s:
             ids = list(s.scalars(select(db.Document.id).where(db.Document.workspace_id == ws_id)
                                  .order_by(db.Document.id)))
@@ -586,11 +589,12 @@ class DocumentService:
                                                      db.Document.content_hash == content_hash))
             if row is None:
                 return None
-            counts = self._token_counts(s, [row])
+            counts = self._token_counts(s, [row], key)
         return self._info(row, ids.index(row.id) + 1, counts.get(row.id), False)
 
-    def _token_counts(self, s, rows: list[db.Document]) -> dict[int, int]:
-        key = self._svc.tokenizer_key()
+    def _token_counts(self, s, rows: list[db.Document], key: str | None) -> dict[int, int]:
+        """The rows' token counts under tokenizer `key` (None: any). The caller gets `key` before
+        its transaction: `tokenizer_key` may start a cheap engine, which must not run inside one."""
         if not rows:
             return {}
         q = select(db.TokenCount).where(db.TokenCount.document_id.in_([r.id for r in rows]))
